@@ -1,0 +1,56 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Layers of the package (see README.md, "Architecture"):
+//   CBLAS, CZlib   system libraries (OpenBLAS through pkg-config, zlib for .gz files)
+//   Backprop       the library: Tensor, Layers, Autograd, Check, Data, Training, Explain
+//   backprop       the command-line tool
+let package = Package(
+    name: "Backprop",
+    products: [
+        .library(name: "Backprop", targets: ["Backprop"]),
+        .executable(name: "backprop", targets: ["backprop"]),
+    ],
+    traits: [
+        .trait(
+            name: "OpenBLAS",
+            description: "Matrix products through OpenBLAS on Linux (Accelerate is always used on macOS)."
+        ),
+        .default(enabledTraits: ["OpenBLAS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
+        ),
+        .target(
+            name: "Backprop",
+            dependencies: [
+                .target(name: "CBLAS", condition: .when(platforms: [.linux], traits: ["OpenBLAS"])),
+                "CZlib",
+            ],
+            linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]
+        ),
+        .executableTarget(
+            name: "backprop",
+            dependencies: [
+                "Backprop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "BackpropTests",
+            dependencies: ["Backprop"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

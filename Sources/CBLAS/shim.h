@@ -1,0 +1,2 @@
+// The C interface to BLAS, from OpenBLAS (Debian: libopenblas-dev).
+#include <cblas.h>
