@@ -1,0 +1,2 @@
+import Backprop
+print("backprop")
