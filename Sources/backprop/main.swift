@@ -1,2 +1,23 @@
+import ArgumentParser
 import Backprop
-print("backprop")
+
+/// The `backprop` command: the seed's program and the tools built around it.
+///
+/// The command line parses arguments, calls the library and formats what it returns; no numerics
+/// live here. Errors reach the user as one line on stderr and a non-zero exit status.
+@main
+struct BackpropCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backprop",
+        abstract: "A neural network from its foundations, and backpropagation step by step.",
+        discussion: """
+            Runs fast.ai's "fully connected" lesson in Swift: the seed's Lin, ReLU, Mse and Model \
+            on Fashion-MNIST, with hand-written gradients that an autograd engine and finite \
+            differences check.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            SeedCommand.self,
+        ]
+    )
+}

@@ -1,17 +1,137 @@
-/// A recorded operation: what produced a tensor, from which inputs (autograd's graph node).
+// Reverse-mode automatic differentiation on `Tensor`, independent of the layers' hand-written
+// `backward()` methods (the two never call each other; tests and `gradcheck` compare them).
+//
+// Recording: every tensor operation ends with `.recorded(op, inputs...)`. When autograd is on and
+// an input requires gradients, the result remembers a `GradFn` (the op and its inputs) and
+// requires gradients too; otherwise nothing is recorded and the operation costs nothing extra.
+//
+// Backward: `loss.backward()` orders the recorded graph topologically (iteratively, so a chain of
+// 100,000 operations does not overflow the stack), then walks it from the loss to the leaves,
+// asking `Derivatives.swift` for each op's input gradients.
+
+/// A recorded operation: what produced a tensor, from which inputs (a node of autograd's graph).
 final class GradFn {
     /// The operation, with whatever its derivative needs saved.
     let op: Op
     /// The operands, in the order the derivative table returns their gradients.
-    let inputs: [Tensor]
+    /// (`var` only so that `releaseIteratively` can take them apart.)
+    var inputs: [Tensor]
 
     init(op: Op, inputs: [Tensor]) {
         self.op = op
         self.inputs = inputs
     }
+
+    /// Releases a graph without recursion.
+    ///
+    /// Dropping the last reference to the end of a long chain would otherwise free the chain
+    /// recursively, one stack frame per operation, and overflow the stack (a chain of 100,000
+    /// operations). Instead, each node that is about to die hands its inputs' nodes to a work list.
+    static func releaseIteratively(graphOf tensor: Tensor) {
+        var pending: [GradFn] = []
+        if let node = tensor.gradFn { pending.append(node) }
+        tensor.gradFn = nil
+        while var node = pending.popLast() {
+            guard isKnownUniquelyReferenced(&node) else { continue }
+            var inputs = node.inputs
+            node.inputs = []
+            while var input = inputs.popLast() {
+                if isKnownUniquelyReferenced(&input), let inputNode = input.gradFn {
+                    input.gradFn = nil
+                    pending.append(inputNode)
+                }
+            }
+        }
+    }
 }
 
-/// The operations autograd knows how to differentiate (see `Derivatives.swift`).
-enum Op {
-    case placeholder
+/// Whether operations are recorded for autograd in the current task (PyTorch's grad mode).
+public enum GradMode {
+    @TaskLocal static var isEnabled = true
+
+    /// Runs `body` with recording off (PyTorch's `with torch.no_grad():`), for example to update
+    /// parameters in place or to evaluate a model without building a graph.
+    public static func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
+        try $isEnabled.withValue(false, operation: body)
+    }
+}
+
+extension Tensor {
+    /// Records `op` as the operation that produced `self` from `inputs`, if autograd tracks any of
+    /// them; returns `self`.
+    @inline(__always)
+    func recorded(_ op: @autoclosure () -> Op, _ inputs: Tensor...) -> Tensor {
+        guard inputs.contains(where: \.requiresGrad), GradMode.isEnabled else { return self }
+        gradFn = GradFn(op: op(), inputs: inputs)
+        requiresGrad = true
+        return self
+    }
+
+    /// Whether this tensor is a leaf of autograd's graph: created by the user, not recorded from
+    /// an operation (PyTorch's `is_leaf`).
+    public var isLeaf: Bool { gradFn == nil }
+
+    /// Computes the gradient of this scalar with respect to every tensor that requires gradients
+    /// and that it depends on, and adds it to their ``grad`` (PyTorch's `loss.backward()`).
+    ///
+    /// `.grad` is filled on every tensor of the graph that requires gradients, leaves and
+    /// intermediate results alike, so that each can be compared with the seed's `.g`.
+    /// Gradients accumulate: a tensor used twice gets both contributions, and calling
+    /// `backward()` twice adds the gradients twice (the graph is kept, as with PyTorch's
+    /// `retain_graph=True`). Call ``zeroGrad()`` on the leaves in between to start again.
+    /// The seed's `.g` is never touched.
+    /// - Precondition: this tensor has one element and requires gradients.
+    public func backward() {
+        precondition(count == 1, "backward(): expects a scalar (one element), got shape \(shape)")
+        precondition(requiresGrad, "backward(): this tensor does not require gradients; set requiresGrad on an input")
+        GradMode.withNoGrad {
+            let order = topologicalOrder()
+            // Gradients flowing in this pass, by tensor identity.
+            var flowing: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): Tensor.ones(shape)]
+            for tensor in order.reversed() {
+                guard let gradient = flowing.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
+                tensor.grad = tensor.grad.map { $0 + gradient } ?? gradient
+                guard let node = tensor.gradFn else { continue }
+                let inputGradients = node.op.inputGradients(
+                    output: tensor, gradient: gradient, inputs: node.inputs)
+                for (input, inputGradient) in zip(node.inputs, inputGradients) {
+                    guard input.requiresGrad, let inputGradient else { continue }
+                    precondition(
+                        inputGradient.shape == input.shape,
+                        "autograd: derivative of \(node.op) gave shape \(inputGradient.shape) for an input of shape \(input.shape)")
+                    let key = ObjectIdentifier(input)
+                    flowing[key] = flowing[key].map { $0 + inputGradient } ?? inputGradient
+                }
+            }
+        }
+    }
+
+    /// Clears ``grad`` (PyTorch's `zero_grad`, setting it to `None`).
+    public func zeroGrad() {
+        grad = nil
+    }
+
+    /// The tensors this one depends on through recorded operations, each after all of its
+    /// inputs, ending with `self`. Iterative depth-first search: no recursion, no stack overflow.
+    func topologicalOrder() -> [Tensor] {
+        var order: [Tensor] = []
+        var visited: Set<ObjectIdentifier> = []
+        // Each entry: a tensor and how many of its inputs have been pushed.
+        var stack: [(tensor: Tensor, nextInput: Int)] = [(self, 0)]
+        visited.insert(ObjectIdentifier(self))
+        while let top = stack.last {
+            let inputs = top.tensor.gradFn?.inputs ?? []
+            if top.nextInput < inputs.count {
+                stack[stack.count - 1].nextInput += 1
+                let input = inputs[top.nextInput]
+                if input.requiresGrad && visited.insert(ObjectIdentifier(input)).inserted {
+                    stack.append((input, 0))
+                }
+            } else {
+                order.append(top.tensor)
+                stack.removeLast()
+            }
+        }
+        return order
+    }
 }

@@ -14,10 +14,10 @@ final class Storage: @unchecked Sendable {
     init(count: Int) {
         precondition(count >= 0, "Storage: negative element count \(count)")
         var raw: UnsafeMutableRawPointer?
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let bytes = Swift.max(count, 1) * MemoryLayout<Float>.stride
         let status = posix_memalign(&raw, 64, bytes)
         precondition(status == 0 && raw != nil, "Storage: could not allocate \(bytes) bytes")
-        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = raw!.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
         self.count = count
     }
 
@@ -60,6 +60,10 @@ public final class Tensor {
     public var grad: Tensor?
     /// The recorded operation that produced this tensor, if autograd tracked it.
     var gradFn: GradFn?
+
+    deinit {
+        if gradFn != nil { GradFn.releaseIteratively(graphOf: self) }
+    }
 
     /// Creates a tensor that views `storage` with the given layout.
     init(storage: Storage, shape: [Int], strides: [Int], offset: Int = 0) {
@@ -124,7 +128,7 @@ public final class Tensor {
         var step = 1
         for axis in stride(from: shape.count - 1, through: 0, by: -1) {
             strides[axis] = step
-            step *= max(shape[axis], 1)
+            step *= Swift.max(shape[axis], 1)
         }
         return strides
     }

@@ -1,0 +1,37 @@
+// The seed's free functions, in the seed's words.
+
+/// A linear layer's forward pass: `lin(x, w, b) = x • w + b` (the seed's `def lin(x, w, b): return x@w + b`).
+///
+/// Shapes: `x (n, m)`, `w (m, nh)`, `b (nh)` give `(n, nh)`. The product and the bias are one
+/// BLAS call (the bias is written into the result first and the product added to it), which is
+/// the same arithmetic as `x • w + b` without a temporary.
+/// - Precondition: the shapes fit; otherwise stops naming them.
+public func lin(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
+    Tensor.checkMatmulShapes(x, w, operation: "lin")
+    let rows = x.shape[0], columns = w.shape[1]
+    precondition(
+        b.count == columns && b.rank <= 2 && b.shape.last == columns,
+        "lin: bias of shape \(b.shape) does not fit x \(x.shape) • w \(w.shape) (expected [\(columns)])")
+    let result = Tensor(uninitializedShape: [rows, columns])
+    b.withUnsafeBufferPointer { bias in
+        for row in 0..<rows {
+            (result.pointer + row * columns).update(from: bias.baseAddress!, count: columns)
+        }
+    }
+    Tensor.gemm(x, w, into: result, accumulate: true, kernel: .fast)
+    return result.recorded(.linear, x, w, b)
+}
+
+/// The rectified linear unit: `relu(x) = max(x, 0)`, the seed's `inp.clamp_min(0.)`.
+public func relu(_ x: Tensor) -> Tensor {
+    x.clampMin(0)
+}
+
+/// Mean squared error: `mse(output, target) = mean((output.squeeze() - target)²)` (the seed's
+/// `def mse(output, targ): return ((output.squeeze()-targ)**2).mean()`).
+///
+/// Shapes: `output (n, 1)` and `target (n)` give a scalar.
+/// NOTE: without `squeeze()`, `(n, 1) - (n)` broadcasts to `(n, n)` and the loss is silently wrong.
+public func mse(_ output: Tensor, _ target: Tensor) -> Tensor {
+    ((output.squeeze() - target) ** 2).mean()
+}

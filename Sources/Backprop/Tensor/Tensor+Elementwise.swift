@@ -1,0 +1,139 @@
+import Foundation
+
+precedencegroup ExponentiationPrecedence {
+    higherThan: MultiplicationPrecedence
+    associativity: right
+}
+
+/// Raises every element to a power: the seed's `**` (`(output - target) ** 2`).
+infix operator ** : ExponentiationPrecedence
+
+// Elementwise arithmetic with NumPy broadcasting, as in PyTorch. Every operation returns a new
+// tensor, and records itself for autograd when an operand requires gradients (see `Graph.swift`;
+// the derivatives are in `Derivatives.swift`).
+
+extension Tensor {
+    /// Elementwise sum, with broadcasting: `a + b`.
+    /// - Precondition: the shapes broadcast; otherwise stops naming both.
+    public static func + (a: Tensor, b: Tensor) -> Tensor {
+        broadcastBinary(a, b, name: "+", +).recorded(.add, a, b)
+    }
+
+    /// Elementwise difference, with broadcasting: `a - b`.
+    /// - Precondition: the shapes broadcast; otherwise stops naming both.
+    public static func - (a: Tensor, b: Tensor) -> Tensor {
+        broadcastBinary(a, b, name: "-", -).recorded(.subtract, a, b)
+    }
+
+    /// Elementwise product, with broadcasting: `a * b`.
+    /// - Precondition: the shapes broadcast; otherwise stops naming both.
+    public static func * (a: Tensor, b: Tensor) -> Tensor {
+        broadcastBinary(a, b, name: "*", *).recorded(.multiply, a, b)
+    }
+
+    /// Elementwise quotient, with broadcasting: `a / b`.
+    /// - Precondition: the shapes broadcast; otherwise stops naming both.
+    public static func / (a: Tensor, b: Tensor) -> Tensor {
+        broadcastBinary(a, b, name: "/", /).recorded(.divide, a, b)
+    }
+
+    /// Adds a number to every element: `a + s`.
+    public static func + (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 + s }.recorded(.addScalar, a)
+    }
+
+    /// Adds a number to every element: `s + a`.
+    public static func + (s: Float, a: Tensor) -> Tensor { a + s }
+
+    /// Subtracts a number from every element: `a - s`.
+    public static func - (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 - s }.recorded(.addScalar, a)
+    }
+
+    /// Subtracts every element from a number: `s - a`.
+    public static func - (s: Float, a: Tensor) -> Tensor {
+        a.mapValues { s - $0 }.recorded(.reverseSubtractScalar, a)
+    }
+
+    /// Multiplies every element by a number: `a * s`.
+    public static func * (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 * s }.recorded(.multiplyScalar(s), a)
+    }
+
+    /// Multiplies every element by a number: `s * a`.
+    public static func * (s: Float, a: Tensor) -> Tensor { a * s }
+
+    /// Divides every element by a number: `a / s` (a true division, as NumPy's, not a product
+    /// with `1 / s`).
+    public static func / (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 / s }.recorded(.divideScalar(s), a)
+    }
+
+    /// Divides a number by every element: `s / a`.
+    public static func / (s: Float, a: Tensor) -> Tensor {
+        a.mapValues { s / $0 }.recorded(.reverseDivideScalar(s), a)
+    }
+
+    /// Negates every element: `-a`.
+    public static prefix func - (a: Tensor) -> Tensor {
+        a.mapValues { -$0 }.recorded(.multiplyScalar(-1), a)
+    }
+
+    /// Raises every element to the power `p`: `a ** p` (the seed's `**2`).
+    ///
+    /// `** 2` is computed as `x * x`, exactly as NumPy and PyTorch square.
+    public static func ** (a: Tensor, p: Float) -> Tensor {
+        let result: Tensor
+        if p == 2 {
+            result = a.mapValues { $0 * $0 }
+        } else if p == 1 {
+            result = a.mapValues { $0 }
+        } else {
+            result = a.mapValues { Foundation.pow($0, p) }
+        }
+        return result.recorded(.power(p), a)
+    }
+
+    /// Every element squared: `a ** 2`.
+    public func squared() -> Tensor { self ** 2 }
+
+    /// Every element clamped from below: `max(x, minimum)` (PyTorch's `clamp_min`).
+    ///
+    /// The seed's ReLU is `inp.clamp_min(0.)`.
+    /// NOTE: autograd passes the gradient where `x > minimum` and blocks it where `x == minimum`,
+    /// as the seed's hand-written `(inp > 0).float() * out.g` does.
+    public func clampMin(_ minimum: Float) -> Tensor {
+        mapValues { Swift.max($0, minimum) }.recorded(.clampMin(minimum), self)
+    }
+
+    /// `e` raised to every element.
+    public func exp() -> Tensor {
+        mapValues { Foundation.exp($0) }.recorded(.exp, self)
+    }
+
+    /// The natural logarithm of every element.
+    public func log() -> Tensor {
+        mapValues { Foundation.log($0) }.recorded(.log, self)
+    }
+
+    /// The square root of every element.
+    public func sqrt() -> Tensor {
+        mapValues { $0.squareRoot() }.recorded(.power(0.5), self)
+    }
+
+    /// A mask: 1 where the element is greater than `s`, else 0 (the seed's `(inp > 0).float()`).
+    ///
+    /// The mask is a constant to autograd: comparisons have no derivative.
+    public static func > (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 > s ? 1 : 0 }
+    }
+
+    /// A mask: 1 where the element is less than `s`, else 0.
+    public static func < (a: Tensor, s: Float) -> Tensor {
+        a.mapValues { $0 < s ? 1 : 0 }
+    }
+
+    /// The tensor itself: masks are already `Float`. Kept so that the seed's
+    /// `(inp > 0).float()` reads the same in Swift.
+    public func float() -> Tensor { self }
+}

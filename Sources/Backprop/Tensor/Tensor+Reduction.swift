@@ -1,0 +1,157 @@
+import Foundation
+
+// Reductions. Sums accumulate in Double and round once to Float at the end, so they are at least
+// as accurate as NumPy's pairwise float32 sums and do not depend on the order of threads.
+
+extension Tensor {
+    /// The sum over dimension `dim` (PyTorch's `sum(dim)`), which is removed unless `keepDim`.
+    ///
+    /// The seed's `b.g = out.g.sum(0)` sums a `(n, out)` gradient over its rows into `(out)`.
+    /// - Precondition: `dim` names a dimension (negative values count from the end).
+    public func sum(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        let axis = normalizedAxis(dim, rank: rank, operation: "sum")
+        return reduce(axis: axis, keepDim: keepDim, scale: 1).recorded(.sum(axis: axis, keepDim: keepDim), self)
+    }
+
+    /// The sum of all elements, as a scalar tensor (shape `[]`).
+    public func sum() -> Tensor {
+        Tensor(Float(sumInDouble())).recorded(.sumAll, self)
+    }
+
+    /// The mean of all elements, as a scalar tensor (shape `[]`): `Σx / count`.
+    /// - Precondition: the tensor is not empty.
+    public func mean() -> Tensor {
+        precondition(count > 0, "mean(): tensor of shape \(shape) is empty")
+        return Tensor(Float(sumInDouble() / Double(count))).recorded(.meanAll, self)
+    }
+
+    /// The mean over dimension `dim`, which is removed unless `keepDim`.
+    /// - Precondition: `dim` names a non-empty dimension.
+    public func mean(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        let axis = normalizedAxis(dim, rank: rank, operation: "mean")
+        precondition(shape[axis] > 0, "mean(\(dim)): dimension \(dim) of shape \(shape) is empty")
+        return reduce(axis: axis, keepDim: keepDim, scale: 1 / Double(shape[axis]))
+            .recorded(.mean(axis: axis, keepDim: keepDim), self)
+    }
+
+    /// The largest element along `dim` (PyTorch's `max(dim).values`), removed unless `keepDim`.
+    ///
+    /// Autograd sends the gradient to the first position that holds the maximum.
+    /// - Precondition: `dim` names a non-empty dimension.
+    public func max(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        let axis = normalizedAxis(dim, rank: rank, operation: "max")
+        precondition(shape[axis] > 0, "max(\(dim)): dimension \(dim) of shape \(shape) is empty")
+        let (outer, size, inner) = splitAround(axis)
+        let source = contiguous()
+        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
+        let input = source.pointer, out = result.pointer
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var best = input[o * size * inner + i]
+                for k in 1..<size { best = Swift.max(best, input[(o * size + k) * inner + i]) }
+                out[o * inner + i] = best
+            }
+        }
+        return result.recorded(.max(axis: axis, keepDim: keepDim), self)
+    }
+
+    /// The index of the largest element along `dim`, for each position of the other dimensions.
+    ///
+    /// For a `(n, c)` matrix of scores, `argmax(1)` gives each row's predicted class.
+    public func argmax(_ dim: Int) -> [Int] {
+        let axis = normalizedAxis(dim, rank: rank, operation: "argmax")
+        let (outer, size, inner) = splitAround(axis)
+        let source = contiguous()
+        let input = source.pointer
+        var result = [Int](repeating: 0, count: outer * inner)
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var bestIndex = 0
+                var best = input[o * size * inner + i]
+                for k in 1..<Swift.max(size, 1) where input[(o * size + k) * inner + i] > best {
+                    best = input[(o * size + k) * inner + i]
+                    bestIndex = k
+                }
+                result[o * inner + i] = bestIndex
+            }
+        }
+        return result
+    }
+
+    /// `log Σ exp(x)` along `dim`, computed stably as `m + log Σ exp(x - m)` with `m` the maximum,
+    /// so that large values neither overflow nor lose precision.
+    ///
+    /// Its derivative is the softmax along `dim`.
+    public func logSumExp(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        let axis = normalizedAxis(dim, rank: rank, operation: "logSumExp")
+        let (outer, size, inner) = splitAround(axis)
+        let source = contiguous()
+        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
+        let input = source.pointer, out = result.pointer
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var m = -Float.infinity
+                for k in 0..<size { m = Swift.max(m, input[(o * size + k) * inner + i]) }
+                if m == -Float.infinity || !m.isFinite {
+                    out[o * inner + i] = m
+                    continue
+                }
+                var total = 0.0
+                for k in 0..<size { total += Foundation.exp(Double(input[(o * size + k) * inner + i] - m)) }
+                out[o * inner + i] = m + Float(Foundation.log(total))
+            }
+        }
+        return result.recorded(.logSumExp(axis: axis, keepDim: keepDim), self)
+    }
+
+    /// The sizes before, at, and after `axis`, for loops over a contiguous copy.
+    func splitAround(_ axis: Int) -> (outer: Int, size: Int, inner: Int) {
+        let outer = shape[..<axis].reduce(1, *)
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        return (outer, shape[axis], inner)
+    }
+
+    /// The shape after reducing `axis`.
+    func reducedShape(axis: Int, keepDim: Bool) -> [Int] {
+        var result = shape
+        if keepDim { result[axis] = 1 } else { result.remove(at: axis) }
+        return result
+    }
+
+    /// Sums along `axis` in Double, multiplies by `scale`, and rounds to Float.
+    private func reduce(axis: Int, keepDim: Bool, scale: Double) -> Tensor {
+        let (outer, size, inner) = splitAround(axis)
+        let source = contiguous()
+        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
+        let input = source.pointer, out = result.pointer
+        var accumulator = [Double](repeating: 0, count: inner)
+        for o in 0..<outer {
+            for i in 0..<inner { accumulator[i] = 0 }
+            for k in 0..<size {
+                let row = input + (o * size + k) * inner
+                for i in 0..<inner { accumulator[i] += Double(row[i]) }
+            }
+            for i in 0..<inner { out[o * inner + i] = Float(accumulator[i] * scale) }
+        }
+        return result
+    }
+
+    /// The sum of all elements in Double.
+    func sumInDouble() -> Double {
+        let source = contiguous()
+        let input = source.pointer
+        // Four accumulators let the loop vectorise; the order is fixed, so the result is too.
+        var partial = (0.0, 0.0, 0.0, 0.0)
+        let blocks = count / 4
+        for block in 0..<blocks {
+            let i = block * 4
+            partial.0 += Double(input[i])
+            partial.1 += Double(input[i + 1])
+            partial.2 += Double(input[i + 2])
+            partial.3 += Double(input[i + 3])
+        }
+        var total = (partial.0 + partial.1) + (partial.2 + partial.3)
+        for i in (blocks * 4)..<count { total += Double(input[i]) }
+        return total
+    }
+}
