@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers of the package (see README.md, "Architecture"):
 //   CBLAS, CZlib   system libraries (OpenBLAS through pkg-config, zlib for .gz files)
+//   CKernels       matrix-product kernels in C for AVX2/FMA, chosen at run time
 //   Backprop       the library: Tensor, Layers, Autograd, Check, Data, Training, Explain
 //   backprop       the command-line tool
 let package = Package(
@@ -32,11 +33,13 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
+        .target(name: "CKernels"),
         .target(
             name: "Backprop",
             dependencies: [
                 .target(name: "CBLAS", condition: .when(platforms: [.linux], traits: ["OpenBLAS"])),
                 "CZlib",
+                "CKernels",
             ],
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]
         ),

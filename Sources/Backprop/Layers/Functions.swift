@@ -3,8 +3,8 @@
 /// A linear layer's forward pass: `lin(x, w, b) = x • w + b` (the seed's `def lin(x, w, b): return x@w + b`).
 ///
 /// Shapes: `x (n, m)`, `w (m, nh)`, `b (nh)` give `(n, nh)`. The product and the bias are one
-/// BLAS call (the bias is written into the result first and the product added to it), which is
-/// the same arithmetic as `x • w + b` without a temporary.
+/// pass: the matrix-product kernel starts each row of the result from `b`, which is the same
+/// arithmetic as `x • w + b` without a temporary.
 /// - Precondition: the shapes fit; otherwise stops naming them.
 public func lin(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
     Tensor.checkMatmulShapes(x, w, operation: "lin")
@@ -13,12 +13,7 @@ public func lin(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
         b.count == columns && b.rank <= 2 && b.shape.last == columns,
         "lin: bias of shape \(b.shape) does not fit x \(x.shape) • w \(w.shape) (expected [\(columns)])")
     let result = Tensor(uninitializedShape: [rows, columns])
-    b.withUnsafeBufferPointer { bias in
-        for row in 0..<rows {
-            (result.pointer + row * columns).update(from: bias.baseAddress!, count: columns)
-        }
-    }
-    Tensor.gemm(x, w, into: result, accumulate: true, kernel: .fast)
+    Tensor.gemm(x, w, into: result, accumulate: false, bias: b, kernel: .fast)
     return result.recorded(.linear, x, w, b)
 }
 

@@ -11,11 +11,12 @@ infix operator • : MultiplicationPrecedence
 
 /// The routine that computes matrix products.
 ///
-/// `.fast` is the default: BLAS where the build has it (Accelerate on macOS, OpenBLAS on Linux
-/// with the `OpenBLAS` trait), else the blocked pure-Swift kernel. The others exist to check and
-/// to measure the fast one.
+/// `.fast` is the default: for products with a small side, such as the seed's (one side is
+/// nh = 50), an AVX2 kernel where the CPU has it (`MatMul+Skinny.swift`); otherwise BLAS where
+/// the build has it (Accelerate on macOS, OpenBLAS on Linux with the `OpenBLAS` trait), else the
+/// blocked pure-Swift kernel. The others exist to check and to measure the fast one.
 public enum MatMulKernel: String, CaseIterable, Sendable {
-    /// BLAS if this build has it, else `.blocked`.
+    /// The skinny AVX2 kernel or BLAS, whichever is faster for the shape; `.blocked` without either.
     case fast
     /// The portable blocked pure-Swift kernel (`MatMul+Blocked.swift`).
     case blocked
@@ -29,6 +30,33 @@ public enum MatMulKernel: String, CaseIterable, Sendable {
         #else
             return false
         #endif
+    }
+}
+
+/// The code that computes one matrix product: what `MatMulKernel.fast` chooses between, and
+/// what the benchmark measures one by one.
+enum GemmRoute: String, CaseIterable, Sendable {
+    /// The AVX2/FMA kernel for products with a small side (`MatMul+Skinny.swift`).
+    case skinny
+    /// BLAS (`cblas_sgemm`), or the blocked kernel in a build without BLAS.
+    case blas
+    /// The blocked pure-Swift kernel.
+    case blocked
+    /// The plain triple loop.
+    case reference
+
+    /// The route `kernel` takes for an `(m, k) • (k, n)` product.
+    init(_ kernel: MatMulKernel, m: Int, n: Int, k: Int) {
+        switch kernel {
+        case .fast:
+            if Tensor.prefersSkinnyKernel(m: m, n: n, k: k) {
+                self = .skinny
+            } else {
+                self = MatMulKernel.hasBLAS ? .blas : .blocked
+            }
+        case .blocked: self = .blocked
+        case .reference: self = .reference
+        }
     }
 }
 
@@ -51,8 +79,8 @@ struct MatrixOperand: @unchecked Sendable {
 extension Tensor {
     /// The matrix product `a • b` (the seed's `a @ b`): `(n, k) • (k, m) → (n, m)`.
     ///
-    /// Either operand may be a transposed view (`w.t()`): BLAS reads it through its transpose
-    /// flag, without a copy.
+    /// Either operand may be a transposed view (`w.t()`): the kernels read it through its
+    /// strides (BLAS through its transpose flag), without a copy.
     /// - Precondition: both are matrices and the inner sizes agree; otherwise stops naming both
     ///   shapes.
     public static func • (a: Tensor, b: Tensor) -> Tensor {
@@ -93,32 +121,51 @@ extension Tensor {
         return (MatrixOperand(pointer: UnsafePointer(copy.pointer), rows: rows, columns: columns, leading: Swift.max(columns, 1), transposed: false), copy)
     }
 
-    /// `c = a • b`, or `c += a • b` when `accumulate`; `c` is contiguous `(a.rows, b.columns)`.
-    static func gemm(_ a: Tensor, _ b: Tensor, into c: Tensor, accumulate: Bool, kernel: MatMulKernel) {
+    /// `c = a • b (+ bias)`, or `c += a • b` when `accumulate`; `c` is contiguous
+    /// `(a.rows, b.columns)`, and `bias`, if given, has `b.columns` elements.
+    static func gemm(
+        _ a: Tensor, _ b: Tensor, into c: Tensor, accumulate: Bool, bias: Tensor? = nil, kernel: MatMulKernel
+    ) {
         let (left, keepLeft) = a.matrixOperand()
         let (right, keepRight) = b.matrixOperand()
-        withExtendedLifetime((keepLeft, keepRight)) {
-            gemm(left, right, into: c.pointer, accumulate: accumulate, kernel: kernel)
+        let biasValues = bias?.contiguous()
+        let route = GemmRoute(kernel, m: left.rows, n: right.columns, k: left.columns)
+        withExtendedLifetime((keepLeft, keepRight, biasValues)) {
+            gemm(
+                left, right, into: c.pointer, accumulate: accumulate,
+                bias: biasValues.map { UnsafePointer($0.pointer) }, route: route)
         }
     }
 
-    /// `c = a • b` or `c += a • b` on raw operands; `c` is row-major `(a.rows, b.columns)`.
+    /// `c = a • b (+ bias)` or `c += a • b` on raw operands, by `route`; `c` is row-major
+    /// `(a.rows, b.columns)`.
     static func gemm(
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
-        kernel: MatMulKernel
+        bias: UnsafePointer<Float>? = nil, route: GemmRoute
     ) {
         let m = a.rows, n = b.columns, k = a.columns
         if m == 0 || n == 0 { return }
+        if route == .skinny && skinnyKernelIsAvailable && k > 0 {
+            skinnyGemm(a, b, into: c, accumulate: accumulate, bias: bias)
+            return
+        }
+        // The other routes add the bias by writing it into every row of C, then accumulating.
+        var accumulate = accumulate
+        if let bias {
+            precondition(!accumulate, "gemm: a bias is only added to a fresh product")
+            for row in 0..<m { (c + row * n).update(from: bias, count: n) }
+            accumulate = true
+        }
         if k == 0 {
             if !accumulate { c.update(repeating: 0, count: m * n) }
             return
         }
-        switch kernel {
+        switch route {
         case .reference:
             referenceGemm(a, b, into: c, accumulate: accumulate)
         case .blocked:
             blockedGemm(a, b, into: c, accumulate: accumulate)
-        case .fast:
+        case .blas, .skinny:
             #if canImport(Accelerate) || OpenBLAS
                 cblas_sgemm(
                     CblasRowMajor,

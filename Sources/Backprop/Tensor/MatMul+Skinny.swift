@@ -1,0 +1,61 @@
+import CKernels
+
+// The dedicated path for the seed's products, whose one side is small (nh = 50 hidden units,
+// or k = 50): an AVX2/FMA kernel in C (`Sources/CKernels/Gemm.c`), run on every core. It reads
+// the large operand in place, once, and writes a large result without reading it first, which
+// BLAS's general blocking does not; the benchmark (`backprop bench`) measures it against BLAS on
+// the seed's shapes, and the tests check it against `referenceGemm`.
+
+extension Tensor {
+    /// Whether this CPU runs the skinny kernel (x86-64 with AVX2 and FMA).
+    static let skinnyKernelIsAvailable = bp_gemm_avx2_available() != 0
+
+    /// Whether `.fast` sends an `(m, k) • (k, n)` product to the skinny kernel.
+    ///
+    /// It wins where one side is small: B (or its block of 256 rows) is packed whole into a
+    /// buffer that stays in the L2 cache, and the other operand streams past it. Large square
+    /// products go to BLAS, whose blocking of both operands suits them better.
+    static func prefersSkinnyKernel(m: Int, n: Int, k: Int) -> Bool {
+        guard skinnyKernelIsAvailable else { return false }
+        let smallSide = Swift.min(m, n, k) <= 64
+        let packedBlock = Swift.min(k, 1024) * n
+        return smallSide && packedBlock <= 1 << 18
+    }
+
+    /// Results at least this large are written with non-temporal stores (they do not fit in
+    /// the caches anyway, and reading them before writing would double the memory traffic).
+    static let streamingThreshold = 32 << 20
+
+    /// `c = a • b (+ bias)` or `c += a • b` with the skinny kernel, split over the cores.
+    ///
+    /// `streaming` forces non-temporal stores on or off (tests); by default results of at least
+    /// ``streamingThreshold`` bytes get them.
+    /// - Precondition: ``skinnyKernelIsAvailable``.
+    static func skinnyGemm(
+        _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
+        bias: UnsafePointer<Float>?, streaming: Bool? = nil
+    ) {
+        precondition(skinnyKernelIsAvailable, "skinnyGemm: this CPU has no AVX2/FMA")
+        let m = a.rows, n = b.columns, k = a.columns
+        var operands = BPGemm(
+            m: m, n: n, k: k,
+            a: a.pointer, rowStrideA: a.transposed ? 1 : a.leading, columnStrideA: a.transposed ? a.leading : 1,
+            b: b.pointer, rowStrideB: b.transposed ? 1 : b.leading, columnStrideB: b.transposed ? b.leading : 1,
+            c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
+            streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
+        // Split the longer side of C: rows in multiples of the 6-row tile, columns of the 16-wide
+        // one, and only when each thread gets enough work to pay for starting it.
+        let splitRows = m >= n
+        let workPerUnit = Swift.max((splitRows ? n : m) * k, 1)
+        let minimumUnits = Swift.max(splitRows ? 6 : 16, (1 << 17) / workPerUnit)
+        withUnsafePointer(to: &operands) { operands in
+            Parallel.forEachRange(splitRows ? m : n, minimumPerWorker: minimumUnits, grain: splitRows ? 6 : 16) { range in
+                if splitRows {
+                    bp_gemm_avx2(operands, range.lowerBound, range.upperBound, 0, n)
+                } else {
+                    bp_gemm_avx2(operands, 0, m, range.lowerBound, range.upperBound)
+                }
+            }
+        }
+    }
+}

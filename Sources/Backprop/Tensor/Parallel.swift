@@ -1,0 +1,48 @@
+import Dispatch
+import Foundation
+
+/// Splitting large loops across the machine's cores.
+///
+/// Work below a threshold stays on the calling thread: starting a worker costs a few
+/// microseconds, more than small loops take.
+enum Parallel {
+    /// How many threads large loops use: the active processors, at most 8.
+    static let workers = Swift.max(1, Swift.min(ProcessInfo.processInfo.activeProcessorCount, 8))
+
+    /// Calls `body` with consecutive ranges that cover `0..<count`, on up to ``workers`` threads
+    /// at once; each range holds at least `minimumPerWorker` elements and a multiple of `grain`
+    /// (except the last). Returns when every range is done.
+    ///
+    /// `body` runs concurrently on disjoint ranges: it must write only what its range owns.
+    static func forEachRange(
+        _ count: Int, minimumPerWorker: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
+    ) {
+        let parts = Swift.min(workers, count / Swift.max(minimumPerWorker, 1))
+        if parts <= 1 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        let ranges = split(count, into: parts, grain: grain)
+        // `concurrentPerform` wants a Sendable closure; `body` is one in practice (it touches
+        // disjoint ranges and has returned before this function does), which the compiler cannot see.
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: ranges.count) { part in
+                shared.value(ranges[part])
+            }
+        }
+    }
+
+    /// `0..<count` cut into `parts` consecutive ranges of nearly equal size, each a multiple of
+    /// `grain` except the last; empty ranges are dropped.
+    static func split(_ count: Int, into parts: Int, grain: Int) -> [Range<Int>] {
+        let step = ((count + parts - 1) / parts + grain - 1) / grain * grain
+        return stride(from: 0, to: count, by: Swift.max(step, 1)).map { $0..<Swift.min($0 + step, count) }
+    }
+}
+
+/// A value handed to other threads under the caller's guarantee that they use it safely.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

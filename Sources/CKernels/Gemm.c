@@ -1,0 +1,275 @@
+// The matrix-product kernel for the seed's skinny shapes, in AVX2 and FMA.
+//
+// The seed's three large products have one small side (nh = 50, or k = 50):
+//   x • w1          (50000 × 784) • (784 × 50)     forward
+//   out.g • w1ᵀ     (50000 × 50)  • (50 × 784)     x.g
+//   xᵀ • out.g      (784 × 50000) • (50000 × 50)   w1.g
+// A general BLAS packs both operands into blocks; here only B is packed (it is small, or cut into
+// blocks of `KC` rows), and A, however large, is read in place: once, in the order it lies in
+// memory, with the next rows prefetched while the current ones are used. The result of the
+// second product (157 MB) is written with non-temporal stores, which do not read it first.
+//
+//   for each block of KC rows of B (all of B when k ≤ 1024):
+//     pack B's block, columns [columnBegin, columnEnd), into panels of 16 columns
+//     for each tile of 6 rows × 16 columns of C:            (rows outer when C is tall)
+//       C tile (=|+=) A rows • B panel                       (the micro-kernel: 12 registers)
+//
+// Tests check it against the reference loops (`referenceGemm`) on every edge of the tiling.
+
+#include "CKernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/// Rows of B per packed block when k is large.
+enum { KC = 256, KC_WHOLE = 1024, MR = 6, NR = 16 };
+
+int bp_gemm_avx2_available(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28;
+    if ((ecx & (fma | osxsave | avx)) != (fma | osxsave | avx)) return 0;
+    // The operating system saves the YMM registers (XCR0 bits 1 and 2).
+    unsigned int xcr0Low, xcr0High;
+    __asm__ volatile("xgetbv" : "=a"(xcr0Low), "=d"(xcr0High) : "c"(0));
+    if ((xcr0Low & 6) != 6) return 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    return (ebx & (1u << 5)) != 0;  // AVX2
+}
+
+// MARK: Packing
+
+/// The number of floats that `packB` writes for `k` rows and `width` columns.
+static long packedCount(long k, long width) {
+    long full = width / NR, rest = width % NR;
+    return k * (full * NR + (rest == 0 ? 0 : rest <= 8 ? 8 : NR));
+}
+
+/// Copies `k` rows and `width` columns of B into panels of 16 columns (8 for a last panel of at
+/// most 8), each panel `k × 16` row-major, zero-padded on the right.
+static void packB(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
+    for (long j0 = 0; j0 < width; j0 += NR) {
+        const long columns = width - j0 < NR ? width - j0 : NR;
+        const long panel = columns <= 8 ? 8 : NR;
+        for (long p = 0; p < k; p++) {
+            float *row = packed + p * panel;
+            const float *source = b + p * rowStride + j0 * columnStride;
+            long jj = 0;
+            if (columnStride == 1) {
+                for (; jj < columns; jj++) row[jj] = source[jj];
+            } else {
+                for (; jj < columns; jj++) row[jj] = source[jj * columnStride];
+            }
+            for (; jj < panel; jj++) row[jj] = 0;
+        }
+        packed += k * panel;
+    }
+}
+
+/// This thread's packing buffer, grown as needed and kept for the next call.
+static float *scratch(long count) {
+    static _Thread_local float *buffer = NULL;
+    static _Thread_local long capacity = 0;
+    if (count > capacity) {
+        free(buffer);
+        long rounded = (count + 4095) & ~4095L;
+        buffer = aligned_alloc(64, (size_t)rounded * sizeof(float));
+        if (!buffer) abort();
+        capacity = rounded;
+    }
+    return buffer;
+}
+
+// MARK: Prefetching
+
+/// A region of `count` segments (`length` bytes each, `stride` bytes apart), prefetched a few
+/// cache lines at a time so that the next rows of A arrive while the current ones are used.
+typedef struct Prefetcher {
+    const char *base;
+    long count, stride, length, segment, offset;
+} Prefetcher;
+
+INLINE TARGET void prefetchLines(Prefetcher *f, long lines) {
+    while (lines > 0 && f->segment < f->count) {
+        _mm_prefetch(f->base + f->segment * f->stride + f->offset, _MM_HINT_T0);
+        f->offset += 64;
+        if (f->offset >= f->length) {
+            f->offset = 0;
+            f->segment++;
+        }
+        lines--;
+    }
+}
+
+// MARK: The micro-kernel
+
+static const int32_t maskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/// A mask with the first `width` (0...8) lanes on.
+INLINE TARGET __m256i firstLanes(long width) {
+    return _mm256_loadu_si256((const __m256i *)(maskTable + 8 - width));
+}
+
+/// One tile of C: `mr` rows (1...6) × `nv` vectors of 8 columns, of which the first `width`
+/// are written. `b` is a packed panel (row stride `ldb`, zero-padded, so it is read whole).
+INLINE TARGET void tile(const int mr, const int nv, long width, long k, const float *a, long rowStrideA,
+    long columnStrideA, const float *b, long ldb, float *c, long ldc, const float *bias, int accumulate,
+    int streaming)
+{
+    __m256 acc[MR][2];
+    const int partial = width < nv * 8;
+    const __m256i mask = firstLanes(width - (nv - 1) * 8);
+    __m256 start0 = _mm256_setzero_ps(), start1 = _mm256_setzero_ps();
+    if (bias) {
+        if (nv == 2) {
+            start0 = _mm256_loadu_ps(bias);
+            start1 = partial ? _mm256_maskload_ps(bias + 8, mask) : _mm256_loadu_ps(bias + 8);
+        } else {
+            start0 = partial ? _mm256_maskload_ps(bias, mask) : _mm256_loadu_ps(bias);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = start0;
+        acc[r][1] = start1;
+    }
+    for (long p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_load_ps(b + p * ldb);
+        const __m256 b1 = nv == 2 ? _mm256_load_ps(b + p * ldb + 8) : b0;
+        const float *ap = a + p * columnStrideA;
+        for (int r = 0; r < mr; r++) {
+            const __m256 av = _mm256_broadcast_ss(ap + r * rowStrideA);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            if (nv == 2) acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        if (!partial) {
+            if (accumulate) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+                if (nv == 2) acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+            }
+            if (streaming) {
+                _mm256_stream_ps(row, acc[r][0]);
+                if (nv == 2) _mm256_stream_ps(row + 8, acc[r][1]);
+            } else {
+                _mm256_storeu_ps(row, acc[r][0]);
+                if (nv == 2) _mm256_storeu_ps(row + 8, acc[r][1]);
+            }
+        } else if (nv == 2) {
+            if (accumulate) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_maskload_ps(row + 8, mask));
+            }
+            _mm256_storeu_ps(row, acc[r][0]);
+            _mm256_maskstore_ps(row + 8, mask, acc[r][1]);
+        } else {
+            if (accumulate) acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_maskload_ps(row, mask));
+            _mm256_maskstore_ps(row, mask, acc[r][0]);
+        }
+    }
+}
+
+#define TILE_ROWS(NV)                                                                                    \
+    switch (mr) {                                                                                        \
+    case 6: tile(6, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
+    case 5: tile(5, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
+    case 4: tile(4, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
+    case 3: tile(3, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
+    case 2: tile(2, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
+    default: tile(1, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    }
+
+/// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size.
+static TARGET void anyTile(int mr, long width, long k, const float *a, long rsA, long csA, const float *b,
+    long ldb, float *c, long ldc, const float *bias, int accumulate, int streaming)
+{
+    if (width > 8) {
+        TILE_ROWS(2)
+    } else {
+        TILE_ROWS(1)
+    }
+}
+
+// MARK: The driver
+
+TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
+    if (rows <= 0 || columns <= 0) return;
+    const long kcMax = k <= KC_WHOLE ? k : KC;
+    // Rows outer when C is tall (A streams through once, B stays in cache); columns outer when
+    // C is wide (B streams, A stays).
+    const int rowsOuter = rows >= columns;
+    const int streaming = g->streaming && (uintptr_t)g->c % 32 == 0 && g->ldc % 8 == 0 && columnBegin % 8 == 0
+        && kcMax == k;
+    const long rowTiles = (rows + MR - 1) / MR, columnTiles = (columns + NR - 1) / NR;
+    float *packed = scratch(packedCount(kcMax, columns));
+    const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
+    for (long pc = 0; pc < k; pc += kcMax) {
+        const long kc = k - pc < kcMax ? k - pc : kcMax;
+        const int accumulate = g->accumulate || pc > 0;
+        const float *biasBlock = pc == 0 ? g->bias : NULL;
+        const float *aBlock = g->a + pc * csA;
+        packB(kc, columns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
+            g->columnStrideB, packed);
+        // A transposed view (A = xᵀ): its next block of KC columns is the next KC rows of x.
+        Prefetcher next = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0;
+        if (rsA == 1 && pc + kc < k) {
+            const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
+            next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
+            linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
+        }
+        if (rowsOuter) {
+            for (long i = rowBegin; i < rowEnd; i += MR) {
+                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                // A row-major (A = x): prefetch its next 6 rows while these are used.
+                if (csA == 1 && i + MR < rowEnd) {
+                    const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
+                    next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
+                    linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
+                }
+                for (long j = columnBegin; j < columnEnd; j += NR) {
+                    const long width = columnEnd - j < NR ? columnEnd - j : NR;
+                    const long ldb = width <= 8 ? 8 : NR;
+                    prefetchLines(&next, linesPerTile);
+                    anyTile(mr, width, kc, aBlock + i * rsA, rsA, csA, packed + (j - columnBegin) * kc, ldb,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
+                        streaming && width == NR);
+                }
+            }
+        } else {
+            for (long j = columnBegin; j < columnEnd; j += NR) {
+                const long width = columnEnd - j < NR ? columnEnd - j : NR;
+                const long ldb = width <= 8 ? 8 : NR;
+                for (long i = rowBegin; i < rowEnd; i += MR) {
+                    const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                    prefetchLines(&next, linesPerTile);
+                    anyTile(mr, width, kc, aBlock + i * rsA, rsA, csA, packed + (j - columnBegin) * kc, ldb,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
+                        streaming && width == NR);
+                }
+            }
+        }
+    }
+    if (streaming) _mm_sfence();
+}
+
+#else
+
+int bp_gemm_avx2_available(void) { return 0; }
+
+void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    (void)g, (void)rowBegin, (void)rowEnd, (void)columnBegin, (void)columnEnd;
+    abort();
+}
+
+#endif

@@ -1,0 +1,51 @@
+// Matrix-product kernels in C with AVX2 and FMA, chosen at run time (see Gemm.c).
+//
+// Swift cannot ask for AVX2 code generation in a package that other packages depend on (the
+// flags would be `unsafeFlags`), so these kernels are compiled with a per-function `target`
+// attribute and called only after `bp_gemm_avx2_available()` says the CPU runs them. Anywhere
+// else (another architecture, an older CPU) they are never called, and Backprop uses BLAS or its
+// pure-Swift kernel.
+#ifndef BACKPROP_CKERNELS_H
+#define BACKPROP_CKERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The operands of `C = A • B (+ bias)`, or `C += A • B` when `accumulate`, on raw memory.
+///
+/// `A` is `m × k`: element `(i, p)` at `a[i * rowStrideA + p * columnStrideA]` (so a transposed
+/// view is `rowStrideA = 1`). `B` is `k × n`: element `(p, j)` at
+/// `b[p * rowStrideB + j * columnStrideB]`. `C` is row-major `m × n` with row stride `ldc`.
+typedef struct BPGemm {
+    long m, n, k;
+    const float *a;
+    long rowStrideA, columnStrideA;
+    const float *b;
+    long rowStrideB, columnStrideB;
+    float *c;
+    long ldc;
+    /// `NULL`, or `n` values added to every row of the product.
+    const float *bias;
+    /// Nonzero: `C += A • B` instead of `C = A • B`.
+    int accumulate;
+    /// Nonzero: write `C` with non-temporal stores, bypassing the caches (for a large result
+    /// that is not read again soon, such as the seed's `x.g`).
+    int streaming;
+} BPGemm;
+
+/// 1 if this CPU and operating system run AVX2 and FMA instructions, else 0.
+int bp_gemm_avx2_available(void);
+
+/// Computes rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of `C`.
+///
+/// Threads may call it at the same time on disjoint ranges of the same product. `rowBegin`
+/// should be a multiple of 6 and `columnBegin` a multiple of 16 (the tile size) for speed; any
+/// value is correct. Call only when `bp_gemm_avx2_available()` returned 1.
+void bp_gemm_avx2(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,98 @@
+import Testing
+
+@testable import Backprop
+
+/// The AVX2 kernel for the seed's skinny products, against the reference loops, on every edge of
+/// its tiling (6 rows × 16 columns, blocks of 256 rows of B past k = 1024), with and without
+/// transposed operands, bias, accumulation and non-temporal stores.
+@Suite("Skinny matrix-product kernel", .enabled(if: Tensor.skinnyKernelIsAvailable))
+struct SkinnyKernelTests {
+    /// `a • b (+ bias)` or `c + a • b` with the skinny kernel and with `referenceGemm`, compared
+    /// elementwise relative to the size of the terms.
+    func expectAgreement(
+        m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false, bias: Bool = false,
+        accumulate: Bool = false, streaming: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        var generator = RandomGenerator(seed: UInt64(m * 1_000_003 + k * 1009 + n))
+        let a = transposeA ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
+        let b = transposeB ? Tensor.randn([n, k], generator: &generator).t() : Tensor.randn([k, n], generator: &generator)
+        let biasValues = Tensor.randn([n], generator: &generator)
+        let start = Tensor.randn([m, n], generator: &generator)
+        let (left, keepLeft) = a.matrixOperand()
+        let (right, keepRight) = b.matrixOperand()
+        let fast = start.copy()
+        let reference = start.copy()
+        withExtendedLifetime((keepLeft, keepRight)) {
+            biasValues.withUnsafeBufferPointer { biasPointer in
+                Tensor.skinnyGemm(
+                    left, right, into: fast.pointer, accumulate: accumulate,
+                    bias: bias ? biasPointer.baseAddress : nil, streaming: streaming)
+                Tensor.gemm(
+                    left, right, into: reference.pointer, accumulate: accumulate,
+                    bias: bias ? biasPointer.baseAddress : nil, route: .reference)
+            }
+        }
+        let fastValues = fast.values, referenceValues = reference.values
+        let tolerance = 1e-5 * Float(k + 1).squareRoot()
+        var worst: Float = 0
+        for i in 0..<fastValues.count {
+            worst = max(worst, abs(fastValues[i] - referenceValues[i]) / max(1, abs(referenceValues[i])))
+        }
+        #expect(
+            worst < tolerance,
+            "\(m)×\(k)×\(n) transposeA \(transposeA) transposeB \(transposeB) bias \(bias) accumulate \(accumulate): error \(worst)",
+            sourceLocation: sourceLocation)
+    }
+
+    /// Rows around multiples of 6, columns around multiples of 8 and 16, depths 1 and odd.
+    @Test(arguments: [1, 5, 6, 7, 13, 50], [1, 2, 7, 8, 9, 15, 16, 17, 33, 50])
+    func tileEdges(m: Int, n: Int) {
+        for k in [1, 3, 50] {
+            expectAgreement(m: m, k: k, n: n)
+        }
+    }
+
+    /// Transposed views are read through their strides, as `w.t()` and `inp.t()` in `Lin.backward()`.
+    @Test(arguments: [(false, true), (true, false), (true, true)])
+    func transposedOperands(transposeA: Bool, transposeB: Bool) {
+        for (m, k, n) in [(61, 50, 70), (70, 61, 50), (50, 1100, 13), (7, 2, 9)] {
+            expectAgreement(m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB)
+        }
+    }
+
+    /// Past k = 1024 the kernel works in blocks of 256 rows of B and adds the blocks up.
+    @Test func depthBlocks() {
+        for k in [1024, 1025, 1300] {
+            expectAgreement(m: 13, k: k, n: 50)
+            expectAgreement(m: 50, k: k, n: 1, transposeA: true)
+        }
+    }
+
+    /// `lin`'s bias, accumulation into C, and non-temporal stores (aligned and not).
+    @Test func biasAccumulateAndStreaming() {
+        expectAgreement(m: 37, k: 20, n: 50, bias: true)
+        expectAgreement(m: 37, k: 1100, n: 50, bias: true)
+        expectAgreement(m: 37, k: 20, n: 50, accumulate: true)
+        expectAgreement(m: 37, k: 1100, n: 19, accumulate: true)
+        expectAgreement(m: 37, k: 20, n: 64, streaming: true)
+        expectAgreement(m: 37, k: 20, n: 50, streaming: true)
+        expectAgreement(m: 37, k: 20, n: 64, bias: true, streaming: true)
+    }
+
+    /// Products large enough to be split over threads: by rows when C is tall, by columns when
+    /// it is wide.
+    @Test func splitsOverThreads() {
+        expectAgreement(m: 1201, k: 50, n: 50)
+        expectAgreement(m: 20, k: 64, n: 1500)
+        expectAgreement(m: 120, k: 1100, n: 50, transposeA: true)
+    }
+
+    /// `.fast` takes the skinny kernel for the seed's shapes, and BLAS for large square ones.
+    @Test func fastChoosesTheSkinnyKernelForTheSeedsShapes() {
+        #expect(GemmRoute(.fast, m: 50_000, n: 50, k: 784) == .skinny)
+        #expect(GemmRoute(.fast, m: 50_000, n: 784, k: 50) == .skinny)
+        #expect(GemmRoute(.fast, m: 784, n: 50, k: 50_000) == .skinny)
+        #expect(GemmRoute(.fast, m: 64, n: 50, k: 784) == .skinny)
+        #expect(GemmRoute(.fast, m: 1000, n: 1000, k: 1000) != .skinny)
+    }
+}
