@@ -12,10 +12,8 @@ struct BenchCommand: ParsableCommand {
     var runs: Int = 7
 
     func run() throws {
-        var generator = RandomGenerator(seed: 1)
-        let x = Tensor.randn([50_000, 784], generator: &generator)
-        let y = Tensor.randn([50_000], generator: &generator)
+        let (x, y) = SeedStepBenchmark.syntheticData()
         let result = SeedStepBenchmark(x: x, y: y).run(runs: runs)
-        print("seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), products \(result.productsMilliseconds))")
+        print("seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), forward products \(result.forwardProductsMilliseconds), backward products \(result.backwardProductsMilliseconds), elementwise \(result.elementwiseMilliseconds))")
     }
 }

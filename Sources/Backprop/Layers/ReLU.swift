@@ -31,7 +31,11 @@ public final class ReLU: Layer {
     ///
     /// NOTE: at exactly `inp == 0` the gradient is taken as 0 (the derivative is undefined
     /// there; PyTorch makes the same choice). Finite differences cannot check such points.
+    ///
+    /// The mask and the product are one pass over memory (`Tensor.fusedReLUGradient`), with the
+    /// same result as the seed's line, which runs wherever the fused loop does not apply.
     public func backward() {
-        inp.g = (inp > 0).float() * out.g
+        // inp.g = (inp > 0).float() * out.g
+        inp.g = Tensor.fusedReLUGradient(inp, out.g) ?? (inp > 0).float() * out.g
     }
 }

@@ -119,21 +119,56 @@ extension Tensor {
     }
 
     /// Sums along `axis` in Double, multiplies by `scale`, and rounds to Float.
+    ///
+    /// A long sum over the first axis (the seed's `b.g = out.g.sum(0)` over 50,000 rows) is cut
+    /// into blocks of ``reductionBlockRows`` rows, summed on all cores, and the blocks' sums added
+    /// in order: the blocks do not depend on the number of cores, so neither does the result.
     private func reduce(axis: Int, keepDim: Bool, scale: Double) -> Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
         let input = source.pointer, out = result.pointer
-        var accumulator = [Double](repeating: 0, count: inner)
-        for o in 0..<outer {
-            for i in 0..<inner { accumulator[i] = 0 }
-            for k in 0..<size {
-                let row = input + (o * size + k) * inner
-                for i in 0..<inner { accumulator[i] += Double(row[i]) }
+        let blockRows = Tensor.reductionBlockRows
+        if outer == 1 && size > blockRows && inner > 0 {
+            let blocks = (size + blockRows - 1) / blockRows
+            let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks * inner)
+            defer { partial.deallocate() }
+            withExtendedLifetime(source) {
+                Parallel.forEachRange(blocks, minimumPerWorker: size * inner >= 1 << 18 ? 1 : blocks) { range in
+                    for block in range {
+                        let rows = (block * blockRows)..<Swift.min(size, (block + 1) * blockRows)
+                        Tensor.sumRows(input + rows.lowerBound * inner, rows: rows.count, columns: inner, into: partial + block * inner)
+                    }
+                }
             }
+            for i in 0..<inner {
+                var total = 0.0
+                for block in 0..<blocks { total += partial[block * inner + i] }
+                out[i] = Float(total * scale)
+            }
+            return result
+        }
+        let accumulator = UnsafeMutablePointer<Double>.allocate(capacity: Swift.max(inner, 1))
+        defer { accumulator.deallocate() }
+        for o in 0..<outer {
+            Tensor.sumRows(input + o * size * inner, rows: size, columns: inner, into: accumulator)
             for i in 0..<inner { out[o * inner + i] = Float(accumulator[i] * scale) }
         }
         return result
+    }
+
+    /// Rows per block of a long reduction over the first axis.
+    static let reductionBlockRows = 4096
+
+    /// `sums[i] = Σ_r rows[r * columns + i]`, in Double, row after row.
+    private static func sumRows(
+        _ rows: UnsafePointer<Float>, rows count: Int, columns: Int, into sums: UnsafeMutablePointer<Double>
+    ) {
+        sums.update(repeating: 0, count: columns)
+        for r in 0..<count {
+            let row = rows + r * columns
+            for i in 0..<columns { sums[i] += Double(row[i]) }
+        }
     }
 
     /// The sum of all elements in Double.

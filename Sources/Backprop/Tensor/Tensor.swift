@@ -13,8 +13,13 @@ final class Storage: @unchecked Sendable {
     /// Allocates `count` elements, uninitialised.
     init(count: Int) {
         precondition(count >= 0, "Storage: negative element count \(count)")
+        let bytes = Storage.allocatedBytes(count)
+        self.count = count
+        if bytes >= Storage.hugePageThreshold, let kept = StorageCache.take(bytes: bytes) {
+            pointer = kept.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+            return
+        }
         var raw: UnsafeMutableRawPointer?
-        let bytes = Swift.max(count, 1) * MemoryLayout<Float>.stride
         // Large buffers (a 50000×784 gradient is 157 MB) are aligned to 2 MiB and, on Linux,
         // offered transparent huge pages: first touching them then costs one page fault per
         // 2 MiB instead of one per 4 KiB, as NumPy arranges for its large arrays.
@@ -25,13 +30,24 @@ final class Storage: @unchecked Sendable {
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         #endif
         pointer = raw!.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
-        self.count = count
     }
 
-    /// Buffers of at least this many bytes are placed for huge pages.
+    /// Buffers of at least this many bytes are placed for huge pages, and kept for reuse by
+    /// ``StorageCache`` when released.
     static let hugePageThreshold = 4 << 20
 
-    deinit { free(pointer) }
+    /// The bytes allocated for `count` elements (at least one element).
+    static func allocatedBytes(_ count: Int) -> Int {
+        Swift.max(count, 1) * MemoryLayout<Float>.stride
+    }
+
+    deinit {
+        let bytes = Storage.allocatedBytes(count)
+        if bytes >= Storage.hugePageThreshold && StorageCache.keep(UnsafeMutableRawPointer(pointer), bytes: bytes) {
+            return
+        }
+        free(pointer)
+    }
 }
 
 /// An n-dimensional array of `Float` values, stored row-major, with reference semantics.
