@@ -161,7 +161,10 @@ private let realDataFolder = FashionMNIST.defaultDirectory
 private let realDataPresent = FileManager.default.fileExists(
     atPath: realDataFolder + "/train-images-idx3-ubyte.gz")
 
-@Test(.enabled(if: realDataPresent, "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)"))
+@Test(
+    .enabled(
+        if: realDataPresent,
+        "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)"))
 func fashionMNISTFirst300RealRows() throws {
     let data = try FashionMNIST(directory: realDataFolder, limit: 300)
     #expect(data.xTrain.shape == [250, 784])

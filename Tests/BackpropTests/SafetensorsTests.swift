@@ -6,7 +6,9 @@ import Testing
 // MARK: - Round trips
 
 @Test func safetensorsWriteThenReadRoundTripsBitForBit() throws {
-    let special: [Float] = [0, -0.0, 1, -1, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 0.1]
+    let special: [Float] = [
+        0, -0.0, 1, -1, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 0.1,
+    ]
     let tensors: [String: Tensor] = [
         "w1": Tensor(shape: [4, 3], values: (0..<12).map { Float($0) * 0.37 - 2 }),
         "b1": Tensor(shape: [3], values: [0.5, -0.25, 3e-8]),
@@ -51,7 +53,10 @@ import Testing
     let file = try Safetensors.read(path: fixturePath("python_written.safetensors"))
     #expect(file.metadata == ["format": "pt", "written_by": "make_fixtures.py"])
     #expect(file.names == ["bf16", "f16", "f32", "f64", "i64", "scalar", "u8"])
-    #expect(file.dtypes == ["bf16": "BF16", "f16": "F16", "f32": "F32", "f64": "F64", "i64": "I64", "scalar": "F32", "u8": "U8"])
+    #expect(
+        file.dtypes == [
+            "bf16": "BF16", "f16": "F16", "f32": "F32", "f64": "F64", "i64": "I64", "scalar": "F32", "u8": "U8",
+        ])
     #expect(try file.tensor("bf16", shape: [2]).values == [1.5, -3])
     #expect(try file.tensor("f16", shape: [3]).values == [1, -2.5, 0x1p-24])
     #expect(try file.tensor("f32", shape: [2, 3]).values == [0, 0.25, 0.5, 0.75, 1, 1.25])
@@ -141,7 +146,8 @@ private func entry(_ fields: String) -> String {
 
 @Test func safetensorsRejectsAHeaderLongerThanTheFile() throws {
     try expectSafetensorsError(
-        safetensorsBytes("{}", headerLength: 1000), containing: ["header length says 1000 bytes but only 2 bytes follow"])
+        safetensorsBytes("{}", headerLength: 1000),
+        containing: ["header length says 1000 bytes but only 2 bytes follow"])
     try expectSafetensorsError(
         safetensorsBytes("{}", headerLength: .max), containing: ["header length says 18446744073709551615 bytes"])
 }
@@ -159,7 +165,8 @@ private func entry(_ fields: String) -> String {
 }
 
 @Test func safetensorsRejectsAHeaderThatIsNotAJSONObject() throws {
-    try expectSafetensorsError(safetensorsBytes(#"{"w": "#), containing: ["header is not valid JSON", "unexpected end"])
+    try expectSafetensorsError(
+        safetensorsBytes(#"{"w": "#), containing: ["header is not valid JSON", "unexpected end"])
     try expectSafetensorsError(safetensorsBytes(#"{"a":{},}"#), containing: ["header is not valid JSON"])
     try expectSafetensorsError(safetensorsBytes(#"{"a":{},"a":{}}"#), containing: ["duplicate key \"a\""])
     try expectSafetensorsError(safetensorsBytes("[1, 2]"), containing: ["header is an array, not a JSON object"])
@@ -169,7 +176,8 @@ private func entry(_ fields: String) -> String {
 }
 
 @Test func safetensorsRejectsEntriesMissingFields() throws {
-    try expectSafetensorsError(safetensorsBytes(#"{"w": 3}"#), containing: ["tensor 'w': the entry is a number, expected an object"])
+    try expectSafetensorsError(
+        safetensorsBytes(#"{"w": 3}"#), containing: ["tensor 'w': the entry is a number, expected an object"])
     try expectSafetensorsError(
         safetensorsBytes(entry(#""shape":[1],"data_offsets":[0,4]"#), data: [0, 0, 0, 0]),
         containing: ["tensor 'w': the entry has no \"dtype\""])

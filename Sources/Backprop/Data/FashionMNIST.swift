@@ -188,12 +188,15 @@ public struct FashionMNIST {
         if labels.dataType != .uint8 || labels.shape.count != 1 {
             throw DataError(
                 path: labelsPath,
-                problem: "holds \(labels.dataType) values of shape \(labels.declaredShape); expected uint8 labels of shape [n]")
+                problem:
+                    "holds \(labels.dataType) values of shape \(labels.declaredShape); expected uint8 labels of shape [n]"
+            )
         }
         if images.declaredShape[0] != labels.declaredShape[0] {
             throw DataError(
                 path: labelsPath,
-                problem: "holds \(labels.declaredShape[0]) labels but \(imagesPath) holds \(images.declaredShape[0]) images")
+                problem:
+                    "holds \(labels.declaredShape[0]) labels but \(imagesPath) holds \(images.declaredShape[0]) images")
         }
         let classes = try labels.integers()
         if let index = classes.firstIndex(where: { !(0...9).contains($0) }) {

@@ -5,7 +5,7 @@ import Foundation
 /// Foundation's `JSONSerialization` is lenient in ways a header check cannot afford: it accepts
 /// trailing commas, keeps the last of two duplicate keys silently, and turns `2.0` and `true` into
 /// integers. This parser follows RFC 8259 and keeps integers apart from other numbers.
-enum JSONValue: Equatable {
+enum JSONValue {
     case object([(key: String, value: JSONValue)])
     case array([JSONValue])
     case string(String)
@@ -15,20 +15,6 @@ enum JSONValue: Equatable {
     case number(String)
     case bool(Bool)
     case null
-
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
-        switch (lhs, rhs) {
-        case (.object(let a), .object(let b)):
-            return a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        case (.array(let a), .array(let b)): return a == b
-        case (.string(let a), .string(let b)): return a == b
-        case (.integer(let a), .integer(let b)): return a == b
-        case (.number(let a), .number(let b)): return a == b
-        case (.bool(let a), .bool(let b)): return a == b
-        case (.null, .null): return true
-        default: return false
-        }
-    }
 
     /// What kind of value this is, for messages (`an object`, `a string`, …).
     var kind: String {
@@ -271,7 +257,9 @@ struct JSONParser {
             isInteger = false
             position += 1
             if peek(UInt8(ascii: "+")) || peek(UInt8(ascii: "-")) { position += 1 }
-            guard position < bytes.count, isDigit(bytes[position]) else { throw error("expected a digit in the exponent") }
+            guard position < bytes.count, isDigit(bytes[position]) else {
+                throw error("expected a digit in the exponent")
+            }
             skipDigits()
         }
         let text = String(decoding: bytes[start..<position], as: UTF8.self)

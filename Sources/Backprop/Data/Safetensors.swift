@@ -88,17 +88,21 @@ public enum Safetensors {
         if headerLength > following {
             throw DataError(
                 path: path,
-                problem: "header length says \(headerLength) bytes but only \(following) bytes follow the 8-byte length")
+                problem: "header length says \(headerLength) bytes but only \(following) bytes follow the 8-byte length"
+            )
         }
         if headerLength > UInt64(maxHeaderBytes) {
             throw DataError(
-                path: path, problem: "header length \(headerLength) is larger than the limit of \(maxHeaderBytes) bytes")
+                path: path, problem: "header length \(headerLength) is larger than the limit of \(maxHeaderBytes) bytes"
+            )
         }
-        var rest = [UInt8](repeating: 0, count: Int(following))
-        let read = try rest.withUnsafeMutableBytes { buffer in
-            try buffer.baseAddress.map { try file.read(into: $0, count: buffer.count) } ?? 0
+        let restCount = Int(following)
+        var read = 0
+        let rest = try [UInt8](unsafeUninitializedCapacity: restCount) { buffer, initialized in
+            if let base = buffer.baseAddress { read = try file.read(into: base, count: restCount) }
+            initialized = read
         }
-        if read < rest.count {
+        if read < restCount {
             throw DataError(path: path, problem: "file shrank while it was being read")
         }
         return try decode(header: Array(rest[..<Int(headerLength)]), data: rest[Int(headerLength)...], path: path)

@@ -24,7 +24,8 @@ extension Safetensors {
             root = try JSONParser.parse(header)
         } catch {
             throw DataError(
-                path: path, problem: "header is not valid JSON: \(error.reason) (at byte \(error.offset) of the header)")
+                path: path, problem: "header is not valid JSON: \(error.reason) (at byte \(error.offset) of the header)"
+            )
         }
         guard case .object(let members) = root else {
             throw DataError(path: path, problem: "header is \(root.kind), not a JSON object")
@@ -77,7 +78,9 @@ extension Safetensors {
             throw failure("the entry is \(value.kind), expected an object with dtype, shape and data_offsets")
         }
         func field(_ key: String) throws -> JSONValue {
-            guard let found = fields.first(where: { $0.key == key }) else { throw failure("the entry has no \"\(key)\"") }
+            guard let found = fields.first(where: { $0.key == key }) else {
+                throw failure("the entry has no \"\(key)\"")
+            }
             return found.value
         }
 
@@ -124,7 +127,9 @@ extension Safetensors {
             throw failure("shape \(shape) is too large to address")
         }
         if end - begin != needed {
-            throw failure("shape \(shape) of \(dtype) needs \(needed) bytes but data_offsets [\(begin), \(end)] span \(end - begin)")
+            throw failure(
+                "shape \(shape) of \(dtype) needs \(needed) bytes but data_offsets [\(begin), \(end)] span \(end - begin)"
+            )
         }
         return Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }
@@ -162,7 +167,8 @@ extension Safetensors {
         case "U16": for i in 0..<count { destination[i] = Float(load(i, UInt16.self)) }
         case "U8": for i in 0..<count { destination[i] = Float(load(i, UInt8.self)) }
         case "BOOL": for i in 0..<count { destination[i] = load(i, UInt8.self) != 0 ? 1 : 0 }
-        default: preconditionFailure("Safetensors.convert: dtype \(entry.dtype) passed validation but has no conversion")
+        default:
+            preconditionFailure("Safetensors.convert: dtype \(entry.dtype) passed validation but has no conversion")
         }
         return tensor
     }
