@@ -14,6 +14,8 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let (x, y) = SeedStepBenchmark.syntheticData()
         let result = SeedStepBenchmark(x: x, y: y).run(runs: runs)
-        print("seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), forward products \(result.forwardProductsMilliseconds), backward products \(result.backwardProductsMilliseconds), elementwise \(result.elementwiseMilliseconds))")
+        print(
+            "seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), forward products \(result.forwardProductsMilliseconds), backward products \(result.backwardProductsMilliseconds), elementwise \(result.elementwiseMilliseconds))"
+        )
     }
 }

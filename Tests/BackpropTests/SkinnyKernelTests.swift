@@ -14,8 +14,10 @@ struct SkinnyKernelTests {
         accumulate: Bool = false, streaming: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation
     ) {
         var generator = RandomGenerator(seed: UInt64(m * 1_000_003 + k * 1009 + n))
-        let a = transposeA ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
-        let b = transposeB ? Tensor.randn([n, k], generator: &generator).t() : Tensor.randn([k, n], generator: &generator)
+        let a =
+            transposeA ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
+        let b =
+            transposeB ? Tensor.randn([n, k], generator: &generator).t() : Tensor.randn([k, n], generator: &generator)
         let biasValues = Tensor.randn([n], generator: &generator)
         let start = Tensor.randn([m, n], generator: &generator)
         let (left, keepLeft) = a.matrixOperand()
@@ -32,7 +34,8 @@ struct SkinnyKernelTests {
                     bias: bias ? biasPointer.baseAddress : nil, route: .reference)
             }
         }
-        let fastValues = fast.values, referenceValues = reference.values
+        let fastValues = fast.values
+        let referenceValues = reference.values
         let tolerance = 1e-5 * Float(k + 1).squareRoot()
         var worst: Float = 0
         for i in 0..<fastValues.count {

@@ -39,8 +39,12 @@ public struct MatMulBenchmark {
     public static func seedShapes(rows n: Int = 50_000, inputs m: Int = 784, hidden nh: Int = 50) -> [Shape] {
         [
             Shape(name: "forward", expression: "x • w1", m: n, k: m, n: nh, transposedA: false, transposedB: false),
-            Shape(name: "input_gradient", expression: "out.g • w1.t()", m: n, k: nh, n: m, transposedA: false, transposedB: true),
-            Shape(name: "weight_gradient", expression: "x.t() • out.g", m: m, k: n, n: nh, transposedA: true, transposedB: false),
+            Shape(
+                name: "input_gradient", expression: "out.g • w1.t()", m: n, k: nh, n: m, transposedA: false,
+                transposedB: true),
+            Shape(
+                name: "weight_gradient", expression: "x.t() • out.g", m: m, k: n, n: nh, transposedA: true,
+                transposedB: false),
         ]
     }
 
@@ -69,17 +73,19 @@ public struct MatMulBenchmark {
             var errors: [String: Double] = [:]
             let (checkA, checkB) = MatMulBenchmark.operands(check, seed: 3)
             let reference = MatMulBenchmark.product(checkA, checkB, route: .reference)
-            let referenceSeconds = Timing.median(Timing.measure(warmUp: 0, runs: 1) {
-                _ = MatMulBenchmark.product(checkA, checkB, route: .reference)
-            })
+            let referenceSeconds = Timing.median(
+                Timing.measure(warmUp: 0, runs: 1) {
+                    _ = MatMulBenchmark.product(checkA, checkB, route: .reference)
+                })
             gflops["reference"] = check.flops / referenceSeconds * 1e-9
             let (a, b) = MatMulBenchmark.operands(shape, seed: 4)
             for (name, route) in MatMulBenchmark.routes where MatMulBenchmark.isAvailable(route) {
                 let result = MatMulBenchmark.product(checkA, checkB, route: route)
                 errors[name] = MatMulBenchmark.relativeError(result, reference)
-                let seconds = Timing.median(Timing.measure(runs: runs) {
-                    _ = MatMulBenchmark.product(a, b, route: route)
-                })
+                let seconds = Timing.median(
+                    Timing.measure(runs: runs) {
+                        _ = MatMulBenchmark.product(a, b, route: route)
+                    })
                 gflops[name] = shape.flops / seconds * 1e-9
             }
             return Measurement(shape: shape, gflops: gflops, errors: errors)
@@ -98,10 +104,14 @@ public struct MatMulBenchmark {
     /// Random operands of `shape`, transposed views where the seed's are.
     static func operands(_ shape: Shape, seed: UInt64) -> (Tensor, Tensor) {
         var generator = RandomGenerator(seed: seed)
-        let a = shape.transposedA
-            ? Tensor.randn([shape.k, shape.m], generator: &generator).t() : Tensor.randn([shape.m, shape.k], generator: &generator)
-        let b = shape.transposedB
-            ? Tensor.randn([shape.n, shape.k], generator: &generator).t() : Tensor.randn([shape.k, shape.n], generator: &generator)
+        let a =
+            shape.transposedA
+            ? Tensor.randn([shape.k, shape.m], generator: &generator).t()
+            : Tensor.randn([shape.m, shape.k], generator: &generator)
+        let b =
+            shape.transposedB
+            ? Tensor.randn([shape.n, shape.k], generator: &generator).t()
+            : Tensor.randn([shape.k, shape.n], generator: &generator)
         return (a, b)
     }
 
@@ -119,8 +129,10 @@ public struct MatMulBenchmark {
 
     /// `max |result - reference| / max |reference|`.
     static func relativeError(_ result: Tensor, _ reference: Tensor) -> Double {
-        let r = result.values, e = reference.values
-        var worst = 0.0, scale = 0.0
+        let r = result.values
+        let e = reference.values
+        var worst = 0.0
+        var scale = 0.0
         for i in 0..<e.count {
             worst = Swift.max(worst, Double(abs(r[i] - e[i])))
             scale = Swift.max(scale, Double(abs(e[i])))

@@ -57,7 +57,9 @@ public struct SeedStepBenchmark {
     /// `hidden` units.
     /// - Precondition: `x` is a matrix and `y` has one value per row.
     public init(x: Tensor, y: Tensor, hidden: Int = 50, seed: UInt64 = 0) {
-        precondition(x.rank == 2 && y.shape == [x.shape[0]], "SeedStepBenchmark: x \(x.shape) and y \(y.shape) do not fit (n, m) and (n)")
+        precondition(
+            x.rank == 2 && y.shape == [x.shape[0]],
+            "SeedStepBenchmark: x \(x.shape) and y \(y.shape) do not fit (n, m) and (n)")
         self.x = x
         self.y = y
         var generator = RandomGenerator(seed: seed)
@@ -67,7 +69,9 @@ public struct SeedStepBenchmark {
 
     /// Synthetic data of the seed's size: `x` standard normal `(n, m)`, `y` integer labels
     /// 0...9 as Float `(n)`.
-    public static func syntheticData(rows n: Int = 50_000, inputs m: Int = 784, seed: UInt64 = 1) -> (x: Tensor, y: Tensor) {
+    public static func syntheticData(
+        rows n: Int = 50_000, inputs m: Int = 784, seed: UInt64 = 1
+    ) -> (x: Tensor, y: Tensor) {
         var generator = RandomGenerator(seed: seed)
         let x = Tensor.randn([n, m], generator: &generator)
         let y = Tensor((0..<n).map { _ in Float(generator.nextIndex(below: 10)) })
@@ -79,7 +83,9 @@ public struct SeedStepBenchmark {
     /// - Precondition: `runs > 0`.
     public func run(runs: Int = 7) -> Result {
         precondition(runs > 0, "SeedStepBenchmark.run: runs must be positive, got \(runs)")
-        var forward: [Double] = [], backward: [Double] = [], step: [Double] = []
+        var forward: [Double] = []
+        var backward: [Double] = []
+        var step: [Double] = []
         _ = model(x, y)
         model.backward()
         for _ in 0..<runs {
@@ -92,8 +98,11 @@ public struct SeedStepBenchmark {
             backward.append(end - middle)
             step.append(end - start)
         }
-        let l1 = model.layers[0] as! Lin, l2 = model.layers[2] as! Lin
-        let r = l2.inp!, g1 = l1.out.g!, g2 = l2.out.g!
+        let l1 = model.layers[0] as! Lin
+        let l2 = model.layers[2] as! Lin
+        let r = l2.inp!
+        let g1 = l1.out.g!
+        let g2 = l2.out.g!
         let forwardProducts = Timing.measure(runs: runs) {
             _ = lin(x, l1.w, l1.b)
             _ = lin(r, l2.w, l2.b)

@@ -55,21 +55,24 @@ extension Tensor {
         let aContiguous = a.isContiguous && a.shape == shape
         let bContiguous = b.isContiguous && b.shape == shape
         if aContiguous && bContiguous {
-            let pa = a.pointer, pb = b.pointer
+            let pa = a.pointer
+            let pb = b.pointer
             Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(pa[i], pb[i]) }
             }
             return result
         }
         if aContiguous && b.count == 1 {
-            let pa = a.pointer, scalar = b.storage.pointer[b.offset]
+            let pa = a.pointer
+            let scalar = b.storage.pointer[b.offset]
             Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(pa[i], scalar) }
             }
             return result
         }
         if a.count == 1 && bContiguous {
-            let scalar = a.storage.pointer[a.offset], pb = b.pointer
+            let scalar = a.storage.pointer[a.offset]
+            let pb = b.pointer
             Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(scalar, pb[i]) }
             }
@@ -78,7 +81,8 @@ extension Tensor {
         let columns = shape.last!
         // A row vector (the bias) added to every row of a contiguous matrix.
         if aContiguous && b.isContiguous && b.count == columns && (b.rank == 1 || b.shape.last == columns) {
-            let pa = a.pointer, pb = b.pointer
+            let pa = a.pointer
+            let pb = b.pointer
             for row in 0..<(count / columns) {
                 let base = row * columns
                 for j in 0..<columns { out[base + j] = operation(pa[base + j], pb[j]) }
@@ -90,9 +94,12 @@ extension Tensor {
         let stridesB = Broadcasting.strides(of: b, expandedTo: shape)
         let rank = shape.count
         var index = [Int](repeating: 0, count: rank)
-        var positionA = a.offset, positionB = b.offset
-        let pa = a.storage.pointer, pb = b.storage.pointer
-        let innerA = stridesA[rank - 1], innerB = stridesB[rank - 1]
+        var positionA = a.offset
+        var positionB = b.offset
+        let pa = a.storage.pointer
+        let pb = b.storage.pointer
+        let innerA = stridesA[rank - 1]
+        let innerB = stridesB[rank - 1]
         var written = 0
         while written < count {
             for j in 0..<columns {
@@ -119,7 +126,8 @@ extension Tensor {
     func mapValues(_ operation: (Float) -> Float) -> Tensor {
         let source = contiguous()
         let result = Tensor(uninitializedShape: shape)
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         withExtendedLifetime(source) {
             Parallel.forEachRange(count, minimumPerWorker: Tensor.elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(input[i]) }

@@ -36,7 +36,9 @@ extension Tensor {
         bias: UnsafePointer<Float>?, streaming: Bool? = nil
     ) {
         precondition(skinnyKernelIsAvailable, "skinnyGemm: this CPU has no AVX2/FMA")
-        let m = a.rows, n = b.columns, k = a.columns
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
         var operands = BPGemm(
             m: m, n: n, k: k,
             a: a.pointer, rowStrideA: a.transposed ? 1 : a.leading, columnStrideA: a.transposed ? a.leading : 1,
@@ -49,7 +51,8 @@ extension Tensor {
         let workPerUnit = Swift.max((splitRows ? n : m) * k, 1)
         let minimumUnits = Swift.max(splitRows ? 6 : 16, (1 << 17) / workPerUnit)
         withUnsafePointer(to: &operands) { operands in
-            Parallel.forEachRange(splitRows ? m : n, minimumPerWorker: minimumUnits, grain: splitRows ? 6 : 16) { range in
+            Parallel.forEachRange(splitRows ? m : n, minimumPerWorker: minimumUnits, grain: splitRows ? 6 : 16) {
+                range in
                 if splitRows {
                     bp_gemm_avx2(operands, range.lowerBound, range.upperBound, 0, n)
                 } else {

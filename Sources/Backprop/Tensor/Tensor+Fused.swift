@@ -20,7 +20,9 @@ extension Tensor {
     static func fusedReLUGradient(_ inp: Tensor, _ g: Tensor) -> Tensor? {
         guard inp.shape == g.shape, inp.isContiguous, g.isContiguous, !wouldRecord(inp, g) else { return nil }
         let result = Tensor(uninitializedShape: inp.shape)
-        let input = inp.pointer, gradient = g.pointer, out = result.pointer
+        let input = inp.pointer
+        let gradient = g.pointer
+        let out = result.pointer
         Parallel.forEachRange(result.count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
             for i in range {
                 let mask: Float = input[i] > 0 ? 1 : 0
@@ -41,7 +43,9 @@ extension Tensor {
             inp.isContiguous, targ.isContiguous, !wouldRecord(inp, targ)
         else { return nil }
         let result = Tensor(uninitializedShape: [n, 1])
-        let input = inp.pointer, target = targ.pointer, out = result.pointer
+        let input = inp.pointer
+        let target = targ.pointer
+        let out = result.pointer
         let rows = Float(inp.shape[0])
         for i in 0..<n {
             out[i] = 2 * (input[i] - target[i]) / rows

@@ -44,7 +44,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var best = input[o * size * inner + i]
@@ -87,7 +88,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var m = -Float.infinity
@@ -127,7 +129,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         let blockRows = Tensor.reductionBlockRows
         if outer == 1 && size > blockRows && inner > 0 {
             let blocks = (size + blockRows - 1) / blockRows
@@ -137,7 +140,9 @@ extension Tensor {
                 Parallel.forEachRange(blocks, minimumPerWorker: size * inner >= 1 << 18 ? 1 : blocks) { range in
                     for block in range {
                         let rows = (block * blockRows)..<Swift.min(size, (block + 1) * blockRows)
-                        Tensor.sumRows(input + rows.lowerBound * inner, rows: rows.count, columns: inner, into: partial + block * inner)
+                        Tensor.sumRows(
+                            input + rows.lowerBound * inner, rows: rows.count, columns: inner,
+                            into: partial + block * inner)
                     }
                 }
             }
