@@ -135,7 +135,8 @@ private func header(type: UInt8 = 0x08, _ shape: [Int]) -> [UInt8] {
     let bytes = header([60000, 28, 28]) + [UInt8](repeating: 7, count: 1000)
     let claim = "header says 60000×28×28 uint8 values (47040000 bytes) but the file"
     try expectIDXError(bytes, containing: [claim + " holds 1000 bytes of data"])
-    try expectIDXError(Gzip.compress(bytes), name: "bad-idx.gz", containing: [claim + " inflates to 1000 bytes of data"])
+    try expectIDXError(
+        Gzip.compress(bytes), name: "bad-idx.gz", containing: [claim + " inflates to 1000 bytes of data"])
 }
 
 @Test func idxRejectsAFileHoldingMoreDataThanTheHeaderSays() throws {

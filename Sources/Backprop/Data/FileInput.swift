@@ -56,22 +56,6 @@ final class FileInput {
         return total
     }
 
-    /// Reads the whole file into a new array; call it on a freshly opened file.
-    ///
-    /// The array holds ``size`` bytes, or fewer if the file shrank since it was opened.
-    /// - Throws: ``DataError`` if reading fails.
-    func readWholeFile() throws -> [UInt8] {
-        let expected = size
-        var filled = 0
-        let bytes = try [UInt8](unsafeUninitializedCapacity: expected) { buffer, initialized in
-            if let base = buffer.baseAddress {
-                filled = try read(into: base, count: expected)
-            }
-            initialized = filled
-        }
-        return bytes
-    }
-
     /// A short, lower-case message for a failed system call.
     static func describe(errno code: Int32, opening: Bool) -> String {
         switch code {

@@ -44,7 +44,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var best = input[o * size * inner + i]
@@ -87,7 +88,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var m = -Float.infinity
@@ -123,7 +125,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         var accumulator = [Double](repeating: 0, count: inner)
         for o in 0..<outer {
             for i in 0..<inner { accumulator[i] = 0 }
@@ -153,5 +156,18 @@ extension Tensor {
         var total = (partial.0 + partial.1) + (partial.2 + partial.3)
         for i in (blocks * 4)..<count { total += Double(input[i]) }
         return total
+    }
+}
+
+extension Tensor {
+    /// The Euclidean (Frobenius) norm of all elements, `sqrt(Σ x²)`, accumulated in Double.
+    public func norm() -> Double {
+        let source = contiguous()
+        var total = 0.0
+        for i in 0..<count {
+            let value = Double(source.pointer[i])
+            total += value * value
+        }
+        return total.squareRoot()
     }
 }

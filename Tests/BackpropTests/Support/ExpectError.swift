@@ -13,7 +13,8 @@ func expectDataError<R>(
 ) -> DataError? {
     do {
         _ = try body()
-        Issue.record("expected a DataError containing \(fragments), but nothing was thrown", sourceLocation: sourceLocation)
+        Issue.record(
+            "expected a DataError containing \(fragments), but nothing was thrown", sourceLocation: sourceLocation)
         return nil
     } catch let error as DataError {
         for fragment in fragments {
