@@ -30,7 +30,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
 
     /// Creates a configuration; every setting defaults to the recipe's.
     public init(
-        hidden: [Int] = [256, 128], epochs: Int = 20, batchSize: Int = 128, learningRate: Float = 2e-3,
+        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 2e-3,
         optimizer: OptimizerKind = .adam, weightDecay: Float = 0.05, schedule: LearningRateSchedule = .oneCycle,
         seed: UInt64 = 42
     ) {
