@@ -1,21 +1,149 @@
 import ArgumentParser
 import Backprop
+import Foundation
 
 /// `backprop bench`: how fast the seed's step, training and matrix products run.
+///
+/// Each measurement is the median of `--runs` timed runs after a warm-up. Use a release build
+/// (`swift run -c release backprop bench`); `Benchmarks/run_peers.py` runs it alternately with the
+/// numpy and PyTorch peers and prints the ratios.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure the seed step, training epochs and matrix products (use a release build)."
+        abstract: "Measure the seed step, training epochs and matrix products (use a release build).",
+        discussion: """
+            Parts: seed (the full-batch step, forward and backward, with a breakdown), minibatch \
+            (one epoch of 784-50-10, cross-entropy, SGD, batch 64), mlp (one epoch of \
+            784-256-128-10 with Adam, batch 64), matmul (GFLOP/s of each matrix-product kernel on \
+            the seed's three shapes, each checked against the reference loops first). The inputs \
+            are the first --rows Fashion-MNIST training images, or random numbers of the same \
+            shape with --synthetic or when the data set is not found.
+            """
     )
+
+    /// The parts of the benchmark.
+    enum Part: String, CaseIterable, ExpressibleByArgument {
+        case seed, minibatch, mlp, matmul
+    }
 
     @Option(help: "Timed runs per measurement (the median is reported).")
     var runs: Int = 7
 
+    @Option(help: "Rows of the full batch and of the training set (at most 50000 from Fashion-MNIST).")
+    var rows: Int = 50_000
+
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: "The parts to run: \(Part.allCases.map(\.rawValue).joined(separator: ", ")) (default: all).")
+    var only: [Part] = []
+
+    @Option(
+        name: .long, help: "Folder of the IDX files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    var data: String?
+
+    @Flag(help: "Use random inputs of the seed's shape instead of Fashion-MNIST.")
+    var synthetic = false
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        guard rows >= 10 else { throw ValidationError("--rows must be at least 10, got \(rows)") }
+        if synthetic && data != nil { throw ValidationError("--synthetic and --data both choose the inputs; use one") }
+    }
+
     func run() throws {
-        let (x, y) = SeedStepBenchmark.syntheticData()
-        let result = SeedStepBenchmark(x: x, y: y).run(runs: runs)
-        print(
-            "seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), forward products \(result.forwardProductsMilliseconds), backward products \(result.backwardProductsMilliseconds), elementwise \(result.elementwiseMilliseconds))"
-        )
+        let parts = only.isEmpty ? Part.allCases : only
+        let (x, y, source) = try inputs()
+        var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
+        for part in parts {
+            switch part {
+            case .seed:
+                report.seedStep = SeedStepBenchmark(x: x, y: y).run(runs: runs)
+            case .minibatch:
+                let seconds = EpochBenchmark(x: x, y: y, recipe: .minibatch).run(runs: max(1, runs / 2)).seconds
+                report.minibatchEpochSeconds = Timing.median(seconds)
+            case .mlp:
+                let seconds = EpochBenchmark(x: x, y: y, recipe: .mlp).run(runs: max(1, runs / 2)).seconds
+                report.mlpEpochSeconds = Timing.median(seconds)
+            case .matmul:
+                report.matmul = MatMulBenchmark(rows: x.shape[0], checkRows: min(500, x.shape[0])).run(runs: runs)
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            printText(report)
+        }
+    }
+
+    /// The first `rows` Fashion-MNIST training images and labels, or random ones.
+    private func inputs() throws -> (x: Tensor, y: Tensor, source: String) {
+        if !synthetic {
+            let directory = FashionMNIST.resolveDirectory(data)
+            do {
+                // The loader keeps the last sixth of what it reads for validation.
+                let dataset = try FashionMNIST(directory: directory, limit: rows + rows / 5 + 6)
+                if dataset.xTrain.shape[0] >= rows || data != nil {
+                    let count = min(rows, dataset.xTrain.shape[0])
+                    return (firstRows(dataset.xTrain, count), firstRows(dataset.yTrain, count), "fashion-mnist")
+                }
+            } catch {
+                // An explicit --data must work; the default folder may simply not be installed.
+                if data != nil { throw error }
+            }
+        }
+        let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
+        return (x, y, "synthetic")
+    }
+
+    /// The first `count` rows of `tensor` (itself if it has no more).
+    private func firstRows(_ tensor: Tensor, _ count: Int) -> Tensor {
+        if tensor.shape[0] == count { return tensor }
+        var shape = tensor.shape
+        shape[0] = count
+        return Tensor(shape: shape, values: Array(tensor.values.prefix(shape.reduce(1, *))))
+    }
+
+    private func printText(_ report: BenchmarkReport) {
+        print("backprop bench: \(report.data) inputs, \(report.rows) rows, median of \(report.runs) runs")
+        print("machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas)")
+        if let step = report.seedStep {
+            print(
+                "seed step: \(format(step.stepMilliseconds)) ms (forward \(format(step.forwardMilliseconds)) ms, "
+                    + "backward \(format(step.backwardMilliseconds)) ms)")
+            print(
+                "  forward products \(format(step.forwardProductsMilliseconds)) ms, backward products "
+                    + "\(format(step.backwardProductsMilliseconds)) ms, elementwise \(format(step.elementwiseMilliseconds)) ms"
+            )
+        }
+        if let seconds = report.minibatchEpochSeconds {
+            print("minibatch epoch (784-50-10, SGD, batch 64): \(format(seconds, digits: 3)) s")
+        }
+        if let seconds = report.mlpEpochSeconds {
+            print("mlp epoch (784-256-128-10, Adam, batch 64): \(format(seconds, digits: 3)) s")
+        }
+        if !report.matmul.isEmpty {
+            print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")
+            let routes = ["matmul", "skinny", "blas", "blocked", "reference"]
+            print("  " + "shape".padding(toLength: 40, withPad: " ", startingAt: 0) + routes.map { pad($0) }.joined())
+            for measurement in report.matmul {
+                let shape = measurement.shape
+                let label = "\(shape.expression) (\(shape.m)×\(shape.k)×\(shape.n))"
+                let cells = routes.map { pad(measurement.gflops[$0].map { format($0) } ?? "-") }
+                print("  " + label.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
+            }
+        }
+    }
+
+    private func format(_ value: Double, digits: Int = 1) -> String {
+        String(format: "%.\(digits)f", value)
+    }
+
+    private func pad(_ text: String) -> String {
+        String(repeating: " ", count: max(0, 10 - text.count)) + text
     }
 }

@@ -5,7 +5,7 @@
 /// and elementwise work on `(n, nh)`: ReLU, its gradient, the bias gradients, the loss.
 public struct SeedStepBenchmark {
     /// Median milliseconds of the step and of its parts.
-    public struct Result: Sendable, Codable {
+    public struct Result: Sendable, Encodable {
         /// The whole step, forward and backward.
         public var stepMilliseconds: Double
         /// `model(x, y)`.
