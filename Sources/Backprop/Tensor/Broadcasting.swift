@@ -57,7 +57,7 @@ extension Tensor {
         if aContiguous && bContiguous {
             let pa = a.pointer
             let pb = b.pointer
-            Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(pa[i], pb[i]) }
             }
             return result
@@ -65,7 +65,7 @@ extension Tensor {
         if aContiguous && b.count == 1 {
             let pa = a.pointer
             let scalar = b.storage.pointer[b.offset]
-            Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(pa[i], scalar) }
             }
             return result
@@ -73,7 +73,7 @@ extension Tensor {
         if a.count == 1 && bContiguous {
             let scalar = a.storage.pointer[a.offset]
             let pb = b.pointer
-            Parallel.forEachRange(count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(scalar, pb[i]) }
             }
             return result
@@ -129,7 +129,7 @@ extension Tensor {
         let input = source.pointer
         let out = result.pointer
         withExtendedLifetime(source) {
-            Parallel.forEachRange(count, minimumPerWorker: Tensor.elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(count, minimumPerPiece: Tensor.elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(input[i]) }
             }
         }

@@ -11,15 +11,20 @@ import Dispatch
 //       for each (mr × nr) tile of C: C += Ap panel • Bp panel   (the micro-kernel)
 
 /// Tile and block sizes of the blocked kernel.
+///
+/// Swift compiles for baseline x86-64 (SSE2: 16 registers of 4 floats) unless told otherwise, and
+/// a package cannot tell it otherwise for the packages that depend on it. A tile of 6 rows × 8
+/// columns keeps its 12 accumulators, one row of B and one value of A in those 16 registers; a
+/// larger tile would spill to memory on every step.
 private enum Blocking {
     /// Rows of C per micro-kernel tile.
-    static let mr = 4
-    /// Columns of C per micro-kernel tile (two SIMD8 vectors).
-    static let nr = 16
+    static let mr = 6
+    /// Columns of C per micro-kernel tile (one SIMD8 vector: two SSE registers).
+    static let nr = 8
     /// Depth of one packed block (fits the L1/L2 caches with the panels).
     static let kc = 256
-    /// Rows of A per packed block, and per parallel task.
-    static let mc = 128
+    /// Rows of A per packed block: the unit of work handed to a core.
+    static let mc = 96
 }
 
 extension Tensor {
@@ -37,18 +42,15 @@ extension Tensor {
         let packedB = UnsafeMutablePointer<Float>.allocate(capacity: panelsB * Blocking.kc * nr)
         defer { packedB.deallocate() }
         let rowBlocks = (m + Blocking.mc - 1) / Blocking.mc
-        let workers = Swift.min(rowBlocks, m * n * k >= 1 << 20 ? 2 : 1)
-        let cAddress = UInt(bitPattern: c)
+        // Blocks of rows go to the cores when each block has work enough to pay for a thread.
+        let minimumBlocks = Blocking.mc * n * Swift.min(k, Blocking.kc) >= 1 << 17 ? 1 : rowBlocks
         for pc in stride(from: 0, to: k, by: Blocking.kc) {
             let kc = Swift.min(Blocking.kc, k - pc)
             packB(b, rows: pc..<(pc + kc), into: packedB, panels: panelsB)
-            let bAddress = UInt(bitPattern: packedB)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                let c = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
-                let packedB = UnsafePointer<Float>(bitPattern: bAddress)!
+            Parallel.forEachRange(rowBlocks, minimumPerPiece: minimumBlocks) { blocks in
                 let packedA = UnsafeMutablePointer<Float>.allocate(capacity: Blocking.mc * kc)
                 defer { packedA.deallocate() }
-                for block in stride(from: worker, to: rowBlocks, by: workers) {
+                for block in blocks {
                     let ic = block * Blocking.mc
                     let mc = Swift.min(Blocking.mc, m - ic)
                     let panelsA = (mc + mr - 1) / mr
@@ -91,68 +93,59 @@ extension Tensor {
         let panels = (rows.count + mr - 1) / mr
         for ip in 0..<panels {
             let panel = packed + ip * kc * mr
-            for p in 0..<kc {
-                for ii in 0..<mr {
-                    let i = rows.lowerBound + ip * mr + ii
-                    panel[p * mr + ii] = i < rows.upperBound ? a[i, depth.lowerBound + p] : 0
+            for ii in 0..<mr {
+                let i = rows.lowerBound + ip * mr + ii
+                if i < rows.upperBound {
+                    for p in 0..<kc { panel[p * mr + ii] = a[i, depth.lowerBound + p] }
+                } else {
+                    for p in 0..<kc { panel[p * mr + ii] = 0 }
                 }
             }
         }
     }
 
-    /// Adds one `mr × nr` tile of `Ap • Bp` into C at `(row, column)`, clipped to C's size.
+    /// Adds one `mr × nr` (6 × 8) tile of `Ap • Bp` into C at `(row, column)`, clipped to C's size.
     @inline(__always)
     private static func microKernel(
         depth: Int, packedA: UnsafePointer<Float>, packedB: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, row: Int, column: Int, rows: Int, columns: Int
     ) {
-        var c00 = SIMD8<Float>()
-        var c01 = SIMD8<Float>()
-        var c10 = SIMD8<Float>()
-        var c11 = SIMD8<Float>()
-        var c20 = SIMD8<Float>()
-        var c21 = SIMD8<Float>()
-        var c30 = SIMD8<Float>()
-        var c31 = SIMD8<Float>()
+        var c0 = SIMD8<Float>()
+        var c1 = SIMD8<Float>()
+        var c2 = SIMD8<Float>()
+        var c3 = SIMD8<Float>()
+        var c4 = SIMD8<Float>()
+        var c5 = SIMD8<Float>()
         let rawB = UnsafeRawPointer(packedB)
         for p in 0..<depth {
-            let b0 = rawB.loadUnaligned(fromByteOffset: p * 64, as: SIMD8<Float>.self)
-            let b1 = rawB.loadUnaligned(fromByteOffset: p * 64 + 32, as: SIMD8<Float>.self)
-            let a = packedA + p * 4
-            let a0 = SIMD8(repeating: a[0])
-            let a1 = SIMD8(repeating: a[1])
-            let a2 = SIMD8(repeating: a[2])
-            let a3 = SIMD8(repeating: a[3])
-            c00 += a0 * b0
-            c01 += a0 * b1
-            c10 += a1 * b0
-            c11 += a1 * b1
-            c20 += a2 * b0
-            c21 += a2 * b1
-            c30 += a3 * b0
-            c31 += a3 * b1
+            let b = rawB.loadUnaligned(fromByteOffset: p * 32, as: SIMD8<Float>.self)
+            let a = packedA + p * 6
+            c0 += SIMD8(repeating: a[0]) * b
+            c1 += SIMD8(repeating: a[1]) * b
+            c2 += SIMD8(repeating: a[2]) * b
+            c3 += SIMD8(repeating: a[3]) * b
+            c4 += SIMD8(repeating: a[4]) * b
+            c5 += SIMD8(repeating: a[5]) * b
         }
-        let validRows = Swift.min(4, rows - row)
-        let width = Swift.min(16, columns - column)
-        if validRows > 0 { addTile(c00, c01, to: c + row * ldc + column, width: width) }
-        if validRows > 1 { addTile(c10, c11, to: c + (row + 1) * ldc + column, width: width) }
-        if validRows > 2 { addTile(c20, c21, to: c + (row + 2) * ldc + column, width: width) }
-        if validRows > 3 { addTile(c30, c31, to: c + (row + 3) * ldc + column, width: width) }
+        let validRows = Swift.min(6, rows - row)
+        let width = Swift.min(8, columns - column)
+        let corner = c + row * ldc + column
+        if validRows > 0 { addRow(c0, to: corner, width: width) }
+        if validRows > 1 { addRow(c1, to: corner + ldc, width: width) }
+        if validRows > 2 { addRow(c2, to: corner + 2 * ldc, width: width) }
+        if validRows > 3 { addRow(c3, to: corner + 3 * ldc, width: width) }
+        if validRows > 4 { addRow(c4, to: corner + 4 * ldc, width: width) }
+        if validRows > 5 { addRow(c5, to: corner + 5 * ldc, width: width) }
     }
 
-    /// Adds one 16-wide row of a tile into C, or its first `width` elements at C's right edge.
+    /// Adds one 8-wide row of a tile into C, or its first `width` elements at C's right edge.
     @inline(__always)
-    private static func addTile(
-        _ low: SIMD8<Float>, _ high: SIMD8<Float>, to destination: UnsafeMutablePointer<Float>, width: Int
-    ) {
-        if width == 16 {
+    private static func addRow(_ values: SIMD8<Float>, to destination: UnsafeMutablePointer<Float>, width: Int) {
+        if width == 8 {
             let raw = UnsafeMutableRawPointer(destination)
-            raw.storeBytes(of: raw.loadUnaligned(as: SIMD8<Float>.self) + low, as: SIMD8<Float>.self)
-            raw.storeBytes(
-                of: raw.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32,
-                as: SIMD8<Float>.self)
+            raw.storeBytes(of: raw.loadUnaligned(as: SIMD8<Float>.self) + values, as: SIMD8<Float>.self)
         } else {
-            for jj in 0..<width { destination[jj] += jj < 8 ? low[jj] : high[jj - 8] }
+            for jj in 0..<width { destination[jj] += values[jj] }
         }
     }
 }

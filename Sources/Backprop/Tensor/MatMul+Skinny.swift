@@ -45,13 +45,16 @@ extension Tensor {
             b: b.pointer, rowStrideB: b.transposed ? 1 : b.leading, columnStrideB: b.transposed ? b.leading : 1,
             c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
             streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
-        // Split the longer side of C: rows in multiples of the 6-row tile, columns of the 16-wide
-        // one, and only when each thread gets enough work to pay for starting it.
-        let splitRows = m >= n
+        // Split C by rows (multiples of the 6-row tile) or by columns (of the 16-wide one). Each
+        // piece packs the part of B it uses: pieces of rows pack all of B each, pieces of columns
+        // only their own columns but all read all of A. So columns when A is small (a minibatch),
+        // rows when C is tall or narrow, in pieces large enough to pay for a thread and packing.
+        let splitRows = n < 32 || m >= 4 * n || m * k > 1 << 18
         let workPerUnit = Swift.max((splitRows ? n : m) * k, 1)
-        let minimumUnits = Swift.max(splitRows ? 6 : 16, (1 << 17) / workPerUnit)
+        let minimumUnits =
+            splitRows ? Swift.max(48, (1 << 18) / workPerUnit) : Swift.max(16, (1 << 18) / workPerUnit)
         withUnsafePointer(to: &operands) { operands in
-            Parallel.forEachRange(splitRows ? m : n, minimumPerWorker: minimumUnits, grain: splitRows ? 6 : 16) {
+            Parallel.forEachRange(splitRows ? m : n, minimumPerPiece: minimumUnits, grain: splitRows ? 6 : 16) {
                 range in
                 if splitRows {
                     bp_gemm_avx2(operands, range.lowerBound, range.upperBound, 0, n)

@@ -4,20 +4,32 @@ import Foundation
 /// Splitting large loops across the machine's cores.
 ///
 /// Work below a threshold stays on the calling thread: starting a worker costs a few
-/// microseconds, more than small loops take.
+/// microseconds, more than small loops take. Large work is cut into a few more pieces than there
+/// are cores, which the cores take as they come free: on a machine shared with other programs,
+/// a core that loses its time slice then delays the whole loop by one small piece, not by half
+/// the work.
 enum Parallel {
-    /// How many threads large loops use: the active processors, at most 8.
-    static let workers = Swift.max(1, Swift.min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    /// How many threads large loops use: `$BACKPROP_THREADS` if set to a positive number, else the
+    /// active processors, at most 8.
+    static let workers: Int = {
+        if let text = ProcessInfo.processInfo.environment["BACKPROP_THREADS"], let count = Int(text), count > 0 {
+            return Swift.min(count, 64)
+        }
+        return Swift.max(1, Swift.min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    }()
+
+    /// How many pieces per worker large loops are cut into.
+    static let piecesPerWorker = 4
 
     /// Calls `body` with consecutive ranges that cover `0..<count`, on up to ``workers`` threads
-    /// at once; each range holds at least `minimumPerWorker` elements and a multiple of `grain`
-    /// (except the last). Returns when every range is done.
+    /// at once: at most ``piecesPerWorker`` ranges per worker, each of at least `minimumPerPiece`
+    /// elements and a multiple of `grain` (except the last). Returns when every range is done.
     ///
     /// `body` runs concurrently on disjoint ranges: it must write only what its range owns.
     static func forEachRange(
-        _ count: Int, minimumPerWorker: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
+        _ count: Int, minimumPerPiece: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
     ) {
-        let parts = Swift.min(workers, count / Swift.max(minimumPerWorker, 1))
+        let parts = Swift.min(workers * piecesPerWorker, count / Swift.max(minimumPerPiece, 1))
         if parts <= 1 {
             if count > 0 { body(0..<count) }
             return

@@ -23,7 +23,7 @@ extension Tensor {
         let input = inp.pointer
         let gradient = g.pointer
         let out = result.pointer
-        Parallel.forEachRange(result.count, minimumPerWorker: elementwiseMinimumPerWorker) { range in
+        Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
             for i in range {
                 let mask: Float = input[i] > 0 ? 1 : 0
                 out[i] = mask * gradient[i]

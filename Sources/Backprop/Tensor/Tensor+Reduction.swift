@@ -137,7 +137,7 @@ extension Tensor {
             let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks * inner)
             defer { partial.deallocate() }
             withExtendedLifetime(source) {
-                Parallel.forEachRange(blocks, minimumPerWorker: size * inner >= 1 << 18 ? 1 : blocks) { range in
+                Parallel.forEachRange(blocks, minimumPerPiece: size * inner >= 1 << 18 ? 1 : blocks) { range in
                     for block in range {
                         let rows = (block * blockRows)..<Swift.min(size, (block + 1) * blockRows)
                         Tensor.sumRows(
