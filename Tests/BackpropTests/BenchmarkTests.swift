@@ -59,4 +59,30 @@ struct BenchmarkTests {
         let gflops = try #require(object["matmul_gflops"] as? [String: [String: Double]])
         #expect(Set(gflops.keys) == ["forward", "input_gradient", "weight_gradient"])
     }
+
+    /// `backprop bench --json` on a few synthetic rows: one JSON object with every part.
+    @Test func commandPrintsOneJSONObject() throws {
+        let result = try runBackprop(["bench", "--rows", "60", "--runs", "1", "--synthetic", "--json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let lines = result.standardOutput.split(separator: "\n")
+        #expect(lines.count == 1)
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        for key in ["seed_step_ms", "minibatch_epoch_s", "mlp_epoch_s", "matmul_gflops"] {
+            #expect(object[key] != nil, "missing \(key)")
+        }
+        #expect(object["data"] as? String == "synthetic")
+    }
+
+    /// Bad options stop with one line that names the option.
+    @Test(arguments: [
+        ["--runs", "0"], ["--rows", "3"], ["--only", "everything"], ["--synthetic", "--data", "/tmp"],
+    ])
+    func commandRejectsBadOptions(arguments: [String]) throws {
+        let result = try runBackprop(["bench"] + arguments)
+        #expect(result.status != 0 && !result.crashed)
+        let lines = result.standardError.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.standardError)")
+        #expect(result.standardError.contains(arguments[0].hasPrefix("--s") ? "--synthetic" : arguments[0]))
+    }
 }

@@ -34,7 +34,9 @@ struct FusedKernelTests {
     @Test(arguments: [2, 7, 50_000])
     func mseGradientMatchesTheSeedsLine(n: Int) throws {
         let targ = Tensor(awkwardValues(count: n, seed: 3))
-        for inp in [Tensor(shape: [n, 1], values: awkwardValues(count: n, seed: 4)), Tensor(awkwardValues(count: n, seed: 5))] {
+        for inp in [
+            Tensor(shape: [n, 1], values: awkwardValues(count: n, seed: 4)), Tensor(awkwardValues(count: n, seed: 5)),
+        ] {
             let fused = try #require(Tensor.fusedMSEGradient(inp, targ))
             let chain = 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])
             #expect(fused.shape == chain.shape)
