@@ -90,6 +90,14 @@ struct SkinnyKernelTests {
         expectAgreement(m: 120, k: 1100, n: 50, transposeA: true)
     }
 
+    /// A small C with a long depth (the seed's `w1.g = xᵀ • out.g`) is split along the depth into
+    /// pieces of 4096 whose results are added: with a bias, accumulating, and a last short piece.
+    @Test func depthSplit() {
+        expectAgreement(m: 50, k: 9000, n: 13, transposeA: true)
+        expectAgreement(m: 7, k: 8200, n: 1, transposeA: true, bias: true)
+        expectAgreement(m: 20, k: 8192, n: 50, accumulate: true)
+    }
+
     /// `.fast` takes the skinny kernel for the seed's shapes, and BLAS for large square ones.
     @Test func fastChoosesTheSkinnyKernelForTheSeedsShapes() {
         #expect(GemmRoute(.fast, m: 50_000, n: 50, k: 784) == .skinny)

@@ -45,6 +45,10 @@ extension Tensor {
             b: b.pointer, rowStrideB: b.transposed ? 1 : b.leading, columnStrideB: b.transposed ? b.leading : 1,
             c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
             streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
+        if m * n <= 1 << 18 && k >= 2 * depthPiece {
+            depthSplitGemm(operands, accumulate: accumulate, bias: bias)
+            return
+        }
         // Split C by rows (multiples of the 6-row tile) or by columns (of the 16-wide one). Each
         // piece packs the part of B it uses: pieces of rows pack all of B each, pieces of columns
         // only their own columns but all read all of A. So columns when A is small (a minibatch),
@@ -61,6 +65,47 @@ extension Tensor {
                 } else {
                     bp_gemm_avx2(operands, 0, m, range.lowerBound, range.upperBound)
                 }
+            }
+        }
+    }
+
+    /// Rows of B (columns of A) per piece of a product split along its depth.
+    static let depthPiece = 4096
+
+    /// A product whose C is small and whose depth is long (the seed's `w1.g = xᵀ • out.g`:
+    /// `(784, 50000) • (50000, 50)`), split along the depth: each piece sums its own 4096 rows
+    /// of x into its own copy of C, reading them in the order they lie in memory, and the copies
+    /// are added in order. The pieces do not depend on the number of cores, so neither does the
+    /// result.
+    private static func depthSplitGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        let m = operands.m
+        let n = operands.n
+        let k = operands.k
+        let pieces = (k + depthPiece - 1) / depthPiece
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+        defer { partial.deallocate() }
+        Parallel.forEachRange(pieces, minimumPerPiece: 1) { range in
+            for piece in range {
+                let depth = (piece * depthPiece)..<Swift.min(k, (piece + 1) * depthPiece)
+                var part = operands
+                part.k = depth.count
+                part.a = operands.a! + depth.lowerBound * operands.columnStrideA
+                part.b = operands.b! + depth.lowerBound * operands.rowStrideB
+                part.c = partial + piece * m * n
+                part.ldc = n
+                part.bias = nil
+                part.accumulate = 0
+                part.streaming = 0
+                bp_gemm_avx2(&part, 0, m, 0, n)
+            }
+        }
+        let c = operands.c!
+        let ldc = operands.ldc
+        for i in 0..<m {
+            for j in 0..<n {
+                var total: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
+                for piece in 0..<pieces { total += partial[piece * m * n + i * n + j] }
+                c[i * ldc + j] = total
             }
         }
     }
