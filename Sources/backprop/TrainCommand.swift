@@ -79,7 +79,7 @@ struct TrainCommand: ParsableCommand {
             try trainer.fit(onStep: progress.step, onEpoch: progress.epoch)
         } catch let error as TrainingError {
             progress.clear()
-            let kept = save.map { " (\($0) was not written)" } ?? ""
+            let kept = save.map { " (nothing was written to \($0))" } ?? ""
             throw CommandLineError(error.description + kept)
         }
         let test = evaluate(trainer.model, x: dataset.xTest, y: dataset.yTest)
@@ -136,7 +136,8 @@ struct TrainCommand: ParsableCommand {
         configuration.optimizer = kind
         guard weightDecay >= 0, weightDecay.isFinite, learningRate * weightDecay < 1 else {
             throw ValidationError(
-                "--weight-decay: expected a number ≥ 0 with lr × weight decay < 1, found \(weightDecay)")
+                "--weight-decay: expected a number ≥ 0 with --lr × --weight-decay < 1 (each step multiplies the "
+                    + "weights by 1 − lr·wd), found \(weightDecay) with --lr \(learningRate)")
         }
         configuration.weightDecay = weightDecay
         guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
