@@ -40,7 +40,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed of the initial weights and of the shuffles.")
     var seed: UInt64 = recipe.seed
 
-    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    @Option(
+        help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
     @Option(help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
@@ -56,7 +57,9 @@ struct TrainCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let limit, limit < 6 { throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)") }
+        if let limit, limit < 6 {
+            throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)")
+        }
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
         _ = try parsedConfiguration()
@@ -95,7 +98,8 @@ struct TrainCommand: ParsableCommand {
         }
         if let plot {
             let sizes = trainer.model.sizes.map(String.init).joined(separator: "-")
-            let title = "Fashion-MNIST, MLP \(sizes), \(configuration.optimizer.rawValue), "
+            let title =
+                "Fashion-MNIST, MLP \(sizes), \(configuration.optimizer.rawValue), "
                 + "test accuracy \(format(test.accuracy, 4))"
             try writeAtomically(Data(trainingPlotSVG(trainer.history, title: title).utf8), to: plot)
         }
@@ -131,7 +135,8 @@ struct TrainCommand: ParsableCommand {
         configuration.learningRate = learningRate
         guard let kind = OptimizerKind(rawValue: optimizer) else {
             throw ValidationError(
-                "--optimizer: expected one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(optimizer)'")
+                "--optimizer: expected one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(optimizer)'"
+            )
         }
         configuration.optimizer = kind
         guard weightDecay >= 0, weightDecay.isFinite, learningRate * weightDecay < 1 else {
@@ -142,7 +147,8 @@ struct TrainCommand: ParsableCommand {
         configuration.weightDecay = weightDecay
         guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
             throw ValidationError(
-                "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'")
+                "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'"
+            )
         }
         configuration.schedule = scheduleKind
         configuration.seed = seed

@@ -120,7 +120,9 @@ struct CheckpointTests {
     @Test func aFileThatIsNotACheckpointSaysSo() {
         // make_fixtures.py wrote this file with format "pt".
         let path = fixturePath("python_written.safetensors")
-        expectDataError(containing: [path, "not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'"]) {
+        expectDataError(containing: [
+            path, "not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'",
+        ]) {
             try Checkpoint.load(path: path)
         }
     }

@@ -53,7 +53,8 @@ struct CrossEntropyTests {
         #expect(abs(Double(loss) - (atMaximum + (atMaximum + 2)) / 2) < 1e-6)
         let logProbabilities = logSoftmax(x)
         expectAllNear(
-            logProbabilities.values, [-atMaximum, -atMaximum - 1, -atMaximum - 2, -atMaximum, -atMaximum - 1, -atMaximum - 2],
+            logProbabilities.values,
+            [-atMaximum, -atMaximum - 1, -atMaximum - 2, -atMaximum, -atMaximum - 1, -atMaximum - 2],
             tolerance: 1e-6, "logSoftmax")
     }
 
@@ -136,7 +137,8 @@ struct CrossEntropyTests {
         // gradient in float64; the seed's backward must agree, and so must autograd.
         let model = try Checkpoint.load(path: fixturePath("mlp_5_4_3_3.safetensors"))
         let io = try Safetensors.read(path: fixturePath("mlp_5_4_3_3_io.safetensors"))
-        let x = try io.tensor("x"), targ = try io.tensor("targ")
+        let x = try io.tensor("x")
+        let targ = try io.tensor("targ")
         let loss = model(x, targ)
         #expect(abs(loss.item() - (try io.tensor("loss")).item()) < 1e-6)
         expectAllNear(model.loss.inp, try io.tensor("out"), tolerance: 1e-6, "out")

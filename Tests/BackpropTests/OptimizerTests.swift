@@ -96,7 +96,8 @@ struct OptimizerTests {
             optimizer.step()
         }
         var expected = start
-        var m = [Double](repeating: 0, count: 21), v = m
+        var m = [Double](repeating: 0, count: 21)
+        var v = m
         for (t, gradient) in gradients.enumerated() {
             let g = gradient.values.map(Double.init)
             for i in 0..<21 {

@@ -49,7 +49,8 @@ struct TrainCommandTests {
 
     @Test func savedModelEvaluatesToTheSameTestAccuracy() throws {
         try withTemporaryFolder { folder in
-            let model = folder + "/model.safetensors", plot = folder + "/loss.svg"
+            let model = folder + "/model.safetensors"
+            let plot = folder + "/loss.svg"
             let trained = try runBackprop(["train"] + Self.quick + ["--json", "--save", model, "--plot", plot])
             #expect(trained.status == 0, "stderr: \(trained.standardError)")
             let trainReport = try Self.parseJSON(trained.standardOutput)
@@ -76,7 +77,10 @@ struct TrainCommandTests {
             let before = try Data(contentsOf: URL(fileURLWithPath: model))
 
             let diverged = try runBackprop(
-                ["train"] + Self.quick + ["--optimizer", "sgd", "--schedule", "constant", "--lr", "1e5", "--weight-decay", "0", "--save", model])
+                ["train"] + Self.quick + [
+                    "--optimizer", "sgd", "--schedule", "constant", "--lr", "1e5", "--weight-decay", "0", "--save",
+                    model,
+                ])
             #expect(diverged.status == 1)
             #expect(!diverged.crashed)
             let message = diverged.standardError.split(separator: "\n").last.map(String.init) ?? ""
@@ -92,7 +96,10 @@ struct TrainCommandTests {
         (["--optimizer", "rmsprop"], "--optimizer: expected one of sgd, momentum, adam, found 'rmsprop'"),
         (["--epochs", "0"], "--epochs: expected a positive number, found 0"),
         (["--lr=-1"], "--lr: expected a positive number, found -1.0"),
-        (["--save", "/no/such/folder/m.safetensors"], "--save /no/such/folder/m.safetensors: the folder /no/such/folder does not exist"),
+        (
+            ["--save", "/no/such/folder/m.safetensors"],
+            "--save /no/such/folder/m.safetensors: the folder /no/such/folder does not exist"
+        ),
         (["--plot", "plot.png"], "--plot plot.png: expected a file name ending in .svg"),
     ])
     func badOptionsGiveOneLineNamingTheOption(arguments: [String], message: String) throws {
@@ -108,6 +115,7 @@ struct TrainCommandTests {
         #expect(result.status == 1 && !result.crashed)
         #expect(
             result.standardError
-                == "Error: \(path): is not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'\n")
+                == "Error: \(path): is not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'\n"
+        )
     }
 }

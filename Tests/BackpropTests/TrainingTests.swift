@@ -69,8 +69,11 @@ struct TrainingTests {
         let history = try trainer.fit(onStep: { _ in steps += 1 })
         #expect(steps == 6 * 20)
         #expect(history.count == 6)
-        #expect(history.last!.trainLoss < history.first!.trainLoss * 0.7, "training loss falls: \(history.map(\.trainLoss))")
-        #expect(history.last!.validLoss < history.first!.validLoss, "validation loss falls: \(history.map(\.validLoss))")
+        #expect(
+            history.last!.trainLoss < history.first!.trainLoss * 0.7, "training loss falls: \(history.map(\.trainLoss))"
+        )
+        #expect(
+            history.last!.validLoss < history.first!.validLoss, "validation loss falls: \(history.map(\.validLoss))")
         // Chance is 0.1; 1,000 images and six epochs of an MLP reach about 0.8.
         #expect(history.last!.validAccuracy >= 0.75, "validation accuracy \(history.last!.validAccuracy)")
         let test = evaluate(trainer.model, x: data.xTest, y: data.yTest)
@@ -106,7 +109,9 @@ struct TrainingTests {
             let history = try trainer.fit()
             return (history, trainer.model.parameters.map(\.values))
         }
-        let first = try run(seed: 5), second = try run(seed: 5), other = try run(seed: 6)
+        let first = try run(seed: 5)
+        let second = try run(seed: 5)
+        let other = try run(seed: 6)
         #expect(first.history.map(\.trainLoss) == second.history.map(\.trainLoss))
         #expect(first.history.map(\.validLoss) == second.history.map(\.validLoss))
         #expect(first.weights == second.weights)
@@ -161,7 +166,8 @@ struct TrainingTests {
     }
 
     @Test func niceTicksAreRoundNumbersCoveringTheRange() {
-        #expect(niceTicks(low: 0.83, high: 0.91, integers: false).map { ($0 * 100).rounded() } == [82, 84, 86, 88, 90, 92])
+        #expect(
+            niceTicks(low: 0.83, high: 0.91, integers: false).map { ($0 * 100).rounded() } == [82, 84, 86, 88, 90, 92])
         #expect(niceTicks(low: 1, high: 15, integers: true) == [0, 5, 10, 15])
     }
 }

@@ -99,7 +99,8 @@ public final class CrossEntropy: Loss {
     public func callAsFunction(_ inp: Tensor, _ targ: Tensor) -> Tensor {
         precondition(
             inp.rank == 2 && targ.count == inp.shape[0],
-            "CrossEntropy: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected (n, c) and (n))")
+            "CrossEntropy: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected (n, c) and (n))"
+        )
         self.inp = inp
         self.targ = targ
         if inp.requiresGrad && GradMode.isEnabled {
@@ -124,7 +125,8 @@ public final class CrossEntropy: Loss {
 /// `crossEntropy(inp, targ).item()` in one pass over the rows, in Double:
 /// `mean_i ((m_i - inp[i, targ[i]]) + log Σ_j exp(inp[i, j] - m_i))` with `m_i` the row maximum.
 func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor) -> Float {
-    let rows = inp.shape[0], classes = inp.shape[1]
+    let rows = inp.shape[0]
+    let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy")
     let source = inp.contiguous()
     let logits = source.pointer
@@ -139,11 +141,13 @@ func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor) -> Float {
 
 /// `(softmax(inp) - oneHot(targ)) / n` in one pass over the rows. // (n, c)
 func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor {
-    let rows = inp.shape[0], classes = inp.shape[1]
+    let rows = inp.shape[0]
+    let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy.backward")
     let source = inp.contiguous()
     let result = Tensor(uninitializedShape: [rows, classes])
-    let logits = source.pointer, gradient = result.pointer
+    let logits = source.pointer
+    let gradient = result.pointer
     let scale = 1 / Double(rows)
     for row in 0..<rows {
         let scores = logits + row * classes

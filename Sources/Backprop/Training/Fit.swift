@@ -112,7 +112,8 @@ public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000
     precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
     let rows = x.shape[0]
     if rows == 0 { return (0, 0) }
-    let x = x.contiguous(), y = y.contiguous()
+    let x = x.contiguous()
+    let y = y.contiguous()
     var lossSum = 0.0
     var correct = 0
     GradMode.withNoGrad {

@@ -95,7 +95,8 @@ public final class SGD: Optimizer {
     }
 
     public func step() {
-        let lr = learningRate, mu = momentum
+        let lr = learningRate
+        let mu = momentum
         for (index, w) in parameters.enumerated() {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
             withGradient(of: w) { values, gradient in
@@ -161,7 +162,8 @@ public final class Adam: Optimizer {
         epsilon: Float = 1e-8, weightDecay: Float = 0
     ) {
         checkHyperparameters(parameters, learningRate: learningRate, weightDecay: weightDecay, name: "Adam")
-        precondition(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "Adam: betas (\(beta1), \(beta2)) must be in [0, 1)")
+        precondition(
+            beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "Adam: betas (\(beta1), \(beta2)) must be in [0, 1)")
         precondition(epsilon > 0, "Adam: epsilon \(epsilon) must be positive")
         self.parameters = parameters
         self.learningRate = learningRate
@@ -183,7 +185,8 @@ public final class Adam: Optimizer {
         let (oneMinusBeta1, oneMinusBeta2) = (Float(1 - self.beta1), Float(1 - self.beta2))
         for (index, w) in parameters.enumerated() {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
-            let m = firstMoments[index].pointer, v = secondMoments[index].pointer
+            let m = firstMoments[index].pointer
+            let v = secondMoments[index].pointer
             withGradient(of: w) { values, gradient in
                 // Eight lanes at a time: the same operations on each element as the scalar loop
                 // below, so the result does not depend on where a parameter's values start.
@@ -209,7 +212,8 @@ public final class Adam: Optimizer {
                     let g = gradient[i]
                     m[i] = beta1 * m[i] + oneMinusBeta1 * g
                     v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g)
-                    values[i] = values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
+                    values[i] =
+                        values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
                 }
             }
         }
@@ -241,10 +245,14 @@ public final class Adam: Optimizer {
 
 /// Stops unless the parameters can be updated in place and the hyperparameters make sense.
 private func checkHyperparameters(_ parameters: [Tensor], learningRate: Float, weightDecay: Float, name: String) {
-    precondition(learningRate >= 0 && learningRate.isFinite, "\(name): learning rate \(learningRate) must be a non-negative number")
-    precondition(weightDecay >= 0 && weightDecay.isFinite, "\(name): weight decay \(weightDecay) must be a non-negative number")
+    precondition(
+        learningRate >= 0 && learningRate.isFinite,
+        "\(name): learning rate \(learningRate) must be a non-negative number")
+    precondition(
+        weightDecay >= 0 && weightDecay.isFinite, "\(name): weight decay \(weightDecay) must be a non-negative number")
     for (index, parameter) in parameters.enumerated() {
-        precondition(parameter.isContiguous, "\(name): parameter \(index) of shape \(parameter.shape) is a non-contiguous view")
+        precondition(
+            parameter.isContiguous, "\(name): parameter \(index) of shape \(parameter.shape) is a non-contiguous view")
     }
 }
 

@@ -9,7 +9,8 @@ func expectAllNear(
     _ actual: [Float], _ expected: [Double], tolerance: Double = 1e-5, relative: Double = 0,
     _ what: String = "values", sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    #expect(actual.count == expected.count, "\(what): \(actual.count) values, expected \(expected.count)",
+    #expect(
+        actual.count == expected.count, "\(what): \(actual.count) values, expected \(expected.count)",
         sourceLocation: sourceLocation)
     for (index, (a, e)) in zip(actual, expected).enumerated() {
         let allowed = tolerance + relative * abs(e)
@@ -25,7 +26,8 @@ func expectAllNear(
     _ actual: Tensor, _ expected: Tensor, tolerance: Double = 1e-5, relative: Double = 0,
     _ what: String = "values", sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape), expected \(expected.shape)",
+    #expect(
+        actual.shape == expected.shape, "\(what): shape \(actual.shape), expected \(expected.shape)",
         sourceLocation: sourceLocation)
     expectAllNear(
         actual.values, expected.values.map(Double.init), tolerance: tolerance, relative: relative, what,
