@@ -67,7 +67,7 @@ public struct Narration {
     /// The whole walkthrough as plain text, one block per step.
     public var text: String {
         var output: [String] = []
-        output.append(heading)
+        output.append("Backpropagation, step by step, from a live run. " + heading)
         for step in steps {
             output.append("")
             output.append("Step \(step.index) of \(steps.count - 1): \(step.title)")
@@ -82,10 +82,10 @@ public struct Narration {
         return output.joined(separator: "\n") + "\n"
     }
 
-    /// The first line: the model and the data.
+    /// The model and the data, in one line: `Model: L1 (Lin), R (Relu), L2 (Lin), loss (Mse); ...`.
     public var heading: String {
         let layers = zip(trace.layerNames, trace.layerCode).map { "\($0) (\($1.className))" }
-        return "Backpropagation, step by step, from a live run: \(layers.joined(separator: ", ")), "
+        return "Model: \(layers.joined(separator: ", ")), "
             + "loss (\(trace.lossCode.className)); x \(trace.x.shape), targ \(trace.targ.shape)."
     }
 }
@@ -317,8 +317,11 @@ private struct StepWriter {
             let stats = trace.activationStatistics.map(\.summary)
             lines.append(
                 NarratedLine(
-                    "Activation statistics (Kaiming initialisation aims at mean 0, std 1 before each ReLU; "
-                        + "after one, about 0.5 and 0.8): " + stats.joined(separator: "; ") + "."))
+                    "Activation statistics: " + stats.joined(separator: "; ") + ". Kaiming initialisation keeps "
+                        + "the scale steady: x is normalised (mean 0, std 1); a Lin that feeds a ReLU (w · √(2/m)) "
+                        + "gives std ≈ √2 ≈ 1.41, the ReLU brings its mean square back to 1 (mean ≈ 0.56, "
+                        + "std ≈ 0.83; the lesson sees about 0.5 and 0.8), and the last Lin (w / √nh) gives "
+                        + "std ≈ 1. With few rows, expect these to wander."))
         }
         return NarratedStep(
             index: step.index, title: "the takeaway", code: "# where the gradient starts", comment: "", formulas: [],
@@ -388,21 +391,19 @@ private struct StepWriter {
         var lines: [NarratedLine] = []
         for write in step.writes {
             guard let slot = write.slots.first else { continue }
-            var text: String
-            if slot.owner == owner, let line = code.gradientLine(for: slot.field) {
-                text = "writes " + SeedCode.instantiate(line.line, as: owner)
-            } else {
-                text = "writes \(slot).g"
+            var text = "writes \(slot).g"
+            if slot.owner == owner, code.gradientLine(for: slot.field) == nil, code.isKnown {
+                text += " (not one of the seed's lines for \(code.className).backward)"
             }
-            if let seedName = trace.seedNames[slot] { text += "   (that is \(seedName).g)" }
+            if let seedName = trace.seedNames[slot] { text += ", that is \(seedName).g" }
             let others = write.slots.dropFirst()
             if !others.isEmpty {
                 let names = others.map(\.description)
                 text +=
-                    "; \(slot) is \(names.joined(separator: " and ")), the same object, so this is also "
+                    ": \(slot) is \(names.joined(separator: " and ")), the same object, so this is also "
                     + names.map { "\($0).g" }.joined(separator: " and ")
             } else if slot.field == "inp" {
-                text += "; no other slot holds \(slot), so no earlier layer will read this .g"
+                text += ": no other slot holds \(slot), so no earlier layer will read this .g"
             }
             lines.append(NarratedLine(text, tensor: write.g))
         }

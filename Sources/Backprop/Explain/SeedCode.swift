@@ -88,6 +88,13 @@ public struct SeedCode: Sendable {
             forward: "", result: "", backward: [])
     }
 
+    /// The seed's name of a parameter of a numbered `Lin`: `w1` for field `w` of `L1`; nil for other
+    /// layers and for a lone `Lin` (named `L`).
+    public static func seedName(of field: String, in layer: any Layer, named name: String) -> String? {
+        guard layer is Lin, name.count > 1 else { return nil }
+        return field + name.dropFirst()
+    }
+
     /// The names of a model's layers, by the rule at the top of this file: `["L1", "R", "L2"]` for
     /// the seed's model.
     public static func layerNames(for layers: [any Layer]) -> [String] {

@@ -178,7 +178,7 @@ public final class Trace {
                 let field = position < fields.count ? fields[position] : "p\(position + 1)"
                 let slot = Slot(name, field)
                 readers.append((slot, { layer.parameters[position] }))
-                if layer is Lin, name.count > 1 { seedNames[slot] = field + name.dropFirst() }
+                seedNames[slot] = SeedCode.seedName(of: field, in: layer, named: name)
             }
         }
         for (index, layer) in model.layers.enumerated() {

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Backprop
+import Foundation
+
+/// `backprop explain`: the seed's walkthrough, generated from a live run of the seed's program.
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Walk through loss = model(x, targ); model.backward() step by step, from the live objects.",
+        discussion: """
+            Runs the seed's model on the first rows of Fashion-MNIST and prints, for every step of the \
+            forward and backward passes, the line of code that runs, which object each inp, out and \
+            .g is, and where each gradient comes from, every relation checked on the objects.
+            """
+    )
+
+    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    var data: String?
+
+    @Option(help: "How many training rows to run on (small keeps the values readable).")
+    var rows: Int = 5
+
+    @Option(help: "Hidden layer widths: one (the seed's model: 50) or several separated by commas (50,20).")
+    var hidden: String = "50"
+
+    @Option(help: "The loss: mse (the seed's) or cross-entropy.")
+    var loss: String = "mse"
+
+    @Option(help: "Seed of the random weights.")
+    var seed: UInt64 = 42
+
+    @Flag(help: "Add the mean and standard deviation of the activations after every layer.")
+    var stats = false
+
+    @Option(help: "Also write the walkthrough as one self-contained web page to this file.")
+    var html: String?
+
+    @Option(help: "Also write autograd's computation graph in Graphviz DOT to this file.")
+    var dot: String?
+
+    func run() throws {
+        let widths = try parseHidden()
+        guard rows >= 1 && rows <= 60_000 else {
+            throw CommandLineError("--rows: expected a number of rows from 1 to 60000, found \(rows)")
+        }
+        let lossKind = try parseLoss()
+        for (option, path) in [("--html", html), ("--dot", dot)] {
+            if let path { try checkWritable(path, option: option) }
+        }
+
+        let (x, targ) = try loadRows()
+        let classes = lossKind == "mse" ? 1 : 10
+        var generator = RandomGenerator(seed: seed)
+        let model = Model.kaiming(sizes: [x.shape[1]] + widths + [classes], loss: Mse(), generator: &generator)
+
+        let trace = Trace.record(model: model, x: x, targ: targ)
+        let narration = Narration(trace: trace, statistics: stats)
+        print(narration.text, terminator: "")
+
+        if let html {
+            try write(HTMLReport(narration: narration).html, to: html, option: "--html")
+            print("\nWrote the walkthrough page to \(html)")
+        }
+        if let dot {
+            let graph = ComputationGraph.record(model: model, x: x, targ: targ)
+            try write(graph.dot, to: dot, option: "--dot")
+            print("Wrote the computation graph (\(graph.nodes.count) nodes) to \(dot)")
+        }
+    }
+
+    /// `--hidden 50` or `--hidden 50,20`: positive widths.
+    private func parseHidden() throws -> [Int] {
+        let parts = hidden.split(separator: ",", omittingEmptySubsequences: false)
+        let widths = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 4096 }) else {
+            throw CommandLineError(
+                "--hidden: expected positive widths up to 4096 separated by commas (50 or 50,20), found '\(hidden)'")
+        }
+        return widths.map { $0! }
+    }
+
+    private func parseLoss() throws -> String {
+        switch loss {
+        case "mse": return loss
+        case "cross-entropy":
+            throw CommandLineError("--loss: cross-entropy is not available in this build yet; use mse")
+        default:
+            throw CommandLineError("--loss: expected mse or cross-entropy, found '\(loss)'")
+        }
+    }
+
+    /// The first `rows` rows of the training set, prepared as the seed does.
+    private func loadRows() throws -> (x: Tensor, targ: Tensor) {
+        // Synthetic rows until the Fashion-MNIST loader lands: normalised pixels, labels 0...9.
+        var generator = RandomGenerator(seed: 0)
+        let x = Tensor.randn([rows, 784], generator: &generator)
+        let targ = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 10)) })
+        return (x, targ)
+    }
+
+    /// Fails early, before any work, if `path`'s folder does not exist.
+    private func checkWritable(_ path: String, option: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        let target = folder.isEmpty ? "." : folder
+        guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CommandLineError("\(option) \(path): the folder '\(target)' does not exist")
+        }
+        guard FileManager.default.isWritableFile(atPath: target) else {
+            throw CommandLineError("\(option) \(path): the folder '\(target)' is not writable")
+        }
+    }
+
+    /// Writes `text` to `path` atomically (temporary file in the same folder, then rename).
+    private func write(_ text: String, to path: String, option: String) throws {
+        let url = URL(fileURLWithPath: path)
+        do {
+            try Data(text.utf8).write(to: url, options: .atomic)
+        } catch {
+            throw CommandLineError("\(option) \(path): could not write the file (\(error.localizedDescription))")
+        }
+    }
+}
