@@ -14,7 +14,8 @@ struct ExplainCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    @Option(
+        help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
     @Option(help: "How many training rows to run on (small keeps the values readable).")
@@ -40,8 +41,8 @@ struct ExplainCommand: ParsableCommand {
 
     func run() throws {
         let widths = try parseHidden()
-        guard rows >= 1 && rows <= 60_000 else {
-            throw CommandLineError("--rows: expected a number of rows from 1 to 60000, found \(rows)")
+        guard rows >= 1 && rows <= 50_000 else {
+            throw CommandLineError("--rows: expected a number of rows from 1 to 50000, found \(rows)")
         }
         let lossKind = try parseLoss()
         for (option, path) in [("--html", html), ("--dot", dot)] {
@@ -54,7 +55,10 @@ struct ExplainCommand: ParsableCommand {
         let model = Model.kaiming(sizes: [x.shape[1]] + widths + [classes], loss: Mse(), generator: &generator)
 
         let trace = Trace.record(model: model, x: x, targ: targ)
-        let narration = Narration(trace: trace, statistics: stats)
+        let inputs =
+            "the first \(rows == 1 ? "row" : "\(rows) rows") of Fashion-MNIST's x_train and y_train "
+            + "(normalised with the whole training set's mean and std, as the seed does)"
+        let narration = Narration(trace: trace, statistics: stats, inputs: inputs)
         print(narration.text, terminator: "")
 
         if let html {
@@ -89,12 +93,27 @@ struct ExplainCommand: ParsableCommand {
         }
     }
 
-    /// The first `rows` rows of the training set, prepared as the seed does.
+    /// The first `rows` rows of the training set, prepared as the seed prepares `x_train`: the
+    /// whole training set is read so that the rows are normalised with its mean and standard
+    /// deviation, exactly as in a full run, and only then cut.
     private func loadRows() throws -> (x: Tensor, targ: Tensor) {
-        // Synthetic rows until the Fashion-MNIST loader lands: normalised pixels, labels 0...9.
-        var generator = RandomGenerator(seed: 0)
-        let x = Tensor.randn([rows, 784], generator: &generator)
-        let targ = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 10)) })
+        let directory = FashionMNIST.resolveDirectory(data)
+        let dataset: FashionMNIST
+        do {
+            dataset = try FashionMNIST(directory: directory)
+        } catch let error as DataError {
+            throw CommandLineError("--data: \(error)")
+        }
+        let available = dataset.xTrain.shape[0]
+        guard rows <= available else {
+            throw CommandLineError(
+                "--rows: expected at most \(available) (the training rows in \(directory)), found \(rows)")
+        }
+        let columns = dataset.xTrain.shape[1]
+        let x = dataset.xTrain.withUnsafeBufferPointer { values in
+            Tensor(shape: [rows, columns], values: Array(values[0..<(rows * columns)]))
+        }
+        let targ = Tensor(Array(dataset.yTrain.values[0..<rows]))
         return (x, targ)
     }
 
@@ -111,13 +130,13 @@ struct ExplainCommand: ParsableCommand {
         }
     }
 
-    /// Writes `text` to `path` atomically (temporary file in the same folder, then rename).
+    /// Writes `text` to `path` atomically (the Data layer's `writeAtomically`: a temporary file in
+    /// the same folder, fsync, rename), so a reader never sees half a page.
     private func write(_ text: String, to path: String, option: String) throws {
-        let url = URL(fileURLWithPath: path)
         do {
-            try Data(text.utf8).write(to: url, options: .atomic)
-        } catch {
-            throw CommandLineError("\(option) \(path): could not write the file (\(error.localizedDescription))")
+            try writeAtomically(Array(text.utf8), to: path)
+        } catch let error as DataError {
+            throw CommandLineError("\(option): \(error)")
         }
     }
 }

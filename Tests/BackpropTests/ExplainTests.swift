@@ -202,7 +202,8 @@ struct ExplainTraceTests {
 
         let l2 = trace.steps[try step(.layerBackward(2), in: trace)]
         #expect(l2.writes.count == 3)
-        #expect(l2.writes[0].tensor === model.layers[2].inp && l2.writes[0].slots.map(\.description) == ["L2.inp", "R.out"])
+        #expect(
+            l2.writes[0].tensor === model.layers[2].inp && l2.writes[0].slots.map(\.description) == ["L2.inp", "R.out"])
         #expect(l2.writes[1].tensor === w2 && l2.writes[2].tensor === b2)
 
         let l1 = trace.steps[try step(.layerBackward(0), in: trace)]
@@ -235,19 +236,25 @@ struct ExplainTraceTests {
     }
 
     @Test func namesLayersByKindNumberingRepeatedKinds() {
-        #expect(SeedCode.layerNames(for: [Lin(.zeros(2, 3), .zeros(3)), ReLU(), Lin(.zeros(3, 1), .zeros(1))]) == ["L1", "R", "L2"])
+        #expect(
+            SeedCode.layerNames(for: [Lin(.zeros(2, 3), .zeros(3)), ReLU(), Lin(.zeros(3, 1), .zeros(1))]) == [
+                "L1", "R", "L2",
+            ])
         #expect(SeedCode.layerNames(for: [Lin(.zeros(2, 3), .zeros(3))]) == ["L"])
         var generator = RandomGenerator(seed: 9)
         let deeper = Model.kaiming(sizes: [4, 3, 3, 1], loss: Mse(), generator: &generator)
         #expect(SeedCode.layerNames(for: deeper.layers) == ["L1", "R1", "L2", "R2", "L3"])
-        #expect(SeedCode.layerNames(for: [CopyingReLU(), CopyingReLU(), ReLU()]) == ["CopyingReLU1", "CopyingReLU2", "R"])
+        #expect(
+            SeedCode.layerNames(for: [CopyingReLU(), CopyingReLU(), ReLU()]) == ["CopyingReLU1", "CopyingReLU2", "R"])
     }
 
     @Test func kaimingSeedSizesGiveTheSeedProgramsWeights() throws {
-        var a = RandomGenerator(seed: 11), b = RandomGenerator(seed: 11)
+        var a = RandomGenerator(seed: 11)
+        var b = RandomGenerator(seed: 11)
         let model = Model.kaiming(sizes: [20, 6, 1], loss: Mse(), generator: &a)
         let weights = SeedProgram.Weights.kaiming(inputs: 20, hidden: 6, generator: &b)
-        let l1 = try #require(model.layers[0] as? Lin), l2 = try #require(model.layers[2] as? Lin)
+        let l1 = try #require(model.layers[0] as? Lin)
+        let l2 = try #require(model.layers[2] as? Lin)
         #expect(l1.w.values == weights.w1.values && l2.w.values == weights.w2.values)
         #expect(l1.b.values == weights.b1.values && l2.b.values == weights.b2.values)
         #expect(model.layers[1] is ReLU)
@@ -260,7 +267,8 @@ struct ExplainTraceTests {
 struct ExplainOtherModelsTests {
     @Test func aLayerThatCopiesItsInputIsNarratedAsACopy() throws {
         var generator = RandomGenerator(seed: 4)
-        let w1 = Tensor.randn([6, 4], generator: &generator), w2 = Tensor.randn([4, 1], generator: &generator)
+        let w1 = Tensor.randn([6, 4], generator: &generator)
+        let w2 = Tensor.randn([4, 1], generator: &generator)
         let model = Model(layers: [Lin(w1, .zeros(4)), CopyingReLU(), Lin(w2, .zeros(1))], loss: Mse())
         let (x, targ) = randomData(n: 5, m: 6)
         let trace = Trace.record(model: model, x: x, targ: targ)
@@ -328,7 +336,8 @@ struct ExplainOtherModelsTests {
         expectContains(text, "R2.inp is L2.out, the same object (R2.inp === L2.out)")
         expectContains(text, "reads R1.out.g, set by L2.backward (step 11) as L2.inp.g")
         expectContains(text, "writes L3.w.g, that is w3.g")
-        expectContains(text, "model = Model(layers: [Lin(w1, b1), Relu(), Lin(w2, b2), Relu(), Lin(w3, b3)], loss: Mse())")
+        expectContains(
+            text, "model = Model(layers: [Lin(w1, b1), Relu(), Lin(w2, b2), Relu(), Lin(w3, b3)], loss: Mse())")
     }
 
     @Test func crossEntropyIsNarratedFromWhatItDoes() throws {
@@ -342,7 +351,8 @@ struct ExplainOtherModelsTests {
         // The loss's gradient against autograd on the same logits.
         let logits = model.layers[2].out.copy()
         logits.requiresGrad = true
-        let loss = -((logits - logits.logSumExp(1, keepDim: true)) * TestCrossEntropy.oneHot(targ, classes: 3)).sum() / 4
+        let loss =
+            -((logits - logits.logSumExp(1, keepDim: true)) * TestCrossEntropy.oneHot(targ, classes: 3)).sum() / 4
         loss.backward()
         let start = try #require(trace.takeaway.start)
         for (a, b) in zip(start.values, try #require(logits.grad).values) { #expect(abs(a - b) < 1e-6) }
@@ -440,9 +450,11 @@ struct ExplainHTMLTests {
     static func steps(in html: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[String: Any]] {
         let open = "<script type=\"application/json\" id=\"steps\">"
         let start = try #require(html.range(of: open), sourceLocation: sourceLocation)
-        let end = try #require(html.range(of: "</script>", range: start.upperBound..<html.endIndex), sourceLocation: sourceLocation)
+        let end = try #require(
+            html.range(of: "</script>", range: start.upperBound..<html.endIndex), sourceLocation: sourceLocation)
         let json = Data(html[start.upperBound..<end.lowerBound].utf8)
-        return try #require(try JSONSerialization.jsonObject(with: json) as? [[String: Any]], sourceLocation: sourceLocation)
+        return try #require(
+            try JSONSerialization.jsonObject(with: json) as? [[String: Any]], sourceLocation: sourceLocation)
     }
 
     @Test func refersToNothingOutsideItself() {
@@ -516,8 +528,10 @@ struct ExplainHTMLTests {
     @Test func escapesTextThatLooksLikeMarkup() throws {
         var generator = RandomGenerator(seed: 12)
         let model = Model(
-            layers: [Lin(Tensor.randn([3, 2], generator: &generator), .zeros(2)), Tagged<Int>(),
-                Lin(Tensor.randn([2, 1], generator: &generator), .zeros(1))], loss: Mse())
+            layers: [
+                Lin(Tensor.randn([3, 2], generator: &generator), .zeros(2)), Tagged<Int>(),
+                Lin(Tensor.randn([2, 1], generator: &generator), .zeros(1)),
+            ], loss: Mse())
         let (x, targ) = randomData(n: 2, m: 3)
         let (html, trace) = Self.page(for: model, x: x, targ: targ)
         #expect(trace.layerNames[1] == "Tagged<Int>")
@@ -542,10 +556,17 @@ struct ExplainDOTTests {
         var depth = 0
         for line in dot.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             // Braces outside quoted strings, and quoted strings that close.
-            var inString = false, escaped = false
+            var inString = false
+            var escaped = false
             for character in line {
                 if inString {
-                    if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "\"" { inString = false }
+                    if escaped {
+                        escaped = false
+                    } else if character == "\\" {
+                        escaped = true
+                    } else if character == "\"" {
+                        inString = false
+                    }
                 } else if character == "\"" {
                     inString = true
                 } else if character == "{" {
@@ -629,7 +650,9 @@ struct ExplainDOTTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/dot")
         process.arguments = ["-Tsvg"]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
@@ -641,5 +664,35 @@ struct ExplainDOTTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "dot: \(message)")
         #expect(String(decoding: svg, as: UTF8.self).contains("<svg"))
+    }
+}
+
+// MARK: - Real data
+
+@Suite("Explain: on Fashion-MNIST")
+struct ExplainRealDataTests {
+    static let folder = FashionMNIST.defaultDirectory
+    static let present = FileManager.default.fileExists(atPath: folder + "/train-images-idx3-ubyte.gz")
+
+    @Test(.enabled(if: present, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"))
+    func explainsTheSeedsModelOnTheFirstRows() throws {
+        let data = try FashionMNIST(directory: Self.folder, limit: 300)
+        let x = data.xTrain.withUnsafeBufferPointer { Tensor(shape: [5, 784], values: Array($0[0..<(5 * 784)])) }
+        let targ = Tensor(Array(data.yTrain.values[0..<5]))
+        var generator = RandomGenerator(seed: 42)
+        let weights = SeedProgram.Weights.kaiming(inputs: 784, hidden: 50, generator: &generator)
+        let model = Model(weights.w1, weights.b1, weights.w2, weights.b2)
+        let trace = Trace.record(model: model, x: x, targ: targ)
+        #expect(trace.takeaway.isComplete)
+        let text = Narration(trace: trace, statistics: true).text
+        expectContains(text, "L2.inp is R.out, the same object (L2.inp === R.out)")
+        expectContains(text, "shape [784, 50]")
+        expectContains(text, "targ, the targets:\n      shape [5]  [9.0000, 0.0000, ..., 3.0000, 0.0000]")
+        // The hand-written w1.g that the walkthrough shows, against autograd on the same run.
+        let handWritten = try #require(weights.w1.g).norm()
+        let graph = ComputationGraph.record(model: model, x: x, targ: targ)
+        let node = try #require(graph.nodes.first { $0.name == "L1.w (w1)" })
+        #expect(abs(try #require(node.gradientNorm) - handWritten) <= 1e-5 * handWritten)
+        #expect(ExplainDOTTests.problems(in: graph.dot) == [])
     }
 }

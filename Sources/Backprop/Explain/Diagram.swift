@@ -220,11 +220,16 @@ struct Diagram {
         }
         let leftovers = nodes.map(\.id).filter { !placed.contains($0) }
 
-        let tensor = Diagram.tensorSize, operation = Diagram.operationSize
-        let margin = 12.0, gap = 34.0, rowGap = 44.0
+        let tensor = Diagram.tensorSize
+        let operation = Diagram.operationSize
+        let margin = 12.0
+        let gap = 46.0
+        let rowGap = 44.0
 
         // Horizontal: the chain in the middle row, parameters above (first) and below (others).
-        let topRow = margin, middleRow = margin + tensor.y + rowGap, bottomRow = middleRow + tensor.y + rowGap
+        let topRow = margin
+        let middleRow = margin + tensor.y + rowGap
+        let bottomRow = middleRow + tensor.y + rowGap
         var cursor = margin
         var usesBottom = false
         for id in chain {

@@ -145,7 +145,7 @@ extension HTMLReport {
             prev.disabled = current === 0;
             next.disabled = current === steps.length - 1;
             if (location.hash !== "#step=" + current) {
-              try { history.replaceState(null, "", "#step=" + current); } catch (e) { /* file: URLs in some browsers */ }
+              try { history.replaceState(null, "", "#step=" + current); } catch (e) { /* some file: URLs */ }
             }
           }
 

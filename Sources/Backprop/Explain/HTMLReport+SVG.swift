@@ -59,7 +59,8 @@ extension HTMLReport {
     private func operationSVG(_ node: Diagram.Node) -> String {
         let size = node.size
         let body = [
-            "<rect class=\"box\" width=\"\(svgNumber(size.x))\" height=\"\(svgNumber(size.y))\" rx=\"\(svgNumber(size.y / 2))\"/>",
+            "<rect class=\"box\" width=\"\(svgNumber(size.x))\" height=\"\(svgNumber(size.y))\" "
+                + "rx=\"\(svgNumber(size.y / 2))\"/>",
             "<text class=\"op-name\" x=\"\(svgNumber(size.x / 2))\" y=\"18\">\(escapeHTML(node.names.joined()))</text>",
             "<text class=\"op-class\" x=\"\(svgNumber(size.x / 2))\" y=\"32\">\(escapeHTML(node.subtitle))</text>",
         ]
@@ -107,10 +108,13 @@ extension HTMLReport {
     {
         let a = Point(x: origin.x + originSize.x / 2, y: origin.y + originSize.y / 2)
         let b = Point(x: target.x + targetSize.x / 2, y: target.y + targetSize.y / 2)
-        let dx = b.x - a.x, dy = b.y - a.y
+        let dx = b.x - a.x
+        let dy = b.y - a.y
         let length = Swift.max((dx * dx + dy * dy).squareRoot(), 1e-9)
-        let ux = dx / length, uy = dy / length  // direction
-        let nx = -uy, ny = ux  // normal
+        let ux = dx / length
+        let uy = dy / length  // direction
+        let nx = -uy
+        let ny = ux  // normal
         func border(_ center: Point, _ size: Point, sign: Double) -> Point {
             let tx = Swift.abs(ux) > 1e-9 ? (size.x / 2) / Swift.abs(ux) : .infinity
             let ty = Swift.abs(uy) > 1e-9 ? (size.y / 2) / Swift.abs(uy) : .infinity

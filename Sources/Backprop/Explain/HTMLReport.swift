@@ -59,7 +59,8 @@ public struct HTMLReport {
             <h2 id="step-title">\(escapeHTML(narration.steps.first?.title ?? ""))</h2>
             <pre id="step-code"></pre>
             <ul id="step-lines"></ul>
-            <p class="keys">Keys: &#8592; and &#8594; step back and forth; Home and End jump to the first and last step.</p>
+            <p class="keys">Keys: &#8592; and &#8594; step back and forth; Home and End jump to the first and \
+            last step.</p>
             </section>
             </main>
             <script type="application/json" id="steps">\(stepsJSON)</script>

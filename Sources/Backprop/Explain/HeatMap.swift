@@ -30,7 +30,8 @@ struct HeatMap {
         tensor.withUnsafeBufferPointer { values in
             guard !values.isEmpty else { return }
             for row in 0..<rows {
-                let rowStart = row * height / rows, rowEnd = Swift.max((row + 1) * height / rows, rowStart + 1)
+                let rowStart = row * height / rows
+                let rowEnd = Swift.max((row + 1) * height / rows, rowStart + 1)
                 for column in 0..<columns {
                     let columnStart = column * width / columns
                     let columnEnd = Swift.max((column + 1) * width / columns, columnStart + 1)
@@ -57,7 +58,9 @@ struct HeatMap {
 
     /// The colour of a step: from blue (`-levels`) through near-white (0) to red (`levels`).
     static func color(level: Int) -> String {
-        let white = (247.0, 247.0, 247.0), red = (178.0, 24.0, 43.0), blue = (33.0, 102.0, 172.0)
+        let white = (247.0, 247.0, 247.0)
+        let red = (178.0, 24.0, 43.0)
+        let blue = (33.0, 102.0, 172.0)
         let end = level < 0 ? blue : red
         let t = Double(Swift.abs(level)) / Double(levels)
         func mix(_ a: Double, _ b: Double) -> Int { Int((a + (b - a) * t).rounded()) }
@@ -66,13 +69,16 @@ struct HeatMap {
 
     /// SVG paths filling the rectangle at `(x, y)` of the given size, one path per colour.
     func svg(x: Double, y: Double, width: Double, height: Double) -> String {
-        let cellWidth = width / Double(columns), cellHeight = height / Double(rows)
+        let cellWidth = width / Double(columns)
+        let cellHeight = height / Double(rows)
         var pathsByLevel: [Int: String] = [:]
         for row in 0..<rows {
             for column in 0..<columns {
-                let left = x + Double(column) * cellWidth, top = y + Double(row) * cellHeight
+                let left = x + Double(column) * cellWidth
+                let top = y + Double(row) * cellHeight
                 pathsByLevel[level(cells[row * columns + column]), default: ""] +=
-                    "M\(svgNumber(left)) \(svgNumber(top))h\(svgNumber(cellWidth))v\(svgNumber(cellHeight))h-\(svgNumber(cellWidth))z"
+                    "M\(svgNumber(left)) \(svgNumber(top))h\(svgNumber(cellWidth))"
+                    + "v\(svgNumber(cellHeight))h-\(svgNumber(cellWidth))z"
             }
         }
         return pathsByLevel.keys.sorted().map { level in

@@ -50,11 +50,17 @@ public struct Narration {
     public let previewEdge: Int
 
     /// Narrates `trace`; with `statistics`, adds the mean and standard deviation after every layer.
-    public init(trace: Trace, statistics: Bool = false, previewEdge: Int = 2) {
+    /// - Parameters:
+    ///   - inputs: where `x` and `targ` come from, said when the model is called
+    ///     (`the first 5 rows of Fashion-MNIST's x_train and y_train`).
+    public init(
+        trace: Trace, statistics: Bool = false, previewEdge: Int = 2,
+        inputs: String = "the seed's x_train and y_train"
+    ) {
         self.trace = trace
         self.includesStatistics = statistics
         self.previewEdge = previewEdge
-        let writer = StepWriter(trace: trace, statistics: statistics)
+        let writer = StepWriter(trace: trace, statistics: statistics, inputs: inputs)
         self.steps = trace.steps.map { writer.narrate($0) }
     }
 
@@ -94,6 +100,7 @@ public struct Narration {
 private struct StepWriter {
     let trace: Trace
     let statistics: Bool
+    let inputs: String
 
     func narrate(_ step: TraceStep) -> NarratedStep {
         switch step.event {
@@ -124,7 +131,8 @@ private struct StepWriter {
         }
         let empty = step.snapshot.states.filter { $0.tensor == nil }.map(\.slot.description)
         if !empty.isEmpty {
-            lines.append(NarratedLine("Nothing has run yet, so these are still None: \(empty.joined(separator: ", "))."))
+            lines.append(
+                NarratedLine("Nothing has run yet, so these are still None: \(empty.joined(separator: ", "))."))
         }
         lines.append(gradientStatus(step.snapshot))
         let isSeedModel = trace.layerCode.map(\.className) == ["Lin", "Relu", "Lin"]
@@ -139,13 +147,15 @@ private struct StepWriter {
 
     private func modelCalled(_ step: TraceStep) -> NarratedStep {
         var lines = [
-            NarratedLine("x is the input, the seed's x_train:", tensor: trace.x),
-            NarratedLine("targ is the targets, the seed's y_train:", tensor: trace.targ),
+            NarratedLine("x and targ are \(inputs). x, the input:", tensor: trace.x),
+            NarratedLine("targ, the targets:", tensor: trace.targ),
             NarratedLine(
                 "The loop will call the layers in order: \(trace.layerNames.joined(separator: ", ")); "
                     + "each call's result becomes the next x."),
         ]
-        if statistics { lines.append(NarratedLine("stats " + ActivationStatistics(name: "x", tensor: trace.x).summary)) }
+        if statistics {
+            lines.append(NarratedLine("stats " + ActivationStatistics(name: "x", tensor: trace.x).summary))
+        }
         return NarratedStep(
             index: step.index, title: "the model is called", code: "loss = model(x, targ)",
             comment: "Model.__call__: for l in self.layers: x = l(x); return self.loss(x, targ)", formulas: [],
@@ -186,7 +196,8 @@ private struct StepWriter {
         }
         if let link = trace.targetLink(at: step.index) { lines.append(contentsOf: describe(link)) }
         let out = step.snapshot.tensor(Slot(name, "out"))
-        let result = code.isKnown ? SeedCode.instantiate(code.result, as: name) : "\(name).out, computed by \(code.className)"
+        let result =
+            code.isKnown ? SeedCode.instantiate(code.result, as: name) : "\(name).out, computed by \(code.className)"
         lines.append(NarratedLine(result, tensor: out))
         if let link = trace.outputLink(at: step.index) {
             if link.identity == .sameObject {
@@ -253,7 +264,8 @@ private struct StepWriter {
                     "\(link.slot.owner).backward wrote \(link.slot).g, but \(link.slot) is \(kind) \(name).out, "
                         + "not the same object, so that gradient never reached \(name).out.g."))
         }
-        lines.append(NarratedLine("The walkthrough stops here: the gradient does not reach \(name) or the layers before it."))
+        lines.append(
+            NarratedLine("The walkthrough stops here: the gradient does not reach \(name) or the layers before it."))
         return NarratedStep(
             index: step.index, title: "backward stops at \(name)", code: "l.backward()   # l = \(name)",
             comment: "", formulas: [], lines: lines)
@@ -271,13 +283,14 @@ private struct StepWriter {
         } else {
             lines.append(NarratedLine("\(name).inp.g was never set: the loss's backward did not start the chain."))
         }
+        let output = takeaway.modelOutputName
         switch takeaway.lossInput.identity {
         case .sameObject:
             lines.append(
                 NarratedLine(
-                    "\(name).inp is \(takeaway.modelOutputName), the same object (\(name).inp === \(takeaway.modelOutputName)): "
-                        + "the model's output. So \(name).inp.g is \(takeaway.modelOutputName).g, the gradient of the loss "
-                        + "with respect to the output, stored in the output tensor itself."))
+                    "\(name).inp is \(output), the same object (\(name).inp === \(output)): the model's output. "
+                        + "So \(name).inp.g is \(output).g, the gradient of the loss with respect to the output, "
+                        + "stored in the output tensor itself."))
         case .copy, .different:
             lines.append(
                 NarratedLine(
@@ -287,7 +300,8 @@ private struct StepWriter {
         if !takeaway.lossOutputGradientIsSet {
             lines.append(
                 NarratedLine(
-                    "\(name).out.g was never set (checked). That is why the loss's backward writes inp.g and not out.g: "
+                    "\(name).out.g was never set (checked). That is why the loss's backward writes inp.g and not "
+                        + "out.g: "
                         + "its inp is the network's output, where the gradient has to be."))
         }
         let chain = trace.steps.compactMap { traceStep -> String? in
@@ -367,7 +381,9 @@ private struct StepWriter {
                         + "and a .g set on it will not be \(link.slot).g.")
             ]
         case .different:
-            return [NarratedLine("\(owner) returned a different tensor than \(link.slot): x is now what \(owner) returned.")]
+            return [
+                NarratedLine("\(owner) returned a different tensor than \(link.slot): x is now what \(owner) returned.")
+            ]
         }
     }
 

@@ -15,7 +15,8 @@ extension Model {
         precondition(sizes.allSatisfy { $0 > 0 }, "Model.kaiming: sizes must be positive, got \(sizes)")
         var layers: [any Layer] = []
         for index in 0..<(sizes.count - 1) {
-            let nIn = sizes[index], nOut = sizes[index + 1]
+            let nIn = sizes[index]
+            let nOut = sizes[index + 1]
             let isLast = index == sizes.count - 2
             // Computed as SeedProgram.Weights.kaiming does, so that sizes [m, nh, 1] give its weights.
             let draw = Tensor.randn([nIn, nOut], generator: &generator)
