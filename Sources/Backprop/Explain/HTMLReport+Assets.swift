@@ -37,6 +37,8 @@ extension HTMLReport {
         pre, code { font-family: ui-monospace, "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace; }
         #step-code { margin: 0 0 10px; padding: 10px 12px; background: #f0f2f7; border-radius: 6px;
           white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.9rem; }
+        #step-code span { display: block; }
+        #step-code .comment, #step-code .formula { padding-left: 2em; }
         #step-code .comment { color: var(--muted); }
         #step-code .formula { color: var(--backward); }
         #step-lines { margin: 0; padding-left: 1.2em; }
@@ -131,9 +133,9 @@ extension HTMLReport {
             var code = document.getElementById("step-code");
             code.textContent = "";
             code.appendChild(element("span", "code", step.code));
-            if (step.comment) { code.appendChild(element("span", "comment", "\\n    # " + step.comment)); }
+            if (step.comment) { code.appendChild(element("span", "comment", "# " + step.comment)); }
             step.formulas.forEach(function (formula) {
-              code.appendChild(element("span", "formula", "\\n    " + formula));
+              code.appendChild(element("span", "formula", formula));
             });
             var list = document.getElementById("step-lines");
             list.textContent = "";
