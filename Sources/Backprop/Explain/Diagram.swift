@@ -83,6 +83,12 @@ struct Diagram {
     static let tensorSize = Point(x: 132, y: 100)
     static let operationSize = Point(x: 64, y: 40)
 
+    /// A layer box wide enough for its name and class (at most a tensor box's width).
+    static func operationSize(name: String, className: String) -> Point {
+        let characters = Double(Swift.max(name.count, className.count))
+        return Point(x: Swift.min(tensorSize.x, Swift.max(operationSize.x, 7.4 * characters + 18)), y: operationSize.y)
+    }
+
     /// Tensor boxes by object identity.
     private var tensorIDs: [ObjectIdentifier: String] = [:]
 
@@ -93,12 +99,14 @@ struct Diagram {
             nodes.append(
                 Node(
                     id: layerIDs[index], kind: .operation, names: [name], subtitle: trace.layerCode[index].className,
-                    tensor: nil, g: nil, size: Diagram.operationSize))
+                    tensor: nil, g: nil,
+                    size: Diagram.operationSize(name: name, className: trace.layerCode[index].className)))
         }
         nodes.append(
             Node(
                 id: "op-loss", kind: .operation, names: [trace.lossName], subtitle: trace.lossCode.className,
-                tensor: nil, g: nil, size: Diagram.operationSize))
+                tensor: nil, g: nil,
+                size: Diagram.operationSize(name: trace.lossName, className: trace.lossCode.className)))
         addEdges(trace)
         layOut(trace)
         addStates(trace)
@@ -221,7 +229,6 @@ struct Diagram {
         let leftovers = nodes.map(\.id).filter { !placed.contains($0) }
 
         let tensor = Diagram.tensorSize
-        let operation = Diagram.operationSize
         let margin = 12.0
         let gap = 46.0
         let rowGap = 44.0
@@ -238,6 +245,7 @@ struct Diagram {
                 nodes[index].horizontal = Point(x: cursor, y: middleRow)
                 cursor += tensor.x + gap
             } else {
+                let operation = nodes[index].size
                 nodes[index].horizontal = Point(x: cursor, y: middleRow + (tensor.y - operation.y) / 2)
                 let center = cursor + operation.x / 2
                 for (position, side) in (attached[id] ?? []).enumerated() {
@@ -268,6 +276,7 @@ struct Diagram {
                 nodes[index].vertical = Point(x: margin, y: top)
                 top += tensor.y + 30
             } else {
+                let operation = nodes[index].size
                 nodes[index].vertical = Point(x: margin + (tensor.x - operation.x) / 2, y: top)
                 let center = top + operation.y / 2
                 let sides = attached[id] ?? []
@@ -319,8 +328,13 @@ struct Diagram {
             return nodes.filter { $0.kind == .operation }.map(\.id) + parameters.compactMap { id(of: $0.tensor) }
         case .modelCalled:
             return [id(of: trace.x), id(of: trace.targ)].compactMap { $0 }
-        case .layerForward(let index), .backwardStopped(let index):
+        case .layerForward(let index):
             return elements(around: "op\(index)", owner: trace.layerNames[index], snapshot, backward: nil)
+        case .backwardStopped(let index):
+            // The layer, the output whose .g is missing, and the copy arrow that lost it.
+            let out = id(of: snapshot.tensor(Slot(trace.layerNames[index], "out")))
+            let copies = edges.filter { $0.kind == .copy && $0.from == out }.map(\.id)
+            return ["op\(index)"] + [out].compactMap { $0 } + copies
         case .lossForward:
             return elements(around: "op-loss", owner: trace.lossName, snapshot, backward: nil)
         case .layerBackward(let index):

@@ -55,6 +55,7 @@ extension HTMLReport {
         .node text.names.small { font-size: 9px; }
         .node text.shape, .node text.op-class { fill: var(--muted); font-size: 10px; }
         .node text.op-name { font-weight: 700; font-size: 12px; }
+        .node text.op-name.small, .node text.op-class.small { font-size: 9px; }
         .node text.glabel { text-anchor: start; font-weight: 700; fill: var(--backward); }
         .node text.gnone { fill: var(--muted); font-style: italic; }
         .node text.scalar { font: 12px ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace; }

@@ -58,11 +58,14 @@ extension HTMLReport {
 
     private func operationSVG(_ node: Diagram.Node) -> String {
         let size = node.size
+        let small = Swift.max(node.names.joined().count, node.subtitle.count) > 16 ? " small" : ""
         let body = [
             "<rect class=\"box\" width=\"\(svgNumber(size.x))\" height=\"\(svgNumber(size.y))\" "
                 + "rx=\"\(svgNumber(size.y / 2))\"/>",
-            "<text class=\"op-name\" x=\"\(svgNumber(size.x / 2))\" y=\"18\">\(escapeHTML(node.names.joined()))</text>",
-            "<text class=\"op-class\" x=\"\(svgNumber(size.x / 2))\" y=\"32\">\(escapeHTML(node.subtitle))</text>",
+            "<text class=\"op-name\(small)\" x=\"\(svgNumber(size.x / 2))\" y=\"18\">"
+                + "\(escapeHTML(node.names.joined()))</text>",
+            "<text class=\"op-class\(small)\" x=\"\(svgNumber(size.x / 2))\" y=\"32\">"
+                + "\(escapeHTML(node.subtitle))</text>",
         ]
         return group(node, tooltip: "\(node.names.joined()): \(node.subtitle)", body: body)
     }
