@@ -98,7 +98,8 @@ extension Tensor {
                     guard input.requiresGrad, let inputGradient else { continue }
                     precondition(
                         inputGradient.shape == input.shape,
-                        "autograd: derivative of \(node.op) gave shape \(inputGradient.shape) for an input of shape \(input.shape)")
+                        "autograd: derivative of \(node.op) gave shape \(inputGradient.shape) for an input of shape \(input.shape)"
+                    )
                     let key = ObjectIdentifier(input)
                     flowing[key] = flowing[key].map { $0 + inputGradient } ?? inputGradient
                 }
