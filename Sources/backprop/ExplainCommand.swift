@@ -39,16 +39,19 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: "Also write autograd's computation graph in Graphviz DOT to this file.")
     var dot: String?
 
+    func validate() throws {
+        _ = try parseHidden()
+        guard rows >= 1 && rows <= 50_000 else {
+            throw ValidationError("--rows: expected a number of rows from 1 to 50000, found \(rows)")
+        }
+        _ = try parseLoss()
+        if let html { try OutputPath.check(html, option: "--html") }
+        if let dot { try OutputPath.check(dot, option: "--dot") }
+    }
+
     func run() throws {
         let widths = try parseHidden()
-        guard rows >= 1 && rows <= 50_000 else {
-            throw CommandLineError("--rows: expected a number of rows from 1 to 50000, found \(rows)")
-        }
         let lossKind = try parseLoss()
-        for (option, path) in [("--html", html), ("--dot", dot)] {
-            if let path { try checkWritable(path, option: option) }
-        }
-
         let (x, targ) = try loadRows()
         let classes = lossKind == "mse" ? 1 : 10
         var generator = RandomGenerator(seed: seed)
@@ -77,7 +80,7 @@ struct ExplainCommand: ParsableCommand {
         let parts = hidden.split(separator: ",", omittingEmptySubsequences: false)
         let widths = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 4096 }) else {
-            throw CommandLineError(
+            throw ValidationError(
                 "--hidden: expected positive widths up to 4096 separated by commas (50 or 50,20), found '\(hidden)'")
         }
         return widths.map { $0! }
@@ -87,9 +90,9 @@ struct ExplainCommand: ParsableCommand {
         switch loss {
         case "mse": return loss
         case "cross-entropy":
-            throw CommandLineError("--loss: cross-entropy is not available in this build yet; use mse")
+            throw ValidationError("--loss: cross-entropy is not available in this build yet; use mse")
         default:
-            throw CommandLineError("--loss: expected mse or cross-entropy, found '\(loss)'")
+            throw ValidationError("--loss: expected mse or cross-entropy, found '\(loss)'")
         }
     }
 
@@ -115,19 +118,6 @@ struct ExplainCommand: ParsableCommand {
         }
         let targ = Tensor(Array(dataset.yTrain.values[0..<rows]))
         return (x, targ)
-    }
-
-    /// Fails early, before any work, if `path`'s folder does not exist.
-    private func checkWritable(_ path: String, option: String) throws {
-        let folder = (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        let target = folder.isEmpty ? "." : folder
-        guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CommandLineError("\(option) \(path): the folder '\(target)' does not exist")
-        }
-        guard FileManager.default.isWritableFile(atPath: target) else {
-            throw CommandLineError("\(option) \(path): the folder '\(target)' is not writable")
-        }
     }
 
     /// Writes `text` to `path` atomically (the Data layer's `writeAtomically`: a temporary file in

@@ -696,3 +696,51 @@ struct ExplainRealDataTests {
         #expect(ExplainDOTTests.problems(in: graph.dot) == [])
     }
 }
+
+// MARK: - The command line
+
+@Suite("Explain: the command line")
+struct ExplainCommandTests {
+    @Test func rejectsBadArgumentsWithAMessageNamingTheOption() throws {
+        try withTemporaryFolder { folder in
+            let cases: [([String], String)] = [
+                (["explain", "--rows", "0"], "--rows"),
+                (["explain", "--hidden", "50,x"], "--hidden"),
+                (["explain", "--hidden", ""], "--hidden"),
+                (["explain", "--loss", "hinge"], "--loss"),
+                (["explain", "--html", folder + "/no/such/folder/page.html"], "does not exist"),
+                (["explain", "--dot", folder], "is a folder"),
+                (["explain", "--data", folder + "/missing"], "missing"),
+            ]
+            for (arguments, fragment) in cases {
+                let run = try runBackprop(arguments)
+                #expect(!run.crashed, "\(arguments) crashed")
+                #expect(run.status != 0, "\(arguments) succeeded")
+                #expect(run.standardError.contains(fragment), "\(arguments): \(run.standardError)")
+                #expect(run.standardOutput.isEmpty, "\(arguments) printed \(run.standardOutput)")
+            }
+        }
+    }
+
+    @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
+    func writesTheWalkthroughThePageAndTheGraph() throws {
+        try withTemporaryFolder { folder in
+            let page = folder + "/walkthrough.html"
+            let graph = folder + "/graph.dot"
+            let run = try runBackprop(["explain", "--rows", "3", "--stats", "--html", page, "--dot", graph])
+            #expect(run.status == 0, "\(run.standardError)")
+            expectContains(run.standardOutput, "Step 10 of 10: the takeaway")
+            expectContains(run.standardOutput, "the first 3 rows of Fashion-MNIST's x_train and y_train")
+            expectContains(run.standardOutput, "stats R.out: mean")
+            let html = try String(contentsOfFile: page, encoding: .utf8)
+            #expect(try ExplainHTMLTests.steps(in: html).count == 11)
+            let dot = try String(contentsOfFile: graph, encoding: .utf8)
+            #expect(ExplainDOTTests.problems(in: dot) == [])
+            // Written atomically: no temporary file is left beside them.
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == [
+                    "graph.dot", "walkthrough.html",
+                ])
+        }
+    }
+}
