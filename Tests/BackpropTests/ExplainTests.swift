@@ -503,6 +503,11 @@ struct ExplainHTMLTests {
             #expect(diagram.node(id)?.names.joined(separator: " = ") == names)
             expectContains(html, ">\(names)</text><text class=\"shape\" x=\"66\" y=\"28\">\(tensor.shape)</text>")
         }
+        // A box is labelled with the names its object has at each step.
+        let steps = try Self.steps(in: html)
+        let xBox = try #require(diagram.id(of: x))
+        #expect((steps[0]["labels"] as? [String: String])?[xBox] == "x")
+        #expect((steps[2]["labels"] as? [String: String])?[xBox] == "x = L1.inp")
         // Every id a step mentions exists in the drawing.
         for step in try Self.steps(in: html) {
             for key in ["present", "gradient", "active", "edges"] {
@@ -523,6 +528,41 @@ struct ExplainHTMLTests {
         #expect((steps[l2Backward]["active"] as! [String]).contains(w2Box))
         // The heat map of w2.g is drawn (hidden until then by the page's style).
         expectContains(html, "<g class=\"gmap\">")
+    }
+
+    /// Debian's Chromium, if installed (`Scripts/screenshot-explain.sh` installs it).
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    @Test(.enabled(if: chromium != nil, "Chromium is not installed (apt-get install chromium)"))
+    func aBrowserRunsThePageAndOpensTheStepInTheAddress() throws {
+        let (model, x, targ, _, _, _, _) = seedSetup()
+        let (html, _) = Self.page(for: model, x: x, targ: targ)
+        try withTemporaryFolder { folder in
+            let path = folder + "/page.html"
+            try html.write(toFile: path, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try #require(Self.chromium))
+            process.arguments = [
+                "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(folder)/profile",
+                "--virtual-time-budget=3000", "--dump-dom", "file://\(path)#step=7",
+            ]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+            let dom = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            watchdog.cancel()
+            // The script ran: it filled the step from #step=7 and set the boxes' state.
+            expectContains(dom, "<span id=\"counter\" aria-live=\"polite\">Step 7 of 10</span>")
+            expectContains(dom, "<h2 id=\"step-title\">Step 7: backward through L2</h2>")
+            expectContains(dom, "reads L2.out.g, set by loss.backward (step 6) as loss.inp.g")
+            expectContains(dom, "class=\"node tensor g-set active\"")
+        }
     }
 
     @Test func escapesTextThatLooksLikeMarkup() throws {

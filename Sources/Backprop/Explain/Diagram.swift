@@ -57,7 +57,8 @@ struct Diagram {
         let kind: EdgeKind
         let from: String
         let to: String
-        /// For a backward arrow, the step that read or wrote the gradient.
+        /// The step from which the arrow is drawn: the forward step that used it, or the backward
+        /// step that read or wrote the gradient (0 for a parameter, part of its layer from the start).
         let step: Int?
     }
 
@@ -69,8 +70,11 @@ struct Diagram {
         var gradient: [String] = []
         /// Boxes and arrows the step is about.
         var active: [String] = []
-        /// Arrows to draw: forward ones once both ends exist, backward ones once they happened.
+        /// Arrows to draw: each from the step that used it.
         var edges: [String] = []
+        /// The names each present tensor box has at this step (`x` at first, `x = L1.inp` once L1
+        /// has run).
+        var labels: [String: String] = [:]
     }
 
     private(set) var nodes: [Node] = []
@@ -141,9 +145,7 @@ struct Diagram {
             let key = ObjectIdentifier(tensor)
             let id = "t\(index)"
             tensorIDs[key] = id
-            let labels = names[key]!.map { name in
-                trace.seedNames[slot(named: name, in: trace)].map { "\(name) (\($0))" } ?? name
-            }
+            let labels = names[key]!.map { name in trace.label(slot(named: name, in: trace)) }
             nodes.append(
                 Node(
                     id: id, kind: .tensor, names: labels, subtitle: "\(tensor.shape)", tensor: tensor,
@@ -166,14 +168,19 @@ struct Diagram {
             let snapshot = step.snapshot
             if let (owner, op) = forwardBox(step.event, trace) {
                 let inp = id(of: snapshot.tensor(Slot(owner, "inp")))
-                if let passed = id(of: step.passed), passed != inp { addEdge(.copy, passed, inp) }
-                addEdge(.forward, inp, op)
+                let now = step.index
+                if let passed = id(of: step.passed), passed != inp { addEdge(.copy, passed, inp, step: now) }
+                addEdge(.forward, inp, op, step: now)
                 for state in snapshot.states where state.slot.owner == owner {
-                    if !["inp", "out"].contains(state.slot.field) { addEdge(.forward, id(of: state.tensor), op) }
+                    // A parameter (or the targets) belongs to its layer from the start.
+                    let since = state.slot.field == "targ" ? now : 0
+                    if !["inp", "out"].contains(state.slot.field) {
+                        addEdge(.forward, id(of: state.tensor), op, step: since)
+                    }
                 }
                 let out = id(of: snapshot.tensor(Slot(owner, "out")))
-                addEdge(.forward, op, out)
-                if let returned = id(of: step.returned), returned != out { addEdge(.forward, op, returned) }
+                addEdge(.forward, op, out, step: now)
+                if let returned = id(of: step.returned), returned != out { addEdge(.forward, op, returned, step: now) }
             }
             switch step.event {
             case .layerBackward(let index):
@@ -309,10 +316,13 @@ struct Diagram {
             state.gradient = objects.filter { step.snapshot.gradient(of: $0) != nil }.compactMap { id(of: $0) }
             let present = Set(state.present)
             state.edges = edges.filter { edge in
-                if let happened = edge.step { return happened <= step.index }
-                return present.contains(edge.from) && present.contains(edge.to)
+                (edge.step ?? 0) <= step.index && present.contains(edge.from) && present.contains(edge.to)
             }.map(\.id)
             state.active = activeElements(step, trace: trace)
+            for object in objects {
+                guard let id = id(of: object) else { continue }
+                state.labels[id] = step.snapshot.slots(holding: object).map(trace.label).joined(separator: " = ")
+            }
             states.append(state)
         }
     }
@@ -350,7 +360,7 @@ struct Diagram {
     private func elements(around op: String, owner: String, _ snapshot: Snapshot, backward: Int?) -> [String] {
         var result = [op]
         if let backward {
-            let arrows = edges.filter { $0.step == backward }
+            let arrows = edges.filter { $0.kind == .backward && $0.step == backward }
             result += arrows.map(\.id) + arrows.flatMap { [$0.from, $0.to] }.filter { $0 != op }
         } else {
             result += snapshot.states.filter { $0.slot.owner == owner }.compactMap { id(of: $0.tensor) }

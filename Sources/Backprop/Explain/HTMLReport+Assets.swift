@@ -124,6 +124,11 @@ extension HTMLReport {
               node.classList.toggle("absent", !present.has(node.id));
               node.classList.toggle("g-set", gradient.has(node.id));
               node.classList.toggle("active", active.has(node.id));
+              var label = step.labels[node.id], names = node.querySelector("text.names");
+              if (label && names) {
+                names.textContent = label;
+                names.classList.toggle("small", label.length > 20);
+              }
             });
             svg.querySelectorAll(".edge").forEach(function (edge) {
               edge.classList.toggle("hidden", !edges.has(edge.id));

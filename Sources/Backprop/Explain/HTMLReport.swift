@@ -91,6 +91,8 @@ public struct HTMLReport {
         let gradient: [String]
         let active: [String]
         let edges: [String]
+        /// Each present tensor box's names at this step.
+        let labels: [String: String]
     }
 
     /// The steps, as the page's script reads them.
@@ -100,7 +102,8 @@ public struct HTMLReport {
                 title: "Step \(step.index): \(step.title)", code: step.code, comment: step.comment,
                 formulas: step.formulas,
                 lines: step.lines.map { PageStep.Line(text: $0.text, preview: $0.tensor.map(narration.preview)) },
-                present: state.present, gradient: state.gradient, active: state.active, edges: state.edges)
+                present: state.present, gradient: state.gradient, active: state.active, edges: state.edges,
+                labels: state.labels)
         }
     }
 
