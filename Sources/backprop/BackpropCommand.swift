@@ -18,6 +18,7 @@ struct BackpropCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             SeedCommand.self,
+            BenchCommand.self,
         ]
     )
 }

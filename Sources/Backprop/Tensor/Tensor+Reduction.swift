@@ -155,3 +155,16 @@ extension Tensor {
         return total
     }
 }
+
+extension Tensor {
+    /// The Euclidean (Frobenius) norm of all elements, `sqrt(Σ x²)`, accumulated in Double.
+    public func norm() -> Double {
+        let source = contiguous()
+        var total = 0.0
+        for i in 0..<count {
+            let value = Double(source.pointer[i])
+            total += value * value
+        }
+        return total.squareRoot()
+    }
+}
