@@ -71,10 +71,14 @@ public func finiteDifferenceStep(at value: Float) -> Float {
 ///   - tensor: the contiguous tensor to perturb (an input or a parameter).
 ///   - index: the element's row-major position, in `0..<tensor.count`.
 ///   - scheme: which points to evaluate; central by default.
+///   - step: `h`; ``finiteDifferenceStep(at:)`` of the element when `nil`. A smaller step
+///     crosses fewer kinks and rounds more (the bound's `δ / h`).
 /// - Returns: the estimate of `∂loss/∂tensor[index]`.
-/// - Precondition: `tensor` is contiguous and `index` is in range; otherwise stops naming both.
+/// - Precondition: `tensor` is contiguous, `index` is in range and `step` is positive; otherwise
+///   stops naming them.
 public func finiteDifference(
-    of loss: () -> Double, withRespectTo tensor: Tensor, at index: Int, scheme: FiniteDifferenceScheme = .central
+    of loss: () -> Double, withRespectTo tensor: Tensor, at index: Int, scheme: FiniteDifferenceScheme = .central,
+    step: Float? = nil
 ) -> Double {
     precondition(
         tensor.isContiguous, "finiteDifference: tensor of shape \(tensor.shape) is a non-contiguous view")
@@ -83,7 +87,8 @@ public func finiteDifference(
         "finiteDifference: element \(index) out of range for shape \(tensor.shape) (\(tensor.count) elements)")
     let element = tensor.pointer + index
     let original = element.pointee
-    let step = finiteDifferenceStep(at: original)
+    let step = step ?? finiteDifferenceStep(at: original)
+    precondition(step > 0, "finiteDifference: step \(step) must be positive")
     let positions = scheme.offsets.map { original + $0 * step }
     let losses: [Double] = GradMode.withNoGrad {
         defer { element.pointee = original }

@@ -63,8 +63,8 @@ public struct GradientCheckRow: Sendable, Codable {
     /// How many sampled elements were left out because moving them moves a ReLU input that is
     /// exactly 0 (where the derivative is 0 by convention and finite differences meaningless).
     public let excludedAtZero: Int
-    /// How many sampled elements were left out because a ReLU input crosses 0 within the step
-    /// on both sides.
+    /// How many sampled elements were left out because a ReLU input crosses 0 on both sides,
+    /// within the step and within a step eight times smaller.
     public let excludedCrossing: Int
     /// `excludedAtZero + excludedCrossing`.
     public let excludedElements: Int
@@ -122,8 +122,9 @@ public struct GradientCheckReport: Sendable, Codable {
 /// 2. estimates the gradient of the loss by finite differences for each tensor (every element
 ///    of a small one, a seeded sample of `options.samples` elements of a large one): central
 ///    differences, or one-sided ones on the side where no ReLU input changes sign within the
-///    step; elements are left out when an input crosses 0 on both sides, or when they move a
-///    ReLU input that is exactly 0 (the convention ReLU'(0) = 0 cannot be measured);
+///    step, or the same with a smaller step; elements are left out when an input still crosses
+///    0 on both sides, or when they move a ReLU input that is exactly 0 (the convention
+///    ReLU'(0) = 0 cannot be measured);
 /// 3. sets `requiresGrad` on `x` and the parameters, runs `loss = model(x, y)`, then the seed's
 ///    `model.backward()` (recording off) for `.g`, then `loss.backward()` for `.grad`;
 /// 4. compares `.g` with `.grad` (``near(_:_:relativeTolerance:absoluteTolerance:)``) and each
@@ -269,9 +270,14 @@ enum GradientCheck {
         var excludedCrossing = 0
     }
 
+    /// How much smaller the step of the second attempt is, when a ReLU input crosses 0 within
+    /// the first step on both sides.
+    static let retryStepDivisor: Float = 8
+
     /// Estimates one element by finite differences: central if no ReLU input crosses 0 within
-    /// the step, one-sided on the side where none does, left out if one does on both sides or
-    /// if the element moves a ReLU input that is exactly 0.
+    /// the step, one-sided on the side where none does; if one does on both sides, the same
+    /// again with a step ``retryStepDivisor`` times smaller. Left out if that fails too, or if the
+    /// element moves a ReLU input that is exactly 0.
     static func estimate(
         _ model: Model, x: Tensor, y: Tensor, tensor: Tensor, index: Int, signs: ReLUSigns,
         into result: inout Estimates
@@ -282,31 +288,32 @@ enum GradientCheck {
             events.append(signs.compare())
             return value
         }
-        let central = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: .central)
-        if events.contains(where: \.movedZero) {
-            result.excludedAtZero += 1
-            return
+        let fullStep = finiteDifferenceStep(at: tensor.withUnsafeBufferPointer { $0[index] })
+        for step in [fullStep, fullStep / retryStepDivisor] {
+            events = []
+            let central = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: .central, step: step)
+            if events.contains(where: \.movedZero) {
+                result.excludedAtZero += 1
+                return
+            }
+            let (above, below) = (events[0].crossed, events[1].crossed)
+            if !above && !below {
+                result.indices.append(index)
+                result.values.append(central)
+                return
+            }
+            if above && below { continue }
+            events = []
+            let scheme: FiniteDifferenceScheme = above ? .backward : .forward
+            let oneSided = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: scheme, step: step)
+            if !events.contains(where: { $0.crossed || $0.movedZero }) {
+                result.indices.append(index)
+                result.values.append(oneSided)
+                result.oneSided += 1
+                return
+            }
         }
-        let (above, below) = (events[0].crossed, events[1].crossed)
-        if !above && !below {
-            result.indices.append(index)
-            result.values.append(central)
-            return
-        }
-        if above && below {
-            result.excludedCrossing += 1
-            return
-        }
-        events = []
-        let scheme: FiniteDifferenceScheme = above ? .backward : .forward
-        let oneSided = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: scheme)
-        if events.contains(where: { $0.crossed || $0.movedZero }) {
-            result.excludedCrossing += 1
-            return
-        }
-        result.indices.append(index)
-        result.values.append(oneSided)
-        result.oneSided += 1
+        result.excludedCrossing += 1
     }
 
     /// The model's loss at the current values, for finite differences: the layers in Float, and
