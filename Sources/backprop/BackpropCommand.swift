@@ -19,6 +19,7 @@ struct BackpropCommand: ParsableCommand {
         subcommands: [
             SeedCommand.self,
             BenchCommand.self,
+            GradcheckCommand.self,
         ]
     )
 }
