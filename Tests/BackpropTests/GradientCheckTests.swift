@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Backprop
@@ -162,5 +163,87 @@ struct GradientCheckTests {
         _ = gradientCheck(model, x: x, y: y)
         #expect(!x.requiresGrad && linears[0].w.requiresGrad && !linears[1].b.requiresGrad)
         expectNear(try #require(x.g), try #require(x.grad))
+    }
+}
+
+// MARK: - On the seed's fixtures and on real Fashion-MNIST rows
+
+private let fashionMNISTPresent = FileManager.default.fileExists(
+    atPath: FashionMNIST.defaultDirectory + "/train-images-idx3-ubyte.gz")
+
+/// The first `rows` rows of Fashion-MNIST's training images and classes, prepared as the seed
+/// prepares them (normalised with the statistics of the few rows read, to keep the test fast).
+private func fashionMNISTRows(_ rows: Int) throws -> (x: Tensor, y: Tensor) {
+    // `limit` rows are split 5 : 1 into training and validation rows.
+    let data = try FashionMNIST(directory: FashionMNIST.defaultDirectory, limit: rows * 6 / 5 + 6)
+    let x = Tensor(shape: [rows, 784], values: Array(data.xTrain.values.prefix(rows * 784)))
+    let y = Tensor(Array(data.yTrain.values.prefix(rows)))
+    return (x, y)
+}
+
+@Suite("The seed's gradients on fixtures and on Fashion-MNIST")
+struct SeedGradientTests {
+    @Test(
+        "manual .g and autograd .grad both equal the gradients numpy computes in float64",
+        arguments: ["seed_small.safetensors", "seed_wide.safetensors"])
+    func matchNumpy(fixture: String) throws {
+        let file = try Safetensors.read(path: fixturePath(fixture))
+        let (x, y) = try file.inputsAndTargets()
+        let linears = try file.linearWeights(inputs: x.shape[1])
+        let model = Model(linears: linears)
+        let tensors = ["x": x, "w1": linears[0].w, "b1": linears[0].b, "w2": linears[1].w, "b2": linears[1].b]
+        for tensor in tensors.values { tensor.requiresGrad = true }
+        let loss = model(x, y)
+        GradMode.withNoGrad { model.backward() }
+        loss.backward()
+        expectNear(loss.reshape([1]), try file.tensor("loss"), relativeTolerance: 1e-5, absoluteTolerance: 1e-6)
+        for (name, tensor) in tensors {
+            let expected = try file.tensor("\(name).g")
+            expectNear(try #require(tensor.g), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).g")
+            expectNear(try #require(tensor.grad), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).grad")
+        }
+    }
+
+    @Test("gradientCheck passes on the fixture's data and weights (gradcheck --tensors --init)")
+    func checkOnFixture() throws {
+        let file = try Safetensors.read(path: fixturePath("seed_small.safetensors"))
+        let (x, y) = try file.inputsAndTargets()
+        let report = gradientCheck(Model(linears: try file.linearWeights(inputs: x.shape[1])), x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.checkedElements) == [64, 50, 5, 5, 1])
+    }
+
+    @Test(
+        "on 256 real rows, the seed's .g equals autograd's .grad on every tensor, intermediates included",
+        .enabled(if: fashionMNISTPresent, "Fashion-MNIST is not installed at \(FashionMNIST.defaultDirectory)"))
+    func manualEqualsAutogradOnFashionMNIST() throws {
+        let (x, y) = try fashionMNISTRows(256)
+        var generator = RandomGenerator(seed: 11)
+        let linears = Model.seedInitialization(sizes: [784, 50, 1], generator: &generator)
+        let model = Model(linears: linears)
+        for tensor in [x] + model.parameters { tensor.requiresGrad = true }
+        let loss = model(x, y)
+        GradMode.withNoGrad { model.backward() }
+        loss.backward()
+        // Every tensor the seed's backward writes a .g on: the inputs, the parameters, and each
+        // layer's output (the next layer's input).
+        let tensors = [x] + model.parameters + model.layers.map { $0.out! }
+        for (k, tensor) in tensors.enumerated() {
+            expectNear(try #require(tensor.g), try #require(tensor.grad), "tensor \(k) of shape \(tensor.shape)")
+        }
+    }
+
+    @Test(
+        "gradientCheck passes on real rows, for the seed's model and for --hidden 64,32",
+        .enabled(if: fashionMNISTPresent, "Fashion-MNIST is not installed at \(FashionMNIST.defaultDirectory)"),
+        arguments: [[50], [64, 32]])
+    func checkOnFashionMNIST(hidden: [Int]) throws {
+        let (x, y) = try fashionMNISTRows(64)
+        var generator = RandomGenerator(seed: 12)
+        let model = Model(linears: Model.seedInitialization(sizes: [784] + hidden + [1], generator: &generator))
+        let report = gradientCheck(model, x: x, y: y, options: .init(samples: 32))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.count == 2 * hidden.count + 3)
+        #expect(report.excludedElements <= 2, "left out: \(report.rows.map(\.excludedElements))")
     }
 }
