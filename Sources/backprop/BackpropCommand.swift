@@ -20,6 +20,7 @@ struct BackpropCommand: ParsableCommand {
             SeedCommand.self,
             BenchCommand.self,
             GradcheckCommand.self,
+            NearCommand.self,
         ]
     )
 }
