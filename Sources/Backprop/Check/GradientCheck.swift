@@ -8,8 +8,9 @@ import Foundation
 //    differences small tensor and a seeded sample of a large one
 //
 // A tensor passes when its `.g` has its shape, `.g` is near `.grad` (the lesson's `test_near`),
-// and both are near the finite differences. Elements whose finite difference is meaningless
-// because a ReLU input sits at 0, or crosses it, within the step are detected and left out.
+// and both are near the finite differences. Where a ReLU input crosses 0 within the step (a kink
+// of the loss), the difference is taken on the other side, or with a smaller step; elements that
+// move a ReLU input sitting exactly at 0 are left out, and the report counts them.
 
 /// Tolerances and sampling of ``gradientCheck(_:x:y:options:)``.
 public struct GradientCheckOptions: Sendable, Equatable, Codable {
@@ -189,9 +190,7 @@ public func gradientCheck(
     // 4. The comparisons.
     var rows: [GradientCheckRow] = []
     for ((name, tensor), estimate) in zip(named, estimates) {
-        rows.append(
-            GradientCheck.row(
-                name: name, tensor: tensor, estimates: estimate, options: options))
+        rows.append(GradientCheck.row(name: name, tensor: tensor, estimates: estimate, options: options))
     }
     return GradientCheckReport(
         loss: loss.item(), rows: rows, reluInputsAtZero: signs.zeros.count, options: options,
@@ -425,5 +424,4 @@ enum GradientCheck {
         return .init(
             maxRelativeError: maxError, worstIndex: worstIndex, worstGradient: value, worstEstimate: estimates[worst])
     }
-
 }
