@@ -49,7 +49,8 @@ let package = Package(
         ),
         .testTarget(
             name: "BackpropTests",
-            dependencies: ["Backprop"],
+            // The CLI is a dependency so that tests can run the built `backprop` end to end.
+            dependencies: ["Backprop", "backprop"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backprop
+import Foundation
 
 /// The `backprop` command: the seed's program and the tools built around it.
 ///
@@ -23,4 +24,20 @@ struct BackpropCommand: ParsableCommand {
             NearCommand.self,
         ]
     )
+
+    /// Parses the arguments and runs the chosen subcommand; any error becomes one line on stderr
+    /// (`Error: …`) and a non-zero exit status, never a usage dump or a stack trace. `--help` and
+    /// `--version` print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

@@ -16,6 +16,8 @@ struct BenchCommand: ParsableCommand {
         let x = Tensor.randn([50_000, 784], generator: &generator)
         let y = Tensor.randn([50_000], generator: &generator)
         let result = SeedStepBenchmark(x: x, y: y).run(runs: runs)
-        print("seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), products \(result.productsMilliseconds))")
+        print(
+            "seed step: \(result.stepMilliseconds) ms (forward \(result.forwardMilliseconds), backward \(result.backwardMilliseconds), products \(result.productsMilliseconds))"
+        )
     }
 }

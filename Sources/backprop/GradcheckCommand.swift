@@ -14,9 +14,9 @@ struct GradcheckCommand: ParsableCommand {
             tensor (x, w1, b1, w2, b2, ...). Exits with status 1 if any row fails.
 
             Data: the first --rows rows of the seed's xTrain (Fashion-MNIST, prepared as the seed \
-            prepares it), or x and y from --tensors FILE.safetensors. Weights: the seed's \
-            initialisation (w = randn / sqrt(fan-in), b = 0) from --seed, or w1, b1, w2, b2, ... \
-            from --init FILE.safetensors.
+            prepares it), or x and y from --tensors FILE.safetensors. Weights: the lesson's Kaiming \
+            initialisation from --seed (the same weights as backprop seed with the same seed), or \
+            w1, b1, w2, b2, ... from --init FILE.safetensors.
             """
     )
 
@@ -29,8 +29,8 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "Hidden layer widths, comma-separated: 50 is the seed's model, 64,32 a deeper one (default: 50, or as stored in --init).")
     var hidden: String?
 
-    @Option(help: "Seed of the initial weights (without --init) and of the elements sampled.")
-    var seed: UInt64 = 0
+    @Option(help: "Seed of the initial weights (without --init; as backprop seed's) and of the elements sampled.")
+    var seed: UInt64 = 42
 
     @Option(help: "A safetensors file holding x (n, m) and y (n) to check on, instead of Fashion-MNIST.")
     var tensors: String?
@@ -48,6 +48,9 @@ struct GradcheckCommand: ParsableCommand {
         if let rows, rows < 1 { throw ValidationError("--rows must be at least 1, got \(rows)") }
         if samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
         if let hidden { _ = try Self.parseWidths(hidden) }
+        if data != nil && tensors != nil {
+            throw ValidationError("--data and --tensors both give the inputs; use one")
+        }
     }
 
     func run() throws {
@@ -99,7 +102,7 @@ struct GradcheckCommand: ParsableCommand {
         let widths = try hidden.map(Self.parseWidths)
         guard let initFile else {
             var generator = RandomGenerator(seed: seed)
-            return Model.seedInitialization(sizes: [m] + (widths ?? [50]) + [1], generator: &generator)
+            return Model.kaimingInitialization(sizes: [m] + (widths ?? [50]) + [1], generator: &generator)
         }
         let linears = try Safetensors.read(path: initFile).linearWeights(inputs: m)
         let stored = linears.dropLast().map { $0.w.shape[1] }

@@ -74,7 +74,7 @@ private func problem(rows: Int, sizes: [Int], seed: UInt64) -> (x: Tensor, y: Te
     var generator = RandomGenerator(seed: seed)
     let x = Tensor.randn([rows, sizes[0]], generator: &generator)  // (n, m)
     let y = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 10)) })  // (n)
-    return (x, y, Model.seedInitialization(sizes: sizes, generator: &generator))
+    return (x, y, Model.kaimingInitialization(sizes: sizes, generator: &generator))
 }
 
 @Suite("gradientCheck: the seed's gradients three ways")
@@ -219,7 +219,7 @@ struct SeedGradientTests {
     func manualEqualsAutogradOnFashionMNIST() throws {
         let (x, y) = try fashionMNISTRows(256)
         var generator = RandomGenerator(seed: 11)
-        let linears = Model.seedInitialization(sizes: [784, 50, 1], generator: &generator)
+        let linears = Model.kaimingInitialization(sizes: [784, 50, 1], generator: &generator)
         let model = Model(linears: linears)
         for tensor in [x] + model.parameters { tensor.requiresGrad = true }
         let loss = model(x, y)
@@ -240,7 +240,7 @@ struct SeedGradientTests {
     func checkOnFashionMNIST(hidden: [Int]) throws {
         let (x, y) = try fashionMNISTRows(64)
         var generator = RandomGenerator(seed: 12)
-        let model = Model(linears: Model.seedInitialization(sizes: [784] + hidden + [1], generator: &generator))
+        let model = Model(linears: Model.kaimingInitialization(sizes: [784] + hidden + [1], generator: &generator))
         let report = gradientCheck(model, x: x, y: y, options: .init(samples: 32))
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
         #expect(report.rows.count == 2 * hidden.count + 3)

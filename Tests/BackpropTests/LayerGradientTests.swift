@@ -83,7 +83,7 @@ struct LayerGradientTests {
         var x: Tensor, weights: [(w: Tensor, b: Tensor)]
         repeat {
             x = uniform([8, 5], in: -2...2, generator: &generator)  // (n, m)
-            weights = Model.seedInitialization(sizes: [5, 4, 1], generator: &generator)
+            weights = Model.kaimingInitialization(sizes: [5, 4, 1], generator: &generator)
         } while lin(x, weights[0].w, weights[0].b).values.contains { abs($0) < 0.05 }
         let model = Model(weights[0].w, weights[0].b, weights[1].w, weights[1].b)
         _ = model(x, y)

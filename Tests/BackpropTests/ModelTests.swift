@@ -6,7 +6,9 @@ import Testing
 @Suite("The seed's Model")
 struct ModelTests {
     /// x (n, m), y (n), w1 (m, nh), b1 (nh), w2 (nh, 1), b2 (1), as in the lesson.
-    static func seedTensors(n: Int = 8, m: Int = 6, nh: Int = 4, seed: UInt64 = 1)
+    static func seedTensors(
+        n: Int = 8, m: Int = 6, nh: Int = 4, seed: UInt64 = 1
+    )
         -> (x: Tensor, y: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor)
     {
         var generator = RandomGenerator(seed: seed)

@@ -16,8 +16,10 @@ enum Op: CustomStringConvertible {
     case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
     case matmul  // a • b (MatMul.swift)
     case linear  // x • w + b (lin in Functions.swift)
-    case sum(axis: Int, keepDim: Bool), sumAll  // (Tensor+Reduction.swift)
-    case mean(axis: Int, keepDim: Bool), meanAll
+    case sum(axis: Int, keepDim: Bool)  // (Tensor+Reduction.swift)
+    case sumAll
+    case mean(axis: Int, keepDim: Bool)
+    case meanAll
     case max(axis: Int, keepDim: Bool)
     case logSumExp(axis: Int, keepDim: Bool)
 
@@ -92,7 +94,8 @@ enum Op: CustomStringConvertible {
             let b = inputs[1]
             return [g • b.t(), x.t() • g]
         case .linear:  // ∂(x • w + b) = g • wᵀ, xᵀ • g, Σ_rows g
-            let w = inputs[1], b = inputs[2]
+            let w = inputs[1]
+            let b = inputs[2]
             return [g • w.t(), x.t() • g, g.unbroadcast(to: b.shape)]
         case .sum(let axis, let keepDim):  // every summed element gets g
             return [(keepDim ? g : g.unsqueeze(axis)).expanded(to: x.shape)]

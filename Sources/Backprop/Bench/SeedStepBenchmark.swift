@@ -37,7 +37,9 @@ public struct SeedStepBenchmark {
 
     /// Runs the step `runs` times after a warm-up and returns the medians.
     public func run(runs: Int = 7) -> Result {
-        var forward: [Double] = [], backward: [Double] = [], step: [Double] = []
+        var forward: [Double] = []
+        var backward: [Double] = []
+        var step: [Double] = []
         _ = model(x, y)
         model.backward()
         for _ in 0..<runs {

@@ -174,7 +174,9 @@ public struct FashionMNIST {
     }
 
     /// Reads an images file and its labels file, checking that they agree with each other.
-    private static func readImagesAndLabels(images imagesPath: String, labels labelsPath: String, limit: Int?) throws
+    private static func readImagesAndLabels(
+        images imagesPath: String, labels labelsPath: String, limit: Int?
+    ) throws
         -> RawSplit
     {
         let images = try IDX.read(path: imagesPath, maxItems: limit)

@@ -148,7 +148,9 @@ public enum IDX {
     /// - Throws: ``DataError`` naming `path` when the file is missing, shorter than its header, not
     ///   IDX (magic not `00 00`), of an unknown element type, declares 0 dimensions, or holds less
     ///   (or, when reading everything, more) data than the header declares.
-    public static func read(path: String, maxItems: Int? = nil, maxBytes: Int = Gzip.defaultMaxBytes) throws
+    public static func read(
+        path: String, maxItems: Int? = nil, maxBytes: Int = Gzip.defaultMaxBytes
+    ) throws
         -> IDXFile
     {
         if let maxItems { precondition(maxItems >= 0, "IDX.read: negative maxItems \(maxItems)") }

@@ -8,7 +8,8 @@
 /// - Precondition: the shapes fit; otherwise stops naming them.
 public func lin(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
     Tensor.checkMatmulShapes(x, w, operation: "lin")
-    let rows = x.shape[0], columns = w.shape[1]
+    let rows = x.shape[0]
+    let columns = w.shape[1]
     precondition(
         b.count == columns && b.rank <= 2 && b.shape.last == columns,
         "lin: bias of shape \(b.shape) does not fit x \(x.shape) • w \(w.shape) (expected [\(columns)])")

@@ -1,5 +1,5 @@
-// Models deeper than the seed's, built from the seed's own layers, and the seed's way of drawing
-// their weights. `backprop gradcheck --hidden 64,32` checks these.
+// Models deeper than the seed's, built from the seed's own layers, and the lesson's way of
+// drawing their weights. `backprop gradcheck --hidden 64,32` checks these.
 
 extension Model {
     /// A multilayer perceptron of the seed's layers: `Lin, ReLU, Lin, ReLU, …, Lin`, then `Mse`.
@@ -24,21 +24,27 @@ extension Model {
         self.init(layers: layers, loss: Mse())
     }
 
-    /// Weights drawn as the seed draws them: `w_k = randn(n_{k-1}, n_k) / sqrt(n_{k-1})`,
-    /// `b_k = zeros(n_k)`, for the sizes `[m, nh…, c]` (`[784, 50, 1]` for the seed's model).
+    /// The lesson's Kaiming initialisation, for a chain of Lin layers of widths `sizes`
+    /// (`[m, nh…, c]`, `[784, 50, 1]` for the seed's model): `w_k = randn(n_{k-1}, n_k) ·
+    /// sqrt(2 / n_{k-1})` for each layer followed by a ReLU, `randn / sqrt(n_{k-1})` for the last,
+    /// zero biases.
     ///
-    /// The seed's `w1 = torch.randn(m, nh) / math.sqrt(m)`. Weights are drawn in order, `w1`
-    /// first, row-major, from `generator`.
+    /// Weights are drawn in order, `w1` first, row-major, from `generator`; for `[m, nh, 1]` they
+    /// are exactly those of `SeedProgram.Weights.kaiming(inputs: m, hidden: nh, generator:)`, so
+    /// that one seed gives the same model to `backprop seed` and `backprop gradcheck`.
     /// - Precondition: at least two sizes, all positive.
-    public static func seedInitialization(
+    public static func kaimingInitialization(
         sizes: [Int], generator: inout RandomGenerator
     ) -> [(w: Tensor, b: Tensor)] {
         precondition(
             sizes.count >= 2 && sizes.allSatisfy { $0 > 0 },
-            "seedInitialization: expects at least two positive sizes, got \(sizes)")
+            "kaimingInitialization: expects at least two positive sizes, got \(sizes)")
         var result: [(w: Tensor, b: Tensor)] = []
         for k in 1..<sizes.count {
-            let w = Tensor.randn([sizes[k - 1], sizes[k]], generator: &generator) / Float(sizes[k - 1]).squareRoot()
+            let fanIn = Double(sizes[k - 1])
+            let draw = Tensor.randn([sizes[k - 1], sizes[k]], generator: &generator)
+            let isLast = k == sizes.count - 1
+            let w = isLast ? draw / Float(fanIn.squareRoot()) : draw * Float((2 / fanIn).squareRoot())
             result.append((w, Tensor.zeros([sizes[k]])))
         }
         return result

@@ -18,7 +18,8 @@ public struct SeedProgram {
             let nh = w1.shape.count == 2 ? w1.shape[1] : -1
             precondition(
                 w1.rank == 2 && b1.shape == [nh] && w2.shape == [nh, 1] && b2.shape == [1],
-                "SeedProgram.Weights: shapes w1 \(w1.shape), b1 \(b1.shape), w2 \(w2.shape), b2 \(b2.shape) do not fit (m, nh), (nh), (nh, 1), (1)")
+                "SeedProgram.Weights: shapes w1 \(w1.shape), b1 \(b1.shape), w2 \(w2.shape), b2 \(b2.shape) do not fit (m, nh), (nh), (nh, 1), (1)"
+            )
             self.w1 = w1
             self.b1 = b1
             self.w2 = w2
@@ -60,7 +61,9 @@ public struct SeedProgram {
     /// Prepares the program on inputs `x (n, m)`, targets `y (n)` and the given weights.
     /// - Precondition: the shapes fit each other.
     public init(x: Tensor, y: Tensor, weights: Weights) {
-        precondition(x.rank == 2 && y.shape == [x.shape[0]], "SeedProgram: x \(x.shape) and y \(y.shape) do not fit (n, m) and (n)")
+        precondition(
+            x.rank == 2 && y.shape == [x.shape[0]],
+            "SeedProgram: x \(x.shape) and y \(y.shape) do not fit (n, m) and (n)")
         precondition(weights.w1.shape[0] == x.shape[1], "SeedProgram: w1 \(weights.w1.shape) does not fit x \(x.shape)")
         self.x = x
         self.y = y

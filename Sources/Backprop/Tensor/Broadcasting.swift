@@ -55,24 +55,28 @@ extension Tensor {
         let aContiguous = a.isContiguous && a.shape == shape
         let bContiguous = b.isContiguous && b.shape == shape
         if aContiguous && bContiguous {
-            let pa = a.pointer, pb = b.pointer
+            let pa = a.pointer
+            let pb = b.pointer
             for i in 0..<count { out[i] = operation(pa[i], pb[i]) }
             return result
         }
         if aContiguous && b.count == 1 {
-            let pa = a.pointer, scalar = b.storage.pointer[b.offset]
+            let pa = a.pointer
+            let scalar = b.storage.pointer[b.offset]
             for i in 0..<count { out[i] = operation(pa[i], scalar) }
             return result
         }
         if a.count == 1 && bContiguous {
-            let scalar = a.storage.pointer[a.offset], pb = b.pointer
+            let scalar = a.storage.pointer[a.offset]
+            let pb = b.pointer
             for i in 0..<count { out[i] = operation(scalar, pb[i]) }
             return result
         }
         let columns = shape.last!
         // A row vector (the bias) added to every row of a contiguous matrix.
         if aContiguous && b.isContiguous && b.count == columns && (b.rank == 1 || b.shape.last == columns) {
-            let pa = a.pointer, pb = b.pointer
+            let pa = a.pointer
+            let pb = b.pointer
             for row in 0..<(count / columns) {
                 let base = row * columns
                 for j in 0..<columns { out[base + j] = operation(pa[base + j], pb[j]) }
@@ -84,9 +88,12 @@ extension Tensor {
         let stridesB = Broadcasting.strides(of: b, expandedTo: shape)
         let rank = shape.count
         var index = [Int](repeating: 0, count: rank)
-        var positionA = a.offset, positionB = b.offset
-        let pa = a.storage.pointer, pb = b.storage.pointer
-        let innerA = stridesA[rank - 1], innerB = stridesB[rank - 1]
+        var positionA = a.offset
+        var positionB = b.offset
+        let pa = a.storage.pointer
+        let pb = b.storage.pointer
+        let innerA = stridesA[rank - 1]
+        let innerB = stridesB[rank - 1]
         var written = 0
         while written < count {
             for j in 0..<columns {
@@ -113,7 +120,8 @@ extension Tensor {
     func mapValues(_ operation: (Float) -> Float) -> Tensor {
         let source = contiguous()
         let result = Tensor(uninitializedShape: shape)
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for i in 0..<count { out[i] = operation(input[i]) }
         return result
     }

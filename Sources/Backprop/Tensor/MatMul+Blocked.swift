@@ -27,8 +27,11 @@ extension Tensor {
     static func blockedGemm(
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool
     ) {
-        let m = a.rows, n = b.columns, k = a.columns
-        let mr = Blocking.mr, nr = Blocking.nr
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
+        let mr = Blocking.mr
+        let nr = Blocking.nr
         let panelsB = (n + nr - 1) / nr
         if !accumulate { c.update(repeating: 0, count: m * n) }
         let packedB = UnsafeMutablePointer<Float>.allocate(capacity: panelsB * Blocking.kc * nr)
@@ -66,7 +69,8 @@ extension Tensor {
     private static func packB(
         _ b: MatrixOperand, rows depth: Range<Int>, into packed: UnsafeMutablePointer<Float>, panels: Int
     ) {
-        let nr = Blocking.nr, kc = depth.count
+        let nr = Blocking.nr
+        let kc = depth.count
         for jp in 0..<panels {
             let panel = packed + jp * kc * nr
             for p in 0..<kc {
@@ -82,7 +86,8 @@ extension Tensor {
     private static func packA(
         _ a: MatrixOperand, rows: Range<Int>, depth: Range<Int>, into packed: UnsafeMutablePointer<Float>
     ) {
-        let mr = Blocking.mr, kc = depth.count
+        let mr = Blocking.mr
+        let kc = depth.count
         let panels = (rows.count + mr - 1) / mr
         for ip in 0..<panels {
             let panel = packed + ip * kc * mr
@@ -101,17 +106,23 @@ extension Tensor {
         depth: Int, packedA: UnsafePointer<Float>, packedB: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, row: Int, column: Int, rows: Int, columns: Int
     ) {
-        var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
-        var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
-        var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
-        var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+        var c00 = SIMD8<Float>()
+        var c01 = SIMD8<Float>()
+        var c10 = SIMD8<Float>()
+        var c11 = SIMD8<Float>()
+        var c20 = SIMD8<Float>()
+        var c21 = SIMD8<Float>()
+        var c30 = SIMD8<Float>()
+        var c31 = SIMD8<Float>()
         let rawB = UnsafeRawPointer(packedB)
         for p in 0..<depth {
             let b0 = rawB.loadUnaligned(fromByteOffset: p * 64, as: SIMD8<Float>.self)
             let b1 = rawB.loadUnaligned(fromByteOffset: p * 64 + 32, as: SIMD8<Float>.self)
             let a = packedA + p * 4
-            let a0 = SIMD8(repeating: a[0]), a1 = SIMD8(repeating: a[1])
-            let a2 = SIMD8(repeating: a[2]), a3 = SIMD8(repeating: a[3])
+            let a0 = SIMD8(repeating: a[0])
+            let a1 = SIMD8(repeating: a[1])
+            let a2 = SIMD8(repeating: a[2])
+            let a3 = SIMD8(repeating: a[3])
             c00 += a0 * b0
             c01 += a0 * b1
             c10 += a1 * b0

@@ -80,17 +80,30 @@ extension Tensor {
 
     /// The operand view of a matrix, copying it only if it is neither row- nor column-major.
     func matrixOperand() -> (MatrixOperand, keepAlive: Tensor) {
-        let rows = shape[0], columns = shape[1]
+        let rows = shape[0]
+        let columns = shape[1]
         if strides[1] == 1 || columns == 1 {
             let leading = Swift.max(strides[0], columns, 1)
-            return (MatrixOperand(pointer: UnsafePointer(pointer), rows: rows, columns: columns, leading: leading, transposed: false), self)
+            return (
+                MatrixOperand(
+                    pointer: UnsafePointer(pointer), rows: rows, columns: columns, leading: leading, transposed: false),
+                self
+            )
         }
         if strides[0] == 1 || rows == 1 {
             let leading = Swift.max(strides[1], rows, 1)
-            return (MatrixOperand(pointer: UnsafePointer(pointer), rows: rows, columns: columns, leading: leading, transposed: true), self)
+            return (
+                MatrixOperand(
+                    pointer: UnsafePointer(pointer), rows: rows, columns: columns, leading: leading, transposed: true),
+                self
+            )
         }
         let copy = contiguous()
-        return (MatrixOperand(pointer: UnsafePointer(copy.pointer), rows: rows, columns: columns, leading: Swift.max(columns, 1), transposed: false), copy)
+        return (
+            MatrixOperand(
+                pointer: UnsafePointer(copy.pointer), rows: rows, columns: columns, leading: Swift.max(columns, 1),
+                transposed: false), copy
+        )
     }
 
     /// `c = a • b`, or `c += a • b` when `accumulate`; `c` is contiguous `(a.rows, b.columns)`.
@@ -107,7 +120,9 @@ extension Tensor {
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
         kernel: MatMulKernel
     ) {
-        let m = a.rows, n = b.columns, k = a.columns
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
         if m == 0 || n == 0 { return }
         if k == 0 {
             if !accumulate { c.update(repeating: 0, count: m * n) }
@@ -139,7 +154,9 @@ extension Tensor {
     static func referenceGemm(
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool
     ) {
-        let m = a.rows, n = b.columns, k = a.columns
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
         for i in 0..<m {
             for j in 0..<n {
                 var total = 0.0

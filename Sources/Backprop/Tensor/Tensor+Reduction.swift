@@ -44,7 +44,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var best = input[o * size * inner + i]
@@ -87,7 +88,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var m = -Float.infinity
@@ -123,7 +125,8 @@ extension Tensor {
         let (outer, size, inner) = splitAround(axis)
         let source = contiguous()
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer, out = result.pointer
+        let input = source.pointer
+        let out = result.pointer
         var accumulator = [Double](repeating: 0, count: inner)
         for o in 0..<outer {
             for i in 0..<inner { accumulator[i] = 0 }

@@ -35,7 +35,8 @@ extension Tensor {
     public func squeeze(_ dim: Int) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank, operation: "squeeze")
         guard shape[axis] == 1 else { return view(shape: shape, strides: strides) }
-        var newShape = shape, newStrides = strides
+        var newShape = shape
+        var newStrides = strides
         newShape.remove(at: axis)
         newStrides.remove(at: axis)
         return view(shape: newShape, strides: newStrides)
@@ -47,7 +48,8 @@ extension Tensor {
     /// `(n, 1)` as in the seed's `Mse.backward`.
     public func unsqueeze(_ dim: Int) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank + 1, operation: "unsqueeze")
-        var newShape = shape, newStrides = strides
+        var newShape = shape
+        var newStrides = strides
         let innerStride = axis < rank ? strides[axis] * shape[axis] : 1
         newShape.insert(1, at: axis)
         newStrides.insert(innerStride, at: axis)

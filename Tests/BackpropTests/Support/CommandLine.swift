@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+/// What a run of the built `backprop` executable printed and how it exited.
+struct CommandResult {
+    let status: Int32
+    let standardOutput: String
+    let standardError: String
+    /// Whether the process ended by a signal (a crash) rather than exiting.
+    let crashed: Bool
+}
+
+/// The `backprop` executable SwiftPM built next to the test binary.
+func backpropExecutable() -> URL {
+    Bundle.main.bundleURL.appendingPathComponent("backprop")
+}
+
+/// Runs `backprop` with `arguments` and waits for it.
+func runBackprop(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = backpropExecutable()
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let output = Pipe()
+    let error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    // Read both pipes before waiting, so that a large output cannot fill a pipe and block.
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus,
+        standardOutput: String(decoding: outputData, as: UTF8.self),
+        standardError: String(decoding: errorData, as: UTF8.self),
+        crashed: process.terminationReason == .uncaughtSignal)
+}
