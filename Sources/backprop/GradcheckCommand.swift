@@ -20,13 +20,17 @@ struct GradcheckCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Folder of the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    @Option(
+        help: "Folder of the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
     @Option(help: "Rows to check on: the first N rows of the data (default: 64 of Fashion-MNIST, all of --tensors).")
     var rows: Int?
 
-    @Option(help: "Hidden layer widths, comma-separated: 50 is the seed's model, 64,32 a deeper one (default: 50, or as stored in --init).")
+    @Option(
+        help:
+            "Hidden layer widths, comma-separated: 50 is the seed's model, 64,32 a deeper one (default: 50, or as stored in --init)."
+    )
     var hidden: String?
 
     @Option(help: "Seed of the initial weights (without --init; as backprop seed's) and of the elements sampled.")
@@ -38,7 +42,9 @@ struct GradcheckCommand: ParsableCommand {
     @Option(name: .customLong("init"), help: "A safetensors file holding the weights w1, b1, w2, b2, ... to check at.")
     var initFile: String?
 
-    @Option(help: "Elements checked by finite differences in each tensor larger than this (smaller ones are checked whole).")
+    @Option(
+        help: "Elements checked by finite differences in each tensor larger than this (smaller ones are checked whole)."
+    )
     var samples: Int = 64
 
     @Flag(help: "Print the table as JSON.")
@@ -125,7 +131,8 @@ struct GradcheckCommand: ParsableCommand {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false)
         let widths = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw ValidationError("--hidden expects positive widths separated by commas, like 50 or 64,32; got '\(text)'")
+            throw ValidationError(
+                "--hidden expects positive widths separated by commas, like 50 or 64,32; got '\(text)'")
         }
         return widths.map { $0! }
     }

@@ -20,7 +20,8 @@ enum GradcheckOutput {
             table.append([
                 row.name,
                 "\(row.shape)",
-                row.manualShape == row.shape ? number(row.maxManualAutogradDifference) : "shape \(row.manualShape.map { "\($0)" } ?? "none")",
+                row.manualShape == row.shape
+                    ? number(row.maxManualAutogradDifference) : "shape \(row.manualShape.map { "\($0)" } ?? "none")",
                 row.manualVersusFiniteDifferences.map { number($0.maxRelativeError) } ?? "-",
                 number(row.autogradVersusFiniteDifferences.maxRelativeError),
                 "\(row.checkedElements) of \(total)",
@@ -60,7 +61,8 @@ enum GradcheckOutput {
             for row in failed {
                 for problem in row.problems { lines.append("\(row.name): \(problem)") }
             }
-            lines.append("FAIL: \(failed.count) of \(report.rows.count) tensors (\(failed.map(\.name).joined(separator: ", ")))")
+            lines.append(
+                "FAIL: \(failed.count) of \(report.rows.count) tensors (\(failed.map(\.name).joined(separator: ", ")))")
         }
         return lines.joined(separator: "\n")
     }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import Backprop
+import Foundation
 
 /// `backprop near`: the lesson's `test_near`, between the same-named tensors of two safetensors
 /// files; exit status 1 if any pair is not near.

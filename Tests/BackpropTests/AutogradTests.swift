@@ -161,7 +161,8 @@ struct DerivativeTests {
 struct GraphTests {
     @Test("nothing is recorded when no input requires gradients, or when recording is off")
     func noRecording() {
-        let a = Tensor([[1, 2], [3, 4]]), b = Tensor([5, 6])
+        let a = Tensor([[1, 2], [3, 4]])
+        let b = Tensor([5, 6])
         let results = [a + b, a * 2, a • a, lin(a, a, b), (a - b).sum(0), a.t().contiguous(), relu(a), mse(a.t(), b)]
         for result in results {
             #expect(result.gradFn == nil)
@@ -182,7 +183,8 @@ struct GraphTests {
 
     @Test("a bias broadcast over rows gets its gradient summed back to its own shape")
     func biasGradientSummedOverRows() throws {
-        let x = Tensor([[1, 2, 3], [4, 5, 6]]), b = Tensor([0.5, -1, 2])
+        let x = Tensor([[1, 2, 3], [4, 5, 6]])
+        let b = Tensor([0.5, -1, 2])
         b.requiresGrad = true
         let weights = Tensor([[1, 2, 3], [10, 20, 30]])
         ((x + b) * weights).sum().backward()
@@ -206,7 +208,8 @@ struct GraphTests {
 
     @Test("backward twice adds the gradients twice, on leaves and intermediate results")
     func backwardTwice() throws {
-        let a = Tensor([[0.5, -1], [2, 3]]), b = Tensor([1.5, -0.5])
+        let a = Tensor([[0.5, -1], [2, 3]])
+        let b = Tensor([1.5, -0.5])
         a.requiresGrad = true
         b.requiresGrad = true
         let hidden = a * b
@@ -236,12 +239,15 @@ struct GraphTests {
 
     @Test(".grad has storage of its own, even where the derivative passes the gradient through")
     func gradientsDoNotShareStorage() throws {
-        let a = Tensor([1, 2]), b = Tensor([3, 4])
+        let a = Tensor([1, 2])
+        let b = Tensor([3, 4])
         a.requiresGrad = true
         b.requiresGrad = true
         let sum = a + b  // ∂ passes g unchanged to both
         (sum * Tensor([5, 6])).sum().backward()
-        let gradA = try #require(a.grad), gradB = try #require(b.grad), gradSum = try #require(sum.grad)
+        let gradA = try #require(a.grad)
+        let gradB = try #require(b.grad)
+        let gradSum = try #require(sum.grad)
         #expect(gradA !== gradB && gradA.storage !== gradB.storage && gradA.storage !== gradSum.storage)
         gradA.withUnsafeMutableBufferPointer { $0[0] = 100 }
         #expect(gradB.values == [5, 6])
@@ -250,7 +256,9 @@ struct GraphTests {
 
     @Test("the seed's .g and autograd's .grad live side by side on the same tensors")
     func gradAndGAreSeparate() throws {
-        let x = Tensor([[1, -2], [3, 0.5]]), w = Tensor([[0.5], [-1]]), b = Tensor([0.25])
+        let x = Tensor([[1, -2], [3, 0.5]])
+        let w = Tensor([[0.5], [-1]])
+        let b = Tensor([0.25])
         for tensor in [x, w, b] { tensor.requiresGrad = true }
         let layer = Lin(w, b)
         let out = layer(x)

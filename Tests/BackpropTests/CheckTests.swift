@@ -112,7 +112,10 @@ struct FiniteDifferenceTests {
         #expect(abs(central - truth) > 1e-6)
         // Away from the kink all three agree with the derivative.
         let y = Tensor([-1.5])
-        let quadratic = { let v = Double(y.values[0]); return 0.5 * v * v - v }
+        let quadratic = {
+            let v = Double(y.values[0])
+            return 0.5 * v * v - v
+        }
         for scheme in FiniteDifferenceScheme.allCases {
             let estimate = finiteDifference(of: quadratic, withRespectTo: y, at: 0, scheme: scheme)
             #expect(abs(estimate - (-2.5)) < 1e-9, "\(scheme): \(estimate)")
@@ -142,11 +145,12 @@ struct FiniteDifferenceTests {
         x.requiresGrad = true
         let before = x.values.map(\.bitPattern)
         var sawGraph = false
-        _ = finiteDifferences(of: {
-            let y = (x * x).sum()
-            if y.gradFn != nil { sawGraph = true }
-            return Double(y.item())
-        }, withRespectTo: x)
+        _ = finiteDifferences(
+            of: {
+                let y = (x * x).sum()
+                if y.gradFn != nil { sawGraph = true }
+                return Double(y.item())
+            }, withRespectTo: x)
         #expect(x.values.map(\.bitPattern) == before)
         #expect(!sawGraph)
         #expect(x.grad == nil)
@@ -157,7 +161,9 @@ struct FiniteDifferenceTests {
         var generator = RandomGenerator(seed: 5)
         #expect(finiteDifferenceCoordinates(count: 7, samples: 7, generator: &generator) == Array(0..<7))
         #expect(finiteDifferenceCoordinates(count: 3, samples: 10, generator: &generator) == [0, 1, 2])
-        var first = RandomGenerator(seed: 42), again = RandomGenerator(seed: 42), other = RandomGenerator(seed: 43)
+        var first = RandomGenerator(seed: 42)
+        var again = RandomGenerator(seed: 42)
+        var other = RandomGenerator(seed: 43)
         let sample = finiteDifferenceCoordinates(count: 50_176, samples: 64, generator: &first)
         #expect(sample.count == 64)
         #expect(Set(sample).count == 64)

@@ -18,14 +18,16 @@ struct DeeperModelTests {
         }
         // Two pairs are the seed's Model(w1, b1, w2, b2).
         let seedPairs = Array(Model.kaimingInitialization(sizes: [6, 5, 1], generator: &generator))
-        let x = Tensor.randn([3, 6], generator: &generator), y = Tensor([1, 2, 3])
+        let x = Tensor.randn([3, 6], generator: &generator)
+        let y = Tensor([1, 2, 3])
         let seed = Model(seedPairs[0].w, seedPairs[0].b, seedPairs[1].w, seedPairs[1].b)
         #expect(Model(linears: seedPairs)(x, y).item() == seed(x, y).item())
     }
 
     @Test("Kaiming initialisation for [m, nh, 1] draws exactly the weights of backprop seed")
     func sameWeightsAsTheSeedProgram() {
-        var first = RandomGenerator(seed: 42), second = RandomGenerator(seed: 42)
+        var first = RandomGenerator(seed: 42)
+        var second = RandomGenerator(seed: 42)
         let linears = Model.kaimingInitialization(sizes: [784, 50, 1], generator: &first)
         let weights = SeedProgram.Weights.kaiming(inputs: 784, hidden: 50, generator: &second)
         #expect(linears[0].w.values == weights.w1.values)

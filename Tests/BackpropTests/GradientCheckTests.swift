@@ -70,7 +70,8 @@ private final class ReLUWithoutMask: Layer {
 
 /// Inputs, targets and the seed's weights for a model of the given layer sizes: inputs in the
 /// range of normalised pixels, targets the ten class numbers, as the seed regresses them.
-private func problem(rows: Int, sizes: [Int], seed: UInt64) -> (x: Tensor, y: Tensor, linears: [(w: Tensor, b: Tensor)]) {
+private func problem(rows: Int, sizes: [Int], seed: UInt64) -> (x: Tensor, y: Tensor, linears: [(w: Tensor, b: Tensor)])
+{
     var generator = RandomGenerator(seed: seed)
     let x = Tensor.randn([rows, sizes[0]], generator: &generator)  // (n, m)
     let y = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 10)) })  // (n)
@@ -105,7 +106,9 @@ struct GradientCheckTests {
     func biasSummedOverColumnsIsCaught() throws {
         let (x, y, linears) = problem(rows: 16, sizes: [20, 8, 1], seed: 3)
         let model = Model(
-            layers: [LinWithBiasSummedOverColumns(linears[0].w, linears[0].b), ReLU(), Lin(linears[1].w, linears[1].b)],
+            layers: [
+                LinWithBiasSummedOverColumns(linears[0].w, linears[0].b), ReLU(), Lin(linears[1].w, linears[1].b),
+            ],
             loss: Mse())
         let report = gradientCheck(model, x: x, y: y)
         #expect(!report.passed)
@@ -200,7 +203,8 @@ struct SeedGradientTests {
         for (name, tensor) in tensors {
             let expected = try file.tensor("\(name).g")
             expectNear(try #require(tensor.g), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).g")
-            expectNear(try #require(tensor.grad), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).grad")
+            expectNear(
+                try #require(tensor.grad), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).grad")
         }
     }
 

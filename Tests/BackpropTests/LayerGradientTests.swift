@@ -80,7 +80,8 @@ struct LayerGradientTests {
         var generator = RandomGenerator(seed: 33)
         let y = uniform([8], in: 0...9, generator: &generator)  // (n)
         // Inputs and weights drawn until no ReLU input lies within 0.05 of 0 (the step is 5e-3).
-        var x: Tensor, weights: [(w: Tensor, b: Tensor)]
+        var x: Tensor
+        var weights: [(w: Tensor, b: Tensor)]
         repeat {
             x = uniform([8, 5], in: -2...2, generator: &generator)  // (n, m)
             weights = Model.kaimingInitialization(sizes: [5, 4, 1], generator: &generator)
@@ -95,7 +96,9 @@ struct LayerGradientTests {
             let difference = zip(out.values, y.values).map { Double($0) - Double($1) }
             return difference.map { $0 * $0 }.reduce(0, +) / Double(difference.count)
         }
-        let tensors = [("x", x), ("w1", weights[0].w), ("b1", weights[0].b), ("w2", weights[1].w), ("b2", weights[1].b)]
+        let tensors = [
+            ("x", x), ("w1", weights[0].w), ("b1", weights[0].b), ("w2", weights[1].w), ("b2", weights[1].b),
+        ]
         for (name, tensor) in tensors {
             let estimates = finiteDifferences(of: loss, withRespectTo: tensor)
             expectNear(tensor.g, estimates, relativeTolerance: 2e-3, absoluteTolerance: 2e-4, Comment(rawValue: name))

@@ -66,7 +66,9 @@ struct SafetensorsModelTests {
     @Test("weights that do not chain are named, with the width expected")
     func badWeights() throws {
         let good = ["w1": Tensor.zeros(4, 3), "b1": Tensor.zeros(3), "w2": Tensor.zeros(3, 1), "b2": Tensor.zeros(1)]
-        func expectError(_ change: [String: Tensor?], _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        func expectError(
+            _ change: [String: Tensor?], _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation
+        ) throws {
             var tensors = good
             for (name, tensor) in change { tensors[name] = tensor }
             try withFile(tensors) { file in
@@ -76,8 +78,10 @@ struct SafetensorsModelTests {
             }
         }
         try expectError(["w1": nil], "no tensor 'w1'")
-        try expectError(["w1": Tensor.zeros(5, 3)], "tensor 'w1' has shape [5, 3], expected [4, n] (the inputs' width is 4)")
-        try expectError(["w2": Tensor.zeros(2, 1)], "tensor 'w2' has shape [2, 1], expected [3, n] (the width of w1 is 3)")
+        try expectError(
+            ["w1": Tensor.zeros(5, 3)], "tensor 'w1' has shape [5, 3], expected [4, n] (the inputs' width is 4)")
+        try expectError(
+            ["w2": Tensor.zeros(2, 1)], "tensor 'w2' has shape [2, 1], expected [3, n] (the width of w1 is 3)")
         try expectError(["b1": nil], "no tensor 'b1'")
         try expectError(["b2": Tensor.zeros(1, 1)], "tensor 'b2' has shape [1, 1], expected [1]")
         try expectError(["b3": Tensor.zeros(1)], "tensor 'b3' has no 'w3' to go with it")

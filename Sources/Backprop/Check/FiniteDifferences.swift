@@ -145,7 +145,8 @@ func lagrangeDerivative(at x: Double, positions p: [Double], values f: [Double])
 public func finiteDifferenceCoordinates(
     count: Int, samples: Int, generator: inout RandomGenerator
 ) -> [Int] {
-    precondition(count >= 0 && samples >= 0, "finiteDifferenceCoordinates: negative count \(count) or samples \(samples)")
+    precondition(
+        count >= 0 && samples >= 0, "finiteDifferenceCoordinates: negative count \(count) or samples \(samples)")
     if count <= samples { return Array(0..<count) }
     // A partial Fisher–Yates shuffle: the first `samples` draws of a random permutation, with
     // the swaps kept in a dictionary so that a huge tensor costs no memory of its size.

@@ -208,9 +208,11 @@ enum GradientCheck {
             layerNumber += 1
             let parameters = layer.parameters
             for (i, parameter) in parameters.enumerated() where seen.insert(ObjectIdentifier(parameter)).inserted {
-                let name =
-                    parameters.count == 2 ? (i == 0 ? "w\(layerNumber)" : "b\(layerNumber)") : "p\(layerNumber).\(i + 1)"
-                result.append((name, parameter))
+                if parameters.count == 2 {
+                    result.append((i == 0 ? "w\(layerNumber)" : "b\(layerNumber)", parameter))
+                } else {
+                    result.append(("p\(layerNumber).\(i + 1)", parameter))
+                }
             }
         }
         return result
@@ -229,7 +231,8 @@ enum GradientCheck {
         /// Reads the signs from the layers' current inputs (call right after a forward pass).
         init(_ model: Model) {
             relus = model.layers.compactMap { $0 as? ReLU }
-            var positive: [[Bool]] = [], zeros: [(layer: Int, element: Int)] = []
+            var positive: [[Bool]] = []
+            var zeros: [(layer: Int, element: Int)] = []
             for (layer, relu) in relus.enumerated() {
                 let values = relu.inp.values
                 positive.append(values.map { $0 > 0 })
@@ -337,7 +340,8 @@ enum GradientCheck {
     static func row(
         name: String, tensor: Tensor, estimates estimated: Estimates, options: GradientCheckOptions
     ) -> GradientCheckRow {
-        let indices = estimated.indices, estimates = estimated.values
+        let indices = estimated.indices
+        let estimates = estimated.values
         var problems: [String] = []
         let autograd: Tensor = tensor.grad ?? Tensor.zeros(tensor.shape)
         let manual: Tensor? = tensor.g

@@ -53,7 +53,8 @@ public struct NearReport: Sendable, Equatable, Codable, CustomStringConvertible 
         if actualShape != expectedShape {
             return "not near: shapes differ, \(actualShape) against expected \(expectedShape)"
         }
-        let tolerance = "atol \(Near.format(Double(absoluteTolerance))) + rtol \(Near.format(Double(relativeTolerance))) × |expected|"
+        let tolerance =
+            "atol \(Near.format(Double(absoluteTolerance))) + rtol \(Near.format(Double(relativeTolerance))) × |expected|"
         guard let worst else { return "near: no elements to compare (shape \(actualShape))" }
         let values =
             "\(Near.format(Double(worst.actual))) against \(Near.format(Double(worst.expected))), "
@@ -93,7 +94,8 @@ public func near(
             absoluteTolerance: absoluteTolerance, count: 0, mismatches: 0, worst: nil, maxAbsoluteError: .nan,
             isNear: false)
     }
-    let rtol = Double(relativeTolerance), atol = Double(absoluteTolerance)
+    let rtol = Double(relativeTolerance)
+    let atol = Double(absoluteTolerance)
     var mismatches = 0
     var maxAbsoluteError = 0.0
     // The worst element is the one with the largest ratio of error to allowed error.
@@ -103,7 +105,8 @@ public func near(
     actual.withUnsafeBufferPointer { a in
         expected.withUnsafeBufferPointer { b in
             for i in 0..<a.count {
-                let x = Double(a[i]), y = Double(b[i])
+                let x = Double(a[i])
+                let y = Double(b[i])
                 // Equal values (infinities included) have no error; an infinity against anything
                 // else has an infinite one, which no tolerance allows.
                 let error = x == y ? 0 : Swift.abs(x - y)

@@ -44,7 +44,8 @@ extension SafetensorsFile {
             guard w.rank == 2, w.shape[0] == width else {
                 let source = k == 1 ? "the inputs' width" : "the width of w\(k - 1)"
                 throw DataError(
-                    path: path, problem: "tensor 'w\(k)' has shape \(w.shape), expected [\(width), n] (\(source) is \(width))")
+                    path: path,
+                    problem: "tensor 'w\(k)' has shape \(w.shape), expected [\(width), n] (\(source) is \(width))")
             }
             let b = try tensor("b\(k)", shape: [w.shape[1]])
             result.append((w, b))

@@ -16,7 +16,8 @@ extension Model {
                 let previous = linears[k - 1].w
                 precondition(
                     pair.w.rank == 2 && previous.shape[1] == pair.w.shape[0],
-                    "Model(linears:): w\(k + 1) of shape \(pair.w.shape) does not follow w\(k) of shape \(previous.shape)")
+                    "Model(linears:): w\(k + 1) of shape \(pair.w.shape) does not follow w\(k) of shape \(previous.shape)"
+                )
                 layers.append(ReLU())
             }
             layers.append(Lin(pair.w, pair.b))

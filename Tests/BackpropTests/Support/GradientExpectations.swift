@@ -14,7 +14,8 @@ func uniform(_ shape: [Int], in range: ClosedRange<Float>, generator: inout Rand
 /// is `weights`, so that every element of an operation's output counts, each differently.
 func weightedSum(_ y: Tensor, _ weights: Tensor) -> Double {
     precondition(y.shape == weights.shape, "weightedSum: shapes \(y.shape) and \(weights.shape)")
-    let values = y.values, factors = weights.values
+    let values = y.values
+    let factors = weights.values
     var total = 0.0
     for i in values.indices { total += Double(values[i]) * Double(factors[i]) }
     return total
