@@ -307,4 +307,24 @@ struct GraphTests {
         }
         #expect(first == nil)
     }
+
+    @Test("backward() on a tensor of several elements stops, naming its shape")
+    func backwardNeedsAScalar() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let x = Tensor([1, 2])
+            x.requiresGrad = true
+            (x * 2).backward()
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("expects a scalar") && message.contains("[2]"), "\(message)")
+    }
+
+    @Test("backward() on a tensor that does not require gradients stops, saying so")
+    func backwardNeedsRequiresGrad() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            Tensor([1, 2]).sum().backward()
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("requiresGrad"), "\(message)")
+    }
 }
