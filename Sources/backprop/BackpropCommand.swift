@@ -21,6 +21,8 @@ struct BackpropCommand: ParsableCommand {
             SeedCommand.self,
             ExplainCommand.self,
             BenchCommand.self,
+            GradcheckCommand.self,
+            NearCommand.self,
         ]
     )
 

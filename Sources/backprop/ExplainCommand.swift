@@ -55,7 +55,9 @@ struct ExplainCommand: ParsableCommand {
         let (x, targ) = try loadRows()
         let classes = lossKind == "mse" ? 1 : 10
         var generator = RandomGenerator(seed: seed)
-        let model = Model.kaiming(sizes: [x.shape[1]] + widths + [classes], loss: Mse(), generator: &generator)
+        // For one hidden width, exactly the weights `backprop seed` draws with the same --seed.
+        let linears = Model.kaimingInitialization(sizes: [x.shape[1]] + widths + [classes], generator: &generator)
+        let model = Model(linears: linears)
 
         let trace = Trace.record(model: model, x: x, targ: targ)
         let inputs =

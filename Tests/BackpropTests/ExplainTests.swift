@@ -89,6 +89,14 @@ func seedSetup(n: Int = 5, m: Int = 7, nh: Int = 4, seed: UInt64 = 3)
     return (Model(w1, b1, w2, b2), x, targ, w1, b1, w2, b2)
 }
 
+/// A model of the seed's layers through the widths `sizes`, with the lesson's Kaiming weights
+/// (`Model.kaimingInitialization`), ending in `loss`.
+func kaimingModel(sizes: [Int], loss: any Loss = Mse(), seed: UInt64) -> Model {
+    var generator = RandomGenerator(seed: seed)
+    let layers = Model(linears: Model.kaimingInitialization(sizes: sizes, generator: &generator)).layers
+    return Model(layers: layers, loss: loss)
+}
+
 /// Random data for a model with `m` inputs.
 func randomData(n: Int, m: Int, classes: Int = 10, seed: UInt64 = 5) -> (x: Tensor, targ: Tensor) {
     var generator = RandomGenerator(seed: seed)
@@ -241,23 +249,10 @@ struct ExplainTraceTests {
                 "L1", "R", "L2",
             ])
         #expect(SeedCode.layerNames(for: [Lin(.zeros(2, 3), .zeros(3))]) == ["L"])
-        var generator = RandomGenerator(seed: 9)
-        let deeper = Model.kaiming(sizes: [4, 3, 3, 1], loss: Mse(), generator: &generator)
+        let deeper = kaimingModel(sizes: [4, 3, 3, 1], seed: 9)
         #expect(SeedCode.layerNames(for: deeper.layers) == ["L1", "R1", "L2", "R2", "L3"])
         #expect(
             SeedCode.layerNames(for: [CopyingReLU(), CopyingReLU(), ReLU()]) == ["CopyingReLU1", "CopyingReLU2", "R"])
-    }
-
-    @Test func kaimingSeedSizesGiveTheSeedProgramsWeights() throws {
-        var a = RandomGenerator(seed: 11)
-        var b = RandomGenerator(seed: 11)
-        let model = Model.kaiming(sizes: [20, 6, 1], loss: Mse(), generator: &a)
-        let weights = SeedProgram.Weights.kaiming(inputs: 20, hidden: 6, generator: &b)
-        let l1 = try #require(model.layers[0] as? Lin)
-        let l2 = try #require(model.layers[2] as? Lin)
-        #expect(l1.w.values == weights.w1.values && l2.w.values == weights.w2.values)
-        #expect(l1.b.values == weights.b1.values && l2.b.values == weights.b2.values)
-        #expect(model.layers[1] is ReLU)
     }
 }
 
@@ -316,8 +311,7 @@ struct ExplainOtherModelsTests {
     }
 
     @Test func aDeeperNetworkIsNarratedLayerByLayer() throws {
-        var generator = RandomGenerator(seed: 8)
-        let model = Model.kaiming(sizes: [6, 5, 4, 1], loss: Mse(), generator: &generator)
+        let model = kaimingModel(sizes: [6, 5, 4, 1], seed: 8)
         let (x, targ) = randomData(n: 5, m: 6)
         let trace = Trace.record(model: model, x: x, targ: targ)
         let names = ["L1", "R1", "L2", "R2", "L3"]
@@ -341,8 +335,7 @@ struct ExplainOtherModelsTests {
     }
 
     @Test func crossEntropyIsNarratedFromWhatItDoes() throws {
-        var generator = RandomGenerator(seed: 10)
-        let model = Model.kaiming(sizes: [6, 5, 3], loss: TestCrossEntropy(), generator: &generator)
+        let model = kaimingModel(sizes: [6, 5, 3], loss: TestCrossEntropy(), seed: 10)
         let (x, targ) = randomData(n: 4, m: 6, classes: 3)
         let trace = Trace.record(model: model, x: x, targ: targ)
         #expect(trace.takeaway.isComplete)
