@@ -57,7 +57,9 @@ struct ExplainCommand: ParsableCommand {
         var generator = RandomGenerator(seed: seed)
         // For one hidden width, exactly the weights `backprop seed` draws with the same --seed.
         let linears = Model.kaimingInitialization(sizes: [x.shape[1]] + widths + [classes], generator: &generator)
-        let model = Model(linears: linears)
+        // The seed's layers, then the loss the user chose (on 10 class scores for cross-entropy).
+        let loss: any Loss = lossKind == "mse" ? Mse() : CrossEntropy()
+        let model = Model(layers: Model(linears: linears).layers, loss: loss)
 
         let trace = Trace.record(model: model, x: x, targ: targ)
         let inputs =
@@ -91,8 +93,7 @@ struct ExplainCommand: ParsableCommand {
     private func parseLoss() throws -> String {
         switch loss {
         case "mse": return loss
-        case "cross-entropy":
-            throw ValidationError("--loss: cross-entropy is not available in this build yet; use mse")
+        case "cross-entropy": return loss
         default:
             throw ValidationError("--loss: expected mse or cross-entropy, found '\(loss)'")
         }

@@ -776,4 +776,16 @@ struct ExplainCommandTests {
                 ])
         }
     }
+
+    /// The library's own cross-entropy, on a deeper model: the walkthrough shows its seed lines,
+    /// and its gradient starts in the 10 class scores the last layer returned.
+    @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
+    func explainsACrossEntropyModel() throws {
+        let run = try runBackprop(["explain", "--rows", "2", "--hidden", "8,6", "--loss", "cross-entropy"])
+        #expect(run.status == 0, "\(run.standardError)")
+        expectContains(run.standardOutput, "Model: L1 (Lin), R1 (Relu), L2 (Lin), R2 (Relu), L3 (Lin), loss (CrossEntropy)")
+        expectContains(run.standardOutput, "loss.inp.g = (softmax(loss.inp) - onehot(loss.targ)) / loss.inp.shape[0]")
+        expectContains(run.standardOutput, "writes loss.inp.g: loss.inp is L3.out, the same object, so this is also L3.out.g")
+        expectContains(run.standardOutput, "shape [2, 10]")
+    }
 }

@@ -161,3 +161,19 @@ extension Mse: SeedCodeDescribing {
             ])
     }
 }
+
+extension CrossEntropy: SeedCodeDescribing {
+    /// The lesson's cross-entropy: `self.out = nll(log_softmax(inp), targ)` and the gradient it
+    /// writes into `inp.g`.
+    public static var seedCode: SeedCode {
+        SeedCode(
+            className: "CrossEntropy", letter: "loss", parameterFields: [],
+            forward: "self.inp, self.targ = inp, targ; self.out = nll(log_softmax(inp), targ)",
+            result: "self.out = nll(log_softmax(self.inp), self.targ)",
+            backward: [
+                GradientLine(
+                    field: "inp",
+                    line: "self.inp.g = (softmax(self.inp) - onehot(self.targ)) / self.inp.shape[0]")
+            ])
+    }
+}
