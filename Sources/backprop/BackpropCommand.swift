@@ -19,7 +19,10 @@ struct BackpropCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             SeedCommand.self,
+            ExplainCommand.self,
             BenchCommand.self,
+            GradcheckCommand.self,
+            NearCommand.self,
             TrainCommand.self,
             EvaluateCommand.self,
         ]

@@ -1,3 +1,5 @@
+import Foundation
+
 // The training loop: minibatches, the layers' hand-written forward and backward, an optimizer
 // step, and a validation pass after each epoch.
 //
@@ -8,6 +10,28 @@
 //
 // The loop can stop between two steps (`shouldStop`) and keeps where it is (`epoch`, `step`,
 // the optimizer's named state), so that a run can be saved and resumed.
+
+/// The losses a configuration can train with.
+public enum LossKind: String, CaseIterable, Sendable, Codable {
+    /// Softmax cross-entropy over `c` outputs, one per class (`CrossEntropy`).
+    case crossEntropy = "cross-entropy"
+    /// The seed's mean squared error of one output against the class number (`Mse`).
+    case mse
+
+    /// A new loss of this kind.
+    public func make() -> any Loss {
+        switch self {
+        case .crossEntropy: CrossEntropy()
+        case .mse: Mse()
+        }
+    }
+
+    /// The model's outputs for `classes` classes: `classes` for cross-entropy, 1 for the seed's
+    /// regression.
+    public func outputs(classes: Int) -> Int {
+        self == .mse ? 1 : classes
+    }
+}
 
 /// The settings of a training run, with the best recipe found as defaults (see Training.md).
 public struct TrainingConfiguration: Sendable, Codable, Equatable {
@@ -27,12 +51,14 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var schedule: LearningRateSchedule
     /// The seed of the initial weights and of every epoch's shuffle.
     public var seed: UInt64
+    /// The loss (cross-entropy, or the seed's MSE).
+    public var loss: LossKind
 
     /// Creates a configuration; every setting defaults to the recipe's.
     public init(
-        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 2e-3,
-        optimizer: OptimizerKind = .adam, weightDecay: Float = 0.05, schedule: LearningRateSchedule = .oneCycle,
-        seed: UInt64 = 42
+        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 3e-3,
+        optimizer: OptimizerKind = .adam, weightDecay: Float = 0.1, schedule: LearningRateSchedule = .oneCycle,
+        seed: UInt64 = 42, loss: LossKind = .crossEntropy
     ) {
         self.hidden = hidden
         self.epochs = epochs
@@ -42,6 +68,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         self.weightDecay = weightDecay
         self.schedule = schedule
         self.seed = seed
+        self.loss = loss
     }
 }
 
@@ -79,16 +106,27 @@ public struct StepProgress: Sendable {
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// The loss became NaN or infinite at `step` (counting from 1) of `epoch` (counting from 1);
     /// `step` is the epoch's last when the validation loss was the first to blow up.
-    case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float)
+    /// `learningRate` is that step's, `peakLearningRate` the schedule's peak (the `--lr` given).
+    case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float)
 
     /// One line that names the epoch and step and suggests what to do.
     public var description: String {
         switch self {
-        case .diverged(let epoch, let step, let loss, let learningRate):
-            "training diverged at epoch \(epoch), step \(step): the loss is \(loss) "
-                + "(learning rate \(learningRate)); try a lower learning rate, e.g. --lr \(learningRate / 10)"
+        case .diverged(let epoch, let step, let loss, let learningRate, let peak):
+            let value = loss.isNaN ? "NaN" : (loss > 0 ? "infinite" : "-infinite")
+            let rate =
+                learningRate == peak
+                ? "learning rate \(shortNumber(peak))"
+                : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
+            return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
+                + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
         }
     }
+}
+
+/// `0.001`, `10`, `1e-05`: a number as short as `%g` writes it.
+private func shortNumber(_ value: Float) -> String {
+    String(format: "%g", Double(value))
 }
 
 /// The loss and accuracy of `model` on `(x, y)`, in batches of `batchSize` rows.
@@ -99,7 +137,8 @@ public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000
     precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
     let rows = x.shape[0]
     if rows == 0 { return (0, 0) }
-    let x = x.contiguous(), y = y.contiguous()
+    let x = x.contiguous()
+    let y = y.contiguous()
     var lossSum = 0.0
     var correct = 0
     GradMode.withNoGrad {
@@ -166,14 +205,16 @@ public final class Trainer {
         self.yValid = valid.y.contiguous()
     }
 
-    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy, initialised
-    /// from `configuration.seed`, and its optimizer.
+    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy (or
+    /// `[m] + hidden + [1]` with the seed's MSE), initialised from `configuration.seed`, and its
+    /// optimizer.
     public convenience init(
         configuration: TrainingConfiguration, classes: Int, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
     ) {
         var generator = RandomGenerator(seed: configuration.seed)
         let model = Model.mlp(
-            sizes: [train.x.shape[1]] + configuration.hidden + [classes], loss: CrossEntropy(), generator: &generator)
+            sizes: [train.x.shape[1]] + configuration.hidden + [configuration.loss.outputs(classes: classes)],
+            loss: configuration.loss.make(), generator: &generator)
         let optimizer = configuration.optimizer.make(
             parameters: model.parameters, learningRate: configuration.learningRate,
             weightDecay: configuration.weightDecay)
@@ -219,7 +260,9 @@ public final class Trainer {
                 let (xb, yb) = batches.batch(step)
                 let loss = model(xb, yb).item()
                 guard loss.isFinite else {
-                    throw TrainingError.diverged(epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate)
+                    throw TrainingError.diverged(
+                        epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
+                        peakLearningRate: peakLearningRate)
                 }
                 model.backward()
                 optimizer.step()
@@ -235,7 +278,8 @@ public final class Trainer {
             let (validLoss, validAccuracy) = evaluate(model, x: xValid, y: yValid)
             guard validLoss.isFinite else {
                 throw TrainingError.diverged(
-                    epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate)
+                    epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate,
+                    peakLearningRate: peakLearningRate)
             }
             epochSeconds += seconds(since: epochStarted)
             let record = EpochRecord(
