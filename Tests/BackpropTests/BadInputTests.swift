@@ -43,9 +43,11 @@ private func expectCleanFailure(_ input: BadInput, sourceLocation: SourceLocatio
         let before = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
         let arguments = input.arguments.map { $0.replacingOccurrences(of: "{dir}", with: folder) }
         let run = try runBackprop(arguments)
-        #expect(!run.crashed, "\(arguments) was killed by a signal: \(run.standardError)", sourceLocation: sourceLocation)
+        #expect(
+            !run.crashed, "\(arguments) was killed by a signal: \(run.standardError)", sourceLocation: sourceLocation)
         #expect(run.status != 0, "\(arguments) exited with 0", sourceLocation: sourceLocation)
-        #expect(run.standardOutput.isEmpty, "\(arguments) printed: \(run.standardOutput)", sourceLocation: sourceLocation)
+        #expect(
+            run.standardOutput.isEmpty, "\(arguments) printed: \(run.standardOutput)", sourceLocation: sourceLocation)
         let lines = run.standardError.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(
             lines.count == 2 && lines[0].hasPrefix("Error: ") && lines[1].isEmpty,
@@ -156,7 +158,8 @@ private let idxCases: [BadInput] = [
         try writeDataset(in: folder, replace: ["train-labels-idx1-ubyte": bytes])
     },
     BadInput("wrong magic number", seedOnData, expect: ["t10k-images-idx3-ubyte: not an IDX file"]) { folder in
-        try writeDataset(in: folder, replace: ["t10k-images-idx3-ubyte": Array("PK\u{3}\u{4} not idx".utf8)], gzip: false)
+        try writeDataset(
+            in: folder, replace: ["t10k-images-idx3-ubyte": Array("PK\u{3}\u{4} not idx".utf8)], gzip: false)
     },
     BadInput(
         "header claims more data than the file holds", seedOnData,
@@ -169,12 +172,16 @@ private let idxCases: [BadInput] = [
         "images and labels of different counts", seedOnData,
         expect: ["train-labels-idx1-ubyte: holds 11 labels but", "holds 12 images"]
     ) { folder in
-        try writeDataset(in: folder, replace: ["train-labels-idx1-ubyte": idxHeader([11]) + [UInt8](repeating: 1, count: 11)], gzip: false)
+        try writeDataset(
+            in: folder, replace: ["train-labels-idx1-ubyte": idxHeader([11]) + [UInt8](repeating: 1, count: 11)],
+            gzip: false)
     },
     BadInput(
         "label outside 0–9", seedOnData, expect: ["train-labels-idx1-ubyte: label at index 4 is 10, outside 0…9"]
     ) { folder in
-        try writeDataset(in: folder, replace: ["train-labels-idx1-ubyte": idxHeader([12]) + [1, 2, 3, 4, 10, 5, 6, 7, 8, 9, 0, 1]], gzip: false)
+        try writeDataset(
+            in: folder, replace: ["train-labels-idx1-ubyte": idxHeader([12]) + [1, 2, 3, 4, 10, 5, 6, 7, 8, 9, 0, 1]],
+            gzip: false)
     },
 ]
 
@@ -206,12 +213,15 @@ private let safetensorsCases: [BadInput] = [
     BadInput(
         "offsets out of bounds", seedOnBadTensors,
         expect: ["bad.safetensors: tensor 'x': data_offsets [0, 64] reach past the end of the data (4 bytes"],
-        prepare: badSafetensors(safetensors(#"{"x":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#, data: [0, 0, 0, 0]))),
+        prepare: badSafetensors(
+            safetensors(#"{"x":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#, data: [0, 0, 0, 0]))),
     BadInput(
         "overlapping offsets", seedOnBadTensors,
         expect: ["bad.safetensors: tensors 'w' and 'x' overlap: data_offsets [0, 4] and [0, 8]"],
         prepare: badSafetensors(
-            safetensors("{" + entryW + #","x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)))),
+            safetensors(
+                "{" + entryW + #","x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                data: [UInt8](repeating: 0, count: 8)))),
     BadInput(
         "missing tensor", seedWithWeights,
         expect: ["weights.safetensors: no tensor 'b2'; the file holds b1, w1, w2"],
@@ -234,7 +244,8 @@ private let commandLineCases: [BadInput] = [
     BadInput("unknown option", ["seed", "--frobnicate", "3"], expect: ["--frobnicate"]),
     BadInput("option without its value", ["seed", "--hidden"], expect: ["--hidden"]),
     BadInput("zero hidden units", ["seed", "--hidden", "0"], expect: ["--hidden must be a positive number", "got 0"]),
-    BadInput("negative hidden units", ["seed", "--hidden", "-5"], expect: ["--hidden must be a positive number", "got -5"]),
+    BadInput(
+        "negative hidden units", ["seed", "--hidden", "-5"], expect: ["--hidden must be a positive number", "got -5"]),
     BadInput("malformed --hidden", ["seed", "--hidden", "50,abc"], expect: ["--hidden", "50,abc"]),
     BadInput("negative seed", ["seed", "--seed", "-1"], expect: ["'-1' is invalid for '--seed <seed>'"]),
     BadInput(

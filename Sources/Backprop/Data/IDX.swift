@@ -255,7 +255,7 @@ public enum IDX {
     ///   - shape: the dimension sizes, outermost first (`[n, 28, 28]` for images, `[n]` for labels).
     ///   - path: the destination.
     ///   - gzip: whether to compress; `nil` (the default) compresses when `path` ends in `.gz`.
-    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)``).
+    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)-([UInt8],_)``).
     /// - Precondition: as for ``encode(_:shape:)``.
     public static func write(_ bytes: [UInt8], shape: [Int], to path: String, gzip: Bool? = nil) throws {
         let encoded = encode(bytes, shape: shape)
