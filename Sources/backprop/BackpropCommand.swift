@@ -20,6 +20,8 @@ struct BackpropCommand: ParsableCommand {
         subcommands: [
             SeedCommand.self,
             BenchCommand.self,
+            TrainCommand.self,
+            EvaluateCommand.self,
         ]
     )
 

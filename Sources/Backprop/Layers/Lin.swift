@@ -21,6 +21,11 @@ public final class Lin: Layer {
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, nOut)
     public private(set) var out: Tensor!
+    /// Whether `backward()` computes `inp.g` (the seed's always does; the default).
+    ///
+    /// Off for a first layer whose input is the data: nobody reads `x.g`, and `out.g • wᵀ` is the
+    /// largest product of a training step's backward pass (`Model.mlp` turns it off there).
+    public var needsInputGradient = true
 
     /// Creates the layer around the given weights and bias (kept, not copied: after
     /// `backward()`, `w.g` and `b.g` are on the very tensors passed here).
@@ -48,8 +53,10 @@ public final class Lin: Layer {
     /// - `inp.g = out.g • wᵀ`   // (n, nIn)
     /// - `w.g = inpᵀ • out.g`   // (nIn, nOut)
     /// - `b.g = Σ_rows out.g`   // (nOut)
+    ///
+    /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
-        inp.g = out.g • w.t()
+        if needsInputGradient { inp.g = out.g • w.t() }
         w.g = inp.t() • out.g
         b.g = out.g.sum(0)
     }

@@ -43,6 +43,15 @@ public final class Model {
         return loss(x, targ)
     }
 
+    /// The layers alone, without the loss: the model's output (logits, or the seed's prediction).
+    ///
+    /// Shapes: `x (n, m)` gives `(n, c)`. Each layer stores `inp` and `out` as in a training call.
+    public func predict(_ x: Tensor) -> Tensor {
+        var x = x
+        for l in layers { x = l(x) }
+        return x
+    }
+
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
     /// last to first, turns its `out.g` into its `inp.g`.
     public func backward() {

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Backprop
+import Foundation
+
+/// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save`.
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Print the test accuracy of a saved model on the Fashion-MNIST test images (t10k).",
+        discussion: """
+            Reads the architecture from the checkpoint's metadata, builds the model, loads its \
+            weights, and runs it on the 10,000 test images, normalised with the training images' \
+            mean and standard deviation as in training.
+            """
+    )
+
+    @Option(help: "A safetensors checkpoint written by `backprop train --save`.")
+    var model: String
+
+    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    var data: String?
+
+    @Option(help: "Use only the first N test images (and N training images for the normalisation).")
+    var limit: Int?
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit: expected at least 1 image, found \(limit)") }
+    }
+
+    func run() throws {
+        let network = try Checkpoint.load(path: model)
+        let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
+        let sizes = network.sizes
+        guard sizes.first == dataset.xTest.shape[1] else {
+            throw CommandLineError(
+                "\(model): the model takes \(sizes.first!) inputs, but the images in \(dataset.directory) "
+                    + "have \(dataset.xTest.shape[1]) pixels")
+        }
+        guard sizes.last == FashionMNIST.classNames.count || sizes.last == 1 else {
+            throw CommandLineError(
+                "\(model): the model has \(sizes.last!) outputs, expected \(FashionMNIST.classNames.count) classes "
+                    + "(or 1 for the seed's regression)")
+        }
+        let test = evaluate(network, x: dataset.xTest, y: dataset.yTest)
+        if json {
+            let report = EvaluateReport(
+                testAccuracy: test.accuracy, testLoss: test.loss, images: dataset.yTest.count, sizes: sizes,
+                model: model)
+            print(try encodeJSON(report))
+        } else {
+            let architecture = sizes.map(String.init).joined(separator: "-")
+            print(
+                "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
+                    + "\(format(test.loss, 4)), model \(architecture) from \(model)")
+        }
+    }
+}
+
+/// The `--json` output of `backprop evaluate`.
+struct EvaluateReport: Encodable {
+    var testAccuracy: Float
+    var testLoss: Float
+    var images: Int
+    var sizes: [Int]
+    var model: String
+}
