@@ -46,8 +46,20 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
     var limit: Int?
 
-    @Option(help: "Write the trained model to this safetensors file.")
+    @Option(
+        help: """
+            Write the model, with the optimizer's state, to this safetensors file after every epoch \
+            (atomically), and at the end; Ctrl-C or SIGTERM stops after the current step and keeps the \
+            last completed epoch there.
+            """)
     var save: String?
+
+    @Option(
+        help: """
+            Continue the run saved in this checkpoint (by --save) to the result the uninterrupted run \
+            would have had; its settings are the checkpoint's. Saves to the same file unless --save is given.
+            """)
+    var resume: String?
 
     @Option(help: "Write an SVG plot of the losses and the validation accuracy to this file.")
     var plot: String?
@@ -59,39 +71,70 @@ struct TrainCommand: ParsableCommand {
         if let limit, limit < 6 { throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)") }
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
+        if let resume, save == nil { try OutputPath.check(resume, option: "--resume") }
         _ = try parsedConfiguration()
     }
 
     func run() throws {
         let started = ContinuousClock.now
-        let configuration = try parsedConfiguration()
+        var configuration = try parsedConfiguration()
+        var limit = self.limit
+        if let resume {
+            let state = try TrainingCheckpoint.readState(path: resume)
+            try checkResumedSettings(configuration, limit: limit, against: state, path: resume)
+            configuration = state.configuration
+            limit = state.limit
+        }
+        // Checkpoints go to --save, or back to the file being resumed.
+        let checkpointPath = save ?? resume
+        Interruption.install()
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
         let trainer = Trainer(
             configuration: configuration, classes: FashionMNIST.classNames.count,
             train: (dataset.xTrain, dataset.yTrain), valid: (dataset.xValid, dataset.yValid))
+        if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
         let textOutput = json ? FileHandle.standardError : FileHandle.standardOutput
         let progress = ProgressDisplay(
             output: textOutput, isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1,
             totalEpochs: configuration.epochs)
+        // After each epoch, the checkpoint; an error writing it stops the run at the next step.
+        var checkpointError: (any Error)?
+        func saveCheckpoint(_ record: EpochRecord) {
+            progress.epoch(record)
+            guard let checkpointPath, checkpointError == nil else { return }
+            do {
+                try TrainingCheckpoint.save(trainer, configuration: configuration, limit: limit, to: checkpointPath)
+            } catch {
+                checkpointError = error
+            }
+        }
         do {
-            try trainer.fit(onStep: progress.step, onEpoch: progress.epoch)
+            try trainer.fit(
+                onStep: progress.step, onEpoch: saveCheckpoint,
+                shouldStop: { checkpointError != nil || Interruption.requested != nil })
         } catch let error as TrainingError {
             progress.clear()
-            let kept = save.map { " (\($0) was not written)" } ?? ""
+            let kept = checkpointPath.map { " (\($0) holds the last completed epoch)" } ?? ""
             throw CommandLineError(error.description + kept)
+        }
+        if let checkpointError { throw checkpointError }
+        if !trainer.isFinished, let signal = Interruption.requested {
+            progress.clear()
+            reportInterruption(signal, trainer: trainer, checkpointPath: checkpointPath)
+            Foundation.exit(128 + signal)
         }
         let test = evaluate(trainer.model, x: dataset.xTest, y: dataset.yTest)
         let last = trainer.history.last!
 
-        if let save {
-            var metadata = [
+        if let checkpointPath {
+            let metadata = [
                 "input_mean": "\(dataset.trainMean)", "input_std": "\(dataset.trainStd)",
                 "test_accuracy": "\(test.accuracy)", "valid_accuracy": "\(last.validAccuracy)",
             ]
-            metadata["training"] = try encodeJSON(configuration)
-            try Checkpoint.save(trainer.model, to: save, metadata: metadata)
+            try TrainingCheckpoint.save(
+                trainer, configuration: configuration, limit: limit, to: checkpointPath, metadata: metadata)
         }
         if let plot {
             let sizes = trainer.model.sizes.map(String.init).joined(separator: "-")
@@ -110,8 +153,57 @@ struct TrainCommand: ParsableCommand {
             textOutput.write(
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
                     + "\(format(test.loss, 4)), \(format(seconds, 1)) s\n")
-            if let save { textOutput.write("saved model to \(save)\n") }
+            if let checkpointPath { textOutput.write("saved model to \(checkpointPath)\n") }
             if let plot { textOutput.write("wrote plot to \(plot)\n") }
+        }
+    }
+
+    /// One line on stderr: what stopped the run, where its last completed epoch is, how to go on.
+    private func reportInterruption(_ signal: Int32, trainer: Trainer, checkpointPath: String?) {
+        let name = Interruption.name(of: signal)
+        let position = "epoch \(trainer.epoch + 1) of \(trainer.epochs), step \(trainer.step) of \(trainer.batches.count)"
+        let message: String
+        if let checkpointPath, trainer.epoch > 0 {
+            message =
+                "interrupted by \(name) in \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
+                + "with the optimizer's state; continue with: backprop train --resume \(checkpointPath)"
+        } else if checkpointPath != nil {
+            message = "interrupted by \(name) in \(position), before any epoch completed: nothing saved"
+        } else {
+            message = "interrupted by \(name) in \(position): nothing saved (give --save FILE to keep checkpoints)"
+        }
+        FileHandle.standardError.write(message + "\n")
+    }
+
+    /// With --resume, options given on the command line must agree with the checkpoint's (a
+    /// default value agrees with anything): the run continues as it was started.
+    private func checkResumedSettings(
+        _ given: TrainingConfiguration, limit: Int?, against state: TrainingState, path: String
+    ) throws {
+        let saved = state.configuration
+        let defaults = TrainingConfiguration()
+        func check<T: Equatable>(_ option: String, _ value: T, _ savedValue: T, _ defaultValue: T) throws {
+            if value != defaultValue && value != savedValue {
+                throw ValidationError(
+                    "\(option) \(value) differs from \(savedValue) in \(path); --resume continues the run as it was started")
+            }
+        }
+        try check("--hidden", given.hidden.map(String.init).joined(separator: ","),
+            saved.hidden.map(String.init).joined(separator: ","), defaults.hidden.map(String.init).joined(separator: ","))
+        try check("--epochs", given.epochs, saved.epochs, defaults.epochs)
+        try check("--batch-size", given.batchSize, saved.batchSize, defaults.batchSize)
+        try check("--lr", given.learningRate, saved.learningRate, defaults.learningRate)
+        try check("--optimizer", given.optimizer.rawValue, saved.optimizer.rawValue, defaults.optimizer.rawValue)
+        try check("--weight-decay", given.weightDecay, saved.weightDecay, defaults.weightDecay)
+        try check("--schedule", given.schedule.rawValue, saved.schedule.rawValue, defaults.schedule.rawValue)
+        try check("--seed", given.seed, saved.seed, defaults.seed)
+        if let limit, limit != state.limit {
+            throw ValidationError(
+                "--limit \(limit) differs from \(state.limit.map(String.init) ?? "none") in \(path); "
+                    + "--resume continues the run as it was started")
+        }
+        if state.completedEpochs >= saved.epochs {
+            throw ValidationError("--resume \(path): the run is complete (\(saved.epochs) of \(saved.epochs) epochs)")
         }
     }
 
