@@ -11,8 +11,16 @@ enum Interruption {
     /// The signal received, or 0.
     private static let received = Atomic<Int32>(0)
 
-    /// Installs the handler for SIGINT and SIGTERM.
+    /// Installs the handler for SIGINT and SIGTERM, and unblocks both.
+    ///
+    /// A process inherits its parent's signal mask: started by a parent that blocks them (test
+    /// runners and some supervisors do), it would otherwise never see either signal.
     static func install() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         for signalNumber in [SIGINT, SIGTERM] {
             Foundation.signal(signalNumber) { number in
                 // Only async-signal-safe work here: an atomic exchange, and _exit.

@@ -87,6 +87,17 @@ public enum TrainingCheckpoint {
         for name in file.names where name.hasPrefix(Checkpoint.optimizerPrefix) {
             optimizerState[String(name.dropFirst(Checkpoint.optimizerPrefix.count))] = try file.tensor(name)
         }
+        let expectedNames = trainer.optimizer.state.keys.sorted()
+        let foundNames = optimizerState.keys.sorted()
+        guard foundNames == expectedNames else {
+            func list(_ names: [String]) -> String {
+                names.isEmpty ? "none" : names.map { Checkpoint.optimizerPrefix + $0 }.joined(separator: ", ")
+            }
+            throw DataError(
+                path: path,
+                problem: "holds optimizer state \(list(foundNames)), expected \(list(expectedNames)) "
+                    + "(another optimizer?)")
+        }
         do {
             try trainer.optimizer.loadState(optimizerState)
         } catch {
