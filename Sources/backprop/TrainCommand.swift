@@ -16,34 +16,37 @@ struct TrainCommand: ParsableCommand {
 
     private static let recipe = TrainingConfiguration()
 
-    @Option(help: "Hidden layer sizes, comma-separated (e.g. 256,128).")
+    // Numeric options parse `.unconditional`ly: `--epochs -3` is refused as negative, naming the
+    // option and the value, rather than as a missing value.
+
+    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 256,128).")
     var hidden: String = recipe.hidden.map(String.init).joined(separator: ",")
 
-    @Option(help: "Passes over the training set.")
+    @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs: Int = recipe.epochs
 
-    @Option(help: "Rows per minibatch.")
+    @Option(parsing: .unconditional, help: "Rows per minibatch.")
     var batchSize: Int = recipe.batchSize
 
-    @Option(name: .customLong("lr"), help: "Peak learning rate.")
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: "Peak learning rate.")
     var learningRate: Float = recipe.learningRate
 
     @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var optimizer: String = recipe.optimizer.rawValue
 
-    @Option(help: "Decoupled weight decay on the weight matrices.")
+    @Option(parsing: .unconditional, help: "Decoupled weight decay on the weight matrices.")
     var weightDecay: Float = recipe.weightDecay
 
     @Option(help: "Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")).")
     var schedule: String = recipe.schedule.rawValue
 
-    @Option(help: "Seed of the initial weights and of the shuffles.")
+    @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles.")
     var seed: UInt64 = recipe.seed
 
     @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
+    @Option(parsing: .unconditional, help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
     var limit: Int?
 
     @Option(

@@ -263,6 +263,80 @@ private let commandLineCases: [BadInput] = [
         expect: ["--save /proc/self/out.safetensors: the folder /proc/self is not writable"]),
 ]
 
+/// `backprop train` with everything valid but the options added.
+private func train(_ options: String...) -> [String] {
+    ["train", "--data", "{dir}/no-data-needed"] + options
+}
+
+private let trainCommandLineCases: [BadInput] = [
+    BadInput("train: unknown option", train("--epoch", "3"), expect: ["Unknown option '--epoch'"]),
+    BadInput("train: zero epochs", train("--epochs", "0"), expect: ["--epochs: expected a positive number, found 0"]),
+    BadInput(
+        "train: negative epochs", train("--epochs", "-3"), expect: ["--epochs: expected a positive number, found -3"]),
+    BadInput(
+        "train: zero batch size", train("--batch-size", "0"),
+        expect: ["--batch-size: expected a positive number, found 0"]),
+    BadInput(
+        "train: negative batch size", train("--batch-size", "-128"),
+        expect: ["--batch-size: expected a positive number, found -128"]),
+    BadInput("train: zero learning rate", train("--lr", "0"), expect: ["--lr: expected a positive number, found 0.0"]),
+    BadInput(
+        "train: negative learning rate", train("--lr", "-0.1"), expect: ["--lr: expected a positive number, found -0.1"]
+    ),
+    BadInput("train: learning rate not a number", train("--lr", "fast"), expect: ["'fast' is invalid for '--lr <lr>'"]),
+    BadInput(
+        "train: infinite learning rate", train("--lr", "inf"), expect: ["--lr: expected a positive number, found inf"]),
+    BadInput(
+        "train: malformed --hidden", train("--hidden", "256,,128"),
+        expect: ["--hidden: expected comma-separated positive sizes such as 256,128, found '256,,128'"]),
+    BadInput(
+        "train: zero in --hidden", train("--hidden", "256,0"),
+        expect: ["--hidden: expected comma-separated positive sizes such as 256,128, found '256,0'"]),
+    BadInput(
+        "train: negative --hidden", train("--hidden", "-64"),
+        expect: ["--hidden: expected comma-separated positive sizes such as 256,128, found '-64'"]),
+    BadInput(
+        "train: negative weight decay", train("--weight-decay", "-1"),
+        expect: ["--weight-decay: expected a number ≥ 0 with lr × weight decay < 1, found -1.0"]),
+    BadInput(
+        "train: unknown optimizer", train("--optimizer", "adamw"),
+        expect: ["--optimizer: expected one of", "found 'adamw'"]),
+    BadInput(
+        "train: unknown schedule", train("--schedule", "step"), expect: ["--schedule: expected one of", "found 'step'"]),
+    BadInput(
+        "train: too small --limit", train("--limit", "0"), expect: ["--limit: expected at least 6 images", "found 0"]),
+    BadInput(
+        "train: output in a folder that does not exist", train("--save", "{dir}/no/such/model.safetensors"),
+        expect: ["--save {dir}/no/such/model.safetensors: the folder {dir}/no/such does not exist"]),
+    BadInput(
+        "train: output that cannot be written", train("--save", "/proc/self/model.safetensors"),
+        expect: ["--save /proc/self/model.safetensors: the folder /proc/self is not writable"]),
+    BadInput(
+        "train: plot in a folder that does not exist", train("--plot", "{dir}/no/such/plot.svg"),
+        expect: ["--plot {dir}/no/such/plot.svg: the folder {dir}/no/such does not exist"]),
+    BadInput(
+        "train: data folder missing", ["train", "--data", "{dir}/nowhere", "--epochs", "1"],
+        expect: ["{dir}/nowhere: no such folder"]),
+    BadInput(
+        "train: --resume of a file that does not exist", train("--resume", "{dir}/none.safetensors"),
+        expect: ["{dir}/none.safetensors: no such file"]),
+    BadInput(
+        "train: --resume of a model without training state", train("--resume", "{dir}/weights.safetensors"),
+        expect: ["weights.safetensors: holds no \"training\" settings: it is a model, not a training run to resume"],
+        prepare: seedFiles()),
+    BadInput(
+        "evaluate: zero --limit", ["evaluate", "--model", "{dir}/m.safetensors", "--limit", "0"],
+        expect: ["--limit: expected at least 1 image, found 0"]),
+    BadInput(
+        "evaluate: a file that is not a checkpoint", ["evaluate", "--model", "{dir}/weights.safetensors"],
+        expect: ["weights.safetensors: is not a Backprop MLP checkpoint"], prepare: seedFiles()),
+]
+
+@Test(arguments: trainCommandLineCases)
+func badTrainCommandLineFailsCleanly(_ input: BadInput) throws {
+    try expectCleanFailure(input)
+}
+
 @Test(arguments: commandLineCases)
 func badCommandLineFailsCleanly(_ input: BadInput) throws {
     try expectCleanFailure(input)

@@ -109,7 +109,9 @@ func trainingResumedFromACheckpointEndsWithTheUninterruptedWeights(optimizer: Op
         var sgd = configuration
         sgd.optimizer = .sgd
         let otherOptimizer = Trainer(configuration: sgd, classes: 10, train: train, valid: train)
-        expectDataError(containing: [path, "holds optimizer state optimizer.0.m,", "expected none (another optimizer?)"]) {
+        expectDataError(containing: [
+            path, "holds optimizer state optimizer.0.m,", "expected none (another optimizer?)",
+        ]) {
             try TrainingCheckpoint.restore(otherOptimizer, from: path)
         }
     }
@@ -242,7 +244,8 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
             let exists = FileManager.default.fileExists(atPath: path)
             let arguments =
                 exists
-                ? ["train", "--resume", path, "--data", folder] : trainArguments(data: folder, epochs: epochs, save: path)
+                ? ["train", "--resume", path, "--data", folder]
+                : trainArguments(data: folder, epochs: epochs, save: path)
             let run = try RunningBackprop(arguments)
             usleep(UInt32(20_000 + generator.nextIndex(below: 250_000)))
             run.send(SIGKILL)
@@ -261,7 +264,8 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
         if previous < epochs {
             let arguments =
                 previous == 0 && !FileManager.default.fileExists(atPath: path)
-                ? trainArguments(data: folder, epochs: epochs, save: path) : ["train", "--resume", path, "--data", folder]
+                ? trainArguments(data: folder, epochs: epochs, save: path)
+                : ["train", "--resume", path, "--data", folder]
             let finished = try runBackprop(arguments)
             #expect(finished.status == 0, "\(finished.standardError)")
         }
@@ -276,7 +280,10 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
         #expect(try runBackprop(trainArguments(data: folder, epochs: 2, save: path)).status == 0)
         let cases: [([String], String)] = [
             (["train", "--resume", path, "--data", folder, "--epochs", "5"], "--epochs 5 differs from 2 in \(path)"),
-            (["train", "--resume", path, "--data", folder, "--hidden", "32"], "--hidden 32 differs from 16 in \(path)"),
+            (
+                ["train", "--resume", path, "--data", folder, "--hidden", "32"],
+                "--hidden 32 differs from 16 in \(path)"
+            ),
             (["train", "--resume", path, "--data", folder], "the run is complete (2 of 2 epochs)"),
             (["train", "--resume", folder + "/none.safetensors"], "none.safetensors: no such file"),
         ]
