@@ -68,13 +68,16 @@ public enum Checkpoint {
 
     /// Writes `model`'s weights and architecture to `path`, atomically.
     ///
-    /// - Parameter metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    /// - Parameters:
+    ///   - model: an MLP: `Lin`, `ReLU`, …, `Lin` and a `CrossEntropy` or `Mse` loss.
+    ///   - path: the destination; its folder must exist.
+    ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    ///   - optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
+    ///     `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
+    ///     with ``load(path:)`` ignore it.
     /// - Throws: `CheckpointError` if a weight is NaN or infinite (so that a diverged run never
     ///   replaces a good file) or the model is not an MLP; `DataError` naming `path` if it cannot
     ///   be written. On any error the file at `path` is left as it was.
-    /// - Parameter optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
-    ///   `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
-    ///   with ``load(path:)`` ignore it.
     public static func save(
         _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:]
     ) throws {

@@ -42,7 +42,8 @@ public enum TrainingCheckpoint {
     ///
     /// - Parameters:
     ///   - trainer: a run between two epochs (no step of the next epoch done).
-    ///   - state: the run's settings and history (`history` is taken from `trainer`).
+    ///   - configuration: the settings the run was built from (stored, to rebuild it).
+    ///   - limit: the rows limit the data was read with, if any (stored, to read the same rows).
     ///   - path: the destination; its folder must exist.
     ///   - metadata: more `__metadata__` entries.
     /// - Throws: `CheckpointError` if a weight is NaN or infinite; ``DataError`` naming `path` if it
