@@ -17,7 +17,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "A safetensors checkpoint written by `backprop train --save`.")
     var model: String
 
-    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    @Option(
+        help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
     @Option(parsing: .unconditional, help: "Use only the first N test images (and N training images for the normalisation).")

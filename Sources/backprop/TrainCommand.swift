@@ -43,7 +43,8 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles.")
     var seed: UInt64 = recipe.seed
 
-    @Option(help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
+    @Option(
+        help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
     @Option(parsing: .unconditional, help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
@@ -71,7 +72,9 @@ struct TrainCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let limit, limit < 6 { throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)") }
+        if let limit, limit < 6 {
+            throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)")
+        }
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
         if let resume, save == nil { try OutputPath.check(resume, option: "--resume") }
@@ -119,7 +122,13 @@ struct TrainCommand: ParsableCommand {
                 shouldStop: { checkpointError != nil || Interruption.requested != nil })
         } catch let error as TrainingError {
             progress.clear()
-            let kept = checkpointPath.map { " (\($0) holds the last completed epoch)" } ?? ""
+            var kept = ""
+            if let checkpointPath {
+                kept =
+                    trainer.epoch > 0
+                    ? " (\(checkpointPath) holds epoch \(trainer.epoch), the last before the divergence)"
+                    : " (nothing was written to \(checkpointPath))"
+            }
             throw CommandLineError(error.description + kept)
         }
         if let checkpointError { throw checkpointError }
@@ -141,7 +150,8 @@ struct TrainCommand: ParsableCommand {
         }
         if let plot {
             let sizes = trainer.model.sizes.map(String.init).joined(separator: "-")
-            let title = "Fashion-MNIST, MLP \(sizes), \(configuration.optimizer.rawValue), "
+            let title =
+                "Fashion-MNIST, MLP \(sizes), \(configuration.optimizer.rawValue), "
                 + "test accuracy \(format(test.accuracy, 4))"
             try writeAtomically(Data(trainingPlotSVG(trainer.history, title: title).utf8), to: plot)
         }
@@ -226,17 +236,20 @@ struct TrainCommand: ParsableCommand {
         configuration.learningRate = learningRate
         guard let kind = OptimizerKind(rawValue: optimizer) else {
             throw ValidationError(
-                "--optimizer: expected one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(optimizer)'")
+                "--optimizer: expected one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(optimizer)'"
+            )
         }
         configuration.optimizer = kind
         guard weightDecay >= 0, weightDecay.isFinite, learningRate * weightDecay < 1 else {
             throw ValidationError(
-                "--weight-decay: expected a number ≥ 0 with lr × weight decay < 1, found \(weightDecay)")
+                "--weight-decay: expected a number ≥ 0 with --lr × --weight-decay < 1 (each step multiplies the "
+                    + "weights by 1 − lr·wd), found \(weightDecay) with --lr \(learningRate)")
         }
         configuration.weightDecay = weightDecay
         guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
             throw ValidationError(
-                "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'")
+                "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'"
+            )
         }
         configuration.schedule = scheduleKind
         configuration.seed = seed

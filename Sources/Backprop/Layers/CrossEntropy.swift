@@ -11,13 +11,17 @@ import Foundation
 
 /// The logarithm of the softmax along the last dimension: `log_softmax(x) = x - logsumexp(x)`.
 ///
-/// Computed with the stable `logSumExp` (`m + log Σ exp(x - m)`, `m` the row maximum), so that
-/// logits of `1e4` neither overflow `exp` nor lose the small differences between them.
-/// Shapes: `(n, c)` gives `(n, c)`. Autograd differentiates it.
+/// Computed as `(x - m) - log Σ exp(x - m)`, `m` the row maximum: `x - m` is exact and at most 0,
+/// so logits of `1e4` neither overflow `exp` nor lose their small differences, as they would in
+/// `x - (m + log Σ …)`, where the Float sum `1e4 + 0.41` keeps only three decimals.
+/// `m` is a constant to autograd (`detach()`): the result does not depend on it, and the
+/// derivative is then exactly `1 - softmax(x)` on the diagonal, `-softmax(x)` elsewhere.
+/// Shapes: `(n, c)` gives `(n, c)`.
 /// - Precondition: `x` has at least one dimension.
 public func logSoftmax(_ x: Tensor) -> Tensor {
     precondition(x.rank >= 1, "logSoftmax: expects at least one dimension, got shape \(x.shape)")
-    return x - x.logSumExp(-1, keepDim: true)
+    let shifted = x - x.max(-1, keepDim: true).detach()
+    return shifted - shifted.logSumExp(-1, keepDim: true)
 }
 
 /// The softmax along the last dimension: `softmax(x) = exp(x - logsumexp(x))`, rows summing to 1.
@@ -95,7 +99,8 @@ public final class CrossEntropy: Loss {
     public func callAsFunction(_ inp: Tensor, _ targ: Tensor) -> Tensor {
         precondition(
             inp.rank == 2 && targ.count == inp.shape[0],
-            "CrossEntropy: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected (n, c) and (n))")
+            "CrossEntropy: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected (n, c) and (n))"
+        )
         self.inp = inp
         self.targ = targ
         if inp.requiresGrad && GradMode.isEnabled {
@@ -117,50 +122,55 @@ public final class CrossEntropy: Loss {
 
 // MARK: - Fused kernels (checked against the composed functions above in CrossEntropyTests)
 
-/// `crossEntropy(inp, targ).item()` in one pass over the rows, accumulating in Double:
-/// `mean_i (m_i + log Σ_j exp(inp[i, j] - m_i) - inp[i, targ[i]])` with `m_i` the row maximum.
+/// `crossEntropy(inp, targ).item()` in one pass over the rows, in Double:
+/// `mean_i ((m_i - inp[i, targ[i]]) + log Σ_j exp(inp[i, j] - m_i))` with `m_i` the row maximum.
 func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor) -> Float {
-    let rows = inp.shape[0], classes = inp.shape[1]
+    let rows = inp.shape[0]
+    let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy")
     let source = inp.contiguous()
     let logits = source.pointer
     var total = 0.0
     for row in 0..<rows {
         let scores = logits + row * classes
-        total += Double(logSumExpOfRow(scores, count: classes)) - Double(scores[labels[row]])
+        let (m, logSum) = shiftedLogSumExp(scores, count: classes)
+        total += (m - Double(scores[labels[row]])) + logSum
     }
     return withExtendedLifetime(source) { Float(total / Double(rows)) }
 }
 
 /// `(softmax(inp) - oneHot(targ)) / n` in one pass over the rows. // (n, c)
 func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor {
-    let rows = inp.shape[0], classes = inp.shape[1]
+    let rows = inp.shape[0]
+    let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy.backward")
     let source = inp.contiguous()
     let result = Tensor(uninitializedShape: [rows, classes])
-    let logits = source.pointer, gradient = result.pointer
-    let scale = 1 / Float(rows)
+    let logits = source.pointer
+    let gradient = result.pointer
+    let scale = 1 / Double(rows)
     for row in 0..<rows {
         let scores = logits + row * classes
-        let lse = logSumExpOfRow(scores, count: classes)
+        let (m, logSum) = shiftedLogSumExp(scores, count: classes)
         for j in 0..<classes {
-            let probability = Float(Foundation.exp(Double(scores[j] - lse)))
-            gradient[row * classes + j] = (probability - (j == labels[row] ? 1 : 0)) * scale
+            let probability = Foundation.exp((Double(scores[j]) - m) - logSum)
+            gradient[row * classes + j] = Float((probability - (j == labels[row] ? 1 : 0)) * scale)
         }
     }
     withExtendedLifetime(source) {}
     return result
 }
 
-/// `m + log Σ exp(x - m)` over one row of `count` scores, `m` the largest, summed in Double.
+/// The row maximum `m` and `log Σ exp(x - m)` over one row of `count` scores, in Double
+/// (`x - m` is exact in Double, and at most 0, so `exp` cannot overflow).
 @inline(__always)
-private func logSumExpOfRow(_ scores: UnsafeMutablePointer<Float>, count: Int) -> Float {
+private func shiftedLogSumExp(_ scores: UnsafeMutablePointer<Float>, count: Int) -> (m: Double, logSum: Double) {
     var m = -Float.infinity
     for j in 0..<count { m = Swift.max(m, scores[j]) }
-    if !m.isFinite { return m }
+    if !m.isFinite { return (Double(m), Double.nan) }
     var total = 0.0
-    for j in 0..<count { total += Foundation.exp(Double(scores[j] - m)) }
-    return m + Float(Foundation.log(total))
+    for j in 0..<count { total += Foundation.exp(Double(scores[j]) - Double(m)) }
+    return (Double(m), Foundation.log(total))
 }
 
 /// The targets as integer class indices.

@@ -15,7 +15,8 @@ extension Model {
         precondition(sizes.allSatisfy { $0 > 0 }, "Model.mlp: sizes must be positive, got \(sizes)")
         var layers: [any Layer] = []
         for index in 0..<(sizes.count - 1) {
-            let nIn = sizes[index], nOut = sizes[index + 1]
+            let nIn = sizes[index]
+            let nOut = sizes[index + 1]
             let isLast = index == sizes.count - 2
             let w = kaimingNormal(nIn, nOut, gain: isLast ? 1 : 2, generator: &generator)  // (nIn, nOut)
             let b = Tensor.zeros([nOut])  // (nOut)

@@ -69,8 +69,10 @@ public final class Batches {
             buffers = lastBatch!
         }
         let columns = x.shape[1]
-        let source = x.pointer, target = y.pointer
-        let batchX = buffers.x.pointer, batchY = buffers.y.pointer
+        let source = x.pointer
+        let target = y.pointer
+        let batchX = buffers.x.pointer
+        let batchY = buffers.y.pointer
         for row in 0..<rows {
             let example = order[start + row]
             (batchX + row * columns).update(from: source + example * columns, count: columns)
@@ -85,7 +87,8 @@ extension Tensor {
     /// - Precondition: the tensor is contiguous and `range` lies within its first dimension.
     func rows(_ range: Range<Int>) -> Tensor {
         precondition(isContiguous && rank >= 1, "rows: tensor of shape \(shape) is not a contiguous array")
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[0], "rows: \(range) out of range for shape \(shape)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[0], "rows: \(range) out of range for shape \(shape)")
         let rowSize = shape.dropFirst().reduce(1, *)
         var newShape = shape
         newShape[0] = range.count

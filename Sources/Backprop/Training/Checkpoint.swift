@@ -118,7 +118,8 @@ public enum Checkpoint {
         let loss: any Loss = architecture.loss == "mse" ? Mse() : CrossEntropy()
         var layers: [any Layer] = []
         for index in 0..<(architecture.sizes.count - 1) {
-            let nIn = architecture.sizes[index], nOut = architecture.sizes[index + 1]
+            let nIn = architecture.sizes[index]
+            let nOut = architecture.sizes[index + 1]
             let w = try file.tensor("layers.\(2 * index).w", shape: [nIn, nOut])  // (nIn, nOut)
             let b = try file.tensor("layers.\(2 * index).b", shape: [nOut])  // (nOut)
             let lin = Lin(w.contiguous(), b.contiguous())
@@ -126,7 +127,8 @@ public enum Checkpoint {
             layers.append(lin)
             if index < architecture.sizes.count - 2 { layers.append(ReLU()) }
         }
-        try checkNoExtraTensors(file, expected: Set(layers.indices.filter { $0 % 2 == 0 }.flatMap { ["layers.\($0).w", "layers.\($0).b"] }))
+        try checkNoExtraTensors(
+            file, expected: Set(layers.indices.filter { $0 % 2 == 0 }.flatMap { ["layers.\($0).w", "layers.\($0).b"] }))
         return Model(layers: layers, loss: loss)
     }
 
@@ -162,7 +164,9 @@ public enum Checkpoint {
     static func readArchitecture(_ file: SafetensorsFile) throws -> ModelArchitecture {
         guard file.metadata["format"] == format else {
             let found = file.metadata["format"].map { "format '\($0)'" } ?? "no format in its metadata"
-            throw DataError(path: file.path, problem: "is not a Backprop MLP checkpoint: expected format '\(format)', found \(found)")
+            throw DataError(
+                path: file.path,
+                problem: "is not a Backprop MLP checkpoint: expected format '\(format)', found \(found)")
         }
         guard let sizesText = file.metadata["sizes"] else {
             throw DataError(path: file.path, problem: "metadata has no 'sizes' (expected e.g. \"784,256,128,10\")")
@@ -171,7 +175,8 @@ public enum Checkpoint {
         guard sizes.count >= 2, sizes.count == sizesText.split(separator: ",").count, sizes.allSatisfy({ $0 > 0 })
         else {
             throw DataError(
-                path: file.path, problem: "metadata 'sizes' is '\(sizesText)', expected at least two positive sizes such as 784,256,10")
+                path: file.path,
+                problem: "metadata 'sizes' is '\(sizesText)', expected at least two positive sizes such as 784,256,10")
         }
         let activation = file.metadata["activation"] ?? "relu"
         guard activation == "relu" else {
@@ -194,7 +199,8 @@ public enum Checkpoint {
         if let extra = file.names.first(where: unexpected) {
             throw DataError(
                 path: file.path,
-                problem: "holds tensor '\(extra)', which the architecture \(file.metadata["sizes"] ?? "") does not have")
+                problem: "holds tensor '\(extra)', which the architecture \(file.metadata["sizes"] ?? "") does not have"
+            )
         }
     }
 

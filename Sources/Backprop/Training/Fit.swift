@@ -1,3 +1,5 @@
+import Foundation
+
 // The training loop: minibatches, the layers' hand-written forward and backward, an optimizer
 // step, and a validation pass after each epoch.
 //
@@ -79,16 +81,27 @@ public struct StepProgress: Sendable {
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// The loss became NaN or infinite at `step` (counting from 1) of `epoch` (counting from 1);
     /// `step` is the epoch's last when the validation loss was the first to blow up.
-    case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float)
+    /// `learningRate` is that step's, `peakLearningRate` the schedule's peak (the `--lr` given).
+    case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float)
 
     /// One line that names the epoch and step and suggests what to do.
     public var description: String {
         switch self {
-        case .diverged(let epoch, let step, let loss, let learningRate):
-            "training diverged at epoch \(epoch), step \(step): the loss is \(loss) "
-                + "(learning rate \(learningRate)); try a lower learning rate, e.g. --lr \(learningRate / 10)"
+        case .diverged(let epoch, let step, let loss, let learningRate, let peak):
+            let value = loss.isNaN ? "NaN" : (loss > 0 ? "infinite" : "-infinite")
+            let rate =
+                learningRate == peak
+                ? "learning rate \(shortNumber(peak))"
+                : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
+            return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
+                + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
         }
     }
+}
+
+/// `0.001`, `10`, `1e-05`: a number as short as `%g` writes it.
+private func shortNumber(_ value: Float) -> String {
+    String(format: "%g", Double(value))
 }
 
 /// The loss and accuracy of `model` on `(x, y)`, in batches of `batchSize` rows.
@@ -99,7 +112,8 @@ public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000
     precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
     let rows = x.shape[0]
     if rows == 0 { return (0, 0) }
-    let x = x.contiguous(), y = y.contiguous()
+    let x = x.contiguous()
+    let y = y.contiguous()
     var lossSum = 0.0
     var correct = 0
     GradMode.withNoGrad {
@@ -233,7 +247,9 @@ public final class Trainer {
                 let (xb, yb) = batches.batch(step)
                 let loss = model(xb, yb).item()
                 guard loss.isFinite else {
-                    throw TrainingError.diverged(epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate)
+                    throw TrainingError.diverged(
+                        epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
+                        peakLearningRate: peakLearningRate)
                 }
                 model.backward()
                 optimizer.step()
@@ -249,7 +265,8 @@ public final class Trainer {
             let (validLoss, validAccuracy) = evaluate(model, x: xValid, y: yValid)
             guard validLoss.isFinite else {
                 throw TrainingError.diverged(
-                    epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate)
+                    epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate,
+                    peakLearningRate: peakLearningRate)
             }
             epochSeconds += seconds(since: epochStarted)
             let record = EpochRecord(

@@ -95,7 +95,8 @@ public final class SGD: Optimizer {
     }
 
     public func step() {
-        let lr = learningRate, mu = momentum
+        let lr = learningRate
+        let mu = momentum
         for (index, w) in parameters.enumerated() {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
             withGradient(of: w) { values, gradient in
@@ -139,10 +140,11 @@ public final class Adam: Optimizer {
     public let parameters: [Tensor]
     public var learningRate: Float
     public var weightDecay: Float
-    /// The decay of the first moment, `β₁`.
-    public let beta1: Float
+    /// The decay of the first moment, `β₁` (a Double, as PyTorch keeps it, so that `1 - β₂` is
+    /// 0.001 and not the 0.00099998713 of `1 - Float(0.999)`).
+    public let beta1: Double
     /// The decay of the second moment, `β₂`.
-    public let beta2: Float
+    public let beta2: Double
     /// Added to the denominator so that it is never 0, `ε`.
     public let epsilon: Float
     /// The number of steps taken, `t`.
@@ -156,11 +158,12 @@ public final class Adam: Optimizer {
     /// - Precondition: every parameter is contiguous; the hyperparameters are in range
     ///   (`0 ≤ β < 1`, `ε > 0`, `lr ≥ 0`, `wd ≥ 0`).
     public init(
-        _ parameters: [Tensor], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        _ parameters: [Tensor], learningRate: Float, beta1: Double = 0.9, beta2: Double = 0.999,
         epsilon: Float = 1e-8, weightDecay: Float = 0
     ) {
         checkHyperparameters(parameters, learningRate: learningRate, weightDecay: weightDecay, name: "Adam")
-        precondition(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "Adam: betas (\(beta1), \(beta2)) must be in [0, 1)")
+        precondition(
+            beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "Adam: betas (\(beta1), \(beta2)) must be in [0, 1)")
         precondition(epsilon > 0, "Adam: epsilon \(epsilon) must be positive")
         self.parameters = parameters
         self.learningRate = learningRate
@@ -175,17 +178,22 @@ public final class Adam: Optimizer {
     public func step() {
         stepCount += 1
         let t = Double(stepCount)
-        let stepSize = Float(Double(learningRate) / (1 - Foundation.pow(Double(beta1), t)))
+        let stepSize = Float(Double(learningRate) / (1 - Foundation.pow(beta1, t)))
         // √v̂ = √v / √(1 - β₂ᵗ), multiplied by the reciprocal (one division per element, not two).
-        let inverseCorrection2 = Float(1 / (1 - Foundation.pow(Double(beta2), t)).squareRoot())
+        let inverseCorrection2 = Float(1 / (1 - Foundation.pow(beta2, t)).squareRoot())
+        let (beta1, beta2) = (Float(self.beta1), Float(self.beta2))
+        let (oneMinusBeta1, oneMinusBeta2) = (Float(1 - self.beta1), Float(1 - self.beta2))
         for (index, w) in parameters.enumerated() {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
-            let m = firstMoments[index].pointer, v = secondMoments[index].pointer
+            let m = firstMoments[index].pointer
+            let v = secondMoments[index].pointer
             withGradient(of: w) { values, gradient in
                 // Eight lanes at a time: the same operations on each element as the scalar loop
                 // below, so the result does not depend on where a parameter's values start.
                 let (b1, b2) = (SIMD8<Float>(repeating: beta1), SIMD8<Float>(repeating: beta2))
-                let (oneMinusB1, oneMinusB2) = (1 - b1, 1 - b2)
+                let (oneMinusB1, oneMinusB2) = (
+                    SIMD8<Float>(repeating: oneMinusBeta1), SIMD8<Float>(repeating: oneMinusBeta2)
+                )
                 let (c2, eps, size) = (
                     SIMD8<Float>(repeating: inverseCorrection2), SIMD8<Float>(repeating: epsilon),
                     SIMD8<Float>(repeating: stepSize)
@@ -202,9 +210,10 @@ public final class Adam: Optimizer {
                 }
                 for i in lanes..<values.count {
                     let g = gradient[i]
-                    m[i] = beta1 * m[i] + (1 - beta1) * g
-                    v[i] = beta2 * v[i] + (1 - beta2) * (g * g)
-                    values[i] = values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
+                    m[i] = beta1 * m[i] + oneMinusBeta1 * g
+                    v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g)
+                    values[i] =
+                        values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
                 }
             }
         }
@@ -236,10 +245,14 @@ public final class Adam: Optimizer {
 
 /// Stops unless the parameters can be updated in place and the hyperparameters make sense.
 private func checkHyperparameters(_ parameters: [Tensor], learningRate: Float, weightDecay: Float, name: String) {
-    precondition(learningRate >= 0 && learningRate.isFinite, "\(name): learning rate \(learningRate) must be a non-negative number")
-    precondition(weightDecay >= 0 && weightDecay.isFinite, "\(name): weight decay \(weightDecay) must be a non-negative number")
+    precondition(
+        learningRate >= 0 && learningRate.isFinite,
+        "\(name): learning rate \(learningRate) must be a non-negative number")
+    precondition(
+        weightDecay >= 0 && weightDecay.isFinite, "\(name): weight decay \(weightDecay) must be a non-negative number")
     for (index, parameter) in parameters.enumerated() {
-        precondition(parameter.isContiguous, "\(name): parameter \(index) of shape \(parameter.shape) is a non-contiguous view")
+        precondition(
+            parameter.isContiguous, "\(name): parameter \(index) of shape \(parameter.shape) is a non-contiguous view")
     }
 }
 

@@ -6,20 +6,24 @@ import Foundation
 /// The image is self-contained (no scripts, no external fonts) and opens in any browser.
 /// Non-finite values are left out of the lines. An empty history gives empty axes.
 public func trainingPlotSVG(_ history: [EpochRecord], title: String) -> String {
-    let width = 960.0, height = 420.0
+    let width = 960.0
+    let height = 420.0
     let epochs = history.map { Double($0.epoch) }
     let lossPanel = PlotPanel(
         frame: (x: 80, y: 60, width: 360, height: 260), title: "Loss", xLabel: "epoch", yLabel: "loss",
         series: [
-            PlotSeries(name: "training", color: "#1f77b4", points: Array(zip(epochs, history.map { Double($0.trainLoss) }))),
-            PlotSeries(name: "validation", color: "#ff7f0e", points: Array(zip(epochs, history.map { Double($0.validLoss) }))),
+            PlotSeries(
+                name: "training", color: "#1f77b4", points: Array(zip(epochs, history.map { Double($0.trainLoss) }))),
+            PlotSeries(
+                name: "validation", color: "#ff7f0e", points: Array(zip(epochs, history.map { Double($0.validLoss) }))),
         ])
     let accuracyPanel = PlotPanel(
         frame: (x: 560, y: 60, width: 360, height: 260), title: "Validation accuracy", xLabel: "epoch",
         yLabel: "accuracy",
         series: [
             PlotSeries(
-                name: "validation", color: "#2ca02c", points: Array(zip(epochs, history.map { Double($0.validAccuracy) })))
+                name: "validation", color: "#2ca02c",
+                points: Array(zip(epochs, history.map { Double($0.validAccuracy) })))
         ])
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
@@ -52,10 +56,12 @@ struct PlotPanel {
     func svg() -> String {
         let finite = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
         let xTicks = niceTicks(low: 1, high: Swift.max(finite.map(\.0).max() ?? 1, 2), integers: true)
-        var yLow = finite.map(\.1).min() ?? 0, yHigh = finite.map(\.1).max() ?? 1
+        var yLow = finite.map(\.1).min() ?? 0
+        var yHigh = finite.map(\.1).max() ?? 1
         if yHigh - yLow < 1e-9 { (yLow, yHigh) = (yLow - 0.5, yHigh + 0.5) }
         let yTicks = niceTicks(low: yLow, high: yHigh, integers: false)
-        let (x0, x1) = (xTicks.first!, xTicks.last!), (y0, y1) = (yTicks.first!, yTicks.last!)
+        let (x0, x1) = (xTicks.first!, xTicks.last!)
+        let (y0, y1) = (yTicks.first!, yTicks.last!)
         func px(_ x: Double) -> Double { frame.x + (x - x0) / (x1 - x0) * frame.width }
         func py(_ y: Double) -> Double { frame.y + frame.height - (y - y0) / (y1 - y0) * frame.height }
 
@@ -75,8 +81,10 @@ struct PlotPanel {
         out += line(frame.x, frame.y + frame.height, frame.x + frame.width, frame.y + frame.height, color: "#333")
         out += line(frame.x, frame.y, frame.x, frame.y + frame.height, color: "#333")
         out += text(frame.x + frame.width / 2, frame.y + frame.height + 38, xLabel, anchor: "middle", size: 13)
-        let labelX = frame.x - 58, labelY = frame.y + frame.height / 2
-        out += "<text x=\"\(f(labelX))\" y=\"\(f(labelY))\" text-anchor=\"middle\" font-size=\"13\" "
+        let labelX = frame.x - 58
+        let labelY = frame.y + frame.height / 2
+        out +=
+            "<text x=\"\(f(labelX))\" y=\"\(f(labelY))\" text-anchor=\"middle\" font-size=\"13\" "
             + "transform=\"rotate(-90 \(f(labelX)) \(f(labelY)))\">\(escapeXML(yLabel))</text>\n"
         // Lines, points and legend.
         for (index, line) in series.enumerated() {
@@ -85,7 +93,8 @@ struct PlotPanel {
                 let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
                 out += "<polyline fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
                 for point in points {
-                    out += "<circle cx=\"\(f(px(point.0)))\" cy=\"\(f(py(point.1)))\" r=\"3\" fill=\"\(line.color)\"/>\n"
+                    out +=
+                        "<circle cx=\"\(f(px(point.0)))\" cy=\"\(f(py(point.1)))\" r=\"3\" fill=\"\(line.color)\"/>\n"
                 }
             }
             // The legend sits under the axis label, one entry after another, clear of the lines.

@@ -30,7 +30,8 @@ public enum LearningRateSchedule: String, CaseIterable, Sendable, Codable {
             return Float(cosineBetween(lr, 0, fraction: (progress - warmup) / (1 - warmup)))
         case .oneCycle:
             let warmup = 0.25
-            let start = lr / 25, end = lr / 25 / 1e5
+            let start = lr / 25
+            let end = lr / 25 / 1e5
             if progress < warmup { return Float(cosineBetween(start, lr, fraction: progress / warmup)) }
             return Float(cosineBetween(lr, end, fraction: (progress - warmup) / (1 - warmup)))
         }

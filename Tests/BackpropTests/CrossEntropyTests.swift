@@ -1,0 +1,172 @@
+import Foundation
+import Testing
+
+@testable import Backprop
+
+/// Softmax cross-entropy: its value against plain loops in Double, its hand-written backward
+/// against autograd and finite differences, huge logits included.
+@Suite("Cross-entropy")
+struct CrossEntropyTests {
+    /// `mean_i (log Σ_j exp(x[i, j]) - x[i, targ[i]])` in Double, the textbook way but shifted by the
+    /// row maximum so the reference itself cannot overflow.
+    static func referenceLoss(_ logits: [[Double]], _ targ: [Int]) -> Double {
+        var total = 0.0
+        for (row, label) in zip(logits, targ) {
+            let m = row.max()!
+            let lse = m + Foundation.log(row.map { Foundation.exp($0 - m) }.reduce(0, +))
+            total += lse - row[label]
+        }
+        return total / Double(logits.count)
+    }
+
+    /// Random logits `(n, c)` scaled by `scale`, and targets.
+    static func logitsAndTargets(n: Int, c: Int, scale: Float, seed: UInt64) -> (Tensor, Tensor) {
+        var generator = RandomGenerator(seed: seed)
+        let x = Tensor.randn([n, c], generator: &generator) * scale
+        let targ = Tensor((0..<n).map { _ in Float(generator.nextIndex(below: c)) })
+        return (x, targ)
+    }
+
+    static func rows(_ t: Tensor) -> [[Double]] {
+        let values = t.values.map(Double.init)
+        return (0..<t.shape[0]).map { Array(values[($0 * t.shape[1])..<(($0 + 1) * t.shape[1])]) }
+    }
+
+    @Test(arguments: [Float(1), 30, 1e4])
+    func lossMatchesPlainLoopsInDouble(scale: Float) {
+        let (x, targ) = Self.logitsAndTargets(n: 7, c: 5, scale: scale, seed: 3)
+        let expected = Self.referenceLoss(Self.rows(x), targ.values.map { Int($0) })
+        let composed = crossEntropy(x, targ).item()
+        let fused = CrossEntropy()(x, targ).item()
+        #expect(composed.isFinite && fused.isFinite)
+        let tolerance = 1e-6 * max(1, abs(expected))
+        #expect(abs(Double(composed) - expected) <= tolerance * 4, "composed \(composed) vs \(expected)")
+        #expect(abs(Double(fused) - expected) <= tolerance, "fused \(fused) vs \(expected)")
+    }
+
+    @Test func hugeLogitsNeitherOverflowNorLoseTheDifference() {
+        // exp(10000) overflows Float and Double; a naive log(softmax) would give inf or nan. The
+        // loss is log(1 + e⁻¹ + e⁻²) for a target at the maximum, and that plus 2 for the smallest.
+        let x = Tensor([[10_000, 9_999, 9_998], [-10_000, -10_001, -10_002]])
+        let atMaximum = Foundation.log(1 + Foundation.exp(-1.0) + Foundation.exp(-2.0))
+        let loss = CrossEntropy()(x, Tensor([0, 2])).item()
+        #expect(abs(Double(loss) - (atMaximum + (atMaximum + 2)) / 2) < 1e-6)
+        let logProbabilities = logSoftmax(x)
+        expectAllNear(
+            logProbabilities.values,
+            [-atMaximum, -atMaximum - 1, -atMaximum - 2, -atMaximum, -atMaximum - 1, -atMaximum - 2],
+            tolerance: 1e-6, "logSoftmax")
+    }
+
+    @Test func softmaxRowsSumToOne() {
+        let (x, _) = Self.logitsAndTargets(n: 4, c: 6, scale: 50, seed: 5)
+        let p = softmax(x)
+        for row in 0..<4 {
+            let total = (0..<6).map { Double(p[row, $0]) }.reduce(0, +)
+            #expect(abs(total - 1) < 1e-6)
+        }
+    }
+
+    @Test func nllPicksEachRowsTarget() {
+        let input = Tensor([[-0.5, -1, -2], [-3, -0.25, -4]])
+        // -(input[0, 2] + input[1, 1]) / 2
+        #expect(nll(input, Tensor([2, 1])).item() == 1.125)
+    }
+
+    @Test func oneHotPutsOneInTheTargetColumn() {
+        #expect(oneHot(Tensor([2, 0]), classes: 3).values == [0, 0, 1, 1, 0, 0])
+    }
+
+    @Test(arguments: [Float(1), 30, 1e4])
+    func handWrittenBackwardMatchesAutograd(scale: Float) throws {
+        let (x, targ) = Self.logitsAndTargets(n: 6, c: 4, scale: scale, seed: 11)
+        let loss = CrossEntropy()
+        _ = loss(x, targ)
+        loss.backward()
+
+        let leaf = x.copy()
+        leaf.requiresGrad = true
+        crossEntropy(leaf, targ).backward()
+        let autogradGradient = try #require(leaf.grad)
+        #expect(x.g.values.allSatisfy { $0.isFinite })
+        expectAllNear(x.g, autogradGradient, tolerance: 1e-7, "inp.g against autograd")
+    }
+
+    @Test func handWrittenBackwardMatchesFiniteDifferencesInDouble() {
+        let (x, targ) = Self.logitsAndTargets(n: 5, c: 4, scale: 2, seed: 13)
+        let loss = CrossEntropy()
+        _ = loss(x, targ)
+        loss.backward()
+        let labels = targ.values.map { Int($0) }
+        var logits = Self.rows(x)
+        var expected: [Double] = []
+        let h = 1e-6
+        for i in 0..<5 {
+            for j in 0..<4 {
+                let original = logits[i][j]
+                logits[i][j] = original + h
+                let up = Self.referenceLoss(logits, labels)
+                logits[i][j] = original - h
+                let down = Self.referenceLoss(logits, labels)
+                logits[i][j] = original
+                expected.append((up - down) / (2 * h))
+            }
+        }
+        expectAllNear(x.g.values, expected, tolerance: 1e-6, "inp.g against central differences")
+    }
+
+    @Test func gradientWithHugeLogitsIsSoftmaxMinusOneHot() {
+        // With logits 10000 apart the softmax is exactly one-hot at the maximum: the gradient is
+        // 0 for a correct row and ±1/n where the model is confidently wrong.
+        let x = Tensor([[10_000, 0, -10_000], [0, 10_000, 0]])
+        let loss = CrossEntropy()
+        #expect(abs(loss(x, Tensor([0, 0])).item() - 5_000) < 1e-3)
+        loss.backward()
+        #expect(x.g.values == [0, 0, 0, -0.5, 0.5, 0])
+    }
+
+    @Test func fusedKernelsMatchTheComposedFunctions() {
+        let (x, targ) = Self.logitsAndTargets(n: 33, c: 10, scale: 5, seed: 17)
+        #expect(abs(fusedCrossEntropy(x, targ) - crossEntropy(x, targ).item()) < 1e-5)
+        let composedGradient = (softmax(x) - oneHot(targ, classes: 10)) / 33
+        expectAllNear(fusedCrossEntropyGradient(x, targ), composedGradient, tolerance: 1e-7, "fused gradient")
+    }
+
+    @Test func modelOfAnyDepthBackwardMatchesNumpyAndAutograd() throws {
+        // The 5-4-3-3 MLP of make_mlp_fixture.py: numpy computed its output, loss and every
+        // gradient in float64; the seed's backward must agree, and so must autograd.
+        let model = try Checkpoint.load(path: fixturePath("mlp_5_4_3_3.safetensors"))
+        let io = try Safetensors.read(path: fixturePath("mlp_5_4_3_3_io.safetensors"))
+        let x = try io.tensor("x")
+        let targ = try io.tensor("targ")
+        let loss = model(x, targ)
+        #expect(abs(loss.item() - (try io.tensor("loss")).item()) < 1e-6)
+        expectAllNear(model.loss.inp, try io.tensor("out"), tolerance: 1e-6, "out")
+        model.backward()
+        expectAllNear(model.loss.inp.g, try io.tensor("out.g"), tolerance: 1e-7, "out.g")
+        for index in [0, 2, 4] {
+            let lin = try #require(model.layers[index] as? Lin)
+            expectAllNear(lin.w.g, try io.tensor("layers.\(index).w.g"), tolerance: 1e-6, "layers.\(index).w.g")
+            expectAllNear(lin.b.g, try io.tensor("layers.\(index).b.g"), tolerance: 1e-6, "layers.\(index).b.g")
+        }
+
+        // Autograd on the same parameters, through the free functions.
+        for parameter in model.parameters { parameter.requiresGrad = true }
+        defer { for parameter in model.parameters { parameter.requiresGrad = false } }
+        let ws = model.layers.compactMap { $0 as? Lin }
+        let out = lin(relu(lin(relu(lin(x, ws[0].w, ws[0].b)), ws[1].w, ws[1].b)), ws[2].w, ws[2].b)
+        crossEntropy(out, targ).backward()
+        for lin in ws {
+            expectAllNear(lin.w.g, try #require(lin.w.grad), tolerance: 1e-6, "w.g against autograd")
+            expectAllNear(lin.b.g, try #require(lin.b.grad), tolerance: 1e-6, "b.g against autograd")
+        }
+    }
+
+    @Test func accuracyCountsArgmaxMatches() {
+        let out = Tensor([[0.1, 0.9, 0], [2, 1, 0], [0, 0, 3], [5, 6, 7]])
+        // Predictions 1, 0, 2, 2 against targets 1, 1, 2, 0: two of four.
+        #expect(accuracy(out, Tensor([1, 1, 2, 0])) == 0.5)
+        // The seed's regression output: rounded to the nearest class.
+        #expect(accuracy(Tensor([[0.6], [2.4], [7.5]]), Tensor([1, 2, 7])) == Float(2) / 3)
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+
+@testable import Backprop
+
+/// Each optimizer's update against steps computed by hand (the arithmetic is written out in the
+/// comments), and the learning-rate schedules against their formulas at known points.
+@Suite("Optimizers and schedules")
+struct OptimizerTests {
+    /// A weight matrix `(2, 1)` and a bias `(1)` with the given values and gradients.
+    static func parameters(w: [Float], wg: [Float], b: Float, bg: Float) -> (Tensor, Tensor) {
+        let weight = Tensor(shape: [2, 1], values: w)
+        weight.g = Tensor(shape: [2, 1], values: wg)
+        let bias = Tensor([b])
+        bias.g = Tensor([bg])
+        return (weight, bias)
+    }
+
+    @Test func sgdStepsAgainstTheGradient() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1], b: 3, bg: 2)
+        SGD([w, b], learningRate: 0.1).step()
+        // w - 0.1 g: 1 - 0.05, 2 + 0.1; b: 3 - 0.2.
+        expectAllNear(w.values, [0.95, 2.1], tolerance: 1e-7)
+        expectAllNear(b.values, [2.8], tolerance: 1e-7)
+    }
+
+    @Test func weightDecayShrinksMatricesButNotBiases() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1], b: 3, bg: 2)
+        SGD([w, b], learningRate: 0.1, weightDecay: 0.5).step()
+        // w (1 - 0.1·0.5) - 0.1 g: 0.95 - 0.05 = 0.9, 1.9 + 0.1 = 2.0; b as without decay.
+        expectAllNear(w.values, [0.9, 2.0], tolerance: 1e-7)
+        expectAllNear(b.values, [2.8], tolerance: 1e-7)
+    }
+
+    @Test func momentumAccumulatesVelocity() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1], b: 3, bg: 2)
+        let optimizer = SGD([w, b], learningRate: 0.1, momentum: 0.9)
+        optimizer.step()
+        // Step 1: v = g = (0.5, -1); w = (0.95, 2.1).
+        expectAllNear(w.values, [0.95, 2.1], tolerance: 1e-7)
+        w.g = Tensor(shape: [2, 1], values: [1, 1])
+        b.g = Tensor([0])
+        optimizer.step()
+        // Step 2: v = 0.9 (0.5, -1) + (1, 1) = (1.45, 0.1); w = (0.95 - 0.145, 2.1 - 0.01).
+        expectAllNear(w.values, [0.805, 2.09], tolerance: 1e-6)
+        // b: v = 0.9 · 2 + 0 = 1.8; b = 2.8 - 0.18.
+        expectAllNear(b.values, [2.62], tolerance: 1e-6)
+        expectAllNear(optimizer.state["0.velocity"]!.values, [1.45, 0.1], tolerance: 1e-6)
+    }
+
+    @Test func adamFirstStepMovesEachWeightByTheLearningRate() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1e-3], b: 3, bg: 2)
+        Adam([w, b], learningRate: 0.1).step()
+        // t = 1: m̂ = g, v̂ = g², so the step is lr · g / (|g| + ε): 0.1 · 0.5 / 0.50000001 and
+        // 0.1 · 1e-3 / (1e-3 + 1e-8) = 0.0999990.
+        expectAllNear(w.values, [0.9, 2.099999], tolerance: 2e-7)
+        expectAllNear(b.values, [2.9], tolerance: 1e-6)
+    }
+
+    @Test func adamSecondStepUsesBiasCorrectedMoments() {
+        let (w, b) = Self.parameters(w: [1, 1], wg: [0.5, 0.5], b: 0, bg: 0)
+        let optimizer = Adam([w, b], learningRate: 0.1)
+        optimizer.step()
+        w.g = Tensor(shape: [2, 1], values: [-1, 0.5])
+        optimizer.step()
+        // Weight 0 after step 1: 0.9. Step 2 with g = -1:
+        //   m = 0.9·0.05 + 0.1·(-1) = -0.055,    m̂ = -0.055 / (1 - 0.9²) = -0.289473684
+        //   v = 0.999·0.00025 + 0.001·1 = 0.00124975,  v̂ = v / (1 - 0.999²) = 0.625187594
+        //   w = 0.9 - 0.1 · (-0.289473684) / (0.790688051 + 1e-8) = 0.936610...
+        // Weight 1, g = 0.5 again: m̂ = 0.5, v̂ = 0.25, w = 0.9 - 0.1 = 0.8.
+        expectAllNear(w.values, [0.9366104, 0.8], tolerance: 2e-6)
+        #expect(optimizer.stepCount == 2)
+        // Weight 1: m = 0.9·0.05 + 0.1·0.5 = 0.095, v = 0.999·0.00025 + 0.001·0.25 = 0.00049975.
+        expectAllNear(optimizer.state["0.m"]!.values, [-0.055, 0.095], tolerance: 1e-7)
+        expectAllNear(optimizer.state["0.v"]!.values, [0.00124975, 0.00049975], tolerance: 1e-9)
+    }
+
+    @Test func adamWeightDecayIsDecoupled() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -0.5], b: 3, bg: 2)
+        Adam([w, b], learningRate: 0.1, weightDecay: 0.1).step()
+        // w (1 - 0.01) ∓ 0.1: 0.99 - 0.1, 1.98 + 0.1. Decay added to the gradient instead would
+        // have been divided away by Adam's normalisation. Biases are not decayed.
+        expectAllNear(w.values, [0.89, 2.08], tolerance: 1e-6)
+        expectAllNear(b.values, [2.9], tolerance: 1e-6)
+    }
+
+    @Test func adamVectorisedLanesMatchTheScalarFormula() {
+        // 21 values: two lanes of eight and a scalar remainder of five, against Double.
+        var generator = RandomGenerator(seed: 9)
+        let w = Tensor.randn([21], generator: &generator)
+        let start = w.values.map(Double.init)
+        let gradients = (0..<3).map { _ in Tensor.randn([21], generator: &generator) }
+        let optimizer = Adam([w], learningRate: 0.01)
+        for gradient in gradients {
+            w.g = gradient
+            optimizer.step()
+        }
+        var expected = start
+        var m = [Double](repeating: 0, count: 21)
+        var v = m
+        for (t, gradient) in gradients.enumerated() {
+            let g = gradient.values.map(Double.init)
+            for i in 0..<21 {
+                m[i] = 0.9 * m[i] + 0.1 * g[i]
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
+                let mHat = m[i] / (1 - pow(0.9, Double(t + 1)))
+                let vHat = v[i] / (1 - pow(0.999, Double(t + 1)))
+                expected[i] -= 0.01 * mHat / (vHat.squareRoot() + 1e-8)
+            }
+        }
+        expectAllNear(w.values, expected, tolerance: 1e-6)
+    }
+
+    @Test func zeroGradForgetsEveryGradient() {
+        let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1], b: 3, bg: 2)
+        let optimizer = OptimizerKind.adam.make(parameters: [w, b], learningRate: 0.1, weightDecay: 0)
+        optimizer.zeroGrad()
+        #expect(w.g == nil && b.g == nil)
+    }
+
+    @Test(arguments: OptimizerKind.allCases)
+    func savedStateResumesTheSameSteps(kind: OptimizerKind) throws {
+        func run(steps: Int, resumeAfter: Int?) throws -> [Float] {
+            var generator = RandomGenerator(seed: 4)
+            let w = Tensor.randn([3, 2], generator: &generator)
+            var optimizer = kind.make(parameters: [w], learningRate: 0.05, weightDecay: 0.01)
+            for step in 0..<steps {
+                if step == resumeAfter {
+                    let saved = optimizer.state.mapValues { $0.copy() }
+                    optimizer = kind.make(parameters: [w], learningRate: 0.05, weightDecay: 0.01)
+                    try optimizer.loadState(saved)
+                }
+                w.g = Tensor.randn([3, 2], generator: &generator)
+                optimizer.step()
+            }
+            return w.values
+        }
+        #expect(try run(steps: 4, resumeAfter: 2) == run(steps: 4, resumeAfter: nil))
+    }
+
+    @Test func loadingStateOfTheWrongShapeNamesTheTensor() {
+        let optimizer = Adam([Tensor.zeros(3, 2)], learningRate: 0.1)
+        let state: [String: Tensor] = ["step": Tensor(1), "0.m": Tensor.zeros(2, 3), "0.v": Tensor.zeros(3, 2)]
+        #expect {
+            try optimizer.loadState(state)
+        } throws: { error in
+            "\(error)" == "optimizer state: tensor \"0.m\" has shape [2, 3], expected [3, 2]"
+        }
+    }
+
+    @Test func oneCycleRisesThenFalls() {
+        let s = LearningRateSchedule.oneCycle
+        // Starts at lr / 25, peaks at lr after 25% of the steps, ends near lr / (25 · 10⁵).
+        #expect(abs(s.learningRate(peak: 1, step: 0, totalSteps: 100) - 0.04) < 1e-7)
+        #expect(abs(s.learningRate(peak: 1, step: 25, totalSteps: 100) - 1) < 1e-7)
+        // Halfway down the cosine (62.5% of the steps): the mean of lr and the floor.
+        #expect(abs(s.learningRate(peak: 1, step: 625, totalSteps: 1000) - (1 + 4e-7) / 2) < 1e-6)
+        #expect(s.learningRate(peak: 1, step: 999, totalSteps: 1000) < 1e-4)
+    }
+
+    @Test func cosineWarmsUpThenDecaysToZero() {
+        let s = LearningRateSchedule.cosine
+        // Warm-up over 5% of 1000 steps: step 0 gets 1/50 of lr, step 49 all of it.
+        #expect(abs(s.learningRate(peak: 1, step: 0, totalSteps: 1000) - 0.02) < 1e-7)
+        #expect(abs(s.learningRate(peak: 1, step: 49, totalSteps: 1000) - 1) < 1e-7)
+        // Half-way through the decay (step 525): lr / 2.
+        #expect(abs(s.learningRate(peak: 1, step: 525, totalSteps: 1000) - 0.5) < 1e-6)
+        #expect(LearningRateSchedule.constant.learningRate(peak: 0.3, step: 7, totalSteps: 10) == 0.3)
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+
+@testable import Backprop
+
+/// `backprop train` and `backprop evaluate` as a user runs them (the built executable), on the
+/// first few hundred Fashion-MNIST images.
+@Suite("backprop train and evaluate", .enabled(if: fashionMNISTInstalled, fashionMNISTMissingNote))
+struct TrainCommandTests {
+    /// A quick run: 500 training, 100 validation and 600 test images, a small network.
+    static let quick = ["--limit", "600", "--hidden", "32", "--epochs", "2", "--batch-size", "50", "--seed", "3"]
+
+    static func parseJSON(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8))
+        return try #require(object as? [String: Any], sourceLocation: sourceLocation)
+    }
+
+    @Test func jsonReportsTestAndValidationAccuracyAndEachEpoch() throws {
+        let result = try runBackprop(["train"] + Self.quick + ["--json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let lines = result.standardOutput.split(separator: "\n")
+        #expect(lines.count == 1, "stdout holds one JSON object: \(result.standardOutput)")
+        let report = try Self.parseJSON(result.standardOutput)
+        let testAccuracy = try #require(report["test_accuracy"] as? Double)
+        #expect(testAccuracy > 0.5 && testAccuracy <= 1)
+        #expect(report["valid_accuracy"] is Double)
+        #expect(report["seconds"] is Double)
+        let epochs = try #require(report["epochs"] as? [[String: Any]])
+        #expect(epochs.count == 2)
+        #expect(epochs.first?["epoch"] as? Int == 1)
+        for key in ["train_loss", "valid_loss", "valid_accuracy", "seconds"] {
+            #expect(epochs.first?[key] is Double, "epoch entry lacks \(key)")
+        }
+        // Not a terminal: the progress is one plain line per epoch on stderr, no bar.
+        #expect(result.standardError.contains("epoch 1/2  train loss"))
+        #expect(!result.standardError.contains("\r"))
+    }
+
+    @Test func textPrintsOneLinePerEpochThenTheTestAccuracy() throws {
+        let result = try runBackprop(["train"] + Self.quick)
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let lines = result.standardOutput.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(lines)")
+        #expect(lines[0].hasPrefix("epoch 1/2  train loss "))
+        #expect(lines[0].contains("valid loss ") && lines[0].contains("valid accuracy ") && lines[0].hasSuffix(" s"))
+        #expect(lines[2].hasPrefix("test accuracy "))
+        #expect(lines[2].contains("(600 images)"))
+    }
+
+    @Test func savedModelEvaluatesToTheSameTestAccuracy() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            let plot = folder + "/loss.svg"
+            let trained = try runBackprop(["train"] + Self.quick + ["--json", "--save", model, "--plot", plot])
+            #expect(trained.status == 0, "stderr: \(trained.standardError)")
+            let trainReport = try Self.parseJSON(trained.standardOutput)
+
+            let evaluated = try runBackprop(["evaluate", "--model", model, "--limit", "600", "--json"])
+            #expect(evaluated.status == 0, "stderr: \(evaluated.standardError)")
+            let evaluateReport = try Self.parseJSON(evaluated.standardOutput)
+            let accuracy = try #require(evaluateReport["test_accuracy"] as? Double)
+            #expect(accuracy == trainReport["test_accuracy"] as? Double)
+
+            let file = try Safetensors.read(path: model)
+            #expect(file.metadata["sizes"] == "784,32,10")
+            #expect(file.metadata["input_mean"] != nil && file.metadata["input_std"] != nil)
+            let svg = try String(contentsOfFile: plot, encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.contains(">epoch</text>"))
+        }
+    }
+
+    @Test func divergenceNamesEpochAndStepAndKeepsTheGoodCheckpoint() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            let good = try runBackprop(["train"] + Self.quick + ["--save", model])
+            #expect(good.status == 0, "stderr: \(good.standardError)")
+            let before = try Data(contentsOf: URL(fileURLWithPath: model))
+
+            let diverged = try runBackprop(
+                ["train"] + Self.quick + [
+                    "--optimizer", "sgd", "--schedule", "constant", "--lr", "1e5", "--weight-decay", "0", "--save",
+                    model,
+                ])
+            #expect(diverged.status == 1)
+            #expect(!diverged.crashed)
+            let message = diverged.standardError.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(message.hasPrefix("Error: training diverged at epoch "), "\(diverged.standardError)")
+            #expect(message.contains(", step ") && message.contains("try a lower learning rate"))
+            #expect(message.hasSuffix("(nothing was written to \(model))"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: model)) == before)
+        }
+    }
+
+    @Test(arguments: [
+        (["--hidden", "256,x"], "--hidden: expected comma-separated positive sizes such as 256,128, found '256,x'"),
+        (["--optimizer", "rmsprop"], "--optimizer: expected one of sgd, momentum, adam, found 'rmsprop'"),
+        (["--epochs", "0"], "--epochs: expected a positive number, found 0"),
+        (["--lr=-1"], "--lr: expected a positive number, found -1.0"),
+        (
+            ["--save", "/no/such/folder/m.safetensors"],
+            "--save /no/such/folder/m.safetensors: the folder /no/such/folder does not exist"
+        ),
+        (["--plot", "plot.png"], "--plot plot.png: expected a file name ending in .svg"),
+    ])
+    func badOptionsGiveOneLineNamingTheOption(arguments: [String], message: String) throws {
+        let result = try runBackprop(["train"] + arguments)
+        #expect(result.status != 0 && !result.crashed)
+        #expect(result.standardError == "Error: \(message)\n")
+        #expect(result.standardOutput.isEmpty)
+    }
+
+    @Test func evaluatingAFileThatIsNotACheckpointSaysSo() throws {
+        let path = fixturePath("python_written.safetensors")
+        let result = try runBackprop(["evaluate", "--model", path, "--limit", "10"])
+        #expect(result.status == 1 && !result.crashed)
+        #expect(
+            result.standardError
+                == "Error: \(path): is not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'\n"
+        )
+    }
+}
