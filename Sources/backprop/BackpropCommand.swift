@@ -19,9 +19,12 @@ struct BackpropCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             SeedCommand.self,
+            ExplainCommand.self,
             BenchCommand.self,
             TrainCommand.self,
             EvaluateCommand.self,
+            GradcheckCommand.self,
+            NearCommand.self,
         ]
     )
 

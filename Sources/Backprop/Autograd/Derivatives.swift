@@ -13,11 +13,11 @@ enum Op: CustomStringConvertible {
     case power(Float)  // x ** p, sqrt(x)
     case clampMin(Float)  // max(x, m)
     case exp, log
-    case reshape, transpose  // views (Tensor+Shape.swift)
+    case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
     case matmul  // a • b (MatMul.swift)
     case linear  // x • w + b (lin in Functions.swift)
-    case sum(axis: Int, keepDim: Bool)
-    case sumAll  // (Tensor+Reduction.swift)
+    case sum(axis: Int, keepDim: Bool)  // (Tensor+Reduction.swift)
+    case sumAll
     case mean(axis: Int, keepDim: Bool)
     case meanAll
     case max(axis: Int, keepDim: Bool)
@@ -105,20 +105,20 @@ enum Op: CustomStringConvertible {
             return [(keepDim ? g : g.unsqueeze(axis)).expanded(to: x.shape) / Float(x.shape[axis])]
         case .meanAll:
             return [g.expanded(to: x.shape) / Float(x.count)]
-        case .max(let axis, let keepDim):  // g goes to the first maximum along the axis
+        case .max(let axis, _):  // g goes to the first maximum along the axis, 0 elsewhere
+            // With or without keepDim, g holds one value per (outer, inner) position, row-major.
             let gradient = Tensor.zeros(x.shape)
             let (outer, size, inner) = x.splitAround(axis)
-            let source = x.contiguous()
-            let gradientOut = g.contiguous()
             let winners = x.argmax(axis)
-            _ = keepDim
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    let k = winners[o * inner + i]
-                    gradient.pointer[(o * size + k) * inner + i] = gradientOut.pointer[o * inner + i]
+            let gradientOut = g.contiguous()
+            withExtendedLifetime(gradientOut) {
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        let k = winners[o * inner + i]
+                        gradient.pointer[(o * size + k) * inner + i] = gradientOut.pointer[o * inner + i]
+                    }
                 }
             }
-            withExtendedLifetime(source) {}
             return [gradient]
         case .logSumExp(let axis, let keepDim):  // ∂ log Σ eˣ = g * softmax(x)
             let yKept = keepDim ? y : y.unsqueeze(axis)
@@ -143,8 +143,17 @@ extension Tensor {
         return result.reshape(target)
     }
 
-    /// This tensor broadcast to `target` and copied into a new contiguous tensor.
+    /// This tensor broadcast to `target` and copied into a new contiguous tensor (each element
+    /// repeated along the dimensions that broadcasting adds or stretches).
+    /// - Precondition: this shape broadcasts to `target` (not the other way round).
     func expanded(to target: [Int]) -> Tensor {
-        Tensor.broadcastBinary(Tensor.zeros(target), self, name: "expand") { _, value in value }
+        precondition(
+            Broadcasting.shape(shape, target, operation: "expand") == target,
+            "expand: shape \(shape) cannot be expanded to \(target)")
+        // A view of one zero, read with stride 0 along every dimension, gives the shape without
+        // allocating a tensor of zeros.
+        let zero = Tensor(storage: Storage(count: 1), shape: target, strides: Array(repeating: 0, count: target.count))
+        zero.storage.pointer.pointee = 0
+        return Tensor.broadcastBinary(zero, self, name: "expand") { _, value in value }
     }
 }

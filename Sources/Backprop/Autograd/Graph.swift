@@ -57,12 +57,37 @@ public enum GradMode {
 }
 
 extension Tensor {
-    /// Records `op` as the operation that produced `self` from `inputs`, if autograd tracks any of
-    /// them; returns `self`.
+    // Recording. One overload per number of inputs, rather than a variadic list, so that an
+    // operation on tensors that do not require gradients (the seed's manual path) allocates
+    // nothing: it reads one Bool per input and returns.
+
+    /// Records `op` as the operation that produced `self` from `input`, if autograd tracks it;
+    /// returns `self`.
     @inline(__always)
-    func recorded(_ op: @autoclosure () -> Op, _ inputs: Tensor...) -> Tensor {
-        guard inputs.contains(where: \.requiresGrad), GradMode.isEnabled else { return self }
-        gradFn = GradFn(op: op(), inputs: inputs)
+    func recorded(_ op: @autoclosure () -> Op, _ input: Tensor) -> Tensor {
+        guard input.requiresGrad, GradMode.isEnabled else { return self }
+        return record(op(), inputs: [input])
+    }
+
+    /// Records `op` as the operation that produced `self` from `a` and `b`, if autograd tracks
+    /// either; returns `self`.
+    @inline(__always)
+    func recorded(_ op: @autoclosure () -> Op, _ a: Tensor, _ b: Tensor) -> Tensor {
+        guard a.requiresGrad || b.requiresGrad, GradMode.isEnabled else { return self }
+        return record(op(), inputs: [a, b])
+    }
+
+    /// Records `op` as the operation that produced `self` from `a`, `b` and `c`, if autograd
+    /// tracks any of them; returns `self`.
+    @inline(__always)
+    func recorded(_ op: @autoclosure () -> Op, _ a: Tensor, _ b: Tensor, _ c: Tensor) -> Tensor {
+        guard a.requiresGrad || b.requiresGrad || c.requiresGrad, GradMode.isEnabled else { return self }
+        return record(op(), inputs: [a, b, c])
+    }
+
+    /// Makes `self` a node of the graph: remembers `op` and `inputs`, and requires gradients.
+    private func record(_ op: Op, inputs: [Tensor]) -> Tensor {
+        gradFn = GradFn(op: op, inputs: inputs)
         requiresGrad = true
         return self
     }
@@ -75,22 +100,35 @@ extension Tensor {
     /// and that it depends on, and adds it to their ``grad`` (PyTorch's `loss.backward()`).
     ///
     /// `.grad` is filled on every tensor of the graph that requires gradients, leaves and
-    /// intermediate results alike, so that each can be compared with the seed's `.g`.
-    /// Gradients accumulate: a tensor used twice gets both contributions, and calling
-    /// `backward()` twice adds the gradients twice (the graph is kept, as with PyTorch's
-    /// `retain_graph=True`). Call ``zeroGrad()`` on the leaves in between to start again.
-    /// The seed's `.g` is never touched.
-    /// - Precondition: this tensor has one element and requires gradients.
+    /// intermediate results alike, so that each can be compared with the seed's `.g` on the same
+    /// object. Each `.grad` is a contiguous tensor of its owner's shape, with storage of its own
+    /// (never a view of another tensor's gradient), so it may be changed in place.
+    ///
+    /// Gradients accumulate:
+    /// - a tensor used by two operations (or twice by one) gets the sum of both contributions;
+    /// - calling `backward()` twice adds the gradients twice, on leaves and intermediate results
+    ///   alike: the graph is kept, as with PyTorch's `retain_graph=True`. Call ``zeroGrad()`` on
+    ///   the tensors in between to start again.
+    ///
+    /// The seed's `.g` is never touched. The graph is walked in an iterative topological order,
+    /// so its depth is limited by memory, not by the stack.
+    /// - Precondition: this tensor has one element and requires gradients; otherwise stops
+    ///   naming the shape or the missing `requiresGrad`.
     public func backward() {
         precondition(count == 1, "backward(): expects a scalar (one element), got shape \(shape)")
-        precondition(requiresGrad, "backward(): this tensor does not require gradients; set requiresGrad on an input")
+        precondition(
+            requiresGrad, "backward(): this tensor does not require gradients; set requiresGrad on an input")
         GradMode.withNoGrad {
             let order = topologicalOrder()
-            // Gradients flowing in this pass, by tensor identity.
+            // Gradients flowing in this pass, by tensor identity (every tensor of `order` stays
+            // alive until the end, so identities are not reused).
             var flowing: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): Tensor.ones(shape)]
             for tensor in order.reversed() {
+                // All of this tensor's consumers come later in `order`, so its gradient is complete.
                 guard let gradient = flowing.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
-                tensor.grad = tensor.grad.map { $0 + gradient } ?? gradient
+                // `gradient` may be a view of, or the very object of, another tensor's gradient
+                // (`+` passes `g` through unchanged): `.grad` gets fresh storage.
+                tensor.grad = tensor.grad.map { $0 + gradient } ?? gradient.copy()
                 guard let node = tensor.gradFn else { continue }
                 let inputGradients = node.op.inputGradients(
                     output: tensor, gradient: gradient, inputs: node.inputs)
@@ -107,7 +145,8 @@ extension Tensor {
         }
     }
 
-    /// Clears ``grad`` (PyTorch's `zero_grad`, setting it to `None`).
+    /// Clears ``grad`` (PyTorch's `zero_grad(set_to_none=True)`): the next ``backward()`` starts
+    /// this tensor's gradient from nothing instead of adding to it. `.g` is not touched.
     public func zeroGrad() {
         grad = nil
     }

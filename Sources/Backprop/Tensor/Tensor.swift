@@ -194,6 +194,9 @@ public final class Tensor {
     }
 
     /// This tensor if it is contiguous, else a contiguous copy of its values.
+    ///
+    /// The copy stays in autograd's graph (its gradient is the output's, unchanged), so that
+    /// `x.t().contiguous()` does not silently cut `x` off from ``backward()``.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
         let result = Tensor(uninitializedShape: shape)
@@ -202,7 +205,7 @@ public final class Tensor {
             destination.pointee = storage.pointer[position]
             destination += 1
         }
-        return result
+        return result.recorded(.reshape, self)
     }
 
     /// Calls `body` with the storage offset of each element, in row-major order.

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Backprop
+import Foundation
+
+/// `backprop near`: the lesson's `test_near`, between the same-named tensors of two safetensors
+/// files; exit status 1 if any pair is not near.
+struct NearCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "near",
+        abstract: "Compare the tensors of two safetensors files, as the lesson's test_near.",
+        discussion: """
+            For each tensor name in both files (or each one given with --tensors), checks \
+            |actual - expected| <= absolute tolerance + relative tolerance × |expected| element by \
+            element, ACTUAL from the first file and EXPECTED from the second, and prints the worst \
+            element: its index, both values and the difference. Exits with status 1 if a pair is \
+            not near or a name is missing from either file.
+            """
+    )
+
+    @Argument(help: "The safetensors file under test.")
+    var actual: String
+
+    @Argument(help: "The reference safetensors file.")
+    var expected: String
+
+    @Option(help: "Tensor names to compare, comma-separated (default: every name in both files).")
+    var tensors: String?
+
+    @Option(help: "Allowed difference per unit of |expected| (test_near's 1e-3).")
+    var relativeTolerance: Float = 1e-3
+
+    @Option(help: "Allowed difference near zero (test_near's 1e-5).")
+    var absoluteTolerance: Float = 1e-5
+
+    func validate() throws {
+        if !(relativeTolerance >= 0) {
+            throw ValidationError("--relative-tolerance must be 0 or more, got \(relativeTolerance)")
+        }
+        if !(absoluteTolerance >= 0) {
+            throw ValidationError("--absolute-tolerance must be 0 or more, got \(absoluteTolerance)")
+        }
+    }
+
+    func run() throws {
+        let actualFile = try Safetensors.read(path: actual)
+        let expectedFile = try Safetensors.read(path: expected)
+        let names: [String]
+        var lines: [String] = []
+        var allNear = true
+        if let tensors {
+            names = tensors.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        } else {
+            names = actualFile.names.filter { expectedFile.tensors[$0] != nil }
+            for (file, other) in [(actualFile, expectedFile), (expectedFile, actualFile)] {
+                let only = file.names.filter { other.tensors[$0] == nil }
+                if !only.isEmpty {
+                    lines.append("only in \(file.path): \(only.joined(separator: ", "))")
+                    allNear = false
+                }
+            }
+            if names.isEmpty {
+                throw CommandLineError("\(actual) and \(expected) have no tensor name in common")
+            }
+        }
+        for name in names {
+            let report = near(
+                try actualFile.tensor(name), try expectedFile.tensor(name), relativeTolerance: relativeTolerance,
+                absoluteTolerance: absoluteTolerance)
+            lines.append("\(name): \(report)")
+            if !report.isNear { allNear = false }
+        }
+        lines.append(allNear ? "NEAR: all \(names.count) tensors" : "NOT NEAR")
+        print(lines.joined(separator: "\n"))
+        if !allNear { throw ExitCode(1) }
+    }
+}

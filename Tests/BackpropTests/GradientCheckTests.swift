@@ -1,0 +1,253 @@
+import Foundation
+import Testing
+
+@testable import Backprop
+
+// The gradient check on the seed's model and deeper ones, and on models whose hand-written
+// backward is deliberately wrong: the check must catch them, on the right rows.
+
+/// The seed's `Lin`, with the bias gradient summed over the wrong dimension: `b.g = out.g.sum(1)`.
+private final class LinWithBiasSummedOverColumns: Layer {
+    let w: Tensor  // (m, nh)
+    let b: Tensor  // (nh)
+    private(set) var inp: Tensor!  // (n, m)
+    private(set) var out: Tensor!  // (n, nh)
+    init(_ w: Tensor, _ b: Tensor) {
+        self.w = w
+        self.b = b
+    }
+    var parameters: [Tensor] { [w, b] }
+    func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        out = lin(inp, w, b)
+        return out
+    }
+    func backward() {
+        inp.g = out.g • w.t()
+        w.g = inp.t() • out.g
+        b.g = out.g.sum(1)  // wrong: sums each row, giving (n), not (nh)
+    }
+}
+
+/// The seed's `Lin`, with a weight gradient of the right shape and the wrong values: `wᵀ` is
+/// forgotten in `inp.g` and the product order of `w.g` is fine but scaled.
+private final class LinWithScaledWeightGradient: Layer {
+    let w: Tensor  // (m, nh)
+    let b: Tensor  // (nh)
+    private(set) var inp: Tensor!  // (n, m)
+    private(set) var out: Tensor!  // (n, nh)
+    init(_ w: Tensor, _ b: Tensor) {
+        self.w = w
+        self.b = b
+    }
+    var parameters: [Tensor] { [w, b] }
+    func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        out = lin(inp, w, b)
+        return out
+    }
+    func backward() {
+        inp.g = out.g • w.t()
+        w.g = inp.t() • out.g * 1.01  // wrong by 1%
+        b.g = out.g.sum(0)
+    }
+}
+
+/// The seed's `ReLU` with the mask forgotten: `inp.g = out.g`.
+private final class ReLUWithoutMask: Layer {
+    private(set) var inp: Tensor!  // (n, nh)
+    private(set) var out: Tensor!  // (n, nh)
+    var parameters: [Tensor] { [] }
+    func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        out = relu(inp)
+        return out
+    }
+    func backward() {
+        inp.g = out.g  // wrong: should be (inp > 0).float() * out.g
+    }
+}
+
+/// Inputs, targets and the seed's weights for a model of the given layer sizes: inputs in the
+/// range of normalised pixels, targets the ten class numbers, as the seed regresses them.
+private func problem(rows: Int, sizes: [Int], seed: UInt64) -> (x: Tensor, y: Tensor, linears: [(w: Tensor, b: Tensor)])
+{
+    var generator = RandomGenerator(seed: seed)
+    let x = Tensor.randn([rows, sizes[0]], generator: &generator)  // (n, m)
+    let y = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 10)) })  // (n)
+    return (x, y, Model.kaimingInitialization(sizes: sizes, generator: &generator))
+}
+
+@Suite("gradientCheck: the seed's gradients three ways")
+struct GradientCheckTests {
+    @Test("the seed's model passes, with rows x, w1, b1, w2, b2")
+    func seedModelPasses() {
+        let (x, y, linears) = problem(rows: 32, sizes: [100, 50, 1], seed: 1)
+        let model = Model(linears[0].w, linears[0].b, linears[1].w, linears[1].b)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.name) == ["x", "w1", "b1", "w2", "b2"])
+        #expect(report.rows.map(\.shape) == [[32, 100], [100, 50], [50], [50, 1], [1]])
+        for row in report.rows {
+            #expect(row.manualVersusAutograd?.isNear == true)
+            #expect(row.checkedElements + row.excludedElements == min(64, row.shape.reduce(1, *)))
+        }
+    }
+
+    @Test("a deeper model, --hidden 64,32, passes with rows up to w3, b3")
+    func deeperModelPasses() {
+        let (x, y, linears) = problem(rows: 24, sizes: [40, 64, 32, 1], seed: 2)
+        let report = gradientCheck(Model(linears: linears), x: x, y: y, options: .init(samples: 40, seed: 7))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.name) == ["x", "w1", "b1", "w2", "b2", "w3", "b3"])
+    }
+
+    @Test("b.g = out.g.sum(1) is caught: its row fails, naming both shapes")
+    func biasSummedOverColumnsIsCaught() throws {
+        let (x, y, linears) = problem(rows: 16, sizes: [20, 8, 1], seed: 3)
+        let model = Model(
+            layers: [
+                LinWithBiasSummedOverColumns(linears[0].w, linears[0].b), ReLU(), Lin(linears[1].w, linears[1].b),
+            ],
+            loss: Mse())
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(!report.passed)
+        let b1 = try #require(report.rows.first { $0.name == "b1" })
+        #expect(!b1.passed)
+        #expect(b1.manualShape == [16])
+        #expect(b1.problems.contains { $0.contains("[16]") && $0.contains("[8]") })
+        // The rows the wrong line does not touch still pass.
+        #expect(report.rows.filter(\.passed).map(\.name) == ["x", "w1", "w2", "b2"])
+    }
+
+    @Test("a weight gradient 1% off is caught, against autograd and against finite differences")
+    func scaledWeightGradientIsCaught() throws {
+        let (x, y, linears) = problem(rows: 16, sizes: [20, 8, 1], seed: 4)
+        let model = Model(
+            layers: [Lin(linears[0].w, linears[0].b), ReLU(), LinWithScaledWeightGradient(linears[1].w, linears[1].b)],
+            loss: Mse())
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.rows.filter { !$0.passed }.map(\.name) == ["w2"])
+        let w2 = try #require(report.rows.first { $0.name == "w2" })
+        #expect(w2.manualVersusAutograd?.isNear == false)
+        #expect((w2.manualVersusFiniteDifferences?.maxRelativeError ?? 0) > 5e-3)
+        #expect(w2.autogradVersusFiniteDifferences.maxRelativeError < 1e-3)
+    }
+
+    @Test("a ReLU backward without its mask is caught on every tensor before it")
+    func reluWithoutMaskIsCaught() {
+        let (x, y, linears) = problem(rows: 16, sizes: [20, 8, 1], seed: 5)
+        let model = Model(
+            layers: [Lin(linears[0].w, linears[0].b), ReLUWithoutMask(), Lin(linears[1].w, linears[1].b)], loss: Mse())
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.rows.filter { !$0.passed }.map(\.name) == ["x", "w1", "b1"])
+    }
+
+    @Test("ReLU inputs at exactly 0 are counted, and the elements they affect are left out")
+    func reluInputsAtZeroAreExcluded() {
+        var (x, y, linears) = problem(rows: 8, sizes: [6, 5, 1], seed: 6)
+        // A row of zeros meets a zero bias: that row's five ReLU inputs are exactly 0.
+        x = Tensor(shape: x.shape, values: x.values.enumerated().map { $0.offset < 6 ? 0 : $0.element })
+        let model = Model(linears[0].w, linears[0].b, linears[1].w, linears[1].b)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.reluInputsAtZero == 5)
+        // Moving b1 (any element) or x's first row moves an input away from 0: left out.
+        let excluded = Dictionary(uniqueKeysWithValues: report.rows.map { ($0.name, $0.excludedElements) })
+        #expect(excluded["b1"] == 5)
+        #expect((excluded["x"] ?? 0) >= 6)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+    }
+
+    @Test("requiresGrad is restored, and .g and .grad are left on the tensors")
+    func stateAfterwards() throws {
+        let (x, y, linears) = problem(rows: 4, sizes: [3, 2, 1], seed: 8)
+        let model = Model(linears[0].w, linears[0].b, linears[1].w, linears[1].b)
+        linears[0].w.requiresGrad = true
+        _ = gradientCheck(model, x: x, y: y)
+        #expect(!x.requiresGrad && linears[0].w.requiresGrad && !linears[1].b.requiresGrad)
+        expectNear(try #require(x.g), try #require(x.grad))
+    }
+}
+
+// MARK: - On the seed's fixtures and on real Fashion-MNIST rows
+
+private let fashionMNISTPresent = FileManager.default.fileExists(
+    atPath: FashionMNIST.defaultDirectory + "/train-images-idx3-ubyte.gz")
+
+/// The first `rows` rows of Fashion-MNIST's training images and classes, prepared as the seed
+/// prepares them (normalised with the statistics of the few rows read, to keep the test fast).
+private func fashionMNISTRows(_ rows: Int) throws -> (x: Tensor, y: Tensor) {
+    // `limit` rows are split 5 : 1 into training and validation rows.
+    let data = try FashionMNIST(directory: FashionMNIST.defaultDirectory, limit: rows * 6 / 5 + 6)
+    let x = Tensor(shape: [rows, 784], values: Array(data.xTrain.values.prefix(rows * 784)))
+    let y = Tensor(Array(data.yTrain.values.prefix(rows)))
+    return (x, y)
+}
+
+@Suite("The seed's gradients on fixtures and on Fashion-MNIST")
+struct SeedGradientTests {
+    @Test(
+        "manual .g and autograd .grad both equal the gradients numpy computes in float64",
+        arguments: ["seed_small.safetensors", "seed_wide.safetensors"])
+    func matchNumpy(fixture: String) throws {
+        let file = try Safetensors.read(path: fixturePath(fixture))
+        let (x, y) = try file.inputsAndTargets()
+        let linears = try file.linearWeights(inputs: x.shape[1])
+        let model = Model(linears: linears)
+        let tensors = ["x": x, "w1": linears[0].w, "b1": linears[0].b, "w2": linears[1].w, "b2": linears[1].b]
+        for tensor in tensors.values { tensor.requiresGrad = true }
+        let loss = model(x, y)
+        GradMode.withNoGrad { model.backward() }
+        loss.backward()
+        expectNear(loss.reshape([1]), try file.tensor("loss"), relativeTolerance: 1e-5, absoluteTolerance: 1e-6)
+        for (name, tensor) in tensors {
+            let expected = try file.tensor("\(name).g")
+            expectNear(try #require(tensor.g), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).g")
+            expectNear(
+                try #require(tensor.grad), expected, relativeTolerance: 1e-4, absoluteTolerance: 1e-6, "\(name).grad")
+        }
+    }
+
+    @Test("gradientCheck passes on the fixture's data and weights (gradcheck --tensors --init)")
+    func checkOnFixture() throws {
+        let file = try Safetensors.read(path: fixturePath("seed_small.safetensors"))
+        let (x, y) = try file.inputsAndTargets()
+        let report = gradientCheck(Model(linears: try file.linearWeights(inputs: x.shape[1])), x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.checkedElements) == [64, 50, 5, 5, 1])
+    }
+
+    @Test(
+        "on 256 real rows, the seed's .g equals autograd's .grad on every tensor, intermediates included",
+        .enabled(if: fashionMNISTPresent, "Fashion-MNIST is not installed at \(FashionMNIST.defaultDirectory)"))
+    func manualEqualsAutogradOnFashionMNIST() throws {
+        let (x, y) = try fashionMNISTRows(256)
+        var generator = RandomGenerator(seed: 11)
+        let linears = Model.kaimingInitialization(sizes: [784, 50, 1], generator: &generator)
+        let model = Model(linears: linears)
+        for tensor in [x] + model.parameters { tensor.requiresGrad = true }
+        let loss = model(x, y)
+        GradMode.withNoGrad { model.backward() }
+        loss.backward()
+        // Every tensor the seed's backward writes a .g on: the inputs, the parameters, and each
+        // layer's output (the next layer's input).
+        let tensors = [x] + model.parameters + model.layers.map { $0.out! }
+        for (k, tensor) in tensors.enumerated() {
+            expectNear(try #require(tensor.g), try #require(tensor.grad), "tensor \(k) of shape \(tensor.shape)")
+        }
+    }
+
+    @Test(
+        "gradientCheck passes on real rows, for the seed's model and for --hidden 64,32",
+        .enabled(if: fashionMNISTPresent, "Fashion-MNIST is not installed at \(FashionMNIST.defaultDirectory)"),
+        arguments: [[50], [64, 32]])
+    func checkOnFashionMNIST(hidden: [Int]) throws {
+        let (x, y) = try fashionMNISTRows(64)
+        var generator = RandomGenerator(seed: 12)
+        let model = Model(linears: Model.kaimingInitialization(sizes: [784] + hidden + [1], generator: &generator))
+        let report = gradientCheck(model, x: x, y: y, options: .init(samples: 32))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.count == 2 * hidden.count + 3)
+        #expect(report.excludedElements <= 2, "left out: \(report.rows.map(\.excludedElements))")
+    }
+}
