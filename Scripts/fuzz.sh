@@ -8,6 +8,12 @@
 # on its committed corpus, Fuzz/corpus/<target>/. New inputs that reach new code are written to a
 # scratch copy of the corpus (.build-fuzz/corpus/<target>), not to the committed one; crashing
 # inputs go to .build-fuzz/crashes/. The script prints the executions and ends non-zero on a crash.
+#
+# -malloc_limit_mb=64 reports any single allocation above 64 MiB as a crash: inputs are at most
+# 4 KiB, so a reader that allocates what a lying header claims (up to the 2 GiB limit) is caught.
+#
+# To add the inputs a run discovered to the committed corpus (only those that reach new code):
+#   .build-fuzz/fuzz-idx -merge=1 Fuzz/corpus/idx .build-fuzz/corpus/idx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +50,7 @@ for target in "${targets[@]}"; do
     echo "fuzz: running $target for $seconds s (log: $log)" >&2
     set +e
     ASAN_OPTIONS=detect_leaks=1 "$binary" "$corpus" \
-        -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+        -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -malloc_limit_mb=64 -timeout=10 \
         -artifact_prefix="$work/crashes/$target-" -print_final_stats=1 >"$log" 2>&1
     result=$?
     set -e

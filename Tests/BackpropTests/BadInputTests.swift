@@ -324,6 +324,37 @@ private let trainCommandLineCases: [BadInput] = [
         expect: ["weights.safetensors: is not a Backprop MLP checkpoint"], prepare: seedFiles()),
 ]
 
+// `explain`'s bad arguments are in ExplainTests.
+private let checkCommandLineCases: [BadInput] = [
+    BadInput("gradcheck: zero rows", ["gradcheck", "--rows", "0"], expect: ["--rows must be at least 1, got 0"]),
+    BadInput(
+        "gradcheck: negative samples", ["gradcheck", "--samples=-3"], expect: ["--samples must be at least 1, got -3"]),
+    BadInput(
+        "gradcheck: malformed --hidden", ["gradcheck", "--hidden", "64,,32"],
+        expect: ["--hidden expects positive widths separated by commas, like 50 or 64,32; got '64,,32'"]),
+    BadInput(
+        "gradcheck: --data and --tensors", ["gradcheck", "--data", "{dir}", "--tensors", "{dir}/inputs.safetensors"],
+        expect: ["--data and --tensors both give the inputs; use one"]),
+    BadInput(
+        "gradcheck: inputs that are not safetensors", ["gradcheck", "--tensors", "{dir}/bad.safetensors"],
+        expect: ["bad.safetensors: header length says"], prepare: badSafetensors(Array("not a safetensors file".utf8))),
+    BadInput(
+        "near: missing file", ["near", "{dir}/none.safetensors", "{dir}/weights.safetensors"],
+        expect: ["{dir}/none.safetensors: no such file"], prepare: seedFiles()),
+    BadInput(
+        "near: negative tolerance",
+        ["near", "{dir}/weights.safetensors", "{dir}/weights.safetensors", "--relative-tolerance=-1"],
+        expect: ["--relative-tolerance must be 0 or more, got -1.0"], prepare: seedFiles()),
+    BadInput(
+        "near: no tensor in common", ["near", "{dir}/inputs.safetensors", "{dir}/weights.safetensors"],
+        expect: ["have no tensor name in common"], prepare: seedFiles()),
+]
+
+@Test(arguments: checkCommandLineCases)
+func badCheckCommandLineFailsCleanly(_ input: BadInput) throws {
+    try expectCleanFailure(input)
+}
+
 @Test(arguments: trainCommandLineCases)
 func badTrainCommandLineFailsCleanly(_ input: BadInput) throws {
     try expectCleanFailure(input)
