@@ -261,7 +261,8 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
         }
         #expect(kills > 0, "no run was killed: the runs were too fast for the test")
         // Finish the run: the same weights as the run never killed.
-        if previous < epochs {
+        let finishedHere = previous < epochs
+        if finishedHere {
             let arguments =
                 previous == 0 && !FileManager.default.fileExists(atPath: path)
                 ? trainArguments(data: folder, epochs: epochs, save: path)
@@ -270,6 +271,12 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
             #expect(finished.status == 0, "\(finished.standardError)")
         }
         #expect(try checkpointWeights(path) == checkpointWeights(reference))
+        // The temporary files of killed writers were removed by the writes after them (when the
+        // last write was not itself killed).
+        if finishedHere {
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+            #expect(left.allSatisfy { !$0.contains(".tmp-") }, "\(left)")
+        }
     }
 }
 
