@@ -21,10 +21,10 @@ struct BackpropCommand: ParsableCommand {
             SeedCommand.self,
             ExplainCommand.self,
             BenchCommand.self,
-            TrainCommand.self,
-            EvaluateCommand.self,
             GradcheckCommand.self,
             NearCommand.self,
+            TrainCommand.self,
+            EvaluateCommand.self,
         ]
     )
 

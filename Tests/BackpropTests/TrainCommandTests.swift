@@ -91,6 +91,29 @@ struct TrainCommandTests {
         }
     }
 
+    @Test func theSeedsMSEModelTrainsFromTheCommandLine() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/seed.safetensors"
+            let arguments = [
+                "--limit", "600", "--hidden", "50", "--loss", "mse", "--epochs", "4", "--batch-size", "25",
+            ]
+            let result = try runBackprop(["train"] + arguments + ["--json", "--save", model])
+            #expect(result.status == 0, "stderr: \(result.standardError)")
+            let report = try Self.parseJSON(result.standardOutput)
+            #expect(report["sizes"] as? [Int] == [784, 50, 1])
+            let losses = try #require(report["epochs"] as? [[String: Any]]).compactMap { $0["train_loss"] as? Double }
+            #expect(losses.count == 4)
+            for (before, after) in zip(losses, losses.dropFirst()) {
+                #expect(after < before, "MSE training loss by epoch: \(losses)")
+            }
+            let evaluated = try runBackprop(["evaluate", "--model", model, "--limit", "600", "--json"])
+            #expect(evaluated.status == 0, "stderr: \(evaluated.standardError)")
+            #expect(
+                try Self.parseJSON(evaluated.standardOutput)["test_accuracy"] as? Double == report["test_accuracy"]
+                    as? Double)
+        }
+    }
+
     @Test(arguments: [
         (["--hidden", "256,x"], "--hidden: expected comma-separated positive sizes such as 256,128, found '256,x'"),
         (["--optimizer", "rmsprop"], "--optimizer: expected one of sgd, momentum, adam, found 'rmsprop'"),
@@ -101,6 +124,9 @@ struct TrainCommandTests {
             "--save /no/such/folder/m.safetensors: the folder /no/such/folder does not exist"
         ),
         (["--plot", "plot.png"], "--plot plot.png: expected a file name ending in .svg"),
+        (["--loss", "hinge"], "--loss: expected one of cross-entropy, mse, found 'hinge'"),
+        (["--threads", "0"], "--threads: expected at least 1, found 0"),
+        (["--limit", "5"], "--limit: expected at least 6 images (one sixth validate), found 5"),
     ])
     func badOptionsGiveOneLineNamingTheOption(arguments: [String], message: String) throws {
         let result = try runBackprop(["train"] + arguments)

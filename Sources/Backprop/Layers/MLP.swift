@@ -1,11 +1,11 @@
 /// Building models of any depth: `Lin`, `ReLU`, `Lin`, `ReLU`, …, `Lin`, then a loss.
 extension Model {
-    /// A multilayer perceptron with the given layer sizes, initialised as the lesson does.
+    /// A multilayer perceptron with the given layer sizes and loss, initialised as the lesson does.
     ///
     /// `sizes: [m, nh, c]` gives the seed's `[Lin(w1, b1), ReLU(), Lin(w2, b2)]`; `[784, 256, 128, 10]`
-    /// gives `[Lin, ReLU, Lin, ReLU, Lin]`. Each `Lin` but the last is followed by a `ReLU` and gets
-    /// Kaiming weights `randn(nIn, nOut) * sqrt(2 / nIn)`; the last gets `randn(nIn, nOut) / sqrt(nIn)`.
-    /// Biases start at zero. Weights are drawn layer by layer, row-major, from `generator`.
+    /// gives `[Lin, ReLU, Lin, ReLU, Lin]`. The weights are ``kaimingInitialization(sizes:generator:)``'s:
+    /// `randn(nIn, nOut) · sqrt(2 / nIn)` for each `Lin` followed by a `ReLU`, `randn / sqrt(nIn)`
+    /// for the last, zero biases, drawn layer by layer from `generator`.
     ///
     /// The first layer's `needsInputGradient` is off: its input is the data, whose gradient
     /// nobody reads, and skipping it saves the largest product of the backward pass.
@@ -14,16 +14,11 @@ extension Model {
         precondition(sizes.count >= 2, "Model.mlp: needs at least an input and an output size, got \(sizes)")
         precondition(sizes.allSatisfy { $0 > 0 }, "Model.mlp: sizes must be positive, got \(sizes)")
         var layers: [any Layer] = []
-        for index in 0..<(sizes.count - 1) {
-            let nIn = sizes[index]
-            let nOut = sizes[index + 1]
-            let isLast = index == sizes.count - 2
-            let w = kaimingNormal(nIn, nOut, gain: isLast ? 1 : 2, generator: &generator)  // (nIn, nOut)
-            let b = Tensor.zeros([nOut])  // (nOut)
-            let layer = Lin(w, b)
+        for (index, pair) in kaimingInitialization(sizes: sizes, generator: &generator).enumerated() {
+            if index > 0 { layers.append(ReLU()) }
+            let layer = Lin(pair.w, pair.b)  // w (nIn, nOut), b (nOut)
             layer.needsInputGradient = index > 0
             layers.append(layer)
-            if !isLast { layers.append(ReLU()) }
         }
         return Model(layers: layers, loss: loss)
     }

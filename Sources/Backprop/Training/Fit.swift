@@ -11,6 +11,28 @@ import Foundation
 // The loop can stop between two steps (`shouldStop`) and keeps where it is (`epoch`, `step`,
 // the optimizer's named state), so that a run can be saved and resumed.
 
+/// The losses a configuration can train with.
+public enum LossKind: String, CaseIterable, Sendable, Codable {
+    /// Softmax cross-entropy over `c` outputs, one per class (`CrossEntropy`).
+    case crossEntropy = "cross-entropy"
+    /// The seed's mean squared error of one output against the class number (`Mse`).
+    case mse
+
+    /// A new loss of this kind.
+    public func make() -> any Loss {
+        switch self {
+        case .crossEntropy: CrossEntropy()
+        case .mse: Mse()
+        }
+    }
+
+    /// The model's outputs for `classes` classes: `classes` for cross-entropy, 1 for the seed's
+    /// regression.
+    public func outputs(classes: Int) -> Int {
+        self == .mse ? 1 : classes
+    }
+}
+
 /// The settings of a training run, with the best recipe found as defaults (see Training.md).
 public struct TrainingConfiguration: Sendable, Codable, Equatable {
     /// The hidden layers' sizes, first to last (`[256, 128]` for 784-256-128-10).
@@ -29,12 +51,14 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var schedule: LearningRateSchedule
     /// The seed of the initial weights and of every epoch's shuffle.
     public var seed: UInt64
+    /// The loss (cross-entropy, or the seed's MSE).
+    public var loss: LossKind
 
     /// Creates a configuration; every setting defaults to the recipe's.
     public init(
-        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 2e-3,
-        optimizer: OptimizerKind = .adam, weightDecay: Float = 0.05, schedule: LearningRateSchedule = .oneCycle,
-        seed: UInt64 = 42
+        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 3e-3,
+        optimizer: OptimizerKind = .adam, weightDecay: Float = 0.1, schedule: LearningRateSchedule = .oneCycle,
+        seed: UInt64 = 42, loss: LossKind = .crossEntropy
     ) {
         self.hidden = hidden
         self.epochs = epochs
@@ -44,6 +68,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         self.weightDecay = weightDecay
         self.schedule = schedule
         self.seed = seed
+        self.loss = loss
     }
 }
 
@@ -180,14 +205,16 @@ public final class Trainer {
         self.yValid = valid.y.contiguous()
     }
 
-    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy, initialised
-    /// from `configuration.seed`, and its optimizer.
+    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy (or
+    /// `[m] + hidden + [1]` with the seed's MSE), initialised from `configuration.seed`, and its
+    /// optimizer.
     public convenience init(
         configuration: TrainingConfiguration, classes: Int, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
     ) {
         var generator = RandomGenerator(seed: configuration.seed)
         let model = Model.mlp(
-            sizes: [train.x.shape[1]] + configuration.hidden + [classes], loss: CrossEntropy(), generator: &generator)
+            sizes: [train.x.shape[1]] + configuration.hidden + [configuration.loss.outputs(classes: classes)],
+            loss: configuration.loss.make(), generator: &generator)
         let optimizer = configuration.optimizer.make(
             parameters: model.parameters, learningRate: configuration.learningRate,
             weightDecay: configuration.weightDecay)

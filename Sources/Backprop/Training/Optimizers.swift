@@ -73,12 +73,15 @@ public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
 ///
 /// With `μ = 0`, this is the lesson's `w -= lr * w.g`.
 public final class SGD: Optimizer {
+    /// The tensors updated in place (their `.g` is read).
     public let parameters: [Tensor]
+    /// The step size `lr`, set before each step by the schedule.
     public var learningRate: Float
+    /// The decoupled weight decay `wd` (matrices only).
     public var weightDecay: Float
     /// The momentum `μ`; 0 for plain SGD.
     public let momentum: Float
-    /// One velocity per parameter, of its shape (empty tensors when `momentum == 0`).
+    /// One velocity per parameter, of its shape (none when `momentum == 0`).
     private var velocities: [Tensor]
 
     /// Creates the optimizer.
@@ -94,6 +97,8 @@ public final class SGD: Optimizer {
         self.velocities = momentum > 0 ? parameters.map { Tensor.zeros(like: $0) } : []
     }
 
+    /// Updates every parameter from its `.g` by the formulas above.
+    /// - Precondition: each parameter has a `.g` of its own shape.
     public func step() {
         let lr = learningRate
         let mu = momentum
@@ -120,6 +125,8 @@ public final class SGD: Optimizer {
         return result
     }
 
+    /// Restores the tensors that ``state`` returned.
+    /// - Throws: `OptimizerStateError` naming a missing tensor or one of the wrong shape.
     public func loadState(_ state: [String: Tensor]) throws {
         for index in velocities.indices {
             try copyState(state, name: "\(index).velocity", into: velocities[index])
@@ -137,8 +144,11 @@ public final class SGD: Optimizer {
 /// (PyTorch's arithmetic, except that `√v` is multiplied by `1 / √(1 - β₂ᵗ)`: one division per
 /// element rather than two, which differs from PyTorch in the last bit at most.)
 public final class Adam: Optimizer {
+    /// The tensors updated in place (their `.g` is read).
     public let parameters: [Tensor]
+    /// The step size `lr`, set before each step by the schedule.
     public var learningRate: Float
+    /// The decoupled weight decay `wd` (matrices only).
     public var weightDecay: Float
     /// The decay of the first moment, `β₁` (a Double, as PyTorch keeps it, so that `1 - β₂` is
     /// 0.001 and not the 0.00099998713 of `1 - Float(0.999)`).
@@ -175,6 +185,8 @@ public final class Adam: Optimizer {
         self.secondMoments = parameters.map { Tensor.zeros(like: $0) }
     }
 
+    /// Updates every parameter from its `.g` by the formulas above.
+    /// - Precondition: each parameter has a `.g` of its own shape.
     public func step() {
         stepCount += 1
         let t = Double(stepCount)
@@ -229,6 +241,8 @@ public final class Adam: Optimizer {
         return result
     }
 
+    /// Restores the tensors that ``state`` returned.
+    /// - Throws: `OptimizerStateError` naming a missing tensor or one of the wrong shape.
     public func loadState(_ state: [String: Tensor]) throws {
         guard let step = state["step"], step.count == 1, step.item() >= 0, step.item().rounded() == step.item() else {
             throw OptimizerStateError(description: "Adam state: missing or invalid \"step\" (expected a whole number)")
@@ -300,6 +314,6 @@ private func copyState(_ state: [String: Tensor], name: String, into destination
             description: "optimizer state: tensor \"\(name)\" has shape \(source.shape), expected \(destination.shape)")
     }
     source.withUnsafeBufferPointer { values in
-        destination.pointer.update(from: values.baseAddress!, count: values.count)
+        for i in values.indices { destination.pointer[i] = values[i] }
     }
 }
