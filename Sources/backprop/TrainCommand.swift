@@ -62,7 +62,9 @@ struct TrainCommand: ParsableCommand {
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(parsing: .unconditional, help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
+    @Option(
+        parsing: .unconditional,
+        help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
     var limit: Int?
 
     @Option(
@@ -191,16 +193,24 @@ struct TrainCommand: ParsableCommand {
     /// One line on stderr: what stopped the run, where its last completed epoch is, how to go on.
     private func reportInterruption(_ signal: Int32, trainer: Trainer, checkpointPath: String?) {
         let name = Interruption.name(of: signal)
-        let position = "epoch \(trainer.epoch + 1) of \(trainer.epochs), step \(trainer.step) of \(trainer.batches.count)"
+        let position: String
+        if trainer.step > 0 {
+            position =
+                "in epoch \(trainer.epoch + 1) of \(trainer.epochs), step \(trainer.step) of \(trainer.batches.count)"
+        } else if trainer.epoch > 0 {
+            position = "after epoch \(trainer.epoch) of \(trainer.epochs)"
+        } else {
+            position = "before the first step"
+        }
         let message: String
         if let checkpointPath, trainer.epoch > 0 {
             message =
-                "interrupted by \(name) in \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
+                "interrupted by \(name) \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
                 + "with the optimizer's state; continue with: backprop train --resume \(checkpointPath)"
         } else if checkpointPath != nil {
-            message = "interrupted by \(name) in \(position), before any epoch completed: nothing saved"
+            message = "interrupted by \(name) \(position), before any epoch completed: nothing saved"
         } else {
-            message = "interrupted by \(name) in \(position): nothing saved (give --save FILE to keep checkpoints)"
+            message = "interrupted by \(name) \(position): nothing saved (give --save FILE to keep checkpoints)"
         }
         FileHandle.standardError.write(message + "\n")
     }
@@ -215,11 +225,14 @@ struct TrainCommand: ParsableCommand {
         func check<T: Equatable>(_ option: String, _ value: T, _ savedValue: T, _ defaultValue: T) throws {
             if value != defaultValue && value != savedValue {
                 throw ValidationError(
-                    "\(option) \(value) differs from \(savedValue) in \(path); --resume continues the run as it was started")
+                    "\(option) \(value) differs from \(savedValue) in \(path); --resume continues the run as it was started"
+                )
             }
         }
-        try check("--hidden", given.hidden.map(String.init).joined(separator: ","),
-            saved.hidden.map(String.init).joined(separator: ","), defaults.hidden.map(String.init).joined(separator: ","))
+        try check(
+            "--hidden", given.hidden.map(String.init).joined(separator: ","),
+            saved.hidden.map(String.init).joined(separator: ","),
+            defaults.hidden.map(String.init).joined(separator: ","))
         try check("--epochs", given.epochs, saved.epochs, defaults.epochs)
         try check("--batch-size", given.batchSize, saved.batchSize, defaults.batchSize)
         try check("--lr", given.learningRate, saved.learningRate, defaults.learningRate)

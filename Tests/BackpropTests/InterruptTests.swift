@@ -207,7 +207,8 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
         #expect(done >= 1 && done < epochs, "\(done) epochs done")
         let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
         #expect(
-            stopped.standardError.hasPrefix("interrupted by \(name) in epoch \(done + 1) of \(epochs), step "),
+            stopped.standardError.hasPrefix("interrupted by \(name) in epoch \(done + 1) of \(epochs), step ")
+                || stopped.standardError.hasPrefix("interrupted by \(name) after epoch \(done) of \(epochs): "),
             "\(stopped.standardError)")
         #expect(
             stopped.standardError.hasSuffix(
