@@ -21,7 +21,7 @@ struct EvaluateCommand: ParsableCommand {
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(help: "Use only the first N test images (and N training images for the normalisation).")
+    @Option(parsing: .unconditional, help: "Use only the first N test images (and N training images for the normalisation).")
     var limit: Int?
 
     @Flag(help: "Print one JSON object instead of text.")

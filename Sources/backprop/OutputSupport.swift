@@ -10,8 +10,11 @@ enum OutputPath {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
             throw ValidationError("\(option) \(path): the folder \(folder) does not exist")
+        }
+        guard isDirectory.boolValue else {
+            throw ValidationError("\(option) \(path): \(folder) is not a folder")
         }
         guard FileManager.default.isWritableFile(atPath: folder) else {
             throw ValidationError("\(option) \(path): the folder \(folder) is not writable")

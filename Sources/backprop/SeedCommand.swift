@@ -30,10 +30,11 @@ struct SeedCommand: ParsableCommand {
         name: .long, help: "A safetensors file holding w1, b1, w2, b2 to start from (the hidden size comes from w1).")
     var `init`: String?
 
-    @Option(name: .long, help: "Hidden units (the seed's nh) for Kaiming initialisation.")
+    // `.unconditional`: `--hidden -5` reads -5 (and is refused by `validate()`), not a missing value.
+    @Option(name: .long, parsing: .unconditional, help: "Hidden units (the seed's nh) for Kaiming initialisation.")
     var hidden: Int = 50
 
-    @Option(name: .long, help: "Seed of the random generator for the initial weights.")
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the random generator for the initial weights.")
     var seed: UInt64 = 42
 
     @Option(name: .long, help: "Write loss, out, x.g, w1.g, b1.g, w2.g, b2.g to this safetensors file.")

@@ -16,22 +16,25 @@ struct TrainCommand: ParsableCommand {
 
     private static let recipe = TrainingConfiguration()
 
-    @Option(help: "Hidden layer sizes, comma-separated (e.g. 256,128).")
+    // Numeric options parse `.unconditional`ly: `--epochs -3` is refused as negative, naming the
+    // option and the value, rather than as a missing value.
+
+    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 256,128).")
     var hidden: String = recipe.hidden.map(String.init).joined(separator: ",")
 
-    @Option(help: "Passes over the training set.")
+    @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs: Int = recipe.epochs
 
-    @Option(help: "Rows per minibatch.")
+    @Option(parsing: .unconditional, help: "Rows per minibatch.")
     var batchSize: Int = recipe.batchSize
 
-    @Option(name: .customLong("lr"), help: "Peak learning rate.")
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: "Peak learning rate.")
     var learningRate: Float = recipe.learningRate
 
     @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var optimizer: String = recipe.optimizer.rawValue
 
-    @Option(help: "Decoupled weight decay on the weight matrices.")
+    @Option(parsing: .unconditional, help: "Decoupled weight decay on the weight matrices.")
     var weightDecay: Float = recipe.weightDecay
 
     @Option(help: "Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -44,10 +47,11 @@ struct TrainCommand: ParsableCommand {
             """)
     var loss: String = recipe.loss.rawValue
 
-    @Option(help: "Seed of the initial weights and of the shuffles.")
+    @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles.")
     var seed: UInt64 = recipe.seed
 
     @Option(
+        parsing: .unconditional,
         help: """
             Threads for the matrix products (OpenBLAS). One is as fast as two on an idle 2-core \
             machine and much faster on a busy one.
@@ -58,11 +62,25 @@ struct TrainCommand: ParsableCommand {
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
+    @Option(
+        parsing: .unconditional,
+        help: "Use only the first N training images (5/6 train, 1/6 validate) and N test images, for quick trials.")
     var limit: Int?
 
-    @Option(help: "Write the trained model to this safetensors file.")
+    @Option(
+        help: """
+            Write the model, with the optimizer's state, to this safetensors file after every epoch \
+            (atomically), and at the end; Ctrl-C or SIGTERM stops after the current step and keeps the \
+            last completed epoch there.
+            """)
     var save: String?
+
+    @Option(
+        help: """
+            Continue the run saved in this checkpoint (by --save) to the result the uninterrupted run \
+            would have had; its settings are the checkpoint's. Saves to the same file unless --save is given.
+            """)
+    var resume: String?
 
     @Option(help: "Write an SVG plot of the losses and the validation accuracy to this file.")
     var plot: String?
@@ -77,40 +95,77 @@ struct TrainCommand: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads: expected at least 1, found \(threads)") }
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
+        if let resume, save == nil { try OutputPath.check(resume, option: "--resume") }
         _ = try parsedConfiguration()
     }
 
     func run() throws {
         let started = ContinuousClock.now
-        let configuration = try parsedConfiguration()
+        var configuration = try parsedConfiguration()
+        var limit = self.limit
+        if let resume {
+            let state = try TrainingCheckpoint.readState(path: resume)
+            try checkResumedSettings(configuration, limit: limit, against: state, path: resume)
+            configuration = state.configuration
+            limit = state.limit
+        }
+        // Checkpoints go to --save, or back to the file being resumed.
+        let checkpointPath = save ?? resume
+        Interruption.install()
         BLASThreads.set(threads)
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
         let trainer = Trainer(
             configuration: configuration, classes: FashionMNIST.classNames.count,
             train: (dataset.xTrain, dataset.yTrain), valid: (dataset.xValid, dataset.yValid))
+        if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
         let textOutput = json ? FileHandle.standardError : FileHandle.standardOutput
         let progress = ProgressDisplay(
             output: textOutput, isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1,
             totalEpochs: configuration.epochs)
+        // After each epoch, the checkpoint; an error writing it stops the run at the next step.
+        var checkpointError: (any Error)?
+        func saveCheckpoint(_ record: EpochRecord) {
+            progress.epoch(record)
+            guard let checkpointPath, checkpointError == nil else { return }
+            do {
+                try TrainingCheckpoint.save(trainer, configuration: configuration, limit: limit, to: checkpointPath)
+            } catch {
+                checkpointError = error
+            }
+        }
         do {
-            try trainer.fit(onStep: progress.step, onEpoch: progress.epoch)
+            try trainer.fit(
+                onStep: progress.step, onEpoch: saveCheckpoint,
+                shouldStop: { checkpointError != nil || Interruption.requested != nil })
         } catch let error as TrainingError {
             progress.clear()
-            let kept = save.map { " (nothing was written to \($0))" } ?? ""
+            var kept = ""
+            if let checkpointPath {
+                kept =
+                    trainer.epoch > 0
+                    ? " (\(checkpointPath) holds epoch \(trainer.epoch), the last before the divergence)"
+                    : " (nothing was written to \(checkpointPath))"
+            }
             throw CommandLineError(error.description + kept)
+        }
+        if let checkpointError { throw checkpointError }
+        if !trainer.isFinished, let signal = Interruption.requested {
+            progress.clear()
+            reportInterruption(signal, trainer: trainer, checkpointPath: checkpointPath)
+            Foundation.exit(128 + signal)
         }
         let test = evaluate(trainer.model, x: dataset.xTest, y: dataset.yTest)
         let last = trainer.history.last!
 
-        if let save {
-            var metadata = [
+        if let checkpointPath {
+            let metadata = [
                 "input_mean": "\(dataset.trainMean)", "input_std": "\(dataset.trainStd)",
                 "test_accuracy": "\(test.accuracy)", "valid_accuracy": "\(last.validAccuracy)",
             ]
-            metadata["training"] = try encodeJSON(configuration)
-            try Checkpoint.save(trainer.model, to: save, metadata: metadata)
+            try TrainingCheckpoint.save(
+                trainer, configuration: configuration, limit: limit, to: checkpointPath, metadata: metadata)
         }
         if let plot {
             let sizes = trainer.model.sizes.map(String.init).joined(separator: "-")
@@ -130,8 +185,69 @@ struct TrainCommand: ParsableCommand {
             textOutput.write(
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
                     + "\(format(test.loss, 4)), \(format(seconds, 1)) s\n")
-            if let save { textOutput.write("saved model to \(save)\n") }
+            if let checkpointPath { textOutput.write("saved model to \(checkpointPath)\n") }
             if let plot { textOutput.write("wrote plot to \(plot)\n") }
+        }
+    }
+
+    /// One line on stderr: what stopped the run, where its last completed epoch is, how to go on.
+    private func reportInterruption(_ signal: Int32, trainer: Trainer, checkpointPath: String?) {
+        let name = Interruption.name(of: signal)
+        let position: String
+        if trainer.step > 0 {
+            position =
+                "in epoch \(trainer.epoch + 1) of \(trainer.epochs), step \(trainer.step) of \(trainer.batches.count)"
+        } else if trainer.epoch > 0 {
+            position = "after epoch \(trainer.epoch) of \(trainer.epochs)"
+        } else {
+            position = "before the first step"
+        }
+        let message: String
+        if let checkpointPath, trainer.epoch > 0 {
+            message =
+                "interrupted by \(name) \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
+                + "with the optimizer's state; continue with: backprop train --resume \(checkpointPath)"
+        } else if checkpointPath != nil {
+            message = "interrupted by \(name) \(position), before any epoch completed: nothing saved"
+        } else {
+            message = "interrupted by \(name) \(position): nothing saved (give --save FILE to keep checkpoints)"
+        }
+        FileHandle.standardError.write(message + "\n")
+    }
+
+    /// With --resume, options given on the command line must agree with the checkpoint's (a
+    /// default value agrees with anything): the run continues as it was started.
+    private func checkResumedSettings(
+        _ given: TrainingConfiguration, limit: Int?, against state: TrainingState, path: String
+    ) throws {
+        let saved = state.configuration
+        let defaults = TrainingConfiguration()
+        func check<T: Equatable>(_ option: String, _ value: T, _ savedValue: T, _ defaultValue: T) throws {
+            if value != defaultValue && value != savedValue {
+                throw ValidationError(
+                    "\(option) \(value) differs from \(savedValue) in \(path); --resume continues the run as it was started"
+                )
+            }
+        }
+        try check(
+            "--hidden", given.hidden.map(String.init).joined(separator: ","),
+            saved.hidden.map(String.init).joined(separator: ","),
+            defaults.hidden.map(String.init).joined(separator: ","))
+        try check("--epochs", given.epochs, saved.epochs, defaults.epochs)
+        try check("--batch-size", given.batchSize, saved.batchSize, defaults.batchSize)
+        try check("--lr", given.learningRate, saved.learningRate, defaults.learningRate)
+        try check("--optimizer", given.optimizer.rawValue, saved.optimizer.rawValue, defaults.optimizer.rawValue)
+        try check("--weight-decay", given.weightDecay, saved.weightDecay, defaults.weightDecay)
+        try check("--schedule", given.schedule.rawValue, saved.schedule.rawValue, defaults.schedule.rawValue)
+        try check("--loss", given.loss.rawValue, saved.loss.rawValue, defaults.loss.rawValue)
+        try check("--seed", given.seed, saved.seed, defaults.seed)
+        if let limit, limit != state.limit {
+            throw ValidationError(
+                "--limit \(limit) differs from \(state.limit.map(String.init) ?? "none") in \(path); "
+                    + "--resume continues the run as it was started")
+        }
+        if state.completedEpochs >= saved.epochs {
+            throw ValidationError("--resume \(path): the run is complete (\(saved.epochs) of \(saved.epochs) epochs)")
         }
     }
 

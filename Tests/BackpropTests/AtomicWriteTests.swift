@@ -45,3 +45,21 @@ func atomicWriteNamesAFolderThatIsNotWritable() throws {
         }
     }
 }
+
+@Test func atomicWriteRemovesTheTemporaryFilesOfKilledWriters() throws {
+    // A process that has exited: its pid names no process (until reused, which takes a while).
+    let finished = Process()
+    finished.executableURL = URL(fileURLWithPath: "/bin/true")
+    try finished.run()
+    finished.waitUntilExit()
+    let deadPID = finished.processIdentifier
+    try withTemporaryFolder { folder in
+        let stale = ".model.safetensors.tmp-\(deadPID)-1f2e3d"
+        let living = ".model.safetensors.tmp-\(getpid())-abc123"  // this process: still writing
+        let otherFile = ".other.safetensors.tmp-\(deadPID)-1f2e3d"  // another file's: not ours to judge
+        for name in [stale, living, otherFile] { try writeBytes([1, 2], to: folder + "/" + name) }
+        try writeAtomically([7], to: folder + "/model.safetensors")
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+        #expect(left == ["model.safetensors", living, otherFile])
+    }
+}

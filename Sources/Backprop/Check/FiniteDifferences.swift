@@ -101,8 +101,12 @@ public func finiteDifference(
 }
 
 /// Finite differences of `loss` with respect to several elements of `tensor`, one after another
-/// (see ``finiteDifference(of:withRespectTo:at:scheme:)``).
-/// - Parameter indices: row-major positions; every element when `nil`.
+/// (see ``finiteDifference(of:withRespectTo:at:scheme:step:)``).
+/// - Parameters:
+///   - loss: the scalar to differentiate, recomputed after each change of `tensor`.
+///   - tensor: the tensor whose elements are moved (and put back).
+///   - indices: row-major positions; every element when `nil`.
+///   - scheme: the points evaluated around each element (central by default).
 /// - Returns: one estimate per position, in the order given.
 public func finiteDifferences(
     of loss: () -> Double, withRespectTo tensor: Tensor, at indices: [Int]? = nil,

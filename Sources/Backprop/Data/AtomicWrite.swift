@@ -6,7 +6,8 @@ import Foundation
 /// The bytes go to a temporary file in the same folder (`.<name>.tmp-<pid>-<random>`), which is
 /// flushed to disk with `fsync(2)` and then renamed over `path` with `rename(2)`, an atomic step on
 /// POSIX file systems. The folder is then synced too, so the rename survives a crash. Checkpoints,
-/// safetensors files, reports and plots all go through this function.
+/// safetensors files, reports and plots all go through this function. Temporary files of the same
+/// name that a killed writer left behind (their process is gone) are removed first.
 ///
 /// - Parameters:
 ///   - bytes: the complete new content of the file.
@@ -33,6 +34,7 @@ enum AtomicWriter {
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
         let (folder, name) = try split(path)
         try checkFolder(folder, for: path)
+        removeStaleTemporaries(of: name, in: folder)
 
         let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let temporary = folder + "/." + name + ".tmp-\(getpid())-" + suffix
@@ -64,6 +66,24 @@ enum AtomicWriter {
             throw DataError(path: path, problem: "cannot replace the file: " + reason)
         }
         syncFolder(folder)
+    }
+
+    /// Removes the temporary files that writers of `name` killed mid-write left in `folder`
+    /// (`.<name>.tmp-<pid>-<random>` whose process no longer exists), best effort.
+    ///
+    /// A process killed by SIGKILL between creating its temporary file and renaming it cannot
+    /// clean up; the next write of the same file does. Files of living processes are left alone:
+    /// they may be writing right now.
+    static func removeStaleTemporaries(of name: String, in folder: String) {
+        let prefix = "." + name + ".tmp-"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(folder + "/" + entry)
+            }
+        }
     }
 
     /// Splits `path` into its folder (`.` if none is given) and file name.

@@ -255,7 +255,7 @@ public enum IDX {
     ///   - shape: the dimension sizes, outermost first (`[n, 28, 28]` for images, `[n]` for labels).
     ///   - path: the destination.
     ///   - gzip: whether to compress; `nil` (the default) compresses when `path` ends in `.gz`.
-    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)``).
+    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)-([UInt8],_)``).
     /// - Precondition: as for ``encode(_:shape:)``.
     public static func write(_ bytes: [UInt8], shape: [Int], to path: String, gzip: Bool? = nil) throws {
         let encoded = encode(bytes, shape: shape)
@@ -263,13 +263,20 @@ public enum IDX {
         try writeAtomically(compress ? Gzip.compress(encoded) : encoded, to: path)
     }
 
-    /// The number of bytes `shape` holds, or `nil` if it overflows `Int`.
+    /// The number of bytes `shape` holds, or `nil` if it, or a tensor's strides for it, overflow `Int`.
+    ///
+    /// The strides multiply the dimensions with each 0 counted as 1, so `[0, 2³¹, 2³¹, 2³¹]` holds
+    /// 0 bytes but cannot be a tensor's shape: it is refused too (found by fuzzing, see
+    /// `Docs/Fuzzing.md`).
     static func byteCount(_ shape: [Int], elementSize: Int) -> Int? {
         var total = elementSize
+        var strideProduct = elementSize
         for size in shape {
             let (product, overflow) = total.multipliedReportingOverflow(by: size)
-            if overflow { return nil }
+            let (stride, strideOverflow) = strideProduct.multipliedReportingOverflow(by: Swift.max(size, 1))
+            if overflow || strideOverflow { return nil }
             total = product
+            strideProduct = stride
         }
         return total
     }

@@ -117,7 +117,7 @@ public enum Safetensors {
     ///   - tensors: the tensors by name; views (for example `w.t()`) are written as their values.
     ///   - metadata: free-form strings stored under `__metadata__` (omitted when empty).
     ///   - path: the destination; its folder must exist.
-    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)``).
+    /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)-([UInt8],_)``).
     /// - Precondition: no tensor is called `__metadata__`.
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
         try writeAtomically(encode(tensors, metadata: metadata), to: path)

@@ -51,6 +51,9 @@ public struct Narration {
 
     /// Narrates `trace`; with `statistics`, adds the mean and standard deviation after every layer.
     /// - Parameters:
+    ///   - trace: the recorded run of the seed's program.
+    ///   - statistics: whether to add the activations' mean and standard deviation.
+    ///   - previewEdge: how many entries at each end of a dimension the previews show.
     ///   - inputs: where `x` and `targ` come from, said when the model is called
     ///     (`the first 5 rows of Fashion-MNIST's x_train and y_train`).
     public init(

@@ -68,11 +68,19 @@ public enum Checkpoint {
 
     /// Writes `model`'s weights and architecture to `path`, atomically.
     ///
-    /// - Parameter metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    /// - Parameters:
+    ///   - model: an MLP: `Lin`, `ReLU`, …, `Lin` and a `CrossEntropy` or `Mse` loss.
+    ///   - path: the destination; its folder must exist.
+    ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    ///   - optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
+    ///     `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
+    ///     with ``load(path:)`` ignore it.
     /// - Throws: `CheckpointError` if a weight is NaN or infinite (so that a diverged run never
     ///   replaces a good file) or the model is not an MLP; `DataError` naming `path` if it cannot
     ///   be written. On any error the file at `path` is left as it was.
-    public static func save(_ model: Model, to path: String, metadata: [String: String] = [:]) throws {
+    public static func save(
+        _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:]
+    ) throws {
         let architecture = try architecture(of: model)
         var tensors: [String: Tensor] = [:]
         for (index, layer) in model.layers.enumerated() {
@@ -86,6 +94,9 @@ public enum Checkpoint {
                 }
                 tensors[key] = tensor
             }
+        }
+        for (name, tensor) in optimizerState {
+            tensors[optimizerPrefix + name] = tensor
         }
         var entries = metadata
         entries["format"] = format
@@ -178,9 +189,14 @@ public enum Checkpoint {
         return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
     }
 
-    /// Throws naming the first tensor the architecture does not account for.
+    /// The prefix of the optimizer's state tensors in a checkpoint (`optimizer.0.m`, `optimizer.step`).
+    public static let optimizerPrefix = "optimizer."
+
+    /// Throws naming the first tensor the architecture does not account for (the optimizer's
+    /// state aside).
     private static func checkNoExtraTensors(_ file: SafetensorsFile, expected: Set<String>) throws {
-        if let extra = file.names.first(where: { !expected.contains($0) }) {
+        let unexpected = { (name: String) in !expected.contains(name) && !name.hasPrefix(optimizerPrefix) }
+        if let extra = file.names.first(where: unexpected) {
             throw DataError(
                 path: file.path,
                 problem: "holds tensor '\(extra)', which the architecture \(file.metadata["sizes"] ?? "") does not have"

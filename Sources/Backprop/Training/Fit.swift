@@ -227,6 +227,20 @@ public final class Trainer {
     /// Whether every epoch has run.
     public var isFinished: Bool { epoch >= epochs }
 
+    /// Continues a run saved after `history.count` completed epochs (see `TrainingCheckpoint`):
+    /// the next ``fit(onStep:onEpoch:shouldStop:)`` starts at epoch `history.count + 1`, with that
+    /// epoch's shuffle and learning rate, as the uninterrupted run would have.
+    ///
+    /// The model's weights and the optimizer's state must be restored separately.
+    /// - Precondition: no step has run yet, and `history` has at most ``epochs`` records.
+    public func resume(history: [EpochRecord]) {
+        precondition(epoch == 0 && step == 0, "Trainer.resume: the run has already started")
+        precondition(
+            history.count <= epochs, "Trainer.resume: \(history.count) epochs done, but the run has \(epochs)")
+        self.history = history
+        self.epoch = history.count
+    }
+
     /// Trains until the last epoch ends or `shouldStop` (asked before each step) says stop.
     ///
     /// After each step `onStep` is called; after each epoch's validation, `onEpoch`. Returns the

@@ -1,0 +1,304 @@
+import Foundation
+import Testing
+
+@testable import Backprop
+
+// Interrupted training loses nothing: a run stopped between two epochs and resumed from its
+// checkpoint ends with the very weights of the uninterrupted run (bit for bit), SIGINT and
+// SIGTERM stop `backprop train` cleanly with the last completed epoch saved, and SIGKILL at any
+// moment leaves a checkpoint that reads whole.
+
+// MARK: - The library: save, restore, continue
+
+/// A small classification problem: `n` rows of `m` features, 10 classes, from `seed`.
+private func syntheticData(rows n: Int, features m: Int, seed: UInt64) -> (x: Tensor, y: Tensor) {
+    var generator = RandomGenerator(seed: seed)
+    let x = Tensor.randn([n, m], generator: &generator)
+    let y = Tensor((0..<n).map { _ in Float(generator.nextIndex(below: 10)) })
+    return (x, y)
+}
+
+/// The bit patterns of every weight of `model`, layer by layer.
+private func weightBits(_ model: Model) -> [[UInt32]] {
+    model.parameters.map { $0.values.map(\.bitPattern) }
+}
+
+/// The history without the seconds (which differ from run to run).
+private func losses(_ history: [EpochRecord]) -> [[Float]] {
+    history.map { [Float($0.epoch), $0.trainLoss, $0.validLoss, $0.validAccuracy, $0.learningRate] }
+}
+
+@Test(arguments: [OptimizerKind.adam, .sgd, .momentum])
+func trainingResumedFromACheckpointEndsWithTheUninterruptedWeights(optimizer: OptimizerKind) throws {
+    let train = syntheticData(rows: 200, features: 12, seed: 1)
+    let valid = syntheticData(rows: 40, features: 12, seed: 2)
+    let configuration = TrainingConfiguration(
+        hidden: [16, 8], epochs: 5, batchSize: 32, learningRate: 0.01, optimizer: optimizer, weightDecay: 0.01,
+        schedule: .oneCycle, seed: 7)
+
+    let uninterrupted = Trainer(configuration: configuration, classes: 10, train: train, valid: valid)
+    try uninterrupted.fit()
+
+    try withTemporaryFolder { folder in
+        let path = folder + "/run.safetensors"
+        let first = Trainer(configuration: configuration, classes: 10, train: train, valid: valid)
+        try first.fit(shouldStop: { first.epoch == 2 })
+        #expect(first.epoch == 2 && first.step == 0)
+        try TrainingCheckpoint.save(first, configuration: configuration, limit: 240, to: path)
+
+        let state = try TrainingCheckpoint.readState(path: path)
+        #expect(state.configuration == configuration)
+        #expect(state.completedEpochs == 2)
+        #expect(state.limit == 240)
+        #expect(state.history == first.history)  // Float and Double survive JSON exactly
+
+        // A fresh run, built from the settings alone, then restored: other weights until restored.
+        let resumed = Trainer(configuration: state.configuration, classes: 10, train: train, valid: valid)
+        #expect(weightBits(resumed.model) != weightBits(first.model))
+        try TrainingCheckpoint.restore(resumed, from: path)
+        #expect(weightBits(resumed.model) == weightBits(first.model))
+        #expect(resumed.epoch == 2)
+        try resumed.fit()
+
+        #expect(weightBits(resumed.model) == weightBits(uninterrupted.model))
+        #expect(losses(resumed.history) == losses(uninterrupted.history))
+        // The model alone still loads from a training checkpoint (as `backprop evaluate` reads it).
+        #expect(try Checkpoint.load(path: path).sizes == [12, 16, 8, 10])
+    }
+}
+
+@Test func restoringWithoutTheOptimizerStateWouldNotMatch() throws {
+    // The control for the test above: the optimizer's state is what makes the runs agree.
+    let train = syntheticData(rows: 200, features: 12, seed: 1)
+    let valid = syntheticData(rows: 40, features: 12, seed: 2)
+    let configuration = TrainingConfiguration(hidden: [16], epochs: 3, batchSize: 32, learningRate: 0.01, seed: 7)
+    let uninterrupted = Trainer(configuration: configuration, classes: 10, train: train, valid: valid)
+    try uninterrupted.fit()
+    try withTemporaryFolder { folder in
+        let path = folder + "/model.safetensors"
+        let first = Trainer(configuration: configuration, classes: 10, train: train, valid: valid)
+        try first.fit(shouldStop: { first.epoch == 1 })
+        try Checkpoint.save(first.model, to: path)  // weights only
+        let resumed = Trainer(configuration: configuration, classes: 10, train: train, valid: valid)
+        try Checkpoint.load(path: path, into: resumed.model)
+        resumed.resume(history: first.history)
+        try resumed.fit()
+        #expect(weightBits(resumed.model) != weightBits(uninterrupted.model))
+        // And a model-only file is refused for resuming, with a message that says why.
+        expectDataError(containing: [path, "holds no \"training\" settings: it is a model, not a training run"]) {
+            try TrainingCheckpoint.readState(path: path)
+        }
+    }
+}
+
+@Test func restoreRefusesACheckpointOfAnotherRun() throws {
+    let train = syntheticData(rows: 64, features: 6, seed: 3)
+    let configuration = TrainingConfiguration(hidden: [8], epochs: 2, batchSize: 16, seed: 1)
+    try withTemporaryFolder { folder in
+        let path = folder + "/run.safetensors"
+        let trainer = Trainer(configuration: configuration, classes: 10, train: train, valid: train)
+        try trainer.fit(shouldStop: { trainer.epoch == 1 })
+        try TrainingCheckpoint.save(trainer, configuration: configuration, limit: nil, to: path)
+
+        var wider = configuration
+        wider.hidden = [9]
+        let other = Trainer(configuration: wider, classes: 10, train: train, valid: train)
+        expectDataError(containing: [path, "holds a 6-8-10 relu cross_entropy model, expected 6-9-10"]) {
+            try TrainingCheckpoint.restore(other, from: path)
+        }
+        var sgd = configuration
+        sgd.optimizer = .sgd
+        let otherOptimizer = Trainer(configuration: sgd, classes: 10, train: train, valid: train)
+        expectDataError(containing: [
+            path, "holds optimizer state optimizer.0.m,", "expected none (another optimizer?)",
+        ]) {
+            try TrainingCheckpoint.restore(otherOptimizer, from: path)
+        }
+    }
+}
+
+// MARK: - The command line: SIGINT, SIGTERM, SIGKILL, --resume
+
+/// A data set in the Fashion-MNIST layout in `folder`: 600 training and 60 test images of 4×4
+/// random pixels with random labels (the model learns little; only reproducibility matters).
+private func writeRandomDataset(in folder: String) throws {
+    var generator = RandomGenerator(seed: 11)
+    func bytes(_ count: Int, below limit: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8(generator.nextIndex(below: limit)) }
+    }
+    try IDX.write(bytes(600 * 16, below: 256), shape: [600, 4, 4], to: folder + "/train-images-idx3-ubyte")
+    try IDX.write(bytes(600, below: 10), shape: [600], to: folder + "/train-labels-idx1-ubyte")
+    try IDX.write(bytes(60 * 16, below: 256), shape: [60, 4, 4], to: folder + "/t10k-images-idx3-ubyte")
+    try IDX.write(bytes(60, below: 10), shape: [60], to: folder + "/t10k-labels-idx1-ubyte")
+}
+
+/// `backprop train` on the random data set, `epochs` epochs, checkpoints in `save`.
+private func trainArguments(data: String, epochs: Int, save: String) -> [String] {
+    ["train", "--data", data, "--hidden", "16", "--epochs", String(epochs), "--batch-size", "50", "--save", save]
+}
+
+/// A `backprop` process started in the background, its stdout readable as it comes.
+private final class RunningBackprop {
+    let process = Process()
+    private let output = Pipe()
+    private let error = Pipe()
+    private var outputSoFar = Data()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = backpropExecutable()
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+    }
+
+    /// Reads stdout until it contains `text` (true) or ends (false).
+    func waitForOutput(containing text: String) -> Bool {
+        while !String(decoding: outputSoFar, as: UTF8.self).contains(text) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return false }
+            outputSoFar.append(chunk)
+        }
+        return true
+    }
+
+    func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the end; returns the status (or signal), whether a signal ended it, and stderr.
+    func finish() -> (status: Int32, bySignal: Bool, standardError: String) {
+        outputSoFar.append(output.fileHandleForReading.readDataToEndOfFile())
+        let errorText = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, process.terminationReason == .uncaughtSignal, errorText)
+    }
+}
+
+/// The weights of the checkpoint at `path`, by name, as bit patterns.
+private func checkpointWeights(_ path: String) throws -> [String: [UInt32]] {
+    let file = try Safetensors.read(path: path)
+    var weights: [String: [UInt32]] = [:]
+    for name in file.names where name.hasPrefix("layers.") {
+        weights[name] = try file.tensor(name).values.map(\.bitPattern)
+    }
+    return weights
+}
+
+@Test(arguments: [SIGINT, SIGTERM])
+func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int32) throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder)
+        let epochs = 40
+        let reference = folder + "/reference.safetensors"
+        let uninterrupted = try runBackprop(trainArguments(data: folder, epochs: epochs, save: reference))
+        #expect(uninterrupted.status == 0, "\(uninterrupted.standardError)")
+
+        let path = folder + "/run.safetensors"
+        let run = try RunningBackprop(trainArguments(data: folder, epochs: epochs, save: path))
+        #expect(run.waitForOutput(containing: "epoch  1/\(epochs)"))
+        run.send(signal)
+        let stopped = run.finish()
+        #expect(!stopped.bySignal, "killed by the signal instead of stopping: \(stopped.standardError)")
+        #expect(stopped.status == 128 + signal)
+
+        let state = try TrainingCheckpoint.readState(path: path)
+        let done = state.completedEpochs
+        #expect(done >= 1 && done < epochs, "\(done) epochs done")
+        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+        #expect(
+            stopped.standardError.hasPrefix("interrupted by \(name) in epoch \(done + 1) of \(epochs), step ")
+                || stopped.standardError.hasPrefix("interrupted by \(name) after epoch \(done) of \(epochs): "),
+            "\(stopped.standardError)")
+        #expect(
+            stopped.standardError.hasSuffix(
+                ": \(path) holds epoch \(done) with the optimizer's state; continue with: backprop train --resume \(path)\n"
+            ), "\(stopped.standardError)")
+        #expect(stopped.standardError.split(separator: "\n").count == 1)
+        // Only the checkpoint was written: no temporary file is left.
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)).isSuperset(of: ["run.safetensors"]))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.contains(".tmp-") })
+
+        let resumed = try runBackprop(["train", "--resume", path, "--data", folder])
+        #expect(resumed.status == 0, "\(resumed.standardError)")
+        #expect(resumed.standardOutput.contains(" \(done + 1)/\(epochs)  train loss"), "\(resumed.standardOutput)")
+        #expect(!resumed.standardOutput.contains(" \(done)/\(epochs)  train loss"), "\(resumed.standardOutput)")
+        #expect(try checkpointWeights(path) == checkpointWeights(reference))
+        #expect(try TrainingCheckpoint.readState(path: path).completedEpochs == epochs)
+    }
+}
+
+@Test func trainKilledAtAnyMomentLeavesAWholeCheckpoint() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder)
+        let epochs = 30
+        let reference = folder + "/reference.safetensors"
+        #expect(try runBackprop(trainArguments(data: folder, epochs: epochs, save: reference)).status == 0)
+
+        // Kill the run at moments spread over its life (loading, training, writing checkpoints),
+        // each time resuming from whatever the file holds; the file must always read whole.
+        let path = folder + "/run.safetensors"
+        var generator = RandomGenerator(seed: 5)
+        var kills = 0
+        var previous = 0
+        for _ in 0..<12 {
+            let exists = FileManager.default.fileExists(atPath: path)
+            let arguments =
+                exists
+                ? ["train", "--resume", path, "--data", folder]
+                : trainArguments(data: folder, epochs: epochs, save: path)
+            let run = try RunningBackprop(arguments)
+            usleep(UInt32(20_000 + generator.nextIndex(below: 250_000)))
+            run.send(SIGKILL)
+            let ended = run.finish()
+            if ended.bySignal { kills += 1 }
+            if FileManager.default.fileExists(atPath: path) {
+                let state = try TrainingCheckpoint.readState(path: path)  // throws if the file is broken
+                #expect(state.completedEpochs >= previous, "the checkpoint went back in time")
+                previous = state.completedEpochs
+                _ = try checkpointWeights(path)
+            }
+            if previous == epochs { break }
+        }
+        #expect(kills > 0, "no run was killed: the runs were too fast for the test")
+        // Finish the run: the same weights as the run never killed.
+        let finishedHere = previous < epochs
+        if finishedHere {
+            let arguments =
+                previous == 0 && !FileManager.default.fileExists(atPath: path)
+                ? trainArguments(data: folder, epochs: epochs, save: path)
+                : ["train", "--resume", path, "--data", folder]
+            let finished = try runBackprop(arguments)
+            #expect(finished.status == 0, "\(finished.standardError)")
+        }
+        #expect(try checkpointWeights(path) == checkpointWeights(reference))
+        // The temporary files of killed writers were removed by the writes after them (when the
+        // last write was not itself killed).
+        if finishedHere {
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+            #expect(left.allSatisfy { !$0.contains(".tmp-") }, "\(left)")
+        }
+    }
+}
+
+@Test func trainResumeRefusesSettingsThatDifferFromTheCheckpoint() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder)
+        let path = folder + "/run.safetensors"
+        #expect(try runBackprop(trainArguments(data: folder, epochs: 2, save: path)).status == 0)
+        let cases: [([String], String)] = [
+            (["train", "--resume", path, "--data", folder, "--epochs", "5"], "--epochs 5 differs from 2 in \(path)"),
+            (
+                ["train", "--resume", path, "--data", folder, "--hidden", "32"],
+                "--hidden 32 differs from 16 in \(path)"
+            ),
+            (["train", "--resume", path, "--data", folder], "the run is complete (2 of 2 epochs)"),
+            (["train", "--resume", folder + "/none.safetensors"], "none.safetensors: no such file"),
+        ]
+        for (arguments, fragment) in cases {
+            let run = try runBackprop(arguments)
+            #expect(!run.crashed && run.status != 0, "\(arguments)")
+            #expect(run.standardError.contains(fragment), "\(arguments): \(run.standardError)")
+        }
+    }
+}
