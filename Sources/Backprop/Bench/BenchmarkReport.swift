@@ -40,6 +40,8 @@ public struct BenchmarkReport: Encodable {
         case matmulError = "matmul_error"
     }
 
+    /// Writes the report under the keys the peer runner reads (`seed_step_ms`,
+    /// `minibatch_epoch_s`, `mlp_epoch_s`, `matmul_gflops`, …); a part not measured is left out.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(machine, forKey: .machine)
