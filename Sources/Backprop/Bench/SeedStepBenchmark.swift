@@ -30,8 +30,8 @@ public struct SeedStepBenchmark {
             case backwardProductsMilliseconds = "backward_products_ms"
         }
 
-        /// Writes the times under these JSON keys: (`step_ms`, `forward_ms`,
-        /// `backward_ms`, `forward_products_ms`, `backward_products_ms`, `elementwise_ms`).
+        /// Writes the times under these JSON keys: `step_ms`, `forward_ms`,
+        /// `backward_ms`, `forward_products_ms`, `backward_products_ms`, `elementwise_ms`.
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(stepMilliseconds, forKey: .stepMilliseconds)
