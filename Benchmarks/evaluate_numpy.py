@@ -56,17 +56,21 @@ def main():
         help="folder with the Fashion-MNIST files",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT test images")
     arguments = parser.parse_args()
 
     tensors, metadata = read_safetensors(arguments.model)
     if metadata.get("format") != "backprop-mlp":
         sys.exit(f"{arguments.model}: not a Backprop MLP checkpoint (format {metadata.get('format')!r})")
     # The linear layers, in the order of the model's layer list: layers.0, layers.2, ...
-    indices = sorted({int(name.split(".")[1]) for name in tensors})
+    # (a checkpoint written during training also holds optimizer.* tensors; they are skipped)
+    indices = sorted({int(name.split(".")[1]) for name in tensors if name.startswith("layers.")})
     layers = [(tensors[f"layers.{i}.w"], tensors[f"layers.{i}.b"]) for i in indices]
 
     images = read_idx(arguments.data, "t10k-images-idx3-ubyte")
     labels = read_idx(arguments.data, "t10k-labels-idx1-ubyte").astype(np.int64)
+    if arguments.limit is not None:
+        images, labels = images[: arguments.limit], labels[: arguments.limit]
     mean = np.float32(float(metadata["input_mean"]))
     std = np.float32(float(metadata["input_std"]))
     x = (images.reshape(len(images), -1).astype(np.float32) / np.float32(255) - mean) / std

@@ -69,6 +69,25 @@ struct TrainCommandTests {
         }
     }
 
+    /// Another framework reads the checkpoint: numpy alone (`Benchmarks/evaluate_numpy.py`, which
+    /// parses the safetensors bytes and runs the forward pass itself) gives the same accuracy.
+    @Test(.enabled(if: numpyAvailable, "python3 with numpy is not installed"))
+    func numpyReadsTheSavedModelToTheSameAccuracy() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            let trained = try runBackprop(["train"] + Self.quick + ["--save", model])
+            #expect(trained.status == 0, "stderr: \(trained.standardError)")
+            let evaluated = try runBackprop(["evaluate", "--model", model, "--limit", "600", "--json"])
+            let ours = try #require(try Self.parseJSON(evaluated.standardOutput)["test_accuracy"] as? Double)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("Benchmarks/evaluate_numpy.py").path
+            let python = try runProgram("/usr/bin/env", ["python3", script, model, "--limit", "600", "--json"])
+            #expect(python.status == 0, "stderr: \(python.standardError)")
+            let theirs = try #require(try Self.parseJSON(python.standardOutput)["test_accuracy"] as? Double)
+            #expect(abs(ours - theirs) < 1e-6, "backprop evaluate \(ours), numpy \(theirs)")
+        }
+    }
+
     @Test func divergenceNamesEpochAndStepAndKeepsTheGoodCheckpoint() throws {
         try withTemporaryFolder { folder in
             let model = folder + "/model.safetensors"

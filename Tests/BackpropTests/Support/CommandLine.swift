@@ -17,8 +17,18 @@ func backpropExecutable() -> URL {
 
 /// Runs `backprop` with `arguments` and waits for it.
 func runBackprop(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    try runProgram(backpropExecutable().path, arguments, environment: environment)
+}
+
+/// Whether `python3` with numpy can run here (for the tests that use a numpy script as the peer).
+let numpyAvailable: Bool = {
+    (try? runProgram("/usr/bin/env", ["python3", "-c", "import numpy"]).status) == 0
+}()
+
+/// Runs the program at `path` with `arguments` and waits for it.
+func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
     let process = Process()
-    process.executableURL = backpropExecutable()
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     if let environment { process.environment = environment }
     let output = Pipe()
