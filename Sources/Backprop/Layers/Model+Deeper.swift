@@ -30,9 +30,9 @@ extension Model {
     /// sqrt(2 / n_{k-1})` for each layer followed by a ReLU, `randn / sqrt(n_{k-1})` for the last,
     /// zero biases.
     ///
-    /// Weights are drawn in order, `w1` first, row-major, from `generator`; for `[m, nh, 1]` they
-    /// are exactly those of `SeedProgram.Weights.kaiming(inputs: m, hidden: nh, generator:)`, so
-    /// that one seed gives the same model to `backprop seed` and `backprop gradcheck`.
+    /// Weights are drawn in order, `w1` first, row-major, from `generator`;
+    /// `SeedProgram.Weights.kaiming(inputs: m, hidden: nh, generator:)` is this with `[m, nh, 1]`,
+    /// so that one seed gives the same model to `backprop seed` and `backprop gradcheck`.
     /// - Precondition: at least two sizes, all positive.
     public static func kaimingInitialization(
         sizes: [Int], generator: inout RandomGenerator

@@ -29,9 +29,8 @@ public struct SeedProgram {
         /// The lesson's Kaiming initialisation: `w1 = randn(m, nh) * sqrt(2/m)`,
         /// `w2 = randn(nh, 1) / sqrt(nh)`, zero biases.
         public static func kaiming(inputs m: Int, hidden nh: Int, generator: inout RandomGenerator) -> Weights {
-            let w1 = Tensor.randn([m, nh], generator: &generator) * Float((2.0 / Double(m)).squareRoot())
-            let w2 = Tensor.randn([nh, 1], generator: &generator) / Float(Double(nh).squareRoot())
-            return Weights(w1: w1, b1: Tensor.zeros(nh), w2: w2, b2: Tensor.zeros(1))
+            let layers = Model.kaimingInitialization(sizes: [m, nh, 1], generator: &generator)
+            return Weights(w1: layers[0].w, b1: layers[0].b, w2: layers[1].w, b2: layers[1].b)
         }
     }
 
