@@ -263,7 +263,119 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
     if (streaming) _mm_sfence();
 }
 
+// MARK: Products with a long depth and a small result
+
+// `w1.g = xᵀ • out.g` sums 50,000 outer products of a row of x (784) and a row of out.g (50) into
+// a small C (784 × 50). Here the vectors run along x's rows, which lie contiguous in memory: the
+// kernel reads x in blocks of consecutive rows (each block one stretch of memory, which the
+// hardware streams in), and keeps C transposed, T = Cᵀ (50 × 784), in registers a tile of 5 rows ×
+// 16 columns at a time. B's block (rows of out.g) is packed 5 columns at a time for the broadcasts.
+// There is no padding to waste on the seed's shapes: 784 = 49 × 16 and 50 = 10 × 5.
+//
+//   for each block of 64 rows of A's depth (rows of x and of out.g):
+//     pack B's block into tiles of 5 columns
+//     for each 16 columns of x:  for each tile of 5 columns of out.g:
+//       T tile (5 × 16) += out.g block tileᵀ • x block columns      (10 registers)
+
+enum { TN_COLUMNS = 5, TN_BLOCK = 64 };
+
+/// One tile of T: 5 rows × `nv` vectors of 8 columns; `width` (1...16) columns of x are read.
+INLINE TARGET void tnTile(const int nv, const int masked, long width, long kb, const float *a, long lda,
+    const float *g, float *t, long ldt)
+{
+    __m256 acc[TN_COLUMNS][2];
+    const __m256i mask = firstLanes(width - (nv - 1) * 8);
+    for (int r = 0; r < TN_COLUMNS; r++) {
+        acc[r][0] = _mm256_loadu_ps(t + r * ldt);
+        acc[r][1] = nv == 2 ? _mm256_loadu_ps(t + r * ldt + 8) : acc[r][0];
+    }
+    for (long p = 0; p < kb; p++) {
+        const float *row = a + p * lda;
+        __m256 x0, x1;
+        if (nv == 2) {
+            x0 = _mm256_loadu_ps(row);
+            x1 = masked ? _mm256_maskload_ps(row + 8, mask) : _mm256_loadu_ps(row + 8);
+        } else {
+            x0 = masked ? _mm256_maskload_ps(row, mask) : _mm256_loadu_ps(row);
+            x1 = x0;
+        }
+        const float *gp = g + p * TN_COLUMNS;
+        for (int r = 0; r < TN_COLUMNS; r++) {
+            const __m256 gv = _mm256_broadcast_ss(gp + r);
+            acc[r][0] = _mm256_fmadd_ps(x0, gv, acc[r][0]);
+            if (nv == 2) acc[r][1] = _mm256_fmadd_ps(x1, gv, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < TN_COLUMNS; r++) {
+        _mm256_storeu_ps(t + r * ldt, acc[r][0]);
+        if (nv == 2) _mm256_storeu_ps(t + r * ldt + 8, acc[r][1]);
+    }
+}
+
+long bp_gemm_tn_rows(long n) { return (n + TN_COLUMNS - 1) / TN_COLUMNS * TN_COLUMNS; }
+
+long bp_gemm_tn_columns(long m) { return (m + NR - 1) / NR * NR; }
+
+TARGET void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    const long tiles = bp_gemm_tn_rows(n) / TN_COLUMNS, paddedColumns = bp_gemm_tn_columns(m);
+    for (long j = 0; j < tiles * TN_COLUMNS; j++) {
+        for (long i = 0; i < paddedColumns; i++) t[j * ldt + i] = 0;
+    }
+    if (m <= 0 || n <= 0) return;
+    float *packed = scratch(tiles * TN_COLUMNS * TN_BLOCK);
+    for (long p0 = 0; p0 < k; p0 += TN_BLOCK) {
+        const long kb = k - p0 < TN_BLOCK ? k - p0 : TN_BLOCK;
+        for (long q = 0; q < tiles; q++) {
+            float *tile = packed + q * kb * TN_COLUMNS;
+            for (long p = 0; p < kb; p++) {
+                const float *source = b + (p0 + p) * rowStrideB;
+                for (long r = 0; r < TN_COLUMNS; r++) {
+                    const long j = q * TN_COLUMNS + r;
+                    tile[p * TN_COLUMNS + r] = j < n ? source[j * columnStrideB] : 0;
+                }
+            }
+        }
+        // The next block of rows of A arrives while this one is used.
+        Prefetcher next = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0;
+        if (p0 + kb < k) {
+            const long nextKb = k - p0 - kb < TN_BLOCK ? k - p0 - kb : TN_BLOCK;
+            next = (Prefetcher){(const char *)(a + (p0 + kb) * lda), nextKb, lda * 4, m * 4, 0, 0};
+            linesPerTile = nextKb * (m * 4 / 64 + 1) / (tiles * (paddedColumns / NR)) + 1;
+        }
+        const float *block = a + p0 * lda;
+        for (long i0 = 0; i0 < m; i0 += NR) {
+            const long width = m - i0 < NR ? m - i0 : NR;
+            for (long q = 0; q < tiles; q++) {
+                prefetchLines(&next, linesPerTile);
+                const float *g = packed + q * kb * TN_COLUMNS;
+                float *tile = t + q * TN_COLUMNS * ldt + i0;
+                if (width == NR) {
+                    tnTile(2, 0, width, kb, block + i0, lda, g, tile, ldt);
+                } else if (width > 8) {
+                    tnTile(2, 1, width, kb, block + i0, lda, g, tile, ldt);
+                } else {
+                    tnTile(1, 1, width, kb, block + i0, lda, g, tile, ldt);
+                }
+            }
+        }
+    }
+}
+
 #else
+
+long bp_gemm_tn_rows(long n) { return n; }
+
+long bp_gemm_tn_columns(long m) { return m; }
+
+void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)rowStrideB, (void)columnStrideB, (void)t, (void)ldt;
+    abort();
+}
 
 int bp_gemm_avx2_available(void) { return 0; }
 

@@ -98,6 +98,20 @@ struct SkinnyKernelTests {
         expectAgreement(m: 20, k: 8192, n: 50, accumulate: true)
     }
 
+    /// A transposed A (`xᵀ`) with a long depth goes to `bp_gemm_tn_avx2` in pieces of 2048 rows of
+    /// x: rows of C around its 16-wide tile (tails of 1...8 and 9...15 columns of x), columns
+    /// around its 5-wide one, the seed's 784 rows, a short last piece, a bias, accumulation.
+    @Test(arguments: [1, 7, 8, 9, 16, 20, 33], [1, 4, 5, 6, 13])
+    func transposedLongDepth(m: Int, n: Int) {
+        expectAgreement(m: m, k: 8192 + 77, n: n, transposeA: true)
+    }
+
+    @Test func transposedLongDepthBiasAndAccumulation() {
+        expectAgreement(m: 50, k: 8192, n: 13, transposeA: true, bias: true)
+        expectAgreement(m: 784, k: 8200, n: 6, transposeA: true, accumulate: true)
+        expectAgreement(m: 9, k: 8193, n: 7, transposeA: true, transposeB: true)
+    }
+
     /// `.fast` takes the skinny kernel for the seed's shapes, and BLAS for large square ones.
     @Test func fastChoosesTheSkinnyKernelForTheSeedsShapes() {
         #expect(GemmRoute(.fast, m: 50_000, n: 50, k: 784) == .skinny)

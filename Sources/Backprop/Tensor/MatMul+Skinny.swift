@@ -46,7 +46,11 @@ extension Tensor {
             c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
             streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
         if m * n <= 1 << 18 && k >= 2 * depthPiece {
-            depthSplitGemm(operands, accumulate: accumulate, bias: bias)
+            if a.transposed {
+                transposedDepthGemm(operands, accumulate: accumulate, bias: bias)
+            } else {
+                depthSplitGemm(operands, accumulate: accumulate, bias: bias)
+            }
             return
         }
         // Split C by rows (multiples of the 6-row tile) or by columns (of the 16-wide one). Each
@@ -71,6 +75,53 @@ extension Tensor {
 
     /// Rows of B (columns of A) per piece of a product split along its depth.
     static let depthPiece = 4096
+
+    /// Rows of x per piece of ``transposedDepthGemm(_:accumulate:bias:)``: small enough that the
+    /// two cores finish within a piece of each other, large enough that adding up the pieces'
+    /// results (one small C each) costs little.
+    static let transposedDepthPiece = 2048
+
+    /// `C = xᵀ • B` for a transposed view `xᵀ` with a long depth and a small C: the seed's
+    /// `w1.g = xᵀ • out.g`, `(784, 50000) • (50000, 50)`.
+    ///
+    /// The depth is cut into pieces of ``transposedDepthPiece`` rows of x, which the cores take
+    /// one at a time; each piece sums its rows into its own copy of `Cᵀ` with
+    /// `bp_gemm_tn_avx2` (vectors along x's rows, which lie contiguous), and the copies are added
+    /// in order and transposed into C. The pieces do not depend on the number of cores, so
+    /// neither does the result.
+    private static func transposedDepthGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        let m = operands.m
+        let n = operands.n
+        let k = operands.k
+        let ldt = bp_gemm_tn_columns(m)
+        let pieceSize = bp_gemm_tn_rows(n) * ldt
+        let pieces = (k + transposedDepthPiece - 1) / transposedDepthPiece
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * pieceSize)
+        defer { partial.deallocate() }
+        let shared = UncheckedSendable(operands)
+        let output = UncheckedSendable(partial)
+        Parallel.forEachPiece(pieces) { piece in
+            let operands = shared.value
+            let begin = piece * transposedDepthPiece
+            let depth = Swift.min(k, begin + transposedDepthPiece) - begin
+            bp_gemm_tn_avx2(
+                m, n, depth, operands.a! + begin * operands.columnStrideA, operands.columnStrideA,
+                operands.b! + begin * operands.rowStrideB, operands.rowStrideB, operands.columnStrideB,
+                output.value + piece * pieceSize, ldt)
+        }
+        for piece in 1..<Swift.max(pieces, 1) {
+            let source = partial + piece * pieceSize
+            for index in 0..<pieceSize { partial[index] += source[index] }
+        }
+        let c = operands.c!
+        let ldc = operands.ldc
+        for i in 0..<m {
+            for j in 0..<n {
+                let start: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
+                c[i * ldc + j] = start + partial[j * ldt + i]
+            }
+        }
+    }
 
     /// A product whose C is small and whose depth is long (the seed's `w1.g = xᵀ • out.g`:
     /// `(784, 50000) • (50000, 50)`), split along the depth: each piece sums its own 4096 rows

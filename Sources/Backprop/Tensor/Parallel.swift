@@ -45,6 +45,26 @@ enum Parallel {
         }
     }
 
+    /// Calls `body` once for each of `0..<count`, on up to ``workers`` threads, each taking the
+    /// next index as it comes free (for pieces of similar, sizeable work: a core that loses its
+    /// time slice then delays the loop by one piece at most). Returns when every call is done.
+    ///
+    /// `body` runs concurrently for different indices: it must write only what its index owns.
+    static func forEachPiece(_ count: Int, _ body: (Int) -> Void) {
+        let threads = Swift.min(workers, count)
+        if threads <= 1 {
+            for index in 0..<count { body(index) }
+            return
+        }
+        let next = PieceCounter()
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                while let index = next.take(below: count) { shared.value(index) }
+            }
+        }
+    }
+
     /// `0..<count` cut into `parts` consecutive ranges of nearly equal size, each a multiple of
     /// `grain` except the last; empty ranges are dropped.
     static func split(_ count: Int, into parts: Int, grain: Int) -> [Range<Int>] {
@@ -57,4 +77,19 @@ enum Parallel {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// The next index to hand out in ``Parallel/forEachPiece(_:_:)``.
+private final class PieceCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    /// The next index below `count`, or `nil` when all have been handed out.
+    func take(below count: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < count else { return nil }
+        next += 1
+        return next - 1
+    }
 }

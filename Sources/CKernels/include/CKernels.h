@@ -44,6 +44,23 @@ int bp_gemm_avx2_available(void);
 /// value is correct. Call only when `bp_gemm_avx2_available()` returned 1.
 void bp_gemm_avx2(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
 
+/// `T = Aᵀ-major product for a long depth`: for `0 ≤ j < n`, `0 ≤ i < m`,
+/// `t[j * ldt + i] = Σ_p a[p * lda + i] · b[p * rowStrideB + j * columnStrideB]`, `0 ≤ p < k`.
+///
+/// This is `C = A • B` for an `A` stored transposed (`xᵀ`, whose element `(i, p)` is
+/// `a[p * lda + i]`), written as its transpose `T = Cᵀ`: the shape of the seed's
+/// `w1.g = xᵀ • out.g`, a small result summed over a long depth. `t` must hold
+/// `bp_gemm_tn_rows(n)` rows of `ldt ≥ bp_gemm_tn_columns(m)` floats; the rows and columns past
+/// `n` and `m` are scratch. Call only when `bp_gemm_avx2_available()` returned 1.
+void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt);
+
+/// The rows `bp_gemm_tn_avx2` needs in `t` for `n` columns of B (a multiple of its tile).
+long bp_gemm_tn_rows(long n);
+
+/// The smallest `ldt` `bp_gemm_tn_avx2` accepts for `m` rows of C (a multiple of its tile).
+long bp_gemm_tn_columns(long m);
+
 #ifdef __cplusplus
 }
 #endif
