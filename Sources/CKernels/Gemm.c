@@ -13,6 +13,10 @@
 //     pack B's block, columns [columnBegin, columnEnd), into panels of 16 columns
 //     for each tile of 6 rows × 16 columns of C:            (rows outer when C is tall)
 //       C tile (=|+=) A rows • B panel                       (the micro-kernel: 12 registers)
+//     C's last 1...4 columns, when A's rows are contiguous: dot products (`dotColumns`)
+//
+// The third product, whose C is small and depth long, has its own kernel below
+// (`bp_gemm_tn_avx2`, vectors along x's rows).
 //
 // Tests check it against the reference loops (`referenceGemm`) on every edge of the tiling.
 
@@ -199,6 +203,85 @@ static TARGET void anyTile(int mr, long width, long k, const float *a, long rsA,
     }
 }
 
+// MARK: The last few columns
+
+// When C's width is a few columns past a multiple of 16 (the seed's 50 = 3 × 16 + 2), a last
+// panel of 8 lanes would do 8 columns' work for 2. Where A's rows lie contiguous (x in `x • w1`),
+// those columns are dot products instead: vectors along k, over a row of A and a column of B
+// (packed as a row), summed across the lanes at the end.
+
+/// The most columns computed as dot products (`dotTile` keeps `mr × 2` sums in registers).
+enum { DOT_COLUMNS = 4 };
+
+/// The sum of the 8 lanes of `v`.
+INLINE TARGET float laneSum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// C's `mr` rows (1...6) × `nc` columns (1 or 2): dot products of rows of A (contiguous, `rsA`
+/// apart) with `nc` rows of `w` (B's columns, `ldw` apart, zero-padded to a multiple of 8).
+INLINE TARGET void dotTile(const int mr, const int nc, long k, const float *a, long rsA, const float *w, long ldw,
+    float *c, long ldc, const float *bias, int accumulate)
+{
+    __m256 acc[MR][2];
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const long full = k / 8 * 8;
+    for (long p = 0; p < full; p += 8) {
+        const __m256 w0 = _mm256_load_ps(w + p);
+        const __m256 w1 = nc == 2 ? _mm256_load_ps(w + ldw + p) : w0;
+        for (int r = 0; r < mr; r++) {
+            const __m256 x = _mm256_loadu_ps(a + r * rsA + p);
+            acc[r][0] = _mm256_fmadd_ps(x, w0, acc[r][0]);
+            if (nc == 2) acc[r][1] = _mm256_fmadd_ps(x, w1, acc[r][1]);
+        }
+    }
+    if (full < k) {
+        // A's last partial vector through a mask (past its end may be another allocation).
+        const __m256i mask = firstLanes(k - full);
+        const __m256 w0 = _mm256_load_ps(w + full);
+        const __m256 w1 = nc == 2 ? _mm256_load_ps(w + ldw + full) : w0;
+        for (int r = 0; r < mr; r++) {
+            const __m256 x = _mm256_maskload_ps(a + r * rsA + full, mask);
+            acc[r][0] = _mm256_fmadd_ps(x, w0, acc[r][0]);
+            if (nc == 2) acc[r][1] = _mm256_fmadd_ps(x, w1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        for (int j = 0; j < nc; j++) {
+            float value = laneSum(acc[r][j]);
+            if (bias) value += bias[j];
+            if (accumulate) value += c[r * ldc + j];
+            c[r * ldc + j] = value;
+        }
+    }
+}
+
+#define DOT_ROWS(NC)                                                                                      \
+    switch (mr) {                                                                                         \
+    case 6: dotTile(6, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                           \
+    case 5: dotTile(5, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                           \
+    case 4: dotTile(4, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                           \
+    case 3: dotTile(3, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                           \
+    case 2: dotTile(2, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                           \
+    default: dotTile(1, NC, k, a, rsA, w, ldw, c, ldc, bias, accumulate); break;                          \
+    }
+
+/// C's `mr` rows × `columns` (1...DOT_COLUMNS) columns as dot products, two columns at a time.
+static TARGET void dotColumns(int mr, long columns, long k, const float *a, long rsA, const float *w, long ldw,
+    float *c, long ldc, const float *bias, int accumulate)
+{
+    for (long j = 0; j < columns; j += 2, w += 2 * ldw, c += 2, bias = bias ? bias + 2 : NULL) {
+        if (columns - j >= 2) {
+            DOT_ROWS(2)
+        } else {
+            DOT_ROWS(1)
+        }
+    }
+}
+
 // MARK: The driver
 
 TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
@@ -210,15 +293,26 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
     const int rowsOuter = rows >= columns;
     const int streaming = g->streaming && (uintptr_t)g->c % 32 == 0 && g->ldc % 8 == 0 && columnBegin % 8 == 0
         && kcMax == k;
-    const long rowTiles = (rows + MR - 1) / MR, columnTiles = (columns + NR - 1) / NR;
-    float *packed = scratch(packedCount(kcMax, columns));
+    // The last few columns as dot products: when A's rows are contiguous and read whole (no
+    // blocks of k), C is tall, and a narrow last panel would waste most of its lanes.
+    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
+        ? columns % NR : 0;
+    const long panelColumns = columns - tail, ldw = (k + 7) / 8 * 8;
+    const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + NR - 1) / NR : 1;
+    float *packed = scratch(packedCount(kcMax, panelColumns) + tail * ldw);
+    float *packedTail = packed + packedCount(kcMax, panelColumns);
+    for (long j = 0; j < tail; j++) {
+        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
+        for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
+    }
+    const long panelEnd = columnBegin + panelColumns;
     const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
     for (long pc = 0; pc < k; pc += kcMax) {
         const long kc = k - pc < kcMax ? k - pc : kcMax;
         const int accumulate = g->accumulate || pc > 0;
         const float *biasBlock = pc == 0 ? g->bias : NULL;
         const float *aBlock = g->a + pc * csA;
-        packB(kc, columns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
+        packB(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
             g->columnStrideB, packed);
         // A transposed view (A = xᵀ): its next block of KC columns is the next KC rows of x.
         Prefetcher next = {0, 0, 0, 0, 0, 0};
@@ -237,13 +331,17 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
                     next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
                     linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
                 }
-                for (long j = columnBegin; j < columnEnd; j += NR) {
-                    const long width = columnEnd - j < NR ? columnEnd - j : NR;
+                for (long j = columnBegin; j < panelEnd; j += NR) {
+                    const long width = panelEnd - j < NR ? panelEnd - j : NR;
                     const long ldb = width <= 8 ? 8 : NR;
                     prefetchLines(&next, linesPerTile);
                     anyTile(mr, width, kc, aBlock + i * rsA, rsA, csA, packed + (j - columnBegin) * kc, ldb,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
                         streaming && width == NR);
+                }
+                if (tail > 0) {
+                    dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
+                        g->bias ? g->bias + panelEnd : NULL, g->accumulate);
                 }
             }
         } else {

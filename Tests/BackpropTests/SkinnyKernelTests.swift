@@ -47,11 +47,13 @@ struct SkinnyKernelTests {
             sourceLocation: sourceLocation)
     }
 
-    /// Rows around multiples of 6, columns around multiples of 8 and 16, depths 1 and odd.
-    @Test(arguments: [1, 5, 6, 7, 13, 50], [1, 2, 7, 8, 9, 15, 16, 17, 33, 50])
+    /// Rows around multiples of 6, columns around multiples of 8 and 16 (and 1...4 past one, which
+    /// are dot products), depths 1, odd, and past a multiple of 8.
+    @Test(arguments: [1, 5, 6, 7, 13, 50], [1, 2, 4, 7, 8, 9, 15, 16, 17, 19, 20, 33, 50])
     func tileEdges(m: Int, n: Int) {
         for k in [1, 3, 50] {
             expectAgreement(m: m, k: k, n: n)
+            expectAgreement(m: m, k: k, n: n, bias: true, accumulate: false)
         }
     }
 
