@@ -36,6 +36,9 @@
 /// Rows of B per packed block when k is large.
 enum { KC = 256, KC_WHOLE = 1024, MR = 6, NR = 16 };
 
+/// Calls with at most this many rows of C read a row-major B in place instead of packing it.
+enum { IN_PLACE_ROWS = 96 };
+
 int bp_gemm_avx2_available(void) {
     unsigned int eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
@@ -122,9 +125,13 @@ INLINE TARGET __m256i firstLanes(long width) {
     return _mm256_loadu_si256((const __m256i *)(maskTable + 8 - width));
 }
 
+/// How `tile` reads B: a packed panel (aligned, zero-padded), or B in place (row-major, row
+/// stride `ldb`) with all `nv` vectors whole, or in place with the last vector through a mask.
+enum { PANEL_PACKED = 0, PANEL_IN_PLACE = 1, PANEL_IN_PLACE_PARTIAL = 2 };
+
 /// One tile of C: `mr` rows (1...6) × `nv` vectors of 8 columns, of which the first `width`
-/// are written. `b` is a packed panel (row stride `ldb`, zero-padded, so it is read whole).
-INLINE TARGET void tile(const int mr, const int nv, long width, long k, const float *a, long rowStrideA,
+/// are written. `b` is a panel of B read as `source` says (row stride `ldb`).
+INLINE TARGET void tile(const int source, const int mr, const int nv, long width, long k, const float *a, long rowStrideA,
     long columnStrideA, const float *b, long ldb, float *c, long ldc, const float *bias, int accumulate,
     int streaming)
 {
@@ -145,8 +152,18 @@ INLINE TARGET void tile(const int mr, const int nv, long width, long k, const fl
         acc[r][1] = start1;
     }
     for (long p = 0; p < k; p++) {
-        const __m256 b0 = _mm256_load_ps(b + p * ldb);
-        const __m256 b1 = nv == 2 ? _mm256_load_ps(b + p * ldb + 8) : b0;
+        __m256 b0, b1;
+        if (source == PANEL_PACKED) {
+            b0 = _mm256_load_ps(b + p * ldb);
+            b1 = nv == 2 ? _mm256_load_ps(b + p * ldb + 8) : b0;
+        } else if (source == PANEL_IN_PLACE || nv == 2) {
+            b0 = _mm256_loadu_ps(b + p * ldb);
+            b1 = nv == 1 ? b0
+                : source == PANEL_IN_PLACE ? _mm256_loadu_ps(b + p * ldb + 8)
+                : _mm256_maskload_ps(b + p * ldb + 8, mask);
+        } else {
+            b0 = b1 = _mm256_maskload_ps(b + p * ldb, mask);
+        }
         const float *ap = a + p * columnStrideA;
         for (int r = 0; r < mr; r++) {
             const __m256 av = _mm256_broadcast_ss(ap + r * rowStrideA);
@@ -182,24 +199,34 @@ INLINE TARGET void tile(const int mr, const int nv, long width, long k, const fl
     }
 }
 
-#define TILE_ROWS(NV)                                                                                    \
-    switch (mr) {                                                                                        \
-    case 6: tile(6, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
-    case 5: tile(5, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
-    case 4: tile(4, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
-    case 3: tile(3, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
-    case 2: tile(2, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;    \
-    default: tile(1, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+#define TILE_ROWS(SOURCE, NV)                                                                                 \
+    switch (mr) {                                                                                             \
+    case 6: tile(SOURCE, 6, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    case 5: tile(SOURCE, 5, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    case 4: tile(SOURCE, 4, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    case 3: tile(SOURCE, 3, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    case 2: tile(SOURCE, 2, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;   \
+    default: tile(SOURCE, 1, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming); break;  \
     }
 
-/// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size.
-static TARGET void anyTile(int mr, long width, long k, const float *a, long rsA, long csA, const float *b,
-    long ldb, float *c, long ldc, const float *bias, int accumulate, int streaming)
+#define TILE_SOURCES(NV)                                                                                      \
+    if (!inPlace) {                                                                                           \
+        TILE_ROWS(PANEL_PACKED, NV)                                                                           \
+    } else if (width == NV * 8) {                                                                             \
+        TILE_ROWS(PANEL_IN_PLACE, NV)                                                                         \
+    } else {                                                                                                  \
+        TILE_ROWS(PANEL_IN_PLACE_PARTIAL, NV)                                                                 \
+    }
+
+/// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size, reading
+/// a packed panel of B or (`inPlace`) B itself.
+static TARGET void anyTile(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA,
+    const float *b, long ldb, float *c, long ldc, const float *bias, int accumulate, int streaming)
 {
     if (width > 8) {
-        TILE_ROWS(2)
+        TILE_SOURCES(2)
     } else {
-        TILE_ROWS(1)
+        TILE_SOURCES(1)
     }
 }
 
@@ -299,8 +326,11 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
         ? columns % NR : 0;
     const long panelColumns = columns - tail, ldw = (k + 7) / 8 * 8;
     const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + NR - 1) / NR : 1;
-    float *packed = scratch(packedCount(kcMax, panelColumns) + tail * ldw);
-    float *packedTail = packed + packedCount(kcMax, panelColumns);
+    // B is packed when it is used by many tiles; for a few rows of C (a minibatch) packing would
+    // cost more than it saves, and a row-major B is read in place.
+    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
+    float *packed = scratch((inPlace ? 0 : packedCount(kcMax, panelColumns)) + tail * ldw);
+    float *packedTail = packed + (inPlace ? 0 : packedCount(kcMax, panelColumns));
     for (long j = 0; j < tail; j++) {
         const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
         for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
@@ -312,12 +342,16 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
         const int accumulate = g->accumulate || pc > 0;
         const float *biasBlock = pc == 0 ? g->bias : NULL;
         const float *aBlock = g->a + pc * csA;
-        packB(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
-            g->columnStrideB, packed);
+        if (!inPlace) {
+            packB(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
+                g->columnStrideB, packed);
+        }
         // A transposed view (A = xᵀ): its next block of KC columns is the next KC rows of x.
         Prefetcher next = {0, 0, 0, 0, 0, 0};
         long linesPerTile = 0;
-        if (rsA == 1 && pc + kc < k) {
+        // (Only when A is larger than the L2 cache: a small A, a minibatch, is in the caches.)
+        const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
+        if (prefetchA && rsA == 1 && pc + kc < k) {
             const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
             next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
             linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
@@ -326,16 +360,17 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
             for (long i = rowBegin; i < rowEnd; i += MR) {
                 const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
                 // A row-major (A = x): prefetch its next 6 rows while these are used.
-                if (csA == 1 && i + MR < rowEnd) {
+                if (prefetchA && csA == 1 && i + MR < rowEnd) {
                     const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
                     next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
                     linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
                 }
                 for (long j = columnBegin; j < panelEnd; j += NR) {
                     const long width = panelEnd - j < NR ? panelEnd - j : NR;
-                    const long ldb = width <= 8 ? 8 : NR;
+                    const long ldb = inPlace ? g->rowStrideB : width <= 8 ? 8 : NR;
+                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                     prefetchLines(&next, linesPerTile);
-                    anyTile(mr, width, kc, aBlock + i * rsA, rsA, csA, packed + (j - columnBegin) * kc, ldb,
+                    anyTile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, ldb,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
                         streaming && width == NR);
                 }
@@ -347,11 +382,12 @@ TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long colum
         } else {
             for (long j = columnBegin; j < columnEnd; j += NR) {
                 const long width = columnEnd - j < NR ? columnEnd - j : NR;
-                const long ldb = width <= 8 ? 8 : NR;
+                const long ldb = inPlace ? g->rowStrideB : width <= 8 ? 8 : NR;
+                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                 for (long i = rowBegin; i < rowEnd; i += MR) {
                     const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
                     prefetchLines(&next, linesPerTile);
-                    anyTile(mr, width, kc, aBlock + i * rsA, rsA, csA, packed + (j - columnBegin) * kc, ldb,
+                    anyTile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, ldb,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
                         streaming && width == NR);
                 }

@@ -149,11 +149,19 @@ func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor {
     let logits = source.pointer
     let gradient = result.pointer
     let scale = 1 / Double(rows)
+    var exponentials = [Double](repeating: 0, count: classes)
     for row in 0..<rows {
         let scores = logits + row * classes
-        let (m, logSum) = shiftedLogSumExp(scores, count: classes)
+        // softmax = exp(x - m) / Σ exp(x - m), each exponential computed once, in Double.
+        var m = -Float.infinity
+        for j in 0..<classes { m = Swift.max(m, scores[j]) }
+        var total = 0.0
         for j in 0..<classes {
-            let probability = Foundation.exp((Double(scores[j]) - m) - logSum)
+            exponentials[j] = m.isFinite ? Foundation.exp(Double(scores[j]) - Double(m)) : .nan
+            total += exponentials[j]
+        }
+        for j in 0..<classes {
+            let probability = exponentials[j] / total
             gradient[row * classes + j] = Float((probability - (j == labels[row] ? 1 : 0)) * scale)
         }
     }

@@ -98,16 +98,13 @@ extension Tensor {
         let pieces = (k + transposedDepthPiece - 1) / transposedDepthPiece
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * pieceSize)
         defer { partial.deallocate() }
-        let shared = UncheckedSendable(operands)
-        let output = UncheckedSendable(partial)
         Parallel.forEachPiece(pieces) { piece in
-            let operands = shared.value
             let begin = piece * transposedDepthPiece
             let depth = Swift.min(k, begin + transposedDepthPiece) - begin
             bp_gemm_tn_avx2(
                 m, n, depth, operands.a! + begin * operands.columnStrideA, operands.columnStrideA,
                 operands.b! + begin * operands.rowStrideB, operands.rowStrideB, operands.columnStrideB,
-                output.value + piece * pieceSize, ldt)
+                partial + piece * pieceSize, ldt)
         }
         for piece in 1..<Swift.max(pieces, 1) {
             let source = partial + piece * pieceSize

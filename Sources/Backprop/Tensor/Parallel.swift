@@ -1,9 +1,9 @@
-import Dispatch
+import CKernels
 import Foundation
 
 /// Splitting large loops across the machine's cores.
 ///
-/// Work below a threshold stays on the calling thread: starting a worker costs a few
+/// Work below a threshold stays on the calling thread: handing work to another thread costs
 /// microseconds, more than small loops take. Large work is cut into a few more pieces than there
 /// are cores, which the cores take as they come free: on a machine shared with other programs,
 /// a core that loses its time slice then delays the whole loop by one small piece, not by half
@@ -35,14 +35,7 @@ enum Parallel {
             return
         }
         let ranges = split(count, into: parts, grain: grain)
-        // `concurrentPerform` wants a Sendable closure; `body` is one in practice (it touches
-        // disjoint ranges and has returned before this function does), which the compiler cannot see.
-        withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: ranges.count) { part in
-                shared.value(ranges[part])
-            }
-        }
+        run(ranges.count) { part in body(ranges[part]) }
     }
 
     /// Calls `body` once for each of `0..<count`, on up to ``workers`` threads, each taking the
@@ -51,16 +44,23 @@ enum Parallel {
     ///
     /// `body` runs concurrently for different indices: it must write only what its index owns.
     static func forEachPiece(_ count: Int, _ body: (Int) -> Void) {
-        let threads = Swift.min(workers, count)
-        if threads <= 1 {
+        run(count, body)
+    }
+
+    /// `body(index)` for each index on the pool's threads (`bp_parallel_for` in
+    /// `Sources/CKernels/Pool.c`), which stay awake for a moment between loops: the loops of a
+    /// training step are tens of microseconds long, about what waking a sleeping thread costs.
+    private static func run(_ count: Int, _ body: (Int) -> Void) {
+        if workers <= 1 || count <= 1 {
             for index in 0..<count { body(index) }
             return
         }
-        let next = PieceCounter()
         withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: threads) { _ in
-                while let index = next.take(below: count) { shared.value(index) }
+            var closure = body
+            withUnsafeMutablePointer(to: &closure) { pointer in
+                bp_parallel_for(count, Int32(workers), { context, index in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                }, pointer)
             }
         }
     }
@@ -77,19 +77,4 @@ enum Parallel {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
-}
-
-/// The next index to hand out in ``Parallel/forEachPiece(_:_:)``.
-private final class PieceCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
-
-    /// The next index below `count`, or `nil` when all have been handed out.
-    func take(below count: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard next < count else { return nil }
-        next += 1
-        return next - 1
-    }
 }

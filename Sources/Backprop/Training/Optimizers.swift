@@ -104,15 +104,19 @@ public final class SGD: Optimizer {
         let mu = momentum
         for (index, w) in parameters.enumerated() {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
+            let velocity = momentum > 0 ? velocities[index].pointer : nil
             withGradient(of: w) { values, gradient in
-                if momentum > 0 {
-                    let velocity = velocities[index].pointer
-                    for i in 0..<values.count {
-                        velocity[i] = mu * velocity[i] + gradient[i]
-                        values[i] = values[i] * decay - lr * velocity[i]
+                let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
+                // Large parameters on every core (each element's update is the same either way).
+                Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
+                    if let velocity {
+                        for i in range {
+                            velocity[i] = mu * velocity[i] + gradient[i]
+                            values[i] = values[i] * decay - lr * velocity[i]
+                        }
+                    } else {
+                        for i in range { values[i] = values[i] * decay - lr * gradient[i] }
                     }
-                } else {
-                    for i in 0..<values.count { values[i] = values[i] * decay - lr * gradient[i] }
                 }
             }
         }
@@ -210,22 +214,26 @@ public final class Adam: Optimizer {
                     SIMD8<Float>(repeating: inverseCorrection2), SIMD8<Float>(repeating: epsilon),
                     SIMD8<Float>(repeating: stepSize)
                 )
-                let lanes = values.count / 8 * 8
-                for i in stride(from: 0, to: lanes, by: 8) {
-                    let g = load8(gradient.baseAddress! + i)
-                    let mi = b1 * load8(m + i) + oneMinusB1 * g
-                    let vi = b2 * load8(v + i) + oneMinusB2 * (g * g)
-                    let wi = load8(values.baseAddress! + i) * decay - size * (mi / (vi.squareRoot() * c2 + eps))
-                    store8(mi, m + i)
-                    store8(vi, v + i)
-                    store8(wi, values.baseAddress! + i)
-                }
-                for i in lanes..<values.count {
-                    let g = gradient[i]
-                    m[i] = beta1 * m[i] + oneMinusBeta1 * g
-                    v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g)
-                    values[i] =
-                        values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
+                let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
+                // Large parameters on every core, in ranges that start at multiples of 8.
+                Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
+                    let lanes = range.lowerBound + range.count / 8 * 8
+                    for i in stride(from: range.lowerBound, to: lanes, by: 8) {
+                        let g = load8(gradient + i)
+                        let mi = b1 * load8(m + i) + oneMinusB1 * g
+                        let vi = b2 * load8(v + i) + oneMinusB2 * (g * g)
+                        let wi = load8(values + i) * decay - size * (mi / (vi.squareRoot() * c2 + eps))
+                        store8(mi, m + i)
+                        store8(vi, v + i)
+                        store8(wi, values + i)
+                    }
+                    for i in lanes..<range.upperBound {
+                        let g = gradient[i]
+                        m[i] = beta1 * m[i] + oneMinusBeta1 * g
+                        v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g)
+                        values[i] =
+                            values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
+                    }
                 }
             }
         }
@@ -268,6 +276,13 @@ private func checkHyperparameters(_ parameters: [Tensor], learningRate: Float, w
         precondition(
             parameter.isContiguous, "\(name): parameter \(index) of shape \(parameter.shape) is a non-contiguous view")
     }
+}
+
+/// Settings shared by the optimizers.
+enum Optimizers {
+    /// Parameters with at least twice this many elements are updated on every core, in pieces of
+    /// at least this many.
+    static let parallelPiece = 1 << 14
 }
 
 /// The factor `1 - lr·wd` that decoupled weight decay multiplies a matrix by before its update;

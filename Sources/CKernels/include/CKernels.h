@@ -61,6 +61,15 @@ long bp_gemm_tn_rows(long n);
 /// The smallest `ldt` `bp_gemm_tn_avx2` accepts for `m` rows of C (a multiple of its tile).
 long bp_gemm_tn_columns(long m);
 
+/// One iteration of a parallel loop: `body(context, index)`.
+typedef void (*bp_iteration)(void *context, long index);
+
+/// Calls `body(context, index)` for each `index` in `0..<count`, on up to `threads` threads (the
+/// caller and the pool's helpers, which take the next index as they come free), and returns when
+/// all are done. A call made inside an iteration, or while another thread's loop runs, runs
+/// serially on the calling thread. See Pool.c.
+void bp_parallel_for(long count, int threads, bp_iteration body, void *context);
+
 #ifdef __cplusplus
 }
 #endif
