@@ -58,9 +58,11 @@ enum Parallel {
         withoutActuallyEscaping(body) { body in
             var closure = body
             withUnsafeMutablePointer(to: &closure) { pointer in
-                bp_parallel_for(count, Int32(workers), { context, index in
-                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
-                }, pointer)
+                bp_parallel_for(
+                    count, Int32(workers),
+                    { context, index in
+                        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                    }, pointer)
             }
         }
     }
