@@ -53,10 +53,10 @@ struct TrainCommand: ParsableCommand {
     @Option(
         parsing: .unconditional,
         help: """
-            Threads for the matrix products (OpenBLAS). One is as fast as two on an idle 2-core \
-            machine and much faster on a busy one.
+            Threads for the matrix products and other large loops (default: $BACKPROP_THREADS, else \
+            every core, at most 8). The results are the same for any count.
             """)
-    var threads: Int = 1
+    var threads: Int?
 
     @Option(
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
@@ -92,7 +92,9 @@ struct TrainCommand: ParsableCommand {
         if let limit, limit < 6 {
             throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)")
         }
-        guard threads >= 1 else { throw ValidationError("--threads: expected at least 1, found \(threads)") }
+        if let threads, !(1...64).contains(threads) {
+            throw ValidationError("--threads: expected 1 to 64, found \(threads)")
+        }
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
         if let resume, save == nil { try OutputPath.check(resume, option: "--resume") }
@@ -112,7 +114,7 @@ struct TrainCommand: ParsableCommand {
         // Checkpoints go to --save, or back to the file being resumed.
         let checkpointPath = save ?? resume
         Interruption.install()
-        BLASThreads.set(threads)
+        if let threads { Threads.set(threads) }
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
         let trainer = Trainer(
             configuration: configuration, classes: FashionMNIST.classNames.count,

@@ -36,6 +36,25 @@ struct TrainCommandTests {
         #expect(!result.standardError.contains("\r"))
     }
 
+    /// The products of the default network (784-256-128-10, batch 128) are split into pieces
+    /// that do not depend on the number of threads, so one thread and two give the same weights:
+    /// the same losses and accuracies to the last bit.
+    @Test func oneThreadAndTwoGiveTheSameResults() throws {
+        let arguments = ["train", "--limit", "600", "--epochs", "2", "--seed", "5", "--json"]
+        let one = try runBackprop(arguments + ["--threads", "1"])
+        let two = try runBackprop(arguments + ["--threads", "2"])
+        #expect(one.status == 0 && two.status == 0, "stderr: \(one.standardError) \(two.standardError)")
+        var reports = try [one, two].map { try Self.parseJSON($0.standardOutput) }
+        for index in reports.indices {
+            reports[index]["seconds"] = nil
+            reports[index]["epochs"] = (reports[index]["epochs"] as? [[String: Any]])?.map { epoch in
+                epoch.filter { $0.key != "seconds" }
+            }
+        }
+        #expect(reports[0]["test_loss"] is Double)
+        #expect(NSDictionary(dictionary: reports[0]).isEqual(to: reports[1]), "\(reports[0]) vs \(reports[1])")
+    }
+
     @Test func textPrintsOneLinePerEpochThenTheTestAccuracy() throws {
         let result = try runBackprop(["train"] + Self.quick)
         #expect(result.status == 0, "stderr: \(result.standardError)")
@@ -144,7 +163,7 @@ struct TrainCommandTests {
         ),
         (["--plot", "plot.png"], "--plot plot.png: expected a file name ending in .svg"),
         (["--loss", "hinge"], "--loss: expected one of cross-entropy, mse, found 'hinge'"),
-        (["--threads", "0"], "--threads: expected at least 1, found 0"),
+        (["--threads", "0"], "--threads: expected 1 to 64, found 0"),
         (["--limit", "5"], "--limit: expected at least 6 images (one sixth validate), found 5"),
     ])
     func badOptionsGiveOneLineNamingTheOption(arguments: [String], message: String) throws {

@@ -1,14 +1,17 @@
+import Synchronization
+
 #if !canImport(Accelerate) && OpenBLAS
     import CBLAS
 #endif
 
 /// How many threads the BLAS library uses for matrix products.
 ///
-/// OpenBLAS starts as many threads as there are cores. For the products of a training step (a
-/// 128-row batch against a 784 × 256 matrix) one thread is about as fast as two on an idle
-/// 2-core machine, and much faster on a busy one: waiting threads spin in `sched_yield`. The
-/// number of threads also fixes how a product is split, so results are bit for bit the same only
-/// for the same count. Without OpenBLAS (Accelerate, or the pure-Swift kernel) this does nothing.
+/// Backprop calls BLAS on one thread and splits a large product over its own threads itself
+/// (``Parallel``, `$BACKPROP_THREADS`, `backprop train --threads`), in pieces that the cores take
+/// as they come free: OpenBLAS's own threads wait for each other by spinning, which collapses on
+/// a busy machine. The first product makes OpenBLAS single-threaded unless ``set(_:)`` was called
+/// before; after `set(n)` with `n > 1` OpenBLAS splits products itself and Backprop does not.
+/// Without OpenBLAS (Accelerate, or the pure-Swift kernel) this does nothing.
 public enum BLASThreads {
     /// The number of threads BLAS uses now (1 without OpenBLAS).
     public static var count: Int {
@@ -23,8 +26,28 @@ public enum BLASThreads {
     /// - Precondition: `count >= 1`.
     public static func set(_ count: Int) {
         precondition(count >= 1, "BLASThreads.set: \(count) threads; expected at least 1")
+        chosen.store(true, ordering: .relaxed)
         #if !canImport(Accelerate) && OpenBLAS
             openblas_set_num_threads(Int32(count))
         #endif
+    }
+
+    /// Whether ``set(_:)`` chose the count.
+    private static let chosen = Atomic<Bool>(false)
+
+    /// Makes OpenBLAS single-threaded, once, unless ``set(_:)`` chose a count.
+    private static let singleThreaded: Void = {
+        if !chosen.load(ordering: .relaxed) {
+            #if !canImport(Accelerate) && OpenBLAS
+                openblas_set_num_threads(1)
+            #endif
+        }
+    }()
+
+    /// Whether Backprop splits BLAS products over its own threads (BLAS runs on one). It splits
+    /// them into the same pieces on one thread as on several, so that the results are the same.
+    static var backpropSplitsProducts: Bool {
+        _ = singleThreaded
+        return count == 1
     }
 }

@@ -182,19 +182,63 @@ extension Tensor {
             blockedGemm(a, b, into: c, accumulate: accumulate)
         case .blas, .skinny:
             #if canImport(Accelerate) || OpenBLAS
-                cblas_sgemm(
-                    CblasRowMajor,
-                    a.transposed ? CblasTrans : CblasNoTrans,
-                    b.transposed ? CblasTrans : CblasNoTrans,
-                    numericCast(m), numericCast(n), numericCast(k),
-                    1, a.pointer, numericCast(a.leading),
-                    b.pointer, numericCast(b.leading),
-                    accumulate ? 1 : 0, c, numericCast(n))
+                blasGemm(a, b, into: c, accumulate: accumulate)
             #else
                 blockedGemm(a, b, into: c, accumulate: accumulate)
             #endif
         }
     }
+
+    #if canImport(Accelerate) || OpenBLAS
+        /// Products of at least this many multiply-adds are split over Backprop's threads, in
+        /// pieces of at least this many (about 80 µs of one core's work).
+        static let blasPieceWork = 1 << 22
+
+        /// `cblas_sgemm`, on one thread, or split over ``Parallel`` by rows of C (or columns, when
+        /// C is wide): each piece is a product of its own, which the cores take as they come free.
+        /// Each element of C is summed in the same order however the product is split.
+        static func blasGemm(
+            _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool
+        ) {
+            let m = a.rows
+            let n = b.columns
+            let k = a.columns
+            guard m * n * k >= 2 * blasPieceWork && BLASThreads.backpropSplitsProducts else {
+                blasBlock(a, b, into: c, rows: 0..<m, columns: 0..<n, ldc: n, accumulate: accumulate)
+                return
+            }
+            if m >= n {
+                let minimum = Swift.max(16, blasPieceWork / Swift.max(n * k, 1))
+                Parallel.forEachRange(m, minimumPerPiece: minimum, grain: 16) { rows in
+                    blasBlock(a, b, into: c, rows: rows, columns: 0..<n, ldc: n, accumulate: accumulate)
+                }
+            } else {
+                let minimum = Swift.max(16, blasPieceWork / Swift.max(m * k, 1))
+                Parallel.forEachRange(n, minimumPerPiece: minimum, grain: 16) { columns in
+                    blasBlock(a, b, into: c, rows: 0..<m, columns: columns, ldc: n, accumulate: accumulate)
+                }
+            }
+        }
+
+        /// `C[rows, columns] (+)= A[rows, :] • B[:, columns]` with `cblas_sgemm`.
+        private static func blasBlock(
+            _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, rows: Range<Int>,
+            columns: Range<Int>, ldc: Int, accumulate: Bool
+        ) {
+            // Row i of A starts at (i, 0): i·leading, or i for a transposed view; column j of B
+            // starts at (0, j): j, or j·leading for a transposed view.
+            let aStart = a.pointer + (a.transposed ? rows.lowerBound : rows.lowerBound * a.leading)
+            let bStart = b.pointer + (b.transposed ? columns.lowerBound * b.leading : columns.lowerBound)
+            cblas_sgemm(
+                CblasRowMajor,
+                a.transposed ? CblasTrans : CblasNoTrans,
+                b.transposed ? CblasTrans : CblasNoTrans,
+                numericCast(rows.count), numericCast(columns.count), numericCast(a.columns),
+                1, aStart, numericCast(a.leading),
+                bStart, numericCast(b.leading),
+                accumulate ? 1 : 0, c + rows.lowerBound * ldc + columns.lowerBound, numericCast(ldc))
+        }
+    #endif
 
     /// The plain triple loop, accumulating each element in Double: slow, obviously right, and the
     /// reference that tests and benchmarks check the fast kernels against.

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import Synchronization
 
 /// Splitting large loops across the machine's cores.
 ///
@@ -9,27 +10,44 @@ import Foundation
 /// a core that loses its time slice then delays the whole loop by one small piece, not by half
 /// the work.
 enum Parallel {
-    /// How many threads large loops use: `$BACKPROP_THREADS` if set to a positive number, else the
-    /// active processors, at most 8.
-    static let workers: Int = {
+    /// How many threads large loops use: ``setWorkers(_:)``'s count, else `$BACKPROP_THREADS` if set
+    /// to a positive number, else the active processors, at most 8.
+    static var workers: Int { chosenWorkers.load(ordering: .relaxed) }
+
+    /// The threads of the environment's choice (see ``workers``).
+    static let defaultWorkers: Int = {
         if let text = ProcessInfo.processInfo.environment["BACKPROP_THREADS"], let count = Int(text), count > 0 {
             return Swift.min(count, 64)
         }
         return Swift.max(1, Swift.min(ProcessInfo.processInfo.activeProcessorCount, 8))
     }()
 
-    /// How many pieces per worker large loops are cut into.
-    static let piecesPerWorker = 4
+    private static let chosenWorkers = Atomic<Int>(defaultWorkers)
+
+    /// Makes large loops, and the matrix products, use `count` threads from now on (for the whole
+    /// process; call it before the work starts, as `backprop train --threads` does).
+    /// - Precondition: `1 ≤ count ≤ 64`.
+    static func setWorkers(_ count: Int) {
+        precondition(count >= 1 && count <= 64, "Parallel.setWorkers: \(count) threads; expected 1...64")
+        chosenWorkers.store(count, ordering: .relaxed)
+    }
+
+    /// The most pieces a large loop is cut into.
+    ///
+    /// The pieces depend on the loop alone, not on the number of threads: a matrix product whose
+    /// pieces each sum their elements in their own way (a kernel's last columns, a block of
+    /// BLAS) then gives the same result on any number of threads.
+    static let maximumPieces = 16
 
     /// Calls `body` with consecutive ranges that cover `0..<count`, on up to ``workers`` threads
-    /// at once: at most ``piecesPerWorker`` ranges per worker, each of at least `minimumPerPiece`
-    /// elements and a multiple of `grain` (except the last). Returns when every range is done.
+    /// at once: at most ``maximumPieces`` ranges, each of at least `minimumPerPiece` elements and
+    /// a multiple of `grain` (except the last). Returns when every range is done.
     ///
     /// `body` runs concurrently on disjoint ranges: it must write only what its range owns.
     static func forEachRange(
         _ count: Int, minimumPerPiece: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
     ) {
-        let parts = Swift.min(workers * piecesPerWorker, count / Swift.max(minimumPerPiece, 1))
+        let parts = Swift.min(maximumPieces, count / Swift.max(minimumPerPiece, 1))
         if parts <= 1 {
             if count > 0 { body(0..<count) }
             return
@@ -79,4 +97,19 @@ enum Parallel {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// How many threads Backprop's large loops and matrix products use.
+///
+/// The products of a training step are split into pieces that the threads take as they come
+/// free; each element of a result is computed the same way whichever thread computes it, so the
+/// results do not depend on the count.
+public enum Threads {
+    /// The threads in use: the count given to ``set(_:)``, else `$BACKPROP_THREADS` if it is a
+    /// positive number, else the active processors, at most 8.
+    public static var count: Int { Parallel.workers }
+
+    /// Uses `count` threads from now on, for the whole process.
+    /// - Precondition: `1 ≤ count ≤ 64`.
+    public static func set(_ count: Int) { Parallel.setWorkers(count) }
 }
