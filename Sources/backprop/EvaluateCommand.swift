@@ -9,8 +9,9 @@ struct EvaluateCommand: ParsableCommand {
         abstract: "Print the test accuracy of a saved model on the Fashion-MNIST test images (t10k).",
         discussion: """
             Reads the architecture from the checkpoint's metadata, builds the model, loads its \
-            weights, and runs it on the 10,000 test images, normalised with the training images' \
-            mean and standard deviation as in training.
+            weights, and runs it on the 10,000 test images, normalised with the mean and standard \
+            deviation the model was trained with (stored in the checkpoint; for a checkpoint \
+            without them, those of the training images).
             """
     )
 
@@ -21,7 +22,7 @@ struct EvaluateCommand: ParsableCommand {
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(parsing: .unconditional, help: "Use only the first N test images (and N training images for the normalisation).")
+    @Option(parsing: .unconditional, help: "Use only the first N test images (and N training images).")
     var limit: Int?
 
     @Flag(help: "Print one JSON object instead of text.")
@@ -33,7 +34,9 @@ struct EvaluateCommand: ParsableCommand {
 
     func run() throws {
         let network = try Checkpoint.load(path: model)
-        let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
+        let normalization = try Checkpoint.normalization(path: model)
+        let dataset = try FashionMNIST(
+            directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization)
         let sizes = network.sizes
         guard sizes.first == dataset.xTest.shape[1] else {
             throw CommandLineError(

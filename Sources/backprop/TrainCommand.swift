@@ -132,7 +132,9 @@ struct TrainCommand: ParsableCommand {
             progress.epoch(record)
             guard let checkpointPath, checkpointError == nil else { return }
             do {
-                try TrainingCheckpoint.save(trainer, configuration: configuration, limit: limit, to: checkpointPath)
+                try TrainingCheckpoint.save(
+                    trainer, configuration: configuration, limit: limit, to: checkpointPath,
+                    metadata: ["input_mean": "\(dataset.trainMean)", "input_std": "\(dataset.trainStd)"])
             } catch {
                 checkpointError = error
             }

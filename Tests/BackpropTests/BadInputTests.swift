@@ -322,6 +322,15 @@ private let trainCommandLineCases: [BadInput] = [
     BadInput(
         "evaluate: a file that is not a checkpoint", ["evaluate", "--model", "{dir}/weights.safetensors"],
         expect: ["weights.safetensors: is not a Backprop MLP checkpoint"], prepare: seedFiles()),
+    BadInput(
+        "evaluate: a checkpoint whose normalisation is broken", ["evaluate", "--model", "{dir}/m.safetensors"],
+        expect: ["m.safetensors: metadata 'input_std' is '0', expected a positive number"],
+        prepare: { folder in
+            var generator = RandomGenerator(seed: 1)
+            let model = Model.mlp(sizes: [784, 4, 10], loss: CrossEntropy(), generator: &generator)
+            try Checkpoint.save(
+                model, to: folder + "/m.safetensors", metadata: ["input_mean": "0.28", "input_std": "0"])
+        }),
 ]
 
 // `explain`'s bad arguments are in ExplainTests.

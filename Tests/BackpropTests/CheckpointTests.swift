@@ -36,6 +36,31 @@ struct CheckpointTests {
         }
     }
 
+    /// The normalisation a model was trained with comes back from the metadata; a checkpoint
+    /// without it gives nil, and a broken one says which value is wrong.
+    @Test func normalizationIsReadFromTheMetadata() throws {
+        let model = Self.model(sizes: [6, 5, 3])
+        try withTemporaryFolder { folder in
+            let path = folder + "/model.safetensors"
+            try Checkpoint.save(model, to: path, metadata: ["input_mean": "0.28604", "input_std": "0.35302"])
+            let stats = try #require(try Checkpoint.normalization(path: path))
+            #expect(stats.mean == 0.28604 && stats.std == 0.35302)
+
+            try Checkpoint.save(model, to: path)
+            #expect(try Checkpoint.normalization(path: path) == nil)
+
+            for (metadata, fragment) in [
+                (["input_mean": "0.3"], "has 'input_mean' but no 'input_std'"),
+                (["input_mean": "x", "input_std": "0.3"], "'input_mean' is 'x', expected a finite number"),
+                (["input_mean": "0.3", "input_std": "0"], "'input_std' is '0', expected a positive number"),
+                (["input_mean": "0.3", "input_std": "nan"], "'input_std' is 'nan', expected a positive number"),
+            ] {
+                try Checkpoint.save(model, to: path, metadata: metadata)
+                _ = expectDataError(containing: [path, fragment]) { try Checkpoint.normalization(path: path) }
+            }
+        }
+    }
+
     @Test func fileNamesTensorsByLayerIndexAndDescribesTheArchitecture() throws {
         let model = Self.model(sizes: [6, 5, 4, 3])
         try withTemporaryFolder { folder in

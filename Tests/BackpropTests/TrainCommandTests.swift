@@ -107,6 +107,28 @@ struct TrainCommandTests {
         }
     }
 
+    /// `evaluate` normalises with the statistics stored in the checkpoint, not with those of the
+    /// training images it happens to read: a model trained on the first 500 images, evaluated with
+    /// `--limit 1200` (whose 1000 training images have another mean), gives what numpy gives with
+    /// the stored statistics.
+    @Test(.enabled(if: numpyAvailable, "python3 with numpy is not installed"))
+    func evaluateUsesTheNormalizationStoredInTheCheckpoint() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            let trained = try runBackprop(["train"] + Self.quick + ["--save", model])
+            #expect(trained.status == 0, "stderr: \(trained.standardError)")
+            let evaluated = try runBackprop(["evaluate", "--model", model, "--limit", "1200", "--json"])
+            #expect(evaluated.status == 0, "stderr: \(evaluated.standardError)")
+            let ours = try #require(try Self.parseJSON(evaluated.standardOutput)["test_accuracy"] as? Double)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("Benchmarks/evaluate_numpy.py").path
+            let python = try runProgram("/usr/bin/env", ["python3", script, model, "--limit", "1200", "--json"])
+            #expect(python.status == 0, "stderr: \(python.standardError)")
+            let theirs = try #require(try Self.parseJSON(python.standardOutput)["test_accuracy"] as? Double)
+            #expect(abs(ours - theirs) < 1e-6, "backprop evaluate \(ours), numpy \(theirs)")
+        }
+    }
+
     @Test func divergenceNamesEpochAndStepAndKeepsTheGoodCheckpoint() throws {
         try withTemporaryFolder { folder in
             let model = folder + "/model.safetensors"

@@ -55,9 +55,11 @@ public struct FashionMNIST {
     public let validLabels: [Int]
     /// Test classes 0…9.
     public let testLabels: [Int]
-    /// The mean of the training pixels after `/ 255`, before normalising (the lesson's `train_mean`).
+    /// The mean of the training pixels after `/ 255`, before normalising (the lesson's
+    /// `train_mean`), or the one given to the initialiser.
     public let trainMean: Double
-    /// The standard deviation (count − 1) of the training pixels after `/ 255` (`train_std`).
+    /// The standard deviation (count − 1) of the training pixels after `/ 255` (`train_std`), or
+    /// the one given to the initialiser.
     public let trainStd: Double
 
     /// Loads and prepares the four files in `directory`, plain or `.gz`.
@@ -73,13 +75,15 @@ public struct FashionMNIST {
     ///     rows); the split and the statistics then come from those rows: `limit: 300` gives 250
     ///     training rows, whose mean and standard deviation normalise everything, and 50
     ///     validation rows. Gzip files are inflated only as far as needed. `nil` reads everything.
+    ///   - normalization: the mean and standard deviation to normalise with (those a saved model
+    ///     was trained with); `nil` computes them from the training rows.
     /// - Throws: ``DataError`` when the folder is missing (naming it and the files it looked for),
     ///   a file is missing (naming the folder and the names tried), a file is malformed (see
     ///   ``IDX/read(path:maxItems:maxBytes:)``), images and labels disagree in count (naming both
     ///   files and both counts), a label is outside 0…9 (naming the file, the index and the
     ///   value), or the training file holds no images.
     /// - Precondition: `limit`, if given, is at least 1.
-    public init(directory: String, limit: Int? = nil) throws {
+    public init(directory: String, limit: Int? = nil, normalization: (mean: Double, std: Double)? = nil) throws {
         if let limit { precondition(limit >= 1, "FashionMNIST: limit must be at least 1, got \(limit)") }
         let paths = try FashionMNIST.locateFiles(in: directory)
         let train = try FashionMNIST.readImagesAndLabels(images: paths[0], labels: paths[1], limit: limit)
@@ -98,7 +102,7 @@ public struct FashionMNIST {
         let nTrain = rows - nValid
         let pixels = train.pixels
 
-        let (mean, std) = FashionMNIST.meanAndStd(train.bytes, count: nTrain * pixels)
+        let (mean, std) = normalization ?? FashionMNIST.meanAndStd(train.bytes, count: nTrain * pixels)
         let table = FashionMNIST.normalizationTable(mean: mean, std: std)
 
         self.directory = directory

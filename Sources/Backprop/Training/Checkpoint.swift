@@ -132,6 +132,31 @@ public enum Checkpoint {
         return Model(layers: layers, loss: loss)
     }
 
+    /// The mean and standard deviation that normalised the model's training inputs, as
+    /// `backprop train` stores them in the metadata (`input_mean`, `input_std`), or `nil` for a
+    /// checkpoint without them.
+    ///
+    /// - Throws: `DataError` naming `path` when the file cannot be read, or when it holds one of
+    ///   the two values and not the other, or a value that is not a finite number (a standard
+    ///   deviation must also be positive).
+    public static func normalization(path: String) throws -> (mean: Double, std: Double)? {
+        let file = try Safetensors.read(path: path)
+        let meanText = file.metadata["input_mean"]
+        let stdText = file.metadata["input_std"]
+        if meanText == nil && stdText == nil { return nil }
+        guard let meanText, let stdText else {
+            let (present, missing) = meanText == nil ? ("input_std", "input_mean") : ("input_mean", "input_std")
+            throw DataError(path: path, problem: "metadata has '\(present)' but no '\(missing)'")
+        }
+        guard let mean = Double(meanText), mean.isFinite else {
+            throw DataError(path: path, problem: "metadata 'input_mean' is '\(meanText)', expected a finite number")
+        }
+        guard let std = Double(stdText), std.isFinite, std > 0 else {
+            throw DataError(path: path, problem: "metadata 'input_std' is '\(stdText)', expected a positive number")
+        }
+        return (mean, std)
+    }
+
     /// Copies the checkpoint's weights into `model`, whose architecture must be the file's.
     ///
     /// - Throws: `DataError` naming `path` and saying what does not fit: `holds a 784-50-1 relu mse
