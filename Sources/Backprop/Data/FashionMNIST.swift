@@ -122,7 +122,7 @@ public struct FashionMNIST {
     /// The data folder to use: `explicit` (from `--data DIR`), else `$BACKPROP_DATA`, else
     /// ``defaultDirectory``.
     ///
-    /// Empty strings count as not given. The folder is not checked here; ``init(directory:limit:)``
+    /// Empty strings count as not given. The folder is not checked here; ``init(directory:limit:normalization:)``
     /// reports a missing one.
     /// - Parameters:
     ///   - explicit: the `--data` argument, if the user gave one.

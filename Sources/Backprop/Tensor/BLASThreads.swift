@@ -7,7 +7,7 @@ import Synchronization
 /// How many threads the BLAS library uses for matrix products.
 ///
 /// Backprop calls BLAS on one thread and splits a large product over its own threads itself
-/// (``Parallel``, `$BACKPROP_THREADS`, `backprop train --threads`), in pieces that the cores take
+/// (``Threads``, `$BACKPROP_THREADS`, `backprop train --threads`), in pieces that the cores take
 /// as they come free: OpenBLAS's own threads wait for each other by spinning, which collapses on
 /// a busy machine. The first product makes OpenBLAS single-threaded unless ``set(_:)`` was called
 /// before; after `set(n)` with `n > 1` OpenBLAS splits products itself and Backprop does not.
