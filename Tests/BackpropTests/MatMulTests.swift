@@ -51,6 +51,42 @@ struct MatMulTests {
         }
     }
 
+    /// A BLAS product of more than 8M multiply-adds is cut into pieces by rows of C (tall C) or
+    /// by columns (wide C), each a `cblas_sgemm` of its own: with transposed views, a bias and
+    /// accumulation, the pieces together give the reference loops' result.
+    @Test(.enabled(if: MatMulKernel.hasBLAS, "built without BLAS"))
+    func blasProductsSplitIntoPiecesAgreeWithReference() {
+        var generator = RandomGenerator(seed: 12)
+        for (m, k, n, transposed) in [(300, 200, 150, false), (100, 300, 290, true)] {
+            let a =
+                transposed
+                ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
+            let b =
+                transposed
+                ? Tensor.randn([n, k], generator: &generator).t() : Tensor.randn([k, n], generator: &generator)
+            let bias = Tensor.randn([n], generator: &generator)
+            let start = Tensor.randn([m, n], generator: &generator)
+            let (left, keepLeft) = a.matrixOperand()
+            let (right, keepRight) = b.matrixOperand()
+            for accumulate in [false, true] {
+                let split = start.copy()
+                let reference = start.copy()
+                withExtendedLifetime((keepLeft, keepRight)) {
+                    bias.withUnsafeBufferPointer { bias in
+                        let biasPointer = accumulate ? nil : bias.baseAddress
+                        Tensor.gemm(
+                            left, right, into: split.pointer, accumulate: accumulate, bias: biasPointer, route: .blas)
+                        Tensor.gemm(
+                            left, right, into: reference.pointer, accumulate: accumulate, bias: biasPointer,
+                            route: .reference)
+                    }
+                }
+                let worst = zip(split.values, reference.values).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                #expect(worst < 1e-5 * Float(k).squareRoot(), "\(m)×\(k)×\(n) accumulate \(accumulate): error \(worst)")
+            }
+        }
+    }
+
     @Test func linAddsTheBiasToTheProduct() {
         let x = Tensor([[1, 2], [3, 4], [5, 6]])  // (3, 2)
         let w = Tensor([[1, 0, -1], [2, 1, 0]])  // (2, 3)
