@@ -101,10 +101,15 @@ public final class Tensor {
 
     /// Creates a contiguous tensor with uninitialised values (callers fill every element).
     init(uninitializedShape shape: [Int]) {
+        var count = 1
         for size in shape {
             precondition(size >= 0, "Tensor: negative dimension in shape \(shape)")
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            precondition(
+                !overflow && !product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow,
+                "Tensor: shape \(shape) has more elements than memory can address")
+            count = product
         }
-        let count = shape.reduce(1, *)
         self.storage = Storage(count: count)
         self.shape = shape
         self.strides = Tensor.contiguousStrides(for: shape)
