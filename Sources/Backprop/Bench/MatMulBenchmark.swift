@@ -28,7 +28,8 @@ public struct MatMulBenchmark {
         /// The shape measured.
         public let shape: Shape
         /// Route name → GFLOP/s (`matmul` is Backprop's `•`; `skinny`, `blas`, `blocked` are the
-        /// kernels it can choose between; `reference` is measured on the small check size).
+        /// kernels it can choose between, `blas` as one call on the BLAS's own threads;
+        /// `reference` is measured on the small check size).
         public let gflops: [String: Double]
         /// Route name → the largest error against the reference on the check size, relative to
         /// the largest reference value.
@@ -80,6 +81,11 @@ public struct MatMulBenchmark {
             gflops["reference"] = check.flops / referenceSeconds * 1e-9
             let (a, b) = MatMulBenchmark.operands(shape, seed: 4)
             for (name, route) in MatMulBenchmark.routes where MatMulBenchmark.isAvailable(route) {
+                // `blas` is BLAS called directly: one call for the whole product, on the BLAS's
+                // own threads (as many as Backprop's), not cut into Backprop's pieces.
+                let direct = route == .blas && BLASThreads.count == 1
+                if direct { BLASThreads.set(Threads.count) }
+                defer { if direct { BLASThreads.set(1) } }
                 let result = MatMulBenchmark.product(checkA, checkB, route: route)
                 errors[name] = MatMulBenchmark.relativeError(result, reference)
                 let seconds = Timing.median(
