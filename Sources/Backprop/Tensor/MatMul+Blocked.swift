@@ -7,7 +7,8 @@ import Dispatch
 //   for each block of kc rows of B (and kc columns of A):
 //     pack B's block into panels of nr columns       Bp: (n / nr, kc, nr)
 //     for each block of mc rows of A, in parallel:
-//       pack A's block into panels of mr rows         Ap: (mc / mr, kc, mr)
+//       pack A's block into panels of mr rows         Ap: (mc / mr, kc, mr)   (A transposed only;
+//                                                     a row-major A is read in place, 6 rows at a time)
 //       for each (mr × nr) tile of C: C += Ap panel • Bp panel   (the micro-kernel)
 
 /// Tile and block sizes of the blocked kernel.
@@ -48,18 +49,28 @@ extension Tensor {
             let kc = Swift.min(Blocking.kc, k - pc)
             packB(b, rows: pc..<(pc + kc), into: packedB, panels: panelsB)
             Parallel.forEachRange(rowBlocks, minimumPerPiece: minimumBlocks) { blocks in
-                let packedA = UnsafeMutablePointer<Float>.allocate(capacity: Blocking.mc * kc)
-                defer { packedA.deallocate() }
+                // A row-major A is read in place, six rows at a time (its rows are already
+                // contiguous); a transposed view is packed into panels first.
+                let packedA =
+                    a.transposed ? UnsafeMutablePointer<Float>.allocate(capacity: Blocking.mc * kc) : nil
+                defer { packedA?.deallocate() }
                 for block in blocks {
                     let ic = block * Blocking.mc
                     let mc = Swift.min(Blocking.mc, m - ic)
                     let panelsA = (mc + mr - 1) / mr
-                    packA(a, rows: ic..<(ic + mc), depth: pc..<(pc + kc), into: packedA)
+                    if let packedA { packA(a, rows: ic..<(ic + mc), depth: pc..<(pc + kc), into: packedA) }
                     for jp in 0..<panelsB {
                         for ip in 0..<panelsA {
+                            let row = ic + ip * mr
+                            let panel: TilePanel
+                            if let packedA {
+                                panel = TilePanel(packed: UnsafePointer(packedA + ip * kc * mr))
+                            } else {
+                                panel = TilePanel(rowsOf: a, from: row, through: m - 1, column: pc)
+                            }
                             microKernel(
-                                depth: kc, packedA: packedA + ip * kc * mr, packedB: packedB + jp * kc * nr,
-                                c: c, ldc: n, row: ic + ip * mr, column: jp * nr, rows: m, columns: n)
+                                depth: kc, a: panel, packedB: packedB + jp * kc * nr,
+                                c: c, ldc: n, row: row, column: jp * nr, rows: m, columns: n)
                         }
                     }
                 }
@@ -85,6 +96,10 @@ extension Tensor {
     }
 
     /// Copies rows `rows` and columns `depth` of A into panels of `mr` rows (zero-padded).
+    ///
+    /// A row-major A is read along its rows; a transposed view (`xᵀ`, whose rows are x's columns)
+    /// a panel's `mr` values at a time, which lie side by side in x's row: either way A is read
+    /// in the order it lies in memory.
     private static func packA(
         _ a: MatrixOperand, rows: Range<Int>, depth: Range<Int>, into packed: UnsafeMutablePointer<Float>
     ) {
@@ -93,21 +108,54 @@ extension Tensor {
         let panels = (rows.count + mr - 1) / mr
         for ip in 0..<panels {
             let panel = packed + ip * kc * mr
-            for ii in 0..<mr {
-                let i = rows.lowerBound + ip * mr + ii
-                if i < rows.upperBound {
-                    for p in 0..<kc { panel[p * mr + ii] = a[i, depth.lowerBound + p] }
-                } else {
-                    for p in 0..<kc { panel[p * mr + ii] = 0 }
+            let first = rows.lowerBound + ip * mr
+            let valid = Swift.min(mr, rows.upperBound - first)
+            if a.transposed {
+                for p in 0..<kc {
+                    let source = a.pointer + (depth.lowerBound + p) * a.leading + first
+                    for ii in 0..<valid { panel[p * mr + ii] = source[ii] }
+                    for ii in valid..<mr { panel[p * mr + ii] = 0 }
+                }
+            } else {
+                for ii in 0..<mr {
+                    if ii < valid {
+                        let source = a.pointer + (first + ii) * a.leading + depth.lowerBound
+                        for p in 0..<kc { panel[p * mr + ii] = source[p] }
+                    } else {
+                        for p in 0..<kc { panel[p * mr + ii] = 0 }
+                    }
                 }
             }
         }
     }
 
-    /// Adds one `mr × nr` (6 × 8) tile of `Ap • Bp` into C at `(row, column)`, clipped to C's size.
+    /// Where the micro-kernel reads its 6 rows of A: value `p` of row `r` is `rows.r[p * step]`.
+    private struct TilePanel {
+        let r0, r1, r2, r3, r4, r5: UnsafePointer<Float>
+        let step: Int
+
+        /// A packed panel: the 6 rows interleaved, `(kc, 6)`.
+        init(packed: UnsafePointer<Float>) {
+            (r0, r1, r2, r3, r4, r5) = (packed, packed + 1, packed + 2, packed + 3, packed + 4, packed + 5)
+            step = 6
+        }
+
+        /// Rows `first...` of a row-major A from `column` on; rows past `last` repeat row `last`
+        /// (their results are not stored).
+        init(rowsOf a: MatrixOperand, from first: Int, through last: Int, column: Int) {
+            func row(_ offset: Int) -> UnsafePointer<Float> {
+                a.pointer + Swift.min(first + offset, last) * a.leading + column
+            }
+            (r0, r1, r2, r3, r4, r5) = (row(0), row(1), row(2), row(3), row(4), row(5))
+            step = 1
+        }
+    }
+
+    /// Adds one `mr × nr` (6 × 8) tile of `A panel • Bp` into C at `(row, column)`, clipped to C's
+    /// size.
     @inline(__always)
     private static func microKernel(
-        depth: Int, packedA: UnsafePointer<Float>, packedB: UnsafePointer<Float>,
+        depth: Int, a: TilePanel, packedB: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, row: Int, column: Int, rows: Int, columns: Int
     ) {
         var c0 = SIMD8<Float>()
@@ -117,15 +165,16 @@ extension Tensor {
         var c4 = SIMD8<Float>()
         var c5 = SIMD8<Float>()
         let rawB = UnsafeRawPointer(packedB)
+        let step = a.step
         for p in 0..<depth {
             let b = rawB.loadUnaligned(fromByteOffset: p * 32, as: SIMD8<Float>.self)
-            let a = packedA + p * 6
-            c0 += SIMD8(repeating: a[0]) * b
-            c1 += SIMD8(repeating: a[1]) * b
-            c2 += SIMD8(repeating: a[2]) * b
-            c3 += SIMD8(repeating: a[3]) * b
-            c4 += SIMD8(repeating: a[4]) * b
-            c5 += SIMD8(repeating: a[5]) * b
+            let q = p * step
+            c0 += SIMD8(repeating: a.r0[q]) * b
+            c1 += SIMD8(repeating: a.r1[q]) * b
+            c2 += SIMD8(repeating: a.r2[q]) * b
+            c3 += SIMD8(repeating: a.r3[q]) * b
+            c4 += SIMD8(repeating: a.r4[q]) * b
+            c5 += SIMD8(repeating: a.r5[q]) * b
         }
         let validRows = Swift.min(6, rows - row)
         let width = Swift.min(8, columns - column)
