@@ -29,9 +29,11 @@ struct MatMulTests {
     }
 
     /// The fast and blocked kernels against the reference loops, on shapes that are not multiples
-    /// of the blocking (edges of tiles and panels), transposed and not.
+    /// of the blocking (edges of tiles and panels), transposed and not, and a small C with a long
+    /// depth (split along it, with a short last piece).
     @Test(arguments: [
         (1, 1, 1), (3, 5, 7), (17, 33, 19), (50, 784, 50), (130, 300, 17), (64, 1, 10), (5, 257, 3),
+        (20, 8200, 13),
     ])
     func fastKernelsAgreeWithReference(shape: (Int, Int, Int)) {
         let (m, k, n) = shape

@@ -29,8 +29,43 @@ private enum Blocking {
 }
 
 extension Tensor {
+    /// Depth per piece when a small product with a long depth is split along it.
+    static let blockedDepthPiece = 4096
+
     /// `c = a • b` or `c += a • b` with the blocked pure-Swift kernel; `c` is row-major.
+    ///
+    /// A small C with a long depth (the seed's `w1.g = xᵀ • out.g`, 784 × 50 over 50,000 rows)
+    /// has too few blocks of rows to keep the cores busy: it is split along its depth instead,
+    /// into pieces of ``blockedDepthPiece`` that the cores take as they come free, each summed
+    /// into its own C; the pieces' results are added in order (so the result does not depend on
+    /// the number of threads).
     static func blockedGemm(
+        _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool
+    ) {
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
+        if m * n <= 1 << 18 && k >= 2 * blockedDepthPiece {
+            let pieces = (k + blockedDepthPiece - 1) / blockedDepthPiece
+            let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+            defer { partial.deallocate() }
+            Parallel.forEachPiece(pieces) { piece in
+                let depth = (piece * blockedDepthPiece)..<Swift.min(k, (piece + 1) * blockedDepthPiece)
+                blockedGemmBlocks(
+                    a.columns(depth), b.rows(depth), into: partial + piece * m * n, accumulate: false)
+            }
+            if !accumulate { c.update(repeating: 0, count: m * n) }
+            for piece in 0..<pieces {
+                let source = partial + piece * m * n
+                for index in 0..<(m * n) { c[index] += source[index] }
+            }
+            return
+        }
+        blockedGemmBlocks(a, b, into: c, accumulate: accumulate)
+    }
+
+    /// `c = a • b` or `c += a • b`, block by block (see the top of this file).
+    private static func blockedGemmBlocks(
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool
     ) {
         let m = a.rows
@@ -196,5 +231,21 @@ extension Tensor {
         } else {
             for jj in 0..<width { destination[jj] += values[jj] }
         }
+    }
+}
+
+extension MatrixOperand {
+    /// Columns `range` of this matrix (all rows), reading the same memory.
+    func columns(_ range: Range<Int>) -> MatrixOperand {
+        MatrixOperand(
+            pointer: pointer + (transposed ? range.lowerBound * leading : range.lowerBound), rows: rows,
+            columns: range.count, leading: leading, transposed: transposed)
+    }
+
+    /// Rows `range` of this matrix (all columns), reading the same memory.
+    func rows(_ range: Range<Int>) -> MatrixOperand {
+        MatrixOperand(
+            pointer: pointer + (transposed ? range.lowerBound : range.lowerBound * leading), rows: range.count,
+            columns: columns, leading: leading, transposed: transposed)
     }
 }
