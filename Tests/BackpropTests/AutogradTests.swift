@@ -308,6 +308,32 @@ struct GraphTests {
         #expect(first == nil)
     }
 
+    @Test("backward() stops when a recorded input was changed in place, naming the operation")
+    func backwardDetectsInPlaceChanges() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let x = Tensor([1, 2, 3])
+            x.requiresGrad = true
+            let y = (x * x).sum()
+            GradMode.withNoGrad { x[0] = 5 }
+            y.backward()
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("input 1 of '*'") && message.contains("changed in place"), "\(message)")
+    }
+
+    /// Changing a parameter in place between two passes (an optimizer's step) is what training
+    /// does: the second pass records the new values and its gradient is right.
+    @Test func inPlaceChangesBetweenPassesAreFine() {
+        let w = Tensor([1, 2, 3])
+        w.requiresGrad = true
+        (w * w).sum().backward()
+        #expect(w.grad?.values == [2, 4, 6])
+        w.withUnsafeMutableBufferPointer { values in values[0] = 10 }
+        w.zeroGrad()
+        (w * w).sum().backward()
+        #expect(w.grad?.values == [20, 4, 6])
+    }
+
     @Test("backward() on a tensor of several elements stops, naming its shape")
     func backwardNeedsAScalar() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

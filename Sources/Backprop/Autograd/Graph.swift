@@ -16,10 +16,35 @@ final class GradFn {
     /// The operands, in the order the derivative table returns their gradients.
     /// (`var` only so that `releaseIteratively` can take them apart.)
     var inputs: [Tensor]
+    /// The inputs' and the output's storage versions when the operation was recorded: a
+    /// derivative computed after one of them changed in place would use the new values.
+    let inputVersions: [Int]
+    let outputVersion: Int
 
-    init(op: Op, inputs: [Tensor]) {
+    init(op: Op, inputs: [Tensor], outputVersion: Int) {
         self.op = op
         self.inputs = inputs
+        self.inputVersions = inputs.map(\.storage.version)
+        self.outputVersion = outputVersion
+    }
+
+    /// Stops, naming the operation and the tensor, if an input or the output of this operation
+    /// was changed in place after it was recorded (PyTorch's "one of the variables needed for
+    /// gradient computation has been modified by an inplace operation").
+    func checkVersions(output: Tensor) {
+        for (index, input) in inputs.enumerated() where input.storage.version != inputVersions[index] {
+            preconditionFailure(
+                "backward(): input \(index + 1) of '\(op)' (shape \(input.shape)) was changed in place after the "
+                    + "operation was recorded (version \(inputVersions[index]), now \(input.storage.version)); "
+                    + "its gradient would use the new values. Change tensors in place only after backward(), "
+                    + "or run the forward pass again")
+        }
+        if output.storage.version != outputVersion {
+            preconditionFailure(
+                "backward(): the result of '\(op)' (shape \(output.shape)) was changed in place after the "
+                    + "operation was recorded (version \(outputVersion), now \(output.storage.version)); "
+                    + "run the forward pass again")
+        }
     }
 
     /// Releases a graph without recursion.
@@ -87,7 +112,7 @@ extension Tensor {
 
     /// Makes `self` a node of the graph: remembers `op` and `inputs`, and requires gradients.
     private func record(_ op: Op, inputs: [Tensor]) -> Tensor {
-        gradFn = GradFn(op: op, inputs: inputs)
+        gradFn = GradFn(op: op, inputs: inputs, outputVersion: storage.version)
         requiresGrad = true
         return self
     }
@@ -113,7 +138,10 @@ extension Tensor {
     /// The seed's `.g` is never touched. The graph is walked in an iterative topological order,
     /// so its depth is limited by memory, not by the stack.
     /// - Precondition: this tensor has one element and requires gradients; otherwise stops
-    ///   naming the shape or the missing `requiresGrad`.
+    ///   naming the shape or the missing `requiresGrad`. No tensor of the graph was changed in
+    ///   place (through the subscript or ``withUnsafeMutableBufferPointer(_:)``) after the
+    ///   operation that used it was recorded; otherwise stops naming the operation, as PyTorch
+    ///   does, rather than computing a gradient from the new values.
     public func backward() {
         precondition(count == 1, "backward(): expects a scalar (one element), got shape \(shape)")
         precondition(
@@ -130,6 +158,7 @@ extension Tensor {
                 // (`+` passes `g` through unchanged): `.grad` gets fresh storage.
                 tensor.grad = tensor.grad.map { $0 + gradient } ?? gradient.copy()
                 guard let node = tensor.gradFn else { continue }
+                node.checkVersions(output: tensor)
                 let inputGradients = node.op.inputGradients(
                     output: tensor, gradient: gradient, inputs: node.inputs)
                 for (input, inputGradient) in zip(node.inputs, inputGradients) {

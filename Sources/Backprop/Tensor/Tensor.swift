@@ -9,6 +9,10 @@ final class Storage: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     /// The number of elements.
     let count: Int
+    /// How many times the values were changed in place through the public API (the subscript,
+    /// ``Tensor/withUnsafeMutableBufferPointer(_:)``): autograd compares it with the count it saw
+    /// when it recorded an operation, as PyTorch's version counters do.
+    var version = 0
 
     /// Allocates `count` elements, uninitialised.
     init(count: Int) {
@@ -196,7 +200,10 @@ public final class Tensor {
     /// The element at `indices` (one index per dimension, each in range).
     public subscript(_ indices: Int...) -> Float {
         get { storage.pointer[elementOffset(indices)] }
-        set { storage.pointer[elementOffset(indices)] = newValue }
+        set {
+            storage.pointer[elementOffset(indices)] = newValue
+            storage.version &+= 1
+        }
     }
 
     /// The storage offset of the element at `indices`, checked against the shape.
@@ -270,6 +277,7 @@ public final class Tensor {
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
         precondition(isContiguous, "withUnsafeMutableBufferPointer: tensor of shape \(shape) is a non-contiguous view")
+        storage.version &+= 1
         return try body(UnsafeMutableBufferPointer(start: storage.pointer + offset, count: count))
     }
 
