@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers of the package (see README.md, "Architecture"):
 //   CBLAS, CZlib   system libraries (OpenBLAS through pkg-config, zlib for .gz files)
-//   CKernels       matrix-product kernels in C for AVX2/FMA, chosen at run time
+//   CKernels       matrix-product kernels in C for AVX2/FMA, chosen at run time; the thread pool
 //   Backprop       the library: Tensor, Layers, Autograd, Check, Data, Training, Explain
 //   backprop       the command-line tool
 let package = Package(
