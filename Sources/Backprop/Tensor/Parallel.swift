@@ -93,12 +93,6 @@ enum Parallel {
     }
 }
 
-/// A value handed to other threads under the caller's guarantee that they use it safely.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 /// How many threads Backprop's large loops and matrix products use.
 ///
 /// The products of a training step are split into pieces that the threads take as they come
