@@ -120,11 +120,11 @@ extension Tensor {
         }
     }
 
-    /// A product whose C is small and whose depth is long (the seed's `w1.g = xᵀ • out.g`:
-    /// `(784, 50000) • (50000, 50)`), split along the depth: each piece sums its own 4096 rows
-    /// of x into its own copy of C, reading them in the order they lie in memory, and the copies
-    /// are added in order. The pieces do not depend on the number of cores, so neither does the
-    /// result.
+    /// A product whose C is small and whose depth is long, with a row-major A (a transposed A,
+    /// the seed's `w1.g = xᵀ • out.g`, goes to ``transposedDepthGemm(_:accumulate:bias:)``),
+    /// split along the depth: each piece sums its own 4096 columns of A into its own copy of C,
+    /// and the copies are added in order. The pieces do not depend on the number of cores, so
+    /// neither does the result.
     private static func depthSplitGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
         let m = operands.m
         let n = operands.n
