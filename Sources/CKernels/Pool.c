@@ -12,8 +12,9 @@
 //   ------                                   ------------------
 //   publish the loop (under the lock)        watch the generation counter (spin, then sleep)
 //   take indices until none are left         join the published loop (under the lock)
-//   wait until every index is done           take indices until none are left, then leave
-//   withdraw the loop, wait for leavers
+//   withdraw the loop (under the lock)       take indices until none are left
+//   wait for the helpers inside it to leave  leave (under the lock; wake the caller if it sleeps)
+//   (watch 50 µs, then sleep)
 //
 // One loop runs at a time. A call made while another loop runs (from a helper, from inside an
 // iteration, or from a second thread of the program) runs its iterations on the calling thread.
@@ -38,6 +39,9 @@ enum { MAX_HELPERS = 63, YIELD_EVERY = 64 };
 /// How long a helper watches for the next loop before it sleeps.
 static const double SPIN_SECONDS = 200e-6;
 
+/// How long the caller watches for its helpers to finish before it sleeps until they do.
+static const double CALLER_SPIN_SECONDS = 50e-6;
+
 static double seconds(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -51,18 +55,23 @@ typedef struct Loop {
     /// Helpers allowed to join (threads - 1).
     int seats;
     _Atomic long next;
-    _Atomic long done;
+    /// Helpers inside the loop (changed under `pool.lock`; read without it to spin).
     _Atomic int joined;
+    /// Whether the caller sleeps on `pool.finished` until `joined` is 0 (under `pool.lock`).
+    int waiting;
 } Loop;
 
 static struct {
     pthread_mutex_t lock;
+    /// Helpers sleep on it until a loop is published.
     pthread_cond_t wake;
+    /// The caller sleeps on it until the last helper has left its loop.
+    pthread_cond_t finished;
     int started;
     int sleepers;
     Loop *loop;
     _Atomic unsigned long generation;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0};
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0};
 
 /// Whether this thread is inside a loop's iteration (a nested call then runs serially).
 static _Thread_local int insideLoop = 0;
@@ -77,7 +86,6 @@ static void work(Loop *loop) {
         const long index = atomic_fetch_add_explicit(&loop->next, 1, memory_order_relaxed);
         if (index >= loop->count) break;
         loop->body(loop->context, index);
-        atomic_fetch_add_explicit(&loop->done, 1, memory_order_release);
     }
     insideLoop = 0;
 }
@@ -118,7 +126,13 @@ static void *helperMain(void *argument) {
         pthread_mutex_unlock(&pool.lock);
         if (loop) {
             work(loop);
-            atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_release);
+            // Leave under the lock: once `joined` is 0 the caller may return and `loop` (on its
+            // stack) is gone, so nothing touches it after the unlock.
+            pthread_mutex_lock(&pool.lock);
+            if (atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_acq_rel) == 1 && loop->waiting) {
+                pthread_cond_broadcast(&pool.finished);
+            }
+            pthread_mutex_unlock(&pool.lock);
         }
     }
     return NULL;
@@ -151,7 +165,6 @@ void bp_parallel_for(long count, int threads, bp_iteration body, void *context) 
     startHelpers(threads - 1);
     Loop loop = {body, context, count, threads - 1, 0, 0, 0};
     atomic_init(&loop.next, 0);
-    atomic_init(&loop.done, 0);
     atomic_init(&loop.joined, 0);
     pthread_mutex_lock(&pool.lock);
     pool.loop = &loop;
@@ -160,19 +173,27 @@ void bp_parallel_for(long count, int threads, bp_iteration body, void *context) 
     pthread_mutex_unlock(&pool.lock);
 
     work(&loop);
-    // The last indices run on helpers; if one lost its processor (a busy machine), let it back.
-    for (long spins = 1; atomic_load_explicit(&loop.done, memory_order_acquire) < count; spins++) {
-        PAUSE();
-        if (spins % YIELD_EVERY == 0) sched_yield();
-    }
-
-    // Withdraw the loop; helpers that joined are leaving (no index is left for them).
+    // Every index is taken. Withdraw the loop (no helper joins from now on), then wait for the
+    // helpers inside it: a helper leaves once its last index is done. Watch briefly, then sleep:
+    // on a busy machine a helper that lost its processor gets it back sooner if the caller
+    // does not spin for it.
     pthread_mutex_lock(&pool.lock);
     pool.loop = NULL;
     pthread_mutex_unlock(&pool.lock);
+    const double start = seconds();
     for (long spins = 1; atomic_load_explicit(&loop.joined, memory_order_acquire) > 0; spins++) {
-        PAUSE();
-        if (spins % YIELD_EVERY == 0) sched_yield();
+        if (spins % YIELD_EVERY != 0) {
+            PAUSE();
+            continue;
+        }
+        if (seconds() - start < CALLER_SPIN_SECONDS) continue;
+        pthread_mutex_lock(&pool.lock);
+        loop.waiting = 1;
+        while (atomic_load_explicit(&loop.joined, memory_order_acquire) > 0) {
+            pthread_cond_wait(&pool.finished, &pool.lock);
+        }
+        pthread_mutex_unlock(&pool.lock);
+        break;
     }
     pthread_mutex_unlock(&publishing);
 }
