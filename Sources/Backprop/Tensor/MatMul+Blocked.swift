@@ -233,19 +233,3 @@ extension Tensor {
         }
     }
 }
-
-extension MatrixOperand {
-    /// Columns `range` of this matrix (all rows), reading the same memory.
-    func columns(_ range: Range<Int>) -> MatrixOperand {
-        MatrixOperand(
-            pointer: pointer + (transposed ? range.lowerBound * leading : range.lowerBound), rows: rows,
-            columns: range.count, leading: leading, transposed: transposed)
-    }
-
-    /// Rows `range` of this matrix (all columns), reading the same memory.
-    func rows(_ range: Range<Int>) -> MatrixOperand {
-        MatrixOperand(
-            pointer: pointer + (transposed ? range.lowerBound : range.lowerBound * leading), rows: range.count,
-            columns: columns, leading: leading, transposed: transposed)
-    }
-}

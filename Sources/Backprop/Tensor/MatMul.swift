@@ -74,6 +74,20 @@ struct MatrixOperand: @unchecked Sendable {
     subscript(i: Int, k: Int) -> Float {
         transposed ? pointer[k * leading + i] : pointer[i * leading + k]
     }
+
+    /// Columns `range` of this matrix (all rows), reading the same memory.
+    func columns(_ range: Range<Int>) -> MatrixOperand {
+        MatrixOperand(
+            pointer: pointer + (transposed ? range.lowerBound * leading : range.lowerBound), rows: rows,
+            columns: range.count, leading: leading, transposed: transposed)
+    }
+
+    /// Rows `range` of this matrix (all columns), reading the same memory.
+    func rows(_ range: Range<Int>) -> MatrixOperand {
+        MatrixOperand(
+            pointer: pointer + (transposed ? range.lowerBound : range.lowerBound * leading), rows: range.count,
+            columns: columns, leading: leading, transposed: transposed)
+    }
 }
 
 extension Tensor {
@@ -225,17 +239,14 @@ extension Tensor {
             _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, rows: Range<Int>,
             columns: Range<Int>, ldc: Int, accumulate: Bool
         ) {
-            // Row i of A starts at (i, 0): i·leading, or i for a transposed view; column j of B
-            // starts at (0, j): j, or j·leading for a transposed view.
-            let aStart = a.pointer + (a.transposed ? rows.lowerBound : rows.lowerBound * a.leading)
-            let bStart = b.pointer + (b.transposed ? columns.lowerBound * b.leading : columns.lowerBound)
+            let (a, b) = (a.rows(rows), b.columns(columns))
             cblas_sgemm(
                 CblasRowMajor,
                 a.transposed ? CblasTrans : CblasNoTrans,
                 b.transposed ? CblasTrans : CblasNoTrans,
-                numericCast(rows.count), numericCast(columns.count), numericCast(a.columns),
-                1, aStart, numericCast(a.leading),
-                bStart, numericCast(b.leading),
+                numericCast(a.rows), numericCast(b.columns), numericCast(a.columns),
+                1, a.pointer, numericCast(a.leading),
+                b.pointer, numericCast(b.leading),
                 accumulate ? 1 : 0, c + rows.lowerBound * ldc + columns.lowerBound, numericCast(ldc))
         }
     #endif
