@@ -1,11 +1,15 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// Layers of the package (see README.md, "Architecture"):
-//   CBLAS, CZlib   system libraries (OpenBLAS through pkg-config, zlib for .gz files)
-//   CKernels       matrix-product kernels in C for AVX2/FMA, chosen at run time; the thread pool
-//   Backprop       the library: Tensor, Layers, Autograd, Check, Data, Training, Explain
-//   backprop       the command-line tool
+// One target per layer of the design (README.md, "Architecture"); each depends only on those
+// below it, so a wrong-way import does not compile:
+//
+//   backprop                                   the command-line tool (and its benchmarks)
+//   Backprop                                   umbrella: re-exports everything below
+//   BackpropExplain      BackpropTraining      walkthrough, HTML, DOT, plots | fit loop, checkpoints
+//   BackpropNetwork      BackpropData          layers, losses, optimizers, checks | files
+//   BackpropCore                               Tensor, matmul, thread pool, autograd
+//   CBLAS, CZlib, CKernels                     system libraries, C kernels and the pool
 let package = Package(
     name: "Backprop",
     products: [
@@ -25,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
+        // System libraries and C.
         .systemLibrary(
             name: "CBLAS",
             pkgConfig: "openblas",
@@ -36,15 +41,29 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
         .target(name: "CKernels"),
+        // Core: Tensor, matrix products, the thread pool, autograd.
         .target(
-            name: "Backprop",
+            name: "BackpropCore",
             dependencies: [
                 .target(name: "CBLAS", condition: .when(platforms: [.linux], traits: ["OpenBLAS"])),
-                "CZlib",
                 "CKernels",
             ],
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]
         ),
+        // Data: IDX, gzip, safetensors, JSON, atomic writes, Fashion-MNIST.
+        .target(name: "BackpropData", dependencies: ["BackpropCore", "CZlib"]),
+        // Network: the seed's layers and losses, optimizers and schedules, gradient checks.
+        .target(name: "BackpropNetwork", dependencies: ["BackpropCore"]),
+        // Training: minibatches, the fit loop, metrics, checkpoints (where the network meets files).
+        .target(name: "BackpropTraining", dependencies: ["BackpropNetwork", "BackpropData"]),
+        // Explain: the walkthrough (text, HTML, DOT) and the training plot; observes, never computes.
+        .target(name: "BackpropExplain", dependencies: ["BackpropNetwork", "BackpropTraining"]),
+        // The umbrella that `import Backprop` gives a user: every module above, re-exported.
+        .target(
+            name: "Backprop",
+            dependencies: ["BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain"]
+        ),
+        // The command-line tool: parses, calls the library, formats; owns the benchmarks (Bench/).
         .executableTarget(
             name: "backprop",
             dependencies: [
@@ -55,7 +74,10 @@ let package = Package(
         .testTarget(
             name: "BackpropTests",
             // The CLI is a dependency so that tests can run the built `backprop` end to end.
-            dependencies: ["Backprop", "backprop"],
+            dependencies: [
+                "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain", "Backprop",
+                "backprop",
+            ],
             resources: [.copy("Fixtures")]
         ),
     ]

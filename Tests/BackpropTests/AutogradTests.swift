@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // Autograd against central finite differences: every row of the derivative table, with shapes
 // that broadcast; then the graph itself (recording, accumulation, backward twice, zeroGrad,

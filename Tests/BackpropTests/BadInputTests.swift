@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // The catalogue of bad inputs (Docs/BadInputs.md), end to end: each case runs the built `backprop`
 // on a bad file or bad arguments and checks the contract every entry shares:

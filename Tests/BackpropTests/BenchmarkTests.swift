@@ -1,7 +1,12 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
+@testable import backprop
 
 /// The benchmark code runs on tiny sizes and reports what it promises. (No timing is asserted:
 /// tests run on busy machines.)

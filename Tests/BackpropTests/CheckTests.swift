@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 @Suite("near: the lesson's test_near, with a report")
 struct NearTests {

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Softmax cross-entropy: its value against plain loops in Double, its hand-written backward
 /// against autograd and finite differences, huge logits included.

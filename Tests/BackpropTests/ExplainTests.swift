@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // The walkthrough's claims are checked here against the objects themselves (`===` on the layers'
 // `inp`, `out` and `.g`), against a plain run of `Model`, and against autograd; layers that break
@@ -661,10 +665,12 @@ struct ExplainDOTTests {
             #expect(node.shape == parameters[index].shape)
         }
         let operations = graph.nodes.filter(\.isOperation).compactMap(\.operation)
-        #expect(operations.filter { $0 == "lin" }.count == 2)
+        // lin is the seed's `x @ w + b`: a product and a broadcast add, for each Lin.
+        #expect(operations.filter { $0 == "•" }.count == 2 && operations.filter { $0 == "+" }.count == 2)
+        #expect(!operations.contains("lin"))
         #expect(operations.contains("clampMin(0.0)") && operations.contains("mean"))
         let hidden = try #require(graph.nodes.first { $0.name == "L1.out = R.inp" })
-        #expect(hidden.operation == "lin" && hidden.shape == [5, 4])
+        #expect(hidden.operation == "+" && hidden.shape == [5, 4])
         // Every edge joins a tensor and an operation.
         let kinds = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.id, $0.isOperation) })
         for edge in graph.edges { #expect(kinds[edge.from] != kinds[edge.to]) }

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// The one-pass kernels behind the seed's backward lines, against the chains of operations they
 /// replace (bit for bit), and the machinery that makes the step fast: reused buffers, column sums

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // What the fuzzers (Scripts/fuzz.sh, Docs/Fuzzing.md) found, kept as tests, and a replay of the
 // committed corpus through the same checks the fuzz targets make, so that `swift test` sees a

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // The gradient check on the seed's model and deeper ones, and on models whose hand-written
 // backward is deliberately wrong: the check must catch them, on the right rows.

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // Interrupted training loses nothing: a run stopped between two epochs and resumed from its
 // checkpoint ends with the very weights of the uninterrupted run (bit for bit), SIGINT and

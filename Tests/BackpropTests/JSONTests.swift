@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Parses `text`, or records the syntax error.
 private func parse(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> JSONValue? {

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // The seed's hand-written backward of each layer against central finite differences. A layer's
 // `backward()` turns `out.g` into `inp.g`: with `out.g = r`, a fixed random tensor, `inp.g` must

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Each optimizer's update against steps computed by hand (the arithmetic is written out in the
 /// comments), and the learning-rate schedules against their formulas at known points.

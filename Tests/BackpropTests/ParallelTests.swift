@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// The thread pool behind `Parallel` (`Sources/CKernels/Pool.c`): every index runs exactly once,
 /// whoever calls, however the calls nest or overlap.

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// The seeded generator against an independent Python implementation of xoshiro256**, SplitMix64
 /// and Box–Muller (`Fixtures/make_random.py`, whose output these numbers are).

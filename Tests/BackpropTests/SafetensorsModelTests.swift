@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // Reading x, y and w1, b1, w2, b2, … from a safetensors file, as `gradcheck --tensors --init`
 // does: every missing name and wrong shape is a one-line error naming the file and the tensor.

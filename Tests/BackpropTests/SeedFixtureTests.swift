@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// The seed's loss and gradients against results that numpy computed in float64
 /// (`Fixtures/make_fixtures.py`), for two sets of shapes.

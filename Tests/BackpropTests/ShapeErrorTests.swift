@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Programmer errors stop the process with a message that names both shapes, as PyTorch's do.
 /// (Exit tests run each body in a child process.)

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// The AVX2 kernel for the seed's skinny products, against the reference loops, on every edge of
 /// its tiling (6 rows × 16 columns, blocks of 256 rows of B past k = 1024), with and without
@@ -116,10 +120,10 @@ struct SkinnyKernelTests {
 
     /// `.fast` takes the skinny kernel for the seed's shapes, and BLAS for large square ones.
     @Test func fastChoosesTheSkinnyKernelForTheSeedsShapes() {
-        #expect(GemmRoute(.fast, m: 50_000, n: 50, k: 784) == .skinny)
-        #expect(GemmRoute(.fast, m: 50_000, n: 784, k: 50) == .skinny)
-        #expect(GemmRoute(.fast, m: 784, n: 50, k: 50_000) == .skinny)
-        #expect(GemmRoute(.fast, m: 64, n: 50, k: 784) == .skinny)
-        #expect(GemmRoute(.fast, m: 1000, n: 1000, k: 1000) != .skinny)
+        #expect(MatMulKernel.fast.route(m: 50_000, n: 50, k: 784) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 50_000, n: 784, k: 50) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 784, n: 50, k: 50_000) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 64, n: 50, k: 784) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 1000, n: 1000, k: 1000) != .skinny)
     }
 }

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 // Each tensor operation against values computed by hand (in the comments).
 

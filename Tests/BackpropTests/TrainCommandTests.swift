@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// `backprop train` and `backprop evaluate` as a user runs them (the built executable), on the
 /// first few hundred Fashion-MNIST images.

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Expects `body` to throw a ``DataError`` whose description contains each of `fragments`.
 ///

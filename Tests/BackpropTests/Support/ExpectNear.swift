@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Expects `actual` to be near `expected`, element by element, as the lesson's `test_near`:
 /// `|actual - expected| <= absoluteTolerance + relativeTolerance * |expected|`.

@@ -1,6 +1,10 @@
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// A tensor of the given shape with values drawn uniformly from `range`, from `generator`.
 func uniform(_ shape: [Int], in range: ClosedRange<Float>, generator: inout RandomGenerator) -> Tensor {

@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Backprop
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
 
 /// Expects every value of `actual` within `tolerance` of `expected` (absolute, plus `relative`
 /// times the expected magnitude), reporting the first index that is not.

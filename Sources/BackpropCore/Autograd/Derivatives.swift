@@ -1,0 +1,177 @@
+// Every derivative autograd knows, in one table: for an operation `y = f(inputs)` and the
+// gradient `g = ∂loss/∂y`, the gradients `∂loss/∂input` (vector–Jacobian products).
+// The forwards are in `Tensor/`; each case names the function that computed it.
+
+/// The operations autograd records, with what their derivatives need saved.
+enum Op: CustomStringConvertible {
+    case add, subtract, multiply, divide  // a ∘ b, broadcasting (Tensor+Elementwise.swift)
+    case addScalar  // x + s, x - s
+    case reverseSubtractScalar  // s - x
+    case multiplyScalar(Float)  // x * s, -x
+    case divideScalar(Float)  // x / s
+    case reverseDivideScalar(Float)  // s / x
+    case power(Float)  // x ** p, sqrt(x)
+    case clampMin(Float)  // max(x, m)
+    case exp, log
+    case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
+    case matmul  // a • b (MatMul.swift)
+    case rows(start: Int)  // x[start..<start + n], a view (Tensor+Rows.swift)
+    case gatherRows([Int])  // x[indices], a copy
+    case sum(axis: Int, keepDim: Bool)  // (Tensor+Reduction.swift)
+    case sumAll
+    case mean(axis: Int, keepDim: Bool)
+    case meanAll
+    case max(axis: Int, keepDim: Bool)
+    case logSumExp(axis: Int, keepDim: Bool)
+
+    var description: String {
+        switch self {
+        case .add: "+"
+        case .subtract: "-"
+        case .multiply: "*"
+        case .divide: "/"
+        case .addScalar: "+ s"
+        case .reverseSubtractScalar: "s -"
+        case .multiplyScalar(let s): "* \(s)"
+        case .divideScalar(let s): "/ \(s)"
+        case .reverseDivideScalar(let s): "\(s) /"
+        case .power(let p): "** \(p)"
+        case .clampMin(let m): "clampMin(\(m))"
+        case .exp: "exp"
+        case .log: "log"
+        case .reshape: "reshape"
+        case .transpose: "t"
+        case .matmul: "•"
+        case .rows(let start): "rows(\(start)...)"
+        case .gatherRows(let indices): "rows([\(indices.count) indices])"
+        case .sum(let axis, _): "sum(\(axis))"
+        case .sumAll: "sum"
+        case .mean(let axis, _): "mean(\(axis))"
+        case .meanAll: "mean"
+        case .max(let axis, _): "max(\(axis))"
+        case .logSumExp(let axis, _): "logSumExp(\(axis))"
+        }
+    }
+
+    /// The gradient with respect to each input, given the output `y` and its gradient `g`.
+    /// `nil` where an input has no gradient. Runs with recording off.
+    func inputGradients(output y: Tensor, gradient g: Tensor, inputs: [Tensor]) -> [Tensor?] {
+        let x = inputs[0]
+        switch self {
+        case .add:  // ∂(a + b) = g, g
+            return [g.unbroadcast(to: x.shape), g.unbroadcast(to: inputs[1].shape)]
+        case .subtract:  // ∂(a - b) = g, -g
+            return [g.unbroadcast(to: x.shape), (-g).unbroadcast(to: inputs[1].shape)]
+        case .multiply:  // ∂(a * b) = g * b, g * a
+            let b = inputs[1]
+            return [(g * b).unbroadcast(to: x.shape), (g * x).unbroadcast(to: b.shape)]
+        case .divide:  // ∂(a / b) = g / b, -g * a / b²
+            let b = inputs[1]
+            return [(g / b).unbroadcast(to: x.shape), (-g * x / (b * b)).unbroadcast(to: b.shape)]
+        case .addScalar:  // ∂(x + s) = g
+            return [g]
+        case .reverseSubtractScalar:  // ∂(s - x) = -g
+            return [-g]
+        case .multiplyScalar(let s):  // ∂(x * s) = g * s
+            return [g * s]
+        case .divideScalar(let s):  // ∂(x / s) = g / s
+            return [g / s]
+        case .reverseDivideScalar(let s):  // ∂(s / x) = -g * s / x²
+            return [-g * s / (x * x)]
+        case .power(let p):  // ∂(x ** p) = g * p * x ** (p - 1)
+            if p == 2 { return [g * x * 2] }
+            if p == 1 { return [g] }
+            return [g * p * (x ** (p - 1))]
+        case .clampMin(let m):  // ∂ max(x, m) = g where x > m, else 0
+            return [g * (x > m)]
+        case .exp:  // ∂ eˣ = g * eˣ
+            return [g * y]
+        case .log:  // ∂ log x = g / x
+            return [g / x]
+        case .reshape:  // the same values, back in the input's shape
+            return [g.reshape(x.shape)]
+        case .transpose:  // ∂ xᵀ = gᵀ
+            return [g.t()]
+        case .matmul:  // ∂(a • b) = g • bᵀ, aᵀ • g
+            let b = inputs[1]
+            return [g • b.t(), x.t() • g]
+        case .rows(let start):  // g goes back to the rows it came from, 0 elsewhere
+            let gradient = Tensor.zeros(x.shape)
+            let gradientOut = g.contiguous()
+            let rowSize = x.shape.dropFirst().reduce(1, *)
+            withExtendedLifetime(gradientOut) {
+                (gradient.pointer + start * rowSize).update(from: gradientOut.pointer, count: gradientOut.count)
+            }
+            return [gradient]
+        case .gatherRows(let indices):  // each row of g is added into the row it was taken from
+            let gradient = Tensor.zeros(x.shape)
+            let gradientOut = g.contiguous()
+            let rowSize = x.shape.dropFirst().reduce(1, *)
+            withExtendedLifetime(gradientOut) {
+                for (row, index) in indices.enumerated() {
+                    let to = gradient.pointer + index * rowSize
+                    let from = gradientOut.pointer + row * rowSize
+                    for j in 0..<rowSize { to[j] += from[j] }
+                }
+            }
+            return [gradient]
+        case .sum(let axis, let keepDim):  // every summed element gets g
+            return [(keepDim ? g : g.unsqueeze(axis)).expanded(to: x.shape)]
+        case .sumAll:
+            return [g.expanded(to: x.shape)]
+        case .mean(let axis, let keepDim):  // every element gets g / size
+            return [(keepDim ? g : g.unsqueeze(axis)).expanded(to: x.shape) / Float(x.shape[axis])]
+        case .meanAll:
+            return [g.expanded(to: x.shape) / Float(x.count)]
+        case .max(let axis, _):  // g goes to the first maximum along the axis, 0 elsewhere
+            // With or without keepDim, g holds one value per (outer, inner) position, row-major.
+            let gradient = Tensor.zeros(x.shape)
+            let (outer, size, inner) = x.splitAround(axis)
+            let winners = x.argmax(axis)
+            let gradientOut = g.contiguous()
+            withExtendedLifetime(gradientOut) {
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        let k = winners[o * inner + i]
+                        gradient.pointer[(o * size + k) * inner + i] = gradientOut.pointer[o * inner + i]
+                    }
+                }
+            }
+            return [gradient]
+        case .logSumExp(let axis, let keepDim):  // ∂ log Σ eˣ = g * softmax(x)
+            let yKept = keepDim ? y : y.unsqueeze(axis)
+            let gKept = keepDim ? g : g.unsqueeze(axis)
+            return [(x - yKept).exp() * gKept]
+        }
+    }
+}
+
+extension Tensor {
+    /// This gradient summed back to `shape`: undoes broadcasting, so that a bias `(m)` added to
+    /// every row of an `(n, m)` result gets the sum of the rows' gradients.
+    func unbroadcast(to target: [Int]) -> Tensor {
+        if shape == target { return self }
+        var result = self
+        // Sum away the leading dimensions that broadcasting added.
+        while result.rank > target.count { result = result.sum(0) }
+        // Sum, keeping the dimension, where the target had size 1.
+        for axis in 0..<target.count where target[axis] == 1 && result.shape[axis] != 1 {
+            result = result.sum(axis, keepDim: true)
+        }
+        return result.reshape(target)
+    }
+
+    /// This tensor broadcast to `target` and copied into a new contiguous tensor (each element
+    /// repeated along the dimensions that broadcasting adds or stretches).
+    /// - Precondition: this shape broadcasts to `target` (not the other way round).
+    func expanded(to target: [Int]) -> Tensor {
+        precondition(
+            Broadcasting.shape(shape, target, operation: "expand") == target,
+            "expand: shape \(shape) cannot be expanded to \(target)")
+        // A view of one zero, read with stride 0 along every dimension, gives the shape without
+        // allocating a tensor of zeros.
+        let zero = Tensor(storage: Storage(count: 1), shape: target, strides: Array(repeating: 0, count: target.count))
+        zero.storage.pointer.pointee = 0
+        return Tensor.broadcastBinary(zero, self, name: "expand") { _, value in value }
+    }
+}

@@ -1,0 +1,160 @@
+import CKernels
+
+// The dedicated path for the seed's products, whose one side is small (nh = 50 hidden units,
+// or k = 50): an AVX2/FMA kernel in C (`Sources/CKernels/Gemm.c`), run on every core. It reads
+// the large operand in place, once, and writes a large result without reading it first, which
+// BLAS's general blocking does not; the benchmark (`backprop bench`) measures it against BLAS on
+// the seed's shapes, and the tests check it against `referenceGemm`.
+
+extension Tensor {
+    /// Whether this CPU runs the skinny kernel (x86-64 with AVX2 and FMA).
+    package static let skinnyKernelIsAvailable = bp_gemm_avx2_available() != 0
+
+    /// Whether `.fast` sends an `(m, k) • (k, n)` product to the skinny kernel.
+    ///
+    /// It wins where one side is small: B (or its block of 256 rows) is packed whole into a
+    /// buffer that stays in the L2 cache, and the other operand streams past it. Large square
+    /// products go to BLAS, whose blocking of both operands suits them better.
+    static func prefersSkinnyKernel(m: Int, n: Int, k: Int) -> Bool {
+        guard skinnyKernelIsAvailable else { return false }
+        let smallSide = Swift.min(m, n, k) <= 64
+        let packedBlock = Swift.min(k, 1024) * n
+        return smallSide && packedBlock <= 1 << 18
+    }
+
+    /// Results at least this large are written with non-temporal stores (they do not fit in
+    /// the caches anyway, and reading them before writing would double the memory traffic).
+    static let streamingThreshold = 32 << 20
+
+    /// `c = a • b (+ bias)` or `c += a • b` with the skinny kernel, split over the cores.
+    ///
+    /// `streaming` forces non-temporal stores on or off (tests); by default results of at least
+    /// ``streamingThreshold`` bytes get them.
+    /// - Precondition: ``skinnyKernelIsAvailable``.
+    static func skinnyGemm(
+        _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
+        bias: UnsafePointer<Float>?, streaming: Bool? = nil
+    ) {
+        precondition(skinnyKernelIsAvailable, "skinnyGemm: this CPU has no AVX2/FMA")
+        let m = a.rows
+        let n = b.columns
+        let k = a.columns
+        var operands = BPGemm(
+            m: m, n: n, k: k,
+            a: a.pointer, rowStrideA: a.transposed ? 1 : a.leading, columnStrideA: a.transposed ? a.leading : 1,
+            b: b.pointer, rowStrideB: b.transposed ? 1 : b.leading, columnStrideB: b.transposed ? b.leading : 1,
+            c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
+            streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
+        if m * n <= 1 << 18 && k >= 2 * depthPiece {
+            if a.transposed {
+                transposedDepthGemm(operands, accumulate: accumulate, bias: bias)
+            } else {
+                depthSplitGemm(operands, accumulate: accumulate, bias: bias)
+            }
+            return
+        }
+        // Split C by rows (multiples of the 6-row tile) or by columns (of the 16-wide one). Each
+        // piece packs the part of B it uses: pieces of rows pack all of B each, pieces of columns
+        // only their own columns but all read all of A. So columns when A is small (a minibatch),
+        // rows when C is tall or narrow, in pieces large enough to pay for a thread and packing.
+        let splitRows = n < 32 || m >= 4 * n || m * k > 1 << 18
+        let workPerUnit = Swift.max((splitRows ? n : m) * k, 1)
+        let minimumUnits =
+            splitRows ? Swift.max(48, (1 << 18) / workPerUnit) : Swift.max(16, (1 << 18) / workPerUnit)
+        withUnsafePointer(to: &operands) { operands in
+            Parallel.forEachRange(splitRows ? m : n, minimumPerPiece: minimumUnits, grain: splitRows ? 6 : 16) {
+                range in
+                if splitRows {
+                    bp_gemm_avx2(operands, range.lowerBound, range.upperBound, 0, n)
+                } else {
+                    bp_gemm_avx2(operands, 0, m, range.lowerBound, range.upperBound)
+                }
+            }
+        }
+    }
+
+    /// Rows of B (columns of A) per piece of a product split along its depth.
+    static let depthPiece = 4096
+
+    /// Rows of x per piece of ``transposedDepthGemm(_:accumulate:bias:)``: small enough that the
+    /// two cores finish within a piece of each other, large enough that adding up the pieces'
+    /// results (one small C each) costs little.
+    static let transposedDepthPiece = 2048
+
+    /// `C = xᵀ • B` for a transposed view `xᵀ` with a long depth and a small C: the seed's
+    /// `w1.g = xᵀ • out.g`, `(784, 50000) • (50000, 50)`.
+    ///
+    /// The depth is cut into pieces of ``transposedDepthPiece`` rows of x, which the cores take
+    /// one at a time; each piece sums its rows into its own copy of `Cᵀ` with
+    /// `bp_gemm_tn_avx2` (vectors along x's rows, which lie contiguous), and the copies are added
+    /// in order and transposed into C. The pieces do not depend on the number of cores, so
+    /// neither does the result.
+    private static func transposedDepthGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        let m = operands.m
+        let n = operands.n
+        let k = operands.k
+        let ldt = bp_gemm_tn_columns(m)
+        let pieceSize = bp_gemm_tn_rows(n) * ldt
+        let pieces = (k + transposedDepthPiece - 1) / transposedDepthPiece
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * pieceSize)
+        defer { partial.deallocate() }
+        Parallel.forEachPiece(pieces) { piece in
+            let begin = piece * transposedDepthPiece
+            let depth = Swift.min(k, begin + transposedDepthPiece) - begin
+            bp_gemm_tn_avx2(
+                m, n, depth, operands.a! + begin * operands.columnStrideA, operands.columnStrideA,
+                operands.b! + begin * operands.rowStrideB, operands.rowStrideB, operands.columnStrideB,
+                partial + piece * pieceSize, ldt)
+        }
+        for piece in 1..<Swift.max(pieces, 1) {
+            let source = partial + piece * pieceSize
+            for index in 0..<pieceSize { partial[index] += source[index] }
+        }
+        let c = operands.c!
+        let ldc = operands.ldc
+        for i in 0..<m {
+            for j in 0..<n {
+                let start: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
+                c[i * ldc + j] = start + partial[j * ldt + i]
+            }
+        }
+    }
+
+    /// A product whose C is small and whose depth is long, with a row-major A (a transposed A,
+    /// the seed's `w1.g = xᵀ • out.g`, goes to ``transposedDepthGemm(_:accumulate:bias:)``),
+    /// split along the depth: each piece sums its own 4096 columns of A into its own copy of C,
+    /// and the copies are added in order. The pieces do not depend on the number of cores, so
+    /// neither does the result.
+    private static func depthSplitGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        let m = operands.m
+        let n = operands.n
+        let k = operands.k
+        let pieces = (k + depthPiece - 1) / depthPiece
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+        defer { partial.deallocate() }
+        Parallel.forEachRange(pieces, minimumPerPiece: 1) { range in
+            for piece in range {
+                let depth = (piece * depthPiece)..<Swift.min(k, (piece + 1) * depthPiece)
+                var part = operands
+                part.k = depth.count
+                part.a = operands.a! + depth.lowerBound * operands.columnStrideA
+                part.b = operands.b! + depth.lowerBound * operands.rowStrideB
+                part.c = partial + piece * m * n
+                part.ldc = n
+                part.bias = nil
+                part.accumulate = 0
+                part.streaming = 0
+                bp_gemm_avx2(&part, 0, m, 0, n)
+            }
+        }
+        let c = operands.c!
+        let ldc = operands.ldc
+        for i in 0..<m {
+            for j in 0..<n {
+                var total: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
+                for piece in 0..<pieces { total += partial[piece * m * n + i * n + j] }
+                c[i * ldc + j] = total
+            }
+        }
+    }
+}

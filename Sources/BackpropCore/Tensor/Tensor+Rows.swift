@@ -1,0 +1,64 @@
+// Taking rows: a range of the first dimension as a view, or chosen rows gathered into a copy.
+// Minibatches, the first rows of a data set and a batch's examples all come through here.
+
+extension Tensor {
+    /// Rows `range` of this tensor (elements, for a vector), as a view that shares storage
+    /// (PyTorch's `x[a:b]`).
+    ///
+    /// Shapes: `(n, …)` gives `(range.count, …)`. Autograd's derivative puts the gradient back
+    /// into those rows, zero elsewhere.
+    /// - Precondition: rank at least 1, and `range` lies within `0..<shape[0]`.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1, "rows: a scalar has no rows (shape \(shape))")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[0],
+            "rows: \(range) out of range for shape \(shape)")
+        var newShape = shape
+        newShape[0] = range.count
+        return Tensor(storage: storage, shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[0])
+            .recorded(.rows(start: range.lowerBound), self)
+    }
+
+    /// Rows `indices` of this tensor, in that order, copied into a new contiguous tensor
+    /// (PyTorch's `x[indices]`, `index_select(0, indices)`). An index may repeat.
+    ///
+    /// Shapes: `(n, …)` gives `(indices.count, …)`. Autograd's derivative adds each row of the
+    /// gradient into the row it was taken from.
+    /// - Precondition: rank at least 1, and every index lies within `0..<shape[0]`.
+    public func rows(_ indices: [Int]) -> Tensor {
+        precondition(rank >= 1, "rows: a scalar has no rows (shape \(shape))")
+        var newShape = shape
+        newShape[0] = indices.count
+        let result = Tensor(uninitializedShape: newShape)
+        indices.withUnsafeBufferPointer { Tensor.gatherRows(self, $0, into: result) }
+        return result.recorded(.gatherRows(indices), self)
+    }
+
+    /// Copies rows `indices` of `source` into `destination`, in order, on every core for large
+    /// copies (the rows of a minibatch lie scattered over the training set, mostly outside the
+    /// caches: two cores keep twice as many on the way). Autograd does not see this copy.
+    /// - Precondition: `destination` is contiguous, of `source`'s shape with `indices.count` rows,
+    ///   and every index lies within `0..<source.shape[0]`.
+    package static func gatherRows(_ source: Tensor, _ indices: UnsafeBufferPointer<Int>, into destination: Tensor) {
+        precondition(
+            destination.isContiguous && destination.rank == source.rank && destination.shape[0] == indices.count
+                && Array(destination.shape.dropFirst()) == Array(source.shape.dropFirst()),
+            "rows: \(indices.count) rows of \(source.shape) do not fit a destination of shape \(destination.shape)")
+        let rowCount = source.shape[0]
+        for (position, index) in indices.enumerated() where index < 0 || index >= rowCount {
+            preconditionFailure("rows: index \(index) at position \(position) out of range 0..<\(rowCount)")
+        }
+        let source = source.contiguous()
+        let rowSize = source.shape.dropFirst().reduce(1, *)
+        let from = source.pointer
+        let to = destination.pointer
+        withExtendedLifetime(source) {
+            Parallel.forEachRange(indices.count, minimumPerPiece: Swift.max(1, (16 << 10) / Swift.max(rowSize, 1))) {
+                range in
+                for row in range {
+                    (to + row * rowSize).update(from: from + indices[row] * rowSize, count: rowSize)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+
+/// A buffer of `Float` values that one or more tensors view.
+///
+/// Views (`t()`, `squeeze()`, `unsqueeze(_:)`, `reshape(_:)`) share one `Storage`; the memory is
+/// 64-byte aligned so that BLAS and SIMD loops read it at full speed.
+final class Storage: @unchecked Sendable {
+    /// The first element.
+    let pointer: UnsafeMutablePointer<Float>
+    /// The number of elements.
+    let count: Int
+    /// How many times the values were changed in place through the public API (the subscript,
+    /// ``Tensor/withUnsafeMutableBufferPointer(_:)``): autograd compares it with the count it saw
+    /// when it recorded an operation, as PyTorch's version counters do.
+    var version = 0
+
+    /// Allocates `count` elements, uninitialised.
+    init(count: Int) {
+        precondition(count >= 0, "Storage: negative element count \(count)")
+        let bytes = Storage.allocatedBytes(count)
+        self.count = count
+        if bytes >= Storage.hugePageThreshold, let kept = StorageCache.take(bytes: bytes) {
+            pointer = kept.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+            return
+        }
+        var raw: UnsafeMutableRawPointer?
+        // Large buffers (a 50000×784 gradient is 157 MB) are aligned to 2 MiB and, on Linux,
+        // offered transparent huge pages: first touching them then costs one page fault per
+        // 2 MiB instead of one per 4 KiB, as NumPy arranges for its large arrays.
+        let large = bytes >= Storage.hugePageThreshold
+        let status = posix_memalign(&raw, large ? 1 << 21 : 64, bytes)
+        precondition(status == 0 && raw != nil, "Storage: could not allocate \(bytes) bytes")
+        #if os(Linux)
+            if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        #endif
+        pointer = raw!.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+    }
+
+    /// Buffers of at least this many bytes are placed for huge pages, and kept for reuse by
+    /// ``StorageCache`` when released.
+    static let hugePageThreshold = 4 << 20
+
+    /// The bytes allocated for `count` elements (at least one element).
+    static func allocatedBytes(_ count: Int) -> Int {
+        Swift.max(count, 1) * MemoryLayout<Float>.stride
+    }
+
+    deinit {
+        let bytes = Storage.allocatedBytes(count)
+        if bytes >= Storage.hugePageThreshold && StorageCache.keep(UnsafeMutableRawPointer(pointer), bytes: bytes) {
+            return
+        }
+        free(pointer)
+    }
+}
+
+/// An n-dimensional array of `Float` values, stored row-major, with reference semantics.
+///
+/// `Tensor` is a class, as a PyTorch tensor is an object: the seed's backward pass works because
+/// a layer's `inp` *is* the previous layer's `out`, so the gradient one layer writes into `inp.g`
+/// is the one the layer before it reads from `out.g`.
+///
+/// A tensor carries two kinds of gradient, kept apart so that they can be compared on the same
+/// objects:
+/// - ``g``: the seed's hand-written gradient, set by the layers' `backward()` methods;
+/// - ``grad``: the gradient that the autograd engine computes (see ``requiresGrad``).
+///
+/// Shapes follow PyTorch: a scalar has shape `[]`, a vector `[n]`, a matrix `[rows, columns]`.
+/// Operations stop with a message that names both shapes when they do not fit.
+public final class Tensor {
+    /// The size of each dimension, outermost first.
+    public let shape: [Int]
+    /// How many storage elements one step along each dimension moves.
+    let strides: [Int]
+    /// Where the first element sits in ``storage``.
+    package let offset: Int
+    /// The values this tensor views (possibly shared with other views).
+    let storage: Storage
+
+    /// The seed's hand-written gradient of the loss with respect to this tensor (`x.g` in the
+    /// lesson).
+    ///
+    /// Implicitly unwrapped, as the seed reads it: `inp.g = out.g • w.t()` reads `out.g`, which the
+    /// next layer's `backward()` must already have set. `nil` until a `backward()` writes it.
+    public var g: Tensor!
+
+    /// Whether the autograd engine tracks operations on this tensor (PyTorch's `requires_grad`).
+    public var requiresGrad: Bool = false
+    /// The gradient that autograd's ``backward()`` accumulated here (PyTorch's `.grad`).
+    public var grad: Tensor?
+    /// The recorded operation that produced this tensor, if autograd tracked it.
+    var gradFn: GradFn?
+
+    deinit {
+        if gradFn != nil { GradFn.releaseIteratively(graphOf: self) }
+    }
+
+    /// Creates a tensor that views `storage` with the given layout.
+    init(storage: Storage, shape: [Int], strides: [Int], offset: Int = 0) {
+        self.storage = storage
+        self.shape = shape
+        self.strides = strides
+        self.offset = offset
+    }
+
+    /// Creates a contiguous tensor with uninitialised values (callers fill every element).
+    package init(uninitializedShape shape: [Int]) {
+        var count = 1
+        for size in shape {
+            precondition(size >= 0, "Tensor: negative dimension in shape \(shape)")
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            precondition(
+                !overflow && !product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow,
+                "Tensor: shape \(shape) has more elements than memory can address")
+            count = product
+        }
+        self.storage = Storage(count: count)
+        self.shape = shape
+        self.strides = Tensor.contiguousStrides(for: shape)
+        self.offset = 0
+    }
+
+    /// Creates a tensor of the given shape from values listed row-major.
+    ///
+    /// - Parameters:
+    ///   - shape: the size of each dimension; `[]` for a scalar.
+    ///   - values: `shape.reduce(1, *)` values, last dimension fastest.
+    /// - Precondition: `values.count` equals the product of `shape`.
+    public convenience init(shape: [Int], values: [Float]) {
+        let count = shape.reduce(1, *)
+        precondition(
+            values.count == count,
+            "Tensor(shape:values:): shape \(shape) needs \(count) values, got \(values.count)")
+        self.init(uninitializedShape: shape)
+        values.withUnsafeBufferPointer { source in
+            if count > 0 { storage.pointer.update(from: source.baseAddress!, count: count) }
+        }
+    }
+
+    /// Creates a scalar tensor (shape `[]`).
+    public convenience init(_ value: Float) {
+        self.init(shape: [], values: [value])
+    }
+
+    /// Creates a vector (shape `[values.count]`).
+    public convenience init(_ values: [Float]) {
+        self.init(shape: [values.count], values: values)
+    }
+
+    /// Creates a matrix from its rows (shape `[rows.count, rows[0].count]`).
+    /// - Precondition: every row has the same length.
+    public convenience init(_ rows: [[Float]]) {
+        let columns = rows.first?.count ?? 0
+        for row in rows {
+            precondition(row.count == columns, "Tensor(rows): rows of lengths \(columns) and \(row.count)")
+        }
+        self.init(shape: [rows.count, columns], values: rows.flatMap { $0 })
+    }
+
+    /// Row-major strides for `shape`.
+    package static func contiguousStrides(for shape: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: shape.count)
+        var step = 1
+        for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+            strides[axis] = step
+            step *= Swift.max(shape[axis], 1)
+        }
+        return strides
+    }
+
+    /// The number of elements (the product of ``shape``).
+    public var count: Int { shape.reduce(1, *) }
+
+    /// The number of dimensions (`shape.count`).
+    public var rank: Int { shape.count }
+
+    /// Whether the values lie in storage row-major with no gaps, so loops can run over them flat.
+    public var isContiguous: Bool {
+        var expected = 1
+        for axis in stride(from: shape.count - 1, through: 0, by: -1) where shape[axis] != 1 {
+            if strides[axis] != expected { return false }
+            expected *= shape[axis]
+        }
+        return true
+    }
+
+    /// The values, row-major, as a new array.
+    public var values: [Float] {
+        let source = contiguous()
+        return Array(UnsafeBufferPointer(start: source.storage.pointer + source.offset, count: count))
+    }
+
+    /// The value of a one-element tensor (PyTorch's `item()`).
+    /// - Precondition: the tensor holds exactly one element.
+    public func item() -> Float {
+        precondition(count == 1, "item(): tensor of shape \(shape) has \(count) elements, not 1")
+        return storage.pointer[offset]
+    }
+
+    /// The element at `indices` (one index per dimension, each in range).
+    public subscript(_ indices: Int...) -> Float {
+        get { storage.pointer[elementOffset(indices)] }
+        set {
+            storage.pointer[elementOffset(indices)] = newValue
+            storage.version &+= 1
+        }
+    }
+
+    /// The storage offset of the element at `indices`, checked against the shape.
+    private func elementOffset(_ indices: [Int]) -> Int {
+        precondition(
+            indices.count == shape.count,
+            "Tensor subscript: \(indices.count) indices for a tensor of shape \(shape)")
+        var position = offset
+        for (axis, index) in indices.enumerated() {
+            precondition(
+                index >= 0 && index < shape[axis],
+                "Tensor subscript: index \(index) out of range for dimension \(axis) of shape \(shape)")
+            position += index * strides[axis]
+        }
+        return position
+    }
+
+    /// This tensor if it is contiguous, else a contiguous copy of its values.
+    ///
+    /// The copy stays in autograd's graph (its gradient is the output's, unchanged), so that
+    /// `x.t().contiguous()` does not silently cut `x` off from ``backward()``.
+    public func contiguous() -> Tensor {
+        if isContiguous { return self }
+        let result = Tensor(uninitializedShape: shape)
+        var destination = result.storage.pointer
+        forEachOffset { position in
+            destination.pointee = storage.pointer[position]
+            destination += 1
+        }
+        return result.recorded(.reshape, self)
+    }
+
+    /// Calls `body` with the storage offset of each element, in row-major order.
+    func forEachOffset(_ body: (Int) -> Void) {
+        if count == 0 { return }
+        if shape.isEmpty {
+            body(offset)
+            return
+        }
+        var index = [Int](repeating: 0, count: shape.count)
+        var position = offset
+        let last = shape.count - 1
+        while true {
+            let innerStride = strides[last]
+            for i in 0..<shape[last] { body(position + i * innerStride) }
+            // Carry into the outer dimensions.
+            var axis = last - 1
+            while axis >= 0 {
+                index[axis] += 1
+                position += strides[axis]
+                if index[axis] < shape[axis] { break }
+                position -= strides[axis] * shape[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+            if axis < 0 { return }
+        }
+    }
+
+    /// Calls `body` with the tensor's values as one contiguous row-major buffer.
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        let source = contiguous()
+        return try withExtendedLifetime(source) {
+            try body(UnsafeBufferPointer(start: source.storage.pointer + source.offset, count: count))
+        }
+    }
+
+    /// Calls `body` with this tensor's own values to change them in place.
+    /// - Precondition: the tensor is contiguous (views made by `t()` must be copied first).
+    public func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        precondition(isContiguous, "withUnsafeMutableBufferPointer: tensor of shape \(shape) is a non-contiguous view")
+        storage.version &+= 1
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer + offset, count: count))
+    }
+
+    /// A pointer to the first element of a contiguous tensor, for kernels.
+    package var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
+}

@@ -1,0 +1,260 @@
+import BackpropCore
+import Foundation
+
+/// Fashion-MNIST (or MNIST: same files, same format) prepared as the seed lesson prepares MNIST.
+///
+/// The lesson's steps, in its names:
+///
+///     x_train, x_valid = x[:50000], x[50000:]            # rows of the training file
+///     x_train, x_valid = x_train / 255, x_valid / 255    # pixels as Float in 0…1
+///     train_mean, train_std = x_train.mean(), x_train.std()
+///     x_train = normalize(x_train, train_mean, train_std)   # (x - m) / s
+///     x_valid = normalize(x_valid, train_mean, train_std)   # the TRAINING statistics
+///
+/// The mean and standard deviation are single scalars over every pixel of ``xTrain`` (computed in
+/// `Double`; the standard deviation divides by count − 1, as PyTorch's `x_train.std()` does). The
+/// same two numbers normalise ``xValid`` and ``xTest``, so validation and test pixels are not
+/// exactly centred: that is the point of using training statistics.
+///
+/// Shapes (`n` rows, 784 = 28 × 28 pixels per image, row-major):
+/// ``xTrain`` `(nTrain, 784)`, ``yTrain`` `(nTrain)`, ``xValid`` `(nValid, 784)`, ``yValid``
+/// `(nValid)`, ``xTest`` `(nTest, 784)`, ``yTest`` `(nTest)`. The `y` tensors hold the class index
+/// as a `Float` (the seed fits them by MSE regression); ``trainLabels``, ``validLabels`` and
+/// ``testLabels`` hold the same classes as `Int` for classification.
+public struct FashionMNIST {
+    /// Where the Debian package `dataset-fashion-mnist` installs the files.
+    public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+    /// The environment variable that names the data folder when no `--data DIR` is given.
+    public static let environmentVariable = "BACKPROP_DATA"
+    /// The four files, without `.gz`: training images and labels, test images and labels.
+    public static let fileNames = [
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+    ]
+    /// The ten Fashion-MNIST classes, indexed by label.
+    public static let classNames = [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ]
+
+    /// The folder the files were read from.
+    public let directory: String
+    /// Training images, normalised: `(nTrain, 784)`.
+    public let xTrain: Tensor
+    /// Training classes as `Float`: `(nTrain)`.
+    public let yTrain: Tensor
+    /// Validation images (the rows after the training rows), normalised with training statistics:
+    /// `(nValid, 784)`.
+    public let xValid: Tensor
+    /// Validation classes as `Float`: `(nValid)`.
+    public let yValid: Tensor
+    /// Test images (`t10k-…`), normalised with training statistics: `(nTest, 784)`.
+    public let xTest: Tensor
+    /// Test classes as `Float`: `(nTest)`.
+    public let yTest: Tensor
+    /// Training classes 0…9.
+    public let trainLabels: [Int]
+    /// Validation classes 0…9.
+    public let validLabels: [Int]
+    /// Test classes 0…9.
+    public let testLabels: [Int]
+    /// The mean of the training pixels after `/ 255`, before normalising (the lesson's
+    /// `train_mean`), or the one given to the initialiser.
+    public let trainMean: Double
+    /// The standard deviation (count − 1) of the training pixels after `/ 255` (`train_std`), or
+    /// the one given to the initialiser.
+    public let trainStd: Double
+
+    /// Loads and prepares the four files in `directory`, plain or `.gz`.
+    ///
+    /// The rows of the training file are split as the lesson splits them: all but the last sixth
+    /// train, the last sixth validate (50,000 and 10,000 of the full 60,000).
+    ///
+    /// - Parameters:
+    ///   - directory: the folder holding `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+    ///     `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]`. If both a plain and a
+    ///     `.gz` file exist, the plain one is read (it is faster).
+    ///   - limit: read only the first `limit` rows of the training file (and at most `limit` test
+    ///     rows); the split and the statistics then come from those rows: `limit: 300` gives 250
+    ///     training rows, whose mean and standard deviation normalise everything, and 50
+    ///     validation rows. Gzip files are inflated only as far as needed. `nil` reads everything.
+    ///   - normalization: the mean and standard deviation to normalise with (those a saved model
+    ///     was trained with); `nil` computes them from the training rows.
+    /// - Throws: ``DataError`` when the folder is missing (naming it and the files it looked for),
+    ///   a file is missing (naming the folder and the names tried), a file is malformed (see
+    ///   ``IDX/read(path:maxItems:maxBytes:)``), images and labels disagree in count (naming both
+    ///   files and both counts), a label is outside 0…9 (naming the file, the index and the
+    ///   value), or the training file holds no images.
+    /// - Precondition: `limit`, if given, is at least 1.
+    public init(directory: String, limit: Int? = nil, normalization: (mean: Double, std: Double)? = nil) throws {
+        if let limit { precondition(limit >= 1, "FashionMNIST: limit must be at least 1, got \(limit)") }
+        let paths = try FashionMNIST.locateFiles(in: directory)
+        let train = try FashionMNIST.readImagesAndLabels(images: paths[0], labels: paths[1], limit: limit)
+        let test = try FashionMNIST.readImagesAndLabels(images: paths[2], labels: paths[3], limit: limit)
+        if train.labels.isEmpty {
+            throw DataError(path: paths[0], problem: "holds no images; at least one is needed to train")
+        }
+        if test.pixels != train.pixels {
+            throw DataError(
+                path: paths[2],
+                problem: "images have \(test.pixels) pixels but those of \(paths[0]) have \(train.pixels)")
+        }
+
+        let rows = train.labels.count
+        let nValid = rows / 6
+        let nTrain = rows - nValid
+        let pixels = train.pixels
+
+        let (mean, std) = normalization ?? FashionMNIST.meanAndStd(train.bytes, count: nTrain * pixels)
+        let table = FashionMNIST.normalizationTable(mean: mean, std: std)
+
+        self.directory = directory
+        self.trainMean = mean
+        self.trainStd = std
+        xTrain = FashionMNIST.normalize(train.bytes, rows: 0..<nTrain, pixels: pixels, table: table)
+        xValid = FashionMNIST.normalize(train.bytes, rows: nTrain..<rows, pixels: pixels, table: table)
+        xTest = FashionMNIST.normalize(test.bytes, rows: 0..<test.labels.count, pixels: pixels, table: table)
+        trainLabels = Array(train.labels[..<nTrain])
+        validLabels = Array(train.labels[nTrain...])
+        testLabels = test.labels
+        yTrain = Tensor(trainLabels.map { Float($0) })
+        yValid = Tensor(validLabels.map { Float($0) })
+        yTest = Tensor(testLabels.map { Float($0) })
+    }
+
+    /// The data folder to use: `explicit` (from `--data DIR`), else `$BACKPROP_DATA`, else
+    /// ``defaultDirectory``.
+    ///
+    /// Empty strings count as not given. The folder is not checked here; ``init(directory:limit:normalization:)``
+    /// reports a missing one.
+    /// - Parameters:
+    ///   - explicit: the `--data` argument, if the user gave one.
+    ///   - environment: the process environment (a parameter so tests can pass their own).
+    public static func resolveDirectory(
+        _ explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
+        if let explicit, !explicit.isEmpty { return explicit }
+        if let fromEnvironment = environment[environmentVariable], !fromEnvironment.isEmpty { return fromEnvironment }
+        return defaultDirectory
+    }
+
+    /// The paths of the four files in `directory`, in the order of ``fileNames``; plain preferred
+    /// over `.gz` when both exist.
+    ///
+    /// - Throws: ``DataError`` naming `directory` if it is not a folder, or if files are missing
+    ///   (every missing one is named, with both spellings tried).
+    public static func locateFiles(in directory: String) throws -> [String] {
+        var isFolder: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder)
+        if !exists || !isFolder.boolValue {
+            let looked = fileNames.map { $0 + "[.gz]" }.joined(separator: ", ")
+            let what = exists ? "is not a folder" : "no such folder"
+            throw DataError(
+                path: directory,
+                problem: "\(what); expected a folder holding \(looked) (give --data DIR or set \(environmentVariable))")
+        }
+        var found: [String] = []
+        var missing: [String] = []
+        for name in fileNames {
+            let plain = directory + "/" + name
+            let compressed = plain + ".gz"
+            if FileManager.default.fileExists(atPath: plain) {
+                found.append(plain)
+            } else if FileManager.default.fileExists(atPath: compressed) {
+                found.append(compressed)
+            } else {
+                missing.append("\(name).gz or \(name)")
+            }
+        }
+        if !missing.isEmpty {
+            throw DataError(path: directory, problem: "missing " + missing.joined(separator: "; missing "))
+        }
+        return found
+    }
+
+    /// One split as read from disk: pixel bytes row-major, labels checked to lie in 0…9.
+    private struct RawSplit {
+        let bytes: [UInt8]
+        let labels: [Int]
+        /// Pixels per image (rows × columns).
+        let pixels: Int
+    }
+
+    /// Reads an images file and its labels file, checking that they agree with each other.
+    private static func readImagesAndLabels(
+        images imagesPath: String, labels labelsPath: String, limit: Int?
+    ) throws
+        -> RawSplit
+    {
+        let images = try IDX.read(path: imagesPath, maxItems: limit)
+        let labels = try IDX.read(path: labelsPath, maxItems: limit)
+        if images.dataType != .uint8 || images.shape.count != 3 {
+            throw DataError(
+                path: imagesPath,
+                problem: "holds \(images.dataType) values of shape \(images.declaredShape); "
+                    + "expected uint8 images of shape [n, rows, columns]")
+        }
+        if labels.dataType != .uint8 || labels.shape.count != 1 {
+            throw DataError(
+                path: labelsPath,
+                problem:
+                    "holds \(labels.dataType) values of shape \(labels.declaredShape); expected uint8 labels of shape [n]"
+            )
+        }
+        if images.declaredShape[0] != labels.declaredShape[0] {
+            throw DataError(
+                path: labelsPath,
+                problem:
+                    "holds \(labels.declaredShape[0]) labels but \(imagesPath) holds \(images.declaredShape[0]) images")
+        }
+        let classes = try labels.integers()
+        if let index = classes.firstIndex(where: { !(0...9).contains($0) }) {
+            throw DataError(path: labelsPath, problem: "label at index \(index) is \(classes[index]), outside 0…9")
+        }
+        return RawSplit(bytes: images.payload, labels: classes, pixels: images.shape[1] * images.shape[2])
+    }
+
+    /// The mean and standard deviation (count − 1) of the first `count` bytes, each divided by 255.
+    ///
+    /// Counted through a 256-bin histogram, so the sums are exact and the result does not depend
+    /// on the order of the pixels.
+    static func meanAndStd(_ bytes: [UInt8], count: Int) -> (mean: Double, std: Double) {
+        var histogram = [Int](repeating: 0, count: 256)
+        bytes.withUnsafeBufferPointer { source in
+            for i in 0..<count { histogram[Int(source[i])] += 1 }
+        }
+        var sum = 0.0
+        for value in 0..<256 { sum += Double(histogram[value]) * (Double(value) / 255) }
+        let mean = sum / Double(count)
+        var squares = 0.0
+        for value in 0..<256 {
+            let deviation = Double(value) / 255 - mean
+            squares += Double(histogram[value]) * deviation * deviation
+        }
+        let std = count > 1 ? (squares / Double(count - 1)).squareRoot() : 0
+        return (mean, std)
+    }
+
+    /// The normalised `Float` value of each possible pixel byte: `(byte / 255 − mean) / std`,
+    /// computed in `Float` as the lesson computes it on `Float` tensors.
+    ///
+    /// A standard deviation of 0 (every training pixel equal) is replaced by 1, so the result is
+    /// centred rather than infinite.
+    static func normalizationTable(mean: Double, std: Double) -> [Float] {
+        let m = Float(mean)
+        let s = std > 0 ? Float(std) : 1
+        return (0..<256).map { value in (Float(value) / 255 - m) / s }
+    }
+
+    /// Rows `rows` of `bytes` (each `pixels` long), mapped through `table`: `(rows.count, pixels)`.
+    private static func normalize(_ bytes: [UInt8], rows: Range<Int>, pixels: Int, table: [Float]) -> Tensor {
+        let result = Tensor(uninitializedShape: [rows.count, pixels])
+        let destination = result.pointer
+        let start = rows.lowerBound * pixels
+        let count = rows.count * pixels
+        bytes.withUnsafeBufferPointer { source in
+            table.withUnsafeBufferPointer { lookup in
+                for i in 0..<count { destination[i] = lookup[Int(source[start + i])] }
+            }
+        }
+        return result
+    }
+}

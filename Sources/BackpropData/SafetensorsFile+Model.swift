@@ -1,0 +1,62 @@
+import BackpropCore
+
+// Reading the seed's tensors out of a safetensors file, with every name and shape checked: the
+// inputs and targets (`x`, `y`) and the weights of a model of Lin layers (`w1`, `b1`, `w2`, `b2`,
+// …), as `backprop gradcheck --tensors FILE --init FILE` takes them. Errors name the file, the
+// tensor, and the shape expected and found.
+
+extension SafetensorsFile {
+    /// The inputs `x` `(n, m)` and targets `y` `(n)` stored in this file.
+    ///
+    /// `y` may also be stored as `(n, 1)` (a column, as a model outputs it); it is returned as
+    /// `(n)`, the shape the seed's `Mse` expects.
+    /// - Throws: ``DataError`` naming the file when `x` or `y` is missing (listing the tensors the
+    ///   file holds), `x` is not a matrix, or `y` does not hold one target per row of `x`.
+    public func inputsAndTargets() throws -> (x: Tensor, y: Tensor) {
+        let x = try tensor("x")
+        guard x.rank == 2 else {
+            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected a matrix (n, m)")
+        }
+        let y = try tensor("y")
+        let rows = x.shape[0]
+        guard y.shape == [rows] || y.shape == [rows, 1] else {
+            throw DataError(
+                path: path,
+                problem: "tensor 'y' has shape \(y.shape), expected [\(rows)] (one target per row of x \(x.shape))")
+        }
+        return (x, y.reshape([rows]))
+    }
+
+    /// The weights of a chain of Lin layers stored as `w1`, `b1`, `w2`, `b2`, …, `wK`, `bK`, for
+    /// inputs of width `inputs`.
+    ///
+    /// Shapes: `w1 (inputs, n1)`, `b1 (n1)`, `w2 (n1, n2)`, `b2 (n2)`, …: each layer's width is the
+    /// next one's input. The chain ends at the first `k` with no `wk`. Other tensors (`x`, `y`,
+    /// `loss`, gradients) are ignored, so one file may hold data and weights together.
+    /// - Parameter inputs: the width `m` of the inputs, which `w1` must take.
+    /// - Throws: ``DataError`` naming the file when `w1` is missing, a `wk` is not a matrix, does
+    ///   not take the previous width, or has no `bk` of shape `(n_k)`, or `b(K+1)` exists without
+    ///   `w(K+1)`.
+    public func linearWeights(inputs: Int) throws -> [(w: Tensor, b: Tensor)] {
+        var result: [(w: Tensor, b: Tensor)] = []
+        var width = inputs
+        var k = 1
+        while k == 1 || tensors["w\(k)"] != nil {
+            let w = try tensor("w\(k)")
+            guard w.rank == 2, w.shape[0] == width else {
+                let source = k == 1 ? "the inputs' width" : "the width of w\(k - 1)"
+                throw DataError(
+                    path: path,
+                    problem: "tensor 'w\(k)' has shape \(w.shape), expected [\(width), n] (\(source) is \(width))")
+            }
+            let b = try tensor("b\(k)", shape: [w.shape[1]])
+            result.append((w, b))
+            width = w.shape[1]
+            k += 1
+        }
+        if tensors["b\(k)"] != nil {
+            throw DataError(path: path, problem: "tensor 'b\(k)' has no 'w\(k)' to go with it")
+        }
+        return result
+    }
+}

@@ -1,0 +1,379 @@
+import BackpropCore
+import BackpropNetwork
+
+// The picture of a trace for the HTML walkthrough: one box per tensor *object* (so `L1.out` and
+// `R.inp` share a box when they are the same object, and get two boxes joined by a "copy" arrow
+// when they are not), one box per layer and for the loss, forward arrows (inputs to layer to
+// output) and backward arrows (the `.g` each backward step read and wrote, found in the trace's
+// writes).
+//
+// Two layouts are computed: horizontal for wide screens (the chain in a row, a layer's parameters
+// above and below it) and vertical for phones (the chain in a column, parameters to the right).
+// The page switches between them; each element carries both geometries.
+
+/// A point or a size in the diagram's coordinates (SVG user units).
+struct Point: Equatable {
+    var x: Double
+    var y: Double
+}
+
+/// The boxes and arrows of a trace, their two layouts, and which are shown at each step.
+struct Diagram {
+    /// What a box stands for.
+    enum NodeKind: String {
+        case tensor, operation
+    }
+
+    /// A box: a tensor object, or a layer (or the loss).
+    struct Node {
+        /// `t0`, `t1`, ... for tensors in order of first appearance; `op0`, ... for layers; `op-loss`.
+        let id: String
+        let kind: NodeKind
+        /// Every slot name the object had (`["L1.out", "R.inp"]`), or the layer's name.
+        let names: [String]
+        /// The shape, or the layer's class.
+        let subtitle: String
+        /// The tensor object (nil for layers).
+        let tensor: Tensor?
+        /// The last `.g` the object carried during the run (nil if none).
+        let g: Tensor?
+        /// The box's size.
+        let size: Point
+        /// The box's top-left corner in each layout.
+        var horizontal = Point(x: 0, y: 0)
+        var vertical = Point(x: 0, y: 0)
+    }
+
+    /// What an arrow stands for.
+    enum EdgeKind: String {
+        /// A forward pass: an input into a layer, or a layer into its output.
+        case forward
+        /// A gradient: a layer reading its `out.g`, or writing a `.g`.
+        case backward
+        /// A value handed on as a different object (a layer that keeps a copy of its input).
+        case copy
+    }
+
+    /// An arrow between two boxes.
+    struct Edge {
+        let id: String
+        let kind: EdgeKind
+        let from: String
+        let to: String
+        /// The step from which the arrow is drawn: the forward step that used it, or the backward
+        /// step that read or wrote the gradient (0 for a parameter, part of its layer from the start).
+        let step: Int?
+    }
+
+    /// Which boxes and arrows a step shows, and how.
+    struct StepState {
+        /// Boxes that exist after the step (layers always exist).
+        var present: [String] = []
+        /// Boxes whose tensor's `.g` is set after the step.
+        var gradient: [String] = []
+        /// Boxes and arrows the step is about.
+        var active: [String] = []
+        /// Arrows to draw: each from the step that used it.
+        var edges: [String] = []
+        /// The names each present tensor box has at this step (`x` at first, `x = L1.inp` once L1
+        /// has run).
+        var labels: [String: String] = [:]
+    }
+
+    private(set) var nodes: [Node] = []
+    private(set) var edges: [Edge] = []
+    private(set) var states: [StepState] = []
+    private(set) var horizontalSize = Point(x: 0, y: 0)
+    private(set) var verticalSize = Point(x: 0, y: 0)
+
+    /// The size of a tensor box and of a layer box.
+    static let tensorSize = Point(x: 132, y: 100)
+    static let operationSize = Point(x: 64, y: 40)
+
+    /// A layer box wide enough for its name and class (at most a tensor box's width).
+    static func operationSize(name: String, className: String) -> Point {
+        let characters = Double(Swift.max(name.count, className.count))
+        return Point(x: Swift.min(tensorSize.x, Swift.max(operationSize.x, 7.4 * characters + 18)), y: operationSize.y)
+    }
+
+    /// Tensor boxes by object identity.
+    private var tensorIDs: [ObjectIdentifier: String] = [:]
+
+    init(trace: Trace) {
+        addTensorNodes(trace)
+        let layerIDs = trace.layerNames.indices.map { "op\($0)" }
+        for (index, name) in trace.layerNames.enumerated() {
+            nodes.append(
+                Node(
+                    id: layerIDs[index], kind: .operation, names: [name], subtitle: trace.layerCode[index].className,
+                    tensor: nil, g: nil,
+                    size: Diagram.operationSize(name: name, className: trace.layerCode[index].className)))
+        }
+        nodes.append(
+            Node(
+                id: "op-loss", kind: .operation, names: [trace.lossName], subtitle: trace.lossCode.className,
+                tensor: nil, g: nil,
+                size: Diagram.operationSize(name: trace.lossName, className: trace.lossCode.className)))
+        addEdges(trace)
+        layOut(trace)
+        addStates(trace)
+    }
+
+    /// The box of this object, if it has one.
+    func id(of tensor: Tensor?) -> String? {
+        tensor.flatMap { tensorIDs[ObjectIdentifier($0)] }
+    }
+
+    /// The box with this id.
+    func node(_ id: String) -> Node? { nodes.first { $0.id == id } }
+
+    // MARK: Boxes and arrows
+
+    private mutating func addTensorNodes(_ trace: Trace) {
+        var order: [Tensor] = []
+        var names: [ObjectIdentifier: [String]] = [:]
+        var gradients: [ObjectIdentifier: Tensor] = [:]
+        for step in trace.steps {
+            for state in step.snapshot.states {
+                guard let tensor = state.tensor else { continue }
+                let key = ObjectIdentifier(tensor)
+                if names[key] == nil { order.append(tensor) }
+                if !(names[key] ?? []).contains(state.slot.description) {
+                    names[key, default: []].append(state.slot.description)
+                }
+                if let g = state.g { gradients[key] = g }
+            }
+        }
+        for (index, tensor) in order.enumerated() {
+            let key = ObjectIdentifier(tensor)
+            let id = "t\(index)"
+            tensorIDs[key] = id
+            let labels = names[key]!.map { name in trace.label(slot(named: name, in: trace)) }
+            nodes.append(
+                Node(
+                    id: id, kind: .tensor, names: labels, subtitle: "\(tensor.shape)", tensor: tensor,
+                    g: gradients[key], size: Diagram.tensorSize))
+        }
+    }
+
+    private func slot(named name: String, in trace: Trace) -> Slot {
+        trace.slots.first { $0.description == name } ?? Slot("", name)
+    }
+
+    private mutating func addEdge(_ kind: EdgeKind, _ from: String?, _ to: String?, step: Int? = nil) {
+        guard let from, let to, from != to else { return }
+        if kind != .backward, edges.contains(where: { $0.kind == kind && $0.from == from && $0.to == to }) { return }
+        edges.append(Edge(id: "e\(edges.count)", kind: kind, from: from, to: to, step: step))
+    }
+
+    private mutating func addEdges(_ trace: Trace) {
+        for step in trace.steps {
+            let snapshot = step.snapshot
+            if let (owner, op) = forwardBox(step.event, trace) {
+                let inp = id(of: snapshot.tensor(Slot(owner, "inp")))
+                let now = step.index
+                if let passed = id(of: step.passed), passed != inp { addEdge(.copy, passed, inp, step: now) }
+                addEdge(.forward, inp, op, step: now)
+                for state in snapshot.states where state.slot.owner == owner {
+                    // A parameter (or the targets) belongs to its layer from the start.
+                    let since = state.slot.field == "targ" ? now : 0
+                    if !["inp", "out"].contains(state.slot.field) {
+                        addEdge(.forward, id(of: state.tensor), op, step: since)
+                    }
+                }
+                let out = id(of: snapshot.tensor(Slot(owner, "out")))
+                addEdge(.forward, op, out, step: now)
+                if let returned = id(of: step.returned), returned != out { addEdge(.forward, op, returned, step: now) }
+            }
+            switch step.event {
+            case .layerBackward(let index):
+                let op = "op\(index)"
+                let read = id(of: trace.steps[step.index - 1].snapshot.tensor(Slot(trace.layerNames[index], "out")))
+                addEdge(.backward, read, op, step: step.index)
+                for write in step.writes { addEdge(.backward, op, id(of: write.tensor), step: step.index) }
+            case .lossBackward:
+                for write in step.writes { addEdge(.backward, "op-loss", id(of: write.tensor), step: step.index) }
+            default:
+                break
+            }
+        }
+    }
+
+    /// For a forward step, the name of the layer (or loss) that runs and its box.
+    private func forwardBox(_ event: TraceEvent, _ trace: Trace) -> (owner: String, op: String)? {
+        switch event {
+        case .layerForward(let index): (trace.layerNames[index], "op\(index)")
+        case .lossForward: (trace.lossName, "op-loss")
+        default: nil
+        }
+    }
+
+    // MARK: Layout
+
+    private mutating func layOut(_ trace: Trace) {
+        // The chain: x, then for each layer (and the loss) its input if new, the layer, its output.
+        var chain: [String] = []
+        var attached: [String: [String]] = [:]  // layer box → its parameter (or targ) boxes
+        var placed: Set<String> = []
+        func appendToChain(_ id: String?) {
+            guard let id, !placed.contains(id) else { return }
+            chain.append(id)
+            placed.insert(id)
+        }
+        appendToChain(id(of: trace.x))
+        for step in trace.steps {
+            guard let (owner, op) = forwardBox(step.event, trace) else { continue }
+            appendToChain(id(of: step.passed))
+            appendToChain(id(of: step.snapshot.tensor(Slot(owner, "inp"))))
+            appendToChain(op)
+            for state in step.snapshot.states where state.slot.owner == owner {
+                guard !["inp", "out"].contains(state.slot.field), let side = id(of: state.tensor),
+                    !placed.contains(side)
+                else { continue }
+                attached[op, default: []].append(side)
+                placed.insert(side)
+            }
+            appendToChain(id(of: step.snapshot.tensor(Slot(owner, "out"))))
+            appendToChain(id(of: step.returned))
+        }
+        let leftovers = nodes.map(\.id).filter { !placed.contains($0) }
+
+        let tensor = Diagram.tensorSize
+        let margin = 12.0
+        let gap = 46.0
+        let rowGap = 44.0
+
+        // Horizontal: the chain in the middle row, parameters above (first) and below (others).
+        let topRow = margin
+        let middleRow = margin + tensor.y + rowGap
+        let bottomRow = middleRow + tensor.y + rowGap
+        var cursor = margin
+        var usesBottom = false
+        for id in chain {
+            let index = nodes.firstIndex { $0.id == id }!
+            if nodes[index].kind == .tensor {
+                nodes[index].horizontal = Point(x: cursor, y: middleRow)
+                cursor += tensor.x + gap
+            } else {
+                let operation = nodes[index].size
+                nodes[index].horizontal = Point(x: cursor, y: middleRow + (tensor.y - operation.y) / 2)
+                let center = cursor + operation.x / 2
+                for (position, side) in (attached[id] ?? []).enumerated() {
+                    let sideIndex = nodes.firstIndex { $0.id == side }!
+                    let row = position == 0 ? topRow : bottomRow
+                    let shift = Double(Swift.max(0, position - 1)) * (tensor.x + 8)
+                    nodes[sideIndex].horizontal = Point(x: center - tensor.x / 2 + shift, y: row)
+                    if position > 0 { usesBottom = true }
+                }
+                cursor += operation.x + gap
+            }
+        }
+        for id in leftovers {
+            let index = nodes.firstIndex { $0.id == id }!
+            nodes[index].horizontal = Point(x: cursor, y: middleRow)
+            cursor += nodes[index].size.x + gap
+        }
+        horizontalSize = Point(
+            x: cursor - gap + margin, y: (usesBottom ? bottomRow : middleRow) + tensor.y + margin)
+
+        // Vertical: the chain in a column, each layer's parameters stacked to its right.
+        let sideColumn = margin + tensor.x + 40
+        var top = margin
+        var bottom = margin
+        for id in chain {
+            let index = nodes.firstIndex { $0.id == id }!
+            if nodes[index].kind == .tensor {
+                nodes[index].vertical = Point(x: margin, y: top)
+                top += tensor.y + 30
+            } else {
+                let operation = nodes[index].size
+                nodes[index].vertical = Point(x: margin + (tensor.x - operation.x) / 2, y: top)
+                let center = top + operation.y / 2
+                let sides = attached[id] ?? []
+                let stackTop = center - (Double(sides.count) * (tensor.y + 8) - 8) / 2
+                for (position, side) in sides.enumerated() {
+                    let sideIndex = nodes.firstIndex { $0.id == side }!
+                    let y = Swift.max(margin, stackTop + Double(position) * (tensor.y + 8))
+                    nodes[sideIndex].vertical = Point(x: sideColumn, y: y)
+                    bottom = Swift.max(bottom, y + tensor.y)
+                }
+                top += operation.y + 30
+            }
+        }
+        for id in leftovers {
+            let index = nodes.firstIndex { $0.id == id }!
+            nodes[index].vertical = Point(x: margin, y: top)
+            top += nodes[index].size.y + 30
+        }
+        verticalSize = Point(x: sideColumn + tensor.x + margin, y: Swift.max(top - 30, bottom) + margin)
+    }
+
+    // MARK: Steps
+
+    private mutating func addStates(_ trace: Trace) {
+        let operations = nodes.filter { $0.kind == .operation }.map(\.id)
+        for step in trace.steps {
+            var state = StepState()
+            let objects = step.snapshot.objects
+            state.present = objects.compactMap { id(of: $0) } + operations
+            state.gradient = objects.filter { step.snapshot.gradient(of: $0) != nil }.compactMap { id(of: $0) }
+            let present = Set(state.present)
+            state.edges = edges.filter { edge in
+                (edge.step ?? 0) <= step.index && present.contains(edge.from) && present.contains(edge.to)
+            }.map(\.id)
+            state.active = activeElements(step, trace: trace)
+            for object in objects {
+                guard let id = id(of: object) else { continue }
+                state.labels[id] = step.snapshot.slots(holding: object).map(trace.label).joined(separator: " = ")
+            }
+            states.append(state)
+        }
+    }
+
+    /// The boxes and arrows a step is about.
+    private func activeElements(_ step: TraceStep, trace: Trace) -> [String] {
+        let snapshot = step.snapshot
+        switch step.event {
+        case .modelCreated:
+            let parameters = snapshot.states.filter {
+                trace.layerNames.contains($0.slot.owner) && !["inp", "out"].contains($0.slot.field)
+            }
+            return nodes.filter { $0.kind == .operation }.map(\.id) + parameters.compactMap { id(of: $0.tensor) }
+        case .modelCalled:
+            return [id(of: trace.x), id(of: trace.targ)].compactMap { $0 }
+        case .layerForward(let index):
+            return elements(around: "op\(index)", owner: trace.layerNames[index], snapshot, backward: nil)
+        case .backwardStopped(let index):
+            // The layer, the output whose .g is missing, and the copy arrow that lost it.
+            let out = id(of: snapshot.tensor(Slot(trace.layerNames[index], "out")))
+            let copies = edges.filter { $0.kind == .copy && $0.from == out }.map(\.id)
+            return ["op\(index)"] + [out].compactMap { $0 } + copies
+        case .lossForward:
+            return elements(around: "op-loss", owner: trace.lossName, snapshot, backward: nil)
+        case .layerBackward(let index):
+            return elements(around: "op\(index)", owner: trace.layerNames[index], snapshot, backward: step.index)
+        case .lossBackward:
+            return elements(around: "op-loss", owner: trace.lossName, snapshot, backward: step.index)
+        case .summary:
+            return [id(of: snapshot.tensor(Slot(trace.lossName, "inp"))), "op-loss"].compactMap { $0 }
+        }
+    }
+
+    /// A layer box, its slots' boxes, and its forward arrows (or the backward arrows of one step).
+    private func elements(around op: String, owner: String, _ snapshot: Snapshot, backward: Int?) -> [String] {
+        var result = [op]
+        if let backward {
+            let arrows = edges.filter { $0.kind == .backward && $0.step == backward }
+            result += arrows.map(\.id) + arrows.flatMap { [$0.from, $0.to] }.filter { $0 != op }
+        } else {
+            result += snapshot.states.filter { $0.slot.owner == owner }.compactMap { id(of: $0.tensor) }
+            let arrows = edges.filter { $0.kind != .backward && ($0.from == op || $0.to == op) }
+            result += arrows.map(\.id)
+            // The copy arrow into this layer's input.
+            let inputs = Set(arrows.map(\.from))
+            result += edges.filter { $0.kind == .copy && inputs.contains($0.to) }.map(\.id)
+        }
+        var seen: Set<String> = []
+        return result.filter { seen.insert($0).inserted }
+    }
+}

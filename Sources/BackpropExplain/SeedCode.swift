@@ -1,0 +1,181 @@
+import BackpropCore
+import BackpropNetwork
+import Foundation
+
+// What the walkthrough shows of each kind of layer: the seed's Python lines for its forward and
+// backward passes, and the letter that names its instances (`L1`, `R`, `L2`, as the seed does).
+//
+// The lines are text for the reader; nothing here runs them. What a step actually did is observed
+// on the objects by `Trace`; the narration puts each observed `.g` write next to the seed's line
+// that explains it, and says so when a layer has no such line.
+//
+// Naming rule (`SeedCode.layerNames(for:)`): each layer is named by its kind's letter (`L` for
+// `Lin`, `R` for `ReLU`, the type's name for other kinds), numbered from 1 in model order when the
+// model has more than one layer of that kind. The seed's model gives `L1, R, L2`; a model with
+// two hidden layers gives `L1, R1, L2, R2, L3`. The loss is always `loss`. A numbered `Lin` also
+// gets the seed's names for its parameters: `L1.w` is `w1`, `L1.b` is `b1`.
+
+/// One line of a backward pass in the seed's Python, and the field whose `.g` it writes.
+public struct GradientLine: Sendable, Equatable {
+    /// The field whose gradient the line writes: `"inp"`, `"w"`, `"b"`.
+    public let field: String
+    /// The line, with `self.` where the layer refers to itself: `self.w.g = self.inp.t() @ self.out.g`.
+    public let line: String
+
+    /// Creates a line that writes `field`'s gradient.
+    public init(field: String, line: String) {
+        self.field = field
+        self.line = line
+    }
+}
+
+/// How the walkthrough shows one kind of layer or loss: its class in the seed, the letter that names
+/// its instances, its parameters' field names and the seed's lines for its forward and backward.
+///
+/// Lines use `self.` as the seed's methods do; ``instantiate(_:as:)`` replaces it with a layer's
+/// name (`self.inp.g` becomes `L2.inp.g`).
+public struct SeedCode: Sendable {
+    /// The class name in the seed: `"Lin"`, `"ReLU"`, `"Mse"`.
+    public let className: String
+    /// The letter that names instances: `"L"` gives `L1`, `L2`.
+    public let letter: String
+    /// The field names of the layer's `parameters`, in order: `["w", "b"]` for `Lin`.
+    public let parameterFields: [String]
+    /// The body of the forward method (`__call__`), on one line; empty when unknown.
+    public let forward: String
+    /// What the forward computes, written with `self.`: `self.out = lin(self.inp, self.w, self.b)`;
+    /// empty when unknown.
+    public let result: String
+    /// The backward method's lines, one per gradient written; empty when unknown.
+    public let backward: [GradientLine]
+
+    /// Creates a description of one kind of layer or loss.
+    public init(
+        className: String, letter: String, parameterFields: [String], forward: String, result: String,
+        backward: [GradientLine]
+    ) {
+        self.className = className
+        self.letter = letter
+        self.parameterFields = parameterFields
+        self.forward = forward
+        self.result = result
+        self.backward = backward
+    }
+
+    /// Whether the seed's lines are known for this kind (false for a layer the walkthrough only
+    /// observes).
+    public var isKnown: Bool { !forward.isEmpty }
+
+    /// `line` with `self.` replaced by `name.`: `instantiate("self.out.g", as: "L2")` is `L2.out.g`.
+    public static func instantiate(_ line: String, as name: String) -> String {
+        line.replacingOccurrences(of: "self.", with: name + ".")
+    }
+
+    /// The seed's line that writes `field`'s gradient, if this kind has one.
+    public func gradientLine(for field: String) -> GradientLine? {
+        backward.first { $0.field == field }
+    }
+
+    /// The description of `object`'s kind: its own if it conforms to ``SeedCodeDescribing``,
+    /// else a description with no lines, the type's name as letter and parameters `p1`, `p2`, ...
+    public static func of(_ object: AnyObject) -> SeedCode {
+        if let described = object as? any SeedCodeDescribing {
+            return type(of: described).seedCode
+        }
+        let name = String(describing: type(of: object))
+        let parameterCount = (object as? any Layer)?.parameters.count ?? 0
+        return SeedCode(
+            className: name, letter: name,
+            parameterFields: (0..<parameterCount).map { "p\($0 + 1)" },
+            forward: "", result: "", backward: [])
+    }
+
+    /// The seed's name of a parameter of a numbered `Lin`: `w1` for field `w` of `L1`; nil for other
+    /// layers and for a lone `Lin` (named `L`).
+    public static func seedName(of field: String, in layer: any Layer, named name: String) -> String? {
+        guard layer is Lin, name.count > 1 else { return nil }
+        return field + name.dropFirst()
+    }
+
+    /// The names of a model's layers, by the rule at the top of this file: `["L1", "R", "L2"]` for
+    /// the seed's model.
+    public static func layerNames(for layers: [any Layer]) -> [String] {
+        let letters = layers.map { of($0).letter }
+        var total: [String: Int] = [:]
+        for letter in letters { total[letter, default: 0] += 1 }
+        var seen: [String: Int] = [:]
+        return letters.map { letter in
+            seen[letter, default: 0] += 1
+            return total[letter]! > 1 ? "\(letter)\(seen[letter]!)" : letter
+        }
+    }
+}
+
+/// A layer or loss whose seed lines the walkthrough can show.
+///
+/// `Lin`, `ReLU` and `Mse` conform below; a new layer conforms by giving its ``SeedCode``. A layer
+/// that does not conform is still traced and narrated from what it does to the objects, without
+/// its lines.
+public protocol SeedCodeDescribing: AnyObject {
+    /// The seed's lines and names for this kind.
+    static var seedCode: SeedCode { get }
+}
+
+extension Lin: SeedCodeDescribing {
+    /// The seed's `Lin`: `self.out = lin(inp, self.w, self.b)` and its three gradients.
+    public static var seedCode: SeedCode {
+        SeedCode(
+            className: "Lin", letter: "L", parameterFields: ["w", "b"],
+            forward: "self.inp = inp; self.out = lin(inp, self.w, self.b)",
+            result: "self.out = lin(self.inp, self.w, self.b) = self.inp @ self.w + self.b",
+            backward: [
+                GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
+                GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
+                GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
+            ])
+    }
+}
+
+extension ReLU: SeedCodeDescribing {
+    /// The seed's `Relu`: `self.out = inp.clamp_min(0.)` and `inp.g = (inp > 0) * out.g`.
+    public static var seedCode: SeedCode {
+        SeedCode(
+            className: "Relu", letter: "R", parameterFields: [],
+            forward: "self.inp = inp; self.out = inp.clamp_min(0.)",
+            result: "self.out = self.inp.clamp_min(0.)",
+            backward: [
+                GradientLine(field: "inp", line: "self.inp.g = (self.inp>0).float() * self.out.g")
+            ])
+    }
+}
+
+extension Mse: SeedCodeDescribing {
+    /// The seed's `Mse`: `self.out = mse(inp, targ)` and the gradient it writes into `inp.g`.
+    public static var seedCode: SeedCode {
+        SeedCode(
+            className: "Mse", letter: "loss", parameterFields: [],
+            forward: "self.inp, self.targ = inp, targ; self.out = mse(inp, targ)",
+            result: "self.out = mse(self.inp, self.targ) = ((self.inp.squeeze() - self.targ)**2).mean()",
+            backward: [
+                GradientLine(
+                    field: "inp",
+                    line: "self.inp.g = 2. * (self.inp.squeeze() - self.targ).unsqueeze(-1) / self.inp.shape[0]")
+            ])
+    }
+}
+
+extension CrossEntropy: SeedCodeDescribing {
+    /// The lesson's cross-entropy: `self.out = nll(log_softmax(inp), targ)` and the gradient it
+    /// writes into `inp.g`.
+    public static var seedCode: SeedCode {
+        SeedCode(
+            className: "CrossEntropy", letter: "loss", parameterFields: [],
+            forward: "self.inp, self.targ = inp, targ; self.out = nll(log_softmax(inp), targ)",
+            result: "self.out = nll(log_softmax(self.inp), self.targ)",
+            backward: [
+                GradientLine(
+                    field: "inp",
+                    line: "self.inp.g = (softmax(self.inp) - onehot(self.targ)) / self.inp.shape[0]")
+            ])
+    }
+}

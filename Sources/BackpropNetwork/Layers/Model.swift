@@ -1,0 +1,63 @@
+import BackpropCore
+
+/// The seed's model: a list of layers and a loss, run forward by calling it and backward by
+/// `backward()`.
+///
+/// ```python
+/// class Model():
+///     def __init__(self, w1, b1, w2, b2):
+///         self.layers = [Lin(w1,b1), Relu(), Lin(w2,b2)]
+///         self.loss = Mse()
+///     def __call__(self, x, targ):
+///         for l in self.layers: x = l(x)
+///         return self.loss(x, targ)
+///     def backward(self):
+///         self.loss.backward()
+///         for l in reversed(self.layers): l.backward()
+/// ```
+public final class Model {
+    /// The layers, first to last (the seed's `[L1, R, L2]`).
+    public let layers: [any Layer]
+    /// The loss (the seed's `Mse()`).
+    public let loss: any Loss
+
+    /// The seed's model: `layers = [Lin(w1, b1), ReLU(), Lin(w2, b2)]`, `loss = Mse()`.
+    ///
+    /// Shapes: `w1 (m, nh)`, `b1 (nh)`, `w2 (nh, 1)`, `b2 (1)`.
+    public convenience init(_ w1: Tensor, _ b1: Tensor, _ w2: Tensor, _ b2: Tensor) {
+        self.init(layers: [Lin(w1, b1), ReLU(), Lin(w2, b2)], loss: Mse())
+    }
+
+    /// A model of any depth: the given layers, then the loss.
+    public init(layers: [any Layer], loss: any Loss) {
+        self.layers = layers
+        self.loss = loss
+    }
+
+    /// Every layer's parameters, first layer first (`[w1, b1, w2, b2]` for the seed's model).
+    public var parameters: [Tensor] { layers.flatMap(\.parameters) }
+
+    /// The forward pass: each layer's output is the next one's input, and the last one's output
+    /// goes to the loss with the targets. Returns the loss.
+    public func callAsFunction(_ x: Tensor, _ targ: Tensor) -> Tensor {
+        var x = x
+        for l in layers { x = l(x) }
+        return loss(x, targ)
+    }
+
+    /// The layers alone, without the loss: the model's output (logits, or the seed's prediction).
+    ///
+    /// Shapes: `x (n, m)` gives `(n, c)`. Each layer stores `inp` and `out` as in a training call.
+    public func predict(_ x: Tensor) -> Tensor {
+        var x = x
+        for l in layers { x = l(x) }
+        return x
+    }
+
+    /// The backward pass: the loss writes the gradient of the model's output, then each layer,
+    /// last to first, turns its `out.g` into its `inp.g`.
+    public func backward() {
+        loss.backward()
+        for l in layers.reversed() { l.backward() }
+    }
+}

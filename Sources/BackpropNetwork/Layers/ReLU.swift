@@ -1,0 +1,43 @@
+import BackpropCore
+
+/// The seed's rectified linear unit: `out = max(inp, 0)`, and its hand-written backward.
+///
+/// ```python
+/// class Relu():
+///     def __call__(self, inp):
+///         self.inp = inp
+///         self.out = inp.clamp_min(0.)
+///         return self.out
+///     def backward(self): self.inp.g = (self.inp>0).float() * self.out.g
+/// ```
+public final class ReLU: Layer {
+    /// The input of the last call (the very object passed in). // (n, nh)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, nh)
+    public private(set) var out: Tensor!
+
+    /// Creates the layer (it has no parameters).
+    public init() {}
+
+    /// None: ReLU learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out = inp.clampMin(0)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        self.out = inp.clampMin(0)
+        return out
+    }
+
+    /// The backward pass: `inp.g = (inp > 0) * out.g`  // (n, nh)
+    ///
+    /// NOTE: at exactly `inp == 0` the gradient is taken as 0 (the derivative is undefined
+    /// there; PyTorch makes the same choice). Finite differences cannot check such points.
+    ///
+    /// The mask and the product are one pass over memory (`Tensor.fusedReLUGradient`), with the
+    /// same result as the seed's line, which runs wherever the fused loop does not apply.
+    public func backward() {
+        // inp.g = (inp > 0).float() * out.g
+        inp.g = Tensor.fusedReLUGradient(inp, out.g) ?? (inp > 0).float() * out.g
+    }
+}

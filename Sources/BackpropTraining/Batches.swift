@@ -1,0 +1,81 @@
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+
+/// Minibatches of a dataset, in an order shuffled afresh for each epoch from a seed.
+///
+/// Batch `i` holds rows `order[i·batchSize ..< (i+1)·batchSize]` of `x` and `y` (the last batch
+/// may be smaller). The rows are gathered into buffers that are reused from batch to batch, so a
+/// training step allocates nothing for its data.
+///
+/// NOTE: the tensors that ``batch(_:)`` returns are overwritten by the next call. A model's
+/// `inp` stays valid through its forward and backward pass, which is all a training step needs;
+/// keep a `copy()` to hold on to a batch longer.
+public final class Batches {
+    /// The inputs, one row per example. // (N, m)
+    public let x: Tensor
+    /// The targets, one per example (class indices or values, as Float). // (N)
+    public let y: Tensor
+    /// The rows per batch (the last batch may have fewer).
+    public let batchSize: Int
+    /// The order of the rows for the current epoch.
+    public private(set) var order: [Int]
+    /// Reused buffers for full batches and for the smaller last one.
+    private var fullBatch: (x: Tensor, y: Tensor)  // (batchSize, m), (batchSize)
+    private var lastBatch: (x: Tensor, y: Tensor)?  // (N mod batchSize, m), (N mod batchSize)
+
+    /// Creates the batches, in the rows' own order until ``shuffle(seed:epoch:)`` is called.
+    /// - Precondition: `x` is a matrix `(N, m)` and `y` has `N` elements; `batchSize > 0`.
+    public init(x: Tensor, y: Tensor, batchSize: Int) {
+        precondition(x.rank == 2, "Batches: inputs must be a matrix (N, m), got shape \(x.shape)")
+        precondition(y.count == x.shape[0], "Batches: \(y.count) targets for \(x.shape[0]) input rows")
+        precondition(batchSize > 0, "Batches: batch size \(batchSize) must be positive")
+        self.x = x.contiguous()
+        self.y = y.contiguous()
+        self.batchSize = batchSize
+        self.order = Array(0..<x.shape[0])
+        let rows = Swift.min(batchSize, x.shape[0])
+        self.fullBatch = (Tensor(uninitializedShape: [rows, x.shape[1]]), Tensor(uninitializedShape: [rows]))
+    }
+
+    /// The number of examples, `N`.
+    public var rowCount: Int { x.shape[0] }
+
+    /// The number of batches per epoch: `⌈N / batchSize⌉`.
+    public var count: Int { (rowCount + batchSize - 1) / batchSize }
+
+    /// Sets the order for `epoch` (counting from 0): a permutation drawn from a generator seeded
+    /// with `seed` and `epoch` only, so that any epoch's order can be recomputed (to resume a run)
+    /// and the same seed gives the same batches on every machine.
+    public func shuffle(seed: UInt64, epoch: Int) {
+        var generator = RandomGenerator(seed: Batches.epochSeed(seed: seed, epoch: epoch))
+        order = generator.permutation(rowCount)
+    }
+
+    /// The seed of epoch `epoch`'s shuffle: `seed` mixed with the epoch number.
+    static func epochSeed(seed: UInt64, epoch: Int) -> UInt64 {
+        seed ^ (UInt64(truncatingIfNeeded: epoch + 1) &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Batch `index` of the current order: `(x (b, m), y (b))`, in reused buffers.
+    /// - Precondition: `0 ≤ index < count`.
+    public func batch(_ index: Int) -> (x: Tensor, y: Tensor) {
+        precondition(index >= 0 && index < count, "Batches: batch \(index) out of range 0..<\(count)")
+        let start = index * batchSize
+        let rows = Swift.min(batchSize, rowCount - start)
+        let buffers: (x: Tensor, y: Tensor)
+        if rows == fullBatch.x.shape[0] {
+            buffers = fullBatch
+        } else {
+            if lastBatch == nil || lastBatch!.x.shape[0] != rows {
+                lastBatch = (Tensor(uninitializedShape: [rows, x.shape[1]]), Tensor(uninitializedShape: [rows]))
+            }
+            buffers = lastBatch!
+        }
+        order.withUnsafeBufferPointer { order in
+            Tensor.gatherRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.x)
+            Tensor.gatherRows(y, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.y)
+        }
+        return buffers
+    }
+}

@@ -1,0 +1,248 @@
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+import Foundation
+
+/// What a checkpoint says about the model it holds, stored in the safetensors `__metadata__`.
+///
+/// An MLP is `Lin`, `ReLU`, `Lin`, …, `Lin` and a loss, so its linear layers' sizes say the rest:
+/// `sizes: [784, 256, 128, 10]` is `[Lin(784→256), ReLU, Lin(256→128), ReLU, Lin(128→10)]`.
+public struct ModelArchitecture: Equatable, Sendable, CustomStringConvertible {
+    /// The linear layers' sizes, input first.
+    public var sizes: [Int]
+    /// The activation between linear layers (`"relu"`, the only one).
+    public var activation: String
+    /// The loss: `"cross_entropy"` or `"mse"`.
+    public var loss: String
+
+    /// Creates an architecture description.
+    public init(sizes: [Int], activation: String = "relu", loss: String) {
+        self.sizes = sizes
+        self.activation = activation
+        self.loss = loss
+    }
+
+    /// `784-256-128-10 relu cross_entropy`.
+    public var description: String {
+        sizes.map(String.init).joined(separator: "-") + " \(activation) \(loss)"
+    }
+}
+
+/// Saving and loading trained models as safetensors files that any framework can read.
+///
+/// For the `i`-th layer of `model.layers` that has weights (a `Lin`), the file holds
+/// `layers.i.w` `(nIn, nOut)` and `layers.i.b` `(nOut)`: for 784-256-128-10 these are
+/// `layers.0.*`, `layers.2.*` and `layers.4.*` (the ReLUs are layers 1 and 3). The forward pass
+/// is `x • w + b` with a ReLU after every layer but the last. `__metadata__` holds
+///
+///     {"format": "backprop-mlp", "sizes": "784,256,128,10", "activation": "relu",
+///      "loss": "cross_entropy", "layers": "lin,relu,lin,relu,lin", …}
+///
+/// and whatever else the caller adds (the command line adds the inputs' normalisation and the
+/// training settings). Files are written atomically (see `writeAtomically`).
+public enum Checkpoint {
+    /// The `format` metadata value of Backprop's MLP checkpoints.
+    public static let format = "backprop-mlp"
+
+    /// The architecture of `model`.
+    /// - Throws: `CheckpointError` if the model is not `Lin`, `ReLU`, …, `Lin` with a
+    ///   `CrossEntropy` or `Mse` loss.
+    public static func architecture(of model: Model) throws -> ModelArchitecture {
+        let loss: String
+        switch model.loss {
+        case is CrossEntropy: loss = "cross_entropy"
+        case is Mse: loss = "mse"
+        default: throw CheckpointError("cannot save a model whose loss is \(type(of: model.loss))")
+        }
+        let expected = layerNames(linearLayers: model.layers.count / 2 + 1)
+        let found = try model.layers.map { layer -> String in
+            switch layer {
+            case is Lin: return "lin"
+            case is ReLU: return "relu"
+            default: throw CheckpointError("cannot save a model with a \(type(of: layer)) layer")
+            }
+        }
+        guard found == expected else {
+            throw CheckpointError(
+                "cannot save layers \(found.joined(separator: ",")); expected \(expected.joined(separator: ","))")
+        }
+        return ModelArchitecture(sizes: model.sizes, loss: loss)
+    }
+
+    /// Writes `model`'s weights and architecture to `path`, atomically.
+    ///
+    /// - Parameters:
+    ///   - model: an MLP: `Lin`, `ReLU`, …, `Lin` and a `CrossEntropy` or `Mse` loss.
+    ///   - path: the destination; its folder must exist.
+    ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    ///   - optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
+    ///     `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
+    ///     with ``load(path:)`` ignore it.
+    /// - Throws: `CheckpointError` if a weight is NaN or infinite (so that a diverged run never
+    ///   replaces a good file) or the model is not an MLP; `DataError` naming `path` if it cannot
+    ///   be written. On any error the file at `path` is left as it was.
+    public static func save(
+        _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:]
+    ) throws {
+        let architecture = try architecture(of: model)
+        var tensors: [String: Tensor] = [:]
+        for (index, layer) in model.layers.enumerated() {
+            guard let lin = layer as? Lin else { continue }
+            for (name, tensor) in [("w", lin.w), ("b", lin.b)] {
+                let key = "layers.\(index).\(name)"
+                let finite = tensor.withUnsafeBufferPointer { values in values.allSatisfy(\.isFinite) }
+                guard finite else {
+                    throw CheckpointError(
+                        "\(path): not written, because \(key) holds NaN or infinite values (the run diverged)")
+                }
+                tensors[key] = tensor
+            }
+        }
+        for (name, tensor) in optimizerState {
+            tensors[optimizerPrefix + name] = tensor
+        }
+        var entries = metadata
+        entries["format"] = format
+        entries["sizes"] = architecture.sizes.map(String.init).joined(separator: ",")
+        entries["activation"] = architecture.activation
+        entries["loss"] = architecture.loss
+        entries["layers"] = layerNames(linearLayers: architecture.sizes.count - 1).joined(separator: ",")
+        try Safetensors.write(tensors, metadata: entries, to: path)
+    }
+
+    /// A model built from the checkpoint at `path`: its architecture, then its weights.
+    ///
+    /// - Throws: `DataError` naming `path` when the file cannot be read, is not a Backprop MLP
+    ///   checkpoint, or its tensors do not fit the architecture it declares (naming the tensor,
+    ///   the expected and the found shape).
+    public static func load(path: String) throws -> Model {
+        let file = try Safetensors.read(path: path)
+        let architecture = try readArchitecture(file)
+        let loss: any Loss = architecture.loss == "mse" ? Mse() : CrossEntropy()
+        var layers: [any Layer] = []
+        for index in 0..<(architecture.sizes.count - 1) {
+            let nIn = architecture.sizes[index]
+            let nOut = architecture.sizes[index + 1]
+            let w = try file.tensor("layers.\(2 * index).w", shape: [nIn, nOut])  // (nIn, nOut)
+            let b = try file.tensor("layers.\(2 * index).b", shape: [nOut])  // (nOut)
+            let lin = Lin(w.contiguous(), b.contiguous())
+            lin.needsInputGradient = index > 0
+            layers.append(lin)
+            if index < architecture.sizes.count - 2 { layers.append(ReLU()) }
+        }
+        try checkNoExtraTensors(
+            file, expected: Set(layers.indices.filter { $0 % 2 == 0 }.flatMap { ["layers.\($0).w", "layers.\($0).b"] }))
+        return Model(layers: layers, loss: loss)
+    }
+
+    /// The mean and standard deviation that normalised the model's training inputs, as
+    /// `backprop train` stores them in the metadata (`input_mean`, `input_std`), or `nil` for a
+    /// checkpoint without them.
+    ///
+    /// - Throws: `DataError` naming `path` when the file cannot be read, or when it holds one of
+    ///   the two values and not the other, or a value that is not a finite number (a standard
+    ///   deviation must also be positive).
+    public static func normalization(path: String) throws -> (mean: Double, std: Double)? {
+        let file = try Safetensors.read(path: path)
+        let meanText = file.metadata["input_mean"]
+        let stdText = file.metadata["input_std"]
+        if meanText == nil && stdText == nil { return nil }
+        guard let meanText, let stdText else {
+            let (present, missing) = meanText == nil ? ("input_std", "input_mean") : ("input_mean", "input_std")
+            throw DataError(path: path, problem: "metadata has '\(present)' but no '\(missing)'")
+        }
+        guard let mean = Double(meanText), mean.isFinite else {
+            throw DataError(path: path, problem: "metadata 'input_mean' is '\(meanText)', expected a finite number")
+        }
+        guard let std = Double(stdText), std.isFinite, std > 0 else {
+            throw DataError(path: path, problem: "metadata 'input_std' is '\(stdText)', expected a positive number")
+        }
+        return (mean, std)
+    }
+
+    /// Copies the checkpoint's weights into `model`, whose architecture must be the file's.
+    ///
+    /// - Throws: `DataError` naming `path` and saying what does not fit: `holds a 784-50-1 relu mse
+    ///   model, expected 784-256-128-10 relu cross_entropy`, or a tensor's shape. On error the
+    ///   model is unchanged.
+    public static func load(path: String, into model: Model) throws {
+        let expected = try architecture(of: model)
+        let file = try Safetensors.read(path: path)
+        let found = try readArchitecture(file)
+        guard found == expected else {
+            throw DataError(path: path, problem: "holds a \(found) model, expected \(expected)")
+        }
+        var pairs: [(source: Tensor, destination: Tensor)] = []
+        for (index, layer) in model.layers.enumerated() {
+            guard let lin = layer as? Lin else { continue }
+            pairs.append((try file.tensor("layers.\(index).w", shape: lin.w.shape), lin.w))
+            pairs.append((try file.tensor("layers.\(index).b", shape: lin.b.shape), lin.b))
+        }
+        for (source, destination) in pairs {
+            source.withUnsafeBufferPointer { values in
+                destination.withUnsafeMutableBufferPointer { target in
+                    for i in values.indices { target[i] = values[i] }
+                }
+            }
+        }
+    }
+
+    /// The architecture a checkpoint declares in its metadata.
+    /// - Throws: `DataError` naming the file when the metadata is missing or malformed.
+    static func readArchitecture(_ file: SafetensorsFile) throws -> ModelArchitecture {
+        guard file.metadata["format"] == format else {
+            let found = file.metadata["format"].map { "format '\($0)'" } ?? "no format in its metadata"
+            throw DataError(
+                path: file.path,
+                problem: "is not a Backprop MLP checkpoint: expected format '\(format)', found \(found)")
+        }
+        guard let sizesText = file.metadata["sizes"] else {
+            throw DataError(path: file.path, problem: "metadata has no 'sizes' (expected e.g. \"784,256,128,10\")")
+        }
+        let sizes = sizesText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard sizes.count >= 2, sizes.count == sizesText.split(separator: ",").count, sizes.allSatisfy({ $0 > 0 })
+        else {
+            throw DataError(
+                path: file.path,
+                problem: "metadata 'sizes' is '\(sizesText)', expected at least two positive sizes such as 784,256,10")
+        }
+        let activation = file.metadata["activation"] ?? "relu"
+        guard activation == "relu" else {
+            throw DataError(path: file.path, problem: "metadata 'activation' is '\(activation)', expected 'relu'")
+        }
+        let loss = file.metadata["loss"] ?? "cross_entropy"
+        guard loss == "cross_entropy" || loss == "mse" else {
+            throw DataError(path: file.path, problem: "metadata 'loss' is '\(loss)', expected 'cross_entropy' or 'mse'")
+        }
+        return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
+    }
+
+    /// The prefix of the optimizer's state tensors in a checkpoint (`optimizer.0.m`, `optimizer.step`).
+    public static let optimizerPrefix = "optimizer."
+
+    /// Throws naming the first tensor the architecture does not account for (the optimizer's
+    /// state aside).
+    private static func checkNoExtraTensors(_ file: SafetensorsFile, expected: Set<String>) throws {
+        let unexpected = { (name: String) in !expected.contains(name) && !name.hasPrefix(optimizerPrefix) }
+        if let extra = file.names.first(where: unexpected) {
+            throw DataError(
+                path: file.path,
+                problem: "holds tensor '\(extra)', which the architecture \(file.metadata["sizes"] ?? "") does not have"
+            )
+        }
+    }
+
+    /// `["lin", "relu", "lin", …, "lin"]` for `count` linear layers.
+    private static func layerNames(linearLayers count: Int) -> [String] {
+        (0..<count).flatMap { $0 == count - 1 ? ["lin"] : ["lin", "relu"] }
+    }
+}
+
+/// A model that cannot be saved as a checkpoint, said in one line.
+public struct CheckpointError: Error, CustomStringConvertible {
+    /// What is wrong.
+    public let description: String
+
+    /// Creates the error.
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,315 @@
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+import Foundation
+
+// The training loop: minibatches, the layers' hand-written forward and backward, an optimizer
+// step, and a validation pass after each epoch.
+//
+//   for epoch in epochs:
+//       for xb, yb in shuffled batches:
+//           loss = model(xb, yb); model.backward(); opt.step(); opt.zero_grad()
+//       validate
+//
+// The loop can stop between two steps (`shouldStop`) and keeps where it is (`epoch`, `step`,
+// the optimizer's named state), so that a run can be saved and resumed.
+
+/// The losses a configuration can train with.
+public enum LossKind: String, CaseIterable, Sendable, Codable {
+    /// Softmax cross-entropy over `c` outputs, one per class (`CrossEntropy`).
+    case crossEntropy = "cross-entropy"
+    /// The seed's mean squared error of one output against the class number (`Mse`).
+    case mse
+
+    /// A new loss of this kind.
+    public func make() -> any Loss {
+        switch self {
+        case .crossEntropy: CrossEntropy()
+        case .mse: Mse()
+        }
+    }
+
+    /// The model's outputs for `classes` classes: `classes` for cross-entropy, 1 for the seed's
+    /// regression.
+    public func outputs(classes: Int) -> Int {
+        self == .mse ? 1 : classes
+    }
+}
+
+/// The settings of a training run, with the best recipe found as defaults (see Training.md).
+public struct TrainingConfiguration: Sendable, Codable, Equatable {
+    /// The hidden layers' sizes, first to last (`[256, 128]` for 784-256-128-10).
+    public var hidden: [Int]
+    /// The number of passes over the training set.
+    public var epochs: Int
+    /// The rows per minibatch.
+    public var batchSize: Int
+    /// The peak learning rate (the schedule scales it step by step).
+    public var learningRate: Float
+    /// The optimizer.
+    public var optimizer: OptimizerKind
+    /// The decoupled weight decay (see `Optimizers.swift`).
+    public var weightDecay: Float
+    /// How the learning rate changes over the run.
+    public var schedule: LearningRateSchedule
+    /// The seed of the initial weights and of every epoch's shuffle.
+    public var seed: UInt64
+    /// The loss (cross-entropy, or the seed's MSE).
+    public var loss: LossKind
+
+    /// Creates a configuration; every setting defaults to the recipe's.
+    public init(
+        hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 3e-3,
+        optimizer: OptimizerKind = .adam, weightDecay: Float = 0.1, schedule: LearningRateSchedule = .oneCycle,
+        seed: UInt64 = 42, loss: LossKind = .crossEntropy
+    ) {
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.optimizer = optimizer
+        self.weightDecay = weightDecay
+        self.schedule = schedule
+        self.seed = seed
+        self.loss = loss
+    }
+}
+
+/// What one epoch achieved.
+public struct EpochRecord: Sendable, Codable, Equatable {
+    /// The epoch, counting from 1.
+    public var epoch: Int
+    /// The mean training loss over the epoch's steps (each weighted by its rows).
+    public var trainLoss: Float
+    /// The loss on the validation set after the epoch.
+    public var validLoss: Float
+    /// The accuracy on the validation set after the epoch.
+    public var validAccuracy: Float
+    /// The learning rate of the epoch's last step.
+    public var learningRate: Float
+    /// The wall-clock seconds the epoch took, validation included.
+    public var seconds: Double
+}
+
+/// Where a training run is, reported after every step.
+public struct StepProgress: Sendable {
+    /// The epoch, counting from 1.
+    public var epoch: Int
+    /// The steps done in this epoch (1 after the first).
+    public var step: Int
+    /// The steps in an epoch.
+    public var stepsPerEpoch: Int
+    /// The mean training loss of this epoch so far.
+    public var runningLoss: Float
+    /// The seconds since the run started.
+    public var elapsed: Double
+}
+
+/// Why training stopped before its end.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// The loss became NaN or infinite at `step` (counting from 1) of `epoch` (counting from 1);
+    /// `step` is the epoch's last when the validation loss was the first to blow up.
+    /// `learningRate` is that step's, `peakLearningRate` the schedule's peak (the `--lr` given).
+    case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float)
+
+    /// One line that names the epoch and step and suggests what to do.
+    public var description: String {
+        switch self {
+        case .diverged(let epoch, let step, let loss, let learningRate, let peak):
+            let value = loss.isNaN ? "NaN" : (loss > 0 ? "infinite" : "-infinite")
+            let rate =
+                learningRate == peak
+                ? "learning rate \(shortNumber(peak))"
+                : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
+            return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
+                + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
+        }
+    }
+}
+
+/// `0.001`, `10`, `1e-05`: a number as short as `%g` writes it.
+private func shortNumber(_ value: Float) -> String {
+    String(format: "%g", Double(value))
+}
+
+/// The loss and accuracy of `model` on `(x, y)`, in batches of `batchSize` rows.
+///
+/// The loss is the mean over all rows (each batch's mean weighted by its rows).
+/// - Precondition: `x (N, m)` and `y (N)` fit the model; `batchSize > 0`.
+public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000) -> (loss: Float, accuracy: Float) {
+    precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
+    let rows = x.shape[0]
+    if rows == 0 { return (0, 0) }
+    let x = x.contiguous()
+    let y = y.contiguous()
+    var lossSum = 0.0
+    var correct = 0
+    GradMode.withNoGrad {
+        for start in stride(from: 0, to: rows, by: batchSize) {
+            let range = start..<Swift.min(start + batchSize, rows)
+            let yb = y.rows(range)
+            let loss = model(x.rows(range), yb).item()
+            lossSum += Double(loss) * Double(range.count)
+            correct += correctCount(model.loss.inp, yb)
+        }
+    }
+    return (Float(lossSum / Double(rows)), Float(correct) / Float(rows))
+}
+
+/// A training run in progress: a model, an optimizer, a schedule, the data, and how far it got.
+public final class Trainer {
+    /// The model being trained.
+    public let model: Model
+    /// The optimizer updating `model.parameters`.
+    public let optimizer: any Optimizer
+    /// The learning-rate schedule.
+    public let schedule: LearningRateSchedule
+    /// The peak learning rate given to the schedule.
+    public let peakLearningRate: Float
+    /// The number of epochs of the whole run.
+    public let epochs: Int
+    /// The seed of each epoch's shuffle.
+    public let seed: UInt64
+    /// The training minibatches.
+    public let batches: Batches
+    /// The validation inputs. // (nValid, m)
+    public let xValid: Tensor
+    /// The validation targets. // (nValid)
+    public let yValid: Tensor
+
+    /// The epochs completed.
+    public private(set) var epoch = 0
+    /// The steps done in the current (incomplete) epoch.
+    public private(set) var step = 0
+    /// One record per completed epoch.
+    public private(set) var history: [EpochRecord] = []
+    /// The current epoch's loss so far: sum of (batch loss × rows) and rows.
+    private var epochLossSum = 0.0
+    private var epochRows = 0
+    private var epochSeconds = 0.0
+
+    /// A run of `epochs` epochs over `train`, validated on `valid`.
+    /// - Precondition: `train.x (N, m)`, `train.y (N)`, `valid` alike; `epochs > 0`; the model fits
+    ///   the data (its first layer takes `m` inputs).
+    public init(
+        model: Model, optimizer: any Optimizer, schedule: LearningRateSchedule, learningRate: Float, epochs: Int,
+        batchSize: Int, seed: UInt64, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
+    ) {
+        precondition(epochs > 0, "Trainer: epochs \(epochs) must be positive")
+        precondition(train.x.shape[0] > 0, "Trainer: no training rows")
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.peakLearningRate = learningRate
+        self.epochs = epochs
+        self.seed = seed
+        self.batches = Batches(x: train.x, y: train.y, batchSize: batchSize)
+        self.xValid = valid.x.contiguous()
+        self.yValid = valid.y.contiguous()
+    }
+
+    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy (or
+    /// `[m] + hidden + [1]` with the seed's MSE), initialised from `configuration.seed`, and its
+    /// optimizer.
+    public convenience init(
+        configuration: TrainingConfiguration, classes: Int, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
+    ) {
+        var generator = RandomGenerator(seed: configuration.seed)
+        let model = Model.mlp(
+            sizes: [train.x.shape[1]] + configuration.hidden + [configuration.loss.outputs(classes: classes)],
+            loss: configuration.loss.make(), generator: &generator)
+        let optimizer = configuration.optimizer.make(
+            parameters: model.parameters, learningRate: configuration.learningRate,
+            weightDecay: configuration.weightDecay)
+        self.init(
+            model: model, optimizer: optimizer, schedule: configuration.schedule,
+            learningRate: configuration.learningRate, epochs: configuration.epochs,
+            batchSize: configuration.batchSize, seed: configuration.seed, train: train, valid: valid)
+    }
+
+    /// Whether every epoch has run.
+    public var isFinished: Bool { epoch >= epochs }
+
+    /// Continues a run saved after `history.count` completed epochs (see `TrainingCheckpoint`):
+    /// the next ``fit(onStep:onEpoch:shouldStop:)`` starts at epoch `history.count + 1`, with that
+    /// epoch's shuffle and learning rate, as the uninterrupted run would have.
+    ///
+    /// The model's weights and the optimizer's state must be restored separately.
+    /// - Precondition: no step has run yet, and `history` has at most ``epochs`` records.
+    public func resume(history: [EpochRecord]) {
+        precondition(epoch == 0 && step == 0, "Trainer.resume: the run has already started")
+        precondition(
+            history.count <= epochs, "Trainer.resume: \(history.count) epochs done, but the run has \(epochs)")
+        self.history = history
+        self.epoch = history.count
+    }
+
+    /// Trains until the last epoch ends or `shouldStop` (asked before each step) says stop.
+    ///
+    /// After each step `onStep` is called; after each epoch's validation, `onEpoch`. Returns the
+    /// history of every completed epoch. Calling it again continues where it stopped.
+    /// - Throws: `TrainingError.diverged` when the training or validation loss is NaN or infinite,
+    ///   naming the epoch and step; the parameters are then those of the step before.
+    @discardableResult
+    public func fit(
+        onStep: (StepProgress) -> Void = { _ in }, onEpoch: (EpochRecord) -> Void = { _ in },
+        shouldStop: () -> Bool = { false }
+    ) throws -> [EpochRecord] {
+        let stepsPerEpoch = batches.count
+        let totalSteps = stepsPerEpoch * epochs
+        let clock = ContinuousClock()
+        let started = clock.now
+        func seconds(since instant: ContinuousClock.Instant) -> Double {
+            let duration = instant.duration(to: clock.now)
+            return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        }
+        while epoch < epochs {
+            if step == 0 { batches.shuffle(seed: seed, epoch: epoch) }
+            let epochStarted = clock.now
+            while step < stepsPerEpoch {
+                if shouldStop() {
+                    epochSeconds += seconds(since: epochStarted)
+                    return history
+                }
+                let learningRate = schedule.learningRate(
+                    peak: peakLearningRate, step: epoch * stepsPerEpoch + step, totalSteps: totalSteps)
+                optimizer.learningRate = learningRate
+                let (xb, yb) = batches.batch(step)
+                let loss = model(xb, yb).item()
+                guard loss.isFinite else {
+                    throw TrainingError.diverged(
+                        epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
+                        peakLearningRate: peakLearningRate)
+                }
+                model.backward()
+                optimizer.step()
+                optimizer.zeroGrad()
+                epochLossSum += Double(loss) * Double(yb.count)
+                epochRows += yb.count
+                step += 1
+                onStep(
+                    StepProgress(
+                        epoch: epoch + 1, step: step, stepsPerEpoch: stepsPerEpoch,
+                        runningLoss: Float(epochLossSum / Double(epochRows)), elapsed: seconds(since: started)))
+            }
+            let (validLoss, validAccuracy) = evaluate(model, x: xValid, y: yValid)
+            guard validLoss.isFinite else {
+                throw TrainingError.diverged(
+                    epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate,
+                    peakLearningRate: peakLearningRate)
+            }
+            epochSeconds += seconds(since: epochStarted)
+            let record = EpochRecord(
+                epoch: epoch + 1, trainLoss: Float(epochLossSum / Double(epochRows)), validLoss: validLoss,
+                validAccuracy: validAccuracy, learningRate: optimizer.learningRate, seconds: epochSeconds)
+            history.append(record)
+            epoch += 1
+            step = 0
+            epochLossSum = 0
+            epochRows = 0
+            epochSeconds = 0
+            onEpoch(record)
+        }
+        return history
+    }
+}

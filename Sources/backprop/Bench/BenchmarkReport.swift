@@ -1,0 +1,68 @@
+import Backprop
+
+/// Everything `backprop bench` measured, in the shape its `--json` output takes.
+///
+/// Keys: `seed_step_ms` (the median full-batch step), `seed_step` (its breakdown),
+/// `minibatch_epoch_s` (784-50-10, SGD, batch 64), `mlp_epoch_s` (784-256-128-10, Adam, batch 64),
+/// `matmul_gflops` (shape → route → GFLOP/s), `matmul_error` (shape → route → relative error
+/// against the reference loops), `data`, `rows`, `runs`, `machine`. A part that was not run is
+/// absent.
+public struct BenchmarkReport: Encodable {
+    /// The machine.
+    public var machine = Machine.current
+    /// Where the inputs came from: `fashion-mnist` or `synthetic`.
+    public var data: String
+    /// Rows of the full batch (50,000 in the seed).
+    public var rows: Int
+    /// Timed runs per measurement.
+    public var runs: Int
+    /// The seed step and its breakdown.
+    public var seedStep: SeedStepBenchmark.Result?
+    /// Median seconds of one minibatch epoch (784-50-10, SGD, batch 64).
+    public var minibatchEpochSeconds: Double?
+    /// Median seconds of one epoch of 784-256-128-10 with Adam, batch 64.
+    public var mlpEpochSeconds: Double?
+    /// GFLOP/s of each route on each of the seed's product shapes.
+    public var matmul: [MatMulBenchmark.Measurement] = []
+
+    /// An empty report for a run on `data` with `rows` rows and `runs` runs per measurement.
+    public init(data: String, rows: Int, runs: Int) {
+        self.data = data
+        self.rows = rows
+        self.runs = runs
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case machine, data, rows, runs
+        case seedStepMilliseconds = "seed_step_ms"
+        case seedStep = "seed_step"
+        case minibatchEpochSeconds = "minibatch_epoch_s"
+        case mlpEpochSeconds = "mlp_epoch_s"
+        case matmulGflops = "matmul_gflops"
+        case matmulError = "matmul_error"
+    }
+
+    /// Writes the report under the keys the peer runner reads (`seed_step_ms`,
+    /// `minibatch_epoch_s`, `mlp_epoch_s`, `matmul_gflops`, …); a part not measured is left out.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(machine, forKey: .machine)
+        try container.encode(data, forKey: .data)
+        try container.encode(rows, forKey: .rows)
+        try container.encode(runs, forKey: .runs)
+        try container.encodeIfPresent(seedStep?.stepMilliseconds, forKey: .seedStepMilliseconds)
+        try container.encodeIfPresent(seedStep, forKey: .seedStep)
+        try container.encodeIfPresent(minibatchEpochSeconds, forKey: .minibatchEpochSeconds)
+        try container.encodeIfPresent(mlpEpochSeconds, forKey: .mlpEpochSeconds)
+        if !matmul.isEmpty {
+            var gflops: [String: [String: Double]] = [:]
+            var errors: [String: [String: Double]] = [:]
+            for measurement in matmul {
+                gflops[measurement.shape.name] = measurement.gflops
+                errors[measurement.shape.name] = measurement.errors
+            }
+            try container.encode(gflops, forKey: .matmulGflops)
+            try container.encode(errors, forKey: .matmulError)
+        }
+    }
+}
