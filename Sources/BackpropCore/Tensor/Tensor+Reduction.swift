@@ -46,11 +46,13 @@ extension Tensor {
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
         let input = source.pointer
         let out = result.pointer
-        for o in 0..<outer {
-            for i in 0..<inner {
-                var best = input[o * size * inner + i]
-                for k in 1..<size { best = Swift.max(best, input[(o * size + k) * inner + i]) }
-                out[o * inner + i] = best
+        withExtendedLifetime(source) {
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    var best = input[o * size * inner + i]
+                    for k in 1..<size { best = Swift.max(best, input[(o * size + k) * inner + i]) }
+                    out[o * inner + i] = best
+                }
             }
         }
         return result.recorded(.max(axis: axis, keepDim: keepDim), self)
@@ -65,15 +67,17 @@ extension Tensor {
         let source = contiguous()
         let input = source.pointer
         var result = [Int](repeating: 0, count: outer * inner)
-        for o in 0..<outer {
-            for i in 0..<inner {
-                var bestIndex = 0
-                var best = input[o * size * inner + i]
-                for k in 1..<Swift.max(size, 1) where input[(o * size + k) * inner + i] > best {
-                    best = input[(o * size + k) * inner + i]
-                    bestIndex = k
+        withExtendedLifetime(source) {
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    var bestIndex = 0
+                    var best = input[o * size * inner + i]
+                    for k in 1..<Swift.max(size, 1) where input[(o * size + k) * inner + i] > best {
+                        best = input[(o * size + k) * inner + i]
+                        bestIndex = k
+                    }
+                    result[o * inner + i] = bestIndex
                 }
-                result[o * inner + i] = bestIndex
             }
         }
         return result
@@ -90,20 +94,42 @@ extension Tensor {
         let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
         let input = source.pointer
         let out = result.pointer
-        for o in 0..<outer {
-            for i in 0..<inner {
-                var m = -Float.infinity
-                for k in 0..<size { m = Swift.max(m, input[(o * size + k) * inner + i]) }
-                if m == -Float.infinity || !m.isFinite {
-                    out[o * inner + i] = m
-                    continue
+        withExtendedLifetime(source) {
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let (m, total) = Tensor.maximumAndExponentialSum(
+                        input + o * size * inner + i, count: size, stride: inner)
+                    out[o * inner + i] = m.isFinite ? m + Float(Foundation.log(total)) : m
                 }
-                var total = 0.0
-                for k in 0..<size { total += Foundation.exp(Double(input[(o * size + k) * inner + i] - m)) }
-                out[o * inner + i] = m + Float(Foundation.log(total))
             }
         }
         return result.recorded(.logSumExp(axis: axis, keepDim: keepDim), self)
+    }
+
+    /// The largest `m` of `count` values `stride` apart, and `Σ exp(x - m)` over them in Double
+    /// (`x - m` is exact in Double and at most 0, so no `exp` overflows): the stable core of
+    /// log-sum-exp and softmax, here once for ``logSumExp(_:keepDim:)`` and the fused
+    /// cross-entropy kernels.
+    ///
+    /// Where `m` is not finite (a row of `-∞`, an `∞`, a NaN) the sum is NaN. When `exponentials`
+    /// is given, `exp(x_j - m)` is also stored in `exponentials[j]`.
+    @inline(__always)
+    package static func maximumAndExponentialSum(
+        _ x: UnsafePointer<Float>, count: Int, stride: Int = 1, exponentials: UnsafeMutablePointer<Double>? = nil
+    ) -> (maximum: Float, sum: Double) {
+        var m = -Float.infinity
+        for j in 0..<count { m = Swift.max(m, x[j * stride]) }
+        guard m.isFinite else {
+            exponentials?.update(repeating: .nan, count: count)
+            return (m, .nan)
+        }
+        var total = 0.0
+        for j in 0..<count {
+            let e = Foundation.exp(Double(x[j * stride]) - Double(m))
+            exponentials?[j] = e
+            total += e
+        }
+        return (m, total)
     }
 
     /// The sizes before, at, and after `axis`, for loops over a contiguous copy.
@@ -155,9 +181,11 @@ extension Tensor {
         }
         let accumulator = UnsafeMutablePointer<Double>.allocate(capacity: Swift.max(inner, 1))
         defer { accumulator.deallocate() }
-        for o in 0..<outer {
-            Tensor.sumRows(input + o * size * inner, rows: size, columns: inner, into: accumulator)
-            for i in 0..<inner { out[o * inner + i] = Float(accumulator[i] * scale) }
+        withExtendedLifetime(source) {
+            for o in 0..<outer {
+                Tensor.sumRows(input + o * size * inner, rows: size, columns: inner, into: accumulator)
+                for i in 0..<inner { out[o * inner + i] = Float(accumulator[i] * scale) }
+            }
         }
         return result
     }
@@ -180,31 +208,31 @@ extension Tensor {
     func sumInDouble() -> Double {
         let source = contiguous()
         let input = source.pointer
-        // Four accumulators let the loop vectorise; the order is fixed, so the result is too.
-        var partial = (0.0, 0.0, 0.0, 0.0)
-        let blocks = count / 4
-        for block in 0..<blocks {
-            let i = block * 4
-            partial.0 += Double(input[i])
-            partial.1 += Double(input[i + 1])
-            partial.2 += Double(input[i + 2])
-            partial.3 += Double(input[i + 3])
+        return withExtendedLifetime(source) {
+            // Four accumulators let the loop vectorise; the order is fixed, so the result is too.
+            var partial = (0.0, 0.0, 0.0, 0.0)
+            let blocks = count / 4
+            for block in 0..<blocks {
+                let i = block * 4
+                partial.0 += Double(input[i])
+                partial.1 += Double(input[i + 1])
+                partial.2 += Double(input[i + 2])
+                partial.3 += Double(input[i + 3])
+            }
+            var total = (partial.0 + partial.1) + (partial.2 + partial.3)
+            for i in (blocks * 4)..<count { total += Double(input[i]) }
+            return total
         }
-        var total = (partial.0 + partial.1) + (partial.2 + partial.3)
-        for i in (blocks * 4)..<count { total += Double(input[i]) }
-        return total
     }
 }
 
 extension Tensor {
     /// The Euclidean (Frobenius) norm of all elements, `sqrt(Σ x²)`, accumulated in Double.
     public func norm() -> Double {
-        let source = contiguous()
-        var total = 0.0
-        for i in 0..<count {
-            let value = Double(source.pointer[i])
-            total += value * value
+        return withUnsafeBufferPointer { values in
+            var total = 0.0
+            for value in values { total += Double(value) * Double(value) }
+            return total.squareRoot()
         }
-        return total.squareRoot()
     }
 }

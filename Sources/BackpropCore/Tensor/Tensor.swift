@@ -186,8 +186,7 @@ public final class Tensor {
 
     /// The values, row-major, as a new array.
     public var values: [Float] {
-        let source = contiguous()
-        return Array(UnsafeBufferPointer(start: source.storage.pointer + source.offset, count: count))
+        withUnsafeBufferPointer { Array($0) }
     }
 
     /// The value of a one-element tensor (PyTorch's `item()`).
@@ -282,5 +281,12 @@ public final class Tensor {
     }
 
     /// A pointer to the first element of a contiguous tensor, for kernels.
+    ///
+    /// NOTE: the lifetime rule. The pointer is valid only while this tensor, which owns its
+    /// storage, is alive, and Swift may release an object right after its last use, before a
+    /// loop that reads through the pointer. A tensor passed in as an argument lives through the
+    /// call; a local one, above all a temporary copy (`let source = x.contiguous()`), must be kept
+    /// alive around every use of its pointer: `withExtendedLifetime(source) { … }`, or use
+    /// ``withUnsafeBufferPointer(_:)``. The address sanitizer runs the tests in CI to catch a slip.
     package var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
 }

@@ -129,15 +129,15 @@ func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor) -> Float {
     let rows = inp.shape[0]
     let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy")
-    let source = inp.contiguous()
-    let logits = source.pointer
-    var total = 0.0
-    for row in 0..<rows {
-        let scores = logits + row * classes
-        let (m, logSum) = shiftedLogSumExp(scores, count: classes)
-        total += (m - Double(scores[labels[row]])) + logSum
+    return inp.withUnsafeBufferPointer { logits in
+        var total = 0.0
+        for row in 0..<rows {
+            let scores = logits.baseAddress! + row * classes
+            let (m, sum) = Tensor.maximumAndExponentialSum(scores, count: classes)
+            total += (Double(m) - Double(scores[labels[row]])) + Foundation.log(sum)
+        }
+        return Float(total / Double(rows))
     }
-    return withExtendedLifetime(source) { Float(total / Double(rows)) }
 }
 
 /// `(softmax(inp) - oneHot(targ)) / n` in one pass over the rows. // (n, c)
@@ -145,41 +145,24 @@ func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor {
     let rows = inp.shape[0]
     let classes = inp.shape[1]
     let labels = classIndices(targ, classes: classes, operation: "CrossEntropy.backward")
-    let source = inp.contiguous()
     let result = Tensor(uninitializedShape: [rows, classes])
-    let logits = source.pointer
     let gradient = result.pointer
     let scale = 1 / Double(rows)
     var exponentials = [Double](repeating: 0, count: classes)
-    for row in 0..<rows {
-        let scores = logits + row * classes
-        // softmax = exp(x - m) / Σ exp(x - m), each exponential computed once, in Double.
-        var m = -Float.infinity
-        for j in 0..<classes { m = Swift.max(m, scores[j]) }
-        var total = 0.0
-        for j in 0..<classes {
-            exponentials[j] = m.isFinite ? Foundation.exp(Double(scores[j]) - Double(m)) : .nan
-            total += exponentials[j]
-        }
-        for j in 0..<classes {
-            let probability = exponentials[j] / total
-            gradient[row * classes + j] = Float((probability - (j == labels[row] ? 1 : 0)) * scale)
+    inp.withUnsafeBufferPointer { logits in
+        exponentials.withUnsafeMutableBufferPointer { exponentials in
+            for row in 0..<rows {
+                // softmax = exp(x - m) / Σ exp(x - m), each exponential computed once, in Double.
+                let (_, total) = Tensor.maximumAndExponentialSum(
+                    logits.baseAddress! + row * classes, count: classes, exponentials: exponentials.baseAddress)
+                for j in 0..<classes {
+                    let probability = exponentials[j] / total
+                    gradient[row * classes + j] = Float((probability - (j == labels[row] ? 1 : 0)) * scale)
+                }
+            }
         }
     }
-    withExtendedLifetime(source) {}
     return result
-}
-
-/// The row maximum `m` and `log Σ exp(x - m)` over one row of `count` scores, in Double
-/// (`x - m` is exact in Double, and at most 0, so `exp` cannot overflow).
-@inline(__always)
-private func shiftedLogSumExp(_ scores: UnsafeMutablePointer<Float>, count: Int) -> (m: Double, logSum: Double) {
-    var m = -Float.infinity
-    for j in 0..<count { m = Swift.max(m, scores[j]) }
-    if !m.isFinite { return (Double(m), Double.nan) }
-    var total = 0.0
-    for j in 0..<count { total += Foundation.exp(Double(scores[j]) - Double(m)) }
-    return (Double(m), Foundation.log(total))
 }
 
 /// The targets as integer class indices.
