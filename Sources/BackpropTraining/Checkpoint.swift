@@ -119,20 +119,19 @@ public enum Checkpoint {
         let file = try Safetensors.read(path: path)
         let architecture = try readArchitecture(file)
         let loss: any Loss = architecture.loss == "mse" ? Mse() : CrossEntropy()
-        var layers: [any Layer] = []
+        var linears: [(w: Tensor, b: Tensor)] = []
         for index in 0..<(architecture.sizes.count - 1) {
             let nIn = architecture.sizes[index]
             let nOut = architecture.sizes[index + 1]
             let w = try file.tensor("layers.\(2 * index).w", shape: [nIn, nOut])  // (nIn, nOut)
             let b = try file.tensor("layers.\(2 * index).b", shape: [nOut])  // (nOut)
-            let lin = Lin(w.contiguous(), b.contiguous())
-            lin.needsInputGradient = index > 0
-            layers.append(lin)
-            if index < architecture.sizes.count - 2 { layers.append(ReLU()) }
+            linears.append((w.contiguous(), b.contiguous()))
         }
         try checkNoExtraTensors(
-            file, expected: Set(layers.indices.filter { $0 % 2 == 0 }.flatMap { ["layers.\($0).w", "layers.\($0).b"] }))
-        return Model(layers: layers, loss: loss)
+            file, expected: Set(linears.indices.flatMap { ["layers.\(2 * $0).w", "layers.\(2 * $0).b"] }))
+        let model = Model(linears: linears, loss: loss)
+        model.skipsInputGradient()
+        return model
     }
 
     /// The mean and standard deviation that normalised the model's training inputs, as

@@ -322,8 +322,7 @@ enum GradientCheck {
     /// The model's loss at the current values, for finite differences: the layers in Float, and
     /// for `Mse` the mean of squares in Double from the model's output.
     static func loss(_ model: Model, x: Tensor, y: Tensor) -> Double {
-        var out = x
-        for layer in model.layers { out = layer(out) }
+        let out = model.predict(x)
         guard model.loss is Mse, out.count == y.count else { return Double(model.loss(out, y).item()) }
         return out.withUnsafeBufferPointer { output in
             y.withUnsafeBufferPointer { target in

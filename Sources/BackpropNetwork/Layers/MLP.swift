@@ -15,14 +15,16 @@ extension Model {
     public static func mlp(sizes: [Int], loss: any Loss, generator: inout RandomGenerator) -> Model {
         precondition(sizes.count >= 2, "Model.mlp: needs at least an input and an output size, got \(sizes)")
         precondition(sizes.allSatisfy { $0 > 0 }, "Model.mlp: sizes must be positive, got \(sizes)")
-        var layers: [any Layer] = []
-        for (index, pair) in kaimingInitialization(sizes: sizes, generator: &generator).enumerated() {
-            if index > 0 { layers.append(ReLU()) }
-            let layer = Lin(pair.w, pair.b)  // w (nIn, nOut), b (nOut)
-            layer.needsInputGradient = index > 0
-            layers.append(layer)
-        }
-        return Model(layers: layers, loss: loss)
+        let model = Model(linears: kaimingInitialization(sizes: sizes, generator: &generator), loss: loss)
+        model.skipsInputGradient()
+        return model
+    }
+
+    /// Turns off the first `Lin`'s ``Lin/needsInputGradient``: its input is the data, whose
+    /// gradient nobody reads in training, and `out.g • wᵀ` is the largest product of the backward
+    /// pass. Every other layer still writes its `inp.g`.
+    public func skipsInputGradient() {
+        (layers.first as? Lin)?.needsInputGradient = false
     }
 
     /// The sizes of the model's linear layers, input first: `[784, 50, 1]` for the seed's model.

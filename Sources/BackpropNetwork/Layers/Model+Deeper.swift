@@ -10,21 +10,20 @@ extension Model {
     /// pair adds a ReLU and a Lin. Shapes: `w_k (n_{k-1}, n_k)`, `b_k (n_k)`, the last `n_k` = 1.
     /// - Precondition: at least one pair; consecutive weights fit (`w_k.shape[0] ==
     ///   w_{k-1}.shape[1]`); otherwise stops naming both shapes.
-    public convenience init(linears: [(w: Tensor, b: Tensor)]) {
+    public convenience init(linears: [(w: Tensor, b: Tensor)], loss: any Loss = Mse()) {
         precondition(!linears.isEmpty, "Model(linears:): needs at least one (w, b) pair")
+        for k in 1..<linears.count {
+            let (previous, w) = (linears[k - 1].w, linears[k].w)
+            precondition(
+                w.rank == 2 && previous.shape[1] == w.shape[0],
+                "Model(linears:): w\(k + 1) of shape \(w.shape) does not follow w\(k) of shape \(previous.shape)")
+        }
         var layers: [any Layer] = []
         for (k, pair) in linears.enumerated() {
-            if k > 0 {
-                let previous = linears[k - 1].w
-                precondition(
-                    pair.w.rank == 2 && previous.shape[1] == pair.w.shape[0],
-                    "Model(linears:): w\(k + 1) of shape \(pair.w.shape) does not follow w\(k) of shape \(previous.shape)"
-                )
-                layers.append(ReLU())
-            }
-            layers.append(Lin(pair.w, pair.b))
+            if k > 0 { layers.append(ReLU()) }
+            layers.append(Lin(pair.w, pair.b))  // w (nIn, nOut), b (nOut)
         }
-        self.init(layers: layers, loss: Mse())
+        self.init(layers: layers, loss: loss)
     }
 
     /// The lesson's Kaiming initialisation, for a chain of Lin layers of widths `sizes`

@@ -40,24 +40,33 @@ public final class Model {
     /// The forward pass: each layer's output is the next one's input, and the last one's output
     /// goes to the loss with the targets. Returns the loss.
     public func callAsFunction(_ x: Tensor, _ targ: Tensor) -> Tensor {
-        var x = x
-        for l in layers { x = l(x) }
-        return loss(x, targ)
+        loss(predict(x), targ)
     }
 
     /// The layers alone, without the loss: the model's output (logits, or the seed's prediction).
     ///
     /// Shapes: `x (n, m)` gives `(n, c)`. Each layer stores `inp` and `out` as in a training call.
-    public func predict(_ x: Tensor) -> Tensor {
+    /// - Parameter observe: called with each layer's index right after it ran (the explainer
+    ///   photographs every step here); by default nothing.
+    public func predict(_ x: Tensor, afterEachLayer observe: (Int) -> Void = { _ in }) -> Tensor {
         var x = x
-        for l in layers { x = l(x) }
+        for (index, l) in layers.enumerated() {
+            x = l(x)
+            observe(index)
+        }
         return x
     }
 
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
     /// last to first, turns its `out.g` into its `inp.g`.
-    public func backward() {
+    /// - Parameter observe: called after each step: with `nil` after the loss's, then with each
+    ///   layer's index, last layer first; by default nothing.
+    public func backward(afterEachStep observe: (Int?) -> Void = { _ in }) {
         loss.backward()
-        for l in layers.reversed() { l.backward() }
+        observe(nil)
+        for (index, l) in layers.enumerated().reversed() {
+            l.backward()
+            observe(index)
+        }
     }
 }
