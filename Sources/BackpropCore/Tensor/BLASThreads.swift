@@ -4,17 +4,18 @@ import Synchronization
     import CBLAS
 #endif
 
-/// How many threads the BLAS library uses for matrix products.
+/// How many threads the BLAS library uses for matrix products: an internal detail, not a setting.
 ///
-/// Backprop calls BLAS on one thread and splits a large product over its own threads itself
-/// (``Threads``, `$BACKPROP_THREADS`, `backprop train --threads`), in pieces that the cores take
-/// as they come free: OpenBLAS's own threads wait for each other by spinning, which collapses on
-/// a busy machine. The first product makes OpenBLAS single-threaded unless ``set(_:)`` was called
-/// before; after `set(n)` with `n > 1` OpenBLAS splits products itself and Backprop does not.
-/// Without OpenBLAS (Accelerate, or the pure-Swift kernel) this does nothing.
-public enum BLASThreads {
+/// ``Threads`` is the one setting users have. Backprop calls BLAS on one thread and splits a
+/// large product over its own threads (``Threads``, `$BACKPROP_THREADS`, `backprop train
+/// --threads`), in pieces that the cores take as they come free: OpenBLAS's own threads wait for
+/// each other by spinning, which collapses on a busy machine. The first product makes OpenBLAS
+/// single-threaded unless ``set(_:)`` was called before; after `set(n)` with `n > 1` OpenBLAS
+/// splits products itself and Backprop does not, which only `backprop bench` does, to time BLAS
+/// called directly. Without OpenBLAS (Accelerate, or the pure-Swift kernel) this does nothing.
+package enum BLASThreads {
     /// The number of threads BLAS uses now (1 without OpenBLAS).
-    public static var count: Int {
+    package static var count: Int {
         #if !canImport(Accelerate) && OpenBLAS
             return Int(openblas_get_num_threads())
         #else
@@ -24,7 +25,7 @@ public enum BLASThreads {
 
     /// Makes BLAS use `count` threads from now on (for the whole process).
     /// - Precondition: `count >= 1`.
-    public static func set(_ count: Int) {
+    package static func set(_ count: Int) {
         precondition(count >= 1, "BLASThreads.set: \(count) threads; expected at least 1")
         chosen.store(true, ordering: .relaxed)
         #if !canImport(Accelerate) && OpenBLAS

@@ -93,7 +93,8 @@ package enum Parallel {
     }
 }
 
-/// How many threads Backprop's large loops and matrix products use.
+/// How many threads Backprop uses: the one setting for its large loops and its matrix products,
+/// BLAS's included (BLAS runs on one thread inside the pieces Backprop hands out).
 ///
 /// The products of a training step are split into pieces that the threads take as they come
 /// free; each element of a result is computed the same way whichever thread computes it, so the
