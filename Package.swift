@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "backprop",
             dependencies: [
-                "Backprop",
+                "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// The `backprop` command: the seed's program and the tools built around it.

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// `backprop bench`: how fast the seed's step, training and matrix products run.
@@ -89,7 +93,7 @@ struct BenchCommand: ParsableCommand {
                 let dataset = try FashionMNIST(directory: directory, limit: rows + rows / 5 + 6)
                 if dataset.xTrain.shape[0] >= rows || data != nil {
                     let count = min(rows, dataset.xTrain.shape[0])
-                    return (firstRows(dataset.xTrain, count), firstRows(dataset.yTrain, count), "fashion-mnist")
+                    return (dataset.xTrain.rows(0..<count), dataset.yTrain.rows(0..<count), "fashion-mnist")
                 }
             } catch {
                 // An explicit --data must work; the default folder may simply not be installed.
@@ -98,14 +102,6 @@ struct BenchCommand: ParsableCommand {
         }
         let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
         return (x, y, "synthetic")
-    }
-
-    /// The first `count` rows of `tensor` (itself if it has no more).
-    private func firstRows(_ tensor: Tensor, _ count: Int) -> Tensor {
-        if tensor.shape[0] == count { return tensor }
-        var shape = tensor.shape
-        shape[0] = count
-        return Tensor(shape: shape, values: Array(tensor.values.prefix(shape.reduce(1, *))))
     }
 
     private func printText(_ report: BenchmarkReport) {

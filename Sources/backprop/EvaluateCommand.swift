@@ -1,5 +1,9 @@
 import ArgumentParser
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save`.

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// `backprop gradcheck`: the seed's hand-written gradients against autograd and finite
@@ -88,8 +92,7 @@ struct GradcheckCommand: ParsableCommand {
             if count > available {
                 throw CommandLineError("--rows \(count): \(tensors) holds only \(available) rows in x \(x.shape)")
             }
-            let (xRows, yRows) = Self.firstRows(count, of: x, y)
-            return (xRows, yRows, "\(count) rows of \(tensors)")
+            return (x.rows(0..<count).copy(), y.rows(0..<count).copy(), "\(count) rows of \(tensors)")
         }
         let directory = FashionMNIST.resolveDirectory(data)
         let dataset = try FashionMNIST(directory: directory)
@@ -98,7 +101,7 @@ struct GradcheckCommand: ParsableCommand {
         if count > available {
             throw CommandLineError("--rows \(count): the training set in \(directory) has only \(available) rows")
         }
-        let (x, y) = Self.firstRows(count, of: dataset.xTrain, dataset.yTrain)
+        let (x, y) = (dataset.xTrain.rows(0..<count).copy(), dataset.yTrain.rows(0..<count).copy())
         return (x, y, "the first \(count) rows of Fashion-MNIST's xTrain (\(directory))")
     }
 
@@ -135,13 +138,5 @@ struct GradcheckCommand: ParsableCommand {
                 "--hidden expects positive widths separated by commas, like 50 or 64,32; got '\(text)'")
         }
         return widths.map { $0! }
-    }
-
-    /// The first `count` rows of `x` `(n, m)` and `y` `(n)`, as new tensors.
-    static func firstRows(_ count: Int, of x: Tensor, _ y: Tensor) -> (x: Tensor, y: Tensor) {
-        let m = x.shape[1]
-        let xValues = x.withUnsafeBufferPointer { Array($0.prefix(count * m)) }
-        let yValues = y.withUnsafeBufferPointer { Array($0.prefix(count)) }
-        return (Tensor(shape: [count, m], values: xValues), Tensor(yValues))
     }
 }

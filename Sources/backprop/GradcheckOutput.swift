@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// How `backprop gradcheck` prints a ``GradientCheckReport``: an aligned table with notes, or JSON.

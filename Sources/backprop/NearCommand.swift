@@ -1,5 +1,9 @@
 import ArgumentParser
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// `backprop near`: the lesson's `test_near`, between the same-named tensors of two safetensors

@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// Shows a training run's progress: a redrawn bar with the running loss and the time left on a

@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 
 /// Everything `backprop bench` measured, in the shape its `--json` output takes.
 ///

@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 
 /// Times one epoch of minibatch training with the layers' hand-written backward pass:
 ///

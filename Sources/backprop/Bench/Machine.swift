@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 #if canImport(Accelerate)

@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 
 /// Measures GFLOP/s of each matrix-product route on the seed's three large shapes.
 ///

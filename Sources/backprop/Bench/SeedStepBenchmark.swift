@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 
 /// Times the seed's full-batch step: `loss = model(xTrain, yTrain); model.backward()`.
 ///

@@ -1,4 +1,8 @@
-import Backprop
+import BackpropCore
+import BackpropData
+import BackpropExplain
+import BackpropNetwork
+import BackpropTraining
 import Foundation
 
 /// Wall-clock timing with a warm-up and the median of several runs, as benchmarks report it.
