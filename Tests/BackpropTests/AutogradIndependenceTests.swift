@@ -130,7 +130,8 @@ struct AutogradIndependenceTests {
             ? Tensor((0..<8).map { Float($0 % 3) })
             : uniform([8], in: -1...1, generator: &generator)
         return (
-            x, y, uniform([6, 5], in: -1...1, generator: &generator), uniform([5], in: -0.5...0.5, generator: &generator),
+            x, y, uniform([6, 5], in: -1...1, generator: &generator),
+            uniform([5], in: -0.5...0.5, generator: &generator),
             uniform([5, outputs], in: -1...1, generator: &generator),
             uniform([outputs], in: -0.5...0.5, generator: &generator)
         )

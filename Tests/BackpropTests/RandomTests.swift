@@ -33,7 +33,8 @@ struct RandomTests {
     }
 
     @Test func permutationsAreSeededAndComplete() {
-        var a = RandomGenerator(seed: 3), b = RandomGenerator(seed: 3)
+        var a = RandomGenerator(seed: 3)
+        var b = RandomGenerator(seed: 3)
         let p = a.permutation(1000)
         #expect(p == b.permutation(1000))
         #expect(p.sorted() == Array(0..<1000))

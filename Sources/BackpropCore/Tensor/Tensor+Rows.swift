@@ -15,8 +15,10 @@ extension Tensor {
             "rows: \(range) out of range for shape \(shape)")
         var newShape = shape
         newShape[0] = range.count
-        return Tensor(storage: storage, shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[0])
-            .recorded(.rows(start: range.lowerBound), self)
+        return Tensor(
+            storage: storage, shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[0]
+        )
+        .recorded(.rows(start: range.lowerBound), self)
     }
 
     /// Rows `indices` of this tensor, in that order, copied into a new contiguous tensor
