@@ -27,7 +27,7 @@ public struct FashionMNIST {
     /// The environment variable that names the data folder when no `--data DIR` is given.
     public static let environmentVariable = "BACKPROP_DATA"
     /// The four files, without `.gz`: training images and labels, test images and labels.
-    public static let fileNames = [
+    static let fileNames = [
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
     ]
     /// The ten Fashion-MNIST classes, indexed by label.
@@ -141,7 +141,7 @@ public struct FashionMNIST {
     ///
     /// - Throws: ``DataError`` naming `directory` if it is not a folder, or if files are missing
     ///   (every missing one is named, with both spellings tried).
-    public static func locateFiles(in directory: String) throws -> [String] {
+    static func locateFiles(in directory: String) throws -> [String] {
         var isFolder: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder)
         if !exists || !isFolder.boolValue {

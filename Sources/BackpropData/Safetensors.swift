@@ -54,10 +54,10 @@ public struct SafetensorsFile {
 /// multiple of 8 bytes, as the Python library does.
 public enum Safetensors {
     /// The largest header accepted, in bytes (100 MB), as the Python library limits it.
-    public static let maxHeaderBytes = 100_000_000
+    static let maxHeaderBytes = 100_000_000
 
     /// The dtypes ``read(path:)`` converts to `Float`, with their sizes in bytes.
-    public static let readableDTypes: [String: Int] = [
+    static let readableDTypes: [String: Int] = [
         "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
         "I64": 8, "I32": 4, "I16": 2, "I8": 1,
         "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,

@@ -217,7 +217,7 @@ public enum Checkpoint {
     }
 
     /// The prefix of the optimizer's state tensors in a checkpoint (`optimizer.0.m`, `optimizer.step`).
-    public static let optimizerPrefix = "optimizer."
+    static let optimizerPrefix = "optimizer."
 
     /// Throws naming the first tensor the architecture does not account for (the optimizer's
     /// state aside).

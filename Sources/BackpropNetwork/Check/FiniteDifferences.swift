@@ -42,7 +42,7 @@ public enum FiniteDifferenceScheme: String, Sendable, Codable, CaseIterable {
     case backward
 
     /// The multiples of `h` evaluated, in order.
-    public var offsets: [Float] {
+    var offsets: [Float] {
         switch self {
         case .central: [1, -1]
         case .forward: [0, 1, 2]
@@ -147,7 +147,7 @@ func lagrangeDerivative(at x: Double, positions p: [Double], values f: [Double])
 ///   - generator: the source of the sample (the same state gives the same positions everywhere).
 /// - Returns: distinct positions in increasing order.
 /// - Precondition: `count` and `samples` are non-negative.
-public func finiteDifferenceCoordinates(
+func finiteDifferenceCoordinates(
     count: Int, samples: Int, generator: inout RandomGenerator
 ) -> [Int] {
     precondition(

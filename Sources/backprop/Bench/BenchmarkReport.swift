@@ -11,26 +11,26 @@ import BackpropTraining
 /// `matmul_gflops` (shape → route → GFLOP/s), `matmul_error` (shape → route → relative error
 /// against the reference loops), `data`, `rows`, `runs`, `machine`. A part that was not run is
 /// absent.
-public struct BenchmarkReport: Encodable {
+struct BenchmarkReport: Encodable {
     /// The machine.
-    public var machine = Machine.current
+    var machine = Machine.current
     /// Where the inputs came from: `fashion-mnist` or `synthetic`.
-    public var data: String
+    var data: String
     /// Rows of the full batch (50,000 in the seed).
-    public var rows: Int
+    var rows: Int
     /// Timed runs per measurement.
-    public var runs: Int
+    var runs: Int
     /// The seed step and its breakdown.
-    public var seedStep: SeedStepBenchmark.Result?
+    var seedStep: SeedStepBenchmark.Result?
     /// Median seconds of one minibatch epoch (784-50-10, SGD, batch 64).
-    public var minibatchEpochSeconds: Double?
+    var minibatchEpochSeconds: Double?
     /// Median seconds of one epoch of 784-256-128-10 with Adam, batch 64.
-    public var mlpEpochSeconds: Double?
+    var mlpEpochSeconds: Double?
     /// GFLOP/s of each route on each of the seed's product shapes.
-    public var matmul: [MatMulBenchmark.Measurement] = []
+    var matmul: [MatMulBenchmark.Measurement] = []
 
     /// An empty report for a run on `data` with `rows` rows and `runs` runs per measurement.
-    public init(data: String, rows: Int, runs: Int) {
+    init(data: String, rows: Int, runs: Int) {
         self.data = data
         self.rows = rows
         self.runs = runs
@@ -48,7 +48,7 @@ public struct BenchmarkReport: Encodable {
 
     /// Writes the report under the keys the peer runner reads (`seed_step_ms`,
     /// `minibatch_epoch_s`, `mlp_epoch_s`, `matmul_gflops`, …); a part not measured is left out.
-    public func encode(to encoder: any Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(machine, forKey: .machine)
         try container.encode(data, forKey: .data)

@@ -11,25 +11,25 @@ import BackpropTraining
 ///
 /// which is the loop a PyTorch user writes (`Benchmarks/minibatch_epoch_torch.py` is that loop in
 /// PyTorch). The shuffle and the gathering of each batch are timed too; validation is not.
-public struct EpochBenchmark {
+struct EpochBenchmark {
     /// A model, optimizer and batch size to time.
-    public struct Recipe: Sendable {
+    struct Recipe: Sendable {
         /// The layer sizes, input first (`[784, 50, 10]`).
-        public var sizes: [Int]
+        var sizes: [Int]
         /// The optimizer.
-        public var optimizer: OptimizerKind
+        var optimizer: OptimizerKind
         /// Its learning rate (constant: no schedule).
-        public var learningRate: Float
+        var learningRate: Float
         /// The rows per minibatch.
-        public var batchSize: Int
+        var batchSize: Int
 
         /// The minibatch epoch: 784-50-10, cross-entropy, SGD, batch 64.
-        public static let minibatch = Recipe(sizes: [784, 50, 10], optimizer: .sgd, learningRate: 0.1, batchSize: 64)
+        static let minibatch = Recipe(sizes: [784, 50, 10], optimizer: .sgd, learningRate: 0.1, batchSize: 64)
         /// The deeper model: 784-256-128-10, cross-entropy, Adam, batch 64.
-        public static let mlp = Recipe(sizes: [784, 256, 128, 10], optimizer: .adam, learningRate: 1e-3, batchSize: 64)
+        static let mlp = Recipe(sizes: [784, 256, 128, 10], optimizer: .adam, learningRate: 1e-3, batchSize: 64)
 
         /// Creates a recipe.
-        public init(sizes: [Int], optimizer: OptimizerKind, learningRate: Float, batchSize: Int) {
+        init(sizes: [Int], optimizer: OptimizerKind, learningRate: Float, batchSize: Int) {
             self.sizes = sizes
             self.optimizer = optimizer
             self.learningRate = learningRate
@@ -38,16 +38,16 @@ public struct EpochBenchmark {
     }
 
     /// The training inputs. // (N, m)
-    public let x: Tensor
+    let x: Tensor
     /// The training targets, class indices as Float. // (N)
-    public let y: Tensor
+    let y: Tensor
     /// What is trained.
-    public let recipe: Recipe
+    let recipe: Recipe
 
     /// Prepares the benchmark.
     /// - Precondition: `x (N, m)` with `m == recipe.sizes[0]`, `y (N)` of class indices below
     ///   `recipe.sizes.last`.
-    public init(x: Tensor, y: Tensor, recipe: Recipe) {
+    init(x: Tensor, y: Tensor, recipe: Recipe) {
         precondition(
             x.rank == 2 && y.shape == [x.shape[0]] && recipe.sizes.first == x.shape[1],
             "EpochBenchmark: x \(x.shape) and y \(y.shape) do not fit sizes \(recipe.sizes)")
@@ -59,7 +59,7 @@ public struct EpochBenchmark {
     /// Trains one untimed warm-up epoch, then `runs` timed ones; returns each timed epoch's seconds
     /// and the mean training loss of the last.
     /// - Precondition: `runs > 0`.
-    public func run(runs: Int = 3, seed: UInt64 = 0) -> (seconds: [Double], loss: Float) {
+    func run(runs: Int = 3, seed: UInt64 = 0) -> (seconds: [Double], loss: Float) {
         precondition(runs > 0, "EpochBenchmark.run: runs must be positive, got \(runs)")
         var generator = RandomGenerator(seed: seed)
         let model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)

@@ -12,15 +12,15 @@ import Foundation
 #endif
 
 /// What a benchmark ran on, as `BENCHMARKS.md` records it.
-public struct Machine: Sendable, Encodable {
+struct Machine: Sendable, Encodable {
     /// The processor's model name (`model name` in `/proc/cpuinfo`), or `unknown`.
-    public let cpu: String
+    let cpu: String
     /// The cores this process may use.
-    public let cores: Int
+    let cores: Int
     /// The BLAS library and its build (`openblas_get_config()`), or `none`.
-    public let blas: String
+    let blas: String
     /// Whether the skinny AVX2/FMA kernel runs on this CPU.
-    public let skinnyKernel: Bool
+    let skinnyKernel: Bool
 
     private enum CodingKeys: String, CodingKey {
         case cpu, cores, blas
@@ -28,7 +28,7 @@ public struct Machine: Sendable, Encodable {
     }
 
     /// The machine this process runs on.
-    public static var current: Machine {
+    static var current: Machine {
         Machine(
             cpu: cpuModel(), cores: ProcessInfo.processInfo.activeProcessorCount, blas: blasDescription(),
             skinnyKernel: Tensor.skinnyKernelIsAvailable)

@@ -13,37 +13,37 @@ import BackpropTraining
 ///
 /// Before timing, every route is checked against the reference loops on the same shapes with
 /// fewer rows, as llm.c checks its kernels; the reference itself is timed only on those.
-public struct MatMulBenchmark {
+struct MatMulBenchmark {
     /// One of the seed's product shapes.
-    public struct Shape: Sendable {
+    struct Shape: Sendable {
         /// A short name: `forward`, `input_gradient` or `weight_gradient`.
-        public let name: String
+        let name: String
         /// The product as the seed writes it.
-        public let expression: String
+        let expression: String
         /// Rows of A (and C), inner size, columns of B (and C).
-        public let m: Int, k: Int, n: Int
+        let m: Int, k: Int, n: Int
         /// Whether A (resp. B) is a transposed view.
-        public let transposedA: Bool, transposedB: Bool
+        let transposedA: Bool, transposedB: Bool
 
         /// Floating-point operations of one product: `2 m k n`.
-        public var flops: Double { 2 * Double(m) * Double(k) * Double(n) }
+        var flops: Double { 2 * Double(m) * Double(k) * Double(n) }
     }
 
     /// The GFLOP/s of each route on one shape.
-    public struct Measurement: Sendable {
+    struct Measurement: Sendable {
         /// The shape measured.
-        public let shape: Shape
+        let shape: Shape
         /// Route name → GFLOP/s (`matmul` is Backprop's `•`; `skinny`, `blas`, `blocked` are the
         /// kernels it can choose between, `blas` as one call on the BLAS's own threads;
         /// `reference` is measured on the small check size).
-        public let gflops: [String: Double]
+        let gflops: [String: Double]
         /// Route name → the largest error against the reference on the check size, relative to
         /// the largest reference value.
-        public let errors: [String: Double]
+        let errors: [String: Double]
     }
 
     /// The seed's three shapes for `n` rows, `m` inputs and `nh` hidden units.
-    public static func seedShapes(rows n: Int = 50_000, inputs m: Int = 784, hidden nh: Int = 50) -> [Shape] {
+    static func seedShapes(rows n: Int = 50_000, inputs m: Int = 784, hidden nh: Int = 50) -> [Shape] {
         [
             Shape(name: "forward", expression: "x • w1", m: n, k: m, n: nh, transposedA: false, transposedB: false),
             Shape(
@@ -61,18 +61,18 @@ public struct MatMulBenchmark {
     ]
 
     /// Rows used for the reference check (the `n` of the seed's shapes is replaced by this).
-    public let checkRows: Int
+    let checkRows: Int
     /// Rows of the timed shapes.
-    public let rows: Int
+    let rows: Int
 
     /// A benchmark of the seed's shapes with `rows` rows, checked with `checkRows` rows.
-    public init(rows: Int = 50_000, checkRows: Int = 500) {
+    init(rows: Int = 50_000, checkRows: Int = 500) {
         self.rows = rows
         self.checkRows = checkRows
     }
 
     /// Measures every available route on every seed shape (median of `runs` after a warm-up).
-    public func run(runs: Int = 5) -> [Measurement] {
+    func run(runs: Int = 5) -> [Measurement] {
         let timed = MatMulBenchmark.seedShapes(rows: rows)
         let small = MatMulBenchmark.seedShapes(rows: checkRows)
         return zip(timed, small).map { shape, check in

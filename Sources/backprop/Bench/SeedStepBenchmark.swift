@@ -9,22 +9,22 @@ import BackpropTraining
 /// The step is three `(n, m) × (m, nh)`-sized matrix products (forward `x • w1`, backward
 /// `out.g • w1ᵀ` for `x.g` and `xᵀ • out.g` for `w1.g`), three small ones for the second layer,
 /// and elementwise work on `(n, nh)`: ReLU, its gradient, the bias gradients, the loss.
-public struct SeedStepBenchmark {
+struct SeedStepBenchmark {
     /// Median milliseconds of the step and of its parts.
-    public struct Result: Sendable, Encodable {
+    struct Result: Sendable, Encodable {
         /// The whole step, forward and backward.
-        public var stepMilliseconds: Double
+        var stepMilliseconds: Double
         /// `model(x, y)`.
-        public var forwardMilliseconds: Double
+        var forwardMilliseconds: Double
         /// `model.backward()`.
-        public var backwardMilliseconds: Double
+        var backwardMilliseconds: Double
         /// The forward pass's products with their biases: `lin(x, w1, b1)`, `lin(r, w2, b2)`.
-        public var forwardProductsMilliseconds: Double
+        var forwardProductsMilliseconds: Double
         /// The backward pass's products: `out.g • wᵀ` and `inpᵀ • out.g` for both layers.
-        public var backwardProductsMilliseconds: Double
+        var backwardProductsMilliseconds: Double
         /// The step minus its products: ReLU, the gradients of ReLU, of the loss and of the biases,
         /// the loss itself, and allocating the results.
-        public var elementwiseMilliseconds: Double {
+        var elementwiseMilliseconds: Double {
             Swift.max(0, stepMilliseconds - forwardProductsMilliseconds - backwardProductsMilliseconds)
         }
 
@@ -38,7 +38,7 @@ public struct SeedStepBenchmark {
 
         /// Writes the times under these JSON keys: `step_ms`, `forward_ms`,
         /// `backward_ms`, `forward_products_ms`, `backward_products_ms`, `elementwise_ms`.
-        public func encode(to encoder: any Encoder) throws {
+        func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(stepMilliseconds, forKey: .stepMilliseconds)
             try container.encode(forwardMilliseconds, forKey: .forwardMilliseconds)
@@ -55,16 +55,16 @@ public struct SeedStepBenchmark {
     }
 
     /// The inputs. // (n, m)
-    public let x: Tensor
+    let x: Tensor
     /// The targets. // (n)
-    public let y: Tensor
+    let y: Tensor
     /// The model, initialised as in the lesson.
-    public let model: Model
+    let model: Model
 
     /// Prepares a benchmark on `x (n, m)` and `y (n)` with a Kaiming-initialised seed model of
     /// `hidden` units.
     /// - Precondition: `x` is a matrix and `y` has one value per row.
-    public init(x: Tensor, y: Tensor, hidden: Int = 50, seed: UInt64 = 0) {
+    init(x: Tensor, y: Tensor, hidden: Int = 50, seed: UInt64 = 0) {
         precondition(
             x.rank == 2 && y.shape == [x.shape[0]],
             "SeedStepBenchmark: x \(x.shape) and y \(y.shape) do not fit (n, m) and (n)")
@@ -77,7 +77,7 @@ public struct SeedStepBenchmark {
 
     /// Synthetic data of the seed's size: `x` standard normal `(n, m)`, `y` integer labels
     /// 0...9 as Float `(n)`.
-    public static func syntheticData(
+    static func syntheticData(
         rows n: Int = 50_000, inputs m: Int = 784, seed: UInt64 = 1
     ) -> (x: Tensor, y: Tensor) {
         var generator = RandomGenerator(seed: seed)
@@ -89,7 +89,7 @@ public struct SeedStepBenchmark {
     /// Runs the step once to warm up, then `runs` times, and returns the medians; then times the
     /// step's products alone, on the tensors the step left.
     /// - Precondition: `runs > 0`.
-    public func run(runs: Int = 7) -> Result {
+    func run(runs: Int = 7) -> Result {
         precondition(runs > 0, "SeedStepBenchmark.run: runs must be positive, got \(runs)")
         var forward: [Double] = []
         var backward: [Double] = []
