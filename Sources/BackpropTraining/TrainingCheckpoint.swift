@@ -49,7 +49,7 @@ public enum TrainingCheckpoint {
     ///   - limit: the rows limit the data was read with, if any (stored, to read the same rows).
     ///   - path: the destination; its folder must exist.
     ///   - metadata: more `__metadata__` entries.
-    /// - Throws: `CheckpointError` if a weight is NaN or infinite; ``DataError`` naming `path` if it
+    /// - Throws: `CheckpointError` if a weight is NaN or infinite; `DataError` naming `path` if it
     ///   cannot be written. The file at `path` is then unchanged.
     /// - Precondition: `trainer` is between two epochs.
     public static func save(
@@ -67,7 +67,7 @@ public enum TrainingCheckpoint {
 
     /// Reads the settings and history of the run saved in `path`.
     ///
-    /// - Throws: ``DataError`` naming `path` when it cannot be read, or is a model checkpoint
+    /// - Throws: `DataError` naming `path` when it cannot be read, or is a model checkpoint
     ///   without the training state (`holds no "training" settings: it is a model, not a training
     ///   run to resume`), or the state is malformed.
     public static func readState(path: String) throws -> TrainingState {
@@ -76,7 +76,7 @@ public enum TrainingCheckpoint {
 
     /// Restores the run saved in `path` into `trainer`, a new run built from the same settings.
     ///
-    /// - Throws: ``DataError`` naming `path` if the file does not fit `trainer` (another
+    /// - Throws: `DataError` naming `path` if the file does not fit `trainer` (another
     ///   architecture, optimizer or number of epochs, or a missing or misshapen tensor). The
     ///   trainer is then unusable: make a new one.
     public static func restore(_ trainer: Trainer, from path: String) throws {

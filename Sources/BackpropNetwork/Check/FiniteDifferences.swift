@@ -63,7 +63,7 @@ public func finiteDifferenceStep(at value: Float) -> Float {
 /// ``finiteDifferenceStep(at:)``).
 ///
 /// The element is changed in place for each evaluation, in the order of
-/// ``FiniteDifferenceScheme/offsets``, and restored exactly afterwards. `loss` runs with autograd's
+/// the scheme's offsets, and restored exactly afterwards. `loss` runs with autograd's
 /// recording off (nothing it computes enters a graph), and must read `tensor` afresh each time it
 /// is called (a forward pass that uses the tensor object, not a copy of its values). The error
 /// bound is in the comment at the top of this file.

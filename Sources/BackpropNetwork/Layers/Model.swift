@@ -46,8 +46,10 @@ public final class Model {
     /// The layers alone, without the loss: the model's output (logits, or the seed's prediction).
     ///
     /// Shapes: `x (n, m)` gives `(n, c)`. Each layer stores `inp` and `out` as in a training call.
-    /// - Parameter observe: called with each layer's index right after it ran (the explainer
-    ///   photographs every step here); by default nothing.
+    /// - Parameters:
+    ///   - x: the inputs. // (n, m)
+    ///   - observe: called with each layer's index right after it ran (the explainer photographs
+    ///     every step here); by default nothing.
     public func predict(_ x: Tensor, afterEachLayer observe: (Int) -> Void = { _ in }) -> Tensor {
         var x = x
         for (index, l) in layers.enumerated() {

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the documentation of every module of the library into one combined DocC archive
+# (each module's catalogue: Sources/<Module>/<Module>.docc), with the swift-docc-plugin.
+#
+#   Scripts/docs.sh [--warnings-as-errors] [other generate-documentation options]
+#
+# The archive lands in .build/plugins/Swift-DocC/outputs/Backprop.doccarchive; add
+# --transform-for-static-hosting --output-path DIR for a folder that a web server can serve.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets=()
+for module in BackpropCore BackpropData BackpropNetwork BackpropTraining BackpropExplain Backprop; do
+    targets+=(--target "$module")
+done
+swift package generate-documentation --enable-experimental-combined-documentation "${targets[@]}" "$@"
