@@ -1,10 +1,12 @@
 // libFuzzer target for the IDX reader (and the gzip inflation under it), built by Scripts/fuzz.sh
-// together with the sources of the Backprop module; not part of the Swift package.
+// into the module BackpropData, together with its sources, on top of a BackpropCore module built
+// from Sources/BackpropCore (and the C kernels); not part of the Swift package.
 //
 // Each input is written to a file and read with `IDX.read`, whole and in part, then converted.
 // A `DataError` is the expected answer to a malformed file; anything else (a crash, a trap, an
 // error of another type, a leak or an out-of-bounds access that AddressSanitizer sees) is a bug.
 
+import BackpropCore
 import Foundation
 
 /// The file each input is written to (one per fuzzing process).

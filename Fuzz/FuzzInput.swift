@@ -1,4 +1,5 @@
-// Support shared by the fuzz targets: the readers take paths, so each input goes to a file.
+// Support shared by the fuzz targets: the readers take paths, so each input goes to a file. Built by
+// Scripts/fuzz.sh into the module BackpropData with each target.
 
 import Foundation
 

@@ -1,10 +1,13 @@
 // libFuzzer target for the safetensors reader (and the strict JSON parser under it), built by
-// Scripts/fuzz.sh together with the sources of the Backprop module; not part of the Swift package.
+// Scripts/fuzz.sh into the module BackpropData, together with its sources (so that it can call the
+// internal `Safetensors.decode`), on top of a BackpropCore module built from Sources/BackpropCore
+// (and the C kernels); not part of the Swift package.
 //
 // Each input is written to a file and read with `Safetensors.read`; every tensor is then looked
 // up by name and by shape. A `DataError` is the expected answer to a malformed file; anything else
 // (a crash, a trap, an error of another type, an out-of-bounds access) is a bug.
 
+import BackpropCore
 import Foundation
 
 /// The file each input is written to (one per fuzzing process).

@@ -3,11 +3,16 @@
 #
 #   Scripts/fuzz.sh [seconds-per-target] [target...]     (default: 60 seconds; targets idx safetensors)
 #
-# Each target is compiled with `swiftc -sanitize=fuzzer,address` together with every source file of
-# the Backprop module (not through SwiftPM, so `swift build` stays free of sanitizer flags), then run
-# on its committed corpus, Fuzz/corpus/<target>/. New inputs that reach new code are written to a
-# scratch copy of the corpus (.build-fuzz/corpus/<target>), not to the committed one; crashing
-# inputs go to .build-fuzz/crashes/. The script prints the executions and ends non-zero on a crash.
+# The targets are compiled with `swiftc -sanitize=fuzzer,address` (not through SwiftPM, so
+# `swift build` stays free of sanitizer flags), in .build-fuzz/: first, once per run, the C kernels
+# (Sources/CKernels, with clang -fsanitize=address) and the module BackpropCore (Sources/BackpropCore,
+# importing CKernels through a module map written to .build-fuzz/core/include); then, for each
+# target, one executable whose module is BackpropData: every source file of Sources/BackpropData
+# with Fuzz/FuzzInput.swift and the target's entry point, linked with BackpropCore, the kernels and
+# zlib. Each binary is run on its committed corpus, Fuzz/corpus/<target>/. New inputs that reach
+# new code are written to a scratch copy of the corpus (.build-fuzz/corpus/<target>), not to the
+# committed one; crashing inputs go to .build-fuzz/crashes/. The script prints the executions and
+# ends non-zero on a crash.
 #
 # -malloc_limit_mb=64 reports any single allocation above 64 MiB as a crash: inputs are at most
 # 4 KiB, so a reader that allocates what a lying header claims (up to the 2 GiB limit) is caught.
@@ -24,7 +29,35 @@ if [ ${#targets[@]} -eq 0 ]; then targets=(idx safetensors); fi
 
 work=.build-fuzz
 mkdir -p "$work/crashes"
-mapfile -t library < <(find Sources/Backprop -name '*.swift' | sort)
+mapfile -t coreSources < <(find Sources/BackpropCore -name '*.swift' | sort)
+mapfile -t dataSources < <(find Sources/BackpropData -name '*.swift' | sort)
+swiftFlags=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name backprop)
+
+# The clang of the Swift toolchain (its AddressSanitizer is swiftc's), else the one on the PATH.
+clang="$(dirname "$(readlink -f "$(command -v swiftc)")")/clang"
+if [ ! -x "$clang" ]; then clang=clang; fi
+
+# Builds the C kernels and the module BackpropCore into $work/core (once per run, before the first
+# target). Gemm.c chooses its AVX2 and FMA code at run time, per function (a `target` attribute and
+# cpuid), so it needs no -mavx2. Without `-D OpenBLAS` (a package trait) Core multiplies with its
+# own kernels, as in `swift build --disable-default-traits`; no reader multiplies matrices anyway.
+core="$work/core"
+buildCore() {
+    rm -rf "$core"
+    mkdir -p "$core/include/CKernels"
+    # The module map SwiftPM generates for the C target: its umbrella header.
+    printf 'module CKernels {\n    header "%s"\n    export *\n}\n' \
+        "$PWD/Sources/CKernels/include/CKernels.h" >"$core/include/CKernels/module.modulemap"
+    local source
+    for source in Sources/CKernels/*.c; do
+        "$clang" -c -O2 -g -fsanitize=address -I Sources/CKernels/include \
+            "$source" -o "$core/$(basename "$source" .c).o" || return 1
+    done
+    swiftc "${swiftFlags[@]}" -module-name BackpropCore -I "$core/include/CKernels" \
+        -wmo -emit-module -emit-module-path "$core/BackpropCore.swiftmodule" \
+        -c "${coreSources[@]}" -o "$core/BackpropCore.o"
+}
+coreBuilt=0
 
 status=0
 for target in "${targets[@]}"; do
@@ -35,10 +68,19 @@ for target in "${targets[@]}"; do
     esac
     binary="$work/fuzz-$target"
     echo "fuzz: building $binary" >&2
+    if [ $coreBuilt -eq 0 ]; then
+        if ! buildCore >"$work/build-core.log" 2>&1; then
+            cat "$work/build-core.log" >&2
+            exit 1
+        fi
+        coreBuilt=1
+    fi
     # The linker's warnings about ASan's local symbols are noise: shown only if the build fails.
-    if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
-        -module-name Backprop -I Sources/CZlib -lz \
-        "${library[@]}" Fuzz/FuzzInput.swift "$entry" -o "$binary" >"$work/build-$target.log" 2>&1; then
+    # The module is BackpropData, so that an entry point may call the readers' internal functions.
+    if ! swiftc "${swiftFlags[@]}" -module-name BackpropData \
+        -I "$core" -I "$core/include/CKernels" -I Sources/CZlib -lz \
+        "${dataSources[@]}" Fuzz/FuzzInput.swift "$entry" "$core"/*.o -o "$binary" \
+        >"$work/build-$target.log" 2>&1; then
         grep -v 'Cannot export local symbol' "$work/build-$target.log" >&2
         exit 1
     fi
