@@ -67,28 +67,15 @@ public struct ComputationGraph {
         return ComputationGraph(loss: loss, names: names(in: model, x: x, targ: targ))
     }
 
-    /// Every tensor the model's slots hold after a run, with its names: `L1.out = R.inp`.
+    /// Every tensor the model's slots hold after a run, with its names as the walkthrough gives
+    /// them (Trace+Slots.swift): `L1.out = R.inp`, `L1.w (w1)`.
     private static func names(in model: Model, x: Tensor, targ: Tensor) -> [ObjectIdentifier: String] {
-        let layerNames = SeedCode.layerNames(for: model.layers)
-        var named: [(Tensor?, String)] = [(x, "x"), (targ, "targ")]
-        for (index, layer) in model.layers.enumerated() {
-            let name = layerNames[index]
-            let fields = SeedCode.of(layer).parameterFields
-            for (position, parameter) in layer.parameters.enumerated() {
-                let field = position < fields.count ? fields[position] : "p\(position + 1)"
-                let seedName = SeedCode.seedName(of: field, in: layer, named: name).map { " (\($0))" } ?? ""
-                named.append((parameter, "\(name).\(field)\(seedName)"))
-            }
-            named.append((layer.inp, "\(name).inp"))
-            named.append((layer.out, "\(name).out"))
-        }
-        named.append((model.loss.inp, "loss.inp"))
-        named.append((model.loss.targ, "loss.targ"))
-        named.append((model.loss.out, "loss.out"))
+        let table = Trace.SlotTable(model: model, x: x, targ: targ)
         var result: [ObjectIdentifier: String] = [:]
-        for (tensor, name) in named {
+        for (slot, tensor) in table.read() {
             guard let tensor else { continue }
             let key = ObjectIdentifier(tensor)
+            let name = table.label(slot)
             result[key] = result[key].map { "\($0) = \(name)" } ?? name
         }
         return result
@@ -145,12 +132,12 @@ public struct ComputationGraph {
         var lines = ["digraph backprop {", "  rankdir=LR;", "  node [fontsize=10];"]
         for node in nodes {
             if node.isOperation {
-                lines.append("  \"\(node.id)\" [shape=ellipse, label=\"\(dotEscape(node.operation ?? "?"))\"];")
+                lines.append("  \"\(node.id)\" [shape=ellipse, label=\"\(escapeDOT(node.operation ?? "?"))\"];")
             } else {
                 var label = [node.name ?? "(\(node.operation ?? "leaf"))"]
                 if let shape = node.shape { label.append("shape \(shape)") }
                 label.append(node.gradientNorm.map { "|grad| \(Tensor.format(Float($0)))" } ?? "no grad")
-                let text = label.map(dotEscape).joined(separator: "\\n")
+                let text = label.map(escapeDOT).joined(separator: "\\n")
                 lines.append("  \"\(node.id)\" [shape=box, style=rounded, label=\"\(text)\"];")
             }
         }
@@ -158,19 +145,4 @@ public struct ComputationGraph {
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
     }
-}
-
-/// `text` as the inside of a DOT quoted string: backslashes and double quotes escaped, line breaks
-/// as `\n`.
-func dotEscape(_ text: String) -> String {
-    var result = ""
-    for character in text {
-        switch character {
-        case "\\": result += "\\\\"
-        case "\"": result += "\\\""
-        case "\n": result += "\\n"
-        default: result.append(character)
-        }
-    }
-    return result
 }

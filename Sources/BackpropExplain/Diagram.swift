@@ -11,14 +11,14 @@ import BackpropNetwork
 // above and below it) and vertical for phones (the chain in a column, parameters to the right).
 // The page switches between them; each element carries both geometries.
 
-/// A point or a size in the diagram's coordinates (SVG user units).
-struct Point: Equatable {
-    var x: Double
-    var y: Double
-}
-
 /// The boxes and arrows of a trace, their two layouts, and which are shown at each step.
 struct Diagram {
+    /// A point or a size in the diagram's coordinates (SVG user units).
+    struct Point: Equatable {
+        var x: Double
+        var y: Double
+    }
+
     /// What a box stands for.
     enum NodeKind: String {
         case tensor, operation
@@ -127,20 +127,22 @@ struct Diagram {
     /// The box with this id.
     func node(_ id: String) -> Node? { nodes.first { $0.id == id } }
 
+    /// The position in ``nodes`` of the box with this id.
+    /// - Precondition: the box exists.
+    private func nodeIndex(of id: String) -> Int { nodes.firstIndex { $0.id == id }! }
+
     // MARK: Boxes and arrows
 
     private mutating func addTensorNodes(_ trace: Trace) {
         var order: [Tensor] = []
-        var names: [ObjectIdentifier: [String]] = [:]
+        var slots: [ObjectIdentifier: [Trace.Slot]] = [:]
         var gradients: [ObjectIdentifier: Tensor] = [:]
         for step in trace.steps {
             for state in step.snapshot.states {
                 guard let tensor = state.tensor else { continue }
                 let key = ObjectIdentifier(tensor)
-                if names[key] == nil { order.append(tensor) }
-                if !(names[key] ?? []).contains(state.slot.description) {
-                    names[key, default: []].append(state.slot.description)
-                }
+                if slots[key] == nil { order.append(tensor) }
+                if !(slots[key] ?? []).contains(state.slot) { slots[key, default: []].append(state.slot) }
                 if let g = state.g { gradients[key] = g }
             }
         }
@@ -148,16 +150,12 @@ struct Diagram {
             let key = ObjectIdentifier(tensor)
             let id = "t\(index)"
             tensorIDs[key] = id
-            let labels = names[key]!.map { name in trace.label(slot(named: name, in: trace)) }
+            let labels = slots[key]!.map(trace.label)
             nodes.append(
                 Node(
                     id: id, kind: .tensor, names: labels, subtitle: "\(tensor.shape)", tensor: tensor,
                     g: gradients[key], size: Diagram.tensorSize))
         }
-    }
-
-    private func slot(named name: String, in trace: Trace) -> Slot {
-        trace.slots.first { $0.description == name } ?? Slot("", name)
     }
 
     private mutating func addEdge(_ kind: EdgeKind, _ from: String?, _ to: String?, step: Int? = nil) {
@@ -170,7 +168,7 @@ struct Diagram {
         for step in trace.steps {
             let snapshot = step.snapshot
             if let (owner, op) = forwardBox(step.event, trace) {
-                let inp = id(of: snapshot.tensor(Slot(owner, "inp")))
+                let inp = id(of: snapshot.tensor(Trace.Slot(owner, "inp")))
                 let now = step.index
                 if let passed = id(of: step.passed), passed != inp { addEdge(.copy, passed, inp, step: now) }
                 addEdge(.forward, inp, op, step: now)
@@ -181,14 +179,15 @@ struct Diagram {
                         addEdge(.forward, id(of: state.tensor), op, step: since)
                     }
                 }
-                let out = id(of: snapshot.tensor(Slot(owner, "out")))
+                let out = id(of: snapshot.tensor(Trace.Slot(owner, "out")))
                 addEdge(.forward, op, out, step: now)
                 if let returned = id(of: step.returned), returned != out { addEdge(.forward, op, returned, step: now) }
             }
             switch step.event {
             case .layerBackward(let index):
                 let op = "op\(index)"
-                let read = id(of: trace.steps[step.index - 1].snapshot.tensor(Slot(trace.layerNames[index], "out")))
+                let read = id(
+                    of: trace.steps[step.index - 1].snapshot.tensor(Trace.Slot(trace.layerNames[index], "out")))
                 addEdge(.backward, read, op, step: step.index)
                 for write in step.writes { addEdge(.backward, op, id(of: write.tensor), step: step.index) }
             case .lossBackward:
@@ -200,7 +199,7 @@ struct Diagram {
     }
 
     /// For a forward step, the name of the layer (or loss) that runs and its box.
-    private func forwardBox(_ event: TraceEvent, _ trace: Trace) -> (owner: String, op: String)? {
+    private func forwardBox(_ event: Trace.Event, _ trace: Trace) -> (owner: String, op: String)? {
         switch event {
         case .layerForward(let index): (trace.layerNames[index], "op\(index)")
         case .lossForward: (trace.lossName, "op-loss")
@@ -210,47 +209,67 @@ struct Diagram {
 
     // MARK: Layout
 
-    private mutating func layOut(_ trace: Trace) {
-        // The chain: x, then for each layer (and the loss) its input if new, the layer, its output.
+    /// The boxes in the order the layouts place them.
+    private struct Arrangement {
+        /// The chain: `x`, then for each layer (and the loss) its input if new, the layer, its output.
         var chain: [String] = []
-        var attached: [String: [String]] = [:]  // layer box → its parameter (or targ) boxes
+        /// Each layer box's side boxes: its parameters, or `targ` for the loss.
+        var attached: [String: [String]] = [:]
+        /// The boxes on neither.
+        var leftovers: [String] = []
+    }
+
+    /// The margin around each layout.
+    private static let margin = 12.0
+
+    private mutating func layOut(_ trace: Trace) {
+        let arrangement = arrange(trace)
+        layOutHorizontally(arrangement)
+        layOutVertically(arrangement)
+    }
+
+    private func arrange(_ trace: Trace) -> Arrangement {
+        var arrangement = Arrangement()
         var placed: Set<String> = []
         func appendToChain(_ id: String?) {
             guard let id, !placed.contains(id) else { return }
-            chain.append(id)
+            arrangement.chain.append(id)
             placed.insert(id)
         }
         appendToChain(id(of: trace.x))
         for step in trace.steps {
             guard let (owner, op) = forwardBox(step.event, trace) else { continue }
             appendToChain(id(of: step.passed))
-            appendToChain(id(of: step.snapshot.tensor(Slot(owner, "inp"))))
+            appendToChain(id(of: step.snapshot.tensor(Trace.Slot(owner, "inp"))))
             appendToChain(op)
             for state in step.snapshot.states where state.slot.owner == owner {
                 guard !["inp", "out"].contains(state.slot.field), let side = id(of: state.tensor),
                     !placed.contains(side)
                 else { continue }
-                attached[op, default: []].append(side)
+                arrangement.attached[op, default: []].append(side)
                 placed.insert(side)
             }
-            appendToChain(id(of: step.snapshot.tensor(Slot(owner, "out"))))
+            appendToChain(id(of: step.snapshot.tensor(Trace.Slot(owner, "out"))))
             appendToChain(id(of: step.returned))
         }
-        let leftovers = nodes.map(\.id).filter { !placed.contains($0) }
+        arrangement.leftovers = nodes.map(\.id).filter { !placed.contains($0) }
+        return arrangement
+    }
 
+    /// The chain in the middle row, each layer's parameters above it (the first) and below (the
+    /// others), the leftovers at the end of the row.
+    private mutating func layOutHorizontally(_ arrangement: Arrangement) {
         let tensor = Diagram.tensorSize
-        let margin = 12.0
+        let margin = Diagram.margin
         let gap = 46.0
         let rowGap = 44.0
-
-        // Horizontal: the chain in the middle row, parameters above (first) and below (others).
         let topRow = margin
         let middleRow = margin + tensor.y + rowGap
         let bottomRow = middleRow + tensor.y + rowGap
         var cursor = margin
         var usesBottom = false
-        for id in chain {
-            let index = nodes.firstIndex { $0.id == id }!
+        for id in arrangement.chain {
+            let index = nodeIndex(of: id)
             if nodes[index].kind == .tensor {
                 nodes[index].horizontal = Point(x: cursor, y: middleRow)
                 cursor += tensor.x + gap
@@ -258,8 +277,8 @@ struct Diagram {
                 let operation = nodes[index].size
                 nodes[index].horizontal = Point(x: cursor, y: middleRow + (tensor.y - operation.y) / 2)
                 let center = cursor + operation.x / 2
-                for (position, side) in (attached[id] ?? []).enumerated() {
-                    let sideIndex = nodes.firstIndex { $0.id == side }!
+                for (position, side) in (arrangement.attached[id] ?? []).enumerated() {
+                    let sideIndex = nodeIndex(of: side)
                     let row = position == 0 ? topRow : bottomRow
                     let shift = Double(Swift.max(0, position - 1)) * (tensor.x + 8)
                     nodes[sideIndex].horizontal = Point(x: center - tensor.x / 2 + shift, y: row)
@@ -268,20 +287,25 @@ struct Diagram {
                 cursor += operation.x + gap
             }
         }
-        for id in leftovers {
-            let index = nodes.firstIndex { $0.id == id }!
+        for id in arrangement.leftovers {
+            let index = nodeIndex(of: id)
             nodes[index].horizontal = Point(x: cursor, y: middleRow)
             cursor += nodes[index].size.x + gap
         }
         horizontalSize = Point(
             x: cursor - gap + margin, y: (usesBottom ? bottomRow : middleRow) + tensor.y + margin)
+    }
 
-        // Vertical: the chain in a column, each layer's parameters stacked to its right.
+    /// The chain in a column, each layer's parameters stacked to its right, the leftovers at the
+    /// bottom of the column.
+    private mutating func layOutVertically(_ arrangement: Arrangement) {
+        let tensor = Diagram.tensorSize
+        let margin = Diagram.margin
         let sideColumn = margin + tensor.x + 40
         var top = margin
         var bottom = margin
-        for id in chain {
-            let index = nodes.firstIndex { $0.id == id }!
+        for id in arrangement.chain {
+            let index = nodeIndex(of: id)
             if nodes[index].kind == .tensor {
                 nodes[index].vertical = Point(x: margin, y: top)
                 top += tensor.y + 30
@@ -289,10 +313,10 @@ struct Diagram {
                 let operation = nodes[index].size
                 nodes[index].vertical = Point(x: margin + (tensor.x - operation.x) / 2, y: top)
                 let center = top + operation.y / 2
-                let sides = attached[id] ?? []
+                let sides = arrangement.attached[id] ?? []
                 let stackTop = center - (Double(sides.count) * (tensor.y + 8) - 8) / 2
                 for (position, side) in sides.enumerated() {
-                    let sideIndex = nodes.firstIndex { $0.id == side }!
+                    let sideIndex = nodeIndex(of: side)
                     let y = Swift.max(margin, stackTop + Double(position) * (tensor.y + 8))
                     nodes[sideIndex].vertical = Point(x: sideColumn, y: y)
                     bottom = Swift.max(bottom, y + tensor.y)
@@ -300,8 +324,8 @@ struct Diagram {
                 top += operation.y + 30
             }
         }
-        for id in leftovers {
-            let index = nodes.firstIndex { $0.id == id }!
+        for id in arrangement.leftovers {
+            let index = nodeIndex(of: id)
             nodes[index].vertical = Point(x: margin, y: top)
             top += nodes[index].size.y + 30
         }
@@ -331,13 +355,11 @@ struct Diagram {
     }
 
     /// The boxes and arrows a step is about.
-    private func activeElements(_ step: TraceStep, trace: Trace) -> [String] {
+    private func activeElements(_ step: Trace.Step, trace: Trace) -> [String] {
         let snapshot = step.snapshot
         switch step.event {
         case .modelCreated:
-            let parameters = snapshot.states.filter {
-                trace.layerNames.contains($0.slot.owner) && !["inp", "out"].contains($0.slot.field)
-            }
+            let parameters = snapshot.states.filter { trace.isParameter($0.slot) }
             return nodes.filter { $0.kind == .operation }.map(\.id) + parameters.compactMap { id(of: $0.tensor) }
         case .modelCalled:
             return [id(of: trace.x), id(of: trace.targ)].compactMap { $0 }
@@ -345,7 +367,7 @@ struct Diagram {
             return elements(around: "op\(index)", owner: trace.layerNames[index], snapshot, backward: nil)
         case .backwardStopped(let index):
             // The layer, the output whose .g is missing, and the copy arrow that lost it.
-            let out = id(of: snapshot.tensor(Slot(trace.layerNames[index], "out")))
+            let out = id(of: snapshot.tensor(Trace.Slot(trace.layerNames[index], "out")))
             let copies = edges.filter { $0.kind == .copy && $0.from == out }.map(\.id)
             return ["op\(index)"] + [out].compactMap { $0 } + copies
         case .lossForward:
@@ -355,12 +377,12 @@ struct Diagram {
         case .lossBackward:
             return elements(around: "op-loss", owner: trace.lossName, snapshot, backward: step.index)
         case .summary:
-            return [id(of: snapshot.tensor(Slot(trace.lossName, "inp"))), "op-loss"].compactMap { $0 }
+            return [id(of: snapshot.tensor(Trace.Slot(trace.lossName, "inp"))), "op-loss"].compactMap { $0 }
         }
     }
 
     /// A layer box, its slots' boxes, and its forward arrows (or the backward arrows of one step).
-    private func elements(around op: String, owner: String, _ snapshot: Snapshot, backward: Int?) -> [String] {
+    private func elements(around op: String, owner: String, _ snapshot: Trace.Snapshot, backward: Int?) -> [String] {
         var result = [op]
         if let backward {
             let arrows = edges.filter { $0.kind == .backward && $0.step == backward }

@@ -45,7 +45,7 @@ public struct HTMLReport {
             <body>
             <header>
             <h1>Backpropagation, step by step</h1>
-            <p class="model">\(escapeHTML(narration.heading))</p>
+            <p class="model">\(escapeMarkup(narration.heading))</p>
             </header>
             <nav class="controls" aria-label="Steps">
             <button id="prev" type="button" aria-label="Previous step">&#8592; Previous</button>
@@ -58,7 +58,7 @@ public struct HTMLReport {
             <figcaption>\(HTMLReport.legend)</figcaption>
             </figure>
             <section class="panel" aria-live="polite">
-            <h2 id="step-title">\(escapeHTML(narration.steps.first?.title ?? ""))</h2>
+            <h2 id="step-title">\(escapeMarkup(narration.steps.first?.title ?? ""))</h2>
             <pre id="step-code"></pre>
             <ul id="step-lines"></ul>
             <p class="keys">Keys: &#8592; and &#8594; step back and forth; Home and End jump to the first and \
@@ -109,28 +109,12 @@ public struct HTMLReport {
         }
     }
 
-    /// The steps as JSON, safe inside a `<script>` element: every `<` is written `\u003c`, so no
-    /// text of the narration can close the element.
+    /// The steps as JSON, safe inside a `<script>` element (`escapeScriptJSON`), keys sorted so that
+    /// the same run writes the same page.
     var stepsJSON: String {
         let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         let data = (try? encoder.encode(pageSteps)) ?? Data("[]".utf8)
-        return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "<", with: "\\u003c")
+        return escapeScriptJSON(String(decoding: data, as: UTF8.self))
     }
-}
-
-/// `text` with `&`, `<`, `>`, `"` and `'` escaped for HTML text and attribute values.
-func escapeHTML(_ text: String) -> String {
-    var result = ""
-    result.reserveCapacity(text.count)
-    for character in text {
-        switch character {
-        case "&": result += "&amp;"
-        case "<": result += "&lt;"
-        case ">": result += "&gt;"
-        case "\"": result += "&quot;"
-        case "'": result += "&#39;"
-        default: result.append(character)
-        }
-    }
-    return result
 }

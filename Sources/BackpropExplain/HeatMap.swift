@@ -79,19 +79,12 @@ struct HeatMap {
                 let left = x + Double(column) * cellWidth
                 let top = y + Double(row) * cellHeight
                 pathsByLevel[level(cells[row * columns + column]), default: ""] +=
-                    "M\(svgNumber(left)) \(svgNumber(top))h\(svgNumber(cellWidth))"
-                    + "v\(svgNumber(cellHeight))h-\(svgNumber(cellWidth))z"
+                    "M\(SVG.number(left)) \(SVG.number(top))h\(SVG.number(cellWidth))"
+                    + "v\(SVG.number(cellHeight))h-\(SVG.number(cellWidth))z"
             }
         }
         return pathsByLevel.keys.sorted().map { level in
-            "<path fill=\"\(HeatMap.color(level: level))\" d=\"\(pathsByLevel[level]!)\"/>"
+            SVG.element("path", ["fill": HeatMap.color(level: level), "d": pathsByLevel[level]!])
         }.joined()
     }
-}
-
-/// A coordinate with at most two decimals, without trailing zeros: `12.5`, `3`.
-func svgNumber(_ value: Double) -> String {
-    let rounded = (value * 100).rounded() / 100
-    if rounded == rounded.rounded() { return String(Int(rounded)) }
-    return String(format: "%.2f", rounded)
 }

@@ -3,14 +3,19 @@ import BackpropNetwork
 import BackpropTraining
 import Foundation
 
+// The training plot of `backprop train --plot`, written with SVG.swift: coordinates with one
+// decimal, every element on its own line.
+
 /// A training run's history drawn as an SVG image: the training and validation loss per epoch on
 /// the left, the validation accuracy per epoch on the right, each with labelled axes and ticks.
 ///
-/// The image is self-contained (no scripts, no external fonts) and opens in any browser.
-/// Non-finite values are left out of the lines. An empty history gives empty axes.
+/// The result is one standalone SVG document of 960 × 420 user units, ending in a line break. It
+/// is self-contained (no scripts, no external fonts) and opens in any browser. `title` is written
+/// as text (escaped). Non-finite values are left out of the lines. An empty history gives empty
+/// axes.
 public func trainingPlotSVG(_ history: [EpochRecord], title: String) -> String {
-    let width = 960.0
-    let height = 420.0
+    let width = 960
+    let height = 420
     let epochs = history.map { Double($0.epoch) }
     let lossPanel = PlotPanel(
         frame: (x: 80, y: 60, width: 360, height: 260), title: "Loss", xLabel: "epoch", yLabel: "loss",
@@ -28,17 +33,17 @@ public func trainingPlotSVG(_ history: [EpochRecord], title: String) -> String {
                 name: "validation", color: "#2ca02c",
                 points: Array(zip(epochs, history.map { Double($0.validAccuracy) })))
         ])
-    var svg = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
-        viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(Int(width / 2))" y="28" text-anchor="middle" font-size="16">\(escapeXML(title))</text>
-
-        """
-    svg += lossPanel.svg()
-    svg += accuracyPanel.svg()
-    svg += "</svg>\n"
-    return svg
+    let background = SVG.element("rect", ["width": "100%", "height": "100%", "fill": "white"])
+    let heading = SVG.element(
+        "text", ["x": "\(width / 2)", "y": "28", "text-anchor": "middle", "font-size": "16"], text: title)
+    let svg = SVG.element(
+        "svg",
+        [
+            "xmlns": "http://www.w3.org/2000/svg", "width": "\(width)", "height": "\(height)",
+            "viewBox": "0 0 \(width) \(height)", "font-family": "Helvetica, Arial, sans-serif", "font-size": "12",
+        ],
+        children: [background, heading, lossPanel.svg(), accuracyPanel.svg()], layout: .onePerLine)
+    return svg + "\n"
 }
 
 /// One line of a plot: `(x, y)` points joined in order, with circles at the points.
@@ -56,6 +61,7 @@ struct PlotPanel {
     let yLabel: String
     let series: [PlotSeries]
 
+    /// The chart as one SVG group, an element per line.
     func svg() -> String {
         let finite = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
         let xTicks = niceTicks(low: 1, high: Swift.max(finite.map(\.0).max() ?? 1, 2), integers: true)
@@ -68,56 +74,71 @@ struct PlotPanel {
         func px(_ x: Double) -> Double { frame.x + (x - x0) / (x1 - x0) * frame.width }
         func py(_ y: Double) -> Double { frame.y + frame.height - (y - y0) / (y1 - y0) * frame.height }
 
-        var out = "<g>\n"
-        out += text(frame.x + frame.width / 2, frame.y - 12, title, anchor: "middle", size: 14)
+        var elements: [String] = []
+        elements.append(text(frame.x + frame.width / 2, frame.y - 12, title, anchor: "middle", size: 14))
         // Grid and ticks.
         let yDigits = decimals(for: yTicks)
         for y in yTicks {
-            out += line(frame.x, py(y), frame.x + frame.width, py(y), color: "#e5e5e5")
-            out += text(frame.x - 6, py(y) + 4, String(format: "%.\(yDigits)f", y), anchor: "end")
+            elements.append(line(frame.x, py(y), frame.x + frame.width, py(y), color: "#e5e5e5"))
+            elements.append(text(frame.x - 6, py(y) + 4, String(format: "%.\(yDigits)f", y), anchor: "end"))
         }
         for x in xTicks {
-            out += line(px(x), frame.y + frame.height, px(x), frame.y + frame.height + 5, color: "#333")
-            out += text(px(x), frame.y + frame.height + 18, String(Int(x)), anchor: "middle")
+            elements.append(line(px(x), frame.y + frame.height, px(x), frame.y + frame.height + 5, color: "#333"))
+            elements.append(text(px(x), frame.y + frame.height + 18, String(Int(x)), anchor: "middle"))
         }
         // Axes and their labels.
-        out += line(frame.x, frame.y + frame.height, frame.x + frame.width, frame.y + frame.height, color: "#333")
-        out += line(frame.x, frame.y, frame.x, frame.y + frame.height, color: "#333")
-        out += text(frame.x + frame.width / 2, frame.y + frame.height + 38, xLabel, anchor: "middle", size: 13)
+        elements.append(
+            line(frame.x, frame.y + frame.height, frame.x + frame.width, frame.y + frame.height, color: "#333"))
+        elements.append(line(frame.x, frame.y, frame.x, frame.y + frame.height, color: "#333"))
+        elements.append(
+            text(frame.x + frame.width / 2, frame.y + frame.height + 38, xLabel, anchor: "middle", size: 13))
         let labelX = frame.x - 58
         let labelY = frame.y + frame.height / 2
-        out +=
-            "<text x=\"\(f(labelX))\" y=\"\(f(labelY))\" text-anchor=\"middle\" font-size=\"13\" "
-            + "transform=\"rotate(-90 \(f(labelX)) \(f(labelY)))\">\(escapeXML(yLabel))</text>\n"
+        elements.append(
+            text(labelX, labelY, yLabel, anchor: "middle", size: 13, rotation: "rotate(-90 \(f(labelX)) \(f(labelY)))"))
         // Lines, points and legend.
-        for (index, line) in series.enumerated() {
-            let points = line.points.filter { $0.0.isFinite && $0.1.isFinite }
+        for (index, curve) in series.enumerated() {
+            let points = curve.points.filter { $0.0.isFinite && $0.1.isFinite }
             if !points.isEmpty {
                 let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
-                out += "<polyline fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
+                elements.append(
+                    SVG.element(
+                        "polyline", ["fill": "none", "stroke": curve.color, "stroke-width": "2", "points": path]))
                 for point in points {
-                    out +=
-                        "<circle cx=\"\(f(px(point.0)))\" cy=\"\(f(py(point.1)))\" r=\"3\" fill=\"\(line.color)\"/>\n"
+                    elements.append(
+                        SVG.element(
+                            "circle", ["cx": f(px(point.0)), "cy": f(py(point.1)), "r": "3", "fill": curve.color]))
                 }
             }
             // The legend sits under the axis label, one entry after another, clear of the lines.
             let legendY = frame.y + frame.height + 62
             let legendX = frame.x + Double(index) * 120
-            out += self.line(legendX, legendY - 4, legendX + 20, legendY - 4, color: line.color, width: 2)
-            out += text(legendX + 26, legendY, line.name, anchor: "start")
+            elements.append(line(legendX, legendY - 4, legendX + 20, legendY - 4, color: curve.color, width: 2))
+            elements.append(text(legendX + 26, legendY, curve.name, anchor: "start"))
         }
-        return out + "</g>\n"
+        return SVG.element("g", children: elements, layout: .onePerLine)
     }
 
+    /// `<line>` from `(x1, y1)` to `(x2, y2)`.
     private func line(
         _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String, width: Double = 1
     ) -> String {
-        "<line x1=\"\(f(x1))\" y1=\"\(f(y1))\" x2=\"\(f(x2))\" y2=\"\(f(y2))\" stroke=\"\(color)\" stroke-width=\"\(f(width))\"/>\n"
+        SVG.element(
+            "line",
+            ["x1": f(x1), "y1": f(y1), "x2": f(x2), "y2": f(y2), "stroke": color, "stroke-width": f(width)])
     }
 
-    private func text(_ x: Double, _ y: Double, _ content: String, anchor: String, size: Int = 12) -> String {
-        "<text x=\"\(f(x))\" y=\"\(f(y))\" text-anchor=\"\(anchor)\" font-size=\"\(size)\">\(escapeXML(content))</text>\n"
+    /// `<text>` at `(x, y)`, turned by the `transform` `rotation` if given.
+    private func text(
+        _ x: Double, _ y: Double, _ content: String, anchor: String, size: Int = 12, rotation: String? = nil
+    ) -> String {
+        var attributes: SVG.Attributes = ["x": f(x), "y": f(y), "text-anchor": anchor, "font-size": "\(size)"]
+        if let rotation { attributes.append("transform", rotation) }
+        return SVG.element("text", attributes, text: content)
     }
+
+    /// A coordinate, as the plot writes them: one decimal.
+    private func f(_ value: Double) -> String { SVG.number(value, .tenths) }
 }
 
 /// Round tick values covering `low…high`, 1, 2 or 5 times a power of ten apart (about 5 ticks).
@@ -143,13 +164,4 @@ private func decimals(for ticks: [Double]) -> Int {
     guard ticks.count > 1 else { return 2 }
     let step = ticks[1] - ticks[0]
     return Swift.max(0, Int(Foundation.ceil(-Foundation.log10(step) - 1e-9)))
-}
-
-/// A coordinate with one decimal.
-private func f(_ value: Double) -> String { String(format: "%.1f", value) }
-
-/// `text` with `&`, `<`, `>` and `"` escaped for XML.
-func escapeXML(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }

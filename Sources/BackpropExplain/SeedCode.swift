@@ -15,70 +15,52 @@ import Foundation
 // two hidden layers gives `L1, R1, L2, R2, L3`. The loss is always `loss`. A numbered `Lin` also
 // gets the seed's names for its parameters: `L1.w` is `w1`, `L1.b` is `b1`.
 
-/// One line of a backward pass in the seed's Python, and the field whose `.g` it writes.
-public struct GradientLine: Sendable, Equatable {
-    /// The field whose gradient the line writes: `"inp"`, `"w"`, `"b"`.
-    public let field: String
-    /// The line, with `self.` where the layer refers to itself: `self.w.g = self.inp.t() @ self.out.g`.
-    public let line: String
-
-    /// Creates a line that writes `field`'s gradient.
-    public init(field: String, line: String) {
-        self.field = field
-        self.line = line
-    }
-}
-
 /// How the walkthrough shows one kind of layer or loss: its class in the seed, the letter that names
 /// its instances, its parameters' field names and the seed's lines for its forward and backward.
 ///
 /// Lines use `self.` as the seed's methods do; ``instantiate(_:as:)`` replaces it with a layer's
 /// name (`self.inp.g` becomes `L2.inp.g`).
-public struct SeedCode: Sendable {
-    /// The class name in the seed: `"Lin"`, `"ReLU"`, `"Mse"`.
-    public let className: String
+struct SeedCode: Sendable {
+    /// The class name in the seed: `"Lin"`, `"Relu"`, `"Mse"`.
+    let className: String
     /// The letter that names instances: `"L"` gives `L1`, `L2`.
-    public let letter: String
+    let letter: String
     /// The field names of the layer's `parameters`, in order: `["w", "b"]` for `Lin`.
-    public let parameterFields: [String]
+    let parameterFields: [String]
     /// The body of the forward method (`__call__`), on one line; empty when unknown.
-    public let forward: String
+    let forward: String
     /// What the forward computes, written with `self.`: `self.out = lin(self.inp, self.w, self.b)`;
     /// empty when unknown.
-    public let result: String
+    let result: String
     /// The backward method's lines, one per gradient written; empty when unknown.
-    public let backward: [GradientLine]
+    let backward: [GradientLine]
 
-    /// Creates a description of one kind of layer or loss.
-    public init(
-        className: String, letter: String, parameterFields: [String], forward: String, result: String,
-        backward: [GradientLine]
-    ) {
-        self.className = className
-        self.letter = letter
-        self.parameterFields = parameterFields
-        self.forward = forward
-        self.result = result
-        self.backward = backward
+    /// One line of a backward pass in the seed's Python, and the field whose `.g` it writes.
+    struct GradientLine: Sendable, Equatable {
+        /// The field whose gradient the line writes: `"inp"`, `"w"`, `"b"`.
+        let field: String
+        /// The line, with `self.` where the layer refers to itself:
+        /// `self.w.g = self.inp.t() @ self.out.g`.
+        let line: String
     }
 
     /// Whether the seed's lines are known for this kind (false for a layer the walkthrough only
     /// observes).
-    public var isKnown: Bool { !forward.isEmpty }
+    var isKnown: Bool { !forward.isEmpty }
 
     /// `line` with `self.` replaced by `name.`: `instantiate("self.out.g", as: "L2")` is `L2.out.g`.
-    public static func instantiate(_ line: String, as name: String) -> String {
+    static func instantiate(_ line: String, as name: String) -> String {
         line.replacingOccurrences(of: "self.", with: name + ".")
     }
 
     /// The seed's line that writes `field`'s gradient, if this kind has one.
-    public func gradientLine(for field: String) -> GradientLine? {
+    func gradientLine(for field: String) -> GradientLine? {
         backward.first { $0.field == field }
     }
 
     /// The description of `object`'s kind: its own if it conforms to ``SeedCodeDescribing``,
     /// else a description with no lines, the type's name as letter and parameters `p1`, `p2`, ...
-    public static func of(_ object: AnyObject) -> SeedCode {
+    static func of(_ object: AnyObject) -> SeedCode {
         if let described = object as? any SeedCodeDescribing {
             return type(of: described).seedCode
         }
@@ -92,14 +74,14 @@ public struct SeedCode: Sendable {
 
     /// The seed's name of a parameter of a numbered `Lin`: `w1` for field `w` of `L1`; nil for other
     /// layers and for a lone `Lin` (named `L`).
-    public static func seedName(of field: String, in layer: any Layer, named name: String) -> String? {
+    static func seedName(of field: String, in layer: any Layer, named name: String) -> String? {
         guard layer is Lin, name.count > 1 else { return nil }
         return field + name.dropFirst()
     }
 
     /// The names of a model's layers, by the rule at the top of this file: `["L1", "R", "L2"]` for
     /// the seed's model.
-    public static func layerNames(for layers: [any Layer]) -> [String] {
+    static func layerNames(for layers: [any Layer]) -> [String] {
         let letters = layers.map { of($0).letter }
         var total: [String: Int] = [:]
         for letter in letters { total[letter, default: 0] += 1 }
@@ -116,48 +98,48 @@ public struct SeedCode: Sendable {
 /// `Lin`, `ReLU` and `Mse` conform below; a new layer conforms by giving its ``SeedCode``. A layer
 /// that does not conform is still traced and narrated from what it does to the objects, without
 /// its lines.
-public protocol SeedCodeDescribing: AnyObject {
+protocol SeedCodeDescribing: AnyObject {
     /// The seed's lines and names for this kind.
     static var seedCode: SeedCode { get }
 }
 
 extension Lin: SeedCodeDescribing {
     /// The seed's `Lin`: `self.out = lin(inp, self.w, self.b)` and its three gradients.
-    public static var seedCode: SeedCode {
+    static var seedCode: SeedCode {
         SeedCode(
             className: "Lin", letter: "L", parameterFields: ["w", "b"],
             forward: "self.inp = inp; self.out = lin(inp, self.w, self.b)",
             result: "self.out = lin(self.inp, self.w, self.b) = self.inp @ self.w + self.b",
             backward: [
-                GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
-                GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
-                GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
+                SeedCode.GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
+                SeedCode.GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
+                SeedCode.GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
             ])
     }
 }
 
 extension ReLU: SeedCodeDescribing {
     /// The seed's `Relu`: `self.out = inp.clamp_min(0.)` and `inp.g = (inp > 0) * out.g`.
-    public static var seedCode: SeedCode {
+    static var seedCode: SeedCode {
         SeedCode(
             className: "Relu", letter: "R", parameterFields: [],
             forward: "self.inp = inp; self.out = inp.clamp_min(0.)",
             result: "self.out = self.inp.clamp_min(0.)",
             backward: [
-                GradientLine(field: "inp", line: "self.inp.g = (self.inp>0).float() * self.out.g")
+                SeedCode.GradientLine(field: "inp", line: "self.inp.g = (self.inp>0).float() * self.out.g")
             ])
     }
 }
 
 extension Mse: SeedCodeDescribing {
     /// The seed's `Mse`: `self.out = mse(inp, targ)` and the gradient it writes into `inp.g`.
-    public static var seedCode: SeedCode {
+    static var seedCode: SeedCode {
         SeedCode(
             className: "Mse", letter: "loss", parameterFields: [],
             forward: "self.inp, self.targ = inp, targ; self.out = mse(inp, targ)",
             result: "self.out = mse(self.inp, self.targ) = ((self.inp.squeeze() - self.targ)**2).mean()",
             backward: [
-                GradientLine(
+                SeedCode.GradientLine(
                     field: "inp",
                     line: "self.inp.g = 2. * (self.inp.squeeze() - self.targ).unsqueeze(-1) / self.inp.shape[0]")
             ])
@@ -167,13 +149,13 @@ extension Mse: SeedCodeDescribing {
 extension CrossEntropy: SeedCodeDescribing {
     /// The lesson's cross-entropy: `self.out = nll(log_softmax(inp), targ)` and the gradient it
     /// writes into `inp.g`.
-    public static var seedCode: SeedCode {
+    static var seedCode: SeedCode {
         SeedCode(
             className: "CrossEntropy", letter: "loss", parameterFields: [],
             forward: "self.inp, self.targ = inp, targ; self.out = nll(log_softmax(inp), targ)",
             result: "self.out = nll(log_softmax(self.inp), self.targ)",
             backward: [
-                GradientLine(
+                SeedCode.GradientLine(
                     field: "inp",
                     line: "self.inp.g = (softmax(self.inp) - onehot(self.targ)) / self.inp.shape[0]")
             ])

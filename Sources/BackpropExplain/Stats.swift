@@ -7,19 +7,19 @@ import Foundation
 // to about 0.5 and the standard deviation falls to about 0.8, since half the values become 0).
 
 /// The mean and standard deviation of one tensor, as the lesson prints them after a layer.
-public struct ActivationStatistics: Sendable, Equatable {
+struct ActivationStatistics: Sendable, Equatable {
     /// Whose values these are: `"x"`, `"L1.out"`.
-    public let name: String
+    let name: String
     /// The tensor's shape.
-    public let shape: [Int]
+    let shape: [Int]
     /// The mean of all values: `Σx / N`.
-    public let mean: Double
+    let mean: Double
     /// The standard deviation with Bessel's correction, as PyTorch's `std()`:
     /// `√(Σ(x - mean)² / (N - 1))`; NaN when the tensor has fewer than two values.
-    public let std: Double
+    let std: Double
 
     /// Computes the statistics of `tensor` in Double, in two passes (mean, then squared deviations).
-    public init(name: String, tensor: Tensor) {
+    init(name: String, tensor: Tensor) {
         self.name = name
         self.shape = tensor.shape
         let (mean, std) = tensor.withUnsafeBufferPointer { values -> (Double, Double) in
@@ -40,7 +40,7 @@ public struct ActivationStatistics: Sendable, Equatable {
     }
 
     /// `L1.out  mean  0.0123  std  0.9876`, for the walkthrough.
-    public var summary: String {
+    var summary: String {
         "\(name): mean \(String(format: "%.4f", mean)), std \(String(format: "%.4f", std))"
     }
 }
@@ -48,7 +48,7 @@ public struct ActivationStatistics: Sendable, Equatable {
 extension Trace {
     /// The statistics of the model's input and of every layer's output, in the order they were
     /// computed (`x`, `L1.out`, `R.out`, `L2.out` for the seed's model).
-    public var activationStatistics: [ActivationStatistics] {
+    var activationStatistics: [ActivationStatistics] {
         var result = [ActivationStatistics(name: Slot.x.description, tensor: x)]
         for step in steps {
             guard case .layerForward(let index) = step.event,

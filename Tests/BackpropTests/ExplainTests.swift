@@ -80,7 +80,9 @@ final class TestCrossEntropy: Loss {
 // MARK: - Helpers
 
 /// The seed's model on small random data: x (n, m), targ (n), and the weights it was built from.
-func seedSetup(n: Int = 5, m: Int = 7, nh: Int = 4, seed: UInt64 = 3)
+func seedSetup(
+    n: Int = 5, m: Int = 7, nh: Int = 4, seed: UInt64 = 3
+)
     -> (model: Model, x: Tensor, targ: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor)
 {
     var generator = RandomGenerator(seed: seed)
@@ -124,7 +126,7 @@ func expectLacks(
 }
 
 /// The index of the step with `event`, or a test failure.
-func step(_ event: TraceEvent, in trace: Trace, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
+func step(_ event: Trace.Event, in trace: Trace, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
     try #require(trace.stepIndex(of: event), "no step \(event)", sourceLocation: sourceLocation)
 }
 
@@ -141,7 +143,7 @@ struct ExplainTraceTests {
                 .modelCreated, .modelCalled, .layerForward(0), .layerForward(1), .layerForward(2), .lossForward,
                 .lossBackward, .layerBackward(2), .layerBackward(1), .layerBackward(0), .summary,
             ])
-        #expect(trace.seedNames[Slot("L1", "w")] == "w1" && trace.seedNames[Slot("L2", "b")] == "b2")
+        #expect(trace.seedNames[Trace.Slot("L1", "w")] == "w1" && trace.seedNames[Trace.Slot("L2", "b")] == "b2")
     }
 
     @Test func runsTheModelExactlyAsModelDoes() throws {
@@ -161,7 +163,7 @@ struct ExplainTraceTests {
     @Test func forwardLinksAreTheIdentitiesOfTheObjects() throws {
         let (model, x, targ, _, _, _, _) = seedSetup()
         let trace = Trace.record(model: model, x: x, targ: targ)
-        let expected: [(TraceEvent, String, String)] = [
+        let expected: [(Trace.Event, String, String)] = [
             (.layerForward(0), "L1.inp", "x"), (.layerForward(1), "R.inp", "L1.out"),
             (.layerForward(2), "L2.inp", "R.out"), (.lossForward, "loss.inp", "L2.out"),
         ]
@@ -187,12 +189,12 @@ struct ExplainTraceTests {
     @Test func eachBackwardReadsTheGradientTheLayerAfterItWrote() throws {
         let (model, x, targ, _, _, _, _) = seedSetup()
         let trace = Trace.record(model: model, x: x, targ: targ)
-        let expected: [(layer: Int, writer: TraceEvent, writerSlot: String)] = [
+        let expected: [(layer: Int, writer: Trace.Event, writerSlot: String)] = [
             (2, .lossBackward, "loss.inp"), (1, .layerBackward(2), "L2.inp"), (0, .layerBackward(1), "R.inp"),
         ]
         for (layer, writer, writerSlot) in expected {
             let source = try #require(trace.gradientSource(at: try step(.layerBackward(layer), in: trace)))
-            #expect(source.slot == Slot(trace.layerNames[layer], "out"))
+            #expect(source.slot == Trace.Slot(trace.layerNames[layer], "out"))
             #expect(source.writerStep == (try step(writer, in: trace)))
             #expect(source.writerSlot?.description == writerSlot)
             // On the objects: this layer's out.g is the very tensor the next one stored as inp.g.
@@ -579,6 +581,44 @@ struct ExplainHTMLTests {
     }
 }
 
+// MARK: - Escaping and SVG
+
+@Suite("Explain: escaping and SVG writing")
+struct ExplainWritingTests {
+    @Test func markupEscapesTheFiveCharactersOfHTMLAndXML() {
+        #expect(escapeMarkup("a < b & \"c\" > 'd'") == "a &lt; b &amp; &quot;c&quot; &gt; &#39;d&#39;")
+        #expect(escapeMarkup("Tagged<Int>: 1.5 = x") == "Tagged&lt;Int&gt;: 1.5 = x")
+    }
+
+    @Test func jsonInAScriptElementCannotCloseIt() {
+        #expect(escapeScriptJSON(#"["</script><!--"]"#) == #"["\u003c/script>\u003c!--"]"#)
+    }
+
+    @Test func svgElementsKeepTheAttributeOrderAndEscapeValuesAndText() {
+        var attributes: SVG.Attributes = ["x": "1", "class": "a&b"]
+        attributes.append("data-step", "3")
+        #expect(SVG.element("rect", attributes) == #"<rect x="1" class="a&amp;b" data-step="3"/>"#)
+        #expect(SVG.element("text", ["y": "2"], text: "a < b") == #"<text y="2">a &lt; b</text>"#)
+        #expect(SVG.element("title", text: "t") == "<title>t</title>")
+        // Children are SVG already: written as they are.
+        #expect(SVG.element("g", children: ["<a/>", "<b/>"]) == "<g><a/><b/></g>")
+        #expect(SVG.element("g", children: ["<a/>", "<b/>"], layout: .onePerLine) == "<g>\n<a/>\n<b/>\n</g>")
+        #expect(SVG.element("g", children: [], layout: .onePerLine) == "<g>\n</g>")
+    }
+
+    @Test func numbersAreWrittenInEachDrawingsFormat() {
+        // The walkthrough's diagram: hundredths, whole numbers without a point.
+        #expect(SVG.number(3) == "3")
+        #expect(SVG.number(2.999) == "3")
+        #expect(SVG.number(12.5) == "12.50")
+        #expect(SVG.number(1 / 3) == "0.33")
+        #expect(SVG.number(-4.25) == "-4.25")
+        // The training plot: one decimal, always.
+        #expect(SVG.number(3, .tenths) == "3.0")
+        #expect(SVG.number(12.54, .tenths) == "12.5")
+    }
+}
+
 // MARK: - The computation graph
 
 @Suite("Explain: the computation graph in DOT")
@@ -679,7 +719,7 @@ struct ExplainDOTTests {
     }
 
     @Test func escapesQuotesAndBackslashesInLabels() {
-        #expect(dotEscape("a\"b\\c\nd") == "a\\\"b\\\\c\\nd")
+        #expect(escapeDOT("a\"b\\c\nd") == "a\\\"b\\\\c\\nd")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/dot")))
@@ -783,15 +823,35 @@ struct ExplainCommandTests {
         }
     }
 
+    /// The page embeds the steps as JSON; its keys are sorted, so that two runs of the same
+    /// command (two processes, each with its own hash seed) write the same bytes.
+    @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
+    func writesTheSamePageOnEveryRun() throws {
+        try withTemporaryFolder { folder in
+            var environment = ProcessInfo.processInfo.environment
+            environment["SWIFT_DETERMINISTIC_HASHING"] = nil
+            var pages: [Data] = []
+            for run in 0..<2 {
+                let page = folder + "/walkthrough-\(run).html"
+                let result = try runBackprop(["explain", "--rows", "1", "--html", page], environment: environment)
+                #expect(result.status == 0, "\(result.standardError)")
+                pages.append(try Data(contentsOf: URL(fileURLWithPath: page)))
+            }
+            #expect(pages[0] == pages[1])
+        }
+    }
+
     /// The library's own cross-entropy, on a deeper model: the walkthrough shows its seed lines,
     /// and its gradient starts in the 10 class scores the last layer returned.
     @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
     func explainsACrossEntropyModel() throws {
         let run = try runBackprop(["explain", "--rows", "2", "--hidden", "8,6", "--loss", "cross-entropy"])
         #expect(run.status == 0, "\(run.standardError)")
-        expectContains(run.standardOutput, "Model: L1 (Lin), R1 (Relu), L2 (Lin), R2 (Relu), L3 (Lin), loss (CrossEntropy)")
+        expectContains(
+            run.standardOutput, "Model: L1 (Lin), R1 (Relu), L2 (Lin), R2 (Relu), L3 (Lin), loss (CrossEntropy)")
         expectContains(run.standardOutput, "loss.inp.g = (softmax(loss.inp) - onehot(loss.targ)) / loss.inp.shape[0]")
-        expectContains(run.standardOutput, "writes loss.inp.g: loss.inp is L3.out, the same object, so this is also L3.out.g")
+        expectContains(
+            run.standardOutput, "writes loss.inp.g: loss.inp is L3.out, the same object, so this is also L3.out.g")
         expectContains(run.standardOutput, "shape [2, 10]")
     }
 }
