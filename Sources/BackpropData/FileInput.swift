@@ -3,8 +3,9 @@ import Foundation
 
 /// A regular file opened for reading, with errors that name it (internal to `Data/`).
 ///
-/// A thin layer over `open(2)`, `fstat(2)` and `read(2)`: it knows the file's size before anything
-/// is allocated, which lets the readers reject a header that claims more data than the file holds.
+/// A thin layer over `open(2)`, `fstat(2)`, `read(2)` and `pread(2)`: it knows the file's size
+/// before anything is allocated, which lets the readers reject a header that claims more data than
+/// the file holds.
 final class FileInput {
     /// The path as the caller gave it, for error messages.
     let path: String
@@ -55,6 +56,39 @@ final class FileInput {
             total += result
         }
         return total
+    }
+
+    /// Reads up to `count` bytes at byte `offset` of the file into `buffer`, without moving the
+    /// position that ``read(into:count:)`` reads from; fewer only at end of file.
+    ///
+    /// - Returns: the number of bytes read (0 when `offset` is at or past the end of the file).
+    /// - Throws: ``DataError`` with the system's message if `pread(2)` fails.
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws -> Int {
+        var total = 0
+        while total < count {
+            let result = pread(descriptor, buffer + total, count - total, off_t(offset + total))
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw DataError(path: path, problem: FileInput.describe(errno: errno, opening: false))
+            }
+            if result == 0 { break }
+            total += result
+        }
+        return total
+    }
+
+    /// A second descriptor for the open file (closed on `exec`), for a reader that closes it itself.
+    ///
+    /// It shares the file position with this one: while the other descriptor reads, use only
+    /// ``read(into:count:at:)`` here.
+    /// - Returns: the new descriptor; the caller owns it and must close it.
+    /// - Throws: ``DataError`` with the system's message if `fcntl(2)` fails (out of descriptors).
+    func duplicateDescriptor() throws -> Int32 {
+        let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+        if duplicate < 0 {
+            throw DataError(path: path, problem: FileInput.describe(errno: errno, opening: true))
+        }
+        return duplicate
     }
 
     /// A short, lower-case message for a failed system call.

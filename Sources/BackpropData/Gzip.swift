@@ -78,6 +78,9 @@ public enum Gzip {
                 let result = deflate(stream, Z_FINISH)
                 precondition(result == Z_STREAM_END, "Gzip.compress: deflate returned \(result)")
                 written = bound - Int(stream.pointee.avail_out)
+                // The buffers belong to these closures: leave no pointer to them in the stream.
+                stream.pointee.next_in = nil
+                stream.pointee.next_out = nil
             }
         }
     }
@@ -89,6 +92,10 @@ public enum Gzip {
 /// header first, checks the sizes it claims, and only then reads the payload, so a header that
 /// lies is caught before a large buffer is allocated, and reading only the first rows of a file
 /// stops inflating early.
+///
+/// Gzip files are read with zlib's own gz* file functions (`gzdopen`, `gzread`, `gzerror`), so
+/// that the maintained library, not code of ours, parses the headers, follows concatenated
+/// members and checks each member's CRC-32 and length. Plain files are read as they are.
 final class DecompressingReader {
     /// The file's path, for error messages.
     var path: String { file.path }
@@ -100,61 +107,58 @@ final class DecompressingReader {
     private(set) var produced = 0
 
     private let file: FileInput
-    /// Compressed input not yet consumed: `input[inputStart..<inputEnd]` (plain files use it too,
-    /// for the bytes read while looking for the magic).
-    private let input: UnsafeMutablePointer<UInt8>
-    private static let inputCapacity = 1 << 18
-    private var inputStart = 0
-    private var inputEnd = 0
-    private var fileAtEnd = false
-    /// The zlib stream (gzip files only), at an address that does not move.
-    private let stream: UnsafeMutablePointer<z_stream>?
-    /// Whether the last gzip member has ended and nothing follows it.
-    private var streamEnded = false
+    /// zlib's reader (gzip files only), on a duplicate of `file`'s descriptor that `gzclose_r`
+    /// closes; `nil` for a plain file.
+    private let gzip: gzFile?
+    /// The name zlib gives the descriptor in its messages (`<fd:5>`), which are prefixed by it.
+    private let zlibName: String
+    /// Whether `gzread` has reported the end of the data and the end has been checked.
+    private var ended = false
+    /// Whether `gzread` has been asked again after its first report of the end (see `inflate`).
+    private var askedAgain = false
+    /// The most `gzread` is asked for at once: its count is an `unsigned`, the request an `Int`.
+    private static let chunkSize = 1 << 20
+    /// zlib's input buffer; for a read smaller than twice this it inflates that much output ahead.
+    private static let zlibBufferSize: UInt32 = 1 << 16
 
-    /// Opens `path` and looks at its first bytes to decide whether it is gzip.
+    /// Opens `path` and looks at its first two bytes to decide whether it is gzip.
     ///
     /// - Throws: ``DataError`` if the file cannot be opened or zlib cannot start.
     init(path: String) throws {
-        file = try FileInput(path: path)
-        input = UnsafeMutablePointer<UInt8>.allocate(capacity: DecompressingReader.inputCapacity)
-        inputEnd = try file.read(into: input, count: DecompressingReader.inputCapacity)
-        fileAtEnd = inputEnd < DecompressingReader.inputCapacity
-        isGzip = inputEnd >= 2 && input[0] == Gzip.magic[0] && input[1] == Gzip.magic[1]
-        if isGzip {
-            let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-            stream.initialize(to: z_stream())
-            stream.pointee.next_in = input
-            stream.pointee.avail_in = uInt(inputEnd)
-            // windowBits 15 + 32: a 32 KiB window, and detect the gzip (or zlib) wrapper.
-            let status = inflateInit2_(stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
-            if status != Z_OK {
-                stream.deinitialize(count: 1)
-                stream.deallocate()
-                input.deallocate()
-                throw DataError(path: path, problem: "zlib could not start inflating (status \(status))")
-            }
-            self.stream = stream
-        } else {
-            stream = nil
+        let file = try FileInput(path: path)
+        self.file = file
+        var magic: [UInt8] = [0, 0]
+        let found = try magic.withUnsafeMutableBytes { bytes in
+            try file.read(into: bytes.baseAddress!, count: 2, at: 0)
         }
+        isGzip = found == 2 && magic == Gzip.magic
+        guard isGzip else {
+            gzip = nil
+            zlibName = ""
+            return
+        }
+        let descriptor = try file.duplicateDescriptor()
+        guard let gzip = gzdopen(descriptor, "rb") else {
+            close(descriptor)  // gzdopen closes the descriptor only once it has succeeded
+            throw DataError(path: path, problem: "out of memory while opening the gzip data")
+        }
+        let status = gzbuffer(gzip, DecompressingReader.zlibBufferSize)
+        precondition(status == 0, "DecompressingReader: gzbuffer failed before any read")
+        self.gzip = gzip
+        zlibName = "<fd:\(descriptor)>"
     }
 
     deinit {
-        if let stream {
-            inflateEnd(stream)
-            stream.deinitialize(count: 1)
-            stream.deallocate()
-        }
-        input.deallocate()
+        if let gzip { gzclose_r(gzip) }
     }
 
     /// Reads up to `count` decompressed bytes into `buffer`; fewer only when the data ends.
     ///
     /// - Returns: the number of bytes written to `buffer` (0 once the data has ended).
-    /// - Throws: ``DataError`` for a truncated or corrupt gzip stream, or a failed read.
+    /// - Throws: ``DataError`` for a truncated or corrupt gzip stream, data after the last gzip
+    ///   member that is not another member, or a failed read.
     func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-        let result = isGzip ? try inflate(into: buffer, count: count) : try copy(into: buffer, count: count)
+        let result = isGzip ? try inflate(into: buffer, count: count) : try file.read(into: buffer, count: count)
         produced += result
         return result
     }
@@ -162,6 +166,7 @@ final class DecompressingReader {
     /// Reads up to `limit` decompressed bytes into a new array; fewer only when the data ends.
     ///
     /// The array grows as data arrives: a claimed size is never allocated up front.
+    /// - Returns: the bytes read.
     /// - Throws: as ``read(into:count:)``.
     func readBytes(upTo limit: Int) throws -> [UInt8] {
         if !isGzip {
@@ -174,14 +179,13 @@ final class DecompressingReader {
             }
             return bytes
         }
-        let chunkSize = 1 << 20
-        let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 16)
+        let chunk = UnsafeMutableRawPointer.allocate(byteCount: DecompressingReader.chunkSize, alignment: 16)
         defer { chunk.deallocate() }
         var bytes: [UInt8] = []
         // A guess from the compressed size; the array doubles past it if needed.
         bytes.reserveCapacity(min(limit, max(1 << 16, file.size.multipliedReportingOverflow(by: 4).partialValue)))
         while bytes.count < limit {
-            let wanted = min(chunkSize, limit - bytes.count)
+            let wanted = min(DecompressingReader.chunkSize, limit - bytes.count)
             let got = try read(into: chunk, count: wanted)
             if got == 0 { break }
             bytes.append(contentsOf: UnsafeRawBufferPointer(start: chunk, count: got))
@@ -189,82 +193,141 @@ final class DecompressingReader {
         return bytes
     }
 
-    /// Plain files: the bytes buffered while looking for the magic, then straight from the file.
-    private func copy(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-        let buffered = min(count, inputEnd - inputStart)
-        if buffered > 0 {
-            buffer.copyMemory(from: input + inputStart, byteCount: buffered)
-            inputStart += buffered
-        }
-        if buffered == count || fileAtEnd { return buffered }
-        return buffered + (try file.read(into: buffer + buffered, count: count - buffered))
-    }
-
-    /// Gzip files: inflate until `count` bytes are out or the last member has ended.
+    /// Gzip files: `gzread` in chunks until `count` bytes are out or the data has ended.
+    ///
+    /// The end is checked: the last member must be whole, and only members may follow members.
     private func inflate(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-        guard let stream else { return 0 }
+        guard let gzip else { return 0 }
         var written = 0
-        while written < count && !streamEnded {
-            if stream.pointee.avail_in == 0 && !fileAtEnd { try refill() }
-            let room = min(count - written, Int(UInt32.max))
-            stream.pointee.next_out = (buffer + written).assumingMemoryBound(to: UInt8.self)
-            stream.pointee.avail_out = uInt(room)
-            let status = CZlib.inflate(stream, Z_NO_FLUSH)
-            written += room - Int(stream.pointee.avail_out)
-            switch status {
-            case Z_OK:
-                continue
-            case Z_STREAM_END:
-                try startNextMember()
-            case Z_BUF_ERROR:
-                // No progress was possible: zlib needs input that the file does not have.
-                if stream.pointee.avail_in == 0 && fileAtEnd {
-                    throw DataError(
-                        path: path,
-                        problem: "truncated gzip stream: the file ends after \(produced + written) bytes of output")
+        while written < count && !ended {
+            let wanted = min(count - written, DecompressingReader.chunkSize)
+            let got = gzread(gzip, buffer + written, UInt32(wanted))
+            let code = errno
+            if got < 0 { throw zlibError(gzip, errno: code, output: produced + written) }
+            written += Int(got)
+            if Int(got) < wanted {
+                // Fewer bytes than asked for: the data has ended, whole or cut short (Z_BUF_ERROR).
+                var status: Int32 = Z_OK
+                _ = gzerror(gzip, &status)
+                if status != Z_OK { throw zlibError(gzip, errno: code, output: produced + written) }
+                if !askedAgain {
+                    // gzread reports a stream cut short where the file ends as its end, without
+                    // Z_BUF_ERROR, when a read has just taken the last output byte the input gave;
+                    // asked again with the end-of-file flag cleared, it looks, and sees the cut.
+                    askedAgain = true
+                    gzclearerr(gzip)
+                    continue
                 }
-                if stream.pointee.avail_in != 0 {
-                    throw DataError(path: path, problem: "corrupt gzip data: zlib made no progress")
-                }
-            case Z_MEM_ERROR:
-                throw DataError(path: path, problem: "out of memory while inflating gzip data")
-            default:
-                throw DataError(path: path, problem: "corrupt gzip data: \(zlibMessage(stream, status))")
+                try checkNothingFollowsTheLastMember(output: produced + written)
+                ended = true
             }
         }
         return written
     }
 
-    /// After a member ends: reset for the next member, or mark the end if nothing follows.
-    private func startNextMember() throws {
-        guard let stream else { return }
-        if stream.pointee.avail_in == 0 && !fileAtEnd { try refill() }
-        if stream.pointee.avail_in == 0 {
-            streamEnded = true
-            return
+    /// A ``DataError`` for the error `gzread` last reported, which `gzerror` describes.
+    ///
+    /// - Parameters:
+    ///   - errno: `errno` right after the failing `gzread` (zlib leaves it for `Z_ERRNO`).
+    ///   - output: how many bytes had been inflated, for a truncated stream.
+    private func zlibError(_ gzip: gzFile, errno code: Int32, output: Int) -> DataError {
+        var status: Int32 = Z_OK
+        // zlib's message is "<fd:5>: incorrect data check"; the path replaces the descriptor's name.
+        var message = String(cString: gzerror(gzip, &status))
+        if message.hasPrefix(zlibName + ": ") { message.removeFirst(zlibName.count + 2) }
+        switch status {
+        case Z_BUF_ERROR:
+            return DataError(
+                path: path, problem: "truncated gzip stream: the file ends after \(output) bytes of output")
+        case Z_DATA_ERROR:
+            return DataError(path: path, problem: "corrupt gzip data: \(message)")
+        case Z_MEM_ERROR:
+            return DataError(path: path, problem: "out of memory while inflating gzip data")
+        case Z_ERRNO:
+            return DataError(path: path, problem: FileInput.describe(errno: code, opening: false))
+        default:
+            return DataError(path: path, problem: "zlib could not read the gzip data: \(message) (status \(status))")
         }
-        let next = stream.pointee.next_in[0]
-        if next != Gzip.magic[0] {
+    }
+
+    /// Throws if anything but another member follows the last gzip member.
+    ///
+    /// The one piece done by hand: `gzread` ignores what follows the last member unless it starts
+    /// with `1f 8b` (zlib.h: "trailing garbage is ignored"), and no gz* function tells where the
+    /// members end. A file whose last 4 bytes are the output's size mod 2³² ends as a single-member
+    /// file does (the member's trailer), and passes without more work; for any other file the
+    /// members are inflated again, the output discarded, to find where the last one ends. (Bytes
+    /// after the last member that end with that size, a 2⁻³² chance for random bytes, also pass.)
+    /// - Parameter output: the size of the whole inflated data.
+    /// - Throws: ``DataError`` `corrupt gzip data: byte 0x… follows the gzip stream …`.
+    private func checkNothingFollowsTheLastMember(output: Int) throws {
+        var tail: UInt32 = 0
+        if output > 0 && file.size >= 4 {
+            let got = try withUnsafeMutableBytes(of: &tail) { bytes in
+                try file.read(into: bytes.baseAddress!, count: 4, at: file.size - 4)
+            }
+            if got == 4 && UInt32(littleEndian: tail) == UInt32(truncatingIfNeeded: output) { return }
+        }
+        let end = try endOfTheLastMember()
+        var next: UInt8 = 0
+        if try file.read(into: &next, count: 1, at: end) == 1 {
             throw DataError(
                 path: path,
                 problem: "corrupt gzip data: byte 0x\(String(next, radix: 16)) follows the gzip stream "
                     + "where another member (1f 8b) or the end of the file was expected")
         }
-        inflateReset(stream)
     }
 
-    /// Reads the next chunk of compressed input from the file.
-    private func refill() throws {
-        guard let stream else { return }
-        let got = try file.read(into: input, count: DecompressingReader.inputCapacity)
-        if got < DecompressingReader.inputCapacity { fileAtEnd = true }
-        stream.pointee.next_in = input
-        stream.pointee.avail_in = uInt(got)
-    }
-
-    /// zlib's message for the last error, or the status code if it left none.
-    private func zlibMessage(_ stream: UnsafeMutablePointer<z_stream>, _ status: Int32) -> String {
-        if let message = stream.pointee.msg { return String(cString: message) }
-        return "zlib status \(status)"
+    /// The offset in the file just past the last gzip member: where members stop following each
+    /// other (by zlib's rule, the next two bytes are not `1f 8b`), found by inflating them again.
+    ///
+    /// - Returns: the offset, at most the file's size.
+    /// - Throws: ``DataError`` if the members do not inflate (the file changed since `gzread` read it).
+    private func endOfTheLastMember() throws -> Int {
+        let bufferSize = 1 << 16
+        let input = UnsafeMutablePointer<UInt8>.allocate(capacity: bufferSize)
+        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: bufferSize)
+        // zlib keeps a pointer back to the stream, so the stream needs an address that does not move.
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        defer {
+            inflateEnd(stream)
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            output.deallocate()
+            input.deallocate()
+        }
+        // windowBits 15 + 16: a 32 KiB window, gzip wrapper only (as gzread reads members).
+        let status = inflateInit2_(stream, 15 + 16, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+        if status != Z_OK {
+            throw DataError(path: path, problem: "zlib could not start inflating (status \(status))")
+        }
+        var offset = 0  // where the next read from the file starts
+        while true {
+            if stream.pointee.avail_in == 0 {
+                let got = try file.read(into: input, count: bufferSize, at: offset)
+                if got == 0 {
+                    throw DataError(path: path, problem: "truncated gzip stream: the file changed while being read")
+                }
+                offset += got
+                stream.pointee.next_in = input
+                stream.pointee.avail_in = uInt(got)
+            }
+            stream.pointee.next_out = output
+            stream.pointee.avail_out = uInt(bufferSize)
+            let result = CZlib.inflate(stream, Z_NO_FLUSH)
+            if result == Z_STREAM_END {
+                let end = offset - Int(stream.pointee.avail_in)
+                var next: (UInt8, UInt8) = (0, 0)
+                let got = try withUnsafeMutableBytes(of: &next) { bytes in
+                    try file.read(into: bytes.baseAddress!, count: 2, at: end)
+                }
+                if got < 2 || next != (Gzip.magic[0], Gzip.magic[1]) { return end }
+                inflateReset(stream)
+            } else if result != Z_OK {
+                let message = stream.pointee.msg.map { String(cString: $0) } ?? "zlib status \(result)"
+                throw DataError(path: path, problem: "corrupt gzip data: \(message)")
+            }
+        }
     }
 }
