@@ -87,15 +87,14 @@ public final class Trace {
         for tensor in [x, targ] + model.parameters { tensor.g = nil }
         append(.modelCreated)
         append(.modelCalled, passed: x)
-        var current = x
-        for (index, layer) in model.layers.enumerated() {
-            let returned = layer(current)
-            append(.layerForward(index), passed: current, returned: returned)
-            current = returned
+        let output = model.predict(x) { index, passed, returned in
+            append(.layerForward(index), passed: passed, returned: returned)
         }
-        loss = model.loss(current, targ)
-        append(.lossForward, passed: current, returned: loss)
+        loss = model.loss(output, targ)
+        append(.lossForward, passed: output, returned: loss)
 
+        // Model.backward(), one step at a time: the walkthrough stops where the seed would read
+        // `None` (a layer whose `out.g` nobody wrote), which the model's own loop cannot.
         model.loss.backward()
         append(.lossBackward)
         for index in model.layers.indices.reversed() {

@@ -48,27 +48,24 @@ public final class Model {
     /// Shapes: `x (n, m)` gives `(n, c)`. Each layer stores `inp` and `out` as in a training call.
     /// - Parameters:
     ///   - x: the inputs. // (n, m)
-    ///   - observe: called with each layer's index right after it ran (the explainer photographs
-    ///     every step here); by default nothing.
-    public func predict(_ x: Tensor, afterEachLayer observe: (Int) -> Void = { _ in }) -> Tensor {
+    ///   - observe: called right after each layer ran, with its index, the tensor passed to it and
+    ///     the tensor it returned (the explainer photographs every step here); by default nothing.
+    public func predict(
+        _ x: Tensor, afterEachLayer observe: (_ index: Int, _ passed: Tensor, _ returned: Tensor) -> Void = { _, _, _ in }
+    ) -> Tensor {
         var x = x
         for (index, l) in layers.enumerated() {
+            let passed = x
             x = l(x)
-            observe(index)
+            observe(index, passed, x)
         }
         return x
     }
 
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
     /// last to first, turns its `out.g` into its `inp.g`.
-    /// - Parameter observe: called after each step: with `nil` after the loss's, then with each
-    ///   layer's index, last layer first; by default nothing.
-    public func backward(afterEachStep observe: (Int?) -> Void = { _ in }) {
+    public func backward() {
         loss.backward()
-        observe(nil)
-        for (index, l) in layers.enumerated().reversed() {
-            l.backward()
-            observe(index)
-        }
+        for l in layers.reversed() { l.backward() }
     }
 }
