@@ -45,17 +45,7 @@ final class FileInput {
     /// - Returns: the number of bytes read (0 at end of file).
     /// - Throws: ``DataError`` with the system's message if `read(2)` fails.
     func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-        var total = 0
-        while total < count {
-            let result = Foundation.read(descriptor, buffer + total, count - total)
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw DataError(path: path, problem: FileInput.describe(errno: errno, opening: false))
-            }
-            if result == 0 { break }
-            total += result
-        }
-        return total
+        try readFully(count) { done in Foundation.read(descriptor, buffer + done, count - done) }
     }
 
     /// Reads up to `count` bytes at byte `offset` of the file into `buffer`, without moving the
@@ -64,9 +54,15 @@ final class FileInput {
     /// - Returns: the number of bytes read (0 when `offset` is at or past the end of the file).
     /// - Throws: ``DataError`` with the system's message if `pread(2)` fails.
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws -> Int {
+        try readFully(count) { done in pread(descriptor, buffer + done, count - done, off_t(offset + done)) }
+    }
+
+    /// Calls `call` (one `read(2)` or `pread(2)` given the bytes done so far) until `count` bytes
+    /// are read or the file ends, retrying after a signal (`EINTR`).
+    private func readFully(_ count: Int, _ call: (_ done: Int) -> Int) throws -> Int {
         var total = 0
         while total < count {
-            let result = pread(descriptor, buffer + total, count - total, off_t(offset + total))
+            let result = call(total)
             if result < 0 {
                 if errno == EINTR { continue }
                 throw DataError(path: path, problem: FileInput.describe(errno: errno, opening: false))

@@ -41,19 +41,10 @@ extension Tensor {
     public func max(_ dim: Int, keepDim: Bool = false) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank, operation: "max")
         precondition(shape[axis] > 0, "max(\(dim)): dimension \(dim) of shape \(shape) is empty")
-        let (outer, size, inner) = splitAround(axis)
-        let source = contiguous()
-        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer
-        let out = result.pointer
-        withExtendedLifetime(source) {
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    var best = input[o * size * inner + i]
-                    for k in 1..<size { best = Swift.max(best, input[(o * size + k) * inner + i]) }
-                    out[o * inner + i] = best
-                }
-            }
+        let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
+            var best = line[0]
+            for k in 1..<count { best = Swift.max(best, line[k * stride]) }
+            return best
         }
         return result.recorded(.max(axis: axis, keepDim: keepDim), self)
     }
@@ -61,9 +52,12 @@ extension Tensor {
     /// The index of the largest element along `dim`, for each position of the other dimensions.
     ///
     /// For a `(n, c)` matrix of scores, `argmax(1)` gives each row's predicted class.
+    /// - Precondition: `dim` names a dimension that is not empty, unless the others are.
     public func argmax(_ dim: Int) -> [Int] {
         let axis = normalizedAxis(dim, rank: rank, operation: "argmax")
         let (outer, size, inner) = splitAround(axis)
+        precondition(
+            size > 0 || outer * inner == 0, "argmax(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let source = contiguous()
         let input = source.pointer
         var result = [Int](repeating: 0, count: outer * inner)
@@ -89,19 +83,9 @@ extension Tensor {
     /// Its derivative is the softmax along `dim`.
     public func logSumExp(_ dim: Int, keepDim: Bool = false) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank, operation: "logSumExp")
-        let (outer, size, inner) = splitAround(axis)
-        let source = contiguous()
-        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
-        let input = source.pointer
-        let out = result.pointer
-        withExtendedLifetime(source) {
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    let (m, total) = Tensor.maximumAndExponentialSum(
-                        input + o * size * inner + i, count: size, stride: inner)
-                    out[o * inner + i] = m.isFinite ? m + Float(Foundation.log(total)) : m
-                }
-            }
+        let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
+            let (m, total) = Tensor.maximumAndExponentialSum(line, count: count, stride: stride)
+            return m.isFinite ? m + Float(Foundation.log(total)) : m
         }
         return result.recorded(.logSumExp(axis: axis, keepDim: keepDim), self)
     }
@@ -130,6 +114,26 @@ extension Tensor {
             total += e
         }
         return (m, total)
+    }
+
+    /// A tensor with `axis` reduced: each element is `reduce(line, count, stride)` over one line of
+    /// values along `axis` (`line[k * stride]` for `k` in `0..<count`), read from a contiguous copy.
+    private func reduceLines(
+        axis: Int, keepDim: Bool, _ reduce: (_ line: UnsafePointer<Float>, _ count: Int, _ stride: Int) -> Float
+    ) -> Tensor {
+        let (outer, size, inner) = splitAround(axis)
+        let source = contiguous()
+        let result = Tensor(uninitializedShape: reducedShape(axis: axis, keepDim: keepDim))
+        let input = source.pointer
+        let out = result.pointer
+        withExtendedLifetime(source) {
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    out[o * inner + i] = reduce(input + o * size * inner + i, size, inner)
+                }
+            }
+        }
+        return result
     }
 
     /// The sizes before, at, and after `axis`, for loops over a contiguous copy.
