@@ -51,7 +51,8 @@ public final class Model {
     ///   - observe: called right after each layer ran, with its index, the tensor passed to it and
     ///     the tensor it returned (the explainer photographs every step here); by default nothing.
     public func predict(
-        _ x: Tensor, afterEachLayer observe: (_ index: Int, _ passed: Tensor, _ returned: Tensor) -> Void = { _, _, _ in }
+        _ x: Tensor,
+        afterEachLayer observe: (_ index: Int, _ passed: Tensor, _ returned: Tensor) -> Void = { _, _, _ in }
     ) -> Tensor {
         var x = x
         for (index, l) in layers.enumerated() {
