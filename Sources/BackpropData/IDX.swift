@@ -142,8 +142,9 @@ public enum IDX {
     /// - Parameters:
     ///   - path: the file, for example `train-images-idx3-ubyte.gz`.
     ///   - maxItems: read only the first `maxItems` entries of the first dimension (images, labels).
-    ///     Reading stops there, so a gzip file is inflated only that far; the rest of the file is
-    ///     then not checked. `nil` reads everything and checks that the size matches exactly.
+    ///     Reading stops there, so a gzip file is inflated only that far (and at most zlib's
+    ///     read-ahead, about 128 KiB, beyond); the rest of the file is then not checked. `nil` reads
+    ///     everything and checks that the size matches exactly.
     ///   - maxBytes: the largest payload accepted (``Gzip/defaultMaxBytes`` unless given).
     /// - Returns: the element type, the shapes read and declared, and the payload.
     /// - Throws: ``DataError`` naming `path` when the file is missing, shorter than its header, not
