@@ -126,10 +126,15 @@ static void *helperMain(void *argument) {
         pthread_mutex_unlock(&pool.lock);
         if (loop) {
             work(loop);
-            // Leave under the lock: once `joined` is 0 the caller may return and `loop` (on its
-            // stack) is gone, so nothing touches it after the unlock.
+            // Leave: once `joined` is 0 the caller may return (its spin does not take the lock)
+            // and `loop`, on its stack, is gone, so the decrement is the last touch of `loop`.
+            // `waiting` is read first, under the lock under which the caller sets it: if the
+            // caller sleeps it set `waiting` before this; if it has not yet, it will see
+            // `joined` at 0 under the lock and not sleep. (The thread sanitizer found the read
+            // that used to follow the decrement.)
             pthread_mutex_lock(&pool.lock);
-            if (atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_acq_rel) == 1 && loop->waiting) {
+            const int callerSleeps = loop->waiting;
+            if (atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_acq_rel) == 1 && callerSleeps) {
                 pthread_cond_broadcast(&pool.finished);
             }
             pthread_mutex_unlock(&pool.lock);
