@@ -36,6 +36,7 @@ struct BackpropCommand: ParsableCommand {
     /// (`Error: …`) and a non-zero exit status, never a usage dump or a stack trace. `--help` and
     /// `--version` print as usual.
     static func main() {
+        SingleThreadedBLAS.ensure()
         do {
             var command = try parseAsRoot()
             try command.run()
