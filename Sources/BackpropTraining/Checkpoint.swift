@@ -123,8 +123,8 @@ public enum Checkpoint {
         for index in 0..<(architecture.sizes.count - 1) {
             let nIn = architecture.sizes[index]
             let nOut = architecture.sizes[index + 1]
-            let w = try file.tensor("layers.\(2 * index).w", shape: [nIn, nOut])  // (nIn, nOut)
-            let b = try file.tensor("layers.\(2 * index).b", shape: [nOut])  // (nOut)
+            let w = try finiteTensor(file, "layers.\(2 * index).w", shape: [nIn, nOut])  // (nIn, nOut)
+            let b = try finiteTensor(file, "layers.\(2 * index).b", shape: [nOut])  // (nOut)
             linears.append((w.contiguous(), b.contiguous()))
         }
         try checkNoExtraTensors(
@@ -174,8 +174,8 @@ public enum Checkpoint {
         var pairs: [(source: Tensor, destination: Tensor)] = []
         for (index, layer) in model.layers.enumerated() {
             guard let lin = layer as? Lin else { continue }
-            pairs.append((try file.tensor("layers.\(index).w", shape: lin.w.shape), lin.w))
-            pairs.append((try file.tensor("layers.\(index).b", shape: lin.b.shape), lin.b))
+            pairs.append((try finiteTensor(file, "layers.\(index).w", shape: lin.w.shape), lin.w))
+            pairs.append((try finiteTensor(file, "layers.\(index).b", shape: lin.b.shape), lin.b))
         }
         for (source, destination) in pairs {
             source.withUnsafeBufferPointer { values in
@@ -184,6 +184,32 @@ public enum Checkpoint {
                 }
             }
         }
+    }
+
+    /// The tensor `name` of `file`, of shape `shape` (or any shape if `nil`), with every value
+    /// finite.
+    ///
+    /// ``save(_:to:metadata:optimizerState:)`` never writes a NaN or an infinity, so one in a
+    /// checkpoint means the file was damaged or written by something else: it is named as such,
+    /// rather than left to surface as a NaN loss blamed on the first epoch that uses it.
+    /// - Throws: `DataError` naming the file, the tensor and the first element that is not finite.
+    static func finiteTensor(_ file: SafetensorsFile, _ name: String, shape: [Int]? = nil) throws -> Tensor {
+        let tensor = try shape.map { try file.tensor(name, shape: $0) } ?? file.tensor(name)
+        let bad = tensor.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite } }
+        if let bad {
+            var index: [Int] = []
+            var rest = bad
+            for size in tensor.shape.reversed() {
+                index.insert(rest % size, at: 0)
+                rest /= size
+            }
+            let value = tensor.withUnsafeBufferPointer { $0[bad] }
+            throw DataError(
+                path: file.path,
+                problem: "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); Backprop never "
+                    + "saves a value that is not finite, so the file is damaged")
+        }
+        return tensor
     }
 
     /// The architecture a checkpoint declares in its metadata.

@@ -89,7 +89,8 @@ public enum TrainingCheckpoint {
         try Checkpoint.load(path: path, into: trainer.model)
         var optimizerState: [String: Tensor] = [:]
         for name in file.names where name.hasPrefix(Checkpoint.optimizerPrefix) {
-            optimizerState[String(name.dropFirst(Checkpoint.optimizerPrefix.count))] = try file.tensor(name)
+            optimizerState[String(name.dropFirst(Checkpoint.optimizerPrefix.count))] = try Checkpoint.finiteTensor(
+                file, name)
         }
         let expectedNames = trainer.optimizer.state.keys.sorted()
         let foundNames = optimizerState.keys.sorted()
@@ -123,6 +124,21 @@ public enum TrainingCheckpoint {
         } catch {
             throw fail("metadata \"training\" is not valid settings: \(error)")
         }
+        var limit: Int? = nil
+        if let limitText = file.metadata["limit"] {
+            guard let value = Int(limitText), value > 0 else {
+                throw fail("metadata \"limit\" is '\(limitText)', expected a positive number of rows")
+            }
+            limit = value
+        }
+        // The settings are checked as the command line checks its options: a file can say anything.
+        let architecture = try Checkpoint.readArchitecture(file)
+        do {
+            try configuration.validate(
+                inputs: architecture.sizes.first ?? 784, classes: architecture.sizes.last ?? 10, limit: limit)
+        } catch {
+            throw fail("metadata \"training\" holds a setting out of range: \(error)")
+        }
         guard let historyText = file.metadata["history"], let completedText = file.metadata["epochs_completed"] else {
             throw fail("holds no \"history\" and \"epochs_completed\": it is a model, not a training run to resume")
         }
@@ -136,13 +152,6 @@ public enum TrainingCheckpoint {
             throw fail(
                 "metadata \"epochs_completed\" is '\(completedText)', expected \(history.count) (the epochs in "
                     + "\"history\"), at most \(configuration.epochs)")
-        }
-        var limit: Int? = nil
-        if let limitText = file.metadata["limit"] {
-            guard let value = Int(limitText), value > 0 else {
-                throw fail("metadata \"limit\" is '\(limitText)', expected a positive number of rows")
-            }
-            limit = value
         }
         return TrainingState(configuration: configuration, history: history, limit: limit)
     }

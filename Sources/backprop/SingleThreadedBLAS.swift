@@ -17,7 +17,7 @@ enum SingleThreadedBLAS {
             guard getenv(variable) == nil else { return }
             setenv(variable, "1", 1)
             execv("/proc/self/exe", CommandLine.unsafeArgv)
-            // Only reached if execv failed: go on with the threads OpenBLAS started.
+        // Only reached if execv failed: go on with the threads OpenBLAS started.
         #endif
     }
 }

@@ -29,7 +29,7 @@ final class Storage: @unchecked Sendable {
         // 2 MiB instead of one per 4 KiB, as NumPy arranges for its large arrays.
         let large = bytes >= Storage.hugePageThreshold
         let status = posix_memalign(&raw, large ? 1 << 21 : 64, bytes)
-        precondition(status == 0 && raw != nil, "Storage: could not allocate \(bytes) bytes")
+        if status != 0 || raw == nil { Tensor.allocationFailed(bytes) }
         #if os(Linux)
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         #endif
@@ -289,4 +289,15 @@ public final class Tensor {
     /// alive around every use of its pointer: `withExtendedLifetime(source) { … }`, or use
     /// ``withUnsafeBufferPointer(_:)``. The address sanitizer runs the tests in CI to catch a slip.
     package var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
+}
+
+extension Tensor {
+    /// What happens when the memory for a tensor cannot be had (the system refuses it: a limit
+    /// such as `ulimit -v`, or no memory left). A tensor cannot exist without its storage, so this
+    /// never returns: by default the program stops with a message naming the size; a program can
+    /// end more gracefully, as `backprop` does with one line on stderr and exit status 1. Set it
+    /// once, before any other thread runs.
+    nonisolated(unsafe) package static var allocationFailed: (_ bytes: Int) -> Never = { bytes in
+        preconditionFailure("Storage: could not allocate \(bytes) bytes")
+    }
 }

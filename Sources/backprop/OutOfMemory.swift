@@ -1,0 +1,27 @@
+import BackpropCore
+import Foundation
+
+/// Ends the program with one line when the memory for a tensor cannot be had.
+///
+/// A tensor cannot exist without its storage, and the library cannot go on without the tensor,
+/// so the tool ends there, but as for any other error: one line on stderr, naming what failed and
+/// what to do, and exit status 1, rather than the runtime's trap and backtrace. The sizes a
+/// command can foresee (the model's parameters, a batch) are checked before the work starts; this
+/// is for the rest, above all a limit such as `ulimit -v`.
+enum OutOfMemory {
+    static func install() {
+        Tensor.allocationFailed = { bytes in
+            let size =
+                bytes >= 1 << 30
+                ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
+                : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+            let message =
+                "Error: out of memory: could not allocate \(size) for a tensor (a memory limit such as "
+                + "ulimit -v, or the machine's memory); try fewer rows (--limit, --rows) or a smaller model\n"
+            message.utf8CString.withUnsafeBufferPointer { text in
+                _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)
+            }
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropNetwork
+@testable import BackpropTraining
+
+// Issue 12, families 1 and 2: sizes that cannot be had are errors before the work starts (or a
+// clean exit where memory runs out), and the settings a checkpoint carries to `--resume` are
+// checked exactly as the command line's are.
+
+/// Whether this test process runs under the address sanitizer, which reserves terabytes of
+/// address space and so cannot run under `ulimit -v` at all.
+private let underAddressSanitizer: Bool = dlsym(dlopen(nil, RTLD_NOW), "__asan_init") != nil
+
+/// Runs `backprop arguments` under `ulimit -v kibibytes`, with a time limit.
+private func runUnderMemoryLimit(_ kibibytes: Int, _ arguments: [String], seconds: Int = 20) throws -> CommandResult {
+    let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
+    return try runProgram(
+        "/bin/sh",
+        ["-c", "ulimit -v \(kibibytes); exec timeout -s KILL \(seconds) '\(backpropExecutable().path)' \(quoted)"])
+}
+
+@Suite("Bad inputs: sizes that cannot be had, settings read from a checkpoint")
+struct SizesAndResumeTests {
+    static let valid = TrainingConfiguration(hidden: [16, 8], epochs: 3, batchSize: 32, learningRate: 0.01)
+
+    @Test("every setting out of range is named by its option, with what was expected and found")
+    func settingsOutOfRange() {
+        var cases: [(TrainingConfiguration, Int?, String, String)] = []
+        func with(_ change: (inout TrainingConfiguration) -> Void) -> TrainingConfiguration {
+            var configuration = Self.valid
+            change(&configuration)
+            return configuration
+        }
+        cases.append((with { $0.epochs = 0 }, nil, "--epochs", "expected a positive number, found 0"))
+        cases.append((with { $0.batchSize = -3 }, nil, "--batch-size", "expected a positive number, found -3"))
+        cases.append((with { $0.learningRate = .nan }, nil, "--lr", "expected a positive number, found nan"))
+        cases.append((with { $0.learningRate = 0 }, nil, "--lr", "expected a positive number, found 0.0"))
+        cases.append((with { $0.weightDecay = -1 }, nil, "--weight-decay", "found -1.0 with --lr 0.01"))
+        cases.append((with { $0.weightDecay = 200 }, nil, "--weight-decay", "--lr × --weight-decay < 1"))
+        cases.append((with { $0.hidden = [16, 0] }, nil, "--hidden", "positive sizes such as 256,128, found 0"))
+        cases.append((Self.valid, 5, "--limit", "expected at least 6 images (one sixth validate), found 5"))
+        cases.append((with { $0.epochs = Int.max / 2 }, nil, "--epochs", "expected at most"))
+        cases.append((with { $0.hidden = [1 << 20, 1 << 20] }, nil, "--hidden", "this machine has"))
+        cases.append((with { $0.hidden = [Int.max / 2, 4] }, nil, "--hidden", "more parameters than can be counted"))
+        // A hidden layer whose weights fit in memory but whose batch of 60,000 rows does not:
+        // about 12,700 bytes of parameters and state per unit, 480,000 bytes of a batch per unit.
+        let units = Int(ProcessInfo.processInfo.physicalMemory / 100_000)
+        cases.append(
+            (
+                with {
+                    $0.hidden = [units]; $0.batchSize = Int.max
+                }, nil, "--batch-size", "for the layers' outputs"
+            ))
+        for (configuration, limit, option, fragment) in cases {
+            do {
+                try configuration.validate(limit: limit)
+                Issue.record("\(option) \(fragment): no error")
+            } catch {
+                #expect(error.option == option, "\(error)")
+                #expect(error.description.hasPrefix(option + ": "), "\(error)")
+                #expect(error.problem.contains(fragment), "\(error) lacks '\(fragment)'")
+            }
+        }
+        #expect(throws: Never.self) { try Self.valid.validate(limit: 6) }
+        #expect(throws: Never.self) { try TrainingConfiguration().validate() }  // the default recipe
+        #expect(throws: Never.self) { try TrainingConfiguration().validate(limit: Int.max) }
+    }
+
+    /// A training checkpoint of `valid`'s run after one epoch, with `edit` applied to its
+    /// metadata and tensors, rewritten at `path`.
+    static func editedCheckpoint(
+        at path: String, _ edit: (inout [String: String], inout [String: Tensor]) -> Void
+    ) throws {
+        var generator = RandomGenerator(seed: 3)
+        let x = Tensor.randn([64, 12], generator: &generator)
+        let y = Tensor((0..<64).map { Float($0 % 10) })
+        let trainer = Trainer(configuration: Self.valid, classes: 10, train: (x, y), valid: (x, y))
+        try trainer.fit(shouldStop: { trainer.epoch == 1 })
+        try TrainingCheckpoint.save(trainer, configuration: Self.valid, limit: nil, to: path)
+        let file = try Safetensors.read(path: path)
+        var metadata = file.metadata
+        var tensors = file.tensors
+        edit(&metadata, &tensors)
+        try Safetensors.write(tensors, metadata: metadata, to: path)
+    }
+
+    @Test(
+        "settings read from a checkpoint are checked as the command line checks them",
+        arguments: [
+            ("\"epochs\":3", "\"epochs\":0", "--epochs: expected a positive number, found 0"),
+            ("\"batch_size\":32", "\"batch_size\":-1", "--batch-size: expected a positive number, found -1"),
+            ("\"weight_decay\":0.1", "\"weight_decay\":1000", "--weight-decay: expected a number ≥ 0"),
+            ("\"hidden\":[16,8]", "\"hidden\":[16,-8]", "--hidden: expected comma-separated positive sizes"),
+        ])
+    func resumedSettingsAreChecked(original: String, replacement: String, message: String) throws {
+        try withTemporaryFolder { folder in
+            let path = folder + "/run.safetensors"
+            try Self.editedCheckpoint(at: path) { metadata, _ in
+                let training = metadata["training"] ?? ""
+                #expect(training.contains(original), "\(training) lacks \(original)")
+                metadata["training"] = training.replacingOccurrences(of: original, with: replacement)
+            }
+            do {
+                _ = try TrainingCheckpoint.readState(path: path)
+                Issue.record("\(replacement): no error")
+            } catch let error as DataError {
+                #expect(error.path == path)
+                #expect(error.problem.contains("holds a setting out of range: " + message), "\(error)")
+            }
+        }
+    }
+
+    @Test("a NaN in the weights or the optimizer's state is named, with the tensor and the element")
+    func nonFiniteValuesInACheckpointAreNamed() throws {
+        for (name, value, word) in [("layers.0.w", Float.nan, "NaN"), ("optimizer.0.m", Float.infinity, "an infinity")]
+        {
+            try withTemporaryFolder { folder in
+                let path = folder + "/run.safetensors"
+                var found = true
+                try Self.editedCheckpoint(at: path) { _, tensors in
+                    guard let tensor = tensors[name] else {
+                        found = false
+                        return
+                    }
+                    let copy = tensor.copy()
+                    copy.withUnsafeMutableBufferPointer { $0[13] = value }
+                    tensors[name] = copy
+                }
+                try #require(found, "the checkpoint has no tensor \(name)")
+                var generator = RandomGenerator(seed: 3)
+                let x = Tensor.randn([64, 12], generator: &generator)
+                let y = Tensor((0..<64).map { Float($0 % 10) })
+                let trainer = Trainer(configuration: Self.valid, classes: 10, train: (x, y), valid: (x, y))
+                do {
+                    try TrainingCheckpoint.restore(trainer, from: path)
+                    Issue.record("\(name): no error")
+                } catch let error as DataError {
+                    #expect(error.path == path)
+                    #expect(error.problem.contains("tensor '\(name)' holds \(word) at"), "\(error)")
+                    #expect(error.problem.contains("the file is damaged"), "\(error)")
+                }
+                if name.hasPrefix("layers.") {
+                    #expect(throws: DataError.self) { try Checkpoint.load(path: path) }
+                }
+            }
+        }
+    }
+
+    @Test(
+        "under a tight ulimit -v, --version exits at once and a run too large fails with one line",
+        .enabled(if: !underAddressSanitizer, "the address sanitizer cannot run under ulimit -v"),
+        .enabled(if: fashionMNISTInstalled, "needs Fashion-MNIST"))
+    func memoryLimits() throws {
+        let version = try runUnderMemoryLimit(200_000, ["--version"], seconds: 20)
+        #expect(version.status == 0 && !version.crashed, "\(version.standardError)")
+        #expect(version.standardOutput.contains("0.1.0"))
+        // The seed's full-batch step needs about 400 MiB: under 400 MB of address space it cannot
+        // have its gradients, and says so.
+        let seed = try runUnderMemoryLimit(400_000, ["seed"], seconds: 60)
+        #expect(!seed.crashed, "\(seed.standardError)")
+        #expect(seed.status == 1, "\(seed.standardError)")
+        let lines = seed.standardError.split(separator: "\n")
+        #expect(lines.count == 1, "\(seed.standardError)")
+        #expect(seed.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(seed.standardError)")
+    }
+}
