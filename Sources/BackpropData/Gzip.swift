@@ -200,6 +200,7 @@ final class DecompressingReader {
         guard let gzip else { return 0 }
         var written = 0
         while written < count && !ended {
+            try ReadingInterruption.poll()
             let wanted = min(count - written, DecompressingReader.chunkSize)
             let got = gzread(gzip, buffer + written, UInt32(wanted))
             let code = errno
@@ -304,6 +305,7 @@ final class DecompressingReader {
         }
         var offset = 0  // where the next read from the file starts
         while true {
+            try ReadingInterruption.poll()
             if stream.pointee.avail_in == 0 {
                 let got = try file.read(into: input, count: bufferSize, at: offset)
                 if got == 0 {

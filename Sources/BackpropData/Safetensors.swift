@@ -85,6 +85,9 @@ public enum Safetensors {
             throw DataError(path: path, problem: "file is \(got) bytes, shorter than the 8-byte header length")
         }
         let headerLength = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        if file.size < 8 {
+            throw DataError(path: path, problem: "file grew from \(file.size) bytes while it was being read")
+        }
         let following = UInt64(file.size - 8)
         if headerLength > following {
             throw DataError(
