@@ -78,19 +78,34 @@ public struct FashionMNIST {
     ///     validation rows. Gzip files are inflated only as far as needed. `nil` reads everything.
     ///   - normalization: the mean and standard deviation to normalise with (those a saved model
     ///     was trained with); `nil` computes them from the training rows.
+    ///   - requiresValidation: whether the split must leave at least one validation row (training
+    ///     needs one; `evaluate`, `seed`, `gradcheck`, `explain` and `bench` use only the training
+    ///     or test rows and pass `false`).
     /// - Throws: ``DataError`` when the folder is missing (naming it and the files it looked for),
     ///   a file is missing (naming the folder and the names tried), a file is malformed (see
     ///   ``IDX/read(path:maxItems:maxBytes:)``), images and labels disagree in count (naming both
     ///   files and both counts), a label is outside 0…9 (naming the file, the index and the
-    ///   value), or the training file holds no images.
+    ///   value), images have no pixels (0 rows or 0 columns), the training file holds no images,
+    ///   the test file holds no images, or (with `requiresValidation`) the rows read are fewer
+    ///   than 6, so that the last sixth would leave no validation row (naming `--limit` when the
+    ///   limit is the cause, else the training file and its count).
     /// - Precondition: `limit`, if given, is at least 1.
-    public init(directory: String, limit: Int? = nil, normalization: (mean: Double, std: Double)? = nil) throws {
+    public init(
+        directory: String, limit: Int? = nil, normalization: (mean: Double, std: Double)? = nil,
+        requiresValidation: Bool = true
+    ) throws {
         if let limit { precondition(limit >= 1, "FashionMNIST: limit must be at least 1, got \(limit)") }
         let paths = try FashionMNIST.locateFiles(in: directory)
         let train = try FashionMNIST.readImagesAndLabels(images: paths[0], labels: paths[1], limit: limit)
         let test = try FashionMNIST.readImagesAndLabels(images: paths[2], labels: paths[3], limit: limit)
         if train.labels.isEmpty {
             throw DataError(path: paths[0], problem: "holds no images; at least one is needed to train")
+        }
+        if test.labels.isEmpty {
+            throw DataError(path: paths[2], problem: "holds no images; at least one is needed to test")
+        }
+        if requiresValidation && train.labels.count < FashionMNIST.minimumRows {
+            throw FashionMNIST.tooFewToSplit(train.labels.count, limit: limit, path: paths[0])
         }
         if test.pixels != train.pixels {
             throw DataError(
@@ -118,6 +133,30 @@ public struct FashionMNIST {
         yTrain = Tensor(trainLabels.map { Float($0) })
         yValid = Tensor(validLabels.map { Float($0) })
         yTest = Tensor(testLabels.map { Float($0) })
+    }
+
+    /// The fewest training rows that leave one validation row: the last sixth validates.
+    public static let minimumRows = 6
+
+    /// The error for `rows` training rows, fewer than ``minimumRows``: about `--limit` when the
+    /// limit cut them (`--limit 3`), else about the training file (which holds only `rows`).
+    private static func tooFewToSplit(_ rows: Int, limit: Int?, path: String) -> DataError {
+        if let limit, limit == rows {
+            return DataError(
+                path: "--limit",
+                problem: "expected at least \(minimumRows) images (one sixth validate), found \(limit): "
+                    + "\(rows) rows leave \(rows - rows / 6) to train and \(rows / 6) to validate")
+        }
+        return DataError(
+            path: path,
+            problem: "holds \(rows) images, too few to split: the last sixth validates, so at least \(minimumRows) "
+                + "are needed (\(rows) leave \(rows - rows / 6) to train and \(rows / 6) to validate)")
+    }
+
+    /// Whether `directory` holds the four files (plain or `.gz`), without reading them: `false`
+    /// for a folder that does not exist or lacks one of them.
+    public static func filesExist(in directory: String) -> Bool {
+        (try? locateFiles(in: directory)) != nil
     }
 
     /// The data folder to use: `explicit` (from `--data DIR`), else `$BACKPROP_DATA`, else
@@ -204,6 +243,11 @@ public struct FashionMNIST {
                 path: labelsPath,
                 problem:
                     "holds \(labels.declaredShape[0]) labels but \(imagesPath) holds \(images.declaredShape[0]) images")
+        }
+        let (height, width) = (images.declaredShape[1], images.declaredShape[2])
+        if height == 0 || width == 0 {
+            throw DataError(
+                path: imagesPath, problem: "holds images of \(height)×\(width) pixels; expected at least 1×1")
         }
         let classes = try labels.integers()
         if let index = classes.firstIndex(where: { !(0...9).contains($0) }) {

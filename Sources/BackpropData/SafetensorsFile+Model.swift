@@ -11,11 +11,15 @@ extension SafetensorsFile {
     /// `y` may also be stored as `(n, 1)` (a column, as a model outputs it); it is returned as
     /// `(n)`, the shape the seed's `Mse` expects.
     /// - Throws: ``DataError`` naming the file when `x` or `y` is missing (listing the tensors the
-    ///   file holds), `x` is not a matrix, or `y` does not hold one target per row of `x`.
+    ///   file holds), `x` is not a matrix or has no rows or no columns, or `y` does not hold one
+    ///   target per row of `x`.
     public func inputsAndTargets() throws -> (x: Tensor, y: Tensor) {
         let x = try tensor("x")
         guard x.rank == 2 else {
             throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected a matrix (n, m)")
+        }
+        guard x.shape[0] > 0, x.shape[1] > 0 else {
+            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected [n, m] with n, m > 0")
         }
         let y = try tensor("y")
         let rows = x.shape[0]
@@ -33,15 +37,21 @@ extension SafetensorsFile {
     /// Shapes: `w1 (inputs, n1)`, `b1 (n1)`, `w2 (n1, n2)`, `b2 (n2)`, …: each layer's width is the
     /// next one's input. The chain ends at the first `k` with no `wk`. Other tensors (`x`, `y`,
     /// `loss`, gradients) are ignored, so one file may hold data and weights together.
-    /// - Parameter inputs: the width `m` of the inputs, which `w1` must take.
-    /// - Throws: ``DataError`` naming the file when `w1` is missing, a `wk` is not a matrix, does
-    ///   not take the previous width, or has no `bk` of shape `(n_k)`, or `b(K+1)` exists without
-    ///   `w(K+1)`.
-    public func linearWeights(inputs: Int) throws -> [(w: Tensor, b: Tensor)] {
+    /// - Parameters:
+    ///   - inputs: the width `m` of the inputs, which `w1` must take.
+    ///   - layers: read exactly this many layers (`w1` … `w<layers>`, each required; any further
+    ///     ones are ignored), or `nil` for the whole chain.
+    ///   - outputs: the width the last layer must have (1 for the seed's regression), or `nil`
+    ///     for any.
+    /// - Throws: ``DataError`` naming the file when `w1` is missing (or, with `layers`, any
+    ///   `wk`), a `wk` is not a matrix, does not take the previous width, has 0 columns, or has
+    ///   no `bk` of shape `(n_k)`, the last layer does not have `outputs` columns, or (without
+    ///   `layers`) `b(K+1)` exists without `w(K+1)`.
+    public func linearWeights(inputs: Int, layers: Int? = nil, outputs: Int? = nil) throws -> [(w: Tensor, b: Tensor)] {
         var result: [(w: Tensor, b: Tensor)] = []
         var width = inputs
         var k = 1
-        while k == 1 || tensors["w\(k)"] != nil {
+        while layers.map({ k <= $0 }) ?? (k == 1 || tensors["w\(k)"] != nil) {
             let w = try tensor("w\(k)")
             guard w.rank == 2, w.shape[0] == width else {
                 let source = k == 1 ? "the inputs' width" : "the width of w\(k - 1)"
@@ -49,12 +59,25 @@ extension SafetensorsFile {
                     path: path,
                     problem: "tensor 'w\(k)' has shape \(w.shape), expected [\(width), n] (\(source) is \(width))")
             }
+            guard w.shape[1] > 0 else {
+                throw DataError(
+                    path: path,
+                    problem:
+                        "tensor 'w\(k)' has shape \(w.shape), expected [\(width), n] with n > 0 (a layer of 0 units)")
+            }
+            let isLast = layers.map { k == $0 } ?? (tensors["w\(k + 1)"] == nil)
+            if isLast, let outputs, w.shape[1] != outputs {
+                throw DataError(
+                    path: path,
+                    problem: "tensor 'w\(k)' has shape \(w.shape), expected [\(width), \(outputs)] "
+                        + "(the last layer gives \(outputs) output\(outputs == 1 ? "" : "s") per row)")
+            }
             let b = try tensor("b\(k)", shape: [w.shape[1]])
             result.append((w, b))
             width = w.shape[1]
             k += 1
         }
-        if tensors["b\(k)"] != nil {
+        if layers == nil && tensors["b\(k)"] != nil {
             throw DataError(path: path, problem: "tensor 'b\(k)' has no 'w\(k)' to go with it")
         }
         return result

@@ -21,7 +21,8 @@ struct BenchCommand: ParsableCommand {
             784-256-128-10 with Adam, batch 64), matmul (GFLOP/s of each matrix-product kernel on \
             the seed's three shapes, each checked against the reference loops first). The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
-            shape with --synthetic or when the data set is not found.
+            shape with --synthetic, or when no --data is given and the data set is not installed. \
+            A data set with fewer than --rows training images is an error.
             """
     )
 
@@ -30,10 +31,13 @@ struct BenchCommand: ParsableCommand {
         case seed, minibatch, mlp, matmul
     }
 
-    @Option(help: "Timed runs per measurement (the median is reported).")
+    // `.unconditional` on the numbers: `--runs -5` reads -5 (refused by `validate()`), not a missing value.
+    @Option(parsing: .unconditional, help: "Timed runs per measurement (the median is reported).")
     var runs: Int = 7
 
-    @Option(help: "Rows of the full batch and of the training set (at most 50000 from Fashion-MNIST).")
+    @Option(
+        parsing: .unconditional,
+        help: "Rows of the full batch and of the training set (at most 50000 from Fashion-MNIST).")
     var rows: Int = 50_000
 
     @Option(
@@ -84,24 +88,28 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// The first `rows` Fashion-MNIST training images and labels, or random ones.
+    /// The first `rows` Fashion-MNIST training images and labels, or random ones with
+    /// `--synthetic` or when no `--data` is given and the data set is not installed.
+    ///
+    /// - Throws: `CommandLineError` naming `--rows`, the folder and the rows it has when the data
+    ///   set holds fewer training rows than `--rows`; `DataError` when its files are malformed.
     private func inputs() throws -> (x: Tensor, y: Tensor, source: String) {
-        if !synthetic {
-            let directory = FashionMNIST.resolveDirectory(data)
-            do {
-                // The loader keeps the last sixth of what it reads for validation.
-                let dataset = try FashionMNIST(directory: directory, limit: rows + rows / 5 + 6)
-                if dataset.xTrain.shape[0] >= rows || data != nil {
-                    let count = min(rows, dataset.xTrain.shape[0])
-                    return (dataset.xTrain.rows(0..<count), dataset.yTrain.rows(0..<count), "fashion-mnist")
-                }
-            } catch {
-                // An explicit --data must work; the default folder may simply not be installed.
-                if data != nil { throw error }
-            }
+        let directory = FashionMNIST.resolveDirectory(data)
+        // An explicit --data must work; the default folder may simply not be installed.
+        if synthetic || (data == nil && !FashionMNIST.filesExist(in: directory)) {
+            let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
+            return (x, y, "synthetic")
         }
-        let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
-        return (x, y, "synthetic")
+        // The loader keeps the last sixth of what it reads for validation: read a fifth more.
+        let (limit, overflow) = rows.addingReportingOverflow(rows / 5 + 6)
+        let dataset = try FashionMNIST(directory: directory, limit: overflow ? nil : limit, requiresValidation: false)
+        let available = dataset.xTrain.shape[0]
+        guard available >= rows else {
+            throw CommandLineError(
+                "--rows \(rows): the training set in \(directory) has only \(available) rows "
+                    + "(the last sixth of its images validates)")
+        }
+        return (dataset.xTrain.rows(0..<rows), dataset.yTrain.rows(0..<rows), "fashion-mnist")
     }
 
     private func printText(_ report: BenchmarkReport) {

@@ -39,8 +39,10 @@ struct EvaluateCommand: ParsableCommand {
     func run() throws {
         let network = try Checkpoint.load(path: model)
         let normalization = try Checkpoint.normalization(path: model)
+        // The training rows only give the normalisation of an old checkpoint: no validation split.
         let dataset = try FashionMNIST(
-            directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization)
+            directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
+            requiresValidation: false)
         let sizes = network.sizes
         guard sizes.first == dataset.xTest.shape[1] else {
             throw CommandLineError(
@@ -53,6 +55,13 @@ struct EvaluateCommand: ParsableCommand {
                     + "(or 1 for the seed's regression)")
         }
         let test = evaluate(network, x: dataset.xTest, y: dataset.yTest)
+        // The weights are finite (`Checkpoint.load` checks them), but large ones can still overflow.
+        guard test.loss.isFinite else {
+            throw CommandLineError(
+                "\(model): the test loss on the \(dataset.yTest.count) images in \(dataset.directory) is "
+                    + "\(test.loss.isNaN ? "NaN" : "infinite"); the weights are finite but too large to give finite outputs"
+            )
+        }
         if json {
             let report = EvaluateReport(
                 testAccuracy: test.accuracy, testLoss: test.loss, images: dataset.yTest.count, sizes: sizes,

@@ -22,7 +22,8 @@ struct ExplainCommand: ParsableCommand {
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
 
-    @Option(help: "How many training rows to run on (small keeps the values readable).")
+    // `.unconditional` on the numbers: `--rows -5` reads -5 (refused by `validate()`), not a missing value.
+    @Option(parsing: .unconditional, help: "How many training rows to run on (small keeps the values readable).")
     var rows: Int = 5
 
     @Option(help: "Hidden layer widths: one (the seed's model: 50) or several separated by commas (50,20).")
@@ -31,7 +32,7 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: "The loss: mse (the seed's) or cross-entropy.")
     var loss: String = "mse"
 
-    @Option(help: "Seed of the random weights.")
+    @Option(parsing: .unconditional, help: "Seed of the random weights.")
     var seed: UInt64 = 42
 
     @Flag(help: "Add the mean and standard deviation of the activations after every layer.")
@@ -110,7 +111,7 @@ struct ExplainCommand: ParsableCommand {
         let directory = FashionMNIST.resolveDirectory(data)
         let dataset: FashionMNIST
         do {
-            dataset = try FashionMNIST(directory: directory)
+            dataset = try FashionMNIST(directory: directory, requiresValidation: false)
         } catch let error as DataError {
             throw CommandLineError("--data: \(error)")
         }

@@ -30,10 +30,11 @@ struct NearCommand: ParsableCommand {
     @Option(help: "Tensor names to compare, comma-separated (default: every name in both files).")
     var tensors: String?
 
-    @Option(help: "Allowed difference per unit of |expected| (test_near's 1e-3).")
+    // `.unconditional`: `--relative-tolerance -1` reads -1 (refused by `validate()`), not a missing value.
+    @Option(parsing: .unconditional, help: "Allowed difference per unit of |expected| (test_near's 1e-3).")
     var relativeTolerance: Float = 1e-3
 
-    @Option(help: "Allowed difference near zero (test_near's 1e-5).")
+    @Option(parsing: .unconditional, help: "Allowed difference near zero (test_near's 1e-5).")
     var absoluteTolerance: Float = 1e-5
 
     func validate() throws {

@@ -71,45 +71,27 @@ struct SeedCommand: ParsableCommand {
         }
     }
 
-    /// `x` and `y` from --tensors, or the seed's preparation of the data set.
+    /// `x` and `y` from --tensors (checked as `gradcheck --tensors` checks them: no dimension of
+    /// 0), or the seed's preparation of the data set.
     private func loadInputs() throws -> (x: Tensor, y: Tensor, source: String) {
         if let tensors {
-            let file = try Safetensors.read(path: tensors)
-            let x = try file.tensor("x")
-            guard x.rank == 2, x.shape[0] > 0, x.shape[1] > 0 else {
-                throw DataError(
-                    path: tensors, problem: "tensor 'x' has shape \(x.shape), expected [n, m] with n, m > 0")
-            }
-            let y = try file.tensor("y")
-            guard y.shape == [x.shape[0]] || y.shape == [x.shape[0], 1] else {
-                throw DataError(
-                    path: tensors,
-                    problem: "tensor 'y' has shape \(y.shape), expected [\(x.shape[0])] to match x \(x.shape)")
-            }
-            return (x, y.reshape([x.shape[0]]), tensors)
+            let (x, y) = try Safetensors.read(path: tensors).inputsAndTargets()
+            return (x, y, tensors)
         }
         let directory = FashionMNIST.resolveDirectory(data)
-        let dataset = try FashionMNIST(directory: directory)
+        let dataset = try FashionMNIST(directory: directory, requiresValidation: false)
         return (dataset.xTrain, dataset.yTrain, directory)
     }
 
-    /// The weights from --init, or the lesson's Kaiming initialisation.
+    /// The weights from --init (checked as `gradcheck --init` checks them: two layers, no
+    /// dimension of 0, one output), or the lesson's Kaiming initialisation.
     private func loadWeights(inputs m: Int) throws -> SeedProgram.Weights {
         guard let path = self.`init` else {
             var generator = RandomGenerator(seed: seed)
             return .kaiming(inputs: m, hidden: hidden, generator: &generator)
         }
-        let file = try Safetensors.read(path: path)
-        let w1 = try file.tensor("w1")
-        guard w1.rank == 2, w1.shape[0] == m, w1.shape[1] > 0 else {
-            throw DataError(
-                path: path,
-                problem: "tensor 'w1' has shape \(w1.shape), expected [\(m), nh] (the inputs have \(m) columns)")
-        }
-        let nh = w1.shape[1]
-        return SeedProgram.Weights(
-            w1: w1, b1: try file.tensor("b1", shape: [nh]), w2: try file.tensor("w2", shape: [nh, 1]),
-            b2: try file.tensor("b2", shape: [1]))
+        let linears = try Safetensors.read(path: path).linearWeights(inputs: m, layers: 2, outputs: 1)
+        return SeedProgram.Weights(w1: linears[0].w, b1: linears[0].b, w2: linears[1].w, b2: linears[1].b)
     }
 
     private func printText(_ result: SeedProgram.Result, source: String, hiddenUnits: Int) {

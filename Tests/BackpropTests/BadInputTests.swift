@@ -232,7 +232,7 @@ private let safetensorsCases: [BadInput] = [
         prepare: seedFiles(dropping: "b2")),
     BadInput(
         "tensor of the wrong shape for the model", seedWithWeights,
-        expect: ["weights.safetensors: tensor 'w1' has shape [5, 2], expected [3, nh]"],
+        expect: ["weights.safetensors: tensor 'w1' has shape [5, 2], expected [3, n] (the inputs' width is 3)"],
         prepare: seedFiles(w1Shape: [5, 2])),
 ]
 

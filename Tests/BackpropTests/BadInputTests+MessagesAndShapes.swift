@@ -1,0 +1,357 @@
+import Foundation
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropNetwork
+@testable import BackpropTraining
+
+// Issue 12, families 8 and 4: a failing check prints its report and exits 1 without an `Error:`
+// line; a negative number is named as such, not as a missing value; `bench --rows` beyond the
+// data set, a model whose weights are not finite, images of 0 pixels, tensors with a dimension
+// of 0, a training set too small to split and an empty test set are one-line errors.
+
+/// Runs `backprop arguments` (with `{dir}` replaced by `folder`) and checks the catalogue's
+/// contract: not killed by a signal, a non-zero status, nothing on stdout, one `Error: …` line on
+/// stderr holding each of `fragments`, and no file added to or removed from `folder`.
+private func expectOneLineError(
+    _ arguments: [String], in folder: String, _ fragments: [String], environment: [String: String]? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+    let before = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+    let arguments = arguments.map { $0.replacingOccurrences(of: "{dir}", with: folder) }
+    let run = try runBackprop(arguments, environment: environment)
+    #expect(!run.crashed, "\(arguments) was killed by a signal: \(run.standardError)", sourceLocation: sourceLocation)
+    #expect(run.status != 0, "\(arguments) exited with 0", sourceLocation: sourceLocation)
+    #expect(run.standardOutput.isEmpty, "\(arguments) printed: \(run.standardOutput)", sourceLocation: sourceLocation)
+    let lines = run.standardError.split(separator: "\n", omittingEmptySubsequences: false)
+    #expect(
+        lines.count == 2 && lines[0].hasPrefix("Error: ") && lines[1].isEmpty,
+        "\(arguments): stderr is not one `Error: …` line: \(run.standardError)", sourceLocation: sourceLocation)
+    for fragment in fragments.map({ $0.replacingOccurrences(of: "{dir}", with: folder) }) {
+        #expect(
+            run.standardError.contains(fragment), "\(arguments): \"\(run.standardError)\" lacks \"\(fragment)\"",
+            sourceLocation: sourceLocation)
+    }
+    let after = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+    #expect(after == before, "\(arguments) left \(after.subtracting(before))", sourceLocation: sourceLocation)
+}
+
+/// A data set in `folder`: `train` training and `test` test images of `height × width` pixels
+/// (gzip), labels `i mod 10`.
+private func writeDataset(in folder: String, train: Int = 12, test: Int = 3, height: Int = 2, width: Int = 2) throws {
+    let pixels = height * width
+    try IDX.write(
+        (0..<train * pixels).map { UInt8($0 * 5 % 256) }, shape: [train, height, width],
+        to: folder + "/train-images-idx3-ubyte.gz")
+    try IDX.write((0..<train).map { UInt8($0 % 10) }, shape: [train], to: folder + "/train-labels-idx1-ubyte.gz")
+    try IDX.write(
+        (0..<test * pixels).map { UInt8($0 * 7 % 256) }, shape: [test, height, width],
+        to: folder + "/t10k-images-idx3-ubyte.gz")
+    try IDX.write((0..<test).map { UInt8($0 % 10) }, shape: [test], to: folder + "/t10k-labels-idx1-ubyte.gz")
+}
+
+/// A checkpoint of a 4-3-10 model at `folder/name`, as `backprop train --save` writes one for
+/// images of 2×2 pixels, with `edit` applied to its tensors.
+private func writeCheckpoint(
+    in folder: String, name: String = "m.safetensors", _ edit: (inout [String: Tensor]) -> Void = { _ in }
+) throws {
+    var generator = RandomGenerator(seed: 5)
+    let model = Model.mlp(sizes: [4, 3, 10], loss: CrossEntropy(), generator: &generator)
+    let path = folder + "/" + name
+    try Checkpoint.save(model, to: path, metadata: ["input_mean": "0.5", "input_std": "0.25"])
+    let file = try Safetensors.read(path: path)
+    var tensors = file.tensors
+    edit(&tensors)
+    try Safetensors.write(tensors, metadata: file.metadata, to: path)
+}
+
+/// `tensor` with its element `index` (counting row-major) set to `value`.
+private func replacing(_ tensor: Tensor?, at index: Int, with value: Float) -> Tensor {
+    var values = tensor!.values
+    values[index] = value
+    return Tensor(shape: tensor!.shape, values: values)
+}
+
+/// The seed's inputs `x` (4, 3) and `y` (4) at `folder/inputs.safetensors` and the weights of a
+/// 3-2-1 model at `folder/weights.safetensors`, each value multiplied by `scale`.
+private func writeSeedFiles(in folder: String, scale: Float = 1) throws {
+    let x = Tensor(shape: [4, 3], values: (0..<12).map { Float($0 % 5 - 2) * scale })
+    try Safetensors.write(["x": x, "y": Tensor([0, 1, 2, 3])], to: folder + "/inputs.safetensors")
+    let weights: [String: Tensor] = [
+        "w1": Tensor(shape: [3, 2], values: (0..<6).map { Float($0 * 3 % 7 - 3) * scale }),
+        "b1": Tensor([0.5, 0.5]), "w2": Tensor(shape: [2, 1], values: [scale, -scale]), "b2": Tensor([0]),
+    ]
+    try Safetensors.write(weights, to: folder + "/weights.safetensors")
+}
+
+/// The environment of this process with `BACKPROP_DATA` set to `folder`.
+private func environment(data folder: String) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    environment[FashionMNIST.environmentVariable] = folder
+    return environment
+}
+
+@Suite("Bad inputs: messages (failing checks, negative numbers, bench --rows, non-finite models)")
+struct MessagesTests {
+    @Test("a failing near prints its report on stdout and exits 1, with nothing on stderr")
+    func failingNearExitsOneWithItsReport() throws {
+        try withTemporaryFolder { folder in
+            try Safetensors.write(["w": Tensor([1, 2, 3])], to: folder + "/actual.safetensors")
+            try Safetensors.write(["w": Tensor([1, 2, 4])], to: folder + "/expected.safetensors")
+            let run = try runBackprop(["near", folder + "/actual.safetensors", folder + "/expected.safetensors"])
+            #expect(!run.crashed)
+            #expect(run.status == 1)
+            #expect(run.standardError.isEmpty, "stderr: \(run.standardError)")
+            #expect(run.standardOutput.contains("w: not near: 1 of 3 elements out of tolerance; worst at [2]"))
+            #expect(run.standardOutput.hasSuffix("NOT NEAR\n"), "\(run.standardOutput)")
+        }
+    }
+
+    @Test("a failing gradcheck prints its table on stdout and exits 1, with nothing on stderr")
+    func failingGradcheckExitsOneWithItsReport() throws {
+        try withTemporaryFolder { folder in
+            // Values of 1e3 make the loss about 1e19, too large for Float finite differences.
+            try writeSeedFiles(in: folder, scale: 1e3)
+            let arguments = [
+                "gradcheck", "--tensors", folder + "/inputs.safetensors", "--init", folder + "/weights.safetensors",
+            ]
+            for json in [false, true] {
+                let run = try runBackprop(arguments + (json ? ["--json"] : []))
+                #expect(!run.crashed)
+                #expect(run.status == 1)
+                #expect(run.standardError.isEmpty, "stderr: \(run.standardError)")
+                if json {
+                    #expect(run.standardOutput.contains("\"passed\" : false"), "\(run.standardOutput)")
+                } else {
+                    #expect(run.standardOutput.contains("FAIL: "), "\(run.standardOutput)")
+                }
+            }
+            // The same files at scale 1 pass: the failure above is the values', not the files'.
+            try writeSeedFiles(in: folder)
+            let passing = try runBackprop(arguments)
+            #expect(passing.status == 0 && passing.standardOutput.contains("PASS: all 5 tensors"))
+        }
+    }
+
+    @Test(
+        "a negative number is read as the option's value and refused as out of range",
+        arguments: [
+            (["gradcheck", "--rows", "-5"], "--rows must be at least 1, got -5"),
+            (["gradcheck", "--samples", "-3"], "--samples must be at least 1, got -3"),
+            (["gradcheck", "--seed", "-1"], "The value '-1' is invalid for '--seed <seed>'"),
+            (["bench", "--runs", "-5"], "--runs must be at least 1, got -5"),
+            (["bench", "--rows", "-5"], "--rows must be at least 10, got -5"),
+            (["explain", "--rows", "-3"], "--rows: expected a number of rows from 1 to 50000, found -3"),
+            (["explain", "--seed", "-3"], "The value '-3' is invalid for '--seed <seed>'"),
+            (
+                ["near", "a.safetensors", "b.safetensors", "--absolute-tolerance", "-1"],
+                "--absolute-tolerance must be 0 or more, got -1.0"
+            ),
+            (
+                ["near", "a.safetensors", "b.safetensors", "--relative-tolerance", "-0.5"],
+                "--relative-tolerance must be 0 or more, got -0.5"
+            ),
+        ])
+    func negativeNumbersAreNamed(_ arguments: [String], _ message: String) throws {
+        try withTemporaryFolder { folder in
+            try expectOneLineError(arguments, in: folder, ["Error: " + message])
+            let run = try runBackprop(arguments)
+            #expect(!run.standardError.contains("Missing value"))
+        }
+    }
+
+    @Test("bench --rows beyond the training rows of a data set that exists is an error naming both")
+    func benchRowsBeyondTheDataSet() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder)  // 12 images: 10 train, 2 validate
+            let message = "Error: --rows 20: the training set in {dir} has only 10 rows"
+            let bench = ["bench", "--rows", "20", "--runs", "1", "--only", "seed"]
+            try expectOneLineError(bench + ["--data", "{dir}"], in: folder, [message])
+            // The folder named by BACKPROP_DATA, or installed by default, is held to the same.
+            try expectOneLineError(bench, in: folder, [message], environment: environment(data: folder))
+            // Within the data set, it runs on it.
+            let within = try runBackprop(["bench", "--rows", "10", "--runs", "1", "--only", "seed", "--data", folder])
+            #expect(within.status == 0, "\(within.standardError)")
+            #expect(within.standardOutput.hasPrefix("backprop bench: fashion-mnist inputs, 10 rows"))
+        }
+    }
+
+    @Test("bench without --data falls back to random inputs when the data set is not installed")
+    func benchFallsBackWhenNoDataSetIsInstalled() throws {
+        try withTemporaryFolder { folder in
+            let run = try runBackprop(
+                ["bench", "--rows", "20", "--runs", "1", "--only", "seed"],
+                environment: environment(data: folder + "/not-installed"))
+            #expect(!run.crashed && run.status == 0, "\(run.standardError)")
+            #expect(run.standardOutput.hasPrefix("backprop bench: synthetic inputs, 20 rows"), "\(run.standardOutput)")
+        }
+    }
+
+    @Test("evaluate of a model with a NaN or an infinity in a weight names the file and the tensor")
+    func evaluateRefusesNonFiniteWeights() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder)
+            try writeCheckpoint(in: folder, name: "nan.safetensors") { tensors in
+                tensors["layers.0.w"] = replacing(tensors["layers.0.w"], at: 5, with: .nan)
+            }
+            try writeCheckpoint(in: folder, name: "inf.safetensors") { tensors in
+                tensors["layers.2.b"] = replacing(tensors["layers.2.b"], at: 3, with: -.infinity)
+            }
+            let evaluate = ["evaluate", "--data", "{dir}", "--model"]
+            try expectOneLineError(
+                evaluate + ["{dir}/nan.safetensors"], in: folder,
+                ["Error: {dir}/nan.safetensors: tensor 'layers.0.w'", "NaN", "[1, 2]"])
+            try expectOneLineError(
+                evaluate + ["{dir}/inf.safetensors"], in: folder,
+                ["Error: {dir}/inf.safetensors: tensor 'layers.2.b'", "infinity", "[3]"])
+            // Finite weights too large for Float give a NaN loss: named, not reported as a result.
+            try writeCheckpoint(in: folder, name: "huge.safetensors") { tensors in
+                for (name, tensor) in tensors where name.hasPrefix("layers.") {
+                    tensors[name] = Tensor(shape: tensor.shape, values: tensor.values.map { $0 * 1e30 })
+                }
+            }
+            try expectOneLineError(
+                evaluate + ["{dir}/huge.safetensors"], in: folder,
+                [
+                    "Error: {dir}/huge.safetensors: the test loss on the 3 images in {dir} is",
+                    "the weights are finite but too large to give finite outputs",
+                ])
+            // The unedited checkpoint evaluates.
+            try writeCheckpoint(in: folder)
+            let good = try runBackprop(["evaluate", "--data", folder, "--model", folder + "/m.safetensors"])
+            #expect(good.status == 0 && good.standardOutput.hasPrefix("test accuracy "), "\(good.standardError)")
+        }
+    }
+}
+
+@Suite("Bad inputs: degenerate shapes (0-pixel images, 0-sized tensors, too few rows)")
+struct DegenerateShapesTests {
+    @Test(
+        "images of 0 pixels are refused by every command that reads them, naming the file",
+        arguments: [
+            (0, 0, "train-images-idx3-ubyte.gz: holds images of 0×0 pixels; expected at least 1×1"),
+            (2, 0, "train-images-idx3-ubyte.gz: holds images of 2×0 pixels; expected at least 1×1"),
+            (0, 3, "train-images-idx3-ubyte.gz: holds images of 0×3 pixels; expected at least 1×1"),
+        ])
+    func imagesOfZeroPixels(_ height: Int, _ width: Int, _ message: String) throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder, height: height, width: width)
+            try writeCheckpoint(in: folder)
+            for command in [
+                ["train", "--epochs", "1", "--hidden", "4"], ["evaluate", "--model", "{dir}/m.safetensors"],
+                ["seed"], ["gradcheck"], ["explain", "--rows", "1"],
+                ["bench", "--rows", "10", "--runs", "1", "--only", "seed"],
+            ] {
+                try expectOneLineError(command + ["--data", "{dir}"], in: folder, ["{dir}/" + message])
+            }
+            expectDataError(containing: [folder + "/" + message]) { try FashionMNIST(directory: folder) }
+        }
+    }
+
+    @Test("test images of 0 pixels are named too")
+    func testImagesOfZeroPixels() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder)
+            try IDX.write([], shape: [3, 0, 0], to: folder + "/t10k-images-idx3-ubyte.gz")
+            try expectOneLineError(
+                ["train", "--data", "{dir}", "--epochs", "1"], in: folder,
+                ["{dir}/t10k-images-idx3-ubyte.gz: holds images of 0×0 pixels"])
+        }
+    }
+
+    @Test(
+        "tensors with a dimension of 0 in --tensors or --init are refused as seed refuses them",
+        arguments: [
+            (["x": [0, 3], "y": [0]], "inputs", "tensor 'x' has shape [0, 3], expected [n, m] with n, m > 0"),
+            (["x": [4, 0], "y": [4]], "inputs", "tensor 'x' has shape [4, 0], expected [n, m] with n, m > 0"),
+            (
+                ["w1": [3, 0], "b1": [0], "w2": [0, 1], "b2": [1]], "weights",
+                "tensor 'w1' has shape [3, 0], expected [3, n] with n > 0 (a layer of 0 units)"
+            ),
+            (
+                ["w1": [3, 2], "b1": [2], "w2": [2, 0], "b2": [0]], "weights",
+                "tensor 'w2' has shape [2, 0], expected [2, n] with n > 0 (a layer of 0 units)"
+            ),
+        ] as [([String: [Int]], String, String)])
+    func tensorsWithAZeroDimension(_ shapes: [String: [Int]], _ role: String, _ message: String) throws {
+        try withTemporaryFolder { folder in
+            try writeSeedFiles(in: folder)
+            let path = folder + "/\(role).safetensors"
+            try Safetensors.write(shapes.mapValues { Tensor.zeros($0) }, to: path)
+            let files = ["--tensors", "{dir}/inputs.safetensors", "--init", "{dir}/weights.safetensors"]
+            for command in ["gradcheck", "seed"] {
+                try expectOneLineError([command] + files, in: folder, ["Error: {dir}/\(role).safetensors: " + message])
+            }
+            let file = try Safetensors.read(path: path)
+            expectDataError(containing: [message]) {
+                if role == "inputs" { _ = try file.inputsAndTargets() } else { _ = try file.linearWeights(inputs: 3) }
+            }
+        }
+    }
+
+    @Test("seed --init reads its two layers as gradcheck --init does, with one output")
+    func seedWeightsAreCheckedAsGradcheckChecksThem() throws {
+        try withTemporaryFolder { folder in
+            try writeSeedFiles(in: folder)
+            let seed = ["seed", "--tensors", "{dir}/inputs.safetensors", "--init", "{dir}/weights.safetensors"]
+            let wide: [String: Tensor] = [
+                "w1": Tensor.zeros([3, 2]), "b1": Tensor.zeros([2]), "w2": Tensor.zeros([2, 3]),
+                "b2": Tensor.zeros([3]),
+            ]
+            try Safetensors.write(wide, to: folder + "/weights.safetensors")
+            let message =
+                "weights.safetensors: tensor 'w2' has shape [2, 3], expected [2, 1] (the last layer gives 1 output"
+            try expectOneLineError(seed, in: folder, [message])
+            try expectOneLineError(
+                ["gradcheck", "--tensors", "{dir}/inputs.safetensors", "--init", "{dir}/weights.safetensors"],
+                in: folder, [message])
+            try Safetensors.write(
+                ["w1": Tensor.zeros([3, 2]), "b1": Tensor.zeros([2]), "b2": Tensor.zeros([1])],
+                to: folder + "/weights.safetensors")
+            try expectOneLineError(seed, in: folder, ["weights.safetensors: no tensor 'w2'; the file holds b1, b2, w1"])
+        }
+    }
+
+    @Test("a training set too small to split off validation is named, by --limit when the limit cut it")
+    func trainingSetTooSmallToSplit() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder, train: 5)
+            try expectOneLineError(
+                ["train", "--data", "{dir}", "--epochs", "1", "--hidden", "4"], in: folder,
+                [
+                    "Error: {dir}/train-images-idx3-ubyte.gz: holds 5 images, too few to split",
+                    "at least 6 are needed (5 leave 5 to train and 0 to validate)",
+                ])
+            try expectOneLineError(
+                ["train", "--data", "{dir}", "--epochs", "1", "--limit", "100"], in: folder,
+                ["Error: {dir}/train-images-idx3-ubyte.gz: holds 5 images, too few to split"])
+            try expectOneLineError(
+                ["train", "--data", "{dir}", "--epochs", "1", "--limit", "3"], in: folder,
+                ["Error: --limit: expected at least 6 images (one sixth validate), found 3"])
+            // The library says the same, and names --limit when the limit is what cut the rows.
+            expectDataError(containing: ["--limit: expected at least 6 images (one sixth validate), found 3"]) {
+                try FashionMNIST(directory: folder, limit: 3)
+            }
+            expectDataError(containing: ["holds 5 images, too few to split"]) {
+                try FashionMNIST(directory: folder, limit: 6)
+            }
+            // Commands that use no validation rows still read a small data set.
+            let data = try FashionMNIST(directory: folder, requiresValidation: false)
+            #expect(data.xTrain.shape == [5, 4] && data.xValid.shape == [0, 4])
+        }
+    }
+
+    @Test("an empty test set is an error for train and evaluate, not an accuracy of 0 images")
+    func emptyTestSet() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder, test: 0)
+            try writeCheckpoint(in: folder)
+            let message = "Error: {dir}/t10k-images-idx3-ubyte.gz: holds no images; at least one is needed to test"
+            try expectOneLineError(
+                ["train", "--data", "{dir}", "--epochs", "1", "--hidden", "4"], in: folder, [message])
+            try expectOneLineError(
+                ["evaluate", "--data", "{dir}", "--model", "{dir}/m.safetensors"], in: folder, [message])
+        }
+    }
+}
