@@ -34,17 +34,24 @@ struct BackpropCommand: ParsableCommand {
 
     /// Parses the arguments and runs the chosen subcommand; any error becomes one line on stderr
     /// (`Error: …`) and a non-zero exit status, never a usage dump or a stack trace. `--help` and
-    /// `--version` print as usual.
+    /// `--version` print as usual. An `ExitCode` thrown by a command that has printed its report
+    /// (`near`, `gradcheck`: status 1 when a check fails) exits with that status and prints nothing.
     static func main() {
         SingleThreadedBLAS.ensure()
+        StandardStream.prepareProcess()
+        FileSystemPath.registerCommandLineArguments()
+        OutOfMemory.install()
         do {
             var command = try parseAsRoot()
             try command.run()
+            StandardStream.finishOutput()
+        } catch let status as ExitCode {
+            Foundation.exit(status.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+            StandardStream.error.write("Error: \(message)\n")
             Foundation.exit(code.rawValue)
         }
     }

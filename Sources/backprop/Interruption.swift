@@ -1,32 +1,42 @@
+import BackpropData
 import Foundation
 import Synchronization
 
-/// Ctrl-C (SIGINT) and SIGTERM, turned into a request that a long run polls between two steps.
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP, turned into a request that a long run polls between two
+/// steps; SIGPIPE ignored, so that a write to a reader that has gone fails (`EPIPE`) instead of
+/// ending the process unseen, and the run stops as it does for the others (see `StandardStream`).
 ///
 /// The first signal only records itself; the run stops at its next step boundary, saves what it
-/// must and exits with `128 + signal` (130 for SIGINT, 143 for SIGTERM, as shells expect). A
-/// second signal ends the process at once, with the same status: the last checkpoint on disk is
-/// whole either way, since every file is written atomically.
+/// must and exits with `128 + signal` (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells
+/// expect). A second signal ends the process at once, with the same status, after removing the
+/// temporary file of a save in progress: the last checkpoint on disk is whole either way, since
+/// every file is written atomically.
 enum Interruption {
     /// The signal received, or 0.
     private static let received = Atomic<Int32>(0)
 
-    /// Installs the handler for SIGINT and SIGTERM, and unblocks both.
+    /// The signals that stop a run.
+    static let stopSignals = [SIGINT, SIGTERM, SIGHUP]
+
+    /// Installs the handler for SIGINT, SIGTERM and SIGHUP, unblocks them, and ignores SIGPIPE.
     ///
     /// A process inherits its parent's signal mask: started by a parent that blocks them (test
-    /// runners and some supervisors do), it would otherwise never see either signal.
+    /// runners and some supervisors do), it would otherwise never see them.
     static func install() {
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
+        for signalNumber in stopSignals { sigaddset(&signals, signalNumber) }
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-        for signalNumber in [SIGINT, SIGTERM] {
+        Foundation.signal(SIGPIPE, SIG_IGN)
+        for signalNumber in stopSignals {
             Foundation.signal(signalNumber) { number in
-                // Only async-signal-safe work here: an atomic exchange, and _exit.
+                // Only async-signal-safe work here: atomic exchanges, unlink and _exit.
                 let (exchanged, _) = Interruption.received.compareExchange(
                     expected: 0, desired: number, ordering: .sequentiallyConsistent)
-                if !exchanged { _exit(128 + number) }
+                if !exchanged {
+                    removeTemporaryFileOfAtomicWrite()
+                    _exit(128 + number)
+                }
             }
         }
     }
@@ -37,11 +47,12 @@ enum Interruption {
         return number == 0 ? nil : number
     }
 
-    /// `SIGINT` or `SIGTERM`, as the message names it.
+    /// `SIGINT`, `SIGTERM` or `SIGHUP`, as the message names it.
     static func name(of number: Int32) -> String {
         switch number {
         case SIGINT: return "SIGINT"
         case SIGTERM: return "SIGTERM"
+        case SIGHUP: return "SIGHUP"
         default: return "signal \(number)"
         }
     }

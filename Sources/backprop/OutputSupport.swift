@@ -1,26 +1,30 @@
+// `@preconcurrency` for C's `stdout`, a global that Swift 6 cannot prove is used from one thread
+// (read only in `finishOutput()`, once the command has run).
+#if canImport(Glibc)
+    @preconcurrency import Glibc
+#elseif canImport(Darwin)
+    @preconcurrency import Darwin
+#endif
 import ArgumentParser
+import BackpropData
 import Foundation
+import Synchronization
 
 /// Checks on output paths made before any work starts, so that a long run does not end in an
 /// error about where to write its result.
 enum OutputPath {
-    /// Throws a `ValidationError` unless `path`'s folder exists and is writable and `path` is not
-    /// a folder.
+    /// Throws a `ValidationError` unless `path` could be written atomically now: its folder (the
+    /// folder of the file a symbolic link points to) exists and is writable, `path` is not a
+    /// folder or a device, and its name fits the file system's limit.
+    ///
+    /// Registers the raw command-line arguments first, so that a name that is not UTF-8 is checked,
+    /// and later written, as the bytes given (see `FileSystemPath`).
     static func check(_ path: String, option: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
-            throw ValidationError("\(option) \(path): the folder \(folder) does not exist")
-        }
-        guard isDirectory.boolValue else {
-            throw ValidationError("\(option) \(path): \(folder) is not a folder")
-        }
-        guard FileManager.default.isWritableFile(atPath: folder) else {
-            throw ValidationError("\(option) \(path): the folder \(folder) is not writable")
-        }
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ValidationError("\(option) \(path): is a folder, expected a file path")
+        FileSystemPath.registerCommandLineArguments()
+        do {
+            try checkAtomicWrite(to: path)
+        } catch let error as DataError {
+            throw ValidationError("\(option) \(path): \(error.problem)")
         }
     }
 }
@@ -30,5 +34,132 @@ enum JSONNumber {
     static func format(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         return "\(value)"
+    }
+}
+
+/// Standard output or standard error, written with `write(2)`: a write that fails (the stream is
+/// closed, the disk full, the reader gone) is recorded, never a trap.
+///
+/// `FileHandle.write(_:)` stops the process on any error; `print` loses it in stdio's buffer.
+/// A long run asks ``failure`` between two steps and stops as after SIGTERM (see `Interruption`).
+/// After the first failure, writes to the stream are skipped.
+final class StandardStream: Sendable {
+    static let output = StandardStream(descriptor: STDOUT_FILENO, name: "standard output")
+    static let error = StandardStream(descriptor: STDERR_FILENO, name: "standard error")
+
+    let descriptor: Int32
+    /// `standard output` or `standard error`, as messages name it.
+    let name: String
+    /// The `errno` of the first failed write, or 0.
+    fileprivate let failedWith = Atomic<Int32>(0)
+
+    private init(descriptor: Int32, name: String) {
+        self.descriptor = descriptor
+        self.name = name
+    }
+
+    /// Whether the stream was closed when the process started (its first write fails).
+    fileprivate let closed = Atomic<Bool>(false)
+
+    /// Notes which of standard output and standard error are closed (`>&-`), and puts `/dev/null`
+    /// in their place, so that no file opened later takes their number and receives what was
+    /// meant for them (nor does `FileHandle` stop the process writing to them). The first write
+    /// to a closed stream fails, as it would have.
+    ///
+    /// Standard output gets `/dev/null` opened for reading only, so that `print` fails too (its
+    /// error shows at ``finishOutput()``); standard error gets it for writing, so that a write
+    /// through `FileHandle` does not stop the process.
+    static func prepare() {
+        for stream in [output, error] where fcntl(stream.descriptor, F_GETFD) < 0 && errno == EBADF {
+            stream.closed.store(true, ordering: .sequentiallyConsistent)
+            let null = open("/dev/null", stream.descriptor == STDOUT_FILENO ? O_RDONLY : O_WRONLY)
+            if null >= 0 && null != stream.descriptor {
+                dup2(null, stream.descriptor)
+                close(null)
+            }
+        }
+    }
+
+    /// Writes `text` as UTF-8, retrying short and interrupted writes; records the first failure.
+    func write(_ text: String) {
+        guard failure == nil else { return }
+        if closed.load(ordering: .sequentiallyConsistent) {
+            failedWith.store(EBADF, ordering: .sequentiallyConsistent)
+            return
+        }
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let result = Foundation.write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if result < 0 {
+                    let code = errno
+                    if code == EINTR { continue }
+                    failedWith.store(code, ordering: .sequentiallyConsistent)
+                    return
+                }
+                written += result
+            }
+        }
+    }
+
+    /// The `errno` of the first failed write (`EPIPE`, `ENOSPC`, `EBADF` for a closed stream), if any.
+    var failure: Int32? {
+        let code = failedWith.load(ordering: .sequentiallyConsistent)
+        return code == 0 ? nil : code
+    }
+
+    /// `standard output: cannot write: broken pipe`, or nil if every write succeeded.
+    var failureDescription: String? {
+        guard let failure else { return nil }
+        let reason: String
+        switch failure {
+        case EBADF: reason = "it is closed"
+        case EPIPE: reason = "broken pipe (the reader has exited)"
+        case Self.unknownFailure: reason = "a write failed, the output is incomplete"
+        default: reason = String(cString: strerror(failure)).lowercased()
+        }
+        return "\(name): cannot write: \(reason)"
+    }
+
+    /// The exit status after a failed write: `128 + SIGPIPE` for a broken pipe (what a shell sees
+    /// of a process that SIGPIPE ends), 1 otherwise.
+    var failureStatus: Int32 {
+        failure == EPIPE ? 128 + SIGPIPE : 1
+    }
+}
+
+extension StandardStream {
+    /// What `main` does before parsing: SIGPIPE ignored, so that a write to a reader that has
+    /// gone fails with `EPIPE` (reported, see ``finishOutput()``) instead of ending the process
+    /// unseen; closed streams noted (``prepare()``).
+    static func prepareProcess() {
+        signal(SIGPIPE, SIG_IGN)
+        prepare()
+    }
+
+    /// What `main` does after the command has run: flushes what `print` has buffered and, if
+    /// standard output could not be written (by `print` or through ``output``), says so in one
+    /// line on stderr and exits with ``failureStatus``.
+    static func finishOutput() {
+        // `print` writes through C's `stdout`: a failure while it wrote sets the stream's error
+        // flag (glibc drops the bytes it could not write); one in the last flush sets `errno`.
+        if fflush(stdout) != 0 {
+            output.record(errno)
+        } else if ferror(stdout) != 0 {
+            output.record(output.closed.load(ordering: .sequentiallyConsistent) ? EBADF : unknownFailure)
+        }
+        if let description = output.failureDescription {
+            error.write("Error: \(description)\n")
+            exit(output.failureStatus)
+        }
+    }
+
+    /// The failure of a write whose `errno` is lost (an earlier `print`).
+    private static let unknownFailure: Int32 = -1
+
+    /// Records `code` as the failure, unless one is recorded already.
+    private func record(_ code: Int32) {
+        _ = failedWith.compareExchange(expected: 0, desired: code, ordering: .sequentiallyConsistent)
     }
 }

@@ -7,15 +7,18 @@ import Foundation
 
 /// Shows a training run's progress: a redrawn bar with the running loss and the time left on a
 /// terminal, one plain line per epoch otherwise.
+///
+/// A failed write is recorded by the stream (see `StandardStream`), never a trap: the run asks
+/// the stream between two steps and stops.
 final class ProgressDisplay {
-    private let output: FileHandle
+    private let output: StandardStream
     private let isTerminal: Bool
     private let totalEpochs: Int
     /// When the bar was last drawn (it is redrawn at most ten times a second).
     private var lastDrawn = -Double.infinity
     private var barShown = false
 
-    init(output: FileHandle, isTerminal: Bool, totalEpochs: Int) {
+    init(output: StandardStream, isTerminal: Bool, totalEpochs: Int) {
         self.output = output
         self.isTerminal = isTerminal
         self.totalEpochs = totalEpochs

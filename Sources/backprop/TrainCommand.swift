@@ -74,7 +74,7 @@ struct TrainCommand: ParsableCommand {
     @Option(
         help: """
             Write the model, with the optimizer's state, to this safetensors file after every epoch \
-            (atomically), and at the end; Ctrl-C or SIGTERM stops after the current step and keeps the \
+            (atomically), and at the end; Ctrl-C, SIGTERM or SIGHUP stops after the current step and keeps the \
             last completed epoch there.
             """)
     var save: String?
@@ -93,9 +93,6 @@ struct TrainCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let limit, limit < 6 {
-            throw ValidationError("--limit: expected at least 6 images (one sixth validate), found \(limit)")
-        }
         if let threads, !(1...64).contains(threads) {
             throw ValidationError("--threads: expected 1 to 64, found \(threads)")
         }
@@ -107,6 +104,11 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let started = ContinuousClock.now
+        StandardStream.prepare()
+        Interruption.install()
+        // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
+        ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
+        FileSystemPath.registerCommandLineArguments()
         var configuration = try parsedConfiguration()
         var limit = self.limit
         if let resume {
@@ -117,7 +119,6 @@ struct TrainCommand: ParsableCommand {
         }
         // Checkpoints go to --save, or back to the file being resumed.
         let checkpointPath = save ?? resume
-        Interruption.install()
         if let threads { Threads.set(threads) }
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
         let trainer = Trainer(
@@ -126,11 +127,12 @@ struct TrainCommand: ParsableCommand {
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
-        let textOutput = json ? FileHandle.standardError : FileHandle.standardOutput
+        let textOutput = json ? StandardStream.error : StandardStream.output
         let progress = ProgressDisplay(
             output: textOutput, isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1,
             totalEpochs: configuration.epochs)
-        // After each epoch, the checkpoint; an error writing it stops the run at the next step.
+        // After each epoch, the checkpoint; an error writing it stops the run at the next step. A
+        // failed write of the progress does too, after the checkpoint is saved.
         var checkpointError: (any Error)?
         func saveCheckpoint(_ record: EpochRecord) {
             progress.epoch(record)
@@ -146,7 +148,7 @@ struct TrainCommand: ParsableCommand {
         do {
             try trainer.fit(
                 onStep: progress.step, onEpoch: saveCheckpoint,
-                shouldStop: { checkpointError != nil || Interruption.requested != nil })
+                shouldStop: { checkpointError != nil || Interruption.requested != nil || textOutput.failure != nil })
         } catch let error as TrainingError {
             progress.clear()
             var kept = ""
@@ -161,8 +163,12 @@ struct TrainCommand: ParsableCommand {
         if let checkpointError { throw checkpointError }
         if !trainer.isFinished, let signal = Interruption.requested {
             progress.clear()
-            reportInterruption(signal, trainer: trainer, checkpointPath: checkpointPath)
+            reportInterruption(by: "interrupted by \(Interruption.name(of: signal))", trainer, checkpointPath)
             Foundation.exit(128 + signal)
+        }
+        if !trainer.isFinished, let failure = textOutput.failureDescription {
+            reportInterruption(by: "Error: \(failure); stopped", trainer, checkpointPath)
+            Foundation.exit(textOutput.failureStatus)
         }
         let test = evaluate(trainer.model, x: dataset.xTest, y: dataset.yTest)
         let last = trainer.history.last!
@@ -188,7 +194,7 @@ struct TrainCommand: ParsableCommand {
                 testAccuracy: test.accuracy, testLoss: test.loss, validAccuracy: last.validAccuracy,
                 validLoss: last.validLoss, seconds: seconds, sizes: trainer.model.sizes,
                 configuration: configuration, epochs: trainer.history)
-            print(try encodeJSON(report))
+            StandardStream.output.write(try encodeJSON(report) + "\n")
         } else {
             textOutput.write(
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
@@ -196,11 +202,19 @@ struct TrainCommand: ParsableCommand {
             if let checkpointPath { textOutput.write("saved model to \(checkpointPath)\n") }
             if let plot { textOutput.write("wrote plot to \(plot)\n") }
         }
+        // The run is complete and saved; the report could not be written.
+        for stream in [StandardStream.output, StandardStream.error] {
+            if let failure = stream.failureDescription {
+                let saved = checkpointPath.map { "; \($0) holds the finished run" } ?? ""
+                StandardStream.error.write("Error: \(failure)\(saved)\n")
+                Foundation.exit(stream.failureStatus)
+            }
+        }
     }
 
-    /// One line on stderr: what stopped the run, where its last completed epoch is, how to go on.
-    private func reportInterruption(_ signal: Int32, trainer: Trainer, checkpointPath: String?) {
-        let name = Interruption.name(of: signal)
+    /// One line on stderr: what stopped the run (`cause`, as in `interrupted by SIGINT`), where its
+    /// last completed epoch is, how to go on.
+    private func reportInterruption(by cause: String, _ trainer: Trainer, _ checkpointPath: String?) {
         let position: String
         if trainer.step > 0 {
             position =
@@ -213,14 +227,14 @@ struct TrainCommand: ParsableCommand {
         let message: String
         if let checkpointPath, trainer.epoch > 0 {
             message =
-                "interrupted by \(name) \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
+                "\(cause) \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
                 + "with the optimizer's state; continue with: backprop train --resume \(checkpointPath)"
         } else if checkpointPath != nil {
-            message = "interrupted by \(name) \(position), before any epoch completed: nothing saved"
+            message = "\(cause) \(position), before any epoch completed: nothing saved"
         } else {
-            message = "interrupted by \(name) \(position): nothing saved (give --save FILE to keep checkpoints)"
+            message = "\(cause) \(position): nothing saved (give --save FILE to keep checkpoints)"
         }
-        FileHandle.standardError.write(message + "\n")
+        StandardStream.error.write(message + "\n")
     }
 
     /// With --resume, options given on the command line must agree with the checkpoint's (a
@@ -260,18 +274,13 @@ struct TrainCommand: ParsableCommand {
     }
 
     /// The options as a configuration, or an error naming the option, the expected and the found value.
+    /// The settings the options give, checked by the library's one check of training settings
+    /// (`TrainingConfiguration.validate`, which `--resume` applies to a checkpoint's too).
     private func parsedConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
         configuration.hidden = try parseSizes(hidden, option: "--hidden")
-        guard epochs > 0 else { throw ValidationError("--epochs: expected a positive number, found \(epochs)") }
         configuration.epochs = epochs
-        guard batchSize > 0 else {
-            throw ValidationError("--batch-size: expected a positive number, found \(batchSize)")
-        }
         configuration.batchSize = batchSize
-        guard learningRate > 0, learningRate.isFinite else {
-            throw ValidationError("--lr: expected a positive number, found \(learningRate)")
-        }
         configuration.learningRate = learningRate
         guard let kind = OptimizerKind(rawValue: optimizer) else {
             throw ValidationError(
@@ -279,11 +288,6 @@ struct TrainCommand: ParsableCommand {
             )
         }
         configuration.optimizer = kind
-        guard weightDecay >= 0, weightDecay.isFinite, learningRate * weightDecay < 1 else {
-            throw ValidationError(
-                "--weight-decay: expected a number ≥ 0 with --lr × --weight-decay < 1 (each step multiplies the "
-                    + "weights by 1 − lr·wd), found \(weightDecay) with --lr \(learningRate)")
-        }
         configuration.weightDecay = weightDecay
         guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
             throw ValidationError(
@@ -297,6 +301,11 @@ struct TrainCommand: ParsableCommand {
         }
         configuration.loss = lossKind
         configuration.seed = seed
+        do {
+            try configuration.validate(classes: lossKind.outputs(classes: FashionMNIST.classNames.count), limit: limit)
+        } catch {
+            throw ValidationError(error.description)
+        }
         return configuration
     }
 }
@@ -352,9 +361,4 @@ func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digi
 extension Duration {
     /// The duration in seconds.
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
-
-extension FileHandle {
-    /// Writes `text` as UTF-8.
-    func write(_ text: String) { write(Data(text.utf8)) }
 }
