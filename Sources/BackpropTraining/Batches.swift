@@ -42,7 +42,7 @@ public final class Batches {
     public var rowCount: Int { x.shape[0] }
 
     /// The number of batches per epoch: `⌈N / batchSize⌉`.
-    public var count: Int { (rowCount + batchSize - 1) / batchSize }
+    public var count: Int { rowCount / batchSize + (rowCount % batchSize == 0 ? 0 : 1) }  // no overflow
 
     /// Sets the order for `epoch` (counting from 0): a permutation drawn from a generator seeded
     /// with `seed` and `epoch` only, so that any epoch's order can be recomputed (to resume a run)

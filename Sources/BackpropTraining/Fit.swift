@@ -256,7 +256,10 @@ public final class Trainer {
         shouldStop: () -> Bool = { false }
     ) throws -> [EpochRecord] {
         let stepsPerEpoch = batches.count
-        let totalSteps = stepsPerEpoch * epochs
+        // Saturating: a library caller may ask for more steps than an Int counts (the command line
+        // refuses such settings in TrainingConfiguration.validate).
+        let (product, overflow) = stepsPerEpoch.multipliedReportingOverflow(by: epochs)
+        let totalSteps = overflow ? Int.max : product
         let clock = ContinuousClock()
         let started = clock.now
         func seconds(since instant: ContinuousClock.Instant) -> Double {
@@ -271,8 +274,9 @@ public final class Trainer {
                     epochSeconds += seconds(since: epochStarted)
                     return history
                 }
-                let learningRate = schedule.learningRate(
-                    peak: peakLearningRate, step: epoch * stepsPerEpoch + step, totalSteps: totalSteps)
+                let (base, late) = epoch.multipliedReportingOverflow(by: stepsPerEpoch)
+                let runStep = late || base > totalSteps - step ? totalSteps : base + step  // from the run's start
+                let learningRate = schedule.learningRate(peak: peakLearningRate, step: runStep, totalSteps: totalSteps)
                 optimizer.learningRate = learningRate
                 let (xb, yb) = batches.batch(step)
                 let loss = model(xb, yb).item()

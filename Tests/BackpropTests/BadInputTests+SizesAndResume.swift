@@ -69,6 +69,15 @@ struct SizesAndResumeTests {
         #expect(throws: Never.self) { try TrainingConfiguration().validate(limit: Int.max) }
     }
 
+    @Test("a batch size as large as an Int gives one batch of every row, without overflow")
+    func hugeBatchSize() {
+        let x = Tensor(shape: [10, 3], values: (0..<30).map(Float.init))
+        let batches = Batches(x: x, y: Tensor((0..<10).map(Float.init)), batchSize: Int.max)
+        #expect(batches.count == 1)
+        #expect(batches.batch(0).x.shape == [10, 3])
+        #expect(Batches(x: x, y: Tensor((0..<10).map(Float.init)), batchSize: 3).count == 4)
+    }
+
     /// A training checkpoint of `valid`'s run after one epoch, with `edit` applied to its
     /// metadata and tensors, rewritten at `path`.
     static func editedCheckpoint(
