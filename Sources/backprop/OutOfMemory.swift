@@ -10,14 +10,9 @@ import Foundation
 /// is for the rest, above all a limit such as `ulimit -v`.
 enum OutOfMemory {
     static func install() {
-        Tensor.allocationFailed = { bytes in
-            let size =
-                bytes >= 1 << 30
-                ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
-                : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+        Tensor.allocationFailed = { request in
             let message =
-                "Error: out of memory: could not allocate \(size) for a tensor (a memory limit such as "
-                + "ulimit -v, or the machine's memory); try fewer rows (--limit, --rows) or a smaller model\n"
+                "Error: out of memory: could not allocate \(request); try fewer rows (--limit, --rows) or a smaller model\n"
             message.utf8CString.withUnsafeBufferPointer { text in
                 _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)
             }

@@ -29,11 +29,22 @@ final class Storage: @unchecked Sendable {
         // 2 MiB instead of one per 4 KiB, as NumPy arranges for its large arrays.
         let large = bytes >= Storage.hugePageThreshold
         let status = posix_memalign(&raw, large ? 1 << 21 : 64, bytes)
-        if status != 0 || raw == nil { Tensor.allocationFailed(bytes) }
+        if status != 0 || raw == nil {
+            Tensor.allocationFailed(
+                "\(Storage.describe(bytes: bytes)) for a tensor (the system refused it: a memory limit such as "
+                    + "ulimit -v, or the machine's memory)")
+        }
         #if os(Linux)
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         #endif
         pointer = raw!.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+    }
+
+    /// `149.5 MiB`, `2.0 GiB`: a size for a message.
+    static func describe(bytes: Int) -> String {
+        bytes >= 1 << 30
+            ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
+            : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
     }
 
     /// Buffers of at least this many bytes are placed for huge pages, and kept for reuse by
@@ -109,9 +120,9 @@ public final class Tensor {
         for size in shape {
             precondition(size >= 0, "Tensor: negative dimension in shape \(shape)")
             let (product, overflow) = count.multipliedReportingOverflow(by: size)
-            precondition(
-                !overflow && !product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow,
-                "Tensor: shape \(shape) has more elements than memory can address")
+            if overflow || product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow {
+                Tensor.allocationFailed("a tensor of shape \(shape), more elements than memory can address")
+            }
             count = product
         }
         self.storage = Storage(count: count)
@@ -297,7 +308,9 @@ extension Tensor {
     /// never returns: by default the program stops with a message naming the size; a program can
     /// end more gracefully, as `backprop` does with one line on stderr and exit status 1. Set it
     /// once, before any other thread runs.
-    nonisolated(unsafe) package static var allocationFailed: (_ bytes: Int) -> Never = { bytes in
-        preconditionFailure("Storage: could not allocate \(bytes) bytes")
+    /// Its argument says what was asked for: `149.5 MiB for a tensor (…)`, or `a tensor of shape
+    /// [...], more elements than memory can address`.
+    nonisolated(unsafe) package static var allocationFailed: (_ request: String) -> Never = { request in
+        preconditionFailure("Tensor: could not allocate \(request)")
     }
 }
