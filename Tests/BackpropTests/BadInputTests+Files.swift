@@ -352,8 +352,9 @@ private func gzipBomb(shape: [Int], mebibytes: Int) -> [UInt8] {
         #expect(run.status == 0, "\(run.standardError)")
         #expect(run.standardOutput.contains("(60 images)"), "\(run.standardOutput)")
         #expect(run.seconds < 10, "took \(run.seconds) s")
-        // The whole of one images file is 784 MB; the run, BLAS and all, stays far below.
-        #expect(run.peakKiB < 200 << 10, "peak memory \(run.peakKiB) KiB")
+        // The whole of one images file is 784 MB; the run, BLAS and all, stays far below (under a
+        // sanitizer, whose shadow memory inflates every process, still below the file).
+        #expect(run.peakKiB < (underSanitizer ? 700 : 200) << 10, "peak memory \(run.peakKiB) KiB")
     }
 }
 

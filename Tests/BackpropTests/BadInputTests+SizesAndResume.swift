@@ -10,10 +10,6 @@ import Testing
 // clean exit where memory runs out), and the settings a checkpoint carries to `--resume` are
 // checked exactly as the command line's are.
 
-/// Whether this test process runs under the address sanitizer, which reserves terabytes of
-/// address space and so cannot run under `ulimit -v` at all.
-private let underAddressSanitizer: Bool = dlsym(dlopen(nil, RTLD_NOW), "__asan_init") != nil
-
 /// Runs `backprop arguments` under `ulimit -v kibibytes`, with a time limit.
 private func runUnderMemoryLimit(_ kibibytes: Int, _ arguments: [String], seconds: Int = 20) throws -> CommandResult {
     let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
@@ -160,7 +156,7 @@ struct SizesAndResumeTests {
 
     @Test(
         "under a tight ulimit -v, --version exits at once and a run too large fails with one line",
-        .enabled(if: !underAddressSanitizer, "the address sanitizer cannot run under ulimit -v"),
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
         .enabled(if: fashionMNISTInstalled, "needs Fashion-MNIST"))
     func memoryLimits() throws {
         let version = try runUnderMemoryLimit(200_000, ["--version"], seconds: 20)

@@ -46,3 +46,11 @@ func runProgram(_ path: String, _ arguments: [String], environment: [String: Str
         standardError: String(decoding: errorData, as: UTF8.self),
         crashed: process.terminationReason == .uncaughtSignal)
 }
+
+/// Whether this test process (and so the `backprop` it runs, built the same way) runs under the
+/// address or the thread sanitizer: their shadow memory inflates a process's memory several times,
+/// and the address sanitizer cannot run under `ulimit -v` at all.
+let underSanitizer: Bool = {
+    let handle = dlopen(nil, RTLD_NOW)
+    return dlsym(handle, "__asan_init") != nil || dlsym(handle, "__tsan_init") != nil
+}()
