@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// A symbolic link at `path` is followed: the file it points to is replaced, and the link stays
 /// (as editors and compilers do). The path is passed to the system as the bytes the user gave
-/// (see ``FileSystemPath``), so a name that is not UTF-8 is written exactly. A name too long to
+/// (see `FileSystemPath`), so a name that is not UTF-8 is written exactly. A name too long to
 /// leave room for the temporary file's suffix gets a shortened temporary name.
 ///
 /// - Parameters:
@@ -75,7 +75,7 @@ public func checkAtomicWrite(to path: String) throws {
 /// Async-signal-safe: one atomic exchange and one `unlink(2)`. Without it, a second Ctrl-C during
 /// a save would leave `.<name>.tmp-<pid>-<random>` behind (the next write of the same file would
 /// remove it, but only then).
-public func removeTemporaryFileOfAtomicWrite() {
+package func removeTemporaryFileOfAtomicWrite() {
     let address = AtomicWriter.inProgress.exchange(0, ordering: .sequentiallyConsistent)
     if let temporary = UnsafePointer<CChar>(bitPattern: address) { unlink(temporary) }
 }
@@ -84,9 +84,9 @@ public func removeTemporaryFileOfAtomicWrite() {
 ///
 /// Swift reads the command line into `String`s and replaces each byte that is not UTF-8 with
 /// U+FFFD, so the name `caf\xE9.svg` would come back as `caf\u{FFFD}.svg`, another file. The
-/// command line registers its raw arguments here (``registerCommandLineArguments()``); the
+/// command line registers its raw arguments here (`registerCommandLineArguments()`); the
 /// writer then passes the registered bytes of such a path to the system instead of the string's.
-public enum FileSystemPath {
+package enum FileSystemPath {
     /// The raw bytes of each argument that is not valid UTF-8, by the UTF-8 of its repaired
     /// string; `nil` where two different arguments repair to the same string.
     private static let registered = Mutex<[[UInt8]: [UInt8]?]>([:])
@@ -105,12 +105,12 @@ public enum FileSystemPath {
     }()
 
     /// Registers every command-line argument that is not valid UTF-8 (once; later calls do nothing).
-    public static func registerCommandLineArguments() {
+    package static func registerCommandLineArguments() {
         commandLineRegistered
     }
 
     /// Registers `bytes` as the spelling of the string Swift decodes them to, if they are not UTF-8.
-    public static func register(_ bytes: [UInt8]) {
+    package static func register(_ bytes: [UInt8]) {
         guard String(validating: bytes, as: UTF8.self) == nil else { return }
         let repaired = Array(String(decoding: bytes, as: UTF8.self).utf8)
         registered.withLock { table in
@@ -129,7 +129,7 @@ public enum FileSystemPath {
     ///
     /// - Throws: ``DataError`` if two arguments that are not UTF-8 read as `path` (the file meant
     ///   cannot be told), or if `path` holds a NUL byte.
-    public static func bytes(of path: String) throws -> [UInt8] {
+    package static func bytes(of path: String) throws -> [UInt8] {
         let utf8 = Array(path.utf8)
         if utf8.contains(0) {
             throw DataError(path: path, problem: "the path holds a NUL byte, which no file name can")
@@ -227,7 +227,7 @@ enum AtomicWriter {
         syncFolder(target.folder)
     }
 
-    /// Records `temporary` for ``removeTemporaryFileOfAtomicWrite()``.
+    /// Records `temporary` for `removeTemporaryFileOfAtomicWrite()`.
     private static func publish(_ temporary: [UInt8]) {
         let copy = temporary.withCPath { strdup($0) }
         let previous = inProgress.exchange(Int(bitPattern: copy), ordering: .sequentiallyConsistent)
@@ -240,7 +240,7 @@ enum AtomicWriter {
         free(UnsafeMutableRawPointer(bitPattern: previous))
     }
 
-    /// `path` as bytes (see ``FileSystemPath``), with symbolic links at its end followed (a link
+    /// `path` as bytes (see `FileSystemPath`), with symbolic links at its end followed (a link
     /// relative to its folder), split into folder (`.` if none is given) and file name.
     ///
     /// - Throws: ``DataError`` if the path names a folder (`dir/`), the links loop, or the name is

@@ -155,7 +155,7 @@ public struct FashionMNIST {
 
     /// Whether `directory` holds the four files (plain or `.gz`), without reading them: `false`
     /// for a folder that does not exist or lacks one of them.
-    public static func filesExist(in directory: String) -> Bool {
+    package static func filesExist(in directory: String) -> Bool {
         (try? locateFiles(in: directory)) != nil
     }
 

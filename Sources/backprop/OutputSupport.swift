@@ -16,11 +16,9 @@ enum OutputPath {
     /// Throws a `ValidationError` unless `path` could be written atomically now: its folder (the
     /// folder of the file a symbolic link points to) exists and is writable, `path` is not a
     /// folder or a device, and its name fits the file system's limit.
-    ///
-    /// Registers the raw command-line arguments first, so that a name that is not UTF-8 is checked,
-    /// and later written, as the bytes given (see `FileSystemPath`).
+    /// (`BackpropCommand.main` has registered the raw arguments, so that a name that is not UTF-8
+    /// is checked, and later written, as the bytes given: see `FileSystemPath`.)
     static func check(_ path: String, option: String) throws {
-        FileSystemPath.registerCommandLineArguments()
         do {
             try checkAtomicWrite(to: path)
         } catch let error as DataError {

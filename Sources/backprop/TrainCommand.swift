@@ -108,7 +108,6 @@ struct TrainCommand: ParsableCommand {
         Interruption.install()
         // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
-        FileSystemPath.registerCommandLineArguments()
         var configuration = try parsedConfiguration()
         var limit = self.limit
         if let resume {
