@@ -162,7 +162,7 @@ public struct FashionMNIST {
     /// The data folder to use: `explicit` (from `--data DIR`), else `$BACKPROP_DATA`, else
     /// ``defaultDirectory``.
     ///
-    /// Empty strings count as not given. The folder is not checked here; ``init(directory:limit:normalization:)``
+    /// Empty strings count as not given. The folder is not checked here; ``init(directory:limit:normalization:requiresValidation:)``
     /// reports a missing one.
     /// - Parameters:
     ///   - explicit: the `--data` argument, if the user gave one.

@@ -41,6 +41,7 @@ struct BackpropCommand: ParsableCommand {
         StandardStream.prepareProcess()
         FileSystemPath.registerCommandLineArguments()
         OutOfMemory.install()
+        Interruption.installCleanExit()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -41,6 +41,25 @@ enum Interruption {
         }
     }
 
+    /// For the commands that do not poll for a stop (`seed`, `explain`, `evaluate`, `gradcheck`,
+    /// …): a signal ends the process at once, as by default (killed by that signal), but first
+    /// removes the temporary file of a save in progress, so that none is left behind. `train`
+    /// replaces this with ``install()``.
+    static func installCleanExit() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signalNumber in stopSignals { sigaddset(&signals, signalNumber) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+        for signalNumber in stopSignals {
+            Foundation.signal(signalNumber) { number in
+                // Async-signal-safe: unlink, then the default action, raised again.
+                removeTemporaryFileOfAtomicWrite()
+                Foundation.signal(number, SIG_DFL)
+                raise(number)
+            }
+        }
+    }
+
     /// The signal received since ``install()``, if any.
     static var requested: Int32? {
         let number = received.load(ordering: .sequentiallyConsistent)
