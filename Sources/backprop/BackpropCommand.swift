@@ -50,7 +50,13 @@ struct BackpropCommand: ParsableCommand {
             Foundation.exit(status.rawValue)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { exit(withError: error) }
+            if code == .success {
+                // `--help`, `--version`: printed through the checked stream, so that a closed or
+                // full standard output is an error here too, not a silent exit 0.
+                StandardStream.output.write(fullMessage(for: error) + "\n")
+                StandardStream.finishOutput()
+                Foundation.exit(0)
+            }
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
             StandardStream.error.write("Error: \(message)\n")
             Foundation.exit(code.rawValue)

@@ -397,3 +397,19 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     }
     #expect(caught, "no save was seen in progress")
 }
+
+@Test func helpAndVersionToAnUnwritableStandardOutputFail() throws {
+    // ArgumentParser prints --help and --version itself and exits 0; backprop writes them through
+    // its checked stream, so that a closed or full standard output is an error as for any output.
+    for (arguments, redirection, message) in [
+        (["--version"], ">/dev/full", "Error: standard output: cannot write: no space left on device"),
+        (["--help"], ">&-", "Error: standard output: cannot write: it is closed"),
+        (["train", "--help"], ">/dev/full", "Error: standard output: cannot write: no space left on device"),
+    ] {
+        let run = try runBackpropRedirected(arguments, redirection)
+        #expect(!run.crashed && run.status == 1, "\(arguments) \(redirection): status \(run.status)")
+        #expect(run.standardError == message + "\n", "\(arguments) \(redirection): \(run.standardError)")
+    }
+    let version = try runBackprop(["--version"])
+    #expect(version.status == 0 && version.standardOutput == "0.1.0\n" && version.standardError.isEmpty)
+}
