@@ -181,9 +181,9 @@ public struct FashionMNIST {
     /// - Throws: ``DataError`` naming `directory` if it is not a folder, or if files are missing
     ///   (every missing one is named, with both spellings tried).
     static func locateFiles(in directory: String) throws -> [String] {
-        var isFolder: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder)
-        if !exists || !isFolder.boolValue {
+        let mode = fileMode(directory)
+        let exists = mode != nil
+        if mode.map({ $0 & S_IFMT != S_IFDIR }) ?? true {
             let looked = fileNames.map { $0 + "[.gz]" }.joined(separator: ", ")
             let what = exists ? "is not a folder" : "no such folder"
             throw DataError(
@@ -195,9 +195,9 @@ public struct FashionMNIST {
         for name in fileNames {
             let plain = directory + "/" + name
             let compressed = plain + ".gz"
-            if FileManager.default.fileExists(atPath: plain) {
+            if fileMode(plain) != nil {
                 found.append(plain)
-            } else if FileManager.default.fileExists(atPath: compressed) {
+            } else if fileMode(compressed) != nil {
                 found.append(compressed)
             } else {
                 missing.append("\(name).gz or \(name)")
@@ -207,6 +207,16 @@ public struct FashionMNIST {
             throw DataError(path: directory, problem: "missing " + missing.joined(separator: "; missing "))
         }
         return found
+    }
+
+    /// The kind and permissions of `path` (`stat(2)`'s `st_mode`), `nil` if nothing is there.
+    ///
+    /// Through the bytes the user gave (see `FileSystemPath`), not a repaired String, so that a
+    /// folder whose name is not UTF-8 is found (FileManager would look for another name).
+    private static func fileMode(_ path: String) -> mode_t? {
+        guard let bytes = try? FileSystemPath.bytes(of: path) else { return nil }
+        var status = stat()
+        return bytes.withCPath { stat($0, &status) } == 0 ? status.st_mode : nil
     }
 
     /// One split as read from disk: pixel bytes row-major, labels checked to lie in 0…9.

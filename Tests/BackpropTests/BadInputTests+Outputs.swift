@@ -413,3 +413,17 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     let version = try runBackprop(["--version"])
     #expect(version.status == 0 && version.standardOutput == "0.1.0\n" && version.standardError.isEmpty)
 }
+
+@Test func aDataFolderWhoseNameIsNotUTF8IsRead() throws {
+    try withTemporaryFolder { folder in
+        try writeSmallDataset(in: folder)
+        // `data\xE9` (Latin-1): Swift reads the argument with U+FFFD, which names no folder.
+        let script =
+            "d=\"$1/data$(printf '\\351')\"; mkdir \"$d\" && cp \"$1\"/*-ubyte \"$d\"/ && "
+            + "exec \"$0\" train --data \"$d\" --hidden 16 --epochs 1 --batch-size 50"
+        let run = try runProgram("/bin/sh", ["-c", script, backpropExecutable().path, folder])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(run.standardOutput.contains("test accuracy"), "\(run.standardOutput)")
+        #expect(rawNames(in: folder).contains(Array("data".utf8) + [0xE9]))
+    }
+}
