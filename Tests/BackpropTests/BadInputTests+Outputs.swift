@@ -412,6 +412,18 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     }
     let version = try runBackprop(["--version"])
     #expect(version.status == 0 && version.standardOutput == "0.1.0\n" && version.standardError.isEmpty)
+    // A command's report too (`near`, which passes here: status 0 with a writable output).
+    try withTemporaryFolder { folder in
+        let file = folder + "/a.safetensors"
+        try Safetensors.write(["w": Tensor([1, 2, 3])], to: file)
+        let passed = try runBackprop(["near", file, file])
+        #expect(passed.status == 0, "\(passed.standardError)")
+        let full = try runBackpropRedirected(["near", file, file], ">/dev/full")
+        #expect(!full.crashed && full.status == 1, "status \(full.status)")
+        #expect(
+            full.standardError == "Error: standard output: cannot write: no space left on device\n",
+            "\(full.standardError)")
+    }
 }
 
 @Test func aDataFolderWhoseNameIsNotUTF8IsRead() throws {
