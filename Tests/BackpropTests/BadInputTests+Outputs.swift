@@ -13,19 +13,6 @@ import Testing
 
 // MARK: - Helpers
 
-/// A data set in the Fashion-MNIST layout in `folder`: 600 training and 60 test images of 4×4
-/// random pixels with random labels (quick to train; only the files' handling matters here).
-private func writeSmallDataset(in folder: String) throws {
-    var generator = RandomGenerator(seed: 3)
-    func bytes(_ count: Int, below limit: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(generator.nextIndex(below: limit)) }
-    }
-    try IDX.write(bytes(600 * 16, below: 256), shape: [600, 4, 4], to: folder + "/train-images-idx3-ubyte")
-    try IDX.write(bytes(600, below: 10), shape: [600], to: folder + "/train-labels-idx1-ubyte")
-    try IDX.write(bytes(60 * 16, below: 256), shape: [60, 4, 4], to: folder + "/t10k-images-idx3-ubyte")
-    try IDX.write(bytes(60, below: 10), shape: [60], to: folder + "/t10k-labels-idx1-ubyte")
-}
-
 /// `backprop train` on the small data set in `folder`, `epochs` epochs, checkpoints in `save`.
 private func trainArguments(_ folder: String, epochs: Int, save: String) -> [String] {
     ["train", "--data", folder, "--hidden", "16", "--epochs", String(epochs), "--batch-size", "50", "--save", save]
@@ -70,7 +57,7 @@ private func expectCheckpoint(
 
 @Test func trainWritingIntoAPipeWithoutAReaderSavesTheEpochAndSaysSo() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
         let process = Process()
         process.executableURL = backpropExecutable()
@@ -106,7 +93,7 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
         return  // no /dev/full on this system
     }
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
         let run = try runBackpropRedirected(trainArguments(folder, epochs: 3, save: path), redirection)
         #expect(!run.crashed, "killed by a signal: \(run.standardError)")
@@ -123,7 +110,7 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
 @Test func trainWithStandardErrorClosedUnderJSONStopsAfterTheEpochWithStatus1() throws {
     // With --json the progress goes to stderr: closed, its first line fails.
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
         let run = try runBackpropRedirected(trainArguments(folder, epochs: 3, save: path) + ["--json"], "2>&-")
         #expect(!run.crashed)
@@ -137,7 +124,7 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
 @Test func trainWithStandardOutputClosedAfterTheRunSaysTheRunIsSaved() throws {
     // With --json, stdout is written once, at the end: the run is complete and saved.
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
         let run = try runBackpropRedirected(trainArguments(folder, epochs: 2, save: path) + ["--json"], ">&-")
         #expect(!run.crashed)
@@ -152,7 +139,7 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
 
 @Test func trainStoppedBySIGHUPSavesTheLastEpochLikeSIGTERM() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
         let process = Process()
         process.executableURL = backpropExecutable()
@@ -241,7 +228,7 @@ private func expectRefused(
 
 @Test func trainWithASaveNameOf240BytesTrainsAndSaves() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/" + String(repeating: "r", count: 228) + ".safetensors"
         let run = try runBackprop(trainArguments(folder, epochs: 2, save: path))
         #expect(run.status == 0, "\(run.standardError)")
@@ -252,7 +239,7 @@ private func expectRefused(
 
 @Test func writingThroughASymbolicLinkReplacesItsTargetAndResumeFollowsIt() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         try FileManager.default.createDirectory(atPath: folder + "/runs", withIntermediateDirectories: false)
         let link = folder + "/latest.safetensors"
         let target = folder + "/runs/run.safetensors"
@@ -275,7 +262,7 @@ private func expectRefused(
 
 @Test func outputNamesThatAreNotUTF8AreWrittenAsTheBytesGiven() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         // `caf\xE9` (Latin-1) and `p\xFF`: neither is UTF-8; Swift would read both with U+FFFD.
         let script =
             "exec \"$0\" train --data \"$1\" --hidden 16 --epochs 1 --batch-size 50 "
@@ -333,7 +320,7 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     var endedBySecondSignal = false
     for _ in 0..<3 where !endedBySecondSignal {
         try withTemporaryFolder { folder in
-            try writeSmallDataset(in: folder)
+            try writeRandomDataset(in: folder, seed: 3)
             endedBySecondSignal = try interruptTwiceDuringASave(in: folder)
             expectNoTemporaryFile(in: folder)
         }
@@ -428,7 +415,7 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
 
 @Test func aDataFolderWhoseNameIsNotUTF8IsRead() throws {
     try withTemporaryFolder { folder in
-        try writeSmallDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 3)
         // `data\xE9` (Latin-1): Swift reads the argument with U+FFFD, which names no folder.
         let script =
             "d=\"$1/data$(printf '\\351')\"; mkdir \"$d\" && cp \"$1\"/*-ubyte \"$d\"/ && "

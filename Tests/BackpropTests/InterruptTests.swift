@@ -123,19 +123,6 @@ func trainingResumedFromACheckpointEndsWithTheUninterruptedWeights(optimizer: Op
 
 // MARK: - The command line: SIGINT, SIGTERM, SIGKILL, --resume
 
-/// A data set in the Fashion-MNIST layout in `folder`: 600 training and 60 test images of 4×4
-/// random pixels with random labels (the model learns little; only reproducibility matters).
-private func writeRandomDataset(in folder: String) throws {
-    var generator = RandomGenerator(seed: 11)
-    func bytes(_ count: Int, below limit: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(generator.nextIndex(below: limit)) }
-    }
-    try IDX.write(bytes(600 * 16, below: 256), shape: [600, 4, 4], to: folder + "/train-images-idx3-ubyte")
-    try IDX.write(bytes(600, below: 10), shape: [600], to: folder + "/train-labels-idx1-ubyte")
-    try IDX.write(bytes(60 * 16, below: 256), shape: [60, 4, 4], to: folder + "/t10k-images-idx3-ubyte")
-    try IDX.write(bytes(60, below: 10), shape: [60], to: folder + "/t10k-labels-idx1-ubyte")
-}
-
 /// `backprop train` on the random data set, `epochs` epochs, checkpoints in `save`.
 private func trainArguments(data: String, epochs: Int, save: String) -> [String] {
     ["train", "--data", data, "--hidden", "16", "--epochs", String(epochs), "--batch-size", "50", "--save", save]
@@ -192,7 +179,7 @@ private func checkpointWeights(_ path: String) throws -> [String: [UInt32]] {
 @Test(arguments: [SIGINT, SIGTERM])
 func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int32) throws {
     try withTemporaryFolder { folder in
-        try writeRandomDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 11)
         let epochs = 40
         let reference = folder + "/reference.safetensors"
         let uninterrupted = try runBackprop(trainArguments(data: folder, epochs: epochs, save: reference))
@@ -234,7 +221,7 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
 
 @Test func trainKilledAtAnyMomentLeavesAWholeCheckpoint() throws {
     try withTemporaryFolder { folder in
-        try writeRandomDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 11)
         let epochs = 30
         let reference = folder + "/reference.safetensors"
         #expect(try runBackprop(trainArguments(data: folder, epochs: epochs, save: reference)).status == 0)
@@ -287,7 +274,7 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
 
 @Test func trainResumeRefusesSettingsThatDifferFromTheCheckpoint() throws {
     try withTemporaryFolder { folder in
-        try writeRandomDataset(in: folder)
+        try writeRandomDataset(in: folder, seed: 11)
         let path = folder + "/run.safetensors"
         #expect(try runBackprop(trainArguments(data: folder, epochs: 2, save: path)).status == 0)
         let cases: [([String], String)] = [

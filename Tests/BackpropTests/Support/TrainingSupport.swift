@@ -44,3 +44,17 @@ let fashionMNISTInstalled = FileManager.default.fileExists(
     atPath: fashionMNISTFolder + "/train-images-idx3-ubyte.gz")
 let fashionMNISTMissingNote: Comment =
     "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)"
+
+/// A data set in the Fashion-MNIST layout in `folder`: 600 training and 60 test images of 4×4
+/// random pixels with random labels, drawn from `seed` (the model learns little; only
+/// reproducibility matters).
+func writeRandomDataset(in folder: String, seed: UInt64) throws {
+    var generator = RandomGenerator(seed: seed)
+    func bytes(_ count: Int, below limit: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8(generator.nextIndex(below: limit)) }
+    }
+    try IDX.write(bytes(600 * 16, below: 256), shape: [600, 4, 4], to: folder + "/train-images-idx3-ubyte")
+    try IDX.write(bytes(600, below: 10), shape: [600], to: folder + "/train-labels-idx1-ubyte")
+    try IDX.write(bytes(60 * 16, below: 256), shape: [60, 4, 4], to: folder + "/t10k-images-idx3-ubyte")
+    try IDX.write(bytes(60, below: 10), shape: [60], to: folder + "/t10k-labels-idx1-ubyte")
+}
