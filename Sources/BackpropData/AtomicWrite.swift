@@ -194,13 +194,15 @@ enum AtomicWriter {
         let random = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let suffix = Array("\(getpid())-\(String(repeating: "0", count: 16 - random.count) + random)".utf8)
         let temporary = target.folder + Array("/".utf8) + stem + suffix
+        // Published before it exists: a signal between its creation and its publication would
+        // otherwise leave it behind (removing a name not yet created is harmless).
+        publish(temporary)
+        defer { unpublish() }
         let descriptor = temporary.withCPath { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         if descriptor < 0 {
             let code = errno
             throw DataError(path: path, problem: "cannot write: " + describe(code, folder: folder))
         }
-        publish(temporary)
-        defer { unpublish() }
         do {
             try writeAll(bytes, to: descriptor, path: path)
             if fsync(descriptor) != 0 {
