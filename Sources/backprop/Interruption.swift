@@ -3,8 +3,8 @@ import Foundation
 import Synchronization
 
 /// Ctrl-C (SIGINT), SIGTERM and SIGHUP, turned into a request that a long run polls between two
-/// steps; SIGPIPE ignored, so that a write to a reader that has gone fails (`EPIPE`) instead of
-/// ending the process unseen, and the run stops as it does for the others (see `StandardStream`).
+/// steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`: a write to
+/// a reader that has gone fails with `EPIPE`, and the run stops as it does for the others.)
 ///
 /// The first signal only records itself; the run stops at its next step boundary, saves what it
 /// must and exits with `128 + signal` (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells
@@ -18,16 +18,9 @@ enum Interruption {
     /// The signals that stop a run.
     static let stopSignals = [SIGINT, SIGTERM, SIGHUP]
 
-    /// Installs the handler for SIGINT, SIGTERM and SIGHUP, unblocks them, and ignores SIGPIPE.
-    ///
-    /// A process inherits its parent's signal mask: started by a parent that blocks them (test
-    /// runners and some supervisors do), it would otherwise never see them.
+    /// Installs the handler for SIGINT, SIGTERM and SIGHUP, and unblocks them.
     static func install() {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signalNumber in stopSignals { sigaddset(&signals, signalNumber) }
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-        Foundation.signal(SIGPIPE, SIG_IGN)
+        unblockStopSignals()
         for signalNumber in stopSignals {
             Foundation.signal(signalNumber) { number in
                 // Only async-signal-safe work here: atomic exchanges, unlink and _exit.
@@ -46,10 +39,7 @@ enum Interruption {
     /// removes the temporary file of a save in progress, so that none is left behind. `train`
     /// replaces this with ``install()``.
     static func installCleanExit() {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signalNumber in stopSignals { sigaddset(&signals, signalNumber) }
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+        unblockStopSignals()
         for signalNumber in stopSignals {
             Foundation.signal(signalNumber) { number in
                 // Async-signal-safe: unlink, then the default action, raised again.
@@ -58,6 +48,15 @@ enum Interruption {
                 raise(number)
             }
         }
+    }
+
+    /// Unblocks the stop signals: a process inherits its parent's signal mask, and started by a
+    /// parent that blocks them (test runners and some supervisors do), it would never see them.
+    private static func unblockStopSignals() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signalNumber in stopSignals { sigaddset(&signals, signalNumber) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 
     /// The signal received since ``install()``, if any.

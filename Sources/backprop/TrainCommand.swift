@@ -104,7 +104,6 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let started = ContinuousClock.now
-        StandardStream.prepare()
         Interruption.install()
         // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
@@ -272,9 +271,9 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    /// The options as a configuration, or an error naming the option, the expected and the found value.
-    /// The settings the options give, checked by the library's one check of training settings
-    /// (`TrainingConfiguration.validate`, which `--resume` applies to a checkpoint's too).
+    /// The options as a configuration, or an error naming the option, the expected and the found
+    /// value: the library's one check of training settings (`TrainingConfiguration.validate`,
+    /// which `--resume` applies to a checkpoint's too).
     private func parsedConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
         configuration.hidden = try parseSizes(hidden, option: "--hidden")
