@@ -69,6 +69,7 @@ public enum Gzip {
             zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         precondition(status == Z_OK, "Gzip.compress: deflateInit2 failed with status \(status)")
         let bound = Int(deflateBound(stream, uLong(bytes.count)))
+        Tensor.checkAllocatable(bytes: bound, for: "compressed data")
         return bytes.withUnsafeBufferPointer { source in
             [UInt8](unsafeUninitializedCapacity: bound) { output, written in
                 stream.pointee.next_in = UnsafeMutablePointer(mutating: source.baseAddress)
@@ -172,6 +173,7 @@ final class DecompressingReader {
         if !isGzip {
             // A plain file's size is known: read straight into an array of the right size.
             let expected = min(limit, file.size - produced)
+            Tensor.checkAllocatable(bytes: expected, for: "the contents of \(path)")
             var filled = 0
             let bytes = try [UInt8](unsafeUninitializedCapacity: max(expected, 0)) { buffer, initialized in
                 if let base = buffer.baseAddress { filled = try read(into: base, count: expected) }
@@ -183,11 +185,18 @@ final class DecompressingReader {
         defer { chunk.deallocate() }
         var bytes: [UInt8] = []
         // A guess from the compressed size; the array doubles past it if needed.
-        bytes.reserveCapacity(min(limit, max(1 << 16, file.size.multipliedReportingOverflow(by: 4).partialValue)))
+        let guess = min(limit, max(1 << 16, file.size.multipliedReportingOverflow(by: 4).partialValue))
+        Tensor.checkAllocatable(bytes: guess, for: "the decompressed contents of \(path)")
+        bytes.reserveCapacity(guess)
         while bytes.count < limit {
             let wanted = min(DecompressingReader.chunkSize, limit - bytes.count)
             let got = try read(into: chunk, count: wanted)
             if got == 0 { break }
+            if bytes.count + got > bytes.capacity {
+                // The array is about to double (and for a moment hold both copies).
+                let grown = bytes.capacity.multipliedReportingOverflow(by: 2).partialValue
+                Tensor.checkAllocatable(bytes: grown, for: "the decompressed contents of \(path)")
+            }
             bytes.append(contentsOf: UnsafeRawBufferPointer(start: chunk, count: got))
         }
         return bytes

@@ -101,6 +101,7 @@ public enum Safetensors {
             )
         }
         let restCount = Int(following)
+        Tensor.checkAllocatable(bytes: restCount, for: "the contents of \(path)")
         var read = 0
         let rest = try [UInt8](unsafeUninitializedCapacity: restCount) { buffer, initialized in
             if let base = buffer.baseAddress { read = try file.read(into: base, count: restCount) }
@@ -155,6 +156,7 @@ public enum Safetensors {
         header += [UInt8](repeating: UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
 
         let total = 8 + header.count + offset
+        Tensor.checkAllocatable(bytes: total, for: "a safetensors file")
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
             let raw = UnsafeMutableRawBufferPointer(buffer)
             raw.storeBytes(of: UInt64(header.count).littleEndian, toByteOffset: 0, as: UInt64.self)

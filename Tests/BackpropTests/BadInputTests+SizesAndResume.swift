@@ -171,4 +171,31 @@ struct SizesAndResumeTests {
         #expect(lines.count == 1, "\(seed.standardError)")
         #expect(seed.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(seed.standardError)")
     }
+
+    @Test(
+        "under any memory limit, train ends: it finishes, or says in one line that memory ran out",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
+        .enabled(if: fashionMNISTInstalled, "needs Fashion-MNIST"))
+    func memoryLimitSweep() throws {
+        // From too little to load the data (a Swift array: checked before it is made) through too
+        // little for OpenBLAS's work buffers (which it would otherwise retry for ever, spinning)
+        // to enough. Each limit gets a fresh process; none may trap or hang.
+        var outcomes: Set<String> = []
+        for kibibytes in stride(from: 130_000, through: 730_000, by: 50_000) {
+            let run = try runUnderMemoryLimit(kibibytes, ["train", "--epochs", "1", "--limit", "1200"], seconds: 60)
+            let context = "ulimit -v \(kibibytes): status \(run.status)\n\(run.standardError)"
+            #expect(!run.crashed && (run.status == 0 || run.status == 1), "\(context)")
+            if run.status == 1 {
+                #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")
+                #expect(run.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(context)")
+                if run.standardError.contains("work buffers of OpenBLAS") { outcomes.insert("blas") }
+                if run.standardError.contains("contents of") { outcomes.insert("array") }
+            } else {
+                outcomes.insert("trained")
+            }
+        }
+        // The sweep reached each kind of ending (it is wide enough to meet the two new checks).
+        #expect(outcomes.contains("trained"), "\(outcomes)")
+        if MatMulKernel.hasBLAS { #expect(outcomes.contains("blas"), "\(outcomes)") }
+    }
 }

@@ -3,6 +3,7 @@
 #elseif OpenBLAS
     import CBLAS
 #endif
+import CKernels
 
 /// Matrix product: the seed's `@`, which Swift cannot spell, is `•` (Option-8 on a Mac keyboard).
 ///
@@ -220,6 +221,7 @@ extension Tensor {
             let m = a.rows
             let n = b.columns
             let k = a.columns
+            reserveBLASBuffers()
             guard m * n * k >= 2 * blasPieceWork && BLASThreads.backpropSplitsProducts else {
                 blasBlock(a, b, into: c, rows: 0..<m, columns: 0..<n, ldc: n, accumulate: accumulate)
                 return
@@ -234,6 +236,21 @@ extension Tensor {
                 Parallel.forEachRange(n, minimumPerPiece: minimum, grain: 16) { columns in
                     blasBlock(a, b, into: c, rows: 0..<m, columns: columns, ldc: n, accumulate: accumulate)
                 }
+            }
+        }
+
+        /// Makes sure OpenBLAS has the work buffers of as many products at once as Backprop has
+        /// threads, before it needs them: OpenBLAS retries a buffer it cannot map for ever, so
+        /// under a memory limit the product would spin instead of failing
+        /// (`Sources/CKernels/BLASBuffers.c`). Without the memory, this fails as a tensor's
+        /// allocation does, through ``Tensor/allocationFailed``.
+        private static func reserveBLASBuffers() {
+            let slots = Int32(Parallel.workers)
+            let bytes = bp_blas_buffer_bytes(slots)
+            if bp_blas_reserve_buffers(slots) == 0 {
+                Tensor.allocationFailed(
+                    "\(Storage.describe(bytes: Int(bytes))) for the work buffers of OpenBLAS (the system refused "
+                        + "it: a memory limit such as ulimit -v, or the machine's memory)")
             }
         }
 

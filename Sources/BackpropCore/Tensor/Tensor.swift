@@ -197,7 +197,9 @@ public final class Tensor {
 
     /// The values, row-major, as a new array.
     public var values: [Float] {
-        withUnsafeBufferPointer { Array($0) }
+        Tensor.checkAllocatable(
+            bytes: count * MemoryLayout<Float>.size, for: "the values of a tensor of shape \(shape)")
+        return withUnsafeBufferPointer { Array($0) }
     }
 
     /// The value of a one-element tensor (PyTorch's `item()`).
@@ -312,5 +314,30 @@ extension Tensor {
     /// [...], more elements than memory can address`.
     nonisolated(unsafe) package static var allocationFailed: (_ request: String) -> Never = { request in
         preconditionFailure("Tensor: could not allocate \(request)")
+    }
+}
+
+extension Tensor {
+    /// Makes sure `bytes` of memory can be had before a Swift array of that size is made, and ends
+    /// through ``allocationFailed`` if not.
+    ///
+    /// Swift's arrays stop the program with a trap when the system refuses their memory; there is
+    /// no failable way to make one. So the arrays whose size comes from outside (a file's bytes, a
+    /// file being written, all of a tensor's values) ask first, with a probe mapping of the same
+    /// size (and 64 KiB more for the array's header), unmapped at once: the array's allocation
+    /// then succeeds unless another thread takes the memory in between. The probe is `mmap`, not
+    /// `malloc` and `free`: malloc may keep a freed block in its heap where the array's slightly
+    /// larger request does not fit, so a successful `malloc` probe does not promise the next one.
+    /// Small arrays (under 1 MiB) are not checked.
+    package static func checkAllocatable(bytes: Int, for purpose: @autoclosure () -> String) {
+        guard bytes >= 1 << 20 else { return }
+        let probeBytes = bytes < Int.max - (1 << 16) ? bytes + (1 << 16) : Int.max
+        let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let probe, probe != MAP_FAILED else {
+            allocationFailed(
+                "\(Storage.describe(bytes: bytes)) for \(purpose()) (the system refused it: a memory limit such as "
+                    + "ulimit -v, or the machine's memory)")
+        }
+        munmap(probe, probeBytes)
     }
 }

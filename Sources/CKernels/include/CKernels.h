@@ -70,6 +70,15 @@ typedef void (*bp_iteration)(void *context, long index);
 /// serially on the calling thread. See Pool.c.
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context);
 
+/// Maps the work buffers of OpenBLAS that `slots` threads calling `sgemm` at once will use, if it
+/// has not been done: 1 when they are there (or the BLAS needs none), 0 when the memory for them
+/// cannot be had (a limit such as `ulimit -v`). OpenBLAS itself would retry a failed mapping for
+/// ever (see BLASBuffers.c). Safe to call from any thread; quick once done.
+int bp_blas_reserve_buffers(int slots);
+
+/// The bytes `bp_blas_reserve_buffers(slots)` would still map (0 once done): for a message.
+unsigned long bp_blas_buffer_bytes(int slots);
+
 #ifdef __cplusplus
 }
 #endif
