@@ -47,7 +47,8 @@ extension Tensor {
         let k = a.columns
         if m * n <= 1 << 18 && k >= 2 * blockedDepthPiece {
             let pieces = (k + blockedDepthPiece - 1) / blockedDepthPiece
-            let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+            let partial = UnsafeMutablePointer<Float>.allocateScratch(
+                capacity: pieces * m * n, for: "a matrix product's scratch memory")
             defer { partial.deallocate() }
             Parallel.forEachPiece(pieces) { piece in
                 let depth = (piece * blockedDepthPiece)..<Swift.min(k, (piece + 1) * blockedDepthPiece)
@@ -75,7 +76,8 @@ extension Tensor {
         let nr = Blocking.nr
         let panelsB = (n + nr - 1) / nr
         if !accumulate { c.update(repeating: 0, count: m * n) }
-        let packedB = UnsafeMutablePointer<Float>.allocate(capacity: panelsB * Blocking.kc * nr)
+        let packedB = UnsafeMutablePointer<Float>.allocateScratch(
+            capacity: panelsB * Blocking.kc * nr, for: "a matrix product's scratch memory")
         defer { packedB.deallocate() }
         let rowBlocks = (m + Blocking.mc - 1) / Blocking.mc
         // Blocks of rows go to the cores when each block has work enough to pay for a thread.
@@ -87,7 +89,9 @@ extension Tensor {
                 // A row-major A is read in place, six rows at a time (its rows are already
                 // contiguous); a transposed view is packed into panels first.
                 let packedA =
-                    a.transposed ? UnsafeMutablePointer<Float>.allocate(capacity: Blocking.mc * kc) : nil
+                    a.transposed
+                    ? UnsafeMutablePointer<Float>.allocateScratch(
+                        capacity: Blocking.mc * kc, for: "a matrix product's scratch memory") : nil
                 defer { packedA?.deallocate() }
                 for block in blocks {
                     let ic = block * Blocking.mc

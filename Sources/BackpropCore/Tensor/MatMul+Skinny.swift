@@ -96,7 +96,8 @@ extension Tensor {
         let ldt = bp_gemm_tn_columns(m)
         let pieceSize = bp_gemm_tn_rows(n) * ldt
         let pieces = (k + transposedDepthPiece - 1) / transposedDepthPiece
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * pieceSize)
+        let partial = UnsafeMutablePointer<Float>.allocateScratch(
+            capacity: pieces * pieceSize, for: "a matrix product's scratch memory")
         defer { partial.deallocate() }
         Parallel.forEachPiece(pieces) { piece in
             let begin = piece * transposedDepthPiece
@@ -130,7 +131,8 @@ extension Tensor {
         let n = operands.n
         let k = operands.k
         let pieces = (k + depthPiece - 1) / depthPiece
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+        let partial = UnsafeMutablePointer<Float>.allocateScratch(
+            capacity: pieces * m * n, for: "a matrix product's scratch memory")
         defer { partial.deallocate() }
         Parallel.forEachRange(pieces, minimumPerPiece: 1) { range in
             for piece in range {

@@ -164,7 +164,8 @@ extension Tensor {
         let blockRows = Tensor.reductionBlockRows
         if outer == 1 && size > blockRows && inner > 0 {
             let blocks = (size + blockRows - 1) / blockRows
-            let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks * inner)
+            let partial = UnsafeMutablePointer<Double>.allocateScratch(
+                capacity: blocks * inner, for: "a sum's scratch memory")
             defer { partial.deallocate() }
             withExtendedLifetime(source) {
                 Parallel.forEachRange(blocks, minimumPerPiece: size * inner >= 1 << 18 ? 1 : blocks) { range in
@@ -183,7 +184,8 @@ extension Tensor {
             }
             return result
         }
-        let accumulator = UnsafeMutablePointer<Double>.allocate(capacity: Swift.max(inner, 1))
+        let accumulator = UnsafeMutablePointer<Double>.allocateScratch(
+            capacity: Swift.max(inner, 1), for: "a sum's scratch memory")
         defer { accumulator.deallocate() }
         withExtendedLifetime(source) {
             for o in 0..<outer {

@@ -341,3 +341,14 @@ extension Tensor {
         munmap(probe, probeBytes)
     }
 }
+
+extension UnsafeMutablePointer {
+    /// `allocate(capacity:)` for a kernel's scratch memory, checked first as
+    /// ``Tensor/checkAllocatable(bytes:for:)`` checks an array: memory that cannot be had ends
+    /// through ``Tensor/allocationFailed`` instead of Swift's trap.
+    package static func allocateScratch(capacity: Int, for purpose: @autoclosure () -> String) -> Self {
+        let (bytes, overflow) = capacity.multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
+        Tensor.checkAllocatable(bytes: overflow ? Int.max : bytes, for: purpose())
+        return allocate(capacity: capacity)
+    }
+}
