@@ -13,7 +13,11 @@ enum Op: CustomStringConvertible {
     case power(Float)  // x ** p, sqrt(x)
     case clampMin(Float)  // max(x, m)
     case exp, log
+    case erf  // the error function (Tensor+Special.swift)
     case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
+    case permute([Int])  // a view with the dimensions reordered (Tensor+Permute.swift)
+    case unfold(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))  // im2col (Tensor+Convolution.swift)
+    case fold(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))  // col2im, unfold's adjoint
     case matmul  // a • b (MatMul.swift)
     case rows(start: Int)  // x[start..<start + n], a view (Tensor+Rows.swift)
     case gatherRows([Int])  // x[indices], a copy
@@ -39,8 +43,12 @@ enum Op: CustomStringConvertible {
         case .clampMin(let m): "clampMin(\(m))"
         case .exp: "exp"
         case .log: "log"
+        case .erf: "erf"
         case .reshape: "reshape"
         case .transpose: "t"
+        case .permute(let dims): "permute(\(dims))"
+        case .unfold(let k, let s, let p): "unfold(\(k.0)×\(k.1), stride \(s.0)×\(s.1), padding \(p.0)×\(p.1))"
+        case .fold(let k, let s, let p): "fold(\(k.0)×\(k.1), stride \(s.0)×\(s.1), padding \(p.0)×\(p.1))"
         case .matmul: "•"
         case .rows(let start): "rows(\(start)...)"
         case .gatherRows(let indices): "rows([\(indices.count) indices])"
@@ -88,10 +96,18 @@ enum Op: CustomStringConvertible {
             return [g * y]
         case .log:  // ∂ log x = g / x
             return [g / x]
+        case .erf:  // ∂ erf x = g * 2/√π * e^(-x²)
+            return [g * (-(x * x)).exp() * Float(2 / Double.pi.squareRoot())]
         case .reshape:  // the same values, back in the input's shape
             return [g.reshape(x.shape)]
         case .transpose:  // ∂ xᵀ = gᵀ
             return [g.t()]
+        case .permute(let dims):  // g, its dimensions put back by the inverse permutation
+            return [g.permute(Tensor.inversePermutation(dims))]
+        case .unfold(let kernel, let stride, let padding):  // ∂ unfold = fold (its adjoint)
+            return [g.fold(imageShape: x.shape, kernel: kernel, stride: stride, padding: padding)]
+        case .fold(let kernel, let stride, let padding):  // ∂ fold = unfold (its adjoint)
+            return [g.unfold(kernel: kernel, stride: stride, padding: padding)]
         case .matmul:  // ∂(a • b) = g • bᵀ, aᵀ • g
             let b = inputs[1]
             return [g • b.t(), x.t() • g]

@@ -79,6 +79,49 @@ int bp_blas_reserve_buffers(int slots);
 /// The bytes `bp_blas_reserve_buffers(slots)` would still map (0 once done): for a message.
 unsigned long bp_blas_buffer_bytes(int slots);
 
+// Sliding windows over row-major NCHW images (Im2col.c). Threads may call each kernel at the
+// same time on disjoint ranges.
+
+/// Where `kh × kw` windows, `sh`, `sw` apart, sit on `[n, c, h, w]` images padded by `ph`, `pw`
+/// zeros: `oh = (h + 2 ph - kh) / sh + 1` windows down, `ow` across. Pooling uses it with `c = 1`
+/// (each plane an image), square windows and no padding.
+typedef struct BPWindow {
+    long n, c, h, w;
+    long kh, kw, sh, sw, ph, pw;
+    long oh, ow;
+} BPWindow;
+
+/// im2col: rows `(img, oy, 0..<ow)` of `cols` (`[n * oh * ow, c * kh * kw]`, columns
+/// `(ch, ky, kx)`) for each line `(img, oy)` in `[lineBegin, lineEnd)`; 0 over the padding.
+void bp_im2col(const float *x, float *cols, const BPWindow *window, long lineBegin, long lineEnd);
+
+/// col2im: images `[imageBegin, imageEnd)` of `y` (`[n, c, h, w]`), each element the sum of
+/// the entries of `cols` that unfold would have copied from it.
+void bp_col2im(const float *cols, float *y, const BPWindow *window, long imageBegin, long imageEnd);
+
+/// Max pooling of planes `[planeBegin, planeEnd)` (`[h, w]` each): the maximum of each window,
+/// where it sits in the plane (`iy * w + ix`, the first at a tie, row-major), and its offset in the
+/// window (`ky * kh + kx`), or -1 where two elements of the window hold the maximum.
+void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *window, long planeBegin,
+    long planeEnd);
+
+/// Max pooling's backward on planes `[planeBegin, planeEnd)`: `gInp` zeroed, then each output's
+/// gradient added at its winner.
+void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, const BPWindow *window,
+    long planeBegin, long planeEnd);
+
+/// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window.
+void bp_avg_pool(const float *x, float *out, const BPWindow *window, long planeBegin, long planeEnd);
+
+/// Average pooling's backward on planes `[planeBegin, planeEnd)`: `gInp` zeroed, then each
+/// output's gradient, divided by `kh²`, added to every element of its window.
+void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *window, long planeBegin, long planeEnd);
+
+/// Matrices `[matrixBegin, matrixEnd)` of a batch of `rows × columns` matrices `x`, transposed into
+/// `y` (`columns × rows` each): `y[m][j][i] = x[m][i][j]`. NHWC to NCHW and back. `avx2`: nonzero
+/// to use AVX2 (only where `bp_gemm_avx2_available()` returned 1).
+void bp_transpose(const float *x, float *y, long rows, long columns, long matrixBegin, long matrixEnd, int avx2);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,290 @@
+// Sliding-window kernels over NCHW images: im2col (unfold), col2im (fold), and pooling.
+//
+// Each is a few nested loops over memory that the caller splits over threads by ranges of
+// independent work (lines of windows, images, planes). They are memory-bound: the point of C
+// here is that the innermost copy of a kernel row (`kw` elements, 3 for the usual 3 × 3 kernel)
+// is compiled for its constant width, without a call or a per-element bounds check, and that
+// max pooling compares without branches (random data would mispredict every other one).
+//
+// The plain Swift loops they are tested against are `Tensor.referenceUnfold` and
+// `Tensor.referenceFold` (Tensor+Convolution.swift); the pooling layers are tested against
+// direct loops and the recorded composition `unfold` then `max` or `mean`.
+
+#include "CKernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+// MARK: - im2col
+
+/// Copies image `img` of `x` into `padded` (`[c, h + 2 ph, w + 2 pw]`, whose borders are zero).
+INLINE void padImage(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
+    const long c = g->c, h = g->h, w = g->w, paddedWidth = w + 2 * g->pw;
+    const long paddedPlane = (h + 2 * g->ph) * paddedWidth;
+    for (long ch = 0; ch < c; ch++) {
+        const float *source = x + (img * c + ch) * h * w;
+        float *row = padded + ch * paddedPlane + g->ph * paddedWidth + g->pw;
+        for (long iy = 0; iy < h; iy++, source += w, row += paddedWidth) memcpy(row, source, (size_t)w * sizeof(float));
+    }
+}
+
+/// Lines `[lineBegin, lineEnd)`, each `(img, oy)`: rows `(img, oy, 0..<ow)` of `cols`, `kw` a
+/// constant where the caller inlines it.
+///
+/// Each image is first copied into `padded` with the padding's zeros around it: then every
+/// window row is a plain copy of `kw` values, without a bounds check, and `cols` is written in
+/// order.
+INLINE void im2colLines(const float *restrict x, float *restrict cols, const BPWindow *g, long lineBegin,
+    long lineEnd, float *restrict padded, long kw) {
+    const long c = g->c, kh = g->kh, oh = g->oh, ow = g->ow, sh = g->sh, sw = g->sw;
+    const long paddedWidth = g->w + 2 * g->pw, paddedPlane = (g->h + 2 * g->ph) * paddedWidth;
+    long paddedImage = -1;
+    float *d = cols + lineBegin * ow * c * kh * kw;
+    for (long line = lineBegin; line < lineEnd; line++) {
+        const long img = line / oh, oy = line % oh;
+        if (img != paddedImage) {
+            padImage(x, padded, g, img);
+            paddedImage = img;
+        }
+        for (long ox = 0; ox < ow; ox++) {
+            const float *corner = padded + oy * sh * paddedWidth + ox * sw;
+            for (long ch = 0; ch < c; ch++) {
+                const float *s = corner + ch * paddedPlane;
+                for (long ky = 0; ky < kh; ky++, d += kw, s += paddedWidth) {
+                    for (long kx = 0; kx < kw; kx++) d[kx] = s[kx];
+                }
+            }
+        }
+    }
+}
+
+void bp_im2col(const float *x, float *cols, const BPWindow *g, long lineBegin, long lineEnd) {
+    float *padded = calloc((size_t)(g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw)), sizeof(float));
+    if (padded == NULL) abort();
+    switch (g->kw) {
+    case 1: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 1); break;
+    case 2: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 2); break;
+    case 3: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 3); break;
+    case 5: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 5); break;
+    default: im2colLines(x, cols, g, lineBegin, lineEnd, padded, g->kw); break;
+    }
+    free(padded);
+}
+
+// MARK: - col2im
+
+/// Images `[imageBegin, imageEnd)` of `y`, `kw` a constant where the caller inlines it.
+///
+/// Each image is summed in `padded` (`[c, h + 2 ph, w + 2 pw]`, zeroed): every window's row of
+/// `cols` is added, in row order, at its place without a bounds check; then the inner `[h, w]`
+/// of each channel is copied out (the padding's sums are dropped). The image stays in the cache
+/// while its rows of `cols` stream past.
+INLINE void col2imImages(const float *restrict cols, float *restrict y, const BPWindow *g, long imageBegin,
+    long imageEnd, float *restrict padded, long kw) {
+    const long c = g->c, h = g->h, w = g->w, kh = g->kh, oh = g->oh, ow = g->ow, sh = g->sh, sw = g->sw;
+    const long ph = g->ph, pw = g->pw;
+    const long paddedWidth = w + 2 * pw, paddedPlane = (h + 2 * ph) * paddedWidth;
+    for (long img = imageBegin; img < imageEnd; img++) {
+        memset(padded, 0, (size_t)(c * paddedPlane) * sizeof(float));
+        const float *s = cols + img * oh * ow * c * kh * kw;
+        for (long oy = 0; oy < oh; oy++) {
+            for (long ox = 0; ox < ow; ox++) {
+                float *corner = padded + oy * sh * paddedWidth + ox * sw;
+                for (long ch = 0; ch < c; ch++) {
+                    for (long ky = 0; ky < kh; ky++, s += kw) {
+                        float *d = corner + ch * paddedPlane + ky * paddedWidth;
+                        for (long kx = 0; kx < kw; kx++) d[kx] += s[kx];
+                    }
+                }
+            }
+        }
+        float *image = y + img * c * h * w;
+        for (long ch = 0; ch < c; ch++) {
+            for (long iy = 0; iy < h; iy++) {
+                memcpy(image + (ch * h + iy) * w, padded + ch * paddedPlane + (iy + ph) * paddedWidth + pw,
+                    (size_t)w * sizeof(float));
+            }
+        }
+    }
+}
+
+void bp_col2im(const float *cols, float *y, const BPWindow *g, long imageBegin, long imageEnd) {
+    float *padded = malloc((size_t)(g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw)) * sizeof(float));
+    if (padded == NULL) abort();
+    switch (g->kw) {
+    case 1: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 1); break;
+    case 2: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 2); break;
+    case 3: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 3); break;
+    case 5: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 5); break;
+    default: col2imImages(cols, y, g, imageBegin, imageEnd, padded, g->kw); break;
+    }
+    free(padded);
+}
+
+// MARK: - Pooling
+
+/// Max pooling of planes `[planeBegin, planeEnd)`, `k` a constant where the caller inlines it.
+INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *restrict winners, int *restrict pieces,
+    const BPWindow *g, long plane, long k) {
+    const long h = g->h, w = g->w, s = g->sh, oh = g->oh, ow = g->ow;
+    const float *input = x + plane * h * w;
+    const long first = plane * oh * ow;
+    for (long oy = 0; oy < oh; oy++) {
+        for (long ox = 0; ox < ow; ox++) {
+            const long corner = oy * s * w + ox * s;
+            const float *window = input + corner;
+            // The maximum, then the first element (row-major) that equals it and how many do:
+            // two passes over a few values in registers, compiled to selects, not branches
+            // (random data would mispredict every other branch).
+            float best = window[0];
+            for (long ky = 0; ky < k; ky++)
+                for (long kx = 0; kx < k; kx++) {
+                    const float v = window[ky * w + kx];
+                    best = v > best ? v : best;
+                }
+            int at = 0, hits = 0;
+            for (long i = k * k - 1; i >= 0; i--) {
+                const int hit = window[(i / k) * w + i % k] == best;
+                at = hit ? (int)i : at;
+                hits += hit;
+            }
+            const long o = first + oy * ow + ox;
+            out[o] = best;
+            winners[o] = (int)(corner + (at / k) * w + at % k);
+            pieces[o] = hits > 1 ? -1 : at;
+        }
+    }
+}
+
+void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *g, long planeBegin,
+    long planeEnd) {
+    for (long plane = planeBegin; plane < planeEnd; plane++) {
+        switch (g->kh) {
+        case 2: maxPoolPlane(x, out, winners, pieces, g, plane, 2); break;
+        case 3: maxPoolPlane(x, out, winners, pieces, g, plane, 3); break;
+        default: maxPoolPlane(x, out, winners, pieces, g, plane, g->kh); break;
+        }
+    }
+}
+
+void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, const BPWindow *g, long planeBegin,
+    long planeEnd) {
+    const long planeSize = g->h * g->w, outputs = g->oh * g->ow;
+    for (long plane = planeBegin; plane < planeEnd; plane++) {
+        float *target = gInp + plane * planeSize;
+        memset(target, 0, (size_t)planeSize * sizeof(float));
+        for (long o = plane * outputs; o < (plane + 1) * outputs; o++) target[winners[o]] += gOut[o];
+    }
+}
+
+/// Average pooling of one plane, `k` a constant where the caller inlines it.
+INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPWindow *g, long plane, long k) {
+    const long h = g->h, w = g->w, s = g->sh, oh = g->oh, ow = g->ow;
+    const float scale = 1.0f / (float)(k * k);
+    const float *input = x + plane * h * w;
+    float *o = out + plane * oh * ow;
+    for (long oy = 0; oy < oh; oy++) {
+        for (long ox = 0; ox < ow; ox++) {
+            const float *window = input + oy * s * w + ox * s;
+            float total = 0;
+            for (long ky = 0; ky < k; ky++)
+                for (long kx = 0; kx < k; kx++) total += window[ky * w + kx];
+            *o++ = total * scale;
+        }
+    }
+}
+
+void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin, long planeEnd) {
+    for (long plane = planeBegin; plane < planeEnd; plane++) {
+        switch (g->kh) {
+        case 2: avgPoolPlane(x, out, g, plane, 2); break;
+        case 3: avgPoolPlane(x, out, g, plane, 3); break;
+        default: avgPoolPlane(x, out, g, plane, g->kh); break;
+        }
+    }
+}
+
+void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, long planeBegin, long planeEnd) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, oh = g->oh, ow = g->ow;
+    const float scale = 1.0f / (float)(k * k);
+    for (long plane = planeBegin; plane < planeEnd; plane++) {
+        float *target = gInp + plane * h * w;
+        memset(target, 0, (size_t)(h * w) * sizeof(float));
+        const float *share = gOut + plane * oh * ow;
+        for (long oy = 0; oy < oh; oy++) {
+            for (long ox = 0; ox < ow; ox++) {
+                float *window = target + oy * s * w + ox * s;
+                const float value = *share++ * scale;
+                for (long ky = 0; ky < k; ky++)
+                    for (long kx = 0; kx < k; kx++) window[ky * w + kx] += value;
+            }
+        }
+    }
+}
+
+// MARK: - Layout
+
+/// `t[j * rows + i] = a[i * columns + j]` for `i` in `[i0, i1)` and all `j`: plain loops.
+static void transposeRows(const float *restrict a, float *restrict t, long rows, long columns, long i0, long i1) {
+    for (long j = 0; j < columns; j++)
+        for (long i = i0; i < i1; i++) t[j * rows + i] = a[i * columns + j];
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+
+/// One 8 × 8 block, transposed in registers: `t[j * ldt + i] = a[i * lda + j]`.
+static inline TARGET __attribute__((always_inline)) void transpose8x8(const float *a, long lda, float *t, long ldt) {
+    __m256 r[8], u[8], v[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(a + i * lda);
+    for (int i = 0; i < 8; i += 2) {
+        u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        v[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+        v[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+        v[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+        v[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(t + j * ldt, _mm256_permute2f128_ps(v[j], v[j + 4], 0x20));
+        _mm256_storeu_ps(t + (j + 4) * ldt, _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
+    }
+}
+
+/// One matrix, in 8 × 8 blocks, the last rows and columns by plain loops.
+static TARGET void transposeAVX2(const float *restrict a, float *restrict t, long rows, long columns) {
+    long i0 = 0;
+    for (; i0 + 8 <= rows; i0 += 8) {
+        long j0 = 0;
+        for (; j0 + 8 <= columns; j0 += 8) transpose8x8(a + i0 * columns + j0, columns, t + j0 * rows + i0, rows);
+        for (long j = j0; j < columns; j++)
+            for (long i = i0; i < i0 + 8; i++) t[j * rows + i] = a[i * columns + j];
+    }
+    transposeRows(a, t, rows, columns, i0, rows);
+}
+
+#endif
+
+void bp_transpose(const float *x, float *y, long rows, long columns, long matrixBegin, long matrixEnd, int avx2) {
+    const long size = rows * columns;
+    for (long matrix = matrixBegin; matrix < matrixEnd; matrix++) {
+        const float *a = x + matrix * size;
+        float *t = y + matrix * size;
+#if defined(__x86_64__) || defined(_M_X64)
+        if (avx2) {
+            transposeAVX2(a, t, rows, columns);
+            continue;
+        }
+#else
+        (void)avx2;
+#endif
+        transposeRows(a, t, rows, columns, 0, rows);
+    }
+}

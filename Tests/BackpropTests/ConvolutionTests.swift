@@ -1,0 +1,437 @@
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropExplain
+@testable import BackpropNetwork
+@testable import BackpropTraining
+
+// Convolution and pooling, each checked against references that share no code with it: direct
+// loops in Double written here from the definitions (`out[img, co, oy, ox] = b[co] +
+// Σ w[co, ci, ky, kx] · inp[img, ci, oy·s - p + ky, ox·s - p + kx]`), autograd's `.grad` through
+// the recorded composition (unfold, •, max, mean), and central finite differences of the
+// Double loops. Shapes cover stride 2, padding 0, 1 and 2, odd and non-square images, 1×1 and
+// non-square kernels, batch 1, channels 1 and 3, with and without bias.
+
+/// One convolution to test: input `[n, cIn, h, w]`, weights `[cOut, cIn, kh, kw]`.
+struct ConvolutionCase: CustomTestStringConvertible, Sendable {
+    let n: Int, cIn: Int, h: Int, w: Int
+    let cOut: Int, kh: Int, kw: Int
+    let stride: Int, padding: Int
+    let bias: Bool
+
+    var testDescription: String {
+        "[\(n), \(cIn), \(h), \(w)] * [\(cOut), \(cIn), \(kh), \(kw)] stride \(stride) pad \(padding)"
+            + (bias ? "" : " no bias")
+    }
+    var oh: Int { (h + 2 * padding - kh) / stride + 1 }
+    var ow: Int { (w + 2 * padding - kw) / stride + 1 }
+
+    static let all: [ConvolutionCase] = [
+        .init(n: 2, cIn: 3, h: 7, w: 5, cOut: 4, kh: 3, kw: 3, stride: 2, padding: 1, bias: true),
+        .init(n: 1, cIn: 1, h: 7, w: 5, cOut: 2, kh: 3, kw: 3, stride: 1, padding: 2, bias: false),
+        .init(n: 2, cIn: 3, h: 5, w: 6, cOut: 2, kh: 1, kw: 1, stride: 1, padding: 0, bias: true),
+        .init(n: 1, cIn: 3, h: 5, w: 7, cOut: 3, kh: 3, kw: 2, stride: 2, padding: 0, bias: true),
+        .init(n: 3, cIn: 1, h: 4, w: 4, cOut: 3, kh: 3, kw: 3, stride: 1, padding: 1, bias: false),
+        .init(n: 1, cIn: 2, h: 6, w: 5, cOut: 1, kh: 2, kw: 2, stride: 2, padding: 2, bias: true),
+    ]
+}
+
+/// One pooling to test: input `[n, c, h, w]`, `kernel × kernel` windows `stride` apart.
+struct PoolingCase: CustomTestStringConvertible, Sendable {
+    let n: Int, c: Int, h: Int, w: Int
+    let kernel: Int, stride: Int
+
+    var testDescription: String { "[\(n), \(c), \(h), \(w)] kernel \(kernel) stride \(stride)" }
+    var oh: Int { (h - kernel) / stride + 1 }
+    var ow: Int { (w - kernel) / stride + 1 }
+
+    static let all: [PoolingCase] = [
+        .init(n: 2, c: 3, h: 6, w: 6, kernel: 2, stride: 2),
+        .init(n: 1, c: 1, h: 7, w: 5, kernel: 3, stride: 2),  // overlapping windows
+        .init(n: 2, c: 1, h: 7, w: 7, kernel: 2, stride: 3),  // gaps between windows
+        .init(n: 1, c: 3, h: 5, w: 4, kernel: 1, stride: 1),
+        .init(n: 1, c: 2, h: 5, w: 5, kernel: 3, stride: 1),
+    ]
+}
+
+// MARK: - Direct loops in Double, from the definitions
+
+/// `inp[img, ch, iy, ix]` of a `[n, c, h, w]` array, or 0 in the padding.
+private func pixel(_ x: [Float], _ shape: [Int], _ img: Int, _ ch: Int, _ iy: Int, _ ix: Int) -> Double {
+    guard iy >= 0 && iy < shape[2] && ix >= 0 && ix < shape[3] else { return 0 }
+    return Double(x[((img * shape[1] + ch) * shape[2] + iy) * shape[3] + ix])
+}
+
+/// The convolution straight from its definition, in Double, row-major `[n, cOut, oh, ow]`.
+private func directConvolution(_ inp: Tensor, _ w: Tensor, _ b: Tensor?, _ t: ConvolutionCase) -> [Double] {
+    let (x, weights, bias) = (inp.values, w.values, b?.values)
+    var out: [Double] = []
+    for img in 0..<t.n {
+        for co in 0..<t.cOut {
+            for oy in 0..<t.oh {
+                for ox in 0..<t.ow {
+                    var total = bias.map { Double($0[co]) } ?? 0
+                    for ci in 0..<t.cIn {
+                        for ky in 0..<t.kh {
+                            for kx in 0..<t.kw {
+                                let weight = Double(weights[((co * t.cIn + ci) * t.kh + ky) * t.kw + kx])
+                                let iy = oy * t.stride - t.padding + ky
+                                let ix = ox * t.stride - t.padding + kx
+                                total += weight * pixel(x, inp.shape, img, ci, iy, ix)
+                            }
+                        }
+                    }
+                    out.append(total)
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// Max or mean pooling straight from the definition, in Double, row-major `[n, c, oh, ow]`.
+private func directPooling(_ inp: Tensor, _ t: PoolingCase, mean: Bool) -> [Double] {
+    let x = inp.values
+    var out: [Double] = []
+    for img in 0..<t.n {
+        for ch in 0..<t.c {
+            for oy in 0..<t.oh {
+                for ox in 0..<t.ow {
+                    var window: [Double] = []
+                    for ky in 0..<t.kernel {
+                        for kx in 0..<t.kernel {
+                            window.append(pixel(x, inp.shape, img, ch, oy * t.stride + ky, ox * t.stride + kx))
+                        }
+                    }
+                    out.append(mean ? window.reduce(0, +) / Double(window.count) : window.max()!)
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// `AvgPool2d` (`mean`) or `MaxPool2d` for a pooling case.
+private func poolingLayer(_ t: PoolingCase, mean: Bool) -> any Layer {
+    mean ? AvgPool2d(kernel: t.kernel, stride: t.stride) : MaxPool2d(kernel: t.kernel, stride: t.stride)
+}
+
+/// `Σ_i a_i · r_i` in Double.
+private func dot(_ a: [Double], _ r: Tensor) -> Double {
+    zip(a, r.values).reduce(0) { $0 + $1.0 * Double($1.1) }
+}
+
+/// `Σ_i a_i · b_i` of two tensors, in Double.
+private func dot(_ a: Tensor, _ b: Tensor) -> Double {
+    dot(a.values.map(Double.init), b)
+}
+
+/// Random input, weights and bias for a convolution case.
+private func convolutionTensors(
+    _ t: ConvolutionCase, seed: UInt64
+) -> (inp: Tensor, w: Tensor, b: Tensor?, r: Tensor) {
+    var generator = RandomGenerator(seed: seed)
+    let inp = uniform([t.n, t.cIn, t.h, t.w], in: -1...1, generator: &generator)  // (n, cIn, h, w)
+    let w = uniform([t.cOut, t.cIn, t.kh, t.kw], in: -1...1, generator: &generator)  // (cOut, cIn, kh, kw)
+    let b = t.bias ? uniform([t.cOut], in: -1...1, generator: &generator) : nil  // (cOut)
+    let r = uniform([t.n, t.cOut, t.oh, t.ow], in: -1...1, generator: &generator)  // (n, cOut, oh, ow)
+    return (inp, w, b, r)
+}
+
+/// An input whose values are all at least 0.05 apart (a shuffled grid): finite differences with
+/// steps of about 5e-3 then never change which element of a window is the largest.
+private func distinctValues(_ shape: [Int], seed: UInt64) -> Tensor {
+    var generator = RandomGenerator(seed: seed)
+    let count = shape.reduce(1, *)
+    var values = (0..<count).map { Float($0) * 0.05 - Float(count) * 0.025 }
+    for i in stride(from: count - 1, to: 0, by: -1) { values.swapAt(i, generator.nextIndex(below: i + 1)) }
+    return Tensor(shape: shape, values: values)
+}
+
+@Suite("Convolution: unfold, fold, permute, Conv2d, pooling, Flatten")
+struct ConvolutionTests {
+    // MARK: unfold and fold
+
+    @Test("unfold of a small padded image, written out by hand")
+    func unfoldByHand() {
+        // 1 image, 1 channel, 2×2, kernel 2, padding 1: a 3×3 grid of windows.
+        let x = Tensor(shape: [1, 1, 2, 2], values: [1, 2, 3, 4])
+        let cols = x.unfold(kernel: (2, 2), padding: (1, 1))
+        let expected: [[Float]] = [
+            [0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 2, 0],
+            [0, 1, 0, 3], [1, 2, 3, 4], [2, 0, 4, 0],
+            [0, 3, 0, 0], [3, 4, 0, 0], [4, 0, 0, 0],
+        ]
+        expectNear(cols, Tensor(expected), relativeTolerance: 0, absoluteTolerance: 0)
+    }
+
+    @Test("unfold and fold equal their plain reference loops", arguments: ConvolutionCase.all)
+    func kernelsMatchReference(_ t: ConvolutionCase) {
+        let (inp, _, _, _) = convolutionTensors(t, seed: 1)
+        let window = (kernel: (t.kh, t.kw), stride: (t.stride, t.stride), padding: (t.padding, t.padding))
+        let cols = inp.unfold(kernel: window.kernel, stride: window.stride, padding: window.padding)
+        let reference = Tensor.referenceUnfold(
+            inp, kernel: window.kernel, stride: window.stride, padding: window.padding)
+        expectNear(cols, reference, relativeTolerance: 0, absoluteTolerance: 0)
+        var generator = RandomGenerator(seed: 2)
+        let y = uniform(cols.shape, in: -1...1, generator: &generator)
+        let folded = y.fold(
+            imageShape: inp.shape, kernel: window.kernel, stride: window.stride, padding: window.padding)
+        let referenceFolded = Tensor.referenceFold(
+            y, imageShape: inp.shape, kernel: window.kernel, stride: window.stride, padding: window.padding)
+        expectNear(folded, referenceFolded, relativeTolerance: 1e-6, absoluteTolerance: 1e-6)
+    }
+
+    @Test("unfold and fold split over threads (a piece starting inside an image) equal the reference loops")
+    func kernelsSplitOverThreads() {
+        // 21 images of 7 lines of windows: the cores' pieces of 147 lines start inside an image.
+        var generator = RandomGenerator(seed: 15)
+        let x = uniform([21, 16, 13, 13], in: -1...1, generator: &generator)
+        let cols = x.unfold(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        #expect(cols.shape == [21 * 7 * 7, 16 * 9])
+        let reference = Tensor.referenceUnfold(x, kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        expectNear(cols, reference, relativeTolerance: 0, absoluteTolerance: 0)
+        let folded = cols.fold(imageShape: x.shape, kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        let referenceFolded = Tensor.referenceFold(
+            cols, imageShape: x.shape, kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        expectNear(folded, referenceFolded, relativeTolerance: 1e-6, absoluteTolerance: 1e-6)
+    }
+
+    @Test("fold is unfold's adjoint: ⟨unfold(x), y⟩ = ⟨x, fold(y)⟩", arguments: ConvolutionCase.all)
+    func foldIsAdjoint(_ t: ConvolutionCase) {
+        let (x, _, _, _) = convolutionTensors(t, seed: 3)
+        let window = (kernel: (t.kh, t.kw), stride: (t.stride, t.stride), padding: (t.padding, t.padding))
+        let cols = x.unfold(kernel: window.kernel, stride: window.stride, padding: window.padding)
+        #expect(cols.shape == [t.n * t.oh * t.ow, t.cIn * t.kh * t.kw])
+        var generator = RandomGenerator(seed: 4)
+        let y = uniform(cols.shape, in: -1...1, generator: &generator)
+        let folded = y.fold(imageShape: x.shape, kernel: window.kernel, stride: window.stride, padding: window.padding)
+        let left = dot(cols, y)
+        let right = dot(x, folded)
+        #expect(abs(left - right) <= 1e-5 * max(1, abs(left)), "⟨unfold(x), y⟩ = \(left), ⟨x, fold(y)⟩ = \(right)")
+    }
+
+    @Test("autograd's derivatives of unfold, fold and permute against finite differences")
+    func derivativesOfTheNewOps() {
+        var generator = RandomGenerator(seed: 5)
+        let x = uniform([2, 3, 5, 4], in: -1...1, generator: &generator)
+        expectGradientsMatchFiniteDifferences([x], "unfold") {
+            $0[0].unfold(kernel: (3, 2), stride: (2, 1), padding: (1, 2))
+        }
+        let cols = uniform([2 * 3 * 2, 3 * 2 * 2], in: -1...1, generator: &generator)
+        expectGradientsMatchFiniteDifferences([cols], "fold") {
+            $0[0].fold(imageShape: [2, 3, 5, 4], kernel: (2, 2), stride: (2, 2), padding: (1, 0))
+        }
+        expectGradientsMatchFiniteDifferences([x], "permute") { $0[0].permute([2, 0, 3, 1]).contiguous() }
+    }
+
+    @Test("permute is a view: element [i, j, k] of permute([2, 0, 1]) is element [j, k, i]")
+    func permuteReorders() {
+        var generator = RandomGenerator(seed: 6)
+        let x = uniform([2, 3, 4], in: -1...1, generator: &generator)
+        let y = x.permute([2, 0, 1])
+        #expect(y.shape == [4, 2, 3])
+        #expect(y.storage === x.storage)
+        for i in 0..<4 {
+            for j in 0..<2 {
+                for k in 0..<3 { #expect(y[i, j, k] == x[j, k, i]) }
+            }
+        }
+        #expect(x.permute([-1, 0, 1]).shape == [4, 2, 3])
+        expectNear(y.permute(Tensor.inversePermutation([2, 0, 1])), x, relativeTolerance: 0, absoluteTolerance: 0)
+    }
+
+    @Test("permutedContiguous(dims) equals permute(dims).contiguous(), the fast transposes included")
+    func permutedContiguous() {
+        var generator = RandomGenerator(seed: 16)
+        let cases: [([Int], [Int])] = [
+            ([3, 13, 11, 19], [0, 3, 1, 2]),  // NHWC to NCHW, sizes not multiples of 8
+            ([3, 19, 13, 11], [0, 2, 3, 1]),  // NCHW to NHWC
+            ([2, 16, 24, 8], [0, 2, 3, 1]),  // whole 8 × 8 blocks
+            ([17, 9], [1, 0]),  // one matrix
+            ([2, 3, 4], [2, 1, 0]),  // not a batch of transposes: copied by contiguous()
+            ([2, 3, 4, 5], [0, -1, 1, 2]),
+        ]
+        for (shape, dims) in cases {
+            let x = uniform(shape, in: -1...1, generator: &generator)
+            let fast = x.permutedContiguous(dims)
+            #expect(fast.isContiguous, "\(shape) \(dims)")
+            expectNear(
+                fast, x.permute(dims).contiguous(), relativeTolerance: 0, absoluteTolerance: 0, "\(shape) \(dims)")
+        }
+        // 128 NHWC images of 14 × 14 × 64, split over the cores.
+        let large = uniform([128, 14, 14, 64], in: -1...1, generator: &generator)
+        let fast = large.permutedContiguous([0, 3, 1, 2])
+        expectNear(fast, large.permute([0, 3, 1, 2]).contiguous(), relativeTolerance: 0, absoluteTolerance: 0)
+        // Autograd records it as permute then contiguous.
+        let x = uniform([2, 3, 4, 5], in: -1...1, generator: &generator)
+        expectGradientsMatchFiniteDifferences([x], "permutedContiguous") { $0[0].permutedContiguous([0, 2, 3, 1]) }
+    }
+
+    // MARK: Conv2d
+
+    @Test("Conv2d's forward equals the direct loop in Double, on both paths", arguments: ConvolutionCase.all)
+    func convolutionForward(_ t: ConvolutionCase) {
+        let (inp, w, b, _) = convolutionTensors(t, seed: 7)
+        let layer = Conv2d(w, b, stride: t.stride, padding: t.padding)
+        let fast = layer(inp)
+        #expect(fast.shape == [t.n, t.cOut, t.oh, t.ow])
+        let direct = directConvolution(inp, w, b, t)
+        expectNear(fast, direct, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "fast path")
+        // The recorded composition gives the same values.
+        inp.requiresGrad = true
+        let recorded = layer(inp)
+        #expect(!recorded.isLeaf)
+        expectNear(recorded, fast, relativeTolerance: 1e-5, absoluteTolerance: 1e-6, "recording path")
+    }
+
+    @Test("Conv2d's .g against finite differences of the direct loop", arguments: ConvolutionCase.all)
+    func convolutionBackwardAgainstFiniteDifferences(_ t: ConvolutionCase) {
+        let (inp, w, b, r) = convolutionTensors(t, seed: 8)
+        let layer = Conv2d(w, b, stride: t.stride, padding: t.padding)
+        layer(inp).g = r
+        layer.backward()
+        let loss = { dot(directConvolution(inp, w, b, t), r) }
+        for (name, tensor) in [("inp", inp), ("w", w)] + (b.map { [("b", $0)] } ?? []) {
+            #expect(tensor.g.shape == tensor.shape)
+            let estimates = finiteDifferences(of: loss, withRespectTo: tensor)
+            expectNear(tensor.g, estimates, relativeTolerance: 1e-4, absoluteTolerance: 1e-4, Comment(rawValue: name))
+        }
+    }
+
+    @Test("Conv2d's .g equals autograd's .grad through unfold, •, +, permute", arguments: ConvolutionCase.all)
+    func convolutionBackwardAgainstAutograd(_ t: ConvolutionCase) throws {
+        let (inp, w, b, r) = convolutionTensors(t, seed: 9)
+        let tensors = [inp, w] + (b.map { [$0] } ?? [])
+        for tensor in tensors { tensor.requiresGrad = true }
+        let layer = Conv2d(w, b, stride: t.stride, padding: t.padding)
+        let out = layer(inp)
+        (out * r).sum().backward()
+        out.g = r
+        GradMode.withNoGrad { layer.backward() }
+        for (name, tensor) in zip(["inp", "w", "b"], tensors) {
+            expectNear(
+                tensor.g, try #require(tensor.grad), relativeTolerance: 1e-4, absoluteTolerance: 1e-5,
+                Comment(rawValue: name))
+        }
+    }
+
+    @Test("Conv2d without needsInputGradient leaves inp.g alone and still writes w.g")
+    func convolutionSkipsInputGradient() {
+        let t = ConvolutionCase.all[0]
+        let (inp, w, b, r) = convolutionTensors(t, seed: 10)
+        let layer = Conv2d(w, b, stride: t.stride, padding: t.padding)
+        layer.needsInputGradient = false
+        layer(inp).g = r
+        layer.backward()
+        #expect(inp.g == nil)
+        #expect(w.g.shape == w.shape)
+        #expect(layer.parameters.count == 2 && Conv2d(w, nil).parameters.count == 1)
+        #expect(Conv2d(w, nil).namedParameters.map(\.name) == ["w"])
+    }
+
+    @Test("Conv2d stops naming both shapes when the channels do not fit")
+    func convolutionChannelMismatch() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Conv2d(Tensor.zeros([4, 3, 3, 3]), nil)(Tensor.zeros([1, 2, 5, 5]))
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("[1, 2, 5, 5]") && message.contains("[4, 3, 3, 3]"), "\(message)")
+    }
+
+    @Test("fold stops naming both shapes when the columns do not fit the images")
+    func foldShapeMismatch() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Tensor.zeros([10, 9]).fold(imageShape: [1, 1, 4, 4], kernel: (3, 3))
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("[10, 9]") && message.contains("[1, 1, 4, 4]"), "\(message)")
+    }
+
+    // MARK: Pooling
+
+    @Test("MaxPool2d and AvgPool2d forwards equal the direct loops, on both paths", arguments: PoolingCase.all)
+    func poolingForward(_ t: PoolingCase) {
+        let inp = distinctValues([t.n, t.c, t.h, t.w], seed: 11)
+        for mean in [false, true] {
+            let layer = poolingLayer(t, mean: mean)
+            let label = Comment(rawValue: mean ? "AvgPool2d" : "MaxPool2d")
+            inp.requiresGrad = false
+            let fast = layer(inp)
+            #expect(fast.shape == [t.n, t.c, t.oh, t.ow], label)
+            expectNear(fast, directPooling(inp, t, mean: mean), relativeTolerance: 1e-6, absoluteTolerance: 1e-6, label)
+            inp.requiresGrad = true
+            let recorded = layer(inp)
+            #expect(!recorded.isLeaf, label)
+            expectNear(recorded, fast, relativeTolerance: 1e-5, absoluteTolerance: 1e-6, label)
+        }
+    }
+
+    @Test("pooling's .g against finite differences and autograd's .grad", arguments: PoolingCase.all)
+    func poolingBackward(_ t: PoolingCase) throws {
+        var generator = RandomGenerator(seed: 12)
+        let r = uniform([t.n, t.c, t.oh, t.ow], in: -1...1, generator: &generator)
+        for mean in [false, true] {
+            let inp = distinctValues([t.n, t.c, t.h, t.w], seed: 13)
+            let layer = poolingLayer(t, mean: mean)
+            let label = Comment(rawValue: mean ? "AvgPool2d" : "MaxPool2d")
+            layer(inp).g = r
+            layer.backward()
+            let estimates = finiteDifferences(of: { dot(directPooling(inp, t, mean: mean), r) }, withRespectTo: inp)
+            expectNear(inp.g, estimates, relativeTolerance: 1e-4, absoluteTolerance: 1e-5, label)
+            let handWritten = inp.g!
+            inp.requiresGrad = true
+            let out = layer(inp)
+            (out * r).sum().backward()
+            expectNear(handWritten, try #require(inp.grad), relativeTolerance: 1e-5, absoluteTolerance: 1e-6, label)
+        }
+    }
+
+    @Test("MaxPool2d at a tie: the gradient goes to the first maximum, and pieces marks it -1")
+    func maxPoolTie() throws {
+        // Two 2×2 windows side by side; the first holds 0.9 twice, the second once.
+        let inp = Tensor(shape: [1, 1, 2, 4], values: [0.5, 0.9, 0.1, 0.7, 0.9, 0.2, 0.3, 0.0])
+        let layer = MaxPool2d(kernel: 2)
+        let out = layer(inp)
+        expectNear(out, Tensor(shape: [1, 1, 1, 2], values: [0.9, 0.7]), relativeTolerance: 0, absoluteTolerance: 0)
+        #expect(layer.pieces == [-1, 1])
+        out.g = Tensor(shape: [1, 1, 1, 2], values: [2, 3])
+        layer.backward()
+        let expected = Tensor(shape: [1, 1, 2, 4], values: [0, 2, 0, 3, 0, 0, 0, 0])
+        expectNear(inp.g, expected, relativeTolerance: 0, absoluteTolerance: 0)
+        // Autograd's max(1) makes the same choice.
+        inp.requiresGrad = true
+        (layer(inp) * out.g).sum().backward()
+        expectNear(try #require(inp.grad), expected, relativeTolerance: 0, absoluteTolerance: 0)
+        #expect(layer.pieces == [-1, 1])
+    }
+
+    @Test("MaxPool2d's pieces: the window offset of each maximum")
+    func maxPoolPieces() {
+        let inp = Tensor(shape: [1, 1, 3, 3], values: [1, 2, 3, 4, 9, 5, 6, 7, 8])
+        let layer = MaxPool2d(kernel: 2, stride: 1)
+        _ = layer(inp)
+        #expect(layer.pieces == [3, 2, 1, 0])
+    }
+
+    // MARK: Flatten
+
+    @Test("Flatten: out = inp.reshape([n, -1]), inp.g = out.g.reshape(inp.shape)")
+    func flatten() throws {
+        var generator = RandomGenerator(seed: 14)
+        let inp = uniform([2, 3, 2, 2], in: -1...1, generator: &generator)
+        let r = uniform([2, 12], in: -1...1, generator: &generator)
+        let layer = Flatten()
+        let out = layer(inp)
+        #expect(out.shape == [2, 12])
+        #expect(out.values == inp.values)
+        out.g = r
+        layer.backward()
+        #expect(inp.g.shape == inp.shape)
+        #expect(inp.g.values == r.values)
+        inp.requiresGrad = true
+        (layer(inp) * r).sum().backward()
+        expectNear(inp.g, try #require(inp.grad), relativeTolerance: 0, absoluteTolerance: 0)
+    }
+}
