@@ -18,6 +18,10 @@ public protocol Layer: AnyObject {
     var out: Tensor! { get }
     /// The tensors this layer learns (`[w, b]` for `Lin`, none for `ReLU`).
     var parameters: [Tensor] { get }
+    /// The parameters by their checkpoint names (`w`, `b` by default; see the extension below).
+    var namedParameters: [(name: String, tensor: Tensor)] { get }
+    /// The tensors the layer keeps but does not learn, by name (none by default).
+    var buffers: [(name: String, tensor: Tensor)] { get }
     /// Runs the layer on `inp`, storing `inp` and the result `out`.
     func callAsFunction(_ inp: Tensor) -> Tensor
     /// Writes `inp.g` (and each parameter's `.g`) from `out.g`.
@@ -38,4 +42,49 @@ public protocol Loss: AnyObject {
     func callAsFunction(_ inp: Tensor, _ targ: Tensor) -> Tensor
     /// Writes `inp.g`, the gradient of the loss with respect to the model's output.
     func backward()
+}
+
+// MARK: - Names, buffers, modes and pieces
+
+extension Layer {
+    /// The parameters by their checkpoint names: `w` and `b` for the first two (a `Lin`'s
+    /// weights and bias), `p2`, `p3`, … (the position in ``parameters``) past two.
+    ///
+    /// Layers whose parameters are named otherwise implement it (a `Conv2d` without bias: `w`).
+    public var namedParameters: [(name: String, tensor: Tensor)] {
+        parameters.enumerated().map { i, tensor in
+            (i < 2 ? ["w", "b"][i] : "p\(i)", tensor)
+        }
+    }
+
+    /// The tensors this layer keeps but does not learn, by name (none by default; `BatchNorm`'s
+    /// `running_mean` and `running_var`). Checkpoints store them; optimisers and the gradient
+    /// check leave them alone.
+    public var buffers: [(name: String, tensor: Tensor)] { [] }
+}
+
+/// A layer that computes differently in training and in evaluation (`Dropout`, `BatchNorm`).
+///
+/// `Model.train()` and `Model.eval()` set ``isTraining`` on every such layer of a model.
+public protocol ModeDependentLayer: Layer {
+    /// `true` in training (the default: dropout drops, batch norm uses the batch's statistics),
+    /// `false` in evaluation (dropout is the identity, batch norm uses its running statistics).
+    var isTraining: Bool { get set }
+}
+
+/// A layer that is piecewise smooth in its input: each output element is computed on one of
+/// several smooth pieces (ReLU: `0` or `inp`), with kinks between them.
+///
+/// The gradient check compares the codes after a forward at `x`, `x + h` and `x - h`: where none
+/// changes, a central difference; where codes change on one side only, a one-sided difference on
+/// the other; where they change on both sides, or a code that is negative at `x` changes, the
+/// element is left out.
+public protocol PiecewiseLayer: Layer {
+    /// After a forward pass, one code per element of the layer's result (in row-major order)
+    /// naming the piece it was computed on; a negative code means exactly on a kink (where the
+    /// derivative is undefined and the backward makes a conventional choice).
+    ///
+    /// `ReLU`, `LeakyReLU`: `1` where `inp > 0`, `0` where `inp < 0`, `-1` where `inp == 0`.
+    /// `MaxPool2d`: per output element, the window offset of the maximum, `-1` where it is tied.
+    var pieces: [Int32] { get }
 }

@@ -10,7 +10,7 @@ import BackpropCore
 ///         return self.out
 ///     def backward(self): self.inp.g = (self.inp>0).float() * self.out.g
 /// ```
-public final class ReLU: Layer {
+public final class ReLU: Layer, PiecewiseLayer {
     /// The input of the last call (the very object passed in). // (n, nh)
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, nh)
@@ -21,6 +21,14 @@ public final class ReLU: Layer {
 
     /// None: ReLU learns nothing.
     public var parameters: [Tensor] { [] }
+
+    /// After a forward pass, per element of `inp` (row-major): `1` where `inp > 0`, `0` where
+    /// `inp < 0`, `-1` at the kink `inp == 0` (where the backward takes the gradient as 0).
+    /// - Precondition: the layer was called.
+    public var pieces: [Int32] {
+        precondition(inp != nil, "ReLU.pieces: call the layer first")
+        return Tensor.signPieces(inp)
+    }
 
     /// The forward pass: stores `inp`, computes `out = inp.clampMin(0)`, returns `out`.
     public func callAsFunction(_ inp: Tensor) -> Tensor {

@@ -1,0 +1,259 @@
+import BackpropCore
+import Foundation
+
+// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU and GELU. Each works on a
+// tensor of any shape, elementwise, and is built like `ReLU`: the layer stores `inp` and `out`,
+// and its `backward()` writes `inp.g` from `out.g` with the derivative in its doc comment.
+//
+// Each forward has two paths, as `lin` has:
+// - autograd recording (`Tensor.wouldRecord(inp)`): the function composed of recorded primitives
+//   (`exp`, `erf`, `clampMin`, arithmetic), so that `.grad` comes from their derivatives and
+//   comparing it with the layer's `.g` checks the hand-written backward;
+// - otherwise one pass over memory, with no temporaries.
+// The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)` and `gelu(_:)` hold both paths; the
+// layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
+
+/// The logistic sigmoid of every element: `sigmoid(x) = 1 / (1 + e^(-x))` (PyTorch's
+/// `torch.sigmoid`).
+///
+/// Autograd records `1 / (1 + exp(-max(x, -80)))`. Where nothing is recorded, one numerically
+/// stable pass: `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`.
+///
+/// NOTE: the clamp keeps autograd finite: for `x < -88`, `e^(-x)` overflows to infinity and the
+/// derivative of `exp` would multiply `0 · ∞ = NaN`. Below -80 the recorded sigmoid is
+/// `1 / (1 + e^80) ≈ 2e-35` with gradient 0, where the true values are smaller still.
+public func sigmoid(_ x: Tensor) -> Tensor {
+    if Tensor.wouldRecord(x) {
+        return 1 / (1 + (-x.clampMin(-80)).exp())
+    }
+    return Tensor.mapElements(x) { value in
+        if value >= 0 { return 1 / (1 + Foundation.exp(-value)) }
+        let e = Foundation.exp(value)
+        return e / (1 + e)
+    }
+}
+
+/// The leaky rectified linear unit of every element: `leakyReLU(x) = x` where `x > 0`, else
+/// `slope · x` (PyTorch's `F.leaky_relu(x, negative_slope)`).
+///
+/// Autograd records `max(x, 0) + slope · (x - max(x, 0))`, that is `max(x, 0) + slope · min(x, 0)`:
+/// the same values, bit for bit, as the one pass that runs where nothing is recorded, and at
+/// `x == 0` the derivative `slope`, as PyTorch's backward takes it.
+public func leakyReLU(_ x: Tensor, slope: Float = 0.01) -> Tensor {
+    if Tensor.wouldRecord(x) {
+        let positive = x.clampMin(0)  // max(x, 0)
+        return positive + slope * (x - positive)  // + slope * min(x, 0)
+    }
+    return Tensor.mapElements(x) { value in value > 0 ? value : slope * value }
+}
+
+/// The Gaussian error linear unit of every element, in its exact form:
+/// `gelu(x) = x · Φ(x) = 0.5 · x · (1 + erf(x / √2))` (PyTorch's `F.gelu(x)`, approximate `'none'`).
+///
+/// Autograd records `x * 0.5 * (erf(x / √2) + 1)` (see `Tensor.erf()`); the pass
+/// that runs where nothing is recorded does the same arithmetic in the same order.
+public func gelu(_ x: Tensor) -> Tensor {
+    let root2 = Float(2).squareRoot()
+    if Tensor.wouldRecord(x) {
+        return x * 0.5 * ((x / root2).erf() + 1)
+    }
+    return Tensor.mapElements(x) { value in value * 0.5 * (Foundation.erf(value / root2) + 1) }
+}
+
+/// The hyperbolic tangent as a layer: `out = tanh(inp)`, and its hand-written backward
+/// (PyTorch's `nn.Tanh`).
+///
+/// Forward: `out = tanh(inp) = (e^inp - e^-inp) / (e^inp + e^-inp)`.
+/// Backward: `inp.g = out.g · (1 - out²)`, read from the stored `out`.
+///
+/// Autograd records `tanh(x) = 2 · sigmoid(2x) - 1` (see ``sigmoid(_:)``), whose derivative is
+/// the chain of `exp`'s and the divisions', not the formula above. Where nothing is recorded, the
+/// C library's `tanhf` (exact to an ulp, `±1` for large `|x|`).
+public final class Tanh: Layer {
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer (it has no parameters).
+    public init() {}
+
+    /// None: Tanh learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out = tanh(inp)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        if Tensor.wouldRecord(inp) {
+            out = 2 * sigmoid(2 * inp) - 1
+        } else {
+            out = Tensor.mapElements(inp) { Foundation.tanh($0) }
+        }
+        return out
+    }
+
+    /// The backward pass: `inp.g = out.g · (1 - out²)`  // (n, …)
+    public func backward() {
+        inp.g = Tensor.mapElements(out, out.g, operation: "Tanh.backward") { y, g in g * (1 - y * y) }
+    }
+}
+
+/// The logistic sigmoid as a layer: `out = 1 / (1 + e^(-inp))`, and its hand-written backward
+/// (PyTorch's `nn.Sigmoid`).
+///
+/// Forward: `out = sigmoid(inp)` (see ``sigmoid(_:)`` for both paths).
+/// Backward: `inp.g = out.g · out · (1 - out)`, read from the stored `out`.
+public final class Sigmoid: Layer {
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer (it has no parameters).
+    public init() {}
+
+    /// None: Sigmoid learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out = sigmoid(inp)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        self.out = sigmoid(inp)
+        return out
+    }
+
+    /// The backward pass: `inp.g = out.g · out · (1 - out)`  // (n, …)
+    public func backward() {
+        inp.g = Tensor.mapElements(out, out.g, operation: "Sigmoid.backward") { y, g in g * y * (1 - y) }
+    }
+}
+
+/// The leaky rectified linear unit as a layer: `out = inp` where `inp > 0`, else `slope · inp`,
+/// and its hand-written backward (PyTorch's `nn.LeakyReLU(negative_slope=0.01)`).
+///
+/// Forward: `out = leakyReLU(inp, slope)` (see ``leakyReLU(_:slope:)`` for both paths).
+/// Backward: `inp.g = out.g` where `inp > 0`, else `slope · out.g`.
+///
+/// NOTE: at exactly `inp == 0` the derivative is undefined; the backward takes `slope`, as
+/// PyTorch's does (and as the recorded composition's derivative does). ``pieces`` marks those
+/// elements for the gradient check.
+public final class LeakyReLU: Layer, PiecewiseLayer {
+    /// The slope for negative inputs (PyTorch's `negative_slope`, 0.01 unless given).
+    public let slope: Float
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer with the given negative slope (it has no parameters).
+    public init(slope: Float = 0.01) {
+        self.slope = slope
+    }
+
+    /// None: LeakyReLU learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// After a forward pass, per element of `inp` (row-major): `1` where `inp > 0`, `0` where
+    /// `inp < 0`, `-1` at the kink `inp == 0`.
+    /// - Precondition: the layer was called.
+    public var pieces: [Int32] {
+        precondition(inp != nil, "LeakyReLU.pieces: call the layer first")
+        return Tensor.signPieces(inp)
+    }
+
+    /// The forward pass: stores `inp`, computes `out = leakyReLU(inp, slope)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        self.out = leakyReLU(inp, slope: slope)
+        return out
+    }
+
+    /// The backward pass: `inp.g = (inp > 0 ? 1 : slope) · out.g`  // (n, …)
+    public func backward() {
+        let slope = slope
+        inp.g = Tensor.mapElements(inp, out.g, operation: "LeakyReLU.backward") { x, g in x > 0 ? g : slope * g }
+    }
+}
+
+/// The Gaussian error linear unit as a layer, exact form: `out = inp · Φ(inp)`, with `Φ` the
+/// standard normal distribution function, and its hand-written backward (PyTorch's `nn.GELU()`).
+///
+/// Forward: `out = 0.5 · inp · (1 + erf(inp / √2))` (see ``gelu(_:)`` for both paths).
+/// Backward: `inp.g = out.g · (Φ(inp) + inp · φ(inp))`, where `Φ(x) = 0.5 (1 + erf(x / √2))` and
+/// `φ(x) = e^(-x²/2) / √(2π)` is the normal density.
+public final class GELU: Layer {
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer (it has no parameters).
+    public init() {}
+
+    /// None: GELU learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out = gelu(inp)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        self.out = gelu(inp)
+        return out
+    }
+
+    /// The backward pass: `inp.g = out.g · (Φ(inp) + inp · φ(inp))`  // (n, …)
+    public func backward() {
+        let rootHalf = Float(0.5).squareRoot()
+        let inverseRoot2Pi = Float(1 / (2 * Double.pi).squareRoot())
+        inp.g = Tensor.mapElements(inp, out.g, operation: "GELU.backward") { x, g in
+            let cdf = 0.5 * (1 + Foundation.erf(x * rootHalf))  // Φ(x)
+            let density = Foundation.exp(-0.5 * x * x) * inverseRoot2Pi  // φ(x)
+            return g * (cdf + x * density)
+        }
+    }
+}
+
+// MARK: - One-pass elementwise loops
+
+extension Tensor {
+    /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
+    /// shape. Never recorded: for the layers' fast paths and their backward passes.
+    static func mapElements(_ x: Tensor, _ operation: (Float) -> Float) -> Tensor {
+        let source = x.contiguous()
+        let result = Tensor(uninitializedShape: x.shape)
+        let input = source.pointer
+        let out = result.pointer
+        withExtendedLifetime(source) {
+            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
+                for i in range { out[i] = operation(input[i]) }
+            }
+        }
+        return result
+    }
+
+    /// `operation(a[i], b[i])` for every element, in one pass into a new contiguous tensor of
+    /// their shape. Never recorded.
+    /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
+    static func mapElements(
+        _ a: Tensor, _ b: Tensor, operation name: String, _ operation: (Float, Float) -> Float
+    ) -> Tensor {
+        precondition(a.shape == b.shape, "\(name): shapes \(a.shape) and \(b.shape) differ")
+        let sourceA = a.contiguous()
+        let sourceB = b.contiguous()
+        let result = Tensor(uninitializedShape: a.shape)
+        let inputA = sourceA.pointer
+        let inputB = sourceB.pointer
+        let out = result.pointer
+        withExtendedLifetime((sourceA, sourceB)) {
+            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
+                for i in range { out[i] = operation(inputA[i], inputB[i]) }
+            }
+        }
+        return result
+    }
+
+    /// Per element of `x` (row-major), the piece of a ReLU-like function it falls on: `1` where
+    /// `x > 0`, `0` where `x < 0`, `-1` at the kink `x == 0` (and where `x` is NaN).
+    static func signPieces(_ x: Tensor) -> [Int32] {
+        x.values.map { value in value > 0 ? 1 : value < 0 ? 0 : -1 }
+    }
+}

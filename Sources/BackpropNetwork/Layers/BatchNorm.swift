@@ -1,0 +1,304 @@
+import BackpropCore
+
+/// Batch normalisation: normalises each feature (input `(n, c)`) or channel (input
+/// `(n, c, h, w)`) to mean 0 and variance 1 over the batch, then scales by `w` and shifts by `b`
+/// (PyTorch's `nn.BatchNorm1d(c)` and `nn.BatchNorm2d(c)`, with `w` as `weight`, `b` as `bias`).
+///
+/// Per channel, over its `N = n` (or `n · h · w`) values `x`:
+/// - training: `mean = Σx / N`, `var = Σ(x - mean)² / N` (biased), and the running statistics
+///   move towards the batch's: `runningMean = (1 - momentum) · runningMean + momentum · mean`,
+///   `runningVar = (1 - momentum) · runningVar + momentum · var · N / (N - 1)` (unbiased, as
+///   PyTorch's `running_var`);
+/// - evaluation (``isTraining`` false): `mean = runningMean`, `var = runningVar`, unchanged;
+/// - `xhat = (x - mean) / √(var + eps)`, `out = w · xhat + b`.
+///
+/// The backward, written out (the classic exercise), per channel:
+/// - `b.g = Σ out.g`
+/// - `w.g = Σ out.g · xhat`
+/// - training: `inp.g = w / √(var + eps) / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat))`,
+///   since `mean` and `var` depend on every `x` of the channel;
+/// - evaluation: `inp.g = out.g · w / √(runningVar + eps)` (the statistics are constants).
+///
+/// Autograd records the forward composed of `mean`, `-`, `*`, `sqrt`, `/` and `+` over the
+/// input viewed as `(n, c, h·w)` (means over dimension 2, then 0), so `.grad` comes from those
+/// primitives' derivatives, not from the formulas above. Where nothing is recorded, one pass per
+/// channel for the statistics (in Double) and one for the output.
+public final class BatchNorm: Layer, ModeDependentLayer {
+    /// The scale, PyTorch's `weight` (gamma), ones at first. // (c)
+    public let w: Tensor
+    /// The shift, PyTorch's `bias` (beta), zeros at first. // (c)
+    public let b: Tensor
+    /// The running mean, zeros at first, updated in place by training calls. // (c)
+    public let runningMean: Tensor
+    /// The running (unbiased) variance, ones at first, updated in place by training calls. // (c)
+    public let runningVar: Tensor
+    /// Added to the variance before the square root, for stability (PyTorch's default 1e-5).
+    public let eps: Float
+    /// How far each training call moves the running statistics towards the batch's (0.1).
+    public let momentum: Float
+    /// `true` (the default) to normalise with the batch's statistics and update the running
+    /// ones; `false` to normalise with the running statistics (evaluation).
+    public var isTraining = true
+    /// The input of the last call (the very object passed in). // (n, c) or (n, c, h, w)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // the shape of inp
+    public private(set) var out: Tensor!
+    /// The mean the last call normalised with: the batch's in training, the running one in
+    /// evaluation. // (c)
+    public private(set) var mean: Tensor!
+    /// `1 / √(var + eps)` for the variance the last call normalised with. // (c)
+    public private(set) var invStd: Tensor!
+
+    /// Whether the last call normalised with the batch's statistics (what `backward()` differentiates).
+    private var usedBatchStatistics = true
+
+    /// Creates the layer for `features` features or channels: `w` ones, `b` zeros, running mean
+    /// zeros, running variance ones (PyTorch's initialisation).
+    /// - Precondition: `features > 0`, `eps ≥ 0`, `0 ≤ momentum ≤ 1`.
+    public init(features: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        precondition(features > 0, "BatchNorm: features must be positive, got \(features)")
+        precondition(eps >= 0, "BatchNorm: eps must not be negative, got \(eps)")
+        precondition(momentum >= 0 && momentum <= 1, "BatchNorm: momentum must be in [0, 1], got \(momentum)")
+        w = Tensor.ones([features])
+        b = Tensor.zeros([features])
+        runningMean = Tensor.zeros([features])
+        runningVar = Tensor.ones([features])
+        self.eps = eps
+        self.momentum = momentum
+    }
+
+    /// `[w, b]`.
+    public var parameters: [Tensor] { [w, b] }
+
+    /// `w` and `b`, PyTorch's `weight` and `bias`.
+    public var namedParameters: [(name: String, tensor: Tensor)] { [("w", w), ("b", b)] }
+
+    /// `running_mean` and `running_var`: kept in checkpoints, never learned.
+    public var buffers: [(name: String, tensor: Tensor)] {
+        [("running_mean", runningMean), ("running_var", runningVar)]
+    }
+
+    /// The forward pass: stores `inp`, normalises each channel (with the batch's statistics in
+    /// training, updating the running ones; with the running ones in evaluation), returns
+    /// `out = w · xhat + b`.
+    /// - Precondition: `inp` is `(n, c)` or `(n, c, h, w)` with `c` the layer's features; in
+    ///   training, each channel has more than one value (as PyTorch requires).
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        let (n, c, spatial) = split(inp)
+        self.inp = inp
+        usedBatchStatistics = isTraining
+        if isTraining {
+            precondition(
+                n * spatial > 1,
+                "BatchNorm: expected more than 1 value per channel when training, got input of shape \(inp.shape)")
+        }
+        let statistics: (mean: [Double], variance: [Double])
+        if Tensor.wouldRecord(inp, w, b) {
+            statistics = recordedForward(inp, n: n, c: c, spatial: spatial)
+        } else {
+            statistics = fastForward(inp, n: n, c: c, spatial: spatial)
+        }
+        if isTraining { updateRunningStatistics(statistics, count: n * spatial) }
+        return out
+    }
+
+    /// The backward pass, per channel, with `xhat = (inp - mean) · invStd` and `N` values:
+    /// - `b.g = Σ out.g`   // (c)
+    /// - `w.g = Σ out.g · xhat`   // (c)
+    /// - training: `inp.g = w · invStd / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat))`
+    /// - evaluation: `inp.g = out.g · w · invStd`   // the shape of inp
+    public func backward() {
+        let (n, c, spatial) = split(inp)
+        let count = n * spatial
+        let x = inp.contiguous()
+        let g = out.g.contiguous()
+        precondition(g.shape == x.shape, "BatchNorm.backward: out.g of shape \(g.shape) does not fit \(x.shape)")
+        let inputGradient = Tensor(uninitializedShape: x.shape)
+        let weightGradient = Tensor(uninitializedShape: [c])
+        let biasGradient = Tensor(uninitializedShape: [c])
+        let batchStatistics = usedBatchStatistics
+        let meanValues = mean.values
+        let invStdValues = invStd.values
+        let weights = w.values
+        withExtendedLifetime((x, g)) {
+            let input = x.pointer
+            let gradient = g.pointer
+            let result = inputGradient.pointer
+            Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: count)) { channels in
+                for channel in channels {
+                    let mean = meanValues[channel]
+                    let invStd = invStdValues[channel]
+                    // Σ out.g and Σ out.g · xhat over the channel, in Double.
+                    var sumG = 0.0
+                    var sumGXhat = 0.0
+                    for row in 0..<n {
+                        let start = (row * c + channel) * spatial
+                        for i in start..<start + spatial {
+                            let xhat = (input[i] - mean) * invStd
+                            sumG += Double(gradient[i])
+                            sumGXhat += Double(gradient[i] * xhat)
+                        }
+                    }
+                    biasGradient.pointer[channel] = Float(sumG)
+                    weightGradient.pointer[channel] = Float(sumGXhat)
+                    let scale = weights[channel] * invStd
+                    if batchStatistics {
+                        // inp.g = w · invStd / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat)),
+                        // computed as w · invStd · (out.g - Σ out.g / N - xhat · Σ(out.g · xhat) / N).
+                        let meanG = Float(sumG / Double(count))
+                        let meanGXhat = Float(sumGXhat / Double(count))
+                        for row in 0..<n {
+                            let start = (row * c + channel) * spatial
+                            for i in start..<start + spatial {
+                                let xhat = (input[i] - mean) * invStd
+                                result[i] = scale * (gradient[i] - meanG - xhat * meanGXhat)
+                            }
+                        }
+                    } else {
+                        // inp.g = out.g · w · invStd
+                        for row in 0..<n {
+                            let start = (row * c + channel) * spatial
+                            for i in start..<start + spatial { result[i] = gradient[i] * scale }
+                        }
+                    }
+                }
+            }
+        }
+        inp.g = inputGradient
+        w.g = weightGradient
+        b.g = biasGradient
+    }
+
+    // MARK: - The two forward paths
+
+    /// The forward composed of recorded primitives, over `inp` viewed as `(n, c, h·w)`; sets
+    /// `out`, `mean` and `invStd`, and returns the statistics it normalised with.
+    private func recordedForward(
+        _ inp: Tensor, n: Int, c: Int, spatial: Int
+    ) -> (mean: [Double], variance: [Double]) {
+        let x = inp.reshape([n, c, spatial])  // (n, c, h·w)
+        let mean: Tensor  // (1, c, 1)
+        let variance: Tensor  // (1, c, 1)
+        if isTraining {
+            mean = x.mean(2, keepDim: true).mean(0, keepDim: true)
+            let centered = x - mean
+            variance = (centered * centered).mean(2, keepDim: true).mean(0, keepDim: true)
+        } else {
+            mean = runningMean.reshape([1, c, 1])
+            variance = runningVar.reshape([1, c, 1])
+        }
+        let xhat = (x - mean) / (variance + eps).sqrt()  // (n, c, h·w)
+        out = (xhat * w.reshape([1, c, 1]) + b.reshape([1, c, 1])).reshape(inp.shape)
+        let meanValues = mean.values
+        let varianceValues = variance.values
+        self.mean = Tensor(shape: [c], values: meanValues)
+        self.invStd = Tensor(shape: [c], values: varianceValues.map { 1 / ($0 + eps).squareRoot() })
+        return (meanValues.map(Double.init), varianceValues.map(Double.init))
+    }
+
+    /// The forward in two passes per channel (the statistics in Double, then the output), with
+    /// nothing recorded; sets `out`, `mean` and `invStd`, and returns the statistics it
+    /// normalised with.
+    private func fastForward(_ inp: Tensor, n: Int, c: Int, spatial: Int) -> (mean: [Double], variance: [Double]) {
+        let x = inp.contiguous()
+        let result = Tensor(uninitializedShape: inp.shape)
+        var means = [Double](repeating: 0, count: c)
+        var variances = [Double](repeating: 0, count: c)
+        let meanTensor = Tensor.zeros([c])
+        let invStdTensor = Tensor.zeros([c])
+        let training = isTraining
+        let count = n * spatial
+        let eps = eps
+        let runningMeans = runningMean.values
+        let runningVars = runningVar.values
+        let weights = w.values
+        let biases = b.values
+        means.withUnsafeMutableBufferPointer { means in
+            variances.withUnsafeMutableBufferPointer { variances in
+                withExtendedLifetime(x) {
+                    let input = x.pointer
+                    let output = result.pointer
+                    Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: count)) { channels in
+                        for channel in channels {
+                            if training {
+                                // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
+                                var sum = 0.0
+                                for row in 0..<n {
+                                    let start = (row * c + channel) * spatial
+                                    for i in start..<start + spatial { sum += Double(input[i]) }
+                                }
+                                let mean = sum / Double(count)
+                                var squares = 0.0
+                                for row in 0..<n {
+                                    let start = (row * c + channel) * spatial
+                                    for i in start..<start + spatial {
+                                        let d = Double(input[i]) - mean
+                                        squares += d * d
+                                    }
+                                }
+                                means[channel] = mean
+                                variances[channel] = squares / Double(count)
+                            } else {
+                                means[channel] = Double(runningMeans[channel])
+                                variances[channel] = Double(runningVars[channel])
+                            }
+                            let mean = Float(means[channel])
+                            let invStd = 1 / (Float(variances[channel]) + eps).squareRoot()
+                            meanTensor.pointer[channel] = mean
+                            invStdTensor.pointer[channel] = invStd
+                            // out = w · (x - mean) · invStd + b
+                            let scale = weights[channel] * invStd
+                            let shift = biases[channel]
+                            for row in 0..<n {
+                                let start = (row * c + channel) * spatial
+                                for i in start..<start + spatial { output[i] = (input[i] - mean) * scale + shift }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out = result
+        mean = meanTensor
+        invStd = invStdTensor
+        return (means, variances)
+    }
+
+    // MARK: - Helpers
+
+    /// `running = (1 - momentum) · running + momentum · batch`, with the unbiased variance
+    /// `var · N / (N - 1)` for `runningVar` (PyTorch's update), in place.
+    private func updateRunningStatistics(_ statistics: (mean: [Double], variance: [Double]), count: Int) {
+        let momentum = momentum
+        let correction = Double(count) / Double(count - 1)
+        runningMean.withUnsafeMutableBufferPointer { running in
+            for channel in running.indices {
+                running[channel] = (1 - momentum) * running[channel] + momentum * Float(statistics.mean[channel])
+            }
+        }
+        runningVar.withUnsafeMutableBufferPointer { running in
+            for channel in running.indices {
+                let unbiased = Float(statistics.variance[channel] * correction)
+                running[channel] = (1 - momentum) * running[channel] + momentum * unbiased
+            }
+        }
+    }
+
+    /// `(n, c, h·w)` for an input `(n, c)` (`h·w = 1`) or `(n, c, h, w)`.
+    /// - Precondition: the rank is 2 or 4 and `c` is the layer's features.
+    private func split(_ inp: Tensor) -> (n: Int, c: Int, spatial: Int) {
+        precondition(
+            inp.rank == 2 || inp.rank == 4,
+            "BatchNorm: expects an input of shape (n, c) or (n, c, h, w), got \(inp.shape)")
+        precondition(
+            inp.shape[1] == w.count,
+            "BatchNorm: input of shape \(inp.shape) has \(inp.shape[1]) channels, the layer \(w.count) features")
+        return (inp.shape[0], inp.shape[1], inp.rank == 4 ? inp.shape[2] * inp.shape[3] : 1)
+    }
+
+    /// How many channels one thread's piece holds, so that a piece has enough work to pay for
+    /// the thread (each channel is `count` values).
+    private func channelsPerPiece(count: Int) -> Int {
+        Swift.max(1, Tensor.elementwiseMinimumPerWorker / Swift.max(count, 1))
+    }
+}

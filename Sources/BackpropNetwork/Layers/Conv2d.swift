@@ -1,0 +1,135 @@
+import BackpropCore
+
+/// A 2-D convolution over NCHW images (PyTorch's `nn.Conv2d`), written as the seed writes `Lin`:
+/// every window of the input laid out as a row (`unfold`, im2col), then one matrix product.
+///
+/// ```python
+/// class Conv2d():
+///     def __init__(self, w, b, stride=1, padding=0): ...
+///     def __call__(self, inp):
+///         self.inp = inp
+///         self.cols = F.unfold(inp, (kh, kw), stride=stride, padding=padding).transpose(1, 2).reshape(-1, cIn*kh*kw)
+///         self.out = (self.cols @ w.view(cOut, -1).t() + b).view(n, oh, ow, cOut).permute(0, 3, 1, 2)
+///         return self.out
+///     def backward(self):
+///         g = self.out.g.permute(0, 2, 3, 1).reshape(-1, cOut)
+///         self.w.g = (g.t() @ self.cols).view(w.shape)
+///         self.b.g = g.sum(0)
+///         self.inp.g = F.fold(g @ w.view(cOut, -1), ...)
+/// ```
+///
+/// Shapes: `inp (n, cIn, h, w)`, `w (cOut, cIn, kh, kw)`, `b (cOut)` give `out (n, cOut, oh, ow)`,
+/// with `oh = (h + 2 padding - kh) / stride + 1` and `ow` likewise.
+///
+/// When autograd records (an input or parameter requires gradients), the forward is composed of
+/// recorded operations, `unfold`, `•`, `+`, `reshape` and `permute`, whose own derivatives give
+/// `.grad`; otherwise the product and the bias are one pass of the matrix-product kernel. The
+/// values are the same either way.
+public final class Conv2d: Layer {
+    /// The kernels, as PyTorch stores them. // (cOut, cIn, kh, kw)
+    public let w: Tensor
+    /// The bias, one per output channel, or `nil` for none. // (cOut)
+    public let b: Tensor?
+    /// The step between windows, down and across.
+    public let stride: Int
+    /// The zeros added on each side of the image, top, bottom, left and right.
+    public let padding: Int
+    /// The input of the last call (the very object passed in). // (n, cIn, h, w)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, cOut, oh, ow)
+    public private(set) var out: Tensor!
+    /// The windows of the last input, one per row, `inp.unfold(...)`: kept for `w.g`.
+    /// // (n * oh * ow, cIn * kh * kw)
+    public private(set) var cols: Tensor!
+    /// Whether `backward()` computes `inp.g` (the default), as for ``Lin/needsInputGradient``.
+    ///
+    /// Off for a first layer whose input is the data: nobody reads `x.g`, and `fold(g • W)` is a
+    /// third of the layer's backward work.
+    public var needsInputGradient = true
+
+    /// Creates the layer around the given kernels and bias (kept, not copied: after `backward()`,
+    /// `w.g` and `b.g` are on the very tensors passed here).
+    /// - Precondition: `w` has rank 4, `b` (if any) has `w.shape[0]` elements, `stride ≥ 1` and
+    ///   `padding ≥ 0`; otherwise stops naming the shapes.
+    public init(_ w: Tensor, _ b: Tensor?, stride: Int = 1, padding: Int = 0) {
+        precondition(w.rank == 4, "Conv2d: weights must have shape [cOut, cIn, kh, kw], got shape \(w.shape)")
+        precondition(w.count > 0, "Conv2d: weights of shape \(w.shape) are empty")
+        if let b {
+            precondition(
+                b.count == w.shape[0] && b.rank == 1,
+                "Conv2d: bias of shape \(b.shape) does not fit weights of shape \(w.shape) (expected [\(w.shape[0])])")
+        }
+        precondition(stride >= 1, "Conv2d: stride \(stride) must be at least 1")
+        precondition(padding >= 0, "Conv2d: padding \(padding) must not be negative")
+        self.w = w
+        self.b = b
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// `[w, b]`, or `[w]` without a bias.
+    public var parameters: [Tensor] { b.map { [w, $0] } ?? [w] }
+
+    /// The kernel's height and width, `(kh, kw)` (PyTorch's `kernel_size`).
+    public var kernel: (Int, Int) { (w.shape[2], w.shape[3]) }
+
+    /// The forward pass: stores `inp`, computes the convolution, returns `out`:
+    /// - `cols = inp.unfold(kernel, stride, padding)`       // (n * oh * ow, cIn * kh * kw)
+    /// - `out = cols • Wᵀ + b`, one row per window         // (n * oh * ow, cOut)
+    ///   reshaped to `(n, oh, ow, cOut)` and permuted to NCHW  // (n, cOut, oh, ow)
+    ///
+    /// with `W = w.reshape([cOut, cIn * kh * kw])`.
+    /// - Precondition: `inp` is `[n, cIn, h, w]` with `cIn = w.shape[1]` and the kernel fits the
+    ///   padded image; otherwise stops naming both shapes.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        let (cOut, cIn, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        precondition(
+            inp.rank == 4 && inp.shape[1] == cIn,
+            "Conv2d: input of shape \(inp.shape) does not fit weights of shape \(w.shape) "
+                + "(expected [n, \(cIn), h, w])")
+        precondition(
+            inp.shape[2] + 2 * padding >= kh && inp.shape[3] + 2 * padding >= kw,
+            "Conv2d: kernel \(kh)×\(kw) of weights \(w.shape) does not fit input of shape \(inp.shape) "
+                + "padded by \(padding)")
+        self.inp = inp
+        let n = inp.shape[0]
+        let oh = (inp.shape[2] + 2 * padding - kh) / stride + 1
+        let ow = (inp.shape[3] + 2 * padding - kw) / stride + 1
+        cols = inp.unfold(kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
+        let weights = w.reshape([cOut, cIn * kh * kw])  // (cOut, cIn * kh * kw)
+        let product: Tensor  // (n * oh * ow, cOut): one row per window
+        if b.map({ Tensor.wouldRecord(inp, w, $0) }) ?? Tensor.wouldRecord(inp, w) {
+            // The composition autograd differentiates: its `.grad` never reads `backward()` below.
+            product = b.map { cols • weights.t() + $0 } ?? cols • weights.t()
+        } else {
+            // The same sums in one pass: the matrix-product kernel starts each row from `b`.
+            product = Tensor(uninitializedShape: [n * oh * ow, cOut])
+            Tensor.gemm(cols, weights.t(), into: product, accumulate: false, bias: b, kernel: .fast)
+        }
+        // out = product.reshape([n, oh, ow, cOut]).permute([0, 3, 1, 2]).contiguous(), copied by a fast transpose
+        out = product.reshape([n, oh, ow, cOut]).permutedContiguous([0, 3, 1, 2])
+        return out
+    }
+
+    /// The backward pass, reading `out.g` (written by the next layer, as its `inp.g`), with
+    /// `g = out.g` as one row per window (`(n * oh * ow, cOut)`) and `W = w.reshape([cOut, -1])`:
+    /// - `w.g = (gᵀ • cols).reshape(w.shape)`   // (cOut, cIn, kh, kw)
+    /// - `b.g = Σ_rows g`                        // (cOut)
+    /// - `inp.g = fold(g • W)`                   // (n, cIn, h, w)
+    ///
+    /// `fold` adds each window's gradient back where the window was taken from (col2im).
+    /// `inp.g` is skipped when ``needsInputGradient`` is off.
+    public func backward() {
+        let cOut = w.shape[0]
+        let g = out.g.permutedContiguous([0, 2, 3, 1]).reshape([-1, cOut])  // (n * oh * ow, cOut): NCHW to rows
+        // w.g = gᵀ • cols, computed as its transpose (colsᵀ • g)ᵀ: the same sums, in the shape of the
+        // seed's w1.g = xᵀ • out.g (a long depth, a small result) that the skinny kernels are made for.
+        w.g = (cols.t() • g).t().reshape(w.shape)
+        b?.g = g.sum(0)
+        if needsInputGradient {
+            let weights = w.reshape([cOut, -1])  // (cOut, cIn * kh * kw)
+            inp.g = (g • weights).fold(
+                imageShape: inp.shape, kernel: kernel, stride: (stride, stride), padding: (padding, padding))
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import BackpropCore
+
+/// Dropout: in training, zeroes each element with probability `p` and scales the rest by
+/// `1 / (1 - p)`, so that the expected output is the input; in evaluation, the identity
+/// (PyTorch's `nn.Dropout(p)`, "inverted" dropout).
+///
+/// Forward (training): `out = inp · mask / (1 - p)`, with `mask` of the shape of `inp`, each
+/// element 1 with probability `1 - p` and 0 otherwise (Bernoulli(1 - p)), drawn anew at each call
+/// from the layer's own generator (seeded: the same seed gives the same masks).
+/// Backward (training): `inp.g = out.g · mask / (1 - p)`.
+/// Evaluation (``isTraining`` false): `out = inp` (a view of it) and `inp.g = out.g`.
+///
+/// Autograd records `inp * mask / (1 - p)` (the mask a constant); where nothing is recorded, the
+/// same arithmetic in one pass. ``freezesMask`` keeps the last mask for the next calls, so that
+/// the gradient check's finite differences see the same function as its backward pass.
+public final class Dropout: Layer, ModeDependentLayer {
+    /// The probability of zeroing an element, in `[0, 1)`.
+    public let p: Float
+    /// `true` (the default) to drop elements, `false` for the identity (evaluation).
+    public var isTraining = true
+    /// When `true`, training calls reuse the last mask instead of drawing a new one (a new one is
+    /// drawn if there is none yet).
+    public var freezesMask = false
+    /// The mask of the last training call: 1 for a kept element, 0 for a dropped one; `nil`
+    /// before the first. // (n, …), the shape of inp
+    public private(set) var mask: Tensor?
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// The layer's own random numbers, for the masks.
+    private var generator: RandomGenerator
+    /// Whether the last call dropped (training) or passed `inp` through (evaluation): what
+    /// `backward()` undoes, whatever ``isTraining`` says by then.
+    private var droppedInLastCall = false
+
+    /// Creates the layer with drop probability `p`, its masks drawn from a generator seeded with
+    /// `seed`.
+    /// - Precondition: `0 ≤ p < 1`.
+    public init(p: Float, seed: UInt64 = 0) {
+        precondition(p >= 0 && p < 1, "Dropout: p = \(p) must be in [0, 1)")
+        self.p = p
+        self.generator = RandomGenerator(seed: seed)
+    }
+
+    /// Starts the masks again from a generator seeded with `seed`: the training loop reseeds every
+    /// dropout layer at the start of each epoch from the run's seed, the epoch and the layer's
+    /// position, so that a run resumed at an epoch draws the masks the uninterrupted run would.
+    public func reseed(_ seed: UInt64) {
+        generator = RandomGenerator(seed: seed)
+    }
+
+    /// None: Dropout learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`; in training draws a mask (unless ``freezesMask`` keeps the
+    /// last one) and computes `out = inp · mask / (1 - p)`; in evaluation `out` is `inp` itself,
+    /// viewed. Returns `out`.
+    /// - Precondition: a frozen mask has the shape of `inp`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        droppedInLastCall = isTraining
+        guard isTraining else {
+            out = inp.reshape(inp.shape)
+            return out
+        }
+        let mask: Tensor
+        if freezesMask, let frozen = self.mask {
+            precondition(
+                frozen.shape == inp.shape,
+                "Dropout: the frozen mask of shape \(frozen.shape) does not fit the input of shape \(inp.shape)")
+            mask = frozen
+        } else {
+            mask = drawMask(inp.shape)
+            self.mask = mask
+        }
+        let keep = 1 - p
+        if Tensor.wouldRecord(inp) {
+            out = inp * mask / keep
+        } else {
+            out = Tensor.mapElements(inp, mask, operation: "Dropout") { x, m in x * m / keep }
+        }
+        return out
+    }
+
+    /// The backward pass: `inp.g = out.g · mask / (1 - p)` in training, `inp.g = out.g` in
+    /// evaluation  // (n, …)
+    public func backward() {
+        guard droppedInLastCall, let mask else {
+            inp.g = out.g.reshape(inp.shape)
+            return
+        }
+        let keep = 1 - p
+        inp.g = Tensor.mapElements(out.g, mask, operation: "Dropout.backward") { g, m in g * m / keep }
+    }
+
+    /// A new mask: each element 1 with probability `1 - p` (a uniform sample `u ≥ p`), else 0,
+    /// drawn row-major from the layer's generator.
+    private func drawMask(_ shape: [Int]) -> Tensor {
+        let mask = Tensor.zeros(shape)
+        let threshold = Double(p)
+        mask.withUnsafeMutableBufferPointer { values in
+            for i in values.indices where generator.nextUniform() >= threshold { values[i] = 1 }
+        }
+        return mask
+    }
+}

@@ -1,0 +1,174 @@
+import BackpropCore
+
+// Pooling: each output element summarises one `kernel × kernel` window of one channel, the
+// windows `stride` apart, without padding: `[n, c, h, w] → [n, c, oh, ow]`,
+// `oh = (h - kernel) / stride + 1`, `ow = (w - kernel) / stride + 1`.
+
+/// The sizes of a pooling layer's input and output, checked.
+private struct PoolShape {
+    let n: Int, c: Int, h: Int, w: Int
+    let oh: Int, ow: Int
+
+    /// - Precondition: `inp` is `[n, c, h, w]` and the window fits; otherwise stops naming `layer`
+    ///   and the shape.
+    init(_ inp: Tensor, kernel: Int, stride: Int, layer: String) {
+        precondition(inp.rank == 4, "\(layer): expects input of shape [n, c, h, w], got shape \(inp.shape)")
+        (n, c, h, w) = (inp.shape[0], inp.shape[1], inp.shape[2], inp.shape[3])
+        precondition(
+            kernel <= h && kernel <= w, "\(layer): kernel \(kernel)×\(kernel) does not fit input of shape \(inp.shape)")
+        oh = (h - kernel) / stride + 1
+        ow = (w - kernel) / stride + 1
+    }
+
+    /// The planes (`n * c` channels of images), each pooled on its own.
+    var planes: Int { n * c }
+    /// The output's shape.
+    var outputShape: [Int] { [n, c, oh, ow] }
+}
+
+/// Max pooling (PyTorch's `nn.MaxPool2d(kernel, stride)`): each output element is the largest
+/// value of its window.
+///
+/// ```python
+/// class MaxPool2d():
+///     def __call__(self, inp):
+///         self.inp = inp
+///         self.out, self.winners = F.max_pool2d(inp, k, stride, return_indices=True)
+///         return self.out
+///     def backward(self):
+///         self.inp.g = torch.zeros_like(self.inp)
+///         self.inp.g.view(n, c, -1).scatter_add_(2, self.winners.view(n, c, -1), self.out.g.view(n, c, -1))
+/// ```
+///
+/// Shapes: `inp (n, c, h, w)` gives `out (n, c, oh, ow)`.
+///
+/// NOTE: where several elements of a window hold the maximum, the gradient goes to the first of
+/// them (row-major in the window), as in PyTorch's CPU kernel; the maximum has no derivative
+/// there, and ``pieces`` marks such outputs with `-1` for the gradient check.
+///
+/// When autograd records (`inp` requires gradients), the forward is composed of recorded
+/// operations, `reshape`, `unfold`, `max(1)`, whose derivatives give `.grad`.
+public final class MaxPool2d: PiecewiseLayer {
+    /// The window's height and width.
+    public let kernel: Int
+    /// The step between windows, down and across.
+    public let stride: Int
+    /// The input of the last call (the very object passed in). // (n, c, h, w)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, c, oh, ow)
+    public private(set) var out: Tensor!
+    /// For each output element, where its maximum sits in its input plane (`iy * w + ix`).
+    /// // (n, c, oh, ow)
+    public private(set) var winners: [Int32] = []
+    /// For each output element (row-major), the offset `ky * kernel + kx` of the maximum in its
+    /// window, or `-1` where the maximum is tied (two elements of the window hold it).
+    /// // (n, c, oh, ow)
+    public private(set) var pieces: [Int32] = []
+
+    /// Creates the layer; `stride` defaults to `kernel` (windows side by side), as in PyTorch.
+    /// - Precondition: `kernel ≥ 1` and `stride ≥ 1`.
+    public init(kernel: Int, stride: Int? = nil) {
+        precondition(kernel >= 1, "MaxPool2d: kernel \(kernel) must be at least 1")
+        precondition((stride ?? kernel) >= 1, "MaxPool2d: stride \(stride ?? kernel) must be at least 1")
+        self.kernel = kernel
+        self.stride = stride ?? kernel
+    }
+
+    /// None: pooling learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the maximum of
+    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel`, returns `out`.
+    /// - Precondition: `inp` has rank 4 and the window fits in it; otherwise stops naming the shape.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        let s = PoolShape(inp, kernel: kernel, stride: stride, layer: "MaxPool2d")
+        self.inp = inp
+        let fast = inp.maxPool2d(kernel: kernel, stride: stride)  // (n, c, oh, ow) each
+        winners = fast.winners
+        pieces = fast.pieces
+        if Tensor.wouldRecord(inp) {
+            // The composition autograd differentiates: every window a row, the largest of each row.
+            out = inp.reshape([s.planes, 1, s.h, s.w])
+                .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
+                .max(1)
+                .reshape(s.outputShape)
+        } else {
+            out = fast.out
+        }
+        return out
+    }
+
+    /// The backward pass: each output's gradient goes to the element that was its maximum,
+    /// summed where windows overlap (`stride < kernel`); every other element gets 0:
+    /// - `inp.g[img, ch][winners[img, ch, oy, ox]] += out.g[img, ch, oy, ox]`   // (n, c, h, w)
+    public func backward() {
+        inp.g = Tensor.maxPool2dBackward(out.g, winners: winners, inputShape: inp.shape, kernel: kernel, stride: stride)
+    }
+}
+
+/// Average pooling (PyTorch's `nn.AvgPool2d(kernel, stride)`): each output element is the mean
+/// of its window.
+///
+/// ```python
+/// class AvgPool2d():
+///     def __call__(self, inp):
+///         self.inp = inp
+///         self.out = F.avg_pool2d(inp, k, stride)
+///         return self.out
+///     def backward(self):
+///         # every element of a window gets out.g / k², summed where windows overlap
+///         self.inp.g = F.fold(self.out.g.view(n * c, 1, -1).expand(-1, k * k, -1) / k**2, ...)
+/// ```
+///
+/// Shapes: `inp (n, c, h, w)` gives `out (n, c, oh, ow)`.
+///
+/// When autograd records (`inp` requires gradients), the forward is composed of recorded
+/// operations, `reshape`, `unfold`, `mean(1)`, whose derivatives give `.grad`.
+public final class AvgPool2d: Layer {
+    /// The window's height and width.
+    public let kernel: Int
+    /// The step between windows, down and across.
+    public let stride: Int
+    /// The input of the last call (the very object passed in). // (n, c, h, w)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, c, oh, ow)
+    public private(set) var out: Tensor!
+
+    /// Creates the layer; `stride` defaults to `kernel` (windows side by side), as in PyTorch.
+    /// - Precondition: `kernel ≥ 1` and `stride ≥ 1`.
+    public init(kernel: Int, stride: Int? = nil) {
+        precondition(kernel >= 1, "AvgPool2d: kernel \(kernel) must be at least 1")
+        precondition((stride ?? kernel) >= 1, "AvgPool2d: stride \(stride ?? kernel) must be at least 1")
+        self.kernel = kernel
+        self.stride = stride ?? kernel
+    }
+
+    /// None: pooling learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the mean of
+    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel`, returns `out`.
+    /// - Precondition: `inp` has rank 4 and the window fits in it; otherwise stops naming the shape.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        let s = PoolShape(inp, kernel: kernel, stride: stride, layer: "AvgPool2d")
+        self.inp = inp
+        if Tensor.wouldRecord(inp) {
+            // The composition autograd differentiates: every window a row, the mean of each row.
+            out = inp.reshape([s.planes, 1, s.h, s.w])
+                .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
+                .mean(1)
+                .reshape(s.outputShape)
+            return out
+        }
+        out = inp.avgPool2d(kernel: kernel, stride: stride)
+        return out
+    }
+
+    /// The backward pass: each output's gradient is shared equally by the `kernel²` elements of
+    /// its window, summed where windows overlap (`stride < kernel`):
+    /// - `inp.g[img, ch, oy * stride + ky, ox * stride + kx] += out.g[img, ch, oy, ox] / kernel²`
+    ///   // (n, c, h, w)
+    public func backward() {
+        inp.g = Tensor.avgPool2dBackward(out.g, inputShape: inp.shape, kernel: kernel, stride: stride)
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropNetwork
+
+// BatchNorm against its definition evaluated in Double: the forward, the running statistics, and
+// the gradients of `Σ out · r` by central finite differences of that definition (with respect to
+// the input, `w` and `b`); and the layer's hand-written `.g` against autograd's `.grad` from the
+// recorded composition. Features `(n, c)` and channels `(n, c, h, w)`, training and evaluation.
+
+/// BatchNorm's forward straight from its definition, in Double, on an input viewed as
+/// `(n, c, s)` (`s = h · w`, or 1 for features).
+struct BatchNormReference {
+    let n: Int
+    let c: Int
+    let spatial: Int
+
+    init(shape: [Int]) {
+        n = shape[0]
+        c = shape[1]
+        spatial = shape.count == 4 ? shape[2] * shape[3] : 1
+    }
+
+    /// The flat indices of channel `channel`'s values.
+    func indices(of channel: Int) -> [Int] {
+        (0..<n).flatMap { row in (0..<spatial).map { (row * c + channel) * spatial + $0 } }
+    }
+
+    /// Per channel: `mean = Σx / N`, `var = Σ(x - mean)² / N` (biased).
+    func statistics(_ x: [Double]) -> (mean: [Double], variance: [Double]) {
+        let count = Double(n * spatial)
+        let means = (0..<c).map { channel in indices(of: channel).map { x[$0] }.reduce(0, +) / count }
+        let variances = (0..<c).map { channel in
+            indices(of: channel).map { (x[$0] - means[channel]) * (x[$0] - means[channel]) }.reduce(0, +) / count
+        }
+        return (means, variances)
+    }
+
+    /// `w · (x - mean) / √(var + eps) + b`, per channel.
+    func forward(
+        _ x: [Double], w: [Double], b: [Double], mean: [Double], variance: [Double], eps: Double
+    ) -> [Double] {
+        var out = x
+        for channel in 0..<c {
+            for i in indices(of: channel) {
+                out[i] = w[channel] * (x[i] - mean[channel]) / (variance[channel] + eps).squareRoot() + b[channel]
+            }
+        }
+        return out
+    }
+}
+
+/// Copies `values` into `tensor` in place.
+func assign(_ values: [Float], to tensor: Tensor) {
+    tensor.withUnsafeMutableBufferPointer { buffer in
+        for i in buffer.indices { buffer[i] = values[i] }
+    }
+}
+
+/// The values of `tensor` in Double.
+func doubles(_ tensor: Tensor) -> [Double] { tensor.values.map(Double.init) }
+
+@Suite("BatchNorm: forward, running statistics, backward, autograd, finite differences")
+struct BatchNormTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let shape: [Int]
+        let isTraining: Bool
+
+        var testDescription: String { "\(isTraining ? "training" : "evaluation") \(shape)" }
+    }
+
+    static let cases = [
+        Case(shape: [6, 4], isTraining: true),
+        Case(shape: [3, 2, 4, 3], isTraining: true),
+        Case(shape: [1, 3, 5, 5], isTraining: true),  // batch 1: the channel's values are its pixels
+        Case(shape: [2, 1, 3, 3], isTraining: true),  // one channel
+        Case(shape: [6, 4], isTraining: false),
+        Case(shape: [3, 2, 4, 3], isTraining: false),
+        Case(shape: [1, 3, 2, 5], isTraining: false),
+    ]
+
+    /// A layer with random `w`, `b` and running statistics, the same for the same seed.
+    static func makeLayer(features: Int, seed: UInt64) -> BatchNorm {
+        var generator = RandomGenerator(seed: seed)
+        let layer = BatchNorm(features: features)
+        assign(uniform([features], in: 0.5...2, generator: &generator).values, to: layer.w)
+        assign(uniform([features], in: -1...1, generator: &generator).values, to: layer.b)
+        assign(uniform([features], in: -1...1, generator: &generator).values, to: layer.runningMean)
+        assign(uniform([features], in: 0.5...2, generator: &generator).values, to: layer.runningVar)
+        return layer
+    }
+
+    @Test(
+        "out against the definition in Double, .g against its finite differences and autograd's .grad",
+        arguments: cases)
+    func forwardAndBackward(_ testCase: Case) throws {
+        let shape = testCase.shape
+        let reference = BatchNormReference(shape: shape)
+        var generator = RandomGenerator(seed: 1310)
+        let x = uniform(shape, in: -2...3, generator: &generator)
+        let r = uniform(shape, in: -1...1, generator: &generator)  // out.g
+        let layer = Self.makeLayer(features: reference.c, seed: 1311)
+        layer.isTraining = testCase.isTraining
+        let w = doubles(layer.w)
+        let b = doubles(layer.b)
+        let running = (mean: doubles(layer.runningMean), variance: doubles(layer.runningVar))
+        let eps = Double(layer.eps)
+
+        // The definition, and the loss Σ out · r as a function of x, w and b.
+        func definition(_ x: [Double], _ w: [Double], _ b: [Double]) -> [Double] {
+            let statistics = testCase.isTraining ? reference.statistics(x) : running
+            return reference.forward(x, w: w, b: b, mean: statistics.mean, variance: statistics.variance, eps: eps)
+        }
+        func loss(_ out: [Double]) -> Double { zip(out, doubles(r)).map { $0 * $1 }.reduce(0, +) }
+
+        // The fast path.
+        let out = layer(x)
+        #expect(out.isLeaf && out.shape == shape)
+        expectNear(out, definition(doubles(x), w, b), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "out")
+        out.g = r
+        layer.backward()
+        let xGradient = centralDifferences({ loss(definition($0, w, b)) }, at: doubles(x))
+        let wGradient = centralDifferences({ loss(definition(doubles(x), $0, b)) }, at: w)
+        let bGradient = centralDifferences({ loss(definition(doubles(x), w, $0)) }, at: b)
+        expectNear(x.g, xGradient, relativeTolerance: 1e-4, absoluteTolerance: 1e-5, "inp.g")
+        expectNear(layer.w.g, wGradient, relativeTolerance: 1e-4, absoluteTolerance: 1e-5, "w.g")
+        expectNear(layer.b.g, bGradient, relativeTolerance: 1e-4, absoluteTolerance: 1e-5, "b.g")
+
+        // The running statistics after one step: moved towards the batch's (unbiased variance) in
+        // training, unchanged in evaluation.
+        if testCase.isTraining {
+            let batch = reference.statistics(doubles(x))
+            let count = Double(reference.n * reference.spatial)
+            expectNear(layer.runningMean, zip(running.mean, batch.mean).map { 0.9 * $0 + 0.1 * $1 }, "running mean")
+            let unbiased = batch.variance.map { $0 * count / (count - 1) }
+            expectNear(layer.runningVar, zip(running.variance, unbiased).map { 0.9 * $0 + 0.1 * $1 }, "running var")
+        } else {
+            #expect(doubles(layer.runningMean) == running.mean && doubles(layer.runningVar) == running.variance)
+        }
+
+        // The recorded path, on a layer in the same state: the same values, the same running
+        // statistics, and autograd's gradients equal the layer's.
+        let recordingLayer = Self.makeLayer(features: reference.c, seed: 1311)
+        recordingLayer.isTraining = testCase.isTraining
+        let recorded = x.copy()
+        for tensor in [recorded, recordingLayer.w, recordingLayer.b] { tensor.requiresGrad = true }
+        let recordedOut = recordingLayer(recorded)
+        #expect(!recordedOut.isLeaf && recordedOut.shape == shape)
+        expectNear(recordedOut, out, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "recorded out")
+        expectNear(recordingLayer.runningMean, layer.runningMean, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+        expectNear(recordingLayer.runningVar, layer.runningVar, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+        (recordedOut * r).sum().backward()
+        recordedOut.g = r
+        GradMode.withNoGrad { recordingLayer.backward() }
+        for (name, tensor) in [("inp", recorded), ("w", recordingLayer.w), ("b", recordingLayer.b)] {
+            expectNear(
+                tensor.g, try #require(tensor.grad), relativeTolerance: 1e-4, absoluteTolerance: 1e-5,
+                "\(name).g against .grad")
+        }
+    }
+
+    @Test("the running statistics after several steps, on both paths, then evaluation normalises with them")
+    func runningStatistics() {
+        let shape = [5, 3, 2, 2]
+        let reference = BatchNormReference(shape: shape)
+        var generator = RandomGenerator(seed: 1312)
+        let batches = (0..<4).map { step in
+            // Each channel with its own mean and spread, changing from step to step.
+            let x = uniform(shape, in: -1...1, generator: &generator).values
+            return Tensor(
+                shape: shape,
+                values: x.indices.map { i in
+                    let channel = (i / reference.spatial) % reference.c
+                    return Float(channel + 1) * x[i] + Float(step) - Float(channel)
+                })
+        }
+        // The direct computation: running = (1 - momentum) running + momentum batch, unbiased var.
+        let momentum = 0.2
+        var runningMean = [Double](repeating: 0, count: 3)
+        var runningVar = [Double](repeating: 1, count: 3)
+        let count = Double(reference.n * reference.spatial)
+        for x in batches {
+            let batch = reference.statistics(doubles(x))
+            for channel in 0..<3 {
+                runningMean[channel] = (1 - momentum) * runningMean[channel] + momentum * batch.mean[channel]
+                runningVar[channel] =
+                    (1 - momentum) * runningVar[channel] + momentum * batch.variance[channel] * count / (count - 1)
+            }
+        }
+        for recording in [false, true] {
+            let layer = BatchNorm(features: 3, eps: 1e-3, momentum: 0.2)
+            #expect(layer.eps == 1e-3 && layer.momentum == 0.2)
+            for x in batches {
+                x.requiresGrad = recording
+                #expect(layer(x).isLeaf == !recording)
+            }
+            let path = recording ? "recorded" : "fast"
+            expectNear(layer.runningMean, runningMean, relativeTolerance: 1e-5, absoluteTolerance: 1e-6, "\(path) mean")
+            expectNear(layer.runningVar, runningVar, relativeTolerance: 1e-5, absoluteTolerance: 1e-6, "\(path) var")
+            layer.isTraining = false
+            let x = batches[0]
+            let out = layer(x)
+            let expected = reference.forward(
+                doubles(x), w: [1, 1, 1], b: [0, 0, 0], mean: runningMean, variance: runningVar, eps: 1e-3)
+            expectNear(out, expected, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "\(path) evaluation")
+            expectNear(layer.runningMean, runningMean, relativeTolerance: 1e-5, absoluteTolerance: 1e-6)
+        }
+    }
+
+    @Test("in training, each channel of out has mean b and variance w² · var / (var + eps)", arguments: [false, true])
+    func outputStatistics(recording: Bool) {
+        let shape = [16, 3, 4, 4]
+        let reference = BatchNormReference(shape: shape)
+        var generator = RandomGenerator(seed: 1313)
+        let x = uniform(shape, in: -3...5, generator: &generator)
+        x.requiresGrad = recording
+        let layer = Self.makeLayer(features: 3, seed: 1314)
+        let out = doubles(layer(x))
+        let batch = reference.statistics(doubles(x))
+        let outStatistics = reference.statistics(out)
+        let w = doubles(layer.w)
+        let eps = Double(layer.eps)
+        expectNear(Tensor(outStatistics.mean.map(Float.init)), doubles(layer.b), absoluteTolerance: 1e-5)
+        let expectedVariance = (0..<3).map { w[$0] * w[$0] * batch.variance[$0] / (batch.variance[$0] + eps) }
+        expectNear(
+            Tensor(outStatistics.variance.map(Float.init)), expectedVariance, relativeTolerance: 1e-4,
+            absoluteTolerance: 0)
+    }
+
+    @Test("parameters w, b and buffers running_mean, running_var, by name; PyTorch's initial values")
+    func namesAndInitialValues() {
+        let layer = BatchNorm(features: 3)
+        #expect(layer.parameters.count == 2 && layer.parameters[0] === layer.w && layer.parameters[1] === layer.b)
+        #expect(layer.namedParameters.map(\.name) == ["w", "b"])
+        #expect(layer.namedParameters[0].tensor === layer.w && layer.namedParameters[1].tensor === layer.b)
+        #expect(layer.buffers.map(\.name) == ["running_mean", "running_var"])
+        #expect(layer.buffers[0].tensor === layer.runningMean && layer.buffers[1].tensor === layer.runningVar)
+        #expect(layer.w.values == [1, 1, 1] && layer.b.values == [0, 0, 0])
+        #expect(layer.runningMean.values == [0, 0, 0] && layer.runningVar.values == [1, 1, 1])
+        #expect(layer.eps == 1e-5 && layer.momentum == 0.1 && layer.isTraining)
+        let asLayer: any Layer = layer
+        #expect(asLayer.buffers.map(\.name) == ["running_mean", "running_var"])
+    }
+
+    @Test("BatchNorm stops on a rank-3 input, naming the shape")
+    func rankThreeInput() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm(features: 2)(Tensor.zeros(2, 2, 3))
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("BatchNorm") && message.contains("[2, 2, 3]"), "\(message)")
+    }
+
+    @Test("BatchNorm stops on the wrong number of channels, naming the shape and the features")
+    func wrongChannels() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm(features: 3)(Tensor.zeros(4, 2, 5, 5))
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("[4, 2, 5, 5]") && message.contains("3 features"), "\(message)")
+    }
+
+    @Test("BatchNorm stops in training on one value per channel, as PyTorch")
+    func oneValuePerChannel() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm(features: 3)(Tensor.zeros(1, 3))
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("more than 1 value per channel") && message.contains("[1, 3]"), "\(message)")
+    }
+}
