@@ -255,3 +255,136 @@ struct SeedGradientTests {
         #expect(report.excludedElements <= 2, "left out: \(report.rows.map(\.excludedElements))")
     }
 }
+
+// MARK: - Any model made of layers
+
+/// A layer whose backward is its inner layer's with `inp.g` scaled by 1.01: a deliberately wrong
+/// gradient for every tensor before it, while its forward (and so autograd) stays right.
+private final class ScaledInputGradient: Layer {
+    let inner: any Layer
+    init(_ inner: any Layer) { self.inner = inner }
+    var inp: Tensor! { inner.inp }  // the inner layer's (n, …)
+    var out: Tensor! { inner.out }  // the inner layer's (n, …)
+    var parameters: [Tensor] { inner.parameters }
+    var namedParameters: [(name: String, tensor: Tensor)] { inner.namedParameters }
+    var buffers: [(name: String, tensor: Tensor)] { inner.buffers }
+    func callAsFunction(_ inp: Tensor) -> Tensor { inner(inp) }
+    func backward() {
+        inner.backward()
+        inp.g = inp.g * 1.01  // wrong by 1%
+    }
+}
+
+/// A model of `text` on inputs `[n] + input`, with class targets below `classes`.
+private func describedProblem(
+    _ text: String, input: [Int], rows: Int, classes: Int, seed: UInt64
+) throws -> (model: Model, x: Tensor, y: Tensor) {
+    var generator = RandomGenerator(seed: seed)
+    let model = try Model(
+        description: ModelDescription(parsing: text), inputShape: input, loss: CrossEntropy(), generator: &generator)
+    let x = Tensor.randn([rows] + input, generator: &generator)
+    let y = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: classes)) })  // (n)
+    return (model, x, y)
+}
+
+/// The small convnet of the gradient checks: every kind of layer the cnn preset has, and GELU.
+private let smallConvnet = "conv 3 3 pad 1, batchnorm, relu, maxpool 2, flatten, dropout 0.5, lin 5, gelu, lin 3"
+
+@Suite("gradientCheck: any model made of layers")
+struct DescribedModelGradientCheckTests {
+    @Test("a small convnet passes with cross-entropy, its rows named layers.I.NAME, its state put back")
+    func convnetPasses() throws {
+        let (model, x, y) = try describedProblem(smallConvnet, input: [1, 8, 8], rows: 2, classes: 3, seed: 1)
+        let buffersBefore = model.namedBuffers.map(\.tensor.values)
+        let report = gradientCheck(model, x: x, y: y, options: .init(samples: 24))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(
+            report.rows.map(\.name) == [
+                "x", "layers.0.w", "layers.0.b", "layers.1.w", "layers.1.b", "layers.6.w", "layers.6.b", "layers.8.w",
+                "layers.8.b",
+            ])
+        #expect(report.rows.allSatisfy { $0.checkedElements > 0 })
+        // The convolution's bias before the batch norm has a zero gradient: rounding, passed.
+        let bias = try #require(report.rows.first { $0.name == "layers.0.b" })
+        #expect(bias.passed && bias.autogradVersusFiniteDifferences.maxRelativeError < 1e-4)
+        // Buffers untouched, dropout unfrozen, the first layer's input gradient off again.
+        #expect(model.namedBuffers.map(\.tensor.values) == buffersBefore)
+        #expect((model.layers[5] as? Dropout)?.freezesMask == false)
+        #expect((model.layers[0] as? Conv2d)?.needsInputGradient == false)
+    }
+
+    @Test("[Lin, Tanh, Lin] passes with cross-entropy (its loss summed in Double)")
+    func tanhWithCrossEntropyPasses() throws {
+        let (model, x, y) = try describedProblem("lin 5, tanh, lin 3", input: [6], rows: 8, classes: 3, seed: 2)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.name) == ["x", "layers.0.w", "layers.0.b", "layers.2.w", "layers.2.b"])
+        // The finite differences' loss is cross-entropy summed in Double, unrounded.
+        let logits = model.predict(x).values.map(Double.init)
+        var reference = 0.0
+        for row in 0..<8 {
+            let scores = logits[(row * 3)..<(row * 3 + 3)]
+            let label = Int(y.values[row])
+            reference += Foundation.log(scores.map(Foundation.exp).reduce(0, +)) - scores[row * 3 + label]
+        }
+        let loss = GradientCheck.loss(model, x: x, y: y)
+        #expect(abs(loss - reference / 8) < 1e-12)
+    }
+
+    @Test("LeakyReLU and average pooling pass with MSE")
+    func leakyReLUPasses() throws {
+        var generator = RandomGenerator(seed: 3)
+        let model = try Model(
+            description: ModelDescription(parsing: "avgpool 2 stride 1, flatten, lin 6, leakyrelu 0.1, lin 1"),
+            inputShape: [2, 4, 4], loss: Mse(), generator: &generator)
+        let x = Tensor.randn([4, 2, 4, 4], generator: &generator)  // (n, c, h, w)
+        let y = Tensor.randn([4], generator: &generator)  // (n)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+    }
+
+    @Test("a tied maximum in max pooling is counted, and the elements that break the tie are left out")
+    func tiedMaximumIsExcluded() throws {
+        var generator = RandomGenerator(seed: 4)
+        let model = try Model(
+            description: ModelDescription(parsing: "maxpool 2, flatten, lin 3"), inputShape: [1, 4, 4],
+            loss: CrossEntropy(), generator: &generator)
+        // The first window (rows 0-1, columns 0-1) holds 2 twice: a tie.
+        var values = (0..<16).map { Float($0) / 16 - 0.5 }
+        for index in [0, 1, 4, 5] { values[index] = index == 0 || index == 5 ? 2 : -1 }
+        let x = Tensor(shape: [1, 1, 4, 4], values: values)
+        let report = gradientCheck(model, x: x, y: Tensor([1]))
+        #expect(report.reluInputsAtZero == 1)
+        let xRow = try #require(report.rows.first { $0.name == "x" })
+        #expect(xRow.excludedAtZero == 2, "moving either tied maximum breaks the tie")
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+    }
+
+    @Test("a pooling window of ReLU zeros is tied, but an element that breaks the tie on one side only is checked")
+    func tieBrokenOnOneSideIsOneSided() throws {
+        var generator = RandomGenerator(seed: 6)
+        let model = try Model(
+            description: ModelDescription(parsing: "relu, maxpool 2, flatten, lin 1"), inputShape: [1, 2, 2],
+            loss: Mse(), generator: &generator)
+        // All four ReLU outputs are 0 (a tie); moving the first input up by the step makes it positive.
+        let x = Tensor(shape: [1, 1, 2, 2], values: [-0.001, -1, -1, -1])
+        let report = gradientCheck(model, x: x, y: Tensor([1]))
+        #expect(report.reluInputsAtZero == 1)
+        let xRow = try #require(report.rows.first { $0.name == "x" })
+        #expect(xRow.excludedElements == 0 && xRow.checkedElements == 4 && xRow.oneSidedElements == 1)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+    }
+
+    @Test("a backward 1% off inside the convnet fails the check, on every tensor before it")
+    func sabotagedBackwardFails() throws {
+        let (described, x, y) = try describedProblem(smallConvnet, input: [1, 8, 8], rows: 2, classes: 3, seed: 5)
+        var layers = described.layers
+        layers[3] = ScaledInputGradient(layers[3])  // the max pooling
+        let model = Model(layers: layers, loss: described.loss)
+        let report = gradientCheck(model, x: x, y: y, options: .init(samples: 16))
+        #expect(!report.passed)
+        // Every tensor before the pooling fails but the convolution's bias, whose gradient the
+        // batch norm makes zero: 1.01 times zero is still right.
+        #expect(report.rows.filter { !$0.passed }.map(\.name) == ["x", "layers.0.w", "layers.1.w", "layers.1.b"])
+    }
+}

@@ -8,7 +8,8 @@ import Foundation
 //     backward   ∂loss/∂x_i  ≈  (3 loss(x) - 4 loss(x - h e_i) + loss(x - 2h e_i)) / 2h
 //
 // All three are exact for a quadratic and have an error of order h² otherwise; the one-sided ones
-// serve where the loss has a kink on the other side of x (a ReLU input crossing 0).
+// serve where the loss has a kink on the other side of x (a ReLU input crossing 0, a max pooling
+// window whose maximum moves).
 // One coordinate of a Float tensor is moved in place, the loss is evaluated by a closure that
 // returns a Double, and the coordinate is put back bit for bit. The positions actually evaluated
 // are Float values (x + h rounded), so the formulas are applied to those exact positions
@@ -27,8 +28,10 @@ import Foundation
 // - the closure returns a Double: a loss accumulated in Double has δ far below ε · |loss|, and only
 //   the part of the computation that the coordinate touches changes at all;
 // - the seed's model (Lin, ReLU, Mse) is piecewise quadratic in any one coordinate: M = 0 unless
-//   a ReLU input changes sign between the points evaluated. `gradientCheck` detects those and
-//   takes the one-sided difference on the other side, or leaves the element out.
+//   a ReLU input changes sign between the points evaluated. `gradientCheck` detects such changes
+//   in every `PiecewiseLayer` (ReLU, LeakyReLU, MaxPool2d) and takes the one-sided difference on
+//   the other side, or leaves the element out. Smooth layers (Tanh, GELU, batch norm) have M > 0
+//   but small against the tolerance at this step.
 
 /// The points a finite difference evaluates, around an element `x` with step `h`.
 public enum FiniteDifferenceScheme: String, Sendable, Codable, CaseIterable {

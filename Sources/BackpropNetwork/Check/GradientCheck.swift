@@ -9,9 +9,15 @@ import Foundation
 //    differences small tensor and a seeded sample of a large one
 //
 // A tensor passes when its `.g` has its shape, `.g` is near `.grad` (the lesson's `test_near`),
-// and both are near the finite differences. Where a ReLU input crosses 0 within the step (a kink
-// of the loss), the difference is taken on the other side, or with a smaller step; elements that
-// move a ReLU input sitting exactly at 0 are left out, and the report counts them.
+// and both are near the finite differences. Where a piecewise layer (ReLU, LeakyReLU, max pooling:
+// a `PiecewiseLayer`) changes piece within the step (a kink of the loss), the difference is taken
+// on the other side, or with a smaller step; elements that move a layer sitting exactly on a kink
+// (a ReLU input exactly 0, a tied maximum) onto other pieces both ways are left out, and the
+// report counts them. Dropout
+// keeps one mask throughout, and batch norm's running statistics are put back afterwards.
+// The loss of the finite differences is summed in Double (LossInDouble.swift). A tensor whose
+// gradient is zero but for rounding (a convolution's bias before a batch norm) is measured
+// against the model's largest gradient rather than its own.
 
 /// Tolerances and sampling of ``gradientCheck(_:x:y:options:)``.
 public struct GradientCheckOptions: Sendable, Equatable, Codable {
@@ -47,7 +53,8 @@ public struct GradientCheckOptions: Sendable, Equatable, Codable {
 
 /// One tensor of a gradient check: its three gradients compared.
 public struct GradientCheckRow: Sendable, Codable {
-    /// The tensor's name: `x`, `w1`, `b1`, `w2`, `b2`, … .
+    /// The tensor's name: `x`, `w1`, `b1`, `w2`, `b2`, … for the seed's layers, else `x`,
+    /// `layers.0.w`, `layers.0.b`, … .
     public let name: String
     /// The tensor's shape.
     public let shape: [Int]
@@ -59,14 +66,17 @@ public struct GradientCheckRow: Sendable, Codable {
     public let manualVersusAutograd: NearReport?
     /// How many elements finite differences checked.
     public let checkedElements: Int
-    /// How many of them by a one-sided difference, because a ReLU input crosses 0 within the
-    /// step on the other side.
+    /// How many of them by a one-sided difference, because a piecewise layer changes piece
+    /// within the step on the other side (a ReLU input crosses 0, a pooling window's maximum
+    /// moves).
     public let oneSidedElements: Int
-    /// How many sampled elements were left out because moving them moves a ReLU input that is
-    /// exactly 0 (where the derivative is 0 by convention and finite differences meaningless).
+    /// How many sampled elements were left out because moving them up and down moves a layer
+    /// that sits exactly on a kink onto a different piece each way (a ReLU input exactly 0, where
+    /// the derivative is 0 by convention; a tied maximum), where finite differences are
+    /// meaningless.
     public let excludedAtZero: Int
-    /// How many sampled elements were left out because a ReLU input crosses 0 on both sides,
-    /// within the step and within a step eight times smaller.
+    /// How many sampled elements were left out because a piecewise layer changes piece on both
+    /// sides, within the step and within a step eight times smaller.
     public let excludedCrossing: Int
     /// `excludedAtZero + excludedCrossing`.
     public let excludedElements: Int
@@ -103,10 +113,11 @@ public struct GradientCheckRow: Sendable, Codable {
 public struct GradientCheckReport: Sendable, Codable {
     /// The loss at the given weights.
     public let loss: Float
-    /// One row per tensor: `x`, then each layer's parameters.
+    /// One row per tensor: `x`, then each layer's parameters (not its buffers).
     public let rows: [GradientCheckRow]
-    /// How many elements of the ReLU layers' inputs are exactly 0: there the derivative is taken
-    /// as 0 by convention, and finite differences through them are meaningless.
+    /// How many elements of the piecewise layers sit exactly on a kink at the point checked
+    /// (ReLU and LeakyReLU inputs exactly 0, tied maxima of max pooling): there the derivative is
+    /// a convention, and finite differences through them are meaningless.
     public let reluInputsAtZero: Int
     /// The options the check ran with.
     public let options: GradientCheckOptions
@@ -120,29 +131,42 @@ public struct GradientCheckReport: Sendable, Codable {
 /// Checks a model's hand-written gradients against autograd and finite differences.
 ///
 /// On the very tensors given (so that `.g` and `.grad` can be compared on the same objects):
-/// 1. evaluates the loss at `x` and the weights, and the ReLU inputs' signs there;
+/// 1. evaluates the loss at `x` and the weights, and reads the pieces of every
+///    ``PiecewiseLayer`` there (ReLU's and LeakyReLU's input signs, max pooling's winners); from
+///    then on every `Dropout` keeps the mask of that forward pass (`freezesMask`), so that every
+///    later forward pass computes the same function;
 /// 2. estimates the gradient of the loss by finite differences for each tensor (every element
 ///    of a small one, a seeded sample of `options.samples` elements of a large one): central
-///    differences, or one-sided ones on the side where no ReLU input changes sign within the
-///    step, or the same with a smaller step; elements are left out when an input still crosses
-///    0 on both sides, or when they move a ReLU input that is exactly 0 (the convention
-///    ReLU'(0) = 0 cannot be measured);
+///    differences when no piece changes at `x ± h`; a one-sided difference on the side where
+///    none changes when pieces change on the other; the same with a smaller step when they
+///    change on both sides; elements are left out when pieces still change on both sides, or
+///    when they move a layer that sits exactly on a kink at `x` (a negative piece: ReLU's input
+///    exactly 0, a tied maximum) onto different pieces at `x + h` and `x - h`, where the
+///    backward's convention cannot be measured;
 /// 3. sets `requiresGrad` on `x` and the parameters, runs `loss = model(x, y)`, then the seed's
 ///    `model.backward()` (recording off) for `.g`, then `loss.backward()` for `.grad`;
 /// 4. compares `.g` with `.grad` (``near(_:_:relativeTolerance:absoluteTolerance:)``) and each
-///    with the finite differences.
+///    with the finite differences, relative to the tensor's largest gradient, or to the model's
+///    largest when the tensor's is below a millionth of it (a gradient zero but for rounding).
 ///
-/// The loss of the finite differences is computed by the model's layers in Float and, when the
-/// loss is `Mse`, averaged in Double from the model's output, so that its rounding stays far
-/// below the differences measured. Afterwards `requiresGrad` is as it was, `.grad` and `.g` hold
-/// the gradients, and the layers hold the forward pass of step 3.
+/// The loss of the finite differences is computed by the model's layers in Float and, for `Mse`
+/// and `CrossEntropy`, summed in Double from the model's output, so that its rounding stays far
+/// below the differences measured (other losses are evaluated in Float). Afterwards
+/// `requiresGrad` is as it was, `.grad` and `.g` hold the gradients, and the layers hold the
+/// forward pass of step 3. The model's buffers (batch norm's running statistics) hold what they
+/// held before, and each dropout's `freezesMask` and the first layer's `needsInputGradient`
+/// (turned on for `x.g`) are as they were. The layers' modes are not changed: a model in training
+/// mode is checked in training mode (batch norm on the batch's statistics, dropout with a mask).
 ///
-/// Rows are named `x`, then `w1`, `b1`, `w2`, `b2`, … for layers with two parameters (a `Lin`),
-/// `p3.1`, `p3.2`, … for others (the third layer with parameters).
+/// Rows are named `x`, then, for a model of the seed's layers (`Lin`, `ReLU` and layers of one's
+/// own), `w1`, `b1`, `w2`, `b2`, … for layers with two parameters (a `Lin`) and `p3.1`, `p3.2`, …
+/// for others (the third layer with parameters); for a model with any other layer of this
+/// library (`Conv2d`, `BatchNorm`, `Tanh`, …), by their checkpoint names `layers.I.NAME`
+/// (``Model/namedParameters``).
 /// - Parameters:
 ///   - model: the model, whose layers' `backward()` write `.g`.
-///   - x: the inputs, `(n, m)`, contiguous.
-///   - y: the targets, as the model's loss expects them (`(n)` for `Mse`).
+///   - x: the inputs, `(n, m)` or `(n, c, h, w)`, contiguous.
+///   - y: the targets, as the model's loss expects them (`(n)` for `Mse` and `CrossEntropy`).
 ///   - options: sampling and tolerances.
 /// - Precondition: `x` and every parameter are contiguous, and the shapes fit the model
 ///   (callers validate user files before).
@@ -153,16 +177,15 @@ public func gradientCheck(
     for (name, tensor) in named {
         precondition(tensor.isContiguous, "gradientCheck: \(name) of shape \(tensor.shape) is a non-contiguous view")
     }
-    let savedRequiresGrad = named.map(\.tensor.requiresGrad)
-    defer {
-        for ((_, tensor), flag) in zip(named, savedRequiresGrad) { tensor.requiresGrad = flag }
-    }
+    let state = GradientCheck.SavedState(model, tensors: named.map(\.tensor))
+    defer { state.restore() }
 
-    // 1. The ReLU inputs' signs at the given point, recording off.
-    let signs = GradMode.withNoGrad {
+    // 1. The pieces at the given point, recording off; dropout masks frozen from then on.
+    let pieces = GradMode.withNoGrad {
         _ = GradientCheck.loss(model, x: x, y: y)
-        return GradientCheck.ReLUSigns(model)
+        return GradientCheck.Pieces(model)
     }
+    state.freezeDropoutMasks()
 
     // 2. Finite differences, element by element.
     var estimates: [GradientCheck.Estimates] = []
@@ -173,7 +196,7 @@ public func gradientCheck(
         var result = GradientCheck.Estimates()
         for index in coordinates {
             GradientCheck.estimate(
-                model, x: x, y: y, tensor: tensor, index: index, signs: signs, into: &result)
+                model, x: x, y: y, tensor: tensor, index: index, pieces: pieces, into: &result)
         }
         estimates.append(result)
     }
@@ -189,21 +212,32 @@ public func gradientCheck(
     loss.backward()
 
     // 4. The comparisons.
+    let largestGradient = named.reduce(Float(0)) { Swift.max($0, GradientCheck.largestMagnitude($1.tensor.grad)) }
     var rows: [GradientCheckRow] = []
     for ((name, tensor), estimate) in zip(named, estimates) {
-        rows.append(GradientCheck.row(name: name, tensor: tensor, estimates: estimate, options: options))
+        rows.append(
+            GradientCheck.row(
+                name: name, tensor: tensor, estimates: estimate, largestGradient: largestGradient, options: options))
     }
     return GradientCheckReport(
-        loss: loss.item(), rows: rows, reluInputsAtZero: signs.zeros.count, options: options,
+        loss: loss.item(), rows: rows, reluInputsAtZero: pieces.kinks.count, options: options,
         passed: rows.allSatisfy(\.passed), excludedElements: rows.reduce(0) { $0 + $1.excludedElements })
 }
 
 /// The steps of ``gradientCheck(_:x:y:options:)``.
 enum GradientCheck {
-    /// `x`, then every parameter, with its name (each tensor object once).
+    /// `x`, then every parameter, with its name (each tensor object once): the seed's names
+    /// (`w1`, `b1`, …) for a model of the seed's layers, checkpoint names (`layers.I.NAME`)
+    /// otherwise.
     static func namedTensors(_ model: Model, x: Tensor) -> [(name: String, tensor: Tensor)] {
         var result: [(name: String, tensor: Tensor)] = [("x", x)]
         var seen: Set<ObjectIdentifier> = [ObjectIdentifier(x)]
+        if !usesSeedNames(model) {
+            for (name, parameter) in model.namedParameters where seen.insert(ObjectIdentifier(parameter)).inserted {
+                result.append((name, parameter))
+            }
+            return result
+        }
         var layerNumber = 0
         for layer in model.layers where !layer.parameters.isEmpty {
             layerNumber += 1
@@ -219,43 +253,103 @@ enum GradientCheck {
         return result
     }
 
-    /// The signs of every ReLU layer's input at the point checked, to tell when a perturbation
-    /// moves one across 0 (where the loss has a kink) or moves one that is exactly 0.
-    struct ReLUSigns {
-        /// The model's ReLU layers.
-        let relus: [ReLU]
-        /// For each, whether each input element is positive at the point checked.
-        let positive: [[Bool]]
-        /// The (layer, element) positions of the inputs that are exactly 0 there.
-        let zeros: [(layer: Int, element: Int)]
+    /// Whether the rows keep the seed's names: no layer is one of the library's layers beyond the
+    /// seed's `Lin` and `ReLU` (layers of one's own, such as the tests' deliberately wrong ones,
+    /// keep them too), so that the seed's reports read as they always have.
+    static func usesSeedNames(_ model: Model) -> Bool {
+        !model.layers.contains { layer in
+            layer is Conv2d || layer is MaxPool2d || layer is AvgPool2d || layer is Flatten || layer is Dropout
+                || layer is BatchNorm || layer is Tanh || layer is Sigmoid || layer is LeakyReLU || layer is GELU
+        }
+    }
 
-        /// Reads the signs from the layers' current inputs (call right after a forward pass).
-        init(_ model: Model) {
-            relus = model.layers.compactMap { $0 as? ReLU }
-            var positive: [[Bool]] = []
-            var zeros: [(layer: Int, element: Int)] = []
-            for (layer, relu) in relus.enumerated() {
-                let values = relu.inp.values
-                positive.append(values.map { $0 > 0 })
-                for (element, value) in values.enumerated() where value == 0 { zeros.append((layer, element)) }
-            }
-            self.positive = positive
-            self.zeros = zeros
+    /// What the check changes on the model for its duration, and puts back: `requiresGrad` of the
+    /// tensors checked, the buffers' values, each dropout's `freezesMask`, and the first layer's
+    /// `needsInputGradient` (on, so that the manual backward writes `x.g`).
+    struct SavedState {
+        let tensors: [Tensor]
+        let requiresGrad: [Bool]
+        let buffers: [(tensor: Tensor, values: [Float])]
+        let dropouts: [(layer: Dropout, freezesMask: Bool)]
+        let firstLin: (layer: Lin, needsInputGradient: Bool)?
+        let firstConv: (layer: Conv2d, needsInputGradient: Bool)?
+
+        /// Saves the state, and turns the first layer's input gradient on.
+        init(_ model: Model, tensors: [Tensor]) {
+            self.tensors = tensors
+            requiresGrad = tensors.map(\.requiresGrad)
+            buffers = model.namedBuffers.map { ($0.tensor, $0.tensor.values) }
+            dropouts = model.layers.compactMap { $0 as? Dropout }.map { ($0, $0.freezesMask) }
+            firstLin = (model.layers.first as? Lin).map { ($0, $0.needsInputGradient) }
+            firstConv = (model.layers.first as? Conv2d).map { ($0, $0.needsInputGradient) }
+            firstLin?.layer.needsInputGradient = true
+            firstConv?.layer.needsInputGradient = true
         }
 
-        /// After a forward pass: whether an input changed sign, and whether an input that was
-        /// exactly 0 moved.
-        func compare() -> (crossed: Bool, movedZero: Bool) {
-            var crossed = false
-            for (relu, signs) in zip(relus, positive) where !crossed {
-                crossed = relu.inp.withUnsafeBufferPointer { values in
-                    zip(values, signs).contains { ($0 > 0) != $1 }
+        /// Makes every dropout reuse the mask of its last forward pass.
+        func freezeDropoutMasks() {
+            for (layer, _) in dropouts { layer.freezesMask = true }
+        }
+
+        /// Puts everything back as it was when saved.
+        func restore() {
+            for (tensor, flag) in zip(tensors, requiresGrad) { tensor.requiresGrad = flag }
+            for (tensor, values) in buffers {
+                tensor.withUnsafeMutableBufferPointer { buffer in
+                    for i in buffer.indices { buffer[i] = values[i] }
                 }
             }
-            let movedZero = zeros.contains { zero in
-                relus[zero.layer].inp.withUnsafeBufferPointer { $0[zero.element] } != 0
+            for (layer, flag) in dropouts { layer.freezesMask = flag }
+            if let (layer, flag) = firstLin { layer.needsInputGradient = flag }
+            if let (layer, flag) = firstConv { layer.needsInputGradient = flag }
+        }
+    }
+
+    /// The pieces of every ``PiecewiseLayer`` at the point checked, to tell when a perturbation
+    /// moves one onto another piece (across a kink of the loss) or moves one that sits exactly on
+    /// a kink.
+    struct Pieces {
+        /// The model's piecewise layers.
+        let layers: [any PiecewiseLayer]
+        /// For each, its pieces at the point checked.
+        let codes: [[Int32]]
+        /// The (layer, element) positions of the pieces that are on a kink there (negative codes).
+        let kinks: [(layer: Int, element: Int)]
+
+        /// Reads the pieces from the layers' last forward pass (call right after one).
+        init(_ model: Model) {
+            layers = model.layers.compactMap { $0 as? any PiecewiseLayer }
+            codes = layers.map(\.pieces)
+            var kinks: [(layer: Int, element: Int)] = []
+            for (layer, codes) in codes.enumerated() {
+                for (element, code) in codes.enumerated() where code < 0 { kinks.append((layer, element)) }
             }
-            return (crossed, movedZero)
+            self.kinks = kinks
+        }
+
+        /// After a forward pass: whether a piece changed, and which of the pieces that were on a
+        /// kink changed (as positions in ``kinks``).
+        func compare() -> Change {
+            var change = Change()
+            var kink = 0  // the position in `kinks` of the next negative code
+            for (layer, original) in codes.enumerated() {
+                let now = layers[layer].pieces
+                let changed = now != original
+                if changed { change.crossed = true }
+                for (element, code) in original.enumerated() where code < 0 {
+                    if changed && now[element] != code { change.movedKinks.insert(kink) }
+                    kink += 1
+                }
+            }
+            return change
+        }
+
+        /// What changed after a forward pass at a perturbed point.
+        struct Change {
+            /// Whether any piece differs from the point checked.
+            var crossed = false
+            /// Which pieces that were on a kink differ (positions in ``Pieces/kinks``).
+            var movedKinks: Set<Int> = []
         }
     }
 
@@ -265,37 +359,41 @@ enum GradientCheck {
         var indices: [Int] = []
         /// The estimates, in the order of `indices`.
         var values: [Double] = []
-        /// How many were one-sided (a ReLU input crossed 0 on one side).
+        /// How many were one-sided (a piece changed on one side).
         var oneSided = 0
-        /// How many were left out because they move a ReLU input that is exactly 0.
+        /// How many were left out because they move a layer sitting exactly on a kink, both ways.
         var excludedAtZero = 0
-        /// How many were left out because a ReLU input crossed 0 on both sides.
+        /// How many were left out because pieces changed on both sides.
         var excludedCrossing = 0
     }
 
-    /// How much smaller the step of the second attempt is, when a ReLU input crosses 0 within
-    /// the first step on both sides.
+    /// How much smaller the step of the second attempt is, when pieces change within the first
+    /// step on both sides.
     static let retryStepDivisor: Float = 8
 
-    /// Estimates one element by finite differences: central if no ReLU input crosses 0 within
-    /// the step, one-sided on the side where none does; if one does on both sides, the same
-    /// again with a step ``retryStepDivisor`` times smaller. Left out if that fails too, or if the
-    /// element moves a ReLU input that is exactly 0.
+    /// Estimates one element by finite differences: central if no piece changes within the step,
+    /// one-sided on the side where none does; if pieces change on both sides, the same again with
+    /// a step ``retryStepDivisor`` times smaller. Left out if that fails too, or if the element
+    /// moves a layer that sits exactly on a kink onto other pieces on both sides (a ReLU input
+    /// exactly 0 moved up and down, a tie broken either way).
+    ///
+    /// A kink moved on one side only counts as a piece changing on that side: a max pooling
+    /// window of ReLU zeros is tied, yet the loss is smooth until one of them turns positive.
     static func estimate(
-        _ model: Model, x: Tensor, y: Tensor, tensor: Tensor, index: Int, signs: ReLUSigns,
+        _ model: Model, x: Tensor, y: Tensor, tensor: Tensor, index: Int, pieces: Pieces,
         into result: inout Estimates
     ) {
-        var events: [(crossed: Bool, movedZero: Bool)] = []
+        var events: [Pieces.Change] = []
         let evaluate = {
             let value = loss(model, x: x, y: y)
-            events.append(signs.compare())
+            events.append(pieces.compare())
             return value
         }
         let fullStep = finiteDifferenceStep(at: tensor.withUnsafeBufferPointer { $0[index] })
         for step in [fullStep, fullStep / retryStepDivisor] {
             events = []
             let central = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: .central, step: step)
-            if events.contains(where: \.movedZero) {
+            if !events[0].movedKinks.isDisjoint(with: events[1].movedKinks) {
                 result.excludedAtZero += 1
                 return
             }
@@ -309,7 +407,7 @@ enum GradientCheck {
             events = []
             let scheme: FiniteDifferenceScheme = above ? .backward : .forward
             let oneSided = finiteDifference(of: evaluate, withRespectTo: tensor, at: index, scheme: scheme, step: step)
-            if !events.contains(where: { $0.crossed || $0.movedZero }) {
+            if !events.contains(where: \.crossed) {
                 result.indices.append(index)
                 result.values.append(oneSided)
                 result.oneSided += 1
@@ -320,25 +418,36 @@ enum GradientCheck {
     }
 
     /// The model's loss at the current values, for finite differences: the layers in Float, and
-    /// for `Mse` the mean of squares in Double from the model's output.
+    /// the loss summed in Double from the model's output where the loss can
+    /// (``LossInDouble``), else in Float.
     static func loss(_ model: Model, x: Tensor, y: Tensor) -> Double {
         let out = model.predict(x)
-        guard model.loss is Mse, out.count == y.count else { return Double(model.loss(out, y).item()) }
-        return out.withUnsafeBufferPointer { output in
-            y.withUnsafeBufferPointer { target in
-                var total = 0.0
-                for i in 0..<output.count {
-                    let difference = Double(output[i]) - Double(target[i])
-                    total += difference * difference
-                }
-                return total / Double(output.count)
-            }
-        }
+        if let loss = model.loss as? any LossInDouble, let value = loss.lossInDouble(out, y) { return value }
+        return Double(model.loss(out, y).item())
+    }
+
+    /// The largest gradient of a tensor, relative to the largest of the model's, at or below which
+    /// the tensor's gradient is zero but for rounding (see ``row(name:tensor:estimates:largestGradient:options:)``).
+    static let negligibleGradient: Float = 1e-6
+
+    /// The largest `|element|` of `tensor` (0 for `nil`).
+    static func largestMagnitude(_ tensor: Tensor?) -> Float {
+        guard let tensor else { return 0 }
+        return tensor.withUnsafeBufferPointer { values in values.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) } }
     }
 
     /// Compares one tensor's `.g`, `.grad` and finite differences.
+    ///
+    /// NOTE: a gradient that is exactly zero in exact arithmetic (a convolution's bias before a
+    /// batch norm, which subtracts every channel's mean) comes out of Float as rounding, about
+    /// `1e-8` of the model's largest gradient, and its finite differences as their own noise,
+    /// about `1e-6`: relative to the tensor's own (zero) scale, they would never agree. When every
+    /// element of `.grad` and `.g` is at most ``negligibleGradient`` times `largestGradient` (the
+    /// largest `|.grad|` over all tensors checked), the tensor is measured against
+    /// `largestGradient` instead of its own largest element, in both comparisons.
     static func row(
-        name: String, tensor: Tensor, estimates estimated: Estimates, options: GradientCheckOptions
+        name: String, tensor: Tensor, estimates estimated: Estimates, largestGradient: Float,
+        options: GradientCheckOptions
     ) -> GradientCheckRow {
         let indices = estimated.indices
         let estimates = estimated.values
@@ -352,10 +461,10 @@ enum GradientCheck {
         // Manual against autograd.
         var nearReport: NearReport?
         var maxDifference = Double.nan
+        let ownScale = largestMagnitude(autograd)
+        let isNegligible = Swift.max(ownScale, largestMagnitude(manual)) <= negligibleGradient * largestGradient
+        let scale = isNegligible ? largestGradient : ownScale
         if let manual {
-            let scale = autograd.withUnsafeBufferPointer { values in
-                values.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) }
-            }
             let report = near(
                 manual, autograd, relativeTolerance: options.relativeTolerance,
                 absoluteTolerance: options.absoluteTolerance * scale)
@@ -371,14 +480,15 @@ enum GradientCheck {
         }
 
         // Each against finite differences.
+        let floor = isNegligible ? Double(largestGradient) : 0
         let autogradComparison = compare(
-            autograd, name: "autograd \(name).grad", indices: indices, estimates: estimates, options: options,
-            problems: &problems)
+            autograd, name: "autograd \(name).grad", indices: indices, estimates: estimates, floor: floor,
+            options: options, problems: &problems)
         var manualComparison: GradientCheckRow.FiniteDifferenceComparison?
         if let manual, manual.shape == tensor.shape {
             manualComparison = compare(
-                manual, name: "manual \(name).g", indices: indices, estimates: estimates, options: options,
-                problems: &problems)
+                manual, name: "manual \(name).g", indices: indices, estimates: estimates, floor: floor,
+                options: options, problems: &problems)
         }
         return GradientCheckRow(
             name: name, shape: tensor.shape, manualShape: manual?.shape, maxManualAutogradDifference: maxDifference,
@@ -390,15 +500,16 @@ enum GradientCheck {
             problems: problems, passed: problems.isEmpty)
     }
 
-    /// `gradient` against the finite-difference `estimates` at `indices`; appends a problem when
-    /// the largest relative error is above tolerance.
+    /// `gradient` against the finite-difference `estimates` at `indices`, relative to the largest
+    /// of them or `floor` if larger; appends a problem when the largest relative error is above
+    /// tolerance.
     static func compare(
-        _ gradient: Tensor, name: String, indices: [Int], estimates: [Double], options: GradientCheckOptions,
-        problems: inout [String]
+        _ gradient: Tensor, name: String, indices: [Int], estimates: [Double], floor: Double = 0,
+        options: GradientCheckOptions, problems: inout [String]
     ) -> GradientCheckRow.FiniteDifferenceComparison {
         var worst = -1
         var maxDifference = 0.0
-        var largest = 0.0
+        var largest = floor
         gradient.withUnsafeBufferPointer { values in
             for (k, index) in indices.enumerated() {
                 let value = Double(values[index])

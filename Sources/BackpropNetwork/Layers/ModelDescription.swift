@@ -1,0 +1,530 @@
+import BackpropCore
+
+// A model description: a network as one line of text, the form `--layers` takes on the command
+// line and checkpoints store.
+//
+//     conv 32 3 pad 1, relu, maxpool 2, flatten, lin 128, relu, dropout 0.25, lin 10
+//
+// Entries are separated by commas; each is a layer name, then its numbers, then its options as
+// `key value` pairs (any order). Names and options are case-insensitive.
+//
+//     conv OUT K [stride S] [pad P] [nobias]   Conv2d, K×K kernels      (stride 1, pad 0, bias)
+//     maxpool K [stride S]                     MaxPool2d                (stride K)
+//     avgpool K [stride S]                     AvgPool2d                (stride K)
+//     flatten                                  Flatten
+//     lin OUT                                  Lin
+//     relu | tanh | sigmoid | gelu             the activations
+//     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
+//     dropout P                                Dropout, 0 <= P < 1
+//     batchnorm                                BatchNorm
+//
+// Input sizes (a conv's cIn, a lin's nIn, batchnorm's features) come from the input shape.
+// Shapes below are per example (without the batch dimension n): [c, h, w] for images, [m] for
+// vectors.
+
+/// A network as a list of layers, with a text form (`conv 32 3 pad 1, relu, maxpool 2, flatten,
+/// lin 10`) that parses, prints and builds the layers.
+///
+/// The syntax is in the comment at the top of `ModelDescription.swift` (and in the README).
+/// Parameters of the model it builds are named `layers.I.NAME`, `I` the entry's position from 0.
+public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
+    /// One layer of a description, with its sizes and options (input sizes are inferred).
+    public enum Entry: Equatable, Sendable {
+        /// `conv OUT K [stride S] [pad P] [nobias]`: a ``Conv2d`` with `out` K×K kernels.
+        case conv(out: Int, kernel: Int, stride: Int, padding: Int, bias: Bool)
+        /// `maxpool K [stride S]`: a ``MaxPool2d``.
+        case maxPool(kernel: Int, stride: Int)
+        /// `avgpool K [stride S]`: an ``AvgPool2d``.
+        case avgPool(kernel: Int, stride: Int)
+        /// `flatten`: a ``Flatten``.
+        case flatten
+        /// `lin OUT`: a ``Lin`` with `out` outputs.
+        case lin(out: Int)
+        /// `relu`: a ``ReLU``.
+        case relu
+        /// `tanh`: a ``Tanh``.
+        case tanh
+        /// `sigmoid`: a ``Sigmoid``.
+        case sigmoid
+        /// `leakyrelu [SLOPE]`: a ``LeakyReLU``.
+        case leakyReLU(slope: Float)
+        /// `gelu`: a ``GELU``.
+        case gelu
+        /// `dropout P`: a ``Dropout`` with drop probability `p`.
+        case dropout(p: Float)
+        /// `batchnorm`: a ``BatchNorm`` over the features or channels of its input.
+        case batchNorm
+    }
+
+    /// The layers, first to last.
+    public var entries: [Entry]
+
+    /// A description of the given layers.
+    public init(entries: [Entry]) {
+        self.entries = entries
+    }
+
+    /// Parses the text form, or a preset name (`seed`, `mlp`, `cnn`; see ``presets``).
+    ///
+    /// - Throws: ``ModelDescriptionError`` naming the entry (from 1), its text, what was expected,
+    ///   the character (from 1, in `text`) and the token found there, e.g.
+    ///   `--layers: entry 3 "maxpool x": expected a kernel size (a positive integer) at character 27, found "x"`.
+    public init(parsing text: String) throws(ModelDescriptionError) {
+        let trimmed = text.trimmingWhitespace().lowercased()
+        if let preset = Self.presets.first(where: { $0.name == trimmed }) {
+            self = try ModelDescriptionParser(text: preset.text).parse()
+        } else {
+            self = try ModelDescriptionParser(text: text).parse()
+        }
+    }
+
+    /// The named descriptions `--layers` accepts: `seed` (the seed's 784-50-1 network, for MSE),
+    /// `mlp` (the default multilayer perceptron, `Model.mlp`'s 784-256-128-10), and `cnn` (the
+    /// default convnet for 28×28 images).
+    public static let presets: [(name: String, text: String)] = [
+        ("seed", "lin 50, relu, lin 1"),
+        ("mlp", "lin 256, relu, lin 128, relu, lin 10"),
+        (
+            "cnn",
+            "conv 32 3 pad 1, batchnorm, relu, maxpool 2, conv 64 3 pad 1, batchnorm, relu, maxpool 2, flatten, "
+                + "dropout 0.25, lin 128, relu, dropout 0.25, lin 10"
+        ),
+    ]
+
+    /// The canonical text: entries joined by `", "`, options only where they differ from the
+    /// defaults (`conv 32 3 pad 1`, `maxpool 2`, `leakyrelu`). Parsing it gives the same description.
+    public var description: String {
+        entries.map(\.description).joined(separator: ", ")
+    }
+
+    /// The per-example input shape this description takes for images of c×h×w: `[c, h, w]` when
+    /// the first layer that cares about shapes is spatial (conv, maxpool, avgpool, flatten),
+    /// `[c*h*w]` when it is a `lin` or there is none.
+    public func inputShape(channels: Int, height: Int, width: Int) -> [Int] {
+        for entry in entries {
+            switch entry {
+            case .conv, .maxPool, .avgPool, .flatten: return [channels, height, width]
+            case .lin: return [channels * height * width]
+            default: continue
+            }
+        }
+        return [channels * height * width]
+    }
+
+    /// Each layer's per-example output shape, for a per-example input shape (`[1, 28, 28]` for a
+    /// Fashion-MNIST image given to a convnet, `[784]` to an MLP).
+    ///
+    /// `conv` and the pools give `[c, oh, ow]` with `oh = (h + 2 pad - k) / stride + 1`; `flatten`
+    /// gives `[c*h*w]`; `lin OUT` gives `[OUT]`; the others keep their input's shape.
+    /// - Throws: ``ModelDescriptionError`` when the input shape is empty or has a size below 1, or
+    ///   naming the layer (entry number and text) whose input does not fit: a `lin` after images
+    ///   without `flatten`, a `conv` or pool on vectors, a kernel larger than the padded image,
+    ///   a `batchnorm` on neither `[c]` nor `[c, h, w]`.
+    public func shapes(input: [Int]) throws(ModelDescriptionError) -> [[Int]] {
+        guard !input.isEmpty, input.allSatisfy({ $0 > 0 }) else {
+            throw ModelDescriptionError(
+                description: "--layers: the input shape per example \(input) must have at least one dimension, "
+                    + "all of size at least 1")
+        }
+        var shapes: [[Int]] = []
+        var shape = input
+        for (i, entry) in entries.enumerated() {
+            shape = try entry.outputShape(input: shape, entryNumber: i + 1)
+            shapes.append(shape)
+        }
+        return shapes
+    }
+
+    /// The layers, initialised, drawn from `generator`.
+    ///
+    /// - `lin OUT` after `[m]`: `Lin(w, b)`, `w = randn(m, OUT) · sqrt(2 / m)` when a nonlinearity
+    ///   follows before the next `lin` or `conv` (dropout, batchnorm, flatten and pools are skipped
+    ///   over), else `randn(m, OUT) / sqrt(m)` (the last layer), `b = 0`: exactly
+    ///   `Model.kaimingInitialization`, so `mlp` gives `Model.mlp`'s weights for the same seed;
+    /// - `conv OUT K` after `[c, h, w]`: `Conv2d(w, b)`, `w = randn(OUT, c, K, K)` scaled the same
+    ///   way with fan-in `c·K·K`, `b = 0` (or none with `nobias`);
+    /// - `batchnorm`: `BatchNorm(features: c)`, `w = 1`, `b = 0`, running mean 0 and variance 1;
+    /// - `dropout P`: `Dropout(p: P, seed: s)`, each `s` a `generator.next()` drawn AFTER all the
+    ///   weights, in layer order, so that adding or removing dropout leaves the weights unchanged.
+    ///
+    /// Weights are drawn in layer order, each row-major; nothing else is drawn before the dropout
+    /// seeds. Every layer is in training mode.
+    /// - Throws: ``ModelDescriptionError`` as ``shapes(input:)`` does.
+    public func makeLayers(
+        inputShape: [Int], generator: inout RandomGenerator
+    ) throws(ModelDescriptionError) -> [any Layer] {
+        let outputs = try shapes(input: inputShape)
+        let inputs = [inputShape] + outputs.dropLast()
+        // 1. The weights, in layer order.
+        var weights: [Int: Tensor] = [:]
+        for (i, entry) in entries.enumerated() {
+            switch entry {
+            case .conv(let out, let kernel, _, _, _):
+                let cIn = inputs[i][0]
+                let draw = Tensor.randn([out, cIn, kernel, kernel], generator: &generator)  // (cOut, cIn, kh, kw)
+                weights[i] = Self.kaimingScaled(draw, fanIn: cIn * kernel * kernel, rectified: isRectified(after: i))
+            case .lin(let out):
+                let nIn = inputs[i][0]
+                let draw = Tensor.randn([nIn, out], generator: &generator)  // (nIn, nOut)
+                weights[i] = Self.kaimingScaled(draw, fanIn: nIn, rectified: isRectified(after: i))
+            default:
+                continue
+            }
+        }
+        // 2. The layers, with the dropout seeds drawn after every weight.
+        var layers: [any Layer] = []
+        for (i, entry) in entries.enumerated() {
+            switch entry {
+            case .conv(let out, _, let stride, let padding, let bias):
+                layers.append(Conv2d(weights[i]!, bias ? Tensor.zeros([out]) : nil, stride: stride, padding: padding))
+            case .maxPool(let kernel, let stride): layers.append(MaxPool2d(kernel: kernel, stride: stride))
+            case .avgPool(let kernel, let stride): layers.append(AvgPool2d(kernel: kernel, stride: stride))
+            case .flatten: layers.append(Flatten())
+            case .lin(let out): layers.append(Lin(weights[i]!, Tensor.zeros([out])))
+            case .relu: layers.append(ReLU())
+            case .tanh: layers.append(Tanh())
+            case .sigmoid: layers.append(Sigmoid())
+            case .leakyReLU(let slope): layers.append(LeakyReLU(slope: slope))
+            case .gelu: layers.append(GELU())
+            case .dropout(let p): layers.append(Dropout(p: p, seed: generator.next()))
+            case .batchNorm: layers.append(BatchNorm(features: inputs[i][0]))
+            }
+        }
+        return layers
+    }
+
+    /// How many numbers the layers learn for the given per-example input shape (weights, biases,
+    /// batch norm's `w` and `b`; not its running statistics).
+    /// - Throws: ``ModelDescriptionError`` as ``shapes(input:)`` does.
+    public func parameterCount(inputShape: [Int]) throws(ModelDescriptionError) -> Int {
+        let outputs = try shapes(input: inputShape)
+        let inputs = [inputShape] + outputs.dropLast()
+        var count = 0
+        for (entry, input) in zip(entries, inputs) {
+            switch entry {
+            case .conv(let out, let kernel, _, _, let bias):
+                count += out * input[0] * kernel * kernel + (bias ? out : 0)
+            case .lin(let out): count += input[0] * out + out
+            case .batchNorm: count += 2 * input[0]
+            default: break
+            }
+        }
+        return count
+    }
+
+    /// Whether the weighted layer at `index` feeds a nonlinearity (relu, leakyrelu, gelu, tanh,
+    /// sigmoid) before the next weighted layer: then its weights get Kaiming's gain `sqrt(2)`.
+    func isRectified(after index: Int) -> Bool {
+        for entry in entries[(index + 1)...] {
+            switch entry {
+            case .conv, .lin: return false
+            case .relu, .leakyReLU, .gelu, .tanh, .sigmoid: return true
+            case .maxPool, .avgPool, .flatten, .dropout, .batchNorm: continue
+            }
+        }
+        return false
+    }
+
+    /// `draw · sqrt(2 / fanIn)` when `rectified`, else `draw / sqrt(fanIn)`: the very operations
+    /// of `Model.kaimingInitialization`, so that the results agree bit for bit.
+    static func kaimingScaled(_ draw: Tensor, fanIn: Int, rectified: Bool) -> Tensor {
+        let fanIn = Double(fanIn)
+        return rectified ? draw * Float((2 / fanIn).squareRoot()) : draw / Float(fanIn.squareRoot())
+    }
+}
+
+/// A model description that cannot be parsed, or that does not fit its input shape.
+///
+/// The message names the entry (its number from 1 and its text), what was expected, and the
+/// character and token where parsing stopped, e.g.
+/// `--layers: entry 3 "maxpool x": expected a kernel size (a positive integer) at character 27, found "x"`.
+public struct ModelDescriptionError: Error, CustomStringConvertible, Equatable {
+    /// The message, ready for the user.
+    public let description: String
+
+    /// An error with the given message.
+    public init(description: String) {
+        self.description = description
+    }
+}
+
+// MARK: - Text form
+
+extension ModelDescription.Entry: CustomStringConvertible {
+    /// The entry's canonical text (`conv 32 3 pad 1`, `maxpool 2`, `dropout 0.25`).
+    public var description: String {
+        switch self {
+        case .conv(let out, let kernel, let stride, let padding, let bias):
+            var text = "conv \(out) \(kernel)"
+            if stride != 1 { text += " stride \(stride)" }
+            if padding != 0 { text += " pad \(padding)" }
+            if !bias { text += " nobias" }
+            return text
+        case .maxPool(let kernel, let stride):
+            return "maxpool \(kernel)" + (stride == kernel ? "" : " stride \(stride)")
+        case .avgPool(let kernel, let stride):
+            return "avgpool \(kernel)" + (stride == kernel ? "" : " stride \(stride)")
+        case .flatten: return "flatten"
+        case .lin(let out): return "lin \(out)"
+        case .relu: return "relu"
+        case .tanh: return "tanh"
+        case .sigmoid: return "sigmoid"
+        case .leakyReLU(let slope):
+            return slope == ModelDescriptionParser.defaultSlope ? "leakyrelu" : "leakyrelu \(slope)"
+        case .gelu: return "gelu"
+        case .dropout(let p): return "dropout \(p)"
+        case .batchNorm: return "batchnorm"
+        }
+    }
+
+    /// The per-example output shape for a per-example input shape.
+    /// - Throws: naming the entry when the input does not fit.
+    func outputShape(input: [Int], entryNumber: Int) throws(ModelDescriptionError) -> [Int] {
+        func failure(_ problem: String) -> ModelDescriptionError {
+            ModelDescriptionError(description: "--layers: entry \(entryNumber) \"\(self)\" \(problem)")
+        }
+        switch self {
+        case .conv(let out, let kernel, let stride, let padding, _):
+            guard input.count == 3 else {
+                throw failure(
+                    "expects images [c, h, w] per example, but its input is \(input) "
+                        + "(a model starting with conv takes inputs [n, c, h, w])")
+            }
+            let (h, w) = (input[1] + 2 * padding, input[2] + 2 * padding)
+            guard kernel <= h && kernel <= w else {
+                throw failure(
+                    "has a \(kernel)×\(kernel) kernel, larger than its input \(input) padded to \(h)×\(w)")
+            }
+            return [out, (h - kernel) / stride + 1, (w - kernel) / stride + 1]
+        case .maxPool(let kernel, let stride), .avgPool(let kernel, let stride):
+            guard input.count == 3 else {
+                throw failure("expects images [c, h, w] per example, but its input is \(input)")
+            }
+            guard kernel <= input[1] && kernel <= input[2] else {
+                throw failure(
+                    "has a \(kernel)×\(kernel) window, larger than its input \(input) of \(input[1])×\(input[2])")
+            }
+            return [input[0], (input[1] - kernel) / stride + 1, (input[2] - kernel) / stride + 1]
+        case .flatten:
+            return [input.reduce(1, *)]
+        case .lin(let out):
+            guard input.count == 1 else {
+                throw failure("expects one vector per example, but its input is \(input) (put flatten before it)")
+            }
+            return [out]
+        case .batchNorm:
+            guard input.count == 1 || input.count == 3 else {
+                throw failure("expects [c] or [c, h, w] per example, but its input is \(input)")
+            }
+            return input
+        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .dropout:
+            return input
+        }
+    }
+}
+
+/// Parses the text form of a ``ModelDescription``, keeping every token's position for errors.
+struct ModelDescriptionParser {
+    /// LeakyReLU's slope when none is given (PyTorch's `negative_slope`).
+    static let defaultSlope: Float = 0.01
+    /// The layer names, in the order error messages list them.
+    static let names = [
+        "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "dropout",
+        "batchnorm",
+    ]
+
+    /// A word of the text and the position of its first character (from 1).
+    struct Token {
+        let text: String
+        let position: Int
+    }
+
+    /// One comma-separated entry: its words, its trimmed text, and where it ends.
+    struct Segment {
+        let tokens: [Token]
+        let text: String
+        /// The position just after its last character (where "the end of the entry" is).
+        let end: Int
+    }
+
+    let text: String
+
+    /// The entries of `text`.
+    func parse() throws(ModelDescriptionError) -> ModelDescription {
+        let segments = split()
+        if segments.count == 1 && segments[0].tokens.isEmpty {
+            throw ModelDescriptionError(
+                description: "--layers: the description is empty: expected layers (e.g. \"lin 50, relu, lin 1\") "
+                    + "or a preset (\(ModelDescription.presets.map(\.name).joined(separator: ", ")))")
+        }
+        var entries: [ModelDescription.Entry] = []
+        for (i, segment) in segments.enumerated() {
+            var reader = EntryReader(segment: segment, number: i + 1)
+            entries.append(try reader.entry())
+        }
+        return ModelDescription(entries: entries)
+    }
+
+    /// The entries of the text, split at commas, each split into words at whitespace.
+    func split() -> [Segment] {
+        var segments: [Segment] = []
+        var tokens: [Token] = []
+        var word = ""
+        var wordStart = 0
+        var segmentText = ""
+        var position = 0
+        func endWord() {
+            if !word.isEmpty { tokens.append(Token(text: word, position: wordStart)) }
+            word = ""
+        }
+        func endSegment(at end: Int) {
+            endWord()
+            segments.append(Segment(tokens: tokens, text: segmentText.trimmingWhitespace(), end: end))
+            tokens = []
+            segmentText = ""
+        }
+        for character in text {
+            position += 1
+            if character == "," {
+                endSegment(at: position)
+                continue
+            }
+            segmentText.append(character)
+            if character.isWhitespace {
+                endWord()
+            } else {
+                if word.isEmpty { wordStart = position }
+                word.append(character)
+            }
+        }
+        endSegment(at: position + 1)
+        return segments
+    }
+
+    /// Reads one entry's words in order.
+    struct EntryReader {
+        let segment: Segment
+        let number: Int
+        var next = 0
+
+        init(segment: Segment, number: Int) {
+            self.segment = segment
+            self.number = number
+        }
+
+        /// The error at the next word: what was expected there, and what was found.
+        func failure(expected: String, found: String? = nil) -> ModelDescriptionError {
+            let (position, foundText): (Int, String)
+            if next < segment.tokens.count {
+                position = segment.tokens[next].position
+                foundText = found ?? "\"\(segment.tokens[next].text)\""
+            } else {
+                position = segment.end
+                foundText = segment.tokens.isEmpty ? "nothing" : "the end of the entry"
+            }
+            return ModelDescriptionError(
+                description: "--layers: entry \(number) \"\(segment.text)\": expected \(expected) "
+                    + "at character \(position), found \(foundText)")
+        }
+
+        /// The next word, lowercased, if any.
+        var peek: String? { next < segment.tokens.count ? segment.tokens[next].text.lowercased() : nil }
+
+        /// The next word as an integer of at least `minimum`, described as `what` in errors.
+        mutating func integer(_ what: String, minimum: Int) throws(ModelDescriptionError) -> Int {
+            let condition = minimum == 1 ? "a positive integer" : "an integer >= \(minimum)"
+            guard let word = peek, let value = Int(word), value >= minimum else {
+                throw failure(expected: "\(what) (\(condition))")
+            }
+            next += 1
+            return value
+        }
+
+        /// The next word as a finite number passing `isValid`, described as `what` in errors.
+        mutating func number(_ what: String, _ isValid: (Float) -> Bool) throws(ModelDescriptionError) -> Float {
+            guard let word = peek, let value = Float(word), value.isFinite, isValid(value) else {
+                throw failure(expected: what)
+            }
+            next += 1
+            return value
+        }
+
+        /// The `key value` options among `allowed` (each at most once), until the end of the entry.
+        mutating func options(_ allowed: [String]) throws(ModelDescriptionError) -> [String: Int] {
+            var found: [String: Int] = [:]
+            let list = allowed.map { $0 == "nobias" ? $0 : "\($0) N" }.joined(separator: ", ")
+            while let word = peek {
+                guard allowed.contains(word) else {
+                    throw failure(expected: "an option (\(list)) or the end of the entry")
+                }
+                guard found[word] == nil else {
+                    throw failure(expected: "each option at most once", found: "\"\(word)\" a second time")
+                }
+                next += 1
+                switch word {
+                case "nobias": found[word] = 0
+                case "pad": found[word] = try integer("a padding", minimum: 0)
+                default: found[word] = try integer("a stride", minimum: 1)
+                }
+            }
+            return found
+        }
+
+        /// Nothing more in the entry.
+        func end(_ name: String, takes: String) throws(ModelDescriptionError) {
+            if peek != nil { throw failure(expected: "the end of the entry (\(name) takes \(takes))") }
+        }
+
+        /// The entry.
+        mutating func entry() throws(ModelDescriptionError) -> ModelDescription.Entry {
+            let names = ModelDescriptionParser.names.joined(separator: ", ")
+            guard let name = peek, ModelDescriptionParser.names.contains(name) else {
+                throw failure(expected: "a layer name (\(names))")
+            }
+            next += 1
+            switch name {
+            case "conv":
+                let out = try integer("an output channel count", minimum: 1)
+                let kernel = try integer("a kernel size", minimum: 1)
+                let options = try options(["stride", "pad", "nobias"])
+                return .conv(
+                    out: out, kernel: kernel, stride: options["stride"] ?? 1, padding: options["pad"] ?? 0,
+                    bias: options["nobias"] == nil)
+            case "maxpool", "avgpool":
+                let kernel = try integer("a kernel size", minimum: 1)
+                let stride = try options(["stride"])["stride"] ?? kernel
+                return name == "maxpool"
+                    ? .maxPool(kernel: kernel, stride: stride) : .avgPool(kernel: kernel, stride: stride)
+            case "lin":
+                let out = try integer("an output size", minimum: 1)
+                try end(name, takes: "one number, its output size")
+                return .lin(out: out)
+            case "leakyrelu":
+                var slope = ModelDescriptionParser.defaultSlope
+                if peek != nil {
+                    slope = try number("a negative slope (a number) or the end of the entry") { _ in true }
+                }
+                try end(name, takes: "at most one number, its slope")
+                return .leakyReLU(slope: slope)
+            case "dropout":
+                let p = try number("a dropout probability (a number p with 0 <= p < 1)") { $0 >= 0 && $0 < 1 }
+                try end(name, takes: "one number, its probability")
+                return .dropout(p: p)
+            default:
+                try end(name, takes: "no numbers or options")
+                let simple: [String: ModelDescription.Entry] = [
+                    "flatten": .flatten, "relu": .relu, "tanh": .tanh, "sigmoid": .sigmoid, "gelu": .gelu,
+                    "batchnorm": .batchNorm,
+                ]
+                return simple[name]!
+            }
+        }
+    }
+}
+
+extension String {
+    /// The string without leading and trailing whitespace.
+    fileprivate func trimmingWhitespace() -> String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}

@@ -1,0 +1,373 @@
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropNetwork
+
+// Model descriptions: the text form parsed, printed and rejected; shapes inferred; the layers
+// built, initialised and named as the checkpoints name them.
+
+/// Parses `text`, recording a failure (at the caller) if it throws.
+private func parsed(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ModelDescription? {
+    do {
+        return try ModelDescription(parsing: text)
+    } catch {
+        Issue.record("\"\(text)\" did not parse: \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+/// The message `ModelDescription(parsing: text)` throws, or `nil` if it parses.
+private func parseError(_ text: String) -> String? {
+    do {
+        _ = try ModelDescription(parsing: text)
+        return nil
+    } catch {
+        return error.description
+    }
+}
+
+/// The message `shapes(input:)` throws, or `nil` if the shapes fit.
+private func shapeError(_ text: String, input: [Int], sourceLocation: SourceLocation = #_sourceLocation) -> String? {
+    guard let description = parsed(text, sourceLocation: sourceLocation) else { return nil }
+    do {
+        _ = try description.shapes(input: input)
+        return nil
+    } catch {
+        return error.description
+    }
+}
+
+@Suite("ModelDescription: parsing, printing and errors")
+struct ModelDescriptionParsingTests {
+    @Test("every kind of entry and option parses to its entry")
+    func everyEntry() {
+        let text =
+            "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
+            + "avgpool 3 stride 2, flatten, lin 10, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
+            + "dropout 0.5, dropout 0, batchnorm"
+        let expected: [ModelDescription.Entry] = [
+            .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
+            .conv(out: 16, kernel: 5, stride: 2, padding: 1, bias: false),
+            .maxPool(kernel: 2, stride: 2), .maxPool(kernel: 3, stride: 1),
+            .avgPool(kernel: 2, stride: 2), .avgPool(kernel: 3, stride: 2),
+            .flatten, .lin(out: 10), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01), .leakyReLU(slope: 0.2), .gelu,
+            .dropout(p: 0.5), .dropout(p: 0), .batchNorm,
+        ]
+        #expect(parsed(text)?.entries == expected)
+    }
+
+    @Test("names and options are case-insensitive, options in any order, spaces free")
+    func caseOrderAndSpaces() {
+        let reference = ModelDescription(entries: [
+            .conv(out: 4, kernel: 3, stride: 2, padding: 1, bias: false), .relu, .lin(out: 1),
+        ])
+        for text in [
+            "conv 4 3 stride 2 pad 1 nobias, relu, lin 1",
+            "CONV 4 3 NoBias Pad 1 STRIDE 2,ReLU,Lin 1",
+            "  conv\t4 3 pad 1  stride 2 nobias ,  relu ,lin   1  ",
+        ] {
+            #expect(parsed(text) == reference, "\(text)")
+        }
+    }
+
+    @Test("the canonical text parses back to the same description, and is a fixed point")
+    func canonicalRoundTrip() throws {
+        let texts = [
+            "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 3 stride 1, avgpool 2, flatten, lin 10",
+            "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid",
+            "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
+        ]
+        for text in texts {
+            let description = try ModelDescription(parsing: text)
+            #expect(try ModelDescription(parsing: description.description) == description, "\(text)")
+            #expect(description.description == text)
+        }
+        // Defaults are left out of the canonical text.
+        #expect(
+            try ModelDescription(parsing: "CONV 8 3 stride 1 pad 0, maxpool 2 stride 2, leakyrelu 0.01").description
+                == "conv 8 3, maxpool 2, leakyrelu")
+    }
+
+    @Test("the presets parse by name, in any case, to their texts; their texts are canonical")
+    func presets() throws {
+        #expect(ModelDescription.presets.map(\.name) == ["seed", "mlp", "cnn"])
+        #expect(try ModelDescription(parsing: "seed").entries == [.lin(out: 50), .relu, .lin(out: 1)])
+        #expect(
+            try ModelDescription(parsing: " MLP ").entries == [
+                .lin(out: 256), .relu, .lin(out: 128), .relu, .lin(out: 10),
+            ])
+        for (name, text) in ModelDescription.presets {
+            let description = try ModelDescription(parsing: name)
+            #expect(description == (try ModelDescription(parsing: text)))
+            #expect(description.description == text, "preset \(name)")
+        }
+        let cnn = try ModelDescription(parsing: "cnn")
+        #expect(cnn.entries.first == .conv(out: 32, kernel: 3, stride: 1, padding: 1, bias: true))
+        #expect(cnn.entries.last == .lin(out: 10))
+    }
+
+    @Test("each error names the entry, its text, what was expected, the character and the token")
+    func errors() {
+        let layerNames =
+            "a layer name (conv, maxpool, avgpool, flatten, lin, relu, tanh, sigmoid, leakyrelu, gelu, dropout, "
+            + "batchnorm)"
+        let cases: [(text: String, message: String)] = [
+            (
+                "lin 10, relu, maxpool x",
+                "entry 3 \"maxpool x\": expected a kernel size (a positive integer) at character 23, found \"x\""
+            ),
+            ("lin 10, rleu", "entry 2 \"rleu\": expected \(layerNames) at character 9, found \"rleu\""),
+            (
+                "conv 32",
+                "entry 1 \"conv 32\": expected a kernel size (a positive integer) at character 8, "
+                    + "found the end of the entry"
+            ),
+            ("lin 0", "entry 1 \"lin 0\": expected an output size (a positive integer) at character 5, found \"0\""),
+            (
+                "lin 2.5",
+                "entry 1 \"lin 2.5\": expected an output size (a positive integer) at character 5, found \"2.5\""
+            ),
+            (
+                "conv 8 3 pad -1",
+                "entry 1 \"conv 8 3 pad -1\": expected a padding (an integer >= 0) at character 14, found \"-1\""
+            ),
+            (
+                "maxpool 2 stride 0",
+                "entry 1 \"maxpool 2 stride 0\": expected a stride (a positive integer) at character 18, found \"0\""
+            ),
+            (
+                "dropout 1",
+                "entry 1 \"dropout 1\": expected a dropout probability (a number p with 0 <= p < 1) at character 9, "
+                    + "found \"1\""
+            ),
+            (
+                "dropout nan",
+                "entry 1 \"dropout nan\": expected a dropout probability (a number p with 0 <= p < 1) "
+                    + "at character 9, found \"nan\""
+            ),
+            (
+                "relu, dropout",
+                "entry 2 \"dropout\": expected a dropout probability (a number p with 0 <= p < 1) at character 14, "
+                    + "found the end of the entry"
+            ),
+            (
+                "conv 8 3 padding 1",
+                "entry 1 \"conv 8 3 padding 1\": expected an option (stride N, pad N, nobias) or the end of the entry "
+                    + "at character 10, found \"padding\""
+            ),
+            (
+                "conv 8 3 pad 1 PAD 2",
+                "entry 1 \"conv 8 3 pad 1 PAD 2\": expected each option at most once at character 16, "
+                    + "found \"pad\" a second time"
+            ),
+            (
+                "avgpool 2 pad 1",
+                "entry 1 \"avgpool 2 pad 1\": expected an option (stride N) or the end of the entry at character 11, "
+                    + "found \"pad\""
+            ),
+            (
+                "lin 10, ReLU 3",
+                "entry 2 \"ReLU 3\": expected the end of the entry (relu takes no numbers or options) at character 14, "
+                    + "found \"3\""
+            ),
+            (
+                "lin 10 20",
+                "entry 1 \"lin 10 20\": expected the end of the entry (lin takes one number, its output size) "
+                    + "at character 8, found \"20\""
+            ),
+            (
+                "leakyrelu abc",
+                "entry 1 \"leakyrelu abc\": expected a negative slope (a number) or the end of the entry "
+                    + "at character 11, found \"abc\""
+            ),
+            ("lin 10,, relu", "entry 2 \"\": expected \(layerNames) at character 8, found nothing"),
+            ("lin 10,", "entry 2 \"\": expected \(layerNames) at character 8, found nothing"),
+            ("mlp, relu", "entry 1 \"mlp\": expected \(layerNames) at character 1, found \"mlp\""),
+        ]
+        for (text, message) in cases {
+            #expect(parseError(text) == "--layers: " + message, "\(text)")
+        }
+        #expect(
+            parseError("  ")
+                == "--layers: the description is empty: expected layers (e.g. \"lin 50, relu, lin 1\") "
+                + "or a preset (seed, mlp, cnn)")
+    }
+}
+
+@Suite("ModelDescription: shapes, layers and names")
+struct ModelDescriptionShapeTests {
+    @Test("the cnn preset's shapes on a 28×28 image, and its input shape")
+    func cnnShapes() throws {
+        let cnn = try ModelDescription(parsing: "cnn")
+        #expect(cnn.inputShape(channels: 1, height: 28, width: 28) == [1, 28, 28])
+        #expect(
+            try cnn.shapes(input: [1, 28, 28]) == [
+                [32, 28, 28], [32, 28, 28], [32, 28, 28], [32, 14, 14], [64, 14, 14], [64, 14, 14], [64, 14, 14],
+                [64, 7, 7], [3136], [3136], [128], [128], [128], [10],
+            ])
+        // conv 1·32·9 + 32, batchnorm 2·32, conv 32·64·9 + 64, batchnorm 2·64, lin 3136·128 + 128, lin 128·10 + 10
+        #expect(try cnn.parameterCount(inputShape: [1, 28, 28]) == 320 + 64 + 18496 + 128 + 401_536 + 1290)
+    }
+
+    @Test("inputShape: images for a first spatial layer, vectors for a first lin")
+    func inputShapes() throws {
+        let cases: [(String, [Int])] = [
+            ("mlp", [784]), ("relu, lin 10", [784]), ("batchnorm, conv 2 3", [1, 28, 28]),
+            ("flatten, lin 3", [1, 28, 28]),
+            ("maxpool 2, flatten, lin 3", [1, 28, 28]), ("relu", [784]),
+        ]
+        for (text, shape) in cases {
+            #expect(
+                try ModelDescription(parsing: text).inputShape(channels: 1, height: 28, width: 28) == shape, "\(text)")
+        }
+    }
+
+    @Test("shapes agree with the layers' own outputs on odd sizes, strides and paddings")
+    func shapesMatchForwardPass() throws {
+        let description = try ModelDescription(
+            parsing: "conv 4 3 stride 2 pad 2, avgpool 2 stride 1, batchnorm, maxpool 3 stride 2, flatten, lin 5, gelu")
+        var generator = RandomGenerator(seed: 3)
+        let input = [3, 13, 11]
+        let layers = try description.makeLayers(inputShape: input, generator: &generator)
+        var x = Tensor.randn([2] + input, generator: &generator)  // (n, c, h, w)
+        var outputs: [[Int]] = []
+        for layer in layers {
+            x = layer(x)
+            outputs.append(Array(x.shape.dropFirst()))
+        }
+        #expect(try description.shapes(input: input) == outputs)
+        #expect(outputs.last == [5])
+        let learned = layers.flatMap(\.parameters).reduce(0) { $0 + $1.count }
+        #expect(try description.parameterCount(inputShape: input) == learned)
+    }
+
+    @Test("a layer whose input does not fit is named, with its input shape")
+    func shapeErrors() {
+        let cases: [(text: String, input: [Int], message: String)] = [
+            (
+                "conv 8 3, lin 10", [1, 8, 8],
+                "entry 2 \"lin 10\" expects one vector per example, but its input is [8, 6, 6] (put flatten before it)"
+            ),
+            (
+                "conv 8 3", [784],
+                "entry 1 \"conv 8 3\" expects images [c, h, w] per example, but its input is [784] "
+                    + "(a model starting with conv takes inputs [n, c, h, w])"
+            ),
+            (
+                "conv 8 5", [1, 3, 3],
+                "entry 1 \"conv 8 5\" has a 5×5 kernel, larger than its input [1, 3, 3] padded to 3×3"
+            ),
+            (
+                "conv 4 3 pad 1, maxpool 2, maxpool 2, maxpool 2", [1, 4, 4],
+                "entry 4 \"maxpool 2\" has a 2×2 window, larger than its input [4, 1, 1] of 1×1"
+            ),
+            (
+                "flatten, avgpool 2", [1, 4, 4],
+                "entry 2 \"avgpool 2\" expects images [c, h, w] per example, but its input is [16]"
+            ),
+            (
+                "batchnorm", [2, 3],
+                "entry 1 \"batchnorm\" expects [c] or [c, h, w] per example, but its input is [2, 3]"
+            ),
+            (
+                "lin 3", [0],
+                "the input shape per example [0] must have at least one dimension, all of size at least 1"
+            ),
+        ]
+        for (text, input, message) in cases {
+            #expect(shapeError(text, input: input) == "--layers: " + message, "\(text) on \(input)")
+        }
+        #expect(shapeError("conv 8 5 pad 1", input: [1, 3, 3]) == nil)
+    }
+
+    @Test("the mlp preset draws exactly Model.mlp's weights, and seed exactly the seed's")
+    func mlpInvariant() throws {
+        for seed: UInt64 in [1, 42] {
+            var generator = RandomGenerator(seed: seed)
+            var reference = RandomGenerator(seed: seed)
+            let model = try Model(
+                description: ModelDescription(parsing: "mlp"), inputShape: [784], loss: CrossEntropy(),
+                generator: &generator)
+            let mlp = Model.mlp(sizes: [784, 256, 128, 10], loss: CrossEntropy(), generator: &reference)
+            #expect(model.parameters.map(\.shape) == mlp.parameters.map(\.shape))
+            #expect(model.parameters.map(\.values) == mlp.parameters.map(\.values))
+            #expect(generator.next() == reference.next(), "the same number of draws")
+            #expect(model.layers.map { "\(type(of: $0))" } == mlp.layers.map { "\(type(of: $0))" })
+            #expect((model.layers.first as? Lin)?.needsInputGradient == false)
+        }
+        var generator = RandomGenerator(seed: 7)
+        var reference = RandomGenerator(seed: 7)
+        let seedLayers = try ModelDescription(parsing: "seed").makeLayers(inputShape: [784], generator: &generator)
+        let linears = Model.kaimingInitialization(sizes: [784, 50, 1], generator: &reference)
+        #expect(seedLayers.flatMap(\.parameters).map(\.values) == linears.flatMap { [$0.w.values, $0.b.values] })
+    }
+
+    @Test("dropout does not change the weights: its seeds are drawn after them")
+    func dropoutAfterWeights() throws {
+        var plain = RandomGenerator(seed: 5)
+        var dropped = RandomGenerator(seed: 5)
+        let mlp = try ModelDescription(parsing: "mlp").makeLayers(inputShape: [784], generator: &plain)
+        let withDropout = try ModelDescription(
+            parsing: "lin 256, relu, dropout 0.5, lin 128, relu, dropout 0.1, lin 10"
+        )
+        .makeLayers(inputShape: [784], generator: &dropped)
+        #expect(withDropout.flatMap(\.parameters).map(\.values) == mlp.flatMap(\.parameters).map(\.values))
+        // The first dropout's seed is the generator's next number after the weights.
+        let dropout = try #require(withDropout[2] as? Dropout)
+        let twin = Dropout(p: 0.5, seed: plain.next())
+        let x = Tensor.ones([4, 256])
+        _ = dropout(x)
+        _ = twin(x)
+        #expect(dropout.mask?.values == twin.mask?.values)
+        let second = try #require(withDropout[5] as? Dropout)
+        _ = second(x)
+        #expect(second.mask?.values != dropout.mask?.values)
+    }
+
+    @Test("conv weights are Kaiming normal with fan-in cIn·k·k; biases and batch norm start as documented")
+    func convInitialisation() throws {
+        var generator = RandomGenerator(seed: 2)
+        let layers = try ModelDescription(parsing: "conv 64 3, batchnorm, relu, conv 32 3 nobias, flatten, lin 4")
+            .makeLayers(inputShape: [32, 9, 9], generator: &generator)
+        let conv = try #require(layers[0] as? Conv2d)
+        #expect(conv.w.shape == [64, 32, 3, 3])
+        #expect(conv.b?.values == [Float](repeating: 0, count: 64))
+        // std ≈ sqrt(2 / (32·9)) over 18432 draws (its standard error is 0.5%).
+        let values = conv.w.values.map(Double.init)
+        let std = (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot()
+        #expect(abs(std / (2.0 / 288).squareRoot() - 1) < 0.03, "std \(std)")
+        // Followed by no nonlinearity: gain 1, std ≈ sqrt(1 / (64·9)).
+        let last = try #require(layers[3] as? Conv2d)
+        #expect(last.b == nil && last.parameters.count == 1)
+        let lastValues = last.w.values.map(Double.init)
+        let lastStd = (lastValues.reduce(0) { $0 + $1 * $1 } / Double(lastValues.count)).squareRoot()
+        #expect(abs(lastStd / (1.0 / 576).squareRoot() - 1) < 0.03, "std \(lastStd)")
+        let norm = try #require(layers[1] as? BatchNorm)
+        #expect(norm.w.values == [Float](repeating: 1, count: 64) && norm.b.values == [Float](repeating: 0, count: 64))
+        #expect(norm.runningMean.values == [Float](repeating: 0, count: 64))
+        #expect(norm.runningVar.values == [Float](repeating: 1, count: 64))
+    }
+
+    @Test("the model names its parameters and buffers layers.I.NAME, and train()/eval() set every mode")
+    func modelNamesAndModes() throws {
+        var generator = RandomGenerator(seed: 4)
+        let model = try Model(
+            description: ModelDescription(parsing: "conv 2 3 nobias, batchnorm, relu, flatten, dropout 0.5, lin 3"),
+            inputShape: [1, 5, 5], loss: CrossEntropy(), generator: &generator)
+        #expect(
+            model.namedParameters.map(\.name) == ["layers.0.w", "layers.1.w", "layers.1.b", "layers.5.w", "layers.5.b"])
+        #expect(model.namedParameters.map(\.tensor.shape) == [[2, 1, 3, 3], [2], [2], [18, 3], [3]])
+        #expect(zip(model.namedParameters.map(\.tensor), model.parameters).allSatisfy { $0 === $1 })
+        #expect(model.namedBuffers.map(\.name) == ["layers.1.running_mean", "layers.1.running_var"])
+        let norm = try #require(model.layers[1] as? BatchNorm)
+        #expect(model.namedBuffers[0].tensor === norm.runningMean && model.namedBuffers[1].tensor === norm.runningVar)
+        #expect((model.layers.first as? Conv2d)?.needsInputGradient == false)
+
+        let dropout = try #require(model.layers[4] as? Dropout)
+        #expect(norm.isTraining && dropout.isTraining)
+        model.eval()
+        #expect(!norm.isTraining && !dropout.isTraining)
+        model.train()
+        #expect(norm.isTraining && dropout.isTraining)
+    }
+}
