@@ -5,14 +5,15 @@ import BackpropNetwork
 /// Minibatches of a dataset, in an order shuffled afresh for each epoch from a seed.
 ///
 /// Batch `i` holds rows `order[i·batchSize ..< (i+1)·batchSize]` of `x` and `y` (the last batch
-/// may be smaller). The rows are gathered into buffers that are reused from batch to batch, so a
+/// may be smaller). A row of `x` is everything after its first dimension: a vector of `m` pixels
+/// for an MLP's `(N, m)`, an image for a convnet's `(N, c, h, w)`. The rows are gathered into buffers that are reused from batch to batch, so a
 /// training step allocates nothing for its data.
 ///
 /// NOTE: the tensors that ``batch(_:)`` returns are overwritten by the next call. A model's
 /// `inp` stays valid through its forward and backward pass, which is all a training step needs;
 /// keep a `copy()` to hold on to a batch longer.
 public final class Batches {
-    /// The inputs, one row per example. // (N, m)
+    /// The inputs, one row per example. // (N, m) or (N, c, h, w)
     public let x: Tensor
     /// The targets, one per example (class indices or values, as Float). // (N)
     public let y: Tensor
@@ -21,13 +22,14 @@ public final class Batches {
     /// The order of the rows for the current epoch.
     public private(set) var order: [Int]
     /// Reused buffers for full batches and for the smaller last one.
-    private var fullBatch: (x: Tensor, y: Tensor)  // (batchSize, m), (batchSize)
-    private var lastBatch: (x: Tensor, y: Tensor)?  // (N mod batchSize, m), (N mod batchSize)
+    private var fullBatch: (x: Tensor, y: Tensor)  // (batchSize, …), (batchSize)
+    private var lastBatch: (x: Tensor, y: Tensor)?  // (N mod batchSize, …), (N mod batchSize)
 
     /// Creates the batches, in the rows' own order until ``shuffle(seed:epoch:)`` is called.
-    /// - Precondition: `x` is a matrix `(N, m)` and `y` has `N` elements; `batchSize > 0`.
+    /// - Precondition: `x` has rank at least 2 (`(N, m)`, `(N, c, h, w)`, …) and `y` has `N`
+    ///   elements; `batchSize > 0`.
     public init(x: Tensor, y: Tensor, batchSize: Int) {
-        precondition(x.rank == 2, "Batches: inputs must be a matrix (N, m), got shape \(x.shape)")
+        precondition(x.rank >= 2, "Batches: inputs must be rows (N, m) or (N, c, h, w), got shape \(x.shape)")
         precondition(y.count == x.shape[0], "Batches: \(y.count) targets for \(x.shape[0]) input rows")
         precondition(batchSize > 0, "Batches: batch size \(batchSize) must be positive")
         self.x = x.contiguous()
@@ -35,7 +37,12 @@ public final class Batches {
         self.batchSize = batchSize
         self.order = Array(0..<x.shape[0])
         let rows = Swift.min(batchSize, x.shape[0])
-        self.fullBatch = (Tensor(uninitializedShape: [rows, x.shape[1]]), Tensor(uninitializedShape: [rows]))
+        self.fullBatch = (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
+    }
+
+    /// The shape of `rows` rows of `x`: `x`'s shape with `rows` first.
+    private static func shape(_ x: Tensor, rows: Int) -> [Int] {
+        [rows] + x.shape.dropFirst()
     }
 
     /// The number of examples, `N`.
@@ -57,7 +64,8 @@ public final class Batches {
         seed ^ (UInt64(truncatingIfNeeded: epoch + 1) &* 0x9E37_79B9_7F4A_7C15)
     }
 
-    /// Batch `index` of the current order: `(x (b, m), y (b))`, in reused buffers.
+    /// Batch `index` of the current order: `(x (b, …), y (b))` (`x (b, m)` or `(b, c, h, w)`), in
+    /// reused buffers.
     /// - Precondition: `0 ≤ index < count`.
     public func batch(_ index: Int) -> (x: Tensor, y: Tensor) {
         precondition(index >= 0 && index < count, "Batches: batch \(index) out of range 0..<\(count)")
@@ -68,7 +76,7 @@ public final class Batches {
             buffers = fullBatch
         } else {
             if lastBatch == nil || lastBatch!.x.shape[0] != rows {
-                lastBatch = (Tensor(uninitializedShape: [rows, x.shape[1]]), Tensor(uninitializedShape: [rows]))
+                lastBatch = (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
             }
             buffers = lastBatch!
         }

@@ -30,19 +30,35 @@ public struct ModelArchitecture: Equatable, Sendable, CustomStringConvertible {
 
 /// Saving and loading trained models as safetensors files that any framework can read.
 ///
-/// For the `i`-th layer of `model.layers` that has weights (a `Lin`), the file holds
-/// `layers.i.w` `(nIn, nOut)` and `layers.i.b` `(nOut)`: for 784-256-128-10 these are
-/// `layers.0.*`, `layers.2.*` and `layers.4.*` (the ReLUs are layers 1 and 3). The forward pass
-/// is `x • w + b` with a ReLU after every layer but the last. `__metadata__` holds
+/// Every tensor is named `layers.I.NAME` after the index `I` of its layer in `model.layers` and
+/// its name in the layer, as PyTorch's `nn.Sequential` names its state dict. Two formats:
 ///
-///     {"format": "backprop-mlp", "sizes": "784,256,128,10", "activation": "relu",
-///      "loss": "cross_entropy", "layers": "lin,relu,lin,relu,lin", …}
+/// - An MLP (`Lin`, `ReLU`, …, `Lin`) is written as it always was: `layers.i.w` `(nIn, nOut)`
+///   and `layers.i.b` `(nOut)` for each `Lin` (for 784-256-128-10, `layers.0.*`, `layers.2.*`
+///   and `layers.4.*`; the ReLUs are layers 1 and 3), the forward pass `x • w + b` with a ReLU
+///   after every layer but the last, and in `__metadata__`
 ///
-/// and whatever else the caller adds (the command line adds the inputs' normalisation and the
-/// training settings). Files are written atomically (see `writeAtomically`).
+///       {"format": "backprop-mlp", "sizes": "784,256,128,10", "activation": "relu",
+///        "loss": "cross_entropy", "layers": "lin,relu,lin,relu,lin", …}
+///
+/// - Any other model whose layers a `ModelDescription` names (convolutions, pools, batch norm,
+///   dropout, the other activations) holds every parameter and buffer (`layers.0.w`
+///   `(cOut, cIn, kh, kw)`, `layers.0.b`, `layers.1.running_mean`, `layers.1.running_var`, …;
+///   see `Model.namedParameters` and `Model.namedBuffers`), and in `__metadata__`
+///
+///       {"format": "backprop-model", "layers": "conv 32 3 pad 1, batchnorm, relu, …, lin 10",
+///        "input_shape": "1,28,28", "loss": "cross_entropy", …}
+///
+///   the description's canonical text and the shape of one example, from which loading builds
+///   the model before it copies the tensors in.
+///
+/// Both carry whatever else the caller adds (the command line adds the inputs' normalisation and
+/// the training settings). Files are written atomically (see `writeAtomically`).
 public enum Checkpoint {
     /// The `format` metadata value of Backprop's MLP checkpoints.
     public static let format = "backprop-mlp"
+    /// The `format` metadata value of checkpoints of models given by a description.
+    public static let modelFormat = "backprop-model"
 
     /// The architecture of `model`.
     /// - Throws: `CheckpointError` if the model is not `Lin`, `ReLU`, …, `Lin` with a
@@ -71,53 +87,89 @@ public enum Checkpoint {
 
     /// Writes `model`'s weights and architecture to `path`, atomically.
     ///
+    /// An MLP is written in the `backprop-mlp` format; any other model that a description names,
+    /// in the `backprop-model` format with its parameters and buffers (see ``Checkpoint``).
     /// - Parameters:
-    ///   - model: an MLP: `Lin`, `ReLU`, …, `Lin` and a `CrossEntropy` or `Mse` loss.
+    ///   - model: an MLP (`Lin`, `ReLU`, …, `Lin`), or a model of the layers a `ModelDescription`
+    ///     names (as `Model(description:inputShape:loss:generator:)` builds); with a
+    ///     `CrossEntropy` or `Mse` loss.
     ///   - path: the destination; its folder must exist.
     ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's).
     ///   - optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
     ///     `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
     ///     with ``load(path:)`` ignore it.
-    /// - Throws: `CheckpointError` if a weight is NaN or infinite (so that a diverged run never
-    ///   replaces a good file) or the model is not an MLP; `DataError` naming `path` if it cannot
-    ///   be written. On any error the file at `path` is left as it was.
+    ///   - inputShape: the shape of one example (`[1, 28, 28]`), stored for a described model.
+    ///     `nil`: the shape the model last ran on, or `[m]` for a model that starts with a `Lin`
+    ///     of `m` inputs. An MLP ignores it.
+    /// - Throws: `CheckpointError` if a weight or buffer is NaN or infinite (so that a diverged
+    ///   run never replaces a good file), or the model cannot be saved (a layer no description
+    ///   names, an unknown input shape, tensors that do not fit the description); `DataError`
+    ///   naming `path` if it cannot be written. On any error the file at `path` is left as it was.
     public static func save(
-        _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:]
+        _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:],
+        inputShape: [Int]? = nil
     ) throws {
-        let architecture = try architecture(of: model)
+        var entries = metadata
         var tensors: [String: Tensor] = [:]
-        for (index, layer) in model.layers.enumerated() {
-            guard let lin = layer as? Lin else { continue }
-            for (name, tensor) in [("w", lin.w), ("b", lin.b)] {
-                let key = "layers.\(index).\(name)"
-                let finite = tensor.withUnsafeBufferPointer { values in values.allSatisfy(\.isFinite) }
-                guard finite else {
-                    throw CheckpointError(
-                        "\(path): not written, because \(key) holds NaN or infinite values (the run diverged)")
-                }
-                tensors[key] = tensor
+        let named: [(name: String, tensor: Tensor)]
+        if let architecture = try? architecture(of: model) {
+            named = model.layers.enumerated().flatMap { index, layer in
+                guard let lin = layer as? Lin else { return [(name: String, tensor: Tensor)]() }
+                return [("layers.\(index).w", lin.w), ("layers.\(index).b", lin.b)]
             }
+            entries["format"] = format
+            entries["sizes"] = architecture.sizes.map(String.init).joined(separator: ",")
+            entries["activation"] = architecture.activation
+            entries["loss"] = architecture.loss
+            entries["layers"] = layerNames(linearLayers: architecture.sizes.count - 1).joined(separator: ",")
+        } else {
+            let saved = try describedModel(of: model, inputShape: inputShape)
+            named = model.namedParameters + model.namedBuffers
+            entries["format"] = modelFormat
+            entries["layers"] = saved.description.description
+            entries["input_shape"] = saved.inputShape.map(String.init).joined(separator: ",")
+            entries["loss"] = saved.loss
+            for key in ["sizes", "activation"] { entries[key] = nil }
+        }
+        for (key, tensor) in named {
+            let finite = tensor.withUnsafeBufferPointer { values in values.allSatisfy(\.isFinite) }
+            guard finite else {
+                throw CheckpointError(
+                    "\(path): not written, because \(key) holds NaN or infinite values (the run diverged)")
+            }
+            tensors[key] = tensor
         }
         for (name, tensor) in optimizerState {
             tensors[optimizerPrefix + name] = tensor
         }
-        var entries = metadata
-        entries["format"] = format
-        entries["sizes"] = architecture.sizes.map(String.init).joined(separator: ",")
-        entries["activation"] = architecture.activation
-        entries["loss"] = architecture.loss
-        entries["layers"] = layerNames(linearLayers: architecture.sizes.count - 1).joined(separator: ",")
         try Safetensors.write(tensors, metadata: entries, to: path)
     }
 
     /// A model built from the checkpoint at `path`: its architecture, then its weights.
     ///
-    /// - Throws: `DataError` naming `path` when the file cannot be read, is not a Backprop MLP
-    ///   checkpoint, or its tensors do not fit the architecture it declares (naming the tensor,
-    ///   the expected and the found shape).
+    /// An MLP checkpoint gives the MLP; a `backprop-model` checkpoint gives the model its
+    /// description builds for its input shape, with every parameter and buffer copied in, in
+    /// evaluation mode (dropout off, batch norm on its running statistics: ready to predict;
+    /// `train()` it to go on training).
+    /// - Throws: `DataError` naming `path` when the file cannot be read, is not a Backprop
+    ///   checkpoint, its metadata is malformed (naming the entry), or its tensors do not fit the
+    ///   architecture it declares (naming the missing, extra or misshapen tensor, with the
+    ///   expected and the found shape, or the first value that is not finite).
     public static func load(path: String) throws -> Model {
         let file = try Safetensors.read(path: path)
-        let architecture = try readArchitecture(file)
+        switch try readStoredModel(file) {
+        case .mlp(let architecture):
+            return try loadMLP(file, architecture)
+        case .described(let description, let inputShape, let lossName):
+            let model = try buildModel(file, description, inputShape: inputShape, loss: lossName)
+            try copyTensors(file, into: model, describedAs: "the model \"\(description)\"")
+            model.eval()
+            return model
+        }
+    }
+
+    /// The MLP of `architecture`, with the weights of `file`.
+    private static func loadMLP(_ file: SafetensorsFile, _ architecture: ModelArchitecture) throws -> Model {
         let loss: any Loss = architecture.loss == "mse" ? Mse() : CrossEntropy()
         var linears: [(w: Tensor, b: Tensor)] = []
         for index in 0..<(architecture.sizes.count - 1) {
@@ -128,7 +180,8 @@ public enum Checkpoint {
             linears.append((w.contiguous(), b.contiguous()))
         }
         try checkNoExtraTensors(
-            file, expected: Set(linears.indices.flatMap { ["layers.\(2 * $0).w", "layers.\(2 * $0).b"] }))
+            file, expected: Set(linears.indices.flatMap { ["layers.\(2 * $0).w", "layers.\(2 * $0).b"] }),
+            model: "the architecture \(file.metadata["sizes"] ?? "")")
         let model = Model(linears: linears, loss: loss)
         model.skipsInputGradient()
         return model
@@ -159,39 +212,47 @@ public enum Checkpoint {
         return (mean, std)
     }
 
-    /// Copies the checkpoint's weights into `model`, whose architecture must be the file's.
+    /// Copies the checkpoint's weights (and buffers) into `model`, whose architecture must be
+    /// the file's.
     ///
+    /// An MLP takes an MLP checkpoint of its sizes; another model a `backprop-model` checkpoint of
+    /// its description, every parameter and buffer of the model's shape. The model's mode is
+    /// left as it was.
     /// - Throws: `DataError` naming `path` and saying what does not fit: `holds a 784-50-1 relu mse
-    ///   model, expected 784-256-128-10 relu cross_entropy`, or a tensor's shape. On error the
-    ///   model is unchanged.
+    ///   model, expected 784-256-128-10 relu cross_entropy`, another description, a missing, extra
+    ///   or misshapen tensor, or one that is not finite. On error the model is unchanged.
     public static func load(path: String, into model: Model) throws {
-        let expected = try architecture(of: model)
         let file = try Safetensors.read(path: path)
-        let found = try readArchitecture(file)
-        guard found == expected else {
-            throw DataError(path: path, problem: "holds a \(found) model, expected \(expected)")
-        }
-        var pairs: [(source: Tensor, destination: Tensor)] = []
-        for (index, layer) in model.layers.enumerated() {
-            guard let lin = layer as? Lin else { continue }
-            pairs.append((try finiteTensor(file, "layers.\(index).w", shape: lin.w.shape), lin.w))
-            pairs.append((try finiteTensor(file, "layers.\(index).b", shape: lin.b.shape), lin.b))
-        }
-        for (source, destination) in pairs {
-            source.withUnsafeBufferPointer { values in
-                destination.withUnsafeMutableBufferPointer { target in
-                    for i in values.indices { target[i] = values[i] }
-                }
+        let found = try readStoredModel(file)
+        if let expected = try? architecture(of: model) {
+            guard case .mlp(let architecture) = found, architecture == expected else {
+                throw DataError(path: path, problem: "holds \(found), expected \(expected)")
             }
+            var pairs: [(source: Tensor, destination: Tensor)] = []
+            for (index, layer) in model.layers.enumerated() {
+                guard let lin = layer as? Lin else { continue }
+                pairs.append((try finiteTensor(file, "layers.\(index).w", shape: lin.w.shape), lin.w))
+                pairs.append((try finiteTensor(file, "layers.\(index).b", shape: lin.b.shape), lin.b))
+            }
+            copy(pairs)
+            return
         }
+        let expected = try modelDescription(of: model)
+        let expectedLoss = try lossName(of: model)
+        guard case .described(let description, _, let loss) = found, description == expected, loss == expectedLoss
+        else {
+            throw DataError(
+                path: path, problem: "holds \(found), expected the model \"\(expected)\" (\(expectedLoss))")
+        }
+        try copyTensors(file, into: model, describedAs: "the model \"\(description)\"")
     }
 
     /// The tensor `name` of `file`, of shape `shape` (or any shape if `nil`), with every value
     /// finite.
     ///
-    /// ``save(_:to:metadata:optimizerState:)`` never writes a NaN or an infinity, so one in a
-    /// checkpoint means the file was damaged or written by something else: it is named as such,
-    /// rather than left to surface as a NaN loss blamed on the first epoch that uses it.
+    /// ``save(_:to:metadata:optimizerState:inputShape:)`` never writes a NaN or an infinity, so
+    /// one in a checkpoint means the file was damaged or written by something else: it is named
+    /// as such, rather than left to surface as a NaN loss blamed on the first epoch that uses it.
     /// - Throws: `DataError` naming the file, the tensor and the first element that is not finite.
     static func finiteTensor(_ file: SafetensorsFile, _ name: String, shape: [Int]? = nil) throws -> Tensor {
         let tensor = try shape.map { try file.tensor(name, shape: $0) } ?? file.tensor(name)
@@ -212,14 +273,13 @@ public enum Checkpoint {
         return tensor
     }
 
-    /// The architecture a checkpoint declares in its metadata.
+    /// The architecture an MLP checkpoint declares in its metadata.
     /// - Throws: `DataError` naming the file when the metadata is missing or malformed.
     static func readArchitecture(_ file: SafetensorsFile) throws -> ModelArchitecture {
         guard file.metadata["format"] == format else {
-            let found = file.metadata["format"].map { "format '\($0)'" } ?? "no format in its metadata"
             throw DataError(
                 path: file.path,
-                problem: "is not a Backprop MLP checkpoint: expected format '\(format)', found \(found)")
+                problem: "is not a Backprop MLP checkpoint: expected format '\(format)', found \(foundFormat(file))")
         }
         guard let sizesText = file.metadata["sizes"] else {
             throw DataError(path: file.path, problem: "metadata has no 'sizes' (expected e.g. \"784,256,128,10\")")
@@ -235,25 +295,65 @@ public enum Checkpoint {
         guard activation == "relu" else {
             throw DataError(path: file.path, problem: "metadata 'activation' is '\(activation)', expected 'relu'")
         }
+        let loss = try readLoss(file)
+        return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
+    }
+
+    /// The model a checkpoint of either format declares in its metadata.
+    /// - Throws: `DataError` naming the file when it is not a Backprop checkpoint, or the
+    ///   metadata is missing or malformed.
+    static func readStoredModel(_ file: SafetensorsFile) throws -> StoredModel {
+        switch file.metadata["format"] {
+        case format: return .mlp(try readArchitecture(file))
+        case modelFormat: return try readDescribedModel(file)
+        default:
+            throw DataError(
+                path: file.path,
+                problem: "is not a Backprop checkpoint: expected format '\(format)' or '\(modelFormat)', "
+                    + "found \(foundFormat(file))")
+        }
+    }
+
+    /// `format 'pt'`, or `no format in its metadata`.
+    private static func foundFormat(_ file: SafetensorsFile) -> String {
+        file.metadata["format"].map { "format '\($0)'" } ?? "no format in its metadata"
+    }
+
+    /// The metadata's `loss`: `cross_entropy` (also when absent, as the first checkpoints) or `mse`.
+    static func readLoss(_ file: SafetensorsFile) throws -> String {
         let loss = file.metadata["loss"] ?? "cross_entropy"
         guard loss == "cross_entropy" || loss == "mse" else {
             throw DataError(path: file.path, problem: "metadata 'loss' is '\(loss)', expected 'cross_entropy' or 'mse'")
         }
-        return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
+        return loss
+    }
+
+    /// The loss called `name` in a checkpoint (see `readLoss(_:)`).
+    static func makeLoss(_ name: String) -> any Loss {
+        name == "mse" ? Mse() : CrossEntropy()
+    }
+
+    /// Copies each source tensor into its destination, element by element.
+    static func copy(_ pairs: [(source: Tensor, destination: Tensor)]) {
+        for (source, destination) in pairs {
+            let source = source.contiguous()
+            source.withUnsafeBufferPointer { values in
+                destination.withUnsafeMutableBufferPointer { target in
+                    for i in values.indices { target[i] = values[i] }
+                }
+            }
+        }
     }
 
     /// The prefix of the optimizer's state tensors in a checkpoint (`optimizer.0.m`, `optimizer.step`).
     static let optimizerPrefix = "optimizer."
 
-    /// Throws naming the first tensor the architecture does not account for (the optimizer's
-    /// state aside).
-    private static func checkNoExtraTensors(_ file: SafetensorsFile, expected: Set<String>) throws {
+    /// Throws naming the first tensor `model` (`the architecture 784,256,10`) does not account
+    /// for (the optimizer's state aside).
+    static func checkNoExtraTensors(_ file: SafetensorsFile, expected: Set<String>, model: String) throws {
         let unexpected = { (name: String) in !expected.contains(name) && !name.hasPrefix(optimizerPrefix) }
         if let extra = file.names.first(where: unexpected) {
-            throw DataError(
-                path: file.path,
-                problem: "holds tensor '\(extra)', which the architecture \(file.metadata["sizes"] ?? "") does not have"
-            )
+            throw DataError(path: file.path, problem: "holds tensor '\(extra)', which \(model) does not have")
         }
     }
 

@@ -56,12 +56,17 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var seed: UInt64
     /// The loss (cross-entropy, or the seed's MSE).
     public var loss: LossKind
+    /// The model as a description (`--layers`: `conv 32 3 pad 1, relu, …, lin 10`, or a preset name
+    /// such as `cnn`; see `ModelDescription`), or `nil` for the MLP that ``hidden`` gives.
+    ///
+    /// Stored as given; a configuration saved before descriptions existed has none (an MLP).
+    public var layers: String?
 
     /// Creates a configuration; every setting defaults to the recipe's.
     public init(
         hidden: [Int] = [256, 128], epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 3e-3,
         optimizer: OptimizerKind = .adam, weightDecay: Float = 0.1, schedule: LearningRateSchedule = .oneCycle,
-        seed: UInt64 = 42, loss: LossKind = .crossEntropy
+        seed: UInt64 = 42, loss: LossKind = .crossEntropy, layers: String? = nil
     ) {
         self.hidden = hidden
         self.epochs = epochs
@@ -72,6 +77,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         self.schedule = schedule
         self.seed = seed
         self.loss = loss
+        self.layers = layers
     }
 }
 
@@ -132,10 +138,13 @@ private func shortNumber(_ value: Float) -> String {
     String(format: "%g", Double(value))
 }
 
-/// The loss and accuracy of `model` on `(x, y)`, in batches of `batchSize` rows.
+/// The loss and accuracy of `model` on `(x, y)`, in batches of `batchSize` rows, in evaluation
+/// mode.
 ///
-/// The loss is the mean over all rows (each batch's mean weighted by its rows).
-/// - Precondition: `x (N, m)` and `y (N)` fit the model; `batchSize > 0`.
+/// The loss is the mean over all rows (each batch's mean weighted by its rows). Dropout is off and
+/// batch norm normalises with its running statistics (`Model.eval()`); afterwards every layer is
+/// back in the mode it was in.
+/// - Precondition: `x (N, …)` and `y (N)` fit the model; `batchSize > 0`.
 public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000) -> (loss: Float, accuracy: Float) {
     precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
     let rows = x.shape[0]
@@ -144,6 +153,13 @@ public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int = 1000
     let y = y.contiguous()
     var lossSum = 0.0
     var correct = 0
+    let modes = model.layers.map { ($0 as? any ModeDependentLayer)?.isTraining }
+    model.eval()
+    defer {
+        for (layer, isTraining) in zip(model.layers, modes) {
+            if let layer = layer as? any ModeDependentLayer, let isTraining { layer.isTraining = isTraining }
+        }
+    }
     GradMode.withNoGrad {
         for start in stride(from: 0, to: rows, by: batchSize) {
             let range = start..<Swift.min(start + batchSize, rows)
@@ -172,7 +188,7 @@ public final class Trainer {
     public let seed: UInt64
     /// The training minibatches.
     public let batches: Batches
-    /// The validation inputs. // (nValid, m)
+    /// The validation inputs. // (nValid, m) or (nValid, c, h, w)
     public let xValid: Tensor
     /// The validation targets. // (nValid)
     public let yValid: Tensor
@@ -189,8 +205,8 @@ public final class Trainer {
     private var epochSeconds = 0.0
 
     /// A run of `epochs` epochs over `train`, validated on `valid`.
-    /// - Precondition: `train.x (N, m)`, `train.y (N)`, `valid` alike; `epochs > 0`; the model fits
-    ///   the data (its first layer takes `m` inputs).
+    /// - Precondition: `train.x (N, …)` (`(N, m)`, `(N, c, h, w)`), `train.y (N)`, `valid` alike;
+    ///   `epochs > 0`; the model fits the data (its first layer takes the rows of `x`).
     public init(
         model: Model, optimizer: any Optimizer, schedule: LearningRateSchedule, learningRate: Float, epochs: Int,
         batchSize: Int, seed: UInt64, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
@@ -208,16 +224,27 @@ public final class Trainer {
         self.yValid = valid.y.contiguous()
     }
 
-    /// A run of `configuration`: an MLP `[m] + hidden + [classes]` with cross-entropy (or
-    /// `[m] + hidden + [1]` with the seed's MSE), initialised from `configuration.seed`, and its
+    /// A run of `configuration`: its model, initialised from `configuration.seed`, and its
     /// optimizer.
+    ///
+    /// The model is `configuration.layers`' description built for the rows of `train.x` (a
+    /// convnet takes `(N, c, h, w)`, a description starting with `lin` `(N, m)`), or, without a
+    /// description, an MLP `[m] + hidden + [classes]` with cross-entropy (`[m] + hidden + [1]` with
+    /// the seed's MSE), as `Model.mlp` builds it.
+    /// - Precondition: `configuration.layers` parses and fits the rows of `train.x` (as
+    ///   ``TrainingConfiguration/validate(imageShape:classes:limit:)`` checks); without it,
+    ///   `train.x` is a matrix `(N, m)`.
     public convenience init(
         configuration: TrainingConfiguration, classes: Int, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
     ) {
         var generator = RandomGenerator(seed: configuration.seed)
-        let model = Model.mlp(
-            sizes: [train.x.shape[1]] + configuration.hidden + [configuration.loss.outputs(classes: classes)],
-            loss: configuration.loss.make(), generator: &generator)
+        let model: Model
+        do {
+            model = try configuration.makeModel(
+                inputShape: Array(train.x.shape.dropFirst()), classes: classes, generator: &generator)
+        } catch {
+            preconditionFailure("Trainer: \(error)")
+        }
         let optimizer = configuration.optimizer.make(
             parameters: model.parameters, learningRate: configuration.learningRate,
             weightDecay: configuration.weightDecay)
@@ -246,6 +273,10 @@ public final class Trainer {
 
     /// Trains until the last epoch ends or `shouldStop` (asked before each step) says stop.
     ///
+    /// The model trains in training mode (`Model.train()`: dropout drops, batch norm uses each
+    /// batch's statistics); each epoch's validation runs in evaluation mode (see
+    /// ``evaluate(_:x:y:batchSize:)``).
+    ///
     /// After each step `onStep` is called; after each epoch's validation, `onEpoch`. Returns the
     /// history of every completed epoch. Calling it again continues where it stopped.
     /// - Throws: `TrainingError.diverged` when the training or validation loss is NaN or infinite,
@@ -266,8 +297,18 @@ public final class Trainer {
             let duration = instant.duration(to: clock.now)
             return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
         }
+        model.train()
         while epoch < epochs {
-            if step == 0 { batches.shuffle(seed: seed, epoch: epoch) }
+            if step == 0 {
+                batches.shuffle(seed: seed, epoch: epoch)
+                // Each epoch's dropout masks depend only on the seed, the epoch and the layer, as the
+                // shuffle does: a resumed run draws the same masks.
+                for (index, layer) in model.layers.enumerated() {
+                    guard let dropout = layer as? Dropout else { continue }
+                    let layerSeed = seed ^ (UInt64(index + 1) &* 0xD1B5_4A32_D192_ED03)
+                    dropout.reseed(Batches.epochSeed(seed: layerSeed, epoch: epoch))
+                }
+            }
             let epochStarted = clock.now
             while step < stepsPerEpoch {
                 if shouldStop() {

@@ -26,7 +26,8 @@ public struct TrainingState: Equatable, Sendable {
 /// A training run saved between two epochs, so that it can stop at any moment and resume to the
 /// same result.
 ///
-/// The file is a model checkpoint (see ``Checkpoint``, so that `backprop evaluate` reads it) that
+/// The file is a model checkpoint (see ``Checkpoint``, so that `backprop evaluate` reads it:
+/// the weights, and a described model's buffers such as batch norm's running statistics) that
 /// also holds the optimizer's state as `optimizer.<name>` tensors (Adam's `optimizer.0.m`,
 /// `optimizer.0.v`, …, `optimizer.step`) and, in `__metadata__`:
 ///
@@ -35,11 +36,15 @@ public struct TrainingState: Equatable, Sendable {
 ///     "history":          the completed epochs' records, as JSON
 ///     "limit":            the rows limit, when the run had one
 ///
-/// Resuming rebuilds the run from its settings, copies the weights and the optimizer's state in,
+/// Resuming rebuilds the run from its settings (the model of ``TrainingConfiguration/layers`` or
+/// ``TrainingConfiguration/hidden``), copies the weights, buffers and the optimizer's state in,
 /// and starts at the next epoch. Each epoch's shuffle depends only on the seed and the epoch
 /// number, and the learning rate only on the step, so the resumed run computes exactly what the
 /// uninterrupted one would have. The file is written atomically: a run killed at any moment leaves
 /// the previous checkpoint or the new one, never a mixture.
+/// Dropout masks too depend only on the seed, the epoch and the layer (``Trainer`` reseeds each
+/// dropout layer at the start of an epoch). Batch norm's running statistics are buffers, saved
+/// and restored.
 public enum TrainingCheckpoint {
     /// Saves `trainer`'s weights, optimizer state and history, at the end of an epoch, atomically.
     ///
@@ -62,7 +67,9 @@ public enum TrainingCheckpoint {
         entries["history"] = try encode(trainer.history)
         entries["epochs_completed"] = String(trainer.epoch)
         if let limit { entries["limit"] = String(limit) }
-        try Checkpoint.save(trainer.model, to: path, metadata: entries, optimizerState: trainer.optimizer.state)
+        try Checkpoint.save(
+            trainer.model, to: path, metadata: entries, optimizerState: trainer.optimizer.state,
+            inputShape: Array(trainer.batches.x.shape.dropFirst()))
     }
 
     /// Reads the settings and history of the run saved in `path`.
@@ -132,10 +139,18 @@ public enum TrainingCheckpoint {
             limit = value
         }
         // The settings are checked as the command line checks its options: a file can say anything.
-        let architecture = try Checkpoint.readArchitecture(file)
+        let (imageShape, classes): ([Int], Int)
+        switch try Checkpoint.readStoredModel(file) {
+        case .mlp(let architecture):
+            (imageShape, classes) = ([architecture.sizes[0]], architecture.sizes.last ?? 10)
+        case .described(let description, let inputShape, _):
+            // The outputs, for the check that the last layer gives them (`validate` names what
+            // does not fit).
+            let outputs = (try? description.shapes(input: inputShape))?.last?.first
+            (imageShape, classes) = (inputShape, outputs ?? 10)
+        }
         do {
-            try configuration.validate(
-                inputs: architecture.sizes.first ?? 784, classes: architecture.sizes.last ?? 10, limit: limit)
+            try configuration.validate(imageShape: imageShape, classes: classes, limit: limit)
         } catch {
             throw fail("metadata \"training\" holds a setting out of range: \(error)")
         }

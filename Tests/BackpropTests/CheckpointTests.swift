@@ -150,7 +150,7 @@ struct CheckpointTests {
         // make_fixtures.py wrote this file with format "pt".
         let path = fixturePath("python_written.safetensors")
         expectDataError(containing: [
-            path, "not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'",
+            path, "is not a Backprop checkpoint: expected format 'backprop-mlp' or 'backprop-model', found format 'pt'",
         ]) {
             try Checkpoint.load(path: path)
         }

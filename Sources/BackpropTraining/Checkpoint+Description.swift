@@ -1,0 +1,209 @@
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+
+// Checkpoints of models given by a description (`backprop-model`): the description and input
+// shape a model is saved with, and the model a file's metadata builds.
+
+/// The model a checkpoint's metadata declares.
+enum StoredModel: CustomStringConvertible {
+    /// An MLP checkpoint (`backprop-mlp`).
+    case mlp(ModelArchitecture)
+    /// A described model's checkpoint (`backprop-model`): its description, the shape of one
+    /// example and the loss (`cross_entropy` or `mse`).
+    case described(ModelDescription, inputShape: [Int], loss: String)
+
+    /// `a 784-256-10 relu cross_entropy model`, `the model "conv 4 3, relu, flatten, lin 10"
+    /// (cross_entropy, examples of shape [1, 8, 8])`.
+    var description: String {
+        switch self {
+        case .mlp(let architecture): "a \(architecture) model"
+        case .described(let description, let inputShape, let loss):
+            "the model \"\(description)\" (\(loss), examples of shape \(inputShape))"
+        }
+    }
+}
+
+extension Checkpoint {
+    /// The shape of one example that the model saved at `path` takes: `[m]` for an MLP of `m`
+    /// inputs, the stored `input_shape` (`[1, 28, 28]`) for a described model.
+    ///
+    /// A caller holding images `(N, c, h, w)` or rows `(N, m)` reshapes them to
+    /// `[N] + inputShape(path:)` before giving them to the model of ``load(path:)``.
+    /// - Throws: `DataError` naming `path` as ``load(path:)`` does for its metadata.
+    public static func inputShape(path: String) throws -> [Int] {
+        switch try readStoredModel(Safetensors.read(path: path)) {
+        case .mlp(let architecture): [architecture.sizes[0]]
+        case .described(_, let inputShape, _): inputShape
+        }
+    }
+
+    /// The description that names `model`'s layers, one entry per layer (`Conv2d` gives `conv`,
+    /// `Lin` gives `lin`, …), so that building it gives a model of the same shapes.
+    ///
+    /// - Throws: `CheckpointError` naming the first layer that no entry describes (a layer type
+    ///   of its own, a convolution with a kernel that is not square, a batch norm with another
+    ///   `eps` or `momentum` than the description builds).
+    public static func modelDescription(of model: Model) throws -> ModelDescription {
+        let entries = try model.layers.enumerated().map { index, layer in
+            guard let entry = entry(describing: layer) else {
+                throw CheckpointError("cannot save layer \(index), a \(type(of: layer)): no model description names it")
+            }
+            return entry
+        }
+        return ModelDescription(entries: entries)
+    }
+
+    /// The description entry of `layer`, or `nil` if there is none.
+    private static func entry(describing layer: any Layer) -> ModelDescription.Entry? {
+        switch layer {
+        case let conv as Conv2d:
+            guard conv.w.shape[2] == conv.w.shape[3] else { return nil }
+            return .conv(
+                out: conv.w.shape[0], kernel: conv.w.shape[2], stride: conv.stride, padding: conv.padding,
+                bias: conv.b != nil)
+        case let pool as MaxPool2d: return .maxPool(kernel: pool.kernel, stride: pool.stride)
+        case let pool as AvgPool2d: return .avgPool(kernel: pool.kernel, stride: pool.stride)
+        case is Flatten: return .flatten
+        case let lin as Lin: return .lin(out: lin.w.shape[1])
+        case is ReLU: return .relu
+        case is Tanh: return .tanh
+        case is Sigmoid: return .sigmoid
+        case let leaky as LeakyReLU: return .leakyReLU(slope: leaky.slope)
+        case is GELU: return .gelu
+        case let dropout as Dropout: return .dropout(p: dropout.p)
+        case let norm as BatchNorm:
+            let defaults = BatchNorm(features: 1)
+            guard norm.eps == defaults.eps && norm.momentum == defaults.momentum else { return nil }
+            return .batchNorm
+        default: return nil
+        }
+    }
+
+    /// The checkpoint name of `model`'s loss: `cross_entropy` or `mse`.
+    /// - Throws: `CheckpointError` for another loss.
+    static func lossName(of model: Model) throws -> String {
+        switch model.loss {
+        case is CrossEntropy: "cross_entropy"
+        case is Mse: "mse"
+        default: throw CheckpointError("cannot save a model whose loss is \(type(of: model.loss))")
+        }
+    }
+
+    /// What a `backprop-model` checkpoint of `model` stores besides its tensors: the
+    /// description, the shape of one example, and the loss, checked against the model's tensors.
+    ///
+    /// The input shape is `inputShape` if given, else `[m]` for a model that starts with a `Lin`
+    /// of `m` inputs, else the shape of the examples the model last ran on.
+    /// - Throws: `CheckpointError` when a layer or the loss cannot be described, the input
+    ///   shape is unknown, or the description built for it gives other tensors than the model's.
+    static func describedModel(
+        of model: Model, inputShape: [Int]?
+    ) throws -> (description: ModelDescription, inputShape: [Int], loss: String) {
+        let loss = try lossName(of: model)
+        let description = try modelDescription(of: model)
+        guard let inputShape = inputShape ?? knownInputShape(of: model, description) else {
+            throw CheckpointError(
+                "cannot save the model \"\(description)\": the shape of its examples is unknown "
+                    + "(give inputShape, or run the model once)")
+        }
+        // The description, built for that shape, must give the model's very tensors.
+        var generator = RandomGenerator(seed: 0)
+        let built: Model
+        do {
+            built = try Model(
+                description: description, inputShape: inputShape, loss: makeLoss(loss), generator: &generator)
+        } catch {
+            throw CheckpointError(
+                "cannot save the model \"\(description)\" for examples of shape \(inputShape): \(error)")
+        }
+        let expected = (built.namedParameters + built.namedBuffers).map { ($0.name, $0.tensor.shape) }
+        let found = (model.namedParameters + model.namedBuffers).map { ($0.name, $0.tensor.shape) }
+        for index in 0..<Swift.max(expected.count, found.count) {
+            let wanted = index < expected.count ? "\(expected[index].0) \(expected[index].1)" : "nothing"
+            let held = index < found.count ? "\(found[index].0) \(found[index].1)" : "nothing"
+            guard wanted == held else {
+                throw CheckpointError(
+                    "cannot save the model \"\(description)\" for examples of shape \(inputShape): it holds \(held) "
+                        + "where the description gives \(wanted)")
+            }
+        }
+        return (description, inputShape, loss)
+    }
+
+    /// The shape of one example `model` takes, when it can be known without being told: `[m]`
+    /// for a model whose first weighted layer is a `Lin` of `m` inputs with nothing spatial
+    /// before it, else the shape of the examples it last ran on.
+    private static func knownInputShape(of model: Model, _ description: ModelDescription) -> [Int]? {
+        if description.inputShape(channels: 1, height: 1, width: 1).count == 1,
+            let lin = model.layers.first(where: { $0 is Lin }) as? Lin
+        {
+            return [lin.w.shape[0]]
+        }
+        if let first = model.layers.first, let inp = first.inp, inp.rank >= 2 {
+            return Array(inp.shape.dropFirst())
+        }
+        return nil
+    }
+
+    /// The description, input shape and loss in a `backprop-model` checkpoint's metadata.
+    /// - Throws: `DataError` naming the file and the metadata entry that is missing or malformed.
+    static func readDescribedModel(_ file: SafetensorsFile) throws -> StoredModel {
+        guard let text = file.metadata["layers"] else {
+            throw DataError(
+                path: file.path,
+                problem: "metadata has no 'layers' (expected a model description such as "
+                    + "\"conv 8 3, relu, flatten, lin 10\")")
+        }
+        let description: ModelDescription
+        do {
+            description = try ModelDescription(parsing: text)
+        } catch {
+            throw DataError(path: file.path, problem: "metadata 'layers' is not a model description: \(error)")
+        }
+        guard let shapeText = file.metadata["input_shape"] else {
+            throw DataError(path: file.path, problem: "metadata has no 'input_shape' (expected e.g. \"1,28,28\")")
+        }
+        let parts = shapeText.split(separator: ",", omittingEmptySubsequences: false)
+        let inputShape = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, inputShape.count == parts.count, inputShape.allSatisfy({ $0 > 0 }) else {
+            throw DataError(
+                path: file.path,
+                problem: "metadata 'input_shape' is '\(shapeText)', expected positive sizes such as 1,28,28")
+        }
+        return .described(description, inputShape: inputShape, loss: try readLoss(file))
+    }
+
+    /// The model `description` builds for `inputShape`, its weights still those of the build.
+    /// - Throws: `DataError` naming the file when the description does not fit the shape.
+    static func buildModel(
+        _ file: SafetensorsFile, _ description: ModelDescription, inputShape: [Int], loss: String
+    ) throws -> Model {
+        var generator = RandomGenerator(seed: 0)
+        do {
+            return try Model(
+                description: description, inputShape: inputShape, loss: makeLoss(loss), generator: &generator)
+        } catch {
+            throw DataError(
+                path: file.path,
+                problem:
+                    "metadata 'layers' does not fit 'input_shape' \(inputShape.map(String.init).joined(separator: ",")): "
+                    + "\(error)")
+        }
+    }
+
+    /// Copies every parameter and buffer of `file` into `model` (`layers.I.NAME`, as
+    /// `Model.namedParameters` and `Model.namedBuffers` name them).
+    /// - Throws: `DataError` naming the file and the first tensor that is missing, misshapen,
+    ///   not finite, or that `model` (`the model "…"`) does not have. On error the model is
+    ///   unchanged.
+    static func copyTensors(_ file: SafetensorsFile, into model: Model, describedAs name: String) throws {
+        let named = model.namedParameters + model.namedBuffers
+        var pairs: [(source: Tensor, destination: Tensor)] = []
+        for (key, tensor) in named {
+            pairs.append((try finiteTensor(file, key, shape: tensor.shape), tensor))
+        }
+        try checkNoExtraTensors(file, expected: Set(named.map(\.name)), model: name)
+        copy(pairs)
+    }
+}
