@@ -48,16 +48,31 @@ public struct ComputationGraph {
     /// Gradients are required on `x` and on every parameter for the run only: their
     /// `requiresGrad` and `grad` are restored afterwards, and their `.g` is not touched. The layers
     /// keep this run's `inp` and `out` (equal in value to a plain run's).
+    ///
+    /// The run is the same function as the walkthrough's: a `Dropout` reuses its last mask (its
+    /// `freezesMask` is on for the run), and the buffers a training run moves (batch norm's running
+    /// statistics) are put back afterwards.
     /// - Precondition: `x` and `targ` fit the model (the layers stop naming the shapes otherwise).
     public static func record(model: Model, x: Tensor, targ: Tensor) -> ComputationGraph {
         let leaves = [x] + model.parameters
         let saved = leaves.map { (requiresGrad: $0.requiresGrad, grad: $0.grad) }
+        let dropouts = model.layers.compactMap { $0 as? Dropout }
+        let frozen = dropouts.map(\.freezesMask)
+        let buffers = model.layers.flatMap(\.buffers).map(\.tensor)
+        let bufferValues = buffers.map(\.values)
         defer {
             for (leaf, state) in zip(leaves, saved) {
                 leaf.requiresGrad = state.requiresGrad
                 leaf.grad = state.grad
             }
+            for (dropout, wasFrozen) in zip(dropouts, frozen) { dropout.freezesMask = wasFrozen }
+            for (buffer, values) in zip(buffers, bufferValues) {
+                buffer.withUnsafeMutableBufferPointer { target in
+                    for index in target.indices { target[index] = values[index] }
+                }
+            }
         }
+        for dropout in dropouts { dropout.freezesMask = true }
         for leaf in leaves {
             leaf.requiresGrad = true
             leaf.grad = nil

@@ -256,9 +256,64 @@ struct Diagram {
         return arrangement
     }
 
+    /// The widest a horizontal row may be before the chain is folded into bands (a convnet's
+    /// chain would otherwise be drawn too small to read on a desktop).
+    static let widestRow = 2600.0
+    /// The width of one band of a folded chain.
+    static let bandWidth = 1500.0
+
+    /// The chain in one row (``layOutInOneRow(_:)``), or, when that row would be wider than
+    /// ``widestRow``, folded into bands that run left to right, then right to left, and so on
+    /// (``layOutInBands(_:)``), so that each arrow between bands is short and vertical.
+    private mutating func layOutHorizontally(_ arrangement: Arrangement) {
+        layOutInOneRow(arrangement)
+        if horizontalSize.x > Diagram.widestRow { layOutInBands(arrangement) }
+    }
+
+    /// The chain folded into bands of at most ``bandWidth``: each band has the one row's three
+    /// rows (parameters above, the chain, parameters below); odd bands run right to left.
+    private mutating func layOutInBands(_ arrangement: Arrangement) {
+        let tensor = Diagram.tensorSize
+        let margin = Diagram.margin
+        let gap = 46.0
+        let rowGap = 44.0
+        let bandHeight = 3 * tensor.y + 2 * rowGap + 56
+        var band = 0
+        var cursor = 0.0  // from the band's start, along its direction
+        var widest = 0.0
+        func place(_ index: Int, width: Double, top: Double) -> Double {
+            if cursor > 0 && cursor + width > Diagram.bandWidth {
+                band += 1
+                cursor = 0
+            }
+            let offset = band % 2 == 0 ? cursor : Diagram.bandWidth - cursor - width
+            let x = margin + offset
+            nodes[index].horizontal = Point(x: x, y: margin + Double(band) * bandHeight + top)
+            cursor += width + gap
+            widest = Swift.max(widest, offset + width)
+            return x
+        }
+        for id in arrangement.chain + arrangement.leftovers {
+            let index = nodeIndex(of: id)
+            let size = nodes[index].size
+            let middle = tensor.y + rowGap
+            let x = place(index, width: size.x, top: middle + (tensor.y - size.y) / 2)
+            let center = x + size.x / 2
+            let bandTop = margin + Double(band) * bandHeight
+            for (position, side) in (arrangement.attached[id] ?? []).enumerated() {
+                let sideIndex = nodeIndex(of: side)
+                let row = position == 0 ? 0 : 2 * (tensor.y + rowGap)
+                let shift = Double(Swift.max(0, position - 1)) * (tensor.x + 8)
+                nodes[sideIndex].horizontal = Point(x: center - tensor.x / 2 + shift, y: bandTop + row)
+                widest = Swift.max(widest, center - tensor.x / 2 + shift + tensor.x - margin)
+            }
+        }
+        horizontalSize = Point(x: widest + 2 * margin, y: Double(band + 1) * bandHeight - 56 + 2 * margin)
+    }
+
     /// The chain in the middle row, each layer's parameters above it (the first) and below (the
     /// others), the leftovers at the end of the row.
-    private mutating func layOutHorizontally(_ arrangement: Arrangement) {
+    private mutating func layOutInOneRow(_ arrangement: Arrangement) {
         let tensor = Diagram.tensorSize
         let margin = Diagram.margin
         let gap = 46.0
@@ -304,6 +359,7 @@ struct Diagram {
         let sideColumn = margin + tensor.x + 40
         var top = margin
         var bottom = margin
+        var sideBottom = -Double.infinity  // the lowest side box so far
         for id in arrangement.chain {
             let index = nodeIndex(of: id)
             if nodes[index].kind == .tensor {
@@ -317,9 +373,12 @@ struct Diagram {
                 let stackTop = center - (Double(sides.count) * (tensor.y + 8) - 8) / 2
                 for (position, side) in sides.enumerated() {
                     let sideIndex = nodeIndex(of: side)
-                    let y = Swift.max(margin, stackTop + Double(position) * (tensor.y + 8))
+                    // Centred on the layer, but below the stack of the layer before (two layers
+                    // with parameters in a row, as a convolution and its batch norm).
+                    let y = Swift.max(margin, stackTop + Double(position) * (tensor.y + 8), sideBottom + 8)
                     nodes[sideIndex].vertical = Point(x: sideColumn, y: y)
                     bottom = Swift.max(bottom, y + tensor.y)
+                    sideBottom = y + tensor.y
                 }
                 top += operation.y + 30
             }

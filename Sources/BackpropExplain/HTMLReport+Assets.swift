@@ -88,6 +88,24 @@ extension HTMLReport {
         }
         """
 
+    /// The style of a convnet's gallery (HTMLReport+FeatureMaps.swift), added only to pages that
+    /// have one: last in the column, its pictures wrapping to the width.
+    static let galleryStyle = """
+        /* The gallery of a convnet's feature maps and kernels */
+        .maps { order: 3; background: var(--paper); border: 1px solid var(--line); border-radius: 8px;
+          padding: 12px 16px; min-width: 0; }
+        .maps h2 { font-size: 1.1rem; margin: 0 0 8px; }
+        .maps .note { font-size: 0.85rem; color: var(--muted); margin: 0 0 12px; }
+        .maps figure { margin: 0 0 14px; }
+        .maps figcaption { font-size: 0.85rem; margin: 0 0 4px; overflow-wrap: anywhere; }
+        .tiles { display: flex; flex-wrap: wrap; gap: 3px; align-items: flex-end; }
+        .tiles img { display: block; max-width: 100%; height: auto; image-rendering: pixelated;
+          outline: 1px solid var(--line); }
+        .pair { display: flex; align-items: flex-end; gap: 2px; padding: 2px; border: 1px solid var(--line);
+          border-radius: 4px; }
+        .pair .index { font-size: 0.7rem; color: var(--muted); min-width: 1.4em; text-align: right; }
+        """
+
     /// The page's script: reads the steps, applies the layout for the screen's width, shows a step
     /// (from `#step=N` first), and answers the buttons and the arrow keys.
     static let script = """

@@ -3,9 +3,11 @@ import BackpropNetwork
 import Foundation
 
 // The walkthrough as one self-contained web page: the narration's steps embedded as JSON, an SVG
-// diagram of the trace (HTMLReport+SVG.swift), and the inline style and script that step through
-// it (HTMLReport+Assets.swift). The page refers to nothing outside itself: no network, no external
-// scripts, styles, fonts or images, so it opens from a file on a machine with no connection.
+// diagram of the trace (HTMLReport+SVG.swift), for a convnet a gallery of one image's feature maps
+// and the first kernels (HTMLReport+FeatureMaps.swift), and the inline style and script that step
+// through it (HTMLReport+Assets.swift). The page refers to nothing outside itself: no network, no
+// external scripts, styles or fonts, its pictures inline as `data:` addresses, so it opens from a
+// file on a machine with no connection.
 
 /// A web page that steps through a narrated trace: diagram, code, narration, previous/next.
 ///
@@ -31,6 +33,8 @@ public struct HTMLReport {
     /// The page, one HTML document with its style, script, data and drawing inline.
     public var html: String {
         let count = narration.steps.count
+        let gallery = featureMapsSection
+        let style = gallery.isEmpty ? HTMLReport.style : HTMLReport.style + "\n" + HTMLReport.galleryStyle
         return """
             <!DOCTYPE html>
             <html lang="en">
@@ -39,7 +43,7 @@ public struct HTMLReport {
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>Backpropagation, step by step</title>
             <style>
-            \(HTMLReport.style)
+            \(style)
             </style>
             </head>
             <body>
@@ -64,7 +68,7 @@ public struct HTMLReport {
             <p class="keys">Keys: &#8592; and &#8594; step back and forth; Home and End jump to the first and \
             last step.</p>
             </section>
-            </main>
+            \(gallery)</main>
             <script type="application/json" id="steps">\(stepsJSON)</script>
             <script>
             \(HTMLReport.script)

@@ -60,13 +60,20 @@ struct HeatMap {
 
     /// The colour of a step: from blue (`-levels`) through near-white (0) to red (`levels`).
     static func color(level: Int) -> String {
+        let color = rgb(fraction: Double(level) / Double(levels))
+        return String(format: "#%02x%02x%02x", Int(color.red), Int(color.green), Int(color.blue))
+    }
+
+    /// The colour of a value on the diverging scale, given as a fraction of the scale's end: blue
+    /// at -1, near-white at 0, red at 1 (beyond ±1, the end's colour).
+    static func rgb(fraction: Double) -> (red: UInt8, green: UInt8, blue: UInt8) {
         let white = (247.0, 247.0, 247.0)
         let red = (178.0, 24.0, 43.0)
         let blue = (33.0, 102.0, 172.0)
-        let end = level < 0 ? blue : red
-        let t = Double(Swift.abs(level)) / Double(levels)
-        func mix(_ a: Double, _ b: Double) -> Int { Int((a + (b - a) * t).rounded()) }
-        return String(format: "#%02x%02x%02x", mix(white.0, end.0), mix(white.1, end.1), mix(white.2, end.2))
+        let end = fraction < 0 ? blue : red
+        let t = fraction.isFinite ? Swift.min(Swift.abs(fraction), 1) : 0
+        func mix(_ a: Double, _ b: Double) -> UInt8 { UInt8((a + (b - a) * t).rounded()) }
+        return (mix(white.0, end.0), mix(white.1, end.1), mix(white.2, end.2))
     }
 
     /// SVG paths filling the rectangle at `(x, y)` of the given size, one path per colour.

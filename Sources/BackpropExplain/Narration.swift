@@ -39,10 +39,12 @@ public struct Narration {
         self.steps = trace.steps.map { writer.narrate($0) }
     }
 
-    /// `shape [5, 50]` and the values, elided in the middle of long dimensions.
+    /// `shape [5, 50]` and the values, elided in the middle of long dimensions (at most one entry
+    /// at each end of every dimension for a tensor of rank 3 or more: a batch of images).
     public func preview(_ tensor: Tensor) -> String {
         if tensor.rank == 0 { return "shape [] (a scalar)  \(tensor.preview())" }
-        return "shape \(tensor.shape)  \(tensor.preview(edge: previewEdge))"
+        let edge = tensor.rank >= 3 ? Swift.min(previewEdge, 1) : previewEdge
+        return "shape \(tensor.shape)  \(tensor.preview(edge: edge))"
     }
 
     /// The whole walkthrough as plain text, one block per step.
@@ -171,6 +173,7 @@ extension Narration {
             let code = trace.layerCode[index]
             var lines: [Line] = []
             if let link = trace.inputLink(at: step.index) { lines.append(contentsOf: describe(link)) }
+            lines.append(contentsOf: kept(step, name: name, code: code))
             lines.append(result(of: step, name: name, code: code))
             if let link = trace.outputLink(at: step.index) { lines.append(contentsOf: describeReturn(link)) }
             if statistics, let returned = step.returned { lines.append(statisticsLine("\(name).out", returned)) }
@@ -222,6 +225,7 @@ extension Narration {
             let code = trace.layerCode[index]
             var lines: [Line] = []
             if let source = trace.gradientSource(at: step.index) { lines.append(read(source)) }
+            lines.append(contentsOf: readsKept(step, index: index))
             lines.append(contentsOf: writes(step, owner: name, code: code))
             return backwardStep(
                 step, title: "backward through \(name)", line: "l.backward()   # l = \(name)", name: name, code: code,
@@ -346,7 +350,10 @@ extension Narration {
         ) -> Step {
             Step(
                 index: step.index, title: title, code: line, comment: methodComment(code, method: "backward", body: ""),
-                formulas: code.backward.map { SeedCode.instantiate($0.line, as: name) }, lines: lines)
+                formulas: (code.backwardPreamble + code.backward.map(\.line)).map {
+                    SeedCode.instantiate($0, as: name)
+                },
+                lines: lines)
         }
 
         /// What a forward step stored in `name.out`: the seed's line for it (`L1.out = lin(...)`), or
@@ -360,6 +367,33 @@ extension Narration {
         /// `stats L1.out: mean 0.0123, std 0.9876`.
         private func statisticsLine(_ name: String, _ tensor: Tensor) -> Line {
             Line("stats " + ActivationStatistics(name: name, tensor: tensor).summary)
+        }
+
+        /// What a layer's forward kept for its backward, each with the line that computed it:
+        /// `C1.cols = unfold(C1.inp, 3, padding=1)`. None for the seed's layers.
+        private func kept(_ step: Trace.Step, name: String, code: SeedCode) -> [Line] {
+            step.kept.map { field, tensor in
+                let line = code.kept.first { $0.field == field }?.line ?? "self.\(field), kept for the backward"
+                return Line(SeedCode.instantiate(line, as: name), tensor: tensor)
+            }
+        }
+
+        /// For a layer's backward, what it reads besides `out.g`: the tensors its forward kept,
+        /// checked against what the forward step recorded ("the same object", or the same values).
+        private func readsKept(_ step: Trace.Step, index: Int) -> [Line] {
+            let name = trace.layerNames[index]
+            guard let forward = trace.stepIndex(of: .layerForward(index)) else { return [] }
+            return step.kept.map { field, tensor in
+                let text = "reads \(name).\(field), kept by \(name)'s forward (step \(forward))"
+                guard let before = trace.steps[forward].kept.first(where: { $0.field == field })?.tensor else {
+                    return Line(text + ": the forward kept no \(field) (checked)")
+                }
+                switch Trace.Identity.between(tensor, before) {
+                case .sameObject: return Line(text + ": the same object (checked: ===)")
+                case .copy: return Line(text + ": the same values (checked)")
+                case .different: return Line(text + ": NOT what the forward kept: its values changed (checked)")
+                }
+            }
         }
 
         /// "`R.inp` is `L1.out`, the same object", or what it is instead.
@@ -427,7 +461,7 @@ extension Narration {
                 guard let slot = write.slots.first else { continue }
                 var text = "writes \(slot).g"
                 if slot.owner == owner, code.gradientLine(for: slot.field) == nil, code.isKnown {
-                    text += " (not one of the seed's lines for \(code.className).backward)"
+                    text += " (not one of \(code.origin) lines for \(code.className).backward)"
                 }
                 if let seedName = trace.seedNames[slot] { text += ", that is \(seedName).g" }
                 let others = write.slots.dropFirst()
@@ -445,7 +479,7 @@ extension Narration {
             for line in code.backward {
                 let slot = Trace.Slot(owner, line.field)
                 if !step.writes.contains(where: { $0.slots.first == slot }) {
-                    lines.append(Line("the seed's line for \(slot).g did not set a new .g on \(slot) (checked)"))
+                    lines.append(Line("\(code.origin) line for \(slot).g did not set a new .g on \(slot) (checked)"))
                 }
             }
             if step.writes.isEmpty && code.backward.isEmpty {
@@ -459,7 +493,7 @@ extension Narration {
             let fields = code.parameterFields.map { field in
                 trace.seedNames[Trace.Slot(name, field)] ?? "\(name).\(field)"
             }
-            return "\(code.className)(\(fields.joined(separator: ", ")))"
+            return "\(code.className)(\((fields + code.arguments).joined(separator: ", ")))"
         }
 
         /// `Lin.__call__: self.inp = inp; ...`, or a note that the lines are unknown.

@@ -9,11 +9,16 @@ import Foundation
 // on the objects by `Trace`; the narration puts each observed `.g` write next to the seed's line
 // that explains it, and says so when a layer has no such line.
 //
+// The layers beyond the seed (convolution, pooling, flatten, the other activations, dropout and
+// batch norm) have no lines in the seed: they show the Python of their own doc comments, in the
+// seed's style (SeedCode+Layers.swift), and the walkthrough calls those "the layer's" lines.
+//
 // Naming rule (`SeedCode.layerNames(for:)`): each layer is named by its kind's letter (`L` for
-// `Lin`, `R` for `ReLU`, the type's name for other kinds), numbered from 1 in model order when the
-// model has more than one layer of that kind. The seed's model gives `L1, R, L2`; a model with
-// two hidden layers gives `L1, R1, L2, R2, L3`. The loss is always `loss`. A numbered `Lin` also
-// gets the seed's names for its parameters: `L1.w` is `w1`, `L1.b` is `b1`.
+// `Lin`, `R` for `ReLU`, `C` for `Conv2d`, `BN` for `BatchNorm`, ...: SeedCode+Layers.swift; the
+// type's name for other kinds), numbered from 1 in model order when the model has more than one
+// layer of that kind. The seed's model gives `L1, R, L2`; a model with two hidden layers gives
+// `L1, R1, L2, R2, L3`; the `cnn` preset `C1, BN1, R1, MP1, C2, ...`. The loss is always `loss`.
+// A numbered `Lin` also gets the seed's names for its parameters: `L1.w` is `w1`, `L1.b` is `b1`.
 
 /// How the walkthrough shows one kind of layer or loss: its class in the seed, the letter that names
 /// its instances, its parameters' field names and the seed's lines for its forward and backward.
@@ -34,8 +39,39 @@ struct SeedCode: Sendable {
     let result: String
     /// The backward method's lines, one per gradient written; empty when unknown.
     let backward: [GradientLine]
+    /// Whose lines these are, as the walkthrough says it: `"the seed's"` for the seed's kinds,
+    /// `"the layer's"` for the layers the seed does not have.
+    let origin: String
+    /// The constructor's arguments after the parameters, as Python writes them: `["padding=1"]`
+    /// shows `Conv2d(C1.w, C1.b, padding=1)`; empty for the seed's kinds.
+    let arguments: [String]
+    /// What the forward keeps for the backward besides `inp` and `out`, one line each with
+    /// `self.`: `self.cols = unfold(self.inp, 3, padding=1)`; empty for the seed's kinds.
+    let kept: [GradientLine]
+    /// Lines the backward runs before its gradient lines (a name it uses, a note), with `self.`;
+    /// empty for the seed's kinds.
+    let backwardPreamble: [String]
 
-    /// One line of a backward pass in the seed's Python, and the field whose `.g` it writes.
+    /// A kind's lines; `origin` is the seed's, and the others empty, unless given.
+    init(
+        className: String, letter: String, parameterFields: [String], forward: String, result: String,
+        backward: [GradientLine], origin: String = "the seed's", arguments: [String] = [],
+        kept: [GradientLine] = [], backwardPreamble: [String] = []
+    ) {
+        self.className = className
+        self.letter = letter
+        self.parameterFields = parameterFields
+        self.forward = forward
+        self.result = result
+        self.backward = backward
+        self.origin = origin
+        self.arguments = arguments
+        self.kept = kept
+        self.backwardPreamble = backwardPreamble
+    }
+
+    /// One line of a backward pass in the seed's Python, and the field whose `.g` it writes (or,
+    /// in ``kept``, the field the forward stores).
     struct GradientLine: Sendable, Equatable {
         /// The field whose gradient the line writes: `"inp"`, `"w"`, `"b"`.
         let field: String
@@ -62,7 +98,7 @@ struct SeedCode: Sendable {
     /// else a description with no lines, the type's name as letter and parameters `p1`, `p2`, ...
     static func of(_ object: AnyObject) -> SeedCode {
         if let described = object as? any SeedCodeDescribing {
-            return type(of: described).seedCode
+            return described.seedCode
         }
         let name = String(describing: type(of: object))
         let parameterCount = (object as? any Layer)?.parameters.count ?? 0
@@ -93,34 +129,52 @@ struct SeedCode: Sendable {
     }
 }
 
-/// A layer or loss whose seed lines the walkthrough can show.
+/// A layer or loss whose lines the walkthrough can show.
 ///
-/// `Lin`, `ReLU` and `Mse` conform below; a new layer conforms by giving its ``SeedCode``. A layer
-/// that does not conform is still traced and narrated from what it does to the objects, without
-/// its lines.
+/// `Lin`, `ReLU` and `Mse` conform below, the other layers in SeedCode+Layers.swift; a new layer
+/// conforms by giving its ``SeedCode``. A layer that does not conform is still traced and
+/// narrated from what it does to the objects, without its lines.
 protocol SeedCodeDescribing: AnyObject {
-    /// The seed's lines and names for this kind.
-    static var seedCode: SeedCode { get }
+    /// The lines and names for this object: its kind's, with its own settings (a convolution's
+    /// stride and padding, dropout's probability, training or evaluation).
+    var seedCode: SeedCode { get }
+    /// The tensors the forward keeps for the backward, besides `inp` and `out`, by the fields of
+    /// ``SeedCode/kept`` (a convolution's `cols`, dropout's `mask`); none unless given.
+    var keptForBackward: [(field: String, tensor: Tensor)] { get }
+}
+
+extension SeedCodeDescribing {
+    /// None: the seed's kinds keep only `inp` and `out`.
+    var keptForBackward: [(field: String, tensor: Tensor)] { [] }
 }
 
 extension Lin: SeedCodeDescribing {
-    /// The seed's `Lin`: `self.out = lin(inp, self.w, self.b)` and its three gradients.
-    static var seedCode: SeedCode {
-        SeedCode(
+    /// The seed's `Lin`: `self.out = lin(inp, self.w, self.b)` and its three gradients (two when
+    /// ``Lin/needsInputGradient`` is off: then the backward says so, and writes no `inp.g`).
+    var seedCode: SeedCode {
+        let gradients = [
+            SeedCode.GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
+            SeedCode.GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
+            SeedCode.GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
+        ]
+        return SeedCode(
             className: "Lin", letter: "L", parameterFields: ["w", "b"],
             forward: "self.inp = inp; self.out = lin(inp, self.w, self.b)",
             result: "self.out = lin(self.inp, self.w, self.b) = self.inp @ self.w + self.b",
-            backward: [
-                SeedCode.GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
-                SeedCode.GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
-                SeedCode.GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
-            ])
+            backward: needsInputGradient ? gradients : Array(gradients.dropFirst()),
+            backwardPreamble: needsInputGradient ? [] : [SeedCode.skippedInputGradient])
     }
+}
+
+extension SeedCode {
+    /// The note a first layer's backward shows when it skips `inp.g` (its `needsInputGradient`
+    /// is off, as training sets it: the input is the data, and nobody reads `x.g`).
+    static let skippedInputGradient = "# no self.inp.g: needsInputGradient is off (the input is the data)"
 }
 
 extension ReLU: SeedCodeDescribing {
     /// The seed's `Relu`: `self.out = inp.clamp_min(0.)` and `inp.g = (inp > 0) * out.g`.
-    static var seedCode: SeedCode {
+    var seedCode: SeedCode {
         SeedCode(
             className: "Relu", letter: "R", parameterFields: [],
             forward: "self.inp = inp; self.out = inp.clamp_min(0.)",
@@ -133,7 +187,7 @@ extension ReLU: SeedCodeDescribing {
 
 extension Mse: SeedCodeDescribing {
     /// The seed's `Mse`: `self.out = mse(inp, targ)` and the gradient it writes into `inp.g`.
-    static var seedCode: SeedCode {
+    var seedCode: SeedCode {
         SeedCode(
             className: "Mse", letter: "loss", parameterFields: [],
             forward: "self.inp, self.targ = inp, targ; self.out = mse(inp, targ)",
@@ -149,7 +203,7 @@ extension Mse: SeedCodeDescribing {
 extension CrossEntropy: SeedCodeDescribing {
     /// The lesson's cross-entropy: `self.out = nll(log_softmax(inp), targ)` and the gradient it
     /// writes into `inp.g`.
-    static var seedCode: SeedCode {
+    var seedCode: SeedCode {
         SeedCode(
             className: "CrossEntropy", letter: "loss", parameterFields: [],
             forward: "self.inp, self.targ = inp, targ; self.out = nll(log_softmax(inp), targ)",

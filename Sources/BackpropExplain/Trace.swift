@@ -88,7 +88,7 @@ public final class Trace {
         append(.modelCreated)
         append(.modelCalled, passed: x)
         let output = model.predict(x) { index, passed, returned in
-            append(.layerForward(index), passed: passed, returned: returned)
+            append(.layerForward(index), passed: passed, returned: returned, kept: keptTensors(of: index))
         }
         loss = model.loss(output, targ)
         append(.lossForward, passed: output, returned: loss)
@@ -104,9 +104,15 @@ public final class Trace {
                 break
             }
             layer.backward()
-            append(.layerBackward(index))
+            append(.layerBackward(index), kept: keptTensors(of: index))
         }
         append(.summary)
+    }
+
+    /// What the layer at `index` keeps for its backward besides `inp` and `out` (a convolution's
+    /// `cols`; none for the seed's layers).
+    private func keptTensors(of index: Int) -> [(field: String, tensor: Tensor)] {
+        (model.layers[index] as? any SeedCodeDescribing)?.keptForBackward ?? []
     }
 
     /// Photographs every slot.
@@ -116,7 +122,9 @@ public final class Trace {
 
     /// Records a step: the snapshot after it, and the `.g` writes found by comparing with the
     /// previous snapshot.
-    private func append(_ event: Event, passed: Tensor? = nil, returned: Tensor? = nil) {
+    private func append(
+        _ event: Event, passed: Tensor? = nil, returned: Tensor? = nil, kept: [(field: String, tensor: Tensor)] = []
+    ) {
         let snapshot = capture()
         var writes: [GradientWrite] = []
         if let before = steps.last?.snapshot {
@@ -133,7 +141,7 @@ public final class Trace {
         steps.append(
             Step(
                 index: steps.count, event: event, passed: passed, returned: returned, snapshot: snapshot,
-                writes: writes))
+                writes: writes, kept: kept))
     }
 
     /// Orders a step's writes as the seed's backward lines do: `inp.g`, then the parameters.
@@ -211,5 +219,8 @@ extension Trace {
         let snapshot: Snapshot
         /// The `.g` values this step set, found by comparing every object's `.g` before and after.
         let writes: [GradientWrite]
+        /// For a layer's forward or backward step, what the layer keeps for its backward besides
+        /// `inp` and `out`, by field (a convolution's `cols`), read after the step; empty otherwise.
+        let kept: [(field: String, tensor: Tensor)]
     }
 }

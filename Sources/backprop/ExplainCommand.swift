@@ -12,9 +12,10 @@ struct ExplainCommand: ParsableCommand {
         commandName: "explain",
         abstract: "Walk through loss = model(x, targ); model.backward() step by step, from the live objects.",
         discussion: """
-            Runs the seed's model on the first rows of Fashion-MNIST and prints, for every step of the \
-            forward and backward passes, the line of code that runs, which object each inp, out and \
-            .g is, and where each gradient comes from, every relation checked on the objects.
+            Runs the seed's model (or any model given by --layers, a convnet too) on the first rows of \
+            Fashion-MNIST and prints, for every step of the forward and backward passes, the line of code \
+            that runs, which object each inp, out and .g is, and where each gradient comes from, every \
+            relation checked on the objects.
             """
     )
 
@@ -26,11 +27,19 @@ struct ExplainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "How many training rows to run on (small keeps the values readable).")
     var rows: Int = 5
 
-    @Option(help: "Hidden layer widths: one (the seed's model: 50) or several separated by commas (50,20).")
-    var hidden: String = "50"
+    @Option(
+        help: "Hidden layer widths: one (the seed's model: 50, the default) or several separated by commas (50,20).")
+    var hidden: String?
 
-    @Option(help: "The loss: mse (the seed's) or cross-entropy.")
-    var loss: String = "mse"
+    @Option(
+        help: """
+            The model instead, as a description (conv 8 3 pad 1, relu, maxpool 2, flatten, lin 10) or a preset \
+            (seed, mlp, cnn); a model that starts with conv, a pool or flatten reads each row as a 1×28×28 image.
+            """)
+    var layers: String?
+
+    @Option(help: "The loss: mse (the seed's; the default for one output) or cross-entropy (the default for several).")
+    var loss: String?
 
     @Option(parsing: .unconditional, help: "Seed of the random weights.")
     var seed: UInt64 = 42
@@ -45,31 +54,43 @@ struct ExplainCommand: ParsableCommand {
     var dot: String?
 
     func validate() throws {
-        _ = try parseHidden()
         guard rows >= 1 && rows <= 50_000 else {
             throw ValidationError("--rows: expected a number of rows from 1 to 50000, found \(rows)")
         }
         _ = try parseLoss()
+        if layers != nil {
+            guard hidden == nil else {
+                throw ValidationError(
+                    "--hidden and --layers: expected one of them (--hidden 50 is --layers 'lin 50, relu, lin 1')")
+            }
+            _ = try described()
+        } else {
+            _ = try parseHidden()
+        }
         if let html { try OutputPath.check(html, option: "--html") }
         if let dot { try OutputPath.check(dot, option: "--dot") }
     }
 
     func run() throws {
-        let widths = try parseHidden()
-        let lossKind = try parseLoss()
-        let (x, targ) = try loadRows()
-        let classes = lossKind == "mse" ? 1 : 10
-        var generator = RandomGenerator(seed: seed)
-        // For one hidden width, exactly the weights `backprop seed` draws with the same --seed.
-        let linears = Model.kaimingInitialization(sizes: [x.shape[1]] + widths + [classes], generator: &generator)
-        // The seed's layers, then the loss the user chose (on 10 class scores for cross-entropy).
-        let loss: any Loss = lossKind == "mse" ? Mse() : CrossEntropy()
-        let model = Model(layers: Model(linears: linears).layers, loss: loss)
-
-        let trace = Trace.record(model: model, x: x, targ: targ)
-        let inputs =
+        let (rowsX, targ) = try loadRows()
+        var inputs =
             "the first \(rows == 1 ? "row" : "\(rows) rows") of Fashion-MNIST's x_train and y_train "
             + "(normalised with the whole training set's mean and std, as the seed does)"
+        let model: Model
+        let x: Tensor
+        if layers != nil {
+            let (description, shape, lossKind) = try described()
+            x = rowsX.reshape([rows] + shape)
+            if shape.count == 3 {
+                inputs += ", each row viewed as a \(shape.map(String.init).joined(separator: "×")) image"
+            }
+            model = try describedModel(description, inputShape: shape, lossKind: lossKind)
+        } else {
+            x = rowsX
+            model = mlp(inputs: x.shape[1], widths: try parseHidden(), lossKind: try parseLoss() ?? "mse")
+        }
+
+        let trace = Trace.record(model: model, x: x, targ: targ)
         let narration = Narration(trace: trace, statistics: stats, inputs: inputs)
         print(narration.text, terminator: "")
 
@@ -84,8 +105,75 @@ struct ExplainCommand: ParsableCommand {
         }
     }
 
-    /// `--hidden 50` or `--hidden 50,20`: positive widths.
+    /// The seed's layers through `widths`, then the loss the user chose (on 10 class scores for
+    /// cross-entropy). For one hidden width, exactly the weights `backprop seed` draws with the
+    /// same --seed.
+    private func mlp(inputs: Int, widths: [Int], lossKind: String) -> Model {
+        let classes = lossKind == "mse" ? 1 : 10
+        var generator = RandomGenerator(seed: seed)
+        let linears = Model.kaimingInitialization(sizes: [inputs] + widths + [classes], generator: &generator)
+        let loss: any Loss = lossKind == "mse" ? Mse() : CrossEntropy()
+        return Model(layers: Model(linears: linears).layers, loss: loss)
+    }
+
+    /// The model `--layers` describes, its weights drawn from --seed, in training mode. The
+    /// walkthrough computes `x.g` as the seed does, so the first layer's `needsInputGradient`
+    /// (which training turns off) is on.
+    private func describedModel(_ description: ModelDescription, inputShape: [Int], lossKind: String) throws -> Model {
+        var generator = RandomGenerator(seed: seed)
+        let loss: any Loss = lossKind == "mse" ? Mse() : CrossEntropy()
+        let model: Model
+        do {
+            model = try Model(description: description, inputShape: inputShape, loss: loss, generator: &generator)
+        } catch {
+            throw CommandLineError(error.description)
+        }
+        (model.layers.first as? Lin)?.needsInputGradient = true
+        (model.layers.first as? Conv2d)?.needsInputGradient = true
+        return model
+    }
+
+    /// `--layers`: the description, the shape of one example (`[1, 28, 28]` for a model that
+    /// starts with a convolution, `[784]` otherwise), and the loss (`--loss`, else mse for one
+    /// output, cross-entropy for several).
+    /// - Throws: a `ValidationError` naming `--layers` or `--loss` when the description does not
+    ///   parse, does not fit a 28×28 image, or does not end in what the loss needs.
+    private func described() throws -> (description: ModelDescription, inputShape: [Int], loss: String) {
+        let description: ModelDescription
+        do {
+            description = try ModelDescription(parsing: layers ?? "")
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let shape = description.inputShape(channels: 1, height: 28, width: 28)
+        let output: [Int]
+        do {
+            output = try description.shapes(input: shape).last ?? shape
+        } catch {
+            throw ValidationError(error.description)
+        }
+        guard output.count == 1 else {
+            throw ValidationError(
+                "--layers: the model's output per example is \(output); the loss expects one vector per example "
+                    + "(end with flatten and lin)")
+        }
+        let lossKind = try parseLoss() ?? (output == [1] ? "mse" : "cross-entropy")
+        if lossKind == "mse" && output != [1] {
+            throw ValidationError(
+                "--loss mse: expected a model with 1 output per example (the seed's regression), --layers gives \(output)"
+            )
+        }
+        if lossKind == "cross-entropy" && output[0] < 10 {
+            throw ValidationError(
+                "--layers: cross-entropy on Fashion-MNIST's 10 classes expects at least 10 outputs per example, "
+                    + "the model gives \(output)")
+        }
+        return (description, shape, lossKind)
+    }
+
+    /// `--hidden 50` or `--hidden 50,20`: positive widths (50 when not given).
     private func parseHidden() throws -> [Int] {
+        let hidden = self.hidden ?? "50"
         let parts = hidden.split(separator: ",", omittingEmptySubsequences: false)
         let widths = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 4096 }) else {
@@ -95,12 +183,14 @@ struct ExplainCommand: ParsableCommand {
         return widths.map { $0! }
     }
 
-    private func parseLoss() throws -> String {
+    /// `--loss`: `mse` or `cross-entropy`, `nil` when not given.
+    private func parseLoss() throws -> String? {
         switch loss {
+        case nil: return nil
         case "mse": return loss
         case "cross-entropy": return loss
         default:
-            throw ValidationError("--loss: expected mse or cross-entropy, found '\(loss)'")
+            throw ValidationError("--loss: expected mse or cross-entropy, found '\(loss ?? "")'")
         }
     }
 

@@ -529,39 +529,148 @@ struct ExplainHTMLTests {
         expectContains(html, "<g class=\"gmap\">")
     }
 
-    /// Debian's Chromium, if installed (`Scripts/screenshot-explain.sh` installs it).
+    /// Debian's Chromium, if installed (`.ci/run` and `Scripts/screenshot-explain.sh` install it).
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
         FileManager.default.isExecutableFile(atPath: $0)
     }
 
-    @Test(.enabled(if: chromium != nil, "Chromium is not installed (apt-get install chromium)"))
+    /// Whether the browser tests run: where Chromium is installed, and always in CI (`CI` set, as
+    /// `.ci/run` runs), where a missing Chromium fails them instead of skipping them.
+    static let runsBrowserTests = chromium != nil || ProcessInfo.processInfo.environment["CI"] != nil
+
+    /// Runs headless Chromium on `url` with `arguments`, and returns what it printed (a watchdog
+    /// stops it after 60 s).
+    static func runChromium(
+        _ arguments: [String], url: String, folder: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> String {
+        let browser = try #require(
+            chromium, "Chromium is not installed (apt-get install chromium)", sourceLocation: sourceLocation)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: browser)
+        process.arguments =
+            ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(folder)/profile"] + arguments + [url]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        watchdog.cancel()
+        return printed
+    }
+
+    /// The page as a browser shows it at one width: its document after its script ran, and how
+    /// wide it lays out.
+    struct Rendered {
+        /// The document, serialized (as `--dump-dom` prints it).
+        let dom: String
+        /// The document's scroll width and client width, in CSS pixels: the page overflows
+        /// sideways when the first is the larger.
+        let scrollWidth: Int
+        let clientWidth: Int
+        /// The first elements that reach past the right edge (`img`, `svg#diagram`), for messages.
+        let overflowing: String
+    }
+
+    /// The page opened at `#fragment` in headless Chromium at each of `widths` CSS pixels.
+    ///
+    /// Headless Chromium's window is at least 500 px wide, so the page is loaded in frames of the
+    /// given widths, each a viewport of its own (the page's media queries see its width), in one
+    /// wrapper page; once a frame has loaded, the wrapper measures its document and copies it out
+    /// as text. One browser run serves every width.
+    static func browse(
+        _ html: String, fragment: String, widths: [Int] = [390, 1280], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> [Int: Rendered] {
+        try withTemporaryFolder { folder in
+            try html.write(toFile: folder + "/page.html", atomically: true, encoding: .utf8)
+            let frames = widths.map { width in
+                "<iframe id=\"w\(width)\" src=\"page.html#\(fragment)\" onload=\"measure(this)\" "
+                    + "style=\"display:block;border:0;width:\(width)px;height:900px\"></iframe>"
+            }
+            let wrapper = """
+                <!DOCTYPE html><html><head><script>
+                function measure(frame) {
+                  var root = frame.contentDocument.documentElement, width = root.clientWidth, wide = [];
+                  frame.contentDocument.querySelectorAll("body *").forEach(function (e) {
+                    if (e.getBoundingClientRect().right > width + 0.5 && wide.length < 5) {
+                      wide.push(e.tagName.toLowerCase() + (e.id ? "#" + e.id : ""));
+                    }
+                  });
+                  var copy = document.createElement("div");
+                  copy.id = "dom-" + frame.id;
+                  copy.setAttribute("data-result", root.scrollWidth + " " + width + " " + wide.join(","));
+                  copy.textContent = root.outerHTML;
+                  document.body.appendChild(copy);
+                }
+                </script></head><body>\(frames.joined())</body></html>
+                """
+            let path = folder + "/wrapper.html"
+            try wrapper.write(toFile: path, atomically: true, encoding: .utf8)
+            let dump = try runChromium(
+                [
+                    "--allow-file-access-from-files", "--hide-scrollbars", "--window-size=1400,1000",
+                    "--virtual-time-budget=5000", "--dump-dom",
+                ], url: "file://\(path)", folder: folder, sourceLocation: sourceLocation)
+            var result: [Int: Rendered] = [:]
+            for width in widths {
+                guard let open = dump.range(of: "<div id=\"dom-w\(width)\" data-result=\""),
+                    let quote = dump.range(of: "\">", range: open.upperBound..<dump.endIndex),
+                    let close = dump.range(of: "</div>", range: quote.upperBound..<dump.endIndex)
+                else { continue }
+                let measures = dump[open.upperBound..<quote.lowerBound].split(separator: " ", maxSplits: 2)
+                guard measures.count >= 2, let scroll = Int(measures[0]), let client = Int(measures[1]) else {
+                    continue
+                }
+                // The copied document is text: unescape what serializing a text node escapes.
+                let dom = String(dump[quote.upperBound..<close.lowerBound])
+                    .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+                    .replacingOccurrences(of: "&nbsp;", with: "\u{A0}").replacingOccurrences(of: "&amp;", with: "&")
+                result[width] = Rendered(
+                    dom: dom, scrollWidth: scroll, clientWidth: client,
+                    overflowing: measures.count > 2 ? String(measures[2]) : "")
+            }
+            return result
+        }
+    }
+
+    /// Expects the page to fit a phone's width (390 px) and a desktop's (1280 px): nothing reaches
+    /// past the right edge, so there is no horizontal scrolling. Returns the page at both widths.
+    @discardableResult
+    static func expectFitsAPhoneAndADesktop(
+        _ html: String, fragment: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> [Int: Rendered] {
+        let pages = try browse(html, fragment: fragment, sourceLocation: sourceLocation)
+        for width in [390, 1280] {
+            let page = try #require(
+                pages[width], "the page did not load at \(width) px", sourceLocation: sourceLocation)
+            #expect(page.clientWidth == width, "the frame is \(width) px", sourceLocation: sourceLocation)
+            #expect(
+                page.scrollWidth <= page.clientWidth,
+                "at \(width) px the page is \(page.scrollWidth) px wide; past the edge: \(page.overflowing)",
+                sourceLocation: sourceLocation)
+        }
+        return pages
+    }
+
+    @Test(.enabled(if: runsBrowserTests, "Chromium is not installed (apt-get install chromium)"))
     func aBrowserRunsThePageAndOpensTheStepInTheAddress() throws {
         let (model, x, targ, _, _, _, _) = seedSetup()
-        let (html, _) = Self.page(for: model, x: x, targ: targ)
-        try withTemporaryFolder { folder in
-            let path = folder + "/page.html"
-            try html.write(toFile: path, atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try #require(Self.chromium))
-            process.arguments = [
-                "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(folder)/profile",
-                "--virtual-time-budget=3000", "--dump-dom", "file://\(path)#step=7",
-            ]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
-            let dom = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            watchdog.cancel()
+        let (html, trace) = Self.page(for: model, x: x, targ: targ)
+        let pages = try Self.expectFitsAPhoneAndADesktop(html, fragment: "step=7")
+        for (_, page) in pages {
             // The script ran: it filled the step from #step=7 and set the boxes' state.
-            expectContains(dom, "<span id=\"counter\" aria-live=\"polite\">Step 7 of 10</span>")
-            expectContains(dom, "<h2 id=\"step-title\">Step 7: backward through L2</h2>")
-            expectContains(dom, "reads L2.out.g, set by loss.backward (step 6) as loss.inp.g")
-            expectContains(dom, "class=\"node tensor g-set active\"")
+            expectContains(page.dom, "<span id=\"counter\" aria-live=\"polite\">Step 7 of 10</span>")
+            expectContains(page.dom, "<h2 id=\"step-title\">Step 7: backward through L2</h2>")
+            expectContains(page.dom, "reads L2.out.g, set by loss.backward (step 6) as loss.inp.g")
+            expectContains(page.dom, "class=\"node tensor g-set active\"")
         }
+        // Each width has its layout of the diagram: vertical on the phone, horizontal on the desktop.
+        let diagram = Diagram(trace: trace)
+        let vertical = "viewBox=\"0 0 \(SVG.number(diagram.verticalSize.x)) \(SVG.number(diagram.verticalSize.y))\""
+        expectContains(try #require(pages[390]).dom, "<svg id=\"diagram\" \(vertical)")
+        expectLacks(try #require(pages[1280]).dom, "<svg id=\"diagram\" \(vertical)")
     }
 
     @Test func escapesTextThatLooksLikeMarkup() throws {
@@ -790,6 +899,12 @@ struct ExplainCommandTests {
                 (["explain", "--html", folder + "/no/such/folder/page.html"], "does not exist"),
                 (["explain", "--dot", folder], "is a folder"),
                 (["explain", "--data", folder + "/missing"], "missing"),
+                (["explain", "--layers", "conv 8 x"], "--layers: entry 1 \"conv 8 x\""),
+                (["explain", "--layers", "lin 10, conv 4 3"], "--layers: entry 2"),
+                (["explain", "--layers", "conv 4 3"], "--layers: the model's output per example is [4, 26, 26]"),
+                (["explain", "--layers", "cnn", "--hidden", "50"], "--hidden and --layers"),
+                (["explain", "--layers", "cnn", "--loss", "mse"], "--loss mse"),
+                (["explain", "--layers", "lin 5"], "expects at least 10 outputs per example, the model gives [5]"),
             ]
             for (arguments, fragment) in cases {
                 let run = try runBackprop(arguments)
@@ -823,8 +938,29 @@ struct ExplainCommandTests {
         }
     }
 
+    /// `--layers cnn`: the convnet's walkthrough on images, its page with the feature maps, and
+    /// autograd's graph (`--layers seed` is checked in `writesTheSamePageOnEveryRun`).
+    @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
+    func explainsAConvnetGivenByADescription() throws {
+        try withTemporaryFolder { folder in
+            let page = folder + "/cnn.html"
+            let graph = folder + "/cnn.dot"
+            let run = try runBackprop(["explain", "--rows", "2", "--layers", "cnn", "--html", page, "--dot", graph])
+            #expect(run.status == 0, "\(run.standardError)")
+            expectContains(run.standardOutput, "each row viewed as a 1×28×28 image")
+            expectContains(run.standardOutput, "x [2, 1, 28, 28], targ [2]")
+            expectContains(run.standardOutput, "loss (CrossEntropy)")
+            expectContains(run.standardOutput, "Step 32 of 32: the takeaway")
+            expectContains(run.standardOutput, "writes C1.inp.g: C1.inp is x, the same object, so this is also x.g")
+            let html = try String(contentsOfFile: page, encoding: .utf8)
+            expectContains(html, "<b>x[0]</b> shape [1, 28, 28], the input")
+            #expect(ExplainDOTTests.problems(in: try String(contentsOfFile: graph, encoding: .utf8)) == [])
+        }
+    }
+
     /// The page embeds the steps as JSON; its keys are sorted, so that two runs of the same
-    /// command (two processes, each with its own hash seed) write the same bytes.
+    /// command (two processes, each with its own hash seed) write the same bytes; `--layers seed`
+    /// is the same command (the seed's model by its preset name).
     @Test(.enabled(if: ExplainRealDataTests.present, "Fashion-MNIST is not installed"))
     func writesTheSamePageOnEveryRun() throws {
         try withTemporaryFolder { folder in
@@ -833,7 +969,10 @@ struct ExplainCommandTests {
             var pages: [Data] = []
             for run in 0..<2 {
                 let page = folder + "/walkthrough-\(run).html"
-                let result = try runBackprop(["explain", "--rows", "1", "--html", page], environment: environment)
+                // The second run names the seed's model by its preset: the same model, the same page.
+                let model = run == 0 ? [] : ["--layers", "seed"]
+                let result = try runBackprop(
+                    ["explain", "--rows", "1", "--html", page] + model, environment: environment)
                 #expect(result.status == 0, "\(result.standardError)")
                 pages.append(try Data(contentsOf: URL(fileURLWithPath: page)))
             }
