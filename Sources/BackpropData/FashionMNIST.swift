@@ -35,8 +35,14 @@ public struct FashionMNIST {
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ]
 
+    /// The shape of one Fashion-MNIST image as a convnet takes it: `[1, 28, 28]` (one channel).
+    public static let imageShape = [1, 28, 28]
+
     /// The folder the files were read from.
     public let directory: String
+    /// The shape of one image of these files, `[1, height, width]` (`[1, 28, 28]` for
+    /// Fashion-MNIST); the rows of `xTrain`, `xValid` and `xTest` hold its pixels row-major.
+    public let imageShape: [Int]
     /// Training images, normalised: `(nTrain, 784)`.
     public let xTrain: Tensor
     /// Training classes as `Float`: `(nTrain)`.
@@ -122,6 +128,7 @@ public struct FashionMNIST {
         let table = FashionMNIST.normalizationTable(mean: mean, std: std)
 
         self.directory = directory
+        self.imageShape = train.imageShape
         self.trainMean = mean
         self.trainStd = std
         xTrain = FashionMNIST.normalize(train.bytes, rows: 0..<nTrain, pixels: pixels, table: table)
@@ -225,6 +232,8 @@ public struct FashionMNIST {
         let labels: [Int]
         /// Pixels per image (rows × columns).
         let pixels: Int
+        /// `[1, rows, columns]`.
+        let imageShape: [Int]
     }
 
     /// Reads an images file and its labels file, checking that they agree with each other.
@@ -263,7 +272,9 @@ public struct FashionMNIST {
         if let index = classes.firstIndex(where: { !(0...9).contains($0) }) {
             throw DataError(path: labelsPath, problem: "label at index \(index) is \(classes[index]), outside 0…9")
         }
-        return RawSplit(bytes: images.payload, labels: classes, pixels: images.shape[1] * images.shape[2])
+        return RawSplit(
+            bytes: images.payload, labels: classes, pixels: images.shape[1] * images.shape[2],
+            imageShape: [1, images.shape[1], images.shape[2]])
     }
 
     /// The mean and standard deviation (count − 1) of the first `count` bytes, each divided by 255.

@@ -44,17 +44,23 @@ struct EvaluateCommand: ParsableCommand {
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
             requiresValidation: false)
         let sizes = network.sizes
-        guard sizes.first == dataset.xTest.shape[1] else {
+        // One example as the model takes it: [784] for an MLP, [1, 28, 28] for a convnet.
+        let inputShape = try Checkpoint.inputShape(path: model)
+        let pixels = dataset.xTest.shape[1]
+        guard inputShape.reduce(1, *) == pixels, inputShape.count != 3 || inputShape == dataset.imageShape else {
             throw CommandLineError(
-                "\(model): the model takes \(sizes.first!) inputs, but the images in \(dataset.directory) "
-                    + "have \(dataset.xTest.shape[1]) pixels")
+                "\(model): the model takes inputs of shape \(inputShape), but the images in \(dataset.directory) "
+                    + "have shape \(dataset.imageShape) (\(pixels) pixels)")
         }
-        guard sizes.last == FashionMNIST.classNames.count || sizes.last == 1 else {
+        let description = try? Checkpoint.modelDescription(of: network)
+        let outputs = (try? description?.shapes(input: inputShape).last) ?? [sizes.last ?? 0]
+        guard outputs == [FashionMNIST.classNames.count] || outputs == [1] else {
             throw CommandLineError(
-                "\(model): the model has \(sizes.last!) outputs, expected \(FashionMNIST.classNames.count) classes "
-                    + "(or 1 for the seed's regression)")
+                "\(model): the model has \(outputs.map(String.init).joined(separator: "×")) outputs, expected "
+                    + "\(FashionMNIST.classNames.count) classes (or 1 for the seed's regression)")
         }
-        let test = evaluate(network, x: dataset.xTest, y: dataset.yTest)
+        let x = dataset.xTest.reshape([dataset.xTest.shape[0]] + inputShape)
+        let test = evaluate(network, x: x, y: dataset.yTest)
         // The weights are finite (`Checkpoint.load` checks them), but large ones can still overflow.
         guard test.loss.isFinite else {
             throw CommandLineError(
@@ -65,10 +71,12 @@ struct EvaluateCommand: ParsableCommand {
         if json {
             let report = EvaluateReport(
                 testAccuracy: test.accuracy, testLoss: test.loss, images: dataset.yTest.count, sizes: sizes,
-                model: model)
+                layers: inputShape.count == 1 ? nil : description?.description, model: model)
             print(try encodeJSON(report))
         } else {
-            let architecture = sizes.map(String.init).joined(separator: "-")
+            let architecture =
+                inputShape.count == 1
+                ? sizes.map(String.init).joined(separator: "-") : "'\(description?.description ?? "")'"
             print(
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
                     + "\(format(test.loss, 4)), model \(architecture) from \(model)")
@@ -82,5 +90,6 @@ struct EvaluateReport: Encodable {
     var testLoss: Float
     var images: Int
     var sizes: [Int]
+    var layers: String?
     var model: String
 }

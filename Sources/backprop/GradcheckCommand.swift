@@ -21,6 +21,12 @@ struct GradcheckCommand: ParsableCommand {
             prepares it), or x and y from --tensors FILE.safetensors. Weights: the lesson's Kaiming \
             initialisation from --seed (the same weights as backprop seed with the same seed), or \
             w1, b1, w2, b2, ... from --init FILE.safetensors.
+
+            Any network: --layers SPEC (a model description such as 'conv 4 3 pad 1, relu, maxpool 2, \
+            flatten, lin 10', or a preset: seed, mlp, cnn) checks every parameter (rows named \
+            layers.I.NAME) and the input; a network that starts with a convolution takes x as \
+            [n, 1, 28, 28] (or as stored in --tensors). --init then holds the parameters by those names, \
+            and --save FILE writes the loss, each parameter's .g (as NAME.g) and x.g.
             """
     )
 
@@ -39,6 +45,19 @@ struct GradcheckCommand: ParsableCommand {
             "Hidden layer widths, comma-separated: 50 is the seed's model, 64,32 a deeper one (default: 50, or as stored in --init)."
     )
     var hidden: String?
+
+    @Option(
+        help: """
+            The network as a model description or a preset name (seed, mlp, cnn) instead of --hidden; \
+            parameters named layers.I.NAME.
+            """)
+    var layers: String?
+
+    @Option(help: "The loss with --layers: cross-entropy (default when the network has several outputs) or mse.")
+    var loss: String?
+
+    @Option(help: "With --layers: write the loss, each parameter's .g (as NAME.g) and x.g to this safetensors file.")
+    var save: String?
 
     @Option(
         parsing: .unconditional,
@@ -67,9 +86,30 @@ struct GradcheckCommand: ParsableCommand {
         if data != nil && tensors != nil {
             throw ValidationError("--data and --tensors both give the inputs; use one")
         }
+        if layers != nil && hidden != nil {
+            throw ValidationError("--hidden and --layers both choose the network; use one")
+        }
+        if let loss, LossKind(rawValue: loss) == nil {
+            throw ValidationError(
+                "--loss: expected one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(loss)'")
+        }
+        if layers == nil && (loss != nil || save != nil) {
+            throw ValidationError(
+                "--\(loss != nil ? "loss" : "save") needs --layers (the seed's model is checked with MSE)")
+        }
+        if let layers {
+            do {
+                _ = try ModelDescription(parsing: layers)
+            } catch {
+                throw ValidationError(
+                    error.description.hasPrefix("--layers") ? error.description : "--layers: \(error)")
+            }
+        }
+        if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
     }
 
     func run() throws {
+        if let layers { return try runDescribed(try ModelDescription(parsing: layers)) }
         let (x, y, source) = try loadData()
         let m = x.shape[1]
         let linears = try loadWeights(inputs: m)
@@ -86,6 +126,95 @@ struct GradcheckCommand: ParsableCommand {
             print(GradcheckOutput.text(report, sizes: sizes, source: source, seconds: seconds))
         }
         if !report.passed { throw ExitCode(1) }
+    }
+
+    /// The check of a network given by `--layers`: every parameter by its name and the input.
+    private func runDescribed(_ description: ModelDescription) throws {
+        var (x, y, source) = try loadData()
+        let inputShape: [Int]
+        if tensors != nil {
+            inputShape = Array(x.shape.dropFirst())
+        } else {
+            inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+            x = x.reshape([x.shape[0]] + inputShape)
+        }
+        let shapes: [[Int]]
+        do {
+            shapes = try description.shapes(input: inputShape)
+        } catch {
+            throw CommandLineError("--layers: \(error) (for inputs of shape \(inputShape) from \(source))")
+        }
+        let outputs = shapes.last?.reduce(1, *) ?? 0
+        let lossKind = try loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
+        if lossKind == .crossEntropy {
+            let bad = y.withUnsafeBufferPointer { values in
+                values.first { !($0 >= 0 && $0 < Float(outputs) && $0.rounded() == $0) }
+            }
+            if let bad {
+                throw CommandLineError(
+                    "y holds \(bad), but cross-entropy over the network's \(outputs) outputs needs classes 0…\(outputs - 1)"
+                )
+            }
+        }
+        var generator = RandomGenerator(seed: seed)
+        let model = try Model(
+            description: description, inputShape: inputShape, loss: lossKind.make(), generator: &generator)
+        if let initFile { try loadNamedParameters(into: model, from: initFile) }
+
+        let started = Date()
+        let report = gradientCheck(model, x: x, y: y, options: GradientCheckOptions(samples: samples, seed: seed))
+        let seconds = Date().timeIntervalSince(started)
+        let name = "'\(description)' (\(lossKind.rawValue))"
+        if json {
+            print(try GradcheckOutput.json(report, model: name, sizes: model.sizes, source: source, seconds: seconds))
+        } else {
+            print(GradcheckOutput.text(report, model: name, source: source, seconds: seconds))
+        }
+        if let save { try saveGradients(model, x: x, y: y, to: save) }
+        if !report.passed { throw ExitCode(1) }
+    }
+
+    /// Copies `layers.I.NAME` tensors (parameters, and buffers where present) from `path` into
+    /// `model`, checking each shape; a parameter missing from the file is an error.
+    private func loadNamedParameters(into model: Model, from path: String) throws {
+        let file = try Safetensors.read(path: path)
+        let known = Set((model.namedParameters + model.namedBuffers).map(\.name))
+        if let extra = file.names.first(where: { !known.contains($0) }) {
+            throw DataError(
+                path: path,
+                problem: "holds '\(extra)', which the network has no parameter of; expected "
+                    + model.namedParameters.map(\.name).joined(separator: ", "))
+        }
+        for (name, tensor) in model.namedParameters + model.namedBuffers {
+            guard file.names.contains(name) else {
+                if model.namedBuffers.contains(where: { $0.name == name }) { continue }
+                throw DataError(path: path, problem: "has no tensor '\(name)' (shape \(tensor.shape))")
+            }
+            let stored = try file.tensor(name, shape: tensor.shape)
+            stored.withUnsafeBufferPointer { values in
+                tensor.withUnsafeMutableBufferPointer { target in
+                    for i in values.indices { target[i] = values[i] }
+                }
+            }
+        }
+    }
+
+    /// `loss = model(x, y); model.backward()` with the hand-written backward, then the loss, every
+    /// parameter's `.g` as `NAME.g` and `x.g`, written atomically to `path`.
+    private func saveGradients(_ model: Model, x: Tensor, y: Tensor, to path: String) throws {
+        (model.layers.first as? Lin)?.needsInputGradient = true
+        (model.layers.first as? Conv2d)?.needsInputGradient = true
+        for dropout in model.layers.compactMap({ $0 as? Dropout }) { dropout.reseed(seed) }
+        let lossValue = GradMode.withNoGrad { model(x, y) }
+        GradMode.withNoGrad { model.backward() }
+        var tensors: [String: Tensor] = ["loss": lossValue.reshape([1])]
+        for (name, tensor) in model.namedParameters {
+            guard let g = tensor.g else { throw CommandLineError("\(name).g was not written by backward()") }
+            tensors[name + ".g"] = g
+        }
+        guard let xg = x.g else { throw CommandLineError("x.g was not written by backward()") }
+        tensors["x.g"] = xg
+        try Safetensors.write(tensors, to: path)
     }
 
     /// `x` `(n, m)`, `y` `(n)`, and a sentence saying where they come from.

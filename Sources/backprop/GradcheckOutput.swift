@@ -9,8 +9,13 @@ import Foundation
 enum GradcheckOutput {
     /// The table, one row per tensor, then what was left out and why rows failed.
     static func text(_ report: GradientCheckReport, sizes: [Int], source: String, seconds: Double) -> String {
+        text(report, model: architecture(sizes), source: source, seconds: seconds)
+    }
+
+    /// The table for a model named `model` (an architecture or a model description).
+    static func text(_ report: GradientCheckReport, model: String, source: String, seconds: Double) -> String {
         var lines: [String] = []
-        lines.append("gradcheck: \(architecture(sizes)) on \(source)")
+        lines.append("gradcheck: \(model) on \(source)")
         lines.append("loss \(number(Double(report.loss))), checked in \(String(format: "%.2f", seconds)) s")
         lines.append("")
 
@@ -73,6 +78,13 @@ enum GradcheckOutput {
 
     /// The report as JSON, with the model and the data it ran on.
     static func json(_ report: GradientCheckReport, sizes: [Int], source: String, seconds: Double) throws -> String {
+        try json(report, model: architecture(sizes), sizes: sizes, source: source, seconds: seconds)
+    }
+
+    /// The report as JSON for a model named `model`.
+    static func json(
+        _ report: GradientCheckReport, model: String, sizes: [Int], source: String, seconds: Double
+    ) throws -> String {
         struct Output: Encodable {
             let model: String
             let sizes: [Int]
@@ -84,7 +96,7 @@ enum GradcheckOutput {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let output = Output(model: architecture(sizes), sizes: sizes, data: source, seconds: seconds, report: report)
+        let output = Output(model: model, sizes: sizes, data: source, seconds: seconds, report: report)
         return String(decoding: try encoder.encode(output), as: UTF8.self)
     }
 

@@ -6,15 +6,19 @@ import BackpropNetwork
 import BackpropTraining
 import Foundation
 
-/// `backprop train`: trains an MLP on Fashion-MNIST with the layers' hand-written backward.
+/// `backprop train`: trains a model (an MLP, or any network given by `--layers`) on Fashion-MNIST
+/// with the layers' hand-written backward.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train an MLP on Fashion-MNIST with minibatches, cross-entropy and an optimizer.",
+        abstract: "Train a network on Fashion-MNIST with minibatches, cross-entropy and an optimizer.",
         discussion: """
             Trains on the first 50,000 training images, validates on the other 10,000 after each \
             epoch, and reports the accuracy on the 10,000 test images (t10k) at the end. The \
-            defaults are the best recipe found (see Training.md).
+            defaults are the best recipe found for the MLP (see Training.md). The network is \
+            the MLP of --hidden, or any network given by --layers: a model description such as \
+            'conv 32 3 pad 1, relu, maxpool 2, flatten, lin 10', or a preset (seed, mlp, cnn); a \
+            network that starts with a convolution takes the images as [n, 1, 28, 28].
             """
     )
 
@@ -23,8 +27,15 @@ struct TrainCommand: ParsableCommand {
     // Numeric options parse `.unconditional`ly: `--epochs -3` is refused as negative, naming the
     // option and the value, rather than as a missing value.
 
-    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 256,128).")
-    var hidden: String = recipe.hidden.map(String.init).joined(separator: ",")
+    @Option(parsing: .unconditional, help: "Hidden layer sizes of an MLP, comma-separated (e.g. 256,128).")
+    var hidden: String?
+
+    @Option(
+        help: """
+            The network as a model description ('conv 32 3 pad 1, relu, maxpool 2, flatten, lin 10') or a \
+            preset: \(ModelDescription.presets.map(\.name).joined(separator: ", ")) (see README, "Model descriptions").
+            """)
+    var layers: String?
 
     @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs: Int = recipe.epochs
@@ -119,9 +130,22 @@ struct TrainCommand: ParsableCommand {
         let checkpointPath = save ?? resume
         if let threads { Threads.set(threads) }
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
+        // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
+        // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes.
+        if dataset.imageShape != FashionMNIST.imageShape {
+            do {
+                try configuration.validate(
+                    imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
+            } catch {
+                throw CommandLineError(
+                    "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory))")
+            }
+        }
+        let inputShape = try configuration.modelInputShape(imageShape: dataset.imageShape)
+        func shaped(_ x: Tensor) -> Tensor { x.reshape([x.shape[0]] + inputShape) }
         let trainer = Trainer(
             configuration: configuration, classes: FashionMNIST.classNames.count,
-            train: (dataset.xTrain, dataset.yTrain), valid: (dataset.xValid, dataset.yValid))
+            train: (shaped(dataset.xTrain), dataset.yTrain), valid: (shaped(dataset.xValid), dataset.yValid))
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
@@ -168,7 +192,7 @@ struct TrainCommand: ParsableCommand {
             reportInterruption(by: "Error: \(failure); stopped", trainer, checkpointPath)
             Foundation.exit(textOutput.failureStatus)
         }
-        let test = evaluate(trainer.model, x: dataset.xTest, y: dataset.yTest)
+        let test = evaluate(trainer.model, x: shaped(dataset.xTest), y: dataset.yTest)
         let last = trainer.history.last!
 
         if let checkpointPath {
@@ -180,9 +204,11 @@ struct TrainCommand: ParsableCommand {
                 trainer, configuration: configuration, limit: limit, to: checkpointPath, metadata: metadata)
         }
         if let plot {
-            let sizes = trainer.model.sizes.map(String.init).joined(separator: "-")
+            let network =
+                configuration.layers.map { "network \($0)" }
+                ?? "MLP \(trainer.model.sizes.map(String.init).joined(separator: "-"))"
             let title =
-                "Fashion-MNIST, MLP \(sizes), \(configuration.optimizer.rawValue), "
+                "Fashion-MNIST, \(network), \(configuration.optimizer.rawValue), "
                 + "test accuracy \(format(test.accuracy, 4))"
             try writeAtomically(Data(trainingPlotSVG(trainer.history, title: title).utf8), to: plot)
         }
@@ -190,7 +216,7 @@ struct TrainCommand: ParsableCommand {
         if json {
             let report = TrainReport(
                 testAccuracy: test.accuracy, testLoss: test.loss, validAccuracy: last.validAccuracy,
-                validLoss: last.validLoss, seconds: seconds, sizes: trainer.model.sizes,
+                validLoss: last.validLoss, seconds: seconds, sizes: trainer.model.sizes, layers: configuration.layers,
                 configuration: configuration, epochs: trainer.history)
             StandardStream.output.write(try encodeJSON(report) + "\n")
         } else {
@@ -249,6 +275,7 @@ struct TrainCommand: ParsableCommand {
                 )
             }
         }
+        try check("--layers", given.layers ?? "", saved.layers ?? "", defaults.layers ?? "")
         try check(
             "--hidden", given.hidden.map(String.init).joined(separator: ","),
             saved.hidden.map(String.init).joined(separator: ","),
@@ -276,7 +303,15 @@ struct TrainCommand: ParsableCommand {
     /// which `--resume` applies to a checkpoint's too).
     private func parsedConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
-        configuration.hidden = try parseSizes(hidden, option: "--hidden")
+        if let hidden {
+            if layers != nil {
+                throw ValidationError(
+                    "--hidden and --layers both choose the network; use one (--hidden 256,128 is "
+                        + "--layers 'lin 256, relu, lin 128, relu, lin 10')")
+            }
+            configuration.hidden = try parseSizes(hidden, option: "--hidden")
+        }
+        configuration.layers = layers
         configuration.epochs = epochs
         configuration.batchSize = batchSize
         configuration.learningRate = learningRate
@@ -300,7 +335,8 @@ struct TrainCommand: ParsableCommand {
         configuration.loss = lossKind
         configuration.seed = seed
         do {
-            try configuration.validate(classes: lossKind.outputs(classes: FashionMNIST.classNames.count), limit: limit)
+            try configuration.validate(
+                imageShape: FashionMNIST.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
         } catch {
             throw ValidationError(error.description)
         }
@@ -315,7 +351,10 @@ struct TrainReport: Encodable {
     var validAccuracy: Float
     var validLoss: Float
     var seconds: Double
+    /// The linear layers' sizes (all of an MLP's).
     var sizes: [Int]
+    /// The model description, for a network given by `--layers`.
+    var layers: String?
     var configuration: TrainingConfiguration
     var epochs: [EpochRecord]
 }

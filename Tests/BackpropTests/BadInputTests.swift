@@ -325,7 +325,7 @@ private let trainCommandLineCases: [BadInput] = [
         expect: ["--limit: expected at least 1 image, found 0"]),
     BadInput(
         "evaluate: a file that is not a checkpoint", ["evaluate", "--model", "{dir}/weights.safetensors"],
-        expect: ["weights.safetensors: is not a Backprop MLP checkpoint"], prepare: seedFiles()),
+        expect: ["weights.safetensors: is not a Backprop checkpoint"], prepare: seedFiles()),
     BadInput(
         "evaluate: a checkpoint whose normalisation is broken", ["evaluate", "--model", "{dir}/m.safetensors"],
         expect: ["m.safetensors: metadata 'input_std' is '0', expected a positive number"],

@@ -205,7 +205,7 @@ struct TrainCommandTests {
         #expect(result.status == 1 && !result.crashed)
         #expect(
             result.standardError
-                == "Error: \(path): is not a Backprop MLP checkpoint: expected format 'backprop-mlp', found format 'pt'\n"
+                == "Error: \(path): is not a Backprop checkpoint: expected format 'backprop-mlp' or 'backprop-model', found format 'pt'\n"
         )
     }
 }
