@@ -18,7 +18,8 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             Parts: seed (the full-batch step, forward and backward, with a breakdown), minibatch \
             (one epoch of 784-50-10, cross-entropy, SGD, batch 64), mlp (one epoch of \
-            784-256-128-10 with Adam, batch 64), matmul (GFLOP/s of each matrix-product kernel on \
+            784-256-128-10 with Adam, batch 64), cnn (one epoch of a small convnet on the rows as \
+            28×28 images, AdamW, batch 128: the network of Benchmarks/cnn_epoch_torch.py), matmul (GFLOP/s of each matrix-product kernel on \
             the seed's three shapes, each checked against the reference loops first). The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
             shape with --synthetic, or when no --data is given and the data set is not installed. \
@@ -28,7 +29,7 @@ struct BenchCommand: ParsableCommand {
 
     /// The parts of the benchmark.
     enum Part: String, CaseIterable, ExpressibleByArgument {
-        case seed, minibatch, mlp, matmul
+        case seed, minibatch, mlp, cnn, matmul
     }
 
     // `.unconditional` on the numbers: `--runs -5` reads -5 (refused by `validate()`), not a missing value.
@@ -75,6 +76,9 @@ struct BenchCommand: ParsableCommand {
             case .mlp:
                 let seconds = EpochBenchmark(x: x, y: y, recipe: .mlp).run(runs: max(1, runs / 2)).seconds
                 report.mlpEpochSeconds = Timing.median(seconds)
+            case .cnn:
+                let seconds = EpochBenchmark(x: x, y: y, recipe: .cnn).run(runs: max(1, runs / 4)).seconds
+                report.cnnEpochSeconds = Timing.median(seconds)
             case .matmul:
                 report.matmul = MatMulBenchmark(rows: x.shape[0], checkRows: min(500, x.shape[0])).run(runs: runs)
             }
@@ -129,6 +133,9 @@ struct BenchCommand: ParsableCommand {
         }
         if let seconds = report.mlpEpochSeconds {
             print("mlp epoch (784-256-128-10, Adam, batch 64): \(format(seconds, digits: 3)) s")
+        }
+        if let seconds = report.cnnEpochSeconds {
+            print("cnn epoch (conv 16, conv 32, lin 128; AdamW, batch 128): \(format(seconds, digits: 3)) s")
         }
         if !report.matmul.isEmpty {
             print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")

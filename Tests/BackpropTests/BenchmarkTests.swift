@@ -48,6 +48,16 @@ struct BenchmarkTests {
         #expect(loss.isFinite && loss > 0)
     }
 
+    /// The convnet recipe parses, fits 28×28 rows and trains (its peer is `cnn_epoch_torch.py`).
+    @Test func cnnEpochTrainsOnTinyData() {
+        var generator = RandomGenerator(seed: 6)
+        let x = Tensor.randn([150, 784], generator: &generator)
+        let y = Tensor((0..<150).map { _ in Float(generator.nextIndex(below: 10)) })
+        let (seconds, loss) = EpochBenchmark(x: x, y: y, recipe: .cnn).run(runs: 1)
+        #expect(seconds.count == 1)
+        #expect(loss.isFinite && loss > 0)
+    }
+
     /// The JSON report has the keys `Benchmarks/run_peers.py` reads.
     @Test func reportHasTheDocumentedKeys() throws {
         var report = BenchmarkReport(data: "synthetic", rows: 40, runs: 1)

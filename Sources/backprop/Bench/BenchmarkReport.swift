@@ -26,6 +26,8 @@ struct BenchmarkReport: Encodable {
     var minibatchEpochSeconds: Double?
     /// Median seconds of one epoch of 784-256-128-10 with Adam, batch 64.
     var mlpEpochSeconds: Double?
+    /// One epoch of the convnet of `EpochBenchmark.Recipe.cnn`, in seconds.
+    var cnnEpochSeconds: Double?
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
 
@@ -42,6 +44,7 @@ struct BenchmarkReport: Encodable {
         case seedStep = "seed_step"
         case minibatchEpochSeconds = "minibatch_epoch_s"
         case mlpEpochSeconds = "mlp_epoch_s"
+        case cnnEpochSeconds = "cnn_epoch_s"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
     }
@@ -58,6 +61,7 @@ struct BenchmarkReport: Encodable {
         try container.encodeIfPresent(seedStep, forKey: .seedStep)
         try container.encodeIfPresent(minibatchEpochSeconds, forKey: .minibatchEpochSeconds)
         try container.encodeIfPresent(mlpEpochSeconds, forKey: .mlpEpochSeconds)
+        try container.encodeIfPresent(cnnEpochSeconds, forKey: .cnnEpochSeconds)
         if !matmul.isEmpty {
             var gflops: [String: [String: Double]] = [:]
             var errors: [String: [String: Double]] = [:]

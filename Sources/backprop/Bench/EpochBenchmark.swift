@@ -22,18 +22,37 @@ struct EpochBenchmark {
         var learningRate: Float
         /// The rows per minibatch.
         var batchSize: Int
+        /// A model description (`--layers` text) to train instead of the MLP of ``sizes``; its
+        /// inputs are the rows as 28×28 images when it starts with a convolution.
+        var layers: String?
+        /// Decoupled weight decay.
+        var weightDecay: Float = 0
 
         /// The minibatch epoch: 784-50-10, cross-entropy, SGD, batch 64.
         static let minibatch = Recipe(sizes: [784, 50, 10], optimizer: .sgd, learningRate: 0.1, batchSize: 64)
         /// The deeper model: 784-256-128-10, cross-entropy, Adam, batch 64.
         static let mlp = Recipe(sizes: [784, 256, 128, 10], optimizer: .adam, learningRate: 1e-3, batchSize: 64)
 
+        /// The convnet of `Benchmarks/cnn_epoch_torch.py` (its peer): two 3×3 convolutions of 16 and 32
+        /// channels, each pooled, then batch norm and ReLU, a 128-wide hidden layer with dropout;
+        /// cross-entropy, AdamW at 3e-3 with weight decay 0.1, batch 128 (Docs/ConvnetRecipe.md).
+        static let cnn = Recipe(
+            sizes: [784, 10], optimizer: .adam, learningRate: 3e-3, batchSize: 128,
+            layers: "conv 16 3 pad 1, maxpool 2, batchnorm, relu, conv 32 3 pad 1, maxpool 2, batchnorm, relu, "
+                + "flatten, dropout 0.25, lin 128, relu, dropout 0.25, lin 10",
+            weightDecay: 0.1)
+
         /// Creates a recipe.
-        init(sizes: [Int], optimizer: OptimizerKind, learningRate: Float, batchSize: Int) {
+        init(
+            sizes: [Int], optimizer: OptimizerKind, learningRate: Float, batchSize: Int, layers: String? = nil,
+            weightDecay: Float = 0
+        ) {
             self.sizes = sizes
             self.optimizer = optimizer
             self.learningRate = learningRate
             self.batchSize = batchSize
+            self.layers = layers
+            self.weightDecay = weightDecay
         }
     }
 
@@ -62,9 +81,20 @@ struct EpochBenchmark {
     func run(runs: Int = 3, seed: UInt64 = 0) -> (seconds: [Double], loss: Float) {
         precondition(runs > 0, "EpochBenchmark.run: runs must be positive, got \(runs)")
         var generator = RandomGenerator(seed: seed)
-        let model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
+        let model: Model
+        var x = self.x
+        if let layers = recipe.layers {
+            // The benchmark's own recipe: it parses and fits 28×28 images (a test builds it).
+            let description = try! ModelDescription(parsing: layers)
+            let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+            x = x.reshape([x.shape[0]] + inputShape)
+            model = try! Model(
+                description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
+        } else {
+            model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
+        }
         let optimizer = recipe.optimizer.make(
-            parameters: model.parameters, learningRate: recipe.learningRate, weightDecay: 0)
+            parameters: model.parameters, learningRate: recipe.learningRate, weightDecay: recipe.weightDecay)
         let batches = Batches(x: x, y: y, batchSize: recipe.batchSize)
         var seconds: [Double] = []
         var loss: Float = 0
