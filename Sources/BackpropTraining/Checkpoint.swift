@@ -334,7 +334,7 @@ public enum Checkpoint {
     }
 
     /// Copies each source tensor into its destination, element by element.
-    static func copy(_ pairs: [(source: Tensor, destination: Tensor)]) {
+    package static func copy(_ pairs: [(source: Tensor, destination: Tensor)]) {
         for (source, destination) in pairs {
             let source = source.contiguous()
             source.withUnsafeBufferPointer { values in

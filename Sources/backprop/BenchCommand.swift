@@ -65,6 +65,13 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let parts = only.isEmpty ? Part.allCases : only
         let (x, y, source) = try inputs()
+        // The epochs' models (784-… MLPs, the convnet) take 28×28 images; the seed step and the
+        // products take rows of any width.
+        if let part = parts.first(where: { [.minibatch, .mlp, .cnn].contains($0) }), x.shape[1] != 784 {
+            throw CommandLineError(
+                "--only \(part.rawValue): the \(source) rows have \(x.shape[1]) pixels; its model takes 784 (28×28 images)"
+            )
+        }
         var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
         for part in parts {
             switch part {

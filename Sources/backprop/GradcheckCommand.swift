@@ -178,24 +178,20 @@ struct GradcheckCommand: ParsableCommand {
     /// `model`, checking each shape; a parameter missing from the file is an error.
     private func loadNamedParameters(into model: Model, from path: String) throws {
         let file = try Safetensors.read(path: path)
-        let known = Set((model.namedParameters + model.namedBuffers).map(\.name))
+        let (parameters, buffers) = (model.namedParameters, model.namedBuffers)
+        let known = Set((parameters + buffers).map(\.name))
         if let extra = file.names.first(where: { !known.contains($0) }) {
             throw DataError(
                 path: path,
                 problem: "holds '\(extra)', which the network has no parameter of; expected "
-                    + model.namedParameters.map(\.name).joined(separator: ", "))
+                    + parameters.map(\.name).joined(separator: ", "))
         }
-        for (name, tensor) in model.namedParameters + model.namedBuffers {
-            guard file.names.contains(name) else {
-                if model.namedBuffers.contains(where: { $0.name == name }) { continue }
-                throw DataError(path: path, problem: "has no tensor '\(name)' (shape \(tensor.shape))")
-            }
-            let stored = try file.tensor(name, shape: tensor.shape)
-            stored.withUnsafeBufferPointer { values in
-                tensor.withUnsafeMutableBufferPointer { target in
-                    for i in values.indices { target[i] = values[i] }
-                }
-            }
+        if let (name, tensor) = parameters.first(where: { !file.names.contains($0.name) }) {
+            throw DataError(path: path, problem: "has no tensor '\(name)' (shape \(tensor.shape))")
+        }
+        // Every parameter, and the buffers the file holds (running statistics start at 0 and 1).
+        for (name, tensor) in parameters + buffers where file.names.contains(name) {
+            Checkpoint.copy([(try file.tensor(name, shape: tensor.shape), tensor)])
         }
     }
 

@@ -47,6 +47,30 @@ struct WindowGeometry {
     var rows: Int { n * oh * ow }
     /// The columns of the unfolded matrix: one per element of a window, `(ch, ky, kx)` row-major.
     var columns: Int { c * kh * kw }
+
+    /// Calls `body` for every element of every window that lies inside the image (not on the
+    /// padding), with its index in the unfolded matrix, `row * columns + column`, and in the
+    /// `[n, c, h, w]` images: the plain loops of the definition, for the reference kernels.
+    func forEachWindowElement(_ body: (_ unfoldedIndex: Int, _ imageIndex: Int) -> Void) {
+        for img in 0..<n {
+            for oy in 0..<oh {
+                for ox in 0..<ow {
+                    let row = (img * oh + oy) * ow + ox
+                    for ch in 0..<c {
+                        for ky in 0..<kh {
+                            for kx in 0..<kw {
+                                let column = (ch * kh + ky) * kw + kx
+                                let iy = oy * sh - ph + ky
+                                let ix = ox * sw - pw + kx
+                                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                                body(row * columns + column, ((img * c + ch) * h + iy) * w + ix)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 extension Tensor {
@@ -153,24 +177,7 @@ extension Tensor {
             imageShape: x.shape, kernel: kernel, stride: stride, padding: padding, operation: "unfold")
         let values = x.values
         var cols = [Float](repeating: 0, count: g.rows * g.columns)
-        for img in 0..<g.n {
-            for oy in 0..<g.oh {
-                for ox in 0..<g.ow {
-                    let row = (img * g.oh + oy) * g.ow + ox
-                    for ch in 0..<g.c {
-                        for ky in 0..<g.kh {
-                            for kx in 0..<g.kw {
-                                let column = (ch * g.kh + ky) * g.kw + kx
-                                let iy = oy * g.sh - g.ph + ky
-                                let ix = ox * g.sw - g.pw + kx
-                                guard iy >= 0 && iy < g.h && ix >= 0 && ix < g.w else { continue }
-                                cols[row * g.columns + column] = values[((img * g.c + ch) * g.h + iy) * g.w + ix]
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        g.forEachWindowElement { unfolded, image in cols[unfolded] = values[image] }
         return Tensor(shape: [g.rows, g.columns], values: cols)
     }
 
@@ -182,24 +189,7 @@ extension Tensor {
             imageShape: imageShape, kernel: kernel, stride: stride, padding: padding, operation: "fold")
         let values = cols.values
         var y = [Float](repeating: 0, count: imageShape.reduce(1, *))
-        for img in 0..<g.n {
-            for oy in 0..<g.oh {
-                for ox in 0..<g.ow {
-                    let row = (img * g.oh + oy) * g.ow + ox
-                    for ch in 0..<g.c {
-                        for ky in 0..<g.kh {
-                            for kx in 0..<g.kw {
-                                let column = (ch * g.kh + ky) * g.kw + kx
-                                let iy = oy * g.sh - g.ph + ky
-                                let ix = ox * g.sw - g.pw + kx
-                                guard iy >= 0 && iy < g.h && ix >= 0 && ix < g.w else { continue }
-                                y[((img * g.c + ch) * g.h + iy) * g.w + ix] += values[row * g.columns + column]
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        g.forEachWindowElement { unfolded, image in y[image] += values[unfolded] }
         return Tensor(shape: imageShape, values: y)
     }
 }
