@@ -12,6 +12,8 @@
 
 #include "CKernels.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,8 +160,107 @@ INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *rest
     }
 }
 
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/// The even and odd elements of `x[0..<2 * count]` (`count` ≤ 8), each as one vector in order;
+/// lanes past `count` are 0. Reads nothing past `x[2 * count - 1]`.
+static inline TARGET_AVX2 __attribute__((always_inline)) void evenOdd(const float *x, long count, __m256 *even,
+    __m256 *odd) {
+    static const int32_t lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        0, 0, 0, 0, 0, 0, 0, 0};
+    __m256 low, high;
+    if (count == 8) {
+        low = _mm256_loadu_ps(x);
+        high = _mm256_loadu_ps(x + 8);
+    } else {
+        // The first 2·count lanes of the two vectors, through masks.
+        low = _mm256_maskload_ps(x, _mm256_loadu_si256((const __m256i *)(lanes + 16 - 2 * count)));
+        const long rest = 2 * count > 8 ? 2 * count - 8 : 0;
+        high = _mm256_maskload_ps(x + 8, _mm256_loadu_si256((const __m256i *)(lanes + 16 - rest)));
+    }
+    // shuffle_ps picks within 128-bit halves: [l0 l2 h0 h2 | l4 l6 h4 h6]; then put the 64-bit
+    // pairs in order: [l0 l2 l4 l6 h0 h2 h4 h6].
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
+}
+
+/// 2 × 2 windows at stride 2, eight outputs at a time: the same results as `maxPoolPlane` (the
+/// maximum by `v > best`, the first equal element row-major, -1 at a tie), with vector selects.
+static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict out, int *restrict winners,
+    int *restrict pieces, const BPWindow *g, long plane) {
+    const long h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const float *input = x + plane * h * w;
+    const long first = plane * oh * ow;
+    const __m256i laneIndex = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long oy = 0; oy < oh; oy++) {
+        const float *top = input + 2 * oy * w, *bottom = top + w;
+        for (long ox = 0; ox < ow; ox += 8) {
+            const long count = ow - ox < 8 ? ow - ox : 8;
+            __m256 v[4];
+            evenOdd(top + 2 * ox, count, &v[0], &v[1]);
+            evenOdd(bottom + 2 * ox, count, &v[2], &v[3]);
+            __m256 best = v[0];
+            for (int i = 1; i < 4; i++) best = _mm256_blendv_ps(best, v[i], _mm256_cmp_ps(v[i], best, _CMP_GT_OQ));
+            __m256i at = _mm256_setzero_si256(), hits = _mm256_setzero_si256();
+            for (int i = 3; i >= 0; i--) {
+                const __m256i hit = _mm256_castps_si256(_mm256_cmp_ps(v[i], best, _CMP_EQ_OQ));
+                at = _mm256_blendv_epi8(at, _mm256_set1_epi32(i), hit);
+                hits = _mm256_sub_epi32(hits, hit);
+            }
+            // winner = corner + (at / 2) · w + at % 2, corner = 2 oy · w + 2 (ox + lane)
+            const __m256i corner = _mm256_add_epi32(_mm256_set1_epi32((int)(2 * oy * w + 2 * ox)),
+                _mm256_slli_epi32(laneIndex, 1));
+            const __m256i winner = _mm256_add_epi32(corner, _mm256_add_epi32(
+                _mm256_mullo_epi32(_mm256_srli_epi32(at, 1), _mm256_set1_epi32((int)w)),
+                _mm256_and_si256(at, _mm256_set1_epi32(1))));
+            const __m256i tie = _mm256_cmpgt_epi32(hits, _mm256_set1_epi32(1));
+            const __m256i piece = _mm256_blendv_epi8(at, _mm256_set1_epi32(-1), tie);
+            const long o = first + oy * ow + ox;
+            if (count == 8) {
+                _mm256_storeu_ps(out + o, best);
+                _mm256_storeu_si256((__m256i *)(winners + o), winner);
+                _mm256_storeu_si256((__m256i *)(pieces + o), piece);
+            } else {
+                // Through memory rather than masked stores, which AMD's cores run slowly.
+                float bests[8];
+                int at8[8], piece8[8];
+                _mm256_storeu_ps(bests, best);
+                _mm256_storeu_si256((__m256i *)at8, winner);
+                _mm256_storeu_si256((__m256i *)piece8, piece);
+                memcpy(out + o, bests, (size_t)count * sizeof(float));
+                memcpy(winners + o, at8, (size_t)count * sizeof(int));
+                memcpy(pieces + o, piece8, (size_t)count * sizeof(int));
+            }
+        }
+    }
+}
+
+/// Whether the CPU runs AVX2 and FMA, asked once (a relaxed atomic: threads may ask at once).
+static int hasAVX2(void) {
+    static atomic_int known = -1;
+    int value = atomic_load_explicit(&known, memory_order_relaxed);
+    if (value < 0) {
+        value = bp_gemm_avx2_available();
+        atomic_store_explicit(&known, value, memory_order_relaxed);
+    }
+    return value;
+}
+
+#endif
+
 void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *g, long planeBegin,
     long planeEnd) {
+#if defined(__x86_64__) || defined(_M_X64)
+    // The common 2 × 2 pooling at stride 2 without padding, in vectors.
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && hasAVX2()) {
+        for (long plane = planeBegin; plane < planeEnd; plane++) maxPool2x2Plane(x, out, winners, pieces, g, plane);
+        return;
+    }
+#endif
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         switch (g->kh) {
         case 2: maxPoolPlane(x, out, winners, pieces, g, plane, 2); break;

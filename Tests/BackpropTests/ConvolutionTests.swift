@@ -407,6 +407,42 @@ struct ConvolutionTests {
         #expect(layer.pieces == [-1, 1])
     }
 
+    @Test("MaxPool2d 2×2 at stride 2 (the vector kernel) equals the direct loops on every width, ties included")
+    func maxPoolVectorKernelEdges() {
+        var generator = RandomGenerator(seed: 15)
+        for (h, w) in [(2, 2), (3, 5), (4, 14), (5, 17), (2, 30), (7, 33), (3, 35), (6, 28)] {
+            let (n, c, oh, ow) = (2, 3, h / 2, w / 2)
+            // Values from {0, 1, 2, 3}: most windows hold their maximum twice or more.
+            let values = (0..<(n * c * h * w)).map { _ in Float(Int(generator.nextUniform() * 4)) }
+            let inp = Tensor(shape: [n, c, h, w], values: values)
+            let layer = MaxPool2d(kernel: 2)
+            let out = layer(inp)
+            var expectedOut: [Float] = []
+            var expectedPieces: [Int32] = []
+            var expectedGradient = [Float](repeating: 0, count: values.count)
+            let r = (0..<(n * c * oh * ow)).map { Float($0 % 7) + 0.5 }
+            for plane in 0..<(n * c) {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        let window = (0..<4).map { values[plane * h * w + (2 * oy + $0 / 2) * w + 2 * ox + $0 % 2] }
+                        let best = window.max()!
+                        let first = window.firstIndex(of: best)!
+                        expectedOut.append(best)
+                        expectedPieces.append(window.filter { $0 == best }.count > 1 ? -1 : Int32(first))
+                        expectedGradient[plane * h * w + (2 * oy + first / 2) * w + 2 * ox + first % 2] +=
+                            r[expectedOut.count - 1]
+                    }
+                }
+            }
+            let label = Comment(rawValue: "h \(h), w \(w)")
+            #expect(out.values == expectedOut, label)
+            #expect(layer.pieces == expectedPieces, label)
+            out.g = Tensor(shape: out.shape, values: r)
+            layer.backward()
+            #expect(inp.g.values == expectedGradient, label)
+        }
+    }
+
     @Test("MaxPool2d's pieces: the window offset of each maximum")
     func maxPoolPieces() {
         let inp = Tensor(shape: [1, 1, 3, 3], values: [1, 2, 3, 4, 9, 5, 6, 7, 8])

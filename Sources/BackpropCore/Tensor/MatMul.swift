@@ -244,7 +244,7 @@ extension Tensor {
         /// under a memory limit the product would spin instead of failing
         /// (`Sources/CKernels/BLASBuffers.c`). Without the memory, this fails as a tensor's
         /// allocation does, through ``Tensor/allocationFailed``.
-        private static func reserveBLASBuffers() {
+        static func reserveBLASBuffers() {
             let slots = Int32(Parallel.workers)
             let bytes = bp_blas_buffer_bytes(slots)
             if bp_blas_reserve_buffers(slots) == 0 {
@@ -255,7 +255,7 @@ extension Tensor {
         }
 
         /// `C[rows, columns] (+)= A[rows, :] • B[:, columns]` with `cblas_sgemm`.
-        private static func blasBlock(
+        static func blasBlock(
             _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, rows: Range<Int>,
             columns: Range<Int>, ldc: Int, accumulate: Bool
         ) {

@@ -95,19 +95,17 @@ public final class Conv2d: Layer {
         let n = inp.shape[0]
         let oh = (inp.shape[2] + 2 * padding - kh) / stride + 1
         let ow = (inp.shape[3] + 2 * padding - kw) / stride + 1
-        cols = inp.unfold(kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
-        let weights = w.reshape([cOut, cIn * kh * kw])  // (cOut, cIn * kh * kw)
-        let product: Tensor  // (n * oh * ow, cOut): one row per window
         if b.map({ Tensor.wouldRecord(inp, w, $0) }) ?? Tensor.wouldRecord(inp, w) {
             // The composition autograd differentiates: its `.grad` never reads `backward()` below.
-            product = b.map { cols • weights.t() + $0 } ?? cols • weights.t()
+            cols = inp.unfold(kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
+            let weights = w.reshape([cOut, cIn * kh * kw])  // (cOut, cIn * kh * kw)
+            let product = b.map { cols • weights.t() + $0 } ?? cols • weights.t()  // (n * oh * ow, cOut)
+            out = product.reshape([n, oh, ow, cOut]).permutedContiguous([0, 3, 1, 2])
         } else {
-            // The same sums in one pass: the matrix-product kernel starts each row from `b`.
-            product = Tensor(uninitializedShape: [n * oh * ow, cOut])
-            Tensor.gemm(cols, weights.t(), into: product, accumulate: false, bias: b, kernel: .fast)
+            // The same sums image by image, W • colsᵢᵀ + b, each written in NCHW where it belongs
+            // (Tensor+Conv2d.swift): no copy from rows of windows to channels.
+            (out, cols) = Tensor.conv2d(inp, weights: w, bias: b, stride: stride, padding: padding)
         }
-        // out = product.reshape([n, oh, ow, cOut]).permute([0, 3, 1, 2]).contiguous(), copied by a fast transpose
-        out = product.reshape([n, oh, ow, cOut]).permutedContiguous([0, 3, 1, 2])
         return out
     }
 
@@ -120,16 +118,13 @@ public final class Conv2d: Layer {
     /// `fold` adds each window's gradient back where the window was taken from (col2im).
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
-        let cOut = w.shape[0]
-        let g = out.g.permutedContiguous([0, 2, 3, 1]).reshape([-1, cOut])  // (n * oh * ow, cOut): NCHW to rows
-        // w.g = gᵀ • cols, computed as its transpose (colsᵀ • g)ᵀ: the same sums, in the shape of the
-        // seed's w1.g = xᵀ • out.g (a long depth, a small result) that the skinny kernels are made for.
-        w.g = (cols.t() • g).t().reshape(w.shape)
-        b?.g = g.sum(0)
-        if needsInputGradient {
-            let weights = w.reshape([cOut, -1])  // (cOut, cIn * kh * kw)
-            inp.g = (g • weights).fold(
-                imageShape: inp.shape, kernel: kernel, stride: (stride, stride), padding: (padding, padding))
-        }
+        // Image by image (Tensor+Conv2d.swift): w.g = Σᵢ out.gᵢ • colsᵢ, the same sums as gᵀ • cols
+        // with g's rows taken in NCHW order where out.g lies, and inp.gᵢ = fold(out.gᵢᵀ • W).
+        let gradients = Tensor.conv2dBackward(
+            out.g, cols: cols, weights: w, inputShape: inp.shape, stride: stride, padding: padding,
+            bias: b != nil, inputGradient: needsInputGradient)
+        w.g = gradients.w
+        b?.g = gradients.b
+        if let g = gradients.inp { inp.g = g }
     }
 }
