@@ -68,7 +68,9 @@ extension Tensor {
                     for image in images {
                         let c = outPointer + image * cOut * l
                         if let biasValues {
-                            for channel in 0..<cOut { (c + channel * l).update(repeating: biasValues[channel], count: l) }
+                            for channel in 0..<cOut {
+                                (c + channel * l).update(repeating: biasValues[channel], count: l)
+                            }
                         }
                         // colsᵢᵀ: element (p, j) of the (K, L) matrix is colsᵢ[j, p].
                         let windows = MatrixOperand(
@@ -134,7 +136,8 @@ extension Tensor {
                     partialB.update(repeating: 0, count: cOut)
                     for image in pieces[piece] {
                         let gImage = UnsafePointer(gradient.pointer + image * cOut * l)
-                        let gOperand = MatrixOperand(pointer: gImage, rows: cOut, columns: l, leading: l, transposed: false)
+                        let gOperand = MatrixOperand(
+                            pointer: gImage, rows: cOut, columns: l, leading: l, transposed: false)
                         let colsOperand = MatrixOperand(
                             pointer: UnsafePointer(windows.pointer + image * l * k), rows: l, columns: k, leading: k,
                             transposed: false)
