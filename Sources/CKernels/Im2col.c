@@ -125,6 +125,20 @@ void bp_col2im(const float *cols, float *y, const BPWindow *g, long imageBegin, 
     free(padded);
 }
 
+// MARK: - Scratch
+
+float *bp_thread_scratch(long count) {
+    static _Thread_local float *buffer = NULL;
+    static _Thread_local long capacity = 0;
+    if (count > capacity) {
+        free(buffer);
+        const long rounded = (count + 4095) & ~4095L;
+        buffer = aligned_alloc(64, (size_t)rounded * sizeof(float));
+        capacity = buffer ? rounded : 0;
+    }
+    return buffer;
+}
+
 // MARK: - Pooling
 
 /// Max pooling of planes `[planeBegin, planeEnd)`, `k` a constant where the caller inlines it.

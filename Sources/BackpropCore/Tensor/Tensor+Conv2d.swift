@@ -5,23 +5,27 @@
 #endif
 import CKernels
 
-// The convolution's fast path, image by image: `Conv2d`'s forward and backward when autograd does
-// not record (the recorded composition, `unfold` then `•`, is in the layer).
+// The convolution's fast path, a piece of the batch at a time: `Conv2d`'s forward and backward
+// when autograd does not record (the recorded composition, `unfold` then `•`, is in the layer).
 //
 // The batched form `cols • Wᵀ` gives one row per window, `(n, oh, ow, cOut)`, which then has to be
-// copied to NCHW; and its backward needs `out.g` copied back to rows. Taken image by image, the
-// product `W • colsᵢᵀ` (`(cOut, K) • (K, L)`, `K = cIn·kh·kw`, `L = oh·ow`) is image i's output
-// in NCHW already, and each backward product reads `out.g` where it lies:
+// copied to NCHW element by element; and its backward needs `out.g` copied back to rows. Taken
+// the other way round, `W • colsᵀ` (`(cOut, K) • (K, m·L)` for a piece of m images, `K = cIn·kh·kw`,
+// `L = oh·ow`) is the piece's output as `(cOut, m, L)`: each image's channel is a contiguous run
+// of L values, moved to NCHW in whole runs. The backward gathers `out.g` of the piece the same
+// way, `G (cOut, m·L)`, and then:
 //
-//   forward,  for each image i:   outᵢ = W • colsᵢᵀ + b                       (cOut, L)
-//   backward, for each image i:   w.g += out.gᵢ • colsᵢ                       (cOut, K)
-//                                 b.g += Σ_l out.gᵢ[:, l]                      (cOut)
-//                                 inp.gᵢ = fold(out.gᵢᵀ • W)                  (cIn, h, w)
+//   forward,  for each piece:   C = W • colsᵀ;   out[i, o, :] = C[o, i·L ..< (i+1)·L] + b[o]
+//   backward, for each piece:   w.g += G • cols                              (cOut, K)
+//                               b.g += Σ_j G[:, j]                            (cOut)
+//                               inp.g of the piece = fold(Gᵀ • W)             (m, cIn, h, w)
 //
-// Images are split over the cores in pieces that depend on the batch alone; each piece sums its
-// own `w.g` and `b.g`, and the pieces' sums are added in order, so the result is the same on any
+// One product per piece, not one per image: a product of m·L columns keeps BLAS's kernels busy
+// where one image's L = 196 would not. Pieces depend on the batch alone; each piece sums its own
+// `w.g` and `b.g`, and the pieces' sums are added in order, so the result is the same on any
 // number of threads. Each product is one BLAS call on one thread (the pieces are the
-// parallelism), or the blocked Swift kernel in a build without BLAS.
+// parallelism), or the blocked Swift kernel in a build without BLAS. The piece's C, G and window
+// gradients live in a scratch buffer of the thread's own, kept from call to call.
 
 extension Tensor {
     /// Convolutions of at least this many multiply-adds per piece are split over the cores.
@@ -64,19 +68,21 @@ extension Tensor {
             withUnsafePointer(to: g.window) { window in
                 Parallel.forEachPiece(pieces.count) { piece in
                     let images = pieces[piece]
+                    let m = images.count
                     bp_im2col(source.pointer, colsPointer, window, images.lowerBound * g.oh, images.upperBound * g.oh)
-                    for image in images {
-                        let c = outPointer + image * cOut * l
-                        if let biasValues {
-                            for channel in 0..<cOut {
-                                (c + channel * l).update(repeating: biasValues[channel], count: l)
-                            }
+                    let c = threadScratch(cOut * m * l)  // (cOut, m·L)
+                    // colsᵀ of the piece: element (p, j) of the (K, m·L) matrix is cols[piece's row j, p].
+                    let windows = MatrixOperand(
+                        pointer: UnsafePointer(colsPointer + images.lowerBound * l * k), rows: k, columns: m * l,
+                        leading: k, transposed: true)
+                    serialGemm(wOperand, windows, into: c, accumulate: false)
+                    for (i, image) in images.enumerated() {
+                        for channel in 0..<cOut {
+                            let run = UnsafePointer(c + channel * m * l + i * l)
+                            let target = outPointer + (image * cOut + channel) * l
+                            let shift = biasValues.map { $0.pointer[channel] } ?? 0
+                            for index in 0..<l { target[index] = run[index] + shift }
                         }
-                        // colsᵢᵀ: element (p, j) of the (K, L) matrix is colsᵢ[j, p].
-                        let windows = MatrixOperand(
-                            pointer: UnsafePointer(colsPointer + image * l * k), rows: k, columns: l, leading: k,
-                            transposed: true)
-                        serialGemm(wOperand, windows, into: c, accumulate: biasValues != nil)
                     }
                 }
             }
@@ -116,8 +122,8 @@ extension Tensor {
         }
         let pieces = imagePieces(n, work: l * k * cOut)
         prepareSerialGemm()
-        // Each piece's own w.g (cOut · K) and b.g (cOut), then its window gradients (L · K).
-        let stridePerPiece = cOut * k + cOut + (inputGradient ? l * k : 0)
+        // Each piece's own w.g (cOut · K) and b.g (cOut).
+        let stridePerPiece = cOut * k + cOut
         let scratch = UnsafeMutablePointer<Float>.allocateScratch(
             capacity: pieces.count * stridePerPiece, for: "a convolution's gradient scratch memory")
         defer { scratch.deallocate() }
@@ -130,27 +136,36 @@ extension Tensor {
             let imageSize = g.c * g.h * g.w
             withUnsafePointer(to: oneImage) { window in
                 Parallel.forEachPiece(pieces.count) { piece in
+                    let images = pieces[piece]
+                    let m = images.count
                     let partialW = scratch + piece * stridePerPiece
                     let partialB = partialW + cOut * k
-                    let windowGradients = partialB + cOut
-                    partialB.update(repeating: 0, count: cOut)
-                    for image in pieces[piece] {
-                        let gImage = UnsafePointer(gradient.pointer + image * cOut * l)
-                        let gOperand = MatrixOperand(
-                            pointer: gImage, rows: cOut, columns: l, leading: l, transposed: false)
-                        let colsOperand = MatrixOperand(
-                            pointer: UnsafePointer(windows.pointer + image * l * k), rows: l, columns: k, leading: k,
-                            transposed: false)
-                        serialGemm(gOperand, colsOperand, into: partialW, accumulate: image != pieces[piece].lowerBound)
-                        if bias {
-                            for channel in 0..<cOut { partialB[channel] += rowSum(gImage + channel * l, count: l) }
+                    // G (cOut, m·L): the piece's out.g, channel by channel; then the window gradients.
+                    let gathered = threadScratch(cOut * m * l + (inputGradient ? m * l * k : 0))
+                    for (i, image) in images.enumerated() {
+                        for channel in 0..<cOut {
+                            (gathered + channel * m * l + i * l).update(
+                                from: gradient.pointer + (image * cOut + channel) * l, count: l)
                         }
-                        if let inpPointer {
-                            // out.gᵢᵀ: element (j, o) of the (L, cOut) matrix is out.gᵢ[o, j].
-                            let gTransposed = MatrixOperand(
-                                pointer: gImage, rows: l, columns: cOut, leading: l, transposed: true)
-                            serialGemm(gTransposed, wOperand, into: windowGradients, accumulate: false)
-                            bp_col2im(windowGradients, inpPointer + image * imageSize, window, 0, 1)
+                    }
+                    let gOperand = MatrixOperand(
+                        pointer: UnsafePointer(gathered), rows: cOut, columns: m * l, leading: m * l, transposed: false)
+                    let colsOperand = MatrixOperand(
+                        pointer: UnsafePointer(windows.pointer + images.lowerBound * l * k), rows: m * l, columns: k,
+                        leading: k, transposed: false)
+                    serialGemm(gOperand, colsOperand, into: partialW, accumulate: false)
+                    if bias {
+                        for channel in 0..<cOut { partialB[channel] = rowSum(gathered + channel * m * l, count: m * l) }
+                    }
+                    if let inpPointer {
+                        // Gᵀ • W: element (j, o) of Gᵀ (m·L, cOut) is G[o, j].
+                        let windowGradients = gathered + cOut * m * l  // (m·L, K)
+                        let gTransposed = MatrixOperand(
+                            pointer: UnsafePointer(gathered), rows: m * l, columns: cOut, leading: m * l,
+                            transposed: true)
+                        serialGemm(gTransposed, wOperand, into: windowGradients, accumulate: false)
+                        for (i, image) in images.enumerated() {
+                            bp_col2im(windowGradients + i * l * k, inpPointer + image * imageSize, window, 0, 1)
                         }
                     }
                 }
@@ -184,6 +199,17 @@ extension Tensor {
             index += 1
         }
         return total
+    }
+
+    /// This thread's scratch buffer of at least `count` floats (`bp_thread_scratch`), valid until
+    /// the thread's next call; ends the process through ``allocationFailed(_:)`` without memory.
+    private static func threadScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+        guard let buffer = bp_thread_scratch(count) else {
+            allocationFailed(
+                "\(Storage.describe(bytes: count * MemoryLayout<Float>.stride)) of scratch memory for a convolution "
+                    + "(the system refused it: a memory limit such as ulimit -v, or the machine's memory)")
+        }
+        return buffer
     }
 
     /// Readies ``serialGemm(_:_:into:accumulate:)`` for calls from several threads at once (maps

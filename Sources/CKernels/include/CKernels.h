@@ -99,6 +99,10 @@ void bp_im2col(const float *x, float *cols, const BPWindow *window, long lineBeg
 /// the entries of `cols` that unfold would have copied from it.
 void bp_col2im(const float *cols, float *y, const BPWindow *window, long imageBegin, long imageEnd);
 
+/// This thread's scratch buffer of at least `count` floats (64-byte aligned), kept and grown from
+/// call to call, or NULL when memory runs out. Valid until this thread's next call.
+float *bp_thread_scratch(long count);
+
 /// Max pooling of planes `[planeBegin, planeEnd)` (`[h, w]` each): the maximum of each window,
 /// where it sits in the plane (`iy * w + ix`, the first at a tie, row-major), and its offset in the
 /// window (`ky * kh + kx`), or -1 where two elements of the window hold the maximum.
