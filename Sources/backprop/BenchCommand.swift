@@ -19,8 +19,10 @@ struct BenchCommand: ParsableCommand {
             Parts: seed (the full-batch step, forward and backward, with a breakdown), minibatch \
             (one epoch of 784-50-10, cross-entropy, SGD, batch 64), mlp (one epoch of \
             784-256-128-10 with Adam, batch 64), cnn (one epoch of a small convnet on the rows as \
-            28×28 images, AdamW, batch 128: the network of Benchmarks/cnn_epoch_torch.py), matmul (GFLOP/s of each matrix-product kernel on \
-            the seed's three shapes, each checked against the reference loops first). The inputs \
+            28×28 images, AdamW, batch 128: the network of Benchmarks/cnn_epoch_torch.py; then each \
+            of its convolutions forward and backward in GFLOP/s, each checked against reference loops \
+            first), matmul (GFLOP/s of each matrix-product kernel on the seed's three shapes, each \
+            checked against the reference loops first). The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
             shape with --synthetic, or when no --data is given and the data set is not installed. \
             A data set with fewer than --rows training images is an error.
@@ -86,6 +88,8 @@ struct BenchCommand: ParsableCommand {
             case .cnn:
                 let seconds = EpochBenchmark(x: x, y: y, recipe: .cnn).run(runs: max(1, runs / 4)).seconds
                 report.cnnEpochSeconds = Timing.median(seconds)
+                report.cnnConvLayers = ConvLayerBenchmark(recipe: .cnn).run(runs: max(1, runs / 2))
+                report.cnnStepBreakdown = EpochBenchmark(x: x, y: y, recipe: .cnn).breakdown(runs: 1)
             case .matmul:
                 report.matmul = MatMulBenchmark(rows: x.shape[0], checkRows: min(500, x.shape[0])).run(runs: runs)
             }
@@ -144,6 +148,21 @@ struct BenchCommand: ParsableCommand {
         if let seconds = report.cnnEpochSeconds {
             print("cnn epoch (conv 16, conv 32, lin 128; AdamW, batch 128): \(format(seconds, digits: 3)) s")
         }
+        if !report.cnnConvLayers.isEmpty {
+            let batch = report.cnnConvLayers[0].layer.inputShape[0]
+            print("cnn convolutions (batch \(batch), checked on \(ConvLayerBenchmark.defaultCheckBatch) images first):")
+            for measurement in report.cnnConvLayers { print("  " + convLine(measurement)) }
+        }
+        if let breakdown = report.cnnStepBreakdown {
+            let total = breakdown.parts.reduce(0) { $0 + $1.forwardMilliseconds + $1.backwardMilliseconds }
+            print("cnn epoch by layer (each call timed; total \(format(total / 1000, digits: 3)) s):")
+            for part in breakdown.parts {
+                let name = part.name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                let backward =
+                    part.name == "optimizer" ? "" : ", backward \(format(part.backwardMilliseconds, digits: 0)) ms"
+                print("  \(name) forward \(format(part.forwardMilliseconds, digits: 0)) ms\(backward)")
+            }
+        }
         if !report.matmul.isEmpty {
             print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")
             let routes = ["matmul", "skinny", "blas", "blocked", "reference"]
@@ -155,6 +174,23 @@ struct BenchCommand: ParsableCommand {
                 print("  " + label.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
             }
         }
+    }
+
+    /// `layers.0 conv 1→16 3×3 pad 1, [128, 1, 28, 28]: forward 1.23 ms (45.6 GFLOP/s), backward …`.
+    private func convLine(_ measurement: ConvLayerBenchmark.Measurement) -> String {
+        let layer = measurement.layer
+        let (cOut, cIn, kh, kw) = (
+            layer.weightShape[0], layer.weightShape[1], layer.weightShape[2], layer.weightShape[3]
+        )
+        var label = "\(layer.name) conv \(cIn)→\(cOut) \(kh)×\(kw)"
+        if layer.stride != 1 { label += " stride \(layer.stride)" }
+        if layer.padding != 0 { label += " pad \(layer.padding)" }
+        let backwardNote = layer.needsInputGradient ? "" : ", no inp.g"
+        let forward = format(measurement.forwardMilliseconds, digits: 2)
+        let backward = format(measurement.backwardMilliseconds, digits: 2)
+        return "\(label), \(layer.inputShape): forward \(forward) ms (\(format(measurement.forwardGflops)) GFLOP/s), "
+            + "backward \(backward) ms (\(format(measurement.backwardGflops)) GFLOP/s\(backwardNote)), "
+            + "checked: error \(String(format: "%.1e", measurement.worstError))"
     }
 
     private func format(_ value: Double, digits: Int = 1) -> String {

@@ -58,6 +58,84 @@ struct BenchmarkTests {
         #expect(loss.isFinite && loss > 0)
     }
 
+    /// Both convolutions of the convnet recipe are found, checked against the reference loops and
+    /// timed (issue 13).
+    @Test func convLayersAgreeWithTheReference() {
+        let benchmark = ConvLayerBenchmark(recipe: .cnn, batchSize: 4)
+        #expect(benchmark.layers.map(\.name) == ["layers.0", "layers.4"])
+        #expect(benchmark.layers.map(\.inputShape) == [[4, 1, 28, 28], [4, 16, 14, 14]])
+        #expect(benchmark.layers.map(\.weightShape) == [[16, 1, 3, 3], [32, 16, 3, 3]])
+        #expect(benchmark.layers.map(\.needsInputGradient) == [false, true])
+        let measurements = benchmark.run(runs: 1)
+        #expect(measurements.count == 2)
+        for measurement in measurements {
+            let name = measurement.layer.name
+            for value in [measurement.forwardGflops, measurement.backwardGflops] {
+                #expect(value.isFinite && value > 0, "\(name): \(value) GFLOP/s")
+            }
+            let expected: Set =
+                measurement.layer.needsInputGradient ? ["out", "w.g", "b.g", "inp.g"] : ["out", "w.g", "b.g"]
+            #expect(Set(measurement.errors.keys) == expected, "\(name)")
+            for (tensor, error) in measurement.errors {
+                #expect(error < 1e-5, "\(name) \(tensor): error \(error)")
+            }
+        }
+        // The first layer's backward is w.g alone: as many operations as its forward.
+        #expect(benchmark.layers[0].backwardFlops == benchmark.layers[0].forwardFlops)
+        #expect(benchmark.layers[1].backwardFlops == 2 * benchmark.layers[1].forwardFlops)
+        // 2 n cOut (cIn kh kw) (oh ow) = 2 · 4 · 16 · (1 · 3 · 3) · (28 · 28)
+        #expect(benchmark.layers[0].forwardFlops == 903_168)
+    }
+
+    /// The reference loops against sums done by hand: a 3×3 image, a 2×2 kernel, bias 0.5 and
+    /// `out.g = 1`, without padding at stride 1, then with padding 1 at stride 2.
+    @Test func convReferenceMatchesHandComputedSums() {
+        let x = Tensor(shape: [1, 1, 3, 3], values: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        let w = Tensor(shape: [1, 1, 2, 2], values: [1, 2, 3, 4])
+        let b = Tensor([0.5])
+        // out[oy, ox] = 1·x[oy, ox] + 2·x[oy, ox+1] + 3·x[oy+1, ox] + 4·x[oy+1, ox+1] + 0.5
+        let plain = ConvLayerBenchmark.referenceForward(x, weights: w, bias: b, stride: 1, padding: 0)
+        #expect(plain.shape == [1, 1, 2, 2])
+        #expect(plain.values == [37.5, 47.5, 67.5, 77.5])
+        let ones = Tensor(shape: [1, 1, 2, 2], values: [1, 1, 1, 1])
+        let gradients = ConvLayerBenchmark.referenceBackward(ones, input: x, weights: w, stride: 1, padding: 0)
+        // w.g[ky, kx]: the sum of the 2×2 block of x at (ky, kx); inp.g: the kernels covering each pixel.
+        #expect(gradients.w == [12, 16, 24, 28])
+        #expect(gradients.b == [4])
+        #expect(gradients.inp == [1, 3, 2, 4, 10, 6, 3, 7, 4])
+        // Padded by 1, stride 2: windows at rows and columns -1…0 and 1…2.
+        let strided = ConvLayerBenchmark.referenceForward(x, weights: w, bias: nil, stride: 2, padding: 1)
+        #expect(strided.shape == [1, 1, 2, 2])
+        // 4·1; 3·2 + 4·3; 2·4 + 4·7; 1·5 + 2·6 + 3·8 + 4·9
+        #expect(strided.values == [4, 18, 36, 77])
+        let stridedGradients = ConvLayerBenchmark.referenceBackward(ones, input: x, weights: w, stride: 2, padding: 1)
+        // x[1, 1]; x[1, 0] + x[1, 2]; x[0, 1] + x[2, 1]; x[0, 0] + x[0, 2] + x[2, 0] + x[2, 2]
+        #expect(stridedGradients.w == [5, 10, 10, 20])
+        // Each pixel is in exactly one window, under the kernel element w[ky, kx] it meets there.
+        #expect(stridedGradients.inp == [4, 3, 4, 2, 1, 2, 4, 3, 4])
+    }
+
+    /// The check catches a wrong result: one perturbed element of the fast output is an error
+    /// well above the tests' limit, and a strided convolution agrees with the reference.
+    @Test func convCheckCatchesAWrongOutput() {
+        let layer = ConvLayerBenchmark.Layer(
+            name: "layers.0", entry: "conv 4 3 stride 2 pad 1", inputShape: [2, 3, 7, 7], weightShape: [4, 3, 3, 3],
+            stride: 2, padding: 1, bias: true, needsInputGradient: true)
+        let (conv, x, g) = ConvLayerBenchmark.operands(layer, seed: 9)
+        let errors = ConvLayerBenchmark.check(conv, input: x, outputGradient: g)
+        #expect(errors.count == 4 && errors.values.allSatisfy { $0 < 1e-5 }, "\(errors)")
+        let reference = ConvLayerBenchmark.referenceForward(x, weights: conv.w, bias: conv.b, stride: 2, padding: 1)
+        #expect(reference.shape == [2, 4, 4, 4])
+        var values = conv(x).values
+        values[17] += 0.01 * Float(reference.values.map(abs).max()!)
+        let wrong = Tensor(shape: reference.shape, values: values)
+        #expect(ConvLayerBenchmark.relativeError(wrong, reference.values) > 1e-3)
+        values[17] = .nan
+        #expect(
+            !(ConvLayerBenchmark.relativeError(Tensor(shape: reference.shape, values: values), reference.values) < 1e-5)
+        )
+    }
+
     /// The JSON report has the keys `Benchmarks/run_peers.py` reads.
     @Test func reportHasTheDocumentedKeys() throws {
         var report = BenchmarkReport(data: "synthetic", rows: 40, runs: 1)
@@ -66,6 +144,7 @@ struct BenchmarkTests {
         report.minibatchEpochSeconds = 0.5
         report.mlpEpochSeconds = 1.5
         report.matmul = MatMulBenchmark(rows: 20, checkRows: 10).run(runs: 1)
+        report.cnnConvLayers = ConvLayerBenchmark(recipe: .cnn, batchSize: 2).run(runs: 1)
         let object = try #require(
             try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
         for key in ["seed_step_ms", "seed_step", "minibatch_epoch_s", "mlp_epoch_s", "matmul_gflops", "machine"] {
@@ -73,6 +152,11 @@ struct BenchmarkTests {
         }
         let gflops = try #require(object["matmul_gflops"] as? [String: [String: Double]])
         #expect(Set(gflops.keys) == ["forward", "input_gradient", "weight_gradient"])
+        let layers = try #require(object["cnn_conv_layers"] as? [[String: Any]])
+        #expect(layers.map { $0["name"] as? String } == ["layers.0", "layers.4"])
+        for key in ["input_shape", "weight_shape", "forward_gflops", "backward_gflops", "forward_ms", "errors"] {
+            #expect(layers[0][key] != nil, "cnn_conv_layers: missing \(key)")
+        }
     }
 
     /// `backprop bench --json` on a few synthetic rows: one JSON object with every part.

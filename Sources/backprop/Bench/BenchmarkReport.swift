@@ -8,9 +8,13 @@ import BackpropTraining
 ///
 /// Keys: `seed_step_ms` (the median full-batch step), `seed_step` (its breakdown),
 /// `minibatch_epoch_s` (784-50-10, SGD, batch 64), `mlp_epoch_s` (784-256-128-10, Adam, batch 64),
-/// `matmul_gflops` (shape → route → GFLOP/s), `matmul_error` (shape → route → relative error
-/// against the reference loops), `data`, `rows`, `runs`, `machine`. A part that was not run is
-/// absent.
+/// `cnn_epoch_s` (the convnet), `cnn_epoch_by_layer` (its epoch by layer: `name`, `forward_ms`,
+/// `backward_ms`), `cnn_conv_layers` (each of its convolutions: `name`, `entry`,
+/// `input_shape`, `weight_shape`, `stride`, `padding`, `bias`, `input_gradient`, `forward_ms`,
+/// `backward_ms`, `forward_gflops`, `backward_gflops`, and `errors`, tensor → relative error
+/// against the reference loops), `matmul_gflops` (shape → route → GFLOP/s), `matmul_error`
+/// (shape → route → relative error against the reference loops), `data`, `rows`, `runs`,
+/// `machine`. A part that was not run is absent.
 struct BenchmarkReport: Encodable {
     /// The machine.
     var machine = Machine.current
@@ -28,6 +32,10 @@ struct BenchmarkReport: Encodable {
     var mlpEpochSeconds: Double?
     /// One epoch of the convnet of `EpochBenchmark.Recipe.cnn`, in seconds.
     var cnnEpochSeconds: Double?
+    /// Each convolution of the convnet, forward and backward, checked against the reference loops.
+    var cnnConvLayers: [ConvLayerBenchmark.Measurement] = []
+    /// The convnet's epoch layer by layer (milliseconds forward and backward per epoch).
+    var cnnStepBreakdown: StepBreakdown?
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
 
@@ -45,12 +53,14 @@ struct BenchmarkReport: Encodable {
         case minibatchEpochSeconds = "minibatch_epoch_s"
         case mlpEpochSeconds = "mlp_epoch_s"
         case cnnEpochSeconds = "cnn_epoch_s"
+        case cnnConvLayers = "cnn_conv_layers"
+        case cnnStepBreakdown = "cnn_epoch_by_layer"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
     }
 
     /// Writes the report under the keys the peer runner reads (`seed_step_ms`,
-    /// `minibatch_epoch_s`, `mlp_epoch_s`, `matmul_gflops`, …); a part not measured is left out.
+    /// `minibatch_epoch_s`, `mlp_epoch_s`, `cnn_conv_layers`, `matmul_gflops`, …); a part not measured is left out.
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(machine, forKey: .machine)
@@ -62,6 +72,8 @@ struct BenchmarkReport: Encodable {
         try container.encodeIfPresent(minibatchEpochSeconds, forKey: .minibatchEpochSeconds)
         try container.encodeIfPresent(mlpEpochSeconds, forKey: .mlpEpochSeconds)
         try container.encodeIfPresent(cnnEpochSeconds, forKey: .cnnEpochSeconds)
+        if !cnnConvLayers.isEmpty { try container.encode(cnnConvLayers, forKey: .cnnConvLayers) }
+        try container.encodeIfPresent(cnnStepBreakdown?.parts, forKey: .cnnStepBreakdown)
         if !matmul.isEmpty {
             var gflops: [String: [String: Double]] = [:]
             var errors: [String: [String: Double]] = [:]

@@ -80,23 +80,7 @@ struct EpochBenchmark {
     /// - Precondition: `runs > 0`.
     func run(runs: Int = 3, seed: UInt64 = 0) -> (seconds: [Double], loss: Float) {
         precondition(runs > 0, "EpochBenchmark.run: runs must be positive, got \(runs)")
-        var generator = RandomGenerator(seed: seed)
-        let model: Model
-        var x = self.x
-        if let layers = recipe.layers {
-            // A recipe of the benchmark's own, never a user's text: it parses and fits the 28×28 rows
-            // that BenchCommand checks the data for (BenchmarkTests builds it), so these cannot fail.
-            let description = try! ModelDescription(parsing: layers)
-            let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
-            x = x.reshape([x.shape[0]] + inputShape)
-            model = try! Model(
-                description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
-        } else {
-            model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
-        }
-        let optimizer = recipe.optimizer.make(
-            parameters: model.parameters, learningRate: recipe.learningRate, weightDecay: recipe.weightDecay)
-        let batches = Batches(x: x, y: y, batchSize: recipe.batchSize)
+        let (model, optimizer, batches) = setUp(seed: seed)
         var seconds: [Double] = []
         var loss: Float = 0
         for epoch in 0...runs {
@@ -115,5 +99,34 @@ struct EpochBenchmark {
             loss = Float(total / Double(batches.rowCount))
         }
         return (seconds, loss)
+    }
+
+    /// Where an epoch's time goes, layer by layer (see ``StepBreakdown``), over `runs` epochs
+    /// after a warm-up one.
+    func breakdown(runs: Int = 1, seed: UInt64 = 0) -> StepBreakdown {
+        let (model, optimizer, batches) = setUp(seed: seed)
+        return StepBreakdown.measure(model: model, optimizer: optimizer, batches: batches, runs: runs)
+    }
+
+    /// The recipe's model, drawn from `seed`, its optimizer and the batches of the rows.
+    private func setUp(seed: UInt64) -> (Model, any Optimizer, Batches) {
+        var generator = RandomGenerator(seed: seed)
+        let model: Model
+        var x = self.x
+        if let layers = recipe.layers {
+            // A recipe of the benchmark's own, never a user's text: it parses and fits the 28×28 rows
+            // that BenchCommand checks the data for (BenchmarkTests builds it), so these cannot fail.
+            let description = try! ModelDescription(parsing: layers)
+            let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+            x = x.reshape([x.shape[0]] + inputShape)
+            model = try! Model(
+                description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
+        } else {
+            model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
+        }
+        let optimizer = recipe.optimizer.make(
+            parameters: model.parameters, learningRate: recipe.learningRate, weightDecay: recipe.weightDecay)
+        let batches = Batches(x: x, y: y, batchSize: recipe.batchSize)
+        return (model, optimizer, batches)
     }
 }
