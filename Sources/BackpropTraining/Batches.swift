@@ -21,6 +21,25 @@ public final class Batches {
     public let batchSize: Int
     /// The order of the rows for the current epoch.
     public private(set) var order: [Int]
+    /// When set, the width of the images' rows: each epoch's ``shuffle(seed:epoch:)`` also draws
+    /// which examples are flipped left to right (each with probability ½), and ``batch(_:)``
+    /// reverses every run of `flipWidth` values of those (every pixel row of every channel).
+    /// Seeded data augmentation: the flips depend on the seed and the epoch only, as the order
+    /// does, so a resumed run draws the same ones. `nil` (the default): no flips.
+    /// - Precondition (when set): positive, and it divides the size of a row of `x`.
+    public var flipWidth: Int? {
+        didSet {
+            if let width = flipWidth {
+                let rowSize = x.count / Swift.max(x.shape[0], 1)
+                precondition(
+                    width > 0 && rowSize % width == 0,
+                    "Batches: flip width \(width) does not divide rows of \(rowSize) values (x \(x.shape))")
+            }
+            flipped = []
+        }
+    }
+    /// Whether the example at each position of the epoch's order is flipped (empty: none).
+    public private(set) var flipped: [Bool] = []
     /// Reused buffers for full batches and for the smaller last one.
     private var fullBatch: (x: Tensor, y: Tensor)  // (batchSize, …), (batchSize)
     private var lastBatch: (x: Tensor, y: Tensor)?  // (N mod batchSize, …), (N mod batchSize)
@@ -57,6 +76,11 @@ public final class Batches {
     public func shuffle(seed: UInt64, epoch: Int) {
         var generator = RandomGenerator(seed: Batches.epochSeed(seed: seed, epoch: epoch))
         order = generator.permutation(rowCount)
+        if flipWidth != nil {
+            // A generator of its own, so the order is the same with flips as without.
+            var coins = RandomGenerator(seed: Batches.epochSeed(seed: seed ^ 0x5EED_F11B_0000_0001, epoch: epoch))
+            flipped = (0..<rowCount).map { _ in coins.nextUniform() < 0.5 }
+        }
     }
 
     /// The seed of epoch `epoch`'s shuffle: `seed` mixed with the epoch number.
@@ -83,6 +107,16 @@ public final class Batches {
         order.withUnsafeBufferPointer { order in
             Tensor.gatherRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.x)
             Tensor.gatherRows(y, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.y)
+        }
+        if let width = flipWidth, !flipped.isEmpty {
+            let rowSize = buffers.x.count / Swift.max(rows, 1)
+            let values = buffers.x.pointer
+            for row in 0..<rows where flipped[start + row] {
+                for line in stride(from: row * rowSize, to: (row + 1) * rowSize, by: width) {
+                    var pixels = UnsafeMutableBufferPointer(start: values + line, count: width)
+                    pixels.reverse()
+                }
+            }
         }
         return buffers
     }

@@ -39,7 +39,8 @@ extension TrainingConfiguration {
     /// - the run's sizes can be had: the steps (`epochs × ⌈rows / batchSize⌉`) and the model's
     ///   parameters count without overflow, and the parameters with their gradients and the
     ///   optimizer's state, and one batch's activations (each layer's output and its gradient,
-    ///   and a convolution's unfolded columns and theirs), fit in the machine's memory.
+    ///   and a convolution's unfolded columns and theirs), fit in the machine's memory;
+    /// - ``flip`` only for a network that takes images (`[c, h, w]`).
     /// - Parameters:
     ///   - imageShape: the shape of one example as the data holds it: `[1, 28, 28]` for
     ///     Fashion-MNIST's images, `[m]` for rows of `m` inputs (see
@@ -86,6 +87,18 @@ extension TrainingConfiguration {
             sizes = mlpSizes(inputs: checkedProduct(imageShape) ?? Int.max, outputs: outputs)
         }
         try checkMemory(sizes, rows: rows)
+        if flip {
+            let takes =
+                try modelDescription() == nil
+                ? [checkedProduct(imageShape) ?? Int.max]
+                : try modelInputShape(imageShape: imageShape)
+            guard takes.count >= 3 else {
+                throw fail(
+                    "--flip",
+                    "expected a network that takes images (one starting with conv or a pooling layer), "
+                        + "found one that takes rows of \(takes.map(String.init).joined(separator: "×")) values")
+            }
+        }
     }
 
     /// Checks the settings for rows of `inputs` inputs (an MLP's `[m]`); see

@@ -62,6 +62,13 @@ struct TrainCommand: ParsableCommand {
             """)
     var loss: String = recipe.loss.rawValue
 
+    @Flag(
+        help: """
+            Seeded data augmentation: each epoch flips a random half of the training images left to right \
+            (from --seed and the epoch; never the validation or test images). Needs a network that takes images.
+            """)
+    var flip = false
+
     @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles.")
     var seed: UInt64 = recipe.seed
 
@@ -288,6 +295,7 @@ struct TrainCommand: ParsableCommand {
         try check("--schedule", given.schedule.rawValue, saved.schedule.rawValue, defaults.schedule.rawValue)
         try check("--loss", given.loss.rawValue, saved.loss.rawValue, defaults.loss.rawValue)
         try check("--seed", given.seed, saved.seed, defaults.seed)
+        try check("--flip", given.flip, saved.flip, defaults.flip)
         if let limit, limit != state.limit {
             throw ValidationError(
                 "--limit \(limit) differs from \(state.limit.map(String.init) ?? "none") in \(path); "
@@ -312,6 +320,7 @@ struct TrainCommand: ParsableCommand {
             configuration.hidden = try parseSizes(hidden, option: "--hidden")
         }
         configuration.layers = layers
+        configuration.flip = flip
         configuration.epochs = epochs
         configuration.batchSize = batchSize
         configuration.learningRate = learningRate

@@ -146,6 +146,62 @@ struct DescribedModelTrainingTests {
         #expect(try TrainingCheckpoint.decode(TrainingConfiguration.self, text) == described)
     }
 
+    // MARK: - Flips
+
+    @Test func flippedBatchesReverseEachPixelRowOfAboutHalfTheExamplesFromTheSeed() {
+        let (n, c, h, w) = (40, 2, 3, 5)
+        let rowSize = c * h * w
+        let x = Tensor(shape: [n, c, h, w], values: (0..<(n * rowSize)).map(Float.init))
+        let y = Tensor((0..<n).map(Float.init))
+        let plain = Batches(x: x, y: y, batchSize: 16)
+        plain.shuffle(seed: 5, epoch: 2)
+        let batches = Batches(x: x, y: y, batchSize: 16)
+        batches.flipWidth = w
+        batches.shuffle(seed: 5, epoch: 2)
+        #expect(batches.order == plain.order, "flips draw from their own generator")
+        let flips = batches.flipped
+        #expect(flips.count == n && (10...30).contains(flips.filter { $0 }.count), "\(flips)")
+        for index in 0..<batches.count {
+            let (xb, yb) = batches.batch(index)
+            let positions = (index * 16)..<Swift.min(index * 16 + 16, n)
+            // Each example by hand: its pixel rows (runs of w values), reversed when flipped.
+            let expected = positions.flatMap { position -> [Float] in
+                let row = batches.order[position]
+                return (0..<(c * h)).flatMap { line -> [Float] in
+                    let pixels = (0..<w).map { Float(row * rowSize + line * w + $0) }
+                    return flips[position] ? Array(pixels.reversed()) : pixels
+                }
+            }
+            #expect(xb.values == expected, "batch \(index)")
+            #expect(yb.values == positions.map { Float(batches.order[$0]) })
+        }
+        let again = Batches(x: x, y: y, batchSize: 16)
+        again.flipWidth = w
+        again.shuffle(seed: 5, epoch: 2)
+        #expect(again.flipped == flips, "the same seed and epoch give the same flips")
+        again.shuffle(seed: 5, epoch: 3)
+        #expect(again.flipped != flips, "another epoch draws others")
+    }
+
+    @Test func flipsAreSavedOnlyWhenOnAndNeedImages() throws {
+        var configuration = TrainingConfiguration(layers: "conv 2 3, relu, flatten, lin 10")
+        #expect(!(try TrainingCheckpoint.encode(configuration).contains("flip")))
+        configuration.flip = true
+        let text = try TrainingCheckpoint.encode(configuration)
+        #expect(text.contains(#""flip":true"#))
+        #expect(try TrainingCheckpoint.decode(TrainingConfiguration.self, text) == configuration)
+        try configuration.validate(imageShape: [1, 28, 28])
+        for layers in [nil, "lin 32, relu, lin 10"] {
+            let mlp = TrainingConfiguration(layers: layers, flip: true)
+            #expect(throws: TrainingSettingError.self) { try mlp.validate(imageShape: [1, 28, 28]) }
+            do {
+                try mlp.validate(imageShape: [1, 28, 28])
+            } catch {
+                #expect(error.option == "--flip" && error.problem.contains("rows of 784 values"), "\(error)")
+            }
+        }
+    }
+
     // MARK: - A convnet trains
 
     @Test func aTinyConvnetLearns() throws {
@@ -431,7 +487,8 @@ struct DescribedModelTrainingTests {
         let valid = quadrantData(16, seed: 10)
         let configuration = TrainingConfiguration(
             epochs: 3, batchSize: 16, learningRate: 1e-2, seed: 11,
-            layers: "conv 3 3 pad 1, batchnorm, relu, avgpool 2, flatten, dropout 0.2, lin 6, batchnorm, gelu, lin 10")
+            layers: "conv 3 3 pad 1, batchnorm, relu, avgpool 2, flatten, dropout 0.2, lin 6, batchnorm, gelu, lin 10",
+            flip: true)
         let whole = Trainer(configuration: configuration, classes: 10, train: (x, y), valid: valid)
         let expected = try whole.fit()
 
