@@ -103,7 +103,17 @@ extension Tensor {
     /// NOTE: autograd passes the gradient where `x > minimum` and blocks it where `x == minimum`,
     /// as the seed's hand-written `(inp > 0).float() * out.g` does.
     public func clampMin(_ minimum: Float) -> Tensor {
-        mapValues { Swift.max($0, minimum) }.recorded(.clampMin(minimum), self)
+        // The loop written out rather than through `mapValues`: a closure passed down two levels
+        // is called per element (about 1.5 ns each); this one is vectorised.
+        let source = contiguous()
+        let result = Tensor(uninitializedShape: shape)
+        let (input, out) = (source.pointer, result.pointer)
+        withExtendedLifetime(source) {
+            Parallel.forEachRange(count, minimumPerPiece: Tensor.elementwiseMinimumPerWorker) { range in
+                for i in range { out[i] = Swift.max(input[i], minimum) }
+            }
+        }
+        return result.recorded(.clampMin(minimum), self)
     }
 
     /// `e` raised to every element.

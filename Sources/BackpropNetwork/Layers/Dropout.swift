@@ -5,8 +5,9 @@ import BackpropCore
 /// (PyTorch's `nn.Dropout(p)`, "inverted" dropout).
 ///
 /// Forward (training): `out = inp · mask / (1 - p)`, with `mask` of the shape of `inp`, each
-/// element 1 with probability `1 - p` and 0 otherwise (Bernoulli(1 - p)), drawn anew at each call
-/// from the layer's own generator (seeded: the same seed gives the same masks).
+/// element 1 with probability `1 - p` and 0 otherwise (Bernoulli(1 - p), from 32-bit uniform
+/// samples), drawn anew at each call from the layer's own generator (seeded: the same seed gives
+/// the same masks).
 /// Backward (training): `inp.g = out.g · mask / (1 - p)`.
 /// Evaluation (``isTraining`` false): `out = inp` (a view of it) and `inp.g = out.g`.
 ///
@@ -95,13 +96,20 @@ public final class Dropout: Layer, ModeDependentLayer {
         inp.g = Tensor.mapElements(out.g, mask, operation: "Dropout.backward") { g, m in g * m / keep }
     }
 
-    /// A new mask: each element 1 with probability `1 - p` (a uniform sample `u ≥ p`), else 0,
-    /// drawn row-major from the layer's generator.
+    /// A new mask: each element 1 with probability `1 - p`, else 0, drawn row-major from the
+    /// layer's generator: each 64-bit draw gives two uniform 32-bit samples `u` (low half first),
+    /// and an element is kept when `u ≥ p · 2³²` (`p` rounded to a multiple of 2⁻³²).
     private func drawMask(_ shape: [Int]) -> Tensor {
-        let mask = Tensor.zeros(shape)
-        let threshold = Double(p)
+        let mask = Tensor(uninitializedShape: shape)
+        let threshold = UInt64((Double(p) * 0x1p32).rounded())
         mask.withUnsafeMutableBufferPointer { values in
-            for i in values.indices where generator.nextUniform() >= threshold { values[i] = 1 }
+            var i = 0
+            while i < values.count {
+                let bits = generator.next()
+                values[i] = UInt64(bits & 0xFFFF_FFFF) >= threshold ? 1 : 0
+                if i + 1 < values.count { values[i + 1] = bits >> 32 >= threshold ? 1 : 0 }
+                i += 2
+            }
         }
         return mask
     }
