@@ -21,7 +21,7 @@ enum GradcheckOutput {
 
         let header = [
             "tensor", "shape", "max |manual - autograd|", "rel err manual vs FD", "rel err autograd vs FD",
-            "elements checked", "status",
+            "FD noise", "elements checked", "status",
         ]
         var table = [header]
         for row in report.rows {
@@ -33,34 +33,14 @@ enum GradcheckOutput {
                     ? number(row.maxManualAutogradDifference) : "shape \(row.manualShape.map { "\($0)" } ?? "none")",
                 row.manualVersusFiniteDifferences.map { number($0.maxRelativeError) } ?? "-",
                 number(row.autogradVersusFiniteDifferences.maxRelativeError),
+                number(row.autogradVersusFiniteDifferences.maxRelativeNoise),
                 "\(row.checkedElements) of \(total)",
                 row.passed ? "pass" : "FAIL",
             ])
         }
         lines += aligned(table)
         lines.append("")
-
-        let options = report.options
-        lines.append(
-            "manual vs autograd: test_near, |g - grad| <= \(number(Double(options.absoluteTolerance))) × max|grad| "
-                + "+ \(number(Double(options.relativeTolerance))) × |grad|")
-        lines.append(
-            "vs finite differences (FD): max |gradient - estimate| / max |gradient| over the elements checked, "
-                + "pass <= \(number(options.finiteDifferenceTolerance)); large tensors sampled (\(options.samples) "
-                + "elements, seed \(options.seed))")
-        let oneSided = report.rows.reduce(0) { $0 + $1.oneSidedElements }
-        let atZero = report.rows.reduce(0) { $0 + $1.excludedAtZero }
-        let crossing = report.rows.reduce(0) { $0 + $1.excludedCrossing }
-        if report.reluInputsAtZero > 0 {
-            lines.append(
-                "ReLU inputs exactly 0: \(report.reluInputsAtZero); their derivative is taken as 0, which finite "
-                    + "differences cannot measure: \(atZero) elements that move them were excluded")
-        } else {
-            lines.append("ReLU inputs exactly 0: none")
-        }
-        lines.append(
-            "ReLU inputs crossing 0 within the step: \(oneSided) elements checked one-sided, "
-                + "\(crossing) excluded (crossing on both sides)")
+        lines += footnotes(report)
 
         let failed = report.rows.filter { !$0.passed }
         if failed.isEmpty {
@@ -74,6 +54,57 @@ enum GradcheckOutput {
                 "FAIL: \(failed.count) of \(report.rows.count) tensors (\(failed.map(\.name).joined(separator: ", ")))")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// What the columns mean, and what the finite differences met: kinks, crossings, noise.
+    static func footnotes(_ report: GradientCheckReport) -> [String] {
+        let options = report.options
+        var lines: [String] = []
+        lines.append(
+            "manual vs autograd: test_near, |g - grad| <= \(number(Double(options.absoluteTolerance))) × max|grad| "
+                + "+ \(number(Double(options.relativeTolerance))) × |grad|")
+        lines.append(
+            "vs finite differences (FD): central differences D(2h) of the loss (summed in Double), h = ε^(1/3) × "
+                + "max(1, |element|), with every ReLU mask and max-pool winner frozen at the point checked (no kink "
+                + "within the step); rel err = max |gradient - D(2h)| / max |gradient|; large tensors sampled "
+                + "(\(options.samples) elements, seed \(options.seed))")
+        let noisy = report.rows.reduce(0) { $0 + $1.noisyElements }
+        lines.append(
+            "FD noise: the Float rounding of the loss, measured per element as \(number(options.noiseFactor)) × "
+                + "max(|D(2h) - D(h)|, the tensor's median of it), the largest shown / max |gradient|; an element "
+                + "passes when |gradient - D(2h)| <= \(number(options.finiteDifferenceTolerance)) × max |gradient| + "
+                + "its noise; a noise above \(number(options.noiseLimit)) × max(|gradient|, |D|) fails its row, FD "
+                + "cannot check it: \(noisy == 0 ? "none" : "\(noisy) elements")")
+        let crossing = report.rows.reduce(0) { $0 + $1.crossingElements }
+        let atKink = report.rows.reduce(0) { $0 + $1.atKinkElements }
+        let kinks = report.kinkCount > 0 ? kinkSummary(report.kinks) : "none"
+        lines.append(
+            "kinks at the point checked: \(kinks), where the frozen piece is the backward's convention; \(atKink) "
+                + "elements checked move one both ways; the steps of \(crossing) cross a kink (checked on the frozen "
+                + "pieces)")
+        return lines
+    }
+
+    /// `12 ReLU inputs exactly 0 (layers 2, 6), 3 max-pool ties (layer 3)`: the kinks by kind.
+    static func kinkSummary(_ kinks: [GradientCheckKinks]) -> String {
+        var kinds: [String] = []
+        var byKind: [String: (count: Int, layers: [Int])] = [:]
+        for entry in kinks {
+            if byKind[entry.kind] == nil { kinds.append(entry.kind) }
+            byKind[entry.kind, default: (0, [])].count += entry.count
+            if entry.count > 0 { byKind[entry.kind, default: (0, [])].layers.append(entry.layer) }
+        }
+        return kinds.compactMap { kind -> String? in
+            guard let (count, layers) = byKind[kind], count > 0 else { return nil }
+            let what: String
+            switch kind {
+            case "ReLU", "LeakyReLU": what = "\(kind) inputs exactly 0"
+            case "MaxPool2d": what = "max-pool ties"
+            default: what = "\(kind) kinks"
+            }
+            let positions = layers.map(String.init).joined(separator: ", ")
+            return "\(count) \(what) (\(layers.count == 1 ? "layer" : "layers") \(positions))"
+        }.joined(separator: ", ")
     }
 
     /// The report as JSON, with the model and the data it ran on.

@@ -6,6 +6,7 @@ import Testing
 @testable import BackpropExplain
 @testable import BackpropNetwork
 @testable import BackpropTraining
+@testable import backprop
 
 // The gradient check on the seed's model and deeper ones, and on models whose hand-written
 // backward is deliberately wrong: the check must catch them, on the right rows.
@@ -94,7 +95,7 @@ struct GradientCheckTests {
         #expect(report.rows.map(\.shape) == [[32, 100], [100, 50], [50], [50, 1], [1]])
         for row in report.rows {
             #expect(row.manualVersusAutograd?.isNear == true)
-            #expect(row.checkedElements + row.excludedElements == min(64, row.shape.reduce(1, *)))
+            #expect(row.checkedElements == min(64, row.shape.reduce(1, *)) && row.noisyElements == 0)
         }
     }
 
@@ -147,18 +148,19 @@ struct GradientCheckTests {
         #expect(report.rows.filter { !$0.passed }.map(\.name) == ["x", "w1", "b1"])
     }
 
-    @Test("ReLU inputs at exactly 0 are counted, and the elements they affect are left out")
-    func reluInputsAtZeroAreExcluded() {
+    @Test("ReLU inputs at exactly 0 are counted, and the elements that move them are checked on the frozen piece")
+    func reluInputsAtZeroAreChecked() {
         var (x, y, linears) = problem(rows: 8, sizes: [6, 5, 1], seed: 6)
         // A row of zeros meets a zero bias: that row's five ReLU inputs are exactly 0.
         x = Tensor(shape: x.shape, values: x.values.enumerated().map { $0.offset < 6 ? 0 : $0.element })
         let model = Model(linears[0].w, linears[0].b, linears[1].w, linears[1].b)
         let report = gradientCheck(model, x: x, y: y)
-        #expect(report.reluInputsAtZero == 5)
-        // Moving b1 (any element) or x's first row moves an input away from 0: left out.
-        let excluded = Dictionary(uniqueKeysWithValues: report.rows.map { ($0.name, $0.excludedElements) })
-        #expect(excluded["b1"] == 5)
-        #expect((excluded["x"] ?? 0) >= 6)
+        #expect(report.kinks == [GradientCheckKinks(layer: 1, kind: "ReLU", count: 5)])
+        // Moving b1 (any element) or x's first row moves an input away from 0 both ways: the loss
+        // has no derivative there, and the frozen piece (0) is the backward's convention.
+        let atKink = Dictionary(uniqueKeysWithValues: report.rows.map { ($0.name, $0.atKinkElements) })
+        #expect(atKink["b1"] == 5)
+        #expect((atKink["x"] ?? 0) >= 6)
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
     }
 
@@ -252,17 +254,22 @@ struct SeedGradientTests {
         let report = gradientCheck(model, x: x, y: y, options: .init(samples: 32))
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
         #expect(report.rows.count == 2 * hidden.count + 3)
-        #expect(report.excludedElements <= 2, "left out: \(report.rows.map(\.excludedElements))")
+        #expect(report.rows.allSatisfy { $0.noisyElements == 0 })
     }
 }
 
 // MARK: - Any model made of layers
 
-/// A layer whose backward is its inner layer's with `inp.g` scaled by 1.01: a deliberately wrong
-/// gradient for every tensor before it, while its forward (and so autograd) stays right.
+/// A layer whose backward is its inner layer's with `inp.g` scaled by `factor` (1.01 unless
+/// given): a deliberately wrong gradient for every tensor before it, while its forward (and so
+/// autograd) stays right.
 private final class ScaledInputGradient: Layer {
     let inner: any Layer
-    init(_ inner: any Layer) { self.inner = inner }
+    let factor: Float
+    init(_ inner: any Layer, by factor: Float = 1.01) {
+        self.inner = inner
+        self.factor = factor
+    }
     var inp: Tensor! { inner.inp }  // the inner layer's (n, …)
     var out: Tensor! { inner.out }  // the inner layer's (n, …)
     var parameters: [Tensor] { inner.parameters }
@@ -271,7 +278,7 @@ private final class ScaledInputGradient: Layer {
     func callAsFunction(_ inp: Tensor) -> Tensor { inner(inp) }
     func backward() {
         inner.backward()
-        inp.g = inp.g * 1.01  // wrong by 1%
+        inp.g = inp.g * factor  // wrong by 1% (or as given)
     }
 }
 
@@ -343,8 +350,8 @@ struct DescribedModelGradientCheckTests {
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
     }
 
-    @Test("a tied maximum in max pooling is counted, and the elements that break the tie are left out")
-    func tiedMaximumIsExcluded() throws {
+    @Test("a tied maximum in max pooling is counted, and the elements that break the tie are checked on the winner")
+    func tiedMaximumIsChecked() throws {
         var generator = RandomGenerator(seed: 4)
         let model = try Model(
             description: ModelDescription(parsing: "maxpool 2, flatten, lin 3"), inputShape: [1, 4, 4],
@@ -354,14 +361,18 @@ struct DescribedModelGradientCheckTests {
         for index in [0, 1, 4, 5] { values[index] = index == 0 || index == 5 ? 2 : -1 }
         let x = Tensor(shape: [1, 1, 4, 4], values: values)
         let report = gradientCheck(model, x: x, y: Tensor([1]))
-        #expect(report.reluInputsAtZero == 1)
+        #expect(report.kinks == [GradientCheckKinks(layer: 0, kind: "MaxPool2d", count: 1)])
         let xRow = try #require(report.rows.first { $0.name == "x" })
-        #expect(xRow.excludedAtZero == 2, "moving either tied maximum breaks the tie")
+        #expect(xRow.atKinkElements == 2, "moving either tied maximum breaks the tie")
+        #expect(xRow.checkedElements == 16)
+        // The frozen winner is the first maximum, the one the backward gives the gradient to.
+        let gradient = try #require(x.grad)
+        #expect(gradient.values[0] != 0 && gradient.values[5] == 0)
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
     }
 
-    @Test("a pooling window of ReLU zeros is tied, but an element that breaks the tie on one side only is checked")
-    func tieBrokenOnOneSideIsOneSided() throws {
+    @Test("a pooling window of ReLU zeros is tied, but an element that breaks the tie on one side only is no kink")
+    func tieBrokenOnOneSideIsChecked() throws {
         var generator = RandomGenerator(seed: 6)
         let model = try Model(
             description: ModelDescription(parsing: "relu, maxpool 2, flatten, lin 1"), inputShape: [1, 2, 2],
@@ -369,9 +380,13 @@ struct DescribedModelGradientCheckTests {
         // All four ReLU outputs are 0 (a tie); moving the first input up by the step makes it positive.
         let x = Tensor(shape: [1, 1, 2, 2], values: [-0.001, -1, -1, -1])
         let report = gradientCheck(model, x: x, y: Tensor([1]))
-        #expect(report.reluInputsAtZero == 1)
+        #expect(report.kinkCount == 1 && report.kinks.map(\.count) == [0, 1])
         let xRow = try #require(report.rows.first { $0.name == "x" })
-        #expect(xRow.excludedElements == 0 && xRow.checkedElements == 4 && xRow.oneSidedElements == 1)
+        #expect(xRow.checkedElements == 4)
+        // The step crosses ReLU's kink above: estimated on the frozen pieces, where the first
+        // input stays at 0 and its derivative is 0, as the backward's.
+        #expect(xRow.crossingElements == 1 && xRow.atKinkElements == 0)
+        #expect(xRow.autogradVersusFiniteDifferences.maxRelativeError == 0)
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
     }
 
@@ -386,5 +401,259 @@ struct DescribedModelGradientCheckTests {
         // Every tensor before the pooling fails but the convolution's bias, whose gradient the
         // batch norm makes zero: 1.01 times zero is still right.
         #expect(report.rows.filter { !$0.passed }.map(\.name) == ["x", "layers.0.w", "layers.1.w", "layers.1.b"])
+    }
+}
+
+// MARK: - Deep Float models: kinks frozen, rounding measured
+
+/// A layer whose forward multiplies its inner layer's output by 1.05 where nothing is recorded (the
+/// path of the finite differences) and not where autograd records (the path of `.g` and `.grad`):
+/// manual and autograd gradients agree with each other and are off the function the finite
+/// differences see.
+private final class ScaledWhereNotRecorded: Layer {
+    let inner: any Layer
+    private(set) var out: Tensor!  // the inner layer's out, or 1.05 times it
+    init(_ inner: any Layer) { self.inner = inner }
+    var inp: Tensor! { inner.inp }  // the inner layer's (n, …)
+    var parameters: [Tensor] { inner.parameters }
+    var namedParameters: [(name: String, tensor: Tensor)] { inner.namedParameters }
+    var buffers: [(name: String, tensor: Tensor)] { inner.buffers }
+    func callAsFunction(_ inp: Tensor) -> Tensor {
+        let result = inner(inp)
+        out = Tensor.wouldRecord(inp) ? result : result * 1.05  // wrong where not recorded
+        return out
+    }
+    func backward() { inner.backward() }  // called after a recorded call only: out is the inner one
+}
+
+/// A batch-norm convnet with every kind of kink, `conv 4 3 pad 1, batchnorm, relu, maxpool 2,
+/// flatten, lin 3`, on `rows` images of 12×12: a random object on a constant background, as
+/// Fashion-MNIST's images, so that max pooling windows of the background are tied.
+private func batchNormConvnet(rows: Int, seed: UInt64) throws -> (model: Model, x: Tensor, y: Tensor) {
+    var generator = RandomGenerator(seed: seed)
+    let model = try Model(
+        description: ModelDescription(parsing: "conv 4 3 pad 1, batchnorm, relu, maxpool 2, flatten, lin 3"),
+        inputShape: [1, 12, 12], loss: CrossEntropy(), generator: &generator)
+    var values = [Float](repeating: -0.8, count: rows * 144)  // (n, 1, 12, 12)
+    for image in 0..<rows {
+        for row in 3..<9 {
+            for column in 3..<9 {
+                values[image * 144 + row * 12 + column] = Float(generator.nextIndex(below: 1000)) / 400
+            }
+        }
+    }
+    let y = Tensor((0..<rows).map { _ in Float(generator.nextIndex(below: 3)) })  // (n)
+    return (model, Tensor(shape: [rows, 1, 12, 12], values: values), y)
+}
+
+@Suite("gradientCheck on deep Float models: kinks frozen, rounding measured")
+struct DeepFloatGradientCheckTests {
+    @Test("a batch-norm convnet passes, though its Float loss is too rough for the steps the check once fell back to")
+    func batchNormConvnetPasses() throws {
+        let (model, x, y) = try batchNormConvnet(rows: 64, seed: 31)
+        let report = gradientCheck(model, x: x, y: y, options: .init(samples: 12))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.kinks.map(\.kind) == ["ReLU", "MaxPool2d"] && report.kinks[1].count > 0)
+        let xRow = try #require(report.rows.first { $0.name == "x" })
+        // The batch norm couples every element of a channel: moving one input element moves
+        // ReLU and max pooling inputs across kinks, which the frozen pieces continue past.
+        #expect(xRow.crossingElements > 0)
+        #expect(xRow.autogradVersusFiniteDifferences.maxRelativeError < 5e-3)
+        #expect(xRow.autogradVersusFiniteDifferences.maxRelativeNoise > 0)
+
+        // What went wrong before: a one-sided difference at h/8, even of the kinkless frozen
+        // function, misses by more than the tolerance, from the rounding of the Float forward.
+        let gradient = try #require(x.grad).values
+        let scale = Double(gradient.map(abs).max() ?? 0)
+        _ = GradMode.withNoGrad { model.predict(x) }
+        let piecewise = model.layers.compactMap { $0 as? any PiecewiseLayer }
+        for layer in piecewise { layer.freezesPieces = true }
+        defer { for layer in piecewise { layer.freezesPieces = false } }
+        var generator = RandomGenerator(seed: 7)
+        var worst = 0.0
+        for index in finiteDifferenceCoordinates(count: x.count, samples: 12, generator: &generator) {
+            let h = finiteDifferenceStep(at: x.values[index]) / 8
+            for scheme in [FiniteDifferenceScheme.forward, .backward] {
+                let estimate = finiteDifference(
+                    of: { GradientCheck.loss(model, x: x, y: y) }, withRespectTo: x, at: index, scheme: scheme, step: h)
+                worst = max(worst, abs(estimate - Double(gradient[index])) / scale)
+            }
+        }
+        #expect(worst > report.options.finiteDifferenceTolerance, "one-sided at h/8: \(worst)")
+    }
+
+    @Test("a backward 5% off fails there, against autograd and against the finite differences")
+    func wrongBackwardFails() throws {
+        let (described, x, y) = try batchNormConvnet(rows: 16, seed: 32)
+        var layers = described.layers
+        // The batch norm (a wrapped max pooling would hide its kinks: no longer a PiecewiseLayer).
+        layers[1] = ScaledInputGradient(layers[1], by: 1.05)
+        let report = gradientCheck(Model(layers: layers, loss: described.loss), x: x, y: y, options: .init(samples: 16))
+        // Every tensor before the batch norm but the convolution's bias (zero gradient).
+        #expect(report.rows.filter { !$0.passed }.map(\.name) == ["x", "layers.0.w"])
+        for name in ["x", "layers.0.w"] {
+            let row = try #require(report.rows.first { $0.name == name })
+            #expect(row.manualVersusFiniteDifferences?.passed == false, "\(name)")
+            #expect(row.autogradVersusFiniteDifferences.passed, "\(name)")
+        }
+    }
+
+    @Test("a forward whose fast path is 5% off fails against the finite differences alone")
+    func wrongFastForwardFails() throws {
+        let (described, x, y) = try batchNormConvnet(rows: 16, seed: 33)
+        var layers = described.layers
+        layers[5] = ScaledWhereNotRecorded(layers[5])  // the last Lin: logits 5% larger
+        let report = gradientCheck(Model(layers: layers, loss: described.loss), x: x, y: y, options: .init(samples: 16))
+        #expect(!report.passed)
+        #expect(report.rows.allSatisfy { $0.manualVersusAutograd?.isNear == true })
+        let failed = report.rows.filter { !$0.autogradVersusFiniteDifferences.passed }.map(\.name)
+        #expect(failed.contains("x") && failed.contains("layers.5.w"), "\(failed)")
+    }
+
+    @Test("a loss too rough for the Float forward fails its rows: finite differences cannot check them")
+    func roughLossFails() throws {
+        let (x, y, linears) = problem(rows: 16, sizes: [20, 1], seed: 9)
+        // Outputs near 1e4, where a Float is a multiple of 2⁻¹⁰: a step of x moves them by about
+        // one such unit, and the loss (their small distance to targets near 1e4) by its rounding.
+        let model = Model(linears: [(linears[0].w, Tensor([1e4]))])
+        let report = gradientCheck(model, x: x, y: y + 1e4)
+        #expect(!report.passed)
+        let noisy = report.rows.filter { $0.noisyElements > 0 }
+        #expect(!noisy.isEmpty)
+        for row in noisy {
+            #expect(!row.passed && row.problems.contains { $0.contains("cannot check \(row.name)") })
+        }
+    }
+
+    @Test("gradcheck's notes count the kinks by kind: ReLU inputs exactly 0 apart from max-pool ties")
+    func kinksByKindInTheNotes() throws {
+        var generator = RandomGenerator(seed: 8)
+        let model = try Model(
+            description: ModelDescription(parsing: "relu, maxpool 2, flatten, lin 3"), inputShape: [1, 4, 4],
+            loss: CrossEntropy(), generator: &generator)
+        // Two images of 4×4: a first window of zeros (four ReLU inputs exactly 0, so a tie of the
+        // pooling after), the other elements positive and distinct.
+        var values = [Float]()
+        for image in 0..<2 {
+            values += (0..<16).map { [0, 1, 4, 5].contains($0) ? 0 : Float($0 + image) / 8 }
+        }
+        let report = gradientCheck(model, x: Tensor(shape: [2, 1, 4, 4], values: values), y: Tensor([0, 2]))
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        let text = GradcheckOutput.text(report, model: "a convnet", source: "two images", seconds: 0)
+        let kinks = "kinks at the point checked: 8 ReLU inputs exactly 0 (layer 0), 2 max-pool ties (layer 1)"
+        #expect(text.contains(kinks), "\(text)")
+        #expect(text.contains("FD noise") && text.hasSuffix("PASS: all 3 tensors"), "\(text)")
+    }
+
+    @Test("the noise allowance is factor × max(|D(2h) - D(h)|, its median), and an element passes within it")
+    func allowanceAndComparison() {
+        var estimates = GradientCheck.Estimates()
+        estimates.differences = [1, 2, 3, 10]
+        #expect(estimates.allowances(factor: 3) == [7.5, 7.5, 9, 30])
+        let gradient = Tensor([1, 0.5])
+        let options = GradientCheckOptions()
+        for (allowance, passes) in [(0.0, false), (0.015, true)] {
+            var problems: [String] = []
+            let comparison = GradientCheck.compare(
+                gradient, name: "g",
+                estimates: .init(indices: [0, 1], values: [1.02, 0.5], allowances: [allowance, 0]),
+                options: options, problems: &problems)
+            // 0.02 off, against 0.01 × 1.02 plus the allowance.
+            #expect(comparison.passed == passes && problems.isEmpty == passes)
+            #expect(abs(comparison.maxRelativeError - 0.02 / 1.02) < 1e-9 && comparison.worstIndex == [0])
+        }
+        var problems: [String] = []
+        let nan = GradientCheck.compare(
+            gradient, name: "g", estimates: .init(indices: [0, 1], values: [1, .nan], allowances: [1, 1]),
+            options: options, problems: &problems)
+        #expect(!nan.passed && nan.worstIndex == [1] && nan.maxRelativeError.isNaN)
+    }
+}
+
+@Suite("freezesPieces: piecewise layers on the pieces of an earlier call")
+struct FrozenPiecesTests {
+    /// Runs `layer` on `a`, freezes its pieces, runs it on `b` (recorded when `recording`), and
+    /// backpropagates ones; returns the output, the pieces of `b` and the input gradients.
+    private func frozenCall(
+        _ layer: any PiecewiseLayer, _ a: Tensor, _ b: Tensor, recording: Bool
+    ) -> (out: Tensor, pieces: [Int32], g: Tensor, grad: Tensor?) {
+        _ = layer(a)
+        let natural = layer.out.values
+        layer.freezesPieces = true
+        defer { layer.freezesPieces = false }
+        // At the freezing call's own input, the frozen function is the layer's.
+        #expect(layer(a).values == natural)
+        b.requiresGrad = recording
+        let out = layer(b)
+        out.g = Tensor.ones(out.shape)
+        GradMode.withNoGrad { layer.backward() }
+        if recording { out.sum().backward() }
+        return (out.copy(), layer.pieces, layer.inp.g!, b.grad)
+    }
+
+    @Test("ReLU keeps its mask: out = mask · inp, inp.g = mask · out.g, on both paths")
+    func relu() {
+        for recording in [false, true] {
+            let a = Tensor([-1, 0, 2, -3])
+            let b = Tensor([1, -1, -2, 4])
+            let (out, pieces, g, grad) = frozenCall(ReLU(), a, b, recording: recording)
+            #expect(out.values == [0, 0, -2, 0])
+            #expect(pieces == [1, 0, 0, 1], "the pieces of the new input")
+            #expect(g.values == [0, 0, 1, 0])
+            if recording { #expect(grad?.values == [0, 0, 1, 0]) }
+        }
+        let layer = ReLU()
+        _ = layer(Tensor([-1, 2]))
+        layer.freezesPieces = true
+        layer.freezesPieces = false
+        #expect(layer(Tensor([3, -4])).values == [3, 0], "unfrozen again")
+    }
+
+    @Test("LeakyReLU keeps each element's slope")
+    func leakyReLU() {
+        for recording in [false, true] {
+            let (out, pieces, g, grad) = frozenCall(
+                LeakyReLU(slope: 0.5), Tensor([-1, 0, 2]), Tensor([4, 2, -2]), recording: recording)
+            #expect(out.values == [2, 1, -2])
+            #expect(pieces == [1, 1, 0])
+            #expect(g.values == [0.5, 0.5, 1])
+            if recording { #expect(grad?.values == [0.5, 0.5, 1]) }
+        }
+    }
+
+    @Test("max pooling keeps its winners, the first of tied maxima included")
+    func maxPool() {
+        for recording in [false, true] {
+            // Two windows: the maximum at offset 1 (5), and a tie (2, 2) won by offset 0.
+            let a = Tensor(shape: [1, 1, 2, 4], values: [1, 5, 2, 2, 3, 2, 0, 1])
+            let b = Tensor(shape: [1, 1, 2, 4], values: [9, 0, 1, 3, 0, 0, 0, 0])
+            let (out, pieces, g, grad) = frozenCall(MaxPool2d(kernel: 2), a, b, recording: recording)
+            #expect(out.values == [0, 1])
+            #expect(pieces == [0, 1], "the maxima of the new input")
+            #expect(g.values == [0, 1, 1, 0, 0, 0, 0, 0])
+            if recording { #expect(grad?.values == [0, 1, 1, 0, 0, 0, 0, 0]) }
+        }
+    }
+
+    @Test("overlapping windows: the frozen output is the new input at the kept winners, on both paths")
+    func maxPoolOverlapping() {
+        var generator = RandomGenerator(seed: 5)
+        let a = Tensor.randn([2, 3, 7, 7], generator: &generator)  // (n, c, h, w)
+        let b = Tensor.randn([2, 3, 7, 7], generator: &generator)
+        let layer = MaxPool2d(kernel: 3, stride: 2)
+        _ = layer(a)
+        let winners = layer.winners
+        layer.freezesPieces = true
+        let fast = layer(b).values
+        b.requiresGrad = true
+        let recorded = layer(b)
+        recorded.sum().backward()
+        layer.freezesPieces = false
+        // out[o] = b[plane of o][winners[o]], 9 outputs per plane of 49.
+        let expected = winners.enumerated().map { o, winner in b.values[(o / 9) * 49 + Int(winner)] }
+        #expect(fast == expected && recorded.values == expected)
+        var counts = [Float](repeating: 0, count: b.count)
+        for (o, winner) in winners.enumerated() { counts[(o / 9) * 49 + Int(winner)] += 1 }
+        #expect(b.grad?.values == counts)
     }
 }

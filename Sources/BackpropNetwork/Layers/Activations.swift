@@ -161,15 +161,41 @@ public final class LeakyReLU: Layer, PiecewiseLayer {
         return Tensor.signPieces(inp)
     }
 
-    /// The forward pass: stores `inp`, computes `out = leakyReLU(inp, slope)`, returns `out`.
+    /// When `true`, calls compute `out = slopes · inp` with the slope of each element (`1` where
+    /// the input was positive, else `slope`) in the last call before it was turned on, and
+    /// `backward()` gives `inp.g = slopes · out.g`; for the gradient check (see
+    /// ``PiecewiseLayer/freezesPieces``).
+    /// - Precondition: the layer was called before it is turned on.
+    public var freezesPieces = false {
+        didSet {
+            guard freezesPieces != oldValue else { return }
+            precondition(!freezesPieces || inp != nil, "LeakyReLU.freezesPieces: call the layer first")
+            frozenSlopes = freezesPieces ? Tensor.pieceMultipliers(inp, positive: 1, negative: slope) : nil
+        }
+    }
+
+    /// Each element's slope, `1` or `slope`, while ``freezesPieces`` is on.
+    private var frozenSlopes: Tensor?
+
+    /// The forward pass: stores `inp`, computes `out = leakyReLU(inp, slope)` (`slopes · inp` with
+    /// the pieces frozen), returns `out`.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
         self.inp = inp
-        self.out = leakyReLU(inp, slope: slope)
+        if let frozenSlopes {
+            self.out = Tensor.onFrozenPieces(inp, frozenSlopes, layer: "LeakyReLU")
+        } else {
+            self.out = leakyReLU(inp, slope: slope)
+        }
         return out
     }
 
     /// The backward pass: `inp.g = (inp > 0 ? 1 : slope) · out.g`  // (n, …)
+    /// (the frozen slopes' `slopes · out.g` with the pieces frozen).
     public func backward() {
+        if let frozenSlopes {
+            inp.g = Tensor.mapElements(frozenSlopes, out.g, operation: "LeakyReLU.backward") { m, g in m * g }
+            return
+        }
         let slope = slope
         inp.g = Tensor.mapElements(inp, out.g, operation: "LeakyReLU.backward") { x, g in x > 0 ? g : slope * g }
     }
@@ -249,6 +275,23 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// Per element of `x`, the slope of the piece of a ReLU-like function it falls on: `positive`
+    /// where `x > 0`, `negative` elsewhere (the kink `x == 0` included, as the backward takes it).
+    static func pieceMultipliers(_ x: Tensor, positive: Float, negative: Float) -> Tensor {
+        mapElements(x) { value in value > 0 ? positive : negative }
+    }
+
+    /// A ReLU-like function on frozen pieces: `multipliers · x` (recorded as a product with a
+    /// constant when autograd records `x`).
+    /// - Precondition: the shapes agree; otherwise stops naming `layer` and both shapes.
+    static func onFrozenPieces(_ x: Tensor, _ multipliers: Tensor, layer: String) -> Tensor {
+        precondition(
+            x.shape == multipliers.shape,
+            "\(layer): input of shape \(x.shape) does not fit the pieces frozen at shape \(multipliers.shape)")
+        if Tensor.wouldRecord(x) { return x * multipliers }
+        return mapElements(x, multipliers, operation: layer) { value, m in m * value }
     }
 
     /// Per element of `x` (row-major), the piece of a ReLU-like function it falls on: `1` where

@@ -75,16 +75,31 @@ public protocol ModeDependentLayer: Layer {
 /// A layer that is piecewise smooth in its input: each output element is computed on one of
 /// several smooth pieces (ReLU: `0` or `inp`), with kinks between them.
 ///
-/// The gradient check compares the codes after a forward at `x`, `x + h` and `x - h`: where none
-/// changes, a central difference; where codes change on one side only, a one-sided difference on
-/// the other; where they change on both sides, or a code that is negative at `x` changes, the
-/// element is left out.
+/// The gradient check differentiates the loss by finite differences with every such layer's
+/// pieces frozen (``freezesPieces``): each piece continued smoothly past its kinks, so that the
+/// loss has no kink within the step and a central difference measures the derivative the backward
+/// computes. It reads ``pieces`` after each forward to see which kinks a step crosses, and leaves
+/// out the elements that move a layer sitting exactly on a kink (a negative code) onto other
+/// pieces both ways, where the derivative is a convention.
 public protocol PiecewiseLayer: Layer {
     /// After a forward pass, one code per element of the layer's result (in row-major order)
-    /// naming the piece it was computed on; a negative code means exactly on a kink (where the
-    /// derivative is undefined and the backward makes a conventional choice).
+    /// naming the piece its input falls on; a negative code means exactly on a kink (where the
+    /// derivative is undefined and the backward makes a conventional choice). With
+    /// ``freezesPieces`` on, still the pieces of the last input, not the frozen ones.
     ///
     /// `ReLU`, `LeakyReLU`: `1` where `inp > 0`, `0` where `inp < 0`, `-1` where `inp == 0`.
     /// `MaxPool2d`: per output element, the window offset of the maximum, `-1` where it is tied.
     var pieces: [Int32] { get }
+
+    /// When `true`, calls compute every output element on the piece the last call before turning
+    /// it on used for that element, continued past its kinks, instead of on the piece the input
+    /// falls on; `backward()` differentiates that same function. Off by default.
+    ///
+    /// ReLU keeps its mask `inp > 0` (`out = mask · inp`), LeakyReLU its slope per element
+    /// (`1` or `slope`), max pooling its winners (`out` = the input at the winner's position).
+    /// At the input of that last call, the frozen function equals the layer's own; nearby it is
+    /// the smooth continuation of the pieces there, whose derivative is the backward's.
+    /// - Precondition: turning it on needs a call before (the pieces to keep); a frozen call
+    ///   needs an input of the shape of that call's.
+    var freezesPieces: Bool { get set }
 }

@@ -77,15 +77,40 @@ public final class MaxPool2d: PiecewiseLayer {
     /// None: pooling learns nothing.
     public var parameters: [Tensor] { [] }
 
+    /// When `true`, calls keep ``winners`` as the last call before it was turned on found them,
+    /// and compute `out[img, ch, oy, ox] = inp[img, ch][winners[img, ch, oy, ox]]` (each window
+    /// stays on its piece, even where another element has become larger); ``pieces`` still
+    /// names the maxima of the new input, and `backward()` routes the gradient to the kept
+    /// winners. For the gradient check (see ``PiecewiseLayer/freezesPieces``).
+    /// - Precondition: the layer was called before it is turned on.
+    public var freezesPieces = false {
+        didSet {
+            precondition(!freezesPieces || inp != nil, "MaxPool2d.freezesPieces: call the layer first")
+            if freezesPieces != oldValue { frozenShape = freezesPieces ? inp.shape : nil }
+        }
+    }
+
+    /// The input shape of the call whose winners are kept, while ``freezesPieces`` is on.
+    private var frozenShape: [Int]?
+
     /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the maximum of
-    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel`, returns `out`.
-    /// - Precondition: `inp` has rank 4 and the window fits in it; otherwise stops naming the shape.
+    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel` (the kept
+    /// winner's value with the pieces frozen), returns `out`.
+    /// - Precondition: `inp` has rank 4 and the window fits in it (and, with the pieces frozen, has
+    ///   the shape of their call); otherwise stops naming the shape.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
         let s = PoolShape(inp, kernel: kernel, stride: stride, layer: "MaxPool2d")
         self.inp = inp
         let fast = inp.maxPool2d(kernel: kernel, stride: stride)  // (n, c, oh, ow) each
-        winners = fast.winners
         pieces = fast.pieces
+        if freezesPieces {
+            precondition(
+                inp.shape == frozenShape,
+                "MaxPool2d: input of shape \(inp.shape) does not fit the pieces frozen at shape \(frozenShape ?? [])")
+            out = frozenForward(inp, s)
+            return out
+        }
+        winners = fast.winners
         if Tensor.wouldRecord(inp) {
             // The composition autograd differentiates: every window a row, the largest of each row.
             out = inp.reshape([s.planes, 1, s.h, s.w])
@@ -96,6 +121,31 @@ public final class MaxPool2d: PiecewiseLayer {
             out = fast.out
         }
         return out
+    }
+
+    /// `out` with the kept ``winners``: a gather where nothing is recorded; recorded, every window
+    /// a row (`unfold`), times a constant one-hot row of its winner, summed (`x · 1 + 0 · …`, the
+    /// winner's value exactly for finite inputs).
+    private func frozenForward(_ inp: Tensor, _ s: PoolShape) -> Tensor {
+        let (kernel, stride) = (kernel, stride)
+        let windows = s.oh * s.ow  // per plane
+        if Tensor.wouldRecord(inp) {
+            var oneHot = [Float](repeating: 0, count: s.planes * windows * kernel * kernel)
+            for (o, winner) in winners.enumerated() {
+                let (position, winner) = (o % windows, Int(winner))
+                let ky = winner / s.w - (position / s.ow) * stride
+                let kx = winner % s.w - (position % s.ow) * stride
+                oneHot[o * kernel * kernel + ky * kernel + kx] = 1
+            }
+            let rows = inp.reshape([s.planes, 1, s.h, s.w])
+                .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
+            return (rows * Tensor(shape: rows.shape, values: oneHot)).sum(1).reshape(s.outputShape)
+        }
+        let source = inp.contiguous()
+        let values = source.values
+        let plane = s.h * s.w
+        let gathered = winners.enumerated().map { o, winner in values[(o / windows) * plane + Int(winner)] }
+        return Tensor(shape: s.outputShape, values: gathered)
     }
 
     /// The backward pass: each output's gradient goes to the element that was its maximum,

@@ -30,10 +30,30 @@ public final class ReLU: Layer, PiecewiseLayer {
         return Tensor.signPieces(inp)
     }
 
-    /// The forward pass: stores `inp`, computes `out = inp.clampMin(0)`, returns `out`.
+    /// When `true`, calls compute `out = mask · inp` with the mask `inp > 0` of the last call
+    /// before it was turned on (each element stays on its piece), and `backward()` gives
+    /// `inp.g = mask · out.g`; for the gradient check (see ``PiecewiseLayer/freezesPieces``).
+    /// - Precondition: the layer was called before it is turned on.
+    public var freezesPieces = false {
+        didSet {
+            guard freezesPieces != oldValue else { return }
+            precondition(!freezesPieces || inp != nil, "ReLU.freezesPieces: call the layer first")
+            frozenMask = freezesPieces ? Tensor.pieceMultipliers(inp, positive: 1, negative: 0) : nil
+        }
+    }
+
+    /// `1` where the input was positive, `0` elsewhere, while ``freezesPieces`` is on.
+    private var frozenMask: Tensor?
+
+    /// The forward pass: stores `inp`, computes `out = inp.clampMin(0)` (`mask · inp` with the
+    /// pieces frozen), returns `out`.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
         self.inp = inp
-        self.out = inp.clampMin(0)
+        if let frozenMask {
+            self.out = Tensor.onFrozenPieces(inp, frozenMask, layer: "ReLU")
+        } else {
+            self.out = inp.clampMin(0)
+        }
         return out
     }
 
@@ -45,6 +65,10 @@ public final class ReLU: Layer, PiecewiseLayer {
     /// The mask and the product are one pass over memory (`Tensor.fusedReLUGradient`), with the
     /// same result as the seed's line, which runs wherever the fused loop does not apply.
     public func backward() {
+        if let frozenMask {
+            inp.g = Tensor.mapElements(frozenMask, out.g, operation: "ReLU.backward") { m, g in m * g }
+            return
+        }
         // inp.g = (inp > 0).float() * out.g
         inp.g = Tensor.fusedReLUGradient(inp, out.g) ?? (inp > 0).float() * out.g
     }
