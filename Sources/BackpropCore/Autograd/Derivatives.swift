@@ -14,6 +14,7 @@ enum Op: CustomStringConvertible {
     case clampMin(Float)  // max(x, m)
     case exp, log
     case erf  // the error function (Tensor+Special.swift)
+    case tanh, sigmoid, abs  // (Tensor+Math.swift)
     case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
     case permute([Int])  // a view with the dimensions reordered (Tensor+Permute.swift)
     case unfold(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))  // im2col (Tensor+Convolution.swift)
@@ -21,12 +22,16 @@ enum Op: CustomStringConvertible {
     case matmul  // a • b (MatMul.swift)
     case rows(start: Int)  // x[start..<start + n], a view (Tensor+Rows.swift)
     case gatherRows([Int])  // x[indices], a copy
+    case cat(axis: Int)  // inputs joined along `axis` (Tensor+Joining.swift; stack is unsqueeze and cat)
     case sum(axis: Int, keepDim: Bool)  // (Tensor+Reduction.swift)
     case sumAll
     case mean(axis: Int, keepDim: Bool)
     case meanAll
     case max(axis: Int, keepDim: Bool)
+    case min(axis: Int, keepDim: Bool)
+    case maxAll, minAll
     case logSumExp(axis: Int, keepDim: Bool)
+    case custom(any DifferentiableOperation)  // a user's operation (CustomOperation.swift)
 
     var description: String {
         switch self {
@@ -44,6 +49,9 @@ enum Op: CustomStringConvertible {
         case .exp: "exp"
         case .log: "log"
         case .erf: "erf"
+        case .tanh: "tanh"
+        case .sigmoid: "sigmoid"
+        case .abs: "abs"
         case .reshape: "reshape"
         case .transpose: "t"
         case .permute(let dims): "permute(\(dims))"
@@ -52,12 +60,17 @@ enum Op: CustomStringConvertible {
         case .matmul: "•"
         case .rows(let start): "rows(\(start)...)"
         case .gatherRows(let indices): "rows([\(indices.count) indices])"
+        case .cat(let axis): "cat(dim: \(axis))"
         case .sum(let axis, _): "sum(\(axis))"
         case .sumAll: "sum"
         case .mean(let axis, _): "mean(\(axis))"
         case .meanAll: "mean"
         case .max(let axis, _): "max(\(axis))"
+        case .min(let axis, _): "min(\(axis))"
+        case .maxAll: "max"
+        case .minAll: "min"
         case .logSumExp(let axis, _): "logSumExp(\(axis))"
+        case .custom(let operation): operation.name
         }
     }
 
@@ -98,6 +111,12 @@ enum Op: CustomStringConvertible {
             return [g / x]
         case .erf:  // ∂ erf x = g * 2/√π * e^(-x²)
             return [g * (-(x * x)).exp() * Float(2 / Double.pi.squareRoot())]
+        case .tanh:  // ∂ tanh x = g * (1 - tanh² x)
+            return [g * (1 - y * y)]
+        case .sigmoid:  // ∂ σ(x) = g * σ(x) (1 - σ(x))
+            return [g * y * (1 - y)]
+        case .abs:  // ∂ |x| = g * sign(x), 0 at x = 0 (PyTorch's choice)
+            return [g * x.mapValues { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
         case .reshape:  // the same values, back in the input's shape
             return [g.reshape(x.shape)]
         case .transpose:  // ∂ xᵀ = gᵀ
@@ -131,6 +150,12 @@ enum Op: CustomStringConvertible {
                 }
             }
             return [gradient]
+        case .cat(let axis):  // each input gets its slice of g along the axis
+            var start = 0
+            return inputs.map { input in
+                defer { start += input.shape[axis] }
+                return g.narrowedView(axis: axis, start: start, length: input.shape[axis])
+            }
         case .sum(let axis, let keepDim):  // every summed element gets g
             return [(keepDim ? g : g.unsqueeze(axis)).expanded(to: x.shape)]
         case .sumAll:
@@ -140,24 +165,19 @@ enum Op: CustomStringConvertible {
         case .meanAll:
             return [g.expanded(to: x.shape) / Float(x.count)]
         case .max(let axis, _):  // g goes to the first maximum along the axis, 0 elsewhere
-            // With or without keepDim, g holds one value per (outer, inner) position, row-major.
-            let gradient = Tensor.zeros(x.shape)
-            let (outer, size, inner) = x.splitAround(axis)
-            let winners = x.argmax(axis)
-            let gradientOut = g.contiguous()
-            withExtendedLifetime(gradientOut) {
-                for o in 0..<outer {
-                    for i in 0..<inner {
-                        let k = winners[o * inner + i]
-                        gradient.pointer[(o * size + k) * inner + i] = gradientOut.pointer[o * inner + i]
-                    }
-                }
-            }
-            return [gradient]
+            return [g.scattered(along: axis, to: x.argmax(axis), shape: x.shape)]
+        case .min(let axis, _):  // g goes to the first minimum along the axis, 0 elsewhere
+            return [g.scattered(along: axis, to: x.argmin(axis), shape: x.shape)]
+        case .maxAll, .minAll:  // g shared evenly among the elements equal to the result (PyTorch's rule)
+            let extreme = y.item()
+            let ties = x.mapValues { extreme.isNaN ? ($0.isNaN ? 1 : 0) : ($0 == extreme ? 1 : 0) }
+            return [ties * (g / ties.sum().item())]
         case .logSumExp(let axis, let keepDim):  // ∂ log Σ eˣ = g * softmax(x)
             let yKept = keepDim ? y : y.unsqueeze(axis)
             let gKept = keepDim ? g : g.unsqueeze(axis)
             return [(x - yKept).exp() * gKept]
+        case .custom(let operation):  // the user's derivative, its gradients checked against the inputs
+            return Tensor.checkedGradients(of: operation, gradient: g, inputs: inputs, output: y)
         }
     }
 }
@@ -175,6 +195,32 @@ extension Tensor {
             result = result.sum(axis, keepDim: true)
         }
         return result.reshape(target)
+    }
+
+    /// A gradient with one value per line along `axis` (keepDim or not), placed at position
+    /// `winners[line]` of each line of a zero tensor of `shape`: the derivative of a reduction that
+    /// selects one element per line (`max(dim)`, `min(dim)`).
+    func scattered(along axis: Int, to winners: [Int], shape target: [Int]) -> Tensor {
+        let gradient = Tensor.zeros(target)
+        let (outer, size, inner) = gradient.splitAround(axis)
+        let gradientOut = contiguous()
+        withExtendedLifetime(gradientOut) {
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let k = winners[o * inner + i]
+                    gradient.pointer[(o * size + k) * inner + i] = gradientOut.pointer[o * inner + i]
+                }
+            }
+        }
+        return gradient
+    }
+
+    /// Positions `start..<start + length` along `axis`, as a view that autograd does not record
+    /// (for derivatives, which run with recording off).
+    func narrowedView(axis: Int, start: Int, length: Int) -> Tensor {
+        var newShape = shape
+        newShape[axis] = length
+        return Tensor(storage: storage, shape: newShape, strides: strides, offset: offset + start * strides[axis])
     }
 
     /// This tensor broadcast to `target` and copied into a new contiguous tensor (each element

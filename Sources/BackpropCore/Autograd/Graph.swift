@@ -110,6 +110,13 @@ extension Tensor {
         return record(op(), inputs: [a, b, c])
     }
 
+    /// Records `op` as the operation that produced `self` from `inputs`, any number of them
+    /// (`cat`, a custom operation), if autograd tracks one of them; returns `self`.
+    func recorded(_ op: @autoclosure () -> Op, inputs: [Tensor]) -> Tensor {
+        guard GradMode.isEnabled, inputs.contains(where: \.requiresGrad) else { return self }
+        return record(op(), inputs: inputs)
+    }
+
     /// Whether an operation on `inputs` would be recorded by autograd: recording is on and one of
     /// them requires gradients. A layer's fast path (a fused kernel that autograd has no
     /// derivative for) runs only where this is false; elsewhere the layer composes the operations

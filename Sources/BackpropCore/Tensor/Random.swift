@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A seeded random number generator that gives the same numbers on every machine.
 ///
@@ -84,4 +85,24 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     }
 
     private func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}
+
+extension RandomGenerator {
+    /// The seed of the default generator when the process starts: 0. (PyTorch seeds its default
+    /// generator from the clock; here a program that never seeds is still reproducible.)
+    public static let defaultSeed: UInt64 = 0
+
+    /// The process-wide default generator, behind a lock.
+    private static let shared = Mutex(RandomGenerator(seed: defaultSeed))
+
+    /// Runs `body` with the process-wide default generator, which `Tensor.randn(_:)` and
+    /// `Tensor.rand(_:)` draw from, and returns what it returns.
+    ///
+    /// The generator starts at ``defaultSeed``; `Tensor.manualSeed(_:)` reseeds it. It is
+    /// thread-safe: `body` holds a lock for its whole run, so what it draws is one unbroken part
+    /// of the stream. `body` must not call back into the default generator (the lock is not
+    /// reentrant: that would deadlock).
+    public static func withDefault<R>(_ body: (inout RandomGenerator) -> R) -> R {
+        shared.withLock { generator in body(&generator) }
+    }
 }

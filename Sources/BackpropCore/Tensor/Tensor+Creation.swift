@@ -1,18 +1,31 @@
+import Foundation
+
+// Creating tensors: filled with a value, counting, or drawn at random (from a generator passed
+// in, or from the process-wide default generator; see Random.swift).
+
 extension Tensor {
-    /// A tensor of the given shape filled with `value`.
+    /// A tensor of the given shape filled with `value` (PyTorch's `torch.full`); `[]` gives a
+    /// scalar.
+    /// - Precondition: no size is negative.
     public static func full(_ shape: [Int], _ value: Float) -> Tensor {
         let result = Tensor(uninitializedShape: shape)
         result.pointer.update(repeating: value, count: result.count)
         return result
     }
 
-    /// A tensor of zeros (PyTorch's `torch.zeros`).
+    /// A tensor filled with `value`, its shape listed: `Tensor.full(2, 3, value: 7)`.
+    public static func full(_ shape: Int..., value: Float) -> Tensor { full(shape, value) }
+
+    /// A tensor filled with `value`, of the shape of `other` (PyTorch's `full_like`).
+    public static func full(like other: Tensor, value: Float) -> Tensor { full(other.shape, value) }
+
+    /// A tensor of zeros (PyTorch's `torch.zeros`), its shape listed: `Tensor.zeros(2, 3)`.
     public static func zeros(_ shape: Int...) -> Tensor { full(shape, 0) }
 
     /// A tensor of zeros with the shape given as an array.
     public static func zeros(_ shape: [Int]) -> Tensor { full(shape, 0) }
 
-    /// A tensor of ones (PyTorch's `torch.ones`).
+    /// A tensor of ones (PyTorch's `torch.ones`), its shape listed: `Tensor.ones(2, 3)`.
     public static func ones(_ shape: Int...) -> Tensor { full(shape, 1) }
 
     /// A tensor of ones with the shape given as an array.
@@ -20,6 +33,36 @@ extension Tensor {
 
     /// A tensor of zeros with the shape of `other` (PyTorch's `zeros_like`).
     public static func zeros(like other: Tensor) -> Tensor { full(other.shape, 0) }
+
+    /// A tensor of ones with the shape of `other` (PyTorch's `ones_like`).
+    public static func ones(like other: Tensor) -> Tensor { full(other.shape, 1) }
+
+    /// The vector `[0, 1, …, end - 1]` (PyTorch's `torch.arange(end)`), shape `[end]`.
+    /// - Precondition: `end >= 0`.
+    public static func arange(_ end: Int) -> Tensor {
+        precondition(end >= 0, "arange: end \(end) is negative")
+        return arange(from: 0, to: Float(end))
+    }
+
+    /// The vector `[start, start + step, …]` of the values below `end` (above it for a negative
+    /// step), PyTorch's `torch.arange(start, end, step)`; `end` itself is left out.
+    ///
+    /// There are `⌈(end - start) / step⌉` values, element `i` being `start + i · step` computed
+    /// in Double and rounded once: `arange(from: 0, to: 1, by: 0.25)` is `[0, 0.25, 0.5, 0.75]`.
+    /// - Precondition: `step` is not 0 and points from `start` towards `end` (or `start == end`,
+    ///   which gives an empty vector); otherwise stops naming the three values.
+    public static func arange(from start: Float, to end: Float, by step: Float = 1) -> Tensor {
+        precondition(
+            step != 0 && step.isFinite && start.isFinite && end.isFinite,
+            "arange: step \(step) from \(start) to \(end) must be finite and non-zero")
+        precondition(
+            (end - start).sign == step.sign || start == end,
+            "arange: step \(step) points away from \(end), starting at \(start)")
+        let count = Int(((Double(end) - Double(start)) / Double(step)).rounded(.up))
+        let result = Tensor(uninitializedShape: [count])
+        for i in 0..<count { result.pointer[i] = Float(Double(start) + Double(i) * Double(step)) }
+        return result
+    }
 
     /// Samples of the standard normal distribution (PyTorch's `torch.randn`), drawn row-major
     /// from `generator`: the same seed gives the same tensor on every machine.
@@ -29,11 +72,43 @@ extension Tensor {
         return result
     }
 
-    /// Samples of the uniform distribution on `[0, 1)` (PyTorch's `torch.rand`).
+    /// Samples of the uniform distribution on `[0, 1)` (PyTorch's `torch.rand`), drawn row-major
+    /// from `generator`.
     public static func rand(_ shape: [Int], generator: inout RandomGenerator) -> Tensor {
         let result = Tensor(uninitializedShape: shape)
         for i in 0..<result.count { result.pointer[i] = Float(generator.nextUniform()) }
         return result
+    }
+
+    /// Samples of the standard normal distribution (PyTorch's `torch.randn(shape)`), drawn from
+    /// the process-wide default generator (``RandomGenerator/withDefault(_:)``: seed
+    /// ``RandomGenerator/defaultSeed`` at launch, reseeded by ``manualSeed(_:)``).
+    ///
+    /// A program that draws from one thread gets the same tensors on every run and machine. Each
+    /// call draws all its values at once, under a lock, so calls from several threads are safe,
+    /// but which thread gets which numbers then depends on timing: pass a generator of your own
+    /// (`randn(_:generator:)`) where that matters.
+    public static func randn(_ shape: [Int]) -> Tensor {
+        RandomGenerator.withDefault { randn(shape, generator: &$0) }
+    }
+
+    /// Standard normal samples from the default generator, the shape listed: `Tensor.randn(2, 3)`.
+    public static func randn(_ shape: Int...) -> Tensor { randn(shape) }
+
+    /// Samples of the uniform distribution on `[0, 1)` (PyTorch's `torch.rand(shape)`), drawn
+    /// from the process-wide default generator (see `randn(_:)` for its seed and
+    /// threads).
+    public static func rand(_ shape: [Int]) -> Tensor {
+        RandomGenerator.withDefault { rand(shape, generator: &$0) }
+    }
+
+    /// Uniform samples from the default generator, the shape listed: `Tensor.rand(2, 3)`.
+    public static func rand(_ shape: Int...) -> Tensor { rand(shape) }
+
+    /// Reseeds the process-wide default generator that `randn(_:)` and
+    /// `rand(_:)` draw from (PyTorch's `torch.manual_seed`).
+    public static func manualSeed(_ seed: UInt64) {
+        RandomGenerator.withDefault { $0 = RandomGenerator(seed: seed) }
     }
 
     /// A copy of this tensor's values in new storage, cut from autograd's graph (PyTorch's

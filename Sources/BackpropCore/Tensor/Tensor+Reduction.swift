@@ -49,15 +49,43 @@ extension Tensor {
         return result.recorded(.max(axis: axis, keepDim: keepDim), self)
     }
 
+    /// The smallest element along `dim` (PyTorch's `min(dim).values`), removed unless `keepDim`.
+    ///
+    /// Autograd sends the gradient to the first position that holds the minimum.
+    /// - Precondition: `dim` names a non-empty dimension.
+    public func min(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        let axis = normalizedAxis(dim, rank: rank, operation: "min")
+        precondition(shape[axis] > 0, "min(\(dim)): dimension \(dim) of shape \(shape) is empty")
+        let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
+            var best = line[0]
+            for k in 1..<count { best = Swift.min(best, line[k * stride]) }
+            return best
+        }
+        return result.recorded(.min(axis: axis, keepDim: keepDim), self)
+    }
+
     /// The index of the largest element along `dim`, for each position of the other dimensions.
     ///
-    /// For a `(n, c)` matrix of scores, `argmax(1)` gives each row's predicted class.
+    /// For a `(n, c)` matrix of scores, `argmax(1)` gives each row's predicted class. At a tie,
+    /// the first position wins.
     /// - Precondition: `dim` names a dimension that is not empty, unless the others are.
     public func argmax(_ dim: Int) -> [Int] {
-        let axis = normalizedAxis(dim, rank: rank, operation: "argmax")
+        bestIndices(dim, operation: "argmax", isBetter: >)
+    }
+
+    /// The index of the smallest element along `dim`, for each position of the other dimensions.
+    /// At a tie, the first position wins.
+    /// - Precondition: `dim` names a dimension that is not empty, unless the others are.
+    public func argmin(_ dim: Int) -> [Int] {
+        bestIndices(dim, operation: "argmin", isBetter: <)
+    }
+
+    /// For each line along `dim`, the first index whose value no later one `isBetter` than.
+    private func bestIndices(_ dim: Int, operation: String, isBetter: (Float, Float) -> Bool) -> [Int] {
+        let axis = normalizedAxis(dim, rank: rank, operation: operation)
         let (outer, size, inner) = splitAround(axis)
         precondition(
-            size > 0 || outer * inner == 0, "argmax(\(dim)): dimension \(dim) of shape \(shape) is empty")
+            size > 0 || outer * inner == 0, "\(operation)(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let source = contiguous()
         let input = source.pointer
         var result = [Int](repeating: 0, count: outer * inner)
@@ -66,7 +94,7 @@ extension Tensor {
                 for i in 0..<inner {
                     var bestIndex = 0
                     var best = input[o * size * inner + i]
-                    for k in 1..<Swift.max(size, 1) where input[(o * size + k) * inner + i] > best {
+                    for k in 1..<Swift.max(size, 1) where isBetter(input[(o * size + k) * inner + i], best) {
                         best = input[(o * size + k) * inner + i]
                         bestIndex = k
                     }
@@ -75,6 +103,55 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// The largest element, as a scalar tensor (shape `[]`; PyTorch's `max()`). NaN if any
+    /// element is NaN, as in PyTorch.
+    ///
+    /// NOTE: at a tie, autograd shares the gradient evenly among the elements that equal the
+    /// maximum, as PyTorch's `max()` does (`max(dim)` gives it all to the first instead).
+    /// - Precondition: the tensor is not empty.
+    public func max() -> Tensor {
+        Tensor(extremeElement(operation: "max()", isBetter: >).value).recorded(.maxAll, self)
+    }
+
+    /// The smallest element, as a scalar tensor (shape `[]`; PyTorch's `min()`). NaN if any
+    /// element is NaN.
+    ///
+    /// NOTE: at a tie, autograd shares the gradient evenly among the elements that equal the
+    /// minimum, as PyTorch's `min()` does.
+    /// - Precondition: the tensor is not empty.
+    public func min() -> Tensor {
+        Tensor(extremeElement(operation: "min()", isBetter: <).value).recorded(.minAll, self)
+    }
+
+    /// The row-major position of the largest element, over all elements (PyTorch's `argmax()`):
+    /// the first one at a tie, the first NaN if there is one. `m[i, j]` of a `(r, c)` matrix is
+    /// position `i * c + j`.
+    /// - Precondition: the tensor is not empty.
+    public func argmax() -> Int {
+        extremeElement(operation: "argmax()", isBetter: >).index
+    }
+
+    /// The row-major position of the smallest element, over all elements (PyTorch's
+    /// `argmin()`): the first one at a tie, the first NaN if there is one.
+    /// - Precondition: the tensor is not empty.
+    public func argmin() -> Int {
+        extremeElement(operation: "argmin()", isBetter: <).index
+    }
+
+    /// The first element that no other `isBetter` than, and its row-major position; the first NaN
+    /// if there is one (a NaN compares false with everything).
+    private func extremeElement(operation: String, isBetter: (Float, Float) -> Bool) -> (value: Float, index: Int) {
+        precondition(count > 0, "\(operation): tensor of shape \(shape) is empty")
+        return withUnsafeBufferPointer { values in
+            var bestIndex = 0
+            for i in values.indices {
+                if values[i].isNaN { return (values[i], i) }
+                if isBetter(values[i], values[bestIndex]) { bestIndex = i }
+            }
+            return (values[bestIndex], bestIndex)
+        }
     }
 
     /// `log Σ exp(x)` along `dim`, computed stably as `m + log Σ exp(x - m)` with `m` the maximum,

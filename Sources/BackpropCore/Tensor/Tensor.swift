@@ -209,7 +209,14 @@ public final class Tensor {
         return storage.pointer[offset]
     }
 
-    /// The element at `indices` (one index per dimension, each in range).
+    /// The element at `indices`: one index per dimension, each in range (`v[2]` of a vector,
+    /// `m[1, 0]` of a matrix, `x[]` of a scalar). Setting it changes the tensor in place.
+    ///
+    /// NOTE: unlike PyTorch's `t[0]`, this is always one element: on a matrix, `t[0]` stops with
+    /// a message that points to `t[row: 0]`, the row as a tensor. Rows, ranges of rows and
+    /// gathered rows are `t[row: i]`, `t[a..<b]` and `t[rows: [i, j]]` (Tensor+Indexing.swift).
+    /// - Precondition: as many indices as dimensions, each in range; otherwise stops naming the
+    ///   indices and the shape.
     public subscript(_ indices: Int...) -> Float {
         get { storage.pointer[elementOffset(indices)] }
         set {
@@ -220,6 +227,11 @@ public final class Tensor {
 
     /// The storage offset of the element at `indices`, checked against the shape.
     private func elementOffset(_ indices: [Int]) -> Int {
+        if indices.count == 1 && shape.count >= 2 {
+            preconditionFailure(
+                "Tensor subscript: t[\(indices[0])] is one element, and a tensor of shape \(shape) needs "
+                    + "\(shape.count) indices; for row \(indices[0]) as a tensor, write t[row: \(indices[0])]")
+        }
         precondition(
             indices.count == shape.count,
             "Tensor subscript: \(indices.count) indices for a tensor of shape \(shape)")
