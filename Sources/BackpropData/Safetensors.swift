@@ -50,8 +50,8 @@ public struct SafetensorsFile {
 ///      "w1": {"dtype": "F32", "shape": [784, 50], "data_offsets": [0, 156800]}, …}
 ///
 /// then the tensors' raw little-endian bytes. `data_offsets` count from the first byte after the
-/// header. Backprop writes `F32` only, tensors in name order, the header padded with spaces to a
-/// multiple of 8 bytes, as the Python library does.
+/// header. Backprop writes `F32` (and `I64` where asked), tensors in name order, the header padded
+/// with spaces to a multiple of 8 bytes, as the Python library does.
 public enum Safetensors {
     /// The largest header accepted, in bytes (100 MB), as the Python library limits it.
     static let maxHeaderBytes = 100_000_000
@@ -113,27 +113,45 @@ public enum Safetensors {
         return try decode(header: Array(rest[..<Int(headerLength)]), data: rest[Int(headerLength)...], path: path)
     }
 
-    /// Writes `tensors` as `F32` and `metadata` to a safetensors file, atomically.
+    /// Writes `tensors` as `F32` (or the dtype `dtypes` gives) and `metadata` to a safetensors
+    /// file, atomically.
     ///
     /// The tensors are stored in name order (UTF-8 byte order, as the Python library sorts them),
-    /// each as its row-major `Float` values, little-endian.
+    /// each as its row-major values, little-endian.
     ///
     /// - Parameters:
     ///   - tensors: the tensors by name; views (for example `w.t()`) are written as their values.
     ///   - metadata: free-form strings stored under `__metadata__` (omitted when empty).
+    ///   - dtypes: the dtype of the tensors not stored as `F32`, by name: `I64` (PyTorch's
+    ///     `long`, as a batch norm's `num_batches_tracked`), each value converted exactly.
     ///   - path: the destination; its folder must exist.
     /// - Throws: ``DataError`` naming `path` if it cannot be written (see ``writeAtomically(_:to:)-([UInt8],_)``).
-    /// - Precondition: no tensor is called `__metadata__`.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
-        try writeAtomically(encode(tensors, metadata: metadata), to: path)
+    /// - Precondition: no tensor is called `__metadata__`; every dtype given is `F32` or `I64`, and
+    ///   an `I64` tensor holds integers of magnitude below 2⁶³.
+    public static func write(
+        _ tensors: [String: Tensor], metadata: [String: String] = [:], dtypes: [String: String] = [:],
+        to path: String
+    ) throws {
+        try writeAtomically(encode(tensors, metadata: metadata, dtypes: dtypes), to: path)
     }
 
-    /// The bytes of a safetensors file holding `tensors` as `F32`, and `metadata`.
+    /// The dtypes ``encode(_:metadata:dtypes:)`` writes, with their sizes in bytes.
+    static let writableDTypes: [String: Int] = ["F32": 4, "I64": 8]
+
+    /// The bytes of a safetensors file holding `tensors` as `F32` (or the dtype `dtypes` gives:
+    /// `I64`), and `metadata`.
     ///
     /// - Returns: header length, header (compact JSON padded with spaces to a multiple of 8), data.
-    /// - Precondition: no tensor is called `__metadata__`.
-    public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:]) -> [UInt8] {
+    /// - Precondition: no tensor is called `__metadata__`; every dtype given is `F32` or `I64`, and
+    ///   an `I64` tensor holds integers of magnitude below 2⁶³.
+    public static func encode(
+        _ tensors: [String: Tensor], metadata: [String: String] = [:], dtypes: [String: String] = [:]
+    ) -> [UInt8] {
         precondition(tensors["__metadata__"] == nil, "Safetensors.encode: '__metadata__' cannot name a tensor")
+        for (name, dtype) in dtypes {
+            precondition(
+                writableDTypes[dtype] != nil, "Safetensors.encode: cannot write dtype \(dtype) (tensor '\(name)')")
+        }
         let names = tensors.keys.sorted(by: byteOrder)
 
         var entries: [String] = []
@@ -146,10 +164,12 @@ public enum Safetensors {
         var offset = 0
         for name in names {
             let tensor = tensors[name]!
-            let end = offset + tensor.count * MemoryLayout<Float>.size
+            let dtype = dtypes[name] ?? "F32"
+            let end = offset + tensor.count * writableDTypes[dtype]!
             let shape = tensor.shape.map(String.init).joined(separator: ",")
             entries.append(
-                JSONText.quoted(name) + ":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
+                JSONText.quoted(name)
+                    + ":{\"dtype\":\"\(dtype)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
         var header = Array(("{" + entries.joined(separator: ",") + "}").utf8)
@@ -165,10 +185,19 @@ public enum Safetensors {
             }
             var position = 8 + header.count
             for name in names {
+                let isInteger = dtypes[name] == "I64"
                 tensors[name]!.withUnsafeBufferPointer { values in
                     for value in values {
-                        raw.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: position, as: UInt32.self)
-                        position += 4
+                        if isInteger {
+                            precondition(
+                                value.rounded() == value && abs(value) < 0x1p63,
+                                "Safetensors.encode: tensor '\(name)' holds \(value), not an I64 value")
+                            raw.storeBytes(of: Int64(value).littleEndian, toByteOffset: position, as: Int64.self)
+                            position += 8
+                        } else {
+                            raw.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: position, as: UInt32.self)
+                            position += 4
+                        }
                     }
                 }
             }

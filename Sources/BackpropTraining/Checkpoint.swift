@@ -216,13 +216,28 @@ public enum Checkpoint {
     /// the file's.
     ///
     /// An MLP takes an MLP checkpoint of its sizes; another model a `backprop-model` checkpoint of
-    /// its description, every parameter and buffer of the model's shape. The model's mode is
-    /// left as it was.
+    /// its description, every parameter and buffer of the model's shape. A file without Backprop's
+    /// metadata is read as the PyTorch `state_dict` of the `nn.Sequential` of the model's layers
+    /// (see ``PyTorchStateDict``). The model's mode is left as it was.
     /// - Throws: `DataError` naming `path` and saying what does not fit: `holds a 784-50-1 relu mse
     ///   model, expected 784-256-128-10 relu cross_entropy`, another description, a missing, extra
-    ///   or misshapen tensor, or one that is not finite. On error the model is unchanged.
+    ///   or misshapen tensor, or one that is not finite (for a `state_dict`, the keys and shapes
+    ///   as `PyTorchStateDict.load(_:into:describedAs:)` names them). On error the model is
+    ///   unchanged.
     public static func load(path: String, into model: Model) throws {
+        try load(path: path, into: model, describedAs: nil)
+    }
+
+    /// ``load(path:into:)``, naming the model as `name` (`--layers '…'`) in the errors about a
+    /// PyTorch `state_dict` (`nil`: `the model '…'`).
+    package static func load(path: String, into model: Model, describedAs name: String?) throws {
         let file = try Safetensors.read(path: path)
+        if !isBackpropCheckpoint(file) {
+            let modelName =
+                name ?? (try? modelDescription(of: model)).map { "the model '\($0)'" } ?? "the model"
+            try PyTorchStateDict.load(file, into: model, describedAs: modelName)
+            return
+        }
         let found = try readStoredModel(file)
         if let expected = try? architecture(of: model) {
             guard case .mlp(let architecture) = found, architecture == expected else {

@@ -29,6 +29,7 @@ struct BackpropCommand: ParsableCommand {
             NearCommand.self,
             TrainCommand.self,
             EvaluateCommand.self,
+            ExportCommand.self,
         ]
     )
 

@@ -6,7 +6,8 @@ import BackpropNetwork
 import BackpropTraining
 import Foundation
 
-/// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save`.
+/// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save`, or of a
+/// PyTorch `state_dict` with its architecture from `--layers`.
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
@@ -15,12 +16,28 @@ struct EvaluateCommand: ParsableCommand {
             Reads the architecture from the checkpoint's metadata, builds the model, loads its \
             weights, and runs it on the 10,000 test images, normalised with the mean and standard \
             deviation the model was trained with (stored in the checkpoint; for a checkpoint \
-            without them, those of the training images).
+            without them, those of the training images). A PyTorch state_dict saved as safetensors \
+            (no Backprop metadata) is read with the architecture of --layers: entry I is index I \
+            of the nn.Sequential (I.weight, I.bias, …; nn.Linear weights are [out, in]).
             """
     )
 
-    @Option(help: "A safetensors checkpoint written by `backprop train --save`.")
+    @Option(help: "A safetensors checkpoint written by `backprop train --save`, or a PyTorch state_dict.")
     var model: String
+
+    @Option(
+        help: """
+            The architecture of a PyTorch state_dict, as a model description ('conv 16 3 pad 1, relu, \
+            maxpool 2, flatten, lin 10') or a preset; layer I is the nn.Sequential's index I.
+            """)
+    var layers: String?
+
+    @Option(
+        help: """
+            MEAN,STD: normalise the pixels / 255 with this mean and standard deviation (default: the \
+            model's, else the training images'); 0,1 gives pixels in 0…1, as torchvision's ToTensor().
+            """)
+    var normalize: String?
 
     @Option(
         help: "Folder with the Fashion-MNIST files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
@@ -34,18 +51,20 @@ struct EvaluateCommand: ParsableCommand {
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit: expected at least 1 image, found \(limit)") }
+        _ = try parsedLayers()
+        _ = try parsedNormalization()
     }
 
     func run() throws {
-        let network = try Checkpoint.load(path: model)
-        let normalization = try Checkpoint.normalization(path: model)
+        // A Backprop checkpoint is read first; a state_dict needs the images' shape for --layers.
+        let checkpoint = try loadCheckpoint()
+        let normalization = try parsedNormalization() ?? Checkpoint.normalization(path: model)
         // The training rows only give the normalisation of an old checkpoint: no validation split.
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
             requiresValidation: false)
+        let (network, inputShape) = try checkpoint ?? loadStateDict(imageShape: dataset.imageShape)
         let sizes = network.sizes
-        // One example as the model takes it: [784] for an MLP, [1, 28, 28] for a convnet.
-        let inputShape = try Checkpoint.inputShape(path: model)
         let pixels = dataset.xTest.shape[1]
         guard inputShape.reduce(1, *) == pixels, inputShape.count != 3 || inputShape == dataset.imageShape else {
             throw CommandLineError(
@@ -81,6 +100,67 @@ struct EvaluateCommand: ParsableCommand {
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
                     + "\(format(test.loss, 4)), model \(architecture) from \(model)")
         }
+    }
+}
+
+extension EvaluateCommand {
+    /// The model of a Backprop checkpoint and the shape of one example it takes ([784] for an
+    /// MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch state_dict given with `--layers`.
+    private func loadCheckpoint() throws -> (Model, [Int])? {
+        let description = try parsedLayers()
+        if description != nil, !(try Checkpoint.isBackpropCheckpoint(path: model)) { return nil }
+        let network = try Checkpoint.load(path: model)
+        if let description, let saved = try? Checkpoint.modelDescription(of: network), saved != description {
+            throw CommandLineError(
+                "\(model): holds the model '\(saved)', not --layers '\(description)' (a Backprop checkpoint "
+                    + "gives its own architecture: leave --layers out)")
+        }
+        return (network, try Checkpoint.inputShape(path: model))
+    }
+
+    /// The model `--layers` describes for images of `imageShape`, with the weights of the PyTorch
+    /// state_dict `--model`, and the shape of one example it takes.
+    private func loadStateDict(imageShape: [Int]) throws -> (Model, [Int]) {
+        guard let description = try parsedLayers() else { preconditionFailure("a state_dict is read with --layers") }
+        let inputShape =
+            imageShape.count == 3
+            ? description.inputShape(channels: imageShape[0], height: imageShape[1], width: imageShape[2])
+            : imageShape
+        let outputs: [Int]
+        do {
+            outputs = try description.shapes(input: inputShape).last ?? inputShape
+        } catch {
+            throw CommandLineError("\(error) (for the \(imageShape) images in the data)")
+        }
+        let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
+        let network = try Checkpoint.loadPyTorch(
+            path: model, description: description, inputShape: inputShape, loss: loss,
+            describedAs: "--layers '\(description)'")
+        return (network, inputShape)
+    }
+
+    /// `--layers`, parsed, or `nil` when not given.
+    private func parsedLayers() throws -> ModelDescription? {
+        guard let layers else { return nil }
+        do {
+            return try ModelDescription(parsing: layers)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// `--normalize MEAN,STD`, parsed, or `nil` when not given.
+    private func parsedNormalization() throws -> (mean: Double, std: Double)? {
+        guard let normalize else { return nil }
+        let parts = normalize.split(separator: ",", omittingEmptySubsequences: false).map {
+            Double($0.trimmingCharacters(in: .whitespaces))
+        }
+        guard parts.count == 2, let mean = parts[0], let std = parts[1], mean.isFinite, std.isFinite, std > 0 else {
+            throw ValidationError(
+                "--normalize: expected MEAN,STD with a finite mean and a positive standard deviation "
+                    + "(such as 0.286,0.353), found '\(normalize)'")
+        }
+        return (mean, std)
     }
 }
 

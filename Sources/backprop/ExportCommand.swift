@@ -1,0 +1,142 @@
+import ArgumentParser
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+import BackpropTraining
+import Foundation
+
+/// `backprop export MODEL --format pytorch OUT`: a saved model as a PyTorch `state_dict`, and the
+/// Python that loads it.
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a saved model as a PyTorch state_dict (safetensors), and print the Python that loads it.",
+        discussion: """
+            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network) and \
+            writes OUT, the state_dict of the matching nn.Sequential: key I.weight for layer I, nn.Linear \
+            weights transposed to [out, in], batch norms with num_batches_tracked. Prints, on standard \
+            output, a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
+            normalises the inputs as the model was trained (so that it gives Backprop's logits).
+            """
+    )
+
+    /// The formats `--format` names, and whether they are written yet.
+    static let formats = ["pytorch"]
+
+    @Argument(help: ArgumentHelp("A checkpoint written by `backprop train --save`.", valueName: "MODEL"))
+    var model: String
+
+    @Option(help: "The format of OUT: pytorch (a safetensors state_dict). onnx is not yet supported.")
+    var format: String
+
+    @Argument(help: ArgumentHelp("The file to write, ending in .safetensors (atomically).", valueName: "OUT"))
+    var output: String
+
+    func validate() throws {
+        guard Self.formats.contains(format) else {
+            if format == "onnx" { throw ValidationError("--format onnx: not yet supported (only pytorch)") }
+            throw ValidationError("--format: expected \(Self.formats.joined(separator: ", ")), found '\(format)'")
+        }
+        try checkOutput(output, option: "OUT", suffix: ".safetensors")
+        if Self.samePath(model, output) {
+            throw ValidationError("OUT \(output) is MODEL; writing it would replace the checkpoint")
+        }
+    }
+
+    func run() throws {
+        let network = try Checkpoint.load(path: model)
+        let inputShape = try Checkpoint.inputShape(path: model)
+        let normalization = try Checkpoint.normalization(path: model)
+        var metadata: [String: String] = [:]
+        if let normalization {
+            metadata["input_mean"] = "\(normalization.mean)"
+            metadata["input_std"] = "\(normalization.std)"
+        }
+        do {
+            try Checkpoint.savePyTorch(network, to: output, inputShape: inputShape, metadata: metadata)
+        } catch let error as CheckpointError {
+            throw CommandLineError("\(model): cannot export: \(error)")
+        }
+        let script = try pythonScript(network, inputShape: inputShape, normalization: normalization)
+        StandardStream.output.write(script)
+    }
+
+    /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and
+    /// prepares Fashion-MNIST pixels as the model was trained on them.
+    private func pythonScript(
+        _ network: Model, inputShape: [Int], normalization: (mean: Double, std: Double)?
+    ) throws -> String {
+        let modules = try PyTorchStateDict.modules(of: network, inputShape: inputShape)
+        let description = try Checkpoint.modelDescription(of: network)
+        let shapes = try description.shapes(input: inputShape)
+        let tensorCount = try PyTorchStateDict.tensors(of: network).tensors.count
+        let layerLines = zip(modules, shapes).enumerated().map { index, pair in
+            "    \(pair.0),  # \(index): [n, \(pair.1.map(String.init).joined(separator: ", "))]"
+        }
+        let shapeText = inputShape.map(String.init).joined(separator: ", ")
+        let normalizationLines: [String]
+        if let normalization {
+            normalizationLines = [
+                "# The inputs as the model was trained on them: pixels / 255, then normalised with the training",
+                "# images' mean and standard deviation (stored in \(model)).",
+                "MEAN, STD = \(normalization.mean), \(normalization.std)",
+            ]
+        } else {
+            normalizationLines = [
+                "# \(model) stores no normalisation: set MEAN and STD to the mean and standard deviation of",
+                "# the training pixels / 255 (backprop evaluate computes them from the training images).",
+                "MEAN, STD = 0.0, 1.0",
+            ]
+        }
+        let lines =
+            [
+                "# backprop export: wrote \(output), the state_dict (\(tensorCount) tensors) of the nn.Sequential",
+                "# below, from \(model) ('\(description)').",
+                "import torch",
+                "from torch import nn",
+                "from safetensors.torch import load_file  # pip install safetensors",
+                "",
+                "model = nn.Sequential(",
+            ] + layerLines + [
+                ")",
+                "model.load_state_dict(load_file(\(Self.pythonString(output))))",
+                "model.eval()  # dropout off, batch norm on its running statistics, as backprop evaluate runs it",
+                "",
+            ] + normalizationLines + [
+                "",
+                "",
+                "def prepare(pixels):",
+                "    \"\"\"Pixels 0 to 255 (n images) as the model's input [n, \(shapeText)].\"\"\"",
+                "    x = torch.as_tensor(pixels, dtype=torch.float32) / 255",
+                "    return ((x - MEAN) / STD).reshape(-1, \(shapeText))",
+                "",
+                "",
+                "# logits = model(prepare(images))  # torchvision: ToTensor(), then Normalize((MEAN,), (STD,))",
+            ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `text` as a Python string literal: double quotes, with backslashes, quotes and control
+    /// characters escaped.
+    static func pythonString(_ text: String) -> String {
+        var literal = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": literal += "\\\\"
+            case "\"": literal += "\\\""
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                literal += String(format: "\\x%02x", scalar.value)
+            default: literal.unicodeScalars.append(scalar)
+            }
+        }
+        return literal + "\""
+    }
+
+    /// Whether `a` and `b` name the same file (after `..`, `.` and symbolic links).
+    static func samePath(_ a: String, _ b: String) -> Bool {
+        func resolved(_ path: String) -> String {
+            URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        }
+        return resolved(a) == resolved(b)
+    }
+}
