@@ -146,7 +146,9 @@ struct BenchCommand: ParsableCommand {
             print("mlp epoch (784-256-128-10, Adam, batch 64): \(format(seconds, digits: 3)) s")
         }
         if let seconds = report.cnnEpochSeconds {
-            print("cnn epoch (conv 16, conv 32, lin 128; AdamW, batch 128): \(format(seconds, digits: 3)) s")
+            print(
+                "cnn epoch (the cnn preset: conv 16, conv 32, lin 256; AdamW, batch 128): \(format(seconds, digits: 3)) s"
+            )
         }
         if !report.cnnConvLayers.isEmpty {
             let batch = report.cnnConvLayers[0].layer.inputShape[0]

@@ -49,8 +49,13 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var optimizer: String = recipe.optimizer.rawValue
 
-    @Option(parsing: .unconditional, help: "Decoupled weight decay on the weight matrices.")
-    var weightDecay: Float = recipe.weightDecay
+    @Option(
+        parsing: .unconditional,
+        help: """
+            Decoupled weight decay on the weight matrices (default: \(recipe.weightDecay), or the preset's: \
+            \(TrainingConfiguration.recipe(layers: "cnn").weightDecay) with --layers cnn).
+            """)
+    var weightDecay: Float?
 
     @Option(help: "Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")).")
     var schedule: String = recipe.schedule.rawValue
@@ -104,6 +109,15 @@ struct TrainCommand: ParsableCommand {
             """)
     var resume: String?
 
+    @Option(
+        name: .customLong("init"),
+        help: """
+            Start from the weights in this file: a Backprop checkpoint of the same network, or a PyTorch \
+            state_dict (safetensors) of the nn.Sequential that --layers describes (layer I is index I; \
+            see README, "PyTorch interop"). The optimizer starts afresh.
+            """)
+    var initialWeights: String?
+
     @Option(help: "Write an SVG plot of the losses and the validation accuracy to this file.")
     var plot: String?
 
@@ -117,6 +131,9 @@ struct TrainCommand: ParsableCommand {
         if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
         if let plot { try checkOutput(plot, option: "--plot", suffix: ".svg") }
         if let resume, save == nil { try OutputPath.check(resume, option: "--resume") }
+        if resume != nil && initialWeights != nil {
+            throw ValidationError("--init and --resume both give the starting weights; use one")
+        }
         _ = try parsedConfiguration()
     }
 
@@ -154,6 +171,10 @@ struct TrainCommand: ParsableCommand {
             configuration: configuration, classes: FashionMNIST.classNames.count,
             train: (shaped(dataset.xTrain), dataset.yTrain), valid: (shaped(dataset.xValid), dataset.yValid))
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
+        if let initialWeights {
+            let network = configuration.layers.map { "--layers '\($0)'" } ?? "the MLP of --hidden"
+            try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
+        }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
         let textOutput = json ? StandardStream.error : StandardStream.output
@@ -330,7 +351,7 @@ struct TrainCommand: ParsableCommand {
             )
         }
         configuration.optimizer = kind
-        configuration.weightDecay = weightDecay
+        configuration.weightDecay = weightDecay ?? TrainingConfiguration.recipe(layers: layers).weightDecay
         guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
             throw ValidationError(
                 "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'"

@@ -480,6 +480,18 @@ struct DescribedModelTrainingTests {
         try TrainingConfiguration(batchSize: 9, layers: "conv 2 3, batchnorm, flatten, lin 10").validate(limit: 12)
     }
 
+    @Test func thePresetsCarryTheSettingsTheyWereTunedWith() {
+        #expect(TrainingConfiguration.recipe(layers: "cnn").weightDecay == 0.3)
+        #expect(TrainingConfiguration.recipe(layers: " CNN ").weightDecay == 0.3)
+        #expect(TrainingConfiguration.recipe(layers: "cnn").layers == "cnn")
+        for layers in [nil, "mlp", "seed", "conv 8 3, flatten, lin 10"] {
+            var expected = TrainingConfiguration()
+            expected.layers = layers
+            #expect(TrainingConfiguration.recipe(layers: layers) == expected, "\(layers ?? "nil")")
+        }
+        #expect(ModelDescription.presetName(" Cnn") == "cnn" && ModelDescription.presetName("cnn2") == nil)
+    }
+
     // MARK: - Resume
 
     @Test func aDescribedRunResumesToTheSameResult() throws {

@@ -102,7 +102,7 @@ struct ModelDescriptionParsingTests {
             #expect(description.description == text, "preset \(name)")
         }
         let cnn = try ModelDescription(parsing: "cnn")
-        #expect(cnn.entries.first == .conv(out: 32, kernel: 3, stride: 1, padding: 1, bias: true))
+        #expect(cnn.entries.first == .conv(out: 16, kernel: 3, stride: 1, padding: 1, bias: true))
         #expect(cnn.entries.last == .lin(out: 10))
     }
 
@@ -202,11 +202,11 @@ struct ModelDescriptionShapeTests {
         #expect(cnn.inputShape(channels: 1, height: 28, width: 28) == [1, 28, 28])
         #expect(
             try cnn.shapes(input: [1, 28, 28]) == [
-                [32, 28, 28], [32, 28, 28], [32, 28, 28], [32, 14, 14], [64, 14, 14], [64, 14, 14], [64, 14, 14],
-                [64, 7, 7], [3136], [3136], [128], [128], [128], [10],
+                [16, 28, 28], [16, 14, 14], [16, 14, 14], [16, 14, 14], [32, 14, 14], [32, 7, 7], [32, 7, 7],
+                [32, 7, 7], [1568], [1568], [256], [256], [256], [10],
             ])
-        // conv 1·32·9 + 32, batchnorm 2·32, conv 32·64·9 + 64, batchnorm 2·64, lin 3136·128 + 128, lin 128·10 + 10
-        #expect(try cnn.parameterCount(inputShape: [1, 28, 28]) == 320 + 64 + 18496 + 128 + 401_536 + 1290)
+        // conv 1·16·9 + 16, batchnorm 2·16, conv 16·32·9 + 32, batchnorm 2·32, lin 1568·256 + 256, lin 256·10 + 10
+        #expect(try cnn.parameterCount(inputShape: [1, 28, 28]) == 160 + 32 + 4640 + 64 + 401_664 + 2570)
     }
 
     @Test("inputShape: images for a first spatial layer, vectors for a first lin")

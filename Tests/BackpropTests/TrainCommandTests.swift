@@ -59,6 +59,24 @@ struct TrainCommandTests {
         #expect(NSDictionary(dictionary: reports[0]).isEqual(to: reports[1]), "\(reports[0]) vs \(reports[1])")
     }
 
+    /// `--layers cnn` trains with the weight decay its recipe was tuned with (0.3) unless
+    /// `--weight-decay` is given; other networks keep the default 0.1. Read back from the
+    /// checkpoint's settings.
+    @Test func thePresetsWeightDecayIsTheDefaultForItsNetwork() throws {
+        try withTemporaryFolder { folder in
+            for (extra, expected) in [
+                (["--layers", "cnn"], Float(0.3)), (["--layers", "cnn", "--weight-decay", "0.05"], 0.05),
+                (["--layers", "conv 2 3, flatten, lin 10"], 0.1),
+            ] {
+                let path = folder + "/run.safetensors"
+                let run = try runBackprop(
+                    ["train", "--limit", "300", "--epochs", "1", "--batch-size", "50", "--save", path] + extra)
+                #expect(run.status == 0, "\(extra): \(run.standardError)")
+                #expect(try TrainingCheckpoint.readState(path: path).configuration.weightDecay == expected, "\(extra)")
+            }
+        }
+    }
+
     @Test func textPrintsOneLinePerEpochThenTheTestAccuracy() throws {
         let result = try runBackprop(["train"] + Self.quick)
         #expect(result.status == 0, "stderr: \(result.standardError)")
