@@ -14,7 +14,15 @@ step of the numpy script. It prints the medians over the rounds, the ratios (Bac
 divided by the peer's: below 1 is faster) and the issue's goals, met or not. --markdown prints
 the table for BENCHMARKS.md.
 
-Usage: python3 Benchmarks/run_peers.py [--rounds N] [--runs N] [--no-build] [--markdown]
+With --cnn it then runs, alternately for --cnn-rounds rounds, the convnet epoch:
+
+    backprop bench --json --only cnn                     (Backprop, the `cnn` preset's network)
+    python3 Benchmarks/cnn_epoch_torch.py --json         (PyTorch eager, the same network)
+
+each under /usr/bin/time -v, and reports the median epochs, the ratio (the goal of issue 13:
+at most 0.5) and both peak memories (the goal: Backprop's no more than PyTorch's).
+
+Usage: python3 Benchmarks/run_peers.py [--rounds N] [--runs N] [--no-build] [--markdown] [--cnn]
 """
 
 import argparse
@@ -31,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKPROP = os.path.join(ROOT, ".build", "release", "backprop")
 NUMPY_PEER = os.path.join(ROOT, "Benchmarks", "seed_step_numpy.py")
 TORCH_PEER = os.path.join(ROOT, "Benchmarks", "minibatch_epoch_torch.py")
+CNN_TORCH_PEER = os.path.join(ROOT, "Benchmarks", "cnn_epoch_torch.py")
 
 # The issue's goals: (label, Backprop key, peer key, peer, largest ratio allowed).
 GOALS = [
@@ -45,6 +54,43 @@ def run_json(command):
     if completed.returncode != 0:
         sys.exit(f"run_peers: {' '.join(command)} failed:\n{completed.stderr.strip()}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_json_with_memory(command):
+    """Runs `command` under /usr/bin/time -v: its last line's JSON object and its peak RSS (KiB)."""
+    completed = subprocess.run(["/usr/bin/time", "-v"] + command, cwd=ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        sys.exit(f"run_peers: {' '.join(command)} failed:\n{completed.stderr.strip()[-2000:]}")
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", completed.stderr)
+    return json.loads(completed.stdout.strip().splitlines()[-1]), int(match.group(1)) if match else None
+
+
+def convnet_rounds(rounds, runs):
+    """Alternates Backprop's and PyTorch's convnet epoch; prints medians, ratio and peak memories."""
+    sides = {
+        "backprop": [BACKPROP, "bench", "--json", "--only", "cnn", "--runs", str(max(4, runs))],
+        "torch": [sys.executable, CNN_TORCH_PEER, "--json", "--runs", str(max(1, runs // 2)), "--warmup", "1"],
+    }
+    epochs = {name: [] for name in sides}
+    memory = {name: [] for name in sides}
+    loads = [load_average()]
+    for round_index in range(rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(list(sides)))
+        for name in order:
+            result, peak = run_json_with_memory(sides[name])
+            if "skipped" in result:
+                print(f"cnn: PyTorch skipped: {result['skipped']}")
+                return
+            epochs[name].append(result["cnn_epoch_s"])
+            memory[name].append(peak)
+        loads.append(load_average())
+        print(f"cnn round {round_index + 1}/{rounds} done (load {loads[-1]})", file=sys.stderr)
+    ours, theirs = statistics.median(epochs["backprop"]), statistics.median(epochs["torch"])
+    print(f"\ncnn epoch: Backprop {ours:.2f} s {epochs['backprop']}, PyTorch {theirs:.2f} s {epochs['torch']}, "
+          f"ratio {ours / theirs:.2f} (goal ≤ 0.5: {'met' if ours / theirs <= 0.5 else 'NOT met'})")
+    ours_memory, theirs_memory = max(memory["backprop"]), max(memory["torch"])
+    print(f"cnn peak memory: Backprop {ours_memory / 1024:.0f} MiB, PyTorch {theirs_memory / 1024:.0f} MiB "
+          f"({'met' if ours_memory <= theirs_memory else 'NOT met'}); load average {' '.join(loads)}")
 
 
 def peak_memory_kib(command):
@@ -83,10 +129,16 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="timed runs inside each program (default 5)")
     parser.add_argument("--no-build", action="store_true", help="use the release build as it is")
     parser.add_argument("--markdown", action="store_true", help="also print the table for BENCHMARKS.md")
+    parser.add_argument("--cnn", action="store_true", help="also the convnet epoch against PyTorch")
+    parser.add_argument("--cnn-only", action="store_true", help="only the convnet epoch against PyTorch")
+    parser.add_argument("--cnn-rounds", type=int, default=3, help="alternating convnet rounds (default 3)")
     args = parser.parse_args()
 
     if not args.no_build:
         subprocess.run(["swift", "build", "-c", "release", "--product", "backprop"], cwd=ROOT, check=True)
+    if args.cnn_only:
+        convnet_rounds(args.cnn_rounds, args.runs)
+        return
     torch_present = "skipped" not in run_json([sys.executable, TORCH_PEER, "--json", "--runs", "1", "--warmup", "0", "--only", "minibatch"])
 
     sides = {
@@ -162,6 +214,8 @@ def main():
             print(f"| {label} | {fmt(ours) if ours else '-'} | {fmt(theirs) if theirs else '-'} ({peer}) | "
                   f"{f'{ratio:.2f}' if ratio else '-'} | {goal_text} |")
         print(f"\n{today}, {machine_description()}, load average {' '.join(loads)}")
+    if args.cnn:
+        convnet_rounds(args.cnn_rounds, args.runs)
 
 
 if __name__ == "__main__":
