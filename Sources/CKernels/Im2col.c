@@ -245,9 +245,11 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
                 _mm256_storeu_ps(bests, best);
                 _mm256_storeu_si256((__m256i *)at8, winner);
                 _mm256_storeu_si256((__m256i *)piece8, piece);
-                memcpy(out + o, bests, (size_t)count * sizeof(float));
-                memcpy(winners + o, at8, (size_t)count * sizeof(int));
-                memcpy(pieces + o, piece8, (size_t)count * sizeof(int));
+                for (long j = 0; j < count; j++) {
+                    out[o + j] = bests[j];
+                    winners[o + j] = at8[j];
+                    pieces[o + j] = piece8[j];
+                }
             }
         }
     }

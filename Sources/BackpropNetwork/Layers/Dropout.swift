@@ -80,7 +80,7 @@ public final class Dropout: Layer, ModeDependentLayer {
         if Tensor.wouldRecord(inp) {
             out = inp * mask / keep
         } else {
-            out = Tensor.mapElements(inp, mask, operation: "Dropout") { x, m in x * m / keep }
+            out = Dropout.masked(inp, mask, keep: keep, operation: "Dropout")
         }
         return out
     }
@@ -93,7 +93,23 @@ public final class Dropout: Layer, ModeDependentLayer {
             return
         }
         let keep = 1 - p
-        inp.g = Tensor.mapElements(out.g, mask, operation: "Dropout.backward") { g, m in g * m / keep }
+        inp.g = Dropout.masked(out.g, mask, keep: keep, operation: "Dropout.backward")
+    }
+
+    /// `x · mask / keep`, element by element, in a new tensor: the loop written out, so that it
+    /// is vectorised (a closure handed to `Tensor.mapElements` would be called per element).
+    /// - Precondition: `x` and `mask` have the same shape; otherwise stops naming `operation`.
+    private static func masked(_ x: Tensor, _ mask: Tensor, keep: Float, operation: String) -> Tensor {
+        precondition(x.shape == mask.shape, "\(operation): shapes \(x.shape) and \(mask.shape) differ")
+        let (source, maskValues) = (x.contiguous(), mask.contiguous())
+        let result = Tensor(uninitializedShape: x.shape)
+        let (input, kept, out) = (source.pointer, maskValues.pointer, result.pointer)
+        withExtendedLifetime((source, maskValues)) {
+            Parallel.forEachRange(result.count, minimumPerPiece: Tensor.elementwiseMinimumPerWorker) { range in
+                for i in range { out[i] = input[i] * kept[i] / keep }
+            }
+        }
+        return result
     }
 
     /// A new mask: each element 1 with probability `1 - p`, else 0, drawn row-major from the
@@ -102,15 +118,20 @@ public final class Dropout: Layer, ModeDependentLayer {
     private func drawMask(_ shape: [Int]) -> Tensor {
         let mask = Tensor(uninitializedShape: shape)
         let threshold = UInt64((Double(p) * 0x1p32).rounded())
-        mask.withUnsafeMutableBufferPointer { values in
-            var i = 0
-            while i < values.count {
-                let bits = generator.next()
-                values[i] = UInt64(bits & 0xFFFF_FFFF) >= threshold ? 1 : 0
-                if i + 1 < values.count { values[i + 1] = bits >> 32 >= threshold ? 1 : 0 }
-                i += 2
-            }
+        // A local copy of the generator: a stored property of a class is checked for exclusive
+        // access at every call.
+        var random = generator
+        let values = mask.pointer
+        let count = mask.count
+        var i = 0
+        while i + 1 < count {
+            let bits = random.next()
+            values[i] = bits & 0xFFFF_FFFF >= threshold ? 1 : 0
+            values[i + 1] = bits >> 32 >= threshold ? 1 : 0
+            i += 2
         }
+        if i < count { values[i] = random.next() & 0xFFFF_FFFF >= threshold ? 1 : 0 }
+        generator = random
         return mask
     }
 }
