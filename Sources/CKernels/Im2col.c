@@ -125,6 +125,39 @@ void bp_col2im(const float *cols, float *y, const BPWindow *g, long imageBegin, 
     free(padded);
 }
 
+/// col2im from the planar layout: `d` holds one image's window gradients as `(c·kh·kw)` rows of
+/// `oh·ow` values, `ld` apart (PyTorch's `F.fold` input for one image); `y` (`[c, h, w]`) is set
+/// to their sums. Row `(ch, ky, kx)` adds to `y[ch, oy·sh − ph + ky, ox·sw − pw + kx]` for every
+/// `(oy, ox)` inside the image: with stride 1, a run of `ow` values added to a run of a row of `y`.
+void bp_col2im_planar(const float *d, long ld, float *y, const BPWindow *g) {
+    const long c = g->c, h = g->h, w = g->w, kh = g->kh, kw = g->kw, sh = g->sh, sw = g->sw;
+    const long ph = g->ph, pw = g->pw, oh = g->oh, ow = g->ow;
+    memset(y, 0, (size_t)(c * h * w) * sizeof(float));
+    for (long ch = 0; ch < c; ch++) {
+        for (long ky = 0; ky < kh; ky++) {
+            for (long kx = 0; kx < kw; kx++) {
+                const float *row = d + ((ch * kh + ky) * kw + kx) * ld;
+                // The outputs whose column ix = ox·sw − pw + kx lies in [0, w).
+                long first = pw - kx > 0 ? (pw - kx + sw - 1) / sw : 0;
+                long last = (w - 1 + pw - kx) >= 0 ? (w - 1 + pw - kx) / sw + 1 : 0;
+                if (last > ow) last = ow;
+                for (long oy = 0; oy < oh; oy++) {
+                    const long iy = oy * sh - ph + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    const float *restrict source = row + oy * ow;
+                    float *restrict target = y + (ch * h + iy) * w;
+                    const long shift = kx - pw;  // ix = ox·sw + shift
+                    if (sw == 1) {
+                        for (long ox = first; ox < last; ox++) target[ox + shift] += source[ox];
+                    } else {
+                        for (long ox = first; ox < last; ox++) target[ox * sw + shift] += source[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
 // MARK: - Scratch
 
 float *bp_thread_scratch(long count) {

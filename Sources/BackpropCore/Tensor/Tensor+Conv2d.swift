@@ -18,7 +18,10 @@ import CKernels
 //   forward,  for each piece:   C = W • colsᵀ;   out[i, o, :] = C[o, i·L ..< (i+1)·L] + b[o]
 //   backward, for each piece:   w.g += G • cols                              (cOut, K)
 //                               b.g += Σ_j G[:, j]                            (cOut)
-//                               inp.g of the piece = fold(Gᵀ • W)             (m, cIn, h, w)
+//                               inp.g of the piece = fold(Wᵀ • G)             (m, cIn, h, w)
+//
+// (Wᵀ • G is (Gᵀ • W)ᵀ: the window gradients in the planar layout, one row per (c, ky, kx), which
+// fold adds to the image a row segment at a time.)
 //
 // One product per piece, not one per image: a product of m·L columns keeps BLAS's kernels busy
 // where one image's L = 196 would not. Pieces depend on the batch alone; each piece sums its own
@@ -92,7 +95,7 @@ extension Tensor {
 
     /// The gradients of ``conv2d(_:weights:bias:stride:padding:)`` from the gradient of its
     /// output: `w.g = Σᵢ out.gᵢ • colsᵢ`, `b.g = Σ_{i, l} out.g[i, :, l]`, and (when
-    /// `inputGradient`) `inp.g = fold(out.gᵢᵀ • W)` image by image.
+    /// `inputGradient`) `inp.g = fold(Wᵀ • out.gᵢ)` image by image.
     ///
     /// Shapes: `gOut (n, cOut, oh, ow)`, `cols (n·oh·ow, cIn·kh·kw)` from the forward, `w (cOut,
     /// cIn, kh, kw)`, `inputShape = [n, cIn, h, w]`. Not recorded by autograd.
@@ -158,14 +161,15 @@ extension Tensor {
                         for channel in 0..<cOut { partialB[channel] = rowSum(gathered + channel * m * l, count: m * l) }
                     }
                     if let inpPointer {
-                        // Gᵀ • W: element (j, o) of Gᵀ (m·L, cOut) is G[o, j].
-                        let windowGradients = gathered + cOut * m * l  // (m·L, K)
-                        let gTransposed = MatrixOperand(
-                            pointer: UnsafePointer(gathered), rows: m * l, columns: cOut, leading: m * l,
+                        // Wᵀ • G, the window gradients as (K, m·L): each row (c, ky, kx) holds image i's
+                        // values in columns i·L ..< (i+1)·L (element (p, o) of Wᵀ is W[o, p]).
+                        let windowGradients = gathered + cOut * m * l  // (K, m·L)
+                        let wTransposed = MatrixOperand(
+                            pointer: UnsafePointer(weights.pointer), rows: k, columns: cOut, leading: k,
                             transposed: true)
-                        serialGemm(gTransposed, wOperand, into: windowGradients, accumulate: false)
+                        serialGemm(wTransposed, gOperand, into: windowGradients, accumulate: false)
                         for (i, image) in images.enumerated() {
-                            bp_col2im(windowGradients + i * l * k, inpPointer + image * imageSize, window, 0, 1)
+                            bp_col2im_planar(windowGradients + i * l, m * l, inpPointer + image * imageSize, window)
                         }
                     }
                 }

@@ -99,6 +99,11 @@ void bp_im2col(const float *x, float *cols, const BPWindow *window, long lineBeg
 /// the entries of `cols` that unfold would have copied from it.
 void bp_col2im(const float *cols, float *y, const BPWindow *window, long imageBegin, long imageEnd);
 
+/// col2im from one image's window gradients in the planar layout, `(c·kh·kw)` rows of `oh·ow`
+/// values `ld` apart: `y` (`[c, h, w]`) is set to the sum at each element of the values that
+/// unfold would have copied from it (window `(oy, ox)`, offset `(ky, kx)`).
+void bp_col2im_planar(const float *d, long ld, float *y, const BPWindow *window);
+
 /// This thread's scratch buffer of at least `count` floats (64-byte aligned), kept and grown from
 /// call to call, or NULL when memory runs out. Valid until this thread's next call.
 float *bp_thread_scratch(long count);
