@@ -271,21 +271,27 @@ public enum Checkpoint {
     /// - Throws: `DataError` naming the file, the tensor and the first element that is not finite.
     static func finiteTensor(_ file: SafetensorsFile, _ name: String, shape: [Int]? = nil) throws -> Tensor {
         let tensor = try shape.map { try file.tensor(name, shape: $0) } ?? file.tensor(name)
-        let bad = tensor.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite } }
-        if let bad {
-            var index: [Int] = []
-            var rest = bad
-            for size in tensor.shape.reversed() {
-                index.insert(rest % size, at: 0)
-                rest /= size
-            }
-            let value = tensor.withUnsafeBufferPointer { $0[bad] }
+        if let (value, index) = firstNonFinite(tensor) {
             throw DataError(
                 path: file.path,
                 problem: "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); Backprop never "
                     + "saves a value that is not finite, so the file is damaged")
         }
         return tensor
+    }
+
+    /// The first element of `tensor` (row-major) that is NaN or infinite, and its index, or `nil`.
+    static func firstNonFinite(_ tensor: Tensor) -> (value: Float, index: [Int])? {
+        guard let bad = tensor.withUnsafeBufferPointer({ values in values.firstIndex { !$0.isFinite } }) else {
+            return nil
+        }
+        var index: [Int] = []
+        var rest = bad
+        for size in tensor.shape.reversed() {
+            index.insert(rest % size, at: 0)
+            rest /= size
+        }
+        return (tensor.withUnsafeBufferPointer { $0[bad] }, index)
     }
 
     /// The architecture an MLP checkpoint declares in its metadata.

@@ -267,15 +267,7 @@ public enum PyTorchStateDict {
 
     /// Throws naming the file, the key and the first element of `tensor` that is not finite.
     private static func checkFinite(_ tensor: Tensor, _ key: String, _ path: String) throws {
-        let bad = tensor.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite } }
-        guard let bad else { return }
-        var index: [Int] = []
-        var rest = bad
-        for size in tensor.shape.reversed() {
-            index.insert(rest % size, at: 0)
-            rest /= size
-        }
-        let value = tensor.withUnsafeBufferPointer { $0[bad] }
+        guard let (value, index) = Checkpoint.firstNonFinite(tensor) else { return }
         throw DataError(path: path, problem: "\(key) holds \(value.isNaN ? "NaN" : "an infinity") at \(index)")
     }
 }
