@@ -95,7 +95,7 @@ extension Tensor {
 
     /// The gradients of ``conv2d(_:weights:bias:stride:padding:)`` from the gradient of its
     /// output: `w.g = Σᵢ out.gᵢ • colsᵢ`, `b.g = Σ_{i, l} out.g[i, :, l]`, and (when
-    /// `inputGradient`) `inp.g = fold(Wᵀ • out.gᵢ)` image by image.
+    /// `inputGradient`) `inp.g = fold(Wᵀ • out.gᵢ)` for each image `i`.
     ///
     /// Shapes: `gOut (n, cOut, oh, ow)`, `cols (n·oh·ow, cIn·kh·kw)` from the forward, `w (cOut,
     /// cIn, kh, kw)`, `inputShape = [n, cIn, h, w]`. Not recorded by autograd.

@@ -102,8 +102,8 @@ public final class Conv2d: Layer {
             let product = b.map { cols • weights.t() + $0 } ?? cols • weights.t()  // (n * oh * ow, cOut)
             out = product.reshape([n, oh, ow, cOut]).permutedContiguous([0, 3, 1, 2])
         } else {
-            // The same sums image by image, W • colsᵢᵀ + b, each written in NCHW where it belongs
-            // (Tensor+Conv2d.swift): no copy from rows of windows to channels.
+            // The same sums a piece of the batch at a time, W • colsᵀ + b, whose (cOut, images, oh·ow)
+            // result moves to NCHW in whole runs (Tensor+Conv2d.swift): no element-wise transpose.
             (out, cols) = Tensor.conv2d(inp, weights: w, bias: b, stride: stride, padding: padding)
         }
         return out
@@ -118,8 +118,9 @@ public final class Conv2d: Layer {
     /// `fold` adds each window's gradient back where the window was taken from (col2im).
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
-        // Image by image (Tensor+Conv2d.swift): w.g = Σᵢ out.gᵢ • colsᵢ, the same sums as gᵀ • cols
-        // with g's rows taken in NCHW order where out.g lies, and inp.gᵢ = fold(out.gᵢᵀ • W).
+        // A piece of the batch at a time (Tensor+Conv2d.swift), with G = the piece's out.g as
+        // (cOut, images·oh·ow): w.g = Σ G • cols, the same sums as gᵀ • cols, and
+        // inp.g = fold(Wᵀ • G), the window gradients (out.g • W)ᵀ folded from the planar layout.
         let gradients = Tensor.conv2dBackward(
             out.g, cols: cols, weights: w, inputShape: inp.shape, stride: stride, padding: padding,
             bias: b != nil, inputGradient: needsInputGradient)
