@@ -29,7 +29,14 @@ private struct TimedRun {
     let standardError: String
     /// Wall-clock time from the spawn to the end.
     let seconds: Double
-    /// The child's peak resident memory (`ru_maxrss`), in KiB.
+    /// The child's peak resident memory, in KiB: the largest `VmHWM` of `/proc/PID/status` seen
+    /// while it ran (polled every 5 ms), or `ru_maxrss` if it ended before the first poll.
+    ///
+    /// Not `ru_maxrss` alone: `posix_spawn` starts the child in the parent's memory (vfork), and
+    /// Linux carries that memory's high-water mark across `exec` into the child's `ru_maxrss`,
+    /// so it reports the test runner's peak when that is larger (838 MB under the address
+    /// sanitizer, where the train run itself used a few tens). `VmHWM` is the high-water mark of
+    /// the child's own memory, which starts afresh at `exec`.
     let peakKiB: Int
     /// Whether the run was killed at the timeout.
     let timedOut: Bool
@@ -81,7 +88,9 @@ private func runTimed(
         var usage = rusage()
         var timedOut = false
         var signalled = false
+        var polledPeakKiB: Int?
         while true {
+            if let highWater = highWaterKiB(of: pid) { polledPeakKiB = Swift.max(polledPeakKiB ?? 0, highWater) }
             let done = wait4(pid, &status, WNOHANG, &usage)
             if done == pid { break }
             try #require(done == 0 || errno == EINTR, "wait4 failed: \(String(cString: strerror(errno)))")
@@ -103,8 +112,17 @@ private func runTimed(
             signal: terminatingSignal == 0 ? nil : terminatingSignal,
             standardOutput: try String(contentsOfFile: outputPath, encoding: .utf8),
             standardError: try String(contentsOfFile: errorPath, encoding: .utf8),
-            seconds: seconds, peakKiB: usage.ru_maxrss, timedOut: timedOut)
+            seconds: seconds, peakKiB: polledPeakKiB ?? usage.ru_maxrss, timedOut: timedOut)
     }
+}
+
+/// `VmHWM` of `/proc/PID/status` in KiB (the peak resident memory of the process's own address
+/// space), or `nil` when it cannot be read (the process has ended, or no procfs).
+private func highWaterKiB(of pid: pid_t) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return nil }
+    return Int(line.dropFirst("VmHWM:".count).trimmingCharacters(in: .whitespaces).split(separator: " ")[0])
 }
 
 extension Duration {
