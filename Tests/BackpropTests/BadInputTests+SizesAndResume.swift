@@ -85,11 +85,7 @@ struct SizesAndResumeTests {
         let trainer = Trainer(configuration: Self.valid, classes: 10, train: (x, y), valid: (x, y))
         try trainer.fit(shouldStop: { trainer.epoch == 1 })
         try TrainingCheckpoint.save(trainer, configuration: Self.valid, limit: nil, to: path)
-        let file = try Safetensors.read(path: path)
-        var metadata = file.metadata
-        var tensors = file.tensors
-        edit(&metadata, &tensors)
-        try Safetensors.write(tensors, metadata: metadata, to: path)
+        try editSafetensors(at: path, edit)
     }
 
     @Test(

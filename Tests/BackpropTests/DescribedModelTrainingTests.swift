@@ -350,11 +350,7 @@ struct DescribedModelTrainingTests {
     ) throws {
         let model = try describedModel("conv 3 3, batchnorm, relu, flatten, lin 4", inputShape: [1, 5, 5])
         try Checkpoint.save(model, to: path, inputShape: [1, 5, 5])
-        let file = try Safetensors.read(path: path)
-        var metadata = file.metadata
-        var tensors = file.tensors
-        edit(&metadata, &tensors)
-        try Safetensors.write(tensors, metadata: metadata, to: path)
+        try editSafetensors(at: path, edit)
     }
 
     @Test(

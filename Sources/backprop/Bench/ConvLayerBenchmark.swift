@@ -125,24 +125,17 @@ struct ConvLayerBenchmark {
     /// own when `nil`), checked on `checkBatch` images. A recipe without `layers` (an MLP) has no
     /// convolutions.
     init(recipe: EpochBenchmark.Recipe = .cnn, batchSize: Int? = nil, checkBatch: Int = defaultCheckBatch) {
-        self.layers =
-            recipe.layers.map {
-                ConvLayerBenchmark.convolutions(layers: $0, batchSize: batchSize ?? recipe.batchSize)
-            } ?? []
+        self.layers = ConvLayerBenchmark.convolutions(of: recipe, batchSize: batchSize ?? recipe.batchSize)
         self.checkBatch = checkBatch
     }
 
-    /// The convolutions of the model described by `text` on 28×28 single-channel images, in
-    /// layer order, their input shapes for a batch of `batchSize`.
-    static func convolutions(layers text: String, batchSize: Int) -> [Layer] {
-        // The recipes' own text, never a user's: it parses and fits 28×28 images (BenchmarkTests
-        // builds it), so these cannot fail.
-        let description = try! ModelDescription(parsing: text)
-        let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
-        let inputs = [inputShape] + (try! description.shapes(input: inputShape)).dropLast()
+    /// The convolutions of `recipe`'s model on 28×28 single-channel images, in layer order, their
+    /// input shapes for a batch of `batchSize` (none for an MLP recipe).
+    static func convolutions(of recipe: EpochBenchmark.Recipe, batchSize: Int) -> [Layer] {
         var generator = RandomGenerator(seed: 0)
-        let model = try! Model(
-            description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
+        guard let (model, description, inputShape) = recipe.describedModel(generator: &generator) else { return [] }
+        // The recipe's own layers fit its input (describedModel built them), so this cannot fail.
+        let inputs = [inputShape] + (try! description.shapes(input: inputShape)).dropLast()
         return model.layers.enumerated().compactMap { i, layer in
             guard let conv = layer as? Conv2d else { return nil }
             return Layer(

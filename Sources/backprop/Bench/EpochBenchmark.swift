@@ -112,14 +112,9 @@ struct EpochBenchmark {
         var generator = RandomGenerator(seed: seed)
         let model: Model
         var x = self.x
-        if let layers = recipe.layers {
-            // A recipe of the benchmark's own, never a user's text: it parses and fits the 28×28 rows
-            // that BenchCommand checks the data for (BenchmarkTests builds it), so these cannot fail.
-            let description = try! ModelDescription(parsing: layers)
-            let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
-            x = x.reshape([x.shape[0]] + inputShape)
-            model = try! Model(
-                description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
+        if let described = recipe.describedModel(generator: &generator) {
+            x = x.reshape([x.shape[0]] + described.inputShape)
+            model = described.model
         } else {
             model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
         }
@@ -127,5 +122,22 @@ struct EpochBenchmark {
             parameters: model.parameters, learningRate: recipe.learningRate, weightDecay: recipe.weightDecay)
         let batches = Batches(x: x, y: y, batchSize: recipe.batchSize)
         return (model, optimizer, batches)
+    }
+}
+
+extension EpochBenchmark.Recipe {
+    /// The model of ``layers`` for 28×28 single-channel images, drawn from `generator`, with its
+    /// description and the shape of one example; `nil` for an MLP recipe (no `layers`).
+    func describedModel(
+        generator: inout RandomGenerator
+    ) -> (model: Model, description: ModelDescription, inputShape: [Int])? {
+        guard let layers else { return nil }
+        // A recipe of the benchmark's own, never a user's text: it parses and fits the 28×28 rows
+        // that BenchCommand checks the data for (BenchmarkTests builds it), so these cannot fail.
+        let description = try! ModelDescription(parsing: layers)
+        let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+        let model = try! Model(
+            description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
+        return (model, description, inputShape)
     }
 }

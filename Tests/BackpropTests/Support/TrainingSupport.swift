@@ -58,3 +58,15 @@ func writeRandomDataset(in folder: String, seed: UInt64) throws {
     try IDX.write(bytes(60 * 16, below: 256), shape: [60, 4, 4], to: folder + "/t10k-images-idx3-ubyte")
     try IDX.write(bytes(60, below: 10), shape: [60], to: folder + "/t10k-labels-idx1-ubyte")
 }
+
+/// Reads the safetensors file at `path`, lets `edit` change its metadata and tensors, and writes
+/// it back in place (tests that damage a checkpoint on purpose).
+func editSafetensors(
+    at path: String, _ edit: (inout [String: String], inout [String: Tensor]) -> Void
+) throws {
+    let file = try Safetensors.read(path: path)
+    var metadata = file.metadata
+    var tensors = file.tensors
+    edit(&metadata, &tensors)
+    try Safetensors.write(tensors, metadata: metadata, to: path)
+}
