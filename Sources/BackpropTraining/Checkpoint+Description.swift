@@ -29,8 +29,8 @@ extension Checkpoint {
     /// inputs, the stored `input_shape` (`[1, 28, 28]`) for a described model.
     ///
     /// A caller holding images `(N, c, h, w)` or rows `(N, m)` reshapes them to
-    /// `[N] + inputShape(path:)` before giving them to the model of ``load(path:)``.
-    /// - Throws: `DataError` naming `path` as ``load(path:)`` does for its metadata.
+    /// `[N] + inputShape(path:)` before giving them to the model of ``load(from:layers:)``.
+    /// - Throws: `DataError` naming `path` as ``load(from:layers:)`` does for its metadata.
     public static func inputShape(path: String) throws -> [Int] {
         switch try readStoredModel(Safetensors.read(path: path)) {
         case .mlp(let architecture): [architecture.sizes[0]]
@@ -39,19 +39,53 @@ extension Checkpoint {
     }
 
     /// The description that names `model`'s layers, one entry per layer (`Conv2d` gives `conv`,
-    /// `Lin` gives `lin`, …), so that building it gives a model of the same shapes.
+    /// `Lin` gives `lin`, …, a `SavableLayer` its kind and arguments), so that building it
+    /// gives a model of the same shapes.
     ///
     /// - Throws: `CheckpointError` naming the first layer that no entry describes (a layer type
-    ///   of its own, a convolution with a kernel that is not square, a batch norm with another
-    ///   `eps` or `momentum` than the description builds).
+    ///   of your own that is not a `SavableLayer`, a convolution with a kernel that is not
+    ///   square, a batch norm with another `eps` or `momentum` than the description builds), or a
+    ///   `SavableLayer` whose kind is not a valid word or clashes with a built-in layer's, or
+    ///   whose arguments are not one word each.
     public static func modelDescription(of model: Model) throws -> ModelDescription {
         let entries = try model.layers.enumerated().map { index, layer in
-            guard let entry = entry(describing: layer) else {
-                throw CheckpointError("cannot save layer \(index), a \(type(of: layer)): no model description names it")
+            if let entry = entry(describing: layer) { return entry }
+            guard let savable = layer as? any SavableLayer else {
+                throw CheckpointError(
+                    "cannot save layer \(index), a \(type(of: layer)): no model description names it "
+                        + "(a layer of your own saves when it conforms to SavableLayer)")
             }
-            return entry
+            return try customEntry(describing: savable, index: index)
         }
         return ModelDescription(entries: entries)
+    }
+
+    /// The entry `KIND ARG1 ARG2 …` of a layer of your own.
+    /// - Throws: `CheckpointError` naming the layer when its kind or an argument would not parse
+    ///   back to it.
+    private static func customEntry(describing layer: any SavableLayer, index: Int) throws -> ModelDescription.Entry {
+        let type = type(of: layer)
+        if let problem = ModelDescription.kindProblem(type.kind) {
+            throw CheckpointError("cannot save layer \(index), a \(type): \(problem)")
+        }
+        let arguments = layer.arguments
+        if let bad = arguments.first(where: { $0.isEmpty || $0.contains { $0.isWhitespace || $0 == "," } }) {
+            throw CheckpointError(
+                "cannot save layer \(index), a \(type): its argument \"\(bad)\" is not one word (each of "
+                    + "\(arguments) must be non-empty, without whitespace or commas)")
+        }
+        return .custom(ModelDescription.CustomLayerType(type), arguments: arguments)
+    }
+
+    /// The `SavableLayer` types among `model`'s layers.
+    static func savableLayerTypes(of model: Model) -> [any SavableLayer.Type] {
+        var seen: Set<ObjectIdentifier> = []
+        var types: [any SavableLayer.Type] = []
+        for layer in model.layers {
+            guard let type = type(of: layer) as? any SavableLayer.Type else { continue }
+            if seen.insert(ObjectIdentifier(type)).inserted { types.append(type) }
+        }
+        return types
     }
 
     /// The description entry of `layer`, or `nil` if there is none.
@@ -131,6 +165,18 @@ extension Checkpoint {
         return (description, inputShape, loss)
     }
 
+    /// ` (layer I, a ScaledTanh built by ScaledTanh(arguments: ["1.5"]))` when the tensor `key`
+    /// (`layers.I.NAME`) belongs to a layer of your own, whose `init(arguments:)` gave the
+    /// expected shape; else nothing.
+    private static func builtBy(_ key: String, in model: Model) -> String {
+        let parts = key.split(separator: ".")
+        guard parts.count >= 3, parts[0] == "layers", let index = Int(parts[1]), model.layers.indices.contains(index),
+            let layer = model.layers[index] as? any SavableLayer
+        else { return "" }
+        let type = type(of: layer)
+        return " (layer \(index), a \(type) built by \(type)(arguments: \(layer.arguments)))"
+    }
+
     /// The shape of one example `model` takes, when it can be known without being told: `[m]`
     /// for a model whose first weighted layer is a `Lin` of `m` inputs with nothing spatial
     /// before it, else the shape of the examples it last ran on.
@@ -146,9 +192,13 @@ extension Checkpoint {
         return nil
     }
 
-    /// The description, input shape and loss in a `backprop-model` checkpoint's metadata.
-    /// - Throws: `DataError` naming the file and the metadata entry that is missing or malformed.
-    static func readDescribedModel(_ file: SafetensorsFile) throws -> StoredModel {
+    /// The description, input shape and loss in a `backprop-model` checkpoint's metadata, its
+    /// layers of your own built by the types in `layers` or the registered ones.
+    /// - Throws: `DataError` naming the file and the metadata entry that is missing or malformed,
+    ///   or the layer kind that no type in `layers` or registered has.
+    static func readDescribedModel(
+        _ file: SafetensorsFile, layers: [any SavableLayer.Type] = []
+    ) throws -> StoredModel {
         guard let text = file.metadata["layers"] else {
             throw DataError(
                 path: file.path,
@@ -157,8 +207,15 @@ extension Checkpoint {
         }
         let description: ModelDescription
         do {
-            description = try ModelDescription(parsing: text)
+            description = try ModelDescription(parsing: text, layers: layers)
         } catch {
+            if let kind = error.unknownKind {
+                throw DataError(
+                    path: file.path,
+                    problem: "holds a layer of kind \"\(kind)\", which is not registered: register the "
+                        + "SavableLayer type whose kind is \"\(kind)\" with ModelDescription.register(_:), or pass "
+                        + "it to Checkpoint.load(from:layers:) (metadata 'layers': \"\(text)\")")
+            }
             throw DataError(path: file.path, problem: "metadata 'layers' is not a model description: \(error)")
         }
         guard let shapeText = file.metadata["input_shape"] else {
@@ -201,7 +258,11 @@ extension Checkpoint {
         let named = model.namedParameters + model.namedBuffers
         var pairs: [(source: Tensor, destination: Tensor)] = []
         for (key, tensor) in named {
-            pairs.append((try finiteTensor(file, key, shape: tensor.shape), tensor))
+            do {
+                pairs.append((try finiteTensor(file, key, shape: tensor.shape), tensor))
+            } catch let error as DataError {
+                throw DataError(path: error.path, problem: error.problem + builtBy(key, in: model))
+            }
         }
         try checkNoExtraTensors(file, expected: Set(named.map(\.name)), model: name)
         copy(pairs)

@@ -64,7 +64,7 @@ extension Checkpoint {
     /// - Parameters:
     ///   - model: a model whose layers a description names (an MLP too).
     ///   - path: the destination; its folder must exist.
-    ///   - inputShape: the shape of one example (see ``save(_:to:metadata:optimizerState:inputShape:)``).
+    ///   - inputShape: the shape of one example (see ``save(_:to:normalization:metadata:optimizerState:inputShape:)``).
     ///   - metadata: more `__metadata__` entries.
     /// - Throws: `CheckpointError` when a layer has no PyTorch module, the input shape is unknown,
     ///   or a weight is not finite; `DataError` naming `path` if it cannot be written.

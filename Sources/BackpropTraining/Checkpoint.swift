@@ -28,6 +28,22 @@ public struct ModelArchitecture: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// What a checkpoint holds: the model, ready to predict, and what its inputs must look like.
+///
+/// Made by `Checkpoint.load(from:layers:)`.
+public struct SavedModel {
+    /// The model, in evaluation mode, with the checkpoint's weights and buffers.
+    public let model: Model
+    /// The shape of one example the model takes: `[m]` for an MLP of `m` inputs, the stored
+    /// `input_shape` (`[1, 28, 28]`) for a described model. Give the model `[n] + inputShape`.
+    public let inputShape: [Int]
+    /// The mean and standard deviation the model's inputs were normalised with in training
+    /// (`x̂ = (x − mean) / std`, applied to pixels / 255 by `FashionMNIST(directory:normalization:)`),
+    /// or `nil` when the checkpoint stores none (one written before checkpoints stored it, or
+    /// saved without it).
+    public let normalization: (mean: Double, std: Double)?
+}
+
 /// Saving and loading trained models as safetensors files that any framework can read.
 ///
 /// Every tensor is named `layers.I.NAME` after the index `I` of its layer in `model.layers` and
@@ -52,8 +68,18 @@ public struct ModelArchitecture: Equatable, Sendable, CustomStringConvertible {
 ///   the description's canonical text and the shape of one example, from which loading builds
 ///   the model before it copies the tensors in.
 ///
-/// Both carry whatever else the caller adds (the command line adds the inputs' normalisation and
-/// the training settings). Files are written atomically (see `writeAtomically`).
+/// Layers of your own (`SavableLayer`) are entries of the description, `KIND ARG1 ARG2 …`,
+/// with their `Layer.namedParameters` and `Layer.buffers` stored like the built-in layers'.
+///
+/// Both formats store the inputs' normalisation when it is given (`input_mean`, `input_std`: the
+/// model takes `(x − mean) / std`), and carry whatever else the caller adds (the command line
+/// adds the training settings). Files are written atomically (see `writeAtomically`).
+///
+/// ```swift
+/// try Checkpoint.save(model, to: "model.safetensors", normalization: (data.trainMean, data.trainStd))
+/// let saved = try Checkpoint.load(from: "model.safetensors", layers: [ScaledTanh.self])
+/// let logits = saved.model.predict(x)  // x normalised with saved.normalization
+/// ```
 public enum Checkpoint {
     /// The `format` metadata value of Backprop's MLP checkpoints.
     public static let format = "backprop-mlp"
@@ -91,25 +117,37 @@ public enum Checkpoint {
     /// in the `backprop-model` format with its parameters and buffers (see ``Checkpoint``).
     /// - Parameters:
     ///   - model: an MLP (`Lin`, `ReLU`, …, `Lin`), or a model of the layers a `ModelDescription`
-    ///     names (as `Model(description:inputShape:loss:generator:)` builds); with a
-    ///     `CrossEntropy` or `Mse` loss.
+    ///     names (as `Model(description:inputShape:loss:generator:)` builds) and of layers of your
+    ///     own (`SavableLayer`); with a `CrossEntropy` or `Mse` loss.
     ///   - path: the destination; its folder must exist.
-    ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's).
+    ///   - normalization: the mean and standard deviation the model's inputs were normalised with
+    ///     (`x̂ = (x − mean) / std`; `FashionMNIST`'s `trainMean` and `trainStd`), stored as
+    ///     `input_mean` and `input_std` so that ``load(from:layers:)`` returns them and `backprop
+    ///     evaluate` normalises with them; `nil` stores none.
+    ///   - metadata: more `__metadata__` entries (they cannot replace the architecture's, nor give
+    ///     `input_mean` or `input_std` besides `normalization`).
     ///   - optimizerState: an optimizer's named state (see `Optimizer.state`), stored as
     ///     `optimizer.<name>` so that a run can resume (see `TrainingCheckpoint`); models loaded
-    ///     with ``load(path:)`` ignore it.
+    ///     with ``load(from:layers:)`` ignore it.
     ///   - inputShape: the shape of one example (`[1, 28, 28]`), stored for a described model.
     ///     `nil`: the shape the model last ran on, or `[m]` for a model that starts with a `Lin`
     ///     of `m` inputs. An MLP ignores it.
     /// - Throws: `CheckpointError` if a weight or buffer is NaN or infinite (so that a diverged
     ///   run never replaces a good file), or the model cannot be saved (a layer no description
-    ///   names, an unknown input shape, tensors that do not fit the description); `DataError`
-    ///   naming `path` if it cannot be written. On any error the file at `path` is left as it was.
+    ///   names, a `SavableLayer` whose kind or arguments do not make an entry, an unknown input
+    ///   shape, tensors that do not fit the description), or the normalisation is not a finite
+    ///   mean and a positive standard deviation, or is given twice; `DataError` naming `path` if it
+    ///   cannot be written. On any error the file at `path` is left as it was.
     public static func save(
-        _ model: Model, to path: String, metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:],
-        inputShape: [Int]? = nil
+        _ model: Model, to path: String, normalization: (mean: Double, std: Double)? = nil,
+        metadata: [String: String] = [:], optimizerState: [String: Tensor] = [:], inputShape: [Int]? = nil
     ) throws {
         var entries = metadata
+        if let normalization {
+            try checkNormalization(normalization, metadata: metadata)
+            entries[meanKey] = "\(normalization.mean)"
+            entries[stdKey] = "\(normalization.std)"
+        }
         var tensors: [String: Tensor] = [:]
         let named: [(name: String, tensor: Tensor)]
         if let architecture = try? architecture(of: model) {
@@ -145,27 +183,45 @@ public enum Checkpoint {
         try Safetensors.write(tensors, metadata: entries, to: path)
     }
 
-    /// A model built from the checkpoint at `path`: its architecture, then its weights.
+    /// The model built from the checkpoint at `path` (its architecture, then its weights), the
+    /// shape of one example it takes, and the normalisation its inputs need.
     ///
     /// An MLP checkpoint gives the MLP; a `backprop-model` checkpoint gives the model its
     /// description builds for its input shape, with every parameter and buffer copied in, in
     /// evaluation mode (dropout off, batch norm on its running statistics: ready to predict;
-    /// `train()` it to go on training).
+    /// `train()` it to go on training). A layer of your own in the description is built by the
+    /// type of its kind in `layers`, else by the one registered (`ModelDescription.register(_:)`),
+    /// and its stored tensors must have the names and shapes of the layer its
+    /// `init(arguments:)` builds.
+    /// - Parameters:
+    ///   - path: a checkpoint written by ``save(_:to:normalization:metadata:optimizerState:inputShape:)``.
+    ///   - layers: `SavableLayer` types the checkpoint may hold besides the registered ones.
     /// - Throws: `DataError` naming `path` when the file cannot be read, is not a Backprop
-    ///   checkpoint, its metadata is malformed (naming the entry), or its tensors do not fit the
+    ///   checkpoint, its metadata is malformed (naming the entry), names a layer kind neither in
+    ///   `layers` nor registered (saying to register it), or its tensors do not fit the
     ///   architecture it declares (naming the missing, extra or misshapen tensor, with the
-    ///   expected and the found shape, or the first value that is not finite).
-    public static func load(path: String) throws -> Model {
+    ///   expected and the found shape, or the first value that is not finite), or its
+    ///   normalisation is malformed (as ``normalization(path:)`` says).
+    public static func load(from path: String, layers: [any SavableLayer.Type] = []) throws -> SavedModel {
         let file = try Safetensors.read(path: path)
-        switch try readStoredModel(file) {
+        let stored = try readStoredModel(file, layers: layers)
+        let normalization = try readNormalization(file)
+        switch stored {
         case .mlp(let architecture):
-            return try loadMLP(file, architecture)
+            let model = try loadMLP(file, architecture)
+            return SavedModel(model: model, inputShape: [architecture.sizes[0]], normalization: normalization)
         case .described(let description, let inputShape, let lossName):
             let model = try buildModel(file, description, inputShape: inputShape, loss: lossName)
             try copyTensors(file, into: model, describedAs: "the model \"\(description)\"")
             model.eval()
-            return model
+            return SavedModel(model: model, inputShape: inputShape, normalization: normalization)
         }
+    }
+
+    /// The model built from the checkpoint at `path`: ``load(from:layers:)``'s model alone.
+    /// - Throws: as ``load(from:layers:)`` does.
+    public static func load(path: String, layers: [any SavableLayer.Type] = []) throws -> Model {
+        try load(from: path, layers: layers).model
     }
 
     /// The MLP of `architecture`, with the weights of `file`.
@@ -195,12 +251,21 @@ public enum Checkpoint {
     ///   the two values and not the other, or a value that is not a finite number (a standard
     ///   deviation must also be positive).
     public static func normalization(path: String) throws -> (mean: Double, std: Double)? {
-        let file = try Safetensors.read(path: path)
-        let meanText = file.metadata["input_mean"]
-        let stdText = file.metadata["input_std"]
+        try readNormalization(Safetensors.read(path: path))
+    }
+
+    /// The metadata keys of the inputs' normalisation.
+    static let meanKey = "input_mean"
+    static let stdKey = "input_std"
+
+    /// The normalisation in `file`'s metadata (see ``normalization(path:)``).
+    static func readNormalization(_ file: SafetensorsFile) throws -> (mean: Double, std: Double)? {
+        let path = file.path
+        let meanText = file.metadata[meanKey]
+        let stdText = file.metadata[stdKey]
         if meanText == nil && stdText == nil { return nil }
         guard let meanText, let stdText else {
-            let (present, missing) = meanText == nil ? ("input_std", "input_mean") : ("input_mean", "input_std")
+            let (present, missing) = meanText == nil ? (stdKey, meanKey) : (meanKey, stdKey)
             throw DataError(path: path, problem: "metadata has '\(present)' but no '\(missing)'")
         }
         guard let mean = Double(meanText), mean.isFinite else {
@@ -210,6 +275,20 @@ public enum Checkpoint {
             throw DataError(path: path, problem: "metadata 'input_std' is '\(stdText)', expected a positive number")
         }
         return (mean, std)
+    }
+
+    /// Throws unless `normalization` is a finite mean and a positive, finite standard deviation,
+    /// and `metadata` does not give one of its own.
+    static func checkNormalization(_ normalization: (mean: Double, std: Double), metadata: [String: String]) throws {
+        guard normalization.mean.isFinite, normalization.std.isFinite, normalization.std > 0 else {
+            throw CheckpointError(
+                "cannot save the normalisation mean \(normalization.mean), std \(normalization.std): expected a finite "
+                    + "mean and a positive standard deviation")
+        }
+        if let key = [meanKey, stdKey].first(where: { metadata[$0] != nil }) {
+            throw CheckpointError(
+                "cannot save the normalisation twice: metadata holds '\(key)' too (give it as normalization only)")
+        }
     }
 
     /// Copies the checkpoint's weights (and buffers) into `model`, whose architecture must be
@@ -238,7 +317,8 @@ public enum Checkpoint {
             try PyTorchStateDict.load(file, into: model, describedAs: modelName)
             return
         }
-        let found = try readStoredModel(file)
+        // The model's own layer types read the file's entries of their kinds: no registration needed.
+        let found = try readStoredModel(file, layers: savableLayerTypes(of: model))
         if let expected = try? architecture(of: model) {
             guard case .mlp(let architecture) = found, architecture == expected else {
                 throw DataError(path: path, problem: "holds \(found), expected \(expected)")
@@ -265,7 +345,7 @@ public enum Checkpoint {
     /// The tensor `name` of `file`, of shape `shape` (or any shape if `nil`), with every value
     /// finite.
     ///
-    /// ``save(_:to:metadata:optimizerState:inputShape:)`` never writes a NaN or an infinity, so
+    /// ``save(_:to:normalization:metadata:optimizerState:inputShape:)`` never writes a NaN or an infinity, so
     /// one in a checkpoint means the file was damaged or written by something else: it is named
     /// as such, rather than left to surface as a NaN loss blamed on the first epoch that uses it.
     /// - Throws: `DataError` naming the file, the tensor and the first element that is not finite.
@@ -320,13 +400,14 @@ public enum Checkpoint {
         return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
     }
 
-    /// The model a checkpoint of either format declares in its metadata.
+    /// The model a checkpoint of either format declares in its metadata, its layers of your own
+    /// built by the types in `layers` or the registered ones.
     /// - Throws: `DataError` naming the file when it is not a Backprop checkpoint, or the
     ///   metadata is missing or malformed.
-    static func readStoredModel(_ file: SafetensorsFile) throws -> StoredModel {
+    static func readStoredModel(_ file: SafetensorsFile, layers: [any SavableLayer.Type] = []) throws -> StoredModel {
         switch file.metadata["format"] {
         case format: return .mlp(try readArchitecture(file))
-        case modelFormat: return try readDescribedModel(file)
+        case modelFormat: return try readDescribedModel(file, layers: layers)
         default:
             throw DataError(
                 path: file.path,

@@ -44,7 +44,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var epochs: Int
     /// The rows per minibatch.
     public var batchSize: Int
-    /// The peak learning rate (the schedule scales it step by step).
+    /// The peak learning rate (`--lr`): the optimizer that ``Trainer/init(configuration:classes:train:valid:)``
+    /// makes starts with it, and the schedule scales it step by step.
     public var learningRate: Float
     /// The optimizer.
     public var optimizer: OptimizerKind
@@ -235,14 +236,20 @@ public func defaultEvaluationBatch(for model: Model) -> Int {
 }
 
 /// A training run in progress: a model, an optimizer, a schedule, the data, and how far it got.
+///
+/// The optimizer owns the learning rate, as in PyTorch: the schedule scales from the learning
+/// rate the optimizer holds when the trainer is made (``peakLearningRate``), and sets
+/// `optimizer.learningRate` before every step to `schedule.learningRate(peak:step:totalSteps:)`.
 public final class Trainer {
     /// The model being trained.
     public let model: Model
-    /// The optimizer updating `model.parameters`.
+    /// The optimizer updating `model.parameters`; the schedule sets its `learningRate` before
+    /// every step.
     public let optimizer: any Optimizer
     /// The learning-rate schedule.
     public let schedule: LearningRateSchedule
-    /// The peak learning rate given to the schedule.
+    /// The peak learning rate the schedule scales: the optimizer's `learningRate` when the
+    /// trainer was made.
     public let peakLearningRate: Float
     /// The number of epochs of the whole run.
     public let epochs: Int
@@ -266,19 +273,23 @@ public final class Trainer {
     private var epochRows = 0
     private var epochSeconds = 0.0
 
-    /// A run of `epochs` epochs over `train`, validated on `valid`.
+    /// A run of `epochs` epochs over `train`, validated on `valid`, at the peak learning rate
+    /// that `optimizer` holds (`Adam(model.parameters, learningRate: 3e-3)`).
+    ///
+    /// The schedule step `s` of `S` sets `optimizer.learningRate = schedule.learningRate(peak:
+    /// peakLearningRate, step: s, totalSteps: S)`: `.constant` keeps the optimizer's rate.
     /// - Precondition: `train.x (N, …)` (`(N, m)`, `(N, c, h, w)`), `train.y (N)`, `valid` alike;
     ///   `epochs > 0`; the model fits the data (its first layer takes the rows of `x`).
     public init(
-        model: Model, optimizer: any Optimizer, schedule: LearningRateSchedule, learningRate: Float, epochs: Int,
-        batchSize: Int, seed: UInt64, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
+        model: Model, optimizer: any Optimizer, schedule: LearningRateSchedule, epochs: Int, batchSize: Int,
+        seed: UInt64, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
     ) {
         precondition(epochs > 0, "Trainer: epochs \(epochs) must be positive")
         precondition(train.x.shape[0] > 0, "Trainer: no training rows")
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
-        self.peakLearningRate = learningRate
+        self.peakLearningRate = optimizer.learningRate
         self.epochs = epochs
         self.seed = seed
         self.batches = Batches(x: train.x, y: train.y, batchSize: batchSize)
@@ -286,8 +297,17 @@ public final class Trainer {
         self.yValid = valid.y.contiguous()
     }
 
+    /// The learning rate has one home, the optimizer: give it there.
+    @available(*, unavailable, message: "the optimizer owns the learning rate: give it to the optimizer only")
+    public convenience init(
+        model: Model, optimizer: any Optimizer, schedule: LearningRateSchedule, learningRate: Float, epochs: Int,
+        batchSize: Int, seed: UInt64, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)
+    ) {
+        fatalError("unavailable")
+    }
+
     /// A run of `configuration`: its model, initialised from `configuration.seed`, and its
-    /// optimizer.
+    /// optimizer, made with `configuration.learningRate` (the schedule's peak).
     ///
     /// The model is `configuration.layers`' description built for the rows of `train.x` (a
     /// convnet takes `(N, c, h, w)`, a description starting with `lin` `(N, m)`), or, without a
@@ -311,8 +331,7 @@ public final class Trainer {
             parameters: model.parameters, learningRate: configuration.learningRate,
             weightDecay: configuration.weightDecay)
         self.init(
-            model: model, optimizer: optimizer, schedule: configuration.schedule,
-            learningRate: configuration.learningRate, epochs: configuration.epochs,
+            model: model, optimizer: optimizer, schedule: configuration.schedule, epochs: configuration.epochs,
             batchSize: configuration.batchSize, seed: configuration.seed, train: train, valid: valid)
         if configuration.flip {
             precondition(

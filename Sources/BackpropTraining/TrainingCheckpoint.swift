@@ -53,13 +53,17 @@ public enum TrainingCheckpoint {
     ///   - configuration: the settings the run was built from (stored, to rebuild it).
     ///   - limit: the rows limit the data was read with, if any (stored, to read the same rows).
     ///   - path: the destination; its folder must exist.
+    ///   - normalization: the mean and standard deviation the training inputs were normalised
+    ///     with (`x̂ = (x − mean) / std`), stored for `Checkpoint.load(from:layers:)` and `backprop
+    ///     evaluate` (see `Checkpoint.save(_:to:normalization:metadata:optimizerState:inputShape:)`).
     ///   - metadata: more `__metadata__` entries.
-    /// - Throws: `CheckpointError` if a weight is NaN or infinite; `DataError` naming `path` if it
-    ///   cannot be written. The file at `path` is then unchanged.
+    /// - Throws: `CheckpointError` if a weight is NaN or infinite or the normalisation is not a
+    ///   finite mean and a positive standard deviation; `DataError` naming `path` if it cannot be
+    ///   written. The file at `path` is then unchanged.
     /// - Precondition: `trainer` is between two epochs.
     public static func save(
         _ trainer: Trainer, configuration: TrainingConfiguration, limit: Int?, to path: String,
-        metadata: [String: String] = [:]
+        normalization: (mean: Double, std: Double)? = nil, metadata: [String: String] = [:]
     ) throws {
         precondition(trainer.step == 0, "TrainingCheckpoint.save: the run is in the middle of an epoch")
         var entries = metadata
@@ -68,8 +72,8 @@ public enum TrainingCheckpoint {
         entries["epochs_completed"] = String(trainer.epoch)
         if let limit { entries["limit"] = String(limit) }
         try Checkpoint.save(
-            trainer.model, to: path, metadata: entries, optimizerState: trainer.optimizer.state,
-            inputShape: Array(trainer.batches.x.shape.dropFirst()))
+            trainer.model, to: path, normalization: normalization, metadata: entries,
+            optimizerState: trainer.optimizer.state, inputShape: Array(trainer.batches.x.shape.dropFirst()))
     }
 
     /// Reads the settings and history of the run saved in `path`.
@@ -88,7 +92,7 @@ public enum TrainingCheckpoint {
     ///   trainer is then unusable: make a new one.
     public static func restore(_ trainer: Trainer, from path: String) throws {
         let file = try Safetensors.read(path: path)
-        let state = try readState(file)
+        let state = try readState(file, layers: Checkpoint.savableLayerTypes(of: trainer.model))
         guard state.configuration.epochs == trainer.epochs else {
             throw DataError(
                 path: path, problem: "saved a run of \(state.configuration.epochs) epochs, not \(trainer.epochs)")
@@ -118,8 +122,9 @@ public enum TrainingCheckpoint {
         trainer.resume(history: state.history)
     }
 
-    /// The state in `file`'s metadata.
-    static func readState(_ file: SafetensorsFile) throws -> TrainingState {
+    /// The state in `file`'s metadata; `layers`: the types of the layers of your own the model
+    /// may hold, besides the registered ones.
+    static func readState(_ file: SafetensorsFile, layers: [any SavableLayer.Type] = []) throws -> TrainingState {
         func fail(_ problem: String) -> DataError { DataError(path: file.path, problem: problem) }
         guard let settings = file.metadata["training"] else {
             throw fail("holds no \"training\" settings: it is a model, not a training run to resume")
@@ -140,7 +145,7 @@ public enum TrainingCheckpoint {
         }
         // The settings are checked as the command line checks its options: a file can say anything.
         let (imageShape, classes): ([Int], Int)
-        switch try Checkpoint.readStoredModel(file) {
+        switch try Checkpoint.readStoredModel(file, layers: layers) {
         case .mlp(let architecture):
             (imageShape, classes) = ([architecture.sizes[0]], architecture.sizes.last ?? 10)
         case .described(let description, let inputShape, _):

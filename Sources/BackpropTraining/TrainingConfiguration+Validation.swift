@@ -214,6 +214,12 @@ extension TrainingConfiguration {
             return (input, weights, 0)
         case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .dropout:
             return (input, 0, 0)
+        case .custom:
+            // A layer of your own: built to ask its output shape and count its parameters.
+            guard let layer = try? entry.makeCustomLayer(entryNumber: 0),
+                let shape = try? layer.outputShape(input: input)
+            else { return ([], 0, 0) }
+            return (shape, layer.parameters.reduce(0) { $0 + $1.count }, 0)
         }
     }
 

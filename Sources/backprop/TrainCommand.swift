@@ -190,7 +190,7 @@ struct TrainCommand: ParsableCommand {
             do {
                 try TrainingCheckpoint.save(
                     trainer, configuration: configuration, limit: limit, to: checkpointPath,
-                    metadata: ["input_mean": "\(dataset.trainMean)", "input_std": "\(dataset.trainStd)"])
+                    normalization: (dataset.trainMean, dataset.trainStd))
             } catch {
                 checkpointError = error
             }
@@ -224,12 +224,10 @@ struct TrainCommand: ParsableCommand {
         let last = trainer.history.last!
 
         if let checkpointPath {
-            let metadata = [
-                "input_mean": "\(dataset.trainMean)", "input_std": "\(dataset.trainStd)",
-                "test_accuracy": "\(test.accuracy)", "valid_accuracy": "\(last.validAccuracy)",
-            ]
+            let metadata = ["test_accuracy": "\(test.accuracy)", "valid_accuracy": "\(last.validAccuracy)"]
             try TrainingCheckpoint.save(
-                trainer, configuration: configuration, limit: limit, to: checkpointPath, metadata: metadata)
+                trainer, configuration: configuration, limit: limit, to: checkpointPath,
+                normalization: (dataset.trainMean, dataset.trainStd), metadata: metadata)
         }
         if let plot {
             let network =

@@ -94,8 +94,8 @@ struct DescribedModelTrainingTests {
                 optimizer: configuration.optimizer.make(
                     parameters: model.parameters, learningRate: configuration.learningRate,
                     weightDecay: configuration.weightDecay),
-                schedule: configuration.schedule, learningRate: configuration.learningRate,
-                epochs: configuration.epochs, batchSize: configuration.batchSize, seed: configuration.seed,
+                schedule: configuration.schedule, epochs: configuration.epochs, batchSize: configuration.batchSize,
+                seed: configuration.seed,
                 train: data.train, valid: data.valid)
         } else {
             trainer = Trainer(configuration: configuration, classes: 10, train: data.train, valid: data.valid)

@@ -91,9 +91,8 @@ struct TrainingTests {
         var generator = RandomGenerator(seed: 42)
         let model = Model.mlp(sizes: [784, 50, 1], loss: Mse(), generator: &generator)
         let trainer = Trainer(
-            model: model, optimizer: SGD(model.parameters, learningRate: 0.005), schedule: .constant,
-            learningRate: 0.005, epochs: 5, batchSize: 30, seed: 42, train: (data.xTrain, data.yTrain),
-            valid: (data.xValid, data.yValid))
+            model: model, optimizer: SGD(model.parameters, learningRate: 0.005), schedule: .constant, epochs: 5,
+            batchSize: 30, seed: 42, train: (data.xTrain, data.yTrain), valid: (data.xValid, data.yValid))
         let losses = try trainer.fit().map(\.trainLoss)
         for (before, after) in zip(losses, losses.dropFirst()) {
             #expect(after < before, "MSE training loss by epoch: \(losses)")
@@ -122,6 +121,30 @@ struct TrainingTests {
         #expect(first.weights != other.weights, "another seed, other weights")
     }
 
+    // MARK: - The learning rate
+
+    /// The optimizer owns the learning rate: the trainer's schedule scales from the rate the
+    /// optimizer holds, and sets it before every step; a configuration's goes to its optimizer.
+    @Test func theScheduleScalesTheOptimizersLearningRate() throws {
+        var generator = RandomGenerator(seed: 3)
+        let x = Tensor.randn([32, 4], generator: &generator)
+        let y = Tensor((0..<32).map { Float($0 % 3) })
+        let model = Model.mlp(sizes: [4, 5, 3], loss: CrossEntropy(), generator: &generator)
+        let optimizer = Adam(model.parameters, learningRate: 0.02)
+        let trainer = Trainer(
+            model: model, optimizer: optimizer, schedule: .oneCycle, epochs: 2, batchSize: 8, seed: 1,
+            train: (x, y), valid: (x, y))
+        #expect(trainer.peakLearningRate == 0.02)
+        var rates: [Float] = []
+        try trainer.fit(onStep: { _ in rates.append(optimizer.learningRate) })
+        let expected = (0..<8).map { LearningRateSchedule.oneCycle.learningRate(peak: 0.02, step: $0, totalSteps: 8) }
+        #expect(rates == expected)
+
+        let configuration = TrainingConfiguration(hidden: [5], epochs: 1, batchSize: 8, learningRate: 0.007, seed: 1)
+        let configured = Trainer(configuration: configuration, classes: 3, train: (x, y), valid: (x, y))
+        #expect(configured.peakLearningRate == 0.007 && configured.optimizer.learningRate == 0.007)
+    }
+
     // MARK: - Divergence
 
     @Test func divergenceStopsNamingTheEpochAndStep() throws {
@@ -131,8 +154,8 @@ struct TrainingTests {
         let y = Tensor((0..<64).map { Float($0 % 10) })
         let model = Model.mlp(sizes: [8, 16, 1], loss: Mse(), generator: &generator)
         let trainer = Trainer(
-            model: model, optimizer: SGD(model.parameters, learningRate: 10), schedule: .constant,
-            learningRate: 10, epochs: 3, batchSize: 16, seed: 1, train: (x, y), valid: (x, y))
+            model: model, optimizer: SGD(model.parameters, learningRate: 10), schedule: .constant, epochs: 3,
+            batchSize: 16, seed: 1, train: (x, y), valid: (x, y))
         var completedSteps = 0
         do {
             try trainer.fit(onStep: { _ in completedSteps += 1 })

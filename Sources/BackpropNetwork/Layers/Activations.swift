@@ -94,6 +94,7 @@ public final class Tanh: Layer {
 
     /// The backward pass: `inp.g = out.g · (1 - out²)`  // (n, …)
     public func backward() {
+        checkReadyForBackward()
         inp.g = Tensor.mapElements(out, out.g, operation: "Tanh.backward") { y, g in g * (1 - y * y) }
     }
 }
@@ -124,6 +125,7 @@ public final class Sigmoid: Layer {
 
     /// The backward pass: `inp.g = out.g · out · (1 - out)`  // (n, …)
     public func backward() {
+        checkReadyForBackward()
         inp.g = Tensor.mapElements(out, out.g, operation: "Sigmoid.backward") { y, g in g * y * (1 - y) }
     }
 }
@@ -192,6 +194,7 @@ public final class LeakyReLU: Layer, PiecewiseLayer {
     /// The backward pass: `inp.g = (inp > 0 ? 1 : slope) · out.g`  // (n, …)
     /// (the frozen slopes' `slopes · out.g` with the pieces frozen).
     public func backward() {
+        checkReadyForBackward()
         if let frozenSlopes {
             inp.g = Tensor.mapElements(frozenSlopes, out.g, operation: "LeakyReLU.backward") { m, g in m * g }
             return
@@ -228,6 +231,7 @@ public final class GELU: Layer {
 
     /// The backward pass: `inp.g = out.g · (Φ(inp) + inp · φ(inp))`  // (n, …)
     public func backward() {
+        checkReadyForBackward()
         let rootHalf = Float(0.5).squareRoot()
         let inverseRoot2Pi = Float(1 / (2 * Double.pi).squareRoot())
         inp.g = Tensor.mapElements(inp, out.g, operation: "GELU.backward") { x, g in

@@ -108,6 +108,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// - training: `inp.g = w · invStd / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat))`
     /// - evaluation: `inp.g = out.g · w · invStd`   // the shape of inp
     public func backward() {
+        checkReadyForBackward()
         let (n, c, spatial) = split(inp)
         let count = n * spatial
         let x = inp.contiguous()

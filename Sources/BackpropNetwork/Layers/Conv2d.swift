@@ -118,6 +118,7 @@ public final class Conv2d: Layer {
     /// `fold` adds each window's gradient back where the window was taken from (col2im).
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
+        checkReadyForBackward()
         // A piece of the batch at a time (Tensor+Conv2d.swift), with G = the piece's out.g as
         // (cOut, images·oh·ow): w.g = Σ G • cols, the same sums as gᵀ • cols, and
         // inp.g = fold(Wᵀ • G), the window gradients (out.g • W)ᵀ folded from the planar layout.

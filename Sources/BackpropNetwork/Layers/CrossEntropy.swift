@@ -117,6 +117,7 @@ public final class CrossEntropy: Loss {
     /// The gradient of `mean_i (logsumexp(inp[i]) - inp[i, targ[i]])` with respect to `inp[i, j]`
     /// is `(softmax(inp[i])_j - [j == targ[i]]) / n`.
     public func backward() {
+        checkReadyForBackward()
         inp.g = fusedCrossEntropyGradient(inp, targ)
     }
 }

@@ -88,6 +88,7 @@ public final class Dropout: Layer, ModeDependentLayer {
     /// The backward pass: `inp.g = out.g · mask / (1 - p)` in training, `inp.g = out.g` in
     /// evaluation  // (n, …)
     public func backward() {
+        checkReadyForBackward()
         guard droppedInLastCall, let mask else {
             inp.g = out.g.reshape(inp.shape)
             return

@@ -37,6 +37,7 @@ public final class Flatten: Layer {
     /// The backward pass: the same gradients, in the input's shape:
     /// - `inp.g = out.g.reshape(inp.shape)`   // (n, d1, d2, …)
     public func backward() {
+        checkReadyForBackward()
         inp.g = out.g.reshape(inp.shape)
     }
 }

@@ -44,6 +44,39 @@ public protocol Loss: AnyObject {
     func backward()
 }
 
+// MARK: - Backward before forward
+
+extension Layer {
+    /// Stops, naming the layer, unless `backward()` can run: a call stored `out`, and the layer
+    /// after this one (or the loss) wrote `out.g` in its own `backward()`.
+    ///
+    /// Every layer of the library calls it first in `backward()`; a layer of your own can too.
+    /// - Precondition: the layer was called (else `Lin.backward(): no forward pass yet; call the
+    ///   layer on an input first`) and `out.g` is set (else `Lin.backward(): out.g is not set; …`).
+    public func checkReadyForBackward() {
+        guard let out else {
+            preconditionFailure("\(Self.self).backward(): no forward pass yet; call the layer on an input first")
+        }
+        precondition(
+            out.g != nil,
+            "\(Self.self).backward(): out.g is not set; the layer after this one (or the loss) writes it in its "
+                + "backward(): call model.backward(), or set out.g before calling backward()")
+    }
+}
+
+extension Loss {
+    /// Stops, naming the loss, unless `backward()` can run: a call stored `inp` and `targ`.
+    ///
+    /// Every loss of the library calls it first in `backward()`; a loss of your own can too.
+    /// - Precondition: the loss was called (else `Mse.backward(): no forward pass yet; call the loss
+    ///   on an output and targets first`).
+    public func checkReadyForBackward() {
+        precondition(
+            inp != nil && targ != nil,
+            "\(Self.self).backward(): no forward pass yet; call the loss on an output and targets first")
+    }
+}
+
 // MARK: - Names, buffers, modes and pieces
 
 extension Layer {

@@ -58,6 +58,7 @@ public final class Lin: Layer {
     ///
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
+        checkReadyForBackward()
         if needsInputGradient { inp.g = out.g • w.t() }
         w.g = inp.t() • out.g
         b.g = out.g.sum(0)

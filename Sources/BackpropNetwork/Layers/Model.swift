@@ -65,8 +65,30 @@ public final class Model {
 
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
     /// last to first, turns its `out.g` into its `inp.g`.
+    /// - Precondition: the model was called with inputs and targets (`loss = model(x, y)`), and
+    ///   each layer's `backward()` wrote the `inp.g` that is the `out.g` of the layer before it;
+    ///   otherwise stops naming the layer (`Model.backward(): layer 1 (ReLU): out.g was not set by
+    ///   layer 2 (Lin)'s backward(); …`).
     public func backward() {
+        precondition(
+            loss.inp != nil,
+            "Model.backward(): no forward pass yet; call the model on inputs and targets first (loss = model(x, y))")
         loss.backward()
-        for l in layers.reversed() { l.backward() }
+        for (index, l) in layers.enumerated().reversed() {
+            precondition(
+                l.out != nil,
+                "Model.backward(): layer \(index) (\(type(of: l))) has no forward pass; call the model on inputs and "
+                    + "targets first (loss = model(x, y))")
+            precondition(l.out.g != nil, unsetGradientMessage(index, l, after: index + 1 < layers.count))
+            l.backward()
+        }
+    }
+
+    /// Why layer `index` has no `out.g`: the one after it (or the loss) did not write it.
+    private func unsetGradientMessage(_ index: Int, _ layer: any Layer, after hasNext: Bool) -> String {
+        let writer = hasNext ? "layer \(index + 1) (\(type(of: layers[index + 1])))" : "the loss (\(type(of: loss)))"
+        return
+            "Model.backward(): layer \(index) (\(type(of: layer))): out.g was not set by \(writer)'s backward(); its "
+            + "backward() must write inp.g on the very tensor this layer returned"
     }
 }

@@ -17,6 +17,8 @@ import BackpropCore
 //     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
 //     dropout P                                Dropout, 0 <= P < 1
 //     batchnorm                                BatchNorm
+//     KIND [ARG …]                             a layer of your own: a SavableLayer whose kind is
+//                                              KIND, built by init(arguments: [ARG, …])
 //
 // Input sizes (a conv's cIn, a lin's nIn, batchnorm's features) come from the input shape.
 // Shapes below are per example (without the batch dimension n): [c, h, w] for images, [m] for
@@ -54,6 +56,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case dropout(p: Float)
         /// `batchnorm`: a ``BatchNorm`` over the features or channels of its input.
         case batchNorm
+        /// `KIND ARG1 ARG2 …`: a layer of your own, built by `type.init(arguments: arguments)`
+        /// (see ``SavableLayer``).
+        case custom(CustomLayerType, arguments: [String])
     }
 
     /// The layers, first to last.
@@ -73,15 +78,36 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
 
     /// Parses the text form, or a preset name (`seed`, `mlp`, `cnn`; see ``presets``).
     ///
+    /// An entry whose first word is not a built-in layer name is a layer of your own: the
+    /// ``SavableLayer`` in `layers` whose kind it is, else the one registered for it (see
+    /// ``register(_:)``); the words after it are its arguments, as written.
+    /// - Parameters:
+    ///   - text: the description, such as `conv 8 3, relu, flatten, lin 10`.
+    ///   - layers: layer types of your own that this description may name, besides the registered
+    ///     ones (they win over a registered type of the same kind).
     /// - Throws: ``ModelDescriptionError`` naming the entry (from 1), its text, what was expected,
     ///   the character (from 1, in `text`) and the token found there, e.g.
-    ///   `--layers: entry 3 "maxpool x": expected a kernel size (a positive integer) at character 27, found "x"`.
-    public init(parsing text: String) throws(ModelDescriptionError) {
+    ///   `--layers: entry 3 "maxpool x": expected a kernel size (a positive integer) at character 27, found "x"`;
+    ///   for a word that is neither a layer name nor a known kind, its ``ModelDescriptionError/unknownKind``.
+    /// - Precondition: each type in `layers` has a valid kind (as ``register(_:)`` requires), and
+    ///   no two share one.
+    public init(parsing text: String, layers: [any SavableLayer.Type] = []) throws(ModelDescriptionError) {
+        var given: [String: any SavableLayer.Type] = [:]
+        for type in layers {
+            if let problem = Self.kindProblem(type.kind) {
+                preconditionFailure("ModelDescription(parsing:layers:): \(type): \(problem)")
+            }
+            if let other = given[type.kind], ObjectIdentifier(other) != ObjectIdentifier(type) {
+                preconditionFailure(
+                    "ModelDescription(parsing:layers:): \(other) and \(type) both have the kind \"\(type.kind)\"")
+            }
+            given[type.kind] = type
+        }
         let trimmed = text.trimmingWhitespace().lowercased()
         if let preset = Self.presets.first(where: { $0.name == trimmed }) {
-            self = try ModelDescriptionParser(text: preset.text).parse()
+            self = try ModelDescriptionParser(text: preset.text, layers: given).parse()
         } else {
-            self = try ModelDescriptionParser(text: text).parse()
+            self = try ModelDescriptionParser(text: text, layers: given).parse()
         }
     }
 
@@ -153,7 +179,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     ///   way with fan-in `c·K·K`, `b = 0` (or none with `nobias`);
     /// - `batchnorm`: `BatchNorm(features: c)`, `w = 1`, `b = 0`, running mean 0 and variance 1;
     /// - `dropout P`: `Dropout(p: P, seed: s)`, each `s` a `generator.next()` drawn AFTER all the
-    ///   weights, in layer order, so that adding or removing dropout leaves the weights unchanged.
+    ///   weights, in layer order, so that adding or removing dropout leaves the weights unchanged;
+    /// - a layer of your own: `type.init(arguments:)`, which draws nothing from `generator` (a
+    ///   nonlinearity of your own does not count as one for the Kaiming gain above).
     ///
     /// Weights are drawn in layer order, each row-major; nothing else is drawn before the dropout
     /// seeds. Every layer is in training mode.
@@ -196,6 +224,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             case .gelu: layers.append(GELU())
             case .dropout(let p): layers.append(Dropout(p: p, seed: generator.next()))
             case .batchNorm: layers.append(BatchNorm(features: inputs[i][0]))
+            case .custom: layers.append(try entry.makeCustomLayer(entryNumber: i + 1))
             }
         }
         return layers
@@ -214,6 +243,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
                 count += out * input[0] * kernel * kernel + (bias ? out : 0)
             case .lin(let out): count += input[0] * out + out
             case .batchNorm: count += 2 * input[0]
+            case .custom: count += try entry.makeCustomLayer(entryNumber: 0).parameters.reduce(0) { $0 + $1.count }
             default: break
             }
         }
@@ -227,7 +257,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             switch entry {
             case .conv, .lin: return false
             case .relu, .leakyReLU, .gelu, .tanh, .sigmoid: return true
-            case .maxPool, .avgPool, .flatten, .dropout, .batchNorm: continue
+            case .maxPool, .avgPool, .flatten, .dropout, .batchNorm, .custom: continue
             }
         }
         return false
@@ -249,10 +279,14 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
 public struct ModelDescriptionError: Error, CustomStringConvertible, Equatable {
     /// The message, ready for the user.
     public let description: String
+    /// The first word of an entry that is neither a built-in layer name nor the kind of a known
+    /// ``SavableLayer`` (lowercased), when that is what stopped parsing; else `nil`.
+    public let unknownKind: String?
 
     /// An error with the given message.
-    public init(description: String) {
+    public init(description: String, unknownKind: String? = nil) {
         self.description = description
+        self.unknownKind = unknownKind
     }
 }
 
@@ -282,6 +316,24 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .gelu: return "gelu"
         case .dropout(let p): return "dropout \(p)"
         case .batchNorm: return "batchnorm"
+        case .custom(let type, let arguments): return ([type.type.kind] + arguments).joined(separator: " ")
+        }
+    }
+
+    /// The layer of your own that this `.custom` entry describes, built by its type's
+    /// `init(arguments:)`.
+    /// - Throws: naming the entry (`entryNumber` from 1; 0 leaves the number out) and the
+    ///   initialiser's error.
+    package func makeCustomLayer(entryNumber: Int) throws(ModelDescriptionError) -> any SavableLayer {
+        guard case .custom(let type, let arguments) = self else {
+            preconditionFailure("makeCustomLayer: \(self) is a built-in layer")
+        }
+        do {
+            return try type.type.init(arguments: arguments)
+        } catch {
+            let entry = entryNumber > 0 ? "entry \(entryNumber) " : ""
+            throw ModelDescriptionError(
+                description: "--layers: \(entry)\"\(self)\": \(type)(arguments: \(arguments)) failed: \(error)")
         }
     }
 
@@ -327,6 +379,13 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return input
         case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .dropout:
             return input
+        case .custom(let type, _):
+            let layer = try makeCustomLayer(entryNumber: entryNumber)
+            do {
+                return try layer.outputShape(input: input)
+            } catch {
+                throw failure("does not take its input \(input): \(type).outputShape(input:) failed: \(error)")
+            }
         }
     }
 }
@@ -356,6 +415,8 @@ struct ModelDescriptionParser {
     }
 
     let text: String
+    /// Layer types of your own that the text may name besides the registered ones, by kind.
+    var layers: [String: any SavableLayer.Type] = [:]
 
     /// The entries of `text`.
     func parse() throws(ModelDescriptionError) -> ModelDescription {
@@ -367,7 +428,7 @@ struct ModelDescriptionParser {
         }
         var entries: [ModelDescription.Entry] = []
         for (i, segment) in segments.enumerated() {
-            var reader = EntryReader(segment: segment, number: i + 1)
+            var reader = EntryReader(segment: segment, number: i + 1, layers: layers)
             entries.append(try reader.entry())
         }
         return ModelDescription(entries: entries)
@@ -413,15 +474,18 @@ struct ModelDescriptionParser {
     struct EntryReader {
         let segment: Segment
         let number: Int
+        /// Layer types of your own given besides the registered ones, by kind.
+        let layers: [String: any SavableLayer.Type]
         var next = 0
 
-        init(segment: Segment, number: Int) {
+        init(segment: Segment, number: Int, layers: [String: any SavableLayer.Type] = [:]) {
             self.segment = segment
             self.number = number
+            self.layers = layers
         }
 
         /// The error at the next word: what was expected there, and what was found.
-        func failure(expected: String, found: String? = nil) -> ModelDescriptionError {
+        func failure(expected: String, found: String? = nil, unknownKind: String? = nil) -> ModelDescriptionError {
             let (position, foundText): (Int, String)
             if next < segment.tokens.count {
                 position = segment.tokens[next].position
@@ -432,7 +496,8 @@ struct ModelDescriptionParser {
             }
             return ModelDescriptionError(
                 description: "--layers: entry \(number) \"\(segment.text)\": expected \(expected) "
-                    + "at character \(position), found \(foundText)")
+                    + "at character \(position), found \(foundText)",
+                unknownKind: unknownKind)
         }
 
         /// The next word, lowercased, if any.
@@ -486,8 +551,15 @@ struct ModelDescriptionParser {
         /// The entry.
         mutating func entry() throws(ModelDescriptionError) -> ModelDescription.Entry {
             let names = ModelDescriptionParser.names.joined(separator: ", ")
-            guard let name = peek, ModelDescriptionParser.names.contains(name) else {
-                throw failure(expected: "a layer name (\(names))")
+            guard let name = peek else { throw failure(expected: "a layer name (\(names))") }
+            guard ModelDescriptionParser.names.contains(name) else {
+                guard let type = layers[name] ?? ModelDescription.registeredType(kind: name) else {
+                    throw failure(expected: "a layer name (\(names))", unknownKind: name)
+                }
+                // A layer of your own: every word after its kind is an argument, as written.
+                let arguments = segment.tokens[(next + 1)...].map(\.text)
+                next = segment.tokens.count
+                return .custom(ModelDescription.CustomLayerType(type), arguments: arguments)
             }
             next += 1
             switch name {

@@ -42,6 +42,7 @@ public final class Mse: Loss {
     /// One pass over memory (`Tensor.fusedMSEGradient`), with the same result as the seed's line,
     /// which runs wherever the fused loop does not apply.
     public func backward() {
+        checkReadyForBackward()
         // inp.g = 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])
         inp.g =
             Tensor.fusedMSEGradient(inp, targ) ?? 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])

@@ -152,6 +152,7 @@ public final class MaxPool2d: PiecewiseLayer {
     /// summed where windows overlap (`stride < kernel`); every other element gets 0:
     /// - `inp.g[img, ch][winners[img, ch, oy, ox]] += out.g[img, ch, oy, ox]`   // (n, c, h, w)
     public func backward() {
+        checkReadyForBackward()
         inp.g = Tensor.maxPool2dBackward(out.g, winners: winners, inputShape: inp.shape, kernel: kernel, stride: stride)
     }
 }
@@ -219,6 +220,7 @@ public final class AvgPool2d: Layer {
     /// - `inp.g[img, ch, oy * stride + ky, ox * stride + kx] += out.g[img, ch, oy, ox] / kernel²`
     ///   // (n, c, h, w)
     public func backward() {
+        checkReadyForBackward()
         inp.g = Tensor.avgPool2dBackward(out.g, inputShape: inp.shape, kernel: kernel, stride: stride)
     }
 }

@@ -65,6 +65,7 @@ public final class ReLU: Layer, PiecewiseLayer {
     /// The mask and the product are one pass over memory (`Tensor.fusedReLUGradient`), with the
     /// same result as the seed's line, which runs wherever the fused loop does not apply.
     public func backward() {
+        checkReadyForBackward()
         if let frozenMask {
             inp.g = Tensor.mapElements(frozenMask, out.g, operation: "ReLU.backward") { m, g in m * g }
             return

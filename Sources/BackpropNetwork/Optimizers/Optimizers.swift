@@ -14,7 +14,8 @@ import Foundation
 public protocol Optimizer: AnyObject {
     /// The tensors updated in place, in the order the state names refer to them.
     var parameters: [Tensor] { get }
-    /// The step size, set before each step by the learning-rate schedule.
+    /// The step size `lr`: the one home of the learning rate. A `Trainer` takes the value it holds
+    /// when the trainer is made as its schedule's peak, and sets it before every step.
     var learningRate: Float { get set }
     /// The decoupled weight decay `wd` in `w ← w - lr·wd·w`, applied to matrices only.
     var weightDecay: Float { get set }
@@ -76,7 +77,7 @@ public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
 public final class SGD: Optimizer {
     /// The tensors updated in place (their `.g` is read).
     public let parameters: [Tensor]
-    /// The step size `lr`, set before each step by the schedule.
+    /// The step size `lr` (a `Trainer` sets it before each step from its schedule).
     public var learningRate: Float
     /// The decoupled weight decay `wd` (matrices only).
     public var weightDecay: Float
@@ -151,7 +152,7 @@ public final class SGD: Optimizer {
 public final class Adam: Optimizer {
     /// The tensors updated in place (their `.g` is read).
     public let parameters: [Tensor]
-    /// The step size `lr`, set before each step by the schedule.
+    /// The step size `lr` (a `Trainer` sets it before each step from its schedule).
     public var learningRate: Float
     /// The decoupled weight decay `wd` (matrices only).
     public var weightDecay: Float

@@ -4,7 +4,8 @@ import Foundation
 /// How the learning rate changes over a training run, as a function of the step.
 ///
 /// `progress = step / totalSteps` runs from 0 (the first step) towards 1 (the last), and
-/// `lr` is the peak learning rate given on the command line:
+/// `lr` is the peak learning rate (`--lr`; for a `Trainer`, its optimizer's learning rate when
+/// the trainer was made):
 /// - `constant`: `lr` throughout.
 /// - `cosine`: a linear warm-up from 0 to `lr` over the first 5% of the steps, then a cosine
 ///   decay to 0: `lr · (1 + cos(π·p)) / 2`, `p` the progress after the warm-up.
