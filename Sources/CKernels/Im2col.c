@@ -267,7 +267,10 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
             const __m256i tie = _mm256_cmpgt_epi32(hits, _mm256_set1_epi32(1));
             const __m256i piece = _mm256_blendv_epi8(at, _mm256_set1_epi32(-1), tie);
             const long o = first + oy * ow + ox;
-            if (count == 8) {
+            // A short vector at the end of a row (7 outputs of a 14-wide input) is stored whole
+            // when the plane has outputs to spare after it: its extra lanes land on the next
+            // outputs of this plane, which this loop writes afterwards.
+            if (count == 8 || o + 8 <= first + oh * ow) {
                 _mm256_storeu_ps(out + o, best);
                 _mm256_storeu_si256((__m256i *)(winners + o), winner);
                 _mm256_storeu_si256((__m256i *)(pieces + o), piece);

@@ -331,6 +331,114 @@ struct ConvolutionTests {
         #expect(Conv2d(w, nil).namedParameters.map(\.name) == ["w"])
     }
 
+    // MARK: The direct kernel (a first layer with small windows)
+
+    /// Stride-1 cases for the direct kernel: output widths below, at and past a vector of eight
+    /// (1, 5, 8, 9, 14, 16, 17, 19, 28), kernels from 1 × 1 to 5 × 5 and one wider than eight (1 × 9),
+    /// one to sixteen channels (windows of 1 to 144 values), padding 0 to 2, with and without bias.
+    static let directCases: [ConvolutionCase] = [
+        .init(n: 2, cIn: 1, h: 28, w: 28, cOut: 3, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 2, cIn: 1, h: 7, w: 5, cOut: 2, kh: 3, kw: 3, stride: 1, padding: 2, bias: false),
+        .init(n: 2, cIn: 3, h: 5, w: 9, cOut: 3, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 2, cIn: 1, h: 6, w: 17, cOut: 2, kh: 5, kw: 5, stride: 1, padding: 2, bias: true),
+        .init(n: 1, cIn: 3, h: 4, w: 8, cOut: 5, kh: 1, kw: 1, stride: 1, padding: 0, bias: true),
+        .init(n: 2, cIn: 1, h: 3, w: 24, cOut: 2, kh: 1, kw: 9, stride: 1, padding: 0, bias: false),
+        .init(n: 1, cIn: 1, h: 3, w: 3, cOut: 1, kh: 3, kw: 3, stride: 1, padding: 0, bias: true),
+        // Deeper windows (the convnet's second layer, 144 values): a direct forward, a backward
+        // through unfolded windows and BLAS. Five channels: a tile of four and one more.
+        .init(n: 2, cIn: 16, h: 14, w: 14, cOut: 5, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 1, cIn: 4, h: 9, w: 21, cOut: 6, kh: 3, kw: 3, stride: 1, padding: 0, bias: false),
+    ]
+
+    @Test("the direct kernel: forward equals the direct loop in Double", arguments: directCases)
+    func directForward(_ t: ConvolutionCase) throws {
+        let (inp, w, b, _) = convolutionTensors(t, seed: 11)
+        try #require(
+            Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: t.padding),
+            "the direct kernel needs AVX2 (this CPU has it not)")
+        let out = Tensor.conv2dDirect(inp, weights: w, bias: b, padding: t.padding)
+        #expect(out.shape == [t.n, t.cOut, t.oh, t.ow])
+        expectNear(out, directConvolution(inp, w, b, t), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
+        // The layer takes it for a first layer, and reads the same values.
+        let layer = Conv2d(w, b, stride: 1, padding: t.padding)
+        layer.needsInputGradient = false
+        #expect(layer(inp).values == out.values)
+    }
+
+    @Test("the direct kernel: the layer's .g against finite differences and autograd", arguments: directCases)
+    func directBackward(_ t: ConvolutionCase) throws {
+        let (inp, w, b, r) = convolutionTensors(t, seed: 12)
+        try #require(
+            Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: t.padding),
+            "the direct kernel needs AVX2 (this CPU has it not)")
+        // Autograd through unfold, •, + and permute, on copies that require gradients.
+        let (inp2, w2) = (Tensor(shape: inp.shape, values: inp.values), Tensor(shape: w.shape, values: w.values))
+        let b2 = b.map { Tensor(shape: $0.shape, values: $0.values) }
+        for tensor in [inp2, w2] + (b2.map { [$0] } ?? []) { tensor.requiresGrad = true }
+        (Conv2d(w2, b2, stride: 1, padding: t.padding)(inp2) * r).sum().backward()
+        // Finite differences of the Double loop where the weights are few (the deep cases have
+        // hundreds, each two passes of the loop: autograd checks those alone).
+        let loss = { dot(directConvolution(inp, w, b, t), r) }
+        let wEstimates = w.count <= 100 ? finiteDifferences(of: loss, withRespectTo: w) : nil
+        let bEstimates = b.map { finiteDifferences(of: loss, withRespectTo: $0) }
+        // A first layer (w.g and b.g from the images directly when the windows are small), and a
+        // layer that also writes inp.g (through unfolded windows).
+        for needsInputGradient in [false, true] {
+            let label = needsInputGradient ? "with inp.g" : "without inp.g"
+            inp.g = nil
+            let layer = Conv2d(w, b, stride: 1, padding: t.padding)
+            layer.needsInputGradient = needsInputGradient
+            layer(inp).g = r
+            layer.backward()
+            if let wEstimates {
+                expectNear(
+                    w.g, wEstimates, relativeTolerance: 1e-4, absoluteTolerance: 1e-4, "w, finite differences, \(label)"
+                )
+            }
+            expectNear(
+                w.g, try #require(w2.grad), relativeTolerance: 1e-4, absoluteTolerance: 1e-5, "w, autograd, \(label)")
+            if let b, let b2, let bEstimates {
+                expectNear(
+                    b.g, bEstimates, relativeTolerance: 1e-4, absoluteTolerance: 1e-4, "b, finite differences, \(label)"
+                )
+                expectNear(
+                    b.g, try #require(b2.grad), relativeTolerance: 1e-4, absoluteTolerance: 1e-5,
+                    "b, autograd, \(label)")
+            }
+            if needsInputGradient {
+                expectNear(
+                    inp.g, try #require(inp2.grad), relativeTolerance: 1e-4, absoluteTolerance: 1e-5, "inp, autograd")
+            } else {
+                #expect(inp.g == nil)
+            }
+            // cols, which the direct kernel never made, are unfolded when read, and kept.
+            let cols = try #require(layer.cols)
+            let reference = Tensor.referenceUnfold(
+                inp, kernel: (t.kh, t.kw), stride: (1, 1), padding: (t.padding, t.padding))
+            #expect(cols.values == reference.values)
+            #expect(layer.cols === cols)
+        }
+    }
+
+    @Test("the direct kernel's gradients are the same bits on one thread and on two")
+    func directBackwardThreads() throws {
+        let t = ConvolutionCase(n: 40, cIn: 1, h: 28, w: 28, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: true)
+        let (inp, w, b, r) = convolutionTensors(t, seed: 13)
+        try #require(
+            Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: 1),
+            "the direct kernel needs AVX2 (this CPU has it not)")
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            Parallel.setWorkers(threads)
+            let gradients = Tensor.conv2dDirectBackward(r, input: inp, weights: w, padding: 1, bias: true)
+            results.append(gradients.w.values + (try #require(gradients.b)).values)
+            _ = b
+        }
+        #expect(results[0] == results[1])
+    }
+
     @Test("Conv2d stops naming both shapes when the channels do not fit")
     func convolutionChannelMismatch() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
@@ -410,7 +518,7 @@ struct ConvolutionTests {
     @Test("MaxPool2d 2×2 at stride 2 (the vector kernel) equals the direct loops on every width, ties included")
     func maxPoolVectorKernelEdges() {
         var generator = RandomGenerator(seed: 15)
-        for (h, w) in [(2, 2), (3, 5), (4, 14), (5, 17), (2, 30), (7, 33), (3, 35), (6, 28)] {
+        for (h, w) in [(2, 2), (3, 5), (4, 14), (5, 17), (2, 30), (7, 33), (3, 35), (6, 28), (8, 6), (14, 14), (9, 4)] {
             let (n, c, oh, ow) = (2, 3, h / 2, w / 2)
             // Values from {0, 1, 2, 3}: most windows hold their maximum twice or more.
             let values = (0..<(n * c * h * w)).map { _ in Float(Int(generator.nextUniform() * 4)) }

@@ -99,24 +99,32 @@ extension Tensor {
     ///
     /// Shapes: `gOut (n, cOut, oh, ow)`, `cols (n·oh·ow, cIn·kh·kw)` from the forward, `w (cOut,
     /// cIn, kh, kw)`, `inputShape = [n, cIn, h, w]`. Not recorded by autograd.
-    /// - Precondition: the shapes fit as above.
+    ///
+    /// Without `cols` (after ``conv2dDirect(_:weights:bias:padding:)``), each piece of the batch
+    /// unfolds its own windows from `input` into the thread's scratch memory, just before the
+    /// products read them: the whole batch's `cols` is never made.
+    /// - Precondition: the shapes fit as above, and `cols` or `input` is given.
     package static func conv2dBackward(
-        _ gOut: Tensor, cols: Tensor, weights w: Tensor, inputShape: [Int], stride: Int, padding: Int,
-        bias: Bool, inputGradient: Bool
+        _ gOut: Tensor, cols: Tensor?, input: Tensor? = nil, weights w: Tensor, inputShape: [Int], stride: Int,
+        padding: Int, bias: Bool, inputGradient: Bool
     ) -> (w: Tensor, b: Tensor?, inp: Tensor?) {
         let (cOut, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
         let g = WindowGeometry(
             imageShape: inputShape, kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding),
             operation: "conv2d backward")
         let (n, l, k) = (g.n, g.oh * g.ow, g.columns)
+        precondition(cols != nil || input != nil, "conv2d backward: neither the windows nor the input given")
         precondition(
-            gOut.shape == [n, cOut, g.oh, g.ow] && cols.shape == [g.rows, k] && w.shape[1] == g.c,
-            "conv2d backward: gradient of shape \(gOut.shape) and windows of shape \(cols.shape) do not fit "
-                + "weights \(w.shape) over images of shape \(inputShape)")
+            gOut.shape == [n, cOut, g.oh, g.ow] && (cols?.shape ?? [g.rows, k]) == [g.rows, k]
+                && (input?.shape ?? inputShape) == inputShape && w.shape[1] == g.c,
+            "conv2d backward: gradient of shape \(gOut.shape) and windows of shape \(cols?.shape ?? inputShape) "
+                + "do not fit weights \(w.shape) over images of shape \(inputShape)")
         let wGrad = Tensor(uninitializedShape: w.shape)
         let bGrad = bias ? Tensor(uninitializedShape: [cOut]) : nil
         let inpGrad = inputGradient ? Tensor(uninitializedShape: inputShape) : nil
-        let (gradient, weights, windows) = (gOut.contiguous(), w.contiguous(), cols.contiguous())
+        let (gradient, weights, windows, source) = (
+            gOut.contiguous(), w.contiguous(), cols?.contiguous(), input?.contiguous()
+        )
         if n * l == 0 {
             wGrad.pointer.update(repeating: 0, count: wGrad.count)
             bGrad?.pointer.update(repeating: 0, count: cOut)
@@ -132,9 +140,7 @@ extension Tensor {
         defer { scratch.deallocate() }
         var oneImage = g.window
         oneImage.n = 1
-        withExtendedLifetime((gradient, weights, windows)) {
-            let wOperand = MatrixOperand(
-                pointer: UnsafePointer(weights.pointer), rows: cOut, columns: k, leading: k, transposed: false)
+        withExtendedLifetime((gradient, weights, windows, source)) {
             let inpPointer = inpGrad?.pointer
             let imageSize = g.c * g.h * g.w
             withUnsafePointer(to: oneImage) { window in
@@ -143,8 +149,22 @@ extension Tensor {
                     let m = images.count
                     let partialW = scratch + piece * stridePerPiece
                     let partialB = partialW + cOut * k
-                    // G (cOut, m·L): the piece's out.g, channel by channel; then the window gradients.
-                    let gathered = threadScratch(cOut * m * l + (inputGradient ? m * l * k : 0))
+                    // The piece's windows (m·L, K), unfolded here if the forward kept none; G (cOut, m·L),
+                    // the piece's out.g, channel by channel; then the window gradients.
+                    let unfolded = windows == nil ? m * l * k : 0
+                    let buffer = threadScratch(unfolded + cOut * m * l + (inputGradient ? m * l * k : 0))
+                    let pieceCols: UnsafePointer<Float>
+                    if let windows {
+                        pieceCols = UnsafePointer(windows.pointer + images.lowerBound * l * k)
+                    } else {
+                        var pieceWindow = g.window
+                        pieceWindow.n = m
+                        withUnsafePointer(to: pieceWindow) { pieceWindow in
+                            bp_im2col(source!.pointer + images.lowerBound * imageSize, buffer, pieceWindow, 0, m * g.oh)
+                        }
+                        pieceCols = UnsafePointer(buffer)
+                    }
+                    let gathered = buffer + unfolded
                     for (i, image) in images.enumerated() {
                         for channel in 0..<cOut {
                             (gathered + channel * m * l + i * l).update(
@@ -154,7 +174,7 @@ extension Tensor {
                     let gOperand = MatrixOperand(
                         pointer: UnsafePointer(gathered), rows: cOut, columns: m * l, leading: m * l, transposed: false)
                     let colsOperand = MatrixOperand(
-                        pointer: UnsafePointer(windows.pointer + images.lowerBound * l * k), rows: m * l, columns: k,
+                        pointer: pieceCols, rows: m * l, columns: k,
                         leading: k, transposed: false)
                     serialGemm(gOperand, colsOperand, into: partialW, accumulate: false)
                     if bias {
@@ -186,6 +206,174 @@ extension Tensor {
             }
         }
         return (wGrad, bGrad, inpGrad)
+    }
+
+    // MARK: - Direct convolution
+
+    /// The largest window (`cIn · kh · kw` values) whose weight gradient is computed directly
+    /// (``conv2dDirectBackward(_:input:weights:padding:bias:)``) rather than as a matrix product:
+    /// a product this shallow spends most of its time packing its operands (a first layer's
+    /// 3 × 3 windows over one channel are 9 values deep). Deeper windows sum better in BLAS.
+    static let directGradientWindowLimit = 32
+
+    /// Whether ``conv2dDirect(_:weights:bias:padding:)`` computes this convolution: stride 1 and a
+    /// CPU that runs its AVX2 kernels (Sources/CKernels/DirectConv.c).
+    package static func conv2dDirectFits(imageShape: [Int], weights w: Tensor, stride: Int, padding: Int) -> Bool {
+        guard stride == 1, imageShape.count == 4, w.rank == 4, w.shape[1] == imageShape[1] else { return false }
+        let g = WindowGeometry(
+            imageShape: imageShape, kernel: (w.shape[2], w.shape[3]), stride: (1, 1), padding: (padding, padding),
+            operation: "conv2d")
+        return withUnsafePointer(to: g.window) { bp_conv_direct_available($0) } != 0
+    }
+
+    /// Whether ``conv2dDirectBackward(_:input:weights:padding:bias:)`` computes this convolution's
+    /// weight gradient: the direct forward fits, and windows are at most
+    /// ``directGradientWindowLimit`` values.
+    package static func conv2dDirectGradientFits(imageShape: [Int], weights w: Tensor, padding: Int) -> Bool {
+        conv2dDirectFits(imageShape: imageShape, weights: w, stride: 1, padding: padding)
+            && w.shape[1] * w.shape[2] * w.shape[3] <= directGradientWindowLimit
+    }
+
+    /// The same convolution as ``conv2d(_:weights:bias:stride:padding:)`` at stride 1, computed
+    /// from the images directly (no `cols`): each output is one fused multiply-add chain over its
+    /// window in the order `(c, ky, kx)`, then `+ b[o]`.
+    ///
+    /// Shapes: `x (n, cIn, h, w)`, `w (cOut, cIn, kh, kw)`, `bias (cOut)` give `out (n, cOut, oh, ow)`.
+    /// Not recorded by autograd.
+    /// - Precondition: ``conv2dDirectFits(imageShape:weights:stride:padding:)`` is true.
+    package static func conv2dDirect(_ x: Tensor, weights w: Tensor, bias: Tensor?, padding: Int) -> Tensor {
+        precondition(
+            conv2dDirectFits(imageShape: x.shape, weights: w, stride: 1, padding: padding),
+            "conv2dDirect: images of shape \(x.shape) and weights \(w.shape) are not for the direct kernel")
+        let cOut = w.shape[0]
+        let g = WindowGeometry(
+            imageShape: x.shape, kernel: (w.shape[2], w.shape[3]), stride: (1, 1), padding: (padding, padding),
+            operation: "conv2d")
+        let out = Tensor(uninitializedShape: [g.n, cOut, g.oh, g.ow])
+        let (source, weights, biasValues) = (x.contiguous(), w.contiguous(), bias?.contiguous())
+        let perImage = Swift.max(g.oh * g.ow * g.columns * cOut, 1)
+        withExtendedLifetime((source, weights, biasValues)) {
+            let outPointer = out.pointer
+            withUnsafePointer(to: g.window) { window in
+                Parallel.forEachRange(g.n, minimumPerPiece: Swift.max(1, convolutionPieceWork / perImage)) { images in
+                    let done = bp_conv_direct_forward(
+                        source.pointer, weights.pointer, biasValues?.pointer, outPointer, window, cOut,
+                        images.lowerBound, images.upperBound)
+                    if done == 0 { directScratchFailed(g, images: 1) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The gradients of ``conv2dDirect(_:weights:bias:padding:)``'s weights and bias from the
+    /// gradient of its output: `w.g[o, c, ky, kx] = Σ_{i, y, x} out.g[i, o, y, x] · x[i, c, y − p + ky,
+    /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`. No `inp.g` (a first layer's).
+    ///
+    /// The batch is split into pieces that depend on its size alone; each piece sums its own
+    /// `w.g` and `b.g`, and the pieces are added in order: the same result on any number of
+    /// threads. Shapes: `gOut (n, cOut, oh, ow)`, `x (n, cIn, h, w)`, `w (cOut, cIn, kh, kw)`.
+    /// - Precondition: ``conv2dDirectGradientFits(imageShape:weights:padding:)`` is true and the
+    ///   shapes fit as above.
+    package static func conv2dDirectBackward(
+        _ gOut: Tensor, input x: Tensor, weights w: Tensor, padding: Int, bias: Bool
+    ) -> (w: Tensor, b: Tensor?) {
+        precondition(
+            conv2dDirectGradientFits(imageShape: x.shape, weights: w, padding: padding),
+            "conv2dDirect backward: images of shape \(x.shape) and weights \(w.shape) are not for the direct kernel")
+        let cOut = w.shape[0]
+        let g = WindowGeometry(
+            imageShape: x.shape, kernel: (w.shape[2], w.shape[3]), stride: (1, 1), padding: (padding, padding),
+            operation: "conv2d backward")
+        precondition(
+            gOut.shape == [g.n, cOut, g.oh, g.ow],
+            "conv2dDirect backward: gradient of shape \(gOut.shape) does not fit weights \(w.shape) over images "
+                + "of shape \(x.shape) (expected [\(g.n), \(cOut), \(g.oh), \(g.ow)])")
+        let k = g.columns
+        let wGrad = Tensor(uninitializedShape: w.shape)
+        let bGrad = bias ? Tensor(uninitializedShape: [cOut]) : nil
+        let pieces = imagePieces(g.n, work: g.oh * g.ow * k * cOut)
+        let stridePerPiece = cOut * k + cOut
+        let scratch = UnsafeMutablePointer<Float>.allocateScratch(
+            capacity: pieces.count * stridePerPiece, for: "a convolution's gradient scratch memory")
+        defer { scratch.deallocate() }
+        scratch.update(repeating: 0, count: pieces.count * stridePerPiece)
+        let (source, gradient) = (x.contiguous(), gOut.contiguous())
+        withExtendedLifetime((source, gradient)) {
+            withUnsafePointer(to: g.window) { window in
+                Parallel.forEachPiece(pieces.count) { piece in
+                    let images = pieces[piece]
+                    let partialW = scratch + piece * stridePerPiece
+                    let done = bp_conv_direct_weight_gradient(
+                        source.pointer, gradient.pointer, partialW, bias ? partialW + cOut * k : nil, window, cOut,
+                        images.lowerBound, images.upperBound)
+                    if done == 0 { directScratchFailed(g, images: images.count) }
+                }
+            }
+        }
+        // The pieces' sums, added in order.
+        wGrad.pointer.update(from: scratch, count: cOut * k)
+        bGrad?.pointer.update(from: scratch + cOut * k, count: cOut)
+        for piece in pieces.indices.dropFirst() {
+            let partialW = scratch + piece * stridePerPiece
+            for index in 0..<(cOut * k) { wGrad.pointer[index] += partialW[index] }
+            if let bGrad {
+                for channel in 0..<cOut { bGrad.pointer[channel] += partialW[cOut * k + channel] }
+            }
+        }
+        return (wGrad, bGrad)
+    }
+
+    /// The input gradient of a stride-1 convolution as a direct convolution of the output's
+    /// gradient (a "transposed convolution"): `inp.g[i, c, y, x] = Σ_{o, ky, kx} w[o, c, ky, kx] ·
+    /// out.g[i, o, y + p − ky, x + p − kx]`, that is `out.g` padded by `k − 1 − p` and convolved
+    /// with the kernels flipped and their channels swapped, `w'[c, o, ky, kx] = w[o, c, k − 1 − ky,
+    /// k − 1 − kx]`. No window gradients, no fold.
+    ///
+    /// Shapes: `gOut (n, cOut, oh, ow)`, `w (cOut, cIn, k, k)` give `inp.g (n, cIn, oh + k − 1 − 2p,
+    /// ow + k − 1 − 2p)`, the input's shape at stride 1.
+    /// - Precondition: ``conv2dDirectInputGradientFits(outputShape:weights:padding:)`` is true.
+    package static func conv2dDirectInputGradient(_ gOut: Tensor, weights w: Tensor, padding: Int) -> Tensor {
+        precondition(
+            conv2dDirectInputGradientFits(outputShape: gOut.shape, weights: w, padding: padding),
+            "conv2dDirect input gradient: gradient of shape \(gOut.shape) and weights \(w.shape) with padding "
+                + "\(padding) are not for the direct kernel")
+        let (cOut, cIn, k) = (w.shape[0], w.shape[1], w.shape[2])
+        let flipped = Tensor(uninitializedShape: [cIn, cOut, k, k])  // w'[c, o, ky, kx]
+        let weights = w.contiguous()
+        withExtendedLifetime(weights) {
+            for c in 0..<cIn {
+                for o in 0..<cOut {
+                    for ky in 0..<k {
+                        for kx in 0..<k {
+                            flipped.pointer[((c * cOut + o) * k + ky) * k + kx] =
+                                weights.pointer[((o * cIn + c) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+                        }
+                    }
+                }
+            }
+        }
+        return conv2dDirect(gOut, weights: flipped, bias: nil, padding: k - 1 - padding)
+    }
+
+    /// Whether ``conv2dDirectInputGradient(_:weights:padding:)`` computes this input gradient:
+    /// square kernels, `padding < k`, and the direct kernel runs here.
+    package static func conv2dDirectInputGradientFits(outputShape: [Int], weights w: Tensor, padding: Int) -> Bool {
+        guard w.rank == 4, outputShape.count == 4, w.shape[2] == w.shape[3], padding < w.shape[2],
+            outputShape[1] == w.shape[0]
+        else { return false }
+        let flippedShape = [w.shape[1], w.shape[0], w.shape[2], w.shape[3]]
+        return conv2dDirectFits(
+            imageShape: outputShape, weights: Tensor(uninitializedShape: flippedShape), stride: 1,
+            padding: w.shape[2] - 1 - padding)
+    }
+
+    /// Ends the process: the direct convolution's padded images did not fit in memory.
+    private static func directScratchFailed(_ g: WindowGeometry, images: Int) -> Never {
+        let floats = withUnsafePointer(to: g.window) { Int(bp_conv_direct_scratch($0, images)) }
+        allocationFailed(
+            "\(Storage.describe(bytes: floats * MemoryLayout<Float>.stride)) of scratch memory for a convolution "
+                + "(the system refused it: a memory limit such as ulimit -v, or the machine's memory)")
     }
 
     /// `Σ values[0..<count]`, eight lanes at a time (a plain loop of `+=` would not be vectorised:

@@ -23,8 +23,13 @@ import BackpropCore
 ///
 /// When autograd records (an input or parameter requires gradients), the forward is composed of
 /// recorded operations, `unfold`, `•`, `+`, `reshape` and `permute`, whose own derivatives give
-/// `.grad`; otherwise the product and the bias are one pass of the matrix-product kernel. The
-/// values are the same either way.
+/// `.grad`. Otherwise, at stride 1 the same sums are computed from the image directly
+/// (Sources/CKernels/DirectConv.c: no `cols`, each output one fused chain over its window in the
+/// order of `cols`' columns, then `+ b`), and at other strides as `W • colsᵀ + b` for a piece of the
+/// batch at a time. The values are the same on every path. After a direct forward, the backward
+/// writes `inp.g` as a convolution of `out.g` with the flipped kernels (the same sums as
+/// `fold(g • W)`, in another order), and `w.g` from windows unfolded a piece at a time, or, for
+/// windows of at most 32 values and no `inp.g` (a first layer), straight from the images.
 public final class Conv2d: Layer {
     /// The kernels, as PyTorch stores them. // (cOut, cIn, kh, kw)
     public let w: Tensor
@@ -40,7 +45,16 @@ public final class Conv2d: Layer {
     public private(set) var out: Tensor!
     /// The windows of the last input, one per row, `inp.unfold(...)`: kept for `w.g`.
     /// // (n * oh * ow, cIn * kh * kw)
-    public private(set) var cols: Tensor!
+    ///
+    /// A layer at stride 1 computes its output directly (see ``callAsFunction(_:)``) and makes no
+    /// `cols`: they are then unfolded when first read, and kept.
+    public var cols: Tensor! {
+        if storedCols == nil, let inp, usedDirectKernel { storedCols = unfoldedInput() }
+        return storedCols
+    }
+    private var storedCols: Tensor?
+    /// Whether the last forward pass ran the direct kernel (no `cols`; see ``callAsFunction(_:)``).
+    private var usedDirectKernel = false
     /// Whether `backward()` computes `inp.g` (the default), as for ``Lin/needsInputGradient``.
     ///
     /// Off for a first layer whose input is the data: nobody reads `x.g`, and `fold(g • W)` is a
@@ -95,16 +109,26 @@ public final class Conv2d: Layer {
         let n = inp.shape[0]
         let oh = (inp.shape[2] + 2 * padding - kh) / stride + 1
         let ow = (inp.shape[3] + 2 * padding - kw) / stride + 1
+        usedDirectKernel = false
+        storedCols = nil
         if b.map({ Tensor.wouldRecord(inp, w, $0) }) ?? Tensor.wouldRecord(inp, w) {
             // The composition autograd differentiates: its `.grad` never reads `backward()` below.
-            cols = inp.unfold(kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
+            storedCols = inp.unfold(kernel: (kh, kw), stride: (stride, stride), padding: (padding, padding))
             let weights = w.reshape([cOut, cIn * kh * kw])  // (cOut, cIn * kh * kw)
-            let product = b.map { cols • weights.t() + $0 } ?? cols • weights.t()  // (n * oh * ow, cOut)
+            let product = b.map { storedCols! • weights.t() + $0 } ?? storedCols! • weights.t()  // (n * oh * ow, cOut)
             out = product.reshape([n, oh, ow, cOut]).permutedContiguous([0, 3, 1, 2])
+        } else if Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: stride, padding: padding) {
+            // At stride 1: the same sums computed from the image directly, each output one chain
+            // over its window in the order of cols' columns, then + b (Sources/CKernels/DirectConv.c),
+            // without writing every pixel kh·kw times into cols. The backward unfolds them if it
+            // needs them.
+            out = Tensor.conv2dDirect(inp, weights: w, bias: b, padding: padding)
+            usedDirectKernel = true
         } else {
             // The same sums a piece of the batch at a time, W • colsᵀ + b, whose (cOut, images, oh·ow)
             // result moves to NCHW in whole runs (Tensor+Conv2d.swift): no element-wise transpose.
-            (out, cols) = Tensor.conv2d(inp, weights: w, bias: b, stride: stride, padding: padding)
+            let (result, windows) = Tensor.conv2d(inp, weights: w, bias: b, stride: stride, padding: padding)
+            (out, storedCols) = (result, windows)
         }
         return out
     }
@@ -122,11 +146,34 @@ public final class Conv2d: Layer {
         // A piece of the batch at a time (Tensor+Conv2d.swift), with G = the piece's out.g as
         // (cOut, images·oh·ow): w.g = Σ G • cols, the same sums as gᵀ • cols, and
         // inp.g = fold(Wᵀ • G), the window gradients (out.g • W)ᵀ folded from the planar layout.
+        if usedDirectKernel && !needsInputGradient
+            && Tensor.conv2dDirectGradientFits(imageShape: inp.shape, weights: w, padding: padding)
+        {
+            // Small windows and no inp.g (a first layer): w.g and b.g from inp directly.
+            let gradients = Tensor.conv2dDirectBackward(out.g, input: inp, weights: w, padding: padding, bias: b != nil)
+            w.g = gradients.w
+            b?.g = gradients.b
+            return
+        }
+        // After a direct forward, inp.g is a direct convolution of out.g (flipped kernels, no
+        // fold), and each piece of the batch unfolds its own windows for w.g as it goes.
+        let directInputGradient =
+            usedDirectKernel && needsInputGradient
+            && Tensor.conv2dDirectInputGradientFits(outputShape: out.g.shape, weights: w, padding: padding)
         let gradients = Tensor.conv2dBackward(
-            out.g, cols: cols, weights: w, inputShape: inp.shape, stride: stride, padding: padding,
-            bias: b != nil, inputGradient: needsInputGradient)
+            out.g, cols: storedCols, input: inp, weights: w, inputShape: inp.shape, stride: stride, padding: padding,
+            bias: b != nil, inputGradient: needsInputGradient && !directInputGradient)
         w.g = gradients.w
         b?.g = gradients.b
-        if let g = gradients.inp { inp.g = g }
+        if directInputGradient {
+            inp.g = Tensor.conv2dDirectInputGradient(out.g, weights: w, padding: padding)
+        } else if let g = gradients.inp {
+            inp.g = g
+        }
+    }
+
+    /// `inp.unfold(kernel, stride, padding)`, not recorded.
+    private func unfoldedInput() -> Tensor {
+        GradMode.withNoGrad { inp.unfold(kernel: kernel, stride: (stride, stride), padding: (padding, padding)) }
     }
 }

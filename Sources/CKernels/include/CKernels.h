@@ -126,6 +126,47 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *window, long planeB
 /// output's gradient, divided by `kh²`, added to every element of its window.
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *window, long planeBegin, long planeEnd);
 
+/// Batch normalisation's `Σ Double(x[i])` over `count` values: four Double lanes (lane j adds the
+/// elements i ≡ j mod 4 in order), then `0 + lane 0 + lane 1 + lane 2 + lane 3`, then the tail in
+/// order (BatchNorm.c). The same bits on every CPU.
+double bp_bn_sum(const float *x, long count);
+
+/// `Σ (Double(x[i]) − mean)²`, summed as ``bp_bn_sum`` sums.
+double bp_bn_squared_deviations(const float *x, long count, double mean);
+
+/// `sums[0] = Σ Double(g[i])`, `sums[1] = Σ Double(g[i] · xhat[i])` with `xhat[i] = (x[i] − mean) ·
+/// invStd` in Float, each summed as ``bp_bn_sum`` sums.
+void bp_bn_gradient_sums(const float *g, const float *x, long count, float mean, float invStd, double *sums);
+
+/// `out[i] = (x[i] − mean) · scale + shift` in Float, each operation rounded (no fused multiply-add).
+void bp_bn_normalize(const float *x, float *out, long count, float mean, float scale, float shift);
+
+/// `out[i] = scale · ((g[i] − meanG) − xhat · meanGXhat)` with `xhat = (x[i] − mean) · invStd`, in
+/// Float, each operation rounded (no fused multiply-add).
+void bp_bn_input_gradient(const float *g, const float *x, float *out, long count, float mean, float invStd,
+    float meanG, float meanGXhat, float scale);
+
+/// 1 if the direct convolution (DirectConv.c) runs for this geometry on this CPU: stride 1, a
+/// nonempty output, and AVX2 with FMA. Otherwise its functions must not be called.
+int bp_conv_direct_available(const BPWindow *window);
+
+/// The floats of this thread's scratch that the direct convolution uses for `images` images.
+long bp_conv_direct_scratch(const BPWindow *window, long images);
+
+/// The direct convolution of images `[imageBegin, imageEnd)` at stride 1: `out` (`[n, cOut, oh, ow]`)
+/// `= b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[i, c, y − ph + ky, x − pw + kx]` (0 outside the image),
+/// from `x` (`[n, c, h, w]`), `w` (`[cOut, c, kh, kw]`) and `bias` (`[cOut]` or NULL). Returns 0
+/// (and writes nothing) when the thread's scratch memory cannot be had, else 1.
+int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *window,
+    long cOut, long imageBegin, long imageEnd);
+
+/// The direct convolution's weight and bias gradients over images `[imageBegin, imageEnd)`:
+/// `wg[o, c, ky, kx] = Σ gOut[i, o, y, x] · x[i, c, y − ph + ky, x − pw + kx]` (`[cOut, c, kh, kw]`) and
+/// `bg[o] = Σ gOut[i, o, y, x]` (skipped when NULL), overwritten. Returns 0 (and writes nothing)
+/// when the thread's scratch memory cannot be had, else 1.
+int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *window,
+    long cOut, long imageBegin, long imageEnd);
+
 /// Matrices `[matrixBegin, matrixEnd)` of a batch of `rows × columns` matrices `x`, transposed into
 /// `y` (`columns × rows` each): `y[m][j][i] = x[m][i][j]`. NHWC to NCHW and back. `avx2`: nonzero
 /// to use AVX2 (only where `bp_gemm_avx2_available()` returned 1).

@@ -1,0 +1,230 @@
+// Direct convolution at stride 1, for the layers whose windows are too small for a matrix
+// product: a first layer over one channel has windows of K = 9 values, and `W • colsᵀ` of depth
+// 9 keeps BLAS's kernels mostly packing (and im2col writes every pixel 9 times). Here each output
+// row is computed in place from a zero-padded copy of the image, eight outputs per vector.
+//
+// Forward, for each image i, output channel o, row y, and eight columns x at a time:
+//   acc = 0;  for (c, ky, kx) in order:  acc = fma(w[o, c, ky, kx], x[i, c, y − p + ky, x − p + kx], acc)
+//   out[i, o, y, x] = acc + b[o]
+// one FMA chain per output in the order of the window's columns (c, ky, kx), as a matrix
+// product's kernel sums a row of `cols` (0 over the padding).
+//
+// Weight gradient, over a range of images (the caller sums the ranges in order):
+//   w.g[o, c, ky, kx] = Σ_{i, y, x} out.g[i, o, y, x] · x[i, c, y − p + ky, x − p + kx]
+//   b.g[o]            = Σ_{i, y, x} out.g[i, o, y, x]
+// each in eight lanes (lane j takes the columns x ≡ j mod 8 of a vector), then the lanes added
+// in a fixed order: the same result on any number of threads.
+//
+// The tests check both against Double loops from the definition and against autograd.
+
+#include "CKernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+#define INLINE_TARGET static inline TARGET __attribute__((always_inline))
+
+/// The padded plane's width: room for every pair of vectors of eight outputs (the last one runs
+/// past `ow` into zeros) plus the kernel's width.
+static long paddedWidth(const BPWindow *g) { return ((g->ow + 15) / 16) * 16 + g->kw - 1; }
+
+/// Image `img` of `x` into `padded` (`[c, h + 2 ph, paddedWidth]`), zero around the image.
+static void padImage(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
+    const long c = g->c, h = g->h, w = g->w, width = paddedWidth(g), rows = h + 2 * g->ph;
+    memset(padded, 0, (size_t)(c * rows * width) * sizeof(float));
+    for (long ch = 0; ch < c; ch++) {
+        const float *source = x + (img * c + ch) * h * w;
+        float *row = padded + (ch * rows + g->ph) * width + g->pw;
+        for (long iy = 0; iy < h; iy++, source += w, row += width) memcpy(row, source, (size_t)w * sizeof(float));
+    }
+}
+
+/// The eight lanes of `v` added in a fixed order: `(l0 + l4) + (l2 + l6)` and `(l1 + l5) + (l3 + l7)`.
+INLINE_TARGET float laneSum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // l0+l4, l1+l5, l2+l6, l3+l7
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));  // (l0+l4)+(l2+l6), (l1+l5)+(l3+l7)
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/// A mask of the first `count` lanes (`count` ≤ 8).
+INLINE_TARGET __m256i firstLanes(long count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Stores the first `count` lanes of `v` (all eight when `count` ≥ 8) at `target`.
+INLINE_TARGET void storeLanes(float *target, __m256 v, long count) {
+    if (count >= 8) {
+        _mm256_storeu_ps(target, v);
+    } else if (count > 0) {
+        // Through memory rather than a masked store, which AMD's cores run slowly.
+        float lanes[8];
+        _mm256_storeu_ps(lanes, v);
+        for (long j = 0; j < count; j++) target[j] = lanes[j];
+    }
+}
+
+/// Output channels `[o0, o0 + channels)` of one image, `channels` (≤ 4), `kh` and `kw` constants
+/// where the caller inlines it. A tile of `channels` × 16 outputs (one row, two vectors) keeps its
+/// sums in registers; each input vector loaded serves every channel of the tile.
+INLINE_TARGET void forwardChannels(const float *restrict padded, const float *restrict w, const float *restrict bias,
+    float *restrict out, const BPWindow *g, long o0, long channels, long kh, long kw) {
+    const long c = g->c, oh = g->oh, ow = g->ow, width = paddedWidth(g), rows = g->h + 2 * g->ph;
+    const long k = c * kh * kw;
+    for (long y = 0; y < oh; y++) {
+        for (long x0 = 0; x0 < ow; x0 += 16) {
+            __m256 acc[4][2];
+            for (long j = 0; j < channels; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+            for (long ch = 0; ch < c; ch++) {
+                const float *corner = padded + (ch * rows + y) * width + x0;
+                const float *weights = w + o0 * k + ch * kh * kw;
+                for (long ky = 0; ky < kh; ky++) {
+                    for (long kx = 0; kx < kw; kx++) {
+                        const __m256 left = _mm256_loadu_ps(corner + ky * width + kx);
+                        const __m256 right = _mm256_loadu_ps(corner + ky * width + kx + 8);
+                        for (long j = 0; j < channels; j++) {
+                            const __m256 weight = _mm256_set1_ps(weights[j * k + ky * kw + kx]);
+                            acc[j][0] = _mm256_fmadd_ps(weight, left, acc[j][0]);
+                            acc[j][1] = _mm256_fmadd_ps(weight, right, acc[j][1]);
+                        }
+                    }
+                }
+            }
+            for (long j = 0; j < channels; j++) {
+                // Bias added after the sum, as `W • colsᵀ` then `+ b` does.
+                const __m256 shift = _mm256_set1_ps(bias ? bias[o0 + j] : 0.0f);
+                float *target = out + ((o0 + j) * oh + y) * ow + x0;
+                storeLanes(target, bias ? _mm256_add_ps(acc[j][0], shift) : acc[j][0], ow - x0);
+                storeLanes(target + 8, bias ? _mm256_add_ps(acc[j][1], shift) : acc[j][1], ow - x0 - 8);
+            }
+        }
+    }
+}
+
+/// One image's output, `kh` and `kw` constants where the caller inlines it: four channels at a
+/// time, then the rest one by one.
+INLINE_TARGET void forwardImage(const float *restrict padded, const float *restrict w, const float *restrict bias,
+    float *restrict out, const BPWindow *g, long cOut, long kh, long kw) {
+    long o0 = 0;
+    for (; o0 + 4 <= cOut; o0 += 4) forwardChannels(padded, w, bias, out, g, o0, 4, kh, kw);
+    for (; o0 < cOut; o0++) forwardChannels(padded, w, bias, out, g, o0, 1, kh, kw);
+}
+
+static TARGET void forwardImages(const float *x, const float *w, const float *bias, float *out, const BPWindow *g,
+    long cOut, long imageBegin, long imageEnd, float *padded) {
+    const long outputs = cOut * g->oh * g->ow;
+    for (long img = imageBegin; img < imageEnd; img++) {
+        padImage(x, padded, g, img);
+        if (g->kh == 3 && g->kw == 3) {
+            forwardImage(padded, w, bias, out + img * outputs, g, cOut, 3, 3);
+        } else {
+            forwardImage(padded, w, bias, out + img * outputs, g, cOut, g->kh, g->kw);
+        }
+    }
+}
+
+/// The weight and bias gradients of images `[0, m)` of `padded` (each `[c, rows, width]`) and
+/// `gOut` (each `[cOut, oh, ow]`), `kh` and `kw` constants where the caller inlines it.
+INLINE_TARGET void weightGradient(const float *restrict padded, const float *restrict gOut, float *restrict wg,
+    float *restrict bg, const BPWindow *g, long cOut, long m, long kh, long kw) {
+    const long c = g->c, oh = g->oh, ow = g->ow, width = paddedWidth(g), rows = g->h + 2 * g->ph;
+    const long imageSize = c * rows * width, outputs = cOut * oh * ow, k = c * kh * kw;
+    const __m256i tail = firstLanes(ow % 8 == 0 ? 8 : ow % 8);
+    for (long o = 0; o < cOut; o++) {
+        __m256 biasSum = _mm256_setzero_ps();
+        for (long ch = 0; ch < c; ch++) {
+            for (long ky = 0; ky < kh; ky++) {
+                // Up to eight window columns at a time (all 3 of a 3 × 3 kernel): their
+                // accumulators stay in registers.
+                for (long kx0 = 0; kx0 < kw; kx0 += 8) {
+                    const long span = kw - kx0 < 8 ? kw - kx0 : 8;
+                    __m256 acc[8];
+                    for (long j = 0; j < span; j++) acc[j] = _mm256_setzero_ps();
+                    const int sumsBias = bg && ch == 0 && ky == 0 && kx0 == 0;
+                    for (long img = 0; img < m; img++) {
+                        const float *gPlane = gOut + img * outputs + o * oh * ow;
+                        const float *plane = padded + img * imageSize + (ch * rows + ky) * width + kx0;
+                        for (long y = 0; y < oh; y++) {
+                            const float *gRow = gPlane + y * ow, *row = plane + y * width;
+                            for (long x0 = 0; x0 < ow; x0 += 8) {
+                                // The last vector's lanes past ow are 0 (the gradient is read masked).
+                                const __m256 gv = x0 + 8 <= ow ? _mm256_loadu_ps(gRow + x0)
+                                                               : _mm256_maskload_ps(gRow + x0, tail);
+                                if (sumsBias) biasSum = _mm256_add_ps(biasSum, gv);
+                                for (long j = 0; j < span; j++) {
+                                    acc[j] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(row + x0 + j), acc[j]);
+                                }
+                            }
+                        }
+                    }
+                    for (long j = 0; j < span; j++) wg[o * k + (ch * kh + ky) * kw + kx0 + j] = laneSum(acc[j]);
+                }
+            }
+        }
+        if (bg) bg[o] = laneSum(biasSum);
+    }
+}
+
+static TARGET void weightGradientImages(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,
+    long cOut, long imageBegin, long imageEnd, float *padded) {
+    const long imageSize = g->c * (g->h + 2 * g->ph) * paddedWidth(g);
+    const long m = imageEnd - imageBegin;
+    for (long img = imageBegin; img < imageEnd; img++) padImage(x, padded + (img - imageBegin) * imageSize, g, img);
+    const float *gPiece = gOut + imageBegin * cOut * g->oh * g->ow;
+    if (g->kh == 3 && g->kw == 3) {
+        weightGradient(padded, gPiece, wg, bg, g, cOut, m, 3, 3);
+    } else {
+        weightGradient(padded, gPiece, wg, bg, g, cOut, m, g->kh, g->kw);
+    }
+}
+
+#endif
+
+int bp_conv_direct_available(const BPWindow *g) {
+#if defined(__x86_64__) || defined(_M_X64)
+    return g->sh == 1 && g->sw == 1 && g->oh > 0 && g->ow > 0 && bp_gemm_avx2_available();
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+long bp_conv_direct_scratch(const BPWindow *g, long images) {
+#if defined(__x86_64__) || defined(_M_X64)
+    return images * g->c * (g->h + 2 * g->ph) * paddedWidth(g);
+#else
+    (void)g;
+    (void)images;
+    return 0;
+#endif
+}
+
+int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *g,
+    long cOut, long imageBegin, long imageEnd) {
+#if defined(__x86_64__) || defined(_M_X64)
+    float *padded = bp_thread_scratch(bp_conv_direct_scratch(g, 1));
+    if (!padded) return 0;
+    forwardImages(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
+    return 1;
+#else
+    (void)x, (void)w, (void)bias, (void)out, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd;
+    return 0;
+#endif
+}
+
+int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,
+    long cOut, long imageBegin, long imageEnd) {
+#if defined(__x86_64__) || defined(_M_X64)
+    float *padded = bp_thread_scratch(bp_conv_direct_scratch(g, imageEnd - imageBegin));
+    if (!padded) return 0;
+    weightGradientImages(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, padded);
+    return 1;
+#else
+    (void)x, (void)gOut, (void)wg, (void)bg, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd;
+    return 0;
+#endif
+}
