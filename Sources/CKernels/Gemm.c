@@ -22,6 +22,8 @@
 
 #include "CKernels.h"
 
+#include <stdatomic.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -39,7 +41,8 @@ enum { KC = 256, KC_WHOLE = 1024, MR = 6, NR = 16 };
 /// Calls with at most this many rows of C read a row-major B in place instead of packing it.
 enum { IN_PLACE_ROWS = 96 };
 
-int bp_gemm_avx2_available(void) {
+/// The CPU's answer (cpuid, which a virtual machine may trap: microseconds a call).
+static int detectAVX2(void) {
     unsigned int eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
     const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28;
@@ -50,6 +53,17 @@ int bp_gemm_avx2_available(void) {
     if ((xcr0Low & 6) != 6) return 0;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
     return (ebx & (1u << 5)) != 0;  // AVX2
+}
+
+int bp_gemm_avx2_available(void) {
+    // Asked once, then kept (a relaxed atomic: threads may ask at once, and all get the same answer).
+    static atomic_int known = -1;
+    int value = atomic_load_explicit(&known, memory_order_relaxed);
+    if (value < 0) {
+        value = detectAVX2();
+        atomic_store_explicit(&known, value, memory_order_relaxed);
+    }
+    return value;
 }
 
 // MARK: Packing

@@ -270,3 +270,69 @@ struct BatchNormTests {
         #expect(message.contains("more than 1 value per channel") && message.contains("[1, 3]"), "\(message)")
     }
 }
+
+@Suite("BatchNorm's kernels: the same bits as the loops of their formulas")
+struct BatchNormKernelTests {
+    /// Lane j of four adds the elements i ≡ j mod 4 in order; then 0 + lane 0 + … + lane 3; then
+    /// the tail in order: the documented order, written as plain loops.
+    private func laneSum(_ count: Int, _ term: (Int) -> Double) -> Double {
+        var lanes = [Double](repeating: 0, count: 4)
+        let whole = count / 4 * 4
+        for i in 0..<whole { lanes[i % 4] += term(i) }
+        var total = 0.0
+        for lane in lanes { total += lane }
+        for i in whole..<count { total += term(i) }
+        return total
+    }
+
+    @Test("sums, normalisation and input gradient, for lengths 0 to 21 and 196", arguments: Array(0...21) + [196])
+    func kernelsMatchFormulas(_ count: Int) {
+        var generator = RandomGenerator(seed: UInt64(40 + count))
+        // Values far from 0 and of mixed sizes, so that a different order of additions shows.
+        let x = (0..<count).map { _ in
+            Float(generator.nextUniform() * 2000 - 1000) * (generator.nextUniform() < 0.5 ? 1e-3 : 1)
+        }
+        let g = (0..<count).map { _ in Float(generator.nextUniform() * 2 - 1) }
+        let (mean, invStd, meanG, meanGXhat, scale, shift): (Float, Float, Float, Float, Float, Float) =
+            (3.25, 0.37, -0.011, 0.023, 1.7, -0.4)
+        x.withUnsafeBufferPointer { xs in
+            g.withUnsafeBufferPointer { gs in
+                let (xp, gp) = (
+                    xs.baseAddress ?? UnsafePointer(bitPattern: 64)!, gs.baseAddress ?? UnsafePointer(bitPattern: 64)!
+                )
+                #expect(BatchNormKernels.total(xp, count: count) == laneSum(count) { Double(x[$0]) })
+                let center = 12.5
+                #expect(
+                    BatchNormKernels.squaredDeviations(xp, count: count, from: center)
+                        == laneSum(count) { (Double(x[$0]) - center) * (Double(x[$0]) - center) })
+                let sums = BatchNormKernels.gradientSums(gp, xp, count: count, mean: mean, invStd: invStd)
+                #expect(sums.0 == laneSum(count) { Double(g[$0]) })
+                #expect(sums.1 == laneSum(count) { Double(g[$0] * ((x[$0] - mean) * invStd)) })
+                var out = [Float](repeating: .nan, count: count)
+                out.withUnsafeMutableBufferPointer {
+                    BatchNormKernels.normalize(
+                        xp, into: $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, count: count, mean: mean,
+                        scale: scale, shift: shift)
+                }
+                // Each operation rounded to Float as written: (x − mean) · scale, then + shift.
+                let normalized = (0..<count).map { i -> Float in
+                    let product = (x[i] - mean) * scale
+                    return product + shift
+                }
+                #expect(out == normalized)
+                out.withUnsafeMutableBufferPointer {
+                    BatchNormKernels.inputGradient(
+                        gp, xp, into: $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, count: count, mean: mean,
+                        invStd: invStd, meanG: meanG, meanGXhat: meanGXhat, scale: scale)
+                }
+                let gradient = (0..<count).map { i -> Float in
+                    let xhat = (x[i] - mean) * invStd
+                    let product = xhat * meanGXhat
+                    let centered = (g[i] - meanG) - product
+                    return scale * centered
+                }
+                #expect(out == gradient)
+            }
+        }
+    }
+}

@@ -134,7 +134,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                     var sumGXhat = 0.0
                     for row in 0..<n {
                         let start = (row * c + channel) * spatial
-                        let (g, gXhat) = Sums.gradientSums(
+                        let (g, gXhat) = BatchNormKernels.gradientSums(
                             gradient + start, input + start, count: spatial, mean: mean, invStd: invStd)
                         sumG += g
                         sumGXhat += gXhat
@@ -149,10 +149,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                         let meanGXhat = Float(sumGXhat / Double(count))
                         for row in 0..<n {
                             let start = (row * c + channel) * spatial
-                            for i in start..<start + spatial {
-                                let xhat = (input[i] - mean) * invStd
-                                result[i] = scale * (gradient[i] - meanG - xhat * meanGXhat)
-                            }
+                            BatchNormKernels.inputGradient(
+                                gradient + start, input + start, into: result + start, count: spatial, mean: mean,
+                                invStd: invStd, meanG: meanG, meanGXhat: meanGXhat, scale: scale)
                         }
                     } else {
                         // inp.g = out.g · w · invStd
@@ -224,12 +223,12 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                                 // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
                                 var sum = 0.0
                                 for row in 0..<n {
-                                    sum += Sums.total(input + (row * c + channel) * spatial, count: spatial)
+                                    sum += BatchNormKernels.total(input + (row * c + channel) * spatial, count: spatial)
                                 }
                                 let mean = sum / Double(count)
                                 var squares = 0.0
                                 for row in 0..<n {
-                                    squares += Sums.squaredDeviations(
+                                    squares += BatchNormKernels.squaredDeviations(
                                         input + (row * c + channel) * spatial, count: spatial, from: mean)
                                 }
                                 means[channel] = mean
@@ -247,7 +246,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                             let shift = biases[channel]
                             for row in 0..<n {
                                 let start = (row * c + channel) * spatial
-                                for i in start..<start + spatial { output[i] = (input[i] - mean) * scale + shift }
+                                BatchNormKernels.normalize(
+                                    input + start, into: output + start, count: spatial, mean: mean, scale: scale,
+                                    shift: shift)
                             }
                         }
                     }
@@ -296,71 +297,5 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// the thread (each channel is `count` values).
     private func channelsPerPiece(count: Int) -> Int {
         Swift.max(1, Tensor.elementwiseMinimumPerWorker / Swift.max(count, 1))
-    }
-}
-
-/// The sums batch normalisation takes over a stretch of a channel, in Double, four lanes at a
-/// time: a plain loop of `+=` fixes the order of the additions, so the compiler cannot vectorise
-/// it, and each addition waits for the one before.
-enum Sums {
-    /// `Σ Double(x[i])`.
-    static func total(_ x: UnsafePointer<Float>, count: Int) -> Double {
-        var lanes = SIMD4<Double>()
-        var i = 0
-        while i + 4 <= count {
-            lanes += SIMD4<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD4<Float>.self))
-            i += 4
-        }
-        var sum = lanes.sum()
-        while i < count {
-            sum += Double(x[i])
-            i += 1
-        }
-        return sum
-    }
-
-    /// `Σ (Double(x[i]) - mean)²`.
-    static func squaredDeviations(_ x: UnsafePointer<Float>, count: Int, from mean: Double) -> Double {
-        var lanes = SIMD4<Double>()
-        let center = SIMD4<Double>(repeating: mean)
-        var i = 0
-        while i + 4 <= count {
-            let d = SIMD4<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD4<Float>.self)) - center
-            lanes += d * d
-            i += 4
-        }
-        var sum = lanes.sum()
-        while i < count {
-            let d = Double(x[i]) - mean
-            sum += d * d
-            i += 1
-        }
-        return sum
-    }
-
-    /// `(Σ g[i], Σ g[i] · xhat[i])` with `xhat[i] = (x[i] - mean) · invStd` in Float, each
-    /// product rounded to Float and summed in Double.
-    static func gradientSums(
-        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count: Int, mean: Float, invStd: Float
-    ) -> (Double, Double) {
-        var sumG = SIMD4<Double>()
-        var sumGXhat = SIMD4<Double>()
-        let (center, scale) = (SIMD4<Float>(repeating: mean), SIMD4<Float>(repeating: invStd))
-        var i = 0
-        while i + 4 <= count {
-            let gv = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD4<Float>.self)
-            let xhat = (UnsafeRawPointer(x + i).loadUnaligned(as: SIMD4<Float>.self) - center) * scale
-            sumG += SIMD4<Double>(gv)
-            sumGXhat += SIMD4<Double>(gv * xhat)
-            i += 4
-        }
-        var (totalG, totalGXhat) = (sumG.sum(), sumGXhat.sum())
-        while i < count {
-            let xhat = (x[i] - mean) * invStd
-            totalG += Double(g[i])
-            totalGXhat += Double(g[i] * xhat)
-            i += 1
-        }
-        return (totalG, totalGXhat)
     }
 }
