@@ -127,46 +127,76 @@ static TARGET void forwardImages(const float *x, const float *w, const float *bi
     }
 }
 
-/// The weight and bias gradients of images `[0, m)` of `padded` (each `[c, rows, width]`) and
-/// `gOut` (each `[cOut, oh, ow]`), `kh` and `kw` constants where the caller inlines it.
-INLINE_TARGET void weightGradient(const float *restrict padded, const float *restrict gOut, float *restrict wg,
-    float *restrict bg, const BPWindow *g, long cOut, long m, long kh, long kw) {
+/// The weight gradients of output channels `[o0, o0 + channels)` (`channels` ≤ 4) over images
+/// `[0, m)` of `padded` (each `[c, rows, width]`) and `gOut` (each `[cOut, oh, ow]`); `channels`,
+/// `kh` and `kw` constants where the caller inlines it. A tile of `channels` × 3 window columns
+/// keeps its 12 sums in registers: each vector of the image serves every channel of the tile, and
+/// each vector of the gradient three window columns.
+INLINE_TARGET void weightGradientChannels(const float *restrict padded, const float *restrict gOut,
+    float *restrict wg, const BPWindow *g, long cOut, long m, long o0, long channels, long kh, long kw) {
     const long c = g->c, oh = g->oh, ow = g->ow, width = paddedWidth(g), rows = g->h + 2 * g->ph;
     const long imageSize = c * rows * width, outputs = cOut * oh * ow, k = c * kh * kw;
     const __m256i tail = firstLanes(ow % 8 == 0 ? 8 : ow % 8);
-    for (long o = 0; o < cOut; o++) {
-        __m256 biasSum = _mm256_setzero_ps();
-        for (long ch = 0; ch < c; ch++) {
-            for (long ky = 0; ky < kh; ky++) {
-                // Up to eight window columns at a time (all 3 of a 3 × 3 kernel): their
-                // accumulators stay in registers.
-                for (long kx0 = 0; kx0 < kw; kx0 += 8) {
-                    const long span = kw - kx0 < 8 ? kw - kx0 : 8;
-                    __m256 acc[8];
-                    for (long j = 0; j < span; j++) acc[j] = _mm256_setzero_ps();
-                    const int sumsBias = bg && ch == 0 && ky == 0 && kx0 == 0;
-                    for (long img = 0; img < m; img++) {
-                        const float *gPlane = gOut + img * outputs + o * oh * ow;
-                        const float *plane = padded + img * imageSize + (ch * rows + ky) * width + kx0;
-                        for (long y = 0; y < oh; y++) {
-                            const float *gRow = gPlane + y * ow, *row = plane + y * width;
-                            for (long x0 = 0; x0 < ow; x0 += 8) {
+    for (long ch = 0; ch < c; ch++) {
+        for (long ky = 0; ky < kh; ky++) {
+            for (long kx0 = 0; kx0 < kw; kx0 += 3) {
+                const long span = kw - kx0 < 3 ? kw - kx0 : 3;
+                __m256 acc[4][3];
+                for (long jo = 0; jo < channels; jo++) {
+                    for (long j = 0; j < span; j++) acc[jo][j] = _mm256_setzero_ps();
+                }
+                for (long img = 0; img < m; img++) {
+                    const float *gPlane = gOut + img * outputs + o0 * oh * ow;
+                    const float *plane = padded + img * imageSize + (ch * rows + ky) * width + kx0;
+                    for (long y = 0; y < oh; y++) {
+                        const float *gRow = gPlane + y * ow, *row = plane + y * width;
+                        for (long x0 = 0; x0 < ow; x0 += 8) {
+                            __m256 xv[3];
+                            for (long j = 0; j < span; j++) xv[j] = _mm256_loadu_ps(row + x0 + j);
+                            for (long jo = 0; jo < channels; jo++) {
                                 // The last vector's lanes past ow are 0 (the gradient is read masked).
-                                const __m256 gv = x0 + 8 <= ow ? _mm256_loadu_ps(gRow + x0)
-                                                               : _mm256_maskload_ps(gRow + x0, tail);
-                                if (sumsBias) biasSum = _mm256_add_ps(biasSum, gv);
-                                for (long j = 0; j < span; j++) {
-                                    acc[j] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(row + x0 + j), acc[j]);
-                                }
+                                const float *gAt = gRow + jo * oh * ow + x0;
+                                const __m256 gv = x0 + 8 <= ow ? _mm256_loadu_ps(gAt) : _mm256_maskload_ps(gAt, tail);
+                                for (long j = 0; j < span; j++) acc[jo][j] = _mm256_fmadd_ps(gv, xv[j], acc[jo][j]);
                             }
                         }
                     }
-                    for (long j = 0; j < span; j++) wg[o * k + (ch * kh + ky) * kw + kx0 + j] = laneSum(acc[j]);
+                }
+                for (long jo = 0; jo < channels; jo++) {
+                    for (long j = 0; j < span; j++) wg[(o0 + jo) * k + (ch * kh + ky) * kw + kx0 + j] = laneSum(acc[jo][j]);
                 }
             }
         }
-        if (bg) bg[o] = laneSum(biasSum);
     }
+}
+
+/// The bias gradients over images `[0, m)` of `gOut`: each output channel's values, in eight
+/// lanes, in the order the weight gradients take them.
+INLINE_TARGET void biasGradient(const float *restrict gOut, float *restrict bg, const BPWindow *g, long cOut, long m) {
+    const long oh = g->oh, ow = g->ow, outputs = cOut * oh * ow;
+    const __m256i tail = firstLanes(ow % 8 == 0 ? 8 : ow % 8);
+    for (long o = 0; o < cOut; o++) {
+        __m256 sum = _mm256_setzero_ps();
+        for (long img = 0; img < m; img++) {
+            for (long y = 0; y < oh; y++) {
+                const float *gRow = gOut + img * outputs + (o * oh + y) * ow;
+                for (long x0 = 0; x0 < ow; x0 += 8) {
+                    sum = _mm256_add_ps(sum, x0 + 8 <= ow ? _mm256_loadu_ps(gRow + x0) : _mm256_maskload_ps(gRow + x0, tail));
+                }
+            }
+        }
+        bg[o] = laneSum(sum);
+    }
+}
+
+/// The weight and bias gradients of images `[0, m)`: four output channels at a time, then the
+/// rest one by one.
+INLINE_TARGET void weightGradient(const float *restrict padded, const float *restrict gOut, float *restrict wg,
+    float *restrict bg, const BPWindow *g, long cOut, long m, long kh, long kw) {
+    long o0 = 0;
+    for (; o0 + 4 <= cOut; o0 += 4) weightGradientChannels(padded, gOut, wg, g, cOut, m, o0, 4, kh, kw);
+    for (; o0 < cOut; o0++) weightGradientChannels(padded, gOut, wg, g, cOut, m, o0, 1, kh, kw);
+    if (bg) biasGradient(gOut, bg, g, cOut, m);
 }
 
 static TARGET void weightGradientImages(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,

@@ -210,12 +210,6 @@ extension Tensor {
 
     // MARK: - Direct convolution
 
-    /// The largest window (`cIn · kh · kw` values) whose weight gradient is computed directly
-    /// (``conv2dDirectBackward(_:input:weights:padding:bias:)``) rather than as a matrix product:
-    /// a product this shallow spends most of its time packing its operands (a first layer's
-    /// 3 × 3 windows over one channel are 9 values deep). Deeper windows sum better in BLAS.
-    static let directGradientWindowLimit = 32
-
     /// Whether ``conv2dDirect(_:weights:bias:padding:)`` computes this convolution: stride 1 and a
     /// CPU that runs its AVX2 kernels (Sources/CKernels/DirectConv.c).
     package static func conv2dDirectFits(imageShape: [Int], weights w: Tensor, stride: Int, padding: Int) -> Bool {
@@ -225,6 +219,13 @@ extension Tensor {
             operation: "conv2d")
         return withUnsafePointer(to: g.window) { bp_conv_direct_available($0) } != 0
     }
+
+    /// The largest window (`cIn · kh · kw` values) whose weight gradient is computed directly
+    /// (``conv2dDirectBackward(_:input:weights:padding:bias:)``) rather than as a matrix product
+    /// over unfolded windows: a product this shallow spends most of its time packing its operands
+    /// (a first layer's 3 × 3 windows over one channel are 9 values deep), while deeper windows
+    /// (the second layer's 144) sum faster in BLAS (measured: about 10-20% faster there).
+    static let directGradientWindowLimit = 32
 
     /// Whether ``conv2dDirectBackward(_:input:weights:padding:bias:)`` computes this convolution's
     /// weight gradient: the direct forward fits, and windows are at most
@@ -268,7 +269,9 @@ extension Tensor {
 
     /// The gradients of ``conv2dDirect(_:weights:bias:padding:)``'s weights and bias from the
     /// gradient of its output: `w.g[o, c, ky, kx] = Σ_{i, y, x} out.g[i, o, y, x] · x[i, c, y − p + ky,
-    /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`. No `inp.g` (a first layer's).
+    /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`, four output channels and three
+    /// window columns at a time, from the padded images (no `cols`). `inp.g` is
+    /// ``conv2dDirectInputGradient(_:weights:padding:)``'s.
     ///
     /// The batch is split into pieces that depend on its size alone; each piece sums its own
     /// `w.g` and `b.g`, and the pieces are added in order: the same result on any number of

@@ -29,7 +29,7 @@ import BackpropCore
 /// batch at a time. The values are the same on every path. After a direct forward, the backward
 /// writes `inp.g` as a convolution of `out.g` with the flipped kernels (the same sums as
 /// `fold(g • W)`, in another order), and `w.g` from windows unfolded a piece at a time, or, for
-/// windows of at most 32 values and no `inp.g` (a first layer), straight from the images.
+/// windows of at most 32 values (a first layer's), straight from the padded images.
 public final class Conv2d: Layer {
     /// The kernels, as PyTorch stores them. // (cOut, cIn, kh, kw)
     public let w: Tensor
@@ -143,33 +143,32 @@ public final class Conv2d: Layer {
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
         checkReadyForBackward()
-        // A piece of the batch at a time (Tensor+Conv2d.swift), with G = the piece's out.g as
-        // (cOut, images·oh·ow): w.g = Σ G • cols, the same sums as gᵀ • cols, and
-        // inp.g = fold(Wᵀ • G), the window gradients (out.g • W)ᵀ folded from the planar layout.
-        if usedDirectKernel && !needsInputGradient
-            && Tensor.conv2dDirectGradientFits(imageShape: inp.shape, weights: w, padding: padding)
-        {
-            // Small windows and no inp.g (a first layer): w.g and b.g from inp directly.
-            let gradients = Tensor.conv2dDirectBackward(out.g, input: inp, weights: w, padding: padding, bias: b != nil)
-            w.g = gradients.w
-            b?.g = gradients.b
-            return
-        }
-        // After a direct forward, inp.g is a direct convolution of out.g (flipped kernels, no
-        // fold), and each piece of the batch unfolds its own windows for w.g as it goes.
         let directInputGradient =
             usedDirectKernel && needsInputGradient
             && Tensor.conv2dDirectInputGradientFits(outputShape: out.g.shape, weights: w, padding: padding)
-        let gradients = Tensor.conv2dBackward(
-            out.g, cols: storedCols, input: inp, weights: w, inputShape: inp.shape, stride: stride, padding: padding,
-            bias: b != nil, inputGradient: needsInputGradient && !directInputGradient)
-        w.g = gradients.w
-        b?.g = gradients.b
-        if directInputGradient {
-            inp.g = Tensor.conv2dDirectInputGradient(out.g, weights: w, padding: padding)
-        } else if let g = gradients.inp {
-            inp.g = g
+        if usedDirectKernel && Tensor.conv2dDirectGradientFits(imageShape: inp.shape, weights: w, padding: padding)
+            && (!needsInputGradient || directInputGradient)
+        {
+            // After a direct forward with small windows (a first layer's): w.g and b.g from the
+            // padded images.
+            let gradients = Tensor.conv2dDirectBackward(out.g, input: inp, weights: w, padding: padding, bias: b != nil)
+            w.g = gradients.w
+            b?.g = gradients.b
+        } else {
+            // A piece of the batch at a time (Tensor+Conv2d.swift), with G = the piece's out.g as
+            // (cOut, images·oh·ow): w.g = Σ G • cols, the same sums as gᵀ • cols, and
+            // inp.g = fold(Wᵀ • G), the window gradients (out.g • W)ᵀ folded from the planar
+            // layout. After a direct forward, each piece unfolds its own windows.
+            let gradients = Tensor.conv2dBackward(
+                out.g, cols: storedCols, input: inp, weights: w, inputShape: inp.shape, stride: stride,
+                padding: padding, bias: b != nil, inputGradient: needsInputGradient && !directInputGradient)
+            w.g = gradients.w
+            b?.g = gradients.b
+            if let g = gradients.inp { inp.g = g }
         }
+        // After a direct forward, inp.g is a convolution of out.g with the flipped kernels (the
+        // same sums as fold(g • W), in another order): no window gradients, no fold.
+        if directInputGradient { inp.g = Tensor.conv2dDirectInputGradient(out.g, weights: w, padding: padding) }
     }
 
     /// `inp.unfold(kernel, stride, padding)`, not recorded.
