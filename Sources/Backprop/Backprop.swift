@@ -6,4 +6,5 @@
 @_exported import BackpropData
 @_exported import BackpropExplain
 @_exported import BackpropNetwork
+@_exported import BackpropONNX
 @_exported import BackpropTraining

@@ -2,48 +2,59 @@ import ArgumentParser
 import BackpropCore
 import BackpropData
 import BackpropNetwork
+import BackpropONNX
 import BackpropTraining
 import Foundation
 
-/// `backprop export MODEL --format pytorch OUT`: a saved model as a PyTorch `state_dict`, and the
-/// Python that loads it.
+/// `backprop export MODEL --format pytorch|onnx OUT`: a saved model as a PyTorch `state_dict` or an
+/// ONNX model, and the Python that runs it.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a saved model as a PyTorch state_dict (safetensors), and print the Python that loads it.",
+        abstract: "Write a saved model as a PyTorch state_dict or an ONNX model, and print the Python that runs it.",
         discussion: """
-            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network) and \
-            writes OUT, the state_dict of the matching nn.Sequential: key I.weight for layer I, nn.Linear \
-            weights transposed to [out, in], batch norms with num_batches_tracked. Prints, on standard \
-            output, a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
-            normalises the inputs as the model was trained (so that it gives Backprop's logits).
+            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network). \
+            --format pytorch writes OUT, the state_dict of the matching nn.Sequential: key I.weight for \
+            layer I, nn.Linear weights transposed to [out, in], batch norms with num_batches_tracked; \
+            it prints a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
+            normalises the inputs as the model was trained (so that it gives Backprop's logits). \
+            --format onnx writes OUT, an ONNX model (opset 20) that ONNX Runtime runs to Backprop's \
+            logits: input "pixels" (0 to 255, float32, [n, 1, 28, 28] or [n, 784]), normalised in the \
+            graph as the model was trained ("x", already normalised, for a checkpoint that stores no \
+            normalisation), output "logits" [n, 10]; it prints the Python that runs it.
             """
     )
 
-    /// The formats `--format` names, and whether they are written yet.
-    static let formats = ["pytorch"]
+    /// The formats `--format` names, and the suffix each output file takes.
+    static let formats = [(name: "pytorch", suffix: ".safetensors"), (name: "onnx", suffix: ".onnx")]
 
     @Argument(help: ArgumentHelp("A checkpoint written by `backprop train --save`.", valueName: "MODEL"))
     var model: String
 
-    @Option(help: "The format of OUT: pytorch (a safetensors state_dict). onnx is not yet supported.")
+    @Option(help: "The format of OUT: pytorch (a safetensors state_dict) or onnx (an ONNX model, opset 20).")
     var format: String
 
-    @Argument(help: ArgumentHelp("The file to write, ending in .safetensors (atomically).", valueName: "OUT"))
+    @Argument(
+        help: ArgumentHelp(
+            "The file to write (atomically), ending in .safetensors for pytorch, .onnx for onnx.", valueName: "OUT"))
     var output: String
 
     func validate() throws {
-        guard Self.formats.contains(format) else {
-            if format == "onnx" { throw ValidationError("--format onnx: not yet supported (only pytorch)") }
-            throw ValidationError("--format: expected \(Self.formats.joined(separator: ", ")), found '\(format)'")
+        guard let suffix = Self.formats.first(where: { $0.name == format })?.suffix else {
+            let names = Self.formats.map(\.name).joined(separator: " or ")
+            throw ValidationError("--format: expected \(names), found '\(format)'")
         }
-        try checkOutput(output, option: "OUT", suffix: ".safetensors")
+        try checkOutput(output, option: "OUT", suffix: suffix)
         if Self.samePath(model, output) {
             throw ValidationError("OUT \(output) is MODEL; writing it would replace the checkpoint")
         }
     }
 
     func run() throws {
+        if format == "onnx" {
+            try runONNX()
+            return
+        }
         let network = try Checkpoint.load(path: model)
         let inputShape = try Checkpoint.inputShape(path: model)
         let normalization = try Checkpoint.normalization(path: model)
