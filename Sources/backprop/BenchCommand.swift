@@ -10,7 +10,9 @@ import Foundation
 ///
 /// Each measurement is the median of `--runs` timed runs after a warm-up. Use a release build
 /// (`swift run -c release backprop bench`); `Benchmarks/run_peers.py` runs it alternately with the
-/// numpy and PyTorch peers and prints the ratios.
+/// numpy and PyTorch peers and prints the ratios. First it measures the machine's limits (the FMA
+/// rate on Backprop's threads, the memory bandwidth: ``MachinePeak``), and reports each workload's
+/// time against its floor (``WorkloadFloor``).
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -22,7 +24,11 @@ struct BenchCommand: ParsableCommand {
             28×28 images, AdamW, batch 128: the network of Benchmarks/cnn_epoch_torch.py; then each \
             of its convolutions forward and backward in GFLOP/s, each checked against reference loops \
             first), matmul (GFLOP/s of each matrix-product kernel on the seed's three shapes, each \
-            checked against the reference loops first). The inputs \
+            checked against the reference loops first). Before them, the machine's limits: the \
+            rate of a loop of independent FMAs on all of Backprop's threads (AVX-512 and AVX2 where \
+            the processor has them), and the memory bandwidth (a read and STREAM's triad); each \
+            workload's floor is max(FLOPs / FMA rate, bytes / bandwidth), printed with the ratio \
+            time / floor. The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
             shape with --synthetic, or when no --data is given and the data set is not installed. \
             A data set with fewer than --rows training images is an error.
@@ -58,6 +64,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    /// Runs of each measurement of the machine's limits (the best is kept): a few, fewer for a
+    /// quick `--runs 1`.
+    private var peakRuns: Int { min(3, runs) }
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard rows >= 10 else { throw ValidationError("--rows must be at least 10, got \(rows)") }
@@ -75,6 +85,7 @@ struct BenchCommand: ParsableCommand {
             )
         }
         var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
+        report.peak = MachinePeak.measure(runs: peakRuns)
         for part in parts {
             switch part {
             case .seed:
@@ -130,25 +141,31 @@ struct BenchCommand: ParsableCommand {
     private func printText(_ report: BenchmarkReport) {
         print("backprop bench: \(report.data) inputs, \(report.rows) rows, median of \(report.runs) runs")
         print("machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas)")
+        if let peak = report.peak { printLimits(peak) }
+        let floors = Dictionary(uniqueKeysWithValues: report.floors.map { ($0.name, $0.floor) })
         if let step = report.seedStep {
             print(
                 "seed step: \(format(step.stepMilliseconds)) ms (forward \(format(step.forwardMilliseconds)) ms, "
-                    + "backward \(format(step.backwardMilliseconds)) ms)")
+                    + "backward \(format(step.backwardMilliseconds)) ms)\(floorText(floors["seed_step"]))")
             print(
                 "  forward products \(format(step.forwardProductsMilliseconds)) ms, backward products "
                     + "\(format(step.backwardProductsMilliseconds)) ms, elementwise \(format(step.elementwiseMilliseconds)) ms"
             )
         }
         if let seconds = report.minibatchEpochSeconds {
-            print("minibatch epoch (784-50-10, SGD, batch 64): \(format(seconds, digits: 3)) s")
+            print(
+                "minibatch epoch (784-50-10, SGD, batch 64): \(format(seconds, digits: 3)) s"
+                    + floorText(floors["minibatch_epoch"], inSeconds: true))
         }
         if let seconds = report.mlpEpochSeconds {
-            print("mlp epoch (784-256-128-10, Adam, batch 64): \(format(seconds, digits: 3)) s")
+            print(
+                "mlp epoch (784-256-128-10, Adam, batch 64): \(format(seconds, digits: 3)) s\(floorText(floors["mlp_epoch"], inSeconds: true))"
+            )
         }
         if let seconds = report.cnnEpochSeconds {
             print(
                 "cnn epoch (the cnn preset: conv 16, conv 32, lin 256; AdamW, batch 128): \(format(seconds, digits: 3)) s"
-            )
+                    + floorText(floors["cnn_epoch"], inSeconds: true))
         }
         if !report.cnnConvLayers.isEmpty {
             let batch = report.cnnConvLayers[0].layer.inputShape[0]
@@ -168,12 +185,21 @@ struct BenchCommand: ParsableCommand {
         if !report.matmul.isEmpty {
             print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")
             let routes = ["matmul", "skinny", "blas", "blocked", "reference"]
-            print("  " + "shape".padding(toLength: 40, withPad: " ", startingAt: 0) + routes.map { pad($0) }.joined())
+            let floorColumns = report.peak == nil ? [] : ["floor ms", "bound", "matmul ×"]
+            print(
+                "  " + "shape".padding(toLength: 40, withPad: " ", startingAt: 0)
+                    + routes.map { pad($0) }.joined() + floorColumns.map { pad($0, width: 11) }.joined())
             for measurement in report.matmul {
                 let shape = measurement.shape
                 let label = "\(shape.expression) (\(shape.m)×\(shape.k)×\(shape.n))"
                 let cells = routes.map { pad(measurement.gflops[$0].map { format($0) } ?? "-") }
-                print("  " + label.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
+                var floorCells: [String] = []
+                if let floor = floors["matmul_\(shape.name)"] {
+                    floorCells = [format(floor.seconds * 1000, digits: 2), floor.bound, format(floor.ratio, digits: 2)]
+                }
+                print(
+                    "  " + label.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined()
+                        + floorCells.map { pad($0, width: 11) }.joined())
             }
         }
     }
@@ -195,11 +221,35 @@ struct BenchCommand: ParsableCommand {
             + "checked: error \(String(format: "%.1e", measurement.worstError))"
     }
 
+    /// `limits (2 threads, best of 3): FMA 181.2 GFLOP/s (avx512 181.2, avx2 178.9); memory 15.5 GB/s
+    /// (read 15.5, triad 12.0; 256 MiB)` and how the floors use them.
+    private func printLimits(_ peak: MachinePeak) {
+        let kernels = peak.fma.map { "\($0.kernel.rawValue) \(format($0.gflops))" }.joined(separator: ", ")
+        print(
+            "limits (\(peak.threads) threads, best of \(peakRuns)): FMA \(format(peak.fmaGflops)) GFLOP/s (\(kernels)); "
+                + "memory \(format(peak.bandwidthGBps)) GB/s (read \(format(peak.readGBps)), triad "
+                + "\(format(peak.triadGBps)); \(peak.bufferBytes >> 20) MiB)")
+        print("floor = max(FLOPs / FMA rate, bytes / bandwidth); ratio = time / floor")
+    }
+
+    /// `; floor 65.3 ms (arithmetic 65.3 ms: 11.78 GFLOP; memory 30.4 ms: 470 MB), 1.79× floor`
+    /// (the times in seconds, to 3 digits, when `inSeconds`), or nothing without a floor.
+    private func floorText(_ floor: WorkloadFloor?, inSeconds: Bool = false) -> String {
+        guard let floor else { return "" }
+        let time = { (seconds: Double) in
+            inSeconds ? "\(format(seconds, digits: 3)) s" : "\(format(seconds * 1000)) ms"
+        }
+        let gigaflops = format(floor.cost.flops * 1e-9, digits: 2)
+        let megabytes = format(floor.cost.bytes * 1e-6, digits: 0)
+        return "; floor \(time(floor.seconds)) (arithmetic \(time(floor.arithmeticSeconds)): \(gigaflops) GFLOP; "
+            + "memory \(time(floor.memorySeconds)): \(megabytes) MB), \(format(floor.ratio, digits: 2))× floor"
+    }
+
     private func format(_ value: Double, digits: Int = 1) -> String {
         String(format: "%.\(digits)f", value)
     }
 
-    private func pad(_ text: String) -> String {
-        String(repeating: " ", count: max(0, 10 - text.count)) + text
+    private func pad(_ text: String, width: Int = 10) -> String {
+        String(repeating: " ", count: max(0, width - text.count)) + text
     }
 }

@@ -176,4 +176,7 @@ void bp_transpose(const float *x, float *y, long rows, long columns, long matrix
 }
 #endif
 
+// The measurements of the machine's limits (`backprop bench`), in their own header.
+#include "CKernelsPeak.h"
+
 #endif

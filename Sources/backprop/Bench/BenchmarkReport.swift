@@ -15,6 +15,13 @@ import BackpropTraining
 /// against the reference loops), `matmul_gflops` (shape → route → GFLOP/s), `matmul_error`
 /// (shape → route → relative error against the reference loops), `data`, `rows`, `runs`,
 /// `machine`. A part that was not run is absent.
+///
+/// With the machine's limits measured: `peak` (``MachinePeak``: `fma_gflops`, `bandwidth_gbps`,
+/// …), `floors` (workload → ``WorkloadFloor``: `flops`, `bytes`, `arithmetic_ms`, `memory_ms`,
+/// `floor_ms`, `bound`, `time_ms`, `ratio`; the workloads `seed_step`, `minibatch_epoch`,
+/// `mlp_epoch`, `cnn_epoch`, and `matmul_forward`, `matmul_input_gradient`,
+/// `matmul_weight_gradient` for Backprop's `•`), and `matmul_floor_ratio` (shape → route → time
+/// over the floor, for every route timed on the full shape).
 struct BenchmarkReport: Encodable {
     /// The machine.
     var machine = Machine.current
@@ -38,6 +45,8 @@ struct BenchmarkReport: Encodable {
     var cnnStepBreakdown: StepBreakdown?
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
+    /// The machine's FMA rate and memory bandwidth, which set the floors.
+    var peak: MachinePeak?
 
     /// An empty report for a run on `data` with `rows` rows and `runs` runs per measurement.
     init(data: String, rows: Int, runs: Int) {
@@ -57,6 +66,32 @@ struct BenchmarkReport: Encodable {
         case cnnStepBreakdown = "cnn_epoch_by_layer"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
+        case peak, floors
+        case matmulFloorRatio = "matmul_floor_ratio"
+    }
+
+    /// Each measured workload against its floor on ``peak``, in the order `backprop bench` runs
+    /// them (none without ``peak``): `seed_step`, `minibatch_epoch`, `mlp_epoch`, `cnn_epoch`,
+    /// then `matmul_NAME` for each product shape, timed by Backprop's `•` (the `matmul` route).
+    var floors: [(name: String, floor: WorkloadFloor)] {
+        guard let peak else { return [] }
+        var floors: [(String, WorkloadFloor)] = []
+        if let seedStep {
+            let seconds = seedStep.stepMilliseconds / 1000
+            floors.append(("seed_step", WorkloadFloor(cost: seedStep.cost, peak: peak, measuredSeconds: seconds)))
+        }
+        let epochs: [(String, EpochBenchmark.Recipe, Double?)] = [
+            ("minibatch_epoch", .minibatch, minibatchEpochSeconds), ("mlp_epoch", .mlp, mlpEpochSeconds),
+            ("cnn_epoch", .cnn, cnnEpochSeconds),
+        ]
+        for case let (name, recipe, seconds?) in epochs {
+            floors.append((name, WorkloadFloor(cost: .epoch(recipe, rows: rows), peak: peak, measuredSeconds: seconds)))
+        }
+        for measurement in matmul {
+            guard let floor = MatMulBenchmark.floor(measurement, route: "matmul", peak: peak) else { continue }
+            floors.append(("matmul_\(measurement.shape.name)", floor))
+        }
+        return floors
     }
 
     /// Writes the report under the keys the peer runner reads (`seed_step_ms`,
@@ -83,6 +118,20 @@ struct BenchmarkReport: Encodable {
             }
             try container.encode(gflops, forKey: .matmulGflops)
             try container.encode(errors, forKey: .matmulError)
+        }
+        try container.encodeIfPresent(peak, forKey: .peak)
+        if let peak {
+            let floors = Dictionary(uniqueKeysWithValues: self.floors.map { ($0.name, $0.floor) })
+            try container.encode(floors, forKey: .floors)
+            if !matmul.isEmpty {
+                var ratios: [String: [String: Double]] = [:]
+                for measurement in matmul {
+                    ratios[measurement.shape.name] = measurement.gflops.keys.reduce(into: [:]) { shapeRatios, route in
+                        shapeRatios[route] = MatMulBenchmark.floor(measurement, route: route, peak: peak)?.ratio
+                    }
+                }
+                try container.encode(ratios, forKey: .matmulFloorRatio)
+            }
         }
     }
 }

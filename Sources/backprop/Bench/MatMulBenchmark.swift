@@ -104,6 +104,15 @@ struct MatMulBenchmark {
         }
     }
 
+    /// The time of `route` on `measurement`'s shape (from its GFLOP/s) against the shape's floor
+    /// on `peak` (``WorkloadCost/product(_:)``); `nil` for a route not measured, and for
+    /// `reference`, which is timed on the check size only.
+    static func floor(_ measurement: Measurement, route: String, peak: MachinePeak) -> WorkloadFloor? {
+        guard route != "reference", let gflops = measurement.gflops[route] else { return nil }
+        let shape = measurement.shape
+        return WorkloadFloor(cost: .product(shape), peak: peak, measuredSeconds: shape.flops / (gflops * 1e9))
+    }
+
     /// Random operands of `shape`, transposed views where the seed's are.
     static func operands(_ shape: Shape, seed: UInt64) -> (Tensor, Tensor) {
         var generator = RandomGenerator(seed: seed)

@@ -22,6 +22,8 @@ struct SeedStepBenchmark {
         var forwardProductsMilliseconds: Double
         /// The backward pass's products: `out.g • wᵀ` and `inpᵀ • out.g` for both layers.
         var backwardProductsMilliseconds: Double
+        /// The step's FLOPs and bytes, from its shapes (``WorkloadCost/seedStep(rows:inputs:hidden:)``).
+        var cost: WorkloadCost
         /// The step minus its products: ReLU, the gradients of ReLU, of the loss and of the biases,
         /// the loss itself, and allocating the results.
         var elementwiseMilliseconds: Double {
@@ -126,6 +128,7 @@ struct SeedStepBenchmark {
             forwardMilliseconds: Timing.median(forward) * 1000,
             backwardMilliseconds: Timing.median(backward) * 1000,
             forwardProductsMilliseconds: Timing.median(forwardProducts) * 1000,
-            backwardProductsMilliseconds: Timing.median(backwardProducts) * 1000)
+            backwardProductsMilliseconds: Timing.median(backwardProducts) * 1000,
+            cost: .seedStep(rows: x.shape[0], inputs: x.shape[1], hidden: l1.w.shape[1]))
     }
 }
