@@ -64,6 +64,13 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @Flag(
+        name: .customLong("no-limits"),
+        help: ArgumentHelp(
+            "Do not measure the machine's limits (no floors): their 256 MiB memory buffer would count in "
+                + "this run's peak memory."))
+    var noLimits = false
+
     /// Runs of each measurement of the machine's limits (the best is kept): a few, fewer for a
     /// quick `--runs 1`.
     private var peakRuns: Int { min(3, runs) }
@@ -85,7 +92,7 @@ struct BenchCommand: ParsableCommand {
             )
         }
         var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
-        report.peak = MachinePeak.measure(runs: peakRuns)
+        if !noLimits { report.peak = MachinePeak.measure(runs: peakRuns) }
         for part in parts {
             switch part {
             case .seed:

@@ -275,6 +275,18 @@ struct BenchmarkFloorTests {
         }
     }
 
+    @Test func commandWithoutLimitsReportsNoFloors() throws {
+        let arguments = [
+            "bench", "--rows", "60", "--runs", "1", "--synthetic", "--only", "seed", "--no-limits", "--json",
+        ]
+        let json = try runBackprop(arguments)
+        #expect(json.status == 0, "stderr: \(json.standardError)")
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any])
+        #expect(object["peak"] == nil && object["floors"] == nil)
+        #expect(object["seed_step_ms"] is Double)
+    }
+
     /// One workload's floor in the JSON: every key, `floor_ms` the larger bound, `bound` naming
     /// it, `ratio = time_ms / floor_ms`.
     static func expectConsistent(
