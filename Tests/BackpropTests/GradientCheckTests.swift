@@ -338,6 +338,31 @@ struct DescribedModelGradientCheckTests {
         #expect(abs(loss - reference / 8) < 1e-12)
     }
 
+    @Test("a loss of one's own that conforms to LossInDouble is summed in Double by the check")
+    func ownLossInDouble() throws {
+        var generator = RandomGenerator(seed: 4)
+        let loss = HalfSquaredError()
+        let model = Model(
+            layers: [
+                Lin(Tensor.randn([5, 4], generator: &generator), Tensor.zeros([4])), Tanh(),
+                Lin(Tensor.randn([4, 1], generator: &generator), Tensor.zeros([1])),
+            ],
+            loss: loss)
+        let x = Tensor.randn([6, 5], generator: &generator)  // (n, 5)
+        let y = Tensor.randn([6], generator: &generator)  // (n)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(loss.doubleCalls > 0)
+        // The check's loss is the Double sum from the Float output, not the Float loss.
+        let output = model.predict(x).values.map(Double.init)
+        var reference = 0.0
+        for (value, target) in zip(output, y.values) {
+            reference += 0.5 * (value - Double(target)) * (value - Double(target))
+        }
+        reference /= 6
+        #expect(abs(GradientCheck.loss(model, x: x, y: y) - reference) < 1e-12)
+    }
+
     @Test("LeakyReLU and average pooling pass with MSE")
     func leakyReLUPasses() throws {
         var generator = RandomGenerator(seed: 3)
@@ -655,5 +680,40 @@ struct FrozenPiecesTests {
         var counts = [Float](repeating: 0, count: b.count)
         for (o, winner) in winners.enumerated() { counts[(o / 9) * 49 + Int(winner)] += 1 }
         #expect(b.grad?.values == counts)
+    }
+}
+
+/// `½ · mean_i (inp_i − targ_i)²`, a loss of one's own written as the seed writes `Mse`, that also
+/// gives the gradient check its value in Double (and counts how often it was asked).
+private final class HalfSquaredError: LossInDouble {
+    private(set) var inp: Tensor!
+    private(set) var targ: Tensor!
+    private(set) var out: Tensor!
+    private(set) var doubleCalls = 0
+
+    func callAsFunction(_ inp: Tensor, _ targ: Tensor) -> Tensor {
+        (self.inp, self.targ) = (inp, targ)
+        let difference: Tensor = inp.reshape([-1]) - targ
+        let squares: Tensor = difference * difference
+        let result: Tensor = squares.mean() * Float(0.5)
+        out = result
+        return result
+    }
+
+    func backward() {
+        let difference: Tensor = inp.reshape([-1]) - targ
+        let gradient: Tensor = difference / Float(targ.count)
+        inp.g = gradient.reshape(inp.shape)
+    }
+
+    func lossInDouble(_ inp: Tensor, _ targ: Tensor) -> Double? {
+        doubleCalls += 1
+        guard inp.count == targ.count, inp.count > 0 else { return nil }
+        var total = 0.0
+        for (output, target) in zip(inp.values, targ.values) {
+            let difference = Double(output) - Double(target)
+            total += 0.5 * difference * difference
+        }
+        return total / Double(inp.count)
     }
 }
