@@ -17,11 +17,10 @@ is skipped and says so. Exit status 2 when onnxruntime is not importable, so tha
 can skip.
 """
 
-import json
-import struct
 import sys
 
 import numpy as np
+from safetensors_numpy import read_safetensors
 
 try:
     import onnxruntime  # noqa: F401
@@ -30,24 +29,6 @@ except ImportError:
     sys.exit(2)
 
 TOLERANCE = 1e-4
-DTYPES = {"F32": "<f4", "F64": "<f8", "I64": "<i8"}
-
-
-def read_safetensors(path):
-    """{name: numpy array} of a safetensors file (F32, F64 and I64 only)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
-    start = 8 + length
-    arrays = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        array = np.frombuffer(data[start + begin : start + end], dtype=DTYPES[entry["dtype"]])
-        arrays[name] = array.reshape(entry["shape"]).copy()
-    return arrays
 
 
 def check_schema(path):

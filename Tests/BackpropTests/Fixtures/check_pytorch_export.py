@@ -15,37 +15,17 @@ here (an 8-byte little-endian header length, a JSON header, the raw little-endia
 Exit status 2 when torch is not importable, so that the Swift test can skip.
 """
 
-import json
-import struct
 import sys
 import types
 
 import numpy as np
+from safetensors_numpy import read_safetensors
 
 try:
     import torch
 except ImportError:
     print("torch is not importable", file=sys.stderr)
     sys.exit(2)
-
-DTYPES = {"F32": "<f4", "F64": "<f8", "I64": "<i8"}
-
-
-def read_safetensors(path):
-    """{name: numpy array} of a safetensors file (F32, F64 and I64 only)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
-    start = 8 + length
-    arrays = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        array = np.frombuffer(data[start + begin : start + end], dtype=DTYPES[entry["dtype"]])
-        arrays[name] = array.reshape(entry["shape"]).copy()
-    return arrays
 
 
 def load_file(path):
