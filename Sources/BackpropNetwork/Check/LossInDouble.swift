@@ -8,7 +8,7 @@ import Foundation
 // changes only by what the perturbation changes.
 
 /// A loss that can be evaluated in Double from the model's output, for the gradient check's
-/// finite differences (``gradientCheck(_:x:y:parameters:tolerance:)`` uses it when the model's loss
+/// finite differences (``gradientCheck(_:x:y:options:)`` uses it when the model's loss
 /// conforms, else the Float loss).
 ///
 /// `Mse` and `CrossEntropy` conform; a loss of one's own conforms by summing its formula in Double

@@ -49,7 +49,7 @@ public final class Conv2d: Layer {
     /// A layer at stride 1 computes its output directly (see ``callAsFunction(_:)``) and makes no
     /// `cols`: they are then unfolded when first read, and kept.
     public var cols: Tensor! {
-        if storedCols == nil, let inp, usedDirectKernel { storedCols = unfoldedInput() }
+        if storedCols == nil, inp != nil, usedDirectKernel { storedCols = unfoldedInput() }
         return storedCols
     }
     private var storedCols: Tensor?
