@@ -105,6 +105,7 @@ static float *scratch(long count) {
         buffer = aligned_alloc(64, (size_t)rounded * sizeof(float));
         if (!buffer) abort();
         capacity = rounded;
+        bp_free_at_thread_exit(BP_THREAD_BUFFER_PACKING, buffer);
     }
     return buffer;
 }

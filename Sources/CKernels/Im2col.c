@@ -168,6 +168,7 @@ float *bp_thread_scratch(long count) {
         const long rounded = (count + 4095) & ~4095L;
         buffer = aligned_alloc(64, (size_t)rounded * sizeof(float));
         capacity = buffer ? rounded : 0;
+        bp_free_at_thread_exit(BP_THREAD_BUFFER_SCRATCH, buffer);
     }
     return buffer;
 }

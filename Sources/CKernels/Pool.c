@@ -202,3 +202,20 @@ void bp_parallel_for(long count, int threads, bp_iteration body, void *context) 
     }
     pthread_mutex_unlock(&publishing);
 }
+
+// MARK: - Thread-local buffers
+
+/// One key per kind of kept buffer, whose destructor frees a thread's buffer when the thread ends.
+static pthread_key_t bufferKeys[BP_THREAD_BUFFER_KINDS];
+static pthread_once_t bufferKeysOnce = PTHREAD_ONCE_INIT;
+static void makeBufferKeys(void) {
+    for (int kind = 0; kind < BP_THREAD_BUFFER_KINDS; kind++) pthread_key_create(&bufferKeys[kind], free);
+}
+
+void bp_free_at_thread_exit(int kind, void *buffer) {
+    // A kept buffer lives in a `_Thread_local` pointer, which dies with its thread: without this,
+    // a thread that ends (a dispatch worker, a test's task) would leak it. A buffer replaced by a
+    // larger one was freed by its owner; the key then holds the new one.
+    pthread_once(&bufferKeysOnce, makeBufferKeys);
+    pthread_setspecific(bufferKeys[kind], buffer);
+}

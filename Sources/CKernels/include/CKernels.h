@@ -104,6 +104,14 @@ void bp_col2im(const float *cols, float *y, const BPWindow *window, long imageBe
 /// unfold would have copied from it (window `(oy, ox)`, offset `(ky, kx)`).
 void bp_col2im_planar(const float *d, long ld, float *y, const BPWindow *window);
 
+/// The kinds of buffer a thread keeps from call to call: the product's packing buffer (Gemm.c)
+/// and the convolutions' scratch (``bp_thread_scratch``).
+enum { BP_THREAD_BUFFER_PACKING = 0, BP_THREAD_BUFFER_SCRATCH = 1, BP_THREAD_BUFFER_KINDS = 2 };
+
+/// Frees `buffer`, this thread's kept buffer of that kind, when the thread ends (replacing the
+/// buffer given before for that kind, which its owner has freed).
+void bp_free_at_thread_exit(int kind, void *buffer);
+
 /// This thread's scratch buffer of at least `count` floats (64-byte aligned), kept and grown from
 /// call to call, or NULL when memory runs out. Valid until this thread's next call.
 float *bp_thread_scratch(long count);
