@@ -12,7 +12,6 @@
 
 #include "CKernels.h"
 
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,24 +291,13 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
     }
 }
 
-/// Whether the CPU runs AVX2 and FMA, asked once (a relaxed atomic: threads may ask at once).
-static int hasAVX2(void) {
-    static atomic_int known = -1;
-    int value = atomic_load_explicit(&known, memory_order_relaxed);
-    if (value < 0) {
-        value = bp_gemm_avx2_available();
-        atomic_store_explicit(&known, value, memory_order_relaxed);
-    }
-    return value;
-}
-
 #endif
 
 void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *g, long planeBegin,
     long planeEnd) {
 #if defined(__x86_64__) || defined(_M_X64)
     // The common 2 × 2 pooling at stride 2 without padding, in vectors.
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && hasAVX2()) {
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && bp_gemm_avx2_available()) {
         for (long plane = planeBegin; plane < planeEnd; plane++) maxPool2x2Plane(x, out, winners, pieces, g, plane);
         return;
     }

@@ -213,10 +213,17 @@ extension Tensor {
     /// Whether ``conv2dDirect(_:weights:bias:padding:)`` computes this convolution: stride 1 and a
     /// CPU that runs its AVX2 kernels (Sources/CKernels/DirectConv.c).
     package static func conv2dDirectFits(imageShape: [Int], weights w: Tensor, stride: Int, padding: Int) -> Bool {
-        guard stride == 1, imageShape.count == 4, w.rank == 4, w.shape[1] == imageShape[1] else { return false }
+        guard stride == 1, w.rank == 4 else { return false }
+        return directKernelRuns(
+            imageShape: imageShape, channels: w.shape[1], kernel: (w.shape[2], w.shape[3]), padding: padding)
+    }
+
+    /// Whether the direct kernel runs for images of `imageShape` and a kernel over `channels`
+    /// channels at stride 1 (`bp_conv_direct_available`).
+    private static func directKernelRuns(imageShape: [Int], channels: Int, kernel: (Int, Int), padding: Int) -> Bool {
+        guard imageShape.count == 4, imageShape[1] == channels else { return false }
         let g = WindowGeometry(
-            imageShape: imageShape, kernel: (w.shape[2], w.shape[3]), stride: (1, 1), padding: (padding, padding),
-            operation: "conv2d")
+            imageShape: imageShape, kernel: kernel, stride: (1, 1), padding: (padding, padding), operation: "conv2d")
         return withUnsafePointer(to: g.window) { bp_conv_direct_available($0) } != 0
     }
 
@@ -365,9 +372,9 @@ extension Tensor {
         guard w.rank == 4, outputShape.count == 4, w.shape[2] == w.shape[3], padding < w.shape[2],
             outputShape[1] == w.shape[0]
         else { return false }
-        let flippedShape = [w.shape[1], w.shape[0], w.shape[2], w.shape[3]]
-        return conv2dDirectFits(
-            imageShape: outputShape, weights: Tensor(uninitializedShape: flippedShape), stride: 1,
+        // The flipped kernels run over out.g's cOut channels.
+        return directKernelRuns(
+            imageShape: outputShape, channels: w.shape[0], kernel: (w.shape[2], w.shape[3]),
             padding: w.shape[2] - 1 - padding)
     }
 
