@@ -7,10 +7,10 @@ import PackageDescription
 //   backprop                                   the command-line tool (and its benchmarks)
 //   Backprop                                   umbrella: re-exports everything below
 //   BackpropExplain      BackpropTraining      walkthrough, HTML, DOT, plots | fit loop, checkpoints
-//   BackpropONNX                               ONNX export (interop: a model as an ONNX graph)
+//   BackpropONNX         BackpropDistributed   ONNX export (interop) | MPI all-reduce (trait MPI)
 //   BackpropNetwork      BackpropData          layers, losses, optimizers, checks | files
 //   BackpropCore                               Tensor, matmul, thread pool, autograd
-//   CBLAS, CZlib, CKernels                     system libraries, C kernels and the pool
+//   CBLAS, CZlib, CMPI, CKernels               system libraries, C kernels and the pool
 let package = Package(
     name: "Backprop",
     products: [
@@ -21,6 +21,13 @@ let package = Package(
         .trait(
             name: "OpenBLAS",
             description: "Matrix products through OpenBLAS on Linux (Accelerate is always used on macOS)."
+        ),
+        .trait(
+            name: "MPI",
+            description: """
+                Data-parallel training under mpirun (BackpropDistributed), on Open MPI: `swift build --traits OpenBLAS,MPI` \
+                (with libopenmpi-dev). Off by default, so the default build needs no MPI.
+                """
         ),
         .default(enabledTraits: ["OpenBLAS"]),
     ],
@@ -38,6 +45,11 @@ let package = Package(
             name: "CBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"]), .brew(["open-mpi"])]
         ),
         .systemLibrary(
             name: "CZlib",
@@ -75,12 +87,21 @@ let package = Package(
             ],
             exclude: ["Schema/onnx.proto"]
         ),
+        // Distributed: data-parallel training over MPI (the trait MPI; without it, only the check that
+        // a run was not started by mpirun).
+        .target(
+            name: "BackpropDistributed",
+            dependencies: [
+                "BackpropNetwork",
+                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+            ]
+        ),
         // The umbrella that `import Backprop` gives a user: every module above, re-exported.
         .target(
             name: "Backprop",
             dependencies: [
                 "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain",
-                "BackpropONNX",
+                "BackpropONNX", "BackpropDistributed",
             ]
         ),
         // The command-line tool: parses, calls the library, formats; owns the benchmarks (Bench/).
@@ -88,7 +109,7 @@ let package = Package(
             name: "backprop",
             dependencies: [
                 "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain",
-                "BackpropONNX",
+                "BackpropONNX", "BackpropDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -97,7 +118,7 @@ let package = Package(
             // The CLI is a dependency so that tests can run the built `backprop` end to end.
             dependencies: [
                 "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain",
-                "BackpropONNX", "Backprop", "backprop",
+                "BackpropONNX", "BackpropDistributed", "Backprop", "backprop",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             resources: [.copy("Fixtures")]

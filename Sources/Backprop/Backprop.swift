@@ -4,6 +4,7 @@
 
 @_exported import BackpropCore
 @_exported import BackpropData
+@_exported import BackpropDistributed
 @_exported import BackpropExplain
 @_exported import BackpropNetwork
 @_exported import BackpropONNX

@@ -95,6 +95,26 @@ public final class Batches {
         precondition(index >= 0 && index < count, "Batches: batch \(index) out of range 0..<\(count)")
         let start = index * batchSize
         let rows = Swift.min(batchSize, rowCount - start)
+        return gather(from: start, rows: rows)
+    }
+
+    /// Rows `shard` of batch `index` (positions within the batch, as `ReplicaGroup.shard(of:)`
+    /// gives a replica's): `(x (s, …), y (s))` with `s = shard.count`, the same values as those
+    /// rows of ``batch(_:)``, flips included, in reused buffers.
+    /// - Precondition: `0 ≤ index < count`; `shard` is a non-empty range within the batch's rows.
+    public func batch(_ index: Int, rows shard: Range<Int>) -> (x: Tensor, y: Tensor) {
+        precondition(index >= 0 && index < count, "Batches: batch \(index) out of range 0..<\(count)")
+        let start = index * batchSize
+        let rows = Swift.min(batchSize, rowCount - start)
+        precondition(
+            !shard.isEmpty && shard.lowerBound >= 0 && shard.upperBound <= rows,
+            "Batches: rows \(shard) out of the \(rows) rows of batch \(index)")
+        return gather(from: start + shard.lowerBound, rows: shard.count)
+    }
+
+    /// The examples at positions `start ..< start + rows` of the epoch's order, gathered (and
+    /// flipped) into the buffers kept for `rows` rows.
+    private func gather(from start: Int, rows: Int) -> (x: Tensor, y: Tensor) {
         let buffers: (x: Tensor, y: Tensor)
         if rows == fullBatch.x.shape[0] {
             buffers = fullBatch

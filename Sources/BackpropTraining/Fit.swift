@@ -165,6 +165,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// `step` is the epoch's last when the validation loss was the first to blow up.
     /// `learningRate` is that step's, `peakLearningRate` the schedule's peak (the `--lr` given).
     case diverged(epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float)
+    /// In a data-parallel run checked with ``Trainer/checksReplicas``: after `step` (counting
+    /// from 1) of `epoch`, the replicas' weights were not the same bits.
+    case replicasDiffer(epoch: Int, step: Int)
 
     /// One line that names the epoch and step and suggests what to do.
     public var description: String {
@@ -177,6 +180,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
                 : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
             return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
                 + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
+        case .replicasDiffer(let epoch, let step):
+            return "the processes' weights differ after epoch \(epoch), step \(step): every process must take the "
+                + "same step (same data, same settings and the same build on every host)"
         }
     }
 }
@@ -197,6 +203,36 @@ private func shortNumber(_ value: Float) -> String {
 /// convolutions.
 /// - Precondition: `x (N, …)` and `y (N)` fit the model; `batchSize > 0`.
 public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int? = nil) -> (loss: Float, accuracy: Float) {
+    let (lossSum, correct) = evaluationSums(model, x: x, y: y, batchSize: batchSize)
+    let rows = x.shape[0]
+    if rows == 0 { return (0, 0) }
+    return (Float(lossSum / Double(rows)), Float(correct) / Float(rows))
+}
+
+/// ``evaluate(_:x:y:batchSize:)`` shared by the replicas of a data-parallel run: each evaluates
+/// its shard of the rows (`ReplicaGroup.shard(of:)`), and the sums of the losses and of the
+/// correct predictions are summed over the group. Every replica gets the same result: the
+/// accuracy of the whole set exactly, the loss up to the order of summation.
+/// - Precondition: as ``evaluate(_:x:y:batchSize:)``'s; every replica calls it with the same
+///   `x` and `y` and the same weights.
+public func evaluate(
+    _ model: Model, x: Tensor, y: Tensor, batchSize: Int? = nil, replicas: any ReplicaGroup
+) -> (loss: Float, accuracy: Float) {
+    let rows = x.shape[0]
+    let shard = replicas.shard(of: rows)
+    var sums = [0.0, 0.0]
+    if !shard.isEmpty {
+        let (lossSum, correct) = evaluationSums(model, x: x.rows(shard), y: y.rows(shard), batchSize: batchSize)
+        sums = [lossSum, Double(correct)]
+    }
+    sums = replicas.summed(sums)
+    if rows == 0 { return (0, 0) }
+    return (Float(sums[0] / Double(rows)), Float(sums[1]) / Float(rows))
+}
+
+/// The sum over the rows of the loss (each batch's mean times its rows, in Double) and the
+/// number of correct predictions, in evaluation mode.
+private func evaluationSums(_ model: Model, x: Tensor, y: Tensor, batchSize: Int?) -> (loss: Double, correct: Int) {
     let batchSize = batchSize ?? defaultEvaluationBatch(for: model)
     precondition(batchSize > 0, "evaluate: batch size \(batchSize) must be positive")
     let rows = x.shape[0]
@@ -221,7 +257,7 @@ public func evaluate(_ model: Model, x: Tensor, y: Tensor, batchSize: Int? = nil
             correct += correctCount(model.loss.inp, yb)
         }
     }
-    return (Float(lossSum / Double(rows)), Float(correct) / Float(rows))
+    return (lossSum, correct)
 }
 
 /// The rows per batch ``evaluate(_:x:y:batchSize:)`` takes by default: 1,000, or 128 when the
@@ -261,6 +297,50 @@ public final class Trainer {
     public let xValid: Tensor
     /// The validation targets. // (nValid)
     public let yValid: Tensor
+
+    /// The replicas of a data-parallel run this trainer is one of (`ReplicaGroup`), or `nil`
+    /// (one process, the default).
+    ///
+    /// With a group, every replica runs the same trainer (same configuration, data and seed) and
+    /// each step is the one-process step, shared: each replica takes its shard of the batch
+    /// (`batches.batch(_:rows:)`), runs forward and `backward(scalingLossGradientBy: n_r / B)`, and
+    /// the gradients are summed over the group in one fused buffer (one `sum` per step, with the
+    /// loss and a stop flag in it) before the same optimizer step everywhere. Batch norm sums its
+    /// statistics over the group and dropout keeps its rows of the whole batch's mask, so the run
+    /// is the one-process run up to the order of float sums. Validation is shared the same way.
+    /// - Precondition: set before the first step; every batch has at least one row per replica.
+    public var replicas: (any ReplicaGroup)? {
+        didSet {
+            precondition(step == 0, "Trainer.replicas: set it between two epochs (before the first step, or resuming)")
+            if let replicas {
+                let smallest =
+                    batches.rowCount % batches.batchSize == 0
+                    ? batches.batchSize : batches.rowCount % batches.batchSize
+                precondition(
+                    Swift.min(smallest, batches.batchSize) >= replicas.count,
+                    "Trainer.replicas: a batch of \(smallest) rows cannot be shared by \(replicas.count) replicas")
+            }
+            for layer in model.layers {
+                (layer as? BatchNorm)?.replicas = replicas
+                (layer as? Dropout)?.batchShard = nil
+            }
+        }
+    }
+    /// In a data-parallel run, whether every step ends by checking that the replicas hold the
+    /// same bits (a checksum of every parameter and buffer, compared over the group): a test of
+    /// the claim that they do, at the cost of one small exchange per step.
+    public var checksReplicas = false
+    /// The seconds spent in training steps (forward, backward, the sum over the replicas and the
+    /// optimizer; not validation), over every ``fit(onStep:onEpoch:shouldStop:)`` call.
+    public private(set) var stepSeconds = 0.0
+    /// The steps those seconds count.
+    public private(set) var stepsTaken = 0
+    /// Of ``stepSeconds``, the seconds spent summing the gradients over the replicas (waiting for
+    /// the slowest included): the all-reduce's share of a data-parallel step.
+    public private(set) var replicaSumSeconds = 0.0
+    /// The gradients of every parameter, then the shard's loss sum and a stop flag: the one
+    /// buffer summed over the replicas at each step.
+    private var fusedBuffer: [Float] = []
 
     /// The epochs completed.
     public private(set) var epoch = 0
@@ -397,7 +477,7 @@ public final class Trainer {
             }
             let epochStarted = clock.now
             while step < stepsPerEpoch {
-                if shouldStop() {
+                if replicas == nil, shouldStop() {
                     epochSeconds += seconds(since: epochStarted)
                     return history
                 }
@@ -405,25 +485,52 @@ public final class Trainer {
                 let runStep = late || base > totalSteps - step ? totalSteps : base + step  // from the run's start
                 let learningRate = schedule.learningRate(peak: peakLearningRate, step: runStep, totalSteps: totalSteps)
                 optimizer.learningRate = learningRate
-                let (xb, yb) = batches.batch(step)
-                let loss = model(xb, yb).item()
-                guard loss.isFinite else {
-                    throw TrainingError.diverged(
-                        epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
-                        peakLearningRate: peakLearningRate)
+                let stepStarted = clock.now
+                let lossSum: Double
+                let rows: Int
+                if let replicas {
+                    // The replicas agree to stop: nobody steps, so every one keeps the same weights.
+                    guard let shared = replicatedGradients(replicas, stop: shouldStop()) else {
+                        optimizer.zeroGrad()
+                        epochSeconds += seconds(since: epochStarted)
+                        return history
+                    }
+                    (lossSum, rows) = shared
+                    let loss = Float(lossSum / Double(rows))
+                    guard loss.isFinite else {
+                        throw TrainingError.diverged(
+                            epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
+                            peakLearningRate: peakLearningRate)
+                    }
+                } else {
+                    let (xb, yb) = batches.batch(step)
+                    let loss = model(xb, yb).item()
+                    guard loss.isFinite else {
+                        throw TrainingError.diverged(
+                            epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
+                            peakLearningRate: peakLearningRate)
+                    }
+                    model.backward()
+                    (lossSum, rows) = (Double(loss) * Double(yb.count), yb.count)
                 }
-                model.backward()
                 optimizer.step()
                 optimizer.zeroGrad()
-                epochLossSum += Double(loss) * Double(yb.count)
-                epochRows += yb.count
+                if checksReplicas, let replicas, !replicas.allEqual(weightChecksum()) {
+                    throw TrainingError.replicasDiffer(epoch: epoch + 1, step: step + 1)
+                }
+                epochLossSum += lossSum
+                epochRows += rows
                 step += 1
+                stepSeconds += seconds(since: stepStarted)
+                stepsTaken += 1
                 onStep(
                     StepProgress(
                         epoch: epoch + 1, step: step, stepsPerEpoch: stepsPerEpoch,
                         runningLoss: Float(epochLossSum / Double(epochRows)), elapsed: seconds(since: started)))
             }
-            let (validLoss, validAccuracy) = evaluate(model, x: xValid, y: yValid)
+            let (validLoss, validAccuracy) =
+                replicas.map { evaluate(model, x: xValid, y: yValid, replicas: $0) }
+                ?? evaluate(model, x: xValid, y: yValid)
             guard validLoss.isFinite else {
                 throw TrainingError.diverged(
                     epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate,
@@ -442,5 +549,69 @@ public final class Trainer {
             onEpoch(record)
         }
         return history
+    }
+
+    /// This replica's part of step `step`: forward and backward on its shard of the batch, its
+    /// gradients scaled to its share (`n_r / B`), then every gradient, the loss sum and the stop
+    /// flags summed over the group in one buffer, and the sums written back as the parameters'
+    /// `.g`. Returns the batch's loss sum and rows, or `nil` when some replica asked to stop.
+    private func replicatedGradients(_ replicas: any ReplicaGroup, stop: Bool) -> (lossSum: Double, rows: Int)? {
+        let batchRows = Swift.min(batches.batchSize, batches.rowCount - step * batches.batchSize)
+        let shard = replicas.shard(of: batchRows)
+        for layer in model.layers {
+            (layer as? Dropout)?.batchShard = (shard, batchRows)
+        }
+        let (xb, yb) = batches.batch(step, rows: shard)
+        let loss = model(xb, yb).item()
+        model.backward(scalingLossGradientBy: Float(shard.count) / Float(batchRows))
+        let parameters = optimizer.parameters
+        let size = parameters.reduce(0) { $0 + $1.count } + 2
+        if fusedBuffer.count != size { fusedBuffer = [Float](repeating: 0, count: size) }
+        fusedBuffer.withUnsafeMutableBufferPointer { buffer in
+            var offset = 0
+            for parameter in parameters {
+                guard let gradient = parameter.g else {
+                    preconditionFailure("Trainer: a parameter of shape \(parameter.shape) has no .g after backward()")
+                }
+                gradient.contiguous().withUnsafeBufferPointer { values in
+                    _ = UnsafeMutableBufferPointer(rebasing: buffer[offset..<(offset + values.count)])
+                        .initialize(from: values)
+                }
+                offset += parameter.count
+            }
+            buffer[offset] = loss * Float(shard.count)
+            buffer[offset + 1] = stop ? 1 : 0
+            let clock = ContinuousClock()
+            let started = clock.now
+            replicas.sum(buffer)
+            let duration = started.duration(to: clock.now)
+            replicaSumSeconds += Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+            offset = 0
+            for parameter in parameters {
+                let summed = Tensor(uninitializedShape: parameter.shape)
+                summed.withUnsafeMutableBufferPointer { values in
+                    _ = values.initialize(from: buffer[offset..<(offset + values.count)])
+                }
+                parameter.g = summed
+                offset += parameter.count
+            }
+        }
+        if fusedBuffer[size - 1] != 0 { return nil }
+        return (Double(fusedBuffer[size - 2]), batchRows)
+    }
+
+    /// A 64-bit FNV-1a hash of the bits of every parameter and buffer (batch norm's running
+    /// statistics), in the model's order.
+    public func weightChecksum() -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        let tensors = model.layers.flatMap { $0.parameters + $0.buffers.map(\.tensor) }
+        for tensor in tensors {
+            tensor.contiguous().withUnsafeBufferPointer { values in
+                for value in values {
+                    hash = (hash ^ UInt64(value.bitPattern)) &* 0x0000_0100_0000_01B3
+                }
+            }
+        }
+        return hash
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BackpropCore
 import BackpropData
+import BackpropDistributed
 import BackpropExplain
 import BackpropNetwork
 import BackpropTraining
@@ -124,6 +125,13 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @Flag(
+        help: """
+            Under mpirun: after every step, check that every process holds the same weights, bit for bit (a \
+            checksum compared across the processes); stop with an error if not.
+            """)
+    var checkReplicas = false
+
     func validate() throws {
         if let threads, !(1...64).contains(threads) {
             throw ValidationError("--threads: expected 1 to 64, found \(threads)")
@@ -150,9 +158,16 @@ struct TrainCommand: ParsableCommand {
             configuration = state.configuration
             limit = state.limit
         }
-        // Checkpoints go to --save, or back to the file being resumed.
-        let checkpointPath = save ?? resume
-        if let threads { Threads.set(threads) }
+        // Under mpirun, one process of a data-parallel run: rank 0 alone prints and writes files.
+        let run = try DistributedRun.join()
+        let isLeader = run.isLeader
+        // Checkpoints go to --save, or back to the file being resumed; rank 0 writes them.
+        let checkpointPath = isLeader ? save ?? resume : nil
+        if let threads {
+            Threads.set(threads)
+        } else if run.group != nil, ProcessInfo.processInfo.environment["BACKPROP_THREADS"] == nil {
+            Threads.set(run.defaultThreads)
+        }
         let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
         // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes.
@@ -175,16 +190,31 @@ struct TrainCommand: ParsableCommand {
             let network = configuration.layers.map { "--layers '\($0)'" } ?? "the MLP of --hidden"
             try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
         }
+        if let group = run.group {
+            let rows = trainer.batches.rowCount
+            let smallest =
+                rows % configuration.batchSize == 0 ? configuration.batchSize : rows % configuration.batchSize
+            if min(smallest, rows) < group.count {
+                throw CommandLineError(
+                    "mpirun -np \(group.count): the last batch of each epoch has \(min(smallest, rows)) rows (\(rows) "
+                        + "training rows in batches of --batch-size \(configuration.batchSize)), fewer than the "
+                        + "\(group.count) processes that share every batch; choose another --batch-size or --limit")
+            }
+            trainer.replicas = group
+            trainer.checksReplicas = checkReplicas
+        }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.
         let textOutput = json ? StandardStream.error : StandardStream.output
         let progress = ProgressDisplay(
-            output: textOutput, isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1,
+            // mpirun gives its processes a terminal of its own even when its output goes to a file: no bar.
+            output: textOutput, isTerminal: run.group == nil && isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1,
             totalEpochs: configuration.epochs)
         // After each epoch, the checkpoint; an error writing it stops the run at the next step. A
         // failed write of the progress does too, after the checkpoint is saved.
         var checkpointError: (any Error)?
         func saveCheckpoint(_ record: EpochRecord) {
+            guard isLeader else { return }
             progress.epoch(record)
             guard let checkpointPath, checkpointError == nil else { return }
             do {
@@ -197,9 +227,14 @@ struct TrainCommand: ParsableCommand {
         }
         do {
             try trainer.fit(
-                onStep: progress.step, onEpoch: saveCheckpoint,
+                onStep: { if isLeader { progress.step($0) } }, onEpoch: saveCheckpoint,
                 shouldStop: { checkpointError != nil || Interruption.requested != nil || textOutput.failure != nil })
         } catch let error as TrainingError {
+            // Every process of a run meets the same error (the loss is the whole batch's): rank 0 says it.
+            if !isLeader {
+                run.finish()
+                Foundation.exit(1)
+            }
             progress.clear()
             var kept = ""
             if let checkpointPath {
@@ -212,15 +247,32 @@ struct TrainCommand: ParsableCommand {
         }
         if let checkpointError { throw checkpointError }
         if !trainer.isFinished, let signal = Interruption.requested {
-            progress.clear()
-            reportInterruption(by: "interrupted by \(Interruption.name(of: signal))", trainer, checkpointPath)
+            if isLeader {
+                progress.clear()
+                reportInterruption(by: "interrupted by \(Interruption.name(of: signal))", trainer, save ?? resume)
+            }
+            run.finish()
             Foundation.exit(128 + signal)
         }
-        if !trainer.isFinished, let failure = textOutput.failureDescription {
+        if !trainer.isFinished, isLeader, let failure = textOutput.failureDescription {
             reportInterruption(by: "Error: \(failure); stopped", trainer, checkpointPath)
+            run.finish()
             Foundation.exit(textOutput.failureStatus)
         }
-        let test = evaluate(trainer.model, x: shaped(dataset.xTest), y: dataset.yTest)
+        if !trainer.isFinished {
+            // Another process of the run stopped it (interrupted, or it could not write): it says why.
+            if isLeader {
+                progress.clear()
+                reportInterruption(by: "stopped by another process of the run", trainer, checkpointPath)
+            }
+            run.finish()
+            Foundation.exit(1)
+        }
+        let test =
+            run.group.map { evaluate(trainer.model, x: shaped(dataset.xTest), y: dataset.yTest, replicas: $0) }
+            ?? evaluate(trainer.model, x: shaped(dataset.xTest), y: dataset.yTest)
+        run.finish()
+        guard isLeader else { return }
         let last = trainer.history.last!
 
         if let checkpointPath {
@@ -243,7 +295,11 @@ struct TrainCommand: ParsableCommand {
             let report = TrainReport(
                 testAccuracy: test.accuracy, testLoss: test.loss, validAccuracy: last.validAccuracy,
                 validLoss: last.validLoss, seconds: seconds, sizes: trainer.model.sizes, layers: configuration.layers,
-                configuration: configuration, epochs: trainer.history)
+                configuration: configuration, epochs: trainer.history,
+                steps: StepTiming(
+                    count: trainer.stepsTaken, seconds: trainer.stepSeconds,
+                    allReduceSeconds: trainer.replicaSumSeconds,
+                    processes: run.group?.count ?? 1, threads: Threads.count))
             StandardStream.output.write(try encodeJSON(report) + "\n")
         } else {
             textOutput.write(
@@ -385,6 +441,18 @@ struct TrainReport: Encodable {
     var layers: String?
     var configuration: TrainingConfiguration
     var epochs: [EpochRecord]
+    /// The training steps of this run (resumed epochs excluded), on rank 0.
+    var steps: StepTiming
+}
+
+/// The steps of a `train` run in `--json`: how many, their seconds (validation excluded), the
+/// seconds of those spent summing gradients over the processes, and the processes and threads.
+struct StepTiming: Encodable {
+    var count: Int
+    var seconds: Double
+    var allReduceSeconds: Double
+    var processes: Int
+    var threads: Int
 }
 
 /// `value` as one line of JSON, keys in snake_case and sorted.

@@ -39,6 +39,13 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// `true` (the default) to normalise with the batch's statistics and update the running
     /// ones; `false` to normalise with the running statistics (evaluation).
     public var isTraining = true
+    /// The replicas of a data-parallel run whose shards make up the batch, or `nil` (one
+    /// process). When set, training calls normalise with the statistics of the whole batch, as a
+    /// one-process run would (PyTorch's `SyncBatchNorm`): the per-channel sums `Σx` and
+    /// `Σ(x - mean)²` and the value counts are summed over the group, and so, in `backward()`, are
+    /// `Σ out.g` and `Σ out.g · xhat` for `inp.g`. `w.g` and `b.g` stay this replica's share, to be
+    /// summed with the other parameters' gradients. Every replica must call the layer at each step.
+    public var replicas: (any ReplicaGroup)?
     /// The input of the last call (the very object passed in). // (n, c) or (n, c, h, w)
     public private(set) var inp: Tensor!
     /// The output of the last call. // the shape of inp
@@ -51,6 +58,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
 
     /// Whether the last call normalised with the batch's statistics (what `backward()` differentiates).
     private var usedBatchStatistics = true
+    /// The group the last training call's statistics were summed over, and the whole batch's
+    /// value count per channel (`N`).
+    private var usedReplicas: (group: any ReplicaGroup, count: Int)?
 
     /// Creates the layer for `features` features or channels: `w` ones, `b` zeros, running mean
     /// zeros, running variance ones (PyTorch's initialisation).
@@ -87,6 +97,13 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let (n, c, spatial) = split(inp)
         self.inp = inp
         usedBatchStatistics = isTraining
+        usedReplicas = nil
+        if isTraining, let replicas {
+            let (statistics, count) = synchronizedForward(inp, n: n, c: c, spatial: spatial, replicas: replicas)
+            usedReplicas = (replicas, count)
+            updateRunningStatistics(statistics, count: count)
+            return out
+        }
         if isTraining {
             precondition(
                 n * spatial > 1,
@@ -118,6 +135,10 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let weightGradient = Tensor(uninitializedShape: [c])
         let biasGradient = Tensor(uninitializedShape: [c])
         let batchStatistics = usedBatchStatistics
+        if batchStatistics, let used = usedReplicas {
+            synchronizedBackward(x, g, n: n, c: c, spatial: spatial, group: used.group, total: used.count)
+            return
+        }
         let meanValues = mean.values
         let invStdValues = invStd.values
         let weights = w.values
@@ -259,6 +280,134 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         mean = meanTensor
         invStd = invStdTensor
         return (means, variances)
+    }
+
+    // MARK: - Data-parallel training: the statistics of the whole batch
+
+    /// The training forward of one replica of a data-parallel run: the per-channel sums over its
+    /// rows are summed over `replicas`, so that `mean = Σx / N` and `var = Σ(x - mean)² / N` are
+    /// the whole batch's (`N` values per channel over all replicas); then `out` as in one process.
+    /// Sets `out`, `mean` and `invStd`; returns the statistics and `N`.
+    /// - Precondition: the whole batch has more than one value per channel.
+    private func synchronizedForward(
+        _ inp: Tensor, n: Int, c: Int, spatial: Int, replicas: any ReplicaGroup
+    ) -> (statistics: (mean: [Double], variance: [Double]), count: Int) {
+        let x = inp.contiguous()
+        let result = Tensor(uninitializedShape: inp.shape)
+        // Σx per channel over this replica's values, then the count of values: one sum for both.
+        var sums = [Double](repeating: 0, count: c + 1)
+        var squares = [Double](repeating: 0, count: c)
+        var means = [Double](repeating: 0, count: c)
+        withExtendedLifetime(x) {
+            let input = x.pointer
+            sums.withUnsafeMutableBufferPointer { sums in
+                Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                    for channel in channels {
+                        var sum = 0.0
+                        for row in 0..<n {
+                            sum += BatchNormKernels.total(input + (row * c + channel) * spatial, count: spatial)
+                        }
+                        sums[channel] = sum
+                    }
+                }
+                sums[c] = Double(n * spatial)
+                replicas.sum(sums)
+            }
+            let total = sums[c]
+            precondition(
+                total > 1,
+                "BatchNorm: expected more than 1 value per channel when training, got \(Int(total)) over all "
+                    + "replicas (input of shape \(inp.shape) here)")
+            for channel in 0..<c { means[channel] = sums[channel] / total }
+            squares.withUnsafeMutableBufferPointer { squares in
+                Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                    for channel in channels {
+                        var sum = 0.0
+                        for row in 0..<n {
+                            sum += BatchNormKernels.squaredDeviations(
+                                input + (row * c + channel) * spatial, count: spatial, from: means[channel])
+                        }
+                        squares[channel] = sum
+                    }
+                }
+                replicas.sum(squares)
+            }
+        }
+        let total = Int(sums[c])
+        let variances = squares.map { $0 / Double(total) }
+        let meanTensor = Tensor(shape: [c], values: means.map { Float($0) })
+        let invStdTensor = Tensor(shape: [c], values: variances.map { 1 / (Float($0) + eps).squareRoot() })
+        let (weights, biases, invStds) = (w.values, b.values, invStdTensor.values)
+        withExtendedLifetime(x) {
+            let (input, output) = (x.pointer, result.pointer)
+            Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                for channel in channels {
+                    // out = w · (x - mean) · invStd + b
+                    let scale = weights[channel] * invStds[channel]
+                    for row in 0..<n {
+                        let start = (row * c + channel) * spatial
+                        BatchNormKernels.normalize(
+                            input + start, into: output + start, count: spatial, mean: Float(means[channel]),
+                            scale: scale, shift: biases[channel])
+                    }
+                }
+            }
+        }
+        out = result
+        mean = meanTensor
+        invStd = invStdTensor
+        return ((means, variances), total)
+    }
+
+    /// The training backward of one replica: `b.g = Σ out.g` and `w.g = Σ out.g · xhat` over its
+    /// own rows (its share of the batch's gradient), and `inp.g` with the sums of the whole batch,
+    /// `inp.g = w · invStd · (out.g - Σ out.g / N - xhat · Σ(out.g · xhat) / N)`, the sums and
+    /// `N` (`total`) over every replica.
+    private func synchronizedBackward(
+        _ x: Tensor, _ g: Tensor, n: Int, c: Int, spatial: Int, group: any ReplicaGroup, total: Int
+    ) {
+        let inputGradient = Tensor(uninitializedShape: x.shape)
+        // [Σ out.g per channel, Σ out.g · xhat per channel], this replica's rows.
+        var sums = [Double](repeating: 0, count: 2 * c)
+        let (meanValues, invStdValues, weights) = (mean.values, invStd.values, w.values)
+        withExtendedLifetime((x, g)) {
+            let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
+            sums.withUnsafeMutableBufferPointer { sums in
+                Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                    for channel in channels {
+                        var sumG = 0.0
+                        var sumGXhat = 0.0
+                        for row in 0..<n {
+                            let start = (row * c + channel) * spatial
+                            let (g, gXhat) = BatchNormKernels.gradientSums(
+                                gradient + start, input + start, count: spatial, mean: meanValues[channel],
+                                invStd: invStdValues[channel])
+                            sumG += g
+                            sumGXhat += gXhat
+                        }
+                        sums[channel] = sumG
+                        sums[c + channel] = sumGXhat
+                    }
+                }
+            }
+            b.g = Tensor(shape: [c], values: sums[0..<c].map { Float($0) })
+            w.g = Tensor(shape: [c], values: sums[c...].map { Float($0) })
+            sums.withUnsafeMutableBufferPointer { group.sum($0) }
+            Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                for channel in channels {
+                    let meanG = Float(sums[channel] / Double(total))
+                    let meanGXhat = Float(sums[c + channel] / Double(total))
+                    for row in 0..<n {
+                        let start = (row * c + channel) * spatial
+                        BatchNormKernels.inputGradient(
+                            gradient + start, input + start, into: result + start, count: spatial,
+                            mean: meanValues[channel], invStd: invStdValues[channel], meanG: meanG,
+                            meanGXhat: meanGXhat, scale: weights[channel] * invStdValues[channel])
+                    }
+                }
+            }
+        }
+        inp.g = inputGradient
     }
 
     // MARK: - Helpers

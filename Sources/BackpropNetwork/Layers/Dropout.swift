@@ -22,6 +22,12 @@ public final class Dropout: Layer, ModeDependentLayer {
     /// When `true`, training calls reuse the last mask instead of drawing a new one (a new one is
     /// drawn if there is none yet).
     public var freezesMask = false
+    /// In a data-parallel run (see `ReplicaGroup`), this replica's rows of the whole batch and the
+    /// batch's row count; `nil` (the default) when the input is the whole batch. Training calls
+    /// then draw the mask of the whole batch, `(batchRows, …)`, as a one-process run would, and
+    /// keep `rows` of it: every replica draws the same numbers, and the replicas' masks together
+    /// are the one-process mask.
+    public var batchShard: (rows: Range<Int>, batchRows: Int)?
     /// The mask of the last training call: 1 for a kept element, 0 for a dropped one; `nil`
     /// before the first. // (n, …), the shape of inp
     public private(set) var mask: Tensor?
@@ -72,6 +78,14 @@ public final class Dropout: Layer, ModeDependentLayer {
                 frozen.shape == inp.shape,
                 "Dropout: the frozen mask of shape \(frozen.shape) does not fit the input of shape \(inp.shape)")
             mask = frozen
+        } else if let shard = batchShard {
+            precondition(
+                inp.rank >= 1 && shard.rows.count == inp.shape[0] && shard.rows.lowerBound >= 0
+                    && shard.rows.upperBound <= shard.batchRows,
+                "Dropout: the shard \(shard.rows) of a batch of \(shard.batchRows) rows does not fit the input of "
+                    + "shape \(inp.shape)")
+            mask = drawMask([shard.batchRows] + inp.shape.dropFirst()).rows(shard.rows).contiguous()
+            self.mask = mask
         } else {
             mask = drawMask(inp.shape)
             self.mask = mask

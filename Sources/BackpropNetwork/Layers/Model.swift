@@ -70,10 +70,22 @@ public final class Model {
     ///   otherwise stops naming the layer (`Model.backward(): layer 1 (ReLU): out.g was not set by
     ///   layer 2 (Lin)'s backward(); …`).
     public func backward() {
+        backward(scalingLossGradientBy: 1)
+    }
+
+    /// The backward pass with the loss's gradient scaled: `loss.inp.g · scale` goes back through
+    /// the layers, so every `.g` is `scale` times ``backward()``'s.
+    ///
+    /// Data-parallel training (see `ReplicaGroup`): a replica's loss is the mean over its `n_r`
+    /// rows, the whole batch's the mean over `B = Σ n_r`, so with `scale = n_r / B` each replica's
+    /// gradients are its share of the batch's, and their sum is the one-process gradient.
+    /// - Precondition: as ``backward()``'s.
+    public func backward(scalingLossGradientBy scale: Float) {
         precondition(
             loss.inp != nil,
             "Model.backward(): no forward pass yet; call the model on inputs and targets first (loss = model(x, y))")
         loss.backward()
+        if scale != 1, let g = loss.inp.g { loss.inp.g = g * scale }
         for (index, l) in layers.enumerated().reversed() {
             precondition(
                 l.out != nil,

@@ -1,0 +1,53 @@
+import BackpropCore
+
+/// The processes (replicas) of a data-parallel run: each holds the same model and computes its
+/// shard of every batch; what one layer must know of the whole batch, it asks the group for.
+///
+/// Data parallelism as Horovod and MLX's distributed backend do it: every replica draws the same
+/// global batch of `B` rows, takes its shard of `n_r` rows (``shard(of:)``), runs forward and
+/// backward on it, and the gradients are summed over the replicas before each takes the same
+/// optimizer step. Two layers need the whole batch inside a step: `BatchNorm`, whose statistics
+/// are over the batch (it sums its per-channel sums over the group), and `Dropout`, whose mask a
+/// one-process run draws for the whole batch (each replica draws it and keeps its rows).
+///
+/// The network does not know how the sums travel: an MPI implementation lives in
+/// `BackpropDistributed`, one of threads in the tests.
+public protocol ReplicaGroup: AnyObject {
+    /// This replica's number, `0 ..< count`.
+    var rank: Int { get }
+    /// The number of replicas.
+    var count: Int { get }
+    /// Replaces every value by its sum over all replicas (every replica gets the same bits).
+    /// Every replica must call it, in the same order, with the same number of values.
+    func sum(_ values: UnsafeMutableBufferPointer<Double>)
+    /// Replaces every value by its sum over all replicas (every replica gets the same bits).
+    /// Every replica must call it, in the same order, with the same number of values.
+    func sum(_ values: UnsafeMutableBufferPointer<Float>)
+    /// Whether every replica passed the same `value` (a checksum of its weights, say); every
+    /// replica gets the same answer.
+    func allEqual(_ value: UInt64) -> Bool
+}
+
+extension ReplicaGroup {
+    /// This replica's rows of a batch of `rows` rows: the batch cut into ``count`` consecutive
+    /// shards whose sizes differ by at most one, the larger first
+    /// (`⌊rows / count⌋ + 1` for the first `rows mod count`).
+    public func shard(of rows: Int) -> Range<Int> {
+        Self.shard(rank, of: count, rows: rows)
+    }
+
+    /// Replica `rank`'s rows of a batch of `rows` rows split over `count` replicas (see
+    /// ``shard(of:)``).
+    public static func shard(_ rank: Int, of count: Int, rows: Int) -> Range<Int> {
+        let (base, extra) = rows.quotientAndRemainder(dividingBy: count)
+        let start = rank * base + Swift.min(rank, extra)
+        return start..<(start + base + (rank < extra ? 1 : 0))
+    }
+
+    /// `values` summed over the replicas, in a new array.
+    public func summed(_ values: [Double]) -> [Double] {
+        var values = values
+        values.withUnsafeMutableBufferPointer { sum($0) }
+        return values
+    }
+}
