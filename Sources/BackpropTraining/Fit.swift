@@ -305,7 +305,9 @@ public final class Trainer {
     /// each step is the one-process step, shared: each replica takes its shard of the batch
     /// (`batches.batch(_:rows:)`), runs forward and `backward(scalingLossGradientBy: n_r / B)`, and
     /// the gradients are summed over the group in one fused buffer (one `sum` per step, with the
-    /// loss and a stop flag in it) before the same optimizer step everywhere. Batch norm sums its
+    /// loss in it) before the same optimizer step everywhere. Before each step the replicas agree
+    /// whether to go on (a sum of their stop requests: one number), so that a stop asked by any of
+    /// them (`shouldStop`) stops all at the same step, as one process would stop there. Batch norm sums its
     /// statistics over the group and dropout keeps its rows of the whole batch's mask, so the run
     /// is the one-process run up to the order of float sums. Validation is shared the same way.
     /// - Precondition: set before the first step; every batch has at least one row per replica.
@@ -338,8 +340,8 @@ public final class Trainer {
     /// Of ``stepSeconds``, the seconds spent summing the gradients over the replicas (waiting for
     /// the slowest included): the all-reduce's share of a data-parallel step.
     public private(set) var replicaSumSeconds = 0.0
-    /// The gradients of every parameter, then the shard's loss sum and a stop flag: the one
-    /// buffer summed over the replicas at each step.
+    /// The gradients of every parameter, then the shard's loss sum: the one buffer summed over
+    /// the replicas at each step.
     private var fusedBuffer: [Float] = []
 
     /// The epochs completed.
@@ -477,7 +479,10 @@ public final class Trainer {
             }
             let epochStarted = clock.now
             while step < stepsPerEpoch {
-                if replicas == nil, shouldStop() {
+                // With replicas, a stop asked by any of them stops all, before anyone starts the step
+                // (its forward pass would move batch norm's running statistics).
+                let stop = shouldStop()
+                if replicas.map({ $0.summed([stop ? 1 : 0])[0] > 0 }) ?? stop {
                     epochSeconds += seconds(since: epochStarted)
                     return history
                 }
@@ -489,13 +494,7 @@ public final class Trainer {
                 let lossSum: Double
                 let rows: Int
                 if let replicas {
-                    // The replicas agree to stop: nobody steps, so every one keeps the same weights.
-                    guard let shared = replicatedGradients(replicas, stop: shouldStop()) else {
-                        optimizer.zeroGrad()
-                        epochSeconds += seconds(since: epochStarted)
-                        return history
-                    }
-                    (lossSum, rows) = shared
+                    (lossSum, rows) = replicatedGradients(replicas)
                     let loss = Float(lossSum / Double(rows))
                     guard loss.isFinite else {
                         throw TrainingError.diverged(
@@ -552,10 +551,10 @@ public final class Trainer {
     }
 
     /// This replica's part of step `step`: forward and backward on its shard of the batch, its
-    /// gradients scaled to its share (`n_r / B`), then every gradient, the loss sum and the stop
-    /// flags summed over the group in one buffer, and the sums written back as the parameters'
-    /// `.g`. Returns the batch's loss sum and rows, or `nil` when some replica asked to stop.
-    private func replicatedGradients(_ replicas: any ReplicaGroup, stop: Bool) -> (lossSum: Double, rows: Int)? {
+    /// gradients scaled to its share (`n_r / B`), then every gradient and the loss sum summed over
+    /// the group in one buffer, and the sums written back as the parameters' `.g`. Returns the
+    /// batch's loss sum and rows.
+    private func replicatedGradients(_ replicas: any ReplicaGroup) -> (lossSum: Double, rows: Int) {
         let batchRows = Swift.min(batches.batchSize, batches.rowCount - step * batches.batchSize)
         let shard = replicas.shard(of: batchRows)
         for layer in model.layers {
@@ -565,7 +564,7 @@ public final class Trainer {
         let loss = model(xb, yb).item()
         model.backward(scalingLossGradientBy: Float(shard.count) / Float(batchRows))
         let parameters = optimizer.parameters
-        let size = parameters.reduce(0) { $0 + $1.count } + 2
+        let size = parameters.reduce(0) { $0 + $1.count } + 1
         if fusedBuffer.count != size { fusedBuffer = [Float](repeating: 0, count: size) }
         fusedBuffer.withUnsafeMutableBufferPointer { buffer in
             var offset = 0
@@ -580,7 +579,6 @@ public final class Trainer {
                 offset += parameter.count
             }
             buffer[offset] = loss * Float(shard.count)
-            buffer[offset + 1] = stop ? 1 : 0
             let clock = ContinuousClock()
             let started = clock.now
             replicas.sum(buffer)
@@ -596,8 +594,7 @@ public final class Trainer {
                 offset += parameter.count
             }
         }
-        if fusedBuffer[size - 1] != 0 { return nil }
-        return (Double(fusedBuffer[size - 2]), batchRows)
+        return (Double(fusedBuffer[size - 1]), batchRows)
     }
 
     /// A 64-bit FNV-1a hash of the bits of every parameter and buffer (batch norm's running
