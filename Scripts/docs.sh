@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=()
-for module in BackpropCore BackpropData BackpropNetwork BackpropTraining BackpropExplain BackpropONNX Backprop; do
+for module in BackpropCore BackpropData BackpropNetwork BackpropTraining BackpropExplain BackpropONNX BackpropDistributed Backprop; do
     targets+=(--target "$module")
 done
 swift package generate-documentation --enable-experimental-combined-documentation "${targets[@]}" "$@"
