@@ -158,6 +158,15 @@ static void startHelpers(int wanted) {
     }
 }
 
+// How many loops were handed to the helpers, and how many of those found a helper asleep and woke
+// it with the condition variable (issue 16's breakdown of a step: what the pool costs).
+static _Atomic long dispatchCount = 0;
+static _Atomic long wakeCount = 0;
+
+long bp_parallel_dispatch_count(void) { return atomic_load_explicit(&dispatchCount, memory_order_relaxed); }
+
+long bp_parallel_wake_count(void) { return atomic_load_explicit(&wakeCount, memory_order_relaxed); }
+
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context) {
     if (count <= 0) return;
     if (threads <= 1 || count == 1 || insideLoop || pthread_mutex_trylock(&publishing) != 0) {
@@ -174,8 +183,12 @@ void bp_parallel_for(long count, int threads, bp_iteration body, void *context) 
     pthread_mutex_lock(&pool.lock);
     pool.loop = &loop;
     atomic_fetch_add_explicit(&pool.generation, 1, memory_order_acq_rel);
-    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    if (pool.sleepers > 0) {
+        pthread_cond_broadcast(&pool.wake);
+        atomic_fetch_add_explicit(&wakeCount, 1, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&pool.lock);
+    atomic_fetch_add_explicit(&dispatchCount, 1, memory_order_relaxed);
 
     work(&loop);
     // Every index is taken. Withdraw the loop (no helper joins from now on), then wait for the

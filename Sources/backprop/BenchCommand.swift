@@ -100,9 +100,11 @@ struct BenchCommand: ParsableCommand {
             case .minibatch:
                 let seconds = EpochBenchmark(x: x, y: y, recipe: .minibatch).run(runs: max(1, runs / 2)).seconds
                 report.minibatchEpochSeconds = Timing.median(seconds)
+                report.minibatchStepBreakdown = EpochBenchmark(x: x, y: y, recipe: .minibatch).breakdown(runs: 1)
             case .mlp:
                 let seconds = EpochBenchmark(x: x, y: y, recipe: .mlp).run(runs: max(1, runs / 2)).seconds
                 report.mlpEpochSeconds = Timing.median(seconds)
+                report.mlpStepBreakdown = EpochBenchmark(x: x, y: y, recipe: .mlp).breakdown(runs: 1)
             case .cnn:
                 let seconds = EpochBenchmark(x: x, y: y, recipe: .cnn).run(runs: max(1, runs / 4)).seconds
                 report.cnnEpochSeconds = Timing.median(seconds)
@@ -145,6 +147,30 @@ struct BenchCommand: ParsableCommand {
         return (dataset.xTrain.rows(0..<rows), dataset.yTrain.rows(0..<rows), "fashion-mnist")
     }
 
+    /// An epoch by layer: each part's forward and backward milliseconds per epoch, the batch
+    /// gathering, and per step the allocations and the thread pool's loops (the counts only where
+    /// they are measured: the minibatch and MLP epochs).
+    private func printBreakdown(_ title: String, _ breakdown: StepBreakdown) {
+        let digits = breakdown.totalMilliseconds < 2000 ? 1 : 0
+        print(
+            "\(title) epoch by layer (each call timed, \(breakdown.steps) steps; total "
+                + "\(format(breakdown.totalMilliseconds / 1000, digits: 3)) s):")
+        for part in breakdown.parts {
+            let name = part.name.padding(toLength: 22, withPad: " ", startingAt: 0)
+            let backward =
+                part.name == "optimizer" ? "" : ", backward \(format(part.backwardMilliseconds, digits: digits)) ms"
+            print("  \(name) forward \(format(part.forwardMilliseconds, digits: digits)) ms\(backward)")
+        }
+        print(
+            "  " + "batches".padding(toLength: 22, withPad: " ", startingAt: 0)
+                + " gathering \(format(breakdown.batchMilliseconds, digits: digits)) ms")
+        print(
+            "  per step: \(format(breakdown.allocationsPerStep, digits: 1)) tensors allocated "
+                + "(\(format(breakdown.allocatedMegabytesPerStep, digits: 2)) MB), "
+                + "\(format(breakdown.poolDispatchesPerStep, digits: 1)) loops on the thread pool, "
+                + "\(format(breakdown.poolWakeUpsPerStep, digits: 1)) of them waking a helper")
+    }
+
     private func printText(_ report: BenchmarkReport) {
         print("backprop bench: \(report.data) inputs, \(report.rows) rows, median of \(report.runs) runs")
         print("machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas)")
@@ -179,15 +205,12 @@ struct BenchCommand: ParsableCommand {
             print("cnn convolutions (batch \(batch), checked on \(ConvLayerBenchmark.defaultCheckBatch) images first):")
             for measurement in report.cnnConvLayers { print("  " + convLine(measurement)) }
         }
-        if let breakdown = report.cnnStepBreakdown {
-            let total = breakdown.parts.reduce(0) { $0 + $1.forwardMilliseconds + $1.backwardMilliseconds }
-            print("cnn epoch by layer (each call timed; total \(format(total / 1000, digits: 3)) s):")
-            for part in breakdown.parts {
-                let name = part.name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                let backward =
-                    part.name == "optimizer" ? "" : ", backward \(format(part.backwardMilliseconds, digits: 0)) ms"
-                print("  \(name) forward \(format(part.forwardMilliseconds, digits: 0)) ms\(backward)")
-            }
+        for (title, breakdown) in [
+            ("minibatch", report.minibatchStepBreakdown), ("mlp", report.mlpStepBreakdown),
+            ("cnn", report.cnnStepBreakdown),
+        ] {
+            guard let breakdown else { continue }
+            printBreakdown(title, breakdown)
         }
         if !report.matmul.isEmpty {
             print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")

@@ -48,6 +48,27 @@ struct BenchmarkTests {
         #expect(loss.isFinite && loss > 0)
     }
 
+    /// The breakdown of an epoch (issue 16): every layer's forward and backward, the loss, the
+    /// optimizer, the batch gathering, and per step the tensors allocated: at least the output of
+    /// each of the 3 layers, the loss and `w.g`, `b.g` of each `Lin` and `inp.g` of the layers after
+    /// the first, 3 + 1 + 4 + 2 = 10 storages, every one at least 4 bytes.
+    @Test func epochBreakdownTimesEveryPartAndCountsTheAllocations() {
+        var generator = RandomGenerator(seed: 5)
+        let x = Tensor.randn([130, 20], generator: &generator)
+        let y = Tensor((0..<130).map { _ in Float(generator.nextIndex(below: 3)) })
+        let recipe = EpochBenchmark.Recipe(sizes: [20, 8, 3], optimizer: .sgd, learningRate: 0.1, batchSize: 64)
+        let breakdown = EpochBenchmark(x: x, y: y, recipe: recipe).breakdown(runs: 1)
+        #expect(breakdown.parts.map(\.name) == ["layers.0 Lin", "layers.1 ReLU", "layers.2 Lin", "loss", "optimizer"])
+        #expect(breakdown.steps == 3)
+        #expect(breakdown.allocationsPerStep >= 10, "\(breakdown.allocationsPerStep) allocations per step")
+        #expect(breakdown.allocatedMegabytesPerStep * 1e6 >= 40)
+        #expect(breakdown.poolDispatchesPerStep >= breakdown.poolWakeUpsPerStep)
+        for part in breakdown.parts {
+            #expect(part.forwardMilliseconds >= 0 && part.backwardMilliseconds >= 0)
+        }
+        #expect(breakdown.totalMilliseconds >= breakdown.batchMilliseconds)
+    }
+
     /// The convnet recipe parses, fits 28×28 rows and trains (its peer is `cnn_epoch_torch.py`).
     @Test func cnnEpochTrainsOnTinyData() {
         var generator = RandomGenerator(seed: 6)
@@ -167,10 +188,17 @@ struct BenchmarkTests {
         #expect(lines.count == 1)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
-        for key in ["seed_step_ms", "minibatch_epoch_s", "mlp_epoch_s", "matmul_gflops"] {
+        for key in [
+            "seed_step_ms", "minibatch_epoch_s", "mlp_epoch_s", "matmul_gflops", "minibatch_step_breakdown",
+            "mlp_step_breakdown",
+        ] {
             #expect(object[key] != nil, "missing \(key)")
         }
         #expect(object["data"] as? String == "synthetic")
+        let breakdown = try #require(object["mlp_step_breakdown"] as? [String: Any])
+        for key in ["parts", "batches_ms", "steps", "allocations_per_step", "pool_dispatches_per_step"] {
+            #expect(breakdown[key] != nil, "mlp_step_breakdown: missing \(key)")
+        }
     }
 
     /// Bad options stop with one line that names the option.

@@ -172,3 +172,51 @@ struct OptimizerTests {
         #expect(LearningRateSchedule.constant.learningRate(peak: 0.3, step: 7, totalSteps: 10) == 0.3)
     }
 }
+
+/// Adam's one-pass kernel (Optimizers.c, eight lanes at a time with AVX2) computes, bit for bit,
+/// the scalar loop written from the formulas, every operation rounded as written: for every
+/// length up to 21 and a long one (so every tail and every start inside a vector), with gradients
+/// and moments over many magnitudes, zeros included, decayed and not.
+@Test(arguments: Array(0...21) + [1000])
+func adamKernelIsTheFormulasElementByElement(count: Int) {
+    var generator = RandomGenerator(seed: UInt64(100 + count))
+    func values(scale: Float) -> [Float] {
+        (0..<count).map { _ in
+            let magnitude = Float(Foundation.pow(10, Double(generator.nextUniform() * 8 - 6)))
+            return generator.nextUniform() < 0.1 ? 0 : (generator.nextUniform() < 0.5 ? -1 : 1) * magnitude * scale
+        }
+    }
+    let (w0, g, m0) = (values(scale: 1), values(scale: 1), values(scale: 0.1))
+    let v0 = values(scale: 0.01).map { $0 * $0 }
+    for (decay, t) in [(Float(1), 1.0), (Float(1 - 3e-3 * 0.1), 37.0)] {
+        let (beta1, beta2, lr, epsilon): (Double, Double, Float, Float) = (0.9, 0.999, 3e-3, 1e-8)
+        let step = OptimizerKernels.AdamStep(
+            beta1: Float(beta1), beta2: Float(beta2), oneMinusBeta1: Float(1 - beta1), oneMinusBeta2: Float(1 - beta2),
+            decay: decay, stepSize: Float(Double(lr) / (1 - Foundation.pow(beta1, t))),
+            inverseCorrection2: Float(1 / (1 - Foundation.pow(beta2, t)).squareRoot()), epsilon: epsilon)
+        var (w, m, v) = (w0, m0, v0)
+        var (expectedW, expectedM, expectedV) = (w0, m0, v0)
+        for i in 0..<count {
+            expectedM[i] = step.beta1 * expectedM[i] + step.oneMinusBeta1 * g[i]
+            expectedV[i] = step.beta2 * expectedV[i] + step.oneMinusBeta2 * (g[i] * g[i])
+            let denominator = expectedV[i].squareRoot() * step.inverseCorrection2 + step.epsilon
+            expectedW[i] = expectedW[i] * step.decay - step.stepSize * (expectedM[i] / denominator)
+        }
+        w.withUnsafeMutableBufferPointer { w in
+            m.withUnsafeMutableBufferPointer { m in
+                v.withUnsafeMutableBufferPointer { v in
+                    g.withUnsafeBufferPointer { g in
+                        if count > 0 {
+                            OptimizerKernels.adam(
+                                w.baseAddress!, m.baseAddress!, v.baseAddress!, g.baseAddress!, count: count,
+                                step: step)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(w.map(\.bitPattern) == expectedW.map(\.bitPattern), "w, \(count) values, t \(t)")
+        #expect(m.map(\.bitPattern) == expectedM.map(\.bitPattern), "m, \(count) values, t \(t)")
+        #expect(v.map(\.bitPattern) == expectedV.map(\.bitPattern), "v, \(count) values, t \(t)")
+    }
+}

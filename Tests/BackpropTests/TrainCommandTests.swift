@@ -49,8 +49,13 @@ struct TrainCommandTests {
         let two = try runBackprop(arguments + ["--threads", "2"])
         #expect(one.status == 0 && two.status == 0, "stderr: \(one.standardError) \(two.standardError)")
         var reports = try [one, two].map { try Self.parseJSON($0.standardOutput) }
+        let steps = reports.map { $0["steps"] as? [String: Any] }
+        // 2 epochs of 500 rows in batches of 128: 8 steps.
+        #expect(steps[0]?["count"] as? Int == 8 && steps[1]?["count"] as? Int == 8, "\(steps)")
+        #expect(steps[0]?["threads"] as? Int == 1 && steps[1]?["threads"] as? Int == 2, "\(steps)")
         for index in reports.indices {
             reports[index]["seconds"] = nil
+            reports[index]["steps"] = nil  // the seconds of the steps, and the threads
             reports[index]["epochs"] = (reports[index]["epochs"] as? [[String: Any]])?.map { epoch in
                 epoch.filter { $0.key != "seconds" }
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A buffer of `Float` values that one or more tensors view.
 ///
@@ -19,6 +20,8 @@ final class Storage: @unchecked Sendable {
         precondition(count >= 0, "Storage: negative element count \(count)")
         let bytes = Storage.allocatedBytes(count)
         self.count = count
+        Storage.allocations.add(1, ordering: .relaxed)
+        Storage.allocatedByteCount.add(bytes, ordering: .relaxed)
         if bytes >= Storage.hugePageThreshold, let kept = StorageCache.take(bytes: bytes) {
             pointer = kept.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
             return
@@ -39,6 +42,11 @@ final class Storage: @unchecked Sendable {
         #endif
         pointer = raw!.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
     }
+
+    /// The storages made since the process started (a tensor's values; views share them), and
+    /// their bytes: what a training step allocates (issue 16's breakdown of a step).
+    static let allocations = Atomic<Int>(0)
+    static let allocatedByteCount = Atomic<Int>(0)
 
     /// `149.5 MiB`, `2.0 GiB`: a size for a message.
     static func describe(bytes: Int) -> String {

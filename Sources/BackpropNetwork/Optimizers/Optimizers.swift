@@ -205,37 +205,17 @@ public final class Adam: Optimizer {
             let decay = decayFactor(w, learningRate: learningRate, weightDecay: weightDecay)
             let m = firstMoments[index].pointer
             let v = secondMoments[index].pointer
+            let constants = OptimizerKernels.AdamStep(
+                beta1: beta1, beta2: beta2, oneMinusBeta1: oneMinusBeta1, oneMinusBeta2: oneMinusBeta2, decay: decay,
+                stepSize: stepSize, inverseCorrection2: inverseCorrection2, epsilon: epsilon)
             withGradient(of: w) { values, gradient in
-                // Eight lanes at a time: the same operations on each element as the scalar loop
-                // below, so the result does not depend on where a parameter's values start.
-                let (b1, b2) = (SIMD8<Float>(repeating: beta1), SIMD8<Float>(repeating: beta2))
-                let (oneMinusB1, oneMinusB2) = (
-                    SIMD8<Float>(repeating: oneMinusBeta1), SIMD8<Float>(repeating: oneMinusBeta2)
-                )
-                let (c2, eps, size) = (
-                    SIMD8<Float>(repeating: inverseCorrection2), SIMD8<Float>(repeating: epsilon),
-                    SIMD8<Float>(repeating: stepSize)
-                )
+                // One pass per element (Optimizers.c: eight lanes at a time, each element's operations
+                // those of the formulas above in order), large parameters on every core.
                 let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
-                // Large parameters on every core, in ranges that start at multiples of 8.
                 Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
-                    let lanes = range.lowerBound + range.count / 8 * 8
-                    for i in stride(from: range.lowerBound, to: lanes, by: 8) {
-                        let g = load8(gradient + i)
-                        let mi = b1 * load8(m + i) + oneMinusB1 * g
-                        let vi = b2 * load8(v + i) + oneMinusB2 * (g * g)
-                        let wi = load8(values + i) * decay - size * (mi / (vi.squareRoot() * c2 + eps))
-                        store8(mi, m + i)
-                        store8(vi, v + i)
-                        store8(wi, values + i)
-                    }
-                    for i in lanes..<range.upperBound {
-                        let g = gradient[i]
-                        m[i] = beta1 * m[i] + oneMinusBeta1 * g
-                        v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g)
-                        values[i] =
-                            values[i] * decay - stepSize * (m[i] / (v[i].squareRoot() * inverseCorrection2 + epsilon))
-                    }
+                    let start = range.lowerBound
+                    OptimizerKernels.adam(
+                        values + start, m + start, v + start, gradient + start, count: range.count, step: constants)
                 }
             }
         }
@@ -291,23 +271,6 @@ enum Optimizers {
 /// 1 for vectors (biases), which are not decayed.
 private func decayFactor(_ w: Tensor, learningRate: Float, weightDecay: Float) -> Float {
     w.rank >= 2 ? 1 - learningRate * weightDecay : 1
-}
-
-/// Eight consecutive floats.
-@inline(__always)
-private func load8(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-private func load8(_ pointer: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-/// Stores eight consecutive floats.
-@inline(__always)
-private func store8(_ value: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: SIMD8<Float>.self)
 }
 
 /// Calls `body` with the parameter's values (to update) and its gradient `.g`.

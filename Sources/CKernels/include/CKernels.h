@@ -70,6 +70,13 @@ typedef void (*bp_iteration)(void *context, long index);
 /// serially on the calling thread. See Pool.c.
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context);
 
+/// The loops `bp_parallel_for` has handed to the pool's helpers since the process started (those
+/// run serially on the caller are not counted).
+long bp_parallel_dispatch_count(void);
+
+/// Of those, the loops that found a helper asleep and woke it (a condition-variable broadcast).
+long bp_parallel_wake_count(void);
+
 /// Maps the work buffers of OpenBLAS that `slots` threads calling `sgemm` at once will use, if it
 /// has not been done: 1 when they are there (or the BLAS needs none), 0 when the memory for them
 /// cannot be had (a limit such as `ulimit -v`). OpenBLAS itself would retry a failed mapping for
@@ -153,6 +160,24 @@ void bp_bn_normalize(const float *x, float *out, long count, float mean, float s
 /// Float, each operation rounded (no fused multiply-add).
 void bp_bn_input_gradient(const float *g, const float *x, float *out, long count, float mean, float invStd,
     float meanG, float meanGXhat, float scale);
+
+/// One step of Adam (Optimizers.c): its constants, the same for every element of every parameter.
+typedef struct BPAdamStep {
+    float beta1, beta2, oneMinusBeta1, oneMinusBeta2;
+    /// `1 − lr·wd` for a decayed matrix, 1 for a vector.
+    float decay;
+    /// `lr / (1 − β₁ᵗ)`.
+    float stepSize;
+    /// `1 / √(1 − β₂ᵗ)`.
+    float inverseCorrection2;
+    float epsilon;
+} BPAdamStep;
+
+/// Adam's update of `count` elements in one pass, each as the scalar loop computes it, every
+/// operation rounded as written (no fused multiply-add; IEEE square root and division):
+/// `m = β₁·m + (1−β₁)·g`, `v = β₂·v + (1−β₂)·(g·g)`,
+/// `w = w·decay − stepSize·(m / (√v·inverseCorrection2 + ε))`. The same bits on every CPU.
+void bp_adam_update(float *w, float *m, float *v, const float *g, long count, const BPAdamStep *step);
 
 /// 1 if the direct convolution (DirectConv.c) runs for this geometry on this CPU: stride 1, a
 /// nonempty output, and AVX2 with FMA. Otherwise its functions must not be called.

@@ -9,7 +9,9 @@ import BackpropTraining
 /// Keys: `seed_step_ms` (the median full-batch step), `seed_step` (its breakdown),
 /// `minibatch_epoch_s` (784-50-10, SGD, batch 64), `mlp_epoch_s` (784-256-128-10, Adam, batch 64),
 /// `cnn_epoch_s` (the convnet), `cnn_epoch_by_layer` (its epoch by layer: `name`, `forward_ms`,
-/// `backward_ms`), `cnn_conv_layers` (each of its convolutions: `name`, `entry`,
+/// `backward_ms`), `minibatch_step_breakdown` and `mlp_step_breakdown` (``StepBreakdown``: `parts`
+/// as for the convnet, `batches_ms`, `steps`, `allocations_per_step`, `allocated_mb_per_step`,
+/// `pool_dispatches_per_step`, `pool_wakeups_per_step`), `cnn_conv_layers` (each of its convolutions: `name`, `entry`,
 /// `input_shape`, `weight_shape`, `stride`, `padding`, `bias`, `input_gradient`, `forward_ms`,
 /// `backward_ms`, `forward_gflops`, `backward_gflops`, and `errors`, tensor → relative error
 /// against the reference loops), `matmul_gflops` (shape → route → GFLOP/s), `matmul_error`
@@ -43,6 +45,10 @@ struct BenchmarkReport: Encodable {
     var cnnConvLayers: [ConvLayerBenchmark.Measurement] = []
     /// The convnet's epoch layer by layer (milliseconds forward and backward per epoch).
     var cnnStepBreakdown: StepBreakdown?
+    /// The minibatch and MLP epochs taken apart the same way, with the batch gathering and the
+    /// allocations and thread-pool loops per step.
+    var minibatchStepBreakdown: StepBreakdown?
+    var mlpStepBreakdown: StepBreakdown?
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
     /// The machine's FMA rate and memory bandwidth, which set the floors.
@@ -64,6 +70,8 @@ struct BenchmarkReport: Encodable {
         case cnnEpochSeconds = "cnn_epoch_s"
         case cnnConvLayers = "cnn_conv_layers"
         case cnnStepBreakdown = "cnn_epoch_by_layer"
+        case minibatchStepBreakdown = "minibatch_step_breakdown"
+        case mlpStepBreakdown = "mlp_step_breakdown"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
         case peak, floors
@@ -109,6 +117,8 @@ struct BenchmarkReport: Encodable {
         try container.encodeIfPresent(cnnEpochSeconds, forKey: .cnnEpochSeconds)
         if !cnnConvLayers.isEmpty { try container.encode(cnnConvLayers, forKey: .cnnConvLayers) }
         try container.encodeIfPresent(cnnStepBreakdown?.parts, forKey: .cnnStepBreakdown)
+        try container.encodeIfPresent(minibatchStepBreakdown, forKey: .minibatchStepBreakdown)
+        try container.encodeIfPresent(mlpStepBreakdown, forKey: .mlpStepBreakdown)
         if !matmul.isEmpty {
             var gflops: [String: [String: Double]] = [:]
             var errors: [String: [String: Double]] = [:]

@@ -7,7 +7,9 @@ import BackpropTraining
 ///
 /// The step is the model's own, taken apart: `Model.callAsFunction` is `for l in layers: x = l(x)`
 /// then the loss, and `Model.backward()` the loss's backward then each layer's, last to first;
-/// here each call is timed on its own. The sums are the epoch's time less the batch gathering.
+/// here each call is timed on its own, and so is the gathering of each batch's rows. It also counts,
+/// per step, the tensors allocated and the loops handed to the thread pool (and the helpers those
+/// woke): where a small step's time goes besides the arithmetic (issue 16).
 struct StepBreakdown: Encodable {
     /// One layer's share: its name in the model (`layers.I` and its kind), and milliseconds per
     /// epoch forward and backward.
@@ -28,6 +30,32 @@ struct StepBreakdown: Encodable {
 
     /// The parts, in the order of the forward pass, then the loss and the optimizer.
     let parts: [Part]
+    /// Milliseconds per epoch gathering the batches' rows (`Batches.batch(_:)`).
+    let batchMilliseconds: Double
+    /// The steps of an epoch.
+    let steps: Int
+    /// Per step (the median epoch's counts over its steps): tensor storages allocated and their
+    /// megabytes, loops handed to the thread pool and, of those, loops that had to wake a sleeping
+    /// helper (`ResourceCounters`).
+    let allocationsPerStep: Double
+    let allocatedMegabytesPerStep: Double
+    let poolDispatchesPerStep: Double
+    let poolWakeUpsPerStep: Double
+
+    private enum CodingKeys: String, CodingKey {
+        case parts
+        case batchMilliseconds = "batches_ms"
+        case steps
+        case allocationsPerStep = "allocations_per_step"
+        case allocatedMegabytesPerStep = "allocated_mb_per_step"
+        case poolDispatchesPerStep = "pool_dispatches_per_step"
+        case poolWakeUpsPerStep = "pool_wakeups_per_step"
+    }
+
+    /// The parts' milliseconds per epoch, with the batch gathering.
+    var totalMilliseconds: Double {
+        parts.reduce(batchMilliseconds) { $0 + $1.forwardMilliseconds + $1.backwardMilliseconds }
+    }
 
     /// Times `runs` epochs of `model` over `batches` with `optimizer` (a warm-up epoch first) and
     /// keeps, for each part, the median over the runs of its epoch total.
@@ -36,12 +64,18 @@ struct StepBreakdown: Encodable {
         precondition(runs >= 1, "StepBreakdown.measure: runs must be positive, got \(runs)")
         let count = model.layers.count
         var totals: [[Double]] = []  // per run: forward per layer, loss, optimizer, then backward per layer, loss
+        var gathering: [Double] = []
+        var counters: [ResourceCounters] = []
         for run in 0...runs {
             var forward = [Double](repeating: 0, count: count + 2)
             var backward = [Double](repeating: 0, count: count + 1)
+            var gather = 0.0
             batches.shuffle(seed: 0, epoch: run)
+            let before = ResourceCounters.now
             for step in 0..<batches.count {
+                let gatherStart = Timing.now()
                 let (xb, yb) = batches.batch(step)
+                gather += Timing.now() - gatherStart
                 var x = xb
                 for (index, layer) in model.layers.enumerated() {
                     let start = Timing.now()
@@ -64,7 +98,11 @@ struct StepBreakdown: Encodable {
                 optimizer.zeroGrad()
                 forward[count + 1] += Timing.now() - start
             }
-            if run > 0 { totals.append(forward + backward) }
+            if run > 0 {
+                totals.append(forward + backward)
+                gathering.append(gather)
+                counters.append(ResourceCounters.now - before)
+            }
         }
         let medians = (0..<(2 * count + 3)).map { column in Timing.median(totals.map { $0[column] }) * 1000 }
         var parts = model.layers.enumerated().map { index, layer in
@@ -75,6 +113,13 @@ struct StepBreakdown: Encodable {
         parts.append(
             Part(name: "loss", forwardMilliseconds: medians[count], backwardMilliseconds: medians[2 * count + 2]))
         parts.append(Part(name: "optimizer", forwardMilliseconds: medians[count + 1], backwardMilliseconds: 0))
-        return StepBreakdown(parts: parts)
+        let steps = Double(Swift.max(batches.count, 1))
+        let middle = counters.sorted { $0.allocations < $1.allocations }[counters.count / 2]
+        return StepBreakdown(
+            parts: parts, batchMilliseconds: Timing.median(gathering) * 1000, steps: batches.count,
+            allocationsPerStep: Double(middle.allocations) / steps,
+            allocatedMegabytesPerStep: Double(middle.allocatedBytes) / steps / 1e6,
+            poolDispatchesPerStep: Double(middle.poolDispatches) / steps,
+            poolWakeUpsPerStep: Double(middle.poolWakeUps) / steps)
     }
 }

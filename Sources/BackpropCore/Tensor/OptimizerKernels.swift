@@ -1,0 +1,18 @@
+import CKernels
+
+/// The optimizers' updates in one pass over a stretch of a parameter (Sources/CKernels/Optimizers.c):
+/// eight elements at a time where the CPU has AVX2, the same bits on every CPU, each operation
+/// rounded as written (no fused multiply-add).
+package enum OptimizerKernels {
+    /// Adam's constants for one step (see ``adam(_:_:_:_:count:step:)``).
+    package typealias AdamStep = BPAdamStep
+
+    /// `m = β₁·m + (1−β₁)·g`, `v = β₂·v + (1−β₂)·(g·g)`,
+    /// `w = w·decay − stepSize·(m / (√v·inverseCorrection2 + ε))`, for `count` elements.
+    package static func adam(
+        _ w: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+        _ g: UnsafePointer<Float>, count: Int, step: AdamStep
+    ) {
+        withUnsafePointer(to: step) { bp_adam_update(w, m, v, g, count, $0) }
+    }
+}
