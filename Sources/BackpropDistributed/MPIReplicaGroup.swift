@@ -81,6 +81,8 @@ public struct DistributedError: Error, CustomStringConvertible {
         /// The most values one MPI call takes (its count is a C `int`).
         private static let chunk = Int(Int32.max)
 
+        /// Replaces every value by its sum over the processes (`MPI_Allreduce`, `MPI_SUM`, in place),
+        /// in calls of at most `Int32.max` values. Every process must call it with as many values.
         public func sum(_ values: UnsafeMutableBufferPointer<Double>) {
             guard let base = values.baseAddress else { return }
             for start in stride(from: 0, to: values.count, by: Self.chunk) {
@@ -89,6 +91,8 @@ public struct DistributedError: Error, CustomStringConvertible {
             }
         }
 
+        /// Replaces every value by its sum over the processes (`MPI_Allreduce`, `MPI_SUM`, in place),
+        /// in calls of at most `Int32.max` values. Every process must call it with as many values.
         public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
             guard let base = values.baseAddress else { return }
             for start in stride(from: 0, to: values.count, by: Self.chunk) {
@@ -97,6 +101,8 @@ public struct DistributedError: Error, CustomStringConvertible {
             }
         }
 
+        /// Whether every process passed the same `value`: its minimum and maximum over the processes
+        /// (two `MPI_Allreduce` calls) are equal. Every process gets the same answer.
         public func allEqual(_ value: UInt64) -> Bool {
             var (smallest, largest): (UInt64, UInt64) = (0, 0)
             check(bp_mpi_min_max(value, &smallest, &largest), "MPI_Allreduce")

@@ -70,6 +70,12 @@ public final class Batches {
     /// The number of batches per epoch: `⌈N / batchSize⌉`.
     public var count: Int { rowCount / batchSize + (rowCount % batchSize == 0 ? 0 : 1) }  // no overflow
 
+    /// The rows of the epoch's last batch, its smallest: `batchSize`, or `N mod batchSize` when
+    /// that is not 0 (all `N` rows when `N < batchSize`).
+    public var smallestBatchRows: Int {
+        rowCount % batchSize == 0 ? Swift.min(batchSize, rowCount) : rowCount % batchSize
+    }
+
     /// Sets the order for `epoch` (counting from 0): a permutation drawn from a generator seeded
     /// with `seed` and `epoch` only, so that any epoch's order can be recomputed (to resume a run)
     /// and the same seed gives the same batches on every machine.

@@ -315,11 +315,9 @@ public final class Trainer {
         didSet {
             precondition(step == 0, "Trainer.replicas: set it between two epochs (before the first step, or resuming)")
             if let replicas {
-                let smallest =
-                    batches.rowCount % batches.batchSize == 0
-                    ? batches.batchSize : batches.rowCount % batches.batchSize
+                let smallest = batches.smallestBatchRows
                 precondition(
-                    Swift.min(smallest, batches.batchSize) >= replicas.count,
+                    smallest >= replicas.count,
                     "Trainer.replicas: a batch of \(smallest) rows cannot be shared by \(replicas.count) replicas")
             }
             for layer in model.layers {
@@ -459,12 +457,7 @@ public final class Trainer {
         // refuses such settings in TrainingConfiguration.validate).
         let (product, overflow) = stepsPerEpoch.multipliedReportingOverflow(by: epochs)
         let totalSteps = overflow ? Int.max : product
-        let clock = ContinuousClock()
-        let started = clock.now
-        func seconds(since instant: ContinuousClock.Instant) -> Double {
-            let duration = instant.duration(to: clock.now)
-            return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
-        }
+        let started = ContinuousClock.now
         model.train()
         while epoch < epochs {
             if step == 0 {
@@ -477,7 +470,7 @@ public final class Trainer {
                     dropout.reseed(Batches.epochSeed(seed: layerSeed, epoch: epoch))
                 }
             }
-            let epochStarted = clock.now
+            let epochStarted = ContinuousClock.now
             while step < stepsPerEpoch {
                 // With replicas, a stop asked by any of them stops all, before anyone starts the step
                 // (its forward pass would move batch norm's running statistics).
@@ -490,7 +483,7 @@ public final class Trainer {
                 let runStep = late || base > totalSteps - step ? totalSteps : base + step  // from the run's start
                 let learningRate = schedule.learningRate(peak: peakLearningRate, step: runStep, totalSteps: totalSteps)
                 optimizer.learningRate = learningRate
-                let stepStarted = clock.now
+                let stepStarted = ContinuousClock.now
                 let lossSum: Double
                 let rows: Int
                 if let replicas {
@@ -579,11 +572,9 @@ public final class Trainer {
                 offset += parameter.count
             }
             buffer[offset] = loss * Float(shard.count)
-            let clock = ContinuousClock()
-            let started = clock.now
+            let started = ContinuousClock.now
             replicas.sum(buffer)
-            let duration = started.duration(to: clock.now)
-            replicaSumSeconds += Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+            replicaSumSeconds += seconds(since: started)
             offset = 0
             for parameter in parameters {
                 let summed = Tensor(uninitializedShape: parameter.shape)
@@ -611,4 +602,10 @@ public final class Trainer {
         }
         return hash
     }
+}
+
+/// The seconds from `instant` to now.
+private func seconds(since instant: ContinuousClock.Instant) -> Double {
+    let duration = instant.duration(to: .now)
+    return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
 }

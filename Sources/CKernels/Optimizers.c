@@ -13,6 +13,17 @@
 
 #include "CKernels.h"
 
+/// Elements [begin, count) one at a time: the formulas of `bp_adam_update`, in order.
+static inline void adamScalar(float *w, float *m, float *v, const float *g, long begin, long count,
+    const BPAdamStep *step) {
+    for (long i = begin; i < count; i++) {
+        const float gi = g[i];
+        m[i] = step->beta1 * m[i] + step->oneMinusBeta1 * gi;
+        v[i] = step->beta2 * v[i] + step->oneMinusBeta2 * (gi * gi);
+        w[i] = w[i] * step->decay - step->stepSize * (m[i] / (sqrtf(v[i]) * step->inverseCorrection2 + step->epsilon));
+    }
+}
+
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include <immintrin.h>
@@ -37,12 +48,7 @@ static TARGET void adamAVX2(float *w, float *m, float *v, const float *g, long c
         _mm256_storeu_ps(v + i, vi);
         _mm256_storeu_ps(w + i, wi);
     }
-    for (; i < count; i++) {
-        const float gi = g[i];
-        m[i] = step->beta1 * m[i] + step->oneMinusBeta1 * gi;
-        v[i] = step->beta2 * v[i] + step->oneMinusBeta2 * (gi * gi);
-        w[i] = w[i] * step->decay - step->stepSize * (m[i] / (sqrtf(v[i]) * step->inverseCorrection2 + step->epsilon));
-    }
+    adamScalar(w, m, v, g, i, count, step);
 }
 
 #define HAS_AVX2 bp_gemm_avx2_available()
@@ -57,10 +63,5 @@ void bp_adam_update(float *w, float *m, float *v, const float *g, long count, co
         return;
     }
 #endif
-    for (long i = 0; i < count; i++) {
-        const float gi = g[i];
-        m[i] = step->beta1 * m[i] + step->oneMinusBeta1 * gi;
-        v[i] = step->beta2 * v[i] + step->oneMinusBeta2 * (gi * gi);
-        w[i] = w[i] * step->decay - step->stepSize * (m[i] / (sqrtf(v[i]) * step->inverseCorrection2 + step->epsilon));
-    }
+    adamScalar(w, m, v, g, 0, count, step);
 }

@@ -191,12 +191,10 @@ struct TrainCommand: ParsableCommand {
             try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
         }
         if let group = run.group {
-            let rows = trainer.batches.rowCount
-            let smallest =
-                rows % configuration.batchSize == 0 ? configuration.batchSize : rows % configuration.batchSize
-            if min(smallest, rows) < group.count {
+            let (rows, smallest) = (trainer.batches.rowCount, trainer.batches.smallestBatchRows)
+            if smallest < group.count {
                 throw CommandLineError(
-                    "mpirun -np \(group.count): the last batch of each epoch has \(min(smallest, rows)) rows (\(rows) "
+                    "mpirun -np \(group.count): the last batch of each epoch has \(smallest) rows (\(rows) "
                         + "training rows in batches of --batch-size \(configuration.batchSize)), fewer than the "
                         + "\(group.count) processes that share every batch; choose another --batch-size or --limit")
             }

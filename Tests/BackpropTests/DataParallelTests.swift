@@ -22,7 +22,7 @@ import Testing
             for row in 0..<rows { sizes[row % count] += 1 }
             var start = 0
             for rank in 0..<count {
-                let shard = ThreadReplicaShardCheck.shard(rank, of: count, rows: rows)
+                let shard = ThreadReplica.shard(rank, of: count, rows: rows)
                 #expect(shard == start..<(start + sizes[rank]), "rank \(rank) of \(count), \(rows) rows")
                 start += sizes[rank]
             }
@@ -30,9 +30,6 @@ import Testing
         }
     }
 }
-
-/// A group type to ask for `ReplicaGroup.shard(_:of:rows:)`, the static form.
-private typealias ThreadReplicaShardCheck = ThreadReplica
 
 // MARK: - Layers that see the whole batch
 
