@@ -461,6 +461,21 @@ INLINE TARGET void tnTile(const int nv, const int masked, long width, long kb, c
     }
 }
 
+/// Copies `kb` rows of B's `n` columns into `tiles` tiles of 5 columns (`kb × 5` row-major each,
+/// the columns past `n` zero), for the broadcasts of `tnTile`.
+static void packTN(long tiles, long kb, const float *b, long rowStrideB, long columnStrideB, long n, float *packed) {
+    for (long q = 0; q < tiles; q++) {
+        float *tile = packed + q * kb * TN_COLUMNS;
+        for (long p = 0; p < kb; p++) {
+            const float *source = b + p * rowStrideB;
+            for (long r = 0; r < TN_COLUMNS; r++) {
+                const long j = q * TN_COLUMNS + r;
+                tile[p * TN_COLUMNS + r] = j < n ? source[j * columnStrideB] : 0;
+            }
+        }
+    }
+}
+
 long bp_gemm_tn_rows(long n) { return (n + TN_COLUMNS - 1) / TN_COLUMNS * TN_COLUMNS; }
 
 long bp_gemm_tn_columns(long m) { return (m + NR - 1) / NR * NR; }
@@ -476,16 +491,7 @@ TARGET void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, co
     float *packed = scratch(tiles * TN_COLUMNS * TN_BLOCK);
     for (long p0 = 0; p0 < k; p0 += TN_BLOCK) {
         const long kb = k - p0 < TN_BLOCK ? k - p0 : TN_BLOCK;
-        for (long q = 0; q < tiles; q++) {
-            float *tile = packed + q * kb * TN_COLUMNS;
-            for (long p = 0; p < kb; p++) {
-                const float *source = b + (p0 + p) * rowStrideB;
-                for (long r = 0; r < TN_COLUMNS; r++) {
-                    const long j = q * TN_COLUMNS + r;
-                    tile[p * TN_COLUMNS + r] = j < n ? source[j * columnStrideB] : 0;
-                }
-            }
-        }
+        packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
         // The next block of rows of A arrives while this one is used.
         Prefetcher next = {0, 0, 0, 0, 0, 0};
         long linesPerTile = 0;
@@ -513,6 +519,295 @@ TARGET void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, co
     }
 }
 
+// MARK: AVX-512
+
+// Where the processor has AVX-512 (Zen 4 and 5, Intel since Skylake-SP), the same products run
+// with 16-lane vectors. Each element of C is the same chain of fused multiply-adds, in the same
+// order (p = 0, 1, …, k−1, starting from the bias or zero, C added last when accumulating), as in
+// the AVX2 kernels above: only which elements share a register changes, so the results are the
+// same bits (tested). On Zen 5, whose FMA units are 512 bits wide, that doubles the arithmetic
+// rate; on Zen 4 (two 256-bit halves) it saves instructions.
+//
+// The tiles are 6 rows × up to 48 columns (three vectors: the seed's 50 columns are one tile and
+// a 2-column tail of dot products, as above) and, for `xᵀ • B`, 5 rows × up to 48 columns of T.
+// Masked loads and stores handle the last partial vector; they never touch the masked-off lanes'
+// memory.
+
+#define TARGET512 __attribute__((target("avx512f,avx2,fma")))
+
+/// Columns per AVX-512 tile: three vectors of 16.
+enum { VL = 16, NV_WIDE = 3, NR_WIDE = NV_WIDE * VL };
+
+/// The CPU's answer: AVX-512F, and the operating system saves the opmask and ZMM registers
+/// (XCR0 bits 1, 2, 5, 6 and 7), on top of AVX2 and FMA.
+static int detectAVX512(void) {
+    if (!detectAVX2()) return 0;
+    unsigned int eax, ebx, ecx, edx;
+    unsigned int xcr0Low, xcr0High;
+    __asm__ volatile("xgetbv" : "=a"(xcr0Low), "=d"(xcr0High) : "c"(0));
+    if ((xcr0Low & 0xE6) != 0xE6) return 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    return (ebx & (1u << 16)) != 0;  // AVX-512F
+}
+
+int bp_gemm_avx512_available(void) {
+    static atomic_int known = -1;
+    int value = atomic_load_explicit(&known, memory_order_relaxed);
+    if (value < 0) {
+        value = detectAVX512();
+        atomic_store_explicit(&known, value, memory_order_relaxed);
+    }
+    return value;
+}
+
+/// A mask with the first `width` lanes on (all 16 for `width` ≥ 16).
+INLINE TARGET512 __mmask16 lanes16(long width) {
+    return width >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
+}
+
+/// The number of floats that `packB16` writes for `k` rows and `width` columns.
+static long packedCount16(long k, long width) { return k * ((width + VL - 1) / VL * VL); }
+
+/// Copies `k` rows and `width` columns of B into panels of 16 columns, each `k × 16` row-major,
+/// one after another, the last zero-padded on the right.
+static void packB16(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
+    for (long j0 = 0; j0 < width; j0 += VL) {
+        const long columns = width - j0 < VL ? width - j0 : VL;
+        for (long p = 0; p < k; p++) {
+            float *row = packed + p * VL;
+            const float *source = b + p * rowStride + j0 * columnStride;
+            long jj = 0;
+            if (columnStride == 1) {
+                for (; jj < columns; jj++) row[jj] = source[jj];
+            } else {
+                for (; jj < columns; jj++) row[jj] = source[jj * columnStride];
+            }
+            for (; jj < VL; jj++) row[jj] = 0;
+        }
+        packed += k * VL;
+    }
+}
+
+/// One tile of C: `mr` rows (1...6) × `nv` vectors (1...3) of 16 columns, of which the first
+/// `width` are written. B is packed panels (`inPlace` 0: vector `v` of row `p` at
+/// `b + v * panelStride + p * 16`) or B itself (`inPlace` 1: at `b + p * ldb + v * 16`).
+INLINE TARGET512 void tile512(const int inPlace, const int mr, const int nv, long width, long k, const float *a,
+    long rowStrideA, long columnStrideA, const float *b, long ldb, long panelStride, float *c, long ldc,
+    const float *bias, int accumulate, int streaming)
+{
+    const __mmask16 last = lanes16(width - (nv - 1) * VL);
+    __m512 acc[MR][NV_WIDE];
+    for (int v = 0; v < nv; v++) {
+        const __mmask16 m = v == nv - 1 ? last : (__mmask16)0xFFFF;
+        const __m512 start = bias ? _mm512_maskz_loadu_ps(m, bias + v * VL) : _mm512_setzero_ps();
+        for (int r = 0; r < mr; r++) acc[r][v] = start;
+    }
+    for (long p = 0; p < k; p++) {
+        __m512 bv[NV_WIDE];
+        for (int v = 0; v < nv; v++) {
+            if (inPlace) {
+                bv[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xFFFF, b + p * ldb + v * VL);
+            } else {
+                bv[v] = _mm512_load_ps(b + v * panelStride + p * VL);
+            }
+        }
+        const float *ap = a + p * columnStrideA;
+        for (int r = 0; r < mr; r++) {
+            const __m512 av = _mm512_set1_ps(ap[r * rowStrideA]);
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        for (int v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? last : (__mmask16)0xFFFF;
+            if (accumulate) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(m, row + v * VL));
+            if (streaming && m == (__mmask16)0xFFFF) {
+                _mm512_stream_ps(row + v * VL, acc[r][v]);
+            } else {
+                _mm512_mask_storeu_ps(row + v * VL, m, acc[r][v]);
+            }
+        }
+    }
+}
+
+#define TILE512_ROWS(IN_PLACE, NV)                                                                             \
+    switch (mr) {                                                                                             \
+    case 6: tile512(IN_PLACE, 6, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break;  \
+    case 5: tile512(IN_PLACE, 5, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break;  \
+    case 4: tile512(IN_PLACE, 4, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break;  \
+    case 3: tile512(IN_PLACE, 3, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break;  \
+    case 2: tile512(IN_PLACE, 2, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break;  \
+    default: tile512(IN_PLACE, 1, NV, width, k, a, rsA, csA, b, ldb, ps, c, ldc, bias, accumulate, streaming); break; \
+    }
+
+#define TILE512_SOURCES(NV)                                                                                    \
+    if (inPlace) {                                                                                            \
+        TILE512_ROWS(1, NV)                                                                                   \
+    } else {                                                                                                  \
+        TILE512_ROWS(0, NV)                                                                                   \
+    }
+
+/// The tile at rows `mr` (1...6) and `width` columns (1...48), specialised for each size.
+static TARGET512 void anyTile512(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA,
+    const float *b, long ldb, long ps, float *c, long ldc, const float *bias, int accumulate, int streaming)
+{
+    if (width > 2 * VL) {
+        TILE512_SOURCES(3)
+    } else if (width > VL) {
+        TILE512_SOURCES(2)
+    } else {
+        TILE512_SOURCES(1)
+    }
+}
+
+TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
+    if (rows <= 0 || columns <= 0) return;
+    // The same blocking, tail and in-place choices as `bp_gemm_avx2`, so that every element is
+    // the same sum in the same order.
+    const long kcMax = k <= KC_WHOLE ? k : KC;
+    const int rowsOuter = rows >= columns;
+    const int streaming = g->streaming && (uintptr_t)g->c % 64 == 0 && g->ldc % VL == 0 && columnBegin % VL == 0
+        && kcMax == k;
+    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
+        ? columns % NR : 0;
+    const long panelColumns = columns - tail, ldw = (k + 7) / 8 * 8;
+    const long rowTiles = (rows + MR - 1) / MR;
+    const long columnTiles = panelColumns > 0 ? (panelColumns + NR_WIDE - 1) / NR_WIDE : 1;
+    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
+    const long packedSize = inPlace ? 0 : packedCount16(kcMax, panelColumns);
+    float *packed = scratch(packedSize + tail * ldw);
+    // (The dot products' columns start 64 bytes aligned: `packedSize` is a multiple of 16.)
+    float *packedTail = packed + packedSize;
+    for (long j = 0; j < tail; j++) {
+        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
+        for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
+    }
+    const long panelEnd = columnBegin + panelColumns;
+    const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
+    for (long pc = 0; pc < k; pc += kcMax) {
+        const long kc = k - pc < kcMax ? k - pc : kcMax;
+        const int accumulate = g->accumulate || pc > 0;
+        const float *biasBlock = pc == 0 ? g->bias : NULL;
+        const float *aBlock = g->a + pc * csA;
+        if (!inPlace) {
+            packB16(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
+                g->columnStrideB, packed);
+        }
+        const long ps = kc * VL;
+        Prefetcher next = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0;
+        const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
+        if (prefetchA && rsA == 1 && pc + kc < k) {
+            const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
+            next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
+            linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
+        }
+        if (rowsOuter) {
+            for (long i = rowBegin; i < rowEnd; i += MR) {
+                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                if (prefetchA && csA == 1 && i + MR < rowEnd) {
+                    const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
+                    next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
+                    linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
+                }
+                for (long j = columnBegin; j < panelEnd; j += NR_WIDE) {
+                    const long width = panelEnd - j < NR_WIDE ? panelEnd - j : NR_WIDE;
+                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                    prefetchLines(&next, linesPerTile);
+                    anyTile512(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB, ps,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
+                }
+                if (tail > 0) {
+                    dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
+                        g->bias ? g->bias + panelEnd : NULL, g->accumulate);
+                }
+            }
+        } else {
+            for (long j = columnBegin; j < columnEnd; j += NR_WIDE) {
+                const long width = columnEnd - j < NR_WIDE ? columnEnd - j : NR_WIDE;
+                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                for (long i = rowBegin; i < rowEnd; i += MR) {
+                    const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                    prefetchLines(&next, linesPerTile);
+                    anyTile512(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB, ps,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
+                }
+            }
+        }
+    }
+    if (streaming) _mm_sfence();
+}
+
+/// One tile of T: 5 rows × `nv` vectors (1...3) of 16 columns; `width` (1...48) columns of x are
+/// read and written (the lanes past it are left alone).
+INLINE TARGET512 void tnTile512(const int nv, long width, long kb, const float *a, long lda, const float *g, float *t,
+    long ldt)
+{
+    const __mmask16 last = lanes16(width - (nv - 1) * VL);
+    __m512 acc[TN_COLUMNS][NV_WIDE];
+    for (int r = 0; r < TN_COLUMNS; r++) {
+        for (int v = 0; v < nv; v++) {
+            acc[r][v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xFFFF, t + r * ldt + v * VL);
+        }
+    }
+    for (long p = 0; p < kb; p++) {
+        const float *row = a + p * lda;
+        __m512 x[NV_WIDE];
+        for (int v = 0; v < nv; v++) x[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xFFFF, row + v * VL);
+        const float *gp = g + p * TN_COLUMNS;
+        for (int r = 0; r < TN_COLUMNS; r++) {
+            const __m512 gv = _mm512_set1_ps(gp[r]);
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(x[v], gv, acc[r][v]);
+        }
+    }
+    for (int r = 0; r < TN_COLUMNS; r++) {
+        for (int v = 0; v < nv; v++) {
+            _mm512_mask_storeu_ps(t + r * ldt + v * VL, v == nv - 1 ? last : (__mmask16)0xFFFF, acc[r][v]);
+        }
+    }
+}
+
+TARGET512 void bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    const long tiles = bp_gemm_tn_rows(n) / TN_COLUMNS, paddedColumns = bp_gemm_tn_columns(m);
+    for (long j = 0; j < tiles * TN_COLUMNS; j++) {
+        for (long i = 0; i < paddedColumns; i++) t[j * ldt + i] = 0;
+    }
+    if (m <= 0 || n <= 0) return;
+    float *packed = scratch(tiles * TN_COLUMNS * TN_BLOCK);
+    const long columnTiles = (m + NR_WIDE - 1) / NR_WIDE;
+    for (long p0 = 0; p0 < k; p0 += TN_BLOCK) {
+        const long kb = k - p0 < TN_BLOCK ? k - p0 : TN_BLOCK;
+        packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
+        Prefetcher next = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0;
+        if (p0 + kb < k) {
+            const long nextKb = k - p0 - kb < TN_BLOCK ? k - p0 - kb : TN_BLOCK;
+            next = (Prefetcher){(const char *)(a + (p0 + kb) * lda), nextKb, lda * 4, m * 4, 0, 0};
+            linesPerTile = nextKb * (m * 4 / 64 + 1) / (tiles * columnTiles) + 1;
+        }
+        const float *block = a + p0 * lda;
+        for (long i0 = 0; i0 < m; i0 += NR_WIDE) {
+            const long width = m - i0 < NR_WIDE ? m - i0 : NR_WIDE;
+            for (long q = 0; q < tiles; q++) {
+                prefetchLines(&next, linesPerTile);
+                const float *g = packed + q * kb * TN_COLUMNS;
+                float *tile = t + q * TN_COLUMNS * ldt + i0;
+                if (width > 2 * VL) {
+                    tnTile512(3, width, kb, block + i0, lda, g, tile, ldt);
+                } else if (width > VL) {
+                    tnTile512(2, width, kb, block + i0, lda, g, tile, ldt);
+                } else {
+                    tnTile512(1, width, kb, block + i0, lda, g, tile, ldt);
+                }
+            }
+        }
+    }
+}
+
 #else
 
 long bp_gemm_tn_rows(long n) { return n; }
@@ -530,6 +825,20 @@ int bp_gemm_avx2_available(void) { return 0; }
 
 void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
     (void)g, (void)rowBegin, (void)rowEnd, (void)columnBegin, (void)columnEnd;
+    abort();
+}
+
+int bp_gemm_avx512_available(void) { return 0; }
+
+void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    (void)g, (void)rowBegin, (void)rowEnd, (void)columnBegin, (void)columnEnd;
+    abort();
+}
+
+void bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)rowStrideB, (void)columnStrideB, (void)t, (void)ldt;
     abort();
 }
 

@@ -6,9 +6,11 @@ import Testing
 @testable import BackpropNetwork
 @testable import BackpropTraining
 
-/// The AVX2 kernel for the seed's skinny products, against the reference loops, on every edge of
-/// its tiling (6 rows × 16 columns, blocks of 256 rows of B past k = 1024), with and without
-/// transposed operands, bias, accumulation and non-temporal stores.
+/// The AVX2 and AVX-512 kernels for the seed's skinny products, against the reference loops, on
+/// every edge of their tilings (6 rows × 16 columns in AVX2, × 48 in AVX-512; blocks of 256 rows
+/// of B past k = 1024), with and without transposed operands, bias, accumulation and
+/// non-temporal stores; and the two against each other, bit for bit (each element is the same
+/// chain of multiply-adds in both).
 @Suite("Skinny matrix-product kernel", .enabled(if: Tensor.skinnyKernelIsAvailable))
 struct SkinnyKernelTests {
     /// `a • b (+ bias)` or `c + a • b` with the skinny kernel and with `referenceGemm`, compared
@@ -26,34 +28,48 @@ struct SkinnyKernelTests {
         let start = Tensor.randn([m, n], generator: &generator)
         let (left, keepLeft) = a.matrixOperand()
         let (right, keepRight) = b.matrixOperand()
-        let fast = start.copy()
         let reference = start.copy()
+        let instructionSets = Tensor.SkinnyInstructionSet.allCases.filter(\.isAvailable)
+        let fast = instructionSets.map { _ in start.copy() }
         withExtendedLifetime((keepLeft, keepRight)) {
             biasValues.withUnsafeBufferPointer { biasPointer in
-                Tensor.skinnyGemm(
-                    left, right, into: fast.pointer, accumulate: accumulate,
-                    bias: bias ? biasPointer.baseAddress : nil, streaming: streaming)
+                for (instructionSet, result) in zip(instructionSets, fast) {
+                    Tensor.skinnyGemm(
+                        left, right, into: result.pointer, accumulate: accumulate,
+                        bias: bias ? biasPointer.baseAddress : nil, streaming: streaming,
+                        instructionSet: instructionSet)
+                }
                 Tensor.gemm(
                     left, right, into: reference.pointer, accumulate: accumulate,
                     bias: bias ? biasPointer.baseAddress : nil, route: .reference)
             }
         }
-        let fastValues = fast.values
         let referenceValues = reference.values
         let tolerance = 1e-5 * Float(k + 1).squareRoot()
-        var worst: Float = 0
-        for i in 0..<fastValues.count {
-            worst = max(worst, abs(fastValues[i] - referenceValues[i]) / max(1, abs(referenceValues[i])))
+        let shape =
+            "\(m)×\(k)×\(n) transposeA \(transposeA) transposeB \(transposeB) bias \(bias) accumulate \(accumulate)"
+        for (instructionSet, result) in zip(instructionSets, fast) {
+            let fastValues = result.values
+            var worst: Float = 0
+            for i in 0..<fastValues.count {
+                worst = max(worst, abs(fastValues[i] - referenceValues[i]) / max(1, abs(referenceValues[i])))
+            }
+            #expect(
+                worst < tolerance, "\(instructionSet) \(shape): error \(worst)", sourceLocation: sourceLocation)
         }
-        #expect(
-            worst < tolerance,
-            "\(m)×\(k)×\(n) transposeA \(transposeA) transposeB \(transposeB) bias \(bias) accumulate \(accumulate): error \(worst)",
-            sourceLocation: sourceLocation)
+        if let first = fast.first {
+            for (instructionSet, result) in zip(instructionSets, fast).dropFirst() {
+                #expect(
+                    result.values.map(\.bitPattern) == first.values.map(\.bitPattern),
+                    "\(instructionSet) differs from \(instructionSets[0]) in its bits: \(shape)",
+                    sourceLocation: sourceLocation)
+            }
+        }
     }
 
-    /// Rows around multiples of 6, columns around multiples of 8 and 16 (and 1...4 past one, which
-    /// are dot products), depths 1, odd, and past a multiple of 8.
-    @Test(arguments: [1, 5, 6, 7, 13, 50], [1, 2, 4, 7, 8, 9, 15, 16, 17, 19, 20, 33, 50])
+    /// Rows around multiples of 6, columns around multiples of 8, 16 and 48 (and 1...4 past a
+    /// multiple of 16, which are dot products), depths 1, odd, and past a multiple of 8.
+    @Test(arguments: [1, 5, 6, 7, 13, 50], [1, 2, 4, 7, 8, 9, 15, 16, 17, 19, 20, 33, 47, 48, 50, 53, 64, 97])
     func tileEdges(m: Int, n: Int) {
         for k in [1, 3, 50] {
             expectAgreement(m: m, k: k, n: n)
@@ -104,10 +120,11 @@ struct SkinnyKernelTests {
         expectAgreement(m: 20, k: 8192, n: 50, accumulate: true)
     }
 
-    /// A transposed A (`xᵀ`) with a long depth goes to `bp_gemm_tn_avx2` in pieces of 2048 rows of
-    /// x: rows of C around its 16-wide tile (tails of 1...8 and 9...15 columns of x), columns
+    /// A transposed A (`xᵀ`) with a long depth goes to `bp_gemm_tn_avx2` (or `…_avx512`) in pieces
+    /// of 2048 rows of x: rows of C around its 16- and 48-wide tiles (tails of 1...8, 9...15 and
+    /// 33...47 columns of x), columns
     /// around its 5-wide one, the seed's 784 rows, a short last piece, a bias, accumulation.
-    @Test(arguments: [1, 7, 8, 9, 16, 20, 33], [1, 4, 5, 6, 13])
+    @Test(arguments: [1, 7, 8, 9, 16, 20, 33, 47, 48, 49, 100], [1, 4, 5, 6, 13])
     func transposedLongDepth(m: Int, n: Int) {
         expectAgreement(m: m, k: 8192 + 77, n: n, transposeA: true)
     }

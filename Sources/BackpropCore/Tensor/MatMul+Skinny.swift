@@ -1,7 +1,9 @@
 import CKernels
+import Foundation
 
 // The dedicated path for the seed's products, whose one side is small (nh = 50 hidden units,
-// or k = 50): an AVX2/FMA kernel in C (`Sources/CKernels/Gemm.c`), run on every core. It reads
+// or k = 50): a kernel in C (`Sources/CKernels/Gemm.c`) in AVX-512 where the processor has it and
+// AVX2/FMA elsewhere (the same bits either way), run on every core. It reads
 // the large operand in place, once, and writes a large result without reading it first, which
 // BLAS's general blocking does not; the benchmark (`backprop bench`) measures it against BLAS on
 // the seed's shapes, and the tests check it against `referenceGemm`.
@@ -9,6 +11,31 @@ import CKernels
 extension Tensor {
     /// Whether this CPU runs the skinny kernel (x86-64 with AVX2 and FMA).
     package static let skinnyKernelIsAvailable = bp_gemm_avx2_available() != 0
+
+    /// The vector instructions the skinny kernel is compiled for.
+    ///
+    /// Each element of C is the same chain of fused multiply-adds in either, so they give the
+    /// same bits; AVX-512 does it with half the instructions (and, where the FMA units are 512 bits
+    /// wide, as on Zen 5, at twice the rate).
+    package enum SkinnyInstructionSet: String, CaseIterable, Sendable {
+        /// 8-lane vectors (`bp_gemm_avx2`, `bp_gemm_tn_avx2`).
+        case avx2
+        /// 16-lane vectors (`bp_gemm_avx512`, `bp_gemm_tn_avx512`).
+        case avx512
+
+        /// Whether this CPU and operating system run it.
+        package var isAvailable: Bool {
+            switch self {
+            case .avx2: bp_gemm_avx2_available() != 0
+            case .avx512: bp_gemm_avx512_available() != 0
+            }
+        }
+
+        /// The widest this machine runs: AVX-512 where available, unless the environment variable
+        /// `BACKPROP_NO_AVX512` is set (to compare the two on one machine); else AVX2.
+        package static let widest: SkinnyInstructionSet =
+            avx512.isAvailable && ProcessInfo.processInfo.environment["BACKPROP_NO_AVX512"] == nil ? .avx512 : .avx2
+    }
 
     /// Whether `.fast` sends an `(m, k) • (k, n)` product to the skinny kernel.
     ///
@@ -29,13 +56,15 @@ extension Tensor {
     /// `c = a • b (+ bias)` or `c += a • b` with the skinny kernel, split over the cores.
     ///
     /// `streaming` forces non-temporal stores on or off (tests); by default results of at least
-    /// ``streamingThreshold`` bytes get them.
-    /// - Precondition: ``skinnyKernelIsAvailable``.
+    /// ``streamingThreshold`` bytes get them. `instructionSet` chooses the kernels' vectors (tests
+    /// run both); by default the widest this machine runs.
+    /// - Precondition: ``skinnyKernelIsAvailable`` and `instructionSet.isAvailable`.
     static func skinnyGemm(
         _ a: MatrixOperand, _ b: MatrixOperand, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
-        bias: UnsafePointer<Float>?, streaming: Bool? = nil
+        bias: UnsafePointer<Float>?, streaming: Bool? = nil, instructionSet: SkinnyInstructionSet = .widest
     ) {
-        precondition(skinnyKernelIsAvailable, "skinnyGemm: this CPU has no AVX2/FMA")
+        precondition(instructionSet.isAvailable, "skinnyGemm: this CPU has no \(instructionSet.rawValue)")
+        let gemm = instructionSet == .avx512 ? bp_gemm_avx512 : bp_gemm_avx2
         let m = a.rows
         let n = b.columns
         let k = a.columns
@@ -47,9 +76,9 @@ extension Tensor {
             streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
         if m * n <= 1 << 18 && k >= 2 * depthPiece {
             if a.transposed {
-                transposedDepthGemm(operands, accumulate: accumulate, bias: bias)
+                transposedDepthGemm(operands, accumulate: accumulate, bias: bias, instructionSet: instructionSet)
             } else {
-                depthSplitGemm(operands, accumulate: accumulate, bias: bias)
+                depthSplitGemm(operands, accumulate: accumulate, bias: bias, gemm: gemm)
             }
             return
         }
@@ -65,9 +94,9 @@ extension Tensor {
             Parallel.forEachRange(splitRows ? m : n, minimumPerPiece: minimumUnits, grain: splitRows ? 6 : 16) {
                 range in
                 if splitRows {
-                    bp_gemm_avx2(operands, range.lowerBound, range.upperBound, 0, n)
+                    gemm(operands, range.lowerBound, range.upperBound, 0, n)
                 } else {
-                    bp_gemm_avx2(operands, 0, m, range.lowerBound, range.upperBound)
+                    gemm(operands, 0, m, range.lowerBound, range.upperBound)
                 }
             }
         }
@@ -89,7 +118,10 @@ extension Tensor {
     /// `bp_gemm_tn_avx2` (vectors along x's rows, which lie contiguous), and the copies are added
     /// in order and transposed into C. The pieces do not depend on the number of cores, so
     /// neither does the result.
-    private static func transposedDepthGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+    private static func transposedDepthGemm(
+        _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?, instructionSet: SkinnyInstructionSet
+    ) {
+        let kernel = instructionSet == .avx512 ? bp_gemm_tn_avx512 : bp_gemm_tn_avx2
         let m = operands.m
         let n = operands.n
         let k = operands.k
@@ -102,7 +134,7 @@ extension Tensor {
         Parallel.forEachPiece(pieces) { piece in
             let begin = piece * transposedDepthPiece
             let depth = Swift.min(k, begin + transposedDepthPiece) - begin
-            bp_gemm_tn_avx2(
+            kernel(
                 m, n, depth, operands.a! + begin * operands.columnStrideA, operands.columnStrideA,
                 operands.b! + begin * operands.rowStrideB, operands.rowStrideB, operands.columnStrideB,
                 partial + piece * pieceSize, ldt)
@@ -126,7 +158,10 @@ extension Tensor {
     /// split along the depth: each piece sums its own 4096 columns of A into its own copy of C,
     /// and the copies are added in order. The pieces do not depend on the number of cores, so
     /// neither does the result.
-    private static func depthSplitGemm(_ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?) {
+    private static func depthSplitGemm(
+        _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?,
+        gemm: (UnsafePointer<BPGemm>?, Int, Int, Int, Int) -> Void
+    ) {
         let m = operands.m
         let n = operands.n
         let k = operands.k
@@ -146,7 +181,7 @@ extension Tensor {
                 part.bias = nil
                 part.accumulate = 0
                 part.streaming = 0
-                bp_gemm_avx2(&part, 0, m, 0, n)
+                gemm(&part, 0, m, 0, n)
             }
         }
         let c = operands.c!

@@ -1,4 +1,4 @@
-// Matrix-product kernels in C with AVX2 and FMA, chosen at run time (see Gemm.c).
+// Matrix-product kernels in C with AVX2 and FMA, or AVX-512, chosen at run time (see Gemm.c).
 //
 // Swift cannot ask for AVX2 code generation in a package that other packages depend on (the
 // flags would be `unsafeFlags`), so these kernels are compiled with a per-function `target`
@@ -53,6 +53,18 @@ void bp_gemm_avx2(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBeg
 /// `bp_gemm_tn_rows(n)` rows of `ldt ≥ bp_gemm_tn_columns(m)` floats; the rows and columns past
 /// `n` and `m` are scratch. Call only when `bp_gemm_avx2_available()` returned 1.
 void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt);
+
+/// 1 if this CPU and operating system also run AVX-512F instructions (with AVX2 and FMA), else 0.
+int bp_gemm_avx512_available(void);
+
+/// `bp_gemm_avx2` with 16-lane vectors: the same blocking and the same sums in the same order, so
+/// the same bits. Call only when `bp_gemm_avx512_available()` returned 1.
+void bp_gemm_avx512(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
+
+/// `bp_gemm_tn_avx2` with 16-lane vectors (the same `t`, bit for bit). Call only when
+/// `bp_gemm_avx512_available()` returned 1.
+void bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
     long columnStrideB, float *t, long ldt);
 
 /// The rows `bp_gemm_tn_avx2` needs in `t` for `n` columns of B (a multiple of its tile).
@@ -211,5 +223,8 @@ void bp_transpose(const float *x, float *y, long rows, long columns, long matrix
 
 // The measurements of the machine's limits (`backprop bench`), in their own header.
 #include "CKernelsPeak.h"
+
+// Gathering a minibatch's rows and SGD's update (Step.c), in their own header.
+#include "CKernelsStep.h"
 
 #endif
