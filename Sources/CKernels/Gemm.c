@@ -661,6 +661,54 @@ static TARGET512 void anyTile512(int inPlace, int mr, long width, long k, const 
     }
 }
 
+/// C's last `nc` (1...4) columns for `height` (1...48) rows, when A is a transposed view (its
+/// rows, C's rows, lie contiguous in memory: `xᵀ` in `w.g = xᵀ • out.g`): vectors run down C's
+/// columns, 16 rows each, so no lane is wasted on the columns a 16-wide tile would leave empty.
+/// Each element is the same chain as in `tile512` (bias or zero, then p = 0, 1, …, then C), so
+/// the same bits. B's element `(p, j)` is `b[p * rsB + j * csB]`.
+INLINE TARGET512 void columnTail512(const int nc, long height, long k, const float *a, long csA, const float *b,
+    long rsB, long csB, float *c, long ldc, const float *bias, int accumulate)
+{
+    __m512 acc[NV_WIDE][DOT_COLUMNS];
+    __mmask16 masks[NV_WIDE];
+    for (int v = 0; v < NV_WIDE; v++) {
+        const long rows = height - v * VL;
+        masks[v] = rows <= 0 ? (__mmask16)0 : lanes16(rows);
+    }
+    for (int j = 0; j < nc; j++) {
+        const __m512 start = bias ? _mm512_set1_ps(bias[j]) : _mm512_setzero_ps();
+        for (int v = 0; v < NV_WIDE; v++) acc[v][j] = start;
+    }
+    for (long p = 0; p < k; p++) {
+        __m512 x[NV_WIDE];
+        for (int v = 0; v < NV_WIDE; v++) x[v] = _mm512_maskz_loadu_ps(masks[v], a + p * csA + v * VL);
+        for (int j = 0; j < nc; j++) {
+            const __m512 bj = _mm512_set1_ps(b[p * rsB + j * csB]);
+            for (int v = 0; v < NV_WIDE; v++) acc[v][j] = _mm512_fmadd_ps(x[v], bj, acc[v][j]);
+        }
+    }
+    float column[NV_WIDE * VL];
+    for (int j = 0; j < nc; j++) {
+        for (int v = 0; v < NV_WIDE; v++) _mm512_storeu_ps(column + v * VL, acc[v][j]);
+        for (long r = 0; r < height; r++) {
+            float *target = c + r * ldc + j;
+            *target = accumulate ? column[r] + *target : column[r];
+        }
+    }
+}
+
+/// `columnTail512` for `columns` (1...4) columns, specialised for each count.
+static TARGET512 void columnTail(int columns, long height, long k, const float *a, long csA, const float *b, long rsB,
+    long csB, float *c, long ldc, const float *bias, int accumulate)
+{
+    switch (columns) {
+    case 4: columnTail512(4, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;
+    case 3: columnTail512(3, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;
+    case 2: columnTail512(2, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;
+    default: columnTail512(1, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;
+    }
+}
+
 TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
     const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
     if (rows <= 0 || columns <= 0) return;
@@ -672,7 +720,11 @@ TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long 
         && kcMax == k;
     const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
         ? columns % NR : 0;
-    const long panelColumns = columns - tail, ldw = (k + 7) / 8 * 8;
+    // Or, when A is transposed (C's rows contiguous in it), the same few columns as vectors down
+    // C's columns (`columnTail`), after the tiles.
+    const long rowTail = tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1 && kcMax == k
+        && columns % NR <= DOT_COLUMNS ? columns % NR : 0;
+    const long panelColumns = columns - tail - rowTail, ldw = (k + 7) / 8 * 8;
     const long rowTiles = (rows + MR - 1) / MR;
     const long columnTiles = panelColumns > 0 ? (panelColumns + NR_WIDE - 1) / NR_WIDE : 1;
     const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
@@ -725,8 +777,8 @@ TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long 
                 }
             }
         } else {
-            for (long j = columnBegin; j < columnEnd; j += NR_WIDE) {
-                const long width = columnEnd - j < NR_WIDE ? columnEnd - j : NR_WIDE;
+            for (long j = columnBegin; j < panelEnd; j += NR_WIDE) {
+                const long width = panelEnd - j < NR_WIDE ? panelEnd - j : NR_WIDE;
                 const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                 for (long i = rowBegin; i < rowEnd; i += MR) {
                     const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
@@ -735,6 +787,14 @@ TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long 
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
                 }
             }
+        }
+    }
+    if (rowTail > 0) {
+        const long j = columnBegin + panelColumns;
+        for (long i = rowBegin; i < rowEnd; i += NR_WIDE) {
+            const long height = rowEnd - i < NR_WIDE ? rowEnd - i : NR_WIDE;
+            columnTail((int)rowTail, height, k, g->a + i, g->columnStrideA, g->b + j * g->columnStrideB,
+                g->rowStrideB, g->columnStrideB, g->c + i * ldc + j, ldc, g->bias ? g->bias + j : NULL, g->accumulate);
         }
     }
     if (streaming) _mm_sfence();

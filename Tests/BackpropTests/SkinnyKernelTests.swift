@@ -59,9 +59,9 @@ struct SkinnyKernelTests {
         }
         if let first = fast.first {
             for (instructionSet, result) in zip(instructionSets, fast).dropFirst() {
+                let differing = zip(result.values, first.values).filter { $0.bitPattern != $1.bitPattern }.count
                 #expect(
-                    result.values.map(\.bitPattern) == first.values.map(\.bitPattern),
-                    "\(instructionSet) differs from \(instructionSets[0]) in its bits: \(shape)",
+                    differing == 0, "\(instructionSet) differs from \(instructionSets[0]) in its bits: \(shape)",
                     sourceLocation: sourceLocation)
             }
         }
@@ -83,6 +83,16 @@ struct SkinnyKernelTests {
         for (m, k, n) in [(61, 50, 70), (70, 61, 50), (50, 1100, 13), (7, 2, 9)] {
             expectAgreement(m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB)
         }
+    }
+
+    /// A transposed A (`inp.t()` in `w.g = inp.t() • out.g`) with 1...4 columns past a multiple of
+    /// 16: in AVX-512 those columns are vectors down C's columns (`columnTail`), rows around its
+    /// 16 and 48; with a bias and accumulating.
+    @Test(arguments: [1, 15, 16, 17, 47, 48, 49, 100], [1, 4, 17, 18, 20, 50, 66])
+    func transposedColumnTails(m: Int, n: Int) {
+        expectAgreement(m: m, k: 64, n: n, transposeA: true)
+        expectAgreement(m: m, k: 7, n: n, transposeA: true, bias: true)
+        expectAgreement(m: m, k: 7, n: n, transposeA: true, transposeB: true, accumulate: true)
     }
 
     /// Past k = 1024 the kernel works in blocks of 256 rows of B and adds the blocks up.
