@@ -133,6 +133,11 @@ public final class Batches {
         order.withUnsafeBufferPointer { order in
             Tensor.gatherRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.x)
             Tensor.gatherRows(y, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.y)
+            // The next batch's rows (as many as these), requested now so that they start on their
+            // way while this step computes: their first two cache lines each.
+            let next = Swift.min(start + batchSize, rowCount)
+            let nextRows = UnsafeBufferPointer(rebasing: order[next..<Swift.min(next + rows, rowCount)])
+            Tensor.prefetchRows(x, nextRows, lines: 2)
         }
         if let width = flipWidth, !flipped.isEmpty {
             let rowSize = buffers.x.count / Swift.max(rows, 1)

@@ -136,6 +136,24 @@ struct CrossEntropyTests {
         expectAllNear(fusedCrossEntropyGradient(x, targ), composedGradient, tolerance: 1e-7, "fused gradient")
     }
 
+    @Test func backwardReusesTheForwardPassOnlyForTheSameValues() {
+        // The layer's backward reuses the forward pass's exponentials: the same bits as the
+        // gradient computed afresh. When `inp` or `targ` changed in place since the forward pass,
+        // it computes afresh from the values they hold now.
+        let (x, targ) = Self.logitsAndTargets(n: 64, c: 10, scale: 5, seed: 23)
+        let loss = CrossEntropy()
+        #expect(loss(x, targ).item().bitPattern == fusedCrossEntropy(x, targ).bitPattern)
+        loss.backward()
+        #expect(x.g.values.map(\.bitPattern) == fusedCrossEntropyGradient(x, targ).values.map(\.bitPattern))
+        _ = loss(x, targ)
+        x[3, 4] = 7
+        targ[5] = targ[5] == 0 ? 1 : 0
+        loss.backward()
+        #expect(x.g.values.map(\.bitPattern) == fusedCrossEntropyGradient(x, targ).values.map(\.bitPattern))
+        let composed = (softmax(x) - oneHot(targ, classes: 10)) / 64
+        expectAllNear(x.g, composed, tolerance: 1e-7, "gradient of the changed values")
+    }
+
     @Test func modelOfAnyDepthBackwardMatchesNumpyAndAutograd() throws {
         // The 5-4-3-3 MLP of make_mlp_fixture.py: numpy computed its output, loss and every
         // gradient in float64; the seed's backward must agree, and so must autograd.

@@ -220,3 +220,45 @@ func adamKernelIsTheFormulasElementByElement(count: Int) {
         #expect(v.map(\.bitPattern) == expectedV.map(\.bitPattern), "v, \(count) values, t \(t)")
     }
 }
+
+/// SGD's one-pass kernel (Step.c, eight lanes at a time with AVX2) computes, bit for bit, the
+/// scalar loops of `SGD`'s formulas, every operation rounded as written: for every length up to 21
+/// and a long one, with and without momentum, decayed and not.
+@Test(arguments: Array(0...21) + [1000])
+func sgdKernelIsTheFormulasElementByElement(count: Int) {
+    var generator = RandomGenerator(seed: UInt64(300 + count))
+    func values(scale: Float) -> [Float] {
+        (0..<count).map { _ in
+            let magnitude = Float(Foundation.pow(10, Double(generator.nextUniform() * 8 - 6)))
+            return generator.nextUniform() < 0.1 ? 0 : (generator.nextUniform() < 0.5 ? -1 : 1) * magnitude * scale
+        }
+    }
+    let (w0, g, velocity0) = (values(scale: 1), values(scale: 1), values(scale: 0.1))
+    let lr: Float = 0.1
+    for (decay, momentum) in [(Float(1), Float(0)), (Float(1 - 0.1 * 3e-2), Float(0)), (Float(1 - 0.1 * 3e-2), 0.9)] {
+        var (w, velocity) = (w0, velocity0)
+        var (expectedW, expectedVelocity) = (w0, velocity0)
+        for i in 0..<count {
+            if momentum > 0 {
+                expectedVelocity[i] = momentum * expectedVelocity[i] + g[i]
+                expectedW[i] = expectedW[i] * decay - lr * expectedVelocity[i]
+            } else {
+                expectedW[i] = expectedW[i] * decay - lr * g[i]
+            }
+        }
+        w.withUnsafeMutableBufferPointer { w in
+            velocity.withUnsafeMutableBufferPointer { velocity in
+                g.withUnsafeBufferPointer { g in
+                    if count > 0 {
+                        OptimizerKernels.sgd(
+                            w.baseAddress!, velocity: momentum > 0 ? velocity.baseAddress! : nil, g.baseAddress!,
+                            count: count, decay: decay, learningRate: lr, momentum: momentum)
+                    }
+                }
+            }
+        }
+        #expect(w.map(\.bitPattern) == expectedW.map(\.bitPattern), "w, \(count) values, momentum \(momentum)")
+        #expect(
+            velocity.map(\.bitPattern) == expectedVelocity.map(\.bitPattern), "velocity, \(count) values, \(momentum)")
+    }
+}

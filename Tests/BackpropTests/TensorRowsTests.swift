@@ -33,6 +33,22 @@ struct TensorRowsTests {
         #expect(vector.rows(1..<3).values == [20, 30])
     }
 
+    @Test(
+        "a gather (rows fetched ahead, on every core for large ones) copies x[indices[r], k], bit for bit",
+        arguments: [(1, 1), (3, 5), (64, 784), (200, 784), (97, 13)])
+    func gatherIsTheFormula(rows: Int, rowSize: Int) {
+        var generator = RandomGenerator(seed: UInt64(rows * 1000 + rowSize))
+        let x = uniform([500, rowSize], in: -1...1, generator: &generator)
+        let indices = (0..<rows).map { _ in Int(generator.nextUniform() * 500) % 500 }
+        let before = x.values
+        indices.withUnsafeBufferPointer { Tensor.prefetchRows(x, $0, lines: 2) }  // changes nothing
+        #expect(x.values == before)
+        let destination = Tensor(uninitializedShape: [rows, rowSize])
+        indices.withUnsafeBufferPointer { Tensor.gatherRows(x, $0, into: destination) }
+        let expected = indices.flatMap { index in before[(index * rowSize)..<((index + 1) * rowSize)] }
+        #expect(destination.values.map(\.bitPattern) == expected.map(\.bitPattern))
+    }
+
     @Test("autograd: a range of rows and a gather, against finite differences")
     func derivatives() {
         var generator = RandomGenerator(seed: 12)

@@ -15,4 +15,13 @@ package enum OptimizerKernels {
     ) {
         withUnsafePointer(to: step) { bp_adam_update(w, m, v, g, count, $0) }
     }
+
+    /// SGD's update of `count` elements (Step.c): without `velocity`, `w = w·decay − lr·g`; with it,
+    /// `velocity = momentum·velocity + g`, then `w = w·decay − lr·velocity`.
+    package static func sgd(
+        _ w: UnsafeMutablePointer<Float>, velocity: UnsafeMutablePointer<Float>?, _ g: UnsafePointer<Float>,
+        count: Int, decay: Float, learningRate: Float, momentum: Float
+    ) {
+        bp_sgd_update(w, velocity, g, count, decay, learningRate, momentum)
+    }
 }

@@ -86,6 +86,9 @@ public final class CrossEntropy: Loss {
     public private(set) var targ: Tensor!
     /// The loss from the last call. // () a scalar
     public private(set) var out: Tensor!
+    /// The softmax parts of the last fused forward pass, which ``backward()`` reuses when `inp`
+    /// and `targ` still hold the values they were computed from.
+    private var softmaxRows = SoftmaxRows()
 
     /// Creates the loss.
     public init() {}
@@ -105,9 +108,10 @@ public final class CrossEntropy: Loss {
         self.inp = inp
         self.targ = targ
         if inp.requiresGrad && GradMode.isEnabled {
+            softmaxRows.forget()
             self.out = crossEntropy(inp, targ)
         } else {
-            self.out = Tensor(fusedCrossEntropy(inp, targ))
+            self.out = Tensor(fusedCrossEntropy(inp, targ, keeping: &softmaxRows))
         }
         return out
     }
@@ -116,50 +120,137 @@ public final class CrossEntropy: Loss {
     ///
     /// The gradient of `mean_i (logsumexp(inp[i]) - inp[i, targ[i]])` with respect to `inp[i, j]`
     /// is `(softmax(inp[i])_j - [j == targ[i]]) / n`.
+    ///
+    /// The exponentials of the forward pass are reused when `inp` and `targ` still hold the values
+    /// they were computed from (the same bits as computing them again, at a fraction of the time).
     public func backward() {
         checkReadyForBackward()
-        inp.g = fusedCrossEntropyGradient(inp, targ)
+        inp.g = fusedCrossEntropyGradient(inp, targ, reusing: &softmaxRows)
     }
 }
 
 // MARK: - Fused kernels (checked against the composed functions above in CrossEntropyTests)
 
+/// The row-wise parts of a softmax over logits `(n, c)`, computed in Double by
+/// `Tensor.maximumAndExponentialSum`: `e[i, j] = exp(x[i, j] - m_i)` with `m_i` the row maximum,
+/// and `s_i = Σ_j e[i, j]`; with copies of the logits and targets they came from, so that the
+/// backward pass can check that its inputs are unchanged and reuse them rather than computing
+/// every exponential a second time. The buffers are kept from call to call (no allocation per step).
+struct SoftmaxRows {
+    /// The logits the parts were computed from (empty: nothing kept). // (n, c)
+    private(set) var logits: [Float] = []
+    /// The targets, class indices stored as Float. // (n)
+    private(set) var targets: [Float] = []
+    /// The targets as integers. // (n)
+    private(set) var labels: [Int] = []
+    /// Each row's maximum, `m_i`. // (n)
+    private(set) var maxima: [Float] = []
+    /// `exp(x[i, j] - m_i)`. // (n, c)
+    private(set) var exponentials: [Double] = []
+    /// `Σ_j exp(x[i, j] - m_i)`. // (n)
+    private(set) var sums: [Double] = []
+
+    /// Forgets what was kept, so that no later call reuses it.
+    mutating func forget() {
+        logits.removeAll(keepingCapacity: true)
+        targets.removeAll(keepingCapacity: true)
+    }
+
+    /// Whether the parts were computed from exactly these values (bit for bit) of `inp` and `targ`.
+    func wereComputed(from inp: Tensor, _ targ: Tensor) -> Bool {
+        guard !logits.isEmpty, logits.count == inp.count, targets.count == targ.count else { return false }
+        return Self.sameBits(logits, inp) && Self.sameBits(targets, targ)
+    }
+
+    /// Whether `values` holds the bits of `tensor`'s elements, in order.
+    private static func sameBits(_ values: [Float], _ tensor: Tensor) -> Bool {
+        values.withUnsafeBytes { kept in
+            tensor.withUnsafeBufferPointer { current in
+                memcmp(kept.baseAddress!, current.baseAddress!, kept.count) == 0
+            }
+        }
+    }
+
+    /// Computes the parts for `inp (n, c)` and `targ (n)`, in the kept buffers.
+    /// - Precondition: every target is a whole number in `0..<c`; otherwise stops naming the row.
+    mutating func compute(_ inp: Tensor, _ targ: Tensor, operation: String) {
+        let (rows, classes) = (inp.shape[0], inp.shape[1])
+        forget()
+        targ.withUnsafeBufferPointer { targets.append(contentsOf: $0) }
+        labels.removeAll(keepingCapacity: true)
+        for (row, value) in targets.enumerated() {
+            precondition(
+                value.rounded() == value && value >= 0 && Int(value) < classes,
+                "\(operation): target \(value) in row \(row) is not a class index in 0..<\(classes)")
+            labels.append(Int(value))
+        }
+        inp.withUnsafeBufferPointer { logits.append(contentsOf: $0) }
+        // Moved out of `self` while they are written (no copy: each array has one owner).
+        var (m, sum, e) = (
+            Self.taken(&maxima, rows), Self.taken(&sums, rows), Self.taken(&exponentials, rows * classes)
+        )
+        logits.withUnsafeBufferPointer { x in
+            e.withUnsafeMutableBufferPointer { e in
+                for row in 0..<rows {
+                    (m[row], sum[row]) = Tensor.maximumAndExponentialSum(
+                        x.baseAddress! + row * classes, count: classes, exponentials: e.baseAddress! + row * classes)
+                }
+            }
+        }
+        (maxima, sums, exponentials) = (m, sum, e)
+    }
+
+    /// `buffer`'s array, taken out of it (left empty), with `count` elements: its storage is kept
+    /// when it has that many already.
+    private static func taken<T: Numeric>(_ buffer: inout [T], _ count: Int) -> [T] {
+        var result: [T] = []
+        swap(&result, &buffer)
+        return result.count == count ? result : [T](repeating: 0, count: count)
+    }
+}
+
 /// `crossEntropy(inp, targ).item()` in one pass over the rows, in Double:
 /// `mean_i ((m_i - inp[i, targ[i]]) + log Σ_j exp(inp[i, j] - m_i))` with `m_i` the row maximum.
 func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor) -> Float {
-    let rows = inp.shape[0]
+    var rows = SoftmaxRows()
+    return fusedCrossEntropy(inp, targ, keeping: &rows)
+}
+
+/// ``fusedCrossEntropy(_:_:)``, keeping the softmax's parts in `rows` for the backward pass.
+func fusedCrossEntropy(_ inp: Tensor, _ targ: Tensor, keeping rows: inout SoftmaxRows) -> Float {
+    rows.compute(inp, targ, operation: "CrossEntropy")
     let classes = inp.shape[1]
-    let labels = classIndices(targ, classes: classes, operation: "CrossEntropy")
-    return inp.withUnsafeBufferPointer { logits in
-        var total = 0.0
-        for row in 0..<rows {
-            let scores = logits.baseAddress! + row * classes
-            let (m, sum) = Tensor.maximumAndExponentialSum(scores, count: classes)
-            total += (Double(m) - Double(scores[labels[row]])) + Foundation.log(sum)
-        }
-        return Float(total / Double(rows))
+    var total = 0.0
+    for row in rows.labels.indices {
+        let m = rows.maxima[row]
+        total += (Double(m) - Double(rows.logits[row * classes + rows.labels[row]])) + Foundation.log(rows.sums[row])
     }
+    return Float(total / Double(rows.labels.count))
 }
 
 /// `(softmax(inp) - oneHot(targ)) / n` in one pass over the rows. // (n, c)
 func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor {
-    let rows = inp.shape[0]
-    let classes = inp.shape[1]
-    let labels = classIndices(targ, classes: classes, operation: "CrossEntropy.backward")
-    let result = Tensor(uninitializedShape: [rows, classes])
+    var rows = SoftmaxRows()
+    return fusedCrossEntropyGradient(inp, targ, reusing: &rows)
+}
+
+/// ``fusedCrossEntropyGradient(_:_:)`` from the parts in `rows` when they were computed from these
+/// values of `inp` and `targ` (by the forward pass), else from parts computed afresh into `rows`.
+/// softmax = exp(x - m) / Σ exp(x - m), each exponential computed once, in Double.
+func fusedCrossEntropyGradient(_ inp: Tensor, _ targ: Tensor, reusing rows: inout SoftmaxRows) -> Tensor {
+    if !rows.wereComputed(from: inp, targ) {
+        rows.compute(inp, targ, operation: "CrossEntropy.backward")
+    }
+    let (count, classes) = (inp.shape[0], inp.shape[1])
+    let result = Tensor(uninitializedShape: [count, classes])
     let gradient = result.pointer
-    let scale = 1 / Double(rows)
-    var exponentials = [Double](repeating: 0, count: classes)
-    inp.withUnsafeBufferPointer { logits in
-        exponentials.withUnsafeMutableBufferPointer { exponentials in
-            for row in 0..<rows {
-                // softmax = exp(x - m) / Σ exp(x - m), each exponential computed once, in Double.
-                let (_, total) = Tensor.maximumAndExponentialSum(
-                    logits.baseAddress! + row * classes, count: classes, exponentials: exponentials.baseAddress)
-                for j in 0..<classes {
-                    let probability = exponentials[j] / total
-                    gradient[row * classes + j] = Float((probability - (j == labels[row] ? 1 : 0)) * scale)
-                }
+    let scale = 1 / Double(count)
+    rows.exponentials.withUnsafeBufferPointer { exponentials in
+        for row in 0..<count {
+            let (total, label) = (rows.sums[row], rows.labels[row])
+            for j in 0..<classes {
+                let probability = exponentials[row * classes + j] / total
+                gradient[row * classes + j] = Float((probability - (j == label ? 1 : 0)) * scale)
             }
         }
     }

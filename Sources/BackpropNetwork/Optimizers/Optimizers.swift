@@ -109,16 +109,14 @@ public final class SGD: Optimizer {
             let velocity = momentum > 0 ? velocities[index].pointer : nil
             withGradient(of: w) { values, gradient in
                 let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
-                // Large parameters on every core (each element's update is the same either way).
+                // One pass per element (Step.c: eight lanes at a time, each element's operations those
+                // of the formulas above in order), large parameters on every core (each element's
+                // update is the same either way).
                 Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
-                    if let velocity {
-                        for i in range {
-                            velocity[i] = mu * velocity[i] + gradient[i]
-                            values[i] = values[i] * decay - lr * velocity[i]
-                        }
-                    } else {
-                        for i in range { values[i] = values[i] * decay - lr * gradient[i] }
-                    }
+                    let start = range.lowerBound
+                    OptimizerKernels.sgd(
+                        values + start, velocity: velocity.map { $0 + start }, gradient + start, count: range.count,
+                        decay: decay, learningRate: lr, momentum: mu)
                 }
             }
         }

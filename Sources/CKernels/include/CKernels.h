@@ -224,4 +224,7 @@ void bp_transpose(const float *x, float *y, long rows, long columns, long matrix
 // The measurements of the machine's limits (`backprop bench`), in their own header.
 #include "CKernelsPeak.h"
 
+// Gathering a minibatch's rows and SGD's update (Step.c), in their own header.
+#include "CKernelsStep.h"
+
 #endif
