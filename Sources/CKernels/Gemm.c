@@ -539,8 +539,10 @@ TARGET void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, co
 enum { VL = 16, NV_WIDE = 3, NR_WIDE = NV_WIDE * VL };
 
 /// The CPU's answer: AVX-512F, and the operating system saves the opmask and ZMM registers
-/// (XCR0 bits 1, 2, 5, 6 and 7), on top of AVX2 and FMA.
+/// (XCR0 bits 1, 2, 5, 6 and 7), on top of AVX2 and FMA. No when the environment variable
+/// `BACKPROP_NO_AVX512` is set (to compare the two on one machine: they give the same bits).
 static int detectAVX512(void) {
+    if (getenv("BACKPROP_NO_AVX512")) return 0;
     if (!detectAVX2()) return 0;
     unsigned int eax, ebx, ecx, edx;
     unsigned int xcr0Low, xcr0High;
@@ -558,6 +560,17 @@ int bp_gemm_avx512_available(void) {
         atomic_store_explicit(&known, value, memory_order_relaxed);
     }
     return value;
+}
+
+/// Whether the kernels that choose for themselves (Adam's update, the direct convolution) may
+/// take their AVX-512 paths; tests turn it off to compare them with the AVX2 paths. Both give the
+/// same bits, so a test running meanwhile sees no difference.
+static atomic_int avx512Allowed = 1;
+
+void bp_kernels_allow_avx512(int allowed) { atomic_store_explicit(&avx512Allowed, allowed != 0, memory_order_relaxed); }
+
+int bp_kernels_use_avx512(void) {
+    return atomic_load_explicit(&avx512Allowed, memory_order_relaxed) && bp_gemm_avx512_available();
 }
 
 /// A mask with the first `width` lanes on (all 16 for `width` ≥ 16).
@@ -889,6 +902,10 @@ void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin,
 }
 
 int bp_gemm_avx512_available(void) { return 0; }
+
+void bp_kernels_allow_avx512(int allowed) { (void)allowed; }
+
+int bp_kernels_use_avx512(void) { return 0; }
 
 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
     (void)g, (void)rowBegin, (void)rowEnd, (void)columnBegin, (void)columnEnd;

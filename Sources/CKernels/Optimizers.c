@@ -77,7 +77,7 @@ static __attribute__((target("avx512f,avx2,fma"))) void adamAVX512(float *w, flo
 }
 
 #define HAS_AVX2 bp_gemm_avx2_available()
-#define HAS_AVX512 bp_gemm_avx512_available()
+#define HAS_AVX512 bp_kernels_use_avx512()
 #else
 #define HAS_AVX2 0
 #define HAS_AVX512 0

@@ -365,6 +365,35 @@ struct ConvolutionTests {
         #expect(layer(inp).values == out.values)
     }
 
+    /// Output widths around the 16-wide vector (and 8-wide pairs), output channels around the
+    /// tiles of 8, 4 and 1, 3×3, 5×5 and 1×1 windows.
+    static let vectorEdgeCases: [ConvolutionCase] = [
+        .init(n: 2, cIn: 3, h: 5, w: 16, cOut: 8, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 1, cIn: 2, h: 4, w: 17, cOut: 9, kh: 3, kw: 3, stride: 1, padding: 1, bias: false),
+        .init(n: 1, cIn: 16, h: 14, w: 14, cOut: 13, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 2, cIn: 1, h: 6, w: 33, cOut: 16, kh: 5, kw: 5, stride: 1, padding: 2, bias: true),
+        .init(n: 1, cIn: 3, h: 3, w: 31, cOut: 12, kh: 1, kw: 1, stride: 1, padding: 0, bias: true),
+        .init(n: 1, cIn: 1, h: 28, w: 28, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+    ]
+
+    /// Where the machine has AVX-512, the forward pass runs sixteen outputs a vector and eight
+    /// channels a tile: the same chains as the AVX2 path, so the same bits; and near the loops.
+    @Test(
+        "the direct kernel: the AVX-512 forward pass is the AVX2 one, bit for bit",
+        .enabled(if: KernelInstructions.hasAVX512), arguments: directCases + vectorEdgeCases)
+    func directForwardInstructionSets(_ t: ConvolutionCase) throws {
+        let (inp, w, b, _) = convolutionTensors(t, seed: 13)
+        try #require(Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: t.padding))
+        let wide = KernelInstructions.withAVX512(allowed: true) {
+            Tensor.conv2dDirect(inp, weights: w, bias: b, padding: t.padding)
+        }
+        let narrow = KernelInstructions.withAVX512(allowed: false) {
+            Tensor.conv2dDirect(inp, weights: w, bias: b, padding: t.padding)
+        }
+        #expect(wide.values.map(\.bitPattern) == narrow.values.map(\.bitPattern))
+        expectNear(wide, directConvolution(inp, w, b, t), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
+    }
+
     @Test("the direct kernel: the layer's .g against finite differences and autograd", arguments: directCases)
     func directBackward(_ t: ConvolutionCase) throws {
         let (inp, w, b, r) = convolutionTensors(t, seed: 12)

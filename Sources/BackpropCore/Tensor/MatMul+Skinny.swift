@@ -1,5 +1,4 @@
 import CKernels
-import Foundation
 
 // The dedicated path for the seed's products, whose one side is small (nh = 50 hidden units,
 // or k = 50): a kernel in C (`Sources/CKernels/Gemm.c`) in AVX-512 where the processor has it and
@@ -31,10 +30,9 @@ extension Tensor {
             }
         }
 
-        /// The widest this machine runs: AVX-512 where available, unless the environment variable
-        /// `BACKPROP_NO_AVX512` is set (to compare the two on one machine); else AVX2.
-        package static let widest: SkinnyInstructionSet =
-            avx512.isAvailable && ProcessInfo.processInfo.environment["BACKPROP_NO_AVX512"] == nil ? .avx512 : .avx2
+        /// The widest this machine runs: AVX-512 where available (`bp_gemm_avx512_available`, which
+        /// says no when the environment variable `BACKPROP_NO_AVX512` is set), else AVX2.
+        package static let widest: SkinnyInstructionSet = avx512.isAvailable ? .avx512 : .avx2
     }
 
     /// Whether `.fast` sends an `(m, k) • (k, n)` product to the skinny kernel.

@@ -58,6 +58,15 @@ void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const flo
 /// 1 if this CPU and operating system also run AVX-512F instructions (with AVX2 and FMA), else 0.
 int bp_gemm_avx512_available(void);
 
+/// Whether the kernels that choose their instructions themselves (`bp_adam_update`, the direct
+/// convolution's forward pass) take their AVX-512 paths: 1 when `bp_gemm_avx512_available()` and
+/// not turned off by `bp_kernels_allow_avx512(0)`. Their AVX-512 and AVX2 paths give the same bits.
+int bp_kernels_use_avx512(void);
+
+/// Lets (1, the default) or stops (0) those kernels taking their AVX-512 paths: for tests that
+/// compare the two paths on one machine.
+void bp_kernels_allow_avx512(int allowed);
+
 /// `bp_gemm_avx2` with 16-lane vectors: the same blocking and the same sums in the same order, so
 /// the same bits. Call only when `bp_gemm_avx512_available()` returned 1.
 void bp_gemm_avx512(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
