@@ -222,9 +222,13 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
 @Test func trainKilledAtAnyMomentLeavesAWholeCheckpoint() throws {
     try withTemporaryFolder { folder in
         try writeRandomDataset(in: folder, seed: 11)
-        let epochs = 30
+        let epochs = 60
         let reference = folder + "/reference.safetensors"
+        let started = Date()
         #expect(try runBackprop(trainArguments(data: folder, epochs: epochs, save: reference)).status == 0)
+        // How long a whole run takes on this machine and build (tenths of a second in release):
+        // the kills below fall within it.
+        let lifetime = Date().timeIntervalSince(started)
 
         // Kill the run at moments spread over its life (loading, training, writing checkpoints),
         // each time resuming from whatever the file holds; the file must always read whole.
@@ -239,7 +243,7 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
                 ? ["train", "--resume", path, "--data", folder]
                 : trainArguments(data: folder, epochs: epochs, save: path)
             let run = try RunningBackprop(arguments)
-            usleep(UInt32(20_000 + generator.nextIndex(below: 250_000)))
+            usleep(UInt32(lifetime * (0.05 + 0.8 * generator.nextUniform()) * 1e6))
             run.send(SIGKILL)
             let ended = run.finish()
             if ended.bySignal { kills += 1 }
