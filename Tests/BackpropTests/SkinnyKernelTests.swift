@@ -120,6 +120,9 @@ struct SkinnyKernelTests {
         expectAgreement(m: 1201, k: 50, n: 50)
         expectAgreement(m: 20, k: 64, n: 1500)
         expectAgreement(m: 120, k: 1100, n: 50, transposeA: true)
+        // A minibatch of 128 (the convnet's `Lin(1568, 256)`, forward and w.g).
+        expectAgreement(m: 128, k: 1568, n: 256, bias: true)
+        expectAgreement(m: 1568, k: 128, n: 256, transposeA: true)
     }
 
     /// A small C with a long depth (the seed's `w1.g = xᵀ • out.g`) is split along the depth into
@@ -151,6 +154,8 @@ struct SkinnyKernelTests {
         #expect(MatMulKernel.fast.route(m: 50_000, n: 784, k: 50) == .skinny)
         #expect(MatMulKernel.fast.route(m: 784, n: 50, k: 50_000) == .skinny)
         #expect(MatMulKernel.fast.route(m: 64, n: 50, k: 784) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 128, n: 256, k: 784) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 256, n: 256, k: 784) != .skinny)
         #expect(MatMulKernel.fast.route(m: 1000, n: 1000, k: 1000) != .skinny)
     }
 }
