@@ -18,6 +18,10 @@
 // The third product, whose C is small and depth long, has its own kernel below
 // (`bp_gemm_tn_avx2`, vectors along x's rows).
 //
+// Each kernel comes in AVX2 and in AVX-512 (section "AVX-512"): the tiles differ, the drivers
+// (`gemmRange`, `gemmTN`, at the end) are the same code, so every element is the same sum in the
+// same order in both.
+//
 // Tests check it against the reference loops (`referenceGemm`) on every edge of the tiling.
 
 #include "CKernels.h"
@@ -68,18 +72,22 @@ int bp_gemm_avx2_available(void) {
 
 // MARK: Packing
 
-/// The number of floats that `packB` writes for `k` rows and `width` columns.
-static long packedCount(long k, long width) {
-    long full = width / NR, rest = width % NR;
-    return k * (full * NR + (rest == 0 ? 0 : rest <= 8 ? 8 : NR));
+/// The number of floats that `packPanels` writes for `k` rows and `width` columns, its last
+/// panel `narrow` columns wide when it has at most that many.
+static long panelFloats(long k, long width, long narrow) {
+    const long full = width / NR, rest = width % NR;
+    return k * (full * NR + (rest == 0 ? 0 : rest <= narrow ? narrow : NR));
 }
 
-/// Copies `k` rows and `width` columns of B into panels of 16 columns (8 for a last panel of at
-/// most 8), each panel `k × 16` row-major, zero-padded on the right.
-static void packB(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
+/// Copies `k` rows and `width` columns of B into panels of 16 columns, one after another, each
+/// panel `k × 16` row-major (`k × narrow` for a last panel of at most `narrow` columns),
+/// zero-padded on the right.
+static void packPanels(long k, long width, const float *b, long rowStride, long columnStride, float *packed,
+    long narrow)
+{
     for (long j0 = 0; j0 < width; j0 += NR) {
         const long columns = width - j0 < NR ? width - j0 : NR;
-        const long panel = columns <= 8 ? 8 : NR;
+        const long panel = columns <= narrow ? narrow : NR;
         for (long p = 0; p < k; p++) {
             float *row = packed + p * panel;
             const float *source = b + p * rowStride + j0 * columnStride;
@@ -93,6 +101,20 @@ static void packB(long k, long width, const float *b, long rowStride, long colum
         }
         packed += k * panel;
     }
+}
+
+/// AVX2's panels: a last panel of at most 8 columns is 8 wide (one vector).
+static long packedCount(long k, long width) { return panelFloats(k, width, 8); }
+
+static void packB(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
+    packPanels(k, width, b, rowStride, columnStride, packed, 8);
+}
+
+/// AVX-512's panels: every panel 16 wide (one vector).
+static long packedCount16(long k, long width) { return panelFloats(k, width, NR); }
+
+static void packB16(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
+    packPanels(k, width, b, rowStride, columnStride, packed, NR);
 }
 
 /// This thread's packing buffer, grown as needed and kept for the next call.
@@ -119,7 +141,7 @@ typedef struct Prefetcher {
     long count, stride, length, segment, offset;
 } Prefetcher;
 
-INLINE TARGET void prefetchLines(Prefetcher *f, long lines) {
+static inline __attribute__((always_inline)) void prefetchLines(Prefetcher *f, long lines) {
     while (lines > 0 && f->segment < f->count) {
         _mm_prefetch(f->base + f->segment * f->stride + f->offset, _MM_HINT_T0);
         f->offset += 64;
@@ -234,10 +256,13 @@ INLINE TARGET void tile(const int source, const int mr, const int nv, long width
     }
 
 /// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size, reading
-/// a packed panel of B or (`inPlace`) B itself.
+/// a packed panel of B (16 columns wide, 8 for a last one of at most 8) or (`inPlace`) B itself,
+/// whose rows are `rowStrideB` apart. Non-temporal stores (`streaming`) for whole tiles only.
 static TARGET void anyTile(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA,
-    const float *b, long ldb, float *c, long ldc, const float *bias, int accumulate, int streaming)
+    const float *b, long rowStrideB, float *c, long ldc, const float *bias, int accumulate, int streaming)
 {
+    const long ldb = inPlace ? rowStrideB : width <= 8 ? 8 : NR;
+    streaming = streaming && width == NR;
     if (width > 8) {
         TILE_SOURCES(2)
     } else {
@@ -324,94 +349,6 @@ static TARGET void dotColumns(int mr, long columns, long k, const float *a, long
     }
 }
 
-// MARK: The driver
-
-TARGET void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
-    const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
-    if (rows <= 0 || columns <= 0) return;
-    const long kcMax = k <= KC_WHOLE ? k : KC;
-    // Rows outer when C is tall (A streams through once, B stays in cache); columns outer when
-    // C is wide (B streams, A stays).
-    const int rowsOuter = rows >= columns;
-    const int streaming = g->streaming && (uintptr_t)g->c % 32 == 0 && g->ldc % 8 == 0 && columnBegin % 8 == 0
-        && kcMax == k;
-    // The last few columns as dot products: when A's rows are contiguous and read whole (no
-    // blocks of k), C is tall, and a narrow last panel would waste most of its lanes.
-    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
-        ? columns % NR : 0;
-    const long panelColumns = columns - tail, ldw = (k + 7) / 8 * 8;
-    const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + NR - 1) / NR : 1;
-    // B is packed when it is used by many tiles; for a few rows of C (a minibatch) packing would
-    // cost more than it saves, and a row-major B is read in place.
-    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
-    float *packed = scratch((inPlace ? 0 : packedCount(kcMax, panelColumns)) + tail * ldw);
-    float *packedTail = packed + (inPlace ? 0 : packedCount(kcMax, panelColumns));
-    for (long j = 0; j < tail; j++) {
-        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
-        for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
-    }
-    const long panelEnd = columnBegin + panelColumns;
-    const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
-    for (long pc = 0; pc < k; pc += kcMax) {
-        const long kc = k - pc < kcMax ? k - pc : kcMax;
-        const int accumulate = g->accumulate || pc > 0;
-        const float *biasBlock = pc == 0 ? g->bias : NULL;
-        const float *aBlock = g->a + pc * csA;
-        if (!inPlace) {
-            packB(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
-                g->columnStrideB, packed);
-        }
-        // A transposed view (A = xᵀ): its next block of KC columns is the next KC rows of x.
-        Prefetcher next = {0, 0, 0, 0, 0, 0};
-        long linesPerTile = 0;
-        // (Only when A is larger than the L2 cache: a small A, a minibatch, is in the caches.)
-        const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
-        if (prefetchA && rsA == 1 && pc + kc < k) {
-            const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
-            next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
-            linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
-        }
-        if (rowsOuter) {
-            for (long i = rowBegin; i < rowEnd; i += MR) {
-                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                // A row-major (A = x): prefetch its next 6 rows while these are used.
-                if (prefetchA && csA == 1 && i + MR < rowEnd) {
-                    const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
-                    next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
-                    linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
-                }
-                for (long j = columnBegin; j < panelEnd; j += NR) {
-                    const long width = panelEnd - j < NR ? panelEnd - j : NR;
-                    const long ldb = inPlace ? g->rowStrideB : width <= 8 ? 8 : NR;
-                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
-                    prefetchLines(&next, linesPerTile);
-                    anyTile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, ldb,
-                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
-                        streaming && width == NR);
-                }
-                if (tail > 0) {
-                    dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
-                        g->bias ? g->bias + panelEnd : NULL, g->accumulate);
-                }
-            }
-        } else {
-            for (long j = columnBegin; j < columnEnd; j += NR) {
-                const long width = columnEnd - j < NR ? columnEnd - j : NR;
-                const long ldb = inPlace ? g->rowStrideB : width <= 8 ? 8 : NR;
-                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
-                for (long i = rowBegin; i < rowEnd; i += MR) {
-                    const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                    prefetchLines(&next, linesPerTile);
-                    anyTile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, ldb,
-                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate,
-                        streaming && width == NR);
-                }
-            }
-        }
-    }
-    if (streaming) _mm_sfence();
-}
-
 // MARK: Products with a long depth and a small result
 
 // `w1.g = xᵀ • out.g` sums 50,000 outer products of a row of x (784) and a row of out.g (50) into
@@ -480,42 +417,14 @@ long bp_gemm_tn_rows(long n) { return (n + TN_COLUMNS - 1) / TN_COLUMNS * TN_COL
 
 long bp_gemm_tn_columns(long m) { return (m + NR - 1) / NR * NR; }
 
-TARGET void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
-    long columnStrideB, float *t, long ldt)
-{
-    const long tiles = bp_gemm_tn_rows(n) / TN_COLUMNS, paddedColumns = bp_gemm_tn_columns(m);
-    for (long j = 0; j < tiles * TN_COLUMNS; j++) {
-        for (long i = 0; i < paddedColumns; i++) t[j * ldt + i] = 0;
-    }
-    if (m <= 0 || n <= 0) return;
-    float *packed = scratch(tiles * TN_COLUMNS * TN_BLOCK);
-    for (long p0 = 0; p0 < k; p0 += TN_BLOCK) {
-        const long kb = k - p0 < TN_BLOCK ? k - p0 : TN_BLOCK;
-        packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
-        // The next block of rows of A arrives while this one is used.
-        Prefetcher next = {0, 0, 0, 0, 0, 0};
-        long linesPerTile = 0;
-        if (p0 + kb < k) {
-            const long nextKb = k - p0 - kb < TN_BLOCK ? k - p0 - kb : TN_BLOCK;
-            next = (Prefetcher){(const char *)(a + (p0 + kb) * lda), nextKb, lda * 4, m * 4, 0, 0};
-            linesPerTile = nextKb * (m * 4 / 64 + 1) / (tiles * (paddedColumns / NR)) + 1;
-        }
-        const float *block = a + p0 * lda;
-        for (long i0 = 0; i0 < m; i0 += NR) {
-            const long width = m - i0 < NR ? m - i0 : NR;
-            for (long q = 0; q < tiles; q++) {
-                prefetchLines(&next, linesPerTile);
-                const float *g = packed + q * kb * TN_COLUMNS;
-                float *tile = t + q * TN_COLUMNS * ldt + i0;
-                if (width == NR) {
-                    tnTile(2, 0, width, kb, block + i0, lda, g, tile, ldt);
-                } else if (width > 8) {
-                    tnTile(2, 1, width, kb, block + i0, lda, g, tile, ldt);
-                } else {
-                    tnTile(1, 1, width, kb, block + i0, lda, g, tile, ldt);
-                }
-            }
-        }
+/// One tile of T, `width` (1...16) columns of x: `tnTile` specialised for it.
+static TARGET void tnTileAVX2(long width, long kb, const float *a, long lda, const float *g, float *t, long ldt) {
+    if (width == NR) {
+        tnTile(2, 0, width, kb, a, lda, g, t, ldt);
+    } else if (width > 8) {
+        tnTile(2, 1, width, kb, a, lda, g, t, ldt);
+    } else {
+        tnTile(1, 1, width, kb, a, lda, g, t, ldt);
     }
 }
 
@@ -579,29 +488,6 @@ INLINE TARGET512 __mmask16 lanes16(long width) {
     return width >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
 }
 
-/// The number of floats that `packB16` writes for `k` rows and `width` columns.
-static long packedCount16(long k, long width) { return k * ((width + VL - 1) / VL * VL); }
-
-/// Copies `k` rows and `width` columns of B into panels of 16 columns, each `k × 16` row-major,
-/// one after another, the last zero-padded on the right.
-static void packB16(long k, long width, const float *b, long rowStride, long columnStride, float *packed) {
-    for (long j0 = 0; j0 < width; j0 += VL) {
-        const long columns = width - j0 < VL ? width - j0 : VL;
-        for (long p = 0; p < k; p++) {
-            float *row = packed + p * VL;
-            const float *source = b + p * rowStride + j0 * columnStride;
-            long jj = 0;
-            if (columnStride == 1) {
-                for (; jj < columns; jj++) row[jj] = source[jj];
-            } else {
-                for (; jj < columns; jj++) row[jj] = source[jj * columnStride];
-            }
-            for (; jj < VL; jj++) row[jj] = 0;
-        }
-        packed += k * VL;
-    }
-}
-
 /// One tile of C: `mr` rows (1...6) × `nv` vectors (1...3) of 16 columns, of which the first
 /// `width` are written. B is packed panels (`inPlace` 0: vector `v` of row `p` at
 /// `b + v * panelStride + p * 16`) or B itself (`inPlace` 1: at `b + p * ldb + v * 16`).
@@ -662,10 +548,13 @@ INLINE TARGET512 void tile512(const int inPlace, const int mr, const int nv, lon
         TILE512_ROWS(0, NV)                                                                                   \
     }
 
-/// The tile at rows `mr` (1...6) and `width` columns (1...48), specialised for each size.
+/// The tile at rows `mr` (1...6) and `width` columns (1...48), specialised for each size, reading
+/// packed panels of 16 columns (`packB16`) or (`inPlace`) B itself, whose rows are `rowStrideB`
+/// apart.
 static TARGET512 void anyTile512(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA,
-    const float *b, long ldb, long ps, float *c, long ldc, const float *bias, int accumulate, int streaming)
+    const float *b, long rowStrideB, float *c, long ldc, const float *bias, int accumulate, int streaming)
 {
+    const long ldb = rowStrideB, ps = k * VL;
     if (width > 2 * VL) {
         TILE512_SOURCES(3)
     } else if (width > VL) {
@@ -723,97 +612,6 @@ static TARGET512 void columnTail(int columns, long height, long k, const float *
     }
 }
 
-TARGET512 void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
-    const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
-    if (rows <= 0 || columns <= 0) return;
-    // The same blocking, tail and in-place choices as `bp_gemm_avx2`, so that every element is
-    // the same sum in the same order.
-    const long kcMax = k <= KC_WHOLE ? k : KC;
-    const int rowsOuter = rows >= columns;
-    const int streaming = g->streaming && (uintptr_t)g->c % 64 == 0 && g->ldc % VL == 0 && columnBegin % VL == 0
-        && kcMax == k;
-    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
-        ? columns % NR : 0;
-    // Or, when A is transposed (C's rows contiguous in it), the same few columns as vectors down
-    // C's columns (`columnTail`), after the tiles.
-    const long rowTail = tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1 && kcMax == k
-        && columns % NR <= DOT_COLUMNS ? columns % NR : 0;
-    const long panelColumns = columns - tail - rowTail, ldw = (k + 7) / 8 * 8;
-    const long rowTiles = (rows + MR - 1) / MR;
-    const long columnTiles = panelColumns > 0 ? (panelColumns + NR_WIDE - 1) / NR_WIDE : 1;
-    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
-    const long packedSize = inPlace ? 0 : packedCount16(kcMax, panelColumns);
-    float *packed = scratch(packedSize + tail * ldw);
-    // (The dot products' columns start 64 bytes aligned: `packedSize` is a multiple of 16.)
-    float *packedTail = packed + packedSize;
-    for (long j = 0; j < tail; j++) {
-        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
-        for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
-    }
-    const long panelEnd = columnBegin + panelColumns;
-    const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
-    for (long pc = 0; pc < k; pc += kcMax) {
-        const long kc = k - pc < kcMax ? k - pc : kcMax;
-        const int accumulate = g->accumulate || pc > 0;
-        const float *biasBlock = pc == 0 ? g->bias : NULL;
-        const float *aBlock = g->a + pc * csA;
-        if (!inPlace) {
-            packB16(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
-                g->columnStrideB, packed);
-        }
-        const long ps = kc * VL;
-        Prefetcher next = {0, 0, 0, 0, 0, 0};
-        long linesPerTile = 0;
-        const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
-        if (prefetchA && rsA == 1 && pc + kc < k) {
-            const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
-            next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
-            linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
-        }
-        if (rowsOuter) {
-            for (long i = rowBegin; i < rowEnd; i += MR) {
-                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                if (prefetchA && csA == 1 && i + MR < rowEnd) {
-                    const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
-                    next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
-                    linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
-                }
-                for (long j = columnBegin; j < panelEnd; j += NR_WIDE) {
-                    const long width = panelEnd - j < NR_WIDE ? panelEnd - j : NR_WIDE;
-                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
-                    prefetchLines(&next, linesPerTile);
-                    anyTile512(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB, ps,
-                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
-                }
-                if (tail > 0) {
-                    dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
-                        g->bias ? g->bias + panelEnd : NULL, g->accumulate);
-                }
-            }
-        } else {
-            for (long j = columnBegin; j < panelEnd; j += NR_WIDE) {
-                const long width = panelEnd - j < NR_WIDE ? panelEnd - j : NR_WIDE;
-                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
-                for (long i = rowBegin; i < rowEnd; i += MR) {
-                    const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                    prefetchLines(&next, linesPerTile);
-                    anyTile512(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB, ps,
-                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
-                }
-            }
-        }
-    }
-    if (rowTail > 0) {
-        const long j = columnBegin + panelColumns;
-        for (long i = rowBegin; i < rowEnd; i += NR_WIDE) {
-            const long height = rowEnd - i < NR_WIDE ? rowEnd - i : NR_WIDE;
-            columnTail((int)rowTail, height, k, g->a + i, g->columnStrideA, g->b + j * g->columnStrideB,
-                g->rowStrideB, g->columnStrideB, g->c + i * ldc + j, ldc, g->bias ? g->bias + j : NULL, g->accumulate);
-        }
-    }
-    if (streaming) _mm_sfence();
-}
-
 /// One tile of T: 5 rows × `nv` vectors (1...3) of 16 columns; `width` (1...48) columns of x are
 /// read and written (the lanes past it are left alone).
 INLINE TARGET512 void tnTile512(const int nv, long width, long kb, const float *a, long lda, const float *g, float *t,
@@ -843,43 +641,191 @@ INLINE TARGET512 void tnTile512(const int nv, long width, long kb, const float *
     }
 }
 
-TARGET512 void bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
-    long columnStrideB, float *t, long ldt)
+/// One tile of T, `width` (1...48) columns of x: `tnTile512` specialised for it.
+static TARGET512 void tnTileAVX512(long width, long kb, const float *a, long lda, const float *g, float *t, long ldt) {
+    if (width > 2 * VL) {
+        tnTile512(3, width, kb, a, lda, g, t, ldt);
+    } else if (width > VL) {
+        tnTile512(2, width, kb, a, lda, g, t, ldt);
+    } else {
+        tnTile512(1, width, kb, a, lda, g, t, ldt);
+    }
+}
+
+// MARK: The drivers, for either instruction set
+
+/// What differs between the AVX2 and the AVX-512 products; the drivers below do the rest the same
+/// way, so that each element is the same sum in the same order in both.
+typedef struct GemmVariant {
+    /// Columns per tile (16 or 48) and the alignment, in floats, that non-temporal stores need.
+    long tileColumns, streamAlignment;
+    /// The floats `pack` writes for `k` rows and `width` columns of B, and the packing itself.
+    long (*packedCount)(long k, long width);
+    void (*pack)(long k, long width, const float *b, long rowStride, long columnStride, float *packed);
+    /// One tile of C (`anyTile`, `anyTile512`).
+    void (*tile)(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA, const float *b,
+        long rowStrideB, float *c, long ldc, const float *bias, int accumulate, int streaming);
+    /// Nonzero: a transposed A's last 1...4 columns as vectors down C's columns (`columnTail`).
+    int columnTails;
+    /// `xᵀ • B`: T's tile (`tnTileAVX2`, `tnTileAVX512`), its columns, and rows of x per block.
+    void (*tnTile)(long width, long kb, const float *a, long lda, const float *g, float *t, long ldt);
+    long tnTileColumns, tnBlock;
+} GemmVariant;
+
+static const GemmVariant avx2Variant = {NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK};
+static const GemmVariant avx512Variant = {
+    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE};
+
+/// Rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of C, with `v`'s tiles.
+static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long rowEnd, long columnBegin,
+    long columnEnd)
+{
+    const long k = g->k, columns = columnEnd - columnBegin, rows = rowEnd - rowBegin;
+    if (rows <= 0 || columns <= 0) return;
+    const long kcMax = k <= KC_WHOLE ? k : KC, nr = v->tileColumns, align = v->streamAlignment;
+    // Rows outer when C is tall (A streams through once, B stays in cache); columns outer when
+    // C is wide (B streams, A stays).
+    const int rowsOuter = rows >= columns;
+    const int streaming = g->streaming && (uintptr_t)g->c % (uintptr_t)(align * 4) == 0 && g->ldc % align == 0
+        && columnBegin % align == 0 && kcMax == k;
+    // The last few columns as dot products: when A's rows are contiguous and read whole (no
+    // blocks of k), C is tall, and a narrow last panel would waste most of its lanes.
+    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
+        ? columns % NR : 0;
+    // Or, with AVX-512, when A is transposed (C's rows contiguous in it), the same few columns as
+    // vectors down C's columns (`columnTail`), after the tiles.
+    const long rowTail = v->columnTails && tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1
+        && kcMax == k && columns % NR <= DOT_COLUMNS ? columns % NR : 0;
+    const long panelColumns = columns - tail - rowTail, ldw = (k + 7) / 8 * 8;
+    const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + nr - 1) / nr : 1;
+    // B is packed when it is used by many tiles; for a few rows of C (a minibatch) packing would
+    // cost more than it saves, and a row-major B is read in place.
+    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
+    const long packedSize = inPlace ? 0 : v->packedCount(kcMax, panelColumns);
+    // (The dot products' columns start aligned: `packedSize` is a multiple of 8 floats.)
+    float *packed = scratch(packedSize + tail * ldw);
+    float *packedTail = packed + packedSize;
+    for (long j = 0; j < tail; j++) {
+        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
+        for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
+    }
+    const long panelEnd = columnBegin + panelColumns;
+    const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
+    for (long pc = 0; pc < k; pc += kcMax) {
+        const long kc = k - pc < kcMax ? k - pc : kcMax;
+        const int accumulate = g->accumulate || pc > 0;
+        const float *biasBlock = pc == 0 ? g->bias : NULL;
+        const float *aBlock = g->a + pc * csA;
+        if (!inPlace) {
+            v->pack(kc, panelColumns, g->b + pc * g->rowStrideB + columnBegin * g->columnStrideB, g->rowStrideB,
+                g->columnStrideB, packed);
+        }
+        // A transposed view (A = xᵀ): its next block of KC columns is the next KC rows of x.
+        Prefetcher next = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0;
+        // (Only when A is larger than the L2 cache: a small A, a minibatch, is in the caches.)
+        const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
+        if (prefetchA && rsA == 1 && pc + kc < k) {
+            const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
+            next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
+            linesPerTile = nextKc * (rows * 4 / 64 + 1) / (rowTiles * columnTiles) + 1;
+        }
+        if (rowsOuter) {
+            for (long i = rowBegin; i < rowEnd; i += MR) {
+                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                // A row-major (A = x): prefetch its next 6 rows while these are used.
+                if (prefetchA && csA == 1 && i + MR < rowEnd) {
+                    const long nextRows = rowEnd - i - MR < MR ? rowEnd - i - MR : MR;
+                    next = (Prefetcher){(const char *)(aBlock + (i + MR) * rsA), nextRows, rsA * 4, kc * 4, 0, 0};
+                    linesPerTile = nextRows * (kc * 4 / 64 + 1) / columnTiles + 1;
+                }
+                for (long j = columnBegin; j < panelEnd; j += nr) {
+                    const long width = panelEnd - j < nr ? panelEnd - j : nr;
+                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                    prefetchLines(&next, linesPerTile);
+                    v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
+                }
+                if (tail > 0) {
+                    dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
+                        g->bias ? g->bias + panelEnd : NULL, g->accumulate);
+                }
+            }
+        } else {
+            for (long j = columnBegin; j < panelEnd; j += nr) {
+                const long width = panelEnd - j < nr ? panelEnd - j : nr;
+                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                for (long i = rowBegin; i < rowEnd; i += MR) {
+                    const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                    prefetchLines(&next, linesPerTile);
+                    v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
+                        g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming);
+                }
+            }
+        }
+    }
+    if (rowTail > 0) {
+        const long j = columnBegin + panelColumns;
+        for (long i = rowBegin; i < rowEnd; i += NR_WIDE) {
+            const long height = rowEnd - i < NR_WIDE ? rowEnd - i : NR_WIDE;
+            columnTail((int)rowTail, height, k, g->a + i, g->columnStrideA, g->b + j * g->columnStrideB,
+                g->rowStrideB, g->columnStrideB, g->c + i * ldc + j, ldc, g->bias ? g->bias + j : NULL, g->accumulate);
+        }
+    }
+    if (streaming) _mm_sfence();
+}
+
+void bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    gemmRange(&avx2Variant, g, rowBegin, rowEnd, columnBegin, columnEnd);
+}
+
+void bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd) {
+    gemmRange(&avx512Variant, g, rowBegin, rowEnd, columnBegin, columnEnd);
+}
+
+/// `T = Cᵀ` for `C = xᵀ • B` (see `bp_gemm_tn_avx2`), with `v`'s tiles.
+static void gemmTN(const GemmVariant *v, long m, long n, long k, const float *a, long lda, const float *b,
+    long rowStrideB, long columnStrideB, float *t, long ldt)
 {
     const long tiles = bp_gemm_tn_rows(n) / TN_COLUMNS, paddedColumns = bp_gemm_tn_columns(m);
     for (long j = 0; j < tiles * TN_COLUMNS; j++) {
         for (long i = 0; i < paddedColumns; i++) t[j * ldt + i] = 0;
     }
     if (m <= 0 || n <= 0) return;
-    float *packed = scratch(tiles * TN_COLUMNS * TN_BLOCK_WIDE);
-    const long columnTiles = (m + NR_WIDE - 1) / NR_WIDE;
-    for (long p0 = 0; p0 < k; p0 += TN_BLOCK_WIDE) {
-        const long kb = k - p0 < TN_BLOCK_WIDE ? k - p0 : TN_BLOCK_WIDE;
+    const long block = v->tnBlock, width = v->tnTileColumns, columnTiles = (m + width - 1) / width;
+    float *packed = scratch(tiles * TN_COLUMNS * block);
+    for (long p0 = 0; p0 < k; p0 += block) {
+        const long kb = k - p0 < block ? k - p0 : block;
         packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
+        // The next block of rows of A arrives while this one is used.
         Prefetcher next = {0, 0, 0, 0, 0, 0};
         long linesPerTile = 0;
         if (p0 + kb < k) {
-            const long nextKb = k - p0 - kb < TN_BLOCK_WIDE ? k - p0 - kb : TN_BLOCK_WIDE;
+            const long nextKb = k - p0 - kb < block ? k - p0 - kb : block;
             next = (Prefetcher){(const char *)(a + (p0 + kb) * lda), nextKb, lda * 4, m * 4, 0, 0};
             linesPerTile = nextKb * (m * 4 / 64 + 1) / (tiles * columnTiles) + 1;
         }
-        const float *block = a + p0 * lda;
-        for (long i0 = 0; i0 < m; i0 += NR_WIDE) {
-            const long width = m - i0 < NR_WIDE ? m - i0 : NR_WIDE;
+        const float *rows = a + p0 * lda;
+        for (long i0 = 0; i0 < m; i0 += width) {
+            const long columns = m - i0 < width ? m - i0 : width;
             for (long q = 0; q < tiles; q++) {
                 prefetchLines(&next, linesPerTile);
-                const float *g = packed + q * kb * TN_COLUMNS;
-                float *tile = t + q * TN_COLUMNS * ldt + i0;
-                if (width > 2 * VL) {
-                    tnTile512(3, width, kb, block + i0, lda, g, tile, ldt);
-                } else if (width > VL) {
-                    tnTile512(2, width, kb, block + i0, lda, g, tile, ldt);
-                } else {
-                    tnTile512(1, width, kb, block + i0, lda, g, tile, ldt);
-                }
+                v->tnTile(columns, kb, rows + i0, lda, packed + q * kb * TN_COLUMNS, t + q * TN_COLUMNS * ldt + i0, ldt);
             }
         }
     }
+}
+
+void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    gemmTN(&avx2Variant, m, n, k, a, lda, b, rowStrideB, columnStrideB, t, ldt);
+}
+
+void bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt)
+{
+    gemmTN(&avx512Variant, m, n, k, a, lda, b, rowStrideB, columnStrideB, t, ldt);
 }
 
 #else
