@@ -173,7 +173,9 @@ struct BenchCommand: ParsableCommand {
 
     private func printText(_ report: BenchmarkReport) {
         print("backprop bench: \(report.data) inputs, \(report.rows) rows, median of \(report.runs) runs")
-        print("machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas)")
+        print(
+            "machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas); "
+                + "Backprop's kernels: \(report.machine.kernels)")
         if let peak = report.peak { printLimits(peak) }
         let floors = Dictionary(uniqueKeysWithValues: report.floors.map { ($0.name, $0.floor) })
         if let step = report.seedStep {

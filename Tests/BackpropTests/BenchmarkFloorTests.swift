@@ -275,6 +275,26 @@ struct BenchmarkFloorTests {
         }
     }
 
+    /// `bench` names the instructions the kernels use: AVX-512 where the processor has it, AVX2
+    /// where `BACKPROP_NO_AVX512` is set.
+    @Test func commandNamesTheKernelsInstructionsAndObeysNoAVX512() throws {
+        let arguments = [
+            "bench", "--rows", "60", "--runs", "1", "--synthetic", "--only", "seed", "--no-limits", "--json",
+        ]
+        func kernels(_ environment: [String: String]?) throws -> String? {
+            let run = try runBackprop(arguments, environment: environment)
+            #expect(run.status == 0, "stderr: \(run.standardError)")
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
+            return (object["machine"] as? [String: Any])?["kernels"] as? String
+        }
+        let widest = Tensor.skinnyKernelIsAvailable ? (KernelInstructions.hasAVX512 ? "avx512" : "avx2") : "none"
+        #expect(try kernels(nil) == widest)
+        var environment = ProcessInfo.processInfo.environment
+        environment["BACKPROP_NO_AVX512"] = "1"
+        #expect(try kernels(environment) == (Tensor.skinnyKernelIsAvailable ? "avx2" : "none"))
+    }
+
     @Test func commandWithoutLimitsReportsNoFloors() throws {
         let arguments = [
             "bench", "--rows", "60", "--runs", "1", "--synthetic", "--only", "seed", "--no-limits", "--json",

@@ -21,9 +21,12 @@ struct Machine: Sendable, Encodable {
     let blas: String
     /// Whether the skinny AVX2/FMA kernel runs on this CPU.
     let skinnyKernel: Bool
+    /// The vector instructions Backprop's C kernels use here: `avx512`, `avx2` (also where
+    /// `BACKPROP_NO_AVX512` is set), or `none` (portable code only).
+    let kernels: String
 
     private enum CodingKeys: String, CodingKey {
-        case cpu, cores, blas
+        case cpu, cores, blas, kernels
         case skinnyKernel = "skinny_kernel"
     }
 
@@ -31,7 +34,8 @@ struct Machine: Sendable, Encodable {
     static var current: Machine {
         Machine(
             cpu: cpuModel(), cores: ProcessInfo.processInfo.activeProcessorCount, blas: blasDescription(),
-            skinnyKernel: Tensor.skinnyKernelIsAvailable)
+            skinnyKernel: Tensor.skinnyKernelIsAvailable,
+            kernels: Tensor.skinnyKernelIsAvailable ? Tensor.SkinnyInstructionSet.widest.rawValue : "none")
     }
 
     private static func cpuModel() -> String {
