@@ -8,6 +8,12 @@
 # --transform-for-static-hosting --output-path DIR for a folder that a web server can serve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The documentation plugin builds BackpropDistributed with the CMPI module, whose header is Open
+# MPI's mpi.h, even without the MPI trait: say so rather than fail deep inside the plugin.
+if ! pkg-config --exists ompi-c 2>/dev/null; then
+    echo "docs.sh: the documentation needs Open MPI's headers (for BackpropDistributed): apt-get install libopenmpi-dev" >&2
+    exit 1
+fi
 targets=()
 for module in BackpropCore BackpropData BackpropNetwork BackpropTraining BackpropExplain BackpropONNX BackpropDistributed Backprop; do
     targets+=(--target "$module")
