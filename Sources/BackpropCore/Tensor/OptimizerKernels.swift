@@ -22,10 +22,9 @@ package enum KernelInstructions {
     package static var hasAVX512: Bool { bp_gemm_avx512_available() != 0 }
 }
 
-/// The optimizers' updates in one pass over a stretch of a parameter (Sources/CKernels/Optimizers.c):
-/// eight elements at a time where the CPU has AVX2 (Adam: sixteen with AVX-512), the same bits on
-/// every CPU, each operation
-/// rounded as written (no fused multiply-add).
+/// The optimizers' updates in one pass over a stretch of a parameter (Sources/CKernels/Optimizers.c,
+/// Step.c): eight elements at a time where the CPU has AVX2 (Adam: sixteen with AVX-512), each
+/// operation rounded as written (no fused multiply-add), the same bits on every CPU.
 package enum OptimizerKernels {
     /// Adam's constants for one step (see ``adam(_:_:_:_:count:step:)``).
     package typealias AdamStep = BPAdamStep

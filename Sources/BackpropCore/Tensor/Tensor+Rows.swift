@@ -1,6 +1,7 @@
-import CKernels
 // Taking rows: a range of the first dimension as a view, or chosen rows gathered into a copy.
 // Minibatches, the first rows of a data set and a batch's examples all come through here.
+
+import CKernels
 
 extension Tensor {
     /// Rows `range` of this tensor (elements, for a vector), as a view that shares storage
