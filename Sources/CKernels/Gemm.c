@@ -59,15 +59,20 @@ static int detectAVX2(void) {
     return (ebx & (1u << 5)) != 0;  // AVX2
 }
 
-int bp_gemm_avx2_available(void) {
-    // Asked once, then kept (a relaxed atomic: threads may ask at once, and all get the same answer).
-    static atomic_int known = -1;
-    int value = atomic_load_explicit(&known, memory_order_relaxed);
+/// `detect()`'s answer, asked once and kept in `known` (-1 until then; a relaxed atomic: threads
+/// may ask at once, and all get the same answer).
+static int askedOnce(atomic_int *known, int (*detect)(void)) {
+    int value = atomic_load_explicit(known, memory_order_relaxed);
     if (value < 0) {
-        value = detectAVX2();
-        atomic_store_explicit(&known, value, memory_order_relaxed);
+        value = detect();
+        atomic_store_explicit(known, value, memory_order_relaxed);
     }
     return value;
+}
+
+int bp_gemm_avx2_available(void) {
+    static atomic_int known = -1;
+    return askedOnce(&known, detectAVX2);
 }
 
 // MARK: Packing
@@ -464,12 +469,7 @@ static int detectAVX512(void) {
 
 int bp_gemm_avx512_available(void) {
     static atomic_int known = -1;
-    int value = atomic_load_explicit(&known, memory_order_relaxed);
-    if (value < 0) {
-        value = detectAVX512();
-        atomic_store_explicit(&known, value, memory_order_relaxed);
-    }
-    return value;
+    return askedOnce(&known, detectAVX512);
 }
 
 /// Whether the kernels that choose for themselves (Adam's update, the direct convolution) may

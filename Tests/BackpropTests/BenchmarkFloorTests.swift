@@ -288,7 +288,9 @@ struct BenchmarkFloorTests {
                 try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
             return (object["machine"] as? [String: Any])?["kernels"] as? String
         }
-        let widest = Tensor.skinnyKernelIsAvailable ? (KernelInstructions.hasAVX512 ? "avx512" : "avx2") : "none"
+        let widest =
+            Tensor.skinnyKernelIsAvailable
+            ? (Tensor.SkinnyInstructionSet.avx512.isAvailable ? "avx512" : "avx2") : "none"
         #expect(try kernels(nil) == widest)
         var environment = ProcessInfo.processInfo.environment
         environment["BACKPROP_NO_AVX512"] = "1"

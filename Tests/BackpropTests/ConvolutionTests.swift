@@ -380,7 +380,7 @@ struct ConvolutionTests {
     /// channels a tile: the same chains as the AVX2 path, so the same bits; and near the loops.
     @Test(
         "the direct kernel: the AVX-512 forward pass is the AVX2 one, bit for bit",
-        .enabled(if: KernelInstructions.hasAVX512), arguments: directCases + vectorEdgeCases)
+        .enabled(if: Tensor.SkinnyInstructionSet.avx512.isAvailable), arguments: directCases + vectorEdgeCases)
     func directForwardInstructionSets(_ t: ConvolutionCase) throws {
         let (inp, w, b, _) = convolutionTensors(t, seed: 13)
         try #require(Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: t.padding))

@@ -202,7 +202,7 @@ func adamKernelIsTheFormulasElementByElement(count: Int) {
             let denominator = expectedV[i].squareRoot() * step.inverseCorrection2 + step.epsilon
             expectedW[i] = expectedW[i] * step.decay - step.stepSize * (expectedM[i] / denominator)
         }
-        for avx512 in KernelInstructions.hasAVX512 ? [true, false] : [false] {
+        for avx512 in Tensor.SkinnyInstructionSet.avx512.isAvailable ? [true, false] : [false] {
             var (w, m, v) = (w0, m0, v0)
             KernelInstructions.withAVX512(allowed: avx512) {
                 w.withUnsafeMutableBufferPointer { w in

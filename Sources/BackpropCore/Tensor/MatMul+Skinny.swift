@@ -30,6 +30,22 @@ extension Tensor {
             }
         }
 
+        /// Its `C = A • B` kernel, for a range of C's rows and columns.
+        var kernel: @convention(c) (UnsafePointer<BPGemm>?, Int, Int, Int, Int) -> Void {
+            self == .avx512 ? bp_gemm_avx512 : bp_gemm_avx2
+        }
+
+        /// Its `T = (xᵀ • B)ᵀ` kernel for a long depth.
+        var transposedKernel:
+            @convention(c) (
+                Int, Int, Int, UnsafePointer<Float>?, Int, UnsafePointer<Float>?, Int, Int,
+                UnsafeMutablePointer<Float>?,
+                Int
+            ) -> Void
+        {
+            self == .avx512 ? bp_gemm_tn_avx512 : bp_gemm_tn_avx2
+        }
+
         /// The widest this machine runs: AVX-512 where available (`bp_gemm_avx512_available`, which
         /// says no when the environment variable `BACKPROP_NO_AVX512` is set), else AVX2.
         package static let widest: SkinnyInstructionSet = avx512.isAvailable ? .avx512 : .avx2
@@ -67,7 +83,7 @@ extension Tensor {
         bias: UnsafePointer<Float>?, streaming: Bool? = nil, instructionSet: SkinnyInstructionSet = .widest
     ) {
         precondition(instructionSet.isAvailable, "skinnyGemm: this CPU has no \(instructionSet.rawValue)")
-        let gemm = instructionSet == .avx512 ? bp_gemm_avx512 : bp_gemm_avx2
+        let gemm = instructionSet.kernel
         let m = a.rows
         let n = b.columns
         let k = a.columns
@@ -81,7 +97,7 @@ extension Tensor {
             if a.transposed {
                 transposedDepthGemm(operands, accumulate: accumulate, bias: bias, instructionSet: instructionSet)
             } else {
-                depthSplitGemm(operands, accumulate: accumulate, bias: bias, gemm: gemm)
+                depthSplitGemm(operands, accumulate: accumulate, bias: bias, instructionSet: instructionSet)
             }
             return
         }
@@ -124,7 +140,7 @@ extension Tensor {
     private static func transposedDepthGemm(
         _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?, instructionSet: SkinnyInstructionSet
     ) {
-        let kernel = instructionSet == .avx512 ? bp_gemm_tn_avx512 : bp_gemm_tn_avx2
+        let kernel = instructionSet.transposedKernel
         let m = operands.m
         let n = operands.n
         let k = operands.k
@@ -162,9 +178,9 @@ extension Tensor {
     /// and the copies are added in order. The pieces do not depend on the number of cores, so
     /// neither does the result.
     private static func depthSplitGemm(
-        _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?,
-        gemm: (UnsafePointer<BPGemm>?, Int, Int, Int, Int) -> Void
+        _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?, instructionSet: SkinnyInstructionSet
     ) {
+        let gemm = instructionSet.kernel
         let m = operands.m
         let n = operands.n
         let k = operands.k
