@@ -688,12 +688,16 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
     const int rowsOuter = rows >= columns;
     const int streaming = g->streaming && (uintptr_t)g->c % (uintptr_t)(align * 4) == 0 && g->ldc % align == 0
         && columnBegin % align == 0 && kcMax == k;
-    // The last few columns as dot products: when A's rows are contiguous and read whole (no
-    // blocks of k), C is tall, and a narrow last panel would waste most of its lanes.
-    const long tail = g->columnStrideA == 1 && kcMax == k && rowsOuter && columns % NR <= DOT_COLUMNS
-        ? columns % NR : 0;
+    // The last few columns of C as dot products: when A's rows are contiguous and read whole (no
+    // blocks of k), C is tall, and a narrow last panel would waste most of its lanes. Dot products
+    // add in another order than the tiles, so this is decided on the whole product, never on this
+    // range: however C is cut over the threads, each element is the same sum.
+    const long productTail = g->columnStrideA == 1 && kcMax == k && g->m >= g->n && g->n % NR <= DOT_COLUMNS
+        ? g->n % NR : 0;
+    const long tailStart = g->n - productTail, tailBegin = columnBegin > tailStart ? columnBegin : tailStart;
+    const long tail = productTail > 0 && columnEnd > tailBegin ? columnEnd - tailBegin : 0;
     // Or, with AVX-512, when A is transposed (C's rows contiguous in it), the same few columns as
-    // vectors down C's columns (`columnTail`), after the tiles.
+    // vectors down C's columns (`columnTail`), after the tiles (the same bits as a tile's).
     const long rowTail = v->columnTails && tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1
         && kcMax == k && columns % NR <= DOT_COLUMNS ? columns % NR : 0;
     const long panelColumns = columns - tail - rowTail, ldw = (k + 7) / 8 * 8;
@@ -706,7 +710,7 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
     float *packed = scratch(packedSize + tail * ldw);
     float *packedTail = packed + packedSize;
     for (long j = 0; j < tail; j++) {
-        const float *source = g->b + (columnBegin + panelColumns + j) * g->columnStrideB;
+        const float *source = g->b + (tailBegin + j) * g->columnStrideB;
         for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
     }
     const long panelEnd = columnBegin + panelColumns;
@@ -752,6 +756,11 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                 }
             }
         } else {
+            for (long i = rowBegin; i < rowEnd && tail > 0; i += MR) {
+                const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
+                dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
+                    g->bias ? g->bias + panelEnd : NULL, g->accumulate);
+            }
             for (long j = columnBegin; j < panelEnd; j += nr) {
                 const long width = panelEnd - j < nr ? panelEnd - j : nr;
                 const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;

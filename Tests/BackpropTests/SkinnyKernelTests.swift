@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 
 @testable import BackpropCore
@@ -123,6 +124,51 @@ struct SkinnyKernelTests {
         // A minibatch of 128 (the convnet's `Lin(1568, 256)`, forward and w.g).
         expectAgreement(m: 128, k: 1568, n: 256, bias: true)
         expectAgreement(m: 1568, k: 128, n: 256, transposeA: true)
+    }
+
+    /// However `skinnyGemm` cuts C over the threads (rows anywhere, columns anywhere), each element
+    /// is the same sum: the kernel decides its last few columns (dot products, which add in another
+    /// order than the tiles) on the whole product, not on the piece. Whole against cut, bit for bit,
+    /// in both instruction sets, on shapes whose last 1...4 columns are dot products.
+    @Test(arguments: [(64, 784, 50), (40, 30, 50), (13, 9, 20), (100, 50, 17), (30, 64, 97), (7, 5, 36)])
+    func cuttingDoesNotChangeTheBits(m: Int, k: Int, n: Int) {
+        var generator = RandomGenerator(seed: UInt64(m * 7919 + k * 31 + n))
+        for transposeA in [false, true] {
+            let a =
+                transposeA
+                ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
+            let b = Tensor.randn([k, n], generator: &generator)
+            let bias = Tensor.randn([n], generator: &generator)
+            let (left, keepLeft) = a.matrixOperand()
+            let (right, keepRight) = b.matrixOperand()
+            for instructionSet in Tensor.SkinnyInstructionSet.allCases where instructionSet.isAvailable {
+                let whole = Tensor.zeros([m, n])
+                let cut = Tensor.zeros([m, n])
+                withExtendedLifetime((keepLeft, keepRight, bias)) {
+                    var operands = BPGemm(
+                        m: m, n: n, k: k, a: left.pointer,
+                        rowStrideA: left.transposed ? 1 : left.leading,
+                        columnStrideA: left.transposed ? left.leading : 1,
+                        b: right.pointer, rowStrideB: right.leading, columnStrideB: 1, c: whole.pointer, ldc: n,
+                        bias: UnsafePointer(bias.pointer), accumulate: 0, streaming: 0)
+                    instructionSet.kernel(&operands, 0, m, 0, n)
+                    operands.c = cut.pointer
+                    // Rows cut at 5 (not a multiple of the 6-row tile), columns at 16 and at n − 3
+                    // (inside the last columns), each piece narrower than it is tall or not.
+                    let rowCut = Swift.min(5, m)
+                    let columnCuts = Array(Set([0, Swift.min(16, n), Swift.max(0, n - 3), n])).sorted()
+                    for rows in [0..<rowCut, rowCut..<m] where !rows.isEmpty {
+                        for (begin, end) in zip(columnCuts, columnCuts.dropFirst()) where begin < end {
+                            instructionSet.kernel(&operands, rows.lowerBound, rows.upperBound, begin, end)
+                        }
+                    }
+                }
+                let differing = zip(whole.values, cut.values).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(
+                    differing == 0,
+                    "\(instructionSet) \(m)×\(k)×\(n) transposeA \(transposeA): \(differing) elements differ when cut")
+            }
+        }
     }
 
     /// A small C with a long depth (the seed's `w1.g = xᵀ • out.g`) is split along the depth into
