@@ -6,12 +6,17 @@ import BackpropNetwork
 ///
 /// Batch `i` holds rows `order[i·batchSize ..< (i+1)·batchSize]` of `x` and `y` (the last batch
 /// may be smaller). A row of `x` is everything after its first dimension: a vector of `m` pixels
-/// for an MLP's `(N, m)`, an image for a convnet's `(N, c, h, w)`. The rows are gathered into buffers that are reused from batch to batch, so a
-/// training step allocates nothing for its data.
+/// for an MLP's `(N, m)`, an image for a convnet's `(N, c, h, w)`. The rows are gathered into
+/// buffers that are reused from batch to batch, so a training step allocates nothing for its data.
 ///
-/// NOTE: the tensors that ``batch(_:)`` returns are overwritten by the next call. A model's
+/// With more than one thread (``Threads/count``), each call of ``batch(_:)`` also starts gathering
+/// the next batch's rows in the background (``BackgroundWork``): the thread pool's helpers copy
+/// them while the step's serial parts keep the caller busy, and the next call takes them (doing
+/// itself whatever the helpers did not get to). The batches are the same either way.
+///
+/// NOTE: the tensors that ``batch(_:)`` returns are overwritten from the next call on. A model's
 /// `inp` stays valid through its forward and backward pass, which is all a training step needs;
-/// keep a `copy()` to hold on to a batch longer.
+/// keep a `copy()` to hold on to a batch longer. `x` must not change while batches are drawn.
 public final class Batches {
     /// The inputs, one row per example. // (N, m) or (N, c, h, w)
     public let x: Tensor
@@ -40,9 +45,16 @@ public final class Batches {
     }
     /// Whether the example at each position of the epoch's order is flipped (empty: none).
     public private(set) var flipped: [Bool] = []
-    /// Reused buffers for full batches and for the smaller last one.
-    private var fullBatch: (x: Tensor, y: Tensor)  // (batchSize, …), (batchSize)
+    /// Reused buffers for full batches (two, used in turn, so that the next batch can be gathered
+    /// while the current one is in use) and for the smaller last one.
+    private var fullBatches: [(x: Tensor, y: Tensor)]  // (batchSize, …), (batchSize)
     private var lastBatch: (x: Tensor, y: Tensor)?  // (N mod batchSize, …), (N mod batchSize)
+    /// Which of `fullBatches` the last full batch was returned in.
+    private var lastFull = 1
+    /// The next batch, being gathered in the background: its first position in the order, its
+    /// rows, its buffers, the work, and the row indices the work reads.
+    private var ahead: (start: Int, rows: Int, buffers: (x: Tensor, y: Tensor), work: BackgroundWork)?
+    private let aheadIndices: UnsafeMutablePointer<Int>
 
     /// Creates the batches, in the rows' own order until ``shuffle(seed:epoch:)`` is called.
     /// - Precondition: `x` has rank at least 2 (`(N, m)`, `(N, c, h, w)`, …) and `y` has `N`
@@ -56,7 +68,15 @@ public final class Batches {
         self.batchSize = batchSize
         self.order = Array(0..<x.shape[0])
         let rows = Swift.min(batchSize, x.shape[0])
-        self.fullBatch = (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
+        self.fullBatches = (0..<2).map { _ in
+            (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
+        }
+        self.aheadIndices = .allocate(capacity: Swift.max(rows, 1))
+    }
+
+    deinit {
+        ahead?.work.finish()
+        aheadIndices.deallocate()
     }
 
     /// The shape of `rows` rows of `x`: `x`'s shape with `rows` first.
@@ -80,6 +100,7 @@ public final class Batches {
     /// with `seed` and `epoch` only, so that any epoch's order can be recomputed (to resume a run)
     /// and the same seed gives the same batches on every machine.
     public func shuffle(seed: UInt64, epoch: Int) {
+        dropAhead()
         var generator = RandomGenerator(seed: Batches.epochSeed(seed: seed, epoch: epoch))
         order = generator.permutation(rowCount)
         if flipWidth != nil {
@@ -101,7 +122,9 @@ public final class Batches {
         precondition(index >= 0 && index < count, "Batches: batch \(index) out of range 0..<\(count)")
         let start = index * batchSize
         let rows = Swift.min(batchSize, rowCount - start)
-        return gather(from: start, rows: rows)
+        let batch = gather(from: start, rows: rows)
+        if index + 1 < count { gatherAhead(from: start + rows, rows: Swift.min(batchSize, rowCount - start - rows)) }
+        return batch
     }
 
     /// Rows `shard` of batch `index` (positions within the batch, as `ReplicaGroup.shard(of:)`
@@ -115,29 +138,74 @@ public final class Batches {
         precondition(
             !shard.isEmpty && shard.lowerBound >= 0 && shard.upperBound <= rows,
             "Batches: rows \(shard) out of the \(rows) rows of batch \(index)")
-        return gather(from: start + shard.lowerBound, rows: shard.count)
+        dropAhead()
+        let batch = gather(from: start + shard.lowerBound, rows: shard.count)
+        // The same rows of the next batch, requested now so that they start on their way while
+        // this step computes: their first two cache lines each.
+        let next = Swift.min(start + batchSize + shard.lowerBound, rowCount)
+        order.withUnsafeBufferPointer { order in
+            let nextRows = UnsafeBufferPointer(rebasing: order[next..<Swift.min(next + shard.count, rowCount)])
+            Tensor.prefetchRows(x, nextRows, lines: 2)
+        }
+        return batch
+    }
+
+    /// The buffers for a batch of `rows` rows: a full batch takes the full buffers not returned
+    /// last (the caller may still be reading those), a smaller one the last batch's.
+    private func freeBuffers(rows: Int) -> (x: Tensor, y: Tensor) {
+        if rows == fullBatches[0].x.shape[0] { return fullBatches[1 - lastFull] }
+        if lastBatch == nil || lastBatch!.x.shape[0] != rows {
+            lastBatch = (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
+        }
+        return lastBatch!
+    }
+
+    /// The floats of `x` per row.
+    private var rowSize: Int { x.count / Swift.max(rowCount, 1) }
+
+    /// Starts gathering the rows of the batch at positions `start ..< start + rows` in the
+    /// background (`x` and the buffers are this object's; `aheadIndices` is not touched until the
+    /// work is finished), with more than one thread and rows worth it (at least 4096 floats); otherwise
+    /// asks the processor to start fetching the first two cache lines of each (the next call's
+    /// copying then finds them on their way).
+    private func gatherAhead(from start: Int, rows: Int) {
+        dropAhead()
+        guard Threads.count > 1 && rows * rowSize >= 4096 else {
+            order.withUnsafeBufferPointer { order in
+                Tensor.prefetchRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), lines: 2)
+            }
+            return
+        }
+        let buffers = freeBuffers(rows: rows)
+        for row in 0..<rows { aheadIndices[row] = order[start + row] }
+        let work = Tensor.startGatheringRows(x, aheadIndices, count: rows, into: buffers.x)
+        ahead = (start, rows, buffers, work)
+    }
+
+    /// Finishes and forgets the background gathering, if any (its rows are not the next wanted).
+    private func dropAhead() {
+        ahead?.work.finish()
+        ahead = nil
     }
 
     /// The examples at positions `start ..< start + rows` of the epoch's order, gathered (and
-    /// flipped) into the buffers kept for `rows` rows.
+    /// flipped) into free buffers: those gathered in the background when they are these rows.
     private func gather(from start: Int, rows: Int) -> (x: Tensor, y: Tensor) {
         let buffers: (x: Tensor, y: Tensor)
-        if rows == fullBatch.x.shape[0] {
-            buffers = fullBatch
+        if let ahead, ahead.start == start, ahead.rows == rows {
+            ahead.work.finish()
+            buffers = ahead.buffers
+            self.ahead = nil
         } else {
-            if lastBatch == nil || lastBatch!.x.shape[0] != rows {
-                lastBatch = (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
+            dropAhead()
+            buffers = freeBuffers(rows: rows)
+            order.withUnsafeBufferPointer { order in
+                Tensor.gatherRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.x)
             }
-            buffers = lastBatch!
         }
+        if buffers.x === fullBatches[0].x { lastFull = 0 } else if buffers.x === fullBatches[1].x { lastFull = 1 }
         order.withUnsafeBufferPointer { order in
-            Tensor.gatherRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.x)
             Tensor.gatherRows(y, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.y)
-            // The next batch's rows (as many as these), requested now so that they start on their
-            // way while this step computes: their first two cache lines each.
-            let next = Swift.min(start + batchSize, rowCount)
-            let nextRows = UnsafeBufferPointer(rebasing: order[next..<Swift.min(next + rows, rowCount)])
-            Tensor.prefetchRows(x, nextRows, lines: 2)
         }
         if let width = flipWidth, !flipped.isEmpty {
             let rowSize = buffers.x.count / Swift.max(rows, 1)

@@ -18,6 +18,12 @@
 //
 // One loop runs at a time. A call made while another loop runs (from a helper, from inside an
 // iteration, or from a second thread of the program) runs its iterations on the calling thread.
+//
+// Besides, one background loop at a time (`bp_background_start`): work the caller will need later
+// (the next minibatch's rows), whose iterations a helper runs while it has no loop to join, one
+// iteration at a time, so that a loop published meanwhile waits for at most one iteration. The
+// caller finishes it (`bp_background_finish`): it runs the iterations no helper took and waits
+// for those under way, so the work gets done whether or not a helper had a moment for it.
 
 #include "CKernels.h"
 
@@ -71,7 +77,11 @@ static struct {
     int sleepers;
     Loop *loop;
     _Atomic unsigned long generation;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0};
+    /// The background loop, while it has iterations no helper has taken (under `lock`), and
+    /// whether there is one (read without the lock, to spin).
+    Loop *background;
+    _Atomic int backgroundPending;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0, NULL, 0};
 
 /// Whether this thread is inside a loop's iteration (a nested call then runs serially).
 static _Thread_local int insideLoop = 0;
@@ -90,14 +100,59 @@ static void work(Loop *loop) {
     insideLoop = 0;
 }
 
+/// Leaves `loop` (whose `joined` this helper incremented): the decrement is the last touch of
+/// `loop`, which the caller may free once `joined` is 0. `waiting` is read first, under the lock
+/// under which the caller sets it: if the caller sleeps it set `waiting` before this; if it has
+/// not yet, it will see `joined` at 0 under the lock and not sleep. (The thread sanitizer found the
+/// read that used to follow the decrement.)
+static void leave(Loop *loop) {
+    pthread_mutex_lock(&pool.lock);
+    const int callerSleeps = loop->waiting;
+    if (atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_acq_rel) == 1 && callerSleeps) {
+        pthread_cond_broadcast(&pool.finished);
+    }
+    pthread_mutex_unlock(&pool.lock);
+}
+
+/// Runs one iteration of the background loop, if there is one with iterations left; returns
+/// whether it did. Withdraws the loop once every iteration is taken.
+static int runBackgroundIteration(void) {
+    pthread_mutex_lock(&pool.lock);
+    Loop *task = pool.background;
+    if (task) atomic_fetch_add_explicit(&task->joined, 1, memory_order_acq_rel);
+    pthread_mutex_unlock(&pool.lock);
+    if (!task) return 0;
+    const long index = atomic_fetch_add_explicit(&task->next, 1, memory_order_relaxed);
+    const int runs = index < task->count;
+    if (runs) {
+        insideLoop = 1;
+        task->body(task->context, index);
+        insideLoop = 0;
+    } else {
+        pthread_mutex_lock(&pool.lock);
+        if (pool.background == task) {
+            pool.background = NULL;
+            atomic_store_explicit(&pool.backgroundPending, 0, memory_order_release);
+        }
+        pthread_mutex_unlock(&pool.lock);
+    }
+    leave(task);  // (the last touch of `task`)
+    return runs;
+}
+
 static void *helperMain(void *argument) {
     (void)argument;
     unsigned long seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
     for (;;) {
-        // Watch for the next loop for a while, then sleep until one is published.
-        const double start = seconds();
+        // Watch for the next loop for a while (running background iterations meanwhile), then
+        // sleep until a loop or background work is published.
+        double start = seconds();
         long spins = 0;
         while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+            if (atomic_load_explicit(&pool.backgroundPending, memory_order_acquire) && runBackgroundIteration()) {
+                start = seconds();
+                continue;
+            }
             if (++spins % YIELD_EVERY != 0) {
                 PAUSE();
                 continue;
@@ -108,11 +163,13 @@ static void *helperMain(void *argument) {
             }
             pthread_mutex_lock(&pool.lock);
             pool.sleepers++;
-            while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+            while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen
+                && !atomic_load_explicit(&pool.backgroundPending, memory_order_acquire)) {
                 pthread_cond_wait(&pool.wake, &pool.lock);
             }
             pool.sleepers--;
             pthread_mutex_unlock(&pool.lock);
+            start = seconds();
         }
         pthread_mutex_lock(&pool.lock);
         seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
@@ -126,18 +183,9 @@ static void *helperMain(void *argument) {
         pthread_mutex_unlock(&pool.lock);
         if (loop) {
             work(loop);
-            // Leave: once `joined` is 0 the caller may return (its spin does not take the lock)
-            // and `loop`, on its stack, is gone, so the decrement is the last touch of `loop`.
-            // `waiting` is read first, under the lock under which the caller sets it: if the
-            // caller sleeps it set `waiting` before this; if it has not yet, it will see
-            // `joined` at 0 under the lock and not sleep. (The thread sanitizer found the read
-            // that used to follow the decrement.)
-            pthread_mutex_lock(&pool.lock);
-            const int callerSleeps = loop->waiting;
-            if (atomic_fetch_sub_explicit(&loop->joined, 1, memory_order_acq_rel) == 1 && callerSleeps) {
-                pthread_cond_broadcast(&pool.finished);
-            }
-            pthread_mutex_unlock(&pool.lock);
+            // Once `joined` is 0 the caller may return (its spin does not take the lock), and
+            // `loop`, on its stack, is gone.
+            leave(loop);
         }
     }
     return NULL;
@@ -166,6 +214,27 @@ static _Atomic long wakeCount = 0;
 long bp_parallel_dispatch_count(void) { return atomic_load_explicit(&dispatchCount, memory_order_relaxed); }
 
 long bp_parallel_wake_count(void) { return atomic_load_explicit(&wakeCount, memory_order_relaxed); }
+
+/// Waits until no helper is inside `loop` (its `joined` is 0): watches briefly, then sleeps. On a
+/// busy machine a helper that lost its processor gets it back sooner if the caller does not spin
+/// for it.
+static void waitForHelpers(Loop *loop) {
+    const double start = seconds();
+    for (long spins = 1; atomic_load_explicit(&loop->joined, memory_order_acquire) > 0; spins++) {
+        if (spins % YIELD_EVERY != 0) {
+            PAUSE();
+            continue;
+        }
+        if (seconds() - start < CALLER_SPIN_SECONDS) continue;
+        pthread_mutex_lock(&pool.lock);
+        loop->waiting = 1;
+        while (atomic_load_explicit(&loop->joined, memory_order_acquire) > 0) {
+            pthread_cond_wait(&pool.finished, &pool.lock);
+        }
+        pthread_mutex_unlock(&pool.lock);
+        break;
+    }
+}
 
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context) {
     if (count <= 0) return;
@@ -198,22 +267,58 @@ void bp_parallel_for(long count, int threads, bp_iteration body, void *context) 
     pthread_mutex_lock(&pool.lock);
     pool.loop = NULL;
     pthread_mutex_unlock(&pool.lock);
-    const double start = seconds();
-    for (long spins = 1; atomic_load_explicit(&loop.joined, memory_order_acquire) > 0; spins++) {
-        if (spins % YIELD_EVERY != 0) {
-            PAUSE();
-            continue;
-        }
-        if (seconds() - start < CALLER_SPIN_SECONDS) continue;
+    waitForHelpers(&loop);
+    pthread_mutex_unlock(&publishing);
+}
+
+void *bp_background_start(long count, int threads, bp_iteration body, void *context) {
+    Loop *task = NULL;
+    if (count > 0 && threads > 1 && !insideLoop) task = malloc(sizeof(Loop));
+    // (While another thread's loop is being published or run, the helpers are busy anyway.)
+    int helpers = 0;
+    if (task && pthread_mutex_trylock(&publishing) == 0) {
+        startHelpers(threads - 1);
+        helpers = pool.started;
+        pthread_mutex_unlock(&publishing);
+    }
+    if (task) {
+        *task = (Loop){body, context, count, 0, 0, 0, 0};
+        atomic_init(&task->next, 0);
+        atomic_init(&task->joined, 0);
         pthread_mutex_lock(&pool.lock);
-        loop.waiting = 1;
-        while (atomic_load_explicit(&loop.joined, memory_order_acquire) > 0) {
-            pthread_cond_wait(&pool.finished, &pool.lock);
+        if (helpers > 0 && !pool.background) {
+            pool.background = task;
+            atomic_store_explicit(&pool.backgroundPending, 1, memory_order_release);
+            if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+        } else {
+            free(task);
+            task = NULL;
         }
         pthread_mutex_unlock(&pool.lock);
-        break;
     }
-    pthread_mutex_unlock(&publishing);
+    if (!task) {
+        for (long index = 0; index < count; index++) body(context, index);
+    }
+    return task;
+}
+
+void bp_background_finish(void *handle) {
+    if (!handle) return;
+    Loop *task = handle;
+    pthread_mutex_lock(&pool.lock);
+    if (pool.background == task) {
+        pool.background = NULL;
+        atomic_store_explicit(&pool.backgroundPending, 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    // No helper joins from now on: run what is left, then wait for the helpers inside.
+    for (;;) {
+        const long index = atomic_fetch_add_explicit(&task->next, 1, memory_order_relaxed);
+        if (index >= task->count) break;
+        task->body(task->context, index);
+    }
+    waitForHelpers(task);
+    free(task);
 }
 
 // MARK: - Thread-local buffers

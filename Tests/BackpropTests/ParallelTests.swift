@@ -89,4 +89,90 @@ struct ParallelTests {
         for i in 0..<count { worst = max(worst, abs(parallel[i] - (source[i] * source[i] + 1))) }
         #expect(worst == 0)
     }
+
+    /// Background work (`bp_background_start`): after `finish()` every iteration has run exactly
+    /// once, whether the helpers took some while the caller worked (loops of its own meanwhile),
+    /// none (a second background work while one is out runs at once, on the caller), or the
+    /// work is finished before anyone had a moment for it. Finishing twice does nothing.
+    @Test func backgroundWorkRunsEveryIterationOnce() async {
+        for count in [0, 1, 5, 64, 1000] {
+            let tally = Tally(count)
+            let work = BackgroundWork(count) { tally.record($0) }
+            let second = Tally(count)
+            let other = BackgroundWork(count) { second.record($0) }
+            var busy = 0
+            for _ in 0..<50 {
+                Parallel.forEachPiece(8) { _ in }
+                busy += 1
+            }
+            other.finish()
+            work.finish()
+            work.finish()
+            #expect(work.isFinished && busy == 50)
+            #expect(tally.values == Array(repeating: 1, count: count), "\(count) iterations")
+            #expect(second.values == Array(repeating: 1, count: count), "\(count) iterations, second work")
+            let immediate = Tally(count)
+            BackgroundWork(count) { immediate.record($0) }.finish()
+            #expect(immediate.values == Array(repeating: 1, count: count))
+        }
+        // From several threads at once, with loops running meanwhile.
+        let tallies = (0..<4).map { _ in Tally(300) }
+        await withTaskGroup(of: Void.self) { group in
+            for tally in tallies {
+                group.addTask {
+                    for _ in 0..<10 {
+                        let round = Tally(300)
+                        let work = BackgroundWork(300) { round.record($0) }
+                        Parallel.forEachPiece(16) { _ in }
+                        work.finish()
+                        if round.values == Array(repeating: 1, count: 300) {
+                            for index in 0..<300 { tally.record(index) }
+                        }
+                    }
+                }
+            }
+        }
+        for tally in tallies { #expect(tally.values == Array(repeating: 10, count: 300)) }
+    }
+
+    /// `Batches` gathers each next batch in the background (rows of at least 4096 floats): every
+    /// batch still holds exactly the rows of the epoch's order, through shuffles, the smaller
+    /// last batch, flips, shards and batches taken out of order or twice, as the plain gathering
+    /// (`Tensor.rows`) of the same positions.
+    @Test func batchesGatheredInTheBackgroundHoldTheOrdersRows() {
+        let rows = 203
+        let rowSize = 120
+        let x = Tensor(shape: [rows, rowSize], values: (0..<(rows * rowSize)).map { Float($0) })
+        let y = Tensor((0..<rows).map(Float.init))
+        let batches = Batches(x: x, y: y, batchSize: 40)
+        func expectBatch(_ index: Int, shard: Range<Int>? = nil, flips: Int? = nil) {
+            let start = index * 40
+            let size = Swift.min(40, rows - start)
+            let positions = shard.map { (start + $0.lowerBound)..<(start + $0.upperBound) } ?? start..<(start + size)
+            let (xb, yb) = shard.map { batches.batch(index, rows: $0) } ?? batches.batch(index)
+            let order = positions.map { batches.order[$0] }
+            var expected = x.rows(order).values
+            if let width = flips {
+                for (row, position) in positions.enumerated() where batches.flipped[position] {
+                    for line in stride(from: row * rowSize, to: (row + 1) * rowSize, by: width) {
+                        expected[line..<(line + width)].reverse()
+                    }
+                }
+            }
+            let (sameTargets, sameRows) = (yb.values == order.map(Float.init), xb.values == expected)
+            #expect(sameTargets, "batch \(index): targets")
+            #expect(sameRows, "batch \(index) shard \(String(describing: shard)) flips \(flips ?? 0): rows")
+        }
+        for epoch in 0..<3 {
+            batches.shuffle(seed: 7, epoch: epoch)
+            for index in 0..<batches.count { expectBatch(index) }
+        }
+        batches.shuffle(seed: 7, epoch: 3)
+        for index in [0, 2, 1, 1, 5, 4, 5, 0] { expectBatch(index) }
+        expectBatch(1, shard: 10..<30)
+        expectBatch(2)
+        batches.flipWidth = 12
+        batches.shuffle(seed: 8, epoch: 0)
+        for index in 0..<batches.count { expectBatch(index, flips: 12) }
+    }
 }

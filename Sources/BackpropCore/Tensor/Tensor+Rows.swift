@@ -67,6 +67,33 @@ extension Tensor {
         }
     }
 
+    /// Starts copying rows `indices[0..<count]` of `source` into `destination`, in order, in the
+    /// background (``BackgroundWork``: the thread pool's helpers copy pieces of about 8 K floats
+    /// in their idle moments); the copy is complete once the returned work's `finish()` returns.
+    /// Until then neither `indices`, `source` nor `destination` may change, and all three must
+    /// stay alive (the caller keeps them). Autograd does not see this copy.
+    /// - Precondition: as ``gatherRows(_:_:into:)``'s, and `source` is contiguous.
+    package static func startGatheringRows(
+        _ source: Tensor, _ indices: UnsafePointer<Int>, count: Int, into destination: Tensor
+    ) -> BackgroundWork {
+        precondition(source.isContiguous, "rows: the source of shape \(source.shape) is not contiguous")
+        precondition(
+            destination.isContiguous && destination.rank == source.rank && destination.shape[0] == count
+                && Array(destination.shape.dropFirst()) == Array(source.shape.dropFirst()),
+            "rows: \(count) rows of \(source.shape) do not fit a destination of shape \(destination.shape)")
+        let rowCount = source.shape[0]
+        for position in 0..<count where indices[position] < 0 || indices[position] >= rowCount {
+            preconditionFailure("rows: index \(indices[position]) at position \(position) out of range 0..<\(rowCount)")
+        }
+        let rowSize = source.shape.dropFirst().reduce(1, *)
+        let rowsPerPiece = Swift.max(1, 8192 / Swift.max(rowSize, 1))
+        let (from, to) = (UnsafePointer(source.pointer), destination.pointer)
+        return BackgroundWork((count + rowsPerPiece - 1) / rowsPerPiece) { piece in
+            let first = piece * rowsPerPiece
+            bp_gather_rows(to + first * rowSize, from, indices + first, Swift.min(rowsPerPiece, count - first), rowSize)
+        }
+    }
+
     /// Asks the processor to start fetching the first `lines` cache lines (64 bytes each) of rows
     /// `indices` of `source`, and changes nothing: a minibatch's next rows, requested now, arrive
     /// sooner when they are gathered.

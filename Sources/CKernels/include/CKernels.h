@@ -91,6 +91,19 @@ typedef void (*bp_iteration)(void *context, long index);
 /// serially on the calling thread. See Pool.c.
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context);
 
+/// Starts `body(context, index)` for each `index` in `0..<count` as background work: the pool's
+/// helpers run its iterations, one at a time, whenever they have no loop of `bp_parallel_for` to
+/// run, while the caller goes on. Returns a handle for `bp_background_finish`, or NULL when the
+/// work could not be handed out (one thread, another background loop already out, no memory):
+/// then every iteration has already run, on the caller, before the return. `context` must stay
+/// valid, and the iterations' data untouched by the caller, until the finish. See Pool.c.
+void *bp_background_start(long count, int threads, bp_iteration body, void *context);
+
+/// Runs on the caller the iterations of `handle`'s loop that no helper has taken, waits for those
+/// that helpers are running, and frees the handle; afterwards every iteration is done and visible
+/// to the caller. NULL: returns at once.
+void bp_background_finish(void *handle);
+
 /// The loops `bp_parallel_for` has handed to the pool's helpers since the process started (those
 /// run serially on the caller are not counted).
 long bp_parallel_dispatch_count(void);

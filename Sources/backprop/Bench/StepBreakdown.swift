@@ -30,7 +30,8 @@ struct StepBreakdown: Encodable {
 
     /// The parts, in the order of the forward pass, then the loss and the optimizer.
     let parts: [Part]
-    /// Milliseconds per epoch gathering the batches' rows (`Batches.batch(_:)`).
+    /// Milliseconds per epoch gathering the batches' rows (`Batches.batch(_:)`): with more than
+    /// one thread, only what the pool's helpers had not gathered in the background meanwhile.
     let batchMilliseconds: Double
     /// The steps of an epoch.
     let steps: Int
