@@ -41,7 +41,8 @@ int bp_gemm_avx2_available(void);
 ///
 /// Threads may call it at the same time on disjoint ranges of the same product. `rowBegin`
 /// should be a multiple of 6 and `columnBegin` a multiple of 16 (the tile size) for speed; any
-/// value is correct. Call only when `bp_gemm_avx2_available()` returned 1.
+/// value is correct, and gives each element the same bits as one call for all of C. Call only
+/// when `bp_gemm_avx2_available()` returned 1.
 void bp_gemm_avx2(const BPGemm *gemm, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
 
 /// `T = Aᵀ-major product for a long depth`: for `0 ≤ j < n`, `0 ≤ i < m`,
