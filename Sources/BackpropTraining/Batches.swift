@@ -9,7 +9,7 @@ import BackpropNetwork
 /// for an MLP's `(N, m)`, an image for a convnet's `(N, c, h, w)`. The rows are gathered into
 /// buffers that are reused from batch to batch, so a training step allocates nothing for its data.
 ///
-/// With more than one thread (``Threads/count``), each call of ``batch(_:)`` also starts gathering
+/// With more than one thread (`Threads.count`), each call of ``batch(_:)`` also starts gathering
 /// the next batch's rows in the background (`BackgroundWork`): the thread pool's helpers copy
 /// them while the step's serial parts keep the caller busy, and the next call takes them (doing
 /// itself whatever the helpers did not get to). The batches are the same either way.
