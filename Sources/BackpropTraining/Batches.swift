@@ -52,8 +52,8 @@ public final class Batches {
     /// Which of `fullBatches` the last full batch was returned in.
     private var lastFull = 1
     /// The next batch, being gathered in the background: its first position in the order, its
-    /// rows, its buffers, the work, and the row indices the work reads.
-    private var ahead: (start: Int, rows: Int, buffers: (x: Tensor, y: Tensor), work: BackgroundWork)?
+    /// buffers (as many rows as it has), the work, and the row indices the work reads.
+    private var ahead: (start: Int, buffers: (x: Tensor, y: Tensor), work: BackgroundWork)?
     private let aheadIndices: UnsafeMutablePointer<Int>
 
     /// Creates the batches, in the rows' own order until ``shuffle(seed:epoch:)`` is called.
@@ -140,14 +140,19 @@ public final class Batches {
             "Batches: rows \(shard) out of the \(rows) rows of batch \(index)")
         dropAhead()
         let batch = gather(from: start + shard.lowerBound, rows: shard.count)
-        // The same rows of the next batch, requested now so that they start on their way while
-        // this step computes: their first two cache lines each.
+        // The same rows of the next batch.
         let next = Swift.min(start + batchSize + shard.lowerBound, rowCount)
-        order.withUnsafeBufferPointer { order in
-            let nextRows = UnsafeBufferPointer(rebasing: order[next..<Swift.min(next + shard.count, rowCount)])
-            Tensor.prefetchRows(x, nextRows, lines: 2)
-        }
+        prefetch(from: next, rows: Swift.min(shard.count, rowCount - next))
         return batch
+    }
+
+    /// Asks the processor to start fetching the first two cache lines of the rows at positions
+    /// `start ..< start + rows` of the order, so that they are on their way while this step
+    /// computes and the next call's copying finds them sooner.
+    private func prefetch(from start: Int, rows: Int) {
+        order.withUnsafeBufferPointer { order in
+            Tensor.prefetchRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), lines: 2)
+        }
     }
 
     /// The buffers for a batch of `rows` rows: a full batch takes the full buffers not returned
@@ -165,21 +170,18 @@ public final class Batches {
 
     /// Starts gathering the rows of the batch at positions `start ..< start + rows` in the
     /// background (`x` and the buffers are this object's; `aheadIndices` is not touched until the
-    /// work is finished), with more than one thread and rows worth it (at least 4096 floats); otherwise
-    /// asks the processor to start fetching the first two cache lines of each (the next call's
-    /// copying then finds them on their way).
+    /// work is finished), with more than one thread and rows worth it (at least 4096 floats);
+    /// otherwise only prefetches them.
     private func gatherAhead(from start: Int, rows: Int) {
         dropAhead()
         guard Threads.count > 1 && rows * rowSize >= 4096 else {
-            order.withUnsafeBufferPointer { order in
-                Tensor.prefetchRows(x, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), lines: 2)
-            }
+            prefetch(from: start, rows: rows)
             return
         }
         let buffers = freeBuffers(rows: rows)
         for row in 0..<rows { aheadIndices[row] = order[start + row] }
         let work = Tensor.startGatheringRows(x, aheadIndices, count: rows, into: buffers.x)
-        ahead = (start, rows, buffers, work)
+        ahead = (start, buffers, work)
     }
 
     /// Finishes and forgets the background gathering, if any (its rows are not the next wanted).
@@ -192,7 +194,7 @@ public final class Batches {
     /// flipped) into free buffers: those gathered in the background when they are these rows.
     private func gather(from start: Int, rows: Int) -> (x: Tensor, y: Tensor) {
         let buffers: (x: Tensor, y: Tensor)
-        if let ahead, ahead.start == start, ahead.rows == rows {
+        if let ahead, ahead.start == start, ahead.buffers.x.shape[0] == rows {
             ahead.work.finish()
             buffers = ahead.buffers
             self.ahead = nil
@@ -208,7 +210,6 @@ public final class Batches {
             Tensor.gatherRows(y, UnsafeBufferPointer(rebasing: order[start..<(start + rows)]), into: buffers.y)
         }
         if let width = flipWidth, !flipped.isEmpty {
-            let rowSize = buffers.x.count / Swift.max(rows, 1)
             let values = buffers.x.pointer
             for row in 0..<rows where flipped[start + row] {
                 for line in stride(from: row * rowSize, to: (row + 1) * rowSize, by: width) {

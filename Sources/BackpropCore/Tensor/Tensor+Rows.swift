@@ -44,14 +44,7 @@ extension Tensor {
     /// - Precondition: `destination` is contiguous, of `source`'s shape with `indices.count` rows,
     ///   and every index lies within `0..<source.shape[0]`.
     package static func gatherRows(_ source: Tensor, _ indices: UnsafeBufferPointer<Int>, into destination: Tensor) {
-        precondition(
-            destination.isContiguous && destination.rank == source.rank && destination.shape[0] == indices.count
-                && Array(destination.shape.dropFirst()) == Array(source.shape.dropFirst()),
-            "rows: \(indices.count) rows of \(source.shape) do not fit a destination of shape \(destination.shape)")
-        let rowCount = source.shape[0]
-        for (position, index) in indices.enumerated() where index < 0 || index >= rowCount {
-            preconditionFailure("rows: index \(index) at position \(position) out of range 0..<\(rowCount)")
-        }
+        checkGathering(source, indices, into: destination)
         let source = source.contiguous()
         let rowSize = source.shape.dropFirst().reduce(1, *)
         let from = source.pointer
@@ -67,6 +60,20 @@ extension Tensor {
         }
     }
 
+    /// Stops unless rows `indices` of `source` fit `destination` (contiguous, of `source`'s shape with
+    /// `indices.count` rows) and every index lies within `0..<source.shape[0]`, naming what does not.
+    private static func checkGathering(_ source: Tensor, _ indices: UnsafeBufferPointer<Int>, into destination: Tensor)
+    {
+        precondition(
+            destination.isContiguous && destination.rank == source.rank && destination.shape[0] == indices.count
+                && Array(destination.shape.dropFirst()) == Array(source.shape.dropFirst()),
+            "rows: \(indices.count) rows of \(source.shape) do not fit a destination of shape \(destination.shape)")
+        let rowCount = source.shape[0]
+        for (position, index) in indices.enumerated() where index < 0 || index >= rowCount {
+            preconditionFailure("rows: index \(index) at position \(position) out of range 0..<\(rowCount)")
+        }
+    }
+
     /// Starts copying rows `indices[0..<count]` of `source` into `destination`, in order, in the
     /// background (``BackgroundWork``: the thread pool's helpers copy pieces of about 8 K floats
     /// in their idle moments); the copy is complete once the returned work's `finish()` returns.
@@ -77,14 +84,7 @@ extension Tensor {
         _ source: Tensor, _ indices: UnsafePointer<Int>, count: Int, into destination: Tensor
     ) -> BackgroundWork {
         precondition(source.isContiguous, "rows: the source of shape \(source.shape) is not contiguous")
-        precondition(
-            destination.isContiguous && destination.rank == source.rank && destination.shape[0] == count
-                && Array(destination.shape.dropFirst()) == Array(source.shape.dropFirst()),
-            "rows: \(count) rows of \(source.shape) do not fit a destination of shape \(destination.shape)")
-        let rowCount = source.shape[0]
-        for position in 0..<count where indices[position] < 0 || indices[position] >= rowCount {
-            preconditionFailure("rows: index \(indices[position]) at position \(position) out of range 0..<\(rowCount)")
-        }
+        checkGathering(source, UnsafeBufferPointer(start: indices, count: count), into: destination)
         let rowSize = source.shape.dropFirst().reduce(1, *)
         let rowsPerPiece = Swift.max(1, 8192 / Swift.max(rowSize, 1))
         let (from, to) = (UnsafePointer(source.pointer), destination.pointer)
