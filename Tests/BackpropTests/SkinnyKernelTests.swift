@@ -126,6 +126,50 @@ struct SkinnyKernelTests {
         expectAgreement(m: 1568, k: 128, n: 256, transposeA: true)
     }
 
+    /// A small product is cut into one piece per thread, of nearly equal size: rows at multiples
+    /// of the 6-row tile or of 2, whichever divides them more evenly; large ones and ones not worth
+    /// cutting are left to the usual pieces.
+    @Test func smallProductsGetOnePiecePerThread() {
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        Parallel.setWorkers(2)
+        #expect(Tensor.balancedPieces(64, parts: 2, work: 64 * 784 * 50) == [0..<32, 32..<64])
+        #expect(Tensor.balancedPieces(784, parts: 9, work: 784 * 64 * 50) == [0..<392, 392..<784])
+        #expect(Tensor.balancedPieces(256, parts: 6, work: 64 * 784 * 256) == [0..<128, 128..<256])
+        #expect(Tensor.balancedPieces(64, parts: 1, work: 64 * 784 * 50) == nil)
+        #expect(Tensor.balancedPieces(50000, parts: 16, work: 50000 * 784 * 50) == nil)
+        Parallel.setWorkers(3)
+        #expect(Tensor.balancedPieces(64, parts: 2, work: 64 * 784 * 50) == [0..<22, 22..<44, 44..<64])
+        Parallel.setWorkers(1)
+        #expect(Tensor.balancedPieces(64, parts: 2, work: 64 * 784 * 50) == nil)
+    }
+
+    /// The products of a minibatch step (the MLP's and the minibatch benchmark's, forward and
+    /// `w.g`), cut into one piece per thread, agree with the reference loops, and are the same bits
+    /// on one, two and three threads.
+    @Test(arguments: [
+        (64, 784, 50, false), (784, 64, 50, true), (64, 784, 256, false), (64, 128, 256, false),
+        (256, 64, 128, true),
+    ])
+    func smallProductsOnAnyThreadCount(m: Int, k: Int, n: Int, transposeA: Bool) {
+        var generator = RandomGenerator(seed: UInt64(m * 31 + k * 7 + n))
+        let a =
+            transposeA ? Tensor.randn([k, m], generator: &generator).t() : Tensor.randn([m, k], generator: &generator)
+        let b = Tensor.randn([k, n], generator: &generator)
+        let reference = a.matmul(b, kernel: .reference)
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        var results: [[UInt32]] = []
+        for threads in [1, 2, 3] {
+            Parallel.setWorkers(threads)
+            let c = a.matmul(b, kernel: .skinny)
+            let worst = zip(c.values, reference.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-3 * Float(k).squareRoot(), "\(threads) threads: worst difference \(worst)")
+            results.append(c.values.map(\.bitPattern))
+        }
+        #expect(results[0] == results[1] && results[1] == results[2])
+    }
+
     /// However `skinnyGemm` cuts C over the threads (rows anywhere, columns anywhere), each element
     /// is the same sum: the kernel decides its last few columns (dot products, which add in another
     /// order than the tiles) on the whole product, not on the piece. Whole against cut, bit for bit,

@@ -106,22 +106,58 @@ extension Tensor {
         // but all of A each. So rows when C is at least as tall as wide (the extra reading is
         // then B's, the smaller: `(64, 784) • (784, 50)` takes 14 µs in two pieces of rows, 16 in
         // two of columns), columns when C is wide (the MLP's `(64, 784) • (784, 256)`), in pieces
-        // large enough to pay for a thread. How C is cut does not change its bits (the kernel
-        // decides its last columns on the whole product).
+        // large enough to pay for a thread. A small product is cut into one piece per thread
+        // (`balancedPieces`). How C is cut does not change its bits (the kernel decides its last
+        // columns on the whole product).
         let splitRows = n < 32 || m >= n || m * k > 1 << 18
         withUnsafePointer(to: &operands) { operands in
             if splitRows {
                 let minimumRows = Swift.max(24, (1 << 18) / Swift.max(n * k, 1))
+                let parts = Swift.min(Parallel.maximumPieces, m / minimumRows)
+                if let pieces = balancedPieces(m, parts: parts, work: m * n * k) {
+                    Parallel.forEachPiece(pieces.count) { piece in
+                        gemm(operands, pieces[piece].lowerBound, pieces[piece].upperBound, 0, n)
+                    }
+                    return
+                }
                 Parallel.forEachRange(m, minimumPerPiece: minimumRows, grain: 6) { rows in
                     gemm(operands, rows.lowerBound, rows.upperBound, 0, n)
                 }
             } else {
-                let width = columnPieceWidth(m: m, n: n, k: k)
+                var width = columnPieceWidth(m: m, n: n, k: k)
+                if balancedPieces(n, parts: (n + width - 1) / width, work: m * n * k) != nil {
+                    width = (n + Parallel.workers - 1) / Parallel.workers
+                    width = (width + 15) / 16 * 16
+                }
                 Parallel.forEachPiece((n + width - 1) / width) { piece in
                     gemm(operands, 0, m, piece * width, Swift.min(n, (piece + 1) * width))
                 }
             }
         }
+    }
+
+    /// Products of at most this many multiply-adds are cut into one piece per thread (the MLP's
+    /// largest, `(64, 784) • (784, 256)`, has 12.8 M; the seed's, 1.96 G, keep their 16 pieces,
+    /// which the threads take as they come free).
+    static let balancedWork = 1 << 25
+
+    /// `0..<count` (C's rows or columns) in one piece per thread, of nearly equal size, when the
+    /// product is small (`work` multiply-adds, at most ``balancedWork``) and would otherwise be
+    /// cut into `parts ≥ 2` pieces; else `nil`.
+    ///
+    /// Pieces taken as they come free balance a large product, but a small one's few pieces leave
+    /// one thread a piece behind: `(64, 784) • (784, 256)` in six pieces of 48 columns gives one
+    /// thread 144 columns (126 µs on Zen 4) and the other 112; in two pieces of 128 each takes
+    /// 115 µs. Rows are cut at multiples of the 6-row tile, or of 2 when that divides them more
+    /// evenly (64 rows as 32 + 32, not 36 + 28: a 2-row tile costs less than the 4 rows more).
+    static func balancedPieces(_ count: Int, parts: Int, work: Int) -> [Range<Int>]? {
+        let threads = Parallel.workers
+        guard parts >= 2, threads >= 2, work <= balancedWork, count >= 2 * threads else { return nil }
+        let (tiles, pairs) = (
+            Parallel.split(count, into: threads, grain: 6), Parallel.split(count, into: threads, grain: 2)
+        )
+        let largest = { (ranges: [Range<Int>]) in ranges.map(\.count).max() ?? 0 }
+        return largest(tiles) <= largest(pairs) ? tiles : pairs
     }
 
     /// The columns of each piece when `skinnyGemm` cuts an `(m, k) • (k, n)` product by columns:
