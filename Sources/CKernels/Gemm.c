@@ -84,6 +84,42 @@ static long panelFloats(long k, long width, long narrow) {
     return k * (full * NR + (rest == 0 ? 0 : rest <= narrow ? narrow : NR));
 }
 
+/// The 8 × 8 block at `source` (rows `stride` floats apart) transposed into `destination` (rows
+/// `panel` floats apart): `destination[i·panel + r] = source[r·stride + i]`.
+static TARGET void transpose8(const float *source, long stride, float *destination, long panel) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(source + i * stride);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(destination + i * panel, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(destination + (i + 4) * panel, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+/// The blocks of 8 rows × 8 columns of one panel of a B whose columns lie contiguous (`w.t()`, as
+/// in the MLP's `inp.g = out.g • w.t()`: `B[p, j] = b[p + j·columnStride]`), read along those
+/// columns and transposed in registers, where element by element every read would be a stride
+/// apart: `(128, 256)` in two panels' worth per thread took 5 µs of a 25 µs product. Returns the
+/// rows of B done (a multiple of 8); `packPanels` copies the rest.
+static TARGET long packTransposedBlocks(long k, long columns, const float *b, long columnStride, float *packed,
+    long panel)
+{
+    const long rows = k / 8 * 8;
+    for (long j = 0; j + 8 <= columns; j += 8) {
+        for (long p = 0; p < rows; p += 8) transpose8(b + j * columnStride + p, columnStride, packed + p * panel + j, panel);
+    }
+    return columns % 8 == 0 ? rows : 0;
+}
+
 /// Copies `k` rows and `width` columns of B into panels of 16 columns, one after another, each
 /// panel `k × 16` row-major (`k × narrow` for a last panel of at most `narrow` columns),
 /// zero-padded on the right.
@@ -93,7 +129,11 @@ static void packPanels(long k, long width, const float *b, long rowStride, long 
     for (long j0 = 0; j0 < width; j0 += NR) {
         const long columns = width - j0 < NR ? width - j0 : NR;
         const long panel = columns <= narrow ? narrow : NR;
-        for (long p = 0; p < k; p++) {
+        // A transposed B: its whole 8 × 8 blocks first (when the panel's columns are whole
+        // vectors), then the rows left element by element below.
+        const long blocked = rowStride == 1 && columnStride != 1 && columns == panel
+            ? packTransposedBlocks(k, columns, b + j0 * columnStride, columnStride, packed, panel) : 0;
+        for (long p = blocked; p < k; p++) {
             float *row = packed + p * panel;
             const float *source = b + p * rowStride + j0 * columnStride;
             long jj = 0;

@@ -96,6 +96,17 @@ struct SkinnyKernelTests {
         expectAgreement(m: m, k: 7, n: n, transposeA: true, transposeB: true, accumulate: true)
     }
 
+    /// A transposed B (`w.t()` in `inp.g = out.g • w.t()`) is packed in 8 × 8 blocks transposed in
+    /// registers, and the rows and columns past the last whole block element by element: depths
+    /// and widths on either side of multiples of 8 and 16, and past k = 1024 (blocks of B).
+    @Test(arguments: [(64, 128, 256), (37, 23, 50), (13, 8, 16), (20, 17, 33), (7, 16, 8), (64, 9, 24), (20, 1100, 40)])
+    func transposedBPackedInBlocks(m: Int, k: Int, n: Int) {
+        expectAgreement(m: m, k: k, n: n, transposeB: true)
+        expectAgreement(m: m, k: k, n: n, transposeB: true, bias: true)
+        expectAgreement(m: m, k: k, n: n, transposeB: true, accumulate: true)
+        expectAgreement(m: 200, k: k, n: n, transposeA: true, transposeB: true)
+    }
+
     /// Past k = 1024 the kernel works in blocks of 256 rows of B and adds the blocks up.
     @Test func depthBlocks() {
         for k in [1024, 1025, 1300] {
