@@ -110,11 +110,12 @@ extension Tensor {
         // (`balancedPieces`). How C is cut does not change its bits (the kernel decides its last
         // columns on the whole product).
         let splitRows = n < 32 || m >= n || m * k > 1 << 18
+        let threads = Parallel.workers
         withUnsafePointer(to: &operands) { operands in
             if splitRows {
                 let minimumRows = Swift.max(24, (1 << 18) / Swift.max(n * k, 1))
                 let parts = Swift.min(Parallel.maximumPieces, m / minimumRows)
-                if let pieces = balancedPieces(m, parts: parts, work: m * n * k) {
+                if let pieces = balancedPieces(m, parts: parts, work: m * n * k, threads: threads) {
                     Parallel.forEachPiece(pieces.count) { piece in
                         gemm(operands, pieces[piece].lowerBound, pieces[piece].upperBound, 0, n)
                     }
@@ -125,9 +126,8 @@ extension Tensor {
                 }
             } else {
                 var width = columnPieceWidth(m: m, n: n, k: k)
-                if balancedPieces(n, parts: (n + width - 1) / width, work: m * n * k) != nil {
-                    width = (n + Parallel.workers - 1) / Parallel.workers
-                    width = (width + 15) / 16 * 16
+                if balancedPieces(n, parts: (n + width - 1) / width, work: m * n * k, threads: threads) != nil {
+                    width = ((n + threads - 1) / threads + 15) / 16 * 16
                 }
                 Parallel.forEachPiece((n + width - 1) / width) { piece in
                     gemm(operands, 0, m, piece * width, Swift.min(n, (piece + 1) * width))
@@ -141,17 +141,16 @@ extension Tensor {
     /// which the threads take as they come free).
     static let balancedWork = 1 << 25
 
-    /// `0..<count` (C's rows or columns) in one piece per thread, of nearly equal size, when the
-    /// product is small (`work` multiply-adds, at most ``balancedWork``) and would otherwise be
-    /// cut into `parts ≥ 2` pieces; else `nil`.
+    /// `0..<count` (C's rows or columns) in one piece for each of `threads` threads, of nearly
+    /// equal size, when the product is small (`work` multiply-adds, at most ``balancedWork``) and
+    /// would otherwise be cut into `parts ≥ 2` pieces; else `nil`.
     ///
     /// Pieces taken as they come free balance a large product, but a small one's few pieces leave
     /// one thread a piece behind: `(64, 784) • (784, 256)` in six pieces of 48 columns gives one
     /// thread 144 columns (126 µs on Zen 4) and the other 112; in two pieces of 128 each takes
     /// 115 µs. Rows are cut at multiples of the 6-row tile, or of 2 when that divides them more
     /// evenly (64 rows as 32 + 32, not 36 + 28: a 2-row tile costs less than the 4 rows more).
-    static func balancedPieces(_ count: Int, parts: Int, work: Int) -> [Range<Int>]? {
-        let threads = Parallel.workers
+    static func balancedPieces(_ count: Int, parts: Int, work: Int, threads: Int) -> [Range<Int>]? {
         guard parts >= 2, threads >= 2, work <= balancedWork, count >= 2 * threads else { return nil }
         let (tiles, pairs) = (
             Parallel.split(count, into: threads, grain: 6), Parallel.split(count, into: threads, grain: 2)
