@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -140,9 +141,10 @@ static int runBackgroundIteration(void) {
     return runs;
 }
 
+/// A helper's loop. `argument` is the generation when it was started, before the loop that
+/// started it was published: the helper joins that loop even if it first looks after the publish.
 static void *helperMain(void *argument) {
-    (void)argument;
-    unsigned long seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+    unsigned long seen = (unsigned long)(uintptr_t)argument;
     for (;;) {
         // Watch for the next loop for a while (running background iterations meanwhile), then
         // sleep until a loop or background work is published.
@@ -199,7 +201,8 @@ static void startHelpers(int wanted) {
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);
         pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-        const int failed = pthread_create(&thread, &attributes, helperMain, NULL);
+        const unsigned long generation = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        const int failed = pthread_create(&thread, &attributes, helperMain, (void *)(uintptr_t)generation);
         pthread_attr_destroy(&attributes);
         if (failed) break;  // fewer helpers: the loops still complete, on fewer threads
         pool.started++;
@@ -210,15 +213,21 @@ static void startHelpers(int wanted) {
 // it with the condition variable (issue 16's breakdown of a step: what the pool costs).
 static _Atomic long dispatchCount = 0;
 static _Atomic long wakeCount = 0;
+// And how long their callers waited for the helpers after running out of indices (nanoseconds):
+// the price of a helper that joined late or took a slower piece.
+static _Atomic long waitNanoseconds = 0;
 
 long bp_parallel_dispatch_count(void) { return atomic_load_explicit(&dispatchCount, memory_order_relaxed); }
 
 long bp_parallel_wake_count(void) { return atomic_load_explicit(&wakeCount, memory_order_relaxed); }
 
+long bp_parallel_wait_nanoseconds(void) { return atomic_load_explicit(&waitNanoseconds, memory_order_relaxed); }
+
 /// Waits until no helper is inside `loop` (its `joined` is 0): watches briefly, then sleeps. On a
 /// busy machine a helper that lost its processor gets it back sooner if the caller does not spin
 /// for it.
 static void waitForHelpers(Loop *loop) {
+    if (atomic_load_explicit(&loop->joined, memory_order_acquire) == 0) return;
     const double start = seconds();
     for (long spins = 1; atomic_load_explicit(&loop->joined, memory_order_acquire) > 0; spins++) {
         if (spins % YIELD_EVERY != 0) {
@@ -234,6 +243,7 @@ static void waitForHelpers(Loop *loop) {
         pthread_mutex_unlock(&pool.lock);
         break;
     }
+    atomic_fetch_add_explicit(&waitNanoseconds, (long)((seconds() - start) * 1e9), memory_order_relaxed);
 }
 
 void bp_parallel_for(long count, int threads, bp_iteration body, void *context) {

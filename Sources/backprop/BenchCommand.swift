@@ -168,7 +168,8 @@ struct BenchCommand: ParsableCommand {
             "  per step: \(format(breakdown.allocationsPerStep, digits: 1)) tensors allocated "
                 + "(\(format(breakdown.allocatedMegabytesPerStep, digits: 2)) MB), "
                 + "\(format(breakdown.poolDispatchesPerStep, digits: 1)) loops on the thread pool, "
-                + "\(format(breakdown.poolWakeUpsPerStep, digits: 1)) of them waking a helper")
+                + "\(format(breakdown.poolWakeUpsPerStep, digits: 1)) of them waking a helper, "
+                + "\(format(breakdown.poolWaitMicrosecondsPerStep, digits: 1)) µs waiting for helpers")
     }
 
     private func printText(_ report: BenchmarkReport) {

@@ -63,6 +63,7 @@ struct BenchmarkTests {
         #expect(breakdown.allocationsPerStep >= 10, "\(breakdown.allocationsPerStep) allocations per step")
         #expect(breakdown.allocatedMegabytesPerStep * 1e6 >= 40)
         #expect(breakdown.poolDispatchesPerStep >= breakdown.poolWakeUpsPerStep)
+        #expect(breakdown.poolWaitMicrosecondsPerStep >= 0)
         for part in breakdown.parts {
             #expect(part.forwardMilliseconds >= 0 && part.backwardMilliseconds >= 0)
         }

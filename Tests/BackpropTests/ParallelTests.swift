@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import BackpropCore
@@ -133,6 +134,33 @@ struct ParallelTests {
             }
         }
         for tally in tallies { #expect(tally.values == Array(repeating: 10, count: 300)) }
+    }
+
+    /// A caller that has run out of indices while a helper is still on one counts the time it
+    /// waits (`ResourceCounters.poolWaitNanoseconds`, `bench`'s "µs waiting for helpers"): index 0,
+    /// which the caller takes first, holds until index 1 has started elsewhere, and index 1 sleeps
+    /// 20 ms. When a helper ran index 1, the caller waited nearly all of that.
+    @Test(.enabled(if: Parallel.workers >= 2))
+    func waitingForAHelperIsCounted() {
+        Parallel.forEachPiece(8) { _ in }  // the helpers are running
+        let caller = pthread_self()
+        let started = Atomic<Int>(0)  // 0: index 1 not started; 1: on the caller; 2: on a helper
+        let before = ResourceCounters.now
+        Parallel.forEachPiece(2) { index in
+            if index == 1 {
+                started.store(pthread_equal(pthread_self(), caller) != 0 ? 1 : 2, ordering: .releasing)
+                usleep(20_000)
+            } else {
+                // (Alone on one thread, or when another loop holds the pool, index 1 comes after.)
+                let deadline = Date().addingTimeInterval(1)
+                while started.load(ordering: .acquiring) == 0 && Date() < deadline {}
+            }
+        }
+        let waited = ResourceCounters.now.poolWaitNanoseconds - before.poolWaitNanoseconds
+        #expect(waited >= 0)
+        if started.load(ordering: .acquiring) == 2 {
+            #expect(waited >= 15_000_000, "waited \(waited) ns for a helper's 20 ms index")
+        }
     }
 
     /// `Batches` gathers each next batch in the background (rows of at least 4096 floats): every

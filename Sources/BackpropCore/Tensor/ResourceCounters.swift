@@ -12,13 +12,17 @@ package struct ResourceCounters: Equatable, Sendable {
     package var poolDispatches: Int
     /// Of those, the loops that found a helper asleep and woke it.
     package var poolWakeUps: Int
+    /// Nanoseconds the callers of those loops waited for their helpers after the last index was
+    /// taken (a helper that joined late, or whose piece took longer).
+    package var poolWaitNanoseconds: Int
 
     /// The totals now.
     package static var now: ResourceCounters {
         ResourceCounters(
             allocations: Storage.allocations.load(ordering: .relaxed),
             allocatedBytes: Storage.allocatedByteCount.load(ordering: .relaxed),
-            poolDispatches: bp_parallel_dispatch_count(), poolWakeUps: bp_parallel_wake_count())
+            poolDispatches: bp_parallel_dispatch_count(), poolWakeUps: bp_parallel_wake_count(),
+            poolWaitNanoseconds: bp_parallel_wait_nanoseconds())
     }
 
     /// What happened between `earlier` and `self`.
@@ -27,6 +31,7 @@ package struct ResourceCounters: Equatable, Sendable {
             allocations: later.allocations - earlier.allocations,
             allocatedBytes: later.allocatedBytes - earlier.allocatedBytes,
             poolDispatches: later.poolDispatches - earlier.poolDispatches,
-            poolWakeUps: later.poolWakeUps - earlier.poolWakeUps)
+            poolWakeUps: later.poolWakeUps - earlier.poolWakeUps,
+            poolWaitNanoseconds: later.poolWaitNanoseconds - earlier.poolWaitNanoseconds)
     }
 }

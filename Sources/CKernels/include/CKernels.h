@@ -112,6 +112,11 @@ long bp_parallel_dispatch_count(void);
 /// Of those, the loops that found a helper asleep and woke it (a condition-variable broadcast).
 long bp_parallel_wake_count(void);
 
+/// The nanoseconds the callers of `bp_parallel_for` have spent, since the process started, waiting
+/// for helpers to finish their indices after the last index was taken (a helper that joined late
+/// or ran a slower piece; loops whose helpers were done by then cost nothing here).
+long bp_parallel_wait_nanoseconds(void);
+
 /// Maps the work buffers of OpenBLAS that `slots` threads calling `sgemm` at once will use, if it
 /// has not been done: 1 when they are there (or the BLAS needs none), 0 when the memory for them
 /// cannot be had (a limit such as `ulimit -v`). OpenBLAS itself would retry a failed mapping for

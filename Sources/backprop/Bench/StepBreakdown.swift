@@ -37,11 +37,12 @@ struct StepBreakdown: Encodable {
     let steps: Int
     /// Per step (the median epoch's counts over its steps): tensor storages allocated and their
     /// megabytes, loops handed to the thread pool and, of those, loops that had to wake a sleeping
-    /// helper (`ResourceCounters`).
+    /// helper, and the microseconds their callers waited for the helpers (`ResourceCounters`).
     let allocationsPerStep: Double
     let allocatedMegabytesPerStep: Double
     let poolDispatchesPerStep: Double
     let poolWakeUpsPerStep: Double
+    let poolWaitMicrosecondsPerStep: Double
 
     private enum CodingKeys: String, CodingKey {
         case parts
@@ -51,6 +52,7 @@ struct StepBreakdown: Encodable {
         case allocatedMegabytesPerStep = "allocated_mb_per_step"
         case poolDispatchesPerStep = "pool_dispatches_per_step"
         case poolWakeUpsPerStep = "pool_wakeups_per_step"
+        case poolWaitMicrosecondsPerStep = "pool_wait_us_per_step"
     }
 
     /// The parts' milliseconds per epoch, with the batch gathering.
@@ -121,6 +123,7 @@ struct StepBreakdown: Encodable {
             allocationsPerStep: Double(middle.allocations) / steps,
             allocatedMegabytesPerStep: Double(middle.allocatedBytes) / steps / 1e6,
             poolDispatchesPerStep: Double(middle.poolDispatches) / steps,
-            poolWakeUpsPerStep: Double(middle.poolWakeUps) / steps)
+            poolWakeUpsPerStep: Double(middle.poolWakeUps) / steps,
+            poolWaitMicrosecondsPerStep: Double(middle.poolWaitNanoseconds) / steps / 1e3)
     }
 }
