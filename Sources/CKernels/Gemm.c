@@ -108,16 +108,17 @@ static TARGET void transpose8(const float *source, long stride, float *destinati
 /// The blocks of 8 rows × 8 columns of one panel of a B whose columns lie contiguous (`w.t()`, as
 /// in the MLP's `inp.g = out.g • w.t()`: `B[p, j] = b[p + j·columnStride]`), read along those
 /// columns and transposed in registers, where element by element every read would be a stride
-/// apart: `(128, 256)` in two panels' worth per thread took 5 µs of a 25 µs product. Returns the
-/// rows of B done (a multiple of 8); `packPanels` copies the rest.
+/// apart: `(128, 256)` in two panels' worth per thread took 5 µs of a 25 µs product. `columns` is a
+/// multiple of 8 (a whole panel). Returns the rows of B done (a multiple of 8); `packPanels`
+/// copies the rest.
 static TARGET long packTransposedBlocks(long k, long columns, const float *b, long columnStride, float *packed,
     long panel)
 {
     const long rows = k / 8 * 8;
-    for (long j = 0; j + 8 <= columns; j += 8) {
+    for (long j = 0; j < columns; j += 8) {
         for (long p = 0; p < rows; p += 8) transpose8(b + j * columnStride + p, columnStride, packed + p * panel + j, panel);
     }
-    return columns % 8 == 0 ? rows : 0;
+    return rows;
 }
 
 /// Copies `k` rows and `width` columns of B into panels of 16 columns, one after another, each
@@ -129,8 +130,8 @@ static void packPanels(long k, long width, const float *b, long rowStride, long 
     for (long j0 = 0; j0 < width; j0 += NR) {
         const long columns = width - j0 < NR ? width - j0 : NR;
         const long panel = columns <= narrow ? narrow : NR;
-        // A transposed B: its whole 8 × 8 blocks first (when the panel's columns are whole
-        // vectors), then the rows left element by element below.
+        // A transposed B: its whole 8 × 8 blocks first (when the panel is whole: 8 or 16 columns),
+        // then the rows left element by element below.
         const long blocked = rowStride == 1 && columnStride != 1 && columns == panel
             ? packTransposedBlocks(k, columns, b + j0 * columnStride, columnStride, packed, panel) : 0;
         for (long p = blocked; p < k; p++) {

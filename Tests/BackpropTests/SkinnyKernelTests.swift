@@ -142,14 +142,20 @@ struct SkinnyKernelTests {
     /// cutting are left to the usual pieces.
     @Test func smallProductsGetOnePiecePerThread() {
         let small = 64 * 784 * 50
-        #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 2) == [0..<32, 32..<64])
-        #expect(Tensor.balancedPieces(784, parts: 9, work: 784 * 64 * 50, threads: 2) == [0..<392, 392..<784])
-        #expect(Tensor.balancedPieces(256, parts: 6, work: 64 * 784 * 256, threads: 2) == [0..<128, 128..<256])
-        #expect(Tensor.balancedPieces(120, parts: 4, work: small, threads: 2) == [0..<60, 60..<120])
-        #expect(Tensor.balancedPieces(64, parts: 1, work: small, threads: 2) == nil)
-        #expect(Tensor.balancedPieces(50000, parts: 16, work: 50000 * 784 * 50, threads: 2) == nil)
-        #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 3) == [0..<22, 22..<44, 44..<64])
-        #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 1) == nil)
+        let rows = [6, 2]
+        #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 2, grains: rows) == [0..<32, 32..<64])
+        #expect(
+            Tensor.balancedPieces(784, parts: 9, work: 784 * 64 * 50, threads: 2, grains: rows) == [0..<392, 392..<784])
+        #expect(
+            Tensor.balancedPieces(256, parts: 6, work: 64 * 784 * 256, threads: 2, grains: [16]) == [
+                0..<128, 128..<256,
+            ])
+        #expect(Tensor.balancedPieces(120, parts: 4, work: small, threads: 2, grains: rows) == [0..<60, 60..<120])
+        #expect(Tensor.balancedPieces(64, parts: 1, work: small, threads: 2, grains: rows) == nil)
+        #expect(Tensor.balancedPieces(50000, parts: 16, work: 50000 * 784 * 50, threads: 2, grains: rows) == nil)
+        #expect(
+            Tensor.balancedPieces(64, parts: 2, work: small, threads: 3, grains: rows) == [0..<22, 22..<44, 44..<64])
+        #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 1, grains: rows) == nil)
     }
 
     /// The products of a minibatch step (the MLP's and the minibatch benchmark's, forward and

@@ -114,8 +114,8 @@ extension Tensor {
         withUnsafePointer(to: &operands) { operands in
             if splitRows {
                 let minimumRows = Swift.max(24, (1 << 18) / Swift.max(n * k, 1))
-                let parts = Swift.min(Parallel.maximumPieces, m / minimumRows)
-                if let pieces = balancedPieces(m, parts: parts, work: m * n * k, threads: threads) {
+                let parts = Parallel.pieces(m, minimumPerPiece: minimumRows)
+                if let pieces = balancedPieces(m, parts: parts, work: m * n * k, threads: threads, grains: [6, 2]) {
                     Parallel.forEachPiece(pieces.count) { piece in
                         gemm(operands, pieces[piece].lowerBound, pieces[piece].upperBound, 0, n)
                     }
@@ -125,9 +125,14 @@ extension Tensor {
                     gemm(operands, rows.lowerBound, rows.upperBound, 0, n)
                 }
             } else {
-                var width = columnPieceWidth(m: m, n: n, k: k)
-                if balancedPieces(n, parts: (n + width - 1) / width, work: m * n * k, threads: threads) != nil {
-                    width = ((n + threads - 1) / threads + 15) / 16 * 16
+                let width = columnPieceWidth(m: m, n: n, k: k)
+                if let pieces = balancedPieces(
+                    n, parts: (n + width - 1) / width, work: m * n * k, threads: threads, grains: [16])
+                {
+                    Parallel.forEachPiece(pieces.count) { piece in
+                        gemm(operands, 0, m, pieces[piece].lowerBound, pieces[piece].upperBound)
+                    }
+                    return
                 }
                 Parallel.forEachPiece((n + width - 1) / width) { piece in
                     gemm(operands, 0, m, piece * width, Swift.min(n, (piece + 1) * width))
@@ -142,21 +147,22 @@ extension Tensor {
     static let balancedWork = 1 << 25
 
     /// `0..<count` (C's rows or columns) in one piece for each of `threads` threads, of nearly
-    /// equal size, when the product is small (`work` multiply-adds, at most ``balancedWork``) and
-    /// would otherwise be cut into `parts ≥ 2` pieces; else `nil`.
+    /// equal size and each a multiple of one of `grains` (the one that divides `count` most
+    /// evenly; the first on a tie), when the product is small (`work` multiply-adds, at most
+    /// ``balancedWork``) and would otherwise be cut into `parts ≥ 2` pieces; else `nil`.
     ///
     /// Pieces taken as they come free balance a large product, but a small one's few pieces leave
     /// one thread a piece behind: `(64, 784) • (784, 256)` in six pieces of 48 columns gives one
     /// thread 144 columns (126 µs on Zen 4) and the other 112; in two pieces of 128 each takes
     /// 115 µs. Rows are cut at multiples of the 6-row tile, or of 2 when that divides them more
-    /// evenly (64 rows as 32 + 32, not 36 + 28: a 2-row tile costs less than the 4 rows more).
-    static func balancedPieces(_ count: Int, parts: Int, work: Int, threads: Int) -> [Range<Int>]? {
+    /// evenly (64 rows as 32 + 32, not 36 + 28: a 2-row tile costs less than the 4 rows more);
+    /// columns at multiples of 16, a vector of the AVX2 tile.
+    static func balancedPieces(
+        _ count: Int, parts: Int, work: Int, threads: Int, grains: [Int]
+    ) -> [Range<Int>]? {
         guard parts >= 2, threads >= 2, work <= balancedWork, count >= 2 * threads else { return nil }
-        let (tiles, pairs) = (
-            Parallel.split(count, into: threads, grain: 6), Parallel.split(count, into: threads, grain: 2)
-        )
         let largest = { (ranges: [Range<Int>]) in ranges.map(\.count).max() ?? 0 }
-        return largest(tiles) <= largest(pairs) ? tiles : pairs
+        return grains.map { Parallel.split(count, into: threads, grain: $0) }.min { largest($0) < largest($1) }
     }
 
     /// The columns of each piece when `skinnyGemm` cuts an `(m, k) • (k, n)` product by columns:

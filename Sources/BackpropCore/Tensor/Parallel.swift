@@ -47,7 +47,7 @@ package enum Parallel {
     package static func forEachRange(
         _ count: Int, minimumPerPiece: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
     ) {
-        let parts = Swift.min(maximumPieces, count / Swift.max(minimumPerPiece, 1))
+        let parts = pieces(count, minimumPerPiece: minimumPerPiece)
         if parts <= 1 {
             if count > 0 { body(0..<count) }
             return
@@ -83,6 +83,12 @@ package enum Parallel {
                     }, pointer)
             }
         }
+    }
+
+    /// How many ranges ``forEachRange(_:minimumPerPiece:grain:_:)`` cuts `0..<count` into: at most
+    /// ``maximumPieces``, each of at least `minimumPerPiece` elements (0 or 1: not cut).
+    static func pieces(_ count: Int, minimumPerPiece: Int) -> Int {
+        Swift.min(maximumPieces, count / Swift.max(minimumPerPiece, 1))
     }
 
     /// `0..<count` cut into `parts` consecutive ranges of nearly equal size, each a multiple of
