@@ -171,9 +171,9 @@ static float *scratch(long count) {
         free(buffer);
         long rounded = (count + 4095) & ~4095L;
         buffer = aligned_alloc(64, (size_t)rounded * sizeof(float));
-        if (!buffer) abort();
-        capacity = rounded;
+        capacity = buffer ? rounded : 0;
         bp_free_at_thread_exit(BP_THREAD_BUFFER_PACKING, buffer);
+        if (!buffer) bp_out_of_memory(rounded * (long)sizeof(float), "the packing buffer of a matrix product");
     }
     return buffer;
 }

@@ -62,8 +62,9 @@ INLINE void im2colLines(const float *restrict x, float *restrict cols, const BPW
 }
 
 void bp_im2col(const float *x, float *cols, const BPWindow *g, long lineBegin, long lineEnd) {
-    float *padded = calloc((size_t)(g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw)), sizeof(float));
-    if (padded == NULL) abort();
+    const long paddedCount = g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw);
+    float *padded = calloc((size_t)paddedCount, sizeof(float));
+    if (padded == NULL) bp_out_of_memory(paddedCount * (long)sizeof(float), "a padded image to unfold (im2col)");
     switch (g->kw) {
     case 1: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 1); break;
     case 2: im2colLines(x, cols, g, lineBegin, lineEnd, padded, 2); break;
@@ -112,8 +113,9 @@ INLINE void col2imImages(const float *restrict cols, float *restrict y, const BP
 }
 
 void bp_col2im(const float *cols, float *y, const BPWindow *g, long imageBegin, long imageEnd) {
-    float *padded = malloc((size_t)(g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw)) * sizeof(float));
-    if (padded == NULL) abort();
+    const long paddedCount = g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw);
+    float *padded = malloc((size_t)paddedCount * sizeof(float));
+    if (padded == NULL) bp_out_of_memory(paddedCount * (long)sizeof(float), "a padded image to fold (col2im)");
     switch (g->kw) {
     case 1: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 1); break;
     case 2: col2imImages(cols, y, g, imageBegin, imageEnd, padded, 2); break;

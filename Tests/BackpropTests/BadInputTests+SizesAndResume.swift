@@ -175,11 +175,23 @@ struct SizesAndResumeTests {
     func memoryLimitSweep() throws {
         // From too little to load the data (a Swift array: checked before it is made) through too
         // little for OpenBLAS's work buffers (which it would otherwise retry for ever, spinning)
-        // to enough. Each limit gets a fresh process; none may trap or hang.
+        // to enough, in steps small enough to meet the allocations in between (a product's packing
+        // buffer, allocated in C on whichever thread runs the product, once aborted here). Each limit
+        // gets a fresh process; none may trap or hang. The convolutions' scratch gets a sweep of
+        // its own, from a network that starts with one.
         var outcomes: Set<String> = []
-        for kibibytes in stride(from: 130_000, through: 730_000, by: 50_000) {
-            let run = try runUnderMemoryLimit(kibibytes, ["train", "--epochs", "1", "--limit", "1200"], seconds: 60)
-            let context = "ulimit -v \(kibibytes): status \(run.status)\n\(run.standardError)"
+        let mlp = ["train", "--epochs", "1", "--limit", "1200"]
+        let convnet = [
+            "train", "--layers", "conv 8 3 pad 1, relu, maxpool 2, flatten, lin 10", "--epochs", "1", "--limit", "300",
+        ]
+        let runs =
+            stride(from: 130_000, through: 330_000, by: 10_000).map { ($0, mlp) }
+            + stride(from: 380_000, through: 730_000, by: 50_000).map { ($0, mlp) }
+            + stride(from: 130_000, through: 230_000, by: 10_000).map { ($0, convnet) }
+        for (kibibytes, arguments) in runs {
+            let run = try runUnderMemoryLimit(kibibytes, arguments, seconds: 60)
+            let context =
+                "ulimit -v \(kibibytes), \(arguments.joined(separator: " ")): status \(run.status)\n\(run.standardError)"
             #expect(!run.crashed && (run.status == 0 || run.status == 1), "\(context)")
             if run.status == 1 {
                 #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 import Synchronization
 
 /// A buffer of `Float` values that one or more tensors view.
@@ -48,11 +49,11 @@ final class Storage: @unchecked Sendable {
     static let allocations = Atomic<Int>(0)
     static let allocatedByteCount = Atomic<Int>(0)
 
-    /// `149.5 MiB`, `2.0 GiB`: a size for a message.
+    /// `12.0 KiB`, `149.5 MiB`, `2.0 GiB`: a size for a message.
     static func describe(bytes: Int) -> String {
-        bytes >= 1 << 30
-            ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
-            : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+        if bytes >= 1 << 30 { return String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+        if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
+        return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10))
     }
 
     /// Buffers of at least this many bytes are placed for huge pages, and kept for reuse by
@@ -332,9 +333,26 @@ extension Tensor {
     /// once, before any other thread runs.
     /// Its argument says what was asked for: `149.5 MiB for a tensor (…)`, or `a tensor of shape
     /// [...], more elements than memory can address`.
-    nonisolated(unsafe) package static var allocationFailed: (_ request: String) -> Never = { request in
+    /// Setting it also routes the C kernels' scratch (a product's packing buffer, a convolution's
+    /// padded image), allocated on whichever thread runs the kernel, through it
+    /// (`bp_set_out_of_memory_handler`); before it is set they stop with a message on stderr.
+    nonisolated(unsafe) package static var allocationFailed: (_ request: String) -> Never = stopForMemory(_:) {
+        didSet { bp_set_out_of_memory_handler(kernelAllocationFailed) }
+    }
+
+    /// The default ``allocationFailed``: a precondition failure naming the request.
+    private static func stopForMemory(_ request: String) -> Never {
         preconditionFailure("Tensor: could not allocate \(request)")
     }
+}
+
+/// The C kernels' out-of-memory handler (`bp_out_of_memory` in Memory.c): `bytes` for `purpose`,
+/// told to ``Tensor/allocationFailed`` as a tensor's storage would be.
+private func kernelAllocationFailed(bytes: Int, purpose: UnsafePointer<CChar>?) {
+    let what = purpose.map { String(cString: $0) } ?? "a kernel's scratch memory"
+    Tensor.allocationFailed(
+        "\(Storage.describe(bytes: bytes)) for \(what) (the system refused it: a memory limit such as "
+            + "ulimit -v, or the machine's memory)")
 }
 
 extension Tensor {

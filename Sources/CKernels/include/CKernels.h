@@ -151,6 +151,19 @@ void bp_col2im(const float *cols, float *y, const BPWindow *window, long imageBe
 /// unfold would have copied from it (window `(oy, ox)`, offset `(ky, kx)`).
 void bp_col2im_planar(const float *d, long ld, float *y, const BPWindow *window);
 
+/// What ``bp_out_of_memory`` calls: ends the program (or the thread) and never returns. Its
+/// arguments are the bytes asked for and what they were for ("the packing buffer of a matrix
+/// product").
+typedef void (*bp_out_of_memory_handler)(long bytes, const char *purpose);
+
+/// Installs the handler the kernels call when the system refuses them memory (NULL: the default,
+/// a message on stderr and `abort()`). Safe to call from any thread (Memory.c).
+void bp_set_out_of_memory_handler(bp_out_of_memory_handler handler);
+
+/// Reports that `bytes` for `purpose` could not be had, through the installed handler; never
+/// returns. The kernels call it instead of `abort()` where an allocation fails.
+void bp_out_of_memory(long bytes, const char *purpose) __attribute__((noreturn));
+
 /// The kinds of buffer a thread keeps from call to call: the product's packing buffer (Gemm.c)
 /// and the convolutions' scratch (``bp_thread_scratch``).
 enum { BP_THREAD_BUFFER_PACKING = 0, BP_THREAD_BUFFER_SCRATCH = 1, BP_THREAD_BUFFER_KINDS = 2 };
