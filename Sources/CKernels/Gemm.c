@@ -202,16 +202,18 @@ static inline __attribute__((always_inline)) void prefetchLines(Prefetcher *f, l
 /// How far ahead, in floats along a row, a tile prefetches the rows of a row-major A (`x` in
 /// `x • w1`): three cache lines. Each row's next line is asked for once per 16 steps of k, when
 /// the tile starts on the current one. Measured on the seed's `x • w1` (x from memory) on a Xeon
-/// with two 512-bit FMA units: 47-50 ms on one core without it, 38-40 ms with it; 32 and 64
-/// floats ahead were as good, 96 and beyond worse, and asking for a whole tile's rows at once
-/// before it starts (the way this file did it before) was no better than nothing.
+/// with two 512-bit FMA units (`Benchmarks/gemm_versions.sh`): 47-50 ms on one core without it,
+/// 38-40 ms with it; 32 and 64 floats ahead were as good, 96 and beyond worse, and asking for a
+/// whole tile's rows at once before it starts (the way this file did it before) was no better
+/// than nothing. (Prefetching once per 16 steps from an outer loop instead of testing the step
+/// inside the loop measured 7-15% slower: the compiler schedules the split loop worse.)
 enum { A_PREFETCH_FLOATS = 48 };
 
 /// Prefetches the line `A_PREFETCH_FLOATS` ahead of step `p` in each of the tile's `mr` rows,
 /// every 16 steps, when asked (`prefetchA`: A's rows are contiguous and A is too large for the
-/// caches; for a minibatch's A, already in L1 or L2, the prefetches measured 2-15% slower).
+/// caches; a minibatch's A, already in L1 or L2, gains nothing from it).
 #define PREFETCH_A_ROWS(prefetchA, p, mr, a, rowStrideA)                                                   \
-    if ((columnStrideA) == 1 && ((p) & 15) == 0) {                                                            \
+    if ((prefetchA) && ((p) & 15) == 0) {                                                                    \
         for (int r_ = 0; r_ < (mr); r_++) {                                                                   \
             _mm_prefetch((const char *)((a) + r_ * (rowStrideA) + (p) + A_PREFETCH_FLOATS), _MM_HINT_T0);    \
         }                                                                                                     \
