@@ -1,0 +1,94 @@
+// Two versions of the matrix-product kernel (`Sources/CKernels/Gemm.c`) timed in one process,
+// interleaved round after round, on one core: the way to compare a kernel change on a machine
+// whose speed drifts from minute to minute (BENCHMARKS.md, "Prefetching A's rows inside the
+// tile"). Built and run by `Benchmarks/gemm_versions.sh REV`, which links the working tree's
+// `Gemm.c` as `bp_gemm_*` and revision REV's as `old_bp_gemm_*`.
+//
+// For each shape: the best time of each version over the rounds, its GFLOP/s, and the number of
+// elements of C whose bits differ between the two (0 unless a change meant to alter the sums).
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "CKernels.h"
+
+void old_bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
+void old_bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
+
+typedef void (*Kernel)(const BPGemm *, long, long, long, long);
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/// The best of 2 timings of `repeats` calls of `kernel` on the whole of `g`, in seconds per call.
+static double timed(Kernel kernel, const BPGemm *g, int repeats) {
+    double best = 1e30;
+    for (int trial = 0; trial < 2; trial++) {
+        const double start = now();
+        for (int i = 0; i < repeats; i++) kernel(g, 0, g->m, 0, g->n);
+        const double seconds = (now() - start) / repeats;
+        if (seconds < best) best = seconds;
+    }
+    return best;
+}
+
+/// `C (m, n) = A (m, k) • B`, A row-major; B row-major (`transposedB` 0) or B = Wᵀ for a
+/// row-major W (n, k) (`transposedB` 1, the seed's `out.g • w1.t()`). Returns 0, or 1 when memory
+/// runs out.
+static int compare(const char *name, long m, long n, long k, int transposedB, int streaming, int repeats,
+    Kernel oldKernel, Kernel newKernel, int rounds)
+{
+    float *a = aligned_alloc(64, (size_t)(m * k) * sizeof(float));
+    float *b = aligned_alloc(64, (size_t)(k * n) * sizeof(float));
+    float *c = aligned_alloc(64, (size_t)(m * n) * sizeof(float));
+    float *reference = aligned_alloc(64, (size_t)(m * n) * sizeof(float));
+    if (!a || !b || !c || !reference) {
+        fprintf(stderr, "gemm_versions: could not allocate the operands of %s\n", name);
+        free(a), free(b), free(c), free(reference);
+        return 1;
+    }
+    for (long i = 0; i < m * k; i++) a[i] = (float)(i % 7) * 0.1f - 0.3f;
+    for (long i = 0; i < k * n; i++) b[i] = (float)(i % 5) * 0.1f - 0.2f;
+    const BPGemm g = {m, n, k, a, k, 1, b, transposedB ? 1 : n, transposedB ? k : 1, c, n, NULL, 0, streaming};
+    double best[2] = {1e30, 1e30};
+    for (int round = 0; round < rounds; round++) {
+        const double before = timed(oldKernel, &g, repeats), after = timed(newKernel, &g, repeats);
+        if (before < best[0]) best[0] = before;
+        if (after < best[1]) best[1] = after;
+    }
+    oldKernel(&g, 0, m, 0, n);
+    for (long i = 0; i < m * n; i++) reference[i] = c[i];
+    newKernel(&g, 0, m, 0, n);
+    long differing = 0;
+    for (long i = 0; i < m * n; i++) differing += reference[i] != c[i];
+    const double flops = 2.0 * (double)m * (double)n * (double)k;
+    printf("%-36s old %10.1f us %6.1f GFLOP/s   new %10.1f us %6.1f GFLOP/s   new/old %.3f   differing %ld\n", name,
+        best[0] * 1e6, flops / best[0] * 1e-9, best[1] * 1e6, flops / best[1] * 1e-9, best[1] / best[0], differing);
+    free(a), free(b), free(c), free(reference);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const int rounds = argc > 1 ? atoi(argv[1]) : 5;
+    int failed = 0;
+    if (!bp_gemm_avx2_available()) {
+        fprintf(stderr, "gemm_versions: this processor has no AVX2 and FMA: nothing to compare\n");
+        return 1;
+    }
+    const int wide = bp_gemm_avx512_available();
+    for (int set = wide ? 0 : 1; set < 2; set++) {
+        const Kernel oldKernel = set == 0 ? old_bp_gemm_avx512 : old_bp_gemm_avx2;
+        const Kernel newKernel = set == 0 ? bp_gemm_avx512 : bp_gemm_avx2;
+        printf("%s, one core, best of %d interleaved rounds\n", set == 0 ? "AVX-512" : "AVX2", rounds);
+        failed |= compare("seed x • w1 (50000x784x50)", 50000, 50, 784, 0, 0, 2, oldKernel, newKernel, rounds);
+        failed |= compare("seed out.g • w1.t() (50000x50x784)", 50000, 784, 50, 1, 1, 2, oldKernel, newKernel, rounds);
+        failed |= compare("A in L3 (3000x784x48)", 3000, 48, 784, 0, 0, 20, oldKernel, newKernel, rounds);
+        failed |= compare("minibatch (64x784x50)", 64, 50, 784, 0, 0, 2000, oldKernel, newKernel, rounds);
+        failed |= compare("minibatch (64x784x256)", 64, 256, 784, 0, 0, 500, oldKernel, newKernel, rounds);
+        failed |= compare("minibatch (64x256x128)", 64, 128, 256, 0, 0, 2000, oldKernel, newKernel, rounds);
+    }
+    return failed;
+}
