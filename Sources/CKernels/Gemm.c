@@ -794,6 +794,8 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
         long linesPerTile = 0;
         // (Only when A is larger than the L2 cache: a small A, a minibatch, is in the caches.)
         const int prefetchA = rows * kcMax * (long)sizeof(float) > (512L << 10);
+        // A row-major (A = x): the tiles prefetch its rows themselves (`PREFETCH_A_ROWS`).
+        const int prefetchRows = prefetchA && csA == 1;
         if (prefetchA && rsA == 1 && pc + kc < k) {
             const long nextKc = k - pc - kc < kcMax ? k - pc - kc : kcMax;
             next = (Prefetcher){(const char *)(g->a + (pc + kc) * csA + rowBegin), nextKc, csA * 4, rows * 4, 0, 0};
@@ -802,14 +804,13 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
         if (rowsOuter) {
             for (long i = rowBegin; i < rowEnd; i += MR) {
                 const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                // (A row-major, A = x: the tiles prefetch its rows themselves, `PREFETCH_A_ROWS`.)
                 for (long j = columnBegin; j < panelEnd; j += nr) {
                     const long width = panelEnd - j < nr ? panelEnd - j : nr;
                     const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                     prefetchLines(&next, linesPerTile);
                     v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
-                        prefetchA && csA == 1);
+                        prefetchRows);
                 }
                 if (tail > 0) {
                     dotColumns(mr, tail, k, aBlock + i * rsA, rsA, packedTail, ldw, g->c + i * ldc + panelEnd, ldc,
@@ -830,7 +831,7 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                     prefetchLines(&next, linesPerTile);
                     v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
-                        prefetchA && csA == 1);
+                        prefetchRows);
                 }
             }
         }
