@@ -42,8 +42,13 @@
 /// Rows of B per packed block when k is large.
 enum { KC = 256, KC_WHOLE = 1024, MR = 6, NR = 16 };
 
-/// Calls with at most this many rows of C read a row-major B in place instead of packing it.
-enum { IN_PLACE_ROWS = 96 };
+/// Calls with at most this many rows of C read a row-major B in place instead of packing it (per
+/// instruction set: `GemmVariant.inPlaceRows`). Either way gives the same bits; only the time
+/// differs. With AVX-512, `train`'s minibatch of 128 rows is faster in place: one core, B just
+/// written by the other core (`Benchmarks/gemm_versions.sh`), `(128, 784) • (784, 128)` 11% and
+/// `(128, 256) • (256, 128)` 6% faster; a whole epoch of 784-256-128-10 3-7% faster (epochs
+/// alternating between the two in one process). With AVX2 it made no difference, and 96 stays.
+enum { IN_PLACE_ROWS_AVX2 = 96, IN_PLACE_ROWS_AVX512 = 128 };
 
 /// The CPU's answer (cpuid, which a virtual machine may trap: microseconds a call).
 static int detectAVX2(void) {
@@ -735,11 +740,14 @@ typedef struct GemmVariant {
     /// `xᵀ • B`: T's tile (`tnTileAVX2`, `tnTileAVX512`), its columns, and rows of x per block.
     void (*tnTile)(long width, long kb, const float *a, long lda, const float *g, float *t, long ldt);
     long tnTileColumns, tnBlock;
+    /// Calls with at most this many rows of C read a row-major B in place (`IN_PLACE_ROWS_*`).
+    long inPlaceRows;
 } GemmVariant;
 
-static const GemmVariant avx2Variant = {NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK};
+static const GemmVariant avx2Variant = {
+    NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2};
 static const GemmVariant avx512Variant = {
-    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE};
+    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512};
 
 /// Rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of C, with `v`'s tiles.
 static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long rowEnd, long columnBegin,
@@ -769,7 +777,7 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
     const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + nr - 1) / nr : 1;
     // B is packed when it is used by many tiles; for a few rows of C (a minibatch) packing would
     // cost more than it saves, and a row-major B is read in place.
-    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= IN_PLACE_ROWS;
+    const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= v->inPlaceRows;
     const long packedSize = inPlace ? 0 : v->packedCount(kcMax, panelColumns);
     // (The dot products' columns start aligned: `packedSize` is a multiple of 8 floats.)
     float *packed = scratch(packedSize + tail * ldw);

@@ -78,6 +78,16 @@ struct SkinnyKernelTests {
         }
     }
 
+    /// Around the rows up to which a call reads B in place instead of packing it (96 in AVX2, 128
+    /// in AVX-512: `IN_PLACE_ROWS_*` in Gemm.c), on a training minibatch's shapes: each side of
+    /// either threshold against the reference loops, and the two instruction sets bit for bit
+    /// (one reads B in place where the other packs it).
+    @Test(arguments: [95, 96, 97, 127, 128, 129], [(50, 17), (784, 256), (256, 128)])
+    func inPlaceThresholds(m: Int, shape: (k: Int, n: Int)) {
+        expectAgreement(m: m, k: shape.k, n: shape.n)
+        expectAgreement(m: m, k: shape.k, n: shape.n, bias: true)
+    }
+
     /// Transposed views are read through their strides, as `w.t()` and `inp.t()` in `Lin.backward()`.
     @Test(arguments: [(false, true), (true, false), (true, true)])
     func transposedOperands(transposeA: Bool, transposeB: Bool) {
@@ -187,8 +197,11 @@ struct SkinnyKernelTests {
     /// However `skinnyGemm` cuts C over the threads (rows anywhere, columns anywhere), each element
     /// is the same sum: the kernel decides its last few columns (dot products, which add in another
     /// order than the tiles) on the whole product, not on the piece. Whole against cut, bit for bit,
-    /// in both instruction sets, on shapes whose last 1...4 columns are dot products.
-    @Test(arguments: [(64, 784, 50), (40, 30, 50), (13, 9, 20), (100, 50, 17), (30, 64, 97), (7, 5, 36)])
+    /// in both instruction sets, on shapes whose last 1...4 columns are dot products, and on one
+    /// (131 rows) whose whole call packs B while its cut of 126 rows reads B in place in AVX-512.
+    @Test(arguments: [
+        (64, 784, 50), (40, 30, 50), (13, 9, 20), (100, 50, 17), (30, 64, 97), (7, 5, 36), (131, 70, 64),
+    ])
     func cuttingDoesNotChangeTheBits(m: Int, k: Int, n: Int) {
         var generator = RandomGenerator(seed: UInt64(m * 7919 + k * 31 + n))
         for transposeA in [false, true] {
