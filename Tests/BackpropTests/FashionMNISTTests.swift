@@ -21,14 +21,15 @@ private func pixel(_ image: Int, _ p: Int, offset: Int = 0) -> UInt8 {
 /// order), and the other parameters corrupt one thing at a time.
 private func writeTinyDataset(
     in folder: String, compressed: [Bool] = [true, false, true, false],
-    trainLabels: [UInt8]? = nil, skip: String? = nil
+    trainLabels: [UInt8]? = nil, testLabels: [UInt8] = [7, 8, 9], skip: String? = nil,
+    trainCount: Int = trainCount, testCount: Int = testCount
 ) throws {
     let trainImages = (0..<trainCount).flatMap { i in (0..<4).map { pixel(i, $0) } }
     let testImages = (0..<testCount).flatMap { i in (0..<4).map { pixel(i, $0, offset: 100) } }
     let labels = trainLabels ?? (0..<trainCount).map { UInt8($0 % 10) }
     let contents: [([UInt8], [Int])] = [
         (trainImages, [trainCount, 2, 2]), (labels, [labels.count]),
-        (testImages, [testCount, 2, 2]), ([7, 8, 9], [testCount]),
+        (testImages, [testCount, 2, 2]), (testLabels, [testLabels.count]),
     ]
     for (index, name) in FashionMNIST.fileNames.enumerated() where name != skip {
         let path = folder + "/" + name + (compressed[index] ? ".gz" : "")
@@ -141,6 +142,73 @@ private func expectClose(
             try FashionMNIST(directory: folder)
         }
     }
+}
+
+/// The training and the test files are read at once, on two threads; when both are bad, the
+/// training file's error is the one reported, as when they were read in turn.
+@Test func fashionMNISTReportsTheTrainingFilesErrorFirst() throws {
+    try withTemporaryFolder { folder in
+        var labels = [UInt8](repeating: 3, count: trainCount)
+        labels[2] = 10
+        try writeTinyDataset(in: folder, trainLabels: labels, testLabels: [7, 11, 9])
+        expectDataError(containing: [folder + "/train-labels-idx1-ubyte: label at index 2 is 10, outside 0…9"]) {
+            try FashionMNIST(directory: folder)
+        }
+    }
+    try withTemporaryFolder { folder in
+        try writeTinyDataset(in: folder, testLabels: [7, 11, 9])
+        expectDataError(containing: [folder + "/t10k-labels-idx1-ubyte: label at index 1 is 11, outside 0…9"]) {
+            try FashionMNIST(directory: folder)
+        }
+    }
+}
+
+/// Enough rows that the normalisation is cut into several pieces over the threads (at least
+/// 1,024 rows each): every split against the lesson's preparation computed here in Double.
+@Test func fashionMNISTNormalisesManyRowsInPieces() throws {
+    try withTemporaryFolder { folder in
+        let (rows, testRows) = (6_003, 2_500)
+        let labels = (0..<rows).map { UInt8($0 % 10) }
+        try writeTinyDataset(
+            in: folder, trainLabels: labels, testLabels: (0..<testRows).map { UInt8($0 % 10) },
+            trainCount: rows, testCount: testRows)
+        let data = try FashionMNIST(directory: folder)
+        let nValid = rows / 6
+        #expect(data.xTrain.shape == [rows - nValid, 4])
+        #expect(data.xValid.shape == [nValid, 4])
+        #expect(data.xTest.shape == [testRows, 4])
+        let trainBytes = (0..<(rows - nValid)).flatMap { i in (0..<4).map { pixel(i, $0) } }
+        let validBytes = ((rows - nValid)..<rows).flatMap { i in (0..<4).map { pixel(i, $0) } }
+        let testBytes = (0..<testRows).flatMap { i in (0..<4).map { pixel(i, $0, offset: 100) } }
+        expectClose(data.xTrain.values, reference(trainBytes, trainBytes: trainBytes))
+        expectClose(data.xValid.values, reference(validBytes, trainBytes: trainBytes))
+        expectClose(data.xTest.values, reference(testBytes, trainBytes: trainBytes))
+    }
+}
+
+/// Over 4 MiB, the bytes are counted in pieces on the threads, four histograms a piece: the mean
+/// and standard deviation against a direct sum in Double, on 5 MiB and 5 bytes (a last piece
+/// and a last group of four bytes that are not whole), of which all but the last byte are counted.
+@Test func fashionMNISTMeanAndStdInPieces() {
+    var generator = RandomGenerator(seed: 7)
+    let count = 5 << 20 + 5
+    // Half zeros, as the images' background, and the rest spread over 1...255.
+    let bytes = (0...count).map { _ in
+        generator.nextUniform() < 0.5 ? UInt8(0) : UInt8(1 + generator.nextIndex(below: 255))
+    }
+    let (mean, std) = FashionMNIST.meanAndStd(bytes, count: count)
+    var sum = 0.0
+    for i in 0..<count { sum += Double(bytes[i]) / 255 }
+    let expectedMean = sum / Double(count)
+    var squares = 0.0
+    for i in 0..<count {
+        let deviation = Double(bytes[i]) / 255 - expectedMean
+        squares += deviation * deviation
+    }
+    let expectedStd = (squares / Double(count - 1)).squareRoot()
+    // (The direct sums of 5 M terms carry their own rounding, about 1e-12; the histogram's are exact.)
+    #expect(abs(mean - expectedMean) < 1e-10)
+    #expect(abs(std - expectedStd) < 1e-10)
 }
 
 @Test func fashionMNISTResolvesTheDataFolder() {
