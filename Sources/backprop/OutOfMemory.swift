@@ -1,5 +1,6 @@
 import BackpropCore
 import Foundation
+import Synchronization
 
 /// Ends the program with one line when the memory for a tensor cannot be had.
 ///
@@ -9,8 +10,17 @@ import Foundation
 /// command can foresee (the model's parameters, a batch) are checked before the work starts; this
 /// is for the rest, above all a limit such as `ulimit -v`.
 enum OutOfMemory {
+    /// Whether a thread has begun to end the program.
+    private static let ending = Atomic<Bool>(false)
+
     static func install() {
         Tensor.allocationFailed = { request in
+            // Two threads may run out at once (the pieces of a product, the training and test
+            // files read side by side): the first says so and exits; any other waits for that
+            // exit, since `exit` must not run on two threads at once.
+            if ending.exchange(true, ordering: .acquiringAndReleasing) {
+                while true { pause() }
+            }
             let message =
                 "Error: out of memory: could not allocate \(request); try fewer rows (--limit, --rows) or a smaller model\n"
             message.utf8CString.withUnsafeBufferPointer { text in
