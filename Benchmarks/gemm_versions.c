@@ -92,10 +92,13 @@ static double timed(Kernel kernel, const BPGemm *g, int repeats) {
     return best;
 }
 
-/// `C (m, n) = A (m, k) • B`, A row-major; B row-major (`transposedB` 0) or B = Wᵀ for a
-/// row-major W (n, k) (`transposedB` 1, the seed's `out.g • w1.t()`). Returns 0, or 1 when memory
-/// runs out.
-static int compare(const char *name, long m, long n, long k, int transposedB, int streaming, int repeats,
+/// How `compare`'s operands lie: both row-major; B = Wᵀ for a row-major W (n, k) (the seed's
+/// `out.g • w1.t()`); or A = Xᵀ for a row-major X (k, m) (a weight's gradient, `inp.t() • out.g`).
+enum { PLAIN = 0, TRANSPOSED_B = 1, TRANSPOSED_A = 2 };
+
+/// `C (m, n) = A (m, k) • B (k, n)`, its operands laid out as `layout` says. Returns 0, or 1 when
+/// memory runs out.
+static int compare(const char *name, long m, long n, long k, int layout, int streaming, int repeats,
     Kernel oldKernel, Kernel newKernel, int rounds)
 {
     float *a = aligned_alloc(64, (size_t)(m * k) * sizeof(float));
@@ -109,7 +112,9 @@ static int compare(const char *name, long m, long n, long k, int transposedB, in
     }
     for (long i = 0; i < m * k; i++) a[i] = (float)(i % 7) * 0.1f - 0.3f;
     for (long i = 0; i < k * n; i++) b[i] = (float)(i % 5) * 0.1f - 0.2f;
-    const BPGemm g = {m, n, k, a, k, 1, b, transposedB ? 1 : n, transposedB ? k : 1, c, n, NULL, 0, streaming};
+    const int transposedA = layout == TRANSPOSED_A, transposedB = layout == TRANSPOSED_B;
+    const BPGemm g = {m, n, k, a, transposedA ? 1 : k, transposedA ? m : 1, b, transposedB ? 1 : n, transposedB ? k : 1,
+        c, n, NULL, 0, streaming};
     double best[2] = {1e30, 1e30};
     for (int round = 0; round < rounds; round++) {
         const double before = timed(oldKernel, &g, repeats), after = timed(newKernel, &g, repeats);
@@ -155,7 +160,8 @@ int main(int argc, char **argv) {
         const Kernel newKernel = set == 0 ? bp_gemm_avx512 : bp_gemm_avx2;
         printf("%s, one core, best of %d interleaved rounds\n", set == 0 ? "AVX-512" : "AVX2", rounds);
         failed |= compare("seed x • w1 (50000x784x50)", 50000, 50, 784, 0, 0, 2, oldKernel, newKernel, rounds);
-        failed |= compare("seed out.g • w1.t() (50000x50x784)", 50000, 784, 50, 1, 1, 2, oldKernel, newKernel, rounds);
+        failed |= compare("seed out.g • w1.t() (50000x50x784)", 50000, 784, 50, TRANSPOSED_B, 1, 2, oldKernel,
+            newKernel, rounds);
         failed |= compare("A in L3 (3000x784x48)", 3000, 48, 784, 0, 0, 20, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x50)", 64, 50, 784, 0, 0, 2000, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x256)", 64, 256, 784, 0, 0, 500, oldKernel, newKernel, rounds);
@@ -163,7 +169,12 @@ int main(int argc, char **argv) {
         failed |= compare("train batch (128x784x256)", 128, 256, 784, 0, 0, 250, oldKernel, newKernel, rounds);
         failed |= compare("train batch (128x784x128)", 128, 128, 784, 0, 0, 500, oldKernel, newKernel, rounds);
         failed |= compare("train batch (128x256x128)", 128, 128, 256, 0, 0, 1000, oldKernel, newKernel, rounds);
-        failed |= compare("train batch inp.g (128x128x256, Bt)", 128, 256, 128, 1, 0, 1000, oldKernel, newKernel, rounds);
+        failed |= compare("train batch inp.g (128x128x256, Bt)", 128, 256, 128, TRANSPOSED_B, 0, 1000, oldKernel,
+            newKernel, rounds);
+        failed |= compare("train batch w1.g (784x128x256, At)", 784, 256, 128, TRANSPOSED_A, 0, 200, oldKernel,
+            newKernel, rounds);
+        failed |= compare("train batch w1.g half (392x128x256, At)", 392, 256, 128, TRANSPOSED_A, 0, 400, oldKernel,
+            newKernel, rounds);
         otherCoreB = 1;
         failed |= compare("B from core 2 (128x784x256)", 128, 256, 784, 0, 0, 100, oldKernel, newKernel, rounds);
         failed |= compare("B from core 2 (128x784x128)", 128, 128, 784, 0, 0, 200, oldKernel, newKernel, rounds);
