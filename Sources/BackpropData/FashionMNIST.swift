@@ -108,12 +108,10 @@ public struct FashionMNIST {
         // error is reported first, as when they were read one after the other.
         var splits: [Result<RawSplit, any Error>?] = [nil, nil]
         splits.withUnsafeMutableBufferPointer { slots in
-            Parallel.forEachRange(2, minimumPerPiece: 1) { pieces in
-                for piece in pieces {
-                    slots[piece] = Result {
-                        try FashionMNIST.readImagesAndLabels(
-                            images: paths[2 * piece], labels: paths[2 * piece + 1], limit: limit)
-                    }
+            Parallel.forEachPiece(2) { piece in
+                slots[piece] = Result {
+                    try FashionMNIST.readImagesAndLabels(
+                        images: paths[2 * piece], labels: paths[2 * piece + 1], limit: limit)
                 }
             }
         }
@@ -303,14 +301,13 @@ public struct FashionMNIST {
         precondition(count >= 0 && count <= bytes.count, "meanAndStd: \(count) of \(bytes.count) bytes")
         let pieceBytes = 1 << 22
         let pieces = Swift.max(1, (count + pieceBytes - 1) / pieceBytes)
-        let lanes = 4
-        var counts = [Int](repeating: 0, count: 256 * lanes * pieces)
+        var counts = [Int](repeating: 0, count: 4 * 256 * pieces)
         bytes.withUnsafeBufferPointer { source in
             counts.withUnsafeMutableBufferPointer { counts in
                 Parallel.forEachRange(pieces, minimumPerPiece: 1) { range in
                     for piece in range {
-                        let lane = (0..<lanes).map { counts.baseAddress! + 256 * (lanes * piece + $0) }
-                        let (h0, h1, h2, h3) = (lane[0], lane[1], lane[2], lane[3])
+                        let h0 = counts.baseAddress! + 4 * 256 * piece
+                        let (h1, h2, h3) = (h0 + 256, h0 + 512, h0 + 768)
                         let start = piece * pieceBytes
                         let end = Swift.min(count, start + pieceBytes)
                         var i = start
@@ -330,9 +327,7 @@ public struct FashionMNIST {
             }
         }
         var histogram = [Int](repeating: 0, count: 256)
-        for histogramIndex in 0..<(lanes * pieces) {
-            for value in 0..<256 { histogram[value] += counts[256 * histogramIndex + value] }
-        }
+        for (index, tally) in counts.enumerated() { histogram[index % 256] += tally }
         var sum = 0.0
         for value in 0..<256 { sum += Double(histogram[value]) * (Double(value) / 255) }
         let mean = sum / Double(count)

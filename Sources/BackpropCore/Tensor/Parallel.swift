@@ -61,7 +61,7 @@ package enum Parallel {
     /// time slice then delays the loop by one piece at most). Returns when every call is done.
     ///
     /// `body` runs concurrently for different indices: it must write only what its index owns.
-    static func forEachPiece(_ count: Int, _ body: (Int) -> Void) {
+    package static func forEachPiece(_ count: Int, _ body: (Int) -> Void) {
         run(count, body)
     }
 
