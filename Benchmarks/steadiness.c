@@ -23,9 +23,6 @@
 #include "CKernels.h"
 #include "CKernelsPeak.h"
 
-long bp_peak_fma_avx2(long trips, float a, float b, float *accumulators);
-long bp_peak_fma_avx512(long trips, float a, float b, float *accumulators);
-
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -41,6 +38,9 @@ enum { ROWS = 128, DEPTH = 784, COLUMNS = 256, MAX_WINDOWS = 20000 };
 
 static double seconds = 5;
 static int wide = 0;  // AVX-512 (else AVX2)
+/// The FMA loop and the product kernel of the instruction set chosen (`wide`).
+static long (*fmaLoop)(long trips, float a, float b, float *accumulators);
+static void (*gemm)(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
 
 typedef struct {
     int cpu;
@@ -74,26 +74,23 @@ static void *work(void *argument) {
     // Trips per FMA window and products per product window, from a first timing of each.
     long trips = 100000;
     double start = now();
-    wide ? bp_peak_fma_avx512(trips, 1, 1, accumulators) : bp_peak_fma_avx2(trips, 1, 1, accumulators);
+    fmaLoop(trips, 1, 1, accumulators);
     trips = (long)(trips * 0.01 / (now() - start + 1e-9)) + 1;
     start = now();
-    wide ? bp_gemm_avx512(&product, 0, ROWS, 0, COLUMNS) : bp_gemm_avx2(&product, 0, ROWS, 0, COLUMNS);
+    gemm(&product, 0, ROWS, 0, COLUMNS);
     const long products = (long)(0.01 / (now() - start + 1e-9)) + 1;
 
     const double end = now() + seconds;
     while (now() < end && w->fmaCount < MAX_WINDOWS && w->gemmCount < MAX_WINDOWS) {
         double t = now();
-        const long lanes =
-            wide ? bp_peak_fma_avx512(trips, 1, 1, accumulators) : bp_peak_fma_avx2(trips, 1, 1, accumulators);
+        const long lanes = fmaLoop(trips, 1, 1, accumulators);
         t = now() - t;
         w->fma[w->fmaCount++] = 2.0 * lanes / t / 1e9;
         w->fmaFlops += 2.0 * lanes;
         w->fmaTime += t;
 
         t = now();
-        for (long i = 0; i < products; i++) {
-            wide ? bp_gemm_avx512(&product, 0, ROWS, 0, COLUMNS) : bp_gemm_avx2(&product, 0, ROWS, 0, COLUMNS);
-        }
+        for (long i = 0; i < products; i++) gemm(&product, 0, ROWS, 0, COLUMNS);
         t = now() - t;
         w->gemm[w->gemmCount++] = productFlops * products / t / 1e9;
         w->gemmFlops += productFlops * products;
@@ -121,7 +118,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "steadiness: this processor has no AVX2 and FMA\n");
         return 1;
     }
-    wide = bp_gemm_avx512_available() && !getenv("BACKPROP_NO_AVX512");
+    wide = bp_gemm_avx512_available();  // (no when BACKPROP_NO_AVX512 is set)
+    fmaLoop = wide ? bp_peak_fma_avx512 : bp_peak_fma_avx2;
+    gemm = wide ? bp_gemm_avx512 : bp_gemm_avx2;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1) cpus = 1;
     if (cpus > 64) cpus = 64;
