@@ -7,7 +7,7 @@ import PackageDescription
 //   backprop                                   the command-line tool (and its benchmarks)
 //   Backprop                                   umbrella: re-exports everything below
 //   BackpropExplain      BackpropTraining      walkthrough, HTML, DOT, plots | fit loop, checkpoints
-//   BackpropONNX         BackpropDistributed   ONNX export (interop) | MPI all-reduce (trait MPI)
+//   BackpropONNX         BackpropDistributed   ONNX export and import | MPI all-reduce (trait MPI)
 //   BackpropNetwork      BackpropData          layers, losses, optimizers, checks | files
 //   BackpropCore                               Tensor, matmul, thread pool, autograd
 //   CBLAS, CZlib, CMPI, CKernels               system libraries, C kernels and the pool
@@ -35,7 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // `swift package generate-documentation --target Backprop` (README, "Documentation").
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
-        // ONNX's protobuf encoding (BackpropONNX); the Swift types are generated once and committed
+        // ONNX's protobuf encoding and decoding (BackpropONNX); the Swift types are generated once and committed
         // (Scripts/generate-onnx-protobuf.sh), not by the package's build plugin.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],

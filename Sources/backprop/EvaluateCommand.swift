@@ -3,6 +3,7 @@ import BackpropCore
 import BackpropData
 import BackpropExplain
 import BackpropNetwork
+import BackpropONNX
 import BackpropTraining
 import Foundation
 
@@ -18,11 +19,15 @@ struct EvaluateCommand: ParsableCommand {
             deviation the model was trained with (stored in the checkpoint; for a checkpoint \
             without them, those of the training images). A PyTorch state_dict saved as safetensors \
             (no Backprop metadata) is read with the architecture of --layers: entry I is index I \
-            of the nn.Sequential (I.weight, I.bias, …; nn.Linear weights are [out, in]).
+            of the nn.Sequential (I.weight, I.bias, …; nn.Linear weights are [out, in]). An ONNX \
+            model (a file ending in .onnx, or any ONNX protobuf) whose graph is a chain of Backprop's \
+            layers gives its own architecture, as `backprop export --format onnx` or torch.onnx.export \
+            of an nn.Sequential writes it (README, "ONNX import").
             """
     )
 
-    @Option(help: "A safetensors checkpoint written by `backprop train --save`, or a PyTorch state_dict.")
+    @Option(
+        help: "A safetensors checkpoint written by `backprop train --save`, a PyTorch state_dict, or an ONNX model.")
     var model: String
 
     @Option(
@@ -56,9 +61,12 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
-        // A Backprop checkpoint is read first; a state_dict needs the images' shape for --layers.
-        let checkpoint = try loadCheckpoint()
-        let normalization = try parsedNormalization() ?? Checkpoint.normalization(path: model)
+        // A Backprop checkpoint or an ONNX model is read first; a state_dict needs the images' shape
+        // for --layers.
+        let onnx = ONNXImport.looksLikeONNX(path: model) ? try loadONNX() : nil
+        let checkpoint = try onnx.map { ($0.model, $0.inputShape) } ?? loadCheckpoint()
+        let normalization =
+            try parsedNormalization() ?? (onnx != nil ? onnx!.normalization : Checkpoint.normalization(path: model))
         // The training rows only give the normalisation of an old checkpoint: no validation split.
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
@@ -116,6 +124,17 @@ extension EvaluateCommand {
                     + "gives its own architecture: leave --layers out)")
         }
         return (network, try Checkpoint.inputShape(path: model))
+    }
+
+    /// The ONNX model `--model`, which must be the one `--layers` describes if given.
+    private func loadONNX() throws -> ONNXImportedModel {
+        let imported = try ONNXImport.read(path: model)
+        if let description = try parsedLayers(), description != imported.description {
+            throw CommandLineError(
+                "\(model): holds the model '\(imported.description)', not --layers '\(description)' (an ONNX model "
+                    + "gives its own architecture: leave --layers out)")
+        }
+        return imported
     }
 
     /// The model `--layers` describes for images of `imageShape`, with the weights of the PyTorch

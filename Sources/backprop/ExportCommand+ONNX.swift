@@ -10,9 +10,7 @@ import Foundation
 extension ExportCommand {
     /// Writes the ONNX model of `model` to `output` and prints the Python that runs it.
     func runONNX() throws {
-        let network = try Checkpoint.load(path: model)
-        let inputShape = try Checkpoint.inputShape(path: model)
-        let normalization = try Checkpoint.normalization(path: model)
+        let (network, inputShape, normalization) = try loadModel()
         let description = try? Checkpoint.modelDescription(of: network)
         var metadata: [String: String] = [:]
         if let description { metadata["layers"] = description.description }

@@ -13,7 +13,8 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a saved model as a PyTorch state_dict or an ONNX model, and print the Python that runs it.",
         discussion: """
-            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network). \
+            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network), or an \
+            ONNX model whose graph is a chain of Backprop's layers (README, "ONNX import"). \
             --format pytorch writes OUT, the state_dict of the matching nn.Sequential: key I.weight for \
             layer I, nn.Linear weights transposed to [out, in], batch norms with num_batches_tracked; \
             it prints a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
@@ -28,7 +29,10 @@ struct ExportCommand: ParsableCommand {
     /// The formats `--format` names, and the suffix each output file takes.
     static let formats = [(name: "pytorch", suffix: ".safetensors"), (name: "onnx", suffix: ".onnx")]
 
-    @Argument(help: ArgumentHelp("A checkpoint written by `backprop train --save`.", valueName: "MODEL"))
+    @Argument(
+        help: ArgumentHelp(
+            "A checkpoint written by `backprop train --save`, or an ONNX model of Backprop's layers.",
+            valueName: "MODEL"))
     var model: String
 
     @Option(help: "The format of OUT: pytorch (a safetensors state_dict) or onnx (an ONNX model, opset 20).")
@@ -55,9 +59,7 @@ struct ExportCommand: ParsableCommand {
             try runONNX()
             return
         }
-        let network = try Checkpoint.load(path: model)
-        let inputShape = try Checkpoint.inputShape(path: model)
-        let normalization = try Checkpoint.normalization(path: model)
+        let (network, inputShape, normalization) = try loadModel()
         var metadata: [String: String] = [:]
         if let normalization {
             metadata["input_mean"] = "\(normalization.mean)"
@@ -70,6 +72,19 @@ struct ExportCommand: ParsableCommand {
         }
         let script = try pythonScript(network, inputShape: inputShape, normalization: normalization)
         StandardStream.output.write(script)
+    }
+
+    /// The model in ``model`` (a checkpoint or an ONNX model), the shape of one example, and the
+    /// normalisation of its inputs.
+    func loadModel() throws -> (Model, inputShape: [Int], normalization: (mean: Double, std: Double)?) {
+        if ONNXImport.looksLikeONNX(path: model) {
+            let imported = try ONNXImport.read(path: model)
+            return (imported.model, imported.inputShape, imported.normalization)
+        }
+        return (
+            try Checkpoint.load(path: model), try Checkpoint.inputShape(path: model),
+            try Checkpoint.normalization(path: model)
+        )
     }
 
     /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and

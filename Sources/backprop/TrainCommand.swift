@@ -4,6 +4,7 @@ import BackpropData
 import BackpropDistributed
 import BackpropExplain
 import BackpropNetwork
+import BackpropONNX
 import BackpropTraining
 import Foundation
 
@@ -113,7 +114,8 @@ struct TrainCommand: ParsableCommand {
     @Option(
         name: .customLong("init"),
         help: """
-            Start from the weights in this file: a Backprop checkpoint of the same network, or a PyTorch \
+            Start from the weights in this file: a Backprop checkpoint of the same network, an ONNX model \
+            of it (dropout aside, which exporters leave out), or a PyTorch \
             state_dict (safetensors) of the nn.Sequential that --layers describes (layer I is index I; \
             see README, "PyTorch interop"). The optimizer starts afresh.
             """)
@@ -188,7 +190,11 @@ struct TrainCommand: ParsableCommand {
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
         if let initialWeights {
             let network = configuration.layers.map { "--layers '\($0)'" } ?? "the MLP of --hidden"
-            try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
+            if ONNXImport.looksLikeONNX(path: initialWeights) {
+                try loadONNX(initialWeights, into: trainer.model, describedAs: network, inputShape: inputShape)
+            } else {
+                try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
+            }
         }
         if let group = run.group {
             let (rows, smallest) = (trainer.batches.rowCount, trainer.batches.smallestBatchRows)
@@ -492,4 +498,31 @@ func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digi
 extension Duration {
     /// The duration in seconds.
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+extension TrainCommand {
+    /// Copies the weights of the ONNX model at `path` into `model` (`network`: `--layers '…'`),
+    /// which must have the same layers for the same examples, dropout aside: exporters leave
+    /// dropout out of inference graphs (torch.onnx.export does).
+    func loadONNX(_ path: String, into model: Model, describedAs network: String, inputShape: [Int]) throws {
+        let imported = try ONNXImport.read(path: path)
+        let target = try Checkpoint.modelDescription(of: model)
+        func withoutDropout(_ description: ModelDescription) -> [ModelDescription.Entry] {
+            description.entries.filter { if case .dropout = $0 { false } else { true } }
+        }
+        guard withoutDropout(imported.description) == withoutDropout(target), imported.inputShape == inputShape else {
+            let norms = { (description: ModelDescription) in description.entries.filter { $0 == .batchNorm }.count }
+            let normsFolded =
+                norms(target) > norms(imported.description)
+                ? " (torch.onnx.export folds a batch norm into the layer before it unless told not to: "
+                    + "do_constant_folding=False, or optimize=False with dynamo=True)" : ""
+            let targetText = network.hasPrefix("--layers") ? "" : " ('\(target)')"
+            throw CommandLineError(
+                "\(path): holds the model '\(imported.description)' for examples of shape \(imported.inputShape), "
+                    + "not \(network)\(targetText) for \(inputShape)\(normsFolded)")
+        }
+        let sources = imported.model.namedParameters + imported.model.namedBuffers
+        let destinations = model.namedParameters + model.namedBuffers
+        Checkpoint.copy(zip(sources, destinations).map { ($0.tensor, $1.tensor) })
+    }
 }

@@ -1,0 +1,741 @@
+import BackpropCore
+import BackpropData
+import BackpropNetwork
+import Foundation
+
+// The walk along an ONNX graph's chain of nodes, each turned into a layer of a model description
+// with its tensors (the table at the top of ONNXImport.swift).
+
+/// One layer read from the graph: its description entry and its tensors in Backprop's layouts.
+private struct ReadLayer {
+    let entry: ModelDescription.Entry
+    /// `w`, `b`, and for batch norm `running_mean`, `running_var`; by name.
+    var tensors: [String: Tensor] = [:]
+}
+
+/// Reads a `ModelProto`'s graph as a chain of layers (internal to ``ONNXImport``).
+struct GraphReader {
+    private let proto: Onnx_ModelProto
+    private let graph: Onnx_GraphProto
+    private let path: String
+    /// The version of the default operator set the model imports.
+    private let opset: Int
+    /// The constant tensors by name: the initializers, then the outputs of `Constant` nodes.
+    private var constants: [String: Onnx_TensorProto] = [:]
+    /// Reads the constants' values (and the external files that hold some).
+    private let tensors: TensorReader
+
+    /// The largest kernel, stride or padding an attribute may give (far past any real model, and
+    /// small enough that no shape arithmetic on it overflows).
+    private static let largestAttribute = 1 << 24
+
+    init(_ proto: Onnx_ModelProto, path: String) throws {
+        self.proto = proto
+        self.path = path
+        tensors = TensorReader(path: path)
+        guard proto.hasGraph, !proto.graph.node.isEmpty else {
+            throw DataError(path: path, problem: "is not an ONNX model with a graph: it holds no nodes")
+        }
+        graph = proto.graph
+        let versions = proto.opsetImport.filter { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map(\.version)
+        guard let version = versions.max() else {
+            throw DataError(path: path, problem: "imports no version of the default ONNX operator set (opset_import)")
+        }
+        guard version >= 9 && version <= 1000 else {
+            throw DataError(
+                path: path,
+                problem: "uses ONNX opset \(version); Backprop reads opset 9 or later (ONNXExport writes 20)")
+        }
+        opset = Int(version)
+        if let sparse = graph.sparseInitializer.first {
+            throw DataError(
+                path: path,
+                problem: "holds the sparse initializer \(quoted(sparse.values.name)); Backprop reads dense tensors only"
+            )
+        }
+        for initializer in graph.initializer {
+            guard constants.updateValue(initializer, forKey: initializer.name) == nil else {
+                throw DataError(path: path, problem: "holds two initializers named \(quoted(initializer.name))")
+            }
+        }
+    }
+
+    /// The model the graph describes (see ``ONNXImport/model(fromBytes:path:loss:)``).
+    mutating func read(loss: (any Loss)?) throws -> ONNXImportedModel {
+        let (input, batch, inputShape) = try graphInput()
+        guard graph.output.count == 1 else {
+            throw DataError(
+                path: path,
+                problem:
+                    "has \(graph.output.count) outputs (\(graph.output.map { quoted($0.name) }.joined(separator: ", "))); "
+                    + "a model has one, its logits")
+        }
+        let output = graph.output[0].name
+        var current = input
+        var shape = inputShape  // one example's shape after the layers so far; nil until known
+        var layers: [ReadLayer] = []
+        var normalization: (mean: Double, std: Double)?
+        var dropped: String?
+        let nodes = graph.node
+        var index = 0
+        while index < nodes.count {
+            let node = nodes[index]
+            let at = NodeContext(node: node, index: index, path: path)
+            if dropped != nil {
+                throw at.fail(
+                    "follows the graph's final \(dropped!); a LogSoftmax or Softmax is read only as the last node")
+            }
+            if !node.domain.isEmpty && node.domain != "ai.onnx" {
+                throw at.fail(
+                    "is an operator of the domain \(quoted(node.domain)); Backprop reads the default ONNX operators only"
+                )
+            }
+            if node.opType == "Constant" {
+                try readConstant(node, at)
+                index += 1
+                continue
+            }
+            guard node.input.first == current else {
+                throw at.fail(
+                    "reads \(node.input.first.map(quoted) ?? "nothing") where the chain's value is \(quoted(current)): "
+                        + "Backprop reads a graph that is a chain of layers (an nn.Sequential), each node reading the one before"
+                )
+            }
+            guard let next = node.output.first, !next.isEmpty else { throw at.fail("has no output") }
+            switch node.opType {
+            case "Identity":
+                try at.expectInputs(1...1)
+            case "Div" where layers.isEmpty && normalization == nil:
+                let read = try readNormalization(nodes, from: index)
+                normalization = read.normalization
+                index += read.nodes
+                current = nodes[index - 1].output[0]
+                continue
+            case "Gemm":
+                let layer = try readGemm(node, at, shape: &shape, first: layers.isEmpty)
+                layers.append(layer)
+            case "MatMul":
+                var layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
+                // An Add of a bias of the product's width, right after, is the layer's bias.
+                if index + 1 < nodes.count, let bias = try addedBias(nodes[index + 1], to: next, width: shape![0]) {
+                    layer.tensors["b"] = bias
+                    index += 1
+                    current = nodes[index].output[0]
+                    layers.append(layer)
+                    index += 1
+                    continue
+                }
+                layers.append(layer)
+            case "Conv":
+                layers.append(try readConv(node, at, shape: &shape))
+            case "MaxPool", "AveragePool":
+                layers.append(try readPool(node, at, shape: &shape))
+            case "Flatten":
+                try at.expectInputs(1...1)
+                let rank = try known(shape, at).count + 1
+                let axis = try at.int("axis", default: 1)
+                guard axis == 1 || axis == 1 - rank else {
+                    throw at.fail("flattens from axis \(axis); Backprop's flatten keeps the batch axis (axis 1)")
+                }
+                if shape!.count > 1 {
+                    layers.append(ReadLayer(entry: .flatten))
+                    shape = [shape!.reduce(1, *)]
+                }
+            case "Reshape":
+                if try readReshape(node, at, shape: shape, batch: batch) {
+                    layers.append(ReadLayer(entry: .flatten))
+                    shape = [shape!.reduce(1, *)]
+                }
+            case "Dropout":
+                layers.append(try readDropout(node, at))
+            case "BatchNormalization":
+                layers.append(try readBatchNorm(node, at, shape: shape))
+            case "Relu", "Tanh", "Sigmoid":
+                try at.expectInputs(1...1)
+                let entries: [String: ModelDescription.Entry] = ["Relu": .relu, "Tanh": .tanh, "Sigmoid": .sigmoid]
+                layers.append(ReadLayer(entry: entries[node.opType]!))
+            case "LeakyRelu":
+                try at.expectInputs(1...1)
+                let slope = try at.float("alpha", default: 0.01)
+                guard slope.isFinite else { throw at.fail("has the slope (alpha) \(slope); expected a finite number") }
+                layers.append(ReadLayer(entry: .leakyReLU(slope: slope)))
+            case "Gelu":
+                try at.expectInputs(1...1)
+                let approximate = try at.string("approximate", default: "none")
+                guard approximate == "none" else {
+                    throw at.fail(
+                        "approximates GELU (\(quoted(approximate))); Backprop's GELU is the exact one (\"none\")")
+                }
+                layers.append(ReadLayer(entry: .gelu))
+            case "LogSoftmax", "Softmax":
+                try at.expectInputs(1...1)
+                let rank = try known(shape, at).count + 1
+                let axis = try at.int("axis", default: opset >= 13 ? -1 : 1)
+                guard rank == 2, axis == 1 || axis == -1 else {
+                    throw at.fail(
+                        "takes the \(node.opType) over axis \(axis) of [n] + \(shape!); Backprop reads one only over "
+                            + "the classes of [n, classes], as the last node")
+                }
+                dropped = node.opType
+            default:
+                let hint =
+                    nodes.contains { $0.opType == "Erf" }
+                    ? " (a GELU written as Erf and arithmetic: export with opset_version=20 for one Gelu node)" : ""
+                throw at.fail(
+                    "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
+                        + "AveragePool, Flatten, Reshape (as a flatten), Dropout, BatchNormalization, Relu, Tanh, "
+                        + "Sigmoid, LeakyRelu, Gelu, Identity, Constant, and a final LogSoftmax or Softmax")
+            }
+            current = next
+            index += 1
+        }
+        guard current == output else {
+            throw DataError(
+                path: path,
+                problem: "ends its chain of nodes at \(quoted(current)), but its output is \(quoted(output))")
+        }
+        guard !layers.isEmpty, let exampleShape = inputShape ?? inferredInputShape(layers) else {
+            throw DataError(path: path, problem: "holds no layer Backprop reads (only \(nodes.map(\.opType)))")
+        }
+        return try build(
+            layers, inputShape: exampleShape, loss: loss, normalization: normalization, dropped: dropped)
+    }
+
+    /// The graph's one input that is not an initializer: its name, its batch size if fixed, and
+    /// the shape of one example (`nil` when the graph does not say).
+    private func graphInput() throws -> (name: String, batch: Int?, shape: [Int]?) {
+        let inputs = graph.input.filter { constants[$0.name] == nil }
+        guard inputs.count == 1 else {
+            let names = inputs.map { quoted($0.name) }.joined(separator: ", ")
+            throw DataError(
+                path: path,
+                problem: "has \(inputs.count) inputs besides its weights (\(names)); a model has one, its examples")
+        }
+        let input = inputs[0]
+        guard input.type.tensorType.elemType == 1 || !input.type.tensorType.hasElemType else {
+            throw DataError(
+                path: path,
+                problem: "its input \(quoted(input.name)) holds \(dataTypeName(input.type.tensorType.elemType)) "
+                    + "values; Backprop models take float32")
+        }
+        guard input.type.tensorType.hasShape else { return (input.name, nil, nil) }
+        let dimensions = input.type.tensorType.shape.dim
+        guard dimensions.count >= 2 else {
+            throw DataError(
+                path: path,
+                problem: "its input \(quoted(input.name)) has \(dimensions.count) dimensions; expected [n, features] "
+                    + "or [n, channels, height, width]")
+        }
+        var shape: [Int] = []
+        var elements = 1
+        for dimension in dimensions.dropFirst() {
+            guard case .dimValue(let size)? = dimension.value else { return (input.name, nil, nil) }
+            let (product, overflow) = elements.multipliedReportingOverflow(by: Int(clamping: size))
+            guard size >= 1, !overflow, product <= Int(Int32.max) else {
+                throw DataError(
+                    path: path,
+                    problem: "its input \(quoted(input.name)) has a dimension of \(size); expected sizes from 1 "
+                        + "with at most \(Int32.max) values per example")
+            }
+            elements = product
+            shape.append(Int(size))
+        }
+        var batch: Int?
+        if case .dimValue(let size)? = dimensions[0].value, size >= 1 { batch = Int(clamping: size) }
+        return (input.name, batch, shape)
+    }
+
+    /// The example shape a graph without one on its input takes: `[nIn]` when it starts with a
+    /// fully connected layer.
+    private func inferredInputShape(_ layers: [ReadLayer]) -> [Int]? {
+        guard case .lin = layers[0].entry, let w = layers[0].tensors["w"] else { return nil }
+        return [w.shape[0]]
+    }
+
+    /// The model of `layers` with their tensors, in evaluation mode.
+    private func build(
+        _ layers: [ReadLayer], inputShape: [Int], loss: (any Loss)?, normalization: (mean: Double, std: Double)?,
+        dropped: String?
+    ) throws -> ONNXImportedModel {
+        let description = ModelDescription(entries: layers.map(\.entry))
+        let outputs: [Int]
+        do {
+            outputs = try description.shapes(input: inputShape).last ?? inputShape
+        } catch {
+            throw DataError(path: path, problem: "its layers '\(description)' do not fit its input: \(error)")
+        }
+        let loss = loss ?? (outputs == [1] ? Mse() : CrossEntropy())
+        var generator = RandomGenerator(seed: 0)
+        let model: Model
+        do {
+            model = try Model(description: description, inputShape: inputShape, loss: loss, generator: &generator)
+        } catch {
+            throw DataError(path: path, problem: "its layers '\(description)' do not fit its input: \(error)")
+        }
+        for (layer, read) in zip(model.layers, layers) {
+            var destinations: [String: Tensor] = [:]
+            switch layer {
+            case let lin as Lin: destinations = ["w": lin.w, "b": lin.b]
+            case let conv as Conv2d: destinations = ["w": conv.w, "b": conv.b].compactMapValues { $0 }
+            case let norm as BatchNorm:
+                destinations = [
+                    "w": norm.w, "b": norm.b, "running_mean": norm.runningMean, "running_var": norm.runningVar,
+                ]
+            default: break
+            }
+            for (name, destination) in destinations {
+                // A Lin without a bias in the graph keeps the zeros it was made with.
+                guard let source = read.tensors[name] else { continue }
+                precondition(
+                    source.shape == destination.shape, "ONNXImport: \(name) \(source.shape) for \(destination.shape)")
+                let values = source.contiguous()
+                values.withUnsafeBufferPointer { from in
+                    destination.withUnsafeMutableBufferPointer { to in
+                        for i in from.indices { to[i] = from[i] }
+                    }
+                }
+            }
+        }
+        model.eval()
+        return ONNXImportedModel(
+            model: model, description: description, inputShape: inputShape,
+            normalization: normalization.map { exactNormalization($0) }, droppedOutputOperator: dropped)
+    }
+
+    /// The metadata's `input_mean` and `input_std` (ONNXExport writes them in full) when they
+    /// round to the graph's Float constants, else the constants.
+    private func exactNormalization(_ read: (mean: Double, std: Double)) -> (mean: Double, std: Double) {
+        let entries = Dictionary(
+            proto.metadataProps.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+        if let mean = entries["input_mean"].flatMap(Double.init), let std = entries["input_std"].flatMap(Double.init),
+            Float(mean) == Float(read.mean), Float(std) == Float(read.std)
+        {
+            return (mean, std)
+        }
+        return read
+    }
+
+    // MARK: - The nodes
+
+    /// Records a `Constant` node's value as a constant tensor.
+    private mutating func readConstant(_ node: Onnx_NodeProto, _ at: NodeContext) throws {
+        guard node.output.count == 1, !node.output[0].isEmpty, node.attribute.count == 1 else {
+            throw at.fail("is a Constant without exactly one output and one value")
+        }
+        let attribute = node.attribute[0]
+        var tensor = Onnx_TensorProto()
+        switch attribute.name {
+        case "value": tensor = attribute.t
+        case "value_float":
+            tensor.dataType = 1
+            tensor.floatData = [attribute.f]
+        case "value_floats":
+            tensor.dataType = 1
+            tensor.dims = [Int64(attribute.floats.count)]
+            tensor.floatData = attribute.floats
+        case "value_int":
+            tensor.dataType = 7
+            tensor.int64Data = [attribute.i]
+        case "value_ints":
+            tensor.dataType = 7
+            tensor.dims = [Int64(attribute.ints.count)]
+            tensor.int64Data = attribute.ints
+        default:
+            throw at.fail("holds a \(quoted(attribute.name)) value; Backprop reads tensors, floats and integers")
+        }
+        guard constants.updateValue(tensor, forKey: node.output[0]) == nil else {
+            throw at.fail("names its output \(quoted(node.output[0])), as another constant is named")
+        }
+    }
+
+    /// The constant tensor that input `position` of the node names, as floats.
+    private func floatInput(_ at: NodeContext, _ position: Int, _ what: String) throws -> Tensor {
+        let name = at.node.input[position]
+        guard let tensor = constants[name] else {
+            throw at.fail("reads its \(what) from \(quoted(name)), which is not a constant (an initializer)")
+        }
+        return try tensors.floats(tensor, name: name)
+    }
+
+    /// `Div` by 255, then `Sub` the mean and `Div` by the standard deviation, starting at node
+    /// `index`: ONNXExport's normalisation of pixels (or `Div` by 255 alone: mean 0, deviation 1,
+    /// torchvision's `ToTensor()` inside the model). Returns it and the count of nodes it took.
+    private func readNormalization(
+        _ nodes: [Onnx_NodeProto], from index: Int
+    ) throws
+        -> (normalization: (mean: Double, std: Double), nodes: Int)
+    {
+        let at = NodeContext(node: nodes[index], index: index, path: path)
+        let expected =
+            "Backprop reads Div and Sub by constants only as the first nodes, as the normalisation "
+            + "(pixels / 255 - mean) / std that its ONNX export writes, or pixels / 255"
+        // Each step's constant, checked: the node reads `value` and a one-element constant.
+        func constant(_ offset: Int, _ op: String, _ value: String, _ what: String) throws -> Float? {
+            guard index + offset < nodes.count else { return nil }
+            let node = nodes[index + offset]
+            let step = NodeContext(node: node, index: index + offset, path: path)
+            guard node.opType == op, node.input.count == 2, node.input[0] == value, node.output.count == 1 else {
+                return nil
+            }
+            let tensor = try floatInput(step, 1, what)
+            guard tensor.count == 1 else {
+                throw step.fail("divides or subtracts a tensor of shape \(tensor.shape): \(expected)")
+            }
+            return tensor.item()
+        }
+        guard let scale = try constant(0, "Div", nodes[index].input.first ?? "", "the pixel scale") else {
+            throw at.fail(expected)
+        }
+        guard scale == 255 else { throw at.fail("divides by \(scale), not 255: \(expected)") }
+        let scaled = nodes[index].output[0]
+        guard let mean = try constant(1, "Sub", scaled, "the mean") else { return ((0, 1), 1) }
+        guard let std = try constant(2, "Div", nodes[index + 1].output[0], "the standard deviation") else {
+            throw NodeContext(node: nodes[index + 1], index: index + 1, path: path).fail(
+                "is not followed by a Div by the standard deviation: \(expected)")
+        }
+        guard mean.isFinite, std.isFinite, std > 0 else {
+            throw at.fail("normalises with mean \(mean) and standard deviation \(std); expected finite, std > 0")
+        }
+        return ((Double(mean), Double(std)), 3)
+    }
+
+    /// `Gemm(x, B, C)` as a `Lin`: `w = B` or `Bᵀ` (`transB`), `b = C`.
+    private func readGemm(
+        _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, first: Bool
+    ) throws
+        -> ReadLayer
+    {
+        try at.expectInputs(2...3)
+        let (alpha, beta) = (try at.float("alpha", default: 1), try at.float("beta", default: 1))
+        guard alpha == 1, try at.int("transA", default: 0) == 0 else {
+            throw at.fail(
+                "scales its product by alpha \(alpha) or transposes its input; Backprop's Lin computes x • w + b")
+        }
+        let b = try floatInput(at, 1, "weights")
+        guard b.rank == 2 else { throw at.fail("has weights of shape \(b.shape); expected a matrix") }
+        let w = try at.int("transB", default: 0) == 0 ? b : b.t().contiguous()  // (nIn, nOut)
+        let hasBias = node.input.count == 3 && !node.input[2].isEmpty
+        guard beta == 1 || !hasBias else {
+            throw at.fail("scales its bias by beta \(beta); Backprop's Lin adds it as it is")
+        }
+        let bias = hasBias ? try biasVector(try floatInput(at, 2, "bias"), width: w.shape[1], at) : nil
+        return try linear(w: w, b: bias, at, shape: &shape, first: first)
+    }
+
+    /// `MatMul(x, B)` as a `Lin`: `w = B`, `b` zero unless an `Add` follows.
+    private func readMatMul(
+        _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, first: Bool
+    ) throws
+        -> ReadLayer
+    {
+        try at.expectInputs(2...2)
+        let w = try floatInput(at, 1, "weights")
+        guard w.rank == 2 else {
+            throw at.fail("multiplies by a tensor of shape \(w.shape); Backprop's Lin multiplies by a matrix")
+        }
+        return try linear(w: w, b: nil, at, shape: &shape, first: first)
+    }
+
+    /// The bias `node` adds to `value` (the output of a `MatMul` of width `width`), or `nil` when
+    /// `node` is not such an `Add`.
+    private func addedBias(_ node: Onnx_NodeProto, to value: String, width: Int) throws -> Tensor? {
+        guard node.opType == "Add", node.domain.isEmpty || node.domain == "ai.onnx", node.input.count == 2,
+            node.output.count == 1, !node.output[0].isEmpty
+        else { return nil }
+        let other: String
+        if node.input[0] == value {
+            other = node.input[1]
+        } else if node.input[1] == value {
+            other = node.input[0]
+        } else {
+            return nil
+        }
+        guard let tensor = constants[other] else { return nil }
+        let at = NodeContext(node: node, index: -1, path: path)
+        return try biasVector(try tensors.floats(tensor, name: other), width: width, at)
+    }
+
+    /// A bias of shape `(width)`, `(1, width)`, `(1)` or `()` as a vector of `width` values.
+    private func biasVector(_ c: Tensor, width: Int, _ at: NodeContext) throws -> Tensor {
+        if c.shape == [width] { return c }
+        if c.shape == [1, width] { return c.reshape([width]) }
+        if c.count == 1 && c.rank <= 1 { return Tensor.full([width], c.item()) }
+        throw at.fail("adds a bias of shape \(c.shape); expected [\(width)]")
+    }
+
+    /// The `Lin` of `w (nIn, nOut)` and `b`, after examples of `shape` (learnt from `w` for the
+    /// graph's first layer when the input has no shape).
+    private func linear(w: Tensor, b: Tensor?, _ at: NodeContext, shape: inout [Int]?, first: Bool) throws -> ReadLayer
+    {
+        let (nIn, nOut) = (w.shape[0], w.shape[1])
+        guard nIn >= 1, nOut >= 1 else { throw at.fail("has weights of shape \(w.shape); expected no empty dimension") }
+        if shape == nil && first { shape = [nIn] }
+        let current = try known(shape, at)
+        guard current == [nIn] else {
+            throw at.fail(
+                "takes \(nIn) features per example, but its input is [n] + \(current)"
+                    + (current.count > 1 ? " (flatten first)" : ""))
+        }
+        var layer = ReadLayer(entry: .lin(out: nOut))
+        layer.tensors["w"] = try finite(w, at, "weights")
+        if let b { layer.tensors["b"] = try finite(b, at, "bias") }
+        shape = [nOut]
+        return layer
+    }
+
+    /// `Conv` as a `Conv2d`.
+    private func readConv(_ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?) throws -> ReadLayer {
+        try at.expectInputs(2...3)
+        let w = try floatInput(at, 1, "weights")
+        guard w.rank == 4, w.count > 0 else {
+            throw at.fail("has weights of shape \(w.shape); expected [cOut, cIn, k, k]")
+        }
+        let (cOut, cIn, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        guard try at.int("group", default: 1) == 1 else {
+            throw at.fail("is a grouped convolution; Backprop's has one group")
+        }
+        guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
+            throw at.fail("is dilated; Backprop's convolution is not")
+        }
+        let kernel = try at.ints("kernel_shape", default: [kh, kw])
+        guard kernel == [kh, kw], kh == kw else {
+            throw at.fail("has a kernel of \(kernel) for weights \(w.shape); Backprop's kernels are square")
+        }
+        let stride = try equalPair(at, "strides", default: 1)
+        let padding = try equalPads(at)
+        let current = try known(shape, at)
+        guard current.count == 3, current[0] == cIn else {
+            throw at.fail("takes images of \(cIn) channels (weights \(w.shape)), but its input is [n] + \(current)")
+        }
+        guard kh <= current[1] + 2 * padding, kw <= current[2] + 2 * padding else {
+            throw at.fail("has a \(kh)×\(kw) kernel larger than its padded \(current[1])×\(current[2]) input")
+        }
+        var layer = ReadLayer(
+            entry: .conv(
+                out: cOut, kernel: kh, stride: stride, padding: padding,
+                bias: node.input.count == 3 && !node.input[2].isEmpty))
+        layer.tensors["w"] = try finite(w, at, "weights")
+        if node.input.count == 3 && !node.input[2].isEmpty {
+            let b = try floatInput(at, 2, "bias")
+            guard b.shape == [cOut] else { throw at.fail("has a bias of shape \(b.shape); expected [\(cOut)]") }
+            layer.tensors["b"] = try finite(b, at, "bias")
+        }
+        let output = [cOut, (current[1] + 2 * padding - kh) / stride + 1, (current[2] + 2 * padding - kw) / stride + 1]
+        let (area, overflow) = output[1].multipliedReportingOverflow(by: output[2])
+        let (values, overflowAgain) = area.multipliedReportingOverflow(by: cOut)
+        guard !overflow, !overflowAgain, values <= Int(Int32.max) else {
+            throw at.fail("gives examples of \(output); Backprop reads at most \(Int32.max) values per example")
+        }
+        shape = output
+        return layer
+    }
+
+    /// `MaxPool` or `AveragePool` as a `MaxPool2d` or `AvgPool2d`.
+    private func readPool(_ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?) throws -> ReadLayer {
+        try at.expectInputs(1...1)
+        guard node.output.dropFirst().allSatisfy(\.isEmpty) || node.opType == "MaxPool" else {
+            throw at.fail("has \(node.output.count) outputs; expected one")
+        }
+        let kernel = try at.ints("kernel_shape", default: [])
+        guard kernel.count == 2, kernel[0] == kernel[1], (1...GraphReader.largestAttribute).contains(kernel[0]) else {
+            throw at.fail("has the kernel \(kernel); Backprop's pools have square kernels [k, k]")
+        }
+        let k = kernel[0]
+        let stride = try equalPair(at, "strides", default: 1)
+        guard try equalPads(at) == 0 else { throw at.fail("pads its input; Backprop's pools do not") }
+        guard try at.int("ceil_mode", default: 0) == 0 else {
+            throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
+        }
+        guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
+            throw at.fail("is dilated; Backprop's pools are not")
+        }
+        let current = try known(shape, at)
+        guard current.count == 3, k <= current[1], k <= current[2] else {
+            throw at.fail(
+                "pools \(k)×\(k) windows, but its input is [n] + \(current); expected [c, h, w] with h, w ≥ \(k)")
+        }
+        shape = [current[0], (current[1] - k) / stride + 1, (current[2] - k) / stride + 1]
+        let entry: ModelDescription.Entry =
+            node.opType == "MaxPool" ? .maxPool(kernel: k, stride: stride) : .avgPool(kernel: k, stride: stride)
+        return ReadLayer(entry: entry)
+    }
+
+    /// Whether a `Reshape` flattens each example (`true`) or leaves a flat one as it is (`false`).
+    private func readReshape(_ node: Onnx_NodeProto, _ at: NodeContext, shape: [Int]?, batch: Int?) throws -> Bool {
+        try at.expectInputs(2...2)
+        let current = try known(shape, at)
+        let name = node.input[1]
+        guard let tensor = constants[name] else {
+            throw at.fail("reads its target shape from \(quoted(name)), which is not a constant")
+        }
+        let target = try tensors.integers(tensor, name: name)
+        let size = current.reduce(1, *)
+        let allowZero = try at.int("allowzero", default: 0) != 0
+        let keepsBatch = target.count == 2 && (target[0] == -1 || (target[0] == 0 && !allowZero) || target[0] == batch)
+        let flattens = keepsBatch && (target[1] == size || (target[1] == -1 && target[0] != -1))
+        guard flattens else {
+            throw at.fail(
+                "reshapes [n] + \(current) to \(target); Backprop reads a Reshape only as a flatten to [n, \(size)]")
+        }
+        return current.count > 1
+    }
+
+    /// `Dropout` as a `Dropout` of its ratio (the identity in evaluation).
+    private func readDropout(_ node: Onnx_NodeProto, _ at: NodeContext) throws -> ReadLayer {
+        try at.expectInputs(1...3)
+        var ratio: Float = 0.5
+        if opset >= 12 {
+            if node.input.count >= 2 && !node.input[1].isEmpty {
+                let value = try floatInput(at, 1, "ratio")
+                guard value.count == 1 else { throw at.fail("has a ratio of shape \(value.shape); expected a scalar") }
+                ratio = value.item()
+            }
+            if node.input.count == 3 && !node.input[2].isEmpty {
+                let name = node.input[2]
+                guard let tensor = constants[name], try tensors.integers(tensor, name: name) == [0]
+                else {
+                    throw at.fail(
+                        "runs in training mode or reads its mode from \(quoted(name)); Backprop reads inference graphs")
+                }
+            }
+        } else {
+            ratio = try at.float("ratio", default: 0.5)
+        }
+        guard ratio >= 0 && ratio < 1 else { throw at.fail("drops with ratio \(ratio); expected 0 ≤ ratio < 1") }
+        return ReadLayer(entry: .dropout(p: ratio))
+    }
+
+    /// `BatchNormalization` in inference as a `BatchNorm` with its running statistics.
+    private func readBatchNorm(_ node: Onnx_NodeProto, _ at: NodeContext, shape: [Int]?) throws -> ReadLayer {
+        try at.expectInputs(5...5)
+        guard try at.int("training_mode", default: 0) == 0 else {
+            throw at.fail("normalises in training mode; Backprop reads inference graphs")
+        }
+        let epsilon = try at.float("epsilon", default: 1e-5)
+        guard epsilon == BatchNorm(features: 1).eps else {
+            throw at.fail("has epsilon \(epsilon); Backprop's batch norm adds \(BatchNorm(features: 1).eps)")
+        }
+        let current = try known(shape, at)
+        guard current.count == 1 || current.count == 3 else {
+            throw at.fail("normalises [n] + \(current); Backprop's batch norm takes [n, c] or [n, c, h, w]")
+        }
+        var layer = ReadLayer(entry: .batchNorm)
+        for (position, name) in [(1, "w"), (2, "b"), (3, "running_mean"), (4, "running_var")] {
+            let tensor = try floatInput(at, position, name == "w" ? "scale" : name == "b" ? "bias" : name)
+            guard tensor.shape == [current[0]] else {
+                throw at.fail(
+                    "has a \(name) of shape \(tensor.shape) for \(current[0]) channels; expected [\(current[0])]")
+            }
+            layer.tensors[name] = try finite(tensor, at, name)
+        }
+        return layer
+    }
+
+    // MARK: - Helpers
+
+    /// An attribute pair `[a, a]` (strides), at most ``largestAttribute``.
+    private func equalPair(_ at: NodeContext, _ name: String, default value: Int) throws -> Int {
+        let pair = try at.ints(name, default: [value, value])
+        guard pair.count == 2, pair[0] == pair[1], (1...GraphReader.largestAttribute).contains(pair[0]) else {
+            throw at.fail("has \(name) \(pair); Backprop reads equal ones [s, s], s ≥ 1")
+        }
+        return pair[0]
+    }
+
+    /// The padding of a node whose `pads` are four equal values (or `auto_pad` VALID: none).
+    private func equalPads(_ at: NodeContext) throws -> Int {
+        let autoPad = try at.string("auto_pad", default: "NOTSET")
+        guard autoPad == "NOTSET" || autoPad == "VALID" else {
+            throw at.fail("pads automatically (\(autoPad)); Backprop reads explicit pads")
+        }
+        let pads = try at.ints("pads", default: [0, 0, 0, 0])
+        guard pads.count == 4, Set(pads).count == 1, (0...GraphReader.largestAttribute).contains(pads[0]) else {
+            throw at.fail("has pads \(pads); Backprop pads every side by the same amount")
+        }
+        return autoPad == "VALID" ? 0 : pads[0]
+    }
+
+    /// `shape`, or an error when the graph's input did not give it and no layer set it yet.
+    private func known(_ shape: [Int]?, _ at: NodeContext) throws -> [Int] {
+        guard let shape else {
+            throw at.fail("comes before the example's shape is known: the graph's input gives no shape per example")
+        }
+        return shape
+    }
+
+    /// `tensor`, or an error naming the node and the first value that is not finite.
+    private func finite(_ tensor: Tensor, _ at: NodeContext, _ what: String) throws -> Tensor {
+        let bad = tensor.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite }.map { ($0, values[$0]) }
+        }
+        if let (index, value) = bad {
+            throw at.fail("has \(value.isNaN ? "NaN" : "an infinity") in its \(what) at index \(index)")
+        }
+        return tensor
+    }
+}
+
+/// A node and where it is, for reading its attributes and naming it in errors.
+struct NodeContext {
+    let node: Onnx_NodeProto
+    let index: Int
+    let path: String
+
+    /// The error `node I (NAME, OP) problem`, naming the file.
+    func fail(_ problem: String) -> DataError {
+        let name = node.name.isEmpty ? "" : quoted(node.name) + ", "
+        let position = index >= 0 ? "node \(index) " : "node "
+        return DataError(path: path, problem: "\(position)(\(name)\(node.opType)) \(problem)")
+    }
+
+    /// Throws unless the node has a count of inputs in `range`.
+    func expectInputs(_ range: ClosedRange<Int>) throws {
+        guard range.contains(node.input.count) else {
+            throw fail(
+                "has \(node.input.count) inputs; expected \(range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)")"
+            )
+        }
+    }
+
+    private func attribute(_ name: String) -> Onnx_AttributeProto? {
+        node.attribute.first { $0.name == name }
+    }
+
+    func int(_ name: String, default value: Int) throws -> Int {
+        guard let attribute = attribute(name) else { return value }
+        guard attribute.type == .int || (!attribute.hasType && attribute.hasI) else {
+            throw fail("has the attribute \(name) of type \(attribute.type); expected an integer")
+        }
+        return Int(attribute.i)
+    }
+
+    func ints(_ name: String, default value: [Int]) throws -> [Int] {
+        guard let attribute = attribute(name) else { return value }
+        guard attribute.type == .ints || !attribute.hasType else {
+            throw fail("has the attribute \(name) of type \(attribute.type); expected integers")
+        }
+        return attribute.ints.map { Int($0) }
+    }
+
+    func float(_ name: String, default value: Float) throws -> Float {
+        guard let attribute = attribute(name) else { return value }
+        guard attribute.type == .float || (!attribute.hasType && attribute.hasF) else {
+            throw fail("has the attribute \(name) of type \(attribute.type); expected a float")
+        }
+        return attribute.f
+    }
+
+    func string(_ name: String, default value: String) throws -> String {
+        guard let attribute = attribute(name) else { return value }
+        guard attribute.type == .string || !attribute.hasType, let text = String(data: attribute.s, encoding: .utf8)
+        else {
+            throw fail("has the attribute \(name) of type \(attribute.type); expected a string")
+        }
+        return text
+    }
+}
+
+/// `name` in double quotes, its control characters escaped, cut at 80 characters.
+func quoted(_ name: String) -> String {
+    let shown = name.count > 80 ? String(name.prefix(77)) + "…" : name
+    return shown.debugDescription
+}

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Write the fixtures that check importing ONNX files exported by PyTorch into Backprop models.
+
+PyTorch builds three nn.Sequential models from a fixed seed (every batch norm gets a weight, bias and
+running statistics of its own, away from 1, 0, 0 and 1), puts them in evaluation mode and exports
+them with `torch.onnx.export`, opset 20 (so that nn.GELU is a single `Gelu` node), input named
+"input", output named "output", once per exporter setting below. ONNX Runtime (CPUExecutionProvider)
+then computes each file's output on fixed inputs, and PyTorch computes, in float64 from exactly the
+stored float32 weights, the logits the imported Backprop model should give (the model's output before
+a final LogSoftmax/Softmax, which the importer drops since Backprop's cross-entropy applies it). The
+script fails when an export fails, when a file does not pass `onnx.checker.check_model(full_check=True)`,
+or when ONNX Runtime and PyTorch differ by more than 1e-5. Run once where torch, onnx, onnxscript and
+onnxruntime are installed (CI does not have them; the files are committed):
+
+    python3 Tests/BackpropTests/Fixtures/make_onnx_import_fixtures.py
+
+Models
+------
+mlp           MLP below, input [n, 16] -> output [n, 10] (no final softmax: its output is its logits)
+convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [4, 8, 8] maxpool 2
+              -> [6, 4, 4] conv stride 2 pad 1 -> [6, 2, 2] avgpool 2 -> flatten 24 -> lin 12
+              -> lin 10 -> LogSoftmax -> output [n, 10].  (16x16 rather than 8x8 images, so that the
+              average pool still sees 2x2 and the flatten orders channels, rows and columns.)
+softmax_head  SOFTMAX_HEAD below, input [n, 1, 8, 8] -> flatten 64 -> lin 10 -> Softmax -> [n, 10]
+
+Files
+-----
+onnx_import_mlp_legacy.onnx           mlp, TorchScript exporter (dynamo=False), batch dim "batch"
+onnx_import_mlp_dynamo.onnx           mlp, torch.export exporter (dynamo=True), batch Dim "batch"
+onnx_import_convnet_folded.onnx       convnet, TorchScript exporter, constant folding on (default):
+                                      the batch norms after the convolutions are folded into them
+onnx_import_convnet_unfolded.onnx     convnet, TorchScript exporter, do_constant_folding=False:
+                                      every batch norm stays a BatchNormalization node
+onnx_import_convnet_dynamo.onnx       convnet, torch.export exporter, batch Dim "batch" (its
+                                      optimizer fuses every batch norm into the Conv/Gemm before it;
+                                      nn.Flatten becomes a Reshape to the initializer [-1, 24])
+onnx_import_convnet_fixed_batch.onnx  convnet, torch.export exporter, no dynamic dim: input [3, 1, 16, 16],
+                                      the Reshape's shape is [3, 24]
+onnx_import_softmax_head.onnx         softmax_head, TorchScript exporter, batch dim "batch"
+onnx_import_mlp_external.onnx         mlp, torch.export exporter with external_data=True (its default):
+    (+ onnx_import_mlp_external.onnx.data)  the weights in the .data file beside it, by location,
+                                      offset and length
+    Every other file holds its weights (external_data=False); each is what torch wrote, without the exporter's
+    debugging notes (metadata_props and value_info, see strip_debug_metadata). In evaluation
+    mode both exporters drop nn.Dropout, so no file has a Dropout node.
+
+onnx_import_io.safetensors
+    Tensors (F32):
+        mlp.x (5, 16), mlp.logits (5, 10)
+        convnet.x (3, 1, 16, 16), convnet.logits (3, 10)
+        softmax_head.x (3, 1, 8, 8), softmax_head.logits (3, 10)
+        FILE.output (n, 10) for each file above (FILE = its name without .onnx): ONNX Runtime's
+            output for KEY.x, KEY the file's model (so log-probabilities for the convnet files,
+            probabilities for the softmax head).
+    KEY.x are standard normal draws (numpy seed 14); KEY.logits come from PyTorch in float64.
+    __metadata__, for each FILE:
+        FILE.model      mlp, convnet or softmax_head
+        FILE.operators  the graph's node op_types in order, separated by ", "
+        FILE.layers     the Backprop model description the importer should produce for the file,
+                        derived from the graph's nodes by `layers` below; entries separated by ", ":
+                        conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S], avgpool K [stride S],
+                        flatten, lin OUT, relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
+                        batchnorm; nothing for Identity/Constant nodes or a final LogSoftmax/Softmax.
+"""
+
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import write_safetensors  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPSET = 20
+TOLERANCE = 1e-5
+BATCH_AXES = {"input": {0: "batch"}, "output": {0: "batch"}}
+
+
+def mlp():
+    """lin 12, gelu, lin 12, leakyrelu 0.2, lin 8, tanh, lin 8, sigmoid, dropout 0.5, lin 10; inputs of 16."""
+    return nn.Sequential(
+        nn.Linear(16, 12),
+        nn.GELU(),
+        nn.Linear(12, 12),
+        nn.LeakyReLU(0.2),
+        nn.Linear(12, 8),
+        nn.Tanh(),
+        nn.Linear(8, 8),
+        nn.Sigmoid(),
+        nn.Dropout(0.5),
+        nn.Linear(8, 10),
+    )
+
+
+def convnet():
+    """The convnet, for images [1, 16, 16]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),  # [4, 16, 16]
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # [4, 8, 8]
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False),  # [6, 4, 4]
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AvgPool2d(2),  # [6, 2, 2]
+        nn.Flatten(),  # [24]
+        nn.Dropout(0.25),
+        nn.Linear(6 * 2 * 2, 12),
+        nn.BatchNorm1d(12),
+        nn.ReLU(),
+        nn.Linear(12, 10),
+        nn.LogSoftmax(dim=1),
+    )
+
+
+def softmax_head():
+    """flatten, lin 10, then Softmax; for images [1, 8, 8]."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Softmax(dim=1))
+
+
+# key: (builder, input shape)
+MODELS = {
+    "mlp": (mlp, (5, 16)),
+    "convnet": (convnet, (3, 1, 16, 16)),
+    "softmax_head": (softmax_head, (3, 1, 8, 8)),
+}
+
+# (file name without .onnx, model key, exporter setting)
+EXPORTS = [
+    ("onnx_import_mlp_legacy", "mlp", "legacy"),
+    ("onnx_import_mlp_dynamo", "mlp", "dynamo"),
+    ("onnx_import_mlp_external", "mlp", "dynamo_external"),
+    ("onnx_import_convnet_folded", "convnet", "legacy"),
+    ("onnx_import_convnet_unfolded", "convnet", "legacy_unfolded"),
+    ("onnx_import_convnet_dynamo", "convnet", "dynamo"),
+    ("onnx_import_convnet_fixed_batch", "convnet", "dynamo_fixed_batch"),
+    ("onnx_import_softmax_head", "softmax_head", "legacy"),
+]
+
+
+def give_batch_norms_statistics(model, generator):
+    """Batch norms with weights, biases and running statistics away from 1, 0, 0 and 1."""
+    with torch.no_grad():
+        for module in model:
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                c = module.num_features
+                module.weight.copy_(1 + 0.3 * torch.randn(c, generator=generator))
+                module.bias.copy_(0.2 * torch.randn(c, generator=generator))
+                module.running_mean.copy_(0.3 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                module.num_batches_tracked.fill_(7)
+
+
+def strip_debug_metadata(onnx_model):
+    """Drops the exporter's debugging notes (the dynamo exporter's metadata_props hold stack traces
+    with the writing machine's paths, most of each file); the graph and its tensors stay as written."""
+    graph = onnx_model.graph
+    for item in list(graph.node) + list(graph.input) + list(graph.output) + list(graph.value_info) + list(
+        graph.initializer
+    ):
+        del item.metadata_props[:]
+    del graph.value_info[:]
+
+
+def export(model, x, path, setting):
+    """Exports `model` (in eval mode) for the example input `x` to `path`; raises when anything fails."""
+    for stale in (path, path + ".data"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    common = dict(opset_version=OPSET, input_names=["input"], output_names=["output"], verbose=False)
+    example = (torch.from_numpy(x),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "You are using the legacy ... exporter"
+        if setting == "legacy":
+            torch.onnx.export(model, example, path, dynamo=False, dynamic_axes=BATCH_AXES, **common)
+        elif setting == "legacy_unfolded":
+            torch.onnx.export(
+                model, example, path, dynamo=False, dynamic_axes=BATCH_AXES, do_constant_folding=False, **common)
+        elif setting == "dynamo":
+            batch = torch.export.Dim("batch")
+            torch.onnx.export(
+                model, example, path, dynamo=True, external_data=False, dynamic_shapes=({0: batch},), **common)
+        elif setting == "dynamo_external":
+            batch = torch.export.Dim("batch")
+            torch.onnx.export(
+                model, example, path, dynamo=True, external_data=True, dynamic_shapes=({0: batch},), **common)
+        elif setting == "dynamo_fixed_batch":
+            torch.onnx.export(model, example, path, dynamo=True, external_data=False, **common)
+        else:
+            raise ValueError(f"unknown export setting {setting}")
+    if not os.path.exists(path):
+        raise RuntimeError(f"torch.onnx.export wrote no {path}")
+    if os.path.exists(path + ".data") != (setting == "dynamo_external"):
+        raise RuntimeError(f"torch.onnx.export wrote {path}.data for {setting}, or did not")
+    onnx_model = onnx.load(path, load_external_data=False)  # external tensors stay where they are
+    strip_debug_metadata(onnx_model)
+    onnx.save_model(onnx_model, path)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    opsets = {entry.domain: entry.version for entry in onnx_model.opset_import}
+    if opsets.get("", opsets.get("ai.onnx")) != OPSET:
+        raise RuntimeError(f"{path} has opsets {opsets}, not {OPSET}")
+    return onnx_model
+
+
+def short(value):
+    """A float32 attribute the short way: 0.2, not 0.20000000298023224."""
+    return str(np.float32(value))
+
+
+def layers(model):
+    """The Backprop description of the ONNX `model`'s graph, node by node; raises on anything unmapped."""
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    shapes = {}
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+    outputs = {value.name for value in graph.output}
+    entries = []
+    for node in graph.node:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        op = node.op_type
+
+        def square(name, default=None):
+            values = list(attributes.get(name, default))
+            if len(set(values)) != 1:
+                raise ValueError(f"{node.name}: {op} {name} {values} is not square")
+            return values[0]
+
+        def pads():
+            values = list(attributes.get("pads", [0, 0, 0, 0]))
+            if len(set(values)) != 1 or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                raise ValueError(f"{node.name}: {op} pads {values} are not symmetric")
+            return values[0]
+
+        if op == "Constant":
+            constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
+        elif op == "Identity":
+            if node.input[0] in constants:
+                constants[node.output[0]] = constants[node.input[0]]
+        elif op == "Gemm":
+            weight = constants[node.input[1]]
+            if (attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0
+                    or attributes.get("transA", 0) != 0 or len(node.input) != 3):
+                raise ValueError(f"{node.name}: Gemm {attributes} is not a Linear")
+            entries.append(f"lin {weight.shape[0] if attributes.get('transB', 0) else weight.shape[1]}")
+        elif op == "Conv":
+            weight = constants[node.input[1]]
+            if attributes.get("group", 1) != 1 or set(attributes.get("dilations", [1, 1])) != {1}:
+                raise ValueError(f"{node.name}: Conv {attributes} is grouped or dilated")
+            kernel = square("kernel_shape", weight.shape[2:])
+            stride, pad = square("strides", [1, 1]), pads()
+            entry = f"conv {weight.shape[0]} {kernel}"
+            entry += f" stride {stride}" if stride != 1 else ""
+            entry += f" pad {pad}" if pad != 0 else ""
+            entry += " nobias" if len(node.input) < 3 or node.input[2] == "" else ""
+            entries.append(entry)
+        elif op in ("MaxPool", "AveragePool"):
+            if attributes.get("ceil_mode", 0) != 0 or set(attributes.get("dilations", [1, 1])) != {1} or pads() != 0:
+                raise ValueError(f"{node.name}: {op} {attributes} is not a plain pool")
+            kernel, stride = square("kernel_shape"), square("strides", [1, 1])
+            name = "maxpool" if op == "MaxPool" else "avgpool"
+            entries.append(f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else ""))
+        elif op == "Flatten":
+            if attributes.get("axis", 1) != 1:
+                raise ValueError(f"{node.name}: Flatten axis {attributes['axis']}")
+            entries.append("flatten")
+        elif op == "Reshape":
+            target = [int(v) for v in constants[node.input[1]]]
+            source = shapes[node.input[0]]
+            features = math.prod(source[1:]) if all(isinstance(d, int) for d in source[1:]) else None
+            if len(target) != 2 or target[0] not in (-1, source[0]) or target[1] not in (features, -1) \
+                    or target == [-1, -1]:
+                raise ValueError(f"{node.name}: Reshape {source} to {target} does not flatten")
+            entries.append("flatten")
+        elif op in ("Relu", "Tanh", "Sigmoid"):
+            entries.append(op.lower())
+        elif op == "Gelu":
+            if attributes.get("approximate", b"none") not in (b"none", "none"):
+                raise ValueError(f"{node.name}: Gelu approximate {attributes['approximate']}")
+            entries.append("gelu")
+        elif op == "LeakyRelu":
+            entries.append(f"leakyrelu {short(attributes.get('alpha', 0.01))}")
+        elif op == "Dropout":
+            if len(node.input) > 1 and node.input[1] != "":
+                ratio = float(constants[node.input[1]])
+            else:
+                ratio = attributes.get("ratio", 0.5)
+            entries.append(f"dropout {short(ratio)}")
+        elif op == "BatchNormalization":
+            entries.append("batchnorm")
+        elif op in ("LogSoftmax", "Softmax"):
+            if node.output[0] not in outputs or attributes.get("axis", -1) not in (1, -1):
+                raise ValueError(f"{node.name}: {op} is not the final softmax over the classes")
+        else:
+            raise ValueError(f"{node.name}: no Backprop layer for {op}")
+    return ", ".join(entries)
+
+
+def f32(array):
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return ("F32", array.shape, array.tobytes())
+
+
+def logits(model, x):
+    """The outputs before a final LogSoftmax/Softmax, in float64 from the float32 weights, in eval mode."""
+    body = model[:-1] if isinstance(model[-1], (nn.LogSoftmax, nn.Softmax)) else model
+    reference = body.double().eval()
+    with torch.no_grad():
+        out = reference(torch.from_numpy(x.astype(np.float64))).numpy()
+    model.float()
+    return out
+
+
+def finish(model, z):
+    """What the whole model gives for its logits `z` (float64): applies a final LogSoftmax/Softmax."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if isinstance(model[-1], nn.LogSoftmax):
+        return log_probabilities
+    if isinstance(model[-1], nn.Softmax):
+        return np.exp(log_probabilities)
+    return z
+
+
+def main():
+    generator = torch.Generator().manual_seed(14)
+    torch.manual_seed(14)
+    rng = np.random.default_rng(14)
+    models, inputs = {}, {}
+    for key, (build, shape) in MODELS.items():
+        models[key] = build()
+        give_batch_norms_statistics(models[key], generator)
+        models[key].eval()
+        inputs[key] = rng.standard_normal(shape).astype(np.float32)
+
+    io, metadata = {}, {}
+    for key, model in models.items():
+        io[f"{key}.x"] = f32(inputs[key])
+        io[f"{key}.logits"] = f32(logits(model, inputs[key]))
+    for name, key, setting in EXPORTS:
+        path = os.path.join(HERE, name + ".onnx")
+        onnx_model = export(models[key], inputs[key], path, setting)
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        output = session.run(["output"], {"input": inputs[key]})[0]
+        expected = finish(models[key], logits(models[key], inputs[key]))
+        difference = np.abs(output.astype(np.float64) - expected).max()
+        if output.dtype != np.float32 or output.shape != expected.shape or not difference <= TOLERANCE:
+            raise RuntimeError(f"{name}: ONNX Runtime gives {output.dtype} {list(output.shape)}, "
+                               f"{difference:.3g} from PyTorch's {list(expected.shape)} (limit {TOLERANCE:g})")
+        io[f"{name}.output"] = f32(output)
+        operators = ", ".join(node.op_type for node in onnx_model.graph.node)
+        description = layers(onnx_model)
+        metadata[f"{name}.model"] = key
+        metadata[f"{name}.operators"] = operators
+        metadata[f"{name}.layers"] = description
+        dims = [d.dim_value if d.HasField("dim_value") else d.dim_param
+                for d in onnx_model.graph.input[0].type.tensor_type.shape.dim]
+        print(f"{name}.onnx ({os.path.getsize(path)} bytes, ir_version {onnx_model.ir_version}, "
+              f"opset {OPSET}, input {dims}, ORT vs PyTorch {difference:.2g})")
+        print(f"    operators: {operators}")
+        print(f"    layers:    {description}")
+    write_safetensors(os.path.join(HERE, "onnx_import_io.safetensors"), io, metadata)
+    print("wrote onnx_import_io.safetensors")
+
+
+if __name__ == "__main__":
+    main()

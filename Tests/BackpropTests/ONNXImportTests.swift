@@ -1,0 +1,443 @@
+import Foundation
+import SwiftProtobuf
+import Testing
+
+@testable import BackpropCore
+@testable import BackpropData
+@testable import BackpropNetwork
+@testable import BackpropONNX
+@testable import BackpropTraining
+
+// ONNX import: the files torch.onnx.export wrote (fixtures of make_onnx_import_fixtures.py, both
+// exporters, batch norms folded and not, a fixed batch, a final LogSoftmax or Softmax) read to
+// ONNX Runtime's outputs and PyTorch's logits; ONNXExport's files read back to the same model; the
+// errors that name what cannot be read; mutated files that end in an error, never a trap; and the
+// command line reading ONNX where it reads models.
+
+@Suite("ONNX import")
+struct ONNXImportTests {
+    /// The fixtures, without `.onnx`.
+    static let files = [
+        "onnx_import_mlp_legacy", "onnx_import_mlp_dynamo", "onnx_import_mlp_external", "onnx_import_convnet_folded",
+        "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_convnet_fixed_batch",
+        "onnx_import_softmax_head",
+    ]
+
+    /// The inputs, PyTorch's logits and ONNX Runtime's outputs (see make_onnx_import_fixtures.py).
+    static func io() throws -> SafetensorsFile {
+        try Safetensors.read(path: fixturePath("onnx_import_io.safetensors"))
+    }
+
+    /// `log_softmax` (`log: true`) or `softmax` of each row, in Double: the reference for the
+    /// final operator the importer leaves out.
+    static func softmaxRows(_ z: Tensor, log: Bool) -> [Double] {
+        let columns = z.shape[1]
+        let values = z.values.map(Double.init)
+        return stride(from: 0, to: values.count, by: columns).flatMap { start -> [Double] in
+            let row = values[start..<(start + columns)]
+            let top = row.max()!
+            let logSum = top + Foundation.log(row.reduce(0) { $0 + exp($1 - top) })
+            return row.map { log ? $0 - logSum : exp($0 - logSum) }
+        }
+    }
+
+    @Test("reads what torch.onnx.export wrote: the layers, and ONNX Runtime's outputs", arguments: files)
+    func readsPyTorchExports(file: String) throws {
+        let io = try Self.io()
+        let key = try #require(io.metadata["\(file).model"])
+        let imported = try ONNXImport.read(path: fixturePath(file + ".onnx"))
+        #expect(imported.description.description == io.metadata["\(file).layers"])
+        let x = try #require(io.tensors["\(key).x"])
+        #expect(imported.inputShape == Array(x.shape.dropFirst()))
+        #expect(imported.normalization == nil)
+        let last = io.metadata["\(file).operators"]?.components(separatedBy: ", ").last
+        let dropped = last == "LogSoftmax" || last == "Softmax" ? last : nil
+        #expect(imported.droppedOutputOperator == dropped)
+
+        let logits = imported.model.predict(x)
+        // PyTorch's logits in float64 from the state_dict's weights (a folded batch norm's weights
+        // were rounded to float32 by the exporter: a little more room).
+        expectAllNear(logits, try #require(io.tensors["\(key).logits"]), tolerance: 2e-5, "logits")
+        // ONNX Runtime's output of the file itself, through the final operator left out.
+        let output = try #require(io.tensors["\(file).output"])
+        let expected =
+            dropped.map { Self.softmaxRows(logits, log: $0 == "LogSoftmax") } ?? logits.values.map(Double.init)
+        expectAllNear(output.values, expected, tolerance: 1e-5, "ONNX Runtime's output")
+    }
+
+    @Test("the fixtures' batch norms: kept by do_constant_folding=False, folded by default")
+    func batchNormsAsExported() throws {
+        let unfolded = try ONNXImport.read(path: fixturePath("onnx_import_convnet_unfolded.onnx"))
+        let norms = unfolded.model.layers.compactMap { $0 as? BatchNorm }
+        #expect(norms.count == 3)
+        // Running statistics read, not left at 0 and 1.
+        for norm in norms {
+            #expect(norm.runningMean.values.contains { $0 != 0 })
+            #expect(norm.runningVar.values.contains { $0 != 1 })
+        }
+        #expect(!unfolded.model.layers.contains { ($0 as? Dropout)?.isTraining == true })
+    }
+
+    // MARK: - ONNXExport's files read back
+
+    @Test("reads back what ONNXExport writes: the same layers, tensors, dropout and normalisation")
+    func readsBackExports() throws {
+        for layers in [ONNXExportTests.mlpLayers, ONNXExportTests.convnetLayers] {
+            let description = try ModelDescription(parsing: layers)
+            let model = try ONNXExportTests.model(layers, seed: 3)
+            let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+            let normalization = (mean: 0.28604060411453247, std: 0.3530242443084717)
+            let bytes = try ONNXExport.model(model, inputShape: inputShape, normalization: normalization)
+            let imported = try ONNXImport.model(fromBytes: [UInt8](bytes), path: "model.onnx")
+            #expect(imported.description == description)
+            #expect(imported.inputShape == inputShape)
+            #expect(imported.normalization?.mean == normalization.mean)
+            #expect(imported.normalization?.std == normalization.std)
+            let original = model.namedParameters + model.namedBuffers
+            let read = imported.model.namedParameters + imported.model.namedBuffers
+            #expect(original.map(\.name) == read.map(\.name))
+            for (a, b) in zip(original, read) {
+                #expect(a.tensor.values == b.tensor.values, "\(a.name)")
+            }
+            // Without a normalisation the graph takes x itself.
+            let plain = try ONNXExport.model(model, inputShape: inputShape)
+            #expect(try ONNXImport.model(fromBytes: [UInt8](plain), path: "plain.onnx").normalization == nil)
+        }
+    }
+
+    @Test("a graph whose input has no shape takes the first Lin's inputs; Gemm's options and MatMul + Add")
+    func linearForms() throws {
+        // x • B + C three ways: Gemm with transB, MatMul + Add, MatMul alone (zero bias).
+        var generator = RandomGenerator(seed: 11)
+        let w = Tensor.randn([5, 3], generator: &generator)  // (nIn, nOut)
+        let b = Tensor.randn([3], generator: &generator)
+        let x = Tensor.randn([4, 5], generator: &generator)
+        let reference = (0..<4).flatMap { i in
+            (0..<3).map { j in (0..<5).reduce(Double(b[j])) { $0 + Double(x[i, $1]) * Double(w[$1, j]) } }
+        }
+        let transposed = w.t().contiguous()
+        let gemm = Self.graph(
+            nodes: [Self.node("Gemm", ["x", "wt", "b"], "y", [Self.int("transB", 1)])],
+            initializers: [("wt", transposed), ("b", b)], inputShape: nil)
+        let matMulAdd = Self.graph(
+            nodes: [Self.node("MatMul", ["x", "w"], "p"), Self.node("Add", ["b", "p"], "y")],
+            initializers: [("w", w), ("b", b)], inputShape: [5])
+        for (name, proto) in [("Gemm", gemm), ("MatMul + Add", matMulAdd)] {
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "\(name).onnx")
+            #expect(imported.description.description == "lin 3")
+            #expect(imported.inputShape == [5])
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-5, name)
+        }
+        // Pixels / 255 first (torchvision's ToTensor() in the model): the normalisation (0, 1).
+        var scale = Self.graph(
+            nodes: [
+                Self.node("Div", ["x", "scale"], "s"),
+                Self.node("Gemm", ["s", "wt", "b"], "y", [Self.int("transB", 1)]),
+            ],
+            initializers: [("scale", Tensor(shape: [], values: [255])), ("wt", transposed), ("b", b)], inputShape: [5])
+        let scaled = try ONNXImport.model(fromBytes: try scale.serializedBytes(), path: "scaled.onnx")
+        #expect(scaled.description.description == "lin 3")
+        #expect(scaled.normalization?.mean == 0 && scaled.normalization?.std == 1)
+        scale.graph.initializer[0].floatData = [100]
+        expectDataError(containing: ["scaled.onnx: node 0 (\"div\", Div) divides by 100.0, not 255"]) {
+            try ONNXImport.model(fromBytes: try scale.serializedBytes(), path: "scaled.onnx")
+        }
+        let matMul = Self.graph(
+            nodes: [Self.node("MatMul", ["x", "w"], "y")], initializers: [("w", w)], inputShape: [5])
+        let alone = try ONNXImport.model(fromBytes: try matMul.serializedBytes(), path: "matmul.onnx")
+        #expect((alone.model.layers[0] as? Lin)?.b.values == [0, 0, 0])
+    }
+
+    // MARK: - What cannot be read
+
+    /// A graph of `nodes` from the input `x` (`[n] + inputShape`, or no shape) to `y`, opset 20.
+    static func graph(
+        nodes: [Onnx_NodeProto], initializers: [(String, Tensor)], inputShape: [Int]?, opset: Int64 = 20
+    ) -> Onnx_ModelProto {
+        var proto = Onnx_ModelProto()
+        proto.irVersion = 9
+        var set = Onnx_OperatorSetIdProto()
+        set.version = opset
+        proto.opsetImport = [set]
+        var graph = Onnx_GraphProto()
+        graph.node = nodes
+        graph.initializer = initializers.map { name, tensor in
+            var proto = Onnx_TensorProto()
+            proto.name = name
+            proto.dims = tensor.shape.map(Int64.init)
+            proto.dataType = 1
+            proto.floatData = tensor.values
+            return proto
+        }
+        var input = Onnx_ValueInfoProto()
+        input.name = "x"
+        input.type.tensorType.elemType = 1
+        if let inputShape {
+            var batch = Onnx_TensorShapeProto.Dimension()
+            batch.dimParam = "n"
+            input.type.tensorType.shape.dim =
+                [batch]
+                + inputShape.map { size in
+                    var dimension = Onnx_TensorShapeProto.Dimension()
+                    dimension.dimValue = Int64(size)
+                    return dimension
+                }
+        }
+        var output = Onnx_ValueInfoProto()
+        output.name = "y"
+        graph.input = [input]
+        graph.output = [output]
+        proto.graph = graph
+        return proto
+    }
+
+    static func node(
+        _ op: String, _ inputs: [String], _ output: String, _ attributes: [Onnx_AttributeProto] = []
+    )
+        -> Onnx_NodeProto
+    {
+        var node = Onnx_NodeProto()
+        node.opType = op
+        node.name = op.lowercased()
+        node.input = inputs
+        node.output = [output]
+        node.attribute = attributes
+        return node
+    }
+
+    static func int(_ name: String, _ value: Int) -> Onnx_AttributeProto {
+        var attribute = Onnx_AttributeProto()
+        attribute.name = name
+        attribute.type = .int
+        attribute.i = Int64(value)
+        return attribute
+    }
+
+    /// ONNXExport's graph of the convnet, changed by `change`, read; expects an error naming
+    /// `fragments`.
+    func expectRefused(
+        _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
+        _ change: (inout Onnx_ModelProto) -> Void
+    ) throws {
+        let model = try ONNXExportTests.model(ONNXExportTests.convnetLayers, seed: 5)
+        var proto = try ONNXExport.modelProto(
+            model, inputShape: [1, 28, 28], normalization: (0.25, 0.5), metadata: [:])
+        change(&proto)
+        let bytes: [UInt8] = try proto.serializedBytes()
+        expectDataError(containing: ["bad.onnx"] + fragments, sourceLocation: sourceLocation) {
+            try ONNXImport.model(fromBytes: bytes, path: "bad.onnx")
+        }
+    }
+
+    /// The index of the node named `name` in ONNXExport's graph.
+    static func index(_ proto: Onnx_ModelProto, _ name: String) -> Int {
+        proto.graph.node.firstIndex { $0.name == name }!
+    }
+
+    @Test("refuses, naming the node and what it expected, every graph it cannot read")
+    func refusesWhatItCannotRead() throws {
+        // (The convnet: layers.0 Conv, 1 BatchNormalization, 2 Relu, 3 MaxPool, 4 Conv, 5 BatchNormalization,
+        // 6 LeakyRelu, 7 AveragePool, 8 Flatten, 9 Dropout, 10 Gemm, 11 BatchNormalization, 12 Gelu, ….)
+        try expectRefused(["node 5 (\"layers.2\", Softplus) is not an operator Backprop reads"]) {
+            $0.graph.node[Self.index($0, "layers.2")].opType = "Softplus"
+        }
+        try expectRefused(["(\"layers.4\", Conv) reads \"x\" where the chain's value is \"layers.3.out\""]) {
+            $0.graph.node[Self.index($0, "layers.4")].input[0] = "x"
+        }
+        // External data: outside the model's folder, or missing.
+        for (location, fragment) in [
+            ("../weights.bin", "tensor \"layers.0.w\" is stored in \"../weights.bin\", outside the model's folder"),
+            (
+                "no-such-weights.bin",
+                "no-such-weights.bin: no such file (the external data of tensor \"layers.0.w\" of bad.onnx)"
+            ),
+        ] {
+            try expectRefused([fragment]) {
+                let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.w" }!
+                $0.graph.initializer[i].dataLocation = .external
+                var entry = Onnx_StringStringEntryProto()
+                entry.key = "location"
+                entry.value = location
+                $0.graph.initializer[i].externalData = [entry]
+            }
+        }
+        try expectRefused(["tensor \"layers.0.w\" holds int64 values; Backprop reads float32 and float64"]) {
+            let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.w" }!
+            $0.graph.initializer[i].dataType = 7
+        }
+        try expectRefused(["tensor \"layers.0.b\" has 15 bytes of data for 4 values of 4 bytes"]) {
+            let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.b" }!
+            $0.graph.initializer[i].rawData.removeLast()
+        }
+        try expectRefused(["(\"layers.0\", Conv) has NaN in its weights at index 7"]) {
+            let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.w" }!
+            $0.graph.initializer[i].rawData.replaceSubrange(28..<32, with: [0x00, 0x00, 0xc0, 0x7f])
+        }
+        try expectRefused(["(\"layers.1\", BatchNormalization) has epsilon 0.001; Backprop's batch norm adds 1e-05"]) {
+            let i = Self.index($0, "layers.1")
+            $0.graph.node[i].attribute = [Self.float("epsilon", 0.001)]
+        }
+        try expectRefused(["(\"layers.12\", Gelu) approximates GELU (\"tanh\")"]) {
+            let i = Self.index($0, "layers.12")
+            var approximate = Onnx_AttributeProto()
+            approximate.name = "approximate"
+            approximate.type = .string
+            approximate.s = Data("tanh".utf8)
+            $0.graph.node[i].attribute = [approximate]
+        }
+        try expectRefused(["(\"layers.0\", Conv) is a grouped convolution"]) {
+            $0.graph.node[Self.index($0, "layers.0")].attribute.append(Self.int("group", 2))
+        }
+        try expectRefused(["(\"layers.3\", MaxPool) rounds its output size up (ceil_mode 1)"]) {
+            $0.graph.node[Self.index($0, "layers.3")].attribute.append(Self.int("ceil_mode", 1))
+        }
+        try expectRefused(["(\"layers.0\", Conv) has pads [1, 1, 0, 0]; Backprop pads every side by the same amount"]) {
+            let i = Self.index($0, "layers.0")
+            var pads = Onnx_AttributeProto()
+            pads.name = "pads"
+            pads.type = .ints
+            pads.ints = [1, 1, 0, 0]
+            $0.graph.node[i].attribute.removeAll { $0.name == "pads" }
+            $0.graph.node[i].attribute.append(pads)
+        }
+        try expectRefused(["(\"layers.8\", Reshape) reshapes [n] + [6, 3, 3] to [5, -1]"]) {
+            let i = Self.index($0, "layers.8")
+            $0.graph.node[i].opType = "Reshape"
+            $0.graph.node[i].attribute = []
+            $0.graph.node[i].input.append("target")
+            var target = Onnx_TensorProto()
+            target.name = "target"
+            target.dims = [2]
+            target.dataType = 7
+            target.int64Data = [5, -1]
+            $0.graph.initializer.append(target)
+        }
+        try expectRefused(["(\"layers.10\", Gemm) takes 54 features per example", "[6, 3, 3] (flatten first)"]) {
+            // Flatten left out: the Gemm reads the pool's images.
+            let flatten = Self.index($0, "layers.8")
+            $0.graph.node[Self.index($0, "layers.9")].input[0] = "layers.7.out"
+            $0.graph.node.remove(at: flatten)
+        }
+        try expectRefused(["uses ONNX opset 8; Backprop reads opset 9 or later"]) {
+            $0.opsetImport[0].version = 8
+        }
+        try expectRefused(["has 2 inputs besides its weights (\"pixels\", \"extra\")"]) {
+            var extra = Onnx_ValueInfoProto()
+            extra.name = "extra"
+            $0.graph.input.append(extra)
+        }
+        try expectRefused(["has 2 outputs"]) {
+            var extra = Onnx_ValueInfoProto()
+            extra.name = "layers.3.out"
+            $0.graph.output.append(extra)
+        }
+        try expectRefused(["(\"normalize.scale\", Div) divides by 256.0, not 255"]) {
+            let i = $0.graph.initializer.firstIndex { $0.name == "pixel_scale" }!
+            $0.graph.initializer[i].rawData = Data([0, 0, 0x80, 0x43])  // 256
+        }
+        try expectRefused(["is an operator of the domain \"com.microsoft\""]) {
+            $0.graph.node[Self.index($0, "layers.2")].domain = "com.microsoft"
+        }
+        try expectRefused(["is not an ONNX model with a graph: it holds no nodes"]) { $0.graph.node = [] }
+        expectDataError(containing: ["junk.onnx: is not an ONNX model (its protobuf does not decode"]) {
+            try ONNXImport.model(fromBytes: [0xff, 0xff, 0xff, 0xff], path: "junk.onnx")
+        }
+        // A safetensors file is not ONNX, whatever its name says.
+        expectDataError(containing: ["pytorch_mlp.safetensors: is not an ONNX model"]) {
+            try ONNXImport.read(path: fixturePath("pytorch_mlp.safetensors"))
+        }
+        #expect(!ONNXImport.looksLikeONNX(path: fixturePath("pytorch_mlp.safetensors")))
+        #expect(ONNXImport.looksLikeONNX(path: fixturePath("onnx_import_mlp_legacy.onnx")))
+    }
+
+    static func float(_ name: String, _ value: Float) -> Onnx_AttributeProto {
+        var attribute = Onnx_AttributeProto()
+        attribute.name = name
+        attribute.type = .float
+        attribute.f = value
+        return attribute
+    }
+
+    @Test("mutated and truncated files end in an error or a model, never a trap")
+    func mutatedFilesNeverTrap() throws {
+        var generator = RandomGenerator(seed: 21)
+        var outcomes = (models: 0, errors: 0)
+        for file in ["onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy"] {
+            let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
+            for trial in 0..<150 {
+                var bytes = original
+                if trial % 10 == 0 {
+                    bytes = Array(bytes.prefix(generator.nextIndex(below: bytes.count)))
+                } else {
+                    for _ in 0...generator.nextIndex(below: 4) {
+                        let at = generator.nextIndex(below: bytes.count)
+                        bytes[at] = UInt8(generator.nextIndex(below: 256))
+                    }
+                }
+                do {
+                    let imported = try ONNXImport.model(fromBytes: bytes, path: "mutated.onnx")
+                    // What reads must run: one example through the model (unless a mutated input
+                    // shape asks for a large one).
+                    if imported.inputShape.reduce(1, *) <= 1 << 20 {
+                        _ = imported.model.predict(Tensor.zeros([1] + imported.inputShape))
+                    }
+                    outcomes.models += 1
+                } catch is DataError {
+                    outcomes.errors += 1
+                }
+            }
+        }
+        #expect(outcomes.errors > 100 && outcomes.models > 10, "\(outcomes)")
+    }
+
+    // MARK: - The command line
+
+    @Test("backprop evaluate, train --init and export read ONNX models")
+    func commandLineReadsONNX() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 4)  // 4×4 images: 16 pixels, as the MLP fixture takes
+            let path = fixturePath("onnx_import_mlp_dynamo.onnx")
+            let layers = "lin 12, gelu, lin 12, leakyrelu 0.2, lin 8, tanh, lin 8, sigmoid, lin 10"
+            let evaluated = try runBackprop(["evaluate", "--model", path, "--data", folder])
+            #expect(evaluated.status == 0, "\(evaluated.standardError)")
+            // The same model as a PyTorch state_dict, evaluated with --layers: the same result.
+            let exported = try runBackprop(["export", path, "--format", "pytorch", folder + "/mlp.safetensors"])
+            #expect(exported.status == 0, "\(exported.standardError)")
+            let viaStateDict = try runBackprop([
+                "evaluate", "--model", folder + "/mlp.safetensors", "--layers", layers, "--data", folder,
+            ])
+            #expect(viaStateDict.status == 0, "\(viaStateDict.standardError)")
+            let result = { (output: String) in output.components(separatedBy: ", model").first ?? "" }
+            #expect(evaluated.standardOutput.hasPrefix("test accuracy "))
+            #expect(result(evaluated.standardOutput) == result(viaStateDict.standardOutput))
+
+            let wrong = try runBackprop(["evaluate", "--model", path, "--layers", "lin 10", "--data", folder])
+            #expect(wrong.status == 1 && !wrong.crashed)
+            #expect(
+                wrong.standardError
+                    == "Error: \(path): holds the model '\(layers)', not --layers 'lin 10' (an ONNX model gives its own "
+                    + "architecture: leave --layers out)\n")
+
+            // train --init: the file's weights, with dropout in --layers (exporters leave it out).
+            let withDropout = layers.replacingOccurrences(of: "sigmoid, lin 10", with: "sigmoid, dropout 0.5, lin 10")
+            let trained = try runBackprop([
+                "train", "--layers", withDropout, "--init", path, "--data", folder, "--epochs", "1", "--lr", "1e-9",
+                "--save", folder + "/run.safetensors",
+            ])
+            #expect(trained.status == 0, "\(trained.standardError)")
+            let saved = try Checkpoint.load(path: folder + "/run.safetensors")
+            let original = try ONNXImport.read(path: path).model
+            for (a, b) in zip(original.namedParameters, saved.namedParameters) {
+                expectAllNear(b.tensor, a.tensor, tolerance: 1e-6, b.name)
+            }
+            let misfit = try runBackprop([
+                "train", "--layers", "lin 12, relu, lin 10", "--init", path, "--data", folder, "--epochs", "1",
+            ])
+            #expect(misfit.status == 1 && !misfit.crashed)
+            #expect(
+                misfit.standardError.hasPrefix(
+                    "Error: \(path): holds the model '\(layers)' for examples of shape [16], not --layers 'lin 12, relu, lin 10'"
+                ))
+        }
+    }
+}
