@@ -24,6 +24,9 @@ struct GraphReader {
     private var constants: [String: Onnx_TensorProto] = [:]
     /// Reads the constants' values (and the external files that hold some).
     private let tensors: TensorReader
+    /// Integer vectors computed from the chain value's shape (`Shape`, `Gather`, `Unsqueeze`,
+    /// `Concat`), by name: the target of `x.view(x.size(0), -1)` as the TorchScript exporter writes it.
+    private var shapeValues: [String: [ShapeValue]] = [:]
 
     /// The largest kernel, stride or padding an attribute may give (far past any real model, and
     /// small enough that no shape arithmetic on it overflows).
@@ -95,6 +98,10 @@ struct GraphReader {
                 index += 1
                 continue
             }
+            if try readShapeArithmetic(node, at, current: current, shape: shape) {
+                index += 1
+                continue
+            }
             guard node.input.first == current else {
                 throw at.fail(
                     "reads \(node.input.first.map(quoted) ?? "nothing") where the chain's value is \(quoted(current)): "
@@ -130,6 +137,13 @@ struct GraphReader {
                 layers.append(try readConv(node, at, shape: &shape))
             case "MaxPool", "AveragePool":
                 layers.append(try readPool(node, at, shape: &shape))
+            case "GlobalAveragePool", "ReduceMean":
+                let (layer, keepsDimensions) = try readGlobalPool(node, at, shape: &shape)
+                layers.append(layer)
+                if !keepsDimensions {
+                    layers.append(ReadLayer(entry: .flatten))
+                    shape = [shape![0]]
+                }
             case "Flatten":
                 try at.expectInputs(1...1)
                 let rank = try known(shape, at).count + 1
@@ -183,8 +197,8 @@ struct GraphReader {
                     ? " (a GELU written as Erf and arithmetic: export with opset_version=20 for one Gelu node)" : ""
                 throw at.fail(
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
-                        + "AveragePool, Flatten, Reshape (as a flatten), Dropout, BatchNormalization, Relu, Tanh, "
-                        + "Sigmoid, LeakyRelu, Gelu, Identity, Constant, and a final LogSoftmax or Softmax")
+                        + "AveragePool, GlobalAveragePool, Flatten, Reshape (as a flatten), Dropout, BatchNormalization, "
+                        + "Relu, Tanh, Sigmoid, LeakyRelu, Gelu, Identity, Constant, and a final LogSoftmax or Softmax")
             }
             current = next
             index += 1
@@ -565,19 +579,119 @@ struct GraphReader {
         try at.expectInputs(2...2)
         let current = try known(shape, at)
         let name = node.input[1]
-        guard let tensor = constants[name] else {
-            throw at.fail("reads its target shape from \(quoted(name)), which is not a constant")
+        let target: [ShapeValue]
+        if let computed = shapeValues[name] {
+            target = computed
+        } else if let tensor = constants[name] {
+            target = try tensors.integers(tensor, name: name).map { .size($0) }
+        } else {
+            throw at.fail(
+                "reads its target shape from \(quoted(name)), which is neither a constant nor computed from a shape")
         }
-        let target = try tensors.integers(tensor, name: name)
         let size = current.reduce(1, *)
         let allowZero = try at.int("allowzero", default: 0) != 0
-        let keepsBatch = target.count == 2 && (target[0] == -1 || (target[0] == 0 && !allowZero) || target[0] == batch)
-        let flattens = keepsBatch && (target[1] == size || (target[1] == -1 && target[0] != -1))
+        let keepsBatch =
+            target.count == 2
+            && (target[0] == .batch || target[0] == .size(-1) || (target[0] == .size(0) && !allowZero)
+                || batch.map { target[0] == .size($0) } == true)
+        let flattens = keepsBatch && (target[1] == .size(size) || (target[1] == .size(-1) && target[0] != .size(-1)))
         guard flattens else {
             throw at.fail(
-                "reshapes [n] + \(current) to \(target); Backprop reads a Reshape only as a flatten to [n, \(size)]")
+                "reshapes [n] + \(current) to [\(target.map(\.description).joined(separator: ", "))]; Backprop reads a Reshape only as a flatten "
+                    + "to [n, \(size)]")
         }
         return current.count > 1
+    }
+
+    /// Records the integer vectors a node computes from the chain value's shape, and returns
+    /// `true`, or returns `false` for any other node: `Shape` of the chain value (its `start` and
+    /// `end`), `Gather` of constant indices along axis 0, `Unsqueeze`, `Squeeze` and `Cast` (the same
+    /// values), and `Concat` along axis 0 of such vectors and integer constants.
+    private mutating func readShapeArithmetic(
+        _ node: Onnx_NodeProto, _ at: NodeContext, current: String, shape: [Int]?
+    )
+        throws -> Bool
+    {
+        guard let first = node.input.first, let output = node.output.first, !output.isEmpty else { return false }
+        switch node.opType {
+        case "Shape" where first == current:
+            let dimensions = [ShapeValue.batch] + (try known(shape, at)).map { .size($0) }
+            let rank = dimensions.count
+            func clamp(_ value: Int) -> Int { Swift.min(Swift.max(value < 0 ? value + rank : value, 0), rank) }
+            let (start, end) = (clamp(try at.int("start", default: 0)), clamp(try at.int("end", default: rank)))
+            shapeValues[output] = start < end ? Array(dimensions[start..<end]) : []
+        case "Gather" where shapeValues[first] != nil:
+            let values = shapeValues[first]!
+            guard node.input.count == 2, try at.int("axis", default: 0) == 0, let tensor = constants[node.input[1]]
+            else {
+                throw at.fail("gathers from a shape other than by constant indices along axis 0")
+            }
+            shapeValues[output] = try tensors.integers(tensor, name: node.input[1]).map { index in
+                let position = index < 0 ? index + values.count : index
+                guard values.indices.contains(position) else {
+                    throw at.fail("gathers index \(index) of a shape of \(values.count) values")
+                }
+                return values[position]
+            }
+        case "Unsqueeze", "Squeeze", "Cast":
+            guard let values = shapeValues[first] else { return false }
+            shapeValues[output] = values
+        case "Concat":
+            guard node.input.contains(where: { shapeValues[$0] != nil }) else { return false }
+            guard try at.int("axis", default: 0) == 0 else {
+                throw at.fail("concatenates shapes along another axis than 0")
+            }
+            shapeValues[output] = try node.input.flatMap { name -> [ShapeValue] in
+                if let values = shapeValues[name] { return values }
+                guard let tensor = constants[name] else {
+                    throw at.fail("concatenates \(quoted(name)), which is neither a constant nor computed from a shape")
+                }
+                return try tensors.integers(tensor, name: name).map { .size($0) }
+            }
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// `GlobalAveragePool`, or `ReduceMean` over the height and width (PyTorch's
+    /// `AdaptiveAvgPool2d(1)`), as an `AvgPool2d` whose window is the whole (square) map; and
+    /// whether the reduced dimensions are kept (`keepdims`; if not, a flatten follows).
+    private func readGlobalPool(
+        _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?
+    ) throws
+        -> (ReadLayer, keepsDimensions: Bool)
+    {
+        let current = try known(shape, at)
+        var keeps = true
+        if node.opType == "ReduceMean" {
+            try at.expectInputs(1...2)
+            let axes: [Int]
+            if node.input.count == 2 && !node.input[1].isEmpty {
+                guard let tensor = constants[node.input[1]] else {
+                    throw at.fail("reads its axes from \(quoted(node.input[1])), which is not a constant")
+                }
+                axes = try tensors.integers(tensor, name: node.input[1])
+            } else {
+                axes = try at.ints("axes", default: [])
+            }
+            let rank = current.count + 1
+            guard Set(axes.map { $0 < 0 ? $0 + rank : $0 }) == [2, 3], rank == 4 else {
+                throw at.fail(
+                    "averages [n] + \(current) over the axes \(axes); Backprop reads a ReduceMean only over the height "
+                        + "and width of images [n, c, h, w] (a global average pool)")
+            }
+            keeps = try at.int("keepdims", default: 1) != 0
+        } else {
+            try at.expectInputs(1...1)
+        }
+        guard current.count == 3, current[1] == current[2] else {
+            throw at.fail(
+                "averages whole maps of [n] + \(current); Backprop's avgpool takes square windows, so square maps [c, k, k]"
+            )
+        }
+        shape = [current[0], 1, 1]
+        return (ReadLayer(entry: .avgPool(kernel: current[1], stride: current[1])), keeps)
     }
 
     /// `Dropout` as a `Dropout` of its ratio (the identity in evaluation).
@@ -671,6 +785,20 @@ struct GraphReader {
             throw at.fail("has \(value.isNaN ? "NaN" : "an infinity") in its \(what) at index \(index)")
         }
         return tensor
+    }
+}
+
+/// One value of an integer vector computed from a shape: the batch size, which the graph leaves
+/// open, or a number.
+enum ShapeValue: Equatable, CustomStringConvertible {
+    case batch
+    case size(Int)
+
+    var description: String {
+        switch self {
+        case .batch: "n"
+        case .size(let value): "\(value)"
+        }
     }
 }
 

@@ -16,15 +16,19 @@ import SwiftProtobuf
 //       dilations 1, group 1                                b (cOut) if given              conv OUT K [stride S] [pad P] [nobias]
 //     MaxPool, AveragePool: square kernel, no padding,      MaxPool2d, AvgPool2d           maxpool K [stride S], avgpool …
 //       equal strides, ceil_mode 0, dilations 1
+//     GlobalAveragePool; ReduceMean over axes [2, 3]        AvgPool2d of the whole map     avgpool K
+//       of square maps [c, K, K]                            (+ flatten without keepdims)
 //     Flatten axis 1; Reshape to [-1, K], [0, -1], [0, K]   Flatten                        flatten
-//       or [batch, K] where K is the example's size
+//       or [batch, K] where K is the example's size, a
+//       constant or computed by Shape, Gather, Unsqueeze,
+//       Concat (x.view(x.size(0), -1))
 //     Dropout (its ratio an input or an attribute)          Dropout(p: ratio)              dropout P
 //     BatchNormalization, inference, epsilon 1e-5           BatchNorm, its four tensors    batchnorm
 //     Relu, Tanh, Sigmoid, LeakyRelu alpha, Gelu (exact)    the activation                 relu, tanh, …, leakyrelu A, gelu
 //     Identity, Constant                                    nothing (a Constant's tensor is a constant)
 //     LogSoftmax, Softmax over the last axis, last node     nothing: Backprop's loss takes the logits
 //     Div 255, Sub mean, Div std, first nodes (ONNXExport's  the input's normalisation
-//       pixels → x)
+//       pixels → x); or Div 255 alone                       (mean 0, deviation 1)
 //
 // Everything else, and any node that reads a tensor other than the previous node's output and
 // constants, is refused with an error naming the node, its operator and what was expected.
@@ -53,7 +57,8 @@ public struct ONNXImportedModel {
 /// the files ``ONNXExport`` writes, and the ones `torch.onnx.export` writes for an `nn.Sequential`
 /// of `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `Flatten`, `Dropout`, `BatchNorm1d`/`2d`,
 /// `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU` and `GELU` (opset 20 or later for `GELU`), with or
-/// without a final `LogSoftmax` or `Softmax`, by either of its exporters.
+/// without a final `LogSoftmax` or `Softmax`, by either of its exporters; also an `nn.Module` whose
+/// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`.
 ///
 /// The model gives the graph's output for the same input up to float rounding (the same
 /// operations in Float; a `Softmax` or `LogSoftmax` at the end is left out, since Backprop's loss

@@ -20,7 +20,7 @@ struct ONNXImportTests {
     static let files = [
         "onnx_import_mlp_legacy", "onnx_import_mlp_dynamo", "onnx_import_mlp_external", "onnx_import_convnet_folded",
         "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_convnet_fixed_batch",
-        "onnx_import_softmax_head",
+        "onnx_import_softmax_head", "onnx_import_viewnet_legacy", "onnx_import_viewnet_dynamo",
     ]
 
     /// The inputs, PyTorch's logits and ONNX Runtime's outputs (see make_onnx_import_fixtures.py).
@@ -348,6 +348,51 @@ struct ONNXImportTests {
         }
         #expect(!ONNXImport.looksLikeONNX(path: fixturePath("pytorch_mlp.safetensors")))
         #expect(ONNXImport.looksLikeONNX(path: fixturePath("onnx_import_mlp_legacy.onnx")))
+    }
+
+    @Test("refuses global pools over maps that are not square, and shapes computed otherwise than a flatten")
+    func refusesOtherPoolsAndShapes() throws {
+        func read(_ nodes: [Onnx_NodeProto], _ initializers: [(String, Tensor)] = [], _ shape: [Int]) throws {
+            let proto = Self.graph(nodes: nodes, initializers: initializers, inputShape: shape)
+            _ = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "pool.onnx")
+        }
+        expectDataError(containing: [
+            "(\"globalaveragepool\", GlobalAveragePool) averages whole maps of [n] + [2, 3, 5]"
+        ]) {
+            try read([Self.node("GlobalAveragePool", ["x"], "y")], [], [2, 3, 5])
+        }
+        var axes = Onnx_AttributeProto()
+        axes.name = "axes"
+        axes.type = .ints
+        axes.ints = [1]
+        expectDataError(containing: ["(\"reducemean\", ReduceMean) averages [n] + [2, 4, 4] over the axes [1]"]) {
+            try read([Self.node("ReduceMean", ["x"], "y", [axes])], [], [2, 4, 4])
+        }
+        // x.view(x.size(0), 2, -1): not a flatten.
+        let nodes = [
+            Self.node("Shape", ["x"], "s"), Self.node("Gather", ["s", "zero"], "n"),
+            Self.node("Unsqueeze", ["n", "axis"], "n1"),
+            Self.node("Concat", ["n1", "rest"], "target", [Self.int("axis", 0)]),
+            Self.node("Reshape", ["x", "target"], "y"),
+        ]
+        let proto = Self.graph(nodes: nodes, initializers: [], inputShape: [2, 4, 4])
+        var withConstants = proto
+        for (name, values) in [("zero", [Int64(0)]), ("axis", [0]), ("rest", [2, -1])] {
+            var tensor = Onnx_TensorProto()
+            tensor.name = name
+            tensor.dataType = 7
+            tensor.dims = name == "zero" ? [] : [Int64(values.count)]
+            tensor.int64Data = values
+            withConstants.graph.initializer.append(tensor)
+        }
+        expectDataError(containing: ["(\"reshape\", Reshape) reshapes [n] + [2, 4, 4] to [n, 2, -1]"]) {
+            _ = try ONNXImport.model(fromBytes: try withConstants.serializedBytes(), path: "view.onnx")
+        }
+        // The same with [-1] after the batch: a flatten.
+        withConstants.graph.initializer[2].dims = [1]
+        withConstants.graph.initializer[2].int64Data = [-1]
+        let flat = try ONNXImport.model(fromBytes: try withConstants.serializedBytes(), path: "view.onnx")
+        #expect(flat.description.description == "flatten")
     }
 
     static func float(_ name: String, _ value: Float) -> Onnx_AttributeProto {

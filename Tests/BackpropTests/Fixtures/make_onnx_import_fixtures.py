@@ -22,6 +22,9 @@ convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [
               -> lin 10 -> LogSoftmax -> output [n, 10].  (16x16 rather than 8x8 images, so that the
               average pool still sees 2x2 and the flatten orders channels, rows and columns.)
 softmax_head  SOFTMAX_HEAD below, input [n, 1, 8, 8] -> flatten 64 -> lin 10 -> Softmax -> [n, 10]
+viewnet       ViewNet below (an nn.Module, not an nn.Sequential), input [n, 1, 12, 12] -> [4, 12, 12] conv
+              pad 1 -> [4, 6, 6] max pool 2 -> [6, 4, 4] conv -> [6, 1, 1] AdaptiveAvgPool2d(1)
+              -> x.view(x.size(0), -1) 6 -> lin 10
 
 Files
 -----
@@ -37,6 +40,10 @@ onnx_import_convnet_dynamo.onnx       convnet, torch.export exporter, batch Dim 
 onnx_import_convnet_fixed_batch.onnx  convnet, torch.export exporter, no dynamic dim: input [3, 1, 16, 16],
                                       the Reshape's shape is [3, 24]
 onnx_import_softmax_head.onnx         softmax_head, TorchScript exporter, batch dim "batch"
+onnx_import_viewnet_legacy.onnx       viewnet, TorchScript exporter: GlobalAveragePool, and the view as
+                                      Shape, Gather, Unsqueeze, Concat (with Constant nodes), Reshape
+onnx_import_viewnet_dynamo.onnx       viewnet, torch.export exporter: ReduceMean over axes [2, 3] (or
+                                      [-2, -1]), the view a Reshape to a constant
 onnx_import_mlp_external.onnx         mlp, torch.export exporter with external_data=True (its default):
     (+ onnx_import_mlp_external.onnx.data)  the weights in the .data file beside it, by location,
                                       offset and length
@@ -49,6 +56,7 @@ onnx_import_io.safetensors
         mlp.x (5, 16), mlp.logits (5, 10)
         convnet.x (3, 1, 16, 16), convnet.logits (3, 10)
         softmax_head.x (3, 1, 8, 8), softmax_head.logits (3, 10)
+        viewnet.x (3, 1, 12, 12), viewnet.logits (3, 10)
         FILE.output (n, 10) for each file above (FILE = its name without .onnx): ONNX Runtime's
             output for KEY.x, KEY the file's model (so log-probabilities for the convnet files,
             probabilities for the softmax head).
@@ -126,11 +134,30 @@ def softmax_head():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Softmax(dim=1))
 
 
+class ViewNet(nn.Module):
+    """The idioms of PyTorch's tutorials outside an nn.Sequential, for images [1, 12, 12]:
+    nn.AdaptiveAvgPool2d(1) (GlobalAveragePool, or ReduceMean over h and w) and
+    x.view(x.size(0), -1) (Shape, Gather, Unsqueeze, Concat and Reshape from the TorchScript exporter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)  # [4, 12, 12], then max pool 2: [4, 6, 6]
+        self.conv2 = nn.Conv2d(4, 6, 3)  # [6, 4, 4]
+        self.pool = nn.AdaptiveAvgPool2d(1)  # [6, 1, 1]
+        self.fc = nn.Linear(6, 10)
+
+    def forward(self, x):
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc(x.view(x.size(0), -1))
+
+
 # key: (builder, input shape)
 MODELS = {
     "mlp": (mlp, (5, 16)),
     "convnet": (convnet, (3, 1, 16, 16)),
     "softmax_head": (softmax_head, (3, 1, 8, 8)),
+    "viewnet": (ViewNet, (3, 1, 12, 12)),
 }
 
 # (file name without .onnx, model key, exporter setting)
@@ -143,13 +170,15 @@ EXPORTS = [
     ("onnx_import_convnet_dynamo", "convnet", "dynamo"),
     ("onnx_import_convnet_fixed_batch", "convnet", "dynamo_fixed_batch"),
     ("onnx_import_softmax_head", "softmax_head", "legacy"),
+    ("onnx_import_viewnet_legacy", "viewnet", "legacy"),
+    ("onnx_import_viewnet_dynamo", "viewnet", "dynamo"),
 ]
 
 
 def give_batch_norms_statistics(model, generator):
     """Batch norms with weights, biases and running statistics away from 1, 0, 0 and 1."""
     with torch.no_grad():
-        for module in model:
+        for module in model.modules():
             if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 c = module.num_features
                 module.weight.copy_(1 + 0.3 * torch.randn(c, generator=generator))
@@ -273,6 +302,10 @@ def layers(model):
             if attributes.get("axis", 1) != 1:
                 raise ValueError(f"{node.name}: Flatten axis {attributes['axis']}")
             entries.append("flatten")
+        elif op == "Reshape" and node.input[1] not in constants:
+            if len(shapes[node.output[0]]) != 2:
+                raise ValueError(f"{node.name}: Reshape to a computed shape of rank {len(shapes[node.output[0]])}")
+            entries.append("flatten")
         elif op == "Reshape":
             target = [int(v) for v in constants[node.input[1]]]
             source = shapes[node.input[0]]
@@ -281,6 +314,16 @@ def layers(model):
                     or target == [-1, -1]:
                 raise ValueError(f"{node.name}: Reshape {source} to {target} does not flatten")
             entries.append("flatten")
+        elif op in ("Shape", "Gather", "Unsqueeze", "Concat"):
+            pass  # the arithmetic of x.view(x.size(0), -1)'s target shape
+        elif op == "GlobalAveragePool" or op == "ReduceMean":
+            source = shapes[node.input[0]]
+            axes = attributes.get("axes") or [int(v) for v in constants.get(node.input[1] if len(node.input) > 1 else "", [])]
+            if len(source) != 4 or source[2] != source[3] or (op == "ReduceMean" and sorted(a % 4 for a in axes) != [2, 3]):
+                raise ValueError(f"{node.name}: {op} over {source} is not a square global average pool")
+            entries.append(f"avgpool {source[2]}")
+            if op == "ReduceMean" and attributes.get("keepdims", 1) == 0:
+                entries.append("flatten")
         elif op in ("Relu", "Tanh", "Sigmoid"):
             entries.append(op.lower())
         elif op == "Gelu":
@@ -312,7 +355,8 @@ def f32(array):
 
 def logits(model, x):
     """The outputs before a final LogSoftmax/Softmax, in float64 from the float32 weights, in eval mode."""
-    body = model[:-1] if isinstance(model[-1], (nn.LogSoftmax, nn.Softmax)) else model
+    final = isinstance(model, nn.Sequential) and isinstance(model[-1], (nn.LogSoftmax, nn.Softmax))
+    body = model[:-1] if final else model
     reference = body.double().eval()
     with torch.no_grad():
         out = reference(torch.from_numpy(x.astype(np.float64))).numpy()
@@ -324,9 +368,10 @@ def finish(model, z):
     """What the whole model gives for its logits `z` (float64): applies a final LogSoftmax/Softmax."""
     shifted = z - z.max(axis=1, keepdims=True)
     log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    if isinstance(model[-1], nn.LogSoftmax):
+    last = model[-1] if isinstance(model, nn.Sequential) else None
+    if isinstance(last, nn.LogSoftmax):
         return log_probabilities
-    if isinstance(model[-1], nn.Softmax):
+    if isinstance(last, nn.Softmax):
         return np.exp(log_probabilities)
     return z
 
