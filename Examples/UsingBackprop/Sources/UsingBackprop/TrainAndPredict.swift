@@ -2,7 +2,8 @@ import Backprop
 import Foundation
 
 /// Trains a 784-128-64-10 MLP with the library's `Trainer`, saves it, loads it back as a program
-/// that only predicts would, and checks the loaded model's predictions and accuracy.
+/// that only predicts would, and checks the loaded model's predictions and accuracy; then writes
+/// it as ONNX and reads it back.
 func trainSaveLoadPredict(_ data: FashionMNIST, _ checks: inout Checks) throws {
     // The recipe's defaults (Adam, one-cycle schedule, batches of 128), for three epochs.
     let configuration = TrainingConfiguration(hidden: [128, 64], epochs: 3)
@@ -33,6 +34,20 @@ func trainSaveLoadPredict(_ data: FashionMNIST, _ checks: inout Checks) throws {
     let trainedLogits = GradMode.withNoGrad { trainer.model.predict(data.xTest) }
     checks.expect(logits.values == trainedLogits.values, "the loaded MLP predicts exactly as the trained one")
     checks.expect(testAccuracy > 0.75, "the MLP learned (test accuracy \(format(testAccuracy)) > 0.75)")
+
+    // Out to ONNX (what ONNX Runtime or another framework reads) and back in: the same model.
+    let onnxPath = temporaryPath("mlp") + ".onnx"
+    defer { try? FileManager.default.removeItem(atPath: onnxPath) }
+    try ONNXExport.write(
+        trainer.model, to: onnxPath, inputShape: [784], normalization: (data.trainMean, data.trainStd))
+    let imported = try ONNXImport.read(path: onnxPath)
+    print(
+        "read back from ONNX: \(imported.description), normalisation \(imported.normalization.map { "\($0)" } ?? "none")"
+    )
+    let importedLogits = GradMode.withNoGrad { imported.model.predict(test.xTest) }
+    checks.expect(
+        importedLogits.values == logits.values && imported.normalization?.mean == data.trainMean,
+        "the model written to ONNX and read back predicts exactly as the saved one")
 }
 
 /// Prints one line per epoch: its losses, validation accuracy and time.

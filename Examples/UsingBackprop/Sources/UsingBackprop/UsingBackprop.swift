@@ -3,7 +3,8 @@ import Foundation
 
 /// What a new user of Backprop tries, end to end, each step checked:
 ///
-/// 1. load Fashion-MNIST, train an MLP with the library's `Trainer`, save it, load it, predict;
+/// 1. load Fashion-MNIST, train an MLP with the library's `Trainer`, save it, load it, predict,
+///    write it as ONNX and read it back;
 /// 2. a layer of one's own with a hand-written backward (`Swish`), checked by `gradientCheck`,
 ///    trained, saved and loaded;
 /// 3. operations of one's own with their derivatives (`Sine`, `hypot`), checked by finite
@@ -27,7 +28,7 @@ struct UsingBackprop {
             print("== Fashion-MNIST from \(directory), the first \(rows) rows")
             let data = try FashionMNIST(directory: directory, limit: rows)
 
-            print("\n== 1. Train an MLP, save it, load it, predict")
+            print("\n== 1. Train an MLP, save it, load it, predict; ONNX out and in")
             try trainSaveLoadPredict(data, &checks)
 
             print("\n== 2. A layer of one's own: Swish, with its hand-written backward")
