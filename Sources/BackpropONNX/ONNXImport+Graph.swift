@@ -25,7 +25,7 @@ struct GraphReader {
     /// Reads the constants' values (and the external files that hold some).
     private let tensors: TensorReader
     /// Integer vectors computed from the chain value's shape (`Shape`, `Gather`, `Unsqueeze`,
-    /// `Concat`), by name: the target of `x.view(x.size(0), -1)` as the TorchScript exporter writes it.
+    /// `Concat`, …), by name: the target of `x.view(x.size(0), -1)` as the exporters write it.
     private var shapeValues: [String: [ShapeValue]] = [:]
 
     /// The largest kernel, stride or padding an attribute may give (far past any real model, and
@@ -75,9 +75,10 @@ struct GraphReader {
         }
         let output = graph.output[0].name
         var current = input
+        var chain: Set<String> = [input]  // the chain's values so far
         var shape = inputShape  // one example's shape after the layers so far; nil until known
         var layers: [ReadLayer] = []
-        var normalization: (mean: Double, std: Double)?
+        var normalizing = NormalizationStep.none
         var dropped: String?
         let nodes = graph.node
         var index = 0
@@ -98,33 +99,44 @@ struct GraphReader {
                 index += 1
                 continue
             }
-            if try readShapeArithmetic(node, at, current: current, shape: shape) {
+            if try readConstantWork(node, at, current: current, shape: shape) {
                 index += 1
                 continue
             }
             guard node.input.first == current else {
+                let read = node.input.first ?? ""
+                let branch =
+                    chain.contains(read) || node.input.dropFirst().contains(where: chain.contains)
+                    ? " (the graph branches: an earlier value is read again, as in a residual connection x + f(x) or an "
+                        + "activation written as x · f(x), such as SiLU)" : ""
                 throw at.fail(
-                    "reads \(node.input.first.map(quoted) ?? "nothing") where the chain's value is \(quoted(current)): "
-                        + "Backprop reads a graph that is a chain of layers (an nn.Sequential), each node reading the one before"
-                )
+                    "reads \(quoted(read)) where the chain's value is \(quoted(current))\(branch): Backprop reads a graph "
+                        + "that is a chain of layers (an nn.Sequential), each node reading the one before")
+            }
+            if node.input.dropFirst().contains(where: chain.contains) {
+                throw at.fail(
+                    "reads an earlier value of the chain again (the graph branches, as in a residual connection x + f(x) "
+                        + "or an activation written as x · f(x), such as SiLU): Backprop reads a chain of layers")
             }
             guard let next = node.output.first, !next.isEmpty else { throw at.fail("has no output") }
+            chain.insert(next)
+            if case .centered(let mean) = normalizing, node.opType != "Div" {
+                normalizing = .done(mean: mean, std: 1)  // (x - mean), not divided
+            }
             switch node.opType {
             case "Identity":
                 try at.expectInputs(1...1)
-            case "Div" where layers.isEmpty && normalization == nil:
-                let read = try readNormalization(nodes, from: index)
-                normalization = read.normalization
-                index += read.nodes
-                current = nodes[index - 1].output[0]
-                continue
+            case "Div" where layers.isEmpty, "Sub" where layers.isEmpty:
+                normalizing = try readNormalization(node, at, after: normalizing)
             case "Gemm":
                 let layer = try readGemm(node, at, shape: &shape, first: layers.isEmpty)
                 layers.append(layer)
             case "MatMul":
                 var layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
                 // An Add of a bias of the product's width, right after, is the layer's bias.
-                if index + 1 < nodes.count, let bias = try addedBias(nodes[index + 1], to: next, width: shape![0]) {
+                if index + 1 < nodes.count,
+                    let bias = try addedBias(nodes[index + 1], index: index + 1, to: next, width: shape![0])
+                {
                     layer.tensors["b"] = bias
                     index += 1
                     current = nodes[index].output[0]
@@ -208,11 +220,18 @@ struct GraphReader {
                 path: path,
                 problem: "ends its chain of nodes at \(quoted(current)), but its output is \(quoted(output))")
         }
-        guard !layers.isEmpty, let exampleShape = inputShape ?? inferredInputShape(layers) else {
+        guard !layers.isEmpty else {
             throw DataError(path: path, problem: "holds no layer Backprop reads (only \(nodes.map(\.opType)))")
         }
+        guard let exampleShape = inputShape ?? inferredInputShape(layers) else {
+            throw DataError(
+                path: path,
+                problem:
+                    "its input gives no fixed shape per example, and its first layer (\(layers[0].entry)) does not "
+                    + "tell it; export with a fixed shape for all but the batch dimension")
+        }
         return try build(
-            layers, inputShape: exampleShape, loss: loss, normalization: normalization, dropped: dropped)
+            layers, inputShape: exampleShape, loss: loss, normalization: normalizing.normalization, dropped: dropped)
     }
 
     /// The graph's one input that is not an initializer: its name, its batch size if fixed, and
@@ -371,46 +390,41 @@ struct GraphReader {
         return try tensors.floats(tensor, name: name)
     }
 
-    /// `Div` by 255, then `Sub` the mean and `Div` by the standard deviation, starting at node
-    /// `index`: ONNXExport's normalisation of pixels (or `Div` by 255 alone: mean 0, deviation 1,
-    /// torchvision's `ToTensor()` inside the model). Returns it and the count of nodes it took.
+    /// What Backprop reads as the normalisation of the input.
+    private var normalizationForms: String {
+        "Backprop reads Div and Sub by constants only before the first layer, as the normalisation "
+            + "(pixels / 255 - mean) / std that its ONNX export writes, pixels / 255, or (x - mean) / std"
+    }
+
+    /// The normalisation after `node`, a `Div` or `Sub` by a one-element constant before the first
+    /// layer: `Div` 255 scales pixels (mean 0, deviation 1 so far), `Sub` the mean, then `Div` the
+    /// standard deviation.
     private func readNormalization(
-        _ nodes: [Onnx_NodeProto], from index: Int
+        _ node: Onnx_NodeProto, _ at: NodeContext, after step: NormalizationStep
     ) throws
-        -> (normalization: (mean: Double, std: Double), nodes: Int)
+        -> NormalizationStep
     {
-        let at = NodeContext(node: nodes[index], index: index, path: path)
-        let expected =
-            "Backprop reads Div and Sub by constants only as the first nodes, as the normalisation "
-            + "(pixels / 255 - mean) / std that its ONNX export writes, or pixels / 255"
-        // Each step's constant, checked: the node reads `value` and a one-element constant.
-        func constant(_ offset: Int, _ op: String, _ value: String, _ what: String) throws -> Float? {
-            guard index + offset < nodes.count else { return nil }
-            let node = nodes[index + offset]
-            let step = NodeContext(node: node, index: index + offset, path: path)
-            guard node.opType == op, node.input.count == 2, node.input[0] == value, node.output.count == 1 else {
-                return nil
+        try at.expectInputs(2...2)
+        let constant = try floatInput(at, 1, node.opType == "Sub" ? "mean" : "divisor")
+        guard constant.count == 1 else {
+            throw at.fail("divides or subtracts a tensor of shape \(constant.shape): \(normalizationForms)")
+        }
+        let value = constant.item()
+        switch (step, node.opType) {
+        case (.none, "Div"):
+            guard value == 255 else { throw at.fail("divides by \(value), not 255: \(normalizationForms)") }
+            return .scaled
+        case (.none, "Sub"), (.scaled, "Sub"):
+            guard value.isFinite else { throw at.fail("subtracts the mean \(value); expected a finite number") }
+            return .centered(mean: value)
+        case (.centered(let mean), "Div"):
+            guard value.isFinite, value > 0 else {
+                throw at.fail("divides by the standard deviation \(value); expected a positive finite number")
             }
-            let tensor = try floatInput(step, 1, what)
-            guard tensor.count == 1 else {
-                throw step.fail("divides or subtracts a tensor of shape \(tensor.shape): \(expected)")
-            }
-            return tensor.item()
+            return .done(mean: mean, std: value)
+        default:
+            throw at.fail(normalizationForms)
         }
-        guard let scale = try constant(0, "Div", nodes[index].input.first ?? "", "the pixel scale") else {
-            throw at.fail(expected)
-        }
-        guard scale == 255 else { throw at.fail("divides by \(scale), not 255: \(expected)") }
-        let scaled = nodes[index].output[0]
-        guard let mean = try constant(1, "Sub", scaled, "the mean") else { return ((0, 1), 1) }
-        guard let std = try constant(2, "Div", nodes[index + 1].output[0], "the standard deviation") else {
-            throw NodeContext(node: nodes[index + 1], index: index + 1, path: path).fail(
-                "is not followed by a Div by the standard deviation: \(expected)")
-        }
-        guard mean.isFinite, std.isFinite, std > 0 else {
-            throw at.fail("normalises with mean \(mean) and standard deviation \(std); expected finite, std > 0")
-        }
-        return ((Double(mean), Double(std)), 3)
     }
 
     /// `Gemm(x, B, C)` as a `Lin`: `w = B` or `Bᵀ` (`transB`), `b = C`.
@@ -421,9 +435,11 @@ struct GraphReader {
     {
         try at.expectInputs(2...3)
         let (alpha, beta) = (try at.float("alpha", default: 1), try at.float("beta", default: 1))
-        guard alpha == 1, try at.int("transA", default: 0) == 0 else {
-            throw at.fail(
-                "scales its product by alpha \(alpha) or transposes its input; Backprop's Lin computes x • w + b")
+        guard alpha == 1 else {
+            throw at.fail("scales its product by alpha \(alpha); Backprop's Lin computes x • w + b")
+        }
+        guard try at.int("transA", default: 0) == 0 else {
+            throw at.fail("transposes its input (transA 1); Backprop's Lin computes x • w + b")
         }
         let b = try floatInput(at, 1, "weights")
         guard b.rank == 2 else { throw at.fail("has weights of shape \(b.shape); expected a matrix") }
@@ -452,7 +468,7 @@ struct GraphReader {
 
     /// The bias `node` adds to `value` (the output of a `MatMul` of width `width`), or `nil` when
     /// `node` is not such an `Add`.
-    private func addedBias(_ node: Onnx_NodeProto, to value: String, width: Int) throws -> Tensor? {
+    private func addedBias(_ node: Onnx_NodeProto, index: Int, to value: String, width: Int) throws -> Tensor? {
         guard node.opType == "Add", node.domain.isEmpty || node.domain == "ai.onnx", node.input.count == 2,
             node.output.count == 1, !node.output[0].isEmpty
         else { return nil }
@@ -465,7 +481,7 @@ struct GraphReader {
             return nil
         }
         guard let tensor = constants[other] else { return nil }
-        let at = NodeContext(node: node, index: -1, path: path)
+        let at = NodeContext(node: node, index: index, path: path)
         return try biasVector(try tensors.floats(tensor, name: other), width: width, at)
     }
 
@@ -512,9 +528,10 @@ struct GraphReader {
             throw at.fail("is dilated; Backprop's convolution is not")
         }
         let kernel = try at.ints("kernel_shape", default: [kh, kw])
-        guard kernel == [kh, kw], kh == kw else {
-            throw at.fail("has a kernel of \(kernel) for weights \(w.shape); Backprop's kernels are square")
+        guard kernel == [kh, kw] else {
+            throw at.fail("has the kernel_shape \(kernel), but its weights \(w.shape) have a \(kh)×\(kw) kernel")
         }
+        guard kh == kw else { throw at.fail("has a \(kh)×\(kw) kernel; Backprop's kernels are square") }
         let stride = try equalPair(at, "strides", default: 1)
         let padding = try equalPads(at)
         let current = try known(shape, at)
@@ -603,55 +620,222 @@ struct GraphReader {
         return current.count > 1
     }
 
-    /// Records the integer vectors a node computes from the chain value's shape, and returns
-    /// `true`, or returns `false` for any other node: `Shape` of the chain value (its `start` and
-    /// `end`), `Gather` of constant indices along axis 0, `Unsqueeze`, `Squeeze` and `Cast` (the same
-    /// values), and `Concat` along axis 0 of such vectors and integer constants.
-    private mutating func readShapeArithmetic(
+    /// Computes, and records, what a node computes from constants and from the chain value's shape
+    /// alone, and returns `true`; returns `false` for a node that reads the chain value itself.
+    ///
+    /// Exporters that do not fold constants (`do_constant_folding=False`, `optimize=False`) leave
+    /// such nodes in the graph: a transposed weight (`Transpose`), a zero bias (`Shape`, `Expand`,
+    /// `CastLike`), and the target of `x.view(x.size(0), -1)`, whose batch size is not known until
+    /// the graph runs (`Shape`, `Gather`, `Squeeze`, `Unsqueeze`, `Concat`): integer vectors with
+    /// the batch size open are ``ShapeValue`` lists.
+    private mutating func readConstantWork(
         _ node: Onnx_NodeProto, _ at: NodeContext, current: String, shape: [Int]?
     )
         throws -> Bool
     {
-        guard let first = node.input.first, let output = node.output.first, !output.isEmpty else { return false }
-        switch node.opType {
-        case "Shape" where first == current:
+        let inputs = node.input.filter { !$0.isEmpty }
+        guard let first = inputs.first, let output = node.output.first, !output.isEmpty else { return false }
+        let foldable: Set<String> = [
+            "Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "CastLike", "Identity", "Reshape",
+            "Transpose", "Expand",
+        ]
+        guard foldable.contains(node.opType) else { return false }
+        if node.opType == "Shape" && first == current {
             let dimensions = [ShapeValue.batch] + (try known(shape, at)).map { .size($0) }
-            let rank = dimensions.count
-            func clamp(_ value: Int) -> Int { Swift.min(Swift.max(value < 0 ? value + rank : value, 0), rank) }
-            let (start, end) = (clamp(try at.int("start", default: 0)), clamp(try at.int("end", default: rank)))
-            shapeValues[output] = start < end ? Array(dimensions[start..<end]) : []
-        case "Gather" where shapeValues[first] != nil:
-            let values = shapeValues[first]!
-            guard node.input.count == 2, try at.int("axis", default: 0) == 0, let tensor = constants[node.input[1]]
-            else {
-                throw at.fail("gathers from a shape other than by constant indices along axis 0")
-            }
-            shapeValues[output] = try tensors.integers(tensor, name: node.input[1]).map { index in
-                let position = index < 0 ? index + values.count : index
-                guard values.indices.contains(position) else {
-                    throw at.fail("gathers index \(index) of a shape of \(values.count) values")
-                }
-                return values[position]
-            }
-        case "Unsqueeze", "Squeeze", "Cast":
-            guard let values = shapeValues[first] else { return false }
-            shapeValues[output] = values
-        case "Concat":
-            guard node.input.contains(where: { shapeValues[$0] != nil }) else { return false }
-            guard try at.int("axis", default: 0) == 0 else {
-                throw at.fail("concatenates shapes along another axis than 0")
-            }
-            shapeValues[output] = try node.input.flatMap { name -> [ShapeValue] in
-                if let values = shapeValues[name] { return values }
-                guard let tensor = constants[name] else {
-                    throw at.fail("concatenates \(quoted(name)), which is neither a constant nor computed from a shape")
-                }
-                return try tensors.integers(tensor, name: name).map { .size($0) }
-            }
-        default:
-            return false
+            shapeValues[output] = try sliced(dimensions, at)
+            return true
+        }
+        // CastLike's second input gives only a type: the chain value's is float.
+        let dataInputs = node.opType == "CastLike" ? [first] : inputs
+        guard dataInputs.allSatisfy({ constants[$0] != nil || shapeValues[$0] != nil }) else { return false }
+        if dataInputs.contains(where: { shapeValues[$0] != nil }) {
+            shapeValues[output] = try shapeArithmetic(node, at, inputs: dataInputs)
+        } else {
+            constants[output] = try fold(node, at, inputs: inputs)
         }
         return true
+    }
+
+    /// `values[start..<end]` with `Shape`'s `start` and `end` attributes (negative from the end).
+    private func sliced<Value>(_ values: [Value], _ at: NodeContext) throws -> [Value] {
+        let rank = values.count
+        func clamp(_ value: Int) -> Int { Swift.min(Swift.max(value < 0 ? value + rank : value, 0), rank) }
+        let (start, end) = (clamp(try at.int("start", default: 0)), clamp(try at.int("end", default: rank)))
+        return start < end ? Array(values[start..<end]) : []
+    }
+
+    /// The integer vector a node computes from shape vectors and integer constants.
+    private func shapeArithmetic(_ node: Onnx_NodeProto, _ at: NodeContext, inputs: [String]) throws -> [ShapeValue] {
+        func values(_ name: String) throws -> [ShapeValue] {
+            if let values = shapeValues[name] { return values }
+            return try tensors.integers(constants[name]!, name: name).map { .size($0) }
+        }
+        let first = try values(inputs[0])
+        switch node.opType {
+        case "Squeeze", "Unsqueeze", "Cast", "CastLike", "Identity", "Reshape", "Expand":
+            return first  // the same numbers, as a scalar or a vector
+        case "Concat":
+            guard try at.int("axis", default: 0) == 0 else {
+                throw at.fail("concatenates shapes along an axis other than 0")
+            }
+            return try inputs.flatMap(values)
+        case "Gather":
+            guard inputs.count == 2, try at.int("axis", default: 0) == 0, shapeValues[inputs[1]] == nil else {
+                throw at.fail("gathers from a shape other than by constant indices along axis 0")
+            }
+            return try tensors.integers(constants[inputs[1]]!, name: inputs[1]).map { index in
+                let position = index < 0 ? index + first.count : index
+                guard first.indices.contains(position) else {
+                    throw at.fail("gathers index \(index) of a shape of \(first.count) values")
+                }
+                return first[position]
+            }
+        default:
+            throw at.fail("computes with a shape in a way Backprop does not read")
+        }
+    }
+
+    /// The constant a node computes from constants alone (see ``readConstantWork``).
+    private func fold(_ node: Onnx_NodeProto, _ at: NodeContext, inputs: [String]) throws -> Onnx_TensorProto {
+        let first = constants[inputs[0]]!
+        let isInteger = [6, 7, 9].contains(first.dataType)
+        // The first input's values and dimensions, as integers or floats.
+        func integers(_ name: String) throws -> [Int] { try tensors.integers(constants[name]!, name: name) }
+        let dims = first.dims.map { Int($0) }
+        // Products of dimensions from the file, checked: an overflow is an error, not a trap.
+        func product(_ sizes: [Int]) throws -> Int {
+            try sizes.reduce(1) { total, size in
+                let (value, overflow) = total.multipliedReportingOverflow(by: size)
+                guard !overflow, size >= 0 else { throw at.fail("has a constant of dimensions \(sizes)") }
+                return value
+            }
+        }
+        // A float as an integer, when it is one that fits.
+        func integer(_ value: Float) throws -> Int {
+            guard value.isFinite, abs(value) < 0x1p62 else { throw at.fail("casts \(value) to an integer") }
+            return Int(value)
+        }
+        func result(_ dims: [Int], integers values: [Int]) -> Onnx_TensorProto {
+            var tensor = Onnx_TensorProto()
+            tensor.dataType = 7
+            tensor.dims = dims.map(Int64.init)
+            tensor.int64Data = values.map(Int64.init)
+            return tensor
+        }
+        func result(_ dims: [Int], floats values: [Float]) -> Onnx_TensorProto {
+            var tensor = Onnx_TensorProto()
+            tensor.dataType = 1
+            tensor.dims = dims.map(Int64.init)
+            tensor.floatData = values
+            return tensor
+        }
+        // The same values with new dimensions, in the first input's kind (integer or float).
+        func reshaped(_ newDims: [Int]) throws -> Onnx_TensorProto {
+            guard newDims.count <= 64, try product(newDims) == product(dims) else {
+                throw at.fail("reshapes a constant of \(dims) to \(newDims)")
+            }
+            return isInteger
+                ? result(newDims, integers: try integers(inputs[0]))
+                : result(newDims, floats: try tensors.floats(first, name: inputs[0]).values)
+        }
+        // The axes of Squeeze and Unsqueeze: the second input (opset 13) or the attribute.
+        func axes() throws -> [Int] {
+            let axes = inputs.count > 1 ? try integers(inputs[1]) : try at.ints("axes", default: [])
+            guard axes.count <= 64 else { throw at.fail("has \(axes.count) axes") }
+            return axes
+        }
+        switch node.opType {
+        case "Shape":
+            return result([], integers: try sliced(dims, at)).withDims { [$0.int64Data.count] }
+        case "Identity":
+            return first
+        case "Cast", "CastLike":
+            let target =
+                node.opType == "Cast"
+                ? try at.int("to", default: 1) : Int(constants[inputs.count > 1 ? inputs[1] : ""]?.dataType ?? 1)
+            if [6, 7, 9].contains(Int32(target)) {
+                return result(
+                    dims,
+                    integers: isInteger
+                        ? try integers(inputs[0]) : try tensors.floats(first, name: inputs[0]).values.map(integer))
+            }
+            return result(
+                dims,
+                floats: isInteger
+                    ? try integers(inputs[0]).map(Float.init) : try tensors.floats(first, name: inputs[0]).values)
+        case "Squeeze":
+            let axes = try axes().map { $0 < 0 ? $0 + dims.count : $0 }
+            return try reshaped(
+                dims.enumerated().filter { axes.isEmpty ? $0.element != 1 : !axes.contains($0.offset) }.map(\.element))
+        case "Unsqueeze":
+            var newDims = dims
+            for axis in try axes().map({ $0 < 0 ? $0 + dims.count + 1 : $0 }).sorted() {
+                guard (0...newDims.count).contains(axis) else { throw at.fail("unsqueezes axis \(axis) of \(dims)") }
+                newDims.insert(1, at: axis)
+            }
+            return try reshaped(newDims)
+        case "Reshape":
+            var target = try integers(inputs[1])
+            guard target.count <= 64 else { throw at.fail("reshapes a constant to \(target.count) dimensions") }
+            for (i, size) in target.enumerated() where size == 0 && i < dims.count { target[i] = dims[i] }
+            if let open = target.firstIndex(of: -1) {
+                let known = try product(target.enumerated().filter { $0.offset != open }.map(\.element))
+                target[open] = known > 0 ? try product(dims) / known : 0
+            }
+            return try reshaped(target)
+        case "Concat":
+            guard dims.count == 1, try at.int("axis", default: 0) == 0 else {
+                throw at.fail("concatenates constants other than vectors along axis 0")
+            }
+            if isInteger {
+                let values = try inputs.flatMap(integers)
+                return result([values.count], integers: values)
+            }
+            let values = try inputs.flatMap { try tensors.floats(constants[$0]!, name: $0).values }
+            return result([values.count], floats: values)
+        case "Gather":
+            guard dims.count == 1, inputs.count == 2, try at.int("axis", default: 0) == 0 else {
+                throw at.fail("gathers from a constant other than a vector along axis 0")
+            }
+            let indices = try integers(inputs[1])
+            func pick<Value>(_ values: [Value]) throws -> [Value] {
+                try indices.map { index in
+                    let position = index < 0 ? index + values.count : index
+                    guard values.indices.contains(position) else {
+                        throw at.fail("gathers index \(index) of \(values.count)")
+                    }
+                    return values[position]
+                }
+            }
+            let shape = [Int](constants[inputs[1]]!.dims.map { Int($0) })
+            return isInteger
+                ? result(shape, integers: try pick(try integers(inputs[0])))
+                : result(shape, floats: try pick(try tensors.floats(first, name: inputs[0]).values))
+        case "Transpose":
+            let permutation = try at.ints("perm", default: Array((0..<dims.count).reversed()))
+            guard dims.count == 2, permutation == [1, 0], !isInteger else {
+                throw at.fail(
+                    "transposes a constant of \(dims) by \(permutation); Backprop folds only a matrix's transpose")
+            }
+            return result(
+                [dims[1], dims[0]], floats: try tensors.floats(first, name: inputs[0]).t().contiguous().values)
+        case "Expand":
+            // A one-element constant filled to the shape (the zero bias of a convolution without one).
+            let target = try integers(inputs[1])
+            let count = try product(dims)
+            guard count == 1, target.count <= 64, target.allSatisfy({ $0 >= 1 }), try product(target) <= 1 << 24 else {
+                throw at.fail(
+                    "expands a constant of \(dims) to \(target); Backprop folds only one value filled to a shape")
+            }
+            let filled = try product(target)
+            if isInteger {
+                return result(target, integers: [Int](repeating: try integers(inputs[0])[0], count: filled))
+            }
+            return result(
+                target, floats: [Float](repeating: try tensors.floats(first, name: inputs[0]).item(), count: filled))
+        default:
+            throw at.fail("is not a constant computation Backprop folds")
+        }
     }
 
     /// `GlobalAveragePool`, or `ReduceMean` over the height and width (PyTorch's
@@ -763,8 +947,11 @@ struct GraphReader {
             throw at.fail("pads automatically (\(autoPad)); Backprop reads explicit pads")
         }
         let pads = try at.ints("pads", default: [0, 0, 0, 0])
-        guard pads.count == 4, Set(pads).count == 1, (0...GraphReader.largestAttribute).contains(pads[0]) else {
+        guard pads.count == 4, Set(pads).count == 1 else {
             throw at.fail("has pads \(pads); Backprop pads every side by the same amount")
+        }
+        guard (0...GraphReader.largestAttribute).contains(pads[0]) else {
+            throw at.fail("has pads \(pads); expected 0 to \(GraphReader.largestAttribute)")
         }
         return autoPad == "VALID" ? 0 : pads[0]
     }
@@ -785,6 +972,28 @@ struct GraphReader {
             throw at.fail("has \(value.isNaN ? "NaN" : "an infinity") in its \(what) at index \(index)")
         }
         return tensor
+    }
+}
+
+/// How far the graph's first nodes have normalised the input.
+enum NormalizationStep {
+    /// No normalisation (yet).
+    case none
+    /// `Div` 255: pixels scaled to 0…1.
+    case scaled
+    /// `Sub` the mean, waiting for the `Div` by the standard deviation (1 if none follows).
+    case centered(mean: Float)
+    /// `(x - mean) / std`.
+    case done(mean: Float, std: Float)
+
+    /// The normalisation read, if any: `(0, 1)` after `Div` 255 alone.
+    var normalization: (mean: Double, std: Double)? {
+        switch self {
+        case .none: nil
+        case .scaled: (0, 1)
+        case .centered(let mean): (Double(mean), 1)
+        case .done(let mean, let std): (Double(mean), Double(std))
+        }
     }
 }
 
@@ -866,4 +1075,13 @@ struct NodeContext {
 func quoted(_ name: String) -> String {
     let shown = name.count > 80 ? String(name.prefix(77)) + "…" : name
     return shown.debugDescription
+}
+
+extension Onnx_TensorProto {
+    /// The tensor with the dimensions `dims` gives for it.
+    fileprivate func withDims(_ dims: (Onnx_TensorProto) -> [Int]) -> Onnx_TensorProto {
+        var tensor = self
+        tensor.dims = dims(self).map(Int64.init)
+        return tensor
+    }
 }

@@ -145,6 +145,13 @@ final class TensorReader {
             externalFiles[location] = bytes
         }
         let offset = try entries["offset"].map { try number($0, "offset", name) } ?? 0
+        guard offset <= bytes.count else {
+            throw DataError(
+                path: file,
+                problem:
+                    "holds \(bytes.count) bytes; tensor \(quoted(name)) of \(path) starts past them, at offset \(offset)"
+            )
+        }
         let length = try entries["length"].map { try number($0, "length", name) } ?? max(0, bytes.count - offset)
         guard offset <= bytes.count, length <= bytes.count - offset else {
             throw DataError(

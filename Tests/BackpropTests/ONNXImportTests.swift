@@ -21,6 +21,7 @@ struct ONNXImportTests {
         "onnx_import_mlp_legacy", "onnx_import_mlp_dynamo", "onnx_import_mlp_external", "onnx_import_convnet_folded",
         "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_convnet_fixed_batch",
         "onnx_import_softmax_head", "onnx_import_viewnet_legacy", "onnx_import_viewnet_dynamo",
+        "onnx_import_viewnet_unfolded", "onnx_import_convnet_unoptimized",
     ]
 
     /// The inputs, PyTorch's logits and ONNX Runtime's outputs (see make_onnx_import_fixtures.py).
@@ -142,6 +143,31 @@ struct ONNXImportTests {
         expectDataError(containing: ["scaled.onnx: node 0 (\"div\", Div) divides by 100.0, not 255"]) {
             try ONNXImport.model(fromBytes: try scale.serializedBytes(), path: "scaled.onnx")
         }
+        // The normalisation with Constant nodes between its steps (the TorchScript exporter's), and
+        // (x - mean) alone.
+        func constantNode(_ name: String, _ value: Float) -> Onnx_NodeProto {
+            var node = Self.node("Constant", [], name)
+            var attribute = Onnx_AttributeProto()
+            attribute.name = "value_float"
+            attribute.type = .float
+            attribute.f = value
+            node.attribute = [attribute]
+            return node
+        }
+        let gemmNode = Self.node("Gemm", ["c", "wt", "b"], "y", [Self.int("transB", 1)])
+        let interleaved = Self.graph(
+            nodes: [
+                constantNode("k255", 255), Self.node("Div", ["x", "k255"], "s"), constantNode("m", 0.25),
+                Self.node("Sub", ["s", "m"], "d"), constantNode("sd", 0.5), Self.node("Div", ["d", "sd"], "c"),
+                gemmNode,
+            ], initializers: [("wt", transposed), ("b", b)], inputShape: [5])
+        let normalized = try ONNXImport.model(fromBytes: try interleaved.serializedBytes(), path: "norm.onnx")
+        #expect(normalized.normalization?.mean == 0.25 && normalized.normalization?.std == 0.5)
+        let centered = Self.graph(
+            nodes: [constantNode("m", 0.25), Self.node("Sub", ["x", "m"], "c"), gemmNode],
+            initializers: [("wt", transposed), ("b", b)], inputShape: [5])
+        let centeredModel = try ONNXImport.model(fromBytes: try centered.serializedBytes(), path: "centered.onnx")
+        #expect(centeredModel.normalization?.mean == 0.25 && centeredModel.normalization?.std == 1)
         let matMul = Self.graph(
             nodes: [Self.node("MatMul", ["x", "w"], "y")], initializers: [("w", w)], inputShape: [5])
         let alone = try ONNXImport.model(fromBytes: try matMul.serializedBytes(), path: "matmul.onnx")

@@ -24,7 +24,7 @@ convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [
 softmax_head  SOFTMAX_HEAD below, input [n, 1, 8, 8] -> flatten 64 -> lin 10 -> Softmax -> [n, 10]
 viewnet       ViewNet below (an nn.Module, not an nn.Sequential), input [n, 1, 12, 12] -> [4, 12, 12] conv
               pad 1 -> [4, 6, 6] max pool 2 -> [6, 4, 4] conv -> [6, 1, 1] AdaptiveAvgPool2d(1)
-              -> x.view(x.size(0), -1) 6 -> lin 10
+              -> x.view(x.size(0), -1) 6 -> lin 10 (no bias)
 
 Files
 -----
@@ -44,6 +44,12 @@ onnx_import_viewnet_legacy.onnx       viewnet, TorchScript exporter: GlobalAvera
                                       Shape, Gather, Unsqueeze, Concat (with Constant nodes), Reshape
 onnx_import_viewnet_dynamo.onnx       viewnet, torch.export exporter: ReduceMean over axes [2, 3] (or
                                       [-2, -1]), the view a Reshape to a constant
+onnx_import_viewnet_unfolded.onnx     viewnet, TorchScript exporter, do_constant_folding=False: the
+                                      Linear without bias as Transpose(weight) and MatMul, the view's -1
+                                      through an Unsqueeze of a Constant
+onnx_import_convnet_unoptimized.onnx  convnet, torch.export exporter, optimize=False: batch norms kept,
+                                      the bias-free conv's zero bias built by Shape, Expand and CastLike
+                                      of constants, flatten a Reshape to a Concat of computed sizes
 onnx_import_mlp_external.onnx         mlp, torch.export exporter with external_data=True (its default):
     (+ onnx_import_mlp_external.onnx.data)  the weights in the .data file beside it, by location,
                                       offset and length
@@ -144,7 +150,7 @@ class ViewNet(nn.Module):
         self.conv1 = nn.Conv2d(1, 4, 3, padding=1)  # [4, 12, 12], then max pool 2: [4, 6, 6]
         self.conv2 = nn.Conv2d(4, 6, 3)  # [6, 4, 4]
         self.pool = nn.AdaptiveAvgPool2d(1)  # [6, 1, 1]
-        self.fc = nn.Linear(6, 10)
+        self.fc = nn.Linear(6, 10, bias=False)
 
     def forward(self, x):
         x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
@@ -172,6 +178,8 @@ EXPORTS = [
     ("onnx_import_softmax_head", "softmax_head", "legacy"),
     ("onnx_import_viewnet_legacy", "viewnet", "legacy"),
     ("onnx_import_viewnet_dynamo", "viewnet", "dynamo"),
+    ("onnx_import_viewnet_unfolded", "viewnet", "legacy_unfolded"),
+    ("onnx_import_convnet_unoptimized", "convnet", "dynamo_unoptimized"),
 ]
 
 
@@ -221,6 +229,11 @@ def export(model, x, path, setting):
             batch = torch.export.Dim("batch")
             torch.onnx.export(
                 model, example, path, dynamo=True, external_data=True, dynamic_shapes=({0: batch},), **common)
+        elif setting == "dynamo_unoptimized":
+            batch = torch.export.Dim("batch")
+            torch.onnx.export(
+                model, example, path, dynamo=True, external_data=False, optimize=False, dynamic_shapes=({0: batch},),
+                **common)
         elif setting == "dynamo_fixed_batch":
             torch.onnx.export(model, example, path, dynamo=True, external_data=False, **common)
         else:
@@ -253,6 +266,7 @@ def layers(model):
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
     outputs = {value.name for value in graph.output}
+    derived = set()  # values computed from shapes and constants, not from the input's values
     entries = []
     for node in graph.node:
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -270,15 +284,22 @@ def layers(model):
                 raise ValueError(f"{node.name}: {op} pads {values} are not symmetric")
             return values[0]
 
-        if op == "Constant":
-            constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
+        if op in ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Expand", "Cast", "CastLike") or (
+            op == "Reshape" and node.input[0] in derived
+        ):
+            derived.add(node.output[0])  # the arithmetic of x.view(x.size(0), -1)'s target, or of a zero bias
+        elif op == "Constant":
+            if "value" in attributes:
+                constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
+            else:  # value_int(s), value_float(s)
+                constants[node.output[0]] = np.array(next(iter(attributes.values())))
         elif op == "Identity":
             if node.input[0] in constants:
                 constants[node.output[0]] = constants[node.input[0]]
         elif op == "Gemm":
             weight = constants[node.input[1]]
             if (attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0
-                    or attributes.get("transA", 0) != 0 or len(node.input) != 3):
+                    or attributes.get("transA", 0) != 0 or len(node.input) not in (2, 3)):
                 raise ValueError(f"{node.name}: Gemm {attributes} is not a Linear")
             entries.append(f"lin {weight.shape[0] if attributes.get('transB', 0) else weight.shape[1]}")
         elif op == "Conv":
@@ -314,8 +335,12 @@ def layers(model):
                     or target == [-1, -1]:
                 raise ValueError(f"{node.name}: Reshape {source} to {target} does not flatten")
             entries.append("flatten")
-        elif op in ("Shape", "Gather", "Unsqueeze", "Concat"):
-            pass  # the arithmetic of x.view(x.size(0), -1)'s target shape
+        elif op == "Transpose" and node.input[0] in constants:
+            constants[node.output[0]] = constants[node.input[0]].T  # a weight, transposed by an unfolded graph
+        elif op == "MatMul":
+            entries.append(f"lin {constants[node.input[1]].shape[1]}")
+        elif op == "Add" and any(name in constants for name in node.input):
+            pass  # the bias after a MatMul
         elif op == "GlobalAveragePool" or op == "ReduceMean":
             source = shapes[node.input[0]]
             axes = attributes.get("axes") or [int(v) for v in constants.get(node.input[1] if len(node.input) > 1 else "", [])]
