@@ -393,7 +393,7 @@ struct GraphReader {
     /// What Backprop reads as the normalisation of the input.
     private var normalizationForms: String {
         "Backprop reads Div and Sub by constants only before the first layer, as the normalisation "
-            + "(pixels / 255 - mean) / std that its ONNX export writes, pixels / 255, or (x - mean) / std"
+            + "(pixels / 255 - mean) / std that its ONNX export writes, or pixels / 255"
     }
 
     /// The normalisation after `node`, a `Div` or `Sub` by a one-element constant before the first
@@ -414,7 +414,14 @@ struct GraphReader {
         case (.none, "Div"):
             guard value == 255 else { throw at.fail("divides by \(value), not 255: \(normalizationForms)") }
             return .scaled
-        case (.none, "Sub"), (.scaled, "Sub"):
+        case (.none, "Sub"):
+            // Without the Div by 255 the input's scale is unknown (0…1, or 0…255?): reading it as a
+            // normalisation of pixels / 255 could silently be wrong.
+            throw at.fail(
+                "subtracts \(value) from the input before any layer, without dividing by 255 first: Backprop reads "
+                    + "a normalisation of pixels / 255 only; export the model without it, and give `backprop evaluate` "
+                    + "--normalize MEAN,STD")
+        case (.scaled, "Sub"):
             guard value.isFinite else { throw at.fail("subtracts the mean \(value); expected a finite number") }
             return .centered(mean: value)
         case (.centered(let mean), "Div"):

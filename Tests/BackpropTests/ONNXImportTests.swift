@@ -144,7 +144,7 @@ struct ONNXImportTests {
             try ONNXImport.model(fromBytes: try scale.serializedBytes(), path: "scaled.onnx")
         }
         // The normalisation with Constant nodes between its steps (the TorchScript exporter's), and
-        // (x - mean) alone.
+        // (pixels / 255 - mean) without a deviation.
         func constantNode(_ name: String, _ value: Float) -> Onnx_NodeProto {
             var node = Self.node("Constant", [], name)
             var attribute = Onnx_AttributeProto()
@@ -166,7 +166,17 @@ struct ONNXImportTests {
         let centered = Self.graph(
             nodes: [constantNode("m", 0.25), Self.node("Sub", ["x", "m"], "c"), gemmNode],
             initializers: [("wt", transposed), ("b", b)], inputShape: [5])
-        let centeredModel = try ONNXImport.model(fromBytes: try centered.serializedBytes(), path: "centered.onnx")
+        // Without Div 255 first, the input's scale is unknown: refused rather than guessed.
+        expectDataError(containing: [
+            "centered.onnx: node 1 (\"sub\", Sub) subtracts 0.25 from the input before any layer"
+        ]) {
+            try ONNXImport.model(fromBytes: try centered.serializedBytes(), path: "centered.onnx")
+        }
+        var scaledCentered = centered
+        scaledCentered.graph.node.insert(
+            contentsOf: [constantNode("k255", 255), Self.node("Div", ["x", "k255"], "s")], at: 0)
+        scaledCentered.graph.node[3].input[0] = "s"
+        let centeredModel = try ONNXImport.model(fromBytes: try scaledCentered.serializedBytes(), path: "centered.onnx")
         #expect(centeredModel.normalization?.mean == 0.25 && centeredModel.normalization?.std == 1)
         let matMul = Self.graph(
             nodes: [Self.node("MatMul", ["x", "w"], "y")], initializers: [("w", w)], inputShape: [5])
