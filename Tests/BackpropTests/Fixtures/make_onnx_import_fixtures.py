@@ -16,7 +16,7 @@ onnxruntime are installed (CI does not have them; the files are committed):
 
 Models
 ------
-mlp           MLP below, input [n, 16] -> output [n, 10] (no final softmax: its output is its logits)
+mlp           make_pytorch_fixtures.py's mlp(), input [n, 16] -> output [n, 10] (no final softmax: its output is its logits)
 convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [4, 8, 8] maxpool 2
               -> [6, 4, 4] conv stride 2 pad 1 -> [6, 2, 2] avgpool 2 -> flatten 24 -> lin 12
               -> lin 10 -> LogSoftmax -> output [n, 10].  (16x16 rather than 8x8 images, so that the
@@ -91,27 +91,12 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import write_safetensors  # noqa: E402
+from make_pytorch_fixtures import mlp  # noqa: E402  (the same MLP as the state_dict fixtures')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPSET = 20
 TOLERANCE = 1e-5
 BATCH_AXES = {"input": {0: "batch"}, "output": {0: "batch"}}
-
-
-def mlp():
-    """lin 12, gelu, lin 12, leakyrelu 0.2, lin 8, tanh, lin 8, sigmoid, dropout 0.5, lin 10; inputs of 16."""
-    return nn.Sequential(
-        nn.Linear(16, 12),
-        nn.GELU(),
-        nn.Linear(12, 12),
-        nn.LeakyReLU(0.2),
-        nn.Linear(12, 8),
-        nn.Tanh(),
-        nn.Linear(8, 8),
-        nn.Sigmoid(),
-        nn.Dropout(0.5),
-        nn.Linear(8, 10),
-    )
 
 
 def convnet():
