@@ -145,7 +145,7 @@ struct GradcheckCommand: ParsableCommand {
             throw CommandLineError("--layers: \(error) (for inputs of shape \(inputShape) from \(source))")
         }
         let outputs = shapes.last?.reduce(1, *) ?? 0
-        let lossKind = try loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
+        let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
         if lossKind == .crossEntropy {
             let bad = y.withUnsafeBufferPointer { values in
                 values.first { !($0 >= 0 && $0 < Float(outputs) && $0.rounded() == $0) }
