@@ -706,6 +706,15 @@ struct GraphReader {
     private func fold(_ node: Onnx_NodeProto, _ at: NodeContext, inputs: [String]) throws -> Onnx_TensorProto {
         let first = constants[inputs[0]]!
         let isInteger = [6, 7, 9].contains(first.dataType)
+        let counts: [String: ClosedRange<Int>] = [
+            "Reshape": 2...2, "Expand": 2...2, "Gather": 2...2, "Transpose": 1...1, "Shape": 1...1, "Identity": 1...1,
+            "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2,
+        ]
+        if let range = counts[node.opType], !range.contains(inputs.count) {
+            throw at.fail(
+                "has \(inputs.count) inputs; expected \(range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound) or \(range.upperBound)")"
+            )
+        }
         // The first input's values and dimensions, as integers or floats.
         func integers(_ name: String) throws -> [Int] { try tensors.integers(constants[name]!, name: name) }
         let dims = first.dims.map { Int($0) }

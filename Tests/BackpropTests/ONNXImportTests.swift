@@ -424,6 +424,14 @@ struct ONNXImportTests {
         expectDataError(containing: ["(\"reshape\", Reshape) reshapes [n] + [2, 4, 4] to [n, 2, -1]"]) {
             _ = try ONNXImport.model(fromBytes: try withConstants.serializedBytes(), path: "view.onnx")
         }
+        // Constant work with an input missing is an error, not a fold that reads past the inputs.
+        for op in ["Reshape", "Expand", "Gather"] {
+            var broken = withConstants
+            broken.graph.node.insert(Self.node(op, ["rest"], "folded"), at: 0)
+            expectDataError(containing: ["(\"\(op.lowercased())\", \(op)) has 1 inputs; expected 2"]) {
+                _ = try ONNXImport.model(fromBytes: try broken.serializedBytes(), path: "view.onnx")
+            }
+        }
         // The same with [-1] after the batch: a flatten.
         withConstants.graph.initializer[2].dims = [1]
         withConstants.graph.initializer[2].int64Data = [-1]
