@@ -20,13 +20,20 @@ final class TensorReader {
     /// The tensor's dimensions and element count, checked: no negative size, no overflow.
     private func shape(_ tensor: Onnx_TensorProto, name: String) throws -> (dims: [Int], count: Int) {
         var count = 1
+        // The product with each 0 counted as 1: a tensor's strides, which must not overflow even
+        // when a 0 makes it empty (as IDX.byteCount checks for the other readers).
+        var strides = 1
         var dims: [Int] = []
         for size in tensor.dims {
             let (product, overflow) = count.multipliedReportingOverflow(by: Int(clamping: size))
-            guard size >= 0, !overflow else {
-                throw DataError(path: path, problem: "tensor \(quoted(name)) has the dimensions \(tensor.dims)")
+            let (stride, strideOverflow) = strides.multipliedReportingOverflow(by: Swift.max(Int(clamping: size), 1))
+            guard size >= 0, !overflow, !strideOverflow else {
+                throw DataError(
+                    path: path,
+                    problem: "tensor \(quoted(name)) has the dimensions \(tensor.dims), too large to address")
             }
             count = product
+            strides = stride
             dims.append(Int(size))
         }
         if tensor.hasSegment {

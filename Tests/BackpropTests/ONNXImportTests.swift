@@ -354,6 +354,12 @@ struct ONNXImportTests {
             $0.graph.node[Self.index($0, "layers.9")].input[0] = "layers.7.out"
             $0.graph.node.remove(at: flatten)
         }
+        // An empty tensor whose strides would overflow (the IDX reader's fuzzing found the same class).
+        try expectRefused(["tensor \"layers.0.b\" has the dimensions [0, 815, 2332557312, 33554432], too large"]) {
+            let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.b" }!
+            $0.graph.initializer[i].dims = [0, 815, 2_332_557_312, 33_554_432]
+            $0.graph.initializer[i].rawData = Data()
+        }
         try expectRefused(["uses ONNX opset 8; Backprop reads opset 9 or later"]) {
             $0.opsetImport[0].version = 8
         }
