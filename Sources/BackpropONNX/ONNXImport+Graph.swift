@@ -306,17 +306,8 @@ struct GraphReader {
             throw DataError(path: path, problem: "its layers '\(description)' do not fit its input: \(error)")
         }
         for (layer, read) in zip(model.layers, layers) {
-            var destinations: [String: Tensor] = [:]
-            switch layer {
-            case let lin as Lin: destinations = ["w": lin.w, "b": lin.b]
-            case let conv as Conv2d: destinations = ["w": conv.w, "b": conv.b].compactMapValues { $0 }
-            case let norm as BatchNorm:
-                destinations = [
-                    "w": norm.w, "b": norm.b, "running_mean": norm.runningMean, "running_var": norm.runningVar,
-                ]
-            default: break
-            }
-            for (name, destination) in destinations {
+            // The layer's tensors by the names its checkpoints give them (`w`, `b`, `running_mean`, …).
+            for (name, destination) in layer.namedParameters + layer.buffers {
                 // A Lin without a bias in the graph keeps the zeros it was made with.
                 guard let source = read.tensors[name] else { continue }
                 precondition(

@@ -51,13 +51,14 @@ final class TensorReader {
         case 1:  // FLOAT
             values =
                 try rawValues(tensor, name: name, count: count, width: 4) {
-                    Float(bitPattern: UInt32(littleEndian: $0.load(as: UInt32.self)))
+                    Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: $1, as: UInt32.self)))
                 }
                 ?? checked(tensor.floatData, name: name, count: count)
         case 11:  // DOUBLE
             values =
                 try rawValues(tensor, name: name, count: count, width: 8) {
-                    Float(Double(bitPattern: UInt64(littleEndian: $0.load(as: UInt64.self))))
+                    Float(
+                        Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: $1, as: UInt64.self))))
                 } ?? checked(tensor.doubleData, name: name, count: count).map(Float.init)
         default:
             throw DataError(
@@ -74,13 +75,15 @@ final class TensorReader {
         switch tensor.dataType {
         case 7:  // INT64
             return try rawValues(tensor, name: name, count: count, width: 8) {
-                Int(Int64(littleEndian: $0.load(as: Int64.self)))
+                Int(Int64(littleEndian: $0.loadUnaligned(fromByteOffset: $1, as: Int64.self)))
             }
                 ?? checked(tensor.int64Data, name: name, count: count).map { Int($0) }
         case 6, 9:  // INT32, BOOL (bools are stored in int32_data, or one byte each raw)
             let width = tensor.dataType == 9 ? 1 : 4
-            return try rawValues(tensor, name: name, count: count, width: width) { bytes in
-                width == 1 ? Int(bytes.load(as: UInt8.self)) : Int(Int32(littleEndian: bytes.load(as: Int32.self)))
+            return try rawValues(tensor, name: name, count: count, width: width) { bytes, offset in
+                width == 1
+                    ? Int(bytes[offset])
+                    : Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
             } ?? checked(tensor.int32Data, name: name, count: count).map { Int($0) }
         default:
             throw DataError(
@@ -90,10 +93,12 @@ final class TensorReader {
         }
     }
 
-    /// The values in `raw_data`, each `width` bytes decoded by `decode`, or `nil` when the tensor
-    /// keeps them in its typed field instead.
+    /// The values in `raw_data`, each `width` bytes decoded by `decode` from the bytes and the
+    /// value's byte offset (unaligned: raw_data need not be), or `nil` when the tensor keeps them in
+    /// its typed field instead.
     private func rawValues<Value>(
-        _ tensor: Onnx_TensorProto, name: String, count: Int, width: Int, decode: (UnsafeRawBufferPointer) -> Value
+        _ tensor: Onnx_TensorProto, name: String, count: Int, width: Int,
+        decode: (UnsafeRawBufferPointer, Int) -> Value
     ) throws -> [Value]? {
         let raw: Data
         if tensor.dataLocation == .external {
@@ -107,16 +112,7 @@ final class TensorReader {
                 path: path,
                 problem: "tensor \(quoted(name)) has \(raw.count) bytes of data for \(count) values of \(width) bytes")
         }
-        return raw.withUnsafeBytes { bytes in
-            (0..<count).map { i in
-                // Copied out first: raw_data need not be aligned.
-                var word: (UInt64) = 0
-                withUnsafeMutableBytes(of: &word) {
-                    $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[(i * width)..<((i + 1) * width)]))
-                }
-                return withUnsafeBytes(of: &word) { decode($0) }
-            }
-        }
+        return raw.withUnsafeBytes { bytes in (0..<count).map { decode(bytes, $0 * width) } }
     }
 
     /// The bytes of a tensor stored outside the model (`data_location` EXTERNAL): `length` bytes

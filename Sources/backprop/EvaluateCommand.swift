@@ -65,8 +65,9 @@ struct EvaluateCommand: ParsableCommand {
         // for --layers.
         let onnx = ONNXImport.looksLikeONNX(path: model) ? try loadONNX() : nil
         let checkpoint = try onnx.map { ($0.model, $0.inputShape) } ?? loadCheckpoint()
+        // An ONNX model's own normalisation (or none) when it is one, else the checkpoint's.
         let normalization =
-            try parsedNormalization() ?? (onnx != nil ? onnx!.normalization : Checkpoint.normalization(path: model))
+            try parsedNormalization() ?? (onnx.map(\.normalization) ?? Checkpoint.normalization(path: model))
         // The training rows only give the normalisation of an old checkpoint: no validation split.
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
