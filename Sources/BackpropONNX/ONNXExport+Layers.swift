@@ -123,10 +123,14 @@ struct GraphBuilder {
                 try addInitializer("\(name).\(suffix)", tensor)  // (c)
             }
             // Inference (no training_mode): (inp - running_mean) / √(running_var + epsilon) · w + b.
+            // ONNX's momentum weighs the running statistics (`running · momentum + batch · (1 -
+            // momentum)`), PyTorch's the batch: 1 - momentum, as torch.onnx.export writes it (only
+            // training reads it; ONNXImport reads it back).
             addNode(
                 op, name: name,
                 inputs: [input, name + ".w", name + ".b", name + ".running_mean", name + ".running_var"],
-                output: output, attributes: [.float("epsilon", norm.eps)])
+                output: output,
+                attributes: [.float("epsilon", norm.eps), .float("momentum", Float(1 - Double(norm.momentum)))])
             return shape
         case let leaky as LeakyReLU:
             addNode(op, name: name, inputs: [input], output: output, attributes: [.float("alpha", leaky.slope)])

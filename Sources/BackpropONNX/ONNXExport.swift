@@ -21,7 +21,7 @@ import SwiftProtobuf
 //     Flatten                            Flatten, axis 1
 //     Dropout(p:)                        Dropout(inp, ratio), inference: the identity  layers.I.ratio ()
 //     BatchNorm (n, c) or (n, c, h, w)   BatchNormalization, epsilon eps, inference   layers.I.w, layers.I.b,
-//                                        (running statistics)                        layers.I.running_mean, _var (c)
+//                                        (running statistics; momentum 1 - momentum) layers.I.running_mean, _var (c)
 //     ReLU, Tanh, Sigmoid                Relu, Tanh, Sigmoid
 //     LeakyReLU(slope:)                  LeakyRelu, alpha slope
 //     GELU                               Gelu (exact: approximate "none"; new in opset 20)

@@ -910,21 +910,40 @@ struct GraphReader {
         return ReadLayer(entry: .dropout(p: ratio))
     }
 
-    /// `BatchNormalization` in inference as a `BatchNorm` with its running statistics.
+    /// PyTorch's momentum for ONNX's (which weighs the running statistics, PyTorch's the batch):
+    /// the shortest decimal `m` whose `1 - m`, rounded to a Float as the exporters write it, is
+    /// `onnx` (so `0.9` gives `0.1`, not `0.100000024`), or `nil` outside [0, 1].
+    static func pyTorchMomentum(_ onnx: Float) -> Float? {
+        guard onnx >= 0 && onnx <= 1 else { return nil }
+        let exact = 1 - Double(onnx)
+        for digits in 1...9 {
+            if let candidate = Float(String(format: "%.\(digits)g", exact)), Float(1 - Double(candidate)) == onnx {
+                return candidate
+            }
+        }
+        return Float(exact)
+    }
+
+    /// `BatchNormalization` in inference as a `BatchNorm` with its running statistics, its
+    /// epsilon and its momentum (as PyTorch's).
     private func readBatchNorm(_ node: Onnx_NodeProto, _ at: NodeContext, shape: [Int]?) throws -> ReadLayer {
         try at.expectInputs(5...5)
         guard try at.int("training_mode", default: 0) == 0 else {
             throw at.fail("normalises in training mode; Backprop reads inference graphs")
         }
         let epsilon = try at.float("epsilon", default: 1e-5)
-        guard epsilon == BatchNorm(features: 1).eps else {
-            throw at.fail("has epsilon \(epsilon); Backprop's batch norm adds \(BatchNorm(features: 1).eps)")
+        guard epsilon >= 0 && epsilon.isFinite else {
+            throw at.fail("has epsilon \(epsilon); expected a finite number >= 0")
+        }
+        let onnxMomentum = try at.float("momentum", default: 0.9)
+        guard let momentum = Self.pyTorchMomentum(onnxMomentum) else {
+            throw at.fail("has momentum \(onnxMomentum); expected a number in [0, 1] (PyTorch's 1 - momentum)")
         }
         let current = try known(shape, at)
         guard current.count == 1 || current.count == 3 else {
             throw at.fail("normalises [n] + \(current); Backprop's batch norm takes [n, c] or [n, c, h, w]")
         }
-        var layer = ReadLayer(entry: .batchNorm)
+        var layer = ReadLayer(entry: .batchNorm(eps: epsilon, momentum: momentum))
         for (position, name) in [(1, "w"), (2, "b"), (3, "running_mean"), (4, "running_var")] {
             let tensor = try floatInput(at, position, name == "w" ? "scale" : name == "b" ? "bias" : name)
             guard tensor.shape == [current[0]] else {

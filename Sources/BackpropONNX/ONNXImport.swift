@@ -23,7 +23,8 @@ import SwiftProtobuf
 //       constant or computed by Shape, Gather, Unsqueeze,
 //       Concat (x.view(x.size(0), -1))
 //     Dropout (its ratio an input or an attribute)          Dropout(p: ratio)              dropout P
-//     BatchNormalization, inference, epsilon 1e-5           BatchNorm, its four tensors    batchnorm
+//     BatchNormalization, inference                         BatchNorm, its four tensors,   batchnorm [eps E] [momentum M]
+//                                                           eps, 1 - momentum
 //     Relu, Tanh, Sigmoid, LeakyRelu alpha, Gelu (exact)    the activation                 relu, tanh, …, leakyrelu A, gelu
 //     Identity, Constant                                    nothing (a Constant's tensor is a constant)
 //     LogSoftmax, Softmax over the last axis, last node     nothing: Backprop's loss takes the logits

@@ -106,10 +106,7 @@ extension Checkpoint {
         case let leaky as LeakyReLU: return .leakyReLU(slope: leaky.slope)
         case is GELU: return .gelu
         case let dropout as Dropout: return .dropout(p: dropout.p)
-        case let norm as BatchNorm:
-            let defaults = BatchNorm(features: 1)
-            guard norm.eps == defaults.eps && norm.momentum == defaults.momentum else { return nil }
-            return .batchNorm
+        case let norm as BatchNorm: return .batchNorm(eps: norm.eps, momentum: norm.momentum)
         default: return nil
         }
     }

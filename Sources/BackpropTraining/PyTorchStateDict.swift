@@ -85,13 +85,14 @@ public enum PyTorchStateDict {
     ///
     /// A batch norm is `nn.BatchNorm2d` when the layer before it that sets the shape is a
     /// convolution or a pool (or, first, when `inputShape` is `[c, h, w]`), else `nn.BatchNorm1d`.
-    /// Backprop's batch norm has PyTorch's defaults (eps 1e-5, momentum 0.1).
+    /// A batch norm's `eps` and `momentum` are written where they differ from PyTorch's defaults
+    /// (`nn.BatchNorm2d(16, eps=0.001, momentum=0.01)`), as Python reads the shortest decimal that
+    /// gives the same Float.
     /// - Parameters:
     ///   - model: the model.
     ///   - inputShape: the shape of one example, for a batch norm that comes before any layer
     ///     that sets the shape; `nil`: the shape the model last ran on, else vectors.
-    /// - Throws: `CheckpointError` naming the first layer that has no PyTorch module, or a batch
-    ///   norm whose eps or momentum differ from PyTorch's defaults.
+    /// - Throws: `CheckpointError` naming the first layer that has no PyTorch module.
     public static func modules(of model: Model, inputShape: [Int]? = nil) throws -> [String] {
         var spatial = (inputShape ?? model.layers.first?.inp.map { Array($0.shape.dropFirst()) })?.count == 3
         return try model.layers.enumerated().map { index, layer in
@@ -117,12 +118,10 @@ public enum PyTorchStateDict {
                 spatial = false
                 return "nn.Flatten()"
             case let norm as BatchNorm:
-                guard norm.eps == 1e-5 && norm.momentum == 0.1 else {
-                    throw CheckpointError(
-                        "layer \(index), a BatchNorm with eps \(norm.eps) and momentum \(norm.momentum), has no "
-                            + "PyTorch module with PyTorch's defaults (eps 1e-5, momentum 0.1)")
-                }
-                return "nn.BatchNorm\(spatial ? "2d" : "1d")(\(norm.w.count))"
+                var text = "nn.BatchNorm\(spatial ? "2d" : "1d")(\(norm.w.count)"
+                if norm.eps != BatchNorm.defaultEps { text += ", eps=\(norm.eps)" }
+                if norm.momentum != BatchNorm.defaultMomentum { text += ", momentum=\(norm.momentum)" }
+                return text + ")"
             case is ReLU: return "nn.ReLU()"
             case is Tanh: return "nn.Tanh()"
             case is Sigmoid: return "nn.Sigmoid()"

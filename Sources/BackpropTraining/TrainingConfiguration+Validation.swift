@@ -158,7 +158,8 @@ extension TrainingConfiguration {
             if next.isEmpty { break }  // does not fit: `shapes(input:)` below says why
             parameters = checkedSum(parameters, weights)
             activations = checkedSum(activations, checkedSum(checkedProduct(next), columns))
-            batchNormOnVectors.append(entry == .batchNorm && shape.dropFirst().allSatisfy { $0 == 1 })
+            let isBatchNorm = if case .batchNorm = entry { true } else { false }
+            batchNormOnVectors.append(isBatchNorm && shape.dropFirst().allSatisfy { $0 == 1 })
             shape = next
         }
         let shapes: [[Int]]

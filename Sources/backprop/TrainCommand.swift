@@ -511,7 +511,9 @@ extension TrainCommand {
             description.entries.filter { if case .dropout = $0 { false } else { true } }
         }
         guard withoutDropout(imported.description) == withoutDropout(target), imported.inputShape == inputShape else {
-            let norms = { (description: ModelDescription) in description.entries.filter { $0 == .batchNorm }.count }
+            let norms = { (description: ModelDescription) in
+                description.entries.filter { if case .batchNorm = $0 { true } else { false } }.count
+            }
             let normsFolded =
                 norms(target) > norms(imported.description)
                 ? " (torch.onnx.export folds a batch norm into the layer before it unless told not to: "

@@ -40,6 +40,30 @@ struct CheckpointTests {
         }
     }
 
+    /// A batch norm's own eps and momentum are in the stored description, and come back: the loaded
+    /// model normalises as the saved one (eps 0.5 moves the outputs far from eps 1e-5's).
+    @Test func batchNormSettingsRoundTrip() throws {
+        let text = "lin 5, batchnorm eps 0.5 momentum 0.01, relu, lin 3, batchnorm"
+        var generator = RandomGenerator(seed: 4)
+        let model = Model(
+            layers: try ModelDescription(parsing: text).makeLayers(inputShape: [6], generator: &generator),
+            loss: CrossEntropy())
+        let x = Tensor.randn([9, 6], generator: &generator)
+        _ = model(x, Tensor((0..<9).map { Float($0 % 3) }))  // moves the running statistics by 0.01
+        model.eval()
+        try withTemporaryFolder { folder in
+            let path = folder + "/model.safetensors"
+            try Checkpoint.save(model, to: path)
+            let loaded = try Checkpoint.load(path: path)
+            #expect(try Checkpoint.modelDescription(of: loaded) == ModelDescription(parsing: text))
+            let norms = loaded.layers.compactMap { $0 as? BatchNorm }
+            #expect(norms.map(\.eps) == [0.5, 1e-5])
+            #expect(norms.map(\.momentum) == [0.01, 0.1])
+            loaded.eval()
+            #expect(loaded.predict(x).values == model.predict(x).values)
+        }
+    }
+
     /// The normalisation a model was trained with comes back from the metadata; a checkpoint
     /// without it gives nil, and a broken one says which value is wrong.
     @Test func normalizationIsReadFromTheMetadata() throws {

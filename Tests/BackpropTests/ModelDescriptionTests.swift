@@ -44,14 +44,15 @@ struct ModelDescriptionParsingTests {
         let text =
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
             + "avgpool 3 stride 2, flatten, lin 10, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
-            + "dropout 0.5, dropout 0, batchnorm"
+            + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
             .conv(out: 16, kernel: 5, stride: 2, padding: 1, bias: false),
             .maxPool(kernel: 2, stride: 2), .maxPool(kernel: 3, stride: 1),
             .avgPool(kernel: 2, stride: 2), .avgPool(kernel: 3, stride: 2),
             .flatten, .lin(out: 10), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01), .leakyReLU(slope: 0.2), .gelu,
-            .dropout(p: 0.5), .dropout(p: 0), .batchNorm,
+            .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
+            .batchNorm(eps: 0.001, momentum: 0.01), .batchNorm(eps: 0, momentum: 1),
         ]
         #expect(parsed(text)?.entries == expected)
     }
@@ -76,6 +77,7 @@ struct ModelDescriptionParsingTests {
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 3 stride 1, avgpool 2, flatten, lin 10",
             "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid",
             "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
+            "batchnorm eps 0.001, batchnorm momentum 0.01, batchnorm eps 0.0001 momentum 0.3, batchnorm eps 0.0",
         ]
         for text in texts {
             let description = try ModelDescription(parsing: text)
@@ -86,6 +88,9 @@ struct ModelDescriptionParsingTests {
         #expect(
             try ModelDescription(parsing: "CONV 8 3 stride 1 pad 0, maxpool 2 stride 2, leakyrelu 0.01").description
                 == "conv 8 3, maxpool 2, leakyrelu")
+        #expect(
+            try ModelDescription(parsing: "batchnorm momentum 0.1 eps 1e-5, batchnorm momentum 0.1").description
+                == "batchnorm, batchnorm")
     }
 
     @Test("the presets parse by name, in any case, to their texts; their texts are canonical")
@@ -179,6 +184,30 @@ struct ModelDescriptionParsingTests {
                 "leakyrelu abc",
                 "entry 1 \"leakyrelu abc\": expected a negative slope (a number) or the end of the entry "
                     + "at character 11, found \"abc\""
+            ),
+            (
+                "batchnorm 3",
+                "entry 1 \"batchnorm 3\": expected an option (eps E, momentum M) or the end of the entry "
+                    + "at character 11, found \"3\""
+            ),
+            (
+                "batchnorm eps -1",
+                "entry 1 \"batchnorm eps -1\": expected an epsilon (a number >= 0) at character 15, found \"-1\""
+            ),
+            (
+                "batchnorm momentum 1.5",
+                "entry 1 \"batchnorm momentum 1.5\": expected a momentum (a number m with 0 <= m <= 1) "
+                    + "at character 20, found \"1.5\""
+            ),
+            (
+                "batchnorm eps 1e-3 eps 1e-3",
+                "entry 1 \"batchnorm eps 1e-3 eps 1e-3\": expected each option at most once at character 20, "
+                    + "found \"eps\" a second time"
+            ),
+            (
+                "batchnorm eps",
+                "entry 1 \"batchnorm eps\": expected an epsilon (a number >= 0) at character 14, "
+                    + "found the end of the entry"
             ),
             ("lin 10,, relu", "entry 2 \"\": expected \(layerNames) at character 8, found nothing"),
             ("lin 10,", "entry 2 \"\": expected \(layerNames) at character 8, found nothing"),

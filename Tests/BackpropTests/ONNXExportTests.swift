@@ -174,6 +174,7 @@ struct ONNXExportTests {
         #expect(try Self.attribute(nodes[0], "pads").ints == [1, 1, 1, 1])
         #expect(try Self.attribute(nodes[4], "strides").ints == [2, 2])
         #expect(try Self.attribute(nodes[1], "epsilon").f == 1e-5)
+        #expect(try Self.attribute(nodes[1], "momentum").f == 0.9)  // ONNX's: 1 - PyTorch's 0.1
         #expect(try Self.attribute(nodes[3], "kernel_shape").ints == [2, 2])
         #expect(try Self.attribute(nodes[3], "strides").ints == [2, 2])
         #expect(try Self.attribute(nodes[6], "alpha").f == 0.2)

@@ -21,7 +21,8 @@ struct ONNXImportTests {
         "onnx_import_mlp_legacy", "onnx_import_mlp_dynamo", "onnx_import_mlp_external", "onnx_import_convnet_folded",
         "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_convnet_fixed_batch",
         "onnx_import_softmax_head", "onnx_import_viewnet_legacy", "onnx_import_viewnet_dynamo",
-        "onnx_import_viewnet_unfolded", "onnx_import_convnet_unoptimized",
+        "onnx_import_viewnet_unfolded", "onnx_import_convnet_unoptimized", "onnx_import_bnnet_unfolded",
+        "onnx_import_bnnet_unoptimized",
     ]
 
     /// The inputs, PyTorch's logits and ONNX Runtime's outputs (see make_onnx_import_fixtures.py).
@@ -79,11 +80,37 @@ struct ONNXImportTests {
         #expect(!unfolded.model.layers.contains { ($0 as? Dropout)?.isTraining == true })
     }
 
+    @Test(
+        "a batch norm's own eps and momentum (ONNX's is 1 - PyTorch's) reach the layer",
+        arguments: ["onnx_import_bnnet_unfolded", "onnx_import_bnnet_unoptimized"])
+    func batchNormSettings(file: String) throws {
+        let imported = try ONNXImport.read(path: fixturePath(file + ".onnx"))
+        let norms = imported.model.layers.compactMap { $0 as? BatchNorm }
+        // nn.BatchNorm2d(4, eps=1e-3, momentum=0.01) and nn.BatchNorm1d(12, eps=0.01, momentum=0.3).
+        #expect(norms.map(\.eps) == [0.001, 0.01])
+        #expect(norms.map(\.momentum) == [0.01, 0.3])
+        #expect(norms.map { $0.w.count } == [4, 12])
+    }
+
+    @Test("PyTorch's momentum from ONNX's: the shortest decimal whose 1 - m, as a Float, is ONNX's")
+    func momentumFromONNX() {
+        // torch.onnx.export writes float32(1 - m) for nn.BatchNorm's momentum m.
+        for m: Double in [0.1, 0.01, 0.3, 0.001, 0.5, 0, 1, 0.123456, 1e-5] {
+            #expect(GraphReader.pyTorchMomentum(Float(1 - m)) == Float(m), "\(m)")
+        }
+        #expect(GraphReader.pyTorchMomentum(0.9) == 0.1)
+        #expect(GraphReader.pyTorchMomentum(0.9).map { Float(1 - Double($0)) } == 0.9)
+        #expect(GraphReader.pyTorchMomentum(-0.5) == nil)
+        #expect(GraphReader.pyTorchMomentum(1.5) == nil)
+        #expect(GraphReader.pyTorchMomentum(.nan) == nil)
+    }
+
     // MARK: - ONNXExport's files read back
 
     @Test("reads back what ONNXExport writes: the same layers, tensors, dropout and normalisation")
     func readsBackExports() throws {
-        for layers in [ONNXExportTests.mlpLayers, ONNXExportTests.convnetLayers] {
+        let ownSettings = "conv 4 3 pad 1, batchnorm eps 0.001 momentum 0.01, relu, flatten, lin 10, batchnorm eps 0.02"
+        for layers in [ONNXExportTests.mlpLayers, ONNXExportTests.convnetLayers, ownSettings] {
             let description = try ModelDescription(parsing: layers)
             let model = try ONNXExportTests.model(layers, seed: 3)
             let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
@@ -309,9 +336,15 @@ struct ONNXImportTests {
             let i = $0.graph.initializer.firstIndex { $0.name == "layers.0.w" }!
             $0.graph.initializer[i].rawData.replaceSubrange(28..<32, with: [0x00, 0x00, 0xc0, 0x7f])
         }
-        try expectRefused(["(\"layers.1\", BatchNormalization) has epsilon 0.001; Backprop's batch norm adds 1e-05"]) {
+        try expectRefused(["(\"layers.1\", BatchNormalization) has epsilon -0.001; expected a finite number >= 0"]) {
             let i = Self.index($0, "layers.1")
-            $0.graph.node[i].attribute = [Self.float("epsilon", 0.001)]
+            $0.graph.node[i].attribute = [Self.float("epsilon", -0.001)]
+        }
+        try expectRefused([
+            "(\"layers.1\", BatchNormalization) has momentum 1.5; expected a number in [0, 1] (PyTorch's 1 - momentum)"
+        ]) {
+            let i = Self.index($0, "layers.1")
+            $0.graph.node[i].attribute = [Self.float("momentum", 1.5)]
         }
         try expectRefused(["(\"layers.12\", Gelu) approximates GELU (\"tanh\")"]) {
             let i = Self.index($0, "layers.12")

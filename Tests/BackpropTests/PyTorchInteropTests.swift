@@ -219,6 +219,17 @@ struct PyTorchInteropTests {
                 "nn.Linear(16, 12)", "nn.GELU()", "nn.Linear(12, 12)", "nn.LeakyReLU(0.2)", "nn.Linear(12, 8)",
                 "nn.Tanh()", "nn.Linear(8, 8)", "nn.Sigmoid()", "nn.Dropout(0.5)", "nn.Linear(8, 10)",
             ])
+        // A batch norm's own eps and momentum, as keyword arguments where they are not PyTorch's defaults.
+        var generator = RandomGenerator(seed: 1)
+        let settings = try ModelDescription(
+            parsing: "conv 4 3 pad 1, batchnorm eps 0.001 momentum 0.01, relu, flatten, lin 3, batchnorm eps 0.0001")
+        let own = Model(
+            layers: try settings.makeLayers(inputShape: [1, 8, 8], generator: &generator), loss: CrossEntropy())
+        #expect(
+            try PyTorchStateDict.modules(of: own, inputShape: [1, 8, 8]) == [
+                "nn.Conv2d(1, 4, 3, padding=1)", "nn.BatchNorm2d(4, eps=0.001, momentum=0.01)", "nn.ReLU()",
+                "nn.Flatten()", "nn.Linear(256, 3)", "nn.BatchNorm1d(3, eps=0.0001)",
+            ])
     }
 
     /// Saves the fixture's convnet (seed 3) as a Backprop checkpoint in `folder` with a

@@ -36,6 +36,10 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     public let eps: Float
     /// How far each training call moves the running statistics towards the batch's (0.1).
     public let momentum: Float
+    /// PyTorch's default `eps`, 1e-5 (`nn.BatchNorm2d(c)`).
+    public static let defaultEps: Float = 1e-5
+    /// PyTorch's default `momentum`, 0.1.
+    public static let defaultMomentum: Float = 0.1
     /// `true` (the default) to normalise with the batch's statistics and update the running
     /// ones; `false` to normalise with the running statistics (evaluation).
     public var isTraining = true
@@ -65,7 +69,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// Creates the layer for `features` features or channels: `w` ones, `b` zeros, running mean
     /// zeros, running variance ones (PyTorch's initialisation).
     /// - Precondition: `features > 0`, `eps ≥ 0`, `0 ≤ momentum ≤ 1`.
-    public init(features: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+    public init(features: Int, eps: Float = BatchNorm.defaultEps, momentum: Float = BatchNorm.defaultMomentum) {
         precondition(features > 0, "BatchNorm: features must be positive, got \(features)")
         precondition(eps >= 0, "BatchNorm: eps must not be negative, got \(eps)")
         precondition(momentum >= 0 && momentum <= 1, "BatchNorm: momentum must be in [0, 1], got \(momentum)")

@@ -16,7 +16,7 @@ import BackpropCore
 //     relu | tanh | sigmoid | gelu             the activations
 //     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
 //     dropout P                                Dropout, 0 <= P < 1
-//     batchnorm                                BatchNorm
+//     batchnorm [eps E] [momentum M]           BatchNorm                (eps 1e-5, momentum 0.1)
 //     KIND [ARG …]                             a layer of your own: a SavableLayer whose kind is
 //                                              KIND, built by init(arguments: [ARG, …])
 //
@@ -54,8 +54,10 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case gelu
         /// `dropout P`: a ``Dropout`` with drop probability `p`.
         case dropout(p: Float)
-        /// `batchnorm`: a ``BatchNorm`` over the features or channels of its input.
-        case batchNorm
+        /// `batchnorm [eps E] [momentum M]`: a ``BatchNorm`` over the features or channels of its
+        /// input, `x̂ = (x - mean) / √(var + eps)`, its running statistics moved by `momentum`
+        /// (PyTorch's defaults: eps 1e-5, momentum 0.1; `.batchNorm()` has them).
+        case batchNorm(eps: Float = BatchNorm.defaultEps, momentum: Float = BatchNorm.defaultMomentum)
         /// `KIND ARG1 ARG2 …`: a layer of your own, built by `type.init(arguments: arguments)`
         /// (see ``SavableLayer``).
         case custom(CustomLayerType, arguments: [String])
@@ -177,7 +179,8 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     ///   `Model.kaimingInitialization`, so `mlp` gives `Model.mlp`'s weights for the same seed;
     /// - `conv OUT K` after `[c, h, w]`: `Conv2d(w, b)`, `w = randn(OUT, c, K, K)` scaled the same
     ///   way with fan-in `c·K·K`, `b = 0` (or none with `nobias`);
-    /// - `batchnorm`: `BatchNorm(features: c)`, `w = 1`, `b = 0`, running mean 0 and variance 1;
+    /// - `batchnorm`: `BatchNorm(features: c, eps: E, momentum: M)`, `w = 1`, `b = 0`, running mean 0
+    ///   and variance 1;
     /// - `dropout P`: `Dropout(p: P, seed: s)`, each `s` a `generator.next()` drawn AFTER all the
     ///   weights, in layer order, so that adding or removing dropout leaves the weights unchanged;
     /// - a layer of your own: `type.init(arguments:)`, which draws nothing from `generator` (a
@@ -223,7 +226,8 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             case .leakyReLU(let slope): layers.append(LeakyReLU(slope: slope))
             case .gelu: layers.append(GELU())
             case .dropout(let p): layers.append(Dropout(p: p, seed: generator.next()))
-            case .batchNorm: layers.append(BatchNorm(features: inputs[i][0]))
+            case .batchNorm(let eps, let momentum):
+                layers.append(BatchNorm(features: inputs[i][0], eps: eps, momentum: momentum))
             case .custom: layers.append(try entry.makeCustomLayer(entryNumber: i + 1))
             }
         }
@@ -315,7 +319,11 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return slope == ModelDescriptionParser.defaultSlope ? "leakyrelu" : "leakyrelu \(slope)"
         case .gelu: return "gelu"
         case .dropout(let p): return "dropout \(p)"
-        case .batchNorm: return "batchnorm"
+        case .batchNorm(let eps, let momentum):
+            var text = "batchnorm"
+            if eps != BatchNorm.defaultEps { text += " eps \(eps)" }
+            if momentum != BatchNorm.defaultMomentum { text += " momentum \(momentum)" }
+            return text
         case .custom(let type, let arguments): return ([type.type.kind] + arguments).joined(separator: " ")
         }
     }
@@ -394,6 +402,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
 struct ModelDescriptionParser {
     /// LeakyReLU's slope when none is given (PyTorch's `negative_slope`).
     static let defaultSlope: Float = 0.01
+
     /// The layer names, in the order error messages list them.
     static let names = [
         "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "dropout",
@@ -586,6 +595,25 @@ struct ModelDescriptionParser {
                 }
                 try end(name, takes: "at most one number, its slope")
                 return .leakyReLU(slope: slope)
+            case "batchnorm":
+                var (eps, momentum): (Float?, Float?) = (nil, nil)
+                while peek != nil {
+                    guard let word = peek, word == "eps" || word == "momentum" else {
+                        throw failure(expected: "an option (eps E, momentum M) or the end of the entry")
+                    }
+                    guard (word == "eps" ? eps : momentum) == nil else {
+                        throw failure(expected: "each option at most once", found: "\"\(word)\" a second time")
+                    }
+                    next += 1
+                    if word == "eps" {
+                        eps = try number("an epsilon (a number >= 0)") { $0 >= 0 }
+                    } else {
+                        momentum = try number("a momentum (a number m with 0 <= m <= 1)") { $0 >= 0 && $0 <= 1 }
+                    }
+                }
+                return .batchNorm(
+                    eps: eps ?? BatchNorm.defaultEps,
+                    momentum: momentum ?? BatchNorm.defaultMomentum)
             case "dropout":
                 let p = try number("a dropout probability (a number p with 0 <= p < 1)") { $0 >= 0 && $0 < 1 }
                 try end(name, takes: "one number, its probability")
@@ -594,7 +622,6 @@ struct ModelDescriptionParser {
                 try end(name, takes: "no numbers or options")
                 let simple: [String: ModelDescription.Entry] = [
                     "flatten": .flatten, "relu": .relu, "tanh": .tanh, "sigmoid": .sigmoid, "gelu": .gelu,
-                    "batchnorm": .batchNorm,
                 ]
                 return simple[name]!
             }

@@ -22,6 +22,9 @@ convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [
               -> lin 10 -> LogSoftmax -> output [n, 10].  (16x16 rather than 8x8 images, so that the
               average pool still sees 2x2 and the flatten orders channels, rows and columns.)
 softmax_head  SOFTMAX_HEAD below, input [n, 1, 8, 8] -> flatten 64 -> lin 10 -> Softmax -> [n, 10]
+bnnet         BNNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv pad 1 -> BatchNorm2d(eps=1e-3, momentum=0.01)
+              -> [4, 4, 4] maxpool 2 -> flatten 64 -> lin 12 -> BatchNorm1d(eps=0.01, momentum=0.3) -> lin 10
+              (PyTorch's other batch norm settings, as models ported from Keras have them)
 viewnet       ViewNet below (an nn.Module, not an nn.Sequential), input [n, 1, 12, 12] -> [4, 12, 12] conv
               pad 1 -> [4, 6, 6] max pool 2 -> [6, 4, 4] conv -> [6, 1, 1] AdaptiveAvgPool2d(1)
               -> x.view(x.size(0), -1) 6 -> lin 10 (no bias)
@@ -50,6 +53,9 @@ onnx_import_viewnet_unfolded.onnx     viewnet, TorchScript exporter, do_constant
 onnx_import_convnet_unoptimized.onnx  convnet, torch.export exporter, optimize=False: batch norms kept,
                                       the bias-free conv's zero bias built by Shape, Expand and CastLike
                                       of constants, flatten a Reshape to a Concat of computed sizes
+onnx_import_bnnet_unfolded.onnx       bnnet, TorchScript exporter, do_constant_folding=False: epsilon and
+                                      momentum (ONNX's, 1 - PyTorch's) attributes on each BatchNormalization
+onnx_import_bnnet_unoptimized.onnx    bnnet, torch.export exporter, optimize=False
 onnx_import_mlp_external.onnx         mlp, torch.export exporter with external_data=True (its default):
     (+ onnx_import_mlp_external.onnx.data)  the weights in the .data file beside it, by location,
                                       offset and length
@@ -68,13 +74,16 @@ onnx_import_io.safetensors
             probabilities for the softmax head).
     KEY.x are standard normal draws (numpy seed 14); KEY.logits come from PyTorch in float64.
     __metadata__, for each FILE:
-        FILE.model      mlp, convnet or softmax_head
+        FILE.model      mlp, convnet, softmax_head, bnnet or viewnet
         FILE.operators  the graph's node op_types in order, separated by ", "
         FILE.layers     the Backprop model description the importer should produce for the file,
                         derived from the graph's nodes by `layers` below; entries separated by ", ":
                         conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S], avgpool K [stride S],
                         flatten, lin OUT, relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
-                        batchnorm; nothing for Identity/Constant nodes or a final LogSoftmax/Softmax.
+                        batchnorm [eps E] [momentum M] (E and M the PyTorch module's own eps and momentum,
+                        written where they differ from 1e-5 and 0.1; the script checks that the node's
+                        epsilon is E and its momentum 1 - M, in float32); nothing for Identity/Constant
+                        nodes or a final LogSoftmax/Softmax.
 """
 
 import math
@@ -120,6 +129,21 @@ def convnet():
     )
 
 
+def bnnet():
+    """Batch norms with eps and momentum of their own, for images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),  # [4, 8, 8]
+        nn.BatchNorm2d(4, eps=1e-3, momentum=0.01),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # [4, 4, 4]
+        nn.Flatten(),  # [64]
+        nn.Linear(64, 12),
+        nn.BatchNorm1d(12, eps=0.01, momentum=0.3),
+        nn.ReLU(),
+        nn.Linear(12, 10),
+    )
+
+
 def softmax_head():
     """flatten, lin 10, then Softmax; for images [1, 8, 8]."""
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Softmax(dim=1))
@@ -149,6 +173,7 @@ MODELS = {
     "convnet": (convnet, (3, 1, 16, 16)),
     "softmax_head": (softmax_head, (3, 1, 8, 8)),
     "viewnet": (ViewNet, (3, 1, 12, 12)),
+    "bnnet": (bnnet, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, exporter setting)
@@ -165,6 +190,8 @@ EXPORTS = [
     ("onnx_import_viewnet_dynamo", "viewnet", "dynamo"),
     ("onnx_import_viewnet_unfolded", "viewnet", "legacy_unfolded"),
     ("onnx_import_convnet_unoptimized", "convnet", "dynamo_unoptimized"),
+    ("onnx_import_bnnet_unfolded", "bnnet", "legacy_unfolded"),
+    ("onnx_import_bnnet_unoptimized", "bnnet", "dynamo_unoptimized"),
 ]
 
 
@@ -242,8 +269,27 @@ def short(value):
     return str(np.float32(value))
 
 
-def layers(model):
-    """The Backprop description of the ONNX `model`'s graph, node by node; raises on anything unmapped."""
+def batch_norm_entry(node, attributes, module):
+    """`batchnorm [eps E] [momentum M]` from the PyTorch module behind a BatchNormalization node, after
+    checking that the node carries its settings (ONNX's momentum weighs the running statistics: 1 - M)."""
+    if np.float32(attributes.get("epsilon", 1e-5)) != np.float32(module.eps):
+        raise ValueError(f"{node.name}: epsilon {attributes.get('epsilon')} is not the module's {module.eps}")
+    if np.float32(attributes.get("momentum", 0.9)) != np.float32(1 - module.momentum):
+        raise ValueError(f"{node.name}: momentum {attributes.get('momentum')} is not 1 - {module.momentum}")
+    entry = "batchnorm"
+    entry += f" eps {module.eps!r}" if module.eps != 1e-5 else ""
+    entry += f" momentum {module.momentum!r}" if module.momentum != 0.1 else ""
+    return entry
+
+
+def layers(model, norms):
+    """The Backprop description of the ONNX `model`'s graph, node by node; raises on anything unmapped.
+    `norms` are the PyTorch model's batch norms in order: each BatchNormalization node is the next one
+    (a graph that folded some has fewer nodes; then every module must have the default settings)."""
+    nodes = [node for node in model.graph.node if node.op_type == "BatchNormalization"]
+    if len(nodes) != len(norms) and any(norm.eps != 1e-5 or norm.momentum != 0.1 for norm in norms):
+        raise ValueError("batch norms with settings of their own were folded: export them unfolded")
+    norms = list(norms) if len(nodes) == len(norms) else [nn.BatchNorm1d(1)] * len(nodes)
     graph = onnx.shape_inference.infer_shapes(model).graph
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     shapes = {}
@@ -349,7 +395,7 @@ def layers(model):
                 ratio = attributes.get("ratio", 0.5)
             entries.append(f"dropout {short(ratio)}")
         elif op == "BatchNormalization":
-            entries.append("batchnorm")
+            entries.append(batch_norm_entry(node, attributes, norms.pop(0)))
         elif op in ("LogSoftmax", "Softmax"):
             if node.output[0] not in outputs or attributes.get("axis", -1) not in (1, -1):
                 raise ValueError(f"{node.name}: {op} is not the final softmax over the classes")
@@ -413,7 +459,8 @@ def main():
                                f"{difference:.3g} from PyTorch's {list(expected.shape)} (limit {TOLERANCE:g})")
         io[f"{name}.output"] = f32(output)
         operators = ", ".join(node.op_type for node in onnx_model.graph.node)
-        description = layers(onnx_model)
+        norms = [m for m in models[key].modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+        description = layers(onnx_model, norms)
         metadata[f"{name}.model"] = key
         metadata[f"{name}.operators"] = operators
         metadata[f"{name}.layers"] = description
