@@ -402,7 +402,6 @@ extension ModelDescription.Entry: CustomStringConvertible {
 struct ModelDescriptionParser {
     /// LeakyReLU's slope when none is given (PyTorch's `negative_slope`).
     static let defaultSlope: Float = 0.01
-
     /// The layer names, in the order error messages list them.
     static let names = [
         "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "dropout",
