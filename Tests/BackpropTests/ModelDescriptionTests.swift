@@ -270,6 +270,58 @@ struct ModelDescriptionShapeTests {
         #expect(try description.parameterCount(inputShape: input) == learned)
     }
 
+    @Test("an entry built in code with a number the text would refuse is named; no layer is built")
+    func outOfRangeEntriesFromCode() {
+        let cases: [(ModelDescription.Entry, [Int], String)] = [
+            (.lin(out: 0), [4], "entry 1 \"lin 0\" has out 0; expected an integer >= 1"),
+            (
+                .conv(out: 2, kernel: 3, stride: 0, padding: 0, bias: true), [1, 5, 5],
+                "entry 1 \"conv 2 3 stride 0\" has stride 0; expected an integer >= 1"
+            ),
+            (
+                .conv(out: 2, kernel: 3, stride: 1, padding: -1, bias: true), [1, 5, 5],
+                "entry 1 \"conv 2 3 pad -1\" has padding -1; expected an integer >= 0"
+            ),
+            (
+                .maxPool(kernel: 0, stride: 1), [1, 5, 5],
+                "entry 1 \"maxpool 0 stride 1\" has kernel 0; expected an integer >= 1"
+            ),
+            (
+                .avgPool(kernel: 2, stride: -3), [1, 5, 5],
+                "entry 1 \"avgpool 2 stride -3\" has stride -3; expected an integer >= 1"
+            ),
+            (.dropout(p: 1), [4], "entry 1 \"dropout 1.0\" has p 1.0; expected 0 <= p < 1"),
+            (.leakyReLU(slope: .nan), [4], "entry 1 \"leakyrelu nan\" has slope nan; expected a finite number"),
+            (.batchNorm(eps: -1), [4], "entry 1 \"batchnorm eps -1.0\" has eps -1.0; expected a finite number >= 0"),
+            (
+                .batchNorm(eps: .infinity), [4],
+                "entry 1 \"batchnorm eps inf\" has eps inf; expected a finite number >= 0"
+            ),
+            (
+                .batchNorm(momentum: 1.5), [4],
+                "entry 1 \"batchnorm momentum 1.5\" has momentum 1.5; expected 0 <= momentum <= 1"
+            ),
+        ]
+        for (entry, input, message) in cases {
+            let description = ModelDescription(entries: [entry])
+            #expect(throws: ModelDescriptionError(description: "--layers: " + message), "\(entry)") {
+                try description.shapes(input: input)
+            }
+            var generator = RandomGenerator(seed: 1)
+            #expect(throws: ModelDescriptionError.self) {
+                try description.makeLayers(inputShape: input, generator: &generator)
+            }
+            #expect(throws: ModelDescriptionError.self) { try description.parameterCount(inputShape: input) }
+        }
+        // The limits themselves build.
+        let edges = ModelDescription(entries: [
+            .lin(out: 1), .dropout(p: 0), .batchNorm(eps: 0, momentum: 0), .batchNorm(momentum: 1),
+            .leakyReLU(slope: -3),
+        ])
+        var generator = RandomGenerator(seed: 1)
+        #expect(throws: Never.self) { try edges.makeLayers(inputShape: [4], generator: &generator) }
+    }
+
     @Test("a layer whose input does not fit is named, with its input shape")
     func shapeErrors() {
         let cases: [(text: String, input: [Int], message: String)] = [

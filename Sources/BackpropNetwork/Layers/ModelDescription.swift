@@ -155,7 +155,10 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     /// - Throws: ``ModelDescriptionError`` when the input shape is empty or has a size below 1, or
     ///   naming the layer (entry number and text) whose input does not fit: a `lin` after images
     ///   without `flatten`, a `conv` or pool on vectors, a kernel larger than the padded image,
-    ///   a `batchnorm` on neither `[c]` nor `[c, h, w]`.
+    ///   a `batchnorm` on neither `[c]` nor `[c, h, w]`; or naming an entry built in code with a
+    ///   number the text form would not accept (`.lin(out: 0)`, `.dropout(p: 1)`,
+    ///   `.batchNorm(eps: -1)`), so that ``makeLayers(inputShape:generator:)`` never builds a
+    ///   layer from it.
     public func shapes(input: [Int]) throws(ModelDescriptionError) -> [[Int]] {
         guard !input.isEmpty, input.allSatisfy({ $0 > 0 }) else {
             throw ModelDescriptionError(
@@ -328,6 +331,32 @@ extension ModelDescription.Entry: CustomStringConvertible {
         }
     }
 
+    /// What is out of the range the text form accepts, for an entry built in code (the parser
+    /// builds none), or `nil`: the layers' initialisers would stop on it.
+    var outOfRange: String? {
+        func atLeast(_ minimum: Int, _ values: [(String, Int)]) -> String? {
+            values.first { $0.1 < minimum }.map { "has \($0.0) \($0.1); expected an integer >= \(minimum)" }
+        }
+        switch self {
+        case .conv(let out, let kernel, let stride, let padding, _):
+            return atLeast(1, [("out", out), ("kernel", kernel), ("stride", stride)])
+                ?? atLeast(0, [("padding", padding)])
+        case .maxPool(let kernel, let stride), .avgPool(let kernel, let stride):
+            return atLeast(1, [("kernel", kernel), ("stride", stride)])
+        case .lin(let out):
+            return atLeast(1, [("out", out)])
+        case .leakyReLU(let slope):
+            return slope.isFinite ? nil : "has slope \(slope); expected a finite number"
+        case .dropout(let p):
+            return p >= 0 && p < 1 ? nil : "has p \(p); expected 0 <= p < 1"
+        case .batchNorm(let eps, let momentum):
+            if !(eps >= 0 && eps.isFinite) { return "has eps \(eps); expected a finite number >= 0" }
+            return momentum >= 0 && momentum <= 1 ? nil : "has momentum \(momentum); expected 0 <= momentum <= 1"
+        case .flatten, .relu, .tanh, .sigmoid, .gelu, .custom:
+            return nil
+        }
+    }
+
     /// The layer of your own that this `.custom` entry describes, built by its type's
     /// `init(arguments:)`.
     /// - Throws: naming the entry (`entryNumber` from 1; 0 leaves the number out) and the
@@ -351,6 +380,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
         func failure(_ problem: String) -> ModelDescriptionError {
             ModelDescriptionError(description: "--layers: entry \(entryNumber) \"\(self)\" \(problem)")
         }
+        if let problem = outOfRange { throw failure(problem) }
         switch self {
         case .conv(let out, let kernel, let stride, let padding, _):
             guard input.count == 3 else {
