@@ -259,6 +259,27 @@ struct ActivationTests {
         #expect(try #require(first.mask).values == (try #require(second.mask)).values)
     }
 
+    @Test(
+        "Dropout's masks are the documented draws: two 32-bit samples a draw, low half first, kept when u ≥ p·2³²",
+        arguments: [0, 0.25, 0.5, 0.9, Float(1).nextDown])
+    func dropoutMaskIsTheDocumentedDraw(p: Float) {
+        let threshold = UInt64((Double(p) * 0x1p32).rounded())
+        let layer = Dropout(p: p, seed: 21)
+        var reference = RandomGenerator(seed: 21)
+        // Odd and even sizes, around the 4096 samples the layer compares at a time; each call
+        // continues the stream where the last one stopped.
+        for count in [1, 3, 4095, 4096, 4097, 8193, 10] {
+            _ = layer(Tensor.ones([count]))
+            var expected: [Float] = []
+            while expected.count < count {
+                let bits = reference.next()
+                expected.append(bits & 0xFFFF_FFFF >= threshold ? 1 : 0)
+                if expected.count < count { expected.append(bits >> 32 >= threshold ? 1 : 0) }
+            }
+            #expect(layer.mask?.values == expected, "p \(p), \(count) elements")
+        }
+    }
+
     @Test("Dropout keeps a fraction near 1 - p of a large tensor, and the mean is kept in expectation")
     func dropoutFraction() throws {
         let x = Tensor.ones(200, 500)

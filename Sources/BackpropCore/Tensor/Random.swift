@@ -8,7 +8,9 @@ import Synchronization
 /// does not depend on the platform. Normal samples come from the Box–Muller transform computed in
 /// Double and rounded to Float.
 public struct RandomGenerator: RandomNumberGenerator, Sendable {
-    private var state: (UInt64, UInt64, UInt64, UInt64)
+    // (Visible to the inlined `next()`: other modules draw in their own loops, a dropout mask two
+    // elements a draw, where a call per draw took most of the time.)
+    @usableFromInline var state: (UInt64, UInt64, UInt64, UInt64)
     /// The second normal sample of the last Box–Muller pair, not yet returned.
     private var spareNormal: Double?
 
@@ -26,7 +28,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// The next 64 random bits (xoshiro256**).
-    public mutating func next() -> UInt64 {
+    @inlinable public mutating func next() -> UInt64 {
         let result = rotateLeft(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
         state.2 ^= state.0
@@ -84,7 +86,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         return result
     }
 
-    private func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    @inlinable func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 }
 
 extension RandomGenerator {
