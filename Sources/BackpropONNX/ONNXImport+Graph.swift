@@ -693,15 +693,17 @@ struct GraphReader {
         }
     }
 
+    /// The inputs each operator that ``fold(_:_:inputs:)`` computes takes.
+    private static let foldedInputCounts: [String: ClosedRange<Int>] = [
+        "Reshape": 2...2, "Expand": 2...2, "Gather": 2...2, "Transpose": 1...1, "Shape": 1...1, "Identity": 1...1,
+        "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2,
+    ]
+
     /// The constant a node computes from constants alone (see ``readConstantWork``).
     private func fold(_ node: Onnx_NodeProto, _ at: NodeContext, inputs: [String]) throws -> Onnx_TensorProto {
         let first = constants[inputs[0]]!
         let isInteger = [6, 7, 9].contains(first.dataType)
-        let counts: [String: ClosedRange<Int>] = [
-            "Reshape": 2...2, "Expand": 2...2, "Gather": 2...2, "Transpose": 1...1, "Shape": 1...1, "Identity": 1...1,
-            "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2,
-        ]
-        if let range = counts[node.opType], !range.contains(inputs.count) {
+        if let range = Self.foldedInputCounts[node.opType], !range.contains(inputs.count) {
             throw at.fail(
                 "has \(inputs.count) inputs; expected \(range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound) or \(range.upperBound)")"
             )
