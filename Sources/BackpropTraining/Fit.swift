@@ -168,6 +168,11 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// In a data-parallel run checked with ``Trainer/checksReplicas``: after `step` (counting
     /// from 1) of `epoch`, the replicas' weights were not the same bits.
     case replicasDiffer(epoch: Int, step: Int)
+    /// The loss became NaN at `step` of `epoch` (as in ``diverged(epoch:step:loss:learningRate:peakLearningRate:)``)
+    /// because the ``BatchNorm`` at `layer` (its index in ``Model/layers``), whose `eps` is 0,
+    /// normalised a channel whose variance was 0: `1 / √(0 + 0)` is infinite and `(x - mean) · ∞`
+    /// is `0 · ∞`, NaN. A lower learning rate would not help; a positive `eps` does.
+    case zeroVariance(epoch: Int, step: Int, layer: Int)
 
     /// One line that names the epoch and step and suggests what to do.
     public var description: String {
@@ -180,6 +185,11 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
                 : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
             return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
                 + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
+        case .zeroVariance(let epoch, let step, let layer):
+            return "training diverged at epoch \(epoch), step \(step): the loss is NaN because layer \(layer) "
+                + "(batchnorm eps 0) divided by a variance of 0 (a channel with the same value everywhere in the "
+                + "batch, or a running variance of 0); give it a positive eps, e.g. 'batchnorm eps 1e-5' "
+                + "(PyTorch's default)"
         case .replicasDiffer(let epoch, let step):
             return "the processes' weights differ after epoch \(epoch), step \(step): every process must take the "
                 + "same step (same data, same settings and the same build on every host)"
@@ -490,7 +500,7 @@ public final class Trainer {
                     (lossSum, rows) = replicatedGradients(replicas)
                     let loss = Float(lossSum / Double(rows))
                     guard loss.isFinite else {
-                        throw TrainingError.diverged(
+                        throw divergence(
                             epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
                             peakLearningRate: peakLearningRate)
                     }
@@ -498,7 +508,7 @@ public final class Trainer {
                     let (xb, yb) = batches.batch(step)
                     let loss = model(xb, yb).item()
                     guard loss.isFinite else {
-                        throw TrainingError.diverged(
+                        throw divergence(
                             epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
                             peakLearningRate: peakLearningRate)
                     }
@@ -524,7 +534,7 @@ public final class Trainer {
                 replicas.map { evaluate(model, x: xValid, y: yValid, replicas: $0) }
                 ?? evaluate(model, x: xValid, y: yValid)
             guard validLoss.isFinite else {
-                throw TrainingError.diverged(
+                throw divergence(
                     epoch: epoch + 1, step: stepsPerEpoch, loss: validLoss, learningRate: optimizer.learningRate,
                     peakLearningRate: peakLearningRate)
             }
@@ -541,6 +551,23 @@ public final class Trainer {
             onEpoch(record)
         }
         return history
+    }
+
+    /// The error for a loss that is not finite: ``TrainingError/zeroVariance(epoch:step:layer:)``
+    /// when a batch norm with `eps` 0 has just normalised with an infinite `1 / √var` (the last
+    /// forward pass, the one that gave the loss), else ``TrainingError/diverged(epoch:step:loss:learningRate:peakLearningRate:)``.
+    private func divergence(
+        epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float
+    ) -> TrainingError {
+        for (index, layer) in model.layers.enumerated() {
+            if let norm = layer as? BatchNorm, norm.eps == 0, let invStd = norm.invStd,
+                invStd.values.contains(where: { !$0.isFinite })
+            {
+                return .zeroVariance(epoch: epoch, step: step, layer: index)
+            }
+        }
+        return .diverged(
+            epoch: epoch, step: step, loss: loss, learningRate: learningRate, peakLearningRate: peakLearningRate)
     }
 
     /// This replica's part of step `step`: forward and backward on its shard of the batch, its

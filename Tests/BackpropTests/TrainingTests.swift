@@ -173,6 +173,36 @@ struct TrainingTests {
         #expect(model.parameters.allSatisfy { $0.values.allSatisfy { $0.isFinite } })
     }
 
+    @Test func zeroVarianceWithEpsZeroIsNamedNotBlamedOnTheLearningRate() throws {
+        // Feature 3 is 0 in every row: its batch variance is 0. With eps 0, BatchNorm computes
+        // (0 - 0) · 1/√0 = 0 · ∞ = NaN at the first step, whatever the learning rate.
+        func run(eps: Float) throws -> (error: TrainingError?, model: Model) {
+            var generator = RandomGenerator(seed: 5)
+            var values = Tensor.randn([64, 8], generator: &generator).values
+            for row in 0..<64 { values[row * 8 + 3] = 0 }
+            let x = Tensor(shape: [64, 8], values: values)
+            let y = Tensor((0..<64).map { Float($0 % 10) })
+            let lin = Lin(Tensor.randn([8, 10], generator: &generator) * 0.1, Tensor.zeros([10]))
+            let model = Model(layers: [ReLU(), BatchNorm(features: 8, eps: eps), lin], loss: CrossEntropy())
+            let trainer = Trainer(
+                model: model, optimizer: SGD(model.parameters, learningRate: 1e-3), schedule: .constant, epochs: 1,
+                batchSize: 16, seed: 1, train: (x, y), valid: (x, y))
+            do {
+                _ = try trainer.fit()
+                return (nil, model)
+            } catch let error as TrainingError {
+                return (error, model)
+            }
+        }
+        let (error, model) = try run(eps: 0)
+        #expect(error == .zeroVariance(epoch: 1, step: 1, layer: 1))
+        #expect(error?.description.contains("because layer 1 (batchnorm eps 0) divided by a variance of 0") == true)
+        #expect(error?.description.contains("lower learning rate") == false)
+        #expect(model.parameters.allSatisfy { $0.values.allSatisfy { $0.isFinite } })
+        // PyTorch's eps trains on the same data: the constant feature normalises to 0.
+        #expect(try run(eps: BatchNorm.defaultEps).error == nil)
+    }
+
     // MARK: - Plot
 
     @Test func plotHasLabelledAxesAndOnePointPerEpochAndSeries() {
