@@ -233,12 +233,14 @@ extension Tensor {
     package func maxPool2d(kernel: Int, stride: Int) -> (out: Tensor, winners: [Int32], pieces: [Int32]) {
         let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, operation: "MaxPool2d")
         let out = Tensor(uninitializedShape: [shape[0], shape[1], g.oh, g.ow])
-        var winners = [Int32](repeating: 0, count: out.count)
-        var pieces = [Int32](repeating: 0, count: out.count)
+        let count = out.count
         let source = contiguous()
-        withExtendedLifetime(source) {
-            winners.withUnsafeMutableBufferPointer { winners in
-                pieces.withUnsafeMutableBufferPointer { pieces in
+        // Both arrays start uninitialised: `bp_max_pool` writes every output's winner and piece
+        // (zeroing them first cost as much as a fifth of the pooling).
+        var pieces: [Int32] = []
+        let winners = [Int32](unsafeUninitializedCapacity: count) { winners, winnersWritten in
+            pieces = [Int32](unsafeUninitializedCapacity: count) { pieces, piecesWritten in
+                withExtendedLifetime(source) {
                     let (x, values, winners, pieces) = (source.pointer, out.pointer, winners, pieces)
                     Tensor.forEachPlanes(g) { window, planes in
                         bp_max_pool(
@@ -246,7 +248,9 @@ extension Tensor {
                             planes.upperBound)
                     }
                 }
+                piecesWritten = count
             }
+            winnersWritten = count
         }
         return (out, winners, pieces)
     }
