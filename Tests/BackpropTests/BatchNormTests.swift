@@ -269,6 +269,36 @@ struct BatchNormTests {
         let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(message.contains("more than 1 value per channel") && message.contains("[1, 3]"), "\(message)")
     }
+
+    @Test(
+        "the same bits on one thread and on two, with the channels split over the threads",
+        arguments: [[128, 32, 7, 7], [64, 16, 14, 14], [300, 512]])
+    func sameBitsOnAnyThreads(_ shape: [Int]) throws {
+        // Each of these has at least two pieces' worth of values (`BatchNorm.valuesPerPiece`), so
+        // on two threads each thread normalises some of the channels.
+        #expect(shape.reduce(1, *) >= 2 * BatchNorm.valuesPerPiece)
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        var results: [[[Float]]] = []
+        for threads in [1, 2] {
+            Parallel.setWorkers(threads)
+            var generator = RandomGenerator(seed: 77)
+            let x = Tensor.randn(shape, generator: &generator) * 3 + 1
+            let gradient = Tensor.randn(shape, generator: &generator)
+            let layer = Self.makeLayer(features: shape[1], seed: 78)
+            var values: [[Float]] = []
+            for training in [true, false] {
+                layer.isTraining = training
+                let out = layer(x)
+                out.g = gradient
+                layer.backward()
+                values += [out.values, layer.inp.g!.values, layer.w.g!.values, layer.b.g!.values]
+            }
+            values += [layer.runningMean.values, layer.runningVar.values]
+            results.append(values)
+        }
+        #expect(results[0] == results[1])
+    }
 }
 
 @Suite("BatchNorm's kernels: the same bits as the loops of their formulas")

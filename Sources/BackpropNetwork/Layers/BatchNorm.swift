@@ -447,8 +447,16 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     }
 
     /// How many channels one thread's piece holds, so that a piece has enough work to pay for
-    /// the thread (each channel is `count` values).
+    /// the thread (each channel is `count` values): at least ``valuesPerPiece`` values.
     private func channelsPerPiece(count: Int) -> Int {
-        Swift.max(1, Tensor.elementwiseMinimumPerWorker / Swift.max(count, 1))
+        Swift.max(1, Self.valuesPerPiece / Swift.max(count, 1))
     }
+
+    /// The fewest values in a thread's piece: 64 Ki. A value costs this layer a few nanoseconds
+    /// (two or three passes, the sums in Double), several times an elementwise operation's, so a
+    /// piece pays for a thread at half the elementwise minimum (128 Ki). At that minimum the cnn
+    /// preset's second batch norm (`[128, 32, 7, 7]`, 200 Ki values) ran on one core; now on both
+    /// (`bench --only cnn`, four alternating runs: that layer 658-764 -> 415-554 ms an epoch, the
+    /// first one unchanged). Each channel is one piece's, so the split changes no bits.
+    static let valuesPerPiece = 1 << 16
 }
