@@ -171,7 +171,12 @@ extension EvaluateCommand {
 
     /// `--normalize MEAN,STD`, parsed, or `nil` when not given.
     private func parsedNormalization() throws -> (mean: Double, std: Double)? {
-        guard let normalize else { return nil }
+        try normalize.map(Self.normalization(parsing:))
+    }
+
+    /// `--normalize MEAN,STD` (here and in `export`): a finite mean and a positive standard
+    /// deviation, or a `ValidationError` naming the option and what was found.
+    static func normalization(parsing normalize: String) throws -> (mean: Double, std: Double) {
         let parts = normalize.split(separator: ",", omittingEmptySubsequences: false).map {
             Double($0.trimmingCharacters(in: .whitespaces))
         }

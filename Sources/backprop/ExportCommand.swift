@@ -22,7 +22,8 @@ struct ExportCommand: ParsableCommand {
             --format onnx writes OUT, an ONNX model (opset 20) that ONNX Runtime runs to Backprop's \
             logits: input "pixels" (0 to 255, float32, [n, 1, 28, 28] or [n, 784]), normalised in the \
             graph as the model was trained ("x", already normalised, for a checkpoint that stores no \
-            normalisation), output "logits" [n, 10]; it prints the Python that runs it.
+            normalisation when --normalize gives none), output "logits" [n, 10]; it prints the Python \
+            that runs it.
             """
     )
 
@@ -43,11 +44,20 @@ struct ExportCommand: ParsableCommand {
             "The file to write (atomically), ending in .safetensors for pytorch, .onnx for onnx.", valueName: "OUT"))
     var output: String
 
+    @Option(
+        help: """
+            MEAN,STD: the normalisation of the pixels / 255 the model was trained with, written into OUT \
+            and the Python (onnx: into the graph) in place of MODEL's own; for a model that stores none \
+            (an ONNX model from PyTorch, say), whose inputs are otherwise taken as already normalised.
+            """)
+    var normalize: String?
+
     func validate() throws {
         guard let suffix = Self.formats.first(where: { $0.name == format })?.suffix else {
             let names = Self.formats.map(\.name).joined(separator: " or ")
             throw ValidationError("--format: expected \(names), found '\(format)'")
         }
+        if let normalize { _ = try EvaluateCommand.normalization(parsing: normalize) }
         try checkOutput(output, option: "OUT", suffix: suffix)
         if Self.samePath(model, output) {
             throw ValidationError("OUT \(output) is MODEL; writing it would replace the checkpoint")
@@ -75,15 +85,16 @@ struct ExportCommand: ParsableCommand {
     }
 
     /// The model in ``model`` (a checkpoint or an ONNX model), the shape of one example, and the
-    /// normalisation of its inputs.
+    /// normalisation of its inputs: `--normalize`'s, else the one the file stores, if any.
     func loadModel() throws -> (Model, inputShape: [Int], normalization: (mean: Double, std: Double)?) {
+        let given = try normalize.map(EvaluateCommand.normalization(parsing:))
         if ONNXImport.looksLikeONNX(path: model) {
             let imported = try ONNXImport.read(path: model)
-            return (imported.model, imported.inputShape, imported.normalization)
+            return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
         return (
             try Checkpoint.load(path: model), try Checkpoint.inputShape(path: model),
-            try Checkpoint.normalization(path: model)
+            try given ?? Checkpoint.normalization(path: model)
         )
     }
 
@@ -110,7 +121,8 @@ struct ExportCommand: ParsableCommand {
         } else {
             normalizationLines = [
                 "# \(model) stores no normalisation: set MEAN and STD to the mean and standard deviation of",
-                "# the training pixels / 255 (backprop evaluate computes them from the training images).",
+                "# the training pixels / 255 (backprop evaluate computes them from the training images), or",
+                "# give them to backprop export --normalize MEAN,STD.",
                 "MEAN, STD = 0.0, 1.0",
             ]
         }

@@ -4,6 +4,7 @@ import Testing
 @testable import BackpropCore
 @testable import BackpropData
 @testable import BackpropNetwork
+import BackpropONNX
 @testable import BackpropTraining
 
 // PyTorch state_dicts: reading the ones PyTorch wrote (fixtures of make_pytorch_fixtures.py, with
@@ -268,6 +269,44 @@ struct PyTorchInteropTests {
         }
     }
 
+    @Test("backprop export --normalize gives a model that stores no normalisation one, in both formats")
+    func exportNormalize() throws {
+        try withTemporaryFolder { folder in
+            let model = try Self.convnet(seed: 5)
+            try Checkpoint.save(model, to: folder + "/model.safetensors", inputShape: [1, 8, 8])
+            #expect(try Checkpoint.normalization(path: folder + "/model.safetensors") == nil)
+            let pytorch = try runBackprop([
+                "export", folder + "/model.safetensors", "--format", "pytorch", folder + "/out.safetensors",
+                "--normalize", "0.25,0.5",
+            ])
+            #expect(pytorch.status == 0, "\(pytorch.standardError)")
+            #expect(pytorch.standardOutput.contains("MEAN, STD = 0.25, 0.5"), "\(pytorch.standardOutput)")
+            #expect(!pytorch.standardOutput.contains("stores no normalisation"))
+            let stored = try #require(try Checkpoint.normalization(path: folder + "/out.safetensors"))
+            #expect(stored.mean == 0.25 && stored.std == 0.5)
+
+            // ONNX: the graph now normalises (input "pixels"), with the given mean and deviation.
+            let onnx = try runBackprop([
+                "export", folder + "/model.safetensors", "--format", "onnx", folder + "/out.onnx",
+                "--normalize", "0.25,0.5",
+            ])
+            #expect(onnx.status == 0, "\(onnx.standardError)")
+            let imported = try ONNXImport.read(path: folder + "/out.onnx")
+            let normalization = try #require(imported.normalization)
+            #expect(normalization.mean == 0.25 && normalization.std == 0.5)
+            #expect(onnx.standardOutput.contains("\"pixels\""), "\(onnx.standardOutput)")
+
+            // Without the option, the same checkpoint exports without one, and says so.
+            let plain = try runBackprop([
+                "export", folder + "/model.safetensors", "--format", "pytorch", folder + "/plain.safetensors",
+            ])
+            #expect(plain.status == 0, "\(plain.standardError)")
+            #expect(plain.standardOutput.contains("stores no normalisation"))
+            #expect(plain.standardOutput.contains("backprop export --normalize MEAN,STD"))
+            #expect(try Checkpoint.normalization(path: folder + "/plain.safetensors") == nil)
+        }
+    }
+
     @Test(
         "backprop export refuses another format, and writing over the model",
         arguments: [
@@ -282,6 +321,11 @@ struct PyTorchInteropTests {
             (
                 ["--format", "pytorch", "{dir}/model.safetensors"],
                 "Error: OUT {dir}/model.safetensors is MODEL; writing it would replace the checkpoint\n"
+            ),
+            (
+                ["--format", "onnx", "{dir}/out.onnx", "--normalize", "0.3,0"],
+                "Error: --normalize: expected MEAN,STD with a finite mean and a positive standard deviation "
+                    + "(such as 0.286,0.353), found '0.3,0'\n"
             ),
         ])
     func exportErrors(arguments: [String], message: String) throws {
