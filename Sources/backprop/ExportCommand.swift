@@ -115,7 +115,8 @@ struct ExportCommand: ParsableCommand {
         if let normalization {
             normalizationLines = [
                 "# The inputs as the model was trained on them: pixels / 255, then normalised with the training",
-                "# images' mean and standard deviation (stored in \(model)).",
+                "# images' mean and standard deviation (" + (normalize == nil ? "stored in \(model)" : "--normalize")
+                    + ").",
                 "MEAN, STD = \(normalization.mean), \(normalization.std)",
             ]
         } else {

@@ -281,6 +281,7 @@ struct PyTorchInteropTests {
             ])
             #expect(pytorch.status == 0, "\(pytorch.standardError)")
             #expect(pytorch.standardOutput.contains("MEAN, STD = 0.25, 0.5"), "\(pytorch.standardOutput)")
+            #expect(pytorch.standardOutput.contains("images' mean and standard deviation (--normalize)."))
             #expect(!pytorch.standardOutput.contains("stores no normalisation"))
             let stored = try #require(try Checkpoint.normalization(path: folder + "/out.safetensors"))
             #expect(stored.mean == 0.25 && stored.std == 0.5)
