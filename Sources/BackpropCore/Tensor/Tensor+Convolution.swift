@@ -237,6 +237,10 @@ extension Tensor {
         let source = contiguous()
         // Both arrays start uninitialised: `bp_max_pool` writes every output's winner and piece
         // (zeroing them first cost as much as a fifth of the pooling).
+        // Their size comes from the batch: asked for first, so that a memory limit ends the run
+        // with one line rather than Swift's trap (ulimit -v sweep, BadInputTests).
+        Tensor.checkAllocatable(
+            bytes: 2 * count * MemoryLayout<Int32>.stride, for: "MaxPool2d's indices of \(count) outputs")
         var pieces: [Int32] = []
         let winners = [Int32](unsafeUninitializedCapacity: count) { winners, winnersWritten in
             pieces = [Int32](unsafeUninitializedCapacity: count) { pieces, piecesWritten in

@@ -366,9 +366,10 @@ extension Tensor {
     /// then succeeds unless another thread takes the memory in between. The probe is `mmap`, not
     /// `malloc` and `free`: malloc may keep a freed block in its heap where the array's slightly
     /// larger request does not fit, so a successful `malloc` probe does not promise the next one.
-    /// Small arrays (under 1 MiB) are not checked.
+    /// Small arrays (under 64 KiB, which malloc takes from its heap) are not checked; a max
+    /// pooling's indices of 784 KiB, unchecked, once stopped a run under `ulimit -v` with a trap.
     package static func checkAllocatable(bytes: Int, for purpose: @autoclosure () -> String) {
-        guard bytes >= 1 << 20 else { return }
+        guard bytes >= 1 << 16 else { return }
         let probeBytes = bytes < Int.max - (1 << 16) ? bytes + (1 << 16) : Int.max
         let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let probe, probe != MAP_FAILED else {
