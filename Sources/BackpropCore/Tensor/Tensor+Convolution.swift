@@ -235,10 +235,10 @@ extension Tensor {
         let out = Tensor(uninitializedShape: [shape[0], shape[1], g.oh, g.ow])
         let count = out.count
         let source = contiguous()
-        // Both arrays start uninitialised: `bp_max_pool` writes every output's winner and piece
-        // (zeroing them first cost as much as a fifth of the pooling).
-        // Their size comes from the batch: asked for first, so that a memory limit ends the run
-        // with one line rather than Swift's trap (ulimit -v sweep, BadInputTests).
+        // The two index arrays grow with the batch, so their memory is asked for first (a memory
+        // limit then ends the run with one line, not Swift's trap). They start uninitialised:
+        // `bp_max_pool` writes every output's winner and piece (zeroing them first cost as much
+        // as a fifth of the pooling).
         Tensor.checkAllocatable(
             bytes: 2 * count * MemoryLayout<Int32>.stride, for: "MaxPool2d's indices of \(count) outputs")
         var pieces: [Int32] = []
