@@ -169,7 +169,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// from 1) of `epoch`, the replicas' weights were not the same bits.
     case replicasDiffer(epoch: Int, step: Int)
     /// The loss became NaN at `step` of `epoch` (as in ``diverged(epoch:step:loss:learningRate:peakLearningRate:)``)
-    /// because the ``BatchNorm`` at `layer` (its index in ``Model/layers``), whose `eps` is 0,
+    /// because the `BatchNorm` at `layer` (its index in `Model.layers`), whose `eps` is 0,
     /// normalised a channel whose variance was 0: `1 / √(0 + 0)` is infinite and `(x - mean) · ∞`
     /// is `0 · ∞`, NaN. A lower learning rate would not help; a positive `eps` does.
     case zeroVariance(epoch: Int, step: Int, layer: Int)
