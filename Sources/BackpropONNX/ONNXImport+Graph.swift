@@ -27,6 +27,10 @@ struct GraphReader {
     /// Integer vectors computed from the chain value's shape (`Shape`, `Gather`, `Unsqueeze`,
     /// `Concat`, …), by name: the target of `x.view(x.size(0), -1)` as the exporters write it.
     private var shapeValues: [String: [ShapeValue]] = [:]
+    /// Constants that the graph fills with zeros from one value (`Expand`), not parameters: the
+    /// bias that `torch.onnx.export(dynamo=True, optimize=False)` writes for a convolution without
+    /// one. A convolution that adds such a bias is read as `nobias`, as its module was.
+    private var filledZeros: Set<String> = []
 
     /// The largest kernel, stride or padding an attribute may give (far past any real model, and
     /// small enough that no shape arithmetic on it overflows).
@@ -421,7 +425,15 @@ struct GraphReader {
             }
             return .done(mean: mean, std: value)
         default:
-            throw at.fail(normalizationForms)
+            let done: String
+            switch step {
+            case .none: done = "nothing"
+            case .scaled: done = "a division by 255"
+            case .centered: done = "a division by 255 and a subtraction of the mean"
+            case .done: done = "the whole normalisation, (pixels / 255 - mean) / std"
+            }
+            throw at.fail(
+                "\(node.opType == "Div" ? "divides by" : "subtracts") \(value) after \(done): \(normalizationForms)")
         }
     }
 
@@ -539,12 +551,11 @@ struct GraphReader {
         guard kh <= current[1] + 2 * padding, kw <= current[2] + 2 * padding else {
             throw at.fail("has a \(kh)×\(kw) kernel larger than its padded \(current[1])×\(current[2]) input")
         }
+        let hasBias = node.input.count == 3 && !node.input[2].isEmpty && !filledZeros.contains(node.input[2])
         var layer = ReadLayer(
-            entry: .conv(
-                out: cOut, kernel: kh, stride: stride, padding: padding,
-                bias: node.input.count == 3 && !node.input[2].isEmpty))
+            entry: .conv(out: cOut, kernel: kh, stride: stride, padding: padding, bias: hasBias))
         layer.tensors["w"] = try finite(w, at, "weights")
-        if node.input.count == 3 && !node.input[2].isEmpty {
+        if hasBias {
             let b = try floatInput(at, 2, "bias")
             guard b.shape == [cOut] else { throw at.fail("has a bias of shape \(b.shape); expected [\(cOut)]") }
             layer.tensors["b"] = try finite(b, at, "bias")
@@ -649,7 +660,14 @@ struct GraphReader {
         if dataInputs.contains(where: { shapeValues[$0] != nil }) {
             shapeValues[output] = try shapeArithmetic(node, at, inputs: dataInputs)
         } else {
-            constants[output] = try fold(node, at, inputs: inputs)
+            let folded = try fold(node, at, inputs: inputs)
+            constants[output] = folded
+            let fills =
+                node.opType == "Expand"
+                || (["Identity", "Cast", "CastLike"].contains(node.opType) && filledZeros.contains(first))
+            if fills, let values = try? tensors.floats(folded, name: output).values, values.allSatisfy({ $0 == 0 }) {
+                filledZeros.insert(output)
+            }
         }
         return true
     }

@@ -205,6 +205,17 @@ struct ONNXImportTests {
         scaledCentered.graph.node[3].input[0] = "s"
         let centeredModel = try ONNXImport.model(fromBytes: try scaledCentered.serializedBytes(), path: "centered.onnx")
         #expect(centeredModel.normalization?.mean == 0.25 && centeredModel.normalization?.std == 1)
+        // Divided twice before the mean: what came before is named.
+        let twice = Self.graph(
+            nodes: [
+                constantNode("k255", 255), Self.node("Div", ["x", "k255"], "s"), constantNode("sd", 0.5),
+                Self.node("Div", ["s", "sd"], "c"), gemmNode,
+            ], initializers: [("wt", transposed), ("b", b)], inputShape: [5])
+        expectDataError(containing: [
+            "twice.onnx: node 3 (\"div\", Div) divides by 0.5 after a division by 255: Backprop reads Div and Sub"
+        ]) {
+            try ONNXImport.model(fromBytes: try twice.serializedBytes(), path: "twice.onnx")
+        }
         let matMul = Self.graph(
             nodes: [Self.node("MatMul", ["x", "w"], "y")], initializers: [("w", w)], inputShape: [5])
         let alone = try ONNXImport.model(fromBytes: try matMul.serializedBytes(), path: "matmul.onnx")

@@ -342,7 +342,8 @@ def layers(model, norms):
             entry = f"conv {weight.shape[0]} {kernel}"
             entry += f" stride {stride}" if stride != 1 else ""
             entry += f" pad {pad}" if pad != 0 else ""
-            entry += " nobias" if len(node.input) < 3 or node.input[2] == "" else ""
+            # A bias the graph computes (a zero filled to [out] by Expand) is no parameter: the module had none.
+            entry += " nobias" if len(node.input) < 3 or node.input[2] in ("", *derived) else ""
             entries.append(entry)
         elif op in ("MaxPool", "AveragePool"):
             if attributes.get("ceil_mode", 0) != 0 or set(attributes.get("dilations", [1, 1])) != {1} or pads() != 0:
