@@ -237,6 +237,16 @@ public enum PyTorchStateDict {
                 keys.map { "\($0.key) \($0.shape)" }.joined(separator: ", ") + " (\(modules[layer]))"
             }
             parts.append("missing " + text.joined(separator: ", "))
+            // A bias-free nn.Linear: its weight is there, its bias is not.
+            if let bias = missing.first(where: {
+                $0.key.hasSuffix(".bias") && modules[$0.layer].hasPrefix("nn.Linear")
+                    && file.tensors["\($0.layer).weight"] != nil
+            }) {
+                parts.append(
+                    "Backprop's lin always adds a bias: for an nn.Linear(bias=False), store zeros as \(bias.key) "
+                        + "(torch.zeros(\(bias.shape[0]))), or export the model to ONNX, which reads it with a zero bias"
+                )
+            }
         }
         if !unexpected.isEmpty {
             // Grouped by why they fit no layer: the layer at their index, past the last layer, or

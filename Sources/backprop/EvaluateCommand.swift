@@ -66,8 +66,10 @@ struct EvaluateCommand: ParsableCommand {
         let onnx = ONNXImport.looksLikeONNX(path: model) ? try loadONNX() : nil
         let checkpoint = try onnx.map { ($0.model, $0.inputShape) } ?? loadCheckpoint()
         // An ONNX model's own normalisation (or none) when it is one, else the checkpoint's.
-        let normalization =
-            try parsedNormalization() ?? (onnx.map(\.normalization) ?? Checkpoint.normalization(path: model))
+        let stored = try onnx.map(\.normalization) ?? Checkpoint.normalization(path: model)
+        let given = try parsedNormalization()
+        Self.noteReplaced(stored, by: given, written: normalize, in: model)
+        let normalization = given ?? stored
         // The training rows only give the normalisation of an old checkpoint: no validation split.
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
@@ -117,8 +119,16 @@ extension EvaluateCommand {
     /// MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch state_dict given with `--layers`.
     private func loadCheckpoint() throws -> (Model, [Int])? {
         let description = try parsedLayers()
-        if description != nil, !(try Checkpoint.isBackpropCheckpoint(path: model)) { return nil }
-        let network = try Checkpoint.load(path: model)
+        let isCheckpoint = try Checkpoint.isBackpropCheckpoint(path: model)
+        if description != nil, !isCheckpoint { return nil }
+        let network: Model
+        do {
+            network = try Checkpoint.load(path: model)
+        } catch let error as DataError where !isCheckpoint {
+            throw CommandLineError(
+                "\(error.description); a PyTorch state_dict is read with --layers, which gives its architecture "
+                    + "(such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")")
+        }
         if let description, let saved = try? Checkpoint.modelDescription(of: network), saved != description {
             throw CommandLineError(
                 "\(model): holds the model '\(saved)', not --layers '\(description)' (a Backprop checkpoint "
@@ -172,6 +182,19 @@ extension EvaluateCommand {
     /// `--normalize MEAN,STD`, parsed, or `nil` when not given.
     private func parsedNormalization() throws -> (mean: Double, std: Double)? {
         try normalize.map(Self.normalization(parsing:))
+    }
+
+    /// Says on stderr that `--normalize`'s `given` normalisation replaces a different one that the
+    /// model at `path` stores (its own training images', or the one in its ONNX graph): the
+    /// results then differ from the model's own, and a mistyped value would otherwise go unseen.
+    static func noteReplaced(
+        _ stored: (mean: Double, std: Double)?, by given: (mean: Double, std: Double)?, written text: String?,
+        in path: String
+    ) {
+        guard let stored, let given, let text, stored != given else { return }
+        StandardStream.error.write(
+            "note: --normalize \(text) replaces the normalisation \(path) stores "
+                + "(mean \(stored.mean), std \(stored.std))\n")
     }
 
     /// `--normalize MEAN,STD` (here and in `export`): a finite mean and a positive standard

@@ -90,12 +90,13 @@ struct ExportCommand: ParsableCommand {
         let given = try normalize.map(EvaluateCommand.normalization(parsing:))
         if ONNXImport.looksLikeONNX(path: model) {
             let imported = try ONNXImport.read(path: model)
+            EvaluateCommand.noteReplaced(imported.normalization, by: given, written: normalize, in: model)
             return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
-        return (
-            try Checkpoint.load(path: model), try Checkpoint.inputShape(path: model),
-            try given ?? Checkpoint.normalization(path: model)
-        )
+        let (network, inputShape) = (try Checkpoint.load(path: model), try Checkpoint.inputShape(path: model))
+        let stored = try Checkpoint.normalization(path: model)
+        EvaluateCommand.noteReplaced(stored, by: given, written: normalize, in: model)
+        return (network, inputShape, given ?? stored)
     }
 
     /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and

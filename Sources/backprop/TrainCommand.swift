@@ -121,6 +121,14 @@ struct TrainCommand: ParsableCommand {
             """)
     var initialWeights: String?
 
+    @Option(
+        help: """
+            MEAN,STD: normalise the pixels / 255 with this mean and standard deviation (default: the one \
+            --init's model or --resume's checkpoint stores, else the training images'); 0,1 gives pixels in \
+            0…1, as torchvision's ToTensor(). Saved with the model.
+            """)
+    var normalize: String?
+
     @Option(help: "Write an SVG plot of the losses and the validation accuracy to this file.")
     var plot: String?
 
@@ -144,6 +152,7 @@ struct TrainCommand: ParsableCommand {
         if resume != nil && initialWeights != nil {
             throw ValidationError("--init and --resume both give the starting weights; use one")
         }
+        if let normalize { _ = try EvaluateCommand.normalization(parsing: normalize) }
         _ = try parsedConfiguration()
     }
 
@@ -170,7 +179,8 @@ struct TrainCommand: ParsableCommand {
         } else if run.group != nil, ProcessInfo.processInfo.environment["BACKPROP_THREADS"] == nil {
             Threads.set(run.defaultThreads)
         }
-        let dataset = try FashionMNIST(directory: FashionMNIST.resolveDirectory(data), limit: limit)
+        let dataset = try FashionMNIST(
+            directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: try inputNormalization())
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
         // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes.
         if dataset.imageShape != FashionMNIST.imageShape {
@@ -383,6 +393,30 @@ struct TrainCommand: ParsableCommand {
         if state.completedEpochs >= saved.epochs {
             throw ValidationError("--resume \(path): the run is complete (\(saved.epochs) of \(saved.epochs) epochs)")
         }
+    }
+
+    /// What the inputs are normalised with: `--normalize`; else the normalisation that `--resume`'s
+    /// checkpoint or `--init`'s model stores (a model trained on other inputs goes on with its own:
+    /// a PyTorch model on `ToTensor()`'s pixels in 0…1 stays on them); else `nil`, the training
+    /// images' mean and standard deviation. A resumed run keeps its checkpoint's: a different
+    /// `--normalize` is an error, as any other changed setting.
+    private func inputNormalization() throws -> (mean: Double, std: Double)? {
+        let given = try normalize.map(EvaluateCommand.normalization(parsing:))
+        if let resume {
+            let saved = try Checkpoint.normalization(path: resume)
+            if let given, let saved, given != saved {
+                throw ValidationError(
+                    "--normalize \(normalize ?? "") differs from \(saved.mean),\(saved.std) in \(resume); "
+                        + "--resume continues the run as it was started")
+            }
+            return saved ?? given
+        }
+        if let given { return given }
+        guard let initialWeights else { return nil }
+        if ONNXImport.looksLikeONNX(path: initialWeights) {
+            return try ONNXImport.read(path: initialWeights).normalization
+        }
+        return try Checkpoint.normalization(path: initialWeights)
     }
 
     /// The options as a configuration, or an error naming the option, the expected and the found

@@ -112,7 +112,10 @@ struct PyTorchInteropTests {
         // Missing and unexpected keys, all of them.
         try expectLoadError(
             { tensors, _ in tensors["9.bias"] = nil },
-            ["does not fit the model 'lin 12, gelu, ", "missing 9.bias [10] (nn.Linear(8, 10))"])
+            [
+                "does not fit the model 'lin 12, gelu, ", "missing 9.bias [10] (nn.Linear(8, 10)); ",
+                "Backprop's lin always adds a bias: for an nn.Linear(bias=False), store zeros as 9.bias (torch.zeros(10))",
+            ])
         try expectLoadError(
             { tensors, _ in
                 tensors["1.weight"] = Tensor.zeros(3)
@@ -410,6 +413,64 @@ struct PyTorchInteropTests {
             let misfit = try runBackprop(["train", "--init", path, "--data", folder, "--epochs", "1"])
             #expect(
                 misfit.standardError.hasPrefix("Error: \(path): does not fit the MLP of --hidden: unexpected 6.bias"))
+        }
+    }
+
+    @Test("train goes on with the normalisation --init's model or --resume's run stores, or --normalize's")
+    func trainKeepsTheStartingModelsNormalization() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 5)
+            func normalization(_ name: String) throws -> (mean: Double, std: Double)? {
+                try Checkpoint.normalization(path: folder + "/" + name)
+            }
+            func train(_ arguments: [String]) throws -> CommandResult {
+                try runBackprop(["train", "--hidden", "8", "--data", folder, "--epochs", "1"] + arguments)
+            }
+            // The images' own statistics of 500 random bytes are near 0.5, 0.29: nothing like these.
+            let base = try train(["--normalize", "0.25,2", "--save", folder + "/base.safetensors"])
+            #expect(base.status == 0, "\(base.standardError)")
+            #expect(try normalization("base.safetensors")! == (0.25, 2))
+            let tuned = try train(["--init", folder + "/base.safetensors", "--save", folder + "/tuned.safetensors"])
+            #expect(tuned.status == 0, "\(tuned.standardError)")
+            #expect(try normalization("tuned.safetensors")! == (0.25, 2))
+            let pixels = try train([
+                "--init", folder + "/base.safetensors", "--normalize", "0,1", "--save", folder + "/pixels.safetensors",
+            ])
+            #expect(pixels.status == 0, "\(pixels.standardError)")
+            #expect(try normalization("pixels.safetensors")! == (0, 1))
+
+            // evaluate says when --normalize replaces the stored normalisation, and not when it is the same.
+            let evaluated = try runBackprop([
+                "evaluate", "--model", folder + "/tuned.safetensors", "--data", folder, "--normalize", "0,1",
+            ])
+            #expect(evaluated.status == 0, "\(evaluated.standardError)")
+            #expect(
+                evaluated.standardError
+                    == "note: --normalize 0,1 replaces the normalisation \(folder)/tuned.safetensors stores (mean 0.25, std 2.0)\n"
+            )
+            let same = try runBackprop([
+                "evaluate", "--model", folder + "/tuned.safetensors", "--data", folder, "--normalize", "0.25,2",
+            ])
+            #expect(same.status == 0 && same.standardError.isEmpty, "\(same.standardError)")
+
+            // A run of two epochs stopped after the first, resumed: its normalisation, not another.
+            var generator = RandomGenerator(seed: 5)
+            let configuration = TrainingConfiguration(hidden: [8], epochs: 2, batchSize: 50, learningRate: 0.01)
+            let x = Tensor.randn([60, 16], generator: &generator)
+            let y = Tensor((0..<60).map { Float($0 % 10) })
+            let trainer = Trainer(configuration: configuration, classes: 10, train: (x, y), valid: (x, y))
+            try trainer.fit(shouldStop: { trainer.epoch == 1 })
+            let run = folder + "/run.safetensors"
+            try TrainingCheckpoint.save(
+                trainer, configuration: configuration, limit: nil, to: run, normalization: (0.25, 2))
+            let changed = try runBackprop(["train", "--resume", run, "--data", folder, "--normalize", "0,1"])
+            #expect(
+                changed.standardError
+                    == "Error: --normalize 0,1 differs from 0.25,2.0 in \(run); --resume continues the run as it was started\n"
+            )
+            let resumed = try runBackprop(["train", "--resume", run, "--data", folder])
+            #expect(resumed.status == 0, "\(resumed.standardError)")
+            #expect(try normalization("run.safetensors")! == (0.25, 2))
         }
     }
 }

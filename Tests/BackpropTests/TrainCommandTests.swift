@@ -228,7 +228,9 @@ struct TrainCommandTests {
         #expect(result.status == 1 && !result.crashed)
         #expect(
             result.standardError
-                == "Error: \(path): is not a Backprop checkpoint: expected format 'backprop-mlp' or 'backprop-model', found format 'pt'\n"
+                == "Error: \(path): is not a Backprop checkpoint: expected format 'backprop-mlp' or 'backprop-model', found format 'pt'; "
+                + "a PyTorch state_dict is read with --layers, which gives its architecture (such as 'lin 256, relu, "
+                + "lin 10'; README, \"PyTorch interop\")\n"
         )
     }
 }
