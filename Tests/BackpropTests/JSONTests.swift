@@ -48,6 +48,25 @@ private func expectSyntaxError(
     #expect(text == "a\"b\\c/d\n\té😀 ✓")
 }
 
+/// A string of a million escapes (a safetensors header's metadata may hold one: a checkpoint's
+/// history is JSON in a JSON string) parses in one pass. Appending to a String piece by piece had
+/// made this quadratic: 400,000 escapes took 9 s, 3 million minutes. The bound is 20 times what
+/// a debug build takes here (1.5 s), so that only the quadratic behaviour can fail it.
+@Test func jsonParsesManyEscapesInLinearTime() throws {
+    let count = 1_000_000
+    let text = "\"" + String(repeating: "\\\"\\u00e9", count: count) + "\""
+    let started = ContinuousClock.now
+    let value = try JSONParser.parse(Array(text.utf8))
+    let elapsed = ContinuousClock.now - started
+    guard case .string(let parsed) = value else {
+        Issue.record("not a string")
+        return
+    }
+    #expect(parsed.unicodeScalars.count == 2 * count)
+    #expect(parsed.hasPrefix("\"é\"é") && parsed.hasSuffix("\"é"))
+    #expect(elapsed < .seconds(30), "\(elapsed) for \(2 * count) escapes")
+}
+
 @Test func jsonQuotesWhatItParsesBack() {
     let original = "quote \" backslash \\ newline \n bell \u{07} é ✓"
     guard case .string(let text) = parse(JSONText.quoted(original)) else {
