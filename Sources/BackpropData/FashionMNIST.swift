@@ -131,6 +131,14 @@ public struct FashionMNIST {
                 path: paths[2],
                 problem: "images have \(test.pixels) pixels but those of \(paths[0]) have \(train.pixels)")
         }
+        if test.imageShape != train.imageShape {
+            // As many pixels in another shape: a convnet would read them as the training images' shape.
+            let size = { (shape: [Int]) in "\(shape[1])×\(shape[2])" }
+            throw DataError(
+                path: paths[2],
+                problem:
+                    "images are \(size(test.imageShape)) pixels but those of \(paths[0]) are \(size(train.imageShape))")
+        }
 
         let rows = train.labels.count
         let nValid = rows / 6

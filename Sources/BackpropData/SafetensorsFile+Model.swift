@@ -6,20 +6,23 @@ import BackpropCore
 // tensor, and the shape expected and found.
 
 extension SafetensorsFile {
-    /// The inputs `x` `(n, m)` and targets `y` `(n)` stored in this file.
+    /// The inputs `x` `(n, m)` (or, with `images`, also `(n, c, h, w)`) and targets `y` `(n)`
+    /// stored in this file.
     ///
     /// `y` may also be stored as `(n, 1)` (a column, as a model outputs it); it is returned as
     /// `(n)`, the shape the seed's `Mse` expects.
     /// - Throws: ``DataError`` naming the file when `x` or `y` is missing (listing the tensors the
-    ///   file holds), `x` is not a matrix or has no rows or no columns, or `y` does not hold one
-    ///   target per row of `x`.
-    public func inputsAndTargets() throws -> (x: Tensor, y: Tensor) {
+    ///   file holds), `x` is not a matrix (or images) or has a dimension of 0, or `y` does not
+    ///   hold one target per row of `x`.
+    public func inputsAndTargets(images: Bool = false) throws -> (x: Tensor, y: Tensor) {
         let x = try tensor("x")
-        guard x.rank == 2 else {
-            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected a matrix (n, m)")
+        guard x.rank == 2 || (images && x.rank == 4) else {
+            let expected = images ? "a matrix (n, m) or images (n, c, h, w)" : "a matrix (n, m)"
+            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected \(expected)")
         }
-        guard x.shape[0] > 0, x.shape[1] > 0 else {
-            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected [n, m] with n, m > 0")
+        guard !x.shape.contains(0) else {
+            let expected = x.rank == 2 ? "[n, m] with n, m > 0" : "[n, c, h, w], each > 0"
+            throw DataError(path: path, problem: "tensor 'x' has shape \(x.shape), expected \(expected)")
         }
         let y = try tensor("y")
         let rows = x.shape[0]

@@ -972,6 +972,13 @@ struct GraphReader {
             }
             layer.tensors[name] = try finite(tensor, at, name)
         }
+        // The output divides by √(running_var + ε): a negative variance, or 0 with ε 0, gives NaN.
+        if let channel = layer.tensors["running_var"]!.values.firstIndex(where: { $0 < 0 || $0 + epsilon <= 0 }) {
+            let variance = layer.tensors["running_var"]!.values[channel]
+            throw at.fail(
+                "has the running variance \(variance) for channel \(channel) with epsilon \(epsilon); expected "
+                    + "running_var + epsilon > 0, with running_var ≥ 0")
+        }
         return layer
     }
 

@@ -55,6 +55,7 @@ struct EvaluateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        try InputPath.check(model, option: "--model")
         if let limit, limit < 1 { throw ValidationError("--limit: expected at least 1 image, found \(limit)") }
         _ = try parsedLayers()
         _ = try parsedNormalization()
@@ -89,14 +90,26 @@ struct EvaluateCommand: ParsableCommand {
                 "\(model): the model has \(outputs.map(String.init).joined(separator: "×")) outputs, expected "
                     + "\(FashionMNIST.classNames.count) classes (or 1 for the seed's regression)")
         }
+        // Ten classes need cross-entropy over ten outputs; one output is the seed's regression (mse).
+        if (outputs == [1]) != (network.loss is Mse) {
+            throw CommandLineError(
+                "\(model): the model gives \(outputs.map(String.init).joined(separator: "×")) output"
+                    + "\(outputs == [1] ? "" : "s") with a \(network.loss is Mse ? "mean squared error" : "cross-entropy") "
+                    + "loss; expected \(FashionMNIST.classNames.count) outputs with cross-entropy, or 1 with the mean "
+                    + "squared error (the seed's regression)")
+        }
         let x = dataset.xTest.reshape([dataset.xTest.shape[0]] + inputShape)
         let test = evaluate(network, x: x, y: dataset.yTest)
-        // The weights are finite (`Checkpoint.load` checks them), but large ones can still overflow.
+        // The tensors are finite (`Checkpoint.load` checks them), but large weights can still
+        // overflow, and so can an extreme normalisation (a mean of 1e300, a deviation of 1e-45).
         guard test.loss.isFinite else {
+            let finiteInputs = dataset.xTest.values.allSatisfy(\.isFinite)
+            let inputs = finiteInputs ? "" : "the normalised test images are not finite, "
             throw CommandLineError(
                 "\(model): the test loss on the \(dataset.yTest.count) images in \(dataset.directory) is "
-                    + "\(test.loss.isNaN ? "NaN" : "infinite"); the weights are finite but too large to give finite outputs"
-            )
+                    + "\(test.loss.isNaN ? "NaN" : "infinite"); \(inputs)the model's tensors are finite but its outputs "
+                    + "are not: weights too large, or inputs normalised with mean \(dataset.trainMean) and standard "
+                    + "deviation \(dataset.trainStd) out of their range")
         }
         if json {
             let report = EvaluateReport(

@@ -69,6 +69,9 @@ struct ExplainCommand: ParsableCommand {
         }
         if let html { try OutputPath.check(html, option: "--html") }
         if let dot { try OutputPath.check(dot, option: "--dot") }
+        if let html, let dot, ExportCommand.samePath(html, dot) {
+            throw ValidationError("--html \(html) and --dot \(dot): the same file; the graph would replace the page")
+        }
     }
 
     func run() throws {

@@ -80,6 +80,8 @@ struct GradcheckCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        try InputPath.check(tensors, option: "--tensors")
+        try InputPath.check(initFile, option: "--init")
         if let rows, rows < 1 { throw ValidationError("--rows must be at least 1, got \(rows)") }
         if samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
         if let hidden { _ = try Self.parseWidths(hidden) }
@@ -142,7 +144,8 @@ struct GradcheckCommand: ParsableCommand {
         do {
             shapes = try description.shapes(input: inputShape)
         } catch {
-            throw CommandLineError("--layers: \(error) (for inputs of shape \(inputShape) from \(source))")
+            let text = "\(error)".hasPrefix("--layers") ? "\(error)" : "--layers: \(error)"
+            throw CommandLineError("\(text) (for inputs of shape \(inputShape) from \(source))")
         }
         let outputs = shapes.last?.reduce(1, *) ?? 0
         let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
@@ -217,7 +220,8 @@ struct GradcheckCommand: ParsableCommand {
     private func loadData() throws -> (x: Tensor, y: Tensor, source: String) {
         if let tensors {
             let file = try Safetensors.read(path: tensors)
-            let (x, y) = try file.inputsAndTargets()
+            // A network of --layers may start with a convolution: x as images [n, c, h, w].
+            let (x, y) = try file.inputsAndTargets(images: layers != nil)
             let available = x.shape[0]
             let count = rows ?? available
             if count > available {

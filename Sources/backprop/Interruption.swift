@@ -6,27 +6,36 @@ import Synchronization
 /// steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`: a write to
 /// a reader that has gone fails with `EPIPE`, and the run stops as it does for the others.)
 ///
-/// The first signal only records itself; the run stops at its next step boundary, saves what it
-/// must and exits with `128 + signal` (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells
-/// expect). A second signal ends the process at once, with the same status, after removing the
+/// Once training runs (``startPolling()``), the first signal only records itself; the run stops at
+/// its next step boundary, saves what it must and exits with `128 + signal` (130 for SIGINT, 143
+/// for SIGTERM, 129 for SIGHUP, as shells expect). A second signal ends the process at once, with the same status, after removing the
 /// temporary file of a save in progress: the last checkpoint on disk is whole either way, since
 /// every file is written atomically.
 enum Interruption {
     /// The signal received, or 0.
     private static let received = Atomic<Int32>(0)
 
+    /// Whether the run polls ``requested`` yet (``startPolling()``). Before, while `train` reads
+    /// its files and builds the model, nothing polls and there is nothing to save: a signal ends
+    /// the process at once (a long read, such as a checkpoint with a large header, would otherwise
+    /// swallow the first signal).
+    private static let polling = Atomic<Bool>(false)
+
     /// The signals that stop a run.
     static let stopSignals = [SIGINT, SIGTERM, SIGHUP]
+
+    /// From now on the first signal is a request that the run polls (see ``install()``).
+    static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
 
     /// Installs the handler for SIGINT, SIGTERM and SIGHUP, and unblocks them.
     static func install() {
         unblockStopSignals()
         for signalNumber in stopSignals {
             Foundation.signal(signalNumber) { number in
-                // Only async-signal-safe work here: atomic exchanges, unlink and _exit.
+                // Only async-signal-safe work here: lock-free atomics, unlink and _exit.
                 let (exchanged, _) = Interruption.received.compareExchange(
                     expected: 0, desired: number, ordering: .sequentiallyConsistent)
-                if !exchanged {
+                if !exchanged || !Interruption.polling.load(ordering: .sequentiallyConsistent) {
                     removeTemporaryFileOfAtomicWrite()
                     _exit(128 + number)
                 }

@@ -10,6 +10,15 @@ import BackpropData
 import Foundation
 import Synchronization
 
+/// Checks on input paths made before any work starts: an empty one names no file (reading it
+/// would fail as `Error: : no such file`, naming neither the option nor the file).
+enum InputPath {
+    /// Throws a `ValidationError` naming `option` when `path` is given and empty.
+    static func check(_ path: String?, option: String) throws {
+        if path == "" { throw ValidationError("\(option): expected a file path, found an empty one") }
+    }
+}
+
 /// Checks on output paths made before any work starts, so that a long run does not end in an
 /// error about where to write its result.
 enum OutputPath {

@@ -143,6 +143,8 @@ struct TrainCommand: ParsableCommand {
     var checkReplicas = false
 
     func validate() throws {
+        try InputPath.check(initialWeights, option: "--init")
+        try InputPath.check(resume, option: "--resume")
         if let threads, !(1...64).contains(threads) {
             throw ValidationError("--threads: expected 1 to 64, found \(threads)")
         }
@@ -239,6 +241,7 @@ struct TrainCommand: ParsableCommand {
                 checkpointError = error
             }
         }
+        Interruption.startPolling()
         do {
             try trainer.fit(
                 onStep: { if isLeader { progress.step($0) } }, onEpoch: saveCheckpoint,

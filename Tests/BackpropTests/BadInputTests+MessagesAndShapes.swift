@@ -188,6 +188,92 @@ struct MessagesTests {
         }
     }
 
+    @Test("a checkpoint whose loss does not fit its outputs is refused, not run into a precondition")
+    func lossThatDoesNotFitTheOutputs() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder)
+            let evaluate = ["evaluate", "--data", "{dir}", "--model"]
+            // Ten outputs with the mean squared error (which compares each output with a target).
+            try writeCheckpoint(in: folder, name: "mse10.safetensors")
+            try editSafetensors(at: folder + "/mse10.safetensors") { metadata, _ in metadata["loss"] = "mse" }
+            try expectOneLineError(
+                evaluate + ["{dir}/mse10.safetensors"], in: folder,
+                [
+                    "Error: {dir}/mse10.safetensors: the model gives 10 outputs with a mean squared error loss; "
+                        + "expected 10 outputs with cross-entropy, or 1 with the mean squared error"
+                ])
+            // One output (the seed's regression) with cross-entropy over ten classes.
+            var generator = RandomGenerator(seed: 5)
+            let one = Model.mlp(sizes: [4, 3, 1], loss: CrossEntropy(), generator: &generator)
+            try Checkpoint.save(one, to: folder + "/ce1.safetensors")
+            try expectOneLineError(
+                evaluate + ["{dir}/ce1.safetensors"], in: folder,
+                [
+                    "Error: {dir}/ce1.safetensors: the model gives 1 output with a cross-entropy loss; expected 10 "
+                        + "outputs with cross-entropy, or 1 with the mean squared error"
+                ])
+            // The same model with the mean squared error is the seed's regression, and evaluates.
+            let regression = Model.mlp(sizes: [4, 3, 1], loss: Mse(), generator: &generator)
+            try Checkpoint.save(regression, to: folder + "/mse1.safetensors")
+            let run = try runBackprop(["evaluate", "--data", folder, "--model", folder + "/mse1.safetensors"])
+            #expect(run.status == 0 && !run.crashed, "\(run.standardError)")
+        }
+    }
+
+    @Test("gradcheck --tensors takes x as images for a network that starts with a convolution")
+    func gradcheckTakesImagesFromTensors() throws {
+        try withTemporaryFolder { folder in
+            var generator = RandomGenerator(seed: 9)
+            let x = Tensor.randn([4, 1, 6, 6], generator: &generator)
+            let y = Tensor([0, 2, 1, 2])
+            try Safetensors.write(["x": x, "y": y], to: folder + "/images.safetensors")
+            let layers = "conv 2 3, relu, flatten, lin 3"
+            let run = try runBackprop([
+                "gradcheck", "--tensors", folder + "/images.safetensors", "--layers", layers, "--samples", "4",
+            ])
+            #expect(run.status == 0 && !run.crashed, "\(run.standardError)\n\(run.standardOutput)")
+            // The same x as rows: named once as a --layers problem, with the shape it was given.
+            try Safetensors.write(["x": x.reshape([4, 36]), "y": y], to: folder + "/rows.safetensors")
+            let rows = try runBackprop(["gradcheck", "--tensors", folder + "/rows.safetensors", "--layers", layers])
+            #expect(rows.status == 1 && !rows.crashed)
+            #expect(rows.standardError.hasPrefix("Error: --layers: entry 1 \"conv 2 3\""), "\(rows.standardError)")
+            #expect(rows.standardError.contains("(for inputs of shape [36] from 4 rows of"), "\(rows.standardError)")
+        }
+    }
+
+    @Test("an empty input path names its option, in every command that reads one")
+    func emptyInputPaths() throws {
+        let cases: [([String], String)] = [
+            (["evaluate", "--model", ""], "--model"), (["seed", "--tensors", ""], "--tensors"),
+            (["seed", "--init", ""], "--init"), (["gradcheck", "--tensors", ""], "--tensors"),
+            (["gradcheck", "--init", ""], "--init"), (["export", "", "--format", "onnx", "out.onnx"], "<MODEL>"),
+            (["near", "", "b.safetensors"], "<actual>"), (["near", "a.safetensors", ""], "<expected>"),
+        ]
+        for (arguments, option) in cases {
+            let run = try runBackprop(arguments)
+            #expect(!run.crashed && run.status != 0, "\(arguments)")
+            #expect(
+                run.standardError.hasPrefix("Error: \(option): expected a file path, found an empty one"),
+                "\(arguments): \(run.standardError)")
+        }
+    }
+
+    @Test("test images of another shape than the training images are refused, even with as many pixels")
+    func testImagesOfAnotherShape() throws {
+        try withTemporaryFolder { folder in
+            try writeDataset(in: folder, height: 2, width: 2)
+            try IDX.write(
+                (0..<12).map { UInt8($0) }, shape: [3, 1, 4], to: folder + "/t10k-images-idx3-ubyte.gz")
+            try writeCheckpoint(in: folder)
+            try expectOneLineError(
+                ["evaluate", "--data", "{dir}", "--model", "{dir}/m.safetensors"], in: folder,
+                [
+                    "Error: {dir}/t10k-images-idx3-ubyte.gz: images are 1×4 pixels but those of "
+                        + "{dir}/train-images-idx3-ubyte.gz are 2×2"
+                ])
+        }
+    }
+
     @Test("evaluate of a model with a NaN or an infinity in a weight names the file and the tensor")
     func evaluateRefusesNonFiniteWeights() throws {
         try withTemporaryFolder { folder in
@@ -215,7 +301,16 @@ struct MessagesTests {
                 evaluate + ["{dir}/huge.safetensors"], in: folder,
                 [
                     "Error: {dir}/huge.safetensors: the test loss on the 3 images in {dir} is",
-                    "the weights are finite but too large to give finite outputs",
+                    "the model's tensors are finite but its outputs are not: weights too large",
+                ])
+            // A normalisation that overflows Float: the inputs are named, not the weights.
+            try writeCheckpoint(in: folder, name: "tiny.safetensors")
+            try editSafetensors(at: folder + "/tiny.safetensors") { metadata, _ in metadata["input_std"] = "1e-45" }
+            try expectOneLineError(
+                evaluate + ["{dir}/tiny.safetensors"], in: folder,
+                [
+                    "Error: {dir}/tiny.safetensors: the test loss on the 3 images in {dir} is",
+                    "the normalised test images are not finite", "standard deviation 1e-45 out of their range",
                 ])
             // The unedited checkpoint evaluates.
             try writeCheckpoint(in: folder)

@@ -898,6 +898,10 @@ struct ExplainCommandTests {
                 (["explain", "--loss", "hinge"], "--loss"),
                 (["explain", "--html", folder + "/no/such/folder/page.html"], "does not exist"),
                 (["explain", "--dot", folder], "is a folder"),
+                (
+                    ["explain", "--html", folder + "/same.html", "--dot", folder + "/./same.html"],
+                    "--html \(folder)/same.html and --dot \(folder)/./same.html: the same file"
+                ),
                 (["explain", "--data", folder + "/missing"], "missing"),
                 (["explain", "--layers", "conv 8 x"], "--layers: entry 1 \"conv 8 x\""),
                 (["explain", "--layers", "lin 10, conv 4 3"], "--layers: entry 2"),

@@ -357,6 +357,15 @@ struct ONNXImportTests {
             let i = Self.index($0, "layers.1")
             $0.graph.node[i].attribute = [Self.float("momentum", 1.5)]
         }
+        // A negative running variance (or 0 with epsilon 0) would give NaN outputs.
+        try expectRefused([
+            "(\"layers.1\", BatchNormalization) has the running variance -0.5 for channel 2 with epsilon",
+            "expected running_var + epsilon > 0, with running_var ≥ 0",
+        ]) {
+            let name = $0.graph.node[Self.index($0, "layers.1")].input[4]
+            let i = $0.graph.initializer.firstIndex { $0.name == name }!
+            $0.graph.initializer[i].rawData.replaceSubrange(8..<12, with: [0x00, 0x00, 0x00, 0xbf])
+        }
         try expectRefused(["(\"layers.12\", Gelu) approximates GELU (\"tanh\")"]) {
             let i = Self.index($0, "layers.12")
             var approximate = Onnx_AttributeProto()

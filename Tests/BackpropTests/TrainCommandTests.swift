@@ -214,6 +214,8 @@ struct TrainCommandTests {
         (["--loss", "hinge"], "--loss: expected one of cross-entropy, mse, found 'hinge'"),
         (["--threads", "0"], "--threads: expected 1 to 64, found 0"),
         (["--limit", "5"], "--limit: expected at least 6 images (one sixth validate), found 5"),
+        (["--init", ""], "--init: expected a file path, found an empty one"),
+        (["--resume", ""], "--resume: expected a file path, found an empty one"),
     ])
     func badOptionsGiveOneLineNamingTheOption(arguments: [String], message: String) throws {
         let result = try runBackprop(["train"] + arguments)
