@@ -134,6 +134,17 @@ final class TensorReader {
         }
         let folder = (path as NSString).deletingLastPathComponent
         let file = folder.isEmpty ? location : folder + "/" + location
+        // A symbolic link beside the model may point anywhere: where it leads must stay inside too.
+        func resolved(_ path: String) -> String {
+            URL(fileURLWithPath: path.isEmpty ? "." : path).standardizedFileURL.resolvingSymlinksInPath().path
+        }
+        let (realFolder, realFile) = (resolved(folder), resolved(file))
+        guard realFile.hasPrefix(realFolder == "/" ? "/" : realFolder + "/") else {
+            throw DataError(
+                path: path,
+                problem: "tensor \(quoted(name)) is stored in \(quoted(location)), a symbolic link to \(realFile), "
+                    + "outside the model's folder; ONNX external data lies beside the model")
+        }
         let bytes: [UInt8]
         if let read = externalFiles[location] {
             bytes = read

@@ -33,6 +33,16 @@ struct BackpropCommand: ParsableCommand {
         ]
     )
 
+    /// Throws naming `BACKPROP_THREADS` when it is set to anything but a count of 1 to 64 (empty
+    /// counts as not set). The library ignores such a value and takes the processors; on the
+    /// command line a typo should not go unseen.
+    static func checkEnvironment() throws {
+        guard let text = ProcessInfo.processInfo.environment["BACKPROP_THREADS"], !text.isEmpty else { return }
+        guard let count = Int(text), (1...64).contains(count) else {
+            throw ValidationError("BACKPROP_THREADS: expected a number of threads from 1 to 64, found '\(text)'")
+        }
+    }
+
     /// Parses the arguments and runs the chosen subcommand; any error becomes one line on stderr
     /// (`Error: …`) and a non-zero exit status, never a usage dump or a stack trace. `--help` and
     /// `--version` print as usual. An `ExitCode` thrown by a command that has printed its report
@@ -45,6 +55,7 @@ struct BackpropCommand: ParsableCommand {
         Interruption.installCleanExit()
         do {
             var command = try parseAsRoot()
+            try checkEnvironment()
             try command.run()
             StandardStream.finishOutput()
         } catch let status as ExitCode {

@@ -77,6 +77,9 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        guard runs <= 1000 else {
+            throw ValidationError("--runs: expected at most 1000 (the median of 7 is steady), got \(runs)")
+        }
         guard rows >= 10 else { throw ValidationError("--rows must be at least 10, got \(rows)") }
         if synthetic && data != nil { throw ValidationError("--synthetic and --data both choose the inputs; use one") }
     }

@@ -46,6 +46,10 @@ struct NearCommand: ParsableCommand {
         if !(absoluteTolerance >= 0) {
             throw ValidationError("--absolute-tolerance must be 0 or more, got \(absoluteTolerance)")
         }
+        // No names would compare nothing and pass.
+        if let tensors, tensors.split(separator: ",").allSatisfy({ $0.allSatisfy(\.isWhitespace) }) {
+            throw ValidationError("--tensors: expected tensor names, comma-separated, found '\(tensors)'")
+        }
     }
 
     func run() throws {

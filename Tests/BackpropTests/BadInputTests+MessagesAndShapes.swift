@@ -241,6 +241,24 @@ struct MessagesTests {
         }
     }
 
+    @Test("values that used to be ignored or to run without end: BACKPROP_THREADS, near --tensors '', bench --runs")
+    func valuesThatUsedToPassSilently() throws {
+        var environment = ProcessInfo.processInfo.environment
+        for value in ["abc", "0", "-3", "65", "99999999999999999999"] {
+            environment["BACKPROP_THREADS"] = value
+            let run = try runBackprop(["explain", "--rows", "1"], environment: environment)
+            #expect(!run.crashed && run.status != 0, "BACKPROP_THREADS=\(value)")
+            #expect(
+                run.standardError
+                    == "Error: BACKPROP_THREADS: expected a number of threads from 1 to 64, found '\(value)'\n",
+                "\(run.standardError)")
+        }
+        let near = try runBackprop(["near", "a.safetensors", "b.safetensors", "--tensors", " , "])
+        #expect(near.standardError == "Error: --tensors: expected tensor names, comma-separated, found ' , '\n")
+        let bench = try runBackprop(["bench", "--runs", "1001"])
+        #expect(bench.standardError.hasPrefix("Error: --runs: expected at most 1000"), "\(bench.standardError)")
+    }
+
     @Test("an empty input path names its option, in every command that reads one")
     func emptyInputPaths() throws {
         let cases: [([String], String)] = [

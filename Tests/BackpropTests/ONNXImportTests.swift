@@ -540,6 +540,34 @@ struct ONNXImportTests {
 
     // MARK: - The command line
 
+    @Test("external data through a symbolic link is read only when the link leads inside the model's folder")
+    func externalDataThroughASymbolicLink() throws {
+        let model = fixturePath("onnx_import_mlp_external.onnx")
+        let expected = try ONNXImport.read(path: model).model.namedParameters.map(\.tensor.values)
+        try withTemporaryFolder { folder in
+            let manager = FileManager.default
+            try manager.createDirectory(atPath: folder + "/model", withIntermediateDirectories: false)
+            try manager.copyItem(atPath: model, toPath: folder + "/model/m.onnx")
+            // The data where the link's name is, through a link that leads out of the folder.
+            try manager.copyItem(atPath: model + ".data", toPath: folder + "/outside.data")
+            try manager.createSymbolicLink(
+                atPath: folder + "/model/onnx_import_mlp_external.onnx.data", withDestinationPath: "../outside.data")
+            expectDataError(containing: [
+                "is stored in \"onnx_import_mlp_external.onnx.data\", a symbolic link to",
+                "outside.data, outside the model's folder",
+            ]) {
+                try ONNXImport.read(path: folder + "/model/m.onnx")
+            }
+            // A link to a file inside the folder is read.
+            try manager.removeItem(atPath: folder + "/model/onnx_import_mlp_external.onnx.data")
+            try manager.moveItem(atPath: folder + "/outside.data", toPath: folder + "/model/weights.bin")
+            try manager.createSymbolicLink(
+                atPath: folder + "/model/onnx_import_mlp_external.onnx.data", withDestinationPath: "weights.bin")
+            let read = try ONNXImport.read(path: folder + "/model/m.onnx")
+            #expect(read.model.namedParameters.map(\.tensor.values) == expected)
+        }
+    }
+
     @Test("backprop evaluate, train --init and export read ONNX models")
     func commandLineReadsONNX() throws {
         try withTemporaryFolder { folder in
