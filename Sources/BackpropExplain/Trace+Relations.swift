@@ -86,10 +86,15 @@ extension Trace {
     /// The slot that first held this very object, looking at steps `0...step` in order (slot order
     /// within a step): `L1.out` for the tensor `R.inp` also holds.
     func firstSlot(holding tensor: Tensor, through step: Int) -> Slot? {
-        for index in 0...min(step, steps.count - 1) {
-            if let slot = steps[index].snapshot.slots(holding: tensor).first { return slot }
+        while indexedSteps < steps.count {
+            for state in steps[indexedSteps].snapshot.states {
+                guard let held = state.tensor, firstHolders[ObjectIdentifier(held)] == nil else { continue }
+                firstHolders[ObjectIdentifier(held)] = (indexedSteps, state.slot)
+            }
+            indexedSteps += 1
         }
-        return nil
+        guard let first = firstHolders[ObjectIdentifier(tensor)], first.step <= step else { return nil }
+        return first.slot
     }
 
     /// A name for this object at `step`: its first slot, else "what `L1` returned" if a layer

@@ -44,6 +44,11 @@ public final class Trace {
     let lossCode: SeedCode
     /// The steps, in the order they ran.
     private(set) var steps: [Step] = []
+    /// For each tensor object, the step and slot that first held it (``firstSlot(holding:through:)``),
+    /// over the first `indexedSteps` steps: built as the walkthrough asks, once, where a search
+    /// through every step's snapshot for every layer made `explain` cubic in the layers.
+    var firstHolders: [ObjectIdentifier: (step: Int, slot: Slot)] = [:]
+    var indexedSteps = 0
     /// Every slot, its name and how to read it.
     private let slotTable: SlotTable
 

@@ -141,12 +141,22 @@ struct ExplainCommand: ParsableCommand {
     /// output, cross-entropy for several).
     /// - Throws: a `ValidationError` naming `--layers` or `--loss` when the description does not
     ///   parse, does not fit a 28×28 image, or does not end in what the loss needs.
+    /// The most layers `--layers` may give `explain`.
+    static let mostLayers = 1000
+
     private func described() throws -> (description: ModelDescription, inputShape: [Int], loss: String) {
         let description: ModelDescription
         do {
             description = try ModelDescription(parsing: layers ?? "")
         } catch {
             throw ValidationError(error.description)
+        }
+        // Every step keeps a snapshot of every slot: memory grows with the square of the layers
+        // (2,000 layers hold about a gigabyte), and no walkthrough of more is read.
+        guard description.entries.count <= Self.mostLayers else {
+            throw ValidationError(
+                "--layers: expected at most \(Self.mostLayers) layers for a walkthrough, found "
+                    + "\(description.entries.count) (train and gradcheck take any number)")
         }
         let shape = description.inputShape(channels: 1, height: 28, width: 28)
         let output: [Int]

@@ -909,6 +909,10 @@ struct ExplainCommandTests {
                 (["explain", "--layers", "cnn", "--hidden", "50"], "--hidden and --layers"),
                 (["explain", "--layers", "cnn", "--loss", "mse"], "--loss mse"),
                 (["explain", "--layers", "lin 5"], "expects at least 10 outputs per example, the model gives [5]"),
+                (
+                    ["explain", "--layers", String(repeating: "relu, ", count: 1000) + "lin 10"],
+                    "--layers: expected at most 1000 layers for a walkthrough, found 1001",
+                ),
             ]
             for (arguments, fragment) in cases {
                 let run = try runBackprop(arguments)
