@@ -231,6 +231,29 @@ extension TensorAPITests {
             #expect(withNaN.max().item().isNaN)
             #expect(withNaN.min().item().isNaN)
             #expect(withNaN.argmax() == 1)
+            // Along a dimension too, wherever the NaN is (torch.max(dim) and numpy's max and argmax
+            // propagate it: [nan, nan], indices [1, 0]); Swift.max had kept the other operand.
+            let lines = Tensor([[1, .nan, 2], [.nan, 1, 2], [3, 1, 2]])
+            #expect(lines.max(1).values.map(\.isNaN) == [true, true, false])
+            #expect(lines.max(1).values[2] == 3)
+            #expect(lines.min(1).values.map(\.isNaN) == [true, true, false])
+            #expect(lines.argmax(1) == [1, 0, 0])
+            #expect(lines.argmin(1) == [1, 0, 1])
+            #expect(lines.max(0).values.map(\.isNaN) == [true, true, false])
+            #expect(lines.argmax(0) == [1, 0, 0])
+            // The gradient goes to the first NaN, the position argmax names.
+            let a = lines.copy()
+            a.requiresGrad = true
+            a.max(1).sum().backward()
+            #expect(a.grad?.values == [0, 1, 0, 1, 0, 0, 1, 0, 0])
+        }
+
+        @Test("x ** 0 has the gradient 0 everywhere, 0 included (torch: 0, not NaN)")
+        func powerZero() {
+            let z = Tensor([0, 2, -3])
+            z.requiresGrad = true
+            (z ** 0).sum().backward()
+            #expect(z.grad?.values == [0, 0, 0])
         }
 
         @Test("autograd: min(dim) to the first minimum; max() and min() share evenly among ties")

@@ -102,6 +102,7 @@ enum Op: CustomStringConvertible {
         case .power(let p):  // ∂(x ** p) = g * p * x ** (p - 1)
             if p == 2 { return [g * x * 2] }
             if p == 1 { return [g] }
+            if p == 0 { return [g * 0] }  // x ** 0 is 1 everywhere; 0 * x ** -1 would be NaN at 0
             return [g * p * (x ** (p - 1))]
         case .clampMin(let m):  // ∂ max(x, m) = g where x > m, else 0
             return [g * (x > m)]

@@ -36,14 +36,18 @@ extension Tensor {
 
     /// The largest element along `dim` (PyTorch's `max(dim).values`), removed unless `keepDim`.
     ///
-    /// Autograd sends the gradient to the first position that holds the maximum.
+    /// Autograd sends the gradient to the first position that holds the maximum. A line that
+    /// holds a NaN gives NaN, as in PyTorch (and as ``max()``), with its gradient at the first NaN.
     /// - Precondition: `dim` names a non-empty dimension.
     public func max(_ dim: Int, keepDim: Bool = false) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank, operation: "max")
         precondition(shape[axis] > 0, "max(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
             var best = line[0]
-            for k in 1..<count { best = Swift.max(best, line[k * stride]) }
+            for k in 1..<count where !best.isNaN {
+                let value = line[k * stride]
+                if value.isNaN || value > best { best = value }
+            }
             return best
         }
         return result.recorded(.max(axis: axis, keepDim: keepDim), self)
@@ -51,14 +55,18 @@ extension Tensor {
 
     /// The smallest element along `dim` (PyTorch's `min(dim).values`), removed unless `keepDim`.
     ///
-    /// Autograd sends the gradient to the first position that holds the minimum.
+    /// Autograd sends the gradient to the first position that holds the minimum. A line that
+    /// holds a NaN gives NaN, as in PyTorch, with its gradient at the first NaN.
     /// - Precondition: `dim` names a non-empty dimension.
     public func min(_ dim: Int, keepDim: Bool = false) -> Tensor {
         let axis = normalizedAxis(dim, rank: rank, operation: "min")
         precondition(shape[axis] > 0, "min(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
             var best = line[0]
-            for k in 1..<count { best = Swift.min(best, line[k * stride]) }
+            for k in 1..<count where !best.isNaN {
+                let value = line[k * stride]
+                if value.isNaN || value < best { best = value }
+            }
             return best
         }
         return result.recorded(.min(axis: axis, keepDim: keepDim), self)
@@ -67,20 +75,21 @@ extension Tensor {
     /// The index of the largest element along `dim`, for each position of the other dimensions.
     ///
     /// For a `(n, c)` matrix of scores, `argmax(1)` gives each row's predicted class. At a tie,
-    /// the first position wins.
+    /// the first position wins; the first NaN wins over any number, as in PyTorch.
     /// - Precondition: `dim` names a dimension that is not empty, unless the others are.
     public func argmax(_ dim: Int) -> [Int] {
         bestIndices(dim, operation: "argmax", isBetter: >)
     }
 
     /// The index of the smallest element along `dim`, for each position of the other dimensions.
-    /// At a tie, the first position wins.
+    /// At a tie, the first position wins; the first NaN wins over any number.
     /// - Precondition: `dim` names a dimension that is not empty, unless the others are.
     public func argmin(_ dim: Int) -> [Int] {
         bestIndices(dim, operation: "argmin", isBetter: <)
     }
 
-    /// For each line along `dim`, the first index whose value no later one `isBetter` than.
+    /// For each line along `dim`, the first NaN's index, else the first index whose value no later
+    /// one `isBetter` than.
     private func bestIndices(_ dim: Int, operation: String, isBetter: (Float, Float) -> Bool) -> [Int] {
         let axis = normalizedAxis(dim, rank: rank, operation: operation)
         let (outer, size, inner) = splitAround(axis)
@@ -94,9 +103,12 @@ extension Tensor {
                 for i in 0..<inner {
                     var bestIndex = 0
                     var best = input[o * size * inner + i]
-                    for k in 1..<Swift.max(size, 1) where isBetter(input[(o * size + k) * inner + i], best) {
-                        best = input[(o * size + k) * inner + i]
-                        bestIndex = k
+                    for k in 1..<Swift.max(size, 1) where !best.isNaN {
+                        let value = input[(o * size + k) * inner + i]
+                        if value.isNaN || isBetter(value, best) {
+                            best = value
+                            bestIndex = k
+                        }
                     }
                     result[o * inner + i] = bestIndex
                 }
