@@ -67,7 +67,12 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "A safetensors file holding x (n, m) and y (n) to check on, instead of Fashion-MNIST.")
     var tensors: String?
 
-    @Option(name: .customLong("init"), help: "A safetensors file holding the weights w1, b1, w2, b2, ... to check at.")
+    @Option(
+        name: .customLong("init"),
+        help: """
+            A safetensors file holding the weights w1, b1, w2, b2, ... to check at (with --layers: \
+            layers.I.NAME), or a checkpoint of backprop train --save, which gives its own network.
+            """)
     var initFile: String?
 
     @Option(
@@ -112,6 +117,10 @@ struct GradcheckCommand: ParsableCommand {
 
     func run() throws {
         if let layers { return try runDescribed(try ModelDescription(parsing: layers)) }
+        // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
+        if hidden == nil, let initFile, try Checkpoint.isBackpropCheckpoint(path: initFile) {
+            return try runDescribed(try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)))
+        }
         let (x, y, source) = try loadData()
         let m = x.shape[1]
         let linears = try loadWeights(inputs: m)
@@ -178,12 +187,13 @@ struct GradcheckCommand: ParsableCommand {
     }
 
     /// Copies `layers.I.NAME` tensors (parameters, and buffers where present) from `path` into
-    /// `model`, checking each shape; a parameter missing from the file is an error.
+    /// `model`, checking each shape; a parameter missing from the file is an error. The
+    /// optimizer's state that `train --save` keeps beside them (`optimizer.*`) is not read.
     private func loadNamedParameters(into model: Model, from path: String) throws {
         let file = try Safetensors.read(path: path)
         let (parameters, buffers) = (model.namedParameters, model.namedBuffers)
         let known = Set((parameters + buffers).map(\.name))
-        if let extra = file.names.first(where: { !known.contains($0) }) {
+        if let extra = file.names.first(where: { !known.contains($0) && !$0.hasPrefix("optimizer.") }) {
             throw DataError(
                 path: path,
                 problem: "holds '\(extra)', which the network has no parameter of; expected "

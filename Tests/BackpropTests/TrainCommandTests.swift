@@ -224,6 +224,23 @@ struct TrainCommandTests {
         #expect(result.standardOutput.isEmpty)
     }
 
+    @Test("gradcheck --init of a train --save checkpoint checks the trained network, optimizer state aside")
+    func gradcheckOfATrainedCheckpoint() throws {
+        try withTemporaryFolder { folder in
+            let path = folder + "/run.safetensors"
+            let trained = try runBackprop([
+                "train", "--limit", "60", "--layers", "lin 8, relu, lin 10", "--epochs", "1", "--save", path,
+            ])
+            #expect(trained.status == 0, "\(trained.standardError)")
+            #expect(try Safetensors.read(path: path).names.contains { $0.hasPrefix("optimizer.") })
+            let run = try runBackprop(["gradcheck", "--init", path, "--rows", "8", "--json"])
+            #expect(run.status == 0 && !run.crashed, "\(run.standardError)")
+            let report = try Self.parseJSON(run.standardOutput)
+            #expect((report["report"] as? [String: Any])?["passed"] as? Bool == true, "\(run.standardOutput)")
+            #expect(run.standardOutput.contains("lin 8, relu, lin 10"), "\(run.standardOutput)")
+        }
+    }
+
     @Test func evaluatingAFileThatIsNotACheckpointSaysSo() throws {
         let path = fixturePath("python_written.safetensors")
         let result = try runBackprop(["evaluate", "--model", path, "--limit", "10"])
