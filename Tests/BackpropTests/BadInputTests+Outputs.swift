@@ -279,9 +279,9 @@ private func expectRefused(
 }
 
 /// Starts `backprop train` with a large model on 5 rows (quick epochs, slow 50 MB saves), sends
-/// SIGINT as soon as a save's temporary file appears and again 2 ms later, and waits. Returns
-/// whether the second signal ended the process (nothing on stderr: the first one's stop, which
-/// prints its line, had not come yet).
+/// SIGINT as soon as a save's temporary file appears and again every millisecond while it runs
+/// (at most 200 times), and waits. Returns whether a second signal ended the process (nothing on
+/// stderr: the first one's stop, which prints its line, had not come yet).
 private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     let process = Process()
     process.executableURL = backpropExecutable()
@@ -297,9 +297,12 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
     var seen = false
     while process.isRunning && Date() < deadline {
         if rawNames(in: folder).contains(where: { String(decoding: $0, as: UTF8.self).contains(".tmp-") }) {
-            kill(process.processIdentifier, SIGINT)
-            usleep(2000)  // signals of one kind do not queue: two at once may arrive as one
-            kill(process.processIdentifier, SIGINT)
+            // Signals of one kind do not queue: two sent before the process runs again arrive as
+            // one (on a loaded machine, a fixed 2 ms between them often was not enough).
+            for _ in 0..<200 where process.isRunning {
+                kill(process.processIdentifier, SIGINT)
+                usleep(1000)
+            }
             seen = true
             break
         }
