@@ -150,17 +150,21 @@ extension SeedCodeDescribing {
 
 extension Lin: SeedCodeDescribing {
     /// The seed's `Lin`: `self.out = lin(inp, self.w, self.b)` and its three gradients (two when
-    /// ``Lin/needsInputGradient`` is off: then the backward says so, and writes no `inp.g`).
+    /// ``Lin/needsInputGradient`` is off: then the backward says so, and writes no `inp.g`). Without
+    /// a bias (`Lin(w)`): `self.out = inp @ self.w`, and no `b.g`.
     var seedCode: SeedCode {
-        let gradients = [
+        var gradients = [
             SeedCode.GradientLine(field: "inp", line: "self.inp.g = self.out.g @ self.w.t()"),
             SeedCode.GradientLine(field: "w", line: "self.w.g = self.inp.t() @ self.out.g"),
-            SeedCode.GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)"),
         ]
+        if hasBias { gradients.append(SeedCode.GradientLine(field: "b", line: "self.b.g = self.out.g.sum(0)")) }
         return SeedCode(
-            className: "Lin", letter: "L", parameterFields: ["w", "b"],
-            forward: "self.inp = inp; self.out = lin(inp, self.w, self.b)",
-            result: "self.out = lin(self.inp, self.w, self.b) = self.inp @ self.w + self.b",
+            className: "Lin", letter: "L", parameterFields: hasBias ? ["w", "b"] : ["w"],
+            forward: hasBias
+                ? "self.inp = inp; self.out = lin(inp, self.w, self.b)" : "self.inp = inp; self.out = inp @ self.w",
+            result: hasBias
+                ? "self.out = lin(self.inp, self.w, self.b) = self.inp @ self.w + self.b"
+                : "self.out = self.inp @ self.w",
             backward: needsInputGradient ? gradients : Array(gradients.dropFirst()),
             backwardPreamble: needsInputGradient ? [] : [SeedCode.skippedInputGradient])
     }

@@ -70,8 +70,12 @@ struct GraphBuilder {
             let (nIn, nOut) = (lin.w.shape[0], lin.w.shape[1])
             guard shape == [nIn] else { throw mismatch("Lin(\(nIn) → \(nOut))", expects: "[\(nIn)]") }
             try addInitializer(name + ".w", lin.w)  // (nIn, nOut): Gemm's B, as it is
-            try addInitializer(name + ".b", lin.b)  // (nOut)
-            addNode(op, name: name, inputs: [input, name + ".w", name + ".b"], output: output)
+            var inputs = [input, name + ".w"]
+            if lin.hasBias {
+                try addInitializer(name + ".b", lin.b)  // (nOut)
+                inputs.append(name + ".b")
+            }
+            addNode(op, name: name, inputs: inputs, output: output)
             return [nOut]
         case let conv as Conv2d:
             let (cOut, cIn) = (conv.w.shape[0], conv.w.shape[1])

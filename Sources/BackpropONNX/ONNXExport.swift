@@ -12,7 +12,8 @@ import SwiftProtobuf
 //
 //     Backprop layer I                   ONNX node layers.I (opset 20)               initializers
 //     Lin                                Gemm(inp, w, b)  = inp • w + b              layers.I.w (nIn, nOut), not
-//                                                                                    transposed; layers.I.b (nOut)
+//                                        (Gemm(inp, w) without a bias)               transposed; layers.I.b (nOut)
+//                                                                                    if any
 //     Conv2d(stride: s, padding: p)      Conv, kernel_shape [kh, kw], strides [s, s],
 //                                        pads [p, p, p, p]                           layers.I.w (cOut, cIn, kh, kw),
 //                                                                                    layers.I.b (cOut) if any

@@ -8,7 +8,7 @@ import Foundation
 
 /// One layer read from the graph: its description entry and its tensors in Backprop's layouts.
 private struct ReadLayer {
-    let entry: ModelDescription.Entry
+    var entry: ModelDescription.Entry
     /// `w`, `b`, and for batch norm `running_mean`, `running_var`; by name.
     var tensors: [String: Tensor] = [:]
 }
@@ -141,6 +141,7 @@ struct GraphReader {
                 if index + 1 < nodes.count,
                     let bias = try addedBias(nodes[index + 1], index: index + 1, to: next, width: shape![0])
                 {
+                    layer.entry = .lin(out: bias.count, bias: true)
                     layer.tensors["b"] = bias
                     index += 1
                     current = nodes[index].output[0]
@@ -312,7 +313,6 @@ struct GraphReader {
         for (layer, read) in zip(model.layers, layers) {
             // The layer's tensors by the names its checkpoints give them (`w`, `b`, `running_mean`, …).
             for (name, destination) in layer.namedParameters + layer.buffers {
-                // A Lin without a bias in the graph keeps the zeros it was made with.
                 guard let source = read.tensors[name] else { continue }
                 precondition(
                     source.shape == destination.shape, "ONNXImport: \(name) \(source.shape) for \(destination.shape)")
@@ -454,7 +454,8 @@ struct GraphReader {
         let b = try floatInput(at, 1, "weights")
         guard b.rank == 2 else { throw at.fail("has weights of shape \(b.shape); expected a matrix") }
         let w = try at.int("transB", default: 0) == 0 ? b : b.t().contiguous()  // (nIn, nOut)
-        let hasBias = node.input.count == 3 && !node.input[2].isEmpty
+        // (A bias of zeros filled in by the graph, as a dynamo export writes a missing one, is none.)
+        let hasBias = node.input.count == 3 && !node.input[2].isEmpty && !filledZeros.contains(node.input[2])
         guard beta == 1 || !hasBias else {
             throw at.fail("scales its bias by beta \(beta); Backprop's Lin adds it as it is")
         }
@@ -462,7 +463,7 @@ struct GraphReader {
         return try linear(w: w, b: bias, at, shape: &shape, first: first)
     }
 
-    /// `MatMul(x, B)` as a `Lin`: `w = B`, `b` zero unless an `Add` follows.
+    /// `MatMul(x, B)` as a `Lin`: `w = B`, without a bias unless an `Add` of one follows.
     private func readMatMul(
         _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, first: Bool
     ) throws
@@ -516,7 +517,7 @@ struct GraphReader {
                 "takes \(nIn) features per example, but its input is [n] + \(current)"
                     + (current.count > 1 ? " (flatten first)" : ""))
         }
-        var layer = ReadLayer(entry: .lin(out: nOut))
+        var layer = ReadLayer(entry: .lin(out: nOut, bias: b != nil))
         layer.tensors["w"] = try finite(w, at, "weights")
         if let b { layer.tensors["b"] = try finite(b, at, "bias") }
         shape = [nOut]

@@ -99,7 +99,7 @@ extension Checkpoint {
         case let pool as MaxPool2d: return .maxPool(kernel: pool.kernel, stride: pool.stride)
         case let pool as AvgPool2d: return .avgPool(kernel: pool.kernel, stride: pool.stride)
         case is Flatten: return .flatten
-        case let lin as Lin: return .lin(out: lin.w.shape[1])
+        case let lin as Lin: return .lin(out: lin.w.shape[1], bias: lin.hasBias)
         case is ReLU: return .relu
         case is Tanh: return .tanh
         case is Sigmoid: return .sigmoid

@@ -87,8 +87,8 @@ public enum Checkpoint {
     public static let modelFormat = "backprop-model"
 
     /// The architecture of `model`.
-    /// - Throws: `CheckpointError` if the model is not `Lin`, `ReLU`, …, `Lin` with a
-    ///   `CrossEntropy` or `Mse` loss.
+    /// - Throws: `CheckpointError` if the model is not `Lin`, `ReLU`, …, `Lin` (each with a bias)
+    ///   with a `CrossEntropy` or `Mse` loss.
     public static func architecture(of model: Model) throws -> ModelArchitecture {
         let loss: String
         switch model.loss {
@@ -99,8 +99,9 @@ public enum Checkpoint {
         let expected = layerNames(linearLayers: model.layers.count / 2 + 1)
         let found = try model.layers.map { layer -> String in
             switch layer {
-            case is Lin: return "lin"
+            case let lin as Lin where lin.hasBias: return "lin"
             case is ReLU: return "relu"
+            case is Lin: throw CheckpointError("an MLP's linear layers all have a bias")
             default: throw CheckpointError("cannot save a model with a \(type(of: layer)) layer")
             }
         }

@@ -8,7 +8,7 @@ import BackpropNetwork
 //
 //     Backprop (layer I)                          PyTorch (nn.Sequential index I)
 //     Lin        layers.I.w  (nIn, nOut)          nn.Linear    I.weight  (nOut, nIn)   transposed
-//                layers.I.b  (nOut)                            I.bias    (nOut)
+//                layers.I.b  (nOut), if any                    I.bias    (nOut), unless bias=False
 //     Conv2d     layers.I.w  (cOut, cIn, kh, kw)  nn.Conv2d    I.weight  (cOut, cIn, kh, kw)
 //                layers.I.b  (cOut), if any                    I.bias    (cOut), unless bias=False
 //     BatchNorm  layers.I.w, layers.I.b  (c)      nn.BatchNorm1d/2d  I.weight, I.bias  (c)
@@ -59,7 +59,8 @@ public enum PyTorchStateDict {
             }
             switch layer {
             case let lin as Lin:
-                entries += [entry("weight", "w", lin.w, transposed: true), entry("bias", "b", lin.b)]
+                entries.append(entry("weight", "w", lin.w, transposed: true))
+                if lin.hasBias { entries.append(entry("bias", "b", lin.b)) }
             case let conv as Conv2d:
                 entries.append(entry("weight", "w", conv.w))
                 if let b = conv.b { entries.append(entry("bias", "b", b)) }
@@ -99,7 +100,7 @@ public enum PyTorchStateDict {
             switch layer {
             case let lin as Lin:
                 spatial = false
-                return "nn.Linear(\(lin.w.shape[0]), \(lin.w.shape[1]))"
+                return "nn.Linear(\(lin.w.shape[0]), \(lin.w.shape[1])" + (lin.hasBias ? ")" : ", bias=False)")
             case let conv as Conv2d:
                 spatial = true
                 let (kh, kw) = conv.kernel
@@ -242,10 +243,7 @@ public enum PyTorchStateDict {
                 $0.key.hasSuffix(".bias") && modules[$0.layer].hasPrefix("nn.Linear")
                     && file.tensors["\($0.layer).weight"] != nil
             }) {
-                parts.append(
-                    "Backprop's lin always adds a bias: for an nn.Linear(bias=False), store zeros as \(bias.key) "
-                        + "(torch.zeros(\(bias.shape[0]))), or export the model to ONNX, which reads it with a zero bias"
-                )
+                parts.append("an nn.Linear(bias=False) is 'lin \(bias.shape[0]) nobias' in a model description")
             }
         }
         if !unexpected.isEmpty {

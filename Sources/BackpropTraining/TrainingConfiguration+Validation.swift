@@ -205,9 +205,9 @@ extension TrainingConfiguration {
         case .flatten:
             guard let size = checkedProduct(input) else { return nil }
             return ([size], 0, 0)
-        case .lin(let out):
+        case .lin(let out, let bias):
             guard input.count == 1 else { return ([], 0, 0) }
-            guard let weights = checkedSum(checkedProduct([input[0], out]), out) else { return nil }
+            guard let weights = checkedSum(checkedProduct([input[0], out]), bias ? out : 0) else { return nil }
             return ([out], weights, 0)
         case .batchNorm:
             guard input.count == 1 || input.count == 3 else { return ([], 0, 0) }

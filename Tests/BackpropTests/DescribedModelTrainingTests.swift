@@ -246,11 +246,11 @@ struct DescribedModelTrainingTests {
 
     // MARK: - Checkpoints of every layer
 
-    /// Every layer kind: conv with and without bias, batch norm over channels and over features,
-    /// both pools, dropout, and every activation.
+    /// Every layer kind: conv and lin with and without bias, batch norm over channels and over
+    /// features, both pools, dropout, and every activation.
     static let everyLayer =
         "conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 3 3 nobias, tanh, avgpool 2 stride 1, flatten, "
-        + "lin 12, batchnorm, leakyrelu 0.2, dropout 0.3, lin 8, sigmoid, lin 8, gelu, lin 6, leakyrelu, lin 4"
+        + "lin 12 nobias, batchnorm, leakyrelu 0.2, dropout 0.3, lin 8, sigmoid, lin 8, gelu, lin 6, leakyrelu, lin 4"
 
     /// The every-layer model after a few training steps (the running statistics are no longer
     /// 0 and 1), and its data.
@@ -280,6 +280,7 @@ struct DescribedModelTrainingTests {
             let names = (model.namedParameters + model.namedBuffers).map(\.name)
             #expect(Set(file.names) == Set(names))
             #expect(names.contains("layers.4.w") && !names.contains("layers.4.b"), "conv nobias has no b")
+            #expect(names.contains("layers.8.w") && !names.contains("layers.8.b"), "lin nobias has no b")
             #expect(file.tensors["layers.0.w"]?.shape == [4, 2, 3, 3])
             #expect(file.tensors["layers.9.running_var"]?.shape == [12])
 

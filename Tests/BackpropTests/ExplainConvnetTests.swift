@@ -142,7 +142,7 @@ struct ExplainConvnetTests {
 
     @Test func narratesTheOtherLayersWithTheirSettings() throws {
         let text =
-            "conv 3 3 stride 2 nobias, tanh, avgpool 2, flatten, lin 6, sigmoid, lin 5, leakyrelu 0.2, lin 4, "
+            "conv 3 3 stride 2 nobias, tanh, avgpool 2, flatten, lin 6, sigmoid, lin 5, leakyrelu 0.2, lin 4 nobias, "
             + "gelu, batchnorm, dropout 0.5, lin 3"
         let (model, x, targ, description) = try describedSetup(text, inputShape: [2, 9, 9], n: 3, classes: 3)
         let trace = Trace.record(model: model, x: x, targ: targ)
@@ -163,11 +163,13 @@ struct ExplainConvnetTests {
             "LR.inp.g = where(LR.inp > 0, 1., 0.2) * LR.out.g",
             "G.inp.g = (Phi(G.inp) + G.inp * phi(G.inp)) * G.out.g",
             "BN.invStd = 1 / (BN.inp.var(dims, unbiased=False) + 1e-05).sqrt()\n      shape [4]",
-            "D.out = D.inp * D.mask / 0.5",
+            "D.out = D.inp * D.mask / 0.5", "L3.out = L3.inp @ L3.w\n", "L3.w.g = L3.inp.t() @ L3.out.g",
         ] {
             expectContains(narration, part)
         }
         expectLacks(narration, "C.b")
+        expectLacks(narration, "L3.b.g")
+        expectLacks(narration, "b3.g")
         expectLacks(narration, "did not set")
 
         // In evaluation, dropout is the identity and batch norm uses its running statistics.

@@ -320,6 +320,27 @@ struct DescribedModelGradientCheckTests {
         #expect((model.layers[0] as? Conv2d)?.needsInputGradient == false)
     }
 
+    @Test("a Lin without a bias (before a batch norm, and last) passes; it has no b, and no b.g")
+    func linWithoutBiasPasses() throws {
+        let (model, x, y) = try describedProblem(
+            "lin 5 nobias, batchnorm, relu, lin 3 nobias", input: [6], rows: 8, classes: 3, seed: 4)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.name) == ["x", "layers.0.w", "layers.1.w", "layers.1.b", "layers.3.w"])
+        let lin = try #require(model.layers[3] as? Lin)
+        #expect(!lin.hasBias && lin.parameters.count == 1 && lin.b.g == nil && lin.w.g != nil)
+        // The seed's names: w1 alone for a Lin without a bias.
+        var generator = RandomGenerator(seed: 5)
+        let seedLike = Model(
+            layers: [
+                Lin(Tensor.randn([6, 4], generator: &generator)), ReLU(),
+                Lin(Tensor.randn([4, 1], generator: &generator), Tensor.randn([1], generator: &generator)),
+            ], loss: Mse())
+        let seedReport = gradientCheck(seedLike, x: x, y: Tensor.randn([8], generator: &generator))
+        #expect(seedReport.passed, "\(seedReport.rows.flatMap(\.problems))")
+        #expect(seedReport.rows.map(\.name) == ["x", "w1", "w2", "b2"])
+    }
+
     @Test("[Lin, Tanh, Lin] passes with cross-entropy (its loss summed in Double)")
     func tanhWithCrossEntropyPasses() throws {
         let (model, x, y) = try describedProblem("lin 5, tanh, lin 3", input: [6], rows: 8, classes: 3, seed: 2)

@@ -43,14 +43,15 @@ struct ModelDescriptionParsingTests {
     func everyEntry() {
         let text =
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
-            + "avgpool 3 stride 2, flatten, lin 10, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
+            + "avgpool 3 stride 2, flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
             + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
             .conv(out: 16, kernel: 5, stride: 2, padding: 1, bias: false),
             .maxPool(kernel: 2, stride: 2), .maxPool(kernel: 3, stride: 1),
             .avgPool(kernel: 2, stride: 2), .avgPool(kernel: 3, stride: 2),
-            .flatten, .lin(out: 10), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01), .leakyReLU(slope: 0.2), .gelu,
+            .flatten, .lin(out: 10), .lin(out: 4, bias: false), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01),
+            .leakyReLU(slope: 0.2), .gelu,
             .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
             .batchNorm(eps: 0.001, momentum: 0.01), .batchNorm(eps: 0, momentum: 1),
         ]
@@ -75,6 +76,7 @@ struct ModelDescriptionParsingTests {
     func canonicalRoundTrip() throws {
         let texts = [
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 3 stride 1, avgpool 2, flatten, lin 10",
+            "lin 16 nobias, batchnorm, relu, lin 10",
             "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid",
             "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
             "batchnorm eps 0.001, batchnorm momentum 0.01, batchnorm eps 0.0001 momentum 0.3, batchnorm eps 0.0",
@@ -177,7 +179,7 @@ struct ModelDescriptionParsingTests {
             ),
             (
                 "lin 10 20",
-                "entry 1 \"lin 10 20\": expected the end of the entry (lin takes one number, its output size) "
+                "entry 1 \"lin 10 20\": expected an option (nobias) or the end of the entry "
                     + "at character 8, found \"20\""
             ),
             (
@@ -254,7 +256,9 @@ struct ModelDescriptionShapeTests {
     @Test("shapes agree with the layers' own outputs on odd sizes, strides and paddings")
     func shapesMatchForwardPass() throws {
         let description = try ModelDescription(
-            parsing: "conv 4 3 stride 2 pad 2, avgpool 2 stride 1, batchnorm, maxpool 3 stride 2, flatten, lin 5, gelu")
+            parsing:
+                "conv 4 3 stride 2 pad 2, avgpool 2 stride 1, batchnorm, maxpool 3 stride 2, flatten, lin 6 nobias, "
+                + "lin 5, gelu")
         var generator = RandomGenerator(seed: 3)
         let input = [3, 13, 11]
         let layers = try description.makeLayers(inputShape: input, generator: &generator)

@@ -25,7 +25,7 @@ struct PyTorchInteropTests {
     static let mlpLayers = "lin 12, gelu, lin 12, leakyrelu 0.2, lin 8, tanh, lin 8, sigmoid, dropout 0.5, lin 10"
     static let convnetLayers =
         "conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 6 3 stride 2 pad 1 nobias, batchnorm, relu, avgpool 2, "
-        + "flatten, dropout 0.25, lin 12, batchnorm, relu, lin 10"
+        + "flatten, dropout 0.25, lin 12 nobias, batchnorm, relu, lin 10"
 
     /// The fixture's state_dict `name` read as the model `layers` describes for `inputShape`.
     static func load(_ name: String, _ layers: String, inputShape: [Int]) throws -> Model {
@@ -114,8 +114,13 @@ struct PyTorchInteropTests {
             { tensors, _ in tensors["9.bias"] = nil },
             [
                 "does not fit the model 'lin 12, gelu, ", "missing 9.bias [10] (nn.Linear(8, 10)); ",
-                "Backprop's lin always adds a bias: for an nn.Linear(bias=False), store zeros as 9.bias (torch.zeros(10))",
+                "an nn.Linear(bias=False) is 'lin 10 nobias' in a model description",
             ])
+        // The other way: a bias where the description has none.
+        try expectLoadError(
+            { _, _ in },
+            layers: Self.mlpLayers.replacingOccurrences(of: "lin 8, sigmoid", with: "lin 8 nobias, sigmoid"),
+            ["unexpected 6.bias (layer 6 is nn.Linear(8, 8, bias=False))"])
         try expectLoadError(
             { tensors, _ in
                 tensors["1.weight"] = Tensor.zeros(3)
@@ -184,7 +189,7 @@ struct PyTorchInteropTests {
             #expect(
                 file.names == [
                     "0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var",
-                    "1.weight", "10.bias", "10.weight", "11.bias", "11.num_batches_tracked", "11.running_mean",
+                    "1.weight", "10.weight", "11.bias", "11.num_batches_tracked", "11.running_mean",
                     "11.running_var", "11.weight", "13.bias", "13.weight", "4.weight", "5.bias",
                     "5.num_batches_tracked", "5.running_mean", "5.running_var", "5.weight",
                 ])
@@ -214,7 +219,8 @@ struct PyTorchInteropTests {
             try PyTorchStateDict.modules(of: model, inputShape: [1, 8, 8]) == [
                 "nn.Conv2d(1, 4, 3, padding=1)", "nn.BatchNorm2d(4)", "nn.ReLU()", "nn.MaxPool2d(2)",
                 "nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)", "nn.BatchNorm2d(6)", "nn.ReLU()",
-                "nn.AvgPool2d(2)", "nn.Flatten()", "nn.Dropout(0.25)", "nn.Linear(6, 12)", "nn.BatchNorm1d(12)",
+                "nn.AvgPool2d(2)", "nn.Flatten()", "nn.Dropout(0.25)", "nn.Linear(6, 12, bias=False)",
+                "nn.BatchNorm1d(12)",
                 "nn.ReLU()", "nn.Linear(12, 10)",
             ])
         let mlp = try Self.load("pytorch_mlp.safetensors", Self.mlpLayers, inputShape: [16])

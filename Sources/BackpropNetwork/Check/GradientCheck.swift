@@ -221,7 +221,7 @@ public struct GradientCheckReport: Sendable, Codable {
 /// batch's statistics, dropout with a mask).
 ///
 /// Rows are named `x`, then, for a model of the seed's layers (`Lin`, `ReLU` and layers of one's
-/// own), `w1`, `b1`, `w2`, `b2`, … for layers with two parameters (a `Lin`) and `p3.1`, `p3.2`, …
+/// own), `w1`, `b1`, `w2`, `b2`, … for a `Lin` and layers with two parameters and `p3.1`, `p3.2`, …
 /// for others (the third layer with parameters); for a model with any other layer of this
 /// library (`Conv2d`, `BatchNorm`, `Tanh`, …), by their checkpoint names `layers.I.NAME`
 /// (``Model/namedParameters``).
@@ -307,7 +307,7 @@ enum GradientCheck {
             layerNumber += 1
             let parameters = layer.parameters
             for (i, parameter) in parameters.enumerated() where seen.insert(ObjectIdentifier(parameter)).inserted {
-                if parameters.count == 2 {
+                if parameters.count == 2 || layer is Lin {  // (a Lin without a bias: `w1` alone)
                     result.append((i == 0 ? "w\(layerNumber)" : "b\(layerNumber)", parameter))
                 } else {
                     result.append(("p\(layerNumber).\(i + 1)", parameter))

@@ -14,11 +14,21 @@ import BackpropCore
 ///         self.w.g = self.inp.t() @ self.out.g
 ///         self.b.g = self.out.g.sum(0)
 /// ```
+///
+/// `Lin(w)` makes one without a bias, PyTorch's `nn.Linear(nIn, nOut, bias=False)`: `out = inp • w`,
+/// and its backward has no `b.g` (the description's `lin N nobias`; a linear layer before a batch
+/// norm, whose own shift makes a bias redundant).
 public final class Lin: Layer {
     /// The weights. // (nIn, nOut)
     public let w: Tensor
     /// The bias. // (nOut)
+    ///
+    /// For a layer made without one (``hasBias`` false), zeros that the layer does not add, learn
+    /// or save: it is not in ``parameters``, and `b.g` stays `nil`.
     public let b: Tensor
+    /// Whether the layer adds (and learns) its bias ``b``: `true` for `Lin(w, b)`, `false` for
+    /// `Lin(w)`.
+    public let hasBias: Bool
     /// The input of the last call (the very object passed in). // (n, nIn)
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, nOut)
@@ -39,28 +49,39 @@ public final class Lin: Layer {
             "Lin: bias of shape \(b.shape) does not fit weights of shape \(w.shape) (expected [\(w.shape[1])])")
         self.w = w
         self.b = b
+        self.hasBias = true
     }
 
-    /// `[w, b]`.
-    public var parameters: [Tensor] { [w, b] }
+    /// Creates a layer without a bias around the given weights (kept, not copied): `out = inp • w`.
+    /// - Precondition: `w` is a matrix.
+    public init(_ w: Tensor) {
+        precondition(w.rank == 2, "Lin: weights must be a matrix, got shape \(w.shape)")
+        self.w = w
+        self.b = Tensor.zeros([w.shape[1]])
+        self.hasBias = false
+    }
 
-    /// The forward pass: stores `inp`, computes `out = lin(inp, w, b)`, returns `out`.
+    /// `[w, b]`, or `[w]` without a bias.
+    public var parameters: [Tensor] { hasBias ? [w, b] : [w] }
+
+    /// The forward pass: stores `inp`, computes `out = lin(inp, w, b)` (`inp • w` without a bias),
+    /// returns `out`.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
         self.inp = inp
-        self.out = lin(inp, w, b)
+        self.out = hasBias ? lin(inp, w, b) : inp • w
         return out
     }
 
     /// The backward pass, reading `out.g` (written by the next layer, as its `inp.g`):
     /// - `inp.g = out.g • wᵀ`   // (n, nIn)
     /// - `w.g = inpᵀ • out.g`   // (nIn, nOut)
-    /// - `b.g = Σ_rows out.g`   // (nOut)
+    /// - `b.g = Σ_rows out.g`   // (nOut), with a bias
     ///
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
         checkReadyForBackward()
         if needsInputGradient { inp.g = out.g • w.t() }
         w.g = inp.t() • out.g
-        b.g = out.g.sum(0)
+        if hasBias { b.g = out.g.sum(0) }
     }
 }

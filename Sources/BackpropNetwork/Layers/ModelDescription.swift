@@ -12,7 +12,7 @@ import BackpropCore
 //     maxpool K [stride S]                     MaxPool2d                (stride K)
 //     avgpool K [stride S]                     AvgPool2d                (stride K)
 //     flatten                                  Flatten
-//     lin OUT                                  Lin
+//     lin OUT [nobias]                         Lin                      (bias)
 //     relu | tanh | sigmoid | gelu             the activations
 //     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
 //     dropout P                                Dropout, 0 <= P < 1
@@ -40,8 +40,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case avgPool(kernel: Int, stride: Int)
         /// `flatten`: a ``Flatten``.
         case flatten
-        /// `lin OUT`: a ``Lin`` with `out` outputs.
-        case lin(out: Int)
+        /// `lin OUT [nobias]`: a ``Lin`` with `out` outputs, with a bias unless `nobias`
+        /// (`Lin(w)`, PyTorch's `nn.Linear(..., bias=False)`).
+        case lin(out: Int, bias: Bool = true)
         /// `relu`: a ``ReLU``.
         case relu
         /// `tanh`: a ``Tanh``.
@@ -178,7 +179,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     ///
     /// - `lin OUT` after `[m]`: `Lin(w, b)`, `w = randn(m, OUT) · sqrt(2 / m)` when a nonlinearity
     ///   follows before the next `lin` or `conv` (dropout, batchnorm, flatten and pools are skipped
-    ///   over), else `randn(m, OUT) / sqrt(m)` (the last layer), `b = 0`: exactly
+    ///   over), else `randn(m, OUT) / sqrt(m)` (the last layer), `b = 0` (`Lin(w)` with `nobias`): exactly
     ///   `Model.kaimingInitialization`, so `mlp` gives `Model.mlp`'s weights for the same seed;
     /// - `conv OUT K` after `[c, h, w]`: `Conv2d(w, b)`, `w = randn(OUT, c, K, K)` scaled the same
     ///   way with fan-in `c·K·K`, `b = 0` (or none with `nobias`);
@@ -205,7 +206,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
                 let cIn = inputs[i][0]
                 let draw = Tensor.randn([out, cIn, kernel, kernel], generator: &generator)  // (cOut, cIn, kh, kw)
                 weights[i] = Self.kaimingScaled(draw, fanIn: cIn * kernel * kernel, rectified: isRectified(after: i))
-            case .lin(let out):
+            case .lin(let out, _):
                 let nIn = inputs[i][0]
                 let draw = Tensor.randn([nIn, out], generator: &generator)  // (nIn, nOut)
                 weights[i] = Self.kaimingScaled(draw, fanIn: nIn, rectified: isRectified(after: i))
@@ -222,7 +223,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             case .maxPool(let kernel, let stride): layers.append(MaxPool2d(kernel: kernel, stride: stride))
             case .avgPool(let kernel, let stride): layers.append(AvgPool2d(kernel: kernel, stride: stride))
             case .flatten: layers.append(Flatten())
-            case .lin(let out): layers.append(Lin(weights[i]!, Tensor.zeros([out])))
+            case .lin(let out, let bias): layers.append(bias ? Lin(weights[i]!, Tensor.zeros([out])) : Lin(weights[i]!))
             case .relu: layers.append(ReLU())
             case .tanh: layers.append(Tanh())
             case .sigmoid: layers.append(Sigmoid())
@@ -248,7 +249,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             switch entry {
             case .conv(let out, let kernel, _, _, let bias):
                 count += out * input[0] * kernel * kernel + (bias ? out : 0)
-            case .lin(let out): count += input[0] * out + out
+            case .lin(let out, let bias): count += input[0] * out + (bias ? out : 0)
             case .batchNorm: count += 2 * input[0]
             case .custom: count += try entry.makeCustomLayer(entryNumber: 0).parameters.reduce(0) { $0 + $1.count }
             default: break
@@ -314,7 +315,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .avgPool(let kernel, let stride):
             return "avgpool \(kernel)" + (stride == kernel ? "" : " stride \(stride)")
         case .flatten: return "flatten"
-        case .lin(let out): return "lin \(out)"
+        case .lin(let out, let bias): return "lin \(out)" + (bias ? "" : " nobias")
         case .relu: return "relu"
         case .tanh: return "tanh"
         case .sigmoid: return "sigmoid"
@@ -343,7 +344,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
                 ?? atLeast(0, [("padding", padding)])
         case .maxPool(let kernel, let stride), .avgPool(let kernel, let stride):
             return atLeast(1, [("kernel", kernel), ("stride", stride)])
-        case .lin(let out):
+        case .lin(let out, _):
             return atLeast(1, [("out", out)])
         case .leakyReLU(let slope):
             return slope.isFinite ? nil : "has slope \(slope); expected a finite number"
@@ -405,7 +406,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return [input[0], (input[1] - kernel) / stride + 1, (input[2] - kernel) / stride + 1]
         case .flatten:
             return [input.reduce(1, *)]
-        case .lin(let out):
+        case .lin(let out, _):
             guard input.count == 1 else {
                 throw failure("expects one vector per example, but its input is \(input) (put flatten before it)")
             }
@@ -615,8 +616,7 @@ struct ModelDescriptionParser {
                     ? .maxPool(kernel: kernel, stride: stride) : .avgPool(kernel: kernel, stride: stride)
             case "lin":
                 let out = try integer("an output size", minimum: 1)
-                try end(name, takes: "one number, its output size")
-                return .lin(out: out)
+                return .lin(out: out, bias: try options(["nobias"])["nobias"] == nil)
             case "leakyrelu":
                 var slope = ModelDescriptionParser.defaultSlope
                 if peek != nil {

@@ -23,11 +23,11 @@ convnet       CONVNET below, input [n, 1, 16, 16] -> [4, 16, 16] conv pad 1 -> [
               average pool still sees 2x2 and the flatten orders channels, rows and columns.)
 softmax_head  SOFTMAX_HEAD below, input [n, 1, 8, 8] -> flatten 64 -> lin 10 -> Softmax -> [n, 10]
 bnnet         BNNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv pad 1 -> BatchNorm2d(eps=1e-3, momentum=0.01)
-              -> [4, 4, 4] maxpool 2 -> flatten 64 -> lin 12 -> BatchNorm1d(eps=0.01, momentum=0.3) -> lin 10
+              -> [4, 4, 4] maxpool 2 -> flatten 64 -> lin 12 nobias -> BatchNorm1d(eps=0.01, momentum=0.3) -> lin 10
               (PyTorch's other batch norm settings, as models ported from Keras have them)
 viewnet       ViewNet below (an nn.Module, not an nn.Sequential), input [n, 1, 12, 12] -> [4, 12, 12] conv
               pad 1 -> [4, 6, 6] max pool 2 -> [6, 4, 4] conv -> [6, 1, 1] AdaptiveAvgPool2d(1)
-              -> x.view(x.size(0), -1) 6 -> lin 10 (no bias)
+              -> x.view(x.size(0), -1) 6 -> lin 10 nobias
 
 Files
 -----
@@ -79,7 +79,7 @@ onnx_import_io.safetensors
         FILE.layers     the Backprop model description the importer should produce for the file,
                         derived from the graph's nodes by `layers` below; entries separated by ", ":
                         conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S], avgpool K [stride S],
-                        flatten, lin OUT, relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
+                        flatten, lin OUT [nobias], relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
                         batchnorm [eps E] [momentum M] (E and M the PyTorch module's own eps and momentum,
                         written where they differ from 1e-5 and 0.1; the script checks that the node's
                         epsilon is E and its momentum 1 - M, in float32); nothing for Identity/Constant
@@ -137,7 +137,7 @@ def bnnet():
         nn.ReLU(),
         nn.MaxPool2d(2),  # [4, 4, 4]
         nn.Flatten(),  # [64]
-        nn.Linear(64, 12),
+        nn.Linear(64, 12, bias=False),  # (the batch norm after it shifts: a bias would add nothing)
         nn.BatchNorm1d(12, eps=0.01, momentum=0.3),
         nn.ReLU(),
         nn.Linear(12, 10),
@@ -332,7 +332,8 @@ def layers(model, norms):
             if (attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0
                     or attributes.get("transA", 0) != 0 or len(node.input) not in (2, 3)):
                 raise ValueError(f"{node.name}: Gemm {attributes} is not a Linear")
-            entries.append(f"lin {weight.shape[0] if attributes.get('transB', 0) else weight.shape[1]}")
+            entry = f"lin {weight.shape[0] if attributes.get('transB', 0) else weight.shape[1]}"
+            entries.append(entry + (" nobias" if len(node.input) < 3 or node.input[2] in ("", *derived) else ""))
         elif op == "Conv":
             weight = constants[node.input[1]]
             if attributes.get("group", 1) != 1 or set(attributes.get("dilations", [1, 1])) != {1}:
@@ -370,9 +371,11 @@ def layers(model, norms):
         elif op == "Transpose" and node.input[0] in constants:
             constants[node.output[0]] = constants[node.input[0]].T  # a weight, transposed by an unfolded graph
         elif op == "MatMul":
-            entries.append(f"lin {constants[node.input[1]].shape[1]}")
+            entries.append(f"lin {constants[node.input[1]].shape[1]} nobias")  # unless an Add follows
         elif op == "Add" and any(name in constants for name in node.input):
-            pass  # the bias after a MatMul
+            if not entries[-1].endswith(" nobias"):
+                raise ValueError(f"{node.name}: an Add of a constant that follows no MatMul")
+            entries[-1] = entries[-1].removesuffix(" nobias")  # the bias after a MatMul
         elif op == "GlobalAveragePool" or op == "ReduceMean":
             source = shapes[node.input[0]]
             axes = attributes.get("axes") or [int(v) for v in constants.get(node.input[1] if len(node.input) > 1 else "", [])]

@@ -20,7 +20,7 @@ pytorch_io.safetensors         mlp.x (5, 16), mlp.logits (5, 10); convnet.x (3, 
                                convnet.logits (3, 10); __metadata__ "mlp.layers" and
                                "convnet.layers": the Backprop model descriptions of the two models
 
-Layouts (what Backprop maps):  nn.Linear weight (out, in), bias (out); nn.Conv2d weight
+Layouts (what Backprop maps):  nn.Linear weight (out, in), bias (out) unless bias=False; nn.Conv2d weight
 (out, in, kh, kw), bias (out); nn.BatchNorm1d/2d weight, bias, running_mean, running_var (c),
 num_batches_tracked (); keys "I.NAME", I the index in the nn.Sequential.
 """
@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MLP_LAYERS = "lin 12, gelu, lin 12, leakyrelu 0.2, lin 8, tanh, lin 8, sigmoid, dropout 0.5, lin 10"
 CONVNET_LAYERS = (
     "conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 6 3 stride 2 pad 1 nobias, batchnorm, relu, "
-    "avgpool 2, flatten, dropout 0.25, lin 12, batchnorm, relu, lin 10"
+    "avgpool 2, flatten, dropout 0.25, lin 12 nobias, batchnorm, relu, lin 10"
 )
 
 
@@ -73,7 +73,7 @@ def convnet():
         nn.AvgPool2d(2),  # [6, 1, 1]
         nn.Flatten(),  # [6]
         nn.Dropout(0.25),
-        nn.Linear(6, 12),
+        nn.Linear(6, 12, bias=False),
         nn.BatchNorm1d(12),
         nn.ReLU(),
         nn.Linear(12, 10),
