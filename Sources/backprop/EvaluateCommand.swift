@@ -111,15 +111,17 @@ struct EvaluateCommand: ParsableCommand {
                     + "are not: weights too large, or inputs normalised with mean \(dataset.trainMean) and standard "
                     + "deviation \(dataset.trainStd) out of their range")
         }
+        // An MLP (`Lin`, `ReLU`, …, `Lin`) by its sizes, as it always was; any other network by its
+        // description (the sizes of its linear layers would hide its convolutions and batch norms).
+        let isMLP = (try? Checkpoint.architecture(of: network)) != nil
         if json {
             let report = EvaluateReport(
-                testAccuracy: test.accuracy, testLoss: test.loss, images: dataset.yTest.count, sizes: sizes,
-                layers: inputShape.count == 1 ? nil : description?.description, model: model)
+                testAccuracy: test.accuracy, testLoss: test.loss, images: dataset.yTest.count,
+                sizes: isMLP ? sizes : nil, layers: isMLP ? nil : description?.description, model: model)
             print(try encodeJSON(report))
         } else {
             let architecture =
-                inputShape.count == 1
-                ? sizes.map(String.init).joined(separator: "-") : "'\(description?.description ?? "")'"
+                isMLP ? sizes.map(String.init).joined(separator: "-") : "'\(description?.description ?? "")'"
             print(
                 "test accuracy \(format(test.accuracy, 4)) (\(dataset.yTest.count) images), test loss "
                     + "\(format(test.loss, 4)), model \(architecture) from \(model)")
@@ -225,12 +227,13 @@ extension EvaluateCommand {
     }
 }
 
-/// The `--json` output of `backprop evaluate`.
+/// The `--json` output of `backprop evaluate`: `sizes` for an MLP (`[784, 256, 128, 10]`), `layers`
+/// (its description) for any other network.
 struct EvaluateReport: Encodable {
     var testAccuracy: Float
     var testLoss: Float
     var images: Int
-    var sizes: [Int]
+    var sizes: [Int]?
     var layers: String?
     var model: String
 }

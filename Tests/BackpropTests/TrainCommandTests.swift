@@ -106,12 +106,34 @@ struct TrainCommandTests {
             let evaluateReport = try Self.parseJSON(evaluated.standardOutput)
             let accuracy = try #require(evaluateReport["test_accuracy"] as? Double)
             #expect(accuracy == trainReport["test_accuracy"] as? Double)
+            #expect(evaluateReport["sizes"] as? [Int] == [784, 32, 10] && evaluateReport["layers"] == nil)
 
             let file = try Safetensors.read(path: model)
             #expect(file.metadata["sizes"] == "784,32,10")
             #expect(file.metadata["input_mean"] != nil && file.metadata["input_std"] != nil)
             let svg = try String(contentsOfFile: plot, encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.contains(">epoch</text>"))
+        }
+    }
+
+    /// A network other than an MLP (here a linear layer without a bias before a batch norm) is
+    /// named by its description in `evaluate`'s report, text and JSON, not by its linear layers'
+    /// sizes; and `evaluate` gives the test accuracy `train` reported.
+    @Test func evaluateNamesADescribedNetworkByItsLayers() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            let layers = "lin 32 nobias, batchnorm, relu, lin 10"
+            let trained = try runBackprop(
+                ["train", "--limit", "600", "--epochs", "1", "--layers", layers, "--json", "--save", model])
+            #expect(trained.status == 0, "stderr: \(trained.standardError)")
+            let evaluated = try runBackprop(["evaluate", "--model", model, "--limit", "600", "--json"])
+            let report = try Self.parseJSON(evaluated.standardOutput)
+            #expect(report["layers"] as? String == layers && report["sizes"] == nil, "\(report)")
+            #expect(
+                report["test_accuracy"] as? Double == (try Self.parseJSON(trained.standardOutput))["test_accuracy"]
+                    as? Double)
+            let text = try runBackprop(["evaluate", "--model", model, "--limit", "600"])
+            #expect(text.standardOutput.contains(", model '\(layers)' from \(model)"), "\(text.standardOutput)")
         }
     }
 
