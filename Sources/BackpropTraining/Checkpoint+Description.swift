@@ -229,20 +229,31 @@ extension Checkpoint {
     }
 
     /// The model `description` builds for `inputShape`, its weights still those of the build.
-    /// - Throws: `DataError` naming the file when the description does not fit the shape.
+    /// - Throws: `DataError` naming the file when the description does not fit the shape, or
+    ///   gives the model far more parameters than the file holds values (`input_shape` sets the
+    ///   sizes after a flatten: a wrong one would build a model of any size before its tensors are
+    ///   found not to fit).
     static func buildModel(
         _ file: SafetensorsFile, _ description: ModelDescription, inputShape: [Int], loss: String
     ) throws -> Model {
+        let shapeText = inputShape.map(String.init).joined(separator: ",")
         var generator = RandomGenerator(seed: 0)
         do {
+            // A model near the file's size is built, and its tensors compared one by one (naming the
+            // first that does not fit); one far larger cannot fit the file, and is not built.
+            let parameters = try description.parameterCount(inputShape: inputShape)
+            let held = file.tensors.values.reduce(0) { $0 + $1.count }
+            guard parameters <= 2 * held + (1 << 20) else {
+                throw DataError(
+                    path: file.path,
+                    problem: "metadata 'layers' with 'input_shape' \(shapeText) gives a model of \(parameters) "
+                        + "parameters, but the file holds \(held) values")
+            }
             return try Model(
                 description: description, inputShape: inputShape, loss: makeLoss(loss), generator: &generator)
-        } catch {
+        } catch let error as ModelDescriptionError {
             throw DataError(
-                path: file.path,
-                problem:
-                    "metadata 'layers' does not fit 'input_shape' \(inputShape.map(String.init).joined(separator: ",")): "
-                    + "\(error)")
+                path: file.path, problem: "metadata 'layers' does not fit 'input_shape' \(shapeText): \(error)")
         }
     }
 

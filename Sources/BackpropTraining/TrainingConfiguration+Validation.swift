@@ -283,22 +283,3 @@ extension TrainingConfiguration {
         }
     }
 }
-
-/// `a + b`, or `nil` if either is `nil` or the sum overflows.
-private func checkedSum(_ a: Int?, _ b: Int?) -> Int? {
-    guard let a, let b else { return nil }
-    let (sum, overflow) = a.addingReportingOverflow(b)
-    return overflow ? nil : sum
-}
-
-/// The product of `factors`, or `nil` if one is `nil` or the product overflows.
-private func checkedProduct(_ factors: [Int?]) -> Int? {
-    var product = 1
-    for factor in factors {
-        guard let factor else { return nil }
-        let (next, overflow) = product.multipliedReportingOverflow(by: factor)
-        if overflow { return nil }
-        product = next
-    }
-    return product
-}

@@ -364,6 +364,14 @@ struct DescribedModelTrainingTests {
             ("layers", "metadata 'layers' is not a model description: --layers: entry 2 \"batchnorm 3\""),
             ("misfit", "metadata 'layers' does not fit 'input_shape' 1,2,2: --layers: entry 1 \"conv 3 3\""),
             ("shape", "metadata 'input_shape' is '1,x,5', expected positive sizes such as 1,28,28"),
+            // Sizes from the file that would build a model of hundreds of GiB, or overflow: refused
+            // before anything is built (they used to run out of memory, or trap).
+            ("huge", "metadata 'layers' with 'input_shape' 1,100000,100000 gives a model of 119995200088 parameters, "),
+            (
+                "overflow",
+                "entry 4 \"flatten\" flattens its input [3, 3037000498, 3037000498] to more values than can be"
+            ),
+            ("padding", "entry 1 \"conv 3 3 pad 4611686018427387904\" pads its input [1, 5, 5] by 4611686018427387904"),
             ("loss", "metadata 'loss' is 'hinge', expected 'cross_entropy' or 'mse'"),
         ])
     func damagedModelCheckpoints(damage: String, message: String) throws {
@@ -381,6 +389,9 @@ struct DescribedModelTrainingTests {
                 case "layers": metadata["layers"] = "conv 3 3, batchnorm 3, relu, flatten, lin 4"
                 case "misfit": metadata["input_shape"] = "1,2,2"
                 case "shape": metadata["input_shape"] = "1,x,5"
+                case "huge": metadata["input_shape"] = "1,100000,100000"
+                case "overflow": metadata["input_shape"] = "1,3037000500,3037000500"
+                case "padding": metadata["layers"] = "conv 3 3 pad 4611686018427387904, batchnorm, relu, flatten, lin 4"
                 default: metadata["loss"] = "hinge"
                 }
             }

@@ -240,6 +240,20 @@ struct ModelDescriptionShapeTests {
         #expect(try cnn.parameterCount(inputShape: [1, 28, 28]) == 160 + 32 + 4640 + 64 + 401_664 + 2570)
     }
 
+    @Test("sizes that overflow Int are an error, not a trap")
+    func overflowingSizes() throws {
+        let flatten = try ModelDescription(parsing: "flatten, lin 2")
+        #expect(throws: ModelDescriptionError.self) { try flatten.shapes(input: [2, Int.max / 2, 3]) }
+        #expect(throws: ModelDescriptionError.self) { try flatten.parameterCount(inputShape: [2, Int.max / 2, 3]) }
+        let padded = ModelDescription(entries: [.conv(out: 1, kernel: 3, stride: 1, padding: Int.max / 2, bias: true)])
+        #expect(throws: ModelDescriptionError.self) { try padded.shapes(input: [1, 5, 5]) }
+        // Shapes that fit, but parameters that cannot be counted: [Int.max / 4] inputs to 8 outputs.
+        let wide = try ModelDescription(parsing: "lin 8 nobias")
+        #expect(try wide.shapes(input: [Int.max / 4]) == [[8]])
+        #expect(throws: ModelDescriptionError.self) { try wide.parameterCount(inputShape: [Int.max / 4]) }
+        #expect(try wide.parameterCount(inputShape: [Int.max / 8]) == Int.max / 8 * 8)
+    }
+
     @Test("inputShape: images for a first spatial layer, vectors for a first lin")
     func inputShapes() throws {
         let cases: [(String, [Int])] = [

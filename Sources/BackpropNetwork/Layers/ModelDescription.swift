@@ -244,16 +244,23 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     public func parameterCount(inputShape: [Int]) throws(ModelDescriptionError) -> Int {
         let outputs = try shapes(input: inputShape)
         let inputs = [inputShape] + outputs.dropLast()
-        var count = 0
+        var count: Int? = 0
         for (entry, input) in zip(entries, inputs) {
             switch entry {
             case .conv(let out, let kernel, _, _, let bias):
-                count += out * input[0] * kernel * kernel + (bias ? out : 0)
-            case .lin(let out, let bias): count += input[0] * out + (bias ? out : 0)
-            case .batchNorm: count += 2 * input[0]
-            case .custom: count += try entry.makeCustomLayer(entryNumber: 0).parameters.reduce(0) { $0 + $1.count }
+                count = checkedSum(count, checkedSum(checkedProduct([out, input[0], kernel, kernel]), bias ? out : 0))
+            case .lin(let out, let bias):
+                count = checkedSum(count, checkedSum(checkedProduct([input[0], out]), bias ? out : 0))
+            case .batchNorm: count = checkedSum(count, checkedProduct([2, input[0]]))
+            case .custom:
+                let parameters = try entry.makeCustomLayer(entryNumber: 0).parameters
+                count = parameters.reduce(count) { checkedSum($0, $1.count) }
             default: break
             }
+        }
+        guard let count else {
+            throw ModelDescriptionError(
+                description: "--layers: '\(self)' has more parameters than can be counted for inputs \(inputShape)")
         }
         return count
     }
@@ -389,7 +396,9 @@ extension ModelDescription.Entry: CustomStringConvertible {
                     "expects images [c, h, w] per example, but its input is \(input) "
                         + "(a model starting with conv takes inputs [n, c, h, w])")
             }
-            let (h, w) = (input[1] + 2 * padding, input[2] + 2 * padding)
+            guard let h = checkedSum(input[1], checkedProduct([2, padding])),
+                let w = checkedSum(input[2], checkedProduct([2, padding]))
+            else { throw failure("pads its input \(input) by \(padding) to a size that cannot be counted") }
             guard kernel <= h && kernel <= w else {
                 throw failure(
                     "has a \(kernel)×\(kernel) kernel, larger than its input \(input) padded to \(h)×\(w)")
@@ -405,7 +414,10 @@ extension ModelDescription.Entry: CustomStringConvertible {
             }
             return [input[0], (input[1] - kernel) / stride + 1, (input[2] - kernel) / stride + 1]
         case .flatten:
-            return [input.reduce(1, *)]
+            guard let size = checkedProduct(input) else {
+                throw failure("flattens its input \(input) to more values than can be counted")
+            }
+            return [size]
         case .lin(let out, _):
             guard input.count == 1 else {
                 throw failure("expects one vector per example, but its input is \(input) (put flatten before it)")
