@@ -78,7 +78,7 @@ struct EvaluateCommand: ParsableCommand {
         let (network, inputShape) = try checkpoint ?? loadStateDict(imageShape: dataset.imageShape)
         let sizes = network.sizes
         let pixels = dataset.xTest.shape[1]
-        guard inputShape.reduce(1, *) == pixels, inputShape.count != 3 || inputShape == dataset.imageShape else {
+        guard checkedProduct(inputShape) == pixels, inputShape.count != 3 || inputShape == dataset.imageShape else {
             throw CommandLineError(
                 "\(model): the model takes inputs of shape \(inputShape), but the images in \(dataset.directory) "
                     + "have shape \(dataset.imageShape) (\(pixels) pixels)")

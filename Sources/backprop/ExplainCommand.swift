@@ -63,7 +63,7 @@ struct ExplainCommand: ParsableCommand {
                 throw ValidationError(
                     "--hidden and --layers: expected one of them (--hidden 50 is --layers 'lin 50, relu, lin 1')")
             }
-            _ = try described()
+            _ = try parsedDescription()
         } else {
             _ = try parseHidden()
         }
@@ -75,14 +75,14 @@ struct ExplainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (rowsX, targ) = try loadRows()
+        let (rowsX, targ, imageShape) = try loadRows()
         var inputs =
             "the first \(rows == 1 ? "row" : "\(rows) rows") of Fashion-MNIST's x_train and y_train "
             + "(normalised with the whole training set's mean and std, as the seed does)"
         let model: Model
         let x: Tensor
         if layers != nil {
-            let (description, shape, lossKind) = try described()
+            let (description, shape, lossKind) = try described(imageShape: imageShape)
             x = rowsX.reshape([rows] + shape)
             if shape.count == 3 {
                 inputs += ", each row viewed as a \(shape.map(String.init).joined(separator: "×")) image"
@@ -136,15 +136,11 @@ struct ExplainCommand: ParsableCommand {
         return model
     }
 
-    /// `--layers`: the description, the shape of one example (`[1, 28, 28]` for a model that
-    /// starts with a convolution, `[784]` otherwise), and the loss (`--loss`, else mse for one
-    /// output, cross-entropy for several).
-    /// - Throws: a `ValidationError` naming `--layers` or `--loss` when the description does not
-    ///   parse, does not fit a 28×28 image, or does not end in what the loss needs.
     /// The most layers `--layers` may give `explain`.
     static let mostLayers = 1000
 
-    private func described() throws -> (description: ModelDescription, inputShape: [Int], loss: String) {
+    /// `--layers`, parsed, of at most ``mostLayers`` layers.
+    private func parsedDescription() throws -> ModelDescription {
         let description: ModelDescription
         do {
             description = try ModelDescription(parsing: layers ?? "")
@@ -158,7 +154,18 @@ struct ExplainCommand: ParsableCommand {
                 "--layers: expected at most \(Self.mostLayers) layers for a walkthrough, found "
                     + "\(description.entries.count) (train and gradcheck take any number)")
         }
-        let shape = description.inputShape(channels: 1, height: 28, width: 28)
+        return description
+    }
+
+    /// `--layers`: the description, the shape of one example (`imageShape`, the data folder's
+    /// `[1, 28, 28]`, for a model that starts with a convolution; its pixels `[784]` otherwise), and
+    /// the loss (`--loss`, else mse for one output, cross-entropy for several).
+    /// - Throws: a `ValidationError` naming `--layers` or `--loss` when the description does not
+    ///   parse, does not fit the images, or does not end in what the loss needs.
+    private func described(imageShape: [Int]) throws -> (description: ModelDescription, inputShape: [Int], loss: String)
+    {
+        let description = try parsedDescription()
+        let shape = description.inputShape(channels: imageShape[0], height: imageShape[1], width: imageShape[2])
         let output: [Int]
         do {
             output = try description.shapes(input: shape).last ?? shape
@@ -210,7 +217,9 @@ struct ExplainCommand: ParsableCommand {
     /// The first `rows` rows of the training set, prepared as the seed prepares `x_train`: the
     /// whole training set is read so that the rows are normalised with its mean and standard
     /// deviation, exactly as in a full run, and only then cut.
-    private func loadRows() throws -> (x: Tensor, targ: Tensor) {
+    /// The first `--rows` rows of the data folder's training images, their labels, and the shape
+    /// of an image `[c, h, w]`.
+    private func loadRows() throws -> (x: Tensor, targ: Tensor, imageShape: [Int]) {
         let directory = FashionMNIST.resolveDirectory(data)
         let dataset: FashionMNIST
         do {
@@ -228,7 +237,7 @@ struct ExplainCommand: ParsableCommand {
             Tensor(shape: [rows, columns], values: Array(values[0..<(rows * columns)]))
         }
         let targ = Tensor(Array(dataset.yTrain.values[0..<rows]))
-        return (x, targ)
+        return (x, targ, dataset.imageShape)
     }
 
     /// Writes `text` to `path` atomically (the Data layer's `writeAtomically`: a temporary file in

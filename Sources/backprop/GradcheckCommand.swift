@@ -116,12 +116,13 @@ struct GradcheckCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let layers { return try runDescribed(try ModelDescription(parsing: layers)) }
+        if let layers { return try runDescribed(try ModelDescription(parsing: layers), from: "--layers") }
         // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
         if hidden == nil, let initFile, try Checkpoint.isBackpropCheckpoint(path: initFile) {
-            return try runDescribed(try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)))
+            return try runDescribed(
+                try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)), from: "--init \(initFile)")
         }
-        let (x, y, source) = try loadData()
+        let (x, y, source, _) = try loadData()
         let m = x.shape[1]
         let linears = try loadWeights(inputs: m)
         let sizes = [m] + linears.map { $0.w.shape[1] }
@@ -140,14 +141,15 @@ struct GradcheckCommand: ParsableCommand {
     }
 
     /// The check of a network given by `--layers`: every parameter by its name and the input.
-    private func runDescribed(_ description: ModelDescription) throws {
-        var (x, y, source) = try loadData()
+    /// `option` names where the network comes from in errors (`--layers`, `--init FILE`).
+    private func runDescribed(_ description: ModelDescription, from option: String) throws {
+        var (x, y, source, imageShape) = try loadData()
         let inputShape: [Int]
-        if tensors != nil {
-            inputShape = Array(x.shape.dropFirst())
-        } else {
-            inputShape = description.inputShape(channels: 1, height: 28, width: 28)
+        if let imageShape {  // rows of the data folder's images, whatever their size
+            inputShape = description.inputShape(channels: imageShape[0], height: imageShape[1], width: imageShape[2])
             x = x.reshape([x.shape[0]] + inputShape)
+        } else {
+            inputShape = Array(x.shape.dropFirst())
         }
         let shapes: [[Int]]
         do {
@@ -156,8 +158,21 @@ struct GradcheckCommand: ParsableCommand {
             let text = "\(error)".hasPrefix("--layers") ? "\(error)" : "--layers: \(error)"
             throw CommandLineError("\(text) (for inputs of shape \(inputShape) from \(source))")
         }
-        let outputs = shapes.last?.reduce(1, *) ?? 0
+        // The losses take one vector per example (explain checks the same): anything else would
+        // stop in the loss's precondition.
+        let output = shapes.last ?? inputShape
+        guard output.count == 1 else {
+            throw CommandLineError(
+                "\(option): the model's output per example is \(output); the loss expects one vector per example "
+                    + "(end with flatten and lin)")
+        }
+        let outputs = output[0]
         let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
+        if lossKind == .mse && outputs != 1 {
+            throw CommandLineError(
+                "--loss mse: expected a model with 1 output per example (the seed's regression), the model gives \(output)"
+            )
+        }
         if lossKind == .crossEntropy {
             let bad = y.withUnsafeBufferPointer { values in
                 values.first { !($0 >= 0 && $0 < Float(outputs) && $0.rounded() == $0) }
@@ -226,8 +241,9 @@ struct GradcheckCommand: ParsableCommand {
         try Safetensors.write(tensors, to: path)
     }
 
-    /// `x` `(n, m)`, `y` `(n)`, and a sentence saying where they come from.
-    private func loadData() throws -> (x: Tensor, y: Tensor, source: String) {
+    /// `x` `(n, m)`, `y` `(n)`, a sentence saying where they come from, and the shape of an image
+    /// `[c, h, w]` when they are rows of the data folder's images (`nil` for `--tensors`).
+    private func loadData() throws -> (x: Tensor, y: Tensor, source: String, imageShape: [Int]?) {
         if let tensors {
             let file = try Safetensors.read(path: tensors)
             // A network of --layers may start with a convolution: x as images [n, c, h, w].
@@ -237,7 +253,7 @@ struct GradcheckCommand: ParsableCommand {
             if count > available {
                 throw CommandLineError("--rows \(count): \(tensors) holds only \(available) rows in x \(x.shape)")
             }
-            return (x.rows(0..<count).copy(), y.rows(0..<count).copy(), "\(count) rows of \(tensors)")
+            return (x.rows(0..<count).copy(), y.rows(0..<count).copy(), "\(count) rows of \(tensors)", nil)
         }
         let directory = FashionMNIST.resolveDirectory(data)
         let dataset = try FashionMNIST(directory: directory, requiresValidation: false)
@@ -247,7 +263,7 @@ struct GradcheckCommand: ParsableCommand {
             throw CommandLineError("--rows \(count): the training set in \(directory) has only \(available) rows")
         }
         let (x, y) = (dataset.xTrain.rows(0..<count).copy(), dataset.yTrain.rows(0..<count).copy())
-        return (x, y, "the first \(count) rows of Fashion-MNIST's xTrain (\(directory))")
+        return (x, y, "the first \(count) rows of Fashion-MNIST's xTrain (\(directory))", dataset.imageShape)
     }
 
     /// The weights from `--init`, checked against `--hidden` if both are given, or the seed's

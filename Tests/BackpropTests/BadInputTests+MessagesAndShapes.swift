@@ -259,6 +259,61 @@ struct MessagesTests {
         #expect(bench.standardError.hasPrefix("Error: --runs: expected at most 1000"), "\(bench.standardError)")
     }
 
+    @Test("gradcheck of a network whose output does not fit its loss is refused, as explain refuses it")
+    func gradcheckOfAnOutputThatDoesNotFitTheLoss() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 2)
+            let cases: [([String], String)] = [
+                (
+                    ["--layers", "conv 2 3, relu"],
+                    "Error: --layers: the model's output per example is [2, 2, 2]; the loss expects one vector "
+                        + "per example (end with flatten and lin)\n"
+                ),
+                (
+                    ["--layers", "lin 10", "--loss", "mse"],
+                    "Error: --loss mse: expected a model with 1 output per example (the seed's regression), the "
+                        + "model gives [10]\n"
+                ),
+            ]
+            for (arguments, message) in cases {
+                // (Both used to stop in the loss's precondition.)
+                let run = try runBackprop(["gradcheck", "--data", folder, "--rows", "4"] + arguments)
+                #expect(!run.crashed && run.status == 1, "\(arguments): \(run.standardError)")
+                #expect(run.standardError == message, "\(arguments)")
+            }
+            // A checkpoint's input shape whose pixels overflow Int: a mismatch, not a trap.
+            let path = folder + "/m.safetensors"
+            var generator = RandomGenerator(seed: 1)
+            let model = try Model(
+                description: ModelDescription(parsing: "conv 2 3, relu"), inputShape: [1, 4, 4], loss: CrossEntropy(),
+                generator: &generator)
+            try Checkpoint.save(model, to: path, inputShape: [1, 4, 4])
+            try editSafetensors(at: path) { metadata, _ in metadata["input_shape"] = "1,3037000500,3037000500" }
+            let evaluated = try runBackprop(["evaluate", "--model", path, "--data", folder])
+            #expect(!evaluated.crashed && evaluated.status == 1)
+            #expect(
+                evaluated.standardError.hasPrefix(
+                    "Error: \(path): the model takes inputs of shape [1, 3037000500, 3037000500], but the images in"),
+                "\(evaluated.standardError)")
+        }
+    }
+
+    @Test("explain and gradcheck take a convnet's images at the data folder's size, not 28×28")
+    func imagesOfTheDataFoldersSize() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 4)  // 4×4 images
+            let layers = ["--layers", "conv 2 3, flatten, lin 10", "--data", folder]
+            // (Both used to stop reshaping the rows into 28×28 images.)
+            let explained = try runBackprop(["explain"] + layers)
+            #expect(!explained.crashed && explained.status == 0, "\(explained.standardError)")
+            #expect(explained.standardOutput.contains("x [5, 1, 4, 4]"))
+            #expect(!explained.standardOutput.contains("did not set"))
+            let checked = try runBackprop(["gradcheck", "--rows", "6"] + layers)
+            #expect(!checked.crashed && checked.status == 0, "\(checked.standardError)")
+            #expect(checked.standardOutput.contains("PASS: all 5 tensors"), "\(checked.standardOutput)")
+        }
+    }
+
     @Test("an empty input path names its option, in every command that reads one")
     func emptyInputPaths() throws {
         let cases: [([String], String)] = [
