@@ -83,6 +83,7 @@ struct ExplainCommand: ParsableCommand {
         let x: Tensor
         if layers != nil {
             let (description, shape, lossKind) = try described(imageShape: imageShape)
+            try Self.checkBatchNorms(description, inputShape: shape, rows: rows)
             x = rowsX.reshape([rows] + shape)
             if shape.count == 3 {
                 inputs += ", each row viewed as a \(shape.map(String.init).joined(separator: "×")) image"
@@ -134,6 +135,18 @@ struct ExplainCommand: ParsableCommand {
         (model.layers.first as? Lin)?.needsInputGradient = true
         (model.layers.first as? Conv2d)?.needsInputGradient = true
         return model
+    }
+
+    /// Throws naming `--rows` when `rows` is 1 and a batch norm of `description` would see one
+    /// value per channel (it needs two in training, and the walkthrough trains): `gradcheck` checks
+    /// the same.
+    static func checkBatchNorms(_ description: ModelDescription, inputShape: [Int], rows: Int) throws {
+        guard rows < 2, let index = try? description.firstBatchNormOfOneValuePerExample(input: inputShape) else {
+            return
+        }
+        throw ValidationError(
+            "--rows \(rows): entry \(index + 1) \"\(description.entries[index])\" sees one value per channel in each "
+                + "row, and a batch norm in training needs at least 2 rows")
     }
 
     /// The most layers `--layers` may give `explain`.

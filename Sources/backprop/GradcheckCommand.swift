@@ -166,6 +166,7 @@ struct GradcheckCommand: ParsableCommand {
                 "\(option): the model's output per example is \(output); the loss expects one vector per example "
                     + "(end with flatten and lin)")
         }
+        try ExplainCommand.checkBatchNorms(description, inputShape: inputShape, rows: x.shape[0])
         let outputs = output[0]
         let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
         if lossKind == .mse && outputs != 1 {

@@ -314,6 +314,29 @@ struct MessagesTests {
         }
     }
 
+    @Test("explain and gradcheck of one row through a batch norm of one value per channel are refused")
+    func oneRowThroughABatchNorm() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 5)  // 4×4 images
+            for (layers, entry) in [
+                ("batchnorm, lin 10", "entry 1"), ("conv 2 4, batchnorm, flatten, lin 10", "entry 2"),
+            ] {
+                for command in ["explain", "gradcheck"] {
+                    // (Both used to stop in BatchNorm's precondition: one value per channel.)
+                    let run = try runBackprop([command, "--layers", layers, "--rows", "1", "--data", folder])
+                    #expect(!run.crashed && run.status != 0, "\(command) \(layers): \(run.standardError)")
+                    #expect(
+                        run.standardError == "Error: --rows 1: \(entry) \"batchnorm\" sees one value per channel in "
+                            + "each row, and a batch norm in training needs at least 2 rows\n", "\(command) \(layers)")
+                }
+            }
+            // Over channels of several values, one row is enough.
+            let spatial = try runBackprop(
+                ["explain", "--layers", "conv 2 3, batchnorm, flatten, lin 10", "--rows", "1", "--data", folder])
+            #expect(spatial.status == 0, "\(spatial.standardError)")
+        }
+    }
+
     @Test("an empty input path names its option, in every command that reads one")
     func emptyInputPaths() throws {
         let cases: [([String], String)] = [

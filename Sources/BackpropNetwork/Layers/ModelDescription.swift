@@ -238,6 +238,18 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         return layers
     }
 
+    /// The index of the first batch norm that sees one value per channel in each example (its
+    /// input is `[c]`, or `[c, 1, 1]`), or `nil`: in training such a layer needs at least two
+    /// examples in a batch (``BatchNorm``'s precondition).
+    /// - Throws: ``ModelDescriptionError`` as ``shapes(input:)`` does.
+    package func firstBatchNormOfOneValuePerExample(input: [Int]) throws(ModelDescriptionError) -> Int? {
+        let inputs = [input] + (try shapes(input: input)).dropLast()
+        return entries.indices.first { index in
+            guard case .batchNorm = entries[index] else { return false }
+            return inputs[index].dropFirst().allSatisfy { $0 == 1 }
+        }
+    }
+
     /// How many numbers the layers learn for the given per-example input shape (weights, biases,
     /// batch norm's `w` and `b`; not its running statistics).
     /// - Throws: ``ModelDescriptionError`` as ``shapes(input:)`` does.
