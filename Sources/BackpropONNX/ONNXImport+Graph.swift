@@ -437,6 +437,12 @@ struct GraphReader {
         }
     }
 
+    /// Whether `node` (a `Gemm` or a `Conv`) adds a bias: its third input is given, and is not a
+    /// zero the graph fills in (as a dynamo export writes a module's missing bias).
+    private func hasBiasInput(_ node: Onnx_NodeProto) -> Bool {
+        node.input.count == 3 && !node.input[2].isEmpty && !filledZeros.contains(node.input[2])
+    }
+
     /// `Gemm(x, B, C)` as a `Lin`: `w = B` or `Bᵀ` (`transB`), `b = C`.
     private func readGemm(
         _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, first: Bool
@@ -454,8 +460,7 @@ struct GraphReader {
         let b = try floatInput(at, 1, "weights")
         guard b.rank == 2 else { throw at.fail("has weights of shape \(b.shape); expected a matrix") }
         let w = try at.int("transB", default: 0) == 0 ? b : b.t().contiguous()  // (nIn, nOut)
-        // (A bias of zeros filled in by the graph, as a dynamo export writes a missing one, is none.)
-        let hasBias = node.input.count == 3 && !node.input[2].isEmpty && !filledZeros.contains(node.input[2])
+        let hasBias = hasBiasInput(node)
         guard beta == 1 || !hasBias else {
             throw at.fail("scales its bias by beta \(beta); Backprop's Lin adds it as it is")
         }
@@ -552,7 +557,7 @@ struct GraphReader {
         guard kh <= current[1] + 2 * padding, kw <= current[2] + 2 * padding else {
             throw at.fail("has a \(kh)×\(kw) kernel larger than its padded \(current[1])×\(current[2]) input")
         }
-        let hasBias = node.input.count == 3 && !node.input[2].isEmpty && !filledZeros.contains(node.input[2])
+        let hasBias = hasBiasInput(node)
         var layer = ReadLayer(
             entry: .conv(out: cOut, kernel: kh, stride: stride, padding: padding, bias: hasBias))
         layer.tensors["w"] = try finite(w, at, "weights")

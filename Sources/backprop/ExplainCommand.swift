@@ -83,7 +83,9 @@ struct ExplainCommand: ParsableCommand {
         let x: Tensor
         if layers != nil {
             let (description, shape, lossKind) = try described(imageShape: imageShape)
-            try Self.checkBatchNorms(description, inputShape: shape, rows: rows)
+            if let problem = WalkthroughChecks.batchNorms(description, inputShape: shape, rows: rows) {
+                throw ValidationError(problem)
+            }
             x = rowsX.reshape([rows] + shape)
             if shape.count == 3 {
                 inputs += ", each row viewed as a \(shape.map(String.init).joined(separator: "×")) image"
@@ -137,18 +139,6 @@ struct ExplainCommand: ParsableCommand {
         return model
     }
 
-    /// Throws naming `--rows` when `rows` is 1 and a batch norm of `description` would see one
-    /// value per channel (it needs two in training, and the walkthrough trains): `gradcheck` checks
-    /// the same.
-    static func checkBatchNorms(_ description: ModelDescription, inputShape: [Int], rows: Int) throws {
-        guard rows < 2, let index = try? description.firstBatchNormOfOneValuePerExample(input: inputShape) else {
-            return
-        }
-        throw ValidationError(
-            "--rows \(rows): entry \(index + 1) \"\(description.entries[index])\" sees one value per channel in each "
-                + "row, and a batch norm in training needs at least 2 rows")
-    }
-
     /// The most layers `--layers` may give `explain`.
     static let mostLayers = 1000
 
@@ -185,10 +175,8 @@ struct ExplainCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        guard output.count == 1 else {
-            throw ValidationError(
-                "--layers: the model's output per example is \(output); the loss expects one vector per example "
-                    + "(end with flatten and lin)")
+        if let problem = WalkthroughChecks.oneVectorPerExample(output, option: "--layers") {
+            throw ValidationError(problem)
         }
         let lossKind = try parseLoss() ?? (output == [1] ? "mse" : "cross-entropy")
         if lossKind == "mse" && output != [1] {

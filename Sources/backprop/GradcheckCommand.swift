@@ -158,15 +158,13 @@ struct GradcheckCommand: ParsableCommand {
             let text = "\(error)".hasPrefix("--layers") ? "\(error)" : "--layers: \(error)"
             throw CommandLineError("\(text) (for inputs of shape \(inputShape) from \(source))")
         }
-        // The losses take one vector per example (explain checks the same): anything else would
-        // stop in the loss's precondition.
         let output = shapes.last ?? inputShape
-        guard output.count == 1 else {
-            throw CommandLineError(
-                "\(option): the model's output per example is \(output); the loss expects one vector per example "
-                    + "(end with flatten and lin)")
+        if let problem = WalkthroughChecks.oneVectorPerExample(output, option: option) {
+            throw CommandLineError(problem)
         }
-        try ExplainCommand.checkBatchNorms(description, inputShape: inputShape, rows: x.shape[0])
+        if let problem = WalkthroughChecks.batchNorms(description, inputShape: inputShape, rows: x.shape[0]) {
+            throw ValidationError(problem)
+        }
         let outputs = output[0]
         let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
         if lossKind == .mse && outputs != 1 {
