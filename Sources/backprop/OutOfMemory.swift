@@ -1,4 +1,5 @@
 import BackpropCore
+import BackpropData
 import Foundation
 import Synchronization
 
@@ -16,8 +17,8 @@ enum OutOfMemory {
     static func install() {
         Tensor.allocationFailed = { request in
             // Two threads may run out at once (the pieces of a product, the training and test
-            // files read side by side): the first says so and exits; any other waits for that
-            // exit, since `exit` must not run on two threads at once.
+            // files read side by side): the first says so and ends the process; any other waits
+            // for that.
             if ending.exchange(true, ordering: .acquiringAndReleasing) {
                 while true { pause() }
             }
@@ -26,7 +27,14 @@ enum OutOfMemory {
             message.utf8CString.withUnsafeBufferPointer { text in
                 _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)
             }
-            exit(1)
+            // `_exit`, not `exit`: the failure may come from one of the pool's threads while the
+            // others still compute, and `exit` would run the libraries' destructors under them
+            // (OpenBLAS frees the buffers a product in progress uses). So only what `exit` would
+            // do that matters: what `print` buffered goes out, and a save in progress leaves no
+            // temporary file.
+            removeTemporaryFileOfAtomicWrite()
+            fflush(nil)
+            _exit(1)
         }
     }
 }

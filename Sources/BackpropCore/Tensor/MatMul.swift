@@ -248,9 +248,7 @@ extension Tensor {
             let slots = Int32(Parallel.workers)
             let bytes = bp_blas_buffer_bytes(slots)
             if bp_blas_reserve_buffers(slots) == 0 {
-                Tensor.allocationFailed(
-                    "\(Storage.describe(bytes: Int(bytes))) for the work buffers of OpenBLAS (the system refused "
-                        + "it: a memory limit such as ulimit -v, or the machine's memory)")
+                Tensor.outOfMemory(bytes: Int(bytes), for: "the work buffers of OpenBLAS")
             }
         }
 

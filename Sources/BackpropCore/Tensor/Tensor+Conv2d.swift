@@ -381,9 +381,7 @@ extension Tensor {
     /// Ends the process: the direct convolution's padded images did not fit in memory.
     private static func directScratchFailed(_ g: WindowGeometry, images: Int) -> Never {
         let floats = withUnsafePointer(to: g.window) { Int(bp_conv_direct_scratch($0, images)) }
-        allocationFailed(
-            "\(Storage.describe(bytes: floats * MemoryLayout<Float>.stride)) of scratch memory for a convolution "
-                + "(the system refused it: a memory limit such as ulimit -v, or the machine's memory)")
+        outOfMemory(bytes: floats * MemoryLayout<Float>.stride, for: "the scratch memory of a convolution")
     }
 
     /// `Σ values[0..<count]`, eight lanes at a time (a plain loop of `+=` would not be vectorised:
@@ -404,12 +402,10 @@ extension Tensor {
     }
 
     /// This thread's scratch buffer of at least `count` floats (`bp_thread_scratch`), valid until
-    /// the thread's next call; ends the process through ``allocationFailed(_:)`` without memory.
+    /// the thread's next call; ends the process through ``outOfMemory(bytes:for:)`` without memory.
     private static func threadScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
         guard let buffer = bp_thread_scratch(count) else {
-            allocationFailed(
-                "\(Storage.describe(bytes: count * MemoryLayout<Float>.stride)) of scratch memory for a convolution "
-                    + "(the system refused it: a memory limit such as ulimit -v, or the machine's memory)")
+            outOfMemory(bytes: count * MemoryLayout<Float>.stride, for: "the scratch memory of a convolution")
         }
         return buffer
     }

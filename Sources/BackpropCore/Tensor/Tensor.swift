@@ -34,9 +34,7 @@ final class Storage: @unchecked Sendable {
         let large = bytes >= Storage.hugePageThreshold
         let status = posix_memalign(&raw, large ? 1 << 21 : 64, bytes)
         if status != 0 || raw == nil {
-            Tensor.allocationFailed(
-                "\(Storage.describe(bytes: bytes)) for a tensor (the system refused it: a memory limit such as "
-                    + "ulimit -v, or the machine's memory)")
+            Tensor.outOfMemory(bytes: bytes, for: "a tensor")
         }
         #if os(Linux)
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
@@ -49,11 +47,26 @@ final class Storage: @unchecked Sendable {
     static let allocations = Atomic<Int>(0)
     static let allocatedByteCount = Atomic<Int>(0)
 
-    /// `12.0 KiB`, `149.5 MiB`, `2.0 GiB`: a size for a message.
+    /// `12.0 KiB`, `149.5 MiB`, `2.0 GiB`: a size for a message, to one decimal, rounded as
+    /// `printf`'s `%.1f` rounds (to nearest, a tie to even).
+    ///
+    /// In integers, not `String(format:)`: it is called when memory has run out, on any thread,
+    /// and Foundation's formatting needs the thread's own data, which it could not allocate there.
     static func describe(bytes: Int) -> String {
-        if bytes >= 1 << 30 { return String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
-        if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
-        return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10))
+        let size = bytes.magnitude
+        let (unit, name): (UInt, String) =
+            size >= 1 << 30 ? (1 << 30, "GiB") : size >= 1 << 20 ? (1 << 20, "MiB") : (1 << 10, "KiB")
+        // size / unit = whole + rest / unit, with rest / unit = (tenths + remainder / unit) / 10.
+        var whole = size / unit
+        let rest = size % unit
+        var tenths = rest * 10 / unit
+        let remainder = rest * 10 % unit
+        if 2 * remainder > unit || (2 * remainder == unit && tenths % 2 == 1) { tenths += 1 }
+        if tenths == 10 {
+            whole += 1
+            tenths = 0
+        }
+        return "\(bytes < 0 ? "-" : "")\(whole).\(tenths) \(name)"
     }
 
     /// Buffers of at least this many bytes are placed for huge pages, and kept for reuse by
@@ -130,6 +143,7 @@ public final class Tensor {
             precondition(size >= 0, "Tensor: negative dimension in shape \(shape)")
             let (product, overflow) = count.multipliedReportingOverflow(by: size)
             if overflow || product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow {
+                bp_release_memory_reserve()
                 Tensor.allocationFailed("a tensor of shape \(shape), more elements than memory can address")
             }
             count = product
@@ -335,7 +349,8 @@ extension Tensor {
     /// [...], more elements than memory can address`.
     /// Setting it also routes the C kernels' scratch (a product's packing buffer, a convolution's
     /// padded image), allocated on whichever thread runs the kernel, through it
-    /// (`bp_set_out_of_memory_handler`); before it is set they stop with a message on stderr.
+    /// (`bp_set_out_of_memory_handler`), and sets aside the reserve that ``outOfMemory(bytes:for:)``
+    /// gives back; before it is set they stop with a message on stderr.
     nonisolated(unsafe) package static var allocationFailed: (_ request: String) -> Never = stopForMemory(_:) {
         didSet { bp_set_out_of_memory_handler(kernelAllocationFailed) }
     }
@@ -344,15 +359,22 @@ extension Tensor {
     private static func stopForMemory(_ request: String) -> Never {
         preconditionFailure("Tensor: could not allocate \(request)")
     }
+
+    /// Ends the process through ``allocationFailed``: `bytes` for `purpose` ("a tensor", "the
+    /// work buffers of OpenBLAS") could not be had. First gives back the emergency reserve
+    /// (`bp_release_memory_reserve`), so that the message can be built.
+    package static func outOfMemory(bytes: Int, for purpose: @autoclosure () -> String) -> Never {
+        bp_release_memory_reserve()
+        allocationFailed(
+            "\(Storage.describe(bytes: bytes)) for \(purpose()) (the system refused it: a memory limit such as "
+                + "ulimit -v, or the machine's memory)")
+    }
 }
 
 /// The C kernels' out-of-memory handler (`bp_out_of_memory` in Memory.c): `bytes` for `purpose`,
 /// told to ``Tensor/allocationFailed`` as a tensor's storage would be.
 private func kernelAllocationFailed(bytes: Int, purpose: UnsafePointer<CChar>?) {
-    let what = purpose.map { String(cString: $0) } ?? "a kernel's scratch memory"
-    Tensor.allocationFailed(
-        "\(Storage.describe(bytes: bytes)) for \(what) (the system refused it: a memory limit such as "
-            + "ulimit -v, or the machine's memory)")
+    Tensor.outOfMemory(bytes: bytes, for: purpose.map { String(cString: $0) } ?? "a kernel's scratch memory")
 }
 
 extension Tensor {
@@ -373,9 +395,7 @@ extension Tensor {
         let probeBytes = bytes < Int.max - (1 << 16) ? bytes + (1 << 16) : Int.max
         let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let probe, probe != MAP_FAILED else {
-            allocationFailed(
-                "\(Storage.describe(bytes: bytes)) for \(purpose()) (the system refused it: a memory limit such as "
-                    + "ulimit -v, or the machine's memory)")
+            outOfMemory(bytes: bytes, for: purpose())
         }
         munmap(probe, probeBytes)
     }

@@ -157,11 +157,18 @@ void bp_col2im_planar(const float *d, long ld, float *y, const BPWindow *window)
 typedef void (*bp_out_of_memory_handler)(long bytes, const char *purpose);
 
 /// Installs the handler the kernels call when the system refuses them memory (NULL: the default,
-/// a message on stderr and `abort()`). Safe to call from any thread (Memory.c).
+/// a message on stderr and `abort()`). A handler also sets aside the emergency reserve
+/// (``bp_release_memory_reserve``). Safe to call from any thread (Memory.c).
 void bp_set_out_of_memory_handler(bp_out_of_memory_handler handler);
 
-/// Reports that `bytes` for `purpose` could not be had, through the installed handler; never
-/// returns. The kernels call it instead of `abort()` where an allocation fails.
+/// Gives back the emergency reserve: 4 MiB of address space (mapped without access, so it costs
+/// no memory) set aside when a handler is installed, so that a program that has run out can still
+/// allocate what it takes to say so (a message's strings). Idempotent; safe from any thread.
+void bp_release_memory_reserve(void);
+
+/// Reports that `bytes` for `purpose` could not be had, through the installed handler, after
+/// giving back the emergency reserve; never returns. The kernels call it instead of `abort()`
+/// where an allocation fails.
 void bp_out_of_memory(long bytes, const char *purpose) __attribute__((noreturn));
 
 /// The kinds of buffer a thread keeps from call to call: the product's packing buffer (Gemm.c)
