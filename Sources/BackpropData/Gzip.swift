@@ -181,7 +181,9 @@ final class DecompressingReader {
             }
             return bytes
         }
-        let chunk = UnsafeMutableRawPointer.allocate(byteCount: DecompressingReader.chunkSize, alignment: 16)
+        let chunk = UnsafeMutableRawPointer(
+            UnsafeMutablePointer<UInt8>.allocateScratch(
+                capacity: DecompressingReader.chunkSize, for: "a buffer to decompress \(path)"))
         defer { chunk.deallocate() }
         var bytes: [UInt8] = []
         // A guess from the compressed size; the array doubles past it if needed.
@@ -295,8 +297,9 @@ final class DecompressingReader {
     /// - Throws: ``DataError`` if the members do not inflate (the file changed since `gzread` read it).
     private func endOfTheLastMember() throws -> Int {
         let bufferSize = 1 << 16
-        let input = UnsafeMutablePointer<UInt8>.allocate(capacity: bufferSize)
-        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: bufferSize)
+        let input = UnsafeMutablePointer<UInt8>.allocateScratch(capacity: bufferSize, for: "a buffer to read \(path)")
+        let output = UnsafeMutablePointer<UInt8>.allocateScratch(
+            capacity: bufferSize, for: "a buffer to decompress \(path)")
         // zlib keeps a pointer back to the stream, so the stream needs an address that does not move.
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())

@@ -71,7 +71,7 @@ public final class Batches {
         self.fullBatches = (0..<2).map { _ in
             (Tensor(uninitializedShape: Self.shape(x, rows: rows)), Tensor(uninitializedShape: [rows]))
         }
-        self.aheadIndices = .allocate(capacity: Swift.max(rows, 1))
+        self.aheadIndices = .allocateScratch(capacity: Swift.max(rows, 1), for: "the row indices of a batch")
     }
 
     deinit {
