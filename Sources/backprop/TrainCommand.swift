@@ -114,8 +114,9 @@ struct TrainCommand: ParsableCommand {
     @Option(
         name: .customLong("init"),
         help: """
-            Start from the weights in this file: a Backprop checkpoint of the same network, an ONNX model \
-            of it (dropout aside, which exporters leave out), or a PyTorch \
+            Start from the weights in this file: a Backprop checkpoint or an ONNX model (dropout aside, which \
+            exporters leave out), which give their own network when neither --layers nor --hidden is given \
+            (else the same network), or a PyTorch \
             state_dict (safetensors) of the nn.Sequential that --layers describes (layer I is index I; \
             see README, "PyTorch interop"). The optimizer starts afresh.
             """)
@@ -164,6 +165,14 @@ struct TrainCommand: ParsableCommand {
         // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
         var configuration = try parsedConfiguration()
+        let networkOfInit = try networkOfInitialWeights()
+        if let network = networkOfInit {
+            // `--init FILE` alone: FILE's own network, as evaluate and gradcheck take it.
+            configuration.layers = network.description
+            if weightDecay == nil {
+                configuration.weightDecay = TrainingConfiguration.recipe(layers: network.description).weightDecay
+            }
+        }
         var limit = self.limit
         if let resume {
             let state = try TrainingCheckpoint.readState(path: resume)
@@ -184,14 +193,16 @@ struct TrainCommand: ParsableCommand {
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: try inputNormalization())
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
-        // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes.
-        if dataset.imageShape != FashionMNIST.imageShape {
+        // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes, and for
+        // the network of --init's file.
+        if dataset.imageShape != FashionMNIST.imageShape || networkOfInit != nil {
             do {
                 try configuration.validate(
                     imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
             } catch {
+                let network = networkOfInit.map { ", with the network '\($0)' of --init \(initialWeights ?? "")" } ?? ""
                 throw CommandLineError(
-                    "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory))")
+                    "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory)\(network))")
             }
         }
         let inputShape = try configuration.modelInputShape(imageShape: dataset.imageShape)
@@ -425,6 +436,18 @@ struct TrainCommand: ParsableCommand {
     /// The options as a configuration, or an error naming the option, the expected and the found
     /// value: the library's one check of training settings (`TrainingConfiguration.validate`,
     /// which `--resume` applies to a checkpoint's too).
+    /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
+    /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
+    /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
+    private func networkOfInitialWeights() throws -> ModelDescription? {
+        guard let initialWeights, layers == nil, hidden == nil else { return nil }
+        if ONNXImport.looksLikeONNX(path: initialWeights) {
+            return try ONNXImport.read(path: initialWeights).description
+        }
+        guard try Checkpoint.isBackpropCheckpoint(path: initialWeights) else { return nil }
+        return try Checkpoint.modelDescription(of: Checkpoint.load(path: initialWeights))
+    }
+
     private func parsedConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
         if let hidden {

@@ -608,6 +608,17 @@ struct ONNXImportTests {
             for (a, b) in zip(original.namedParameters, saved.namedParameters) {
                 expectAllNear(b.tensor, a.tensor, tolerance: 1e-6, b.name)
             }
+            // Without --layers, the graph's own network.
+            let own = try runBackprop([
+                "train", "--init", path, "--data", folder, "--epochs", "1", "--lr", "1e-9",
+                "--save", folder + "/own.safetensors",
+            ])
+            #expect(own.status == 0, "\(own.standardError)")
+            let ownSaved = try Checkpoint.load(path: folder + "/own.safetensors")
+            #expect(try Checkpoint.modelDescription(of: ownSaved) == ModelDescription(parsing: layers))
+            for (a, b) in zip(original.namedParameters, ownSaved.namedParameters) {
+                expectAllNear(b.tensor, a.tensor, tolerance: 1e-6, b.name)
+            }
             let misfit = try runBackprop([
                 "train", "--layers", "lin 12, relu, lin 10", "--init", path, "--data", folder, "--epochs", "1",
             ])

@@ -263,6 +263,39 @@ struct TrainCommandTests {
         }
     }
 
+    @Test("train --init of a checkpoint, without --layers or --hidden, trains the checkpoint's own network")
+    func trainTakesTheNetworkOfItsInit() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 11)
+            let layers = "conv 3 3 pad 1, batchnorm, relu, maxpool 2, flatten, dropout 0.25, lin 6 nobias, relu, lin 10"
+            let base = try runBackprop([
+                "train", "--layers", layers, "--data", folder, "--epochs", "1", "--save", folder + "/base.safetensors",
+            ])
+            #expect(base.status == 0, "\(base.standardError)")
+            // A learning rate so small that the weights stay the file's.
+            let tuned = try runBackprop([
+                "train", "--init", folder + "/base.safetensors", "--data", folder, "--epochs", "1", "--lr", "1e-9",
+                "--save", folder + "/tuned.safetensors",
+            ])
+            #expect(tuned.status == 0, "\(tuned.standardError)")
+            let before = try Checkpoint.load(path: folder + "/base.safetensors")
+            let after = try Checkpoint.load(path: folder + "/tuned.safetensors")
+            #expect(try Checkpoint.modelDescription(of: after) == ModelDescription(parsing: layers))
+            #expect(before.namedParameters.map(\.name) == after.namedParameters.map(\.name))
+            for (a, b) in zip(before.namedParameters, after.namedParameters) {
+                expectAllNear(b.tensor, a.tensor, tolerance: 1e-6, b.name)
+            }
+            // A network given on the command line is still the one trained: --hidden's MLP does not fit.
+            let misfit = try runBackprop([
+                "train", "--init", folder + "/base.safetensors", "--hidden", "8", "--data", folder, "--epochs", "1",
+            ])
+            #expect(misfit.status == 1 && !misfit.crashed)
+            #expect(
+                misfit.standardError.hasPrefix("Error: \(folder)/base.safetensors: holds the model \"\(layers)\"")
+                    && misfit.standardError.contains("expected 16-8-10"), "\(misfit.standardError)")
+        }
+    }
+
     @Test func evaluatingAFileThatIsNotACheckpointSaysSo() throws {
         let path = fixturePath("python_written.safetensors")
         let result = try runBackprop(["evaluate", "--model", path, "--limit", "10"])
