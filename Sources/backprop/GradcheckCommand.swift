@@ -120,7 +120,8 @@ struct GradcheckCommand: ParsableCommand {
         // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
         if hidden == nil, let initFile, try Checkpoint.isBackpropCheckpoint(path: initFile) {
             return try runDescribed(
-                try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)), from: "--init \(initFile)")
+                try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)), from: "--init \(initFile)",
+                storedInputShape: try Checkpoint.inputShape(path: initFile))
         }
         let (x, y, source, _) = try loadData()
         let m = x.shape[1]
@@ -141,8 +142,11 @@ struct GradcheckCommand: ParsableCommand {
     }
 
     /// The check of a network given by `--layers`: every parameter by its name and the input.
-    /// `option` names where the network comes from in errors (`--layers`, `--init FILE`).
-    private func runDescribed(_ description: ModelDescription, from option: String) throws {
+    /// `option` names where the network comes from in errors (`--layers`, `--init FILE`);
+    /// `storedInputShape` is the shape of one example that a checkpoint's model takes.
+    private func runDescribed(_ description: ModelDescription, from option: String, storedInputShape: [Int]? = nil)
+        throws
+    {
         var (x, y, source, imageShape) = try loadData()
         let inputShape: [Int]
         if let imageShape {  // rows of the data folder's images, whatever their size
@@ -150,6 +154,11 @@ struct GradcheckCommand: ParsableCommand {
             x = x.reshape([x.shape[0]] + inputShape)
         } else {
             inputShape = Array(x.shape.dropFirst())
+        }
+        if let storedInputShape, storedInputShape != inputShape {
+            throw CommandLineError(
+                "\(option): the model takes inputs of shape \(storedInputShape), but the inputs (\(source)) have "
+                    + "shape \(inputShape)")
         }
         let shapes: [[Int]]
         do {

@@ -166,7 +166,7 @@ struct TrainCommand: ParsableCommand {
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
         var configuration = try parsedConfiguration()
         let networkOfInit = try networkOfInitialWeights()
-        if let network = networkOfInit {
+        if let network = networkOfInit?.description {
             // `--init FILE` alone: FILE's own network, as evaluate and gradcheck take it.
             configuration.layers = network.description
             if weightDecay == nil {
@@ -200,12 +200,18 @@ struct TrainCommand: ParsableCommand {
                 try configuration.validate(
                     imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
             } catch {
-                let network = networkOfInit.map { ", with the network '\($0)' of --init \(initialWeights ?? "")" } ?? ""
+                let network =
+                    networkOfInit.map { ", with the network '\($0.description)' of --init \(initialWeights ?? "")" } ?? ""
                 throw CommandLineError(
                     "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory)\(network))")
             }
         }
         let inputShape = try configuration.modelInputShape(imageShape: dataset.imageShape)
+        if let initialWeights, let stored = networkOfInit?.inputShape, stored != inputShape {
+            throw CommandLineError(
+                "\(initialWeights): the model takes inputs of shape \(stored), but the images in \(dataset.directory) "
+                    + "have shape \(dataset.imageShape)")
+        }
         func shaped(_ x: Tensor) -> Tensor { x.reshape([x.shape[0]] + inputShape) }
         let trainer = Trainer(
             configuration: configuration, classes: FashionMNIST.classNames.count,
@@ -439,13 +445,18 @@ struct TrainCommand: ParsableCommand {
     /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
     /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
     /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
-    private func networkOfInitialWeights() throws -> ModelDescription? {
+    /// With it, the shape of one example that the file's model takes.
+    private func networkOfInitialWeights() throws -> (description: ModelDescription, inputShape: [Int])? {
         guard let initialWeights, layers == nil, hidden == nil else { return nil }
         if ONNXImport.looksLikeONNX(path: initialWeights) {
-            return try ONNXImport.read(path: initialWeights).description
+            let imported = try ONNXImport.read(path: initialWeights)
+            return (imported.description, imported.inputShape)
         }
         guard try Checkpoint.isBackpropCheckpoint(path: initialWeights) else { return nil }
-        return try Checkpoint.modelDescription(of: Checkpoint.load(path: initialWeights))
+        return (
+            try Checkpoint.modelDescription(of: Checkpoint.load(path: initialWeights)),
+            try Checkpoint.inputShape(path: initialWeights)
+        )
     }
 
     private func parsedConfiguration() throws -> TrainingConfiguration {

@@ -285,6 +285,18 @@ struct TrainCommandTests {
             for (a, b) in zip(before.namedParameters, after.namedParameters) {
                 expectAllNear(b.tensor, a.tensor, tolerance: 1e-6, b.name)
             }
+            // The same checkpoint on Fashion-MNIST's 28×28 images: refused, naming both shapes.
+            let saved = folder + "/base.safetensors"
+            let otherImages = try runBackprop(["train", "--init", saved, "--limit", "60", "--epochs", "1"])
+            #expect(otherImages.status == 1 && !otherImages.crashed)
+            #expect(
+                otherImages.standardError.hasPrefix("Error: \(saved): the model takes inputs of shape [1, 4, 4], but ")
+                    && otherImages.standardError.hasSuffix(" have shape [1, 28, 28]\n"), "\(otherImages.standardError)")
+            let checked = try runBackprop(["gradcheck", "--init", saved, "--rows", "4"])
+            #expect(checked.status == 1 && !checked.crashed)
+            #expect(
+                checked.standardError.hasPrefix("Error: --init \(saved): the model takes inputs of shape [1, 4, 4], but ")
+                    && checked.standardError.hasSuffix(") have shape [1, 28, 28]\n"), "\(checked.standardError)")
             // A network given on the command line is still the one trained: --hidden's MLP does not fit.
             let misfit = try runBackprop([
                 "train", "--init", folder + "/base.safetensors", "--hidden", "8", "--data", folder, "--epochs", "1",
