@@ -144,9 +144,9 @@ struct GradcheckCommand: ParsableCommand {
     /// The check of a network given by `--layers`: every parameter by its name and the input.
     /// `option` names where the network comes from in errors (`--layers`, `--init FILE`);
     /// `storedInputShape` is the shape of one example that a checkpoint's model takes.
-    private func runDescribed(_ description: ModelDescription, from option: String, storedInputShape: [Int]? = nil)
-        throws
-    {
+    private func runDescribed(
+        _ description: ModelDescription, from option: String, storedInputShape: [Int]? = nil
+    ) throws {
         var (x, y, source, imageShape) = try loadData()
         let inputShape: [Int]
         if let imageShape {  // rows of the data folder's images, whatever their size

@@ -201,7 +201,8 @@ struct TrainCommand: ParsableCommand {
                     imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
             } catch {
                 let network =
-                    networkOfInit.map { ", with the network '\($0.description)' of --init \(initialWeights ?? "")" } ?? ""
+                    networkOfInit.map { ", with the network '\($0.description)' of --init \(initialWeights ?? "")" }
+                    ?? ""
                 throw CommandLineError(
                     "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory)\(network))")
             }

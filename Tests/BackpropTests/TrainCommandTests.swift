@@ -295,7 +295,8 @@ struct TrainCommandTests {
             let checked = try runBackprop(["gradcheck", "--init", saved, "--rows", "4"])
             #expect(checked.status == 1 && !checked.crashed)
             #expect(
-                checked.standardError.hasPrefix("Error: --init \(saved): the model takes inputs of shape [1, 4, 4], but ")
+                checked.standardError.hasPrefix(
+                    "Error: --init \(saved): the model takes inputs of shape [1, 4, 4], but ")
                     && checked.standardError.hasSuffix(") have shape [1, 28, 28]\n"), "\(checked.standardError)")
             // A network given on the command line is still the one trained: --hidden's MLP does not fit.
             let misfit = try runBackprop([
