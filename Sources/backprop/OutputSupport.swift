@@ -139,9 +139,12 @@ final class StandardStream: Sendable {
 extension StandardStream {
     /// What `main` does before parsing: SIGPIPE ignored, so that a write to a reader that has
     /// gone fails with `EPIPE` (reported, see ``finishOutput()``) instead of ending the process
-    /// unseen; closed streams noted (``prepare()``).
+    /// unseen; SIGXFSZ likewise, so that a write past a file-size limit (`ulimit -f`) fails with
+    /// `EFBIG` and is reported naming the file (a save's temporary file then removed) instead of
+    /// killing the process and leaving that file behind; closed streams noted (``prepare()``).
     static func prepareProcess() {
         signal(SIGPIPE, SIG_IGN)
+        signal(SIGXFSZ, SIG_IGN)
         prepare()
     }
 

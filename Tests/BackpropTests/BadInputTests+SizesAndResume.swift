@@ -168,6 +168,31 @@ struct SizesAndResumeTests {
         #expect(seed.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(seed.standardError)")
     }
 
+    @Test("past a file-size limit (ulimit -f), a save or the output fails with one line, and leaves no file")
+    func fileSizeLimit() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 12)
+            // 100 KiB: the checkpoint of the default MLP, with Adam's state, is about 460 KiB.
+            func underLimit(_ command: String, kibibytes: Int = 100) throws -> CommandResult {
+                try runProgram(
+                    "/bin/sh", ["-c", "ulimit -f \(kibibytes); exec '\(backpropExecutable().path)' \(command)"])
+            }
+            let save = try underLimit("train --data '\(folder)' --epochs 1 --save '\(folder)/run.safetensors'")
+            // It used to be killed by SIGXFSZ, leaving `.run.safetensors.tmp-…` behind.
+            #expect(save.status == 1 && !save.crashed, "\(save.status) \(save.standardError)")
+            #expect(save.standardError == "Error: \(folder)/run.safetensors: cannot write: file too large\n")
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains("run.") }
+            #expect(left.isEmpty, "\(left)")
+            // Standard output into a file past the limit (1 KiB; the walkthrough is about 8 KiB): named as
+            // any failed write of it is.
+            let output = try underLimit("explain --data '\(folder)' --rows 6 > '\(folder)/explained.txt'", kibibytes: 1)
+            #expect(output.status == 1 && !output.crashed, "\(output.status) \(output.standardError)")
+            // (What `print` failed on is not kept by C's stdio: "a write failed, the output is incomplete".)
+            #expect(output.standardError.hasPrefix("Error: standard output: cannot write: "), "\(output.standardError)")
+            #expect(output.standardError.split(separator: "\n").count == 1, "\(output.standardError)")
+        }
+    }
+
     @Test(
         "under any memory limit, train ends: it finishes, or says in one line that memory ran out",
         .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
