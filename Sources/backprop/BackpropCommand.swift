@@ -4,6 +4,7 @@ import BackpropData
 import BackpropExplain
 import BackpropNetwork
 import BackpropTraining
+import CKernels
 import Foundation
 
 /// The `backprop` command: the seed's program and the tools built around it.
@@ -49,6 +50,15 @@ struct BackpropCommand: ParsableCommand {
     /// (`near`, `gradcheck`: status 1 when a check fails) exits with that status and prints nothing.
     static func main() {
         SingleThreadedBLAS.ensure()
+        // Under a small `ulimit -s` (the stack overflowed under 64 KiB), the command runs on a
+        // thread with a stack of 8 MiB, the usual limit, which the limit does not bound.
+        let stack = 8 << 20
+        if bp_stack_limit_below(stack) != 0 && bp_run_on_stack(stack, runCommandOnItsThread, nil) != 0 { return }
+        runCommand()
+    }
+
+    /// ``main()``'s work, on whichever thread has the stack for it.
+    fileprivate nonisolated static func runCommand() {
         StandardStream.prepareProcess()
         FileSystemPath.registerCommandLineArguments()
         OutOfMemory.install()
@@ -74,4 +84,10 @@ struct BackpropCommand: ParsableCommand {
             Foundation.exit(code.rawValue)
         }
     }
+}
+
+/// ``BackpropCommand/runCommand()`` as a C function, for `bp_run_on_stack` (not isolated to the
+/// main actor, as `main()` is: it runs on the thread that function creates).
+private func runCommandOnItsThread(_: UnsafeMutableRawPointer?) {
+    BackpropCommand.runCommand()
 }

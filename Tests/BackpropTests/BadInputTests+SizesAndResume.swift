@@ -194,6 +194,33 @@ struct SizesAndResumeTests {
     }
 
     @Test(
+        "under a small stack limit (ulimit -s), the commands run as usual",
+        .enabled(if: !underSanitizer, "the sanitizers' own stack use is not the program's"))
+    func smallStackLimit() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 13)
+            // 32 and 64 KiB (the usual limit is 8 MiB; at 8 KiB even /bin/true cannot start). train
+            // overflowed its stack under 64 KiB (SIGSEGV): the command now runs on a thread of its own.
+            for kibibytes in [32, 64] {
+                for command in [
+                    "train --data '\(folder)' --epochs 1 --layers 'conv 4 3 pad 1, relu, maxpool 2, flatten, lin 10'",
+                    "train --data '\(folder)' --epochs 1 --save '\(folder)/run.safetensors'",
+                    "evaluate --data '\(folder)' --model '\(folder)/run.safetensors'",
+                    "explain --data '\(folder)' --rows 4",
+                    "gradcheck --data '\(folder)' --rows 4",
+                ] {
+                    let run = try runProgram(
+                        "/bin/sh",
+                        ["-c", "ulimit -s \(kibibytes); exec '\(backpropExecutable().path)' \(command)"])
+                    #expect(
+                        run.status == 0 && !run.crashed,
+                        "ulimit -s \(kibibytes), \(command): status \(run.status)\n\(run.standardError.prefix(2000))")
+                }
+            }
+        }
+    }
+
+    @Test(
         "under any memory limit, train ends: it finishes, or says in one line that memory ran out",
         .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
         .enabled(if: fashionMNISTInstalled, "needs Fashion-MNIST"))

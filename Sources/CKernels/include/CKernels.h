@@ -171,6 +171,14 @@ void bp_release_memory_reserve(void);
 /// where an allocation fails.
 void bp_out_of_memory(long bytes, const char *purpose) __attribute__((noreturn));
 
+/// Whether the soft stack limit (RLIMIT_STACK, `ulimit -s`) is below `bytes` (Stack.c).
+int bp_stack_limit_below(long bytes);
+
+/// Runs `body(context)` on a new thread with a stack of `bytes`, which RLIMIT_STACK does not
+/// bound, and waits for it; threads created afterwards get stacks of `bytes` by default (glibc).
+/// Returns 0, without running `body`, when the thread cannot be created, else 1.
+int bp_run_on_stack(long bytes, void (*body)(void *), void *context);
+
 /// The kinds of buffer a thread keeps from call to call: the product's packing buffer (Gemm.c)
 /// and the convolutions' scratch (``bp_thread_scratch``).
 enum { BP_THREAD_BUFFER_PACKING = 0, BP_THREAD_BUFFER_SCRATCH = 1, BP_THREAD_BUFFER_KINDS = 2 };
