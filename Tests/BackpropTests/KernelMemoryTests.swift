@@ -10,16 +10,21 @@ import Testing
 // under `ulimit -v`, where a product's buffer once aborted); here, that the failure reaches the
 // handler a program installs, from any thread.
 
+/// What a program's handler does, for the exit tests: the request on stderr, then exit status 3.
+private func installHandlerThatExits3() {
+    Tensor.allocationFailed = { request in
+        let line = "allocation failed: \(request)\n"
+        line.utf8CString.withUnsafeBufferPointer { _ = write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        _exit(3)
+    }
+}
+
 @Suite("Out of memory in the C kernels")
 struct KernelMemoryTests {
     @Test("a kernel's failed allocation ends through the program's allocationFailed, naming size and purpose")
     func kernelFailureReachesTheHandler() async {
         let result = await #expect(processExitsWith: .exitCode(3), observing: [\.standardErrorContent]) {
-            Tensor.allocationFailed = { request in
-                let line = "allocation failed: \(request)\n"
-                line.utf8CString.withUnsafeBufferPointer { _ = write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-                exit(3)
-            }
+            installHandlerThatExits3()
             // On a thread of its own, as on one of the pool's helpers.
             let thread = Thread { bp_out_of_memory(3 << 20, "the packing buffer of a matrix product") }
             thread.start()
@@ -40,11 +45,7 @@ struct KernelMemoryTests {
             // space is capped at what the process has, and a thread takes every block its heap
             // still gives, before it reports; the report must still reach the handler whole.
             let result = await #expect(processExitsWith: .exitCode(3), observing: [\.standardErrorContent]) {
-                Tensor.allocationFailed = { request in
-                    let line = "allocation failed: \(request)\n"
-                    line.utf8CString.withUnsafeBufferPointer { _ = write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-                    _exit(3)
-                }
+                installHandlerThatExits3()
                 let ready = DispatchSemaphore(value: 0)
                 let go = DispatchSemaphore(value: 0)
                 let thread = Thread {
