@@ -440,9 +440,6 @@ struct TrainCommand: ParsableCommand {
         return try Checkpoint.normalization(path: initialWeights)
     }
 
-    /// The options as a configuration, or an error naming the option, the expected and the found
-    /// value: the library's one check of training settings (`TrainingConfiguration.validate`,
-    /// which `--resume` applies to a checkpoint's too).
     /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
     /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
     /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
@@ -460,6 +457,9 @@ struct TrainCommand: ParsableCommand {
         )
     }
 
+    /// The options as a configuration, or an error naming the option, the expected and the found
+    /// value: the library's one check of training settings (`TrainingConfiguration.validate`,
+    /// which `--resume` applies to a checkpoint's too).
     private func parsedConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
         if let hidden {
