@@ -128,7 +128,9 @@ public struct DistributedError: Error, CustomStringConvertible {
         private func check(_ status: Int32, _ call: String) {
             precondition(!finished, "MPIReplicaGroup: \(call) after finish()")
             if status != MPI_SUCCESS {
-                FileHandle.standardError.write(Data("rank \(rank): \(call) failed with error \(status)\n".utf8))
+                // `write(2)`, not `FileHandle.write`, which traps when standard error cannot be written.
+                let line = "rank \(rank): \(call) failed with error \(status)\n"
+                _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
                 bp_mpi_abort(1)
             }
         }

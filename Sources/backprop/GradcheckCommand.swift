@@ -119,9 +119,10 @@ struct GradcheckCommand: ParsableCommand {
         if let layers { return try runDescribed(try ModelDescription(parsing: layers), from: "--layers") }
         // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
         if hidden == nil, let initFile, try Checkpoint.isBackpropCheckpoint(path: initFile) {
+            let saved = try Checkpoint.load(from: initFile)
             return try runDescribed(
-                try Checkpoint.modelDescription(of: Checkpoint.load(path: initFile)), from: "--init \(initFile)",
-                storedInputShape: try Checkpoint.inputShape(path: initFile))
+                try Checkpoint.modelDescription(of: saved.model), from: "--init \(initFile)",
+                storedInputShape: saved.inputShape)
         }
         let (x, y, source, _) = try loadData()
         let m = x.shape[1]

@@ -451,10 +451,8 @@ struct TrainCommand: ParsableCommand {
             return (imported.description, imported.inputShape)
         }
         guard try Checkpoint.isBackpropCheckpoint(path: initialWeights) else { return nil }
-        return (
-            try Checkpoint.modelDescription(of: Checkpoint.load(path: initialWeights)),
-            try Checkpoint.inputShape(path: initialWeights)
-        )
+        let saved = try Checkpoint.load(from: initialWeights)
+        return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape)
     }
 
     /// The options as a configuration, or an error naming the option, the expected and the found

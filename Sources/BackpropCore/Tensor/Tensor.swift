@@ -143,8 +143,7 @@ public final class Tensor {
             precondition(size >= 0, "Tensor: negative dimension in shape \(shape)")
             let (product, overflow) = count.multipliedReportingOverflow(by: size)
             if overflow || product.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow {
-                bp_release_memory_reserve()
-                Tensor.allocationFailed("a tensor of shape \(shape), more elements than memory can address")
+                Tensor.outOfMemory("a tensor of shape \(shape), more elements than memory can address")
             }
             count = product
         }
@@ -360,12 +359,17 @@ extension Tensor {
         preconditionFailure("Tensor: could not allocate \(request)")
     }
 
-    /// Ends the process through ``allocationFailed``: `bytes` for `purpose` ("a tensor", "the
-    /// work buffers of OpenBLAS") could not be had. First gives back the emergency reserve
-    /// (`bp_release_memory_reserve`), so that the message can be built.
-    package static func outOfMemory(bytes: Int, for purpose: @autoclosure () -> String) -> Never {
+    /// Ends the process through ``allocationFailed`` with `request`, after giving back the
+    /// emergency reserve (`bp_release_memory_reserve`), so that the message can be built.
+    package static func outOfMemory(_ request: @autoclosure () -> String) -> Never {
         bp_release_memory_reserve()
-        allocationFailed(
+        allocationFailed(request())
+    }
+
+    /// ``outOfMemory(_:)`` for `bytes` for `purpose` ("a tensor", "the work buffers of OpenBLAS")
+    /// that the system refused.
+    package static func outOfMemory(bytes: Int, for purpose: @autoclosure () -> String) -> Never {
+        outOfMemory(
             "\(Storage.describe(bytes: bytes)) for \(purpose()) (the system refused it: a memory limit such as "
                 + "ulimit -v, or the machine's memory)")
     }
