@@ -6,10 +6,11 @@
 //
 // For each shape: the best time of each version over the rounds, its GFLOP/s, and the number of
 // elements of C whose bits differ between the two (0 unless a change meant to alter the sums).
-// The shapes are the seed's, the minibatch's (64 rows) and `train`'s (128 rows); the last ones are
-// timed with B written by a thread on the second processor before each call ("B from core 2"),
-// as in training, where the other core's optimizer step has just updated the weights. (Evicting
-// B with clflush instead models memory, not the other core's cache.)
+// The shapes are the seed's (its `w1.g` through `bp_gemm_tn_*`, in the pieces `•` uses), the
+// minibatch's (64 rows) and `train`'s (128 rows); the last ones are timed with B written by a
+// thread on the second processor before each call ("B from core 2"), as in training, where the
+// other core's optimizer step has just updated the weights. (Evicting B with clflush instead
+// models memory, not the other core's cache.)
 #define _GNU_SOURCE  // pthread_setaffinity_np
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,14 @@
 
 void old_bp_gemm_avx512(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
 void old_bp_gemm_avx2(const BPGemm *g, long rowBegin, long rowEnd, long columnBegin, long columnEnd);
+void old_bp_gemm_tn_avx512(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt);
+void old_bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt);
 
 typedef void (*Kernel)(const BPGemm *, long, long, long, long);
+typedef void (*TransposedKernel)(long m, long n, long k, const float *a, long lda, const float *b, long rowStrideB,
+    long columnStrideB, float *t, long ldt);
 
 static double now(void) {
     struct timespec t;
@@ -133,6 +140,47 @@ static int compare(const char *name, long m, long n, long k, int layout, int str
     return 0;
 }
 
+/// The seed's `w1.g = xᵀ • out.g`, `(784, 50000) • (50000, 50)`, as `•` computes it
+/// (`MatMul+Skinny.swift`, `transposedDepthGemm`): `bp_gemm_tn_*` on pieces of 2,048 rows of x, each
+/// into its own copy of `Cᵀ`, the whole of x read from memory once per call. Compares every
+/// piece's `Cᵀ`. Returns 0, or 1 when memory runs out.
+static int compareTransposed(TransposedKernel oldKernel, TransposedKernel newKernel, int rounds) {
+    const long m = 784, n = 50, k = 50000, piece = 2048, pieces = (k + piece - 1) / piece;
+    const long ldt = bp_gemm_tn_columns(m), pieceSize = bp_gemm_tn_rows(n) * ldt;
+    float *x = aligned_alloc(64, (size_t)(k * m) * sizeof(float));
+    float *g = aligned_alloc(64, (size_t)(k * n) * sizeof(float));
+    float *t[2] = {aligned_alloc(64, (size_t)(pieces * pieceSize) * sizeof(float)),
+        aligned_alloc(64, (size_t)(pieces * pieceSize) * sizeof(float))};
+    if (!x || !g || !t[0] || !t[1]) {
+        fprintf(stderr, "gemm_versions: could not allocate the operands of the seed's w1.g\n");
+        free(x), free(g), free(t[0]), free(t[1]);
+        return 1;
+    }
+    for (long i = 0; i < k * m; i++) x[i] = (float)(i % 7) * 0.1f - 0.3f;
+    for (long i = 0; i < k * n; i++) g[i] = (float)(i % 5) * 0.1f - 0.2f;
+    const TransposedKernel kernels[2] = {oldKernel, newKernel};
+    double best[2] = {1e30, 1e30};
+    for (int round = 0; round < rounds; round++) {
+        for (int version = 0; version < 2; version++) {
+            const double start = now();
+            for (long p = 0; p < pieces; p++) {
+                const long begin = p * piece, depth = k - begin < piece ? k - begin : piece;
+                kernels[version](m, n, depth, x + begin * m, m, g + begin * n, n, 1, t[version] + p * pieceSize, ldt);
+            }
+            const double seconds = now() - start;
+            if (seconds < best[version]) best[version] = seconds;
+        }
+    }
+    long differing = 0;
+    for (long i = 0; i < pieces * pieceSize; i++) differing += t[0][i] != t[1][i];
+    const double flops = 2.0 * (double)m * (double)n * (double)k;
+    printf("%-36s old %10.1f us %6.1f GFLOP/s   new %10.1f us %6.1f GFLOP/s   new/old %.3f   differing %ld\n",
+        "seed x.t() • out.g (784x50000x50)", best[0] * 1e6, flops / best[0] * 1e-9, best[1] * 1e6,
+        flops / best[1] * 1e-9, best[1] / best[0], differing);
+    free(x), free(g), free(t[0]), free(t[1]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const int rounds = argc > 1 ? atoi(argv[1]) : 5;
     int failed = 0;
@@ -162,6 +210,8 @@ int main(int argc, char **argv) {
         failed |= compare("seed x • w1 (50000x784x50)", 50000, 50, 784, 0, 0, 2, oldKernel, newKernel, rounds);
         failed |= compare("seed out.g • w1.t() (50000x50x784)", 50000, 784, 50, TRANSPOSED_B, 1, 2, oldKernel,
             newKernel, rounds);
+        failed |= compareTransposed(set == 0 ? old_bp_gemm_tn_avx512 : old_bp_gemm_tn_avx2,
+            set == 0 ? bp_gemm_tn_avx512 : bp_gemm_tn_avx2, rounds);
         failed |= compare("A in L3 (3000x784x48)", 3000, 48, 784, 0, 0, 20, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x50)", 64, 50, 784, 0, 0, 2000, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x256)", 64, 256, 784, 0, 0, 500, oldKernel, newKernel, rounds);
