@@ -49,7 +49,8 @@ GOALS = [
 ]
 
 # And against the machine: (workload in `bench --json`'s "floors", largest time / floor allowed),
-# judged on the best of the rounds' `bench` runs, as the issue asks.
+# judged on the best time of the rounds' `bench` runs, as the issue asks, against the lowest floor
+# any round measured.
 FLOOR_GOALS = [("seed_step", 1.2), ("minibatch_epoch", 2.0), ("mlp_epoch", 1.5)]
 
 
@@ -204,10 +205,16 @@ def main():
         if not floors:
             print(f"  {workload} within {limit}× its floor: not measured (no floors in bench --json)")
             continue
-        best = min(floors, key=lambda f: f["ratio"])
-        print(f"  {workload} within {limit}× its floor: best of {len(floors)} {best['ratio']:.2f}× "
-              f"({best['time_ms']:.1f} ms against {best['floor_ms']:.1f} ms, {best['bound']}): "
-              f"{'met' if best['ratio'] <= limit else 'NOT met'}")
+        # The best time of the rounds against the lowest floor of the rounds: the limits measured
+        # in the machine's fastest moment. A round's own ratio can fall below 1 when the host slowed
+        # its FMA loop (so its floor is too high) and not the workload after it.
+        time_ms = min(f["time_ms"] for f in floors)
+        lowest = min(floors, key=lambda f: f["floor_ms"])
+        ratio = time_ms / lowest["floor_ms"]
+        own = min(f["ratio"] for f in floors)
+        print(f"  {workload} within {limit}× its floor: {ratio:.2f}× (best of {len(floors)}: "
+              f"{time_ms:.1f} ms against the lowest floor, {lowest['floor_ms']:.1f} ms, {lowest['bound']}; "
+              f"best single run's own ratio {own:.2f}×): {'met' if ratio <= limit else 'NOT met'}")
     ours_memory, numpy_memory = memory["backprop seed"], memory["numpy seed step"]
     memory_met = ours_memory is not None and numpy_memory is not None and ours_memory <= numpy_memory
     print(f"  peak memory of backprop seed ≤ numpy's: {'met' if memory_met else 'NOT met'}")

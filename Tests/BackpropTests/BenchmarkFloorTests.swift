@@ -171,6 +171,38 @@ struct BenchmarkFloorTests {
         ],
         readGBps: 10, triadGBps: 8, bufferBytes: 1 << 28, lastLevelCacheBytes: 1 << 25)
 
+    /// Measuring the FMA loop again keeps, for each kernel, the faster of the two rates, so that
+    /// a floor set in a moment when the host slowed the loop comes down; the bandwidth is kept,
+    /// and the runs add up. A workload timed at 0.15 s against the slowed loop's floor of 0.2 s
+    /// (a ratio under 1) is then 1.5× its floor.
+    @Test func measuringTheLoopAgainKeepsTheFasterRate() throws {
+        let slowed = MachinePeak(
+            threads: 2,
+            fma: [
+                .init(kernel: .avx512, gflops: 50, multiplyAdds: 25, trips: 1, seconds: 1),
+                .init(kernel: .avx2, gflops: 40, multiplyAdds: 20, trips: 1, seconds: 1),
+            ],
+            fmaRuns: 3, readGBps: 10, triadGBps: 8, bufferBytes: 1 << 28, lastLevelCacheBytes: 1 << 25)
+        let cost = WorkloadCost(flops: 1e10, bytes: 1e8)
+        let before = WorkloadFloor(cost: cost, peak: slowed, measuredSeconds: 0.15)
+        #expect(abs(before.ratio - 0.75) < 1e-12)
+        let again = [
+            MachinePeak.FMARate(kernel: .avx512, gflops: 100, multiplyAdds: 50, trips: 2, seconds: 1),
+            MachinePeak.FMARate(kernel: .avx2, gflops: 30, multiplyAdds: 15, trips: 2, seconds: 1),
+        ]
+        let merged = slowed.keepingFasterFMA(again, runs: 3)
+        #expect(merged.fma.map(\.kernel) == [.avx512, .avx2])
+        #expect(merged.fma.map(\.gflops) == [100, 40])
+        #expect(merged.fma[0].trips == 2 && merged.fma[1].trips == 1)
+        #expect(merged.fmaGflops == 100 && merged.best.kernel == .avx512)
+        #expect(merged.fmaRuns == 6 && merged.readGBps == 10 && merged.triadGBps == 8 && merged.threads == 2)
+        let after = WorkloadFloor(cost: cost, peak: merged, measuredSeconds: 0.15)
+        #expect(abs(after.ratio - 1.5) < 1e-12)
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(merged)) as? [String: Any]
+        #expect(json?["fma_runs"] as? Int == 6)
+        #expect(json?["fma_gflops"] as? Double == 100)
+    }
+
     /// `floor = max(FLOPs / rate, bytes / bandwidth)` with the fastest kernel and stream, and
     /// `ratio = time / floor`, the binding side named.
     @Test func floorIsTheLargerBoundAndRatioTheTimeOverIt() {
@@ -257,6 +289,8 @@ struct BenchmarkFloorTests {
             #expect(value.isFinite && value > 0, "\(key): \(value)")
         }
         #expect((peak["threads"] as? Int ?? 0) >= 1)
+        // --runs 1: one run of each FMA loop before the workloads and one after.
+        #expect(peak["fma_runs"] as? Int == 2)
         let floors = try #require(object["floors"] as? [String: [String: Any]])
         #expect(Set(floors.keys) == ["seed_step", "minibatch_epoch"])
         for (name, floor) in floors {

@@ -101,6 +101,9 @@ struct MachinePeak: Sendable, Encodable {
     let threads: Int
     /// Each available kernel's rate, widest first.
     let fma: [FMARate]
+    /// The runs of each kernel that ``fma`` is the best of (more after
+    /// ``keepingFasterFMA(_:runs:)``).
+    let fmaRuns: Int
     /// Streaming read, GB/s (10⁹ bytes per second).
     let readGBps: Double
     /// STREAM's triad, GB/s (12 bytes per element).
@@ -119,13 +122,16 @@ struct MachinePeak: Sendable, Encodable {
     /// The faster of the read and the triad, GB/s, which sets the memory floor.
     var bandwidthGBps: Double { Swift.max(readGBps, triadGBps) }
 
-    /// Creates a record of measured limits.
+    /// Creates a record of measured limits, `fma` the best of `fmaRuns` runs of each kernel.
     /// - Precondition: `fma` is not empty.
-    init(threads: Int, fma: [FMARate], readGBps: Double, triadGBps: Double, bufferBytes: Int, lastLevelCacheBytes: Int)
-    {
+    init(
+        threads: Int, fma: [FMARate], fmaRuns: Int = 1, readGBps: Double, triadGBps: Double, bufferBytes: Int,
+        lastLevelCacheBytes: Int
+    ) {
         precondition(!fma.isEmpty, "MachinePeak: no FMA rate")
         self.threads = threads
         self.fma = fma
+        self.fmaRuns = fmaRuns
         self.readGBps = readGBps
         self.triadGBps = triadGBps
         self.bufferBytes = bufferBytes
@@ -138,12 +144,34 @@ struct MachinePeak: Sendable, Encodable {
     /// - Precondition: `seconds > 0`, `runs ≥ 1`.
     static func measure(seconds: Double = 0.2, runs: Int = 3, bufferBytes: Int? = nil) -> MachinePeak {
         precondition(seconds > 0 && runs >= 1, "MachinePeak.measure: seconds \(seconds), runs \(runs)")
-        let rates = Kernel.available.map { measureFMA($0, seconds: seconds, runs: runs) }
+        let rates = measureFMARates(seconds: seconds, runs: runs)
         let bytes = bufferBytes ?? defaultBufferBytes
         let (read, triad) = measureBandwidth(bytes: bytes, passes: 3 * runs)
         return MachinePeak(
-            threads: Threads.count, fma: rates, readGBps: read, triadGBps: triad, bufferBytes: bytes,
+            threads: Threads.count, fma: rates, fmaRuns: runs, readGBps: read, triadGBps: triad, bufferBytes: bytes,
             lastLevelCacheBytes: lastLevelCacheBytes)
+    }
+
+    /// Each available kernel's best of `runs` runs of `seconds` (``measureFMA(_:seconds:runs:)``),
+    /// widest first.
+    /// - Precondition: `seconds > 0`, `runs ≥ 1`.
+    static func measureFMARates(seconds: Double = 0.2, runs: Int = 3) -> [FMARate] {
+        Kernel.available.map { measureFMA($0, seconds: seconds, runs: runs) }
+    }
+
+    /// These limits with each kernel's rate the faster of ``fma`` and `rates` (the best of
+    /// `runs` more runs, measured at another moment); the bandwidth unchanged.
+    ///
+    /// On a shared machine the host can slow the FMA loop for the second it runs; the floor then
+    /// comes out too high, and a workload timed after it, in a faster moment, below it (a ratio
+    /// under 1). `backprop bench` measures the loop again after the workloads and keeps the faster.
+    func keepingFasterFMA(_ rates: [FMARate], runs: Int) -> MachinePeak {
+        let faster = fma.map { mine in
+            rates.first { $0.kernel == mine.kernel && $0.gflops > mine.gflops } ?? mine
+        }
+        return MachinePeak(
+            threads: threads, fma: faster, fmaRuns: fmaRuns + runs, readGBps: readGBps, triadGBps: triadGBps,
+            bufferBytes: bufferBytes, lastLevelCacheBytes: lastLevelCacheBytes)
     }
 
     /// Trips of the FMA loop between two looks at the clock: tens of microseconds.
@@ -270,6 +298,7 @@ struct MachinePeak: Sendable, Encodable {
         case fmaGflops = "fma_gflops"
         case fmaKernel = "fma_kernel"
         case fmaByKernel = "fma_by_kernel"
+        case fmaRuns = "fma_runs"
         case readGBps = "read_gbps"
         case triadGBps = "triad_gbps"
         case bandwidthGBps = "bandwidth_gbps"
@@ -279,6 +308,7 @@ struct MachinePeak: Sendable, Encodable {
 
     /// Writes `threads`, `fma_gflops` and `fma_kernel` (the fastest kernel, which the floors use),
     /// `fma_by_kernel` (kernel → `gflops`, `multiply_adds`, `trips`, `seconds` of its best run),
+    /// `fma_runs` (the runs of each kernel that the best is taken from),
     /// `read_gbps`, `triad_gbps`, `bandwidth_gbps` (the faster, which the floors use),
     /// `buffer_bytes` and `last_level_cache_bytes`.
     func encode(to encoder: any Encoder) throws {
@@ -288,6 +318,7 @@ struct MachinePeak: Sendable, Encodable {
         try container.encode(best.kernel.rawValue, forKey: .fmaKernel)
         let byKernel = Dictionary(uniqueKeysWithValues: fma.map { ($0.kernel.rawValue, $0) })
         try container.encode(byKernel, forKey: .fmaByKernel)
+        try container.encode(fmaRuns, forKey: .fmaRuns)
         try container.encode(readGBps, forKey: .readGBps)
         try container.encode(triadGBps, forKey: .triadGBps)
         try container.encode(bandwidthGBps, forKey: .bandwidthGBps)
