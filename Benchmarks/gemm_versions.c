@@ -99,6 +99,13 @@ static double timed(Kernel kernel, const BPGemm *g, int repeats) {
     return best;
 }
 
+/// One line of the comparison: each version's best time (`best[0]` old, `best[1]` new, in seconds)
+/// and GFLOP/s for `flops`, their ratio, and the elements whose bits differ.
+static void report(const char *name, double flops, const double best[2], long differing) {
+    printf("%-36s old %10.1f us %6.1f GFLOP/s   new %10.1f us %6.1f GFLOP/s   new/old %.3f   differing %ld\n", name,
+        best[0] * 1e6, flops / best[0] * 1e-9, best[1] * 1e6, flops / best[1] * 1e-9, best[1] / best[0], differing);
+}
+
 /// How `compare`'s operands lie: both row-major; B = Wᵀ for a row-major W (n, k) (the seed's
 /// `out.g • w1.t()`); or A = Xᵀ for a row-major X (k, m) (a weight's gradient, `inp.t() • out.g`).
 enum { PLAIN = 0, TRANSPOSED_B = 1, TRANSPOSED_A = 2 };
@@ -133,9 +140,7 @@ static int compare(const char *name, long m, long n, long k, int layout, int str
     newKernel(&g, 0, m, 0, n);
     long differing = 0;
     for (long i = 0; i < m * n; i++) differing += reference[i] != c[i];
-    const double flops = 2.0 * (double)m * (double)n * (double)k;
-    printf("%-36s old %10.1f us %6.1f GFLOP/s   new %10.1f us %6.1f GFLOP/s   new/old %.3f   differing %ld\n", name,
-        best[0] * 1e6, flops / best[0] * 1e-9, best[1] * 1e6, flops / best[1] * 1e-9, best[1] / best[0], differing);
+    report(name, 2.0 * (double)m * (double)n * (double)k, best, differing);
     free(a), free(b), free(c), free(reference);
     return 0;
 }
@@ -173,10 +178,7 @@ static int compareTransposed(TransposedKernel oldKernel, TransposedKernel newKer
     }
     long differing = 0;
     for (long i = 0; i < pieces * pieceSize; i++) differing += t[0][i] != t[1][i];
-    const double flops = 2.0 * (double)m * (double)n * (double)k;
-    printf("%-36s old %10.1f us %6.1f GFLOP/s   new %10.1f us %6.1f GFLOP/s   new/old %.3f   differing %ld\n",
-        "seed x.t() • out.g (784x50000x50)", best[0] * 1e6, flops / best[0] * 1e-9, best[1] * 1e6,
-        flops / best[1] * 1e-9, best[1] / best[0], differing);
+    report("seed x.t() • out.g (784x50000x50)", 2.0 * (double)m * (double)n * (double)k, best, differing);
     free(x), free(g), free(t[0]), free(t[1]);
     return 0;
 }

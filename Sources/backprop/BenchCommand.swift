@@ -269,7 +269,7 @@ struct BenchCommand: ParsableCommand {
         let kernels = peak.fma.map { "\($0.kernel.rawValue) \(format($0.gflops))" }.joined(separator: ", ")
         print(
             "limits (\(peak.threads) threads; FMA best of \(peak.fmaRuns) runs, before and after the workloads; "
-                + "memory best of \(3 * peakRuns) passes): FMA \(format(peak.fmaGflops)) GFLOP/s (\(kernels)); "
+                + "memory best of \(MachinePeak.bandwidthPassesPerRun * peakRuns) passes): FMA \(format(peak.fmaGflops)) GFLOP/s (\(kernels)); "
                 + "memory \(format(peak.bandwidthGBps)) GB/s (read \(format(peak.readGBps)), triad "
                 + "\(format(peak.triadGBps)); \(peak.bufferBytes >> 20) MiB)")
         print("floor = max(FLOPs / FMA rate, bytes / bandwidth); ratio = time / floor")

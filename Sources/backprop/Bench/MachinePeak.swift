@@ -140,13 +140,14 @@ struct MachinePeak: Sendable, Encodable {
 
     /// Measures the limits on ``Threads/count`` threads: each available FMA kernel for
     /// `seconds` per run, the best of `runs`; then the read and the triad on a buffer of
-    /// `bufferBytes` (``defaultBufferBytes`` when `nil`), the best of `3 × runs` passes each.
+    /// `bufferBytes` (``defaultBufferBytes`` when `nil`), the best of
+    /// ``bandwidthPassesPerRun`` `× runs` passes each.
     /// - Precondition: `seconds > 0`, `runs ≥ 1`.
     static func measure(seconds: Double = 0.2, runs: Int = 3, bufferBytes: Int? = nil) -> MachinePeak {
         precondition(seconds > 0 && runs >= 1, "MachinePeak.measure: seconds \(seconds), runs \(runs)")
         let rates = measureFMARates(seconds: seconds, runs: runs)
         let bytes = bufferBytes ?? defaultBufferBytes
-        let (read, triad) = measureBandwidth(bytes: bytes, passes: 3 * runs)
+        let (read, triad) = measureBandwidth(bytes: bytes, passes: bandwidthPassesPerRun * runs)
         return MachinePeak(
             threads: Threads.count, fma: rates, fmaRuns: runs, readGBps: read, triadGBps: triad, bufferBytes: bytes,
             lastLevelCacheBytes: lastLevelCacheBytes)
@@ -173,6 +174,10 @@ struct MachinePeak: Sendable, Encodable {
             threads: threads, fma: faster, fmaRuns: fmaRuns + runs, readGBps: readGBps, triadGBps: triadGBps,
             bufferBytes: bufferBytes, lastLevelCacheBytes: lastLevelCacheBytes)
     }
+
+    /// Passes of the read and of the triad per run of ``measure(seconds:runs:bufferBytes:)``, the
+    /// best of which is kept (`backprop bench` prints the count).
+    static let bandwidthPassesPerRun = 3
 
     /// Trips of the FMA loop between two looks at the clock: tens of microseconds.
     static let tripsPerCall = 16_384
