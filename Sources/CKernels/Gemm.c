@@ -540,9 +540,9 @@ int bp_gemm_avx512_available(void) {
     return askedOnce(&known, detectAVX512);
 }
 
-/// Whether the kernels that choose for themselves (Adam's update, the direct convolution) may
-/// take their AVX-512 paths; tests turn it off to compare them with the AVX2 paths. Both give the
-/// same bits, so a test running meanwhile sees no difference.
+/// Whether the kernels that choose for themselves (Adam's update, the direct convolution, the
+/// softmax's exponentials) may take their AVX-512 paths; tests turn it off to compare them with the
+/// AVX2 paths. Both give the same bits, so a test running meanwhile sees no difference.
 static atomic_int avx512Allowed = 1;
 
 void bp_kernels_allow_avx512(int allowed) { atomic_store_explicit(&avx512Allowed, allowed != 0, memory_order_relaxed); }

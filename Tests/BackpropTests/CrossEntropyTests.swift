@@ -191,4 +191,79 @@ struct CrossEntropyTests {
         // The seed's regression output: rounded to the nearest class.
         #expect(accuracy(Tensor([[0.6], [2.4], [7.5]]), Tensor([1, 2, 7])) == Float(2) / 3)
     }
+
+    /// The distance between two doubles in units in the last place (both finite and of one sign).
+    static func ulps(_ a: Double, _ b: Double) -> UInt64 {
+        let (x, y) = (a.bitPattern, b.bitPattern)
+        return x > y ? x - y : y - x
+    }
+
+    /// The fused loss's exponentials (`Tensor.softmaxRows`, vectors in `Softmax.c`) against the C
+    /// library's `exp`: within one unit in the last place from 0 down past the underflow to 0, and
+    /// the library's values at the ends.
+    @Test func softmaxExponentialsAreWithinAnUlpOfTheLibrary() {
+        var generator = RandomGenerator(seed: 2026)
+        var exponents: [Double] = [
+            0, -0.0, -Double.leastNonzeroMagnitude, -1e-300, -1e-17, -0.5 * M_LN2, -M_LN2, -1, -87.3, -103.9, -708.39,
+            -708.4, -709, -744, -745.13, -745.14, -745.9,
+        ]
+        for scale in [1e-6, 1, 30, 760] {
+            for _ in 0..<50_000 { exponents.append(-generator.nextUniform() * scale) }
+        }
+        var worst: (ulps: UInt64, t: Double) = (0, 0)
+        var differing = 0
+        for t in exponents {
+            let (ours, library) = (Tensor.softmaxExponential(t), Foundation.exp(t))
+            let distance = Self.ulps(ours, library)
+            if distance > worst.ulps { worst = (distance, t) }
+            if distance != 0 { differing += 1 }
+        }
+        #expect(worst.ulps <= 1, "exp(\(worst.t)) is \(worst.ulps) ulps from the C library's")
+        // Most agree to the last bit (about 4% differ by one ulp), so the check is not vacuous.
+        #expect(differing < exponents.count / 10)
+        #expect(Tensor.softmaxExponential(-.infinity) == 0)
+        #expect(Tensor.softmaxExponential(-746) == 0)
+        #expect(Tensor.softmaxExponential(-1e308) == 0)
+        #expect(Tensor.softmaxExponential(.nan).isNaN)
+    }
+
+    /// `Tensor.softmaxRows` on rows of every length from 1 to 19 (the vector paths' tails): each
+    /// row's maximum as Swift's `max` finds it (NaN passed over), each exponential the scalar path's
+    /// bits in every instruction set, each sum the exponentials added in order; rows whose maximum
+    /// is not finite all NaN.
+    @Test func softmaxRowsAreTheScalarPathInEveryInstructionSet() {
+        var generator = RandomGenerator(seed: 7)
+        for classes in 1...19 {
+            let rows = 6
+            var x = (0..<(rows * classes)).map { _ in Float(generator.nextNormal() * 20) }
+            x[0] = .nan  // row 0: a NaN among finite values (for classes > 1)
+            if classes > 1 { x[classes + 1] = .infinity }  // row 1: an infinite maximum
+            for j in 0..<classes { x[2 * classes + j] = -.infinity }  // row 2: all -inf
+            for avx512 in [true, false] {
+                var (maxima, sums) = ([Float](repeating: 0, count: rows), [Double](repeating: 0, count: rows))
+                var e = [Double](repeating: 0, count: rows * classes)
+                KernelInstructions.withAVX512(allowed: avx512) {
+                    Tensor.softmaxRows(x, rows: rows, classes: classes, maxima: &maxima, sums: &sums, exponentials: &e)
+                }
+                for row in 0..<rows {
+                    let values = x[(row * classes)..<((row + 1) * classes)]
+                    let m = values.reduce(-Float.infinity) { Swift.max($0, $1) }
+                    #expect(maxima[row].bitPattern == m.bitPattern, "row \(row) of \(classes): maximum")
+                    var total = 0.0
+                    for j in 0..<classes {
+                        let t = Double(values[row * classes + j]) - Double(m)
+                        let expected = m.isFinite ? Tensor.softmaxExponential(t) : .nan
+                        let got = e[row * classes + j]
+                        #expect(
+                            got.bitPattern == expected.bitPattern || (got.isNaN && expected.isNaN),
+                            "row \(row) of \(classes), column \(j), AVX-512 allowed \(avx512)")
+                        total += expected
+                    }
+                    #expect(
+                        sums[row].bitPattern == total.bitPattern || (sums[row].isNaN && total.isNaN),
+                        "row \(row) of \(classes): sum")
+                }
+            }
+        }
+    }
 }

@@ -132,7 +132,7 @@ public final class CrossEntropy: Loss {
 // MARK: - Fused kernels (checked against the composed functions above in CrossEntropyTests)
 
 /// The row-wise parts of a softmax over logits `(n, c)`, computed in Double by
-/// `Tensor.maximumAndExponentialSum`: `e[i, j] = exp(x[i, j] - m_i)` with `m_i` the row maximum,
+/// `Tensor.softmaxRows`: `e[i, j] = exp(x[i, j] - m_i)` with `m_i` the row maximum,
 /// and `s_i = Σ_j e[i, j]`; with copies of the logits and targets they came from, so that the
 /// backward pass can check that its inputs are unchanged and reuse them rather than computing
 /// every exponential a second time. The buffers are kept from call to call (no allocation per step).
@@ -195,13 +195,14 @@ struct SoftmaxRows {
                     sum.withUnsafeMutableBufferPointer { sum in
                         let (x, e, m, sum) = (x.baseAddress!, e.baseAddress!, m.baseAddress!, sum.baseAddress!)
                         // Rows on every core when there are many exponentials (a minibatch's 640
-                        // take a few microseconds); each row's values do not depend on the split.
-                        Parallel.forEachRange(rows, minimumPerPiece: Swift.max(1, 256 / Swift.max(classes, 1))) {
+                        // take about a microsecond, less than handing half to another core);
+                        // each row's values do not depend on the split.
+                        Parallel.forEachRange(rows, minimumPerPiece: Swift.max(1, 16384 / Swift.max(classes, 1))) {
                             range in
-                            for row in range {
-                                (m[row], sum[row]) = Tensor.maximumAndExponentialSum(
-                                    x + row * classes, count: classes, exponentials: e + row * classes)
-                            }
+                            let first = range.lowerBound
+                            Tensor.softmaxRows(
+                                x + first * classes, rows: range.count, classes: classes, maxima: m + first,
+                                sums: sum + first, exponentials: e + first * classes)
                         }
                     }
                 }

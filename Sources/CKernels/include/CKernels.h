@@ -60,7 +60,7 @@ void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const flo
 int bp_gemm_avx512_available(void);
 
 /// Whether the kernels that choose their instructions themselves (`bp_adam_update`, the direct
-/// convolution's forward pass) take their AVX-512 paths: 1 when `bp_gemm_avx512_available()` and
+/// convolution's forward pass, `bp_softmax_rows`) take their AVX-512 paths: 1 when `bp_gemm_avx512_available()` and
 /// not turned off by `bp_kernels_allow_avx512(0)`. Their AVX-512 and AVX2 paths give the same bits.
 int bp_kernels_use_avx512(void);
 
@@ -230,6 +230,16 @@ void bp_bn_input_gradient(const float *g, const float *x, float *out, long count
     float meanG, float meanGXhat, float scale);
 
 /// One step of Adam (Optimizers.c): its constants, the same for every element of every parameter.
+/// The parts of a softmax over `rows` rows of `classes` logits (Softmax.c), in Double: each row's
+/// maximum `maxima[i] = m_i` (NaNs passed over), `exponentials[i, j] = exp((double)x[i, j] - m_i)`,
+/// and `sums[i]`, their sum in index order. A row whose maximum is not finite gets NaN exponentials
+/// and sum. Each exponential is within one unit in the last place of the correctly rounded value,
+/// with the same bits on every CPU (AVX-512, AVX2 or neither).
+void bp_softmax_rows(const float *x, long rows, long classes, float *maxima, double *sums, double *exponentials);
+
+/// One exponential as `bp_softmax_rows` computes it, for `t ≤ 0` (or NaN): the scalar path.
+double bp_exp_nonpositive(double t);
+
 typedef struct BPAdamStep {
     float beta1, beta2, oneMinusBeta1, oneMinusBeta2;
     /// `1 − lr·wd` for a decayed matrix, 1 for a vector.
