@@ -22,17 +22,25 @@ enum InputPath {
 /// Checks on output paths made before any work starts, so that a long run does not end in an
 /// error about where to write its result.
 enum OutputPath {
-    /// Throws a `ValidationError` unless `path` could be written atomically now: its folder (the
-    /// folder of the file a symbolic link points to) exists and is writable, `path` is not a
-    /// folder or a device, and its name fits the file system's limit.
+    /// Throws a `ValidationError` unless `path` could be written atomically now: it is not empty,
+    /// its folder (the folder of the file a symbolic link points to) exists and is writable, `path`
+    /// is not a folder or a device, and its name fits the file system's limit.
     /// (`BackpropCommand.main` has registered the raw arguments, so that a name that is not UTF-8
     /// is checked, and later written, as the bytes given: see `FileSystemPath`.)
     static func check(_ path: String, option: String) throws {
+        // (An empty path would otherwise be taken for the current folder: "--html : cannot write:
+        // the path names a folder".)
+        try checkNotEmpty(path, option: option)
         do {
             try checkAtomicWrite(to: path)
         } catch let error as DataError {
             throw ValidationError("\(option) \(path): \(error.problem)")
         }
+    }
+
+    /// Throws a `ValidationError` naming `option` when `path` is empty.
+    static func checkNotEmpty(_ path: String, option: String) throws {
+        if path.isEmpty { throw ValidationError("\(option): expected a file path, found an empty one") }
     }
 }
 

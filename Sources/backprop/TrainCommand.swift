@@ -553,6 +553,7 @@ func parseSizes(_ text: String, option: String) throws -> [Int] {
 
 /// Checks, before any work, that `path` has the expected suffix and can be written.
 func checkOutput(_ path: String, option: String, suffix: String) throws {
+    try OutputPath.checkNotEmpty(path, option: option)
     guard path.hasSuffix(suffix) else {
         throw ValidationError("\(option) \(path): expected a file name ending in \(suffix)")
     }
