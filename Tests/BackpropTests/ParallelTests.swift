@@ -49,6 +49,35 @@ struct ParallelTests {
         }
     }
 
+    /// `forEachThreadRange` cuts a large loop into one range per thread, the ranges `split` gives
+    /// (so SGD's halves of a weight matrix are the rows of its gradient's halves), and leaves a
+    /// small one whole; every index runs once (on whatever number of threads other tests set).
+    @Test func threadRangesAreOnePerThread() {
+        let cases = [(39200, 16384, 8), (200_704, 16384, 8), (100, 10, 1), (30, 16, 8), (0, 4, 1)]
+        for (count, minimum, grain) in cases {
+            let tally = Tally(count)
+            Parallel.forEachThreadRange(count, minimumPerPiece: minimum, grain: grain) { range in
+                for index in range { tally.record(index) }
+            }
+            #expect(tally.values == Array(repeating: 1, count: count), "\(count) by \(minimum), grain \(grain)")
+        }
+        let ranges = { (count: Int, minimum: Int, grain: Int, threads: Int) in
+            Parallel.threadRanges(count, minimumPerPiece: minimum, grain: grain, threads: threads)
+        }
+        #expect(ranges(100, 10, 1, 3) == [0..<34, 34..<68, 68..<100])
+        #expect(ranges(100, 10, 8, 3) == [0..<40, 40..<80, 80..<100])
+        #expect(ranges(100, 10, 1, 1) == [0..<100])
+        #expect(ranges(30, 16, 8, 2) == [0..<30])  // below twice the minimum: one range
+        #expect(ranges(32, 16, 8, 2) == [0..<16, 16..<32])
+        #expect(ranges(0, 4, 1, 2).isEmpty)
+        // The minibatch's first layer on two threads: SGD's halves of w (784 × 50) are its rows
+        // 0..<392 and 392..<784, the rows of w.g's two pieces.
+        #expect(
+            Parallel.threadRanges(784 * 50, minimumPerPiece: 1 << 14, grain: 8, threads: 2) == [
+                0..<(392 * 50), (392 * 50)..<(784 * 50),
+            ])
+    }
+
     /// A loop inside an iteration runs on that iteration's thread; loops started from several
     /// threads at once share the pool or run serially. Each index still runs exactly once.
     @Test func nestedAndConcurrentLoops() async {

@@ -184,14 +184,40 @@ struct SkinnyKernelTests {
         let before = Parallel.workers
         defer { Parallel.setWorkers(before) }
         var results: [[UInt32]] = []
-        for threads in [1, 2, 3] {
+        for threads in [1, 2, 3, 4] {
             Parallel.setWorkers(threads)
             let c = a.matmul(b, kernel: .skinny)
             let worst = zip(c.values, reference.values).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= 1e-3 * Float(k).squareRoot(), "\(threads) threads: worst difference \(worst)")
             results.append(c.values.map(\.bitPattern))
         }
-        #expect(results[0] == results[1] && results[1] == results[2])
+        #expect(results.allSatisfy { $0 == results[0] })
+    }
+
+    /// A minibatch's first layer into few units is computed as two products along the depth
+    /// (`depthHalvesGemm`): against the reference loops, and the same bits in both instruction sets
+    /// (`expectAgreement`), with and without a bias, an odd depth, one row, one column, a C as wide
+    /// as it is tall, and C narrower than 32 columns but wider than tall.
+    @Test func depthHalves() {
+        let shapes = [(64, 784, 50), (128, 513, 10), (1, 600, 1), (100, 1000, 100), (3, 700, 20), (64, 2048, 31)]
+        for (m, k, n) in shapes {
+            #expect(Tensor.splitsDepthInHalves(m: m, n: n, k: k, transposedA: false, accumulate: false))
+            expectAgreement(m: m, k: k, n: n)
+            expectAgreement(m: m, k: k, n: n, bias: true)
+        }
+    }
+
+    /// Which products `skinnyGemm` splits in halves along the depth: not a wide C (the MLP's first
+    /// layer, cut by its columns), a transposed A (a weight gradient), an accumulation, more than
+    /// 128 rows, or a depth under 512.
+    @Test func depthHalvesOnlyForNarrowMinibatchProducts() {
+        #expect(Tensor.splitsDepthInHalves(m: 64, n: 50, k: 784, transposedA: false, accumulate: false))
+        #expect(!Tensor.splitsDepthInHalves(m: 64, n: 256, k: 784, transposedA: false, accumulate: false))
+        #expect(!Tensor.splitsDepthInHalves(m: 784, n: 50, k: 64, transposedA: true, accumulate: false))
+        #expect(!Tensor.splitsDepthInHalves(m: 64, n: 50, k: 784, transposedA: true, accumulate: false))
+        #expect(!Tensor.splitsDepthInHalves(m: 64, n: 50, k: 784, transposedA: false, accumulate: true))
+        #expect(!Tensor.splitsDepthInHalves(m: 129, n: 50, k: 784, transposedA: false, accumulate: false))
+        #expect(!Tensor.splitsDepthInHalves(m: 64, n: 50, k: 511, transposedA: false, accumulate: false))
     }
 
     /// However `skinnyGemm` cuts C over the threads (rows anywhere, columns anywhere), each element

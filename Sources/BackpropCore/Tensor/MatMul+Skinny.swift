@@ -93,6 +93,10 @@ extension Tensor {
             b: b.pointer, rowStrideB: b.transposed ? 1 : b.leading, columnStrideB: b.transposed ? b.leading : 1,
             c: c, ldc: n, bias: bias, accumulate: accumulate ? 1 : 0,
             streaming: streaming ?? (!accumulate && m * n * MemoryLayout<Float>.stride >= streamingThreshold) ? 1 : 0)
+        if splitsDepthInHalves(m: m, n: n, k: k, transposedA: a.transposed, accumulate: accumulate) {
+            depthHalvesGemm(operands, instructionSet: instructionSet)
+            return
+        }
         if m * n <= 1 << 18 && k >= 2 * depthPiece {
             if a.transposed {
                 transposedDepthGemm(operands, accumulate: accumulate, bias: bias, instructionSet: instructionSet)
@@ -138,6 +142,64 @@ extension Tensor {
                     gemm(operands, 0, m, piece * width, Swift.min(n, (piece + 1) * width))
                 }
             }
+        }
+    }
+
+    /// Whether `skinnyGemm` computes `C = A • B (+ bias)` as two products along the depth,
+    /// ``depthHalvesGemm(_:instructionSet:)``: a minibatch's first layer into few units, `x • w`
+    /// with `x` row-major and at most 128 rows, a depth of at least 512, and C at least as tall as
+    /// wide (or narrower than 32 columns): the products that would otherwise be cut by C's rows.
+    ///
+    /// Cut by C's rows, both cores read all of `w`, and the half of it that the other core's SGD
+    /// had just updated crossed between them at every step. Cut along the depth, each core reads
+    /// only the rows of `w` it owns in the rest of the step: the weight gradient `w.g = xᵀ • out.g`
+    /// is cut by its rows (in halves on two threads), and SGD updates each half of `w` on the core
+    /// that computed its gradient (`Parallel.forEachThreadRange`). On Zen 4 (alternating runs of
+    /// `bench --only minibatch`) the epoch's SGD took 9.0-9.5 ms before, 3.8 ms after in quiet
+    /// runs, the first layer's forward no longer (23-24 ms, adding the halves included), and the
+    /// epoch 0.064-0.080 s against 0.070-0.083 s (best and median of 8). A wide C (the MLP's `(64, 784) • (784, 256)`) is cut by columns,
+    /// each core reading its own columns of `w`: there the halves measured 12 ms an epoch slower.
+    /// The decision depends on the shape alone, so the result does not depend on the number of
+    /// threads.
+    static func splitsDepthInHalves(m: Int, n: Int, k: Int, transposedA: Bool, accumulate: Bool) -> Bool {
+        !transposedA && !accumulate && m <= 128 && k >= 512 && (n < 32 || m >= n)
+    }
+
+    /// `C = A • B (+ bias)` as two products along the depth: `C = A[:, ..<h] • B[..<h, :] (+ bias)`
+    /// written into C, and `A[:, h...] • B[h..., :]` into a scratch copy that is then added to C,
+    /// with `h = ⌈k / 2⌉` (the rows of B that the weight gradient's first piece and the optimizer's
+    /// first half cover). Each element is `(bias + Σ_{p<h}) + Σ_{p≥h}`, the same on any number of
+    /// threads. On two threads each takes one half; on more, each half is also cut by C's columns
+    /// (which does not change the sums), so that every thread has a piece.
+    private static func depthHalvesGemm(_ operands: BPGemm, instructionSet: SkinnyInstructionSet) {
+        let gemm = instructionSet.kernel
+        let (m, n, k) = (operands.m, operands.n, operands.k)
+        let half = (k + 1) / 2
+        let second = UnsafeMutablePointer<Float>.allocateScratch(
+            capacity: m * n, for: "a matrix product's scratch memory")
+        defer { second.deallocate() }
+        let columns = Parallel.split(n, into: Swift.max(1, Parallel.workers / 2), grain: 16)
+        Parallel.forEachPiece(2 * columns.count) { index in
+            let (piece, range) = (index / columns.count, columns[index % columns.count])
+            var part = operands
+            if piece == 1 {
+                part.k = k - half
+                part.a = operands.a! + half * operands.columnStrideA
+                part.b = operands.b! + half * operands.rowStrideB
+                part.c = second
+                part.ldc = n
+                part.bias = nil
+            } else {
+                part.k = half
+            }
+            part.accumulate = 0
+            part.streaming = 0
+            gemm(&part, 0, m, range.lowerBound, range.upperBound)
+        }
+        let (c, ldc) = (operands.c!, operands.ldc)
+        for i in 0..<m {
+            let (row, addend) = (c + i * ldc, second + i * n)
+            for j in 0..<n { row[j] += addend[j] }
         }
     }
 

@@ -56,6 +56,30 @@ package enum Parallel {
         run(ranges.count) { part in body(ranges[part]) }
     }
 
+    /// Calls `body` with ranges that cover `0..<count`: one range when `count` is below
+    /// `2 · minimumPerPiece`, else one for each of ``workers`` threads, of nearly equal size and each
+    /// a multiple of `grain` (except the last). Returns when every range is done.
+    ///
+    /// For loops whose pieces should line up with the pieces of other loops, one per thread: SGD
+    /// updates each half of a weight matrix on the core that computed its gradient (`skinnyGemm`'s
+    /// pieces of rows) and will read it in the next forward product (`Tensor.splitsDepthInHalves`).
+    /// (The calling thread takes the first range unless a helper gets to it first, as in every
+    /// loop of the pool; nothing but the speed depends on it.) `body` must write only what its
+    /// range owns.
+    package static func forEachThreadRange(
+        _ count: Int, minimumPerPiece: Int, grain: Int = 1, _ body: (Range<Int>) -> Void
+    ) {
+        let ranges = threadRanges(count, minimumPerPiece: minimumPerPiece, grain: grain, threads: workers)
+        run(ranges.count) { part in body(ranges[part]) }
+    }
+
+    /// The ranges of ``forEachThreadRange(_:minimumPerPiece:grain:_:)`` on `threads` threads.
+    static func threadRanges(_ count: Int, minimumPerPiece: Int, grain: Int, threads: Int) -> [Range<Int>] {
+        if count <= 0 { return [] }
+        if threads <= 1 || count < 2 * Swift.max(minimumPerPiece, 1) { return [0..<count] }
+        return split(count, into: threads, grain: grain)
+    }
+
     /// Calls `body` once for each of `0..<count`, on up to ``workers`` threads, each taking the
     /// next index as it comes free (for pieces of similar, sizeable work: a core that loses its
     /// time slice then delays the loop by one piece at most). Returns when every call is done.

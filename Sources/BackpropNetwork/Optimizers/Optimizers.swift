@@ -110,9 +110,10 @@ public final class SGD: Optimizer {
             withGradient(of: w) { values, gradient in
                 let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
                 // One pass per element (Step.c: eight lanes at a time, each element's operations those
-                // of the formulas above in order), large parameters on every core (each element's
-                // update is the same either way).
-                Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
+                // of the formulas above in order), large parameters on every core, one piece each: the
+                // piece whose gradient that core computed (each element's update is the same either
+                // way).
+                Parallel.forEachThreadRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
                     let start = range.lowerBound
                     OptimizerKernels.sgd(
                         values + start, velocity: velocity.map { $0 + start }, gradient + start, count: range.count,
@@ -208,7 +209,10 @@ public final class Adam: Optimizer {
                 stepSize: stepSize, inverseCorrection2: inverseCorrection2, epsilon: epsilon)
             withGradient(of: w) { values, gradient in
                 // One pass per element (Optimizers.c: eight lanes at a time, each element's operations
-                // those of the formulas above in order), large parameters on every core.
+                // those of the formulas above in order), large parameters on every core, in pieces that
+                // the cores take as they come free: unlike SGD's, Adam's update is bound by its square
+                // roots and divisions, not by moving `w` between the cores (one piece per core measured
+                // the same on the MLP epoch, and a core that loses its time slice delays the loop more).
                 let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
                 Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
                     let start = range.lowerBound
@@ -260,8 +264,10 @@ private func checkHyperparameters(_ parameters: [Tensor], learningRate: Float, w
 
 /// Settings shared by the optimizers.
 enum Optimizers {
-    /// Parameters with at least twice this many elements are updated on every core, in pieces of
-    /// at least this many.
+    /// Parameters with at least twice this many elements are updated on every core: by SGD one
+    /// piece each (`Parallel.forEachThreadRange`), so that a core updates the rows of a weight
+    /// matrix whose gradient it computed and which it reads in the next forward product; by Adam
+    /// in pieces of at least this many.
     static let parallelPiece = 1 << 14
 }
 
