@@ -55,7 +55,7 @@ struct EvaluateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        try InputPath.check(model, option: "--model")
+        try PathArgument.checkNotEmpty(model, option: "--model")
         if let limit, limit < 1 { throw ValidationError("--limit: expected at least 1 image, found \(limit)") }
         _ = try parsedLayers()
         _ = try parsedNormalization()

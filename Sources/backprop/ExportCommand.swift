@@ -53,7 +53,7 @@ struct ExportCommand: ParsableCommand {
     var normalize: String?
 
     func validate() throws {
-        try InputPath.check(model, option: "<MODEL>")
+        try PathArgument.checkNotEmpty(model, option: "<MODEL>")
         guard let suffix = Self.formats.first(where: { $0.name == format })?.suffix else {
             let names = Self.formats.map(\.name).joined(separator: " or ")
             throw ValidationError("--format: expected \(names), found '\(format)'")

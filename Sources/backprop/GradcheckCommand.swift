@@ -85,8 +85,8 @@ struct GradcheckCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        try InputPath.check(tensors, option: "--tensors")
-        try InputPath.check(initFile, option: "--init")
+        try PathArgument.checkNotEmpty(tensors, option: "--tensors")
+        try PathArgument.checkNotEmpty(initFile, option: "--init")
         if let rows, rows < 1 { throw ValidationError("--rows must be at least 1, got \(rows)") }
         if samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
         if let hidden { _ = try Self.parseWidths(hidden) }

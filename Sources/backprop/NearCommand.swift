@@ -38,8 +38,8 @@ struct NearCommand: ParsableCommand {
     var absoluteTolerance: Float = 1e-5
 
     func validate() throws {
-        try InputPath.check(actual, option: "<actual>")
-        try InputPath.check(expected, option: "<expected>")
+        try PathArgument.checkNotEmpty(actual, option: "<actual>")
+        try PathArgument.checkNotEmpty(expected, option: "<expected>")
         if !(relativeTolerance >= 0) {
             throw ValidationError("--relative-tolerance must be 0 or more, got \(relativeTolerance)")
         }

@@ -10,11 +10,12 @@ import BackpropData
 import Foundation
 import Synchronization
 
-/// Checks on input paths made before any work starts: an empty one names no file (reading it
-/// would fail as `Error: : no such file`, naming neither the option nor the file).
-enum InputPath {
+/// The check on every path argument, input or output, made before any work starts: an empty one
+/// names no file (reading it would fail as `Error: : no such file`, naming neither the option nor
+/// the file; writing it would take it for the current folder).
+enum PathArgument {
     /// Throws a `ValidationError` naming `option` when `path` is given and empty.
-    static func check(_ path: String?, option: String) throws {
+    static func checkNotEmpty(_ path: String?, option: String) throws {
         if path == "" { throw ValidationError("\(option): expected a file path, found an empty one") }
     }
 }
@@ -28,19 +29,12 @@ enum OutputPath {
     /// (`BackpropCommand.main` has registered the raw arguments, so that a name that is not UTF-8
     /// is checked, and later written, as the bytes given: see `FileSystemPath`.)
     static func check(_ path: String, option: String) throws {
-        // (An empty path would otherwise be taken for the current folder: "--html : cannot write:
-        // the path names a folder".)
-        try checkNotEmpty(path, option: option)
+        try PathArgument.checkNotEmpty(path, option: option)
         do {
             try checkAtomicWrite(to: path)
         } catch let error as DataError {
             throw ValidationError("\(option) \(path): \(error.problem)")
         }
-    }
-
-    /// Throws a `ValidationError` naming `option` when `path` is empty.
-    static func checkNotEmpty(_ path: String, option: String) throws {
-        if path.isEmpty { throw ValidationError("\(option): expected a file path, found an empty one") }
     }
 }
 

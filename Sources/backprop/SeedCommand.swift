@@ -48,8 +48,8 @@ struct SeedCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        try InputPath.check(tensors, option: "--tensors")
-        try InputPath.check(`init`, option: "--init")
+        try PathArgument.checkNotEmpty(tensors, option: "--tensors")
+        try PathArgument.checkNotEmpty(`init`, option: "--init")
         guard hidden > 0 else { throw ValidationError("--hidden must be a positive number of units, got \(hidden)") }
         if data != nil && tensors != nil {
             throw ValidationError("--data and --tensors both give the inputs; use one")

@@ -144,8 +144,8 @@ struct TrainCommand: ParsableCommand {
     var checkReplicas = false
 
     func validate() throws {
-        try InputPath.check(initialWeights, option: "--init")
-        try InputPath.check(resume, option: "--resume")
+        try PathArgument.checkNotEmpty(initialWeights, option: "--init")
+        try PathArgument.checkNotEmpty(resume, option: "--resume")
         if let threads, !(1...64).contains(threads) {
             throw ValidationError("--threads: expected 1 to 64, found \(threads)")
         }
@@ -553,7 +553,7 @@ func parseSizes(_ text: String, option: String) throws -> [Int] {
 
 /// Checks, before any work, that `path` has the expected suffix and can be written.
 func checkOutput(_ path: String, option: String, suffix: String) throws {
-    try OutputPath.checkNotEmpty(path, option: option)
+    try PathArgument.checkNotEmpty(path, option: option)
     guard path.hasSuffix(suffix) else {
         throw ValidationError("\(option) \(path): expected a file name ending in \(suffix)")
     }

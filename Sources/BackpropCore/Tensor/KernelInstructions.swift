@@ -2,8 +2,8 @@ import CKernels
 import Synchronization
 
 /// The C kernels that choose their vector instructions themselves (`bp_adam_update`, the direct
-/// convolution's forward pass, `bp_softmax_rows`): AVX-512 where the processor has it, else AVX2, the same bits
-/// either way.
+/// convolution's forward pass, `bp_softmax_rows`): AVX-512 where the processor has it, else AVX2,
+/// the same bits either way.
 package enum KernelInstructions {
     private static let switching = Mutex(())
 

@@ -157,8 +157,9 @@ extension Tensor {
     /// that computed its gradient (`Parallel.forEachThreadRange`). On Zen 4 (alternating runs of
     /// `bench --only minibatch`) the epoch's SGD took 9.0-9.5 ms before, 3.8 ms after in quiet
     /// runs, the first layer's forward no longer (23-24 ms, adding the halves included), and the
-    /// epoch 0.064-0.080 s against 0.070-0.083 s (best and median of 8). A wide C (the MLP's `(64, 784) • (784, 256)`) is cut by columns,
-    /// each core reading its own columns of `w`: there the halves measured 12 ms an epoch slower.
+    /// epoch 0.064-0.080 s against 0.070-0.083 s (best and median of 8). A wide C (the MLP's
+    /// `(64, 784) • (784, 256)`) is cut by columns, each core reading its own columns of `w`: there
+    /// the halves measured 12 ms an epoch slower.
     /// The decision depends on the shape alone, so the result does not depend on the number of
     /// threads.
     static func splitsDepthInHalves(m: Int, n: Int, k: Int, transposedA: Bool, accumulate: Bool) -> Bool {

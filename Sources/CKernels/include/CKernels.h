@@ -60,8 +60,9 @@ void bp_gemm_tn_avx2(long m, long n, long k, const float *a, long lda, const flo
 int bp_gemm_avx512_available(void);
 
 /// Whether the kernels that choose their instructions themselves (`bp_adam_update`, the direct
-/// convolution's forward pass, `bp_softmax_rows`) take their AVX-512 paths: 1 when `bp_gemm_avx512_available()` and
-/// not turned off by `bp_kernels_allow_avx512(0)`. Their AVX-512 and AVX2 paths give the same bits.
+/// convolution's forward pass, `bp_softmax_rows`) take their AVX-512 paths: 1 when
+/// `bp_gemm_avx512_available()` and not turned off by `bp_kernels_allow_avx512(0)`. Their AVX-512
+/// and AVX2 paths give the same bits.
 int bp_kernels_use_avx512(void);
 
 /// Lets (1, the default) or stops (0) those kernels taking their AVX-512 paths: for tests that
@@ -229,7 +230,6 @@ void bp_bn_normalize(const float *x, float *out, long count, float mean, float s
 void bp_bn_input_gradient(const float *g, const float *x, float *out, long count, float mean, float invStd,
     float meanG, float meanGXhat, float scale);
 
-/// One step of Adam (Optimizers.c): its constants, the same for every element of every parameter.
 /// The parts of a softmax over `rows` rows of `classes` logits (Softmax.c), in Double: each row's
 /// maximum `maxima[i] = m_i` (NaNs passed over), `exponentials[i, j] = exp((double)x[i, j] - m_i)`,
 /// and `sums[i]`, their sum in index order. A row whose maximum is not finite gets NaN exponentials
@@ -240,6 +240,7 @@ void bp_softmax_rows(const float *x, long rows, long classes, float *maxima, dou
 /// One exponential as `bp_softmax_rows` computes it, for `t ≤ 0` (or NaN): the scalar path.
 double bp_exp_nonpositive(double t);
 
+/// One step of Adam (Optimizers.c): its constants, the same for every element of every parameter.
 typedef struct BPAdamStep {
     float beta1, beta2, oneMinusBeta1, oneMinusBeta2;
     /// `1 − lr·wd` for a decayed matrix, 1 for a vector.
