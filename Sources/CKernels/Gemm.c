@@ -877,19 +877,26 @@ static void gemmTN(const GemmVariant *v, long m, long n, long k, const float *a,
     for (long p0 = 0; p0 < k; p0 += block) {
         const long kb = k - p0 < block ? k - p0 : block;
         packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
-        // The next block of rows of A arrives while this one is used.
-        Prefetcher next = {0, 0, 0, 0, 0, 0};
-        long linesPerTile = 0;
+        // The next block of rows of A arrives while this one is used, and so does B's when its rows
+        // lie contiguous (the seed's `out.g`, which comes from memory too: packing it on demand
+        // stalled on every line; on Zen 4 the product took 2% longer on one core).
+        Prefetcher next = {0, 0, 0, 0, 0, 0}, nextB = {0, 0, 0, 0, 0, 0};
+        long linesPerTile = 0, linesOfBPerTile = 0;
         if (p0 + kb < k) {
             const long nextKb = k - p0 - kb < block ? k - p0 - kb : block;
             next = (Prefetcher){(const char *)(a + (p0 + kb) * lda), nextKb, lda * 4, m * 4, 0, 0};
             linesPerTile = nextKb * (m * 4 / 64 + 1) / (tiles * columnTiles) + 1;
+            if (columnStrideB == 1) {
+                nextB = (Prefetcher){(const char *)(b + (p0 + kb) * rowStrideB), nextKb, rowStrideB * 4, n * 4, 0, 0};
+                linesOfBPerTile = nextKb * (n * 4 / 64 + 1) / (tiles * columnTiles) + 1;
+            }
         }
         const float *rows = a + p0 * lda;
         for (long i0 = 0; i0 < m; i0 += width) {
             const long columns = m - i0 < width ? m - i0 : width;
             for (long q = 0; q < tiles; q++) {
                 prefetchLines(&next, linesPerTile);
+                prefetchLines(&nextB, linesOfBPerTile);
                 v->tnTile(columns, kb, rows + i0, lda, packed + q * kb * TN_COLUMNS, t + q * TN_COLUMNS * ldt + i0, ldt);
             }
         }

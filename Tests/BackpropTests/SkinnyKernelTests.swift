@@ -194,6 +194,34 @@ struct SkinnyKernelTests {
         #expect(results.allSatisfy { $0 == results[0] })
     }
 
+    /// A weight gradient `xᵀ • out.g` with the seed's 784 inputs and a long depth (8269 rows of x: five
+    /// pieces, the last short) agrees with the reference loops, and is the same bits on one to four
+    /// threads: the pieces' results are added, and transposed into C, by one stretch per thread.
+    @Test func transposedLongDepthOnAnyThreadCount() {
+        let (rows, inputs, units) = (8192 + 77, 784, 11)
+        var generator = RandomGenerator(seed: 8269)
+        let x = Tensor.randn([rows, inputs], generator: &generator)
+        let g = Tensor.randn([rows, units], generator: &generator)
+        let bias = Tensor.randn([units], generator: &generator)
+        let reference = x.t().matmul(g, kernel: .reference) + bias
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        var results: [[UInt32]] = []
+        for threads in [1, 2, 3, 4] {
+            Parallel.setWorkers(threads)
+            let (left, keepLeft) = x.t().matrixOperand()
+            let (right, keepRight) = g.matrixOperand()
+            let c = Tensor.zeros([inputs, units])
+            withExtendedLifetime((keepLeft, keepRight)) {
+                Tensor.skinnyGemm(left, right, into: c.pointer, accumulate: false, bias: bias.pointer)
+            }
+            let worst = zip(c.values, reference.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-3 * Float(rows).squareRoot(), "\(threads) threads: worst difference \(worst)")
+            results.append(c.values.map(\.bitPattern))
+        }
+        #expect(results.allSatisfy { $0 == results[0] })
+    }
+
     /// A minibatch's first layer into few units is computed as two products along the depth
     /// (`depthHalvesGemm`): against the reference loops, and the same bits in both instruction sets
     /// (`expectAgreement`), with and without a bias, an odd depth, one row, one column, a C as wide

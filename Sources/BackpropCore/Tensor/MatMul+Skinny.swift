@@ -256,7 +256,8 @@ extension Tensor {
     /// The depth is cut into pieces of ``transposedDepthPiece`` rows of x, which the cores take
     /// one at a time; each piece sums its rows into its own copy of `Cᵀ` with
     /// `bp_gemm_tn_avx2` (vectors along x's rows, which lie contiguous), and the copies are added
-    /// in order and transposed into C. The pieces do not depend on the number of cores, so
+    /// in order and transposed into C, each thread over its own stretch (on one thread, the seed's
+    /// 25 copies took 0.4 ms of a 63 ms step). The pieces do not depend on the number of cores, so
     /// neither does the result.
     private static func transposedDepthGemm(
         _ operands: BPGemm, accumulate: Bool, bias: UnsafePointer<Float>?, instructionSet: SkinnyInstructionSet
@@ -279,16 +280,20 @@ extension Tensor {
                 operands.b! + begin * operands.rowStrideB, operands.rowStrideB, operands.columnStrideB,
                 partial + piece * pieceSize, ldt)
         }
-        for piece in 1..<Swift.max(pieces, 1) {
-            let source = partial + piece * pieceSize
-            for index in 0..<pieceSize { partial[index] += source[index] }
+        Parallel.forEachThreadRange(pieceSize, minimumPerPiece: 4096, grain: 16) { range in
+            for piece in 1..<Swift.max(pieces, 1) {
+                let source = partial + piece * pieceSize
+                for index in range { partial[index] += source[index] }
+            }
         }
         let c = operands.c!
         let ldc = operands.ldc
-        for i in 0..<m {
-            for j in 0..<n {
-                let start: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
-                c[i * ldc + j] = start + partial[j * ldt + i]
+        Parallel.forEachThreadRange(m, minimumPerPiece: 64, grain: 16) { rows in
+            for i in rows {
+                for j in 0..<n {
+                    let start: Float = accumulate ? c[i * ldc + j] : (bias?[j] ?? 0)
+                    c[i * ldc + j] = start + partial[j * ldt + i]
+                }
             }
         }
     }
