@@ -165,7 +165,12 @@ struct TrainCommand: ParsableCommand {
         // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
         var configuration = try parsedConfiguration()
-        let networkOfInit = try networkOfInitialWeights()
+        // --init's ONNX model, read once: its network, its normalisation and its weights all come
+        // from the same bytes (released once the weights are copied).
+        var initialONNX = try initialWeights.flatMap {
+            ONNXImport.looksLikeONNX(path: $0) ? try ONNXImport.read(path: $0) : nil
+        }
+        let networkOfInit = try networkOfInitialWeights(onnx: initialONNX)
         if let network = networkOfInit?.description {
             // `--init FILE` alone: FILE's own network, as evaluate and gradcheck take it.
             configuration.layers = network.description
@@ -191,7 +196,8 @@ struct TrainCommand: ParsableCommand {
             Threads.set(run.defaultThreads)
         }
         let dataset = try FashionMNIST(
-            directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: try inputNormalization())
+            directory: FashionMNIST.resolveDirectory(data), limit: limit,
+            normalization: try inputNormalization(onnx: initialONNX))
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
         // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes, and for
         // the network of --init's file.
@@ -220,8 +226,10 @@ struct TrainCommand: ParsableCommand {
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
         if let initialWeights {
             let network = configuration.layers.map { "--layers '\($0)'" } ?? "the MLP of --hidden"
-            if ONNXImport.looksLikeONNX(path: initialWeights) {
-                try loadONNX(initialWeights, into: trainer.model, describedAs: network, inputShape: inputShape)
+            if let imported = initialONNX {
+                try loadONNX(
+                    imported, from: initialWeights, into: trainer.model, describedAs: network, inputShape: inputShape)
+                initialONNX = nil
             } else {
                 try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
             }
@@ -420,8 +428,9 @@ struct TrainCommand: ParsableCommand {
     /// checkpoint or `--init`'s model stores (a model trained on other inputs goes on with its own:
     /// a PyTorch model on `ToTensor()`'s pixels in 0…1 stays on them); else `nil`, the training
     /// images' mean and standard deviation. A resumed run keeps its checkpoint's: a different
-    /// `--normalize` is an error, as any other changed setting.
-    private func inputNormalization() throws -> (mean: Double, std: Double)? {
+    /// `--normalize` is an error, as any other changed setting. `onnx`: `--init`'s model, when it
+    /// is an ONNX file.
+    private func inputNormalization(onnx: ONNXImportedModel?) throws -> (mean: Double, std: Double)? {
         let given = try normalize.map(EvaluateCommand.normalization(parsing:))
         if let resume {
             let saved = try Checkpoint.normalization(path: resume)
@@ -434,22 +443,20 @@ struct TrainCommand: ParsableCommand {
         }
         if let given { return given }
         guard let initialWeights else { return nil }
-        if ONNXImport.looksLikeONNX(path: initialWeights) {
-            return try ONNXImport.read(path: initialWeights).normalization
-        }
+        if let onnx { return onnx.normalization }
         return try Checkpoint.normalization(path: initialWeights)
     }
 
     /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
     /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
     /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
-    /// With it, the shape of one example that the file's model takes.
-    private func networkOfInitialWeights() throws -> (description: ModelDescription, inputShape: [Int])? {
+    /// With it, the shape of one example that the file's model takes. `onnx`: the file's model,
+    /// when it is an ONNX file.
+    private func networkOfInitialWeights(
+        onnx: ONNXImportedModel?
+    ) throws -> (description: ModelDescription, inputShape: [Int])? {
         guard let initialWeights, layers == nil, hidden == nil else { return nil }
-        if ONNXImport.looksLikeONNX(path: initialWeights) {
-            let imported = try ONNXImport.read(path: initialWeights)
-            return (imported.description, imported.inputShape)
-        }
+        if let onnx { return (onnx.description, onnx.inputShape) }
         guard try Checkpoint.isBackpropCheckpoint(path: initialWeights) else { return nil }
         let saved = try Checkpoint.load(from: initialWeights)
         return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape)
@@ -572,11 +579,13 @@ extension Duration {
 }
 
 extension TrainCommand {
-    /// Copies the weights of the ONNX model at `path` into `model` (`network`: `--layers '…'`),
-    /// which must have the same layers for the same examples, dropout aside: exporters leave
-    /// dropout out of inference graphs (torch.onnx.export does).
-    func loadONNX(_ path: String, into model: Model, describedAs network: String, inputShape: [Int]) throws {
-        let imported = try ONNXImport.read(path: path)
+    /// Copies the weights of the ONNX model `imported`, read from `path`, into `model` (`network`:
+    /// `--layers '…'`), which must have the same layers for the same examples, dropout aside:
+    /// exporters leave dropout out of inference graphs (torch.onnx.export does).
+    func loadONNX(
+        _ imported: ONNXImportedModel, from path: String, into model: Model, describedAs network: String,
+        inputShape: [Int]
+    ) throws {
         let target = try Checkpoint.modelDescription(of: model)
         func withoutDropout(_ description: ModelDescription) -> [ModelDescription.Entry] {
             description.entries.filter { if case .dropout = $0 { false } else { true } }
