@@ -878,8 +878,8 @@ static void gemmTN(const GemmVariant *v, long m, long n, long k, const float *a,
         const long kb = k - p0 < block ? k - p0 : block;
         packTN(tiles, kb, b + p0 * rowStrideB, rowStrideB, columnStrideB, n, packed);
         // The next block of rows of A arrives while this one is used, and so does B's when its rows
-        // lie contiguous (the seed's `out.g`, which comes from memory too: packing it on demand
-        // stalled on every line; on Zen 4 the product took 2% longer on one core).
+        // lie contiguous (the seed's `out.g`, which comes from memory too: packed on demand, it
+        // stalled on every line, and the product took 2% longer on one Zen 4 core).
         Prefetcher next = {0, 0, 0, 0, 0, 0}, nextB = {0, 0, 0, 0, 0, 0};
         long linesPerTile = 0, linesOfBPerTile = 0;
         if (p0 + kb < k) {

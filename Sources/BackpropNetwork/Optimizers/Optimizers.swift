@@ -212,9 +212,9 @@ public final class Adam: Optimizer {
                 // those of the formulas above in order), large parameters on every core, in pieces that
                 // the cores take as they come free. What slows it in training is writing the lines of
                 // `w` that the other core read in the forward product (`Benchmarks/adam_sharing.sh`:
-                // 28 µs for half the MLP's first matrix, 87-110 µs after the other core read it); one
-                // piece per core does not avoid that while the forward cuts `w` by columns, measured the
-                // same on the MLP epoch, and a core that loses its time slice delays the loop more.
+                // 28 µs for half the MLP's first matrix, 87-110 µs after the other core read it). One
+                // piece per core cannot avoid that while the forward cuts `w` by columns (the MLP epoch
+                // measured the same), and a core that loses its time slice would delay it more.
                 let (values, gradient) = (values.baseAddress!, gradient.baseAddress!)
                 Parallel.forEachRange(w.count, minimumPerPiece: Optimizers.parallelPiece, grain: 8) { range in
                     let start = range.lowerBound
