@@ -9,7 +9,7 @@ import BackpropNetwork
 extension Checkpoint {
     /// Whether `file` is a Backprop checkpoint (its metadata's `format` is `backprop-mlp` or
     /// `backprop-model`); any other safetensors file is read as a PyTorch `state_dict`.
-    static func isBackpropCheckpoint(_ file: SafetensorsFile) -> Bool {
+    package static func isBackpropCheckpoint(_ file: SafetensorsFile) -> Bool {
         file.metadata["format"] == format || file.metadata["format"] == modelFormat
     }
 
@@ -49,9 +49,20 @@ extension Checkpoint {
     package static func loadPyTorch(
         path: String, description: ModelDescription, inputShape: [Int], loss: any Loss, describedAs name: String
     ) throws -> Model {
+        try loadPyTorch(
+            Safetensors.read(path: path), description: description, inputShape: inputShape, loss: loss,
+            describedAs: name)
+    }
+
+    /// ``loadPyTorch(path:description:inputShape:loss:describedAs:)`` for a file already read
+    /// (`Safetensors.read(path:)`).
+    package static func loadPyTorch(
+        _ file: SafetensorsFile, description: ModelDescription, inputShape: [Int], loss: any Loss,
+        describedAs name: String
+    ) throws -> Model {
         var generator = RandomGenerator(seed: 0)
         let model = try Model(description: description, inputShape: inputShape, loss: loss, generator: &generator)
-        try PyTorchStateDict.load(Safetensors.read(path: path), into: model, describedAs: name)
+        try PyTorchStateDict.load(file, into: model, describedAs: name)
         model.eval()
         return model
     }

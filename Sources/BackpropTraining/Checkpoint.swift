@@ -204,7 +204,12 @@ public enum Checkpoint {
     ///   expected and the found shape, or the first value that is not finite), or its
     ///   normalisation is malformed (as ``normalization(path:)`` says).
     public static func load(from path: String, layers: [any SavableLayer.Type] = []) throws -> SavedModel {
-        let file = try Safetensors.read(path: path)
+        try load(from: Safetensors.read(path: path), layers: layers)
+    }
+
+    /// ``load(from:layers:)`` for a checkpoint already read (`Safetensors.read(path:)`), so that a
+    /// caller that also wants its normalisation or its weights for another model reads it once.
+    package static func load(from file: SafetensorsFile, layers: [any SavableLayer.Type] = []) throws -> SavedModel {
         let stored = try readStoredModel(file, layers: layers)
         let normalization = try readNormalization(file)
         switch stored {
@@ -259,8 +264,9 @@ public enum Checkpoint {
     static let meanKey = "input_mean"
     static let stdKey = "input_std"
 
-    /// The normalisation in `file`'s metadata (see ``normalization(path:)``).
-    static func readNormalization(_ file: SafetensorsFile) throws -> (mean: Double, std: Double)? {
+    /// The normalisation in `file`'s metadata (see ``normalization(path:)``), for a file already
+    /// read.
+    package static func readNormalization(_ file: SafetensorsFile) throws -> (mean: Double, std: Double)? {
         let path = file.path
         let meanText = file.metadata[meanKey]
         let stdText = file.metadata[stdKey]
@@ -311,7 +317,13 @@ public enum Checkpoint {
     /// ``load(path:into:)``, naming the model as `name` (`--layers '…'`) in the errors about a
     /// PyTorch `state_dict` (`nil`: `the model '…'`).
     package static func load(path: String, into model: Model, describedAs name: String?) throws {
-        let file = try Safetensors.read(path: path)
+        try load(Safetensors.read(path: path), into: model, describedAs: name)
+    }
+
+    /// ``load(path:into:describedAs:)`` for a file already read (`Safetensors.read(path:)`); its
+    /// errors name the file's path.
+    package static func load(_ file: SafetensorsFile, into model: Model, describedAs name: String?) throws {
+        let path = file.path
         if !isBackpropCheckpoint(file) {
             let modelName =
                 name ?? (try? modelDescription(of: model)).map { "the model '\($0)'" } ?? "the model"

@@ -62,12 +62,14 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
-        // A Backprop checkpoint or an ONNX model is read first; a state_dict needs the images' shape
-        // for --layers.
+        // The file is read once: an ONNX model, else a safetensors file whose model (a Backprop
+        // checkpoint's) and normalisation are taken first, and a state_dict's weights once the
+        // images' shape is known for --layers.
         let onnx = ONNXImport.looksLikeONNX(path: model) ? try loadONNX() : nil
-        let checkpoint = try onnx.map { ($0.model, $0.inputShape) } ?? loadCheckpoint()
+        let file = try onnx == nil ? Safetensors.read(path: model) : nil
+        let checkpoint = try onnx.map { ($0.model, $0.inputShape) } ?? file.flatMap(loadCheckpoint)
         // An ONNX model's own normalisation (or none) when it is one, else the checkpoint's.
-        let stored = try onnx.map(\.normalization) ?? Checkpoint.normalization(path: model)
+        let stored = try onnx.map(\.normalization) ?? file.flatMap(Checkpoint.readNormalization)
         let given = try parsedNormalization()
         Self.noteReplaced(stored, by: given, written: normalize, in: model)
         let normalization = given ?? stored
@@ -75,7 +77,7 @@ struct EvaluateCommand: ParsableCommand {
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit, normalization: normalization,
             requiresValidation: false)
-        let (network, inputShape) = try checkpoint ?? loadStateDict(imageShape: dataset.imageShape)
+        let (network, inputShape) = try checkpoint ?? loadStateDict(file, imageShape: dataset.imageShape)
         let sizes = network.sizes
         let pixels = dataset.xTest.shape[1]
         guard checkedProduct(inputShape) == pixels, inputShape.count != 3 || inputShape == dataset.imageShape else {
@@ -130,26 +132,27 @@ struct EvaluateCommand: ParsableCommand {
 }
 
 extension EvaluateCommand {
-    /// The model of a Backprop checkpoint and the shape of one example it takes ([784] for an
-    /// MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch state_dict given with `--layers`.
-    private func loadCheckpoint() throws -> (Model, [Int])? {
+    /// The model of the Backprop checkpoint `file` (read from `--model`) and the shape of one
+    /// example it takes ([784] for an MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch
+    /// state_dict given with `--layers`.
+    private func loadCheckpoint(_ file: SafetensorsFile) throws -> (Model, [Int])? {
         let description = try parsedLayers()
-        let isCheckpoint = try Checkpoint.isBackpropCheckpoint(path: model)
+        let isCheckpoint = Checkpoint.isBackpropCheckpoint(file)
         if description != nil, !isCheckpoint { return nil }
-        let network: Model
+        let saved: SavedModel
         do {
-            network = try Checkpoint.load(path: model)
+            saved = try Checkpoint.load(from: file)
         } catch let error as DataError where !isCheckpoint {
             throw CommandLineError(
                 "\(error.description); a PyTorch state_dict is read with --layers, which gives its architecture "
                     + "(such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")")
         }
-        if let description, let saved = try? Checkpoint.modelDescription(of: network), saved != description {
+        if let description, let stored = try? Checkpoint.modelDescription(of: saved.model), stored != description {
             throw CommandLineError(
-                "\(model): holds the model '\(saved)', not --layers '\(description)' (a Backprop checkpoint "
+                "\(model): holds the model '\(stored)', not --layers '\(description)' (a Backprop checkpoint "
                     + "gives its own architecture: leave --layers out)")
         }
-        return (network, try Checkpoint.inputShape(path: model))
+        return (saved.model, saved.inputShape)
     }
 
     /// The ONNX model `--model`, which must be the one `--layers` describes if given.
@@ -164,9 +167,11 @@ extension EvaluateCommand {
     }
 
     /// The model `--layers` describes for images of `imageShape`, with the weights of the PyTorch
-    /// state_dict `--model`, and the shape of one example it takes.
-    private func loadStateDict(imageShape: [Int]) throws -> (Model, [Int]) {
-        guard let description = try parsedLayers() else { preconditionFailure("a state_dict is read with --layers") }
+    /// state_dict `file` (read from `--model`), and the shape of one example it takes.
+    private func loadStateDict(_ file: SafetensorsFile?, imageShape: [Int]) throws -> (Model, [Int]) {
+        guard let file, let description = try parsedLayers() else {
+            preconditionFailure("a state_dict is a safetensors file, read with --layers")
+        }
         let inputShape =
             imageShape.count == 3
             ? description.inputShape(channels: imageShape[0], height: imageShape[1], width: imageShape[2])
@@ -179,7 +184,7 @@ extension EvaluateCommand {
         }
         let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
         let network = try Checkpoint.loadPyTorch(
-            path: model, description: description, inputShape: inputShape, loss: loss,
+            file, description: description, inputShape: inputShape, loss: loss,
             describedAs: "--layers '\(description)'")
         return (network, inputShape)
     }

@@ -94,10 +94,9 @@ struct ExportCommand: ParsableCommand {
             EvaluateCommand.noteReplaced(imported.normalization, by: given, written: normalize, in: model)
             return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
-        let (network, inputShape) = (try Checkpoint.load(path: model), try Checkpoint.inputShape(path: model))
-        let stored = try Checkpoint.normalization(path: model)
-        EvaluateCommand.noteReplaced(stored, by: given, written: normalize, in: model)
-        return (network, inputShape, given ?? stored)
+        let saved = try Checkpoint.load(from: model)  // (one read: the model, its input shape and normalisation)
+        EvaluateCommand.noteReplaced(saved.normalization, by: given, written: normalize, in: model)
+        return (saved.model, saved.inputShape, given ?? saved.normalization)
     }
 
     /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and

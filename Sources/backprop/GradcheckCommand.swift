@@ -118,8 +118,10 @@ struct GradcheckCommand: ParsableCommand {
     func run() throws {
         if let layers { return try runDescribed(try ModelDescription(parsing: layers), from: "--layers") }
         // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
-        if hidden == nil, let initFile, try Checkpoint.isBackpropCheckpoint(path: initFile) {
-            let saved = try Checkpoint.load(from: initFile)
+        if hidden == nil, let initFile, case let file = try Safetensors.read(path: initFile),
+            Checkpoint.isBackpropCheckpoint(file)
+        {
+            let saved = try Checkpoint.load(from: file)
             return try runDescribed(
                 try Checkpoint.modelDescription(of: saved.model), from: "--init \(initFile)",
                 storedInputShape: saved.inputShape)

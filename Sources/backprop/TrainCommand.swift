@@ -165,12 +165,11 @@ struct TrainCommand: ParsableCommand {
         // Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
         var configuration = try parsedConfiguration()
-        // --init's ONNX model, read once: its network, its normalisation and its weights all come
-        // from the same bytes (released once the weights are copied).
-        var initialONNX = try initialWeights.flatMap {
-            ONNXImport.looksLikeONNX(path: $0) ? try ONNXImport.read(path: $0) : nil
-        }
-        let networkOfInit = try networkOfInitialWeights(onnx: initialONNX)
+        // --init's file, read once (an ONNX model, else a safetensors checkpoint or state_dict): its
+        // network, its normalisation and its weights all come from the same bytes, released once
+        // the weights are copied. A file that cannot be read stops the run before the data loads.
+        var initialFile = try initialWeights.map(InitialWeightsFile.init(path:))
+        let networkOfInit = try networkOfInitialWeights(initialFile)
         if let network = networkOfInit?.description {
             // `--init FILE` alone: FILE's own network, as evaluate and gradcheck take it.
             configuration.layers = network.description
@@ -197,7 +196,7 @@ struct TrainCommand: ParsableCommand {
         }
         let dataset = try FashionMNIST(
             directory: FashionMNIST.resolveDirectory(data), limit: limit,
-            normalization: try inputNormalization(onnx: initialONNX))
+            normalization: try inputNormalization(initialFile))
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
         // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes, and for
         // the network of --init's file.
@@ -224,15 +223,16 @@ struct TrainCommand: ParsableCommand {
             configuration: configuration, classes: FashionMNIST.classNames.count,
             train: (shaped(dataset.xTrain), dataset.yTrain), valid: (shaped(dataset.xValid), dataset.yValid))
         if let resume { try TrainingCheckpoint.restore(trainer, from: resume) }
-        if let initialWeights {
+        if let initialWeights, let file = initialFile {
             let network = configuration.layers.map { "--layers '\($0)'" } ?? "the MLP of --hidden"
-            if let imported = initialONNX {
+            switch file {
+            case .onnx(let imported):
                 try loadONNX(
                     imported, from: initialWeights, into: trainer.model, describedAs: network, inputShape: inputShape)
-                initialONNX = nil
-            } else {
-                try Checkpoint.load(path: initialWeights, into: trainer.model, describedAs: network)
+            case .safetensors(let stored):
+                try Checkpoint.load(stored, into: trainer.model, describedAs: network)
             }
+            initialFile = nil
         }
         if let group = run.group {
             let (rows, smallest) = (trainer.batches.rowCount, trainer.batches.smallestBatchRows)
@@ -428,9 +428,8 @@ struct TrainCommand: ParsableCommand {
     /// checkpoint or `--init`'s model stores (a model trained on other inputs goes on with its own:
     /// a PyTorch model on `ToTensor()`'s pixels in 0…1 stays on them); else `nil`, the training
     /// images' mean and standard deviation. A resumed run keeps its checkpoint's: a different
-    /// `--normalize` is an error, as any other changed setting. `onnx`: `--init`'s model, when it
-    /// is an ONNX file.
-    private func inputNormalization(onnx: ONNXImportedModel?) throws -> (mean: Double, std: Double)? {
+    /// `--normalize` is an error, as any other changed setting. `initialFile`: `--init`'s file.
+    private func inputNormalization(_ initialFile: InitialWeightsFile?) throws -> (mean: Double, std: Double)? {
         let given = try normalize.map(EvaluateCommand.normalization(parsing:))
         if let resume {
             let saved = try Checkpoint.normalization(path: resume)
@@ -442,24 +441,30 @@ struct TrainCommand: ParsableCommand {
             return saved ?? given
         }
         if let given { return given }
-        guard let initialWeights else { return nil }
-        if let onnx { return onnx.normalization }
-        return try Checkpoint.normalization(path: initialWeights)
+        switch initialFile {
+        case nil: return nil
+        case .onnx(let imported): return imported.normalization
+        case .safetensors(let stored): return try Checkpoint.readNormalization(stored)
+        }
     }
 
     /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
     /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
     /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
-    /// With it, the shape of one example that the file's model takes. `onnx`: the file's model,
-    /// when it is an ONNX file.
+    /// With it, the shape of one example that the file's model takes. `initialFile`: `--init`'s
+    /// file.
     private func networkOfInitialWeights(
-        onnx: ONNXImportedModel?
+        _ initialFile: InitialWeightsFile?
     ) throws -> (description: ModelDescription, inputShape: [Int])? {
-        guard let initialWeights, layers == nil, hidden == nil else { return nil }
-        if let onnx { return (onnx.description, onnx.inputShape) }
-        guard try Checkpoint.isBackpropCheckpoint(path: initialWeights) else { return nil }
-        let saved = try Checkpoint.load(from: initialWeights)
-        return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape)
+        guard let initialFile, layers == nil, hidden == nil else { return nil }
+        switch initialFile {
+        case .onnx(let imported):
+            return (imported.description, imported.inputShape)
+        case .safetensors(let stored):
+            guard Checkpoint.isBackpropCheckpoint(stored) else { return nil }
+            let saved = try Checkpoint.load(from: stored)
+            return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape)
+        }
     }
 
     /// The options as a configuration, or an error naming the option, the expected and the found
@@ -576,6 +581,22 @@ func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digi
 extension Duration {
     /// The duration in seconds.
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+/// The file of `train --init`, read once: an ONNX model (by its first bytes, as
+/// `ONNXImport.looksLikeONNX(path:)` tells), else a safetensors file (a Backprop checkpoint or a
+/// PyTorch `state_dict`).
+enum InitialWeightsFile {
+    case onnx(ONNXImportedModel)
+    case safetensors(SafetensorsFile)
+
+    /// Reads the file at `path`.
+    /// - Throws: as `ONNXImport.read(path:)` or `Safetensors.read(path:)`, naming `path`.
+    init(path: String) throws {
+        self =
+            ONNXImport.looksLikeONNX(path: path)
+            ? .onnx(try ONNXImport.read(path: path)) : .safetensors(try Safetensors.read(path: path))
+    }
 }
 
 extension TrainCommand {
