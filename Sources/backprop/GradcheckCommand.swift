@@ -118,13 +118,14 @@ struct GradcheckCommand: ParsableCommand {
     func run() throws {
         if let layers { return try runDescribed(try ModelDescription(parsing: layers), from: "--layers") }
         // A checkpoint of `train --save` (or `Checkpoint.save`) gives its own architecture.
-        if hidden == nil, let initFile, case let file = try Safetensors.read(path: initFile),
-            Checkpoint.isBackpropCheckpoint(file)
-        {
-            let saved = try Checkpoint.load(from: file)
-            return try runDescribed(
-                try Checkpoint.modelDescription(of: saved.model), from: "--init \(initFile)",
-                storedInputShape: saved.inputShape)
+        if hidden == nil, let initFile {
+            let file = try Safetensors.read(path: initFile)
+            if Checkpoint.isBackpropCheckpoint(file) {
+                let saved = try Checkpoint.load(from: file)
+                return try runDescribed(
+                    try Checkpoint.modelDescription(of: saved.model), from: "--init \(initFile)",
+                    storedInputShape: saved.inputShape)
+            }
         }
         let (x, y, source, _) = try loadData()
         let m = x.shape[1]
