@@ -88,6 +88,17 @@ struct SkinnyKernelTests {
         expectAgreement(m: m, k: shape.k, n: shape.n, bias: true)
     }
 
+    /// Products whose pieces of A exceed 512 KiB, so that their tiles prefetch A's rows (as in the
+    /// seed's `x • w1`): the tiles specialised for prefetching (the smaller products above take the
+    /// ones specialised for not prefetching), two vectors wide with a dot-product column after
+    /// them, and one vector wide, each with a last partial row tile. `skinnyGemm` cuts these into
+    /// 16 pieces of about 150 rows (600 KB of A).
+    @Test(arguments: [(2405, 1024, 17), (2161, 1000, 8)])
+    func tilesThatPrefetchA(m: Int, k: Int, n: Int) {
+        #expect(m / Parallel.maximumPieces * k * MemoryLayout<Float>.size > 512 << 10)
+        expectAgreement(m: m, k: k, n: n, bias: true, accumulate: false)
+    }
+
     /// Transposed views are read through their strides, as `w.t()` and `inp.t()` in `Lin.backward()`.
     @Test(arguments: [(false, true), (true, false), (true, true)])
     func transposedOperands(transposeA: Bool, transposeB: Bool) {
