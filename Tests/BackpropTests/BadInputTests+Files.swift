@@ -120,24 +120,28 @@ private func runTimed(
     }
 }
 
-/// `VmHWM` of `/proc/PID/status` in KiB (the peak resident memory of the process's own address
-/// space), or `nil` when it cannot be read (the process has ended, or no procfs).
+/// The value of field `name` (such as `VmHWM`) in `/proc/PID/status`, without its label, or `nil`
+/// when it cannot be read (the process has ended, or no procfs).
+private func statusField(_ name: String, of pid: pid_t) -> String? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") })
+    else { return nil }
+    return line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)
+}
+
 /// Whether process `pid` has installed a handler for `signal` (its bit in `SigCgt` of
 /// `/proc/PID/status`): a command that handles Ctrl-C does so from its first line, but a loaded
 /// machine (the sanitizer builds, tests in parallel) can take longer than a test's delay to get there.
 private func catches(_ signal: Int32, pid: pid_t) -> Bool {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
-        let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
-    else { return false }
+    guard let field = statusField("SigCgt", of: pid), let mask = UInt64(field, radix: 16) else { return false }
     return mask & (1 << UInt64(signal - 1)) != 0
 }
 
+/// `VmHWM` of `/proc/PID/status` in KiB (the peak resident memory of the process's own address
+/// space), or `nil` when it cannot be read (the process has ended, or no procfs).
 private func highWaterKiB(of pid: pid_t) -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return nil }
-    return Int(line.dropFirst("VmHWM:".count).trimmingCharacters(in: .whitespaces).split(separator: " ")[0])
+    guard let field = statusField("VmHWM", of: pid), let number = field.split(separator: " ").first else { return nil }
+    return Int(number)
 }
 
 extension Duration {
