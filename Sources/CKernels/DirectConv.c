@@ -195,16 +195,62 @@ static TARGET512 void forwardImages512(const float *x, const float *w, const flo
     }
 }
 
+// MARK: The weight gradient
+
+// The weight gradient reads the image and the output's gradient as flat planes of whole rows of
+// vectors: each padded image row `width = ⌈(w + 2 pw) / 8⌉ · 8` floats wide (at stride 1, w + 2 pw
+// is ow + kw − 1), and each gradient row as wide, zero past `ow`. Then output (y, x) sits at
+// `p = y · width + x` in the gradient's plane and its window's value (ky, kx) at `p + ky · width + kx`
+// in the image's, so every window offset is one run of whole vectors over p, with no partial
+// vector at the end of each row and no masked loads:
+//
+//   w.g[o, c, ky, kx] = Σ_i Σ_p gPadded[i, o, p] · padded[i, c, p + ky · width + kx]
+//
+// The gradient's zeros past `ow` cancel the terms whose window runs into the next row. Lane j of
+// a sum takes the columns x ≡ j (mod 8) of each row, image by image and row by row, as the
+// earlier kernel (one row at a time) did: the same sums in the same order.
+
+/// The weight gradient's row width (see above).
+static long gradientWidth(const BPWindow *g) { return (g->w + 2 * g->pw + 7) / 8 * 8; }
+
+/// Floats of one channel of a padded image in the weight gradient's layout: its `h + 2 ph` rows,
+/// and one more of zeros, into which the last windows' vectors reach.
+static long gradientImagePlane(const BPWindow *g) { return (g->h + 2 * g->ph + 1) * gradientWidth(g); }
+
+/// Floats of one channel of the output's gradient in that layout: `oh` rows.
+static long gradientOutputPlane(const BPWindow *g) { return g->oh * gradientWidth(g); }
+
+/// Image `img` of `x` into `padded` (`[c, gradientImagePlane]`), zero around the image.
+static void padImageRows(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
+    const long c = g->c, h = g->h, w = g->w, width = gradientWidth(g), plane = gradientImagePlane(g);
+    memset(padded, 0, (size_t)(c * plane) * sizeof(float));
+    for (long ch = 0; ch < c; ch++) {
+        const float *source = x + (img * c + ch) * h * w;
+        float *row = padded + ch * plane + g->ph * width + g->pw;
+        for (long iy = 0; iy < h; iy++, source += w, row += width) memcpy(row, source, (size_t)w * sizeof(float));
+    }
+}
+
+/// Image `img`'s output gradient (`[cOut, oh, ow]` in `gOut`) into `target` (`[cOut,
+/// gradientOutputPlane]`), zero past `ow` in each row.
+static void padGradientRows(const float *restrict gOut, float *restrict target, const BPWindow *g, long cOut, long img) {
+    const long oh = g->oh, ow = g->ow, width = gradientWidth(g);
+    const float *source = gOut + img * cOut * oh * ow;
+    for (long row = 0; row < cOut * oh; row++, source += ow, target += width) {
+        memcpy(target, source, (size_t)ow * sizeof(float));
+        memset(target + ow, 0, (size_t)(width - ow) * sizeof(float));
+    }
+}
+
 /// The weight gradients of output channels `[o0, o0 + channels)` (`channels` ≤ 4) over images
-/// `[0, m)` of `padded` (each `[c, rows, width]`) and `gOut` (each `[cOut, oh, ow]`); `channels`,
-/// `kh` and `kw` constants where the caller inlines it. A tile of `channels` × 3 window columns
-/// keeps its 12 sums in registers: each vector of the image serves every channel of the tile, and
-/// each vector of the gradient three window columns.
-INLINE_TARGET void weightGradientChannels(const float *restrict padded, const float *restrict gOut,
+/// `[0, m)` of `padded` and `gPadded` (the layout above); `channels`, `kh` and `kw` constants where
+/// the caller inlines it. A tile of `channels` × 3 window columns keeps its 12 sums in registers:
+/// each vector of the image serves every channel of the tile, and each vector of the gradient
+/// three window columns (7 loads for 12 fused multiply-adds).
+INLINE_TARGET void weightGradientChannels(const float *restrict padded, const float *restrict gPadded,
     float *restrict wg, const BPWindow *g, long cOut, long m, long o0, long channels, long kh, long kw) {
-    const long c = g->c, oh = g->oh, ow = g->ow, width = paddedWidth(g), rows = g->h + 2 * g->ph;
-    const long imageSize = c * rows * width, outputs = cOut * oh * ow, k = c * kh * kw;
-    const __m256i tail = firstLanes(ow % 8 == 0 ? 8 : ow % 8);
+    const long c = g->c, width = gradientWidth(g), plane = gradientImagePlane(g), gPlane = gradientOutputPlane(g);
+    const long k = c * kh * kw;
     for (long ch = 0; ch < c; ch++) {
         for (long ky = 0; ky < kh; ky++) {
             for (long kx0 = 0; kx0 < kw; kx0 += 3) {
@@ -214,19 +260,14 @@ INLINE_TARGET void weightGradientChannels(const float *restrict padded, const fl
                     for (long j = 0; j < span; j++) acc[jo][j] = _mm256_setzero_ps();
                 }
                 for (long img = 0; img < m; img++) {
-                    const float *gPlane = gOut + img * outputs + o0 * oh * ow;
-                    const float *plane = padded + img * imageSize + (ch * rows + ky) * width + kx0;
-                    for (long y = 0; y < oh; y++) {
-                        const float *gRow = gPlane + y * ow, *row = plane + y * width;
-                        for (long x0 = 0; x0 < ow; x0 += 8) {
-                            __m256 xv[3];
-                            for (long j = 0; j < span; j++) xv[j] = _mm256_loadu_ps(row + x0 + j);
-                            for (long jo = 0; jo < channels; jo++) {
-                                // The last vector's lanes past ow are 0 (the gradient is read masked).
-                                const float *gAt = gRow + jo * oh * ow + x0;
-                                const __m256 gv = x0 + 8 <= ow ? _mm256_loadu_ps(gAt) : _mm256_maskload_ps(gAt, tail);
-                                for (long j = 0; j < span; j++) acc[jo][j] = _mm256_fmadd_ps(gv, xv[j], acc[jo][j]);
-                            }
+                    const float *gp = gPadded + (img * cOut + o0) * gPlane;
+                    const float *xp = padded + (img * c + ch) * plane + ky * width + kx0;
+                    for (long p = 0; p < gPlane; p += 8) {
+                        __m256 xv[3];
+                        for (long j = 0; j < span; j++) xv[j] = _mm256_loadu_ps(xp + p + j);
+                        for (long jo = 0; jo < channels; jo++) {
+                            const __m256 gv = _mm256_loadu_ps(gp + jo * gPlane + p);
+                            for (long j = 0; j < span; j++) acc[jo][j] = _mm256_fmadd_ps(gv, xv[j], acc[jo][j]);
                         }
                     }
                 }
@@ -257,27 +298,29 @@ INLINE_TARGET void biasGradient(const float *restrict gOut, float *restrict bg, 
     }
 }
 
-/// The weight and bias gradients of images `[0, m)`: four output channels at a time, then the
-/// rest one by one.
-INLINE_TARGET void weightGradient(const float *restrict padded, const float *restrict gOut, float *restrict wg,
-    float *restrict bg, const BPWindow *g, long cOut, long m, long kh, long kw) {
+/// The weight gradients of images `[0, m)`: four output channels at a time, then the rest one by one.
+INLINE_TARGET void weightGradient(const float *restrict padded, const float *restrict gPadded, float *restrict wg,
+    const BPWindow *g, long cOut, long m, long kh, long kw) {
     long o0 = 0;
-    for (; o0 + 4 <= cOut; o0 += 4) weightGradientChannels(padded, gOut, wg, g, cOut, m, o0, 4, kh, kw);
-    for (; o0 < cOut; o0++) weightGradientChannels(padded, gOut, wg, g, cOut, m, o0, 1, kh, kw);
-    if (bg) biasGradient(gOut, bg, g, cOut, m);
+    for (; o0 + 4 <= cOut; o0 += 4) weightGradientChannels(padded, gPadded, wg, g, cOut, m, o0, 4, kh, kw);
+    for (; o0 < cOut; o0++) weightGradientChannels(padded, gPadded, wg, g, cOut, m, o0, 1, kh, kw);
 }
 
 static TARGET void weightGradientImages(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,
-    long cOut, long imageBegin, long imageEnd, float *padded) {
-    const long imageSize = g->c * (g->h + 2 * g->ph) * paddedWidth(g);
+    long cOut, long imageBegin, long imageEnd, float *scratch) {
     const long m = imageEnd - imageBegin;
-    for (long img = imageBegin; img < imageEnd; img++) padImage(x, padded + (img - imageBegin) * imageSize, g, img);
-    const float *gPiece = gOut + imageBegin * cOut * g->oh * g->ow;
-    if (g->kh == 3 && g->kw == 3) {
-        weightGradient(padded, gPiece, wg, bg, g, cOut, m, 3, 3);
-    } else {
-        weightGradient(padded, gPiece, wg, bg, g, cOut, m, g->kh, g->kw);
+    const long imageSize = g->c * gradientImagePlane(g), gradientSize = cOut * gradientOutputPlane(g);
+    float *padded = scratch, *gPadded = scratch + m * imageSize;
+    for (long img = imageBegin; img < imageEnd; img++) {
+        padImageRows(x, padded + (img - imageBegin) * imageSize, g, img);
+        padGradientRows(gOut, gPadded + (img - imageBegin) * gradientSize, g, cOut, img);
     }
+    if (g->kh == 3 && g->kw == 3) {
+        weightGradient(padded, gPadded, wg, g, cOut, m, 3, 3);
+    } else {
+        weightGradient(padded, gPadded, wg, g, cOut, m, g->kh, g->kw);
+    }
+    if (bg) biasGradient(gOut + imageBegin * cOut * g->oh * g->ow, bg, g, cOut, m);
 }
 
 #endif
@@ -296,6 +339,17 @@ long bp_conv_direct_scratch(const BPWindow *g, long images) {
     return images * g->c * (g->h + 2 * g->ph) * paddedWidth(g);
 #else
     (void)g;
+    (void)images;
+    return 0;
+#endif
+}
+
+long bp_conv_direct_gradient_scratch(const BPWindow *g, long cOut, long images) {
+#if defined(__x86_64__) || defined(_M_X64)
+    return images * (g->c * gradientImagePlane(g) + cOut * gradientOutputPlane(g));
+#else
+    (void)g;
+    (void)cOut;
     (void)images;
     return 0;
 #endif
@@ -321,9 +375,9 @@ int bp_conv_direct_forward(const float *x, const float *w, const float *bias, fl
 int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,
     long cOut, long imageBegin, long imageEnd) {
 #if defined(__x86_64__) || defined(_M_X64)
-    float *padded = bp_thread_scratch(bp_conv_direct_scratch(g, imageEnd - imageBegin));
-    if (!padded) return 0;
-    weightGradientImages(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, padded);
+    float *scratch = bp_thread_scratch(bp_conv_direct_gradient_scratch(g, cOut, imageEnd - imageBegin));
+    if (!scratch) return 0;
+    weightGradientImages(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, scratch);
     return 1;
 #else
     (void)x, (void)gOut, (void)wg, (void)bg, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd;

@@ -331,7 +331,7 @@ struct ConvolutionTests {
         #expect(Conv2d(w, nil).namedParameters.map(\.name) == ["w"])
     }
 
-    // MARK: The direct kernel (a first layer with small windows)
+    // MARK: The direct kernel (convolutions at stride 1)
 
     /// Stride-1 cases for the direct kernel: output widths below, at and past a vector of eight
     /// (1, 5, 8, 9, 14, 16, 17, 19, 28), kernels from 1 × 1 to 5 × 5 and one wider than eight (1 × 9),
@@ -344,8 +344,8 @@ struct ConvolutionTests {
         .init(n: 1, cIn: 3, h: 4, w: 8, cOut: 5, kh: 1, kw: 1, stride: 1, padding: 0, bias: true),
         .init(n: 2, cIn: 1, h: 3, w: 24, cOut: 2, kh: 1, kw: 9, stride: 1, padding: 0, bias: false),
         .init(n: 1, cIn: 1, h: 3, w: 3, cOut: 1, kh: 3, kw: 3, stride: 1, padding: 0, bias: true),
-        // Deeper windows (the convnet's second layer, 144 values): a direct forward, a backward
-        // through unfolded windows and BLAS. Five channels: a tile of four and one more.
+        // Deeper windows (the convnet's second layer, 144 values). Five channels: a tile of four
+        // and one more.
         .init(n: 2, cIn: 16, h: 14, w: 14, cOut: 5, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
         .init(n: 1, cIn: 4, h: 9, w: 21, cOut: 6, kh: 3, kw: 3, stride: 1, padding: 0, bias: false),
     ]
@@ -394,7 +394,9 @@ struct ConvolutionTests {
         expectNear(wide, directConvolution(inp, w, b, t), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
     }
 
-    @Test("the direct kernel: the layer's .g against finite differences and autograd", arguments: directCases)
+    @Test(
+        "the direct kernel: the layer's .g against finite differences and autograd",
+        arguments: directCases + vectorEdgeCases)
     func directBackward(_ t: ConvolutionCase) throws {
         let (inp, w, b, r) = convolutionTensors(t, seed: 12)
         try #require(
@@ -410,8 +412,8 @@ struct ConvolutionTests {
         let loss = { dot(directConvolution(inp, w, b, t), r) }
         let wEstimates = w.count <= 100 ? finiteDifferences(of: loss, withRespectTo: w) : nil
         let bEstimates = b.map { finiteDifferences(of: loss, withRespectTo: $0) }
-        // A first layer (w.g and b.g from the images directly when the windows are small), and a
-        // layer that also writes inp.g (through unfolded windows).
+        // A first layer (w.g and b.g from the images directly), and a layer that also writes inp.g
+        // (a direct convolution of out.g for square kernels, else through unfolded windows).
         for needsInputGradient in [false, true] {
             let label = needsInputGradient ? "with inp.g" : "without inp.g"
             inp.g = nil
@@ -449,9 +451,13 @@ struct ConvolutionTests {
         }
     }
 
-    @Test("the direct kernel's gradients are the same bits on one thread and on two")
-    func directBackwardThreads() throws {
-        let t = ConvolutionCase(n: 40, cIn: 1, h: 28, w: 28, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: true)
+    @Test(
+        "the direct kernel's gradients are the same bits on one thread and on two",
+        arguments: [
+            ConvolutionCase(n: 40, cIn: 1, h: 28, w: 28, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+            ConvolutionCase(n: 24, cIn: 16, h: 14, w: 14, cOut: 32, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        ])
+    func directBackwardThreads(_ t: ConvolutionCase) throws {
         let (inp, w, b, r) = convolutionTensors(t, seed: 13)
         try #require(
             Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: 1),

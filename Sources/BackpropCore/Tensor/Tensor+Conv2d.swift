@@ -227,19 +227,15 @@ extension Tensor {
         return withUnsafePointer(to: g.window) { bp_conv_direct_available($0) } != 0
     }
 
-    /// The largest window (`cIn · kh · kw` values) whose weight gradient is computed directly
-    /// (``conv2dDirectBackward(_:input:weights:padding:bias:)``) rather than as a matrix product
-    /// over unfolded windows: a product this shallow spends most of its time packing its operands
-    /// (a first layer's 3 × 3 windows over one channel are 9 values deep), while deeper windows
-    /// (the second layer's 144) sum faster in BLAS (measured: about 10-20% faster there).
-    static let directGradientWindowLimit = 32
-
     /// Whether ``conv2dDirectBackward(_:input:weights:padding:bias:)`` computes this convolution's
-    /// weight gradient: the direct forward fits, and windows are at most
-    /// ``directGradientWindowLimit`` values.
+    /// weight gradient: wherever the direct forward runs. From the images directly it is faster than
+    /// the matrix product over unfolded windows for shallow windows and deep ones alike: a first
+    /// layer's 3 × 3 windows over one channel are 9 values deep, too shallow for a product's
+    /// packing to pay; the second layer's 144 (16 channels, 14 × 14, batch 128) took 11-12 ms as
+    /// `im2col` and BLAS, 13 ms in the earlier direct kernel (rows of 14 in a partial vector each),
+    /// and 4.3 ms in this one (whole vectors over flat planes) on Zen 1.
     package static func conv2dDirectGradientFits(imageShape: [Int], weights w: Tensor, padding: Int) -> Bool {
         conv2dDirectFits(imageShape: imageShape, weights: w, stride: 1, padding: padding)
-            && w.shape[1] * w.shape[2] * w.shape[3] <= directGradientWindowLimit
     }
 
     /// The same convolution as ``conv2d(_:weights:bias:stride:padding:)`` at stride 1, computed
@@ -317,7 +313,7 @@ extension Tensor {
                     let done = bp_conv_direct_weight_gradient(
                         source.pointer, gradient.pointer, partialW, bias ? partialW + cOut * k : nil, window, cOut,
                         images.lowerBound, images.upperBound)
-                    if done == 0 { directScratchFailed(g, images: images.count) }
+                    if done == 0 { directScratchFailed(g, images: images.count, gradientChannels: cOut) }
                 }
             }
         }
@@ -378,9 +374,13 @@ extension Tensor {
             padding: w.shape[2] - 1 - padding)
     }
 
-    /// Ends the process: the direct convolution's padded images did not fit in memory.
-    private static func directScratchFailed(_ g: WindowGeometry, images: Int) -> Never {
-        let floats = withUnsafePointer(to: g.window) { Int(bp_conv_direct_scratch($0, images)) }
+    /// Ends the process: the direct convolution's padded images (and, for the weight gradient of
+    /// `gradientChannels` output channels, the padded output gradients) did not fit in memory.
+    private static func directScratchFailed(_ g: WindowGeometry, images: Int, gradientChannels: Int? = nil) -> Never {
+        let floats = withUnsafePointer(to: g.window) { window in
+            if let cOut = gradientChannels { return Int(bp_conv_direct_gradient_scratch(window, cOut, images)) }
+            return Int(bp_conv_direct_scratch(window, images))
+        }
         outOfMemory(bytes: floats * MemoryLayout<Float>.stride, for: "the scratch memory of a convolution")
     }
 

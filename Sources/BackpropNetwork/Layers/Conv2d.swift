@@ -149,8 +149,8 @@ public final class Conv2d: Layer {
         if usedDirectKernel && Tensor.conv2dDirectGradientFits(imageShape: inp.shape, weights: w, padding: padding)
             && (!needsInputGradient || directInputGradient)
         {
-            // After a direct forward with small windows (a first layer's): w.g and b.g from the
-            // padded images.
+            // After a direct forward: w.g and b.g from the padded images (DirectConv.c), without
+            // unfolding the windows.
             let gradients = Tensor.conv2dDirectBackward(out.g, input: inp, weights: w, padding: padding, bias: b != nil)
             w.g = gradients.w
             b?.g = gradients.b

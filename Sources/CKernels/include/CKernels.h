@@ -265,6 +265,10 @@ int bp_conv_direct_available(const BPWindow *window);
 /// The floats of this thread's scratch that the direct convolution uses for `images` images.
 long bp_conv_direct_scratch(const BPWindow *window, long images);
 
+/// The floats of this thread's scratch that the direct weight gradient uses for `images` images
+/// and `cOut` output channels.
+long bp_conv_direct_gradient_scratch(const BPWindow *window, long cOut, long images);
+
 /// The direct convolution of images `[imageBegin, imageEnd)` at stride 1: `out` (`[n, cOut, oh, ow]`)
 /// `= b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[i, c, y − ph + ky, x − pw + kx]` (0 outside the image),
 /// from `x` (`[n, c, h, w]`), `w` (`[cOut, c, kh, kw]`) and `bias` (`[cOut]` or NULL). Returns 0
