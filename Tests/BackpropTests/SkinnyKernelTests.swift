@@ -339,5 +339,18 @@ struct SkinnyKernelTests {
         #expect(MatMulKernel.fast.route(m: 128, n: 256, k: 784) == .skinny)
         #expect(MatMulKernel.fast.route(m: 256, n: 256, k: 784) != .skinny)
         #expect(MatMulKernel.fast.route(m: 1000, n: 1000, k: 1000) != .skinny)
+        // A B too large to pack whole, in a C cut by columns: each piece packs its own columns
+        // (the convnet's `out.g • wᵀ` of `lin 256`). Cut by rows, every piece would pack all of it.
+        #expect(MatMulKernel.fast.route(m: 128, n: 1568, k: 256) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 3000, n: 3000, k: 100) != .skinny)
+    }
+
+    /// A wide C whose B is too large to pack whole, cut by columns: each piece packs its own
+    /// columns of B, transposed (`out.g • wᵀ`) or not, the last piece narrower than the others.
+    @Test(arguments: [(64, 256, 1568), (37, 300, 1100), (20, 1100, 600)])
+    func wideProductsPackTheirOwnColumns(m: Int, k: Int, n: Int) {
+        #expect(MatMulKernel.fast.route(m: m, n: n, k: k) == .skinny)
+        expectAgreement(m: m, k: k, n: n, transposeB: true)
+        expectAgreement(m: m, k: k, n: n, bias: true)
     }
 }

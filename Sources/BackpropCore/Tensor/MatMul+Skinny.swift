@@ -61,11 +61,26 @@ extension Tensor {
     /// AVX2 as in OpenBLAS's AVX2 kernels, and twice as fast in AVX-512, which the OpenBLAS of
     /// Debian 12 does not use on Zen 5. The choice does not depend on the instruction set, so
     /// every x86-64 machine with AVX2 computes the same bits.
+    ///
+    /// A B too large for the L2 cache still fits when C is cut by columns, since each piece packs
+    /// only its own columns of B: the input gradient of a wide layer, `out.g • wᵀ` with `w` of
+    /// `(1568, 256)` and a batch of 128 (the convnet's `lin 256`), took 1.5 ms so against 3.7 ms in
+    /// OpenBLAS on Zen 1 (the layer's forward `x • w`, already here, 1.8-2.0 ms).
     static func prefersSkinnyKernel(m: Int, n: Int, k: Int) -> Bool {
-        guard skinnyKernelIsAvailable else { return false }
-        let smallSide = Swift.min(m, n, k) <= 128
-        let packedBlock = Swift.min(k, 1024) * n
-        return smallSide && packedBlock <= 1 << 18
+        guard skinnyKernelIsAvailable, Swift.min(m, n, k) <= 128 else { return false }
+        let depth = Swift.min(k, 1024)
+        if depth * n <= 1 << 18 { return true }
+        return !splitsRows(m: m, n: n, k: k) && depth * columnPieceWidth(m: m, n: n, k: k) <= 1 << 18
+    }
+
+    /// Whether `skinnyGemm` cuts C by rows (multiples of the 6-row tile) rather than by columns,
+    /// when it cuts it along neither the depth nor in halves. Each piece reads the part of B it
+    /// uses: pieces of rows all of B each, pieces of columns only their own columns but all of A
+    /// each. So rows when C is at least as tall as wide (the extra reading is then B's, the
+    /// smaller: `(64, 784) • (784, 50)` takes 14 µs in two pieces of rows, 16 in two of columns),
+    /// or when A is large; columns when C is wide (the MLP's `(64, 784) • (784, 256)`).
+    static func splitsRows(m: Int, n: Int, k: Int) -> Bool {
+        n < 32 || m >= n || m * k > 1 << 18
     }
 
     /// Results at least this large are written with non-temporal stores (they do not fit in
@@ -105,15 +120,10 @@ extension Tensor {
             }
             return
         }
-        // Split C by rows (multiples of the 6-row tile) or by columns. Each piece reads the part
-        // of B it uses: pieces of rows all of B each, pieces of columns only their own columns
-        // but all of A each. So rows when C is at least as tall as wide (the extra reading is
-        // then B's, the smaller: `(64, 784) • (784, 50)` takes 14 µs in two pieces of rows, 16 in
-        // two of columns), columns when C is wide (the MLP's `(64, 784) • (784, 256)`), in pieces
-        // large enough to pay for a thread. A small product is cut into one piece per thread
-        // (`balancedPieces`). How C is cut does not change its bits (the kernel decides its last
-        // columns on the whole product).
-        let splitRows = n < 32 || m >= n || m * k > 1 << 18
+        // Split C by rows or by columns (`splitsRows`), in pieces large enough to pay for a
+        // thread. A small product is cut into one piece per thread (`balancedPieces`). How C is
+        // cut does not change its bits (the kernel decides its last columns on the whole product).
+        let splitRows = splitsRows(m: m, n: n, k: k)
         let threads = Parallel.workers
         withUnsafePointer(to: &operands) { operands in
             if splitRows {
