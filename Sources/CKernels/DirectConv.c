@@ -99,12 +99,24 @@ INLINE_TARGET void forwardChannels(const float *restrict padded, const float *re
                     }
                 }
             }
+            // A row's last vectors are stored whole when the plane has 16 outputs left from x0: their
+            // lanes past the row land on the next rows' first outputs, which this loop writes
+            // afterwards (the 14-wide rows of the convnet's second layer, 8 images on one Zen 1
+            // core: 444-447 µs against 455-467 storing lane by lane).
+            const int whole = y * ow + x0 + 16 <= oh * ow;
             for (long j = 0; j < channels; j++) {
                 // Bias added after the sum, as `W • colsᵀ` then `+ b` does.
                 const __m256 shift = _mm256_set1_ps(bias ? bias[o0 + j] : 0.0f);
                 float *target = out + ((o0 + j) * oh + y) * ow + x0;
-                storeLanes(target, bias ? _mm256_add_ps(acc[j][0], shift) : acc[j][0], ow - x0);
-                storeLanes(target + 8, bias ? _mm256_add_ps(acc[j][1], shift) : acc[j][1], ow - x0 - 8);
+                const __m256 left = bias ? _mm256_add_ps(acc[j][0], shift) : acc[j][0];
+                const __m256 right = bias ? _mm256_add_ps(acc[j][1], shift) : acc[j][1];
+                if (whole) {
+                    _mm256_storeu_ps(target, left);
+                    _mm256_storeu_ps(target + 8, right);
+                } else {
+                    storeLanes(target, left, ow - x0);
+                    storeLanes(target + 8, right, ow - x0 - 8);
+                }
             }
         }
     }
