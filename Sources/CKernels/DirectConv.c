@@ -291,23 +291,32 @@ INLINE_TARGET void weightGradientChannels(const float *restrict padded, const fl
     }
 }
 
-/// The bias gradients over images `[0, m)` of `gOut`: each output channel's values, in eight
-/// lanes, in the order the weight gradients take them.
-INLINE_TARGET void biasGradient(const float *restrict gOut, float *restrict bg, const BPWindow *g, long cOut, long m) {
-    const long oh = g->oh, ow = g->ow, outputs = cOut * oh * ow;
-    const __m256i tail = firstLanes(ow % 8 == 0 ? 8 : ow % 8);
-    for (long o = 0; o < cOut; o++) {
-        __m256 sum = _mm256_setzero_ps();
-        for (long img = 0; img < m; img++) {
-            for (long y = 0; y < oh; y++) {
-                const float *gRow = gOut + img * outputs + (o * oh + y) * ow;
-                for (long x0 = 0; x0 < ow; x0 += 8) {
-                    sum = _mm256_add_ps(sum, x0 + 8 <= ow ? _mm256_loadu_ps(gRow + x0) : _mm256_maskload_ps(gRow + x0, tail));
-                }
+/// The bias gradients of output channels `[o0, o0 + channels)` over images `[0, m)` of `gPadded`
+/// (the layout above): each channel's values in eight lanes, row by row, the ⌈ow / 8⌉ vectors of
+/// each row (the lanes past `ow` are its zeros), one chain of additions per channel; `channels`
+/// (≤ 8) a constant where the caller inlines it. Eight chains at once keep the adder busy: one alone
+/// waits out each addition's latency (a third of the first layer's weight gradient went to it).
+INLINE_TARGET void biasGradientChannels(const float *restrict gPadded, float *restrict bg, const BPWindow *g,
+    long cOut, long m, long o0, long channels) {
+    const long oh = g->oh, ow = g->ow, width = gradientWidth(g), gPlane = gradientOutputPlane(g);
+    __m256 sum[8];
+    for (long j = 0; j < channels; j++) sum[j] = _mm256_setzero_ps();
+    for (long img = 0; img < m; img++) {
+        for (long y = 0; y < oh; y++) {
+            const float *gRow = gPadded + (img * cOut + o0) * gPlane + y * width;
+            for (long x0 = 0; x0 < ow; x0 += 8) {
+                for (long j = 0; j < channels; j++) sum[j] = _mm256_add_ps(sum[j], _mm256_loadu_ps(gRow + j * gPlane + x0));
             }
         }
-        bg[o] = laneSum(sum);
     }
+    for (long j = 0; j < channels; j++) bg[o0 + j] = laneSum(sum[j]);
+}
+
+/// The bias gradients over images `[0, m)`: eight channels at a time, then one by one.
+INLINE_TARGET void biasGradient(const float *restrict gPadded, float *restrict bg, const BPWindow *g, long cOut, long m) {
+    long o0 = 0;
+    for (; o0 + 8 <= cOut; o0 += 8) biasGradientChannels(gPadded, bg, g, cOut, m, o0, 8);
+    for (; o0 < cOut; o0++) biasGradientChannels(gPadded, bg, g, cOut, m, o0, 1);
 }
 
 /// The weight gradients of images `[0, m)`: four output channels at a time, then the rest one by one.
@@ -332,7 +341,7 @@ static TARGET void weightGradientImages(const float *x, const float *gOut, float
     } else {
         weightGradient(padded, gPadded, wg, g, cOut, m, g->kh, g->kw);
     }
-    if (bg) biasGradient(gOut + imageBegin * cOut * g->oh * g->ow, bg, g, cOut, m);
+    if (bg) biasGradient(gPadded, bg, g, cOut, m);
 }
 
 #endif
