@@ -104,6 +104,9 @@ INLINE_TARGET void forwardChannels(const float *restrict padded, const float *re
             // afterwards (the 14-wide rows of the convnet's second layer, 8 images on one Zen 1
             // core: 444-447 µs against 455-467 storing lane by lane).
             const int whole = y * ow + x0 + 16 <= oh * ow;
+            // (Unrolled, so that the sums stay in registers: a loop over j had the compiler copy them
+            // to the stack first.)
+#pragma clang loop unroll(full)
             for (long j = 0; j < channels; j++) {
                 // Bias added after the sum, as `W • colsᵀ` then `+ b` does.
                 const __m256 shift = _mm256_set1_ps(bias ? bias[o0 + j] : 0.0f);
@@ -220,7 +223,8 @@ static TARGET512 void forwardImages512(const float *x, const float *w, const flo
 //
 // The gradient's zeros past `ow` cancel the terms whose window runs into the next row. Lane j of
 // a sum takes the columns x ≡ j (mod 8) of each row, image by image and row by row, as the
-// earlier kernel (one row at a time) did: the same sums in the same order.
+// earlier kernel (one row at a time) did: the same sums in the same order (where a row's width
+// holds one vector more than its ⌈ow / 8⌉, as for ow = 8 and kw = 3, that vector adds zeros).
 
 /// The weight gradient's row width (see above).
 static long gradientWidth(const BPWindow *g) { return (g->w + 2 * g->pw + 7) / 8 * 8; }
