@@ -37,15 +37,22 @@
 /// past `ow` into zeros) plus the kernel's width.
 static long paddedWidth(const BPWindow *g) { return ((g->ow + 15) / 16) * 16 + g->kw - 1; }
 
-/// Image `img` of `x` into `padded` (`[c, h + 2 ph, paddedWidth]`), zero around the image.
-static void padImage(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
-    const long c = g->c, h = g->h, w = g->w, width = paddedWidth(g), rows = h + 2 * g->ph;
-    memset(padded, 0, (size_t)(c * rows * width) * sizeof(float));
+/// Image `img` of `x` into `padded`, one plane of `plane` floats per channel in rows `width` floats
+/// apart, zero around the image.
+static void padImageInto(const float *restrict x, float *restrict padded, const BPWindow *g, long img, long width,
+    long plane) {
+    const long c = g->c, h = g->h, w = g->w;
+    memset(padded, 0, (size_t)(c * plane) * sizeof(float));
     for (long ch = 0; ch < c; ch++) {
         const float *source = x + (img * c + ch) * h * w;
-        float *row = padded + (ch * rows + g->ph) * width + g->pw;
+        float *row = padded + ch * plane + g->ph * width + g->pw;
         for (long iy = 0; iy < h; iy++, source += w, row += width) memcpy(row, source, (size_t)w * sizeof(float));
     }
+}
+
+/// Image `img` of `x` into `padded` (`[c, h + 2 ph, paddedWidth]`), zero around the image.
+static void padImage(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
+    padImageInto(x, padded, g, img, paddedWidth(g), (g->h + 2 * g->ph) * paddedWidth(g));
 }
 
 /// The eight lanes of `v` added in a fixed order: `(l0 + l4) + (l2 + l6)` and `(l1 + l5) + (l3 + l7)`.
@@ -236,17 +243,6 @@ static long gradientImagePlane(const BPWindow *g) { return (g->h + 2 * g->ph + 1
 /// Floats of one channel of the output's gradient in that layout: `oh` rows.
 static long gradientOutputPlane(const BPWindow *g) { return g->oh * gradientWidth(g); }
 
-/// Image `img` of `x` into `padded` (`[c, gradientImagePlane]`), zero around the image.
-static void padImageRows(const float *restrict x, float *restrict padded, const BPWindow *g, long img) {
-    const long c = g->c, h = g->h, w = g->w, width = gradientWidth(g), plane = gradientImagePlane(g);
-    memset(padded, 0, (size_t)(c * plane) * sizeof(float));
-    for (long ch = 0; ch < c; ch++) {
-        const float *source = x + (img * c + ch) * h * w;
-        float *row = padded + ch * plane + g->ph * width + g->pw;
-        for (long iy = 0; iy < h; iy++, source += w, row += width) memcpy(row, source, (size_t)w * sizeof(float));
-    }
-}
-
 /// Image `img`'s output gradient (`[cOut, oh, ow]` in `gOut`) into `target` (`[cOut,
 /// gradientOutputPlane]`), zero past `ow` in each row.
 static void padGradientRows(const float *restrict gOut, float *restrict target, const BPWindow *g, long cOut, long img) {
@@ -337,7 +333,7 @@ static TARGET void weightGradientImages(const float *x, const float *gOut, float
     const long imageSize = g->c * gradientImagePlane(g), gradientSize = cOut * gradientOutputPlane(g);
     float *padded = scratch, *gPadded = scratch + m * imageSize;
     for (long img = imageBegin; img < imageEnd; img++) {
-        padImageRows(x, padded + (img - imageBegin) * imageSize, g, img);
+        padImageInto(x, padded + (img - imageBegin) * imageSize, g, img, gradientWidth(g), gradientImagePlane(g));
         padGradientRows(gOut, gPadded + (img - imageBegin) * gradientSize, g, cOut, img);
     }
     if (g->kh == 3 && g->kw == 3) {

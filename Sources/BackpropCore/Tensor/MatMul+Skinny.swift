@@ -65,12 +65,20 @@ extension Tensor {
     /// A B too large for the L2 cache still fits when C is cut by columns, since each piece packs
     /// only its own columns of B: the input gradient of a wide layer, `out.g • wᵀ` with `w` of
     /// `(1568, 256)` and a batch of 128 (the convnet's `lin 256`), took 1.5 ms so against 3.7 ms in
-    /// OpenBLAS on Zen 1 (the layer's forward `x • w`, already here, 1.8-2.0 ms).
+    /// OpenBLAS on Zen 1 (the layer's forward `x • w`, already here, 1.8-2.0 ms). (A product cut
+    /// along its depth packs all of B in each piece, and cut by rows too: those stay with BLAS.)
     static func prefersSkinnyKernel(m: Int, n: Int, k: Int) -> Bool {
         guard skinnyKernelIsAvailable, Swift.min(m, n, k) <= 128 else { return false }
         let depth = Swift.min(k, 1024)
         if depth * n <= 1 << 18 { return true }
-        return !splitsRows(m: m, n: n, k: k) && depth * columnPieceWidth(m: m, n: n, k: k) <= 1 << 18
+        return !cutsAlongDepth(m: m, n: n, k: k) && !splitsRows(m: m, n: n, k: k)
+            && depth * columnPieceWidth(m: m, n: n, k: k) <= 1 << 18
+    }
+
+    /// Whether `skinnyGemm` cuts a product along its depth, into pieces of ``depthPiece`` rows of B
+    /// that each sum into their own copy of C: a small C and a long depth (the seed's `w1.g`).
+    static func cutsAlongDepth(m: Int, n: Int, k: Int) -> Bool {
+        m * n <= 1 << 18 && k >= 2 * depthPiece
     }
 
     /// Whether `skinnyGemm` cuts C by rows (multiples of the 6-row tile) rather than by columns,
@@ -112,7 +120,7 @@ extension Tensor {
             depthHalvesGemm(operands, instructionSet: instructionSet)
             return
         }
-        if m * n <= 1 << 18 && k >= 2 * depthPiece {
+        if cutsAlongDepth(m: m, n: n, k: k) {
             if a.transposed {
                 transposedDepthGemm(operands, accumulate: accumulate, bias: bias, instructionSet: instructionSet)
             } else {
