@@ -62,9 +62,13 @@ struct BackpropCommand: ParsableCommand {
         StandardStream.prepareProcess()
         FileSystemPath.registerCommandLineArguments()
         OutOfMemory.install()
-        Interruption.installCleanExit()
         do {
             var command = try parseAsRoot()
+            // One handler per command, installed once: `train` turns a signal into a request it
+            // polls (status 128 + signal); the others end at once, by the signal, after removing a
+            // temporary file. (Installing the second over the first left a moment in which Ctrl-C
+            // ended `train` by the signal.) Parsing, before it, writes no file.
+            if command is TrainCommand { Interruption.install() } else { Interruption.installCleanExit() }
             try checkEnvironment()
             try command.run()
             StandardStream.finishOutput()

@@ -46,7 +46,7 @@ enum Interruption {
     /// For the commands that do not poll for a stop (`seed`, `explain`, `evaluate`, `gradcheck`,
     /// …): a signal ends the process at once, as by default (killed by that signal), but first
     /// removes the temporary file of a save in progress, so that none is left behind. `train`
-    /// replaces this with ``install()``.
+    /// installs ``install()`` instead (`BackpropCommand.runCommand()` chooses one).
     static func installCleanExit() {
         unblockStopSignals()
         for signalNumber in stopSignals {
