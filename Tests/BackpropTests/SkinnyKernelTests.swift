@@ -179,12 +179,30 @@ struct SkinnyKernelTests {
         #expect(Tensor.balancedPieces(64, parts: 2, work: small, threads: 1, grains: rows) == nil)
     }
 
+    /// A large product cut by columns is cut into a multiple of the threads' count of pieces that
+    /// differ by at most 16 columns, larger first, the remainder past the last 16 on the last.
+    @Test func columnPiecesShareEvenlyAmongTheThreads() {
+        // lin 256's forward: six pieces of 48 would leave 144 columns to one of two threads.
+        #expect(
+            Tensor.evenPieces(256, parts: 6, threads: 2, grain: 16) == [
+                0..<48, 48..<96, 96..<144, 144..<192, 192..<224, 224..<256,
+            ])
+        #expect(Tensor.evenPieces(256, parts: 6, threads: 4, grain: 16) == (0..<8).map { $0 * 32..<$0 * 32 + 32 })
+        #expect(Tensor.evenPieces(1568, parts: 14, threads: 2, grain: 16) == (0..<14).map { $0 * 112..<$0 * 112 + 112 })
+        // 100 columns: six whole vectors and 4 columns over, which go to the last piece.
+        #expect(Tensor.evenPieces(100, parts: 3, threads: 2, grain: 16) == [0..<32, 32..<64, 64..<80, 80..<100])
+        // Not worth a thread: one piece; fewer vectors than pieces: one vector each.
+        #expect(Tensor.evenPieces(256, parts: 1, threads: 2, grain: 16) == [0..<256])
+        #expect(Tensor.evenPieces(40, parts: 3, threads: 2, grain: 16) == [0..<16, 16..<40])
+        #expect(Tensor.evenPieces(8, parts: 2, threads: 2, grain: 16) == [0..<8])
+    }
+
     /// The products of a minibatch step (the MLP's and the minibatch benchmark's, forward and
     /// `w.g`), cut into one piece per thread, agree with the reference loops, and are the same bits
     /// on one, two and three threads.
     @Test(arguments: [
         (64, 784, 50, false), (784, 64, 50, true), (64, 784, 256, false), (64, 128, 256, false),
-        (256, 64, 128, true),
+        (256, 64, 128, true), (128, 1568, 256, false),
     ])
     func smallProductsOnAnyThreadCount(m: Int, k: Int, n: Int, transposeA: Bool) {
         var generator = RandomGenerator(seed: UInt64(m * 31 + k * 7 + n))
