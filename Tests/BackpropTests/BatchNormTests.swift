@@ -271,16 +271,16 @@ struct BatchNormTests {
     }
 
     @Test(
-        "the same bits on one thread and on two, with the channels split over the threads",
+        "the same bits on one, two and three threads, with the images split over the threads",
         arguments: [[128, 32, 7, 7], [64, 16, 14, 14], [300, 512]])
     func sameBitsOnAnyThreads(_ shape: [Int]) throws {
         // Each of these has at least two pieces' worth of values (`BatchNorm.valuesPerPiece`), so
-        // on two threads each thread normalises some of the channels.
+        // on two threads each thread sums and normalises some of the blocks of images.
         #expect(shape.reduce(1, *) >= 2 * BatchNorm.valuesPerPiece)
         let before = Parallel.workers
         defer { Parallel.setWorkers(before) }
         var results: [[[Float]]] = []
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             Parallel.setWorkers(threads)
             var generator = RandomGenerator(seed: 77)
             let x = Tensor.randn(shape, generator: &generator) * 3 + 1
@@ -297,7 +297,7 @@ struct BatchNormTests {
             values += [layer.runningMean.values, layer.runningVar.values]
             results.append(values)
         }
-        #expect(results[0] == results[1])
+        #expect(results[0] == results[1] && results[0] == results[2])
     }
 }
 
@@ -313,6 +313,61 @@ struct BatchNormKernelTests {
         for lane in lanes { total += lane }
         for i in whole..<count { total += term(i) }
         return total
+    }
+
+    /// The layer's statistics and its `w.g`, `b.g`: each plane's sum in the kernels' order, summed
+    /// per block of `BatchNorm.imagesPerBlock` images from 0, and the blocks' sums from 0 in order,
+    /// written as plain loops; 21 images make blocks of 8, 8 and 5.
+    @Test("the layer sums its planes per block of images, then the blocks in order")
+    func layerSumsInBlocksOfImages() {
+        let (n, c, spatial) = (21, 3, 6)
+        #expect(BatchNorm.imagesPerBlock == 8)
+        var generator = RandomGenerator(seed: 91)
+        var values = (0..<(n * c * spatial)).map { _ in
+            Float(generator.nextUniform() * 2000 - 1000) * (generator.nextUniform() < 0.5 ? 1e-3 : 1)
+        }
+        // Channel 0, where the order shows: 2⁶⁰ in image 0, 32 in each of images 8 to 15, -2⁶⁰ in
+        // image 16, zeros elsewhere. Added one image at a time, each 32 is lost against 2⁶⁰ (half its
+        // spacing is 128) and the sum is 0; summed in their block first, they make 256, which is kept.
+        for image in 0..<n {
+            for i in 0..<spatial { values[image * c * spatial + i] = 0 }
+        }
+        values[0] = 0x1p60
+        for image in 8..<16 { values[image * c * spatial] = 32 }
+        values[16 * c * spatial] = -0x1p60
+        let gradient = (0..<values.count).map { _ in Float(generator.nextUniform() * 2 - 1) }
+        let x = Tensor(shape: [n, c, 2, 3], values: values)
+        let layer = BatchNorm(features: c)
+        let out = layer(x)
+        out.g = Tensor(shape: x.shape, values: gradient)
+        layer.backward()
+        /// Σ over the batch of `term(i)` for the elements `i` of each image's plane of `channel`.
+        func blocked(_ channel: Int, _ term: (Int) -> Double) -> Double {
+            var total = 0.0
+            for block in stride(from: 0, to: n, by: 8) {
+                var partial = 0.0
+                for image in block..<Swift.min(n, block + 8) {
+                    let start = (image * c + channel) * spatial
+                    partial += laneSum(spatial) { term(start + $0) }
+                }
+                total += partial
+            }
+            return total
+        }
+        let count = Double(n * spatial)
+        #expect(blocked(0) { Double(values[$0]) } == 256)
+        for channel in 0..<c {
+            let mean = blocked(channel) { Double(values[$0]) } / count
+            let variance = blocked(channel) { (Double(values[$0]) - mean) * (Double(values[$0]) - mean) } / count
+            let invStd = 1 / (Float(variance) + layer.eps).squareRoot()
+            #expect(layer.mean.values[channel] == Float(mean), "channel \(channel)")
+            #expect(layer.invStd.values[channel] == invStd, "channel \(channel)")
+            let (meanF, g) = (Float(mean), gradient)
+            #expect(layer.b.g.values[channel] == Float(blocked(channel) { Double(g[$0]) }))
+            #expect(
+                layer.w.g.values[channel] == Float(blocked(channel) { Double(g[$0] * ((values[$0] - meanF) * invStd)) })
+            )
+        }
     }
 
     @Test("sums, normalisation and input gradient, for lengths 0 to 21 and 196", arguments: Array(0...21) + [196])

@@ -21,8 +21,9 @@ import BackpropCore
 ///
 /// Autograd records the forward composed of `mean`, `-`, `*`, `sqrt`, `/` and `+` over the
 /// input viewed as `(n, c, h·w)` (means over dimension 2, then 0), so `.grad` comes from those
-/// primitives' derivatives, not from the formulas above. Where nothing is recorded, one pass per
-/// channel for the statistics (in Double) and one for the output.
+/// primitives' derivatives, not from the formulas above. Where nothing is recorded, passes over
+/// blocks of images: the statistics in Double (summed per block, then over the blocks in order,
+/// ``imagesPerBlock``), then the output.
 public final class BatchNorm: Layer, ModeDependentLayer {
     /// The scale, PyTorch's `weight` (gamma), ones at first. // (c)
     public let w: Tensor
@@ -145,43 +146,38 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         }
         let meanValues = mean.values
         let invStdValues = invStd.values
-        let weights = w.values
+        // Σ out.g and Σ out.g · xhat per channel, in Double, by blocks of images (`blockSums`).
+        let sums = withExtendedLifetime((x, g)) {
+            blockSums(n: n, c: c, spatial: spatial) { start in
+                let channel = start / spatial % c
+                return BatchNormKernels.gradientSums(
+                    g.pointer + start, x.pointer + start, count: spatial, mean: meanValues[channel],
+                    invStd: invStdValues[channel])
+            }
+        }
+        for channel in 0..<c {
+            biasGradient.pointer[channel] = Float(sums.first[channel])
+            weightGradient.pointer[channel] = Float(sums.second[channel])
+        }
+        let scales = zip(w.values, invStdValues).map { $0 * $1 }
+        // inp.g = w · invStd / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat)), computed as
+        // w · invStd · (out.g - Σ out.g / N - xhat · Σ(out.g · xhat) / N) in training.
+        let meanG = sums.first.map { Float($0 / Double(count)) }
+        let meanGXhat = sums.second.map { Float($0 / Double(count)) }
         withExtendedLifetime((x, g)) {
-            let input = x.pointer
-            let gradient = g.pointer
-            let result = inputGradient.pointer
-            Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: count)) { channels in
-                for channel in channels {
-                    let mean = meanValues[channel]
-                    let invStd = invStdValues[channel]
-                    // Σ out.g and Σ out.g · xhat over the channel, in Double.
-                    var sumG = 0.0
-                    var sumGXhat = 0.0
-                    for row in 0..<n {
-                        let start = (row * c + channel) * spatial
-                        let (g, gXhat) = BatchNormKernels.gradientSums(
-                            gradient + start, input + start, count: spatial, mean: mean, invStd: invStd)
-                        sumG += g
-                        sumGXhat += gXhat
-                    }
-                    biasGradient.pointer[channel] = Float(sumG)
-                    weightGradient.pointer[channel] = Float(sumGXhat)
-                    let scale = weights[channel] * invStd
-                    if batchStatistics {
-                        // inp.g = w · invStd / N · (N · out.g - Σ out.g - xhat · Σ(out.g · xhat)),
-                        // computed as w · invStd · (out.g - Σ out.g / N - xhat · Σ(out.g · xhat) / N).
-                        let meanG = Float(sumG / Double(count))
-                        let meanGXhat = Float(sumGXhat / Double(count))
-                        for row in 0..<n {
-                            let start = (row * c + channel) * spatial
+            let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
+            Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
+                for image in images {
+                    for channel in 0..<c {
+                        let start = (image * c + channel) * spatial
+                        if batchStatistics {
                             BatchNormKernels.inputGradient(
-                                gradient + start, input + start, into: result + start, count: spatial, mean: mean,
-                                invStd: invStd, meanG: meanG, meanGXhat: meanGXhat, scale: scale)
-                        }
-                    } else {
-                        // inp.g = out.g · w · invStd
-                        for row in 0..<n {
-                            let start = (row * c + channel) * spatial
+                                gradient + start, input + start, into: result + start, count: spatial,
+                                mean: meanValues[channel], invStd: invStdValues[channel], meanG: meanG[channel],
+                                meanGXhat: meanGXhat[channel], scale: scales[channel])
+                        } else {
+                            // inp.g = out.g · w · invStd
+                            let scale = scales[channel]
                             for i in start..<start + spatial { result[i] = gradient[i] * scale }
                         }
                     }
@@ -220,70 +216,108 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         return (meanValues.map(Double.init), varianceValues.map(Double.init))
     }
 
-    /// The forward in two passes per channel (the statistics in Double, then the output), with
-    /// nothing recorded; sets `out`, `mean` and `invStd`, and returns the statistics it
-    /// normalised with.
+    /// The forward in passes over blocks of ``imagesPerBlock`` images (the statistics in Double,
+    /// then the output), with nothing recorded; sets `out`, `mean` and `invStd`, and returns the
+    /// statistics it normalised with.
+    ///
+    /// Each pass cuts the batch by images, as the layers around it do (a convolution, a pooling,
+    /// an elementwise layer), so that each core reads mostly what it wrote; cut by channels, every
+    /// core read every image, half of them from the other core's cache.
     private func fastForward(_ inp: Tensor, n: Int, c: Int, spatial: Int) -> (mean: [Double], variance: [Double]) {
         let x = inp.contiguous()
         let result = Tensor(uninitializedShape: inp.shape)
-        var means = [Double](repeating: 0, count: c)
-        var variances = [Double](repeating: 0, count: c)
-        let meanTensor = Tensor.zeros([c])
-        let invStdTensor = Tensor.zeros([c])
-        let training = isTraining
+        let means: [Double]
+        let variances: [Double]
         let count = n * spatial
-        let eps = eps
-        let runningMeans = runningMean.values
-        let runningVars = runningVar.values
-        let weights = w.values
-        let biases = b.values
-        means.withUnsafeMutableBufferPointer { means in
-            variances.withUnsafeMutableBufferPointer { variances in
-                withExtendedLifetime(x) {
-                    let input = x.pointer
-                    let output = result.pointer
-                    Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: count)) { channels in
-                        for channel in channels {
-                            if training {
-                                // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
-                                var sum = 0.0
-                                for row in 0..<n {
-                                    sum += BatchNormKernels.total(input + (row * c + channel) * spatial, count: spatial)
-                                }
-                                let mean = sum / Double(count)
-                                var squares = 0.0
-                                for row in 0..<n {
-                                    squares += BatchNormKernels.squaredDeviations(
-                                        input + (row * c + channel) * spatial, count: spatial, from: mean)
-                                }
-                                means[channel] = mean
-                                variances[channel] = squares / Double(count)
-                            } else {
-                                means[channel] = Double(runningMeans[channel])
-                                variances[channel] = Double(runningVars[channel])
-                            }
-                            let mean = Float(means[channel])
-                            let invStd = 1 / (Float(variances[channel]) + eps).squareRoot()
-                            meanTensor.pointer[channel] = mean
-                            invStdTensor.pointer[channel] = invStd
-                            // out = w · (x - mean) · invStd + b
-                            let scale = weights[channel] * invStd
-                            let shift = biases[channel]
-                            for row in 0..<n {
-                                let start = (row * c + channel) * spatial
-                                BatchNormKernels.normalize(
-                                    input + start, into: output + start, count: spatial, mean: mean, scale: scale,
-                                    shift: shift)
-                            }
-                        }
+        if isTraining {
+            // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
+            let sums = blockSums(n: n, c: c, spatial: spatial) { start in
+                (BatchNormKernels.total(x.pointer + start, count: spatial), 0)
+            }
+            means = sums.first.map { $0 / Double(count) }
+            let squares = means.withUnsafeBufferPointer { means in
+                blockSums(n: n, c: c, spatial: spatial) { start in
+                    (
+                        BatchNormKernels.squaredDeviations(
+                            x.pointer + start, count: spatial, from: means[start / spatial % c]), 0
+                    )
+                }
+            }
+            variances = squares.first.map { $0 / Double(count) }
+        } else {
+            means = runningMean.values.map(Double.init)
+            variances = runningVar.values.map(Double.init)
+        }
+        let meanValues = means.map { Float($0) }
+        let invStdValues = variances.map { 1 / (Float($0) + eps).squareRoot() }
+        // out = w · (x - mean) · invStd + b
+        let scales = zip(w.values, invStdValues).map { $0 * $1 }
+        let shifts = b.values
+        withExtendedLifetime(x) {
+            let (input, output) = (x.pointer, result.pointer)
+            Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
+                for image in images {
+                    for channel in 0..<c {
+                        let start = (image * c + channel) * spatial
+                        BatchNormKernels.normalize(
+                            input + start, into: output + start, count: spatial, mean: meanValues[channel],
+                            scale: scales[channel], shift: shifts[channel])
                     }
                 }
             }
         }
         out = result
-        mean = meanTensor
-        invStd = invStdTensor
+        mean = Tensor(shape: [c], values: meanValues)
+        invStd = Tensor(shape: [c], values: invStdValues)
         return (means, variances)
+    }
+
+    /// Images per block of a sum over the batch: each block sums, per channel, `plane(start)` over
+    /// its images in order (from 0), and the channel's sum is `0 + block 0 + block 1 + …`. Fixed,
+    /// so that the sums do not depend on the number of threads, which take whole blocks.
+    ///
+    /// Cut by images, each core reads mostly what the layer before wrote on it. Cut by channels,
+    /// as before, each core read every image, half from the other core's cache: the cnn preset's
+    /// two batch norms took 732-860 ms an epoch forward and backward, 469-551 ms in blocks
+    /// (`bench --only cnn`, three alternating runs on Zen 1).
+    static let imagesPerBlock = 8
+
+    /// Per channel, the sums over the batch of the two values `plane(start)` returns, called with
+    /// the offset of each image's plane of the channel, in blocks of ``imagesPerBlock`` images (see
+    /// there).
+    private func blockSums(
+        n: Int, c: Int, spatial: Int, _ plane: (Int) -> (Double, Double)
+    ) -> (first: [Double], second: [Double]) {
+        let block = Self.imagesPerBlock
+        let blocks = (n + block - 1) / block
+        var partial = [Double](repeating: 0, count: blocks * c * 2)
+        partial.withUnsafeMutableBufferPointer { partial in
+            let perPiece = Swift.max(1, imagesPerPiece(c: c, spatial: spatial) / block)
+            Parallel.forEachRange(blocks, minimumPerPiece: perPiece) { range in
+                for b in range {
+                    for image in b * block..<Swift.min(n, (b + 1) * block) {
+                        for channel in 0..<c {
+                            let (first, second) = plane((image * c + channel) * spatial)
+                            partial[(b * c + channel) * 2] += first
+                            partial[(b * c + channel) * 2 + 1] += second
+                        }
+                    }
+                }
+            }
+        }
+        var sums = (first: [Double](repeating: 0, count: c), second: [Double](repeating: 0, count: c))
+        for b in 0..<blocks {
+            for channel in 0..<c {
+                sums.first[channel] += partial[(b * c + channel) * 2]
+                sums.second[channel] += partial[(b * c + channel) * 2 + 1]
+            }
+        }
+        return sums
+    }
+
+    /// How many images one thread's piece holds: at least ``valuesPerPiece`` values.
+    private func imagesPerPiece(c: Int, spatial: Int) -> Int {
+        Swift.max(1, Self.valuesPerPiece / Swift.max(c * spatial, 1))
     }
 
     // MARK: - Data-parallel training: the statistics of the whole batch
@@ -457,6 +491,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// piece pays for a thread at half the elementwise minimum (128 Ki). At that minimum the cnn
     /// preset's second batch norm (`[128, 32, 7, 7]`, 200 Ki values) ran on one core; now on both
     /// (`bench --only cnn`, four alternating runs: that layer 658-764 -> 415-554 ms an epoch, the
-    /// first one unchanged). Each channel is one piece's, so the split changes no bits.
+    /// first one unchanged). A piece holds whole channels (data-parallel replicas) or whole blocks
+    /// of images (``imagesPerBlock``), so the split changes no bits.
     static let valuesPerPiece = 1 << 16
 }
