@@ -278,8 +278,8 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     ///
     /// Cut by images, each core reads mostly what the layer before wrote on it. Cut by channels,
     /// as before, each core read every image, half from the other core's cache: the cnn preset's
-    /// two batch norms took 732-860 ms an epoch forward and backward, 469-551 ms in blocks
-    /// (`bench --only cnn`, three alternating runs on Zen 1).
+    /// two batch norms took 728-860 ms an epoch forward and backward, 469-552 ms in blocks
+    /// (`bench --only cnn`, five alternating pairs of runs on Zen 1; BENCHMARKS.md).
     static let imagesPerBlock = 8
 
     /// Per channel, the sums over the batch of the two values `plane(start)` returns, called with
