@@ -22,8 +22,8 @@ import BackpropCore
 /// Autograd records the forward composed of `mean`, `-`, `*`, `sqrt`, `/` and `+` over the
 /// input viewed as `(n, c, h·w)` (means over dimension 2, then 0), so `.grad` comes from those
 /// primitives' derivatives, not from the formulas above. Where nothing is recorded, passes over
-/// blocks of images: the statistics in Double (summed per block, then over the blocks in order,
-/// ``imagesPerBlock``), then the output.
+/// blocks of 8 images: the statistics in Double (summed per block, then over the blocks in order),
+/// then the output.
 public final class BatchNorm: Layer, ModeDependentLayer {
     /// The scale, PyTorch's `weight` (gamma), ones at first. // (c)
     public let w: Tensor
