@@ -161,7 +161,8 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let started = ContinuousClock.now
-        // `Interruption.install()` is in place (`BackpropCommand.runCommand()`). Ctrl-C while the data inflates: the readers check between chunks (nothing to save yet).
+        // `Interruption.install()` is in place (`BackpropCommand.runCommand()`). Ctrl-C while the
+        // data inflates: the readers check between chunks (nothing to save yet).
         ReadingInterruption.install { if let signal = Interruption.requested { Foundation.exit(128 + signal) } }
         var configuration = try parsedConfiguration()
         // --init's file, read once (an ONNX model, else a safetensors checkpoint or state_dict): its

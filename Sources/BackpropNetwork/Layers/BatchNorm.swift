@@ -148,9 +148,8 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let invStdValues = invStd.values
         // Σ out.g and Σ out.g · xhat per channel, in Double, by blocks of images (`blockSums`).
         let sums = withExtendedLifetime((x, g)) {
-            blockSums(n: n, c: c, spatial: spatial) { start in
-                let channel = start / spatial % c
-                return BatchNormKernels.gradientSums(
+            blockSums(n: n, c: c, spatial: spatial) { start, channel in
+                BatchNormKernels.gradientSums(
                     g.pointer + start, x.pointer + start, count: spatial, mean: meanValues[channel],
                     invStd: invStdValues[channel])
             }
@@ -231,18 +230,14 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let count = n * spatial
         if isTraining {
             // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
-            let sums = blockSums(n: n, c: c, spatial: spatial) { start in
+            let sums = blockSums(n: n, c: c, spatial: spatial) { start, _ in
                 (BatchNormKernels.total(x.pointer + start, count: spatial), 0)
             }
-            means = sums.first.map { $0 / Double(count) }
-            let squares = means.withUnsafeBufferPointer { means in
-                blockSums(n: n, c: c, spatial: spatial) { start in
-                    (
-                        BatchNormKernels.squaredDeviations(
-                            x.pointer + start, count: spatial, from: means[start / spatial % c]), 0
-                    )
-                }
+            let batchMeans = sums.first.map { $0 / Double(count) }
+            let squares = blockSums(n: n, c: c, spatial: spatial) { start, channel in
+                (BatchNormKernels.squaredDeviations(x.pointer + start, count: spatial, from: batchMeans[channel]), 0)
             }
+            means = batchMeans
             variances = squares.first.map { $0 / Double(count) }
         } else {
             means = runningMean.values.map(Double.init)
@@ -282,11 +277,11 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// (`bench --only cnn`, five alternating pairs of runs on Zen 1; BENCHMARKS.md).
     static let imagesPerBlock = 8
 
-    /// Per channel, the sums over the batch of the two values `plane(start)` returns, called with
-    /// the offset of each image's plane of the channel, in blocks of ``imagesPerBlock`` images (see
-    /// there).
+    /// Per channel, the sums over the batch of the two values `plane(start, channel)` returns,
+    /// called with the offset of each image's plane of the channel, in blocks of ``imagesPerBlock``
+    /// images (see there).
     private func blockSums(
-        n: Int, c: Int, spatial: Int, _ plane: (Int) -> (Double, Double)
+        n: Int, c: Int, spatial: Int, _ plane: (_ start: Int, _ channel: Int) -> (Double, Double)
     ) -> (first: [Double], second: [Double]) {
         let block = Self.imagesPerBlock
         let blocks = (n + block - 1) / block
@@ -297,7 +292,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                 for b in range {
                     for image in b * block..<Swift.min(n, (b + 1) * block) {
                         for channel in 0..<c {
-                            let (first, second) = plane((image * c + channel) * spatial)
+                            let (first, second) = plane((image * c + channel) * spatial, channel)
                             partial[(b * c + channel) * 2] += first
                             partial[(b * c + channel) * 2 + 1] += second
                         }
