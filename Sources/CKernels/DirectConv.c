@@ -1,7 +1,9 @@
 // Direct convolution at stride 1, for the layers whose windows are too small for a matrix
 // product: a first layer over one channel has windows of K = 9 values, and `W • colsᵀ` of depth
 // 9 keeps BLAS's kernels mostly packing (and im2col writes every pixel 9 times). Here each output
-// row is computed in place from a zero-padded copy of the image, eight outputs per vector.
+// row is computed in place from a zero-padded copy of the image, eight outputs per vector; or,
+// where rows are narrow and windows deep (14 wide and 144 values, 7 wide, 4 wide), eight output
+// channels of one pixel per vector (the channel tiles, below), with the same bits.
 //
 // Forward, for each image i, output channel o, row y, and eight columns x at a time:
 //   acc = 0;  for (c, ky, kx) in order:  acc = fma(w[o, c, ky, kx], x[i, c, y − p + ky, x − p + kx], acc)
@@ -152,6 +154,189 @@ static TARGET void forwardImages(const float *x, const float *w, const float *bi
             forwardImage(padded, w, bias, out + img * outputs, g, cOut, g->kh, g->kw);
         }
     }
+}
+
+// MARK: The forward pass by output channels
+
+// The tiles above hold sixteen outputs of one row in two vectors: a 14-wide row leaves 2 of 16
+// lanes idle, a 7-wide one 9. Where the output channels fill whole vectors better than the row
+// does, a vector holds eight output channels of one pixel instead, with each value of the image
+// broadcast and each window position's weights for eight channels loaded:
+//
+//   acc[o..o+7] = fma(w[o..o+7, c, ky, kx], x[c, y − ph + ky, x − pw + kx], acc)   for (c, ky, kx) in order
+//
+// the same chain per output, in the same order, then `+ b[o]`: the same bits as the row tiles. A
+// tile takes `pixels` consecutive pixels of the output plane (it may span rows: each pixel reads
+// its window through its own pointer into the padded image) and `vectors` vectors of channels.
+// The weights are packed once per call as `[c, ky, kx, cOut rounded up to 8]` (zeros past
+// `cOut`), an image's outputs go to a pixel-major scratch `[pixel, channel]`, and each image ends
+// with a transposition into `out`'s planes.
+
+/// The floats of the channel tiles' weights in their packed layout, `cOut` rounded up to 8.
+static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
+
+/// The most pixels a channel tile takes.
+#define CHANNEL_TILE_PIXELS 6
+
+/// Whether the channel tiles compute this forward pass (`layout` 0: the faster; 1: rows; 2:
+/// channels). Each layout's share of useful lanes (a row's outputs in pairs of vectors; channels
+/// in vectors), discounted for its work per tile besides the window's multiply-adds, as if a tile
+/// had 8 more window positions (rows) or 24 more (channels: the stores of 12 vectors and each
+/// image's transposition). The constants fit 21 shapes timed on Zen 1 (BENCHMARKS.md): channels
+/// take 14-wide planes from windows of 144 values up (7% faster), 7- to 4-wide planes from any
+/// window (1.2x to 3x faster), but not 28-wide planes of shallow windows (1.1x to 1.5x slower).
+static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
+    if (layout != 0) return layout == 2;
+    const double k = (double)(g->c * g->kh * g->kw);
+    const double rowLanes = (double)g->ow / (double)(((g->ow + 15) / 16) * 16);
+    const double channelLanes = (double)cOut / (double)channelStride(cOut);
+    return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
+}
+
+/// `pixels` outputs (`base[p]`: the corner of pixel p's window in the padded image) × `vectors`
+/// vectors of eight channels from `packed` (`stride` floats a window position), each summed over
+/// the `k` window positions at `offsets` from the corners, then `+ shift` (when `hasBias`), stored
+/// at `target[p]`. `pixels` and `vectors` are constants where the caller inlines it.
+INLINE_TARGET void channelTile(const float *const *base, const long *restrict offsets, long k,
+    const float *restrict packed, long stride, const float *restrict shift, int hasBias, float *const *target,
+    const int pixels, const int vectors) {
+    __m256 acc[CHANNEL_TILE_PIXELS][4];
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) acc[p][v] = _mm256_setzero_ps();
+    for (long i = 0; i < k; i++) {
+        const long at = offsets[i];
+        const float *weights = packed + i * stride;
+        if (vectors >= 4) {
+            // Three broadcasts held, each weight vector loaded once: 12 sums + 3 + 1 registers.
+            __m256 x[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) x[p] = _mm256_broadcast_ss(base[p] + at);
+#pragma clang loop unroll(full)
+            for (int v = 0; v < vectors; v++) {
+                const __m256 wv = _mm256_loadu_ps(weights + 8 * v);
+#pragma clang loop unroll(full)
+                for (int p = 0; p < pixels; p++) acc[p][v] = _mm256_fmadd_ps(wv, x[p], acc[p][v]);
+            }
+        } else {
+            // The weight vectors held, one broadcast at a time: 12 sums + 2 + 1 registers.
+            __m256 wv[4];
+#pragma clang loop unroll(full)
+            for (int v = 0; v < vectors; v++) wv[v] = _mm256_loadu_ps(weights + 8 * v);
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) {
+                const __m256 x = _mm256_broadcast_ss(base[p] + at);
+#pragma clang loop unroll(full)
+                for (int v = 0; v < vectors; v++) acc[p][v] = _mm256_fmadd_ps(wv[v], x, acc[p][v]);
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) {
+            // Bias added after the sum, as the row tiles do (and nothing added without one: a sum
+            // of -0 stays -0).
+            const __m256 value = hasBias ? _mm256_add_ps(acc[p][v], _mm256_loadu_ps(shift + 8 * v)) : acc[p][v];
+            _mm256_storeu_ps(target[p] + 8 * v, value);
+        }
+}
+
+/// Channel vectors `[v0, v0 + vectors)` of every pixel of one image, `pixels` at a time; the
+/// plane's last tile repeats its last pixel and stores past the plane (the scratch has room).
+INLINE_TARGET void channelTiles(const float *restrict padded, const long *restrict offsets, long k,
+    const float *restrict packed, long stride, const float *restrict shift, int hasBias, float *restrict pixelMajor,
+    const BPWindow *g, long width, long v0, const int pixels, const int vectors) {
+    const long plane = g->oh * g->ow;
+    for (long q0 = 0; q0 < plane; q0 += pixels) {
+        const float *base[CHANNEL_TILE_PIXELS];
+        float *target[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) {
+            const long q = q0 + p < plane ? q0 + p : plane - 1;
+            base[p] = padded + (q / g->ow) * width + q % g->ow;
+            target[p] = pixelMajor + (q0 + p) * stride + 8 * v0;
+        }
+        channelTile(base, offsets, k, packed + 8 * v0, stride, shift + 8 * v0, hasBias, target, pixels, vectors);
+    }
+}
+
+/// The eight rows of an 8 × 8 block (`rows[i]`), transposed in place.
+INLINE_TARGET void transpose8x8(__m256 rows[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(rows[4], rows[5]), t5 = _mm256_unpackhi_ps(rows[4], rows[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(rows[6], rows[7]), t7 = _mm256_unpackhi_ps(rows[6], rows[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    rows[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    rows[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    rows[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    rows[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    rows[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    rows[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    rows[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    rows[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/// `out[o, q] = pixelMajor[q, o]` for the `cOut` channels and the `plane` pixels of one image.
+static TARGET void pixelMajorToPlanes(const float *restrict pixelMajor, long stride, float *restrict out, long cOut,
+    long plane) {
+    long q = 0;
+    for (; q + 8 <= plane; q += 8) {
+        for (long o = 0; o < cOut; o += 8) {
+            __m256 rows[8];
+            for (int i = 0; i < 8; i++) rows[i] = _mm256_loadu_ps(pixelMajor + (q + i) * stride + o);
+            transpose8x8(rows);
+            const long channels = cOut - o < 8 ? cOut - o : 8;
+            for (long j = 0; j < channels; j++) _mm256_storeu_ps(out + (o + j) * plane + q, rows[j]);
+        }
+    }
+    for (; q < plane; q++)
+        for (long o = 0; o < cOut; o++) out[o * plane + q] = pixelMajor[q * stride + o];
+}
+
+/// The forward pass of images `[imageBegin, imageEnd)` in channel tiles; `scratch` holds the
+/// window offsets, the padded image, the packed weights and bias and the pixel-major outputs
+/// (`channelScratch`).
+static TARGET void forwardImagesByChannels(const float *x, const float *w, const float *bias, float *out,
+    const BPWindow *g, long cOut, long imageBegin, long imageEnd, float *scratch) {
+    const long width = paddedWidth(g), rows = g->h + 2 * g->ph, plane = g->oh * g->ow;
+    const long k = g->c * g->kh * g->kw, stride = channelStride(cOut), vectors = stride / 8;
+    long *offsets = (long *)scratch;  // (the scratch is aligned for a long)
+    float *padded = (float *)(offsets + k);
+    float *packed = padded + g->c * rows * width;
+    float *shift = packed + k * stride;
+    float *pixelMajor = shift + stride;
+    for (long i = 0; i < k; i++) {
+        for (long o = 0; o < stride; o++) packed[i * stride + o] = o < cOut ? w[o * k + i] : 0.0f;
+        const long ch = i / (g->kh * g->kw), ky = i / g->kw % g->kh, kx = i % g->kw;
+        offsets[i] = (ch * rows + ky) * width + kx;
+    }
+    for (long o = 0; o < stride; o++) shift[o] = bias && o < cOut ? bias[o] : 0.0f;
+    for (long img = imageBegin; img < imageEnd; img++) {
+        padImage(x, padded, g, img);
+        long v0 = 0;
+        for (; v0 + 4 <= vectors; v0 += 4)
+            channelTiles(padded, offsets, k, packed, stride, shift, bias != NULL, pixelMajor, g, width, v0, 3, 4);
+        for (; v0 + 2 <= vectors; v0 += 2)
+            channelTiles(padded, offsets, k, packed, stride, shift, bias != NULL, pixelMajor, g, width, v0, 6, 2);
+        for (; v0 < vectors; v0++)
+            channelTiles(padded, offsets, k, packed, stride, shift, bias != NULL, pixelMajor, g, width, v0, 6, 1);
+        pixelMajorToPlanes(pixelMajor, stride, out + img * cOut * plane, cOut, plane);
+    }
+}
+
+/// Floats of the channel tiles' scratch: the window offsets (a `long` each, two floats' room), the
+/// padded image, the packed weights and bias, and the pixel-major outputs with room for the last
+/// tile's repeated pixels.
+static long channelScratch(const BPWindow *g, long cOut) {
+    const long k = g->c * g->kh * g->kw, stride = channelStride(cOut);
+    return g->c * (g->h + 2 * g->ph) * paddedWidth(g) + (k + 1) * stride + 2 * k
+        + (g->oh * g->ow + CHANNEL_TILE_PIXELS) * stride;
 }
 
 // MARK: The forward pass in AVX-512
@@ -355,12 +540,13 @@ int bp_conv_direct_available(const BPWindow *g) {
 #endif
 }
 
-long bp_conv_direct_scratch(const BPWindow *g, long images) {
+long bp_conv_direct_scratch(const BPWindow *g, long cOut) {
 #if defined(__x86_64__) || defined(_M_X64)
-    return images * g->c * (g->h + 2 * g->ph) * paddedWidth(g);
+    const long rows = g->c * (g->h + 2 * g->ph) * paddedWidth(g);
+    return bp_kernels_use_avx512() || !usesChannelTiles(g, cOut, 0) ? rows : channelScratch(g, cOut);
 #else
     (void)g;
-    (void)images;
+    (void)cOut;
     return 0;
 #endif
 }
@@ -377,18 +563,24 @@ long bp_conv_direct_gradient_scratch(const BPWindow *g, long cOut, long images) 
 }
 
 int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *g,
-    long cOut, long imageBegin, long imageEnd) {
+    long cOut, long imageBegin, long imageEnd, int layout) {
 #if defined(__x86_64__) || defined(_M_X64)
-    float *padded = bp_thread_scratch(bp_conv_direct_scratch(g, 1));
-    if (!padded) return 0;
-    if (bp_kernels_use_avx512()) {
+    if (bp_kernels_use_avx512() && layout == 0) {
+        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
+        if (!padded) return 0;
         forwardImages512(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
+    } else if (usesChannelTiles(g, cOut, layout)) {
+        float *scratch = bp_thread_scratch(channelScratch(g, cOut));
+        if (!scratch) return 0;
+        forwardImagesByChannels(x, w, bias, out, g, cOut, imageBegin, imageEnd, scratch);
     } else {
+        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
+        if (!padded) return 0;
         forwardImages(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
     }
     return 1;
 #else
-    (void)x, (void)w, (void)bias, (void)out, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd;
+    (void)x, (void)w, (void)bias, (void)out, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd, (void)layout;
     return 0;
 #endif
 }

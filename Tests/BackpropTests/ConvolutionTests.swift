@@ -394,6 +394,59 @@ struct ConvolutionTests {
         expectNear(wide, directConvolution(inp, w, b, t), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
     }
 
+    /// Around the channel tiles' edges: 1 to 40 output channels (vectors of 8 in groups of 4, 2
+    /// and 1, a last vector part empty), planes of 1 to 196 pixels (tiles of 3 and 6 pixels, a
+    /// last tile short, tiles spanning rows), 1 × 1 to 5 × 5 windows, with and without bias.
+    static let channelTileCases: [ConvolutionCase] = [
+        .init(n: 2, cIn: 16, h: 14, w: 14, cOut: 32, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 1, cIn: 32, h: 14, w: 14, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: false),
+        .init(n: 2, cIn: 5, h: 7, w: 7, cOut: 40, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 1, cIn: 3, h: 4, w: 4, cOut: 33, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+        .init(n: 2, cIn: 2, h: 3, w: 11, cOut: 9, kh: 1, kw: 1, stride: 1, padding: 0, bias: false),
+        .init(n: 1, cIn: 4, h: 5, w: 5, cOut: 7, kh: 5, kw: 5, stride: 1, padding: 2, bias: true),
+        .init(n: 2, cIn: 1, h: 1, w: 1, cOut: 24, kh: 1, kw: 1, stride: 1, padding: 0, bias: true),
+        .init(n: 1, cIn: 2, h: 3, w: 3, cOut: 1, kh: 3, kw: 3, stride: 1, padding: 0, bias: false),
+        .init(n: 1, cIn: 3, h: 6, w: 9, cOut: 17, kh: 2, kw: 3, stride: 1, padding: 1, bias: true),
+    ]
+
+    /// Each output is one fused multiply-add chain over its window in the order (c, ky, kx), from
+    /// 0, then `+ b[o]` (nothing added without a bias): a scalar loop written from that definition
+    /// gives the bits that the row tiles, the channel tiles and the layer's choice must all give.
+    @Test(
+        "the direct kernel: rows and channel tiles give the bits of one FMA chain per output",
+        arguments: channelTileCases + directCases + vectorEdgeCases)
+    func directForwardTiles(_ t: ConvolutionCase) throws {
+        let (inp, w, b, _) = convolutionTensors(t, seed: 17)
+        try #require(Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: t.padding))
+        let (x, weights, bias) = (inp.values, w.values, b?.values)
+        var expected = [Float](repeating: 0, count: t.n * t.cOut * t.oh * t.ow)
+        for img in 0..<t.n {
+            for o in 0..<t.cOut {
+                for oy in 0..<t.oh {
+                    for ox in 0..<t.ow {
+                        var sum: Float = 0
+                        for c in 0..<t.cIn {
+                            for ky in 0..<t.kh {
+                                for kx in 0..<t.kw {
+                                    let (iy, ix) = (oy - t.padding + ky, ox - t.padding + kx)
+                                    let inside = (0..<t.h).contains(iy) && (0..<t.w).contains(ix)
+                                    let value = inside ? x[((img * t.cIn + c) * t.h + iy) * t.w + ix] : 0
+                                    sum = sum.addingProduct(weights[((o * t.cIn + c) * t.kh + ky) * t.kw + kx], value)
+                                }
+                            }
+                        }
+                        if let bias { sum += bias[o] }
+                        expected[((img * t.cOut + o) * t.oh + oy) * t.ow + ox] = sum
+                    }
+                }
+            }
+        }
+        for tiles in Tensor.DirectTiles.allCases {
+            let out = Tensor.conv2dDirect(inp, weights: w, bias: b, padding: t.padding, tiles: tiles)
+            #expect(out.values.map(\.bitPattern) == expected.map(\.bitPattern), "tiles: \(tiles)")
+        }
+    }
+
     @Test(
         "the direct kernel: the layer's .g against finite differences and autograd",
         arguments: directCases + vectorEdgeCases)

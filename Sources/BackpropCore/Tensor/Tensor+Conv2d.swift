@@ -246,6 +246,23 @@ extension Tensor {
     /// Not recorded by autograd.
     /// - Precondition: ``conv2dDirectFits(imageShape:weights:stride:padding:)`` is true.
     package static func conv2dDirect(_ x: Tensor, weights w: Tensor, bias: Tensor?, padding: Int) -> Tensor {
+        conv2dDirect(x, weights: w, bias: bias, padding: padding, tiles: .fastest)
+    }
+
+    /// Which tiles of the direct kernel compute a forward pass: the same bits from each.
+    package enum DirectTiles: Int32, Sendable, CaseIterable {
+        /// The tiles that fill more of their lanes (AVX-512's rows where the processor has it).
+        case fastest = 0
+        /// Sixteen outputs of one row in a tile, AVX2.
+        case rows = 1
+        /// Eight output channels of a pixel in a vector, AVX2.
+        case channels = 2
+    }
+
+    /// ``conv2dDirect(_:weights:bias:padding:)`` with the tiles chosen (the tests take each).
+    package static func conv2dDirect(
+        _ x: Tensor, weights w: Tensor, bias: Tensor?, padding: Int, tiles: DirectTiles
+    ) -> Tensor {
         precondition(
             conv2dDirectFits(imageShape: x.shape, weights: w, stride: 1, padding: padding),
             "conv2dDirect: images of shape \(x.shape) and weights \(w.shape) are not for the direct kernel")
@@ -262,8 +279,8 @@ extension Tensor {
                 Parallel.forEachRange(g.n, minimumPerPiece: Swift.max(1, convolutionPieceWork / perImage)) { images in
                     let done = bp_conv_direct_forward(
                         source.pointer, weights.pointer, biasValues?.pointer, outPointer, window, cOut,
-                        images.lowerBound, images.upperBound)
-                    if done == 0 { directScratchFailed(g, images: 1) }
+                        images.lowerBound, images.upperBound, tiles.rawValue)
+                    if done == 0 { directScratchFailed(g, forwardChannels: cOut) }
                 }
             }
         }
@@ -313,7 +330,7 @@ extension Tensor {
                     let done = bp_conv_direct_weight_gradient(
                         source.pointer, gradient.pointer, partialW, bias ? partialW + cOut * k : nil, window, cOut,
                         images.lowerBound, images.upperBound)
-                    if done == 0 { directScratchFailed(g, images: images.count, gradientChannels: cOut) }
+                    if done == 0 { directScratchFailed(g, gradientImages: images.count, gradientChannels: cOut) }
                 }
             }
         }
@@ -374,12 +391,15 @@ extension Tensor {
             padding: w.shape[2] - 1 - padding)
     }
 
-    /// Ends the process: the direct convolution's padded images (and, for the weight gradient of
-    /// `gradientChannels` output channels, the padded output gradients) did not fit in memory.
-    private static func directScratchFailed(_ g: WindowGeometry, images: Int, gradientChannels: Int? = nil) -> Never {
+    /// Ends the process: the direct convolution's scratch (the forward pass's padded image, packed
+    /// weights and outputs into `forwardChannels` channels; or the weight gradient's padded images
+    /// and output gradients) did not fit in memory.
+    private static func directScratchFailed(
+        _ g: WindowGeometry, forwardChannels: Int = 0, gradientImages: Int = 0, gradientChannels: Int? = nil
+    ) -> Never {
         let floats = withUnsafePointer(to: g.window) { window in
-            if let cOut = gradientChannels { return Int(bp_conv_direct_gradient_scratch(window, cOut, images)) }
-            return Int(bp_conv_direct_scratch(window, images))
+            if let cOut = gradientChannels { return Int(bp_conv_direct_gradient_scratch(window, cOut, gradientImages)) }
+            return Int(bp_conv_direct_scratch(window, forwardChannels))
         }
         outOfMemory(bytes: floats * MemoryLayout<Float>.stride, for: "the scratch memory of a convolution")
     }

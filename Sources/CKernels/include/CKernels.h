@@ -262,8 +262,9 @@ void bp_adam_update(float *w, float *m, float *v, const float *g, long count, co
 /// nonempty output, and AVX2 with FMA. Otherwise its functions must not be called.
 int bp_conv_direct_available(const BPWindow *window);
 
-/// The floats of this thread's scratch that the direct convolution uses for `images` images.
-long bp_conv_direct_scratch(const BPWindow *window, long images);
+/// The floats of this thread's scratch that the direct convolution's forward pass into `cOut`
+/// output channels uses (as `bp_conv_direct_forward` chooses its tiles with `layout` 0).
+long bp_conv_direct_scratch(const BPWindow *window, long cOut);
 
 /// The floats of this thread's scratch that the direct weight gradient uses for `images` images
 /// and `cOut` output channels.
@@ -271,10 +272,14 @@ long bp_conv_direct_gradient_scratch(const BPWindow *window, long cOut, long ima
 
 /// The direct convolution of images `[imageBegin, imageEnd)` at stride 1: `out` (`[n, cOut, oh, ow]`)
 /// `= b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[i, c, y − ph + ky, x − pw + kx]` (0 outside the image),
-/// from `x` (`[n, c, h, w]`), `w` (`[cOut, c, kh, kw]`) and `bias` (`[cOut]` or NULL). Returns 0
-/// (and writes nothing) when the thread's scratch memory cannot be had, else 1.
+/// from `x` (`[n, c, h, w]`), `w` (`[cOut, c, kh, kw]`) and `bias` (`[cOut]` or NULL). Each output is
+/// one fused multiply-add chain over `(c, ky, kx)` from 0, then `+ b[o]`: the same bits whichever
+/// tiles compute it. `layout`: 0 chooses (the tiles that fill more lanes: a row's outputs, or eight
+/// channels of a pixel; AVX-512's rows where the processor has it), 1 takes rows of outputs in
+/// AVX2, 2 channels in AVX2 (for the tests). Returns 0 (and writes nothing) when the thread's
+/// scratch memory cannot be had, else 1.
 int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *window,
-    long cOut, long imageBegin, long imageEnd);
+    long cOut, long imageBegin, long imageEnd, int layout);
 
 /// The direct convolution's weight and bias gradients over images `[imageBegin, imageEnd)`:
 /// `wg[o, c, ky, kx] = Σ gOut[i, o, y, x] · x[i, c, y − ph + ky, x − pw + kx]` (`[cOut, c, kh, kw]`) and
