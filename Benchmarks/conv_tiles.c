@@ -1,12 +1,14 @@
-// The direct convolution's two AVX2 forward tiles (Sources/CKernels/DirectConv.c) against each
-// other on one core: rows (sixteen outputs of one row a tile) and channels (eight output channels
-// of a pixel a vector), and the choice `bp_conv_direct_forward` makes by itself (`layout` 0). For
-// each shape: the best time of each, alternating, over 8 images (64 for the convnet's second
-// layer and its input gradient), and whether the three give the same bits, with and without bias.
-// Run by Benchmarks/conv_tiles.sh.
+// The direct convolution's two AVX2 layouts (Sources/CKernels/DirectConv.c) against each other on
+// one core: rows (sixteen outputs of one row a tile; the weight gradient's flat planes) and
+// channels (eight output channels of a pixel a vector), and the choice each function makes by
+// itself (`layout` 0). For each shape: the best time of each, alternating, over 8 images (64 for
+// the convnet's second layer and its input gradient). The forward passes must give the same bits,
+// with and without bias; the weight gradients, two orders of the same sums, must agree within
+// 1e-5 of the largest. Run by Benchmarks/conv_tiles.sh.
 
 #include "CKernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,47 @@ int main(void) {
             best[2] / best[1], best[0] * 1e6, same ? "yes" : "NO");
         free(x), free(w), free(b);
         for (int l = 0; l < 3; l++) free(out[l]);
+    }
+    printf("\nweight gradient (w.g and b.g)\n%-26s %7s %11s %11s %8s %11s %9s\n", "shape (c, h×w → cOut, k×k)",
+        "images", "rows µs", "channels µs", "ratio", "chosen µs", "agree");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const Shape t = shapes[s];
+        if (s < 2) continue;  // (the 64-image shapes: the layer cuts its batch into pieces of 8)
+        const long oh = t.h + 2 * t.padding - t.k + 1, ow = t.w + 2 * t.padding - t.k + 1;
+        const long images = t.images;
+        BPWindow g = {images, t.c, t.h, t.w, t.k, t.k, 1, 1, t.padding, t.padding, oh, ow};
+        const long nx = images * t.c * t.h * t.w, ng = images * t.cOut * oh * ow, nw = t.cOut * t.c * t.k * t.k;
+        float *x = malloc((size_t)nx * sizeof(float)), *gOut = malloc((size_t)ng * sizeof(float)), *wg[3], *bg[3];
+        for (int l = 0; l < 3; l++) {
+            wg[l] = malloc((size_t)nw * sizeof(float));
+            bg[l] = malloc((size_t)t.cOut * sizeof(float));
+        }
+        unsigned long long state = 7 + s;
+        for (long i = 0; i < nx; i++) x[i] = next(&state);
+        for (long i = 0; i < ng; i++) gOut[i] = next(&state);
+        double best[3] = {1e30, 1e30, 1e30};
+        for (int r = 0; r < 60; r++) {
+            for (int l = 0; l < 3; l++) {
+                const double start = now();
+                bp_conv_direct_weight_gradient(x, gOut, wg[l], bg[l], &g, t.cOut, 0, images, l);
+                const double elapsed = now() - start;
+                if (elapsed < best[l]) best[l] = elapsed;
+            }
+        }
+        double largest = 0, difference = 0;
+        for (long i = 0; i < nw; i++) {
+            const double a = wg[1][i], d = fabs(a - (double)wg[2][i]);
+            largest = fabs(a) > largest ? fabs(a) : largest;
+            difference = d > difference ? d : difference;
+        }
+        const int agree = difference <= 1e-5 * largest;
+        allSame = allSame && agree;
+        char name[64];
+        snprintf(name, sizeof name, "%ld, %ld×%ld → %ld, %ld×%ld", t.c, t.h, t.w, t.cOut, t.k, t.k);
+        printf("%-26s %7ld %11.1f %11.1f %8.3f %11.1f %9s\n", name, images, best[1] * 1e6, best[2] * 1e6,
+            best[2] / best[1], best[0] * 1e6, agree ? "yes" : "NO");
+        free(x), free(gOut);
+        for (int l = 0; l < 3; l++) free(wg[l]), free(bg[l]);
     }
     return allSame ? 0 : 1;
 }

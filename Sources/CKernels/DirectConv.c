@@ -529,6 +529,159 @@ static TARGET void weightGradientImages(const float *x, const float *gOut, float
     if (bg) biasGradient(gPadded, bg, g, cOut, m);
 }
 
+// MARK: The weight gradient by output channels
+
+// The flat planes above hold a row's `ow` outputs in `gradientWidth` lanes: 14 of 16, but 7 of 16
+// and 4 of 8 for the narrow planes of deeper layers. There, as in the forward pass's channel tiles,
+// a vector holds eight output channels instead: the output's gradient is read pixel-major
+// (`gT[i, p, o]`, zeros past `cOut`), each image value broadcast, and a tile of `positions` window
+// positions (c, ky, kx) × `vectors` vectors of channels sums, image by image and pixel by pixel,
+//
+//   acc[o..o+7, position] = fma(x[i, c, y − ph + ky, x − pw + kx], gT[i, p, o..o+7], acc)
+//
+// one chain per weight, in order (so the same result on any number of threads: the caller's
+// pieces depend on the batch alone). The bias gradient is one chain of additions per channel, in
+// the same order. These are other sums than the flat planes' (where each lane takes every eighth
+// column), so the choice between the two depends on the shapes alone.
+
+/// Whether the weight gradient runs by output channels (`layout` 0: where its lanes are fuller
+/// than the flat planes', discounted as the forward pass's tiles are, and an image's padded
+/// values and gradient fit in 128 KiB; 1: flat planes; 2: channels). Each tile reads every image
+/// of the piece again: a 32 × 32 image of 16 channels into 32 (200 KiB) took 5% longer by
+/// channels, though its lanes are fuller (Benchmarks/conv_tiles.sh, Zen 1). So channels take the
+/// 14-wide planes of the cnn preset's second layer (9% faster), 7- to 4-wide planes (1.3x to 2x).
+static int gradientUsesChannels(const BPWindow *g, long cOut, int layout) {
+    if (layout != 0) return layout == 2;
+    const long perImage = g->c * (g->h + 2 * g->ph) * paddedWidth(g) + g->oh * g->ow * channelStride(cOut);
+    if (perImage > 32768) return 0;
+    const double k = (double)(g->c * g->kh * g->kw);
+    const double rowLanes = (double)g->ow / (double)gradientWidth(g);
+    const double channelLanes = (double)cOut / (double)channelStride(cOut);
+    return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
+}
+
+/// Weights `[position0, position0 + positions)` (window positions, the last ones repeated past
+/// `k`) × channel vectors `[v0, v0 + vectors)`, summed over images `[0, m)`: `padded` holds each
+/// image as `padImage` lays it out (`imageSize` floats apart), `gT` each image's gradient
+/// pixel-major (`gSize` floats apart, `stride` a pixel), `pixels[p]` pixel p's corner in a padded
+/// plane. `positions` and `vectors` are constants where the caller inlines it.
+INLINE_TARGET void gradientChannelTile(const float *restrict padded, long imageSize, const float *restrict gT,
+    long gSize, long m, const long *restrict offsets, long k, long position0, const long *restrict pixels, long plane,
+    long stride, long v0, float *restrict wg, long cOut, const int positions, const int vectors) {
+    __m256 acc[CHANNEL_TILE_PIXELS][4];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < positions; j++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) acc[j][v] = _mm256_setzero_ps();
+    long at[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < positions; j++) at[j] = offsets[position0 + j < k ? position0 + j : k - 1];
+    for (long img = 0; img < m; img++) {
+        const float *image = padded + img * imageSize;
+        const float *gradient = gT + img * gSize + 8 * v0;
+        const float *corner[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+        for (int j = 0; j < positions; j++) corner[j] = image + at[j];
+        for (long p = 0; p < plane; p++) {
+            const long pixel = pixels[p];
+            const float *gv = gradient + p * stride;
+            if (vectors >= 4) {
+                __m256 x[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+                for (int j = 0; j < positions; j++) x[j] = _mm256_broadcast_ss(corner[j] + pixel);
+#pragma clang loop unroll(full)
+                for (int v = 0; v < vectors; v++) {
+                    const __m256 gvv = _mm256_loadu_ps(gv + 8 * v);
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < positions; j++) acc[j][v] = _mm256_fmadd_ps(x[j], gvv, acc[j][v]);
+                }
+            } else {
+                __m256 gvv[4];
+#pragma clang loop unroll(full)
+                for (int v = 0; v < vectors; v++) gvv[v] = _mm256_loadu_ps(gv + 8 * v);
+#pragma clang loop unroll(full)
+                for (int j = 0; j < positions; j++) {
+                    const __m256 x = _mm256_broadcast_ss(corner[j] + pixel);
+#pragma clang loop unroll(full)
+                    for (int v = 0; v < vectors; v++) acc[j][v] = _mm256_fmadd_ps(x, gvv[v], acc[j][v]);
+                }
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int j = 0; j < positions; j++) {
+        if (position0 + j >= k) break;
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, acc[j][v]);
+            for (long lane = 0; lane < 8; lane++) {
+                const long o = 8 * (v0 + v) + lane;
+                if (o < cOut) wg[o * k + position0 + j] = lanes[lane];
+            }
+        }
+    }
+}
+
+/// Every window position of channel vectors `[v0, v0 + vectors)`, `positions` at a time.
+INLINE_TARGET void gradientChannelTiles(const float *restrict padded, long imageSize, const float *restrict gT,
+    long gSize, long m, const long *restrict offsets, long k, const long *restrict pixels, long plane, long stride,
+    long v0, float *restrict wg, long cOut, const int positions, const int vectors) {
+    for (long position0 = 0; position0 < k; position0 += positions)
+        gradientChannelTile(padded, imageSize, gT, gSize, m, offsets, k, position0, pixels, plane, stride, v0, wg, cOut,
+            positions, vectors);
+}
+
+/// Floats of the channel weight gradient's scratch for `m` images: window offsets and pixel
+/// corners (a `long` each, two floats' room), the padded images and the pixel-major gradients.
+static long gradientChannelScratch(const BPWindow *g, long cOut, long m) {
+    const long k = g->c * g->kh * g->kw, plane = g->oh * g->ow;
+    return 2 * (k + plane) + m * (g->c * (g->h + 2 * g->ph) * paddedWidth(g) + plane * channelStride(cOut));
+}
+
+static TARGET void weightGradientImagesByChannels(const float *x, const float *gOut, float *wg, float *bg,
+    const BPWindow *g, long cOut, long imageBegin, long imageEnd, float *scratch) {
+    const long m = imageEnd - imageBegin, width = paddedWidth(g), rows = g->h + 2 * g->ph;
+    const long k = g->c * g->kh * g->kw, plane = g->oh * g->ow, stride = channelStride(cOut), vectors = stride / 8;
+    const long imageSize = g->c * rows * width, gSize = plane * stride;
+    long *offsets = (long *)scratch;  // (the scratch is aligned for a long)
+    long *pixels = offsets + k;
+    float *padded = (float *)(pixels + plane);
+    float *gT = padded + m * imageSize;
+    for (long i = 0; i < k; i++) {
+        const long ch = i / (g->kh * g->kw), ky = i / g->kw % g->kh, kx = i % g->kw;
+        offsets[i] = (ch * rows + ky) * width + kx;
+    }
+    for (long p = 0; p < plane; p++) pixels[p] = (p / g->ow) * width + p % g->ow;
+    for (long img = imageBegin; img < imageEnd; img++) {
+        padImage(x, padded + (img - imageBegin) * imageSize, g, img);
+        // The image's gradient, pixel-major, zero past cOut.
+        float *target = gT + (img - imageBegin) * gSize;
+        const float *source = gOut + img * cOut * plane;
+        for (long p = 0; p < plane; p++) {
+            for (long o = 0; o < cOut; o++) target[p * stride + o] = source[o * plane + p];
+            for (long o = cOut; o < stride; o++) target[p * stride + o] = 0.0f;
+        }
+    }
+    long v0 = 0;
+    for (; v0 + 4 <= vectors; v0 += 4)
+        gradientChannelTiles(padded, imageSize, gT, gSize, m, offsets, k, pixels, plane, stride, v0, wg, cOut, 3, 4);
+    for (; v0 + 2 <= vectors; v0 += 2)
+        gradientChannelTiles(padded, imageSize, gT, gSize, m, offsets, k, pixels, plane, stride, v0, wg, cOut, 6, 2);
+    for (; v0 < vectors; v0++)
+        gradientChannelTiles(padded, imageSize, gT, gSize, m, offsets, k, pixels, plane, stride, v0, wg, cOut, 6, 1);
+    if (bg) {
+        // b.g[o] = Σ_i Σ_p gT[i, p, o]: one chain of additions per channel, images then pixels.
+        for (long v = 0; v < vectors; v++) {
+            __m256 sum = _mm256_setzero_ps();
+            for (long i = 0; i < m * plane; i++) sum = _mm256_add_ps(sum, _mm256_loadu_ps(gT + i * stride + 8 * v));
+            float lanes[8];
+            _mm256_storeu_ps(lanes, sum);
+            for (long lane = 0; lane < 8 && 8 * v + lane < cOut; lane++) bg[8 * v + lane] = lanes[lane];
+        }
+    }
+}
+
 #endif
 
 int bp_conv_direct_available(const BPWindow *g) {
@@ -553,7 +706,9 @@ long bp_conv_direct_scratch(const BPWindow *g, long cOut) {
 
 long bp_conv_direct_gradient_scratch(const BPWindow *g, long cOut, long images) {
 #if defined(__x86_64__) || defined(_M_X64)
-    return images * (g->c * gradientImagePlane(g) + cOut * gradientOutputPlane(g));
+    const long rows = images * (g->c * gradientImagePlane(g) + cOut * gradientOutputPlane(g));
+    const long channels = gradientChannelScratch(g, cOut, images);
+    return rows > channels ? rows : channels;
 #else
     (void)g;
     (void)cOut;
@@ -586,14 +741,21 @@ int bp_conv_direct_forward(const float *x, const float *w, const float *bias, fl
 }
 
 int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *g,
-    long cOut, long imageBegin, long imageEnd) {
+    long cOut, long imageBegin, long imageEnd, int layout) {
 #if defined(__x86_64__) || defined(_M_X64)
-    float *scratch = bp_thread_scratch(bp_conv_direct_gradient_scratch(g, cOut, imageEnd - imageBegin));
-    if (!scratch) return 0;
-    weightGradientImages(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, scratch);
+    const long m = imageEnd - imageBegin;
+    if (gradientUsesChannels(g, cOut, layout)) {
+        float *scratch = bp_thread_scratch(gradientChannelScratch(g, cOut, m));
+        if (!scratch) return 0;
+        weightGradientImagesByChannels(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, scratch);
+    } else {
+        float *scratch = bp_thread_scratch(m * (g->c * gradientImagePlane(g) + cOut * gradientOutputPlane(g)));
+        if (!scratch) return 0;
+        weightGradientImages(x, gOut, wg, bg, g, cOut, imageBegin, imageEnd, scratch);
+    }
     return 1;
 #else
-    (void)x, (void)gOut, (void)wg, (void)bg, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd;
+    (void)x, (void)gOut, (void)wg, (void)bg, (void)g, (void)cOut, (void)imageBegin, (void)imageEnd, (void)layout;
     return 0;
 #endif
 }

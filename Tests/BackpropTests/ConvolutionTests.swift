@@ -447,9 +447,61 @@ struct ConvolutionTests {
         }
     }
 
+    /// The weight gradient by output channels sums each weight in one chain, image by image and
+    /// pixel by pixel (row-major); the bias gradient in one chain of additions. With one image
+    /// there is one piece of the batch, so a scalar loop written from that order gives its bits.
+    /// Both layouts, on two images, against the sums in Double.
+    @Test(
+        "the direct weight gradient: channels give the bits of one FMA chain per weight; both layouts near Double",
+        arguments: channelTileCases + vectorEdgeCases)
+    func directWeightGradientLayouts(_ t: ConvolutionCase) throws {
+        for n in [1, 2] {
+            let c = ConvolutionCase(
+                n: n, cIn: t.cIn, h: t.h, w: t.w, cOut: t.cOut, kh: t.kh, kw: t.kw, stride: 1, padding: t.padding,
+                bias: true)
+            let (inp, w, _, r) = convolutionTensors(c, seed: 19)
+            try #require(Tensor.conv2dDirectFits(imageShape: inp.shape, weights: w, stride: 1, padding: c.padding))
+            let (x, g) = (inp.values, r.values)
+            let k = c.cIn * c.kh * c.kw
+            var chained = [Float](repeating: 0, count: c.cOut * k), chainedBias = [Float](repeating: 0, count: c.cOut)
+            var exact = [Double](repeating: 0, count: c.cOut * k), exactBias = [Double](repeating: 0, count: c.cOut)
+            for o in 0..<c.cOut {
+                for img in 0..<n {
+                    for oy in 0..<c.oh {
+                        for ox in 0..<c.ow {
+                            let gradient = g[((img * c.cOut + o) * c.oh + oy) * c.ow + ox]
+                            chainedBias[o] += gradient
+                            exactBias[o] += Double(gradient)
+                            for position in 0..<k {
+                                let (ch, ky, kx) = (position / (c.kh * c.kw), position / c.kw % c.kh, position % c.kw)
+                                let (iy, ix) = (oy - c.padding + ky, ox - c.padding + kx)
+                                let inside = (0..<c.h).contains(iy) && (0..<c.w).contains(ix)
+                                let value = inside ? x[((img * c.cIn + ch) * c.h + iy) * c.w + ix] : 0
+                                chained[o * k + position].addProduct(value, gradient)
+                                exact[o * k + position] += Double(value) * Double(gradient)
+                            }
+                        }
+                    }
+                }
+            }
+            for tiles in [Tensor.DirectTiles.rows, .channels] {
+                let gradients = Tensor.conv2dDirectBackward(
+                    r, input: inp, weights: w, padding: c.padding, bias: true, tiles: tiles)
+                let b = try #require(gradients.b)
+                let label = Comment(rawValue: "\(tiles), \(n) image(s)")
+                expectNear(gradients.w, exact, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, label)
+                expectNear(b, exactBias, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, label)
+                if tiles == .channels && n == 1 {
+                    #expect(gradients.w.values.map(\.bitPattern) == chained.map(\.bitPattern), label)
+                    #expect(b.values.map(\.bitPattern) == chainedBias.map(\.bitPattern), label)
+                }
+            }
+        }
+    }
+
     @Test(
         "the direct kernel: the layer's .g against finite differences and autograd",
-        arguments: directCases + vectorEdgeCases)
+        arguments: directCases + vectorEdgeCases + channelTileCases)
     func directBackward(_ t: ConvolutionCase) throws {
         let (inp, w, b, r) = convolutionTensors(t, seed: 12)
         try #require(
@@ -509,6 +561,8 @@ struct ConvolutionTests {
         arguments: [
             ConvolutionCase(n: 40, cIn: 1, h: 28, w: 28, cOut: 16, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
             ConvolutionCase(n: 24, cIn: 16, h: 14, w: 14, cOut: 32, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
+            // By output channels (7-wide planes).
+            ConvolutionCase(n: 24, cIn: 8, h: 7, w: 7, cOut: 20, kh: 3, kw: 3, stride: 1, padding: 1, bias: true),
         ])
     func directBackwardThreads(_ t: ConvolutionCase) throws {
         let (inp, w, b, r) = convolutionTensors(t, seed: 13)

@@ -233,7 +233,8 @@ extension Tensor {
     /// layer's 3 × 3 windows over one channel are 9 values deep, too shallow for a product's
     /// packing to pay; the second layer's 144 (16 channels, 14 × 14, batch 128) took 11-12 ms as
     /// `im2col` and BLAS, 13 ms in the earlier direct kernel (rows of 14 in a partial vector each),
-    /// and 4.3 ms in this one (whole vectors over flat planes) on Zen 1.
+    /// and 4.3 ms in this one (whole vectors over flat planes) on Zen 1; by output channels, 9%
+    /// less again (Benchmarks/conv_tiles.sh).
     package static func conv2dDirectGradientFits(imageShape: [Int], weights w: Tensor, padding: Int) -> Bool {
         conv2dDirectFits(imageShape: imageShape, weights: w, stride: 1, padding: padding)
     }
@@ -249,13 +250,15 @@ extension Tensor {
         conv2dDirect(x, weights: w, bias: bias, padding: padding, tiles: .fastest)
     }
 
-    /// Which tiles of the direct kernel compute a forward pass: the same bits from each.
+    /// Which layout of the direct kernel computes a forward pass (the same bits from each) or a
+    /// weight gradient (two orders of the same sums).
     package enum DirectTiles: Int32, Sendable, CaseIterable {
-        /// The tiles that fill more of their lanes (AVX-512's rows where the processor has it).
+        /// The layout chosen by the shapes (AVX-512's rows for a forward pass where the processor
+        /// has it).
         case fastest = 0
-        /// Sixteen outputs of one row in a tile, AVX2.
+        /// Sixteen outputs of one row in a tile; the weight gradient's flat planes of rows. AVX2.
         case rows = 1
-        /// Eight output channels of a pixel in a vector, AVX2.
+        /// Eight output channels of a pixel in a vector. AVX2.
         case channels = 2
     }
 
@@ -289,8 +292,10 @@ extension Tensor {
 
     /// The gradients of ``conv2dDirect(_:weights:bias:padding:)``'s weights and bias from the
     /// gradient of its output: `w.g[o, c, ky, kx] = Σ_{i, y, x} out.g[i, o, y, x] · x[i, c, y − p + ky,
-    /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`, four output channels and three
-    /// window columns at a time, from the padded images (no `cols`). `inp.g` is
+    /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`, from the padded images (no `cols`):
+    /// in flat planes of rows (four output channels and three window columns a tile, each lane
+    /// taking every eighth column), or, where a plane's rows are narrow, eight output channels a
+    /// vector (one chain per weight); the shapes alone choose. `inp.g` is
     /// ``conv2dDirectInputGradient(_:weights:padding:)``'s.
     ///
     /// The batch is split into pieces that depend on its size alone; each piece sums its own
@@ -300,6 +305,14 @@ extension Tensor {
     ///   shapes fit as above.
     package static func conv2dDirectBackward(
         _ gOut: Tensor, input x: Tensor, weights w: Tensor, padding: Int, bias: Bool
+    ) -> (w: Tensor, b: Tensor?) {
+        conv2dDirectBackward(gOut, input: x, weights: w, padding: padding, bias: bias, tiles: .fastest)
+    }
+
+    /// ``conv2dDirectBackward(_:input:weights:padding:bias:)`` with the layout chosen (the tests
+    /// take each): `.rows` the flat planes, `.channels` eight output channels a vector.
+    package static func conv2dDirectBackward(
+        _ gOut: Tensor, input x: Tensor, weights w: Tensor, padding: Int, bias: Bool, tiles: DirectTiles
     ) -> (w: Tensor, b: Tensor?) {
         precondition(
             conv2dDirectGradientFits(imageShape: x.shape, weights: w, padding: padding),
@@ -329,7 +342,7 @@ extension Tensor {
                     let partialW = scratch + piece * stridePerPiece
                     let done = bp_conv_direct_weight_gradient(
                         source.pointer, gradient.pointer, partialW, bias ? partialW + cOut * k : nil, window, cOut,
-                        images.lowerBound, images.upperBound)
+                        images.lowerBound, images.upperBound, tiles.rawValue)
                     if done == 0 { directScratchFailed(g, gradientImages: images.count, gradientChannels: cOut) }
                 }
             }

@@ -267,7 +267,7 @@ int bp_conv_direct_available(const BPWindow *window);
 long bp_conv_direct_scratch(const BPWindow *window, long cOut);
 
 /// The floats of this thread's scratch that the direct weight gradient uses for `images` images
-/// and `cOut` output channels.
+/// and `cOut` output channels (at most, whichever layout it takes).
 long bp_conv_direct_gradient_scratch(const BPWindow *window, long cOut, long images);
 
 /// The direct convolution of images `[imageBegin, imageEnd)` at stride 1: `out` (`[n, cOut, oh, ow]`)
@@ -283,10 +283,13 @@ int bp_conv_direct_forward(const float *x, const float *w, const float *bias, fl
 
 /// The direct convolution's weight and bias gradients over images `[imageBegin, imageEnd)`:
 /// `wg[o, c, ky, kx] = Σ gOut[i, o, y, x] · x[i, c, y − ph + ky, x − pw + kx]` (`[cOut, c, kh, kw]`) and
-/// `bg[o] = Σ gOut[i, o, y, x]` (skipped when NULL), overwritten. Returns 0 (and writes nothing)
-/// when the thread's scratch memory cannot be had, else 1.
+/// `bg[o] = Σ gOut[i, o, y, x]` (skipped when NULL), overwritten. `layout`: 0 chooses by the shapes
+/// (flat planes of rows, eight lanes each taking every eighth column; or eight output channels a
+/// vector, one chain per weight), 1 takes flat planes, 2 channels (for the tests): two orders of
+/// the same sums, each the same on any number of threads. Returns 0 (and writes nothing) when the
+/// thread's scratch memory cannot be had, else 1.
 int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg, float *bg, const BPWindow *window,
-    long cOut, long imageBegin, long imageEnd);
+    long cOut, long imageBegin, long imageEnd, int layout);
 
 /// Matrices `[matrixBegin, matrixEnd)` of a batch of `rows × columns` matrices `x`, transposed into
 /// `y` (`columns × rows` each): `y[m][j][i] = x[m][i][j]`. NHWC to NCHW and back. `avx2`: nonzero
