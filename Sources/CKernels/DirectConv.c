@@ -193,6 +193,35 @@ static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
     return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
 }
 
+/// One window position (or pixel) of a channel tile: `acc[p][v] += sources[p][at] · row[8v..8v+7]`
+/// (the value broadcast), for `pixels` × `vectors` sums, constants where the caller inlines it.
+/// With four vectors the broadcasts are held and each vector loaded once (12 sums + 3 + 1
+/// registers); with fewer, the vectors are held and one broadcast made at a time (12 + 2 + 1).
+INLINE_TARGET void channelStep(__m256 acc[CHANNEL_TILE_PIXELS][4], const float *const *sources, long at,
+    const float *restrict row, const int pixels, const int vectors) {
+    if (vectors >= 4) {
+        __m256 x[CHANNEL_TILE_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) x[p] = _mm256_broadcast_ss(sources[p] + at);
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) {
+            const __m256 vector = _mm256_loadu_ps(row + 8 * v);
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) acc[p][v] = _mm256_fmadd_ps(vector, x[p], acc[p][v]);
+        }
+    } else {
+        __m256 vector[4];
+#pragma clang loop unroll(full)
+        for (int v = 0; v < vectors; v++) vector[v] = _mm256_loadu_ps(row + 8 * v);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) {
+            const __m256 x = _mm256_broadcast_ss(sources[p] + at);
+#pragma clang loop unroll(full)
+            for (int v = 0; v < vectors; v++) acc[p][v] = _mm256_fmadd_ps(vector[v], x, acc[p][v]);
+        }
+    }
+}
+
 /// `pixels` outputs (`base[p]`: the corner of pixel p's window in the padded image) × `vectors`
 /// vectors of eight channels from `packed` (`stride` floats a window position), each summed over
 /// the `k` window positions at `offsets` from the corners, then `+ shift` (when `hasBias`), stored
@@ -205,33 +234,7 @@ INLINE_TARGET void channelTile(const float *const *base, const long *restrict of
     for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
         for (int v = 0; v < vectors; v++) acc[p][v] = _mm256_setzero_ps();
-    for (long i = 0; i < k; i++) {
-        const long at = offsets[i];
-        const float *weights = packed + i * stride;
-        if (vectors >= 4) {
-            // Three broadcasts held, each weight vector loaded once: 12 sums + 3 + 1 registers.
-            __m256 x[CHANNEL_TILE_PIXELS];
-#pragma clang loop unroll(full)
-            for (int p = 0; p < pixels; p++) x[p] = _mm256_broadcast_ss(base[p] + at);
-#pragma clang loop unroll(full)
-            for (int v = 0; v < vectors; v++) {
-                const __m256 wv = _mm256_loadu_ps(weights + 8 * v);
-#pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) acc[p][v] = _mm256_fmadd_ps(wv, x[p], acc[p][v]);
-            }
-        } else {
-            // The weight vectors held, one broadcast at a time: 12 sums + 2 + 1 registers.
-            __m256 wv[4];
-#pragma clang loop unroll(full)
-            for (int v = 0; v < vectors; v++) wv[v] = _mm256_loadu_ps(weights + 8 * v);
-#pragma clang loop unroll(full)
-            for (int p = 0; p < pixels; p++) {
-                const __m256 x = _mm256_broadcast_ss(base[p] + at);
-#pragma clang loop unroll(full)
-                for (int v = 0; v < vectors; v++) acc[p][v] = _mm256_fmadd_ps(wv[v], x, acc[p][v]);
-            }
-        }
-    }
+    for (long i = 0; i < k; i++) channelStep(acc, base, offsets[i], packed + i * stride, pixels, vectors);
 #pragma clang loop unroll(full)
     for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
@@ -582,31 +585,7 @@ INLINE_TARGET void gradientChannelTile(const float *restrict padded, long imageS
         const float *corner[CHANNEL_TILE_PIXELS];
 #pragma clang loop unroll(full)
         for (int j = 0; j < positions; j++) corner[j] = image + at[j];
-        for (long p = 0; p < plane; p++) {
-            const long pixel = pixels[p];
-            const float *gv = gradient + p * stride;
-            if (vectors >= 4) {
-                __m256 x[CHANNEL_TILE_PIXELS];
-#pragma clang loop unroll(full)
-                for (int j = 0; j < positions; j++) x[j] = _mm256_broadcast_ss(corner[j] + pixel);
-#pragma clang loop unroll(full)
-                for (int v = 0; v < vectors; v++) {
-                    const __m256 gvv = _mm256_loadu_ps(gv + 8 * v);
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < positions; j++) acc[j][v] = _mm256_fmadd_ps(x[j], gvv, acc[j][v]);
-                }
-            } else {
-                __m256 gvv[4];
-#pragma clang loop unroll(full)
-                for (int v = 0; v < vectors; v++) gvv[v] = _mm256_loadu_ps(gv + 8 * v);
-#pragma clang loop unroll(full)
-                for (int j = 0; j < positions; j++) {
-                    const __m256 x = _mm256_broadcast_ss(corner[j] + pixel);
-#pragma clang loop unroll(full)
-                    for (int v = 0; v < vectors; v++) acc[j][v] = _mm256_fmadd_ps(x, gvv[v], acc[j][v]);
-                }
-            }
-        }
+        for (long p = 0; p < plane; p++) channelStep(acc, corner, pixels[p], gradient + p * stride, positions, vectors);
     }
 #pragma clang loop unroll(full)
     for (int j = 0; j < positions; j++) {
