@@ -182,11 +182,14 @@ static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
 /// channels). Each layout's share of useful lanes (a row's outputs in pairs of vectors; channels
 /// in vectors), discounted for its work per tile besides the window's multiply-adds, as if a tile
 /// had 8 more window positions (rows) or 24 more (channels: the stores of 12 vectors and each
-/// image's transposition). The constants fit 21 shapes timed on Zen 1 (BENCHMARKS.md): channels
+/// image's transposition). The constants fit 22 shapes timed on Zen 1 (BENCHMARKS.md): channels
 /// take 14-wide planes from windows of 144 values up (7% faster), 7- to 4-wide planes from any
 /// window (1.2x to 3x faster), but not 28-wide planes of shallow windows (1.1x to 1.5x slower).
+/// An image whose outputs would take more than 256 KiB pixel-major stays on rows: the scratch is
+/// one image's outputs, and wide images fill the rows' lanes anyway.
 static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
     if (layout != 0) return layout == 2;
+    if (g->oh * g->ow * channelStride(cOut) > 65536) return 0;
     const double k = (double)(g->c * g->kh * g->kw);
     const double rowLanes = (double)g->ow / (double)(((g->ow + 15) / 16) * 16);
     const double channelLanes = (double)cOut / (double)channelStride(cOut);
