@@ -187,11 +187,17 @@ static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
 /// window (1.2x to 3x faster), but not 28-wide planes of shallow windows (1.1x to 1.5x slower).
 /// An image whose outputs would take more than 256 KiB pixel-major stays on rows: the scratch is
 /// one image's outputs, and wide images fill the rows' lanes anyway.
+///
+/// Where the processor has AVX-512 (and `layout` is 0), the rows are AVX-512's 16-lane vectors and
+/// count twice (as on a processor with two 512-bit FMA units; on Zen 4 and 5 they are worth the
+/// same as AVX2's): the AVX2 channel tiles then take only planes whose rows idle more than half
+/// of the 16 lanes, such as 7- and 4-wide ones. Not measured on such a machine.
 static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
     if (layout != 0) return layout == 2;
     if (g->oh * g->ow * channelStride(cOut) > 65536) return 0;
     const double k = (double)(g->c * g->kh * g->kw);
-    const double rowLanes = (double)g->ow / (double)(((g->ow + 15) / 16) * 16);
+    const double rowWidth = bp_kernels_use_avx512() ? 2.0 : 1.0;
+    const double rowLanes = rowWidth * (double)g->ow / (double)(((g->ow + 15) / 16) * 16);
     const double channelLanes = (double)cOut / (double)channelStride(cOut);
     return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
 }
@@ -678,7 +684,7 @@ int bp_conv_direct_available(const BPWindow *g) {
 long bp_conv_direct_scratch(const BPWindow *g, long cOut) {
 #if defined(__x86_64__) || defined(_M_X64)
     const long rows = g->c * (g->h + 2 * g->ph) * paddedWidth(g);
-    return bp_kernels_use_avx512() || !usesChannelTiles(g, cOut, 0) ? rows : channelScratch(g, cOut);
+    return usesChannelTiles(g, cOut, 0) ? channelScratch(g, cOut) : rows;
 #else
     (void)g;
     (void)cOut;
@@ -702,14 +708,14 @@ long bp_conv_direct_gradient_scratch(const BPWindow *g, long cOut, long images) 
 int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *g,
     long cOut, long imageBegin, long imageEnd, int layout) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (bp_kernels_use_avx512() && layout == 0) {
-        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
-        if (!padded) return 0;
-        forwardImages512(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
-    } else if (usesChannelTiles(g, cOut, layout)) {
+    if (usesChannelTiles(g, cOut, layout)) {
         float *scratch = bp_thread_scratch(channelScratch(g, cOut));
         if (!scratch) return 0;
         forwardImagesByChannels(x, w, bias, out, g, cOut, imageBegin, imageEnd, scratch);
+    } else if (bp_kernels_use_avx512() && layout == 0) {
+        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
+        if (!padded) return 0;
+        forwardImages512(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
     } else {
         float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
         if (!padded) return 0;

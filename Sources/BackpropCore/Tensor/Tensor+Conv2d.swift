@@ -253,7 +253,7 @@ extension Tensor {
     /// Which layout of the direct kernel computes a forward pass (the same bits from each) or a
     /// weight gradient (two orders of the same sums).
     package enum DirectTiles: Int32, Sendable, CaseIterable {
-        /// The layout chosen by the shapes (AVX-512's rows for a forward pass where the processor
+        /// The layout chosen by the shapes (a forward pass's rows in AVX-512 where the processor
         /// has it).
         case fastest = 0
         /// Sixteen outputs of one row in a tile; the weight gradient's flat planes of rows. AVX2.

@@ -274,8 +274,8 @@ long bp_conv_direct_gradient_scratch(const BPWindow *window, long cOut, long ima
 /// `= b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[i, c, y − ph + ky, x − pw + kx]` (0 outside the image),
 /// from `x` (`[n, c, h, w]`), `w` (`[cOut, c, kh, kw]`) and `bias` (`[cOut]` or NULL). Each output is
 /// one fused multiply-add chain over `(c, ky, kx)` from 0, then `+ b[o]`: the same bits whichever
-/// tiles compute it. `layout`: 0 chooses (the tiles that fill more lanes: a row's outputs, or eight
-/// channels of a pixel; AVX-512's rows where the processor has it), 1 takes rows of outputs in
+/// tiles compute it. `layout`: 0 chooses (the tiles that fill more lanes: a row's outputs, in
+/// AVX-512 where the processor has it, or eight channels of a pixel), 1 takes rows of outputs in
 /// AVX2, 2 channels in AVX2 (for the tests). Returns 0 (and writes nothing) when the thread's
 /// scratch memory cannot be had, else 1.
 int bp_conv_direct_forward(const float *x, const float *w, const float *bias, float *out, const BPWindow *window,
