@@ -189,9 +189,9 @@ static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
 /// one image's outputs, and wide images fill the rows' lanes anyway.
 ///
 /// Where the processor has AVX-512 (and `layout` is 0), the rows are AVX-512's 16-lane vectors and
-/// count twice (as on a processor with two 512-bit FMA units; on Zen 4 and 5 they are worth the
-/// same as AVX2's): the AVX2 channel tiles then take only planes whose rows idle more than half
-/// of the 16 lanes, such as 7- and 4-wide ones. Not measured on such a machine.
+/// count twice (as on a processor with two 512-bit FMA units, such as Zen 5 or a Xeon; on Zen 4
+/// they are worth the same as AVX2's): the AVX2 channel tiles then take only planes whose rows
+/// idle more than half of the 16 lanes, such as 7- and 4-wide ones. Not measured on such a machine.
 static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
     if (layout != 0) return layout == 2;
     if (g->oh * g->ow * channelStride(cOut) > 65536) return 0;
