@@ -57,6 +57,9 @@ static void padImage(const float *restrict x, float *restrict padded, const BPWi
     padImageInto(x, padded, g, img, paddedWidth(g), (g->h + 2 * g->ph) * paddedWidth(g));
 }
 
+/// Floats of one image padded by `padImage`.
+static long paddedImageFloats(const BPWindow *g) { return g->c * (g->h + 2 * g->ph) * paddedWidth(g); }
+
 /// The eight lanes of `v` added in a fixed order: `(l0 + l4) + (l2 + l6)` and `(l1 + l5) + (l3 + l7)`.
 INLINE_TARGET float laneSum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // l0+l4, l1+l5, l2+l6, l3+l7
@@ -178,13 +181,31 @@ static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
 /// The most pixels a channel tile takes.
 #define CHANNEL_TILE_PIXELS 6
 
-/// Whether the channel tiles compute this forward pass (`layout` 0: the faster; 1: rows; 2:
-/// channels). Each layout's share of useful lanes (a row's outputs in pairs of vectors; channels
-/// in vectors), discounted for its work per tile besides the window's multiply-adds, as if a tile
-/// had 8 more window positions (rows) or 24 more (channels: the stores of 12 vectors and each
-/// image's transposition). The constants fit 22 shapes timed on Zen 1 (BENCHMARKS.md): channels
-/// take 14-wide planes from windows of 144 values up (7% faster), 7- to 4-wide planes from any
-/// window (1.2x to 3x faster), but not 28-wide planes of shallow windows (1.1x to 1.5x slower).
+/// Whether eight output channels a vector beat a layout whose vectors hold `rowLanes` useful
+/// lanes each, for windows of `k` values: each layout's useful lanes, discounted for its work per
+/// tile besides the window's multiply-adds, as if a tile had 8 more window positions (rows) or 24
+/// more (channels: the stores of 12 vectors and each image's transposition). The constants fit 22
+/// shapes timed on Zen 1 (BENCHMARKS.md, Benchmarks/conv_tiles.sh).
+static int channelsFillMore(long k, double rowLanes, long cOut) {
+    const double channelLanes = (double)cOut / (double)channelStride(cOut), window = (double)k;
+    return channelLanes * window / (window + 24) > rowLanes * window / (window + 8);
+}
+
+/// `offsets[i]`: window position `i = (c, ky, kx)` from a window's corner in a padded image whose
+/// rows are `width` floats apart (`padImage` lays out `rows = h + 2 ph` of them a channel).
+static void windowOffsets(const BPWindow *g, long width, long *offsets) {
+    const long rows = g->h + 2 * g->ph, k = g->c * g->kh * g->kw;
+    for (long i = 0; i < k; i++) {
+        const long ch = i / (g->kh * g->kw), ky = i / g->kw % g->kh, kx = i % g->kw;
+        offsets[i] = (ch * rows + ky) * width + kx;
+    }
+}
+
+/// Whether the channel tiles compute this forward pass (`layout` 0: the faster by
+/// `channelsFillMore`, the rows' lanes being a row's outputs in pairs of vectors; 1: rows; 2:
+/// channels). On Zen 1 channels take 14-wide planes from windows of 144 values up (7% faster), 7-
+/// to 4-wide planes from any window (1.2x to 3x faster), but not 28-wide planes of shallow windows
+/// (1.1x to 1.5x slower).
 /// An image whose outputs would take more than 256 KiB pixel-major stays on rows: the scratch is
 /// one image's outputs, and wide images fill the rows' lanes anyway.
 ///
@@ -195,11 +216,9 @@ static long channelStride(long cOut) { return (cOut + 7) / 8 * 8; }
 static int usesChannelTiles(const BPWindow *g, long cOut, int layout) {
     if (layout != 0) return layout == 2;
     if (g->oh * g->ow * channelStride(cOut) > 65536) return 0;
-    const double k = (double)(g->c * g->kh * g->kw);
     const double rowWidth = bp_kernels_use_avx512() ? 2.0 : 1.0;
     const double rowLanes = rowWidth * (double)g->ow / (double)(((g->ow + 15) / 16) * 16);
-    const double channelLanes = (double)cOut / (double)channelStride(cOut);
-    return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
+    return channelsFillMore(g->c * g->kh * g->kw, rowLanes, cOut);
 }
 
 /// One window position (or pixel) of a channel tile: `acc[p][v] += sources[p][at] · row[8v..8v+7]`
@@ -274,60 +293,21 @@ INLINE_TARGET void channelTiles(const float *restrict padded, const long *restri
     }
 }
 
-/// The eight rows of an 8 × 8 block (`rows[i]`), transposed in place.
-INLINE_TARGET void transpose8x8(__m256 rows[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(rows[4], rows[5]), t5 = _mm256_unpackhi_ps(rows[4], rows[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(rows[6], rows[7]), t7 = _mm256_unpackhi_ps(rows[6], rows[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    rows[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    rows[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    rows[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    rows[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    rows[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    rows[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    rows[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    rows[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-/// `out[o, q] = pixelMajor[q, o]` for the `cOut` channels and the `plane` pixels of one image.
-static TARGET void pixelMajorToPlanes(const float *restrict pixelMajor, long stride, float *restrict out, long cOut,
-    long plane) {
-    long q = 0;
-    for (; q + 8 <= plane; q += 8) {
-        for (long o = 0; o < cOut; o += 8) {
-            __m256 rows[8];
-            for (int i = 0; i < 8; i++) rows[i] = _mm256_loadu_ps(pixelMajor + (q + i) * stride + o);
-            transpose8x8(rows);
-            const long channels = cOut - o < 8 ? cOut - o : 8;
-            for (long j = 0; j < channels; j++) _mm256_storeu_ps(out + (o + j) * plane + q, rows[j]);
-        }
-    }
-    for (; q < plane; q++)
-        for (long o = 0; o < cOut; o++) out[o * plane + q] = pixelMajor[q * stride + o];
-}
-
 /// The forward pass of images `[imageBegin, imageEnd)` in channel tiles; `scratch` holds the
 /// window offsets, the padded image, the packed weights and bias and the pixel-major outputs
 /// (`channelScratch`).
 static TARGET void forwardImagesByChannels(const float *x, const float *w, const float *bias, float *out,
     const BPWindow *g, long cOut, long imageBegin, long imageEnd, float *scratch) {
-    const long width = paddedWidth(g), rows = g->h + 2 * g->ph, plane = g->oh * g->ow;
+    const long width = paddedWidth(g), plane = g->oh * g->ow;
     const long k = g->c * g->kh * g->kw, stride = channelStride(cOut), vectors = stride / 8;
     long *offsets = (long *)scratch;  // (the scratch is aligned for a long)
     float *padded = (float *)(offsets + k);
-    float *packed = padded + g->c * rows * width;
+    float *packed = padded + paddedImageFloats(g);
     float *shift = packed + k * stride;
     float *pixelMajor = shift + stride;
-    for (long i = 0; i < k; i++) {
+    windowOffsets(g, width, offsets);
+    for (long i = 0; i < k; i++)
         for (long o = 0; o < stride; o++) packed[i * stride + o] = o < cOut ? w[o * k + i] : 0.0f;
-        const long ch = i / (g->kh * g->kw), ky = i / g->kw % g->kh, kx = i % g->kw;
-        offsets[i] = (ch * rows + ky) * width + kx;
-    }
     for (long o = 0; o < stride; o++) shift[o] = bias && o < cOut ? bias[o] : 0.0f;
     for (long img = imageBegin; img < imageEnd; img++) {
         padImage(x, padded, g, img);
@@ -338,7 +318,8 @@ static TARGET void forwardImagesByChannels(const float *x, const float *w, const
             channelTiles(padded, offsets, k, packed, stride, shift, bias != NULL, pixelMajor, g, width, v0, 6, 2);
         for (; v0 < vectors; v0++)
             channelTiles(padded, offsets, k, packed, stride, shift, bias != NULL, pixelMajor, g, width, v0, 6, 1);
-        pixelMajorToPlanes(pixelMajor, stride, out + img * cOut * plane, cOut, plane);
+        // out[img, o, q] = pixelMajor[q, o]
+        bp_transpose_strided(pixelMajor, stride, out + img * cOut * plane, plane, plane, cOut, 1);
     }
 }
 
@@ -347,8 +328,7 @@ static TARGET void forwardImagesByChannels(const float *x, const float *w, const
 /// tile's repeated pixels.
 static long channelScratch(const BPWindow *g, long cOut) {
     const long k = g->c * g->kh * g->kw, stride = channelStride(cOut);
-    return g->c * (g->h + 2 * g->ph) * paddedWidth(g) + (k + 1) * stride + 2 * k
-        + (g->oh * g->ow + CHANNEL_TILE_PIXELS) * stride;
+    return paddedImageFloats(g) + (k + 1) * stride + 2 * k + (g->oh * g->ow + CHANNEL_TILE_PIXELS) * stride;
 }
 
 // MARK: The forward pass in AVX-512
@@ -556,20 +536,21 @@ static TARGET void weightGradientImages(const float *x, const float *gOut, float
 // the same order. These are other sums than the flat planes' (where each lane takes every eighth
 // column), so the choice between the two depends on the shapes alone.
 
-/// Whether the weight gradient runs by output channels (`layout` 0: where its lanes are fuller
-/// than the flat planes', discounted as the forward pass's tiles are, and an image's padded
+/// Floats of one image in the channel weight gradient: padded, and its gradient pixel-major.
+static long gradientChannelImageFloats(const BPWindow *g, long cOut) {
+    return paddedImageFloats(g) + g->oh * g->ow * channelStride(cOut);
+}
+
+/// Whether the weight gradient runs by output channels (`layout` 0: where `channelsFillMore` than
+/// the flat planes, whose rows of `gradientWidth` lanes hold `ow` outputs, and an image's padded
 /// values and gradient fit in 128 KiB; 1: flat planes; 2: channels). Each tile reads every image
 /// of the piece again: a 32 × 32 image of 16 channels into 32 (200 KiB) took 5% longer by
 /// channels, though its lanes are fuller (Benchmarks/conv_tiles.sh, Zen 1). So channels take the
 /// 14-wide planes of the cnn preset's second layer (9% faster), 7- to 4-wide planes (1.3x to 2x).
 static int gradientUsesChannels(const BPWindow *g, long cOut, int layout) {
     if (layout != 0) return layout == 2;
-    const long perImage = g->c * (g->h + 2 * g->ph) * paddedWidth(g) + g->oh * g->ow * channelStride(cOut);
-    if (perImage > 32768) return 0;
-    const double k = (double)(g->c * g->kh * g->kw);
-    const double rowLanes = (double)g->ow / (double)gradientWidth(g);
-    const double channelLanes = (double)cOut / (double)channelStride(cOut);
-    return channelLanes * k / (k + 24) > rowLanes * k / (k + 8);
+    if (gradientChannelImageFloats(g, cOut) > 32768) return 0;
+    return channelsFillMore(g->c * g->kh * g->kw, (double)g->ow / (double)gradientWidth(g), cOut);
 }
 
 /// Weights `[position0, position0 + positions)` (window positions, the last ones repeated past
@@ -623,33 +604,27 @@ INLINE_TARGET void gradientChannelTiles(const float *restrict padded, long image
 /// Floats of the channel weight gradient's scratch for `m` images: window offsets and pixel
 /// corners (a `long` each, two floats' room), the padded images and the pixel-major gradients.
 static long gradientChannelScratch(const BPWindow *g, long cOut, long m) {
-    const long k = g->c * g->kh * g->kw, plane = g->oh * g->ow;
-    return 2 * (k + plane) + m * (g->c * (g->h + 2 * g->ph) * paddedWidth(g) + plane * channelStride(cOut));
+    return 2 * (g->c * g->kh * g->kw + g->oh * g->ow) + m * gradientChannelImageFloats(g, cOut);
 }
 
 static TARGET void weightGradientImagesByChannels(const float *x, const float *gOut, float *wg, float *bg,
     const BPWindow *g, long cOut, long imageBegin, long imageEnd, float *scratch) {
-    const long m = imageEnd - imageBegin, width = paddedWidth(g), rows = g->h + 2 * g->ph;
+    const long m = imageEnd - imageBegin, width = paddedWidth(g);
     const long k = g->c * g->kh * g->kw, plane = g->oh * g->ow, stride = channelStride(cOut), vectors = stride / 8;
-    const long imageSize = g->c * rows * width, gSize = plane * stride;
+    const long imageSize = paddedImageFloats(g), gSize = plane * stride;
     long *offsets = (long *)scratch;  // (the scratch is aligned for a long)
     long *pixels = offsets + k;
     float *padded = (float *)(pixels + plane);
     float *gT = padded + m * imageSize;
-    for (long i = 0; i < k; i++) {
-        const long ch = i / (g->kh * g->kw), ky = i / g->kw % g->kh, kx = i % g->kw;
-        offsets[i] = (ch * rows + ky) * width + kx;
-    }
+    windowOffsets(g, width, offsets);
     for (long p = 0; p < plane; p++) pixels[p] = (p / g->ow) * width + p % g->ow;
     for (long img = imageBegin; img < imageEnd; img++) {
         padImage(x, padded + (img - imageBegin) * imageSize, g, img);
-        // The image's gradient, pixel-major, zero past cOut.
+        // The image's gradient, pixel-major (gT[p, o] = gOut[img, o, p]), zero past cOut.
         float *target = gT + (img - imageBegin) * gSize;
-        const float *source = gOut + img * cOut * plane;
-        for (long p = 0; p < plane; p++) {
-            for (long o = 0; o < cOut; o++) target[p * stride + o] = source[o * plane + p];
+        bp_transpose_strided(gOut + img * cOut * plane, plane, target, stride, cOut, plane, 1);
+        for (long p = 0; p < plane; p++)
             for (long o = cOut; o < stride; o++) target[p * stride + o] = 0.0f;
-        }
     }
     long v0 = 0;
     for (; v0 + 4 <= vectors; v0 += 4)
@@ -683,8 +658,7 @@ int bp_conv_direct_available(const BPWindow *g) {
 
 long bp_conv_direct_scratch(const BPWindow *g, long cOut) {
 #if defined(__x86_64__) || defined(_M_X64)
-    const long rows = g->c * (g->h + 2 * g->ph) * paddedWidth(g);
-    return usesChannelTiles(g, cOut, 0) ? channelScratch(g, cOut) : rows;
+    return usesChannelTiles(g, cOut, 0) ? channelScratch(g, cOut) : paddedImageFloats(g);
 #else
     (void)g;
     (void)cOut;
@@ -712,14 +686,14 @@ int bp_conv_direct_forward(const float *x, const float *w, const float *bias, fl
         float *scratch = bp_thread_scratch(channelScratch(g, cOut));
         if (!scratch) return 0;
         forwardImagesByChannels(x, w, bias, out, g, cOut, imageBegin, imageEnd, scratch);
-    } else if (bp_kernels_use_avx512() && layout == 0) {
-        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
-        if (!padded) return 0;
-        forwardImages512(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
     } else {
-        float *padded = bp_thread_scratch(g->c * (g->h + 2 * g->ph) * paddedWidth(g));
+        float *padded = bp_thread_scratch(paddedImageFloats(g));
         if (!padded) return 0;
-        forwardImages(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
+        if (bp_kernels_use_avx512() && layout == 0) {
+            forwardImages512(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
+        } else {
+            forwardImages(x, w, bias, out, g, cOut, imageBegin, imageEnd, padded);
+        }
     }
     return 1;
 #else

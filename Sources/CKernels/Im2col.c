@@ -370,10 +370,11 @@ void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, lon
 
 // MARK: - Layout
 
-/// `t[j * rows + i] = a[i * columns + j]` for `i` in `[i0, i1)` and all `j`: plain loops.
-static void transposeRows(const float *restrict a, float *restrict t, long rows, long columns, long i0, long i1) {
+/// `t[j * ldt + i] = a[i * lda + j]` for `i` in `[i0, i1)` and `j` in `[0, columns)`: plain loops.
+static void transposeRows(const float *restrict a, long lda, float *restrict t, long ldt, long columns, long i0,
+    long i1) {
     for (long j = 0; j < columns; j++)
-        for (long i = i0; i < i1; i++) t[j * rows + i] = a[i * columns + j];
+        for (long i = i0; i < i1; i++) t[j * ldt + i] = a[i * lda + j];
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -403,32 +404,35 @@ static inline TARGET __attribute__((always_inline)) void transpose8x8(const floa
 }
 
 /// One matrix, in 8 × 8 blocks, the last rows and columns by plain loops.
-static TARGET void transposeAVX2(const float *restrict a, float *restrict t, long rows, long columns) {
+static TARGET void transposeAVX2(const float *restrict a, long lda, float *restrict t, long ldt, long rows,
+    long columns) {
     long i0 = 0;
     for (; i0 + 8 <= rows; i0 += 8) {
         long j0 = 0;
-        for (; j0 + 8 <= columns; j0 += 8) transpose8x8(a + i0 * columns + j0, columns, t + j0 * rows + i0, rows);
+        for (; j0 + 8 <= columns; j0 += 8) transpose8x8(a + i0 * lda + j0, lda, t + j0 * ldt + i0, ldt);
         for (long j = j0; j < columns; j++)
-            for (long i = i0; i < i0 + 8; i++) t[j * rows + i] = a[i * columns + j];
+            for (long i = i0; i < i0 + 8; i++) t[j * ldt + i] = a[i * lda + j];
     }
-    transposeRows(a, t, rows, columns, i0, rows);
+    transposeRows(a, lda, t, ldt, columns, i0, rows);
 }
 
 #endif
 
+void bp_transpose_strided(const float *a, long lda, float *t, long ldt, long rows, long columns, int avx2) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx2) {
+        transposeAVX2(a, lda, t, ldt, rows, columns);
+        return;
+    }
+#else
+    (void)avx2;
+#endif
+    transposeRows(a, lda, t, ldt, columns, 0, rows);
+}
+
 void bp_transpose(const float *x, float *y, long rows, long columns, long matrixBegin, long matrixEnd, int avx2) {
     const long size = rows * columns;
     for (long matrix = matrixBegin; matrix < matrixEnd; matrix++) {
-        const float *a = x + matrix * size;
-        float *t = y + matrix * size;
-#if defined(__x86_64__) || defined(_M_X64)
-        if (avx2) {
-            transposeAVX2(a, t, rows, columns);
-            continue;
-        }
-#else
-        (void)avx2;
-#endif
-        transposeRows(a, t, rows, columns, 0, rows);
+        bp_transpose_strided(x + matrix * size, columns, y + matrix * size, rows, rows, columns, avx2);
     }
 }

@@ -296,6 +296,11 @@ int bp_conv_direct_weight_gradient(const float *x, const float *gOut, float *wg,
 /// to use AVX2 (only where `bp_gemm_avx2_available()` returned 1).
 void bp_transpose(const float *x, float *y, long rows, long columns, long matrixBegin, long matrixEnd, int avx2);
 
+/// One `rows × columns` block of `a` (rows `lda` floats apart) transposed into `t` (rows `ldt`
+/// floats apart): `t[j * ldt + i] = a[i * lda + j]`; `bp_transpose` of one matrix, for blocks
+/// inside wider arrays (the direct convolution's pixel-major scratch). `avx2` as there.
+void bp_transpose_strided(const float *a, long lda, float *t, long ldt, long rows, long columns, int avx2);
+
 #ifdef __cplusplus
 }
 #endif
