@@ -215,14 +215,16 @@ INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *rest
 
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
 
-/// The even and odd elements of `x[0..<2 * count]` (`count` ≤ 8), each as one vector in order;
-/// lanes past `count` are 0. Reads nothing past `x[2 * count - 1]`.
-static inline TARGET_AVX2 __attribute__((always_inline)) void evenOdd(const float *x, long count, __m256 *even,
-    __m256 *odd) {
+/// The even and odd elements of `x[0..<2 * count]` (`count` ≤ 8), each as one vector in order.
+/// With `whole` (the caller knows `x[0..<16]` lies in its buffer) it reads 16 values, and lanes
+/// past `count` hold whatever follows; else it reads nothing past `x[2 * count - 1]` and those
+/// lanes are 0.
+static inline TARGET_AVX2 __attribute__((always_inline)) void evenOdd(const float *x, long count, int whole,
+    __m256 *even, __m256 *odd) {
     static const int32_t lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
         0, 0, 0, 0, 0, 0, 0, 0};
     __m256 low, high;
-    if (count == 8) {
+    if (count == 8 || whole) {
         low = _mm256_loadu_ps(x);
         high = _mm256_loadu_ps(x + 8);
     } else {
@@ -244,14 +246,19 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
     const long h = g->h, w = g->w, oh = g->oh, ow = g->ow;
     const float *input = x + plane * h * w;
     const long first = plane * oh * ow;
+    // Masked loads cost Zen 1 several times plain ones (the 14-wide planes' pooling took 4x as
+    // long with them on every row), so a short vector at a row's end reads on into the rows that
+    // follow, while they lie in the input; its extra lanes are never stored as outputs (below).
+    const float *end = x + g->n * g->c * h * w;
     const __m256i laneIndex = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (long oy = 0; oy < oh; oy++) {
         const float *top = input + 2 * oy * w, *bottom = top + w;
         for (long ox = 0; ox < ow; ox += 8) {
             const long count = ow - ox < 8 ? ow - ox : 8;
+            const int whole = bottom + 2 * ox + 16 <= end;
             __m256 v[4];
-            evenOdd(top + 2 * ox, count, &v[0], &v[1]);
-            evenOdd(bottom + 2 * ox, count, &v[2], &v[3]);
+            evenOdd(top + 2 * ox, count, whole, &v[0], &v[1]);
+            evenOdd(bottom + 2 * ox, count, whole, &v[2], &v[3]);
             __m256 best = v[0];
             for (int i = 1; i < 4; i++) best = _mm256_blendv_ps(best, v[i], _mm256_cmp_ps(v[i], best, _CMP_GT_OQ));
             __m256i at = _mm256_setzero_si256(), hits = _mm256_setzero_si256();
