@@ -761,12 +761,17 @@ typedef struct GemmVariant {
     long tnTileColumns, tnBlock;
     /// Calls with at most this many rows of C read a row-major B in place (`IN_PLACE_ROWS_*`).
     long inPlaceRows;
+    /// Nonzero: a B read in place still has its last panel packed when that panel ends inside a
+    /// vector. AVX2 would load the panel's last vector through a mask at every step of k, and a
+    /// masked load costs Zen 1 7.5 times a plain one (4.2 against 0.56 ns, one core, in a loop
+    /// of independent loads); AVX-512's masked loads cost what plain ones do.
+    int packsPartialPanel;
 } GemmVariant;
 
 static const GemmVariant avx2Variant = {
-    NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2};
+    NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2, 1};
 static const GemmVariant avx512Variant = {
-    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512};
+    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512, 0};
 
 /// Rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of C, with `v`'s tiles.
 static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long rowEnd, long columnBegin,
@@ -798,14 +803,21 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
     // cost more than it saves, and a row-major B is read in place.
     const int inPlace = g->columnStrideB == 1 && kcMax == k && rows <= v->inPlaceRows;
     const long packedSize = inPlace ? 0 : v->packedCount(kcMax, panelColumns);
-    // (The dot products' columns start aligned: `packedSize` is a multiple of 8 floats.)
-    float *packed = scratch(packedSize + tail * ldw);
-    float *packedTail = packed + packedSize;
+    // In place, a last panel that ends inside a vector is packed all the same (`packsPartialPanel`;
+    // the same bits either way). It is the last: C's pieces are cut at whole panels.
+    const long lastWidth = panelColumns % nr;
+    const int packLast = inPlace && v->packsPartialPanel && lastWidth % 8 != 0;
+    const long lastSize = packLast ? v->packedCount(k, lastWidth) : 0;
+    // (The dot products' columns start aligned: `packedSize` and `lastSize` are multiples of 8.)
+    float *packed = scratch(packedSize + lastSize + tail * ldw);
+    float *packedLast = packed + packedSize;
+    float *packedTail = packedLast + lastSize;
     for (long j = 0; j < tail; j++) {
         const float *source = g->b + (tailBegin + j) * g->columnStrideB;
         for (long p = 0; p < ldw; p++) packedTail[j * ldw + p] = p < k ? source[p * g->rowStrideB] : 0;
     }
     const long panelEnd = columnBegin + panelColumns;
+    if (packLast) v->pack(k, lastWidth, g->b + panelEnd - lastWidth, g->rowStrideB, 1, packedLast);
     const long rsA = g->rowStrideA, csA = g->columnStrideA, ldc = g->ldc;
     for (long pc = 0; pc < k; pc += kcMax) {
         const long kc = k - pc < kcMax ? k - pc : kcMax;
@@ -833,9 +845,10 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                 const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
                 for (long j = columnBegin; j < panelEnd; j += nr) {
                     const long width = panelEnd - j < nr ? panelEnd - j : nr;
-                    const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                    const int packedHere = packLast && width == lastWidth;
+                    const float *panel = packedHere ? packedLast : inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                     prefetchLines(&next, linesPerTile);
-                    v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
+                    v->tile(inPlace && !packedHere, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
                         prefetchRows);
                 }
@@ -852,11 +865,12 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
             }
             for (long j = columnBegin; j < panelEnd; j += nr) {
                 const long width = panelEnd - j < nr ? panelEnd - j : nr;
-                const float *panel = inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                const int packedHere = packLast && width == lastWidth;
+                const float *panel = packedHere ? packedLast : inPlace ? g->b + j : packed + (j - columnBegin) * kc;
                 for (long i = rowBegin; i < rowEnd; i += MR) {
                     const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
                     prefetchLines(&next, linesPerTile);
-                    v->tile(inPlace, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
+                    v->tile(inPlace && !packedHere, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
                         prefetchRows);
                 }

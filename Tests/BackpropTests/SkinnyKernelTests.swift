@@ -88,6 +88,40 @@ struct SkinnyKernelTests {
         expectAgreement(m: m, k: shape.k, n: shape.n, bias: true)
     }
 
+    /// A call of at most 96 rows reads a row-major B in place, packing only a last panel that
+    /// ends inside a vector (AVX2's masked loads are slow on AMD's older cores); a call of 97
+    /// packs all of B. Each element is the same chain of multiply-adds either way, so the first
+    /// 96 rows of one call over 97 rows equal, bit for bit, a call over those 96 rows alone;
+    /// widths with a partial last panel of 1...7 and 9...15 columns, one whole, and one of dot
+    /// products; the result against the reference loops too.
+    @Test(
+        .enabled(if: bp_gemm_avx2_available() != 0),
+        arguments: [(50, 10), (128, 10), (64, 13), (100, 37), (7, 9), (256, 128), (784, 50)])
+    func inPlaceAndPackedSameBits(k: Int, n: Int) {
+        var generator = RandomGenerator(seed: UInt64(k * 131 + n))
+        let (packedRows, inPlaceRows) = (97, 96)
+        let a = Tensor.randn([packedRows, k], generator: &generator)
+        let b = Tensor.randn([k, n], generator: &generator)
+        let bias = Tensor.randn([n], generator: &generator)
+        let reference = a.rows(0..<inPlaceRows).contiguous().matmul(b, kernel: .reference) + bias
+        var results: [[Float]] = []
+        for rows in [packedRows, inPlaceRows] {
+            let c = Tensor(shape: [rows, n], values: [Float](repeating: .nan, count: rows * n))
+            withExtendedLifetime((a, b, bias, c)) {
+                var product = BPGemm(
+                    m: rows, n: n, k: k, a: a.pointer, rowStrideA: k, columnStrideA: 1, b: b.pointer, rowStrideB: n,
+                    columnStrideB: 1, c: c.pointer, ldc: n, bias: bias.pointer, accumulate: 0, streaming: 0)
+                bp_gemm_avx2(&product, 0, rows, 0, n)
+            }
+            results.append(Array(c.values[0..<(inPlaceRows * n)]))
+        }
+        let differing = zip(results[0], results[1]).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "k \(k), n \(n): \(differing) elements differ between packed and in place")
+        expectNear(
+            Tensor(shape: [inPlaceRows, n], values: results[1]), reference,
+            relativeTolerance: 1e-5, absoluteTolerance: 1e-5 * Float(k).squareRoot(), "k \(k), n \(n)")
+    }
+
     /// Products whose pieces of A exceed 512 KiB, so that their tiles prefetch A's rows (as in the
     /// seed's `x • w1`): the tiles specialised for prefetching (the smaller products above take the
     /// ones specialised for not prefetching), two vectors wide with a dot-product column after
