@@ -159,7 +159,8 @@ extension StandardStream {
         if fflush(stdout) != 0 {
             output.record(errno)
         } else if ferror(stdout) != 0 {
-            output.record(output.closed.load(ordering: .sequentiallyConsistent) ? EBADF : unknownFailure)
+            let closed = output.closed.load(ordering: .sequentiallyConsistent)
+            output.record(closed ? EBADF : output.likelyFailure() ?? unknownFailure)
         }
         if let description = output.failureDescription {
             error.write("Error: \(description)\n")
@@ -169,6 +170,33 @@ extension StandardStream {
 
     /// The failure of a write whose `errno` is lost (an earlier `print`).
     private static let unknownFailure: Int32 = -1
+
+    /// What a failed write whose `errno` is lost most likely met, read from the stream's state
+    /// now: a pipe or socket whose reader has gone (`poll` reports `POLLERR`: `EPIPE`), a regular
+    /// file at the file-size limit (`ulimit -f`: `EFBIG`) or on a full file system (`ENOSPC`);
+    /// `nil` when none of these holds.
+    private func likelyFailure() -> Int32? {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        let kind = status.st_mode & S_IFMT
+        if kind == S_IFIFO || kind == S_IFSOCK {
+            var request = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            if poll(&request, 1, 0) == 1 && request.revents & Int16(POLLERR) != 0 { return EPIPE }
+        } else if kind == S_IFREG {
+            var limit = rlimit()
+            #if canImport(Glibc)
+                let known = getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit) == 0
+            #else
+                let known = getrlimit(RLIMIT_FSIZE, &limit) == 0
+            #endif
+            // (RLIM_INFINITY, which Swift does not import here, is 2⁶⁴ - 1 in Linux, 2⁶³ - 1 in macOS.)
+            let bound = UInt64(limit.rlim_cur)
+            if known && bound < UInt64(Int64.max) && UInt64(max(status.st_size, 0)) >= bound { return EFBIG }
+            var space = statvfs()
+            if fstatvfs(descriptor, &space) == 0 && space.f_bavail == 0 { return ENOSPC }
+        }
+        return nil
+    }
 
     /// Records `code` as the failure, unless one is recorded already.
     private func record(_ code: Int32) {
