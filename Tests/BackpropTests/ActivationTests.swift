@@ -260,24 +260,43 @@ struct ActivationTests {
     }
 
     @Test(
-        "Dropout's masks are the documented draws: two 32-bit samples a draw, low half first, kept when u ≥ p·2³²",
+        "Dropout's masks are the documented draws: a seed a call, blocks of 4096 from generators seeded seed ^ block",
         arguments: [0, 0.25, 0.5, 0.9, Float(1).nextDown])
     func dropoutMaskIsTheDocumentedDraw(p: Float) {
         let threshold = UInt64((Double(p) * 0x1p32).rounded())
         let layer = Dropout(p: p, seed: 21)
         var reference = RandomGenerator(seed: 21)
-        // Odd and even sizes, around the 4096 samples the layer compares at a time; each call
-        // continues the stream where the last one stopped.
-        for count in [1, 3, 4095, 4096, 4097, 8193, 10] {
+        // Odd and even sizes, around the blocks of 4096 (and many of them, drawn on several
+        // threads); each call takes the next seed from the layer's generator.
+        for count in [1, 3, 4095, 4096, 4097, 8193, 10, 200_704] {
             _ = layer(Tensor.ones([count]))
+            let seed = reference.next()
             var expected: [Float] = []
-            while expected.count < count {
-                let bits = reference.next()
-                expected.append(bits & 0xFFFF_FFFF >= threshold ? 1 : 0)
-                if expected.count < count { expected.append(bits >> 32 >= threshold ? 1 : 0) }
+            for block in 0..<((count + 4095) / 4096) {
+                var blockGenerator = RandomGenerator(seed: seed ^ UInt64(block))
+                let end = min(count, (block + 1) * 4096)
+                while expected.count < end {
+                    let bits = blockGenerator.next()
+                    expected.append(bits & 0xFFFF_FFFF >= threshold ? 1 : 0)
+                    if expected.count < end { expected.append(bits >> 32 >= threshold ? 1 : 0) }
+                }
             }
             #expect(layer.mask?.values == expected, "p \(p), \(count) elements")
         }
+    }
+
+    @Test("Dropout's masks are the same on one thread as on several")
+    func dropoutMaskThreads() throws {
+        let x = Tensor.ones(64, 4096)
+        let before = Parallel.workers
+        defer { Parallel.setWorkers(before) }
+        let masks = try [1, 2, 3].map { threads in
+            Parallel.setWorkers(threads)
+            let layer = Dropout(p: 0.3, seed: 8)
+            _ = layer(x)
+            return try #require(layer.mask).values
+        }
+        #expect(masks[1] == masks[0] && masks[2] == masks[0])
     }
 
     @Test("Dropout keeps a fraction near 1 - p of a large tensor, and the mean is kept in expectation")
