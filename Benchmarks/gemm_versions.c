@@ -7,7 +7,8 @@
 // For each shape: the best time of each version over the rounds, its GFLOP/s, and the number of
 // elements of C whose bits differ between the two (0 unless a change meant to alter the sums).
 // The shapes are the seed's (its `w1.g` through `bp_gemm_tn_*`, in the pieces `•` uses), the
-// minibatch's (64 rows) and `train`'s (128 rows); the last ones are timed with B written by a
+// minibatch's (64 rows; its last layers' 10 columns are a partial panel) and `train`'s (128
+// rows); the last ones are timed with B written by a
 // thread on the second processor before each call ("B from core 2"), as in training, where the
 // other core's optimizer step has just updated the weights. (Evicting B with clflush instead
 // models memory, not the other core's cache.)
@@ -218,6 +219,9 @@ int main(int argc, char **argv) {
         failed |= compare("minibatch (64x784x50)", 64, 50, 784, 0, 0, 2000, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x256)", 64, 256, 784, 0, 0, 500, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x256x128)", 64, 128, 256, 0, 0, 2000, oldKernel, newKernel, rounds);
+        failed |= compare("minibatch last (64x50x10)", 64, 10, 50, 0, 0, 5000, oldKernel, newKernel, rounds);
+        failed |= compare("mlp last (64x128x10)", 64, 10, 128, 0, 0, 5000, oldKernel, newKernel, rounds);
+        failed |= compare("odd widths (64x100x37)", 64, 37, 100, 0, 0, 2000, oldKernel, newKernel, rounds);
         failed |= compare("train batch (128x784x256)", 128, 256, 784, 0, 0, 250, oldKernel, newKernel, rounds);
         failed |= compare("train batch (128x784x128)", 128, 128, 784, 0, 0, 500, oldKernel, newKernel, rounds);
         failed |= compare("train batch (128x256x128)", 128, 128, 256, 0, 0, 1000, oldKernel, newKernel, rounds);
