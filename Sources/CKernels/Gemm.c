@@ -763,8 +763,8 @@ typedef struct GemmVariant {
     long inPlaceRows;
     /// Nonzero: a B read in place still has its last panel packed when that panel ends inside a
     /// vector. AVX2 would load the panel's last vector through a mask at every step of k, and a
-    /// masked load costs Zen 1 7.5 times a plain one (4.2 against 0.56 ns, one core, in a loop
-    /// of independent loads); AVX-512's masked loads cost what plain ones do.
+    /// masked load costs Zen 1 5.7-8 times a plain one (`Benchmarks/masked_loads.sh`); AVX-512's
+    /// masked loads cost what plain ones do.
     int packsPartialPanel;
 } GemmVariant;
 

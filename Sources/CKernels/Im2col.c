@@ -246,16 +246,17 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
     const long h = g->h, w = g->w, oh = g->oh, ow = g->ow;
     const float *input = x + plane * h * w;
     const long first = plane * oh * ow;
-    // Masked loads cost Zen 1 several times plain ones (the 14-wide planes' pooling took 4x as
-    // long with them on every row), so a short vector at a row's end reads on into the rows that
-    // follow, while they lie in the input; its extra lanes are never stored as outputs (below).
-    const float *end = x + g->n * g->c * h * w;
+    // Masked loads cost Zen 1 5.7-8 times plain ones (`Benchmarks/masked_loads.sh`; the 14-wide
+    // planes' pooling, masked on every row, took 2.3 times as long), so a short vector at a row's
+    // end reads on into the rows that follow, while they lie in the input (of `total` values); its
+    // extra lanes are never stored as outputs (below).
+    const long total = g->n * g->c * h * w;
     const __m256i laneIndex = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (long oy = 0; oy < oh; oy++) {
         const float *top = input + 2 * oy * w, *bottom = top + w;
         for (long ox = 0; ox < ow; ox += 8) {
             const long count = ow - ox < 8 ? ow - ox : 8;
-            const int whole = bottom + 2 * ox + 16 <= end;
+            const int whole = (bottom - x) + 2 * ox + 16 <= total;
             __m256 v[4];
             evenOdd(top + 2 * ox, count, whole, &v[0], &v[1]);
             evenOdd(bottom + 2 * ox, count, whole, &v[2], &v[3]);
