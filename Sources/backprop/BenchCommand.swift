@@ -167,7 +167,13 @@ struct BenchCommand: ParsableCommand {
             let name = part.name.padding(toLength: 22, withPad: " ", startingAt: 0)
             let backward =
                 part.name == "optimizer" ? "" : ", backward \(format(part.backwardMilliseconds, digits: digits)) ms"
-            print("  \(name) forward \(format(part.forwardMilliseconds, digits: digits)) ms\(backward)")
+            // The pool's share, where a part waited for a helper or woke one at all.
+            let pool =
+                part.poolWaitMicrosecondsPerStep < 0.05 && part.poolWakeUpsPerStep < 0.005
+                ? ""
+                : "; a step: \(format(part.poolWaitMicrosecondsPerStep, digits: 1)) µs waiting, "
+                    + "\(format(part.poolWakeUpsPerStep, digits: 2)) wake-ups"
+            print("  \(name) forward \(format(part.forwardMilliseconds, digits: digits)) ms\(backward)\(pool)")
         }
         print(
             "  " + "batches".padding(toLength: 22, withPad: " ", startingAt: 0)

@@ -66,7 +66,13 @@ struct BenchmarkTests {
         #expect(breakdown.poolWaitMicrosecondsPerStep >= 0)
         for part in breakdown.parts {
             #expect(part.forwardMilliseconds >= 0 && part.backwardMilliseconds >= 0)
+            #expect(part.poolWaitMicrosecondsPerStep >= 0 && part.poolWakeUpsPerStep >= 0)
         }
+        // One run: the parts' pool counts are shares of the step's (the batch gathering may add).
+        let partsWait = breakdown.parts.map(\.poolWaitMicrosecondsPerStep).reduce(0, +)
+        let partsWakeUps = breakdown.parts.map(\.poolWakeUpsPerStep).reduce(0, +)
+        #expect(partsWait <= breakdown.poolWaitMicrosecondsPerStep + 1e-9)
+        #expect(partsWakeUps <= breakdown.poolWakeUpsPerStep + 1e-9)
         #expect(breakdown.totalMilliseconds >= breakdown.batchMilliseconds)
     }
 
@@ -199,6 +205,13 @@ struct BenchmarkTests {
         let breakdown = try #require(object["mlp_step_breakdown"] as? [String: Any])
         for key in ["parts", "batches_ms", "steps", "allocations_per_step", "pool_dispatches_per_step"] {
             #expect(breakdown[key] != nil, "mlp_step_breakdown: missing \(key)")
+        }
+        let parts = try #require(breakdown["parts"] as? [[String: Any]])
+        #expect(parts.count == 7)  // 5 layers, the loss, the optimizer
+        for part in parts {
+            for key in ["name", "forward_ms", "backward_ms", "pool_wait_us_per_step", "pool_wakeups_per_step"] {
+                #expect(part[key] != nil, "mlp_step_breakdown part: missing \(key)")
+            }
         }
     }
 

@@ -20,11 +20,21 @@ struct StepBreakdown: Encodable {
         let forwardMilliseconds: Double
         /// Milliseconds per epoch in the backward pass (0 for `optimizer`).
         let backwardMilliseconds: Double
+        /// Per step, forward and backward together (the median epoch's): microseconds its callers
+        /// waited for the pool's helpers, and loops that had to wake a sleeping helper. A layer
+        /// that wakes the helper at every step follows a serial stretch long enough for the helper
+        /// to fall asleep (the cnn's dropout drew its masks on one core: BENCHMARKS.md, "Masked
+        /// loads on Zen 1; dropout's masks on both cores").
+        let poolWaitMicrosecondsPerStep: Double
+        /// Per step, the loops of this part that woke a sleeping helper (see above).
+        let poolWakeUpsPerStep: Double
 
         private enum CodingKeys: String, CodingKey {
             case name
             case forwardMilliseconds = "forward_ms"
             case backwardMilliseconds = "backward_ms"
+            case poolWaitMicrosecondsPerStep = "pool_wait_us_per_step"
+            case poolWakeUpsPerStep = "pool_wakeups_per_step"
         }
     }
 
@@ -69,9 +79,21 @@ struct StepBreakdown: Encodable {
         var totals: [[Double]] = []  // per run: forward per layer, loss, optimizer, then backward per layer, loss
         var gathering: [Double] = []
         var counters: [ResourceCounters] = []
+        // Per run, per part (the layers, the loss, the optimizer): the pool's wait (nanoseconds)
+        // and wake-ups.
+        var partCounters: [[(wait: Int, wakeUps: Int)]] = []
         for run in 0...runs {
             var forward = [Double](repeating: 0, count: count + 2)
             var backward = [Double](repeating: 0, count: count + 1)
+            var pool = [(wait: Int, wakeUps: Int)](repeating: (0, 0), count: count + 2)
+            /// Runs `body`, adding its pool counts to part `index`.
+            func counting(_ index: Int, _ body: () -> Void) {
+                let before = ResourceCounters.now
+                body()
+                let cost = ResourceCounters.now - before
+                pool[index].wait += cost.poolWaitNanoseconds
+                pool[index].wakeUps += cost.poolWakeUps
+            }
             var gather = 0.0
             batches.shuffle(seed: 0, epoch: run)
             let before = ResourceCounters.now
@@ -81,42 +103,60 @@ struct StepBreakdown: Encodable {
                 gather += Timing.now() - gatherStart
                 var x = xb
                 for (index, layer) in model.layers.enumerated() {
-                    let start = Timing.now()
-                    x = layer(x)
-                    forward[index] += Timing.now() - start
+                    counting(index) {
+                        let start = Timing.now()
+                        x = layer(x)
+                        forward[index] += Timing.now() - start
+                    }
                 }
-                var start = Timing.now()
-                _ = model.loss(x, yb).item()
-                forward[count] += Timing.now() - start
-                start = Timing.now()
-                model.loss.backward()
-                backward[count] += Timing.now() - start
-                for (index, layer) in model.layers.enumerated().reversed() {
+                counting(count) {
+                    var start = Timing.now()
+                    _ = model.loss(x, yb).item()
+                    forward[count] += Timing.now() - start
                     start = Timing.now()
-                    layer.backward()
-                    backward[index] += Timing.now() - start
+                    model.loss.backward()
+                    backward[count] += Timing.now() - start
                 }
-                start = Timing.now()
-                optimizer.step()
-                optimizer.zeroGrad()
-                forward[count + 1] += Timing.now() - start
+                for (index, layer) in model.layers.enumerated().reversed() {
+                    counting(index) {
+                        let start = Timing.now()
+                        layer.backward()
+                        backward[index] += Timing.now() - start
+                    }
+                }
+                counting(count + 1) {
+                    let start = Timing.now()
+                    optimizer.step()
+                    optimizer.zeroGrad()
+                    forward[count + 1] += Timing.now() - start
+                }
             }
             if run > 0 {
                 totals.append(forward + backward)
                 gathering.append(gather)
                 counters.append(ResourceCounters.now - before)
+                partCounters.append(pool)
             }
         }
         let medians = (0..<(2 * count + 3)).map { column in Timing.median(totals.map { $0[column] }) * 1000 }
-        var parts = model.layers.enumerated().map { index, layer in
-            Part(
-                name: "layers.\(index) \(type(of: layer))", forwardMilliseconds: medians[index],
-                backwardMilliseconds: medians[count + 2 + index])
-        }
-        parts.append(
-            Part(name: "loss", forwardMilliseconds: medians[count], backwardMilliseconds: medians[2 * count + 2]))
-        parts.append(Part(name: "optimizer", forwardMilliseconds: medians[count + 1], backwardMilliseconds: 0))
         let steps = Double(Swift.max(batches.count, 1))
+        // Each part's pool counts from the run whose waits for that part are the median.
+        let poolOf = { (index: Int) -> (waitMicroseconds: Double, wakeUps: Double) in
+            let runs = partCounters.map { $0[index] }.sorted { $0.wait < $1.wait }
+            let middle = runs[runs.count / 2]
+            return (Double(middle.wait) / steps / 1e3, Double(middle.wakeUps) / steps)
+        }
+        let part = { (name: String, forward: Double, backward: Double, index: Int) -> Part in
+            let pool = poolOf(index)
+            return Part(
+                name: name, forwardMilliseconds: forward, backwardMilliseconds: backward,
+                poolWaitMicrosecondsPerStep: pool.waitMicroseconds, poolWakeUpsPerStep: pool.wakeUps)
+        }
+        var parts = model.layers.enumerated().map { index, layer in
+            part("layers.\(index) \(type(of: layer))", medians[index], medians[count + 2 + index], index)
+        }
+        parts.append(part("loss", medians[count], medians[2 * count + 2], count))
+        parts.append(part("optimizer", medians[count + 1], 0, count + 1))
         let middle = counters.sorted { $0.allocations < $1.allocations }[counters.count / 2]
         return StepBreakdown(
             parts: parts, batchMilliseconds: Timing.median(gathering) * 1000, steps: batches.count,
