@@ -204,6 +204,20 @@ static inline __attribute__((always_inline)) void prefetchLines(Prefetcher *f, l
     }
 }
 
+/// `prefetchLines` into L2 only: for data that the next tiles need, not this one, so that it does
+/// not push the current tile's lines out of L1.
+static inline __attribute__((always_inline)) void prefetchLinesL2(Prefetcher *f, long lines) {
+    while (lines > 0 && f->segment < f->count) {
+        _mm_prefetch(f->base + f->segment * f->stride + f->offset, _MM_HINT_T1);
+        f->offset += 64;
+        if (f->offset >= f->length) {
+            f->offset = 0;
+            f->segment++;
+        }
+        lines--;
+    }
+}
+
 /// How far ahead, in floats along a row, a tile prefetches the rows of a row-major A (`x` in
 /// `x • w1`): three cache lines. Each row's next line is asked for once per 16 steps of k, when
 /// the tile starts on the current one. Measured on the seed's `x • w1` (x from memory) on a Xeon
@@ -867,9 +881,19 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                 const long width = panelEnd - j < nr ? panelEnd - j : nr;
                 const int packedHere = packLast && width == lastWidth;
                 const float *panel = packedHere ? packedLast : inPlace ? g->b + j : packed + (j - columnBegin) * kc;
+                // A B read in place is a panel of k strided lines: while this panel's row tiles
+                // run, the next panel's lines are fetched into L2, a share per tile.
+                Prefetcher nextPanel = {0, 0, 0, 0, 0, 0};
+                long panelLinesPerTile = 0;
+                if (inPlace && j + nr < panelEnd) {
+                    const long nextWidth = panelEnd - j - nr < nr ? panelEnd - j - nr : nr;
+                    nextPanel = (Prefetcher){(const char *)(g->b + j + nr), k, g->rowStrideB * 4, nextWidth * 4, 0, 0};
+                    panelLinesPerTile = (k * ((nextWidth * 4 + 63) / 64) + rowTiles - 1) / rowTiles;
+                }
                 for (long i = rowBegin; i < rowEnd; i += MR) {
                     const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
                     prefetchLines(&next, linesPerTile);
+                    prefetchLinesL2(&nextPanel, panelLinesPerTile);
                     v->tile(inPlace && !packedHere, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
                         prefetchRows);
