@@ -192,23 +192,17 @@ typedef struct Prefetcher {
     long count, stride, length, segment, offset;
 } Prefetcher;
 
-static inline __attribute__((always_inline)) void prefetchLines(Prefetcher *f, long lines) {
+/// Asks for the next `lines` lines of the region: into L1 (`_MM_HINT_T0`), or with `intoL2` into
+/// L2 only, for data that the next tiles need rather than this one (so that it does not push the
+/// current tile's lines out of L1). `intoL2` is a constant at every call, so the branch folds away.
+static inline __attribute__((always_inline)) void prefetchLines(Prefetcher *f, long lines, int intoL2) {
     while (lines > 0 && f->segment < f->count) {
-        _mm_prefetch(f->base + f->segment * f->stride + f->offset, _MM_HINT_T0);
-        f->offset += 64;
-        if (f->offset >= f->length) {
-            f->offset = 0;
-            f->segment++;
+        const char *line = f->base + f->segment * f->stride + f->offset;
+        if (intoL2) {
+            _mm_prefetch(line, _MM_HINT_T1);
+        } else {
+            _mm_prefetch(line, _MM_HINT_T0);
         }
-        lines--;
-    }
-}
-
-/// `prefetchLines` into L2 only: for data that the next tiles need, not this one, so that it does
-/// not push the current tile's lines out of L1.
-static inline __attribute__((always_inline)) void prefetchLinesL2(Prefetcher *f, long lines) {
-    while (lines > 0 && f->segment < f->count) {
-        _mm_prefetch(f->base + f->segment * f->stride + f->offset, _MM_HINT_T1);
         f->offset += 64;
         if (f->offset >= f->length) {
             f->offset = 0;
@@ -861,7 +855,7 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                     const long width = panelEnd - j < nr ? panelEnd - j : nr;
                     const int packedHere = packLast && width == lastWidth;
                     const float *panel = packedHere ? packedLast : inPlace ? g->b + j : packed + (j - columnBegin) * kc;
-                    prefetchLines(&next, linesPerTile);
+                    prefetchLines(&next, linesPerTile, 0);
                     v->tile(inPlace && !packedHere, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
                         prefetchRows);
@@ -892,8 +886,8 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
                 }
                 for (long i = rowBegin; i < rowEnd; i += MR) {
                     const int mr = rowEnd - i < MR ? (int)(rowEnd - i) : MR;
-                    prefetchLines(&next, linesPerTile);
-                    prefetchLinesL2(&nextPanel, panelLinesPerTile);
+                    prefetchLines(&next, linesPerTile, 0);
+                    prefetchLines(&nextPanel, panelLinesPerTile, 1);
                     v->tile(inPlace && !packedHere, mr, width, kc, aBlock + i * rsA, rsA, csA, panel, g->rowStrideB,
                         g->c + i * ldc + j, ldc, biasBlock ? biasBlock + j : NULL, accumulate, streaming,
                         prefetchRows);
@@ -952,8 +946,8 @@ static void gemmTN(const GemmVariant *v, long m, long n, long k, const float *a,
         for (long i0 = 0; i0 < m; i0 += width) {
             const long columns = m - i0 < width ? m - i0 : width;
             for (long q = 0; q < tiles; q++) {
-                prefetchLines(&next, linesPerTile);
-                prefetchLines(&nextB, linesOfBPerTile);
+                prefetchLines(&next, linesPerTile, 0);
+                prefetchLines(&nextB, linesOfBPerTile, 0);
                 v->tnTile(columns, kb, rows + i0, lda, packed + q * kb * TN_COLUMNS, t + q * TN_COLUMNS * ldt + i0, ldt);
             }
         }
