@@ -215,6 +215,16 @@ def main():
         print(f"  {workload} within {limit}× its floor: {ratio:.2f}× (best of {len(floors)}: "
               f"{time_ms:.1f} ms against the lowest floor, {lowest['floor_ms']:.1f} ms, {lowest['bound']}; "
               f"best single run's own ratio {own:.2f}×): {'met' if ratio <= limit else 'NOT met'}")
+    # Each round's steadiness checks: the products' median over the FMA loop's best, the worst
+    # thread's, before and after the workloads ("slow" where a check was a slow phase). A round with
+    # a low share could not come near its floor, whatever the code.
+    checks = []
+    for r in results["backprop"]:
+        steadiness = r.get("steadiness", {})
+        checks.append("/".join(
+            f"{c['product_median_over_fma_best']:.2f}{' slow' if c['slow_phase'] else ''}"
+            for c in (steadiness.get("before"), steadiness.get("after")) if c) or "-")
+    print(f"  steadiness of each round (products' median / FMA best, before/after): {', '.join(checks)}")
     ours_memory, numpy_memory = memory["backprop seed"], memory["numpy seed step"]
     memory_met = ours_memory is not None and numpy_memory is not None and ours_memory <= numpy_memory
     print(f"  peak memory of backprop seed ≤ numpy's: {'met' if memory_met else 'NOT met'}")

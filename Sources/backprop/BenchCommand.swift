@@ -75,6 +75,10 @@ struct BenchCommand: ParsableCommand {
     /// quick `--runs 1`.
     private var peakRuns: Int { min(3, runs) }
 
+    /// Seconds of each ``Steadiness`` check, before and after the workloads: about a second
+    /// (about 50 windows of each kind a thread), less for a quick `--runs 1`.
+    private var steadinessSeconds: Double { 0.35 * Double(peakRuns) }
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard runs <= 1000 else {
@@ -95,7 +99,10 @@ struct BenchCommand: ParsableCommand {
             )
         }
         var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
-        if !noLimits { report.peak = MachinePeak.measure(runs: peakRuns) }
+        if !noLimits {
+            report.peak = MachinePeak.measure(runs: peakRuns)
+            report.steadinessBefore = Steadiness.measure(seconds: steadinessSeconds)
+        }
         for part in parts {
             switch part {
             case .seed:
@@ -121,6 +128,7 @@ struct BenchCommand: ParsableCommand {
         // the loop would be too high (``MachinePeak/keepingFasterFMA(_:runs:)``).
         if let peak = report.peak {
             report.peak = peak.keepingFasterFMA(MachinePeak.measureFMARates(runs: peakRuns), runs: peakRuns)
+            report.steadinessAfter = Steadiness.measure(seconds: steadinessSeconds)
         }
         if json {
             let encoder = JSONEncoder()
@@ -192,6 +200,7 @@ struct BenchCommand: ParsableCommand {
             "machine: \(report.machine.cpu), \(report.machine.cores) cores, \(report.machine.blas); "
                 + "Backprop's kernels: \(report.machine.kernels)")
         if let peak = report.peak { printLimits(peak) }
+        printSteadiness(before: report.steadinessBefore, after: report.steadinessAfter)
         let floors = Dictionary(uniqueKeysWithValues: report.floors.map { ($0.name, $0.floor) })
         if let step = report.seedStep {
             print(
@@ -279,6 +288,35 @@ struct BenchCommand: ParsableCommand {
                 + "memory \(format(peak.bandwidthGBps)) GB/s (read \(format(peak.readGBps)), triad "
                 + "\(format(peak.triadGBps)); \(peak.bufferBytes >> 20) MiB)")
         print("floor = max(FLOPs / FMA rate, bytes / bandwidth); ratio = time / floor")
+    }
+
+    /// `steadiness (…)`, then for each check `before: products at 0.86, 0.45 of the FMA loop's best
+    /// in the median window (0.88, 0.81 at best), …` thread by thread, then what the slowest
+    /// thread says about the floor ratios; nothing when neither check was measured.
+    private func printSteadiness(before: Steadiness?, after: Steadiness?) {
+        let checks = [("before", before), ("after", after)].compactMap { name, check in check.map { (name, $0) } }
+        guard let first = checks.first?.1 else { return }
+        print(
+            "steadiness (each thread alternates \(format(Steadiness.windowSeconds * 1000, digits: 0)) ms of the FMA loop "
+                + "and of (\(Steadiness.rows), \(Steadiness.depth)) • (\(Steadiness.depth), \(Steadiness.columns)) in its "
+                + "caches, \(format(first.seconds, digits: 2)) s before and after the workloads; thread by thread):")
+        let list = { (values: [Double]) in values.map { format($0, digits: 2) }.joined(separator: ", ") }
+        for (name, check) in checks {
+            print(
+                "  \(name): products at \(list(check.threads.map(\.productMedianShareOfFMA))) of the FMA loop's best "
+                    + "in the median window (\(list(check.threads.map(\.productBestShareOfFMA))) at best); "
+                    + "the FMA loop's median at \(list(check.threads.map { $0.fmaMedian / $0.fmaBest })) of its best")
+        }
+        for (name, check) in checks where check.isSlowPhase {
+            print(
+                "  a slow phase \(name) the workloads: a thread's products ran at "
+                    + "\(format(check.productSteadiness, digits: 2)) of their own best in the median window "
+                    + "(other tenants share the caches)")
+        }
+        let share = checks.map(\.1.productMedianShareOfFMA).min()!
+        print(
+            "  work made of products could not run nearer its floor than \(format(1 / share, digits: 2))× "
+                + "in the slower of these checks")
     }
 
     /// `; floor 65.3 ms (arithmetic 65.3 ms: 11.78 GFLOP; memory 30.4 ms: 470 MB), 1.79× floor`

@@ -307,6 +307,24 @@ struct BenchmarkFloorTests {
             let line = try #require(lines.first { $0.hasPrefix(prefix) }, "no line \(prefix)")
             #expect(line.contains("; floor ") && line.hasSuffix("× floor"), "\(line)")
         }
+
+        // The steadiness check, before and after the workloads, where the product kernel runs.
+        guard Tensor.skinnyKernelIsAvailable else {
+            #expect(object["steadiness"] == nil)
+            return
+        }
+        let steadiness = try #require(object["steadiness"] as? [String: [String: Any]])
+        #expect(Set(steadiness.keys) == ["before", "after"])
+        for (name, check) in steadiness {
+            let share = try #require(check["product_median_over_fma_best"] as? Double, "\(name)")
+            #expect(share.isFinite && share > 0, "\(name): \(share)")
+            #expect((check["threads"] as? [Any])?.count == peak["threads"] as? Int, "\(name)")
+            #expect(check["slow_phase"] is Bool, "\(name)")
+        }
+        #expect(lines.contains { $0.hasPrefix("steadiness (") })
+        #expect(lines.contains { $0.hasPrefix("  before: products at ") })
+        #expect(lines.contains { $0.hasPrefix("  after: products at ") })
+        #expect(lines.contains { $0.contains("could not run nearer its floor than") })
     }
 
     /// `bench` names the instructions the kernels use: AVX-512 where the processor has it, AVX2
@@ -339,7 +357,7 @@ struct BenchmarkFloorTests {
         #expect(json.status == 0, "stderr: \(json.standardError)")
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any])
-        #expect(object["peak"] == nil && object["floors"] == nil)
+        #expect(object["peak"] == nil && object["floors"] == nil && object["steadiness"] == nil)
         #expect(object["seed_step_ms"] is Double)
     }
 

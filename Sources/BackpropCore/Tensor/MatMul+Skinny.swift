@@ -30,8 +30,8 @@ extension Tensor {
             }
         }
 
-        /// Its `C = A • B` kernel, for a range of C's rows and columns.
-        var kernel: @convention(c) (UnsafePointer<BPGemm>?, Int, Int, Int, Int) -> Void {
+        /// Its `C = A • B` kernel, for a range of C's rows and columns, on the calling thread.
+        package var kernel: @convention(c) (UnsafePointer<BPGemm>?, Int, Int, Int, Int) -> Void {
             self == .avx512 ? bp_gemm_avx512 : bp_gemm_avx2
         }
 

@@ -23,7 +23,9 @@ import BackpropTraining
 /// `floor_ms`, `bound`, `time_ms`, `ratio`; the workloads `seed_step`, `minibatch_epoch`,
 /// `mlp_epoch`, `cnn_epoch`, and `matmul_forward`, `matmul_input_gradient`,
 /// `matmul_weight_gradient` for Backprop's `•`), and `matmul_floor_ratio` (shape → route → time
-/// over the floor, for every route timed on the full shape).
+/// over the floor, for every route timed on the full shape), and `steadiness` (`before` and
+/// `after` the workloads, each a ``Steadiness``: `product_median_over_best`, `slow_phase`,
+/// `threads`, …).
 struct BenchmarkReport: Encodable {
     /// The machine.
     var machine = Machine.current
@@ -53,6 +55,10 @@ struct BenchmarkReport: Encodable {
     var matmul: [MatMulBenchmark.Measurement] = []
     /// The machine's FMA rate and memory bandwidth, which set the floors.
     var peak: MachinePeak?
+    /// Whether products ran at their usual speed just before the workloads and just after
+    /// (measured with the limits; `nil` without AVX2).
+    var steadinessBefore: Steadiness?
+    var steadinessAfter: Steadiness?
 
     /// An empty report for a run on `data` with `rows` rows and `runs` runs per measurement.
     init(data: String, rows: Int, runs: Int) {
@@ -74,7 +80,7 @@ struct BenchmarkReport: Encodable {
         case mlpStepBreakdown = "mlp_step_breakdown"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
-        case peak, floors
+        case peak, floors, steadiness
         case matmulFloorRatio = "matmul_floor_ratio"
     }
 
@@ -130,6 +136,10 @@ struct BenchmarkReport: Encodable {
             try container.encode(errors, forKey: .matmulError)
         }
         try container.encodeIfPresent(peak, forKey: .peak)
+        var steadiness: [String: Steadiness] = [:]
+        steadiness["before"] = steadinessBefore
+        steadiness["after"] = steadinessAfter
+        if !steadiness.isEmpty { try container.encode(steadiness, forKey: .steadiness) }
         if let peak {
             let floors = Dictionary(uniqueKeysWithValues: self.floors.map { ($0.name, $0.floor) })
             try container.encode(floors, forKey: .floors)
