@@ -233,7 +233,11 @@ int main(int argc, char **argv) {
         failed |= compare("minibatch (64x784x50)", 64, 50, 784, 0, 0, 2000, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x784x256)", 64, 256, 784, 0, 0, 500, oldKernel, newKernel, rounds);
         failed |= compare("minibatch (64x256x128)", 64, 128, 256, 0, 0, 2000, oldKernel, newKernel, rounds);
-        failed |= compare("minibatch w1.g (784x64x256, At)", 784, 256, 64, TRANSPOSED_A, 0, 400, oldKernel, newKernel,
+        failed |= compare("minibatch w1.g (784x64x50, At)", 784, 50, 64, TRANSPOSED_A, 0, 2000, oldKernel, newKernel,
+            rounds);
+        failed |= compare("minibatch w1.g half (392x64x50, At)", 392, 50, 64, TRANSPOSED_A, 0, 4000, oldKernel,
+            newKernel, rounds);
+        failed |= compare("mlp w1.g (784x64x256, At)", 784, 256, 64, TRANSPOSED_A, 0, 400, oldKernel, newKernel,
             rounds);
         failed |= compare("minibatch last (64x50x10)", 64, 10, 50, 0, 0, 5000, oldKernel, newKernel, rounds);
         failed |= compare("mlp last (64x128x10)", 64, 10, 128, 0, 0, 5000, oldKernel, newKernel, rounds);

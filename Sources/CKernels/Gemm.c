@@ -441,6 +441,73 @@ static TARGET void dotColumns(int mr, long columns, long k, const float *a, long
     }
 }
 
+// Where A's columns lie contiguous instead (a transposed A, xᵀ in `w.g = xᵀ • out.g`), the same
+// columns are vectors down C's columns: 8 rows of C at a time, each vector a stretch of one row of
+// x, times the broadcast element of B (the minibatch's `w1.g`, `(784, 64)ᵀ • (64, 50)`, spent a
+// seventh of its multiply-adds on a last panel of 8 lanes for 2 columns, and one masked store per
+// row).
+
+/// Rows of C per call of `columnTail256`: 3 vectors of 8, so that 4 columns' sums (12 registers),
+/// the 3 rows of x and the broadcast fit in the 16 registers of AVX2.
+enum { TAIL_VECTORS = 3, TAIL_ROWS = TAIL_VECTORS * 8 };
+
+/// C's last `nc` (1...DOT_COLUMNS) columns for `height` rows, `(nv - 1) · 8 < height ≤ nv · 8`
+/// (`nv` 1...TAIL_VECTORS), when A's column `p` lies contiguous at `a + p · csA`: vectors run down
+/// C's columns. Each element is the same chain as in `tile` (bias or zero, then p = 0, 1, …, then
+/// C when accumulating), so the same bits. B's element `(p, j)` is `b[p * rsB + j * csB]`. A last
+/// vector of fewer than 8 rows is read through a mask (past x's last row there may be no memory).
+INLINE TARGET void columnTail256(const int nc, const int nv, long height, long k, const float *a, long csA,
+    const float *b, long rsB, long csB, float *c, long ldc, const float *bias, int accumulate)
+{
+    __m256 acc[TAIL_VECTORS][DOT_COLUMNS];
+    const int partial = height < nv * 8;
+    const __m256i mask = firstLanes(height - (nv - 1) * 8);
+    for (int j = 0; j < nc; j++) {
+        const __m256 start = bias ? _mm256_set1_ps(bias[j]) : _mm256_setzero_ps();
+        for (int v = 0; v < nv; v++) acc[v][j] = start;
+    }
+    for (long p = 0; p < k; p++) {
+        const float *column = a + p * csA;
+        __m256 x[TAIL_VECTORS];
+        for (int v = 0; v < nv; v++) {
+            x[v] = partial && v == nv - 1 ? _mm256_maskload_ps(column + v * 8, mask) : _mm256_loadu_ps(column + v * 8);
+        }
+        for (int j = 0; j < nc; j++) {
+            const __m256 bj = _mm256_broadcast_ss(b + p * rsB + j * csB);
+            for (int v = 0; v < nv; v++) acc[v][j] = _mm256_fmadd_ps(x[v], bj, acc[v][j]);
+        }
+    }
+    float sums[TAIL_ROWS];
+    for (int j = 0; j < nc; j++) {
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(sums + v * 8, acc[v][j]);
+        for (long r = 0; r < height; r++) {
+            float *target = c + r * ldc + j;
+            *target = accumulate ? sums[r] + *target : sums[r];
+        }
+    }
+}
+
+#define COLUMN_TAIL_VECTORS(NC)                                                                               \
+    switch (nv) {                                                                                             \
+    case 3: columnTail256(NC, 3, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;            \
+    case 2: columnTail256(NC, 2, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;            \
+    default: columnTail256(NC, 1, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;           \
+    }
+
+/// `columnTail256` for `columns` (1...DOT_COLUMNS) columns and `height` (1...TAIL_ROWS) rows,
+/// specialised for each count of columns and of vectors.
+static TARGET void columnTailAVX2(int columns, long height, long k, const float *a, long csA, const float *b,
+    long rsB, long csB, float *c, long ldc, const float *bias, int accumulate)
+{
+    const int nv = (int)((height + 7) / 8);
+    switch (columns) {
+    case 4: COLUMN_TAIL_VECTORS(4) break;
+    case 3: COLUMN_TAIL_VECTORS(3) break;
+    case 2: COLUMN_TAIL_VECTORS(2) break;
+    default: COLUMN_TAIL_VECTORS(1) break;
+    }
+}
+
 // MARK: Products with a long depth and a small result
 
 // `w1.g = xᵀ • out.g` sums 50,000 outer products of a row of x (784) and a row of out.g (50) into
@@ -762,8 +829,11 @@ typedef struct GemmVariant {
     /// One tile of C (`anyTile`, `anyTile512`).
     void (*tile)(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA, const float *b,
         long rowStrideB, float *c, long ldc, const float *bias, int accumulate, int streaming, int prefetchA);
-    /// Nonzero: a transposed A's last 1...4 columns as vectors down C's columns (`columnTail`).
-    int columnTails;
+    /// A transposed A's last 1...4 columns as vectors down C's columns (`columnTailAVX2`,
+    /// `columnTail`), for at most `columnTailRows` rows of C a call.
+    void (*columnTail)(int columns, long height, long k, const float *a, long csA, const float *b, long rsB,
+        long csB, float *c, long ldc, const float *bias, int accumulate);
+    long columnTailRows;
     /// `xᵀ • B`: T's tile (`tnTileAVX2`, `tnTileAVX512`), its columns, and rows of x per block.
     void (*tnTile)(long width, long kb, const float *a, long lda, const float *g, float *t, long ldt);
     long tnTileColumns, tnBlock;
@@ -777,9 +847,9 @@ typedef struct GemmVariant {
 } GemmVariant;
 
 static const GemmVariant avx2Variant = {
-    NR, 8, packedCount, packB, anyTile, 0, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2, 1};
-static const GemmVariant avx512Variant = {
-    NR_WIDE, VL, packedCount16, packB16, anyTile512, 1, tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512, 0};
+    NR, 8, packedCount, packB, anyTile, columnTailAVX2, TAIL_ROWS, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2, 1};
+static const GemmVariant avx512Variant = {NR_WIDE, VL, packedCount16, packB16, anyTile512, columnTail, NR_WIDE,
+    tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512, 0};
 
 /// Rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of C, with `v`'s tiles.
 static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long rowEnd, long columnBegin,
@@ -801,9 +871,9 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
         ? g->n % NR : 0;
     const long tailStart = g->n - productTail, tailBegin = columnBegin > tailStart ? columnBegin : tailStart;
     const long tail = productTail > 0 && columnEnd > tailBegin ? columnEnd - tailBegin : 0;
-    // Or, with AVX-512, when A is transposed (C's rows contiguous in it), the same few columns as
-    // vectors down C's columns (`columnTail`), after the tiles (the same bits as a tile's).
-    const long rowTail = v->columnTails && tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1
+    // Or, when A is transposed (C's rows contiguous in it), the same few columns as vectors down
+    // C's columns (`columnTail`), after the tiles (the same bits as a tile's).
+    const long rowTail = tail == 0 && g->rowStrideA == 1 && g->columnStrideA != 1
         && kcMax == k && columns % NR <= DOT_COLUMNS ? columns % NR : 0;
     const long panelColumns = columns - tail - rowTail, ldw = (k + 7) / 8 * 8;
     const long rowTiles = (rows + MR - 1) / MR, columnTiles = panelColumns > 0 ? (panelColumns + nr - 1) / nr : 1;
@@ -897,9 +967,10 @@ static void gemmRange(const GemmVariant *v, const BPGemm *g, long rowBegin, long
     }
     if (rowTail > 0) {
         const long j = columnBegin + panelColumns;
-        for (long i = rowBegin; i < rowEnd; i += NR_WIDE) {
-            const long height = rowEnd - i < NR_WIDE ? rowEnd - i : NR_WIDE;
-            columnTail((int)rowTail, height, k, g->a + i, g->columnStrideA, g->b + j * g->columnStrideB,
+        const long step = v->columnTailRows;
+        for (long i = rowBegin; i < rowEnd; i += step) {
+            const long height = rowEnd - i < step ? rowEnd - i : step;
+            v->columnTail((int)rowTail, height, k, g->a + i, g->columnStrideA, g->b + j * g->columnStrideB,
                 g->rowStrideB, g->columnStrideB, g->c + i * ldc + j, ldc, g->bias ? g->bias + j : NULL, g->accumulate);
         }
     }
