@@ -186,7 +186,8 @@ static float *scratch(long count) {
 // MARK: Prefetching
 
 /// A region of `count` segments (`length` bytes each, `stride` bytes apart), prefetched a few
-/// cache lines at a time so that the next rows of A arrive while the current ones are used.
+/// cache lines at a time so that the next rows of A, or the next panel of B, arrive while the
+/// current ones are used.
 typedef struct Prefetcher {
     const char *base;
     long count, stride, length, segment, offset;
@@ -765,8 +766,8 @@ INLINE TARGET512 void columnTail512(const int nc, long height, long k, const flo
 }
 
 /// `columnTail512` for `columns` (1...4) columns, specialised for each count.
-static TARGET512 void columnTail(int columns, long height, long k, const float *a, long csA, const float *b, long rsB,
-    long csB, float *c, long ldc, const float *bias, int accumulate)
+static TARGET512 void columnTailAVX512(int columns, long height, long k, const float *a, long csA, const float *b,
+    long rsB, long csB, float *c, long ldc, const float *bias, int accumulate)
 {
     switch (columns) {
     case 4: columnTail512(4, height, k, a, csA, b, rsB, csB, c, ldc, bias, accumulate); break;
@@ -830,7 +831,7 @@ typedef struct GemmVariant {
     void (*tile)(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA, const float *b,
         long rowStrideB, float *c, long ldc, const float *bias, int accumulate, int streaming, int prefetchA);
     /// A transposed A's last 1...4 columns as vectors down C's columns (`columnTailAVX2`,
-    /// `columnTail`), for at most `columnTailRows` rows of C a call.
+    /// `columnTailAVX512`), for at most `columnTailRows` rows of C a call.
     void (*columnTail)(int columns, long height, long k, const float *a, long csA, const float *b, long rsB,
         long csB, float *c, long ldc, const float *bias, int accumulate);
     long columnTailRows;
@@ -848,7 +849,7 @@ typedef struct GemmVariant {
 
 static const GemmVariant avx2Variant = {
     NR, 8, packedCount, packB, anyTile, columnTailAVX2, TAIL_ROWS, tnTileAVX2, NR, TN_BLOCK, IN_PLACE_ROWS_AVX2, 1};
-static const GemmVariant avx512Variant = {NR_WIDE, VL, packedCount16, packB16, anyTile512, columnTail, NR_WIDE,
+static const GemmVariant avx512Variant = {NR_WIDE, VL, packedCount16, packB16, anyTile512, columnTailAVX512, NR_WIDE,
     tnTileAVX512, NR_WIDE, TN_BLOCK_WIDE, IN_PLACE_ROWS_AVX512, 0};
 
 /// Rows `[rowBegin, rowEnd)` and columns `[columnBegin, columnEnd)` of C, with `v`'s tiles.

@@ -142,8 +142,9 @@ struct SkinnyKernelTests {
     }
 
     /// A transposed A (`inp.t()` in `w.g = inp.t() • out.g`) with 1...4 columns past a multiple of
-    /// 16: those columns are vectors down C's columns (`columnTail`: 48 rows a call in AVX-512,
-    /// 24 in AVX2, vectors of 16 and 8), rows around those counts; with a bias and accumulating.
+    /// 16: those columns are vectors down C's columns (`columnTailAVX512`, 48 rows a call, and
+    /// `columnTailAVX2`, 24; vectors of 16 and 8), rows around those counts; with a bias and
+    /// accumulating.
     @Test(arguments: [1, 8, 15, 16, 17, 24, 25, 47, 48, 49, 100], [1, 4, 17, 18, 20, 50, 66])
     func transposedColumnTails(m: Int, n: Int) {
         expectAgreement(m: m, k: 64, n: n, transposeA: true)

@@ -155,9 +155,10 @@ struct Steadiness: Sendable, Encodable {
         defer { accumulators.deallocate() }
         accumulators.initialize(repeating: 1, count: width)
         // Operands that stay finite however often the product runs: it writes C from A and B.
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: rows * depth)
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: depth * columns)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+        let purpose = "the steadiness check's matrix product"
+        let a = UnsafeMutablePointer<Float>.allocateScratch(capacity: rows * depth, for: purpose)
+        let b = UnsafeMutablePointer<Float>.allocateScratch(capacity: depth * columns, for: purpose)
+        let c = UnsafeMutablePointer<Float>.allocateScratch(capacity: rows * columns, for: purpose)
         defer {
             a.deallocate()
             b.deallocate()
