@@ -163,25 +163,37 @@ struct BenchCommand: ParsableCommand {
         return (dataset.xTrain.rows(0..<rows), dataset.yTrain.rows(0..<rows), "fashion-mnist")
     }
 
-    /// An epoch by layer: each part's forward and backward milliseconds per epoch, the batch
-    /// gathering, and per step the allocations and the thread pool's loops (the counts only where
-    /// they are measured: the minibatch and MLP epochs).
-    private func printBreakdown(_ title: String, _ breakdown: StepBreakdown) {
+    /// An epoch by layer: each part's forward and backward milliseconds per epoch (with the FMA
+    /// rate `fmaGflops`, a product's time also as a multiple of its floor, `FLOPs / rate`), the
+    /// batch gathering, and per step the allocations and the thread pool's loops (the counts only
+    /// where they are measured: the minibatch and MLP epochs).
+    private func printBreakdown(_ title: String, _ breakdown: StepBreakdown, fmaGflops: Double?) {
         let digits = breakdown.totalMilliseconds < 2000 ? 1 : 0
         print(
             "\(title) epoch by layer (each call timed, \(breakdown.steps) steps; total "
                 + "\(format(breakdown.totalMilliseconds / 1000, digits: 3)) s):")
         for part in breakdown.parts {
             let name = part.name.padding(toLength: 22, withPad: " ", startingAt: 0)
+            // `1.21× floor` after a product's time: its FLOPs at the FMA rate.
+            let ofFloor = { (milliseconds: Double, flops: Double) -> String in
+                guard let fmaGflops, fmaGflops > 0, flops > 0 else { return "" }
+                return " (\(format(milliseconds / (flops / fmaGflops * 1e-6), digits: 2))× floor)"
+            }
+            let forward =
+                "forward \(format(part.forwardMilliseconds, digits: digits)) ms"
+                + ofFloor(part.forwardMilliseconds, part.forwardFlops)
             let backward =
-                part.name == "optimizer" ? "" : ", backward \(format(part.backwardMilliseconds, digits: digits)) ms"
+                part.name == "optimizer"
+                ? ""
+                : ", backward \(format(part.backwardMilliseconds, digits: digits)) ms"
+                    + ofFloor(part.backwardMilliseconds, part.backwardFlops)
             // The pool's share, where a part waited for a helper or woke one at all.
             let pool =
                 part.poolWaitMicrosecondsPerStep < 0.05 && part.poolWakeUpsPerStep < 0.005
                 ? ""
                 : "; a step: \(format(part.poolWaitMicrosecondsPerStep, digits: 1)) µs waiting, "
                     + "\(format(part.poolWakeUpsPerStep, digits: 2)) wake-ups"
-            print("  \(name) forward \(format(part.forwardMilliseconds, digits: digits)) ms\(backward)\(pool)")
+            print("  \(name) \(forward)\(backward)\(pool)")
         }
         print(
             "  " + "batches".padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -236,7 +248,7 @@ struct BenchCommand: ParsableCommand {
             ("cnn", report.cnnStepBreakdown),
         ] {
             guard let breakdown else { continue }
-            printBreakdown(title, breakdown)
+            printBreakdown(title, breakdown, fmaGflops: report.peak?.fmaGflops)
         }
         if !report.matmul.isEmpty {
             print("matmul GFLOP/s (reference on \(min(500, report.rows)) rows):")

@@ -299,6 +299,13 @@ struct BenchmarkFloorTests {
         let stepMilliseconds = try #require(object["seed_step_ms"] as? Double)
         let floorTime = try #require(floors["seed_step"]?["time_ms"] as? Double)
         #expect(abs(floorTime - stepMilliseconds) <= 1e-12 * stepMilliseconds)
+        // The minibatch's breakdown counts each layer's FLOPs, by hand for 60 rows of 784-50-10:
+        // layers.0 2·60·784·50 = 4,704,000 forward and as many for w.g (no inp.g: the data);
+        // layers.2 2·60·50·10 = 60,000 forward, twice that backward.
+        let breakdown = try #require(object["minibatch_step_breakdown"] as? [String: Any])
+        let parts = try #require(breakdown["parts"] as? [[String: Any]])
+        #expect(parts.map { $0["forward_flops"] as? Double } == [4_704_000, 0, 60_000, 0, 0])
+        #expect(parts.map { $0["backward_flops"] as? Double } == [4_704_000, 0, 120_000, 0, 0])
         let text = try runBackprop(arguments)
         #expect(text.status == 0, "stderr: \(text.standardError)")
         let lines = text.standardOutput.split(separator: "\n")
@@ -307,6 +314,11 @@ struct BenchmarkFloorTests {
             let line = try #require(lines.first { $0.hasPrefix(prefix) }, "no line \(prefix)")
             #expect(line.contains("; floor ") && line.hasSuffix("× floor"), "\(line)")
         }
+        // Each product's time against its own floor; ReLU has none.
+        let linLine = try #require(lines.first { $0.hasPrefix("  layers.0 Lin") })
+        #expect(linLine.contains("ms (") && linLine.contains("× floor), backward "), "\(linLine)")
+        let reluLine = try #require(lines.first { $0.hasPrefix("  layers.1 ReLU") })
+        #expect(!reluLine.contains("floor"), "\(reluLine)")
 
         // The steadiness check, before and after the workloads, where the product kernel runs.
         guard Tensor.skinnyKernelIsAvailable else {

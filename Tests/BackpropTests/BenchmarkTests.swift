@@ -74,6 +74,11 @@ struct BenchmarkTests {
         #expect(partsWait <= breakdown.poolWaitMicrosecondsPerStep + 1e-9)
         #expect(partsWakeUps <= breakdown.poolWakeUpsPerStep + 1e-9)
         #expect(breakdown.totalMilliseconds >= breakdown.batchMilliseconds)
+        // The products' FLOPs, counted by hand for 130 rows: layers.0 (20 → 8, the first layer:
+        // no inp.g) 2·130·20·8 = 41,600 forward and the same for w.g; layers.2 (8 → 3) 2·130·8·3 =
+        // 6,240 forward and twice that backward (w.g and inp.g); none for ReLU, the loss or SGD.
+        #expect(breakdown.parts.map(\.forwardFlops) == [41_600, 0, 6_240, 0, 0])
+        #expect(breakdown.parts.map(\.backwardFlops) == [41_600, 0, 12_480, 0, 0])
     }
 
     /// The convnet recipe parses, fits 28×28 rows and trains (its peer is `cnn_epoch_torch.py`).

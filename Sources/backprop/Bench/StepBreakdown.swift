@@ -9,7 +9,8 @@ import BackpropTraining
 /// then the loss, and `Model.backward()` the loss's backward then each layer's, last to first;
 /// here each call is timed on its own, and so is the gathering of each batch's rows. It also counts,
 /// per step, the tensors allocated and the loops handed to the thread pool (and the helpers those
-/// woke): where a small step's time goes besides the arithmetic (issue 16).
+/// woke): where a small step's time goes besides the arithmetic (issue 16); and each layer's FLOPs,
+/// so that each part can be read against its own floor.
 struct StepBreakdown: Encodable {
     /// One layer's share: its name in the model (`layers.I` and its kind), and milliseconds per
     /// epoch forward and backward.
@@ -28,6 +29,11 @@ struct StepBreakdown: Encodable {
         let poolWaitMicrosecondsPerStep: Double
         /// Per step, the loops of this part that woke a sleeping helper (see above).
         let poolWakeUpsPerStep: Double
+        /// FLOPs per epoch of the part's products, forward and backward (2 per multiply-add,
+        /// `WorkloadCost.multiplyAdds(of:outputShape:)` on each call's shapes; 0 for a part
+        /// without products): the part's floor is `FLOPs / FMA rate`.
+        let forwardFlops: Double
+        let backwardFlops: Double
 
         private enum CodingKeys: String, CodingKey {
             case name
@@ -35,6 +41,8 @@ struct StepBreakdown: Encodable {
             case backwardMilliseconds = "backward_ms"
             case poolWaitMicrosecondsPerStep = "pool_wait_us_per_step"
             case poolWakeUpsPerStep = "pool_wakeups_per_step"
+            case forwardFlops = "forward_flops"
+            case backwardFlops = "backward_flops"
         }
     }
 
@@ -82,6 +90,10 @@ struct StepBreakdown: Encodable {
         // Per run, per part (the layers, the loss, the optimizer): the pool's wait (nanoseconds)
         // and wake-ups.
         var partCounters: [[(wait: Int, wakeUps: Int)]] = []
+        // Per layer, the multiply-adds of its products in an epoch, forward and backward, counted
+        // in the warm-up epoch from the shapes each call saw (the last batch may be smaller).
+        var forwardMultiplyAdds = [Double](repeating: 0, count: count)
+        var backwardMultiplyAdds = [Double](repeating: 0, count: count)
         for run in 0...runs {
             var forward = [Double](repeating: 0, count: count + 2)
             var backward = [Double](repeating: 0, count: count + 1)
@@ -107,6 +119,12 @@ struct StepBreakdown: Encodable {
                         let start = Timing.now()
                         x = layer(x)
                         forward[index] += Timing.now() - start
+                    }
+                    let outputShape = Array(x.shape.dropFirst())
+                    if run == 0, let perExample = WorkloadCost.multiplyAdds(of: layer, outputShape: outputShape) {
+                        let rows = Double(x.shape.first ?? 0)
+                        forwardMultiplyAdds[index] += rows * perExample.forward
+                        backwardMultiplyAdds[index] += rows * perExample.backward
                     }
                 }
                 counting(count) {
@@ -148,9 +166,12 @@ struct StepBreakdown: Encodable {
         }
         let part = { (name: String, forward: Double, backward: Double, index: Int) -> Part in
             let pool = poolOf(index)
+            let layer = index < count
             return Part(
                 name: name, forwardMilliseconds: forward, backwardMilliseconds: backward,
-                poolWaitMicrosecondsPerStep: pool.waitMicroseconds, poolWakeUpsPerStep: pool.wakeUps)
+                poolWaitMicrosecondsPerStep: pool.waitMicroseconds, poolWakeUpsPerStep: pool.wakeUps,
+                forwardFlops: layer ? 2 * forwardMultiplyAdds[index] : 0,
+                backwardFlops: layer ? 2 * backwardMultiplyAdds[index] : 0)
         }
         var parts = model.layers.enumerated().map { index, layer in
             part("layers.\(index) \(type(of: layer))", medians[index], medians[count + 2 + index], index)

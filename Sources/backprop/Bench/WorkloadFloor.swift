@@ -60,25 +60,38 @@ struct WorkloadCost: Sendable, Equatable {
             model = Model.mlp(sizes: recipe.sizes, loss: CrossEntropy(), generator: &generator)
             outputShapes = []
         }
-        var multiplyAdds = 0.0  // per example, forward and backward
+        var perExample = 0.0  // multiply-adds, forward and backward
         for (index, layer) in model.layers.enumerated() {
-            let forward: Double
-            let needsInputGradient: Bool
-            if let lin = layer as? Lin {
-                forward = Double(lin.w.shape[0] * lin.w.shape[1])  // in·out
-                needsInputGradient = lin.needsInputGradient
-            } else if let conv = layer as? Conv2d {
-                let window = conv.w.shape[1] * conv.w.shape[2] * conv.w.shape[3]  // cIn·kh·kw
-                let output = outputShapes[index]  // (cOut, oh, ow)
-                forward = Double(output[0] * window * output[1] * output[2])
-                needsInputGradient = conv.needsInputGradient
-            } else {
-                continue
-            }
-            multiplyAdds += forward * (needsInputGradient ? 3 : 2)
+            let output = outputShapes.isEmpty ? [] : outputShapes[index]
+            guard let layerMultiplyAdds = multiplyAdds(of: layer, outputShape: output) else { continue }
+            perExample += layerMultiplyAdds.forward + layerMultiplyAdds.backward
         }
         let n = Double(rows)
-        return WorkloadCost(flops: 2 * n * multiplyAdds, bytes: n * Double(recipe.sizes[0] + 1) * 4)
+        return WorkloadCost(flops: 2 * n * perExample, bytes: n * Double(recipe.sizes[0] + 1) * 4)
+    }
+
+    /// One layer's multiply-adds for one example, forward and backward (see
+    /// ``epoch(_:rows:)``), or `nil` for a layer without a product (ReLU, pooling, …):
+    ///
+    ///     Lin (in → out)                                  forward P = in·out
+    ///     Conv2d (cIn → cOut, kh × kw, output oh × ow)    forward P = cOut·(cIn·kh·kw)·(oh·ow)
+    ///     backward = P for `w.g`, + P for `inp.g` unless `needsInputGradient` is off
+    ///
+    /// `outputShape` is one example's output, `(cOut, oh, ow)` (read only for a `Conv2d`).
+    static func multiplyAdds(of layer: any Layer, outputShape: [Int]) -> (forward: Double, backward: Double)? {
+        let forward: Double
+        let needsInputGradient: Bool
+        if let lin = layer as? Lin {
+            forward = Double(lin.w.shape[0] * lin.w.shape[1])  // in·out
+            needsInputGradient = lin.needsInputGradient
+        } else if let conv = layer as? Conv2d, outputShape.count == 3 {
+            let window = conv.w.shape[1] * conv.w.shape[2] * conv.w.shape[3]  // cIn·kh·kw
+            forward = Double(outputShape[0] * window * outputShape[1] * outputShape[2])
+            needsInputGradient = conv.needsInputGradient
+        } else {
+            return nil
+        }
+        return (forward, forward * (needsInputGradient ? 2 : 1))
     }
 
     /// One product `(m, k) • (k, n)`:
