@@ -7,8 +7,8 @@
 // For each shape: the best time of each version over the rounds, its GFLOP/s, and the number of
 // elements of C whose bits differ between the two (0 unless a change meant to alter the sums).
 // The shapes are the seed's (its `w1.g` through `bp_gemm_tn_*`, in the pieces `•` uses), the
-// minibatch's (64 rows; its last layers' 10 columns are a partial panel) and `train`'s (128
-// rows); the last ones are timed with B written by a
+// minibatch's and the MLP's (64 rows, forward and backward; the last layers' 10 columns are a
+// partial panel) and `train`'s (128 rows); the last ones are timed with B written by a
 // thread on the second processor before each call ("B from core 2"), as in training, where the
 // other core's optimizer step has just updated the weights. (Evicting B with clflush instead
 // models memory, not the other core's cache.) The last ones of all follow, before each call, a pass
@@ -238,6 +238,14 @@ int main(int argc, char **argv) {
         failed |= compare("minibatch w1.g half (392x64x50, At)", 392, 50, 64, TRANSPOSED_A, 0, 4000, oldKernel,
             newKernel, rounds);
         failed |= compare("mlp w1.g (784x64x256, At)", 784, 256, 64, TRANSPOSED_A, 0, 400, oldKernel, newKernel,
+            rounds);
+        failed |= compare("mlp h2 inp.g (64x128x256, Bt)", 64, 256, 128, TRANSPOSED_B, 0, 2000, oldKernel, newKernel,
+            rounds);
+        failed |= compare("mlp h2 w.g (256x64x128, At)", 256, 128, 64, TRANSPOSED_A, 0, 2000, oldKernel, newKernel,
+            rounds);
+        failed |= compare("minibatch last w.g (50x64x10, At)", 50, 10, 64, TRANSPOSED_A, 0, 5000, oldKernel,
+            newKernel, rounds);
+        failed |= compare("mlp last w.g (128x64x10, At)", 128, 10, 64, TRANSPOSED_A, 0, 5000, oldKernel, newKernel,
             rounds);
         failed |= compare("minibatch last (64x50x10)", 64, 10, 50, 0, 0, 5000, oldKernel, newKernel, rounds);
         failed |= compare("mlp last (64x128x10)", 64, 10, 128, 0, 0, 5000, oldKernel, newKernel, rounds);
