@@ -9,7 +9,8 @@ import BackpropTraining
 /// Keys: `seed_step_ms` (the median full-batch step), `seed_step` (its breakdown),
 /// `minibatch_epoch_s` (784-50-10, SGD, batch 64), `mlp_epoch_s` (784-256-128-10, Adam, batch 64),
 /// `cnn_epoch_s` (the convnet), `cnn_epoch_by_layer` (its epoch by layer: `name`, `forward_ms`,
-/// `backward_ms`, `forward_flops`, `backward_flops`, the pool's counts), `minibatch_step_breakdown` and `mlp_step_breakdown` (``StepBreakdown``: `parts`
+/// `backward_ms`, `forward_flops`, `backward_flops`, the pool's counts),
+/// `minibatch_step_breakdown` and `mlp_step_breakdown` (``StepBreakdown``: `parts`
 /// as for the convnet, `batches_ms`, `steps`, `allocations_per_step`, `allocated_mb_per_step`,
 /// `pool_dispatches_per_step`, `pool_wakeups_per_step`), `cnn_conv_layers` (each of its convolutions: `name`, `entry`,
 /// `input_shape`, `weight_shape`, `stride`, `padding`, `bias`, `input_gradient`, `forward_ms`,

@@ -120,8 +120,9 @@ struct StepBreakdown: Encodable {
                         x = layer(x)
                         forward[index] += Timing.now() - start
                     }
-                    let outputShape = Array(x.shape.dropFirst())
-                    if run == 0, let perExample = WorkloadCost.multiplyAdds(of: layer, outputShape: outputShape) {
+                    if run == 0,
+                        let perExample = WorkloadCost.multiplyAdds(of: layer, outputShape: Array(x.shape.dropFirst()))
+                    {
                         let rows = Double(x.shape.first ?? 0)
                         forwardMultiplyAdds[index] += rows * perExample.forward
                         backwardMultiplyAdds[index] += rows * perExample.backward
