@@ -318,6 +318,60 @@ INLINE TARGET void tile(const int source, const int mr, const int nv, long width
     }
 }
 
+/// `tile` for a packed panel of 9-12 columns (a classifier's 10): one vector of 8 and a 128-bit
+/// vector of 4 for the rest, instead of two vectors of 8. Each element is the same chain of fused
+/// multiply-adds as in `tile` (bias or zero, then p = 0, 1, …, then C when accumulating), so the same
+/// bits. Zen 1 runs a 256-bit FMA as two 128-bit halves: 10 columns took four halves a row and step
+/// of k, now three. (A B read in place never ends a panel inside a vector here: `packsPartialPanel`.)
+INLINE TARGET void tileHalf(const int mr, long width, long k, const float *a, long rowStrideA, long columnStrideA,
+    const float *b, float *c, long ldc, const float *bias, int accumulate, int prefetchA)
+{
+    __m256 acc[MR];
+    __m128 rest[MR];
+    const int partial = width < 12;
+    const __m128i mask = _mm_loadu_si128((const __m128i *)(maskTable + 8 - (width - 8)));
+    const __m256 start0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m128 start1 = !bias ? _mm_setzero_ps() : partial ? _mm_maskload_ps(bias + 8, mask) : _mm_loadu_ps(bias + 8);
+    for (int r = 0; r < mr; r++) {
+        acc[r] = start0;
+        rest[r] = start1;
+    }
+    for (long p = 0; p < k; p++) {
+        PREFETCH_A_ROWS(prefetchA, p, mr, a, rowStrideA)
+        const __m256 b0 = _mm256_load_ps(b + p * NR);
+        const __m128 b1 = _mm_load_ps(b + p * NR + 8);
+        const float *ap = a + p * columnStrideA;
+        for (int r = 0; r < mr; r++) {
+            const float *ar = ap + r * rowStrideA;
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar), b0, acc[r]);
+            rest[r] = _mm_fmadd_ps(_mm_broadcast_ss(ar), b1, rest[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        if (accumulate) {
+            acc[r] = _mm256_add_ps(acc[r], _mm256_loadu_ps(row));
+            rest[r] = _mm_add_ps(rest[r], partial ? _mm_maskload_ps(row + 8, mask) : _mm_loadu_ps(row + 8));
+        }
+        _mm256_storeu_ps(row, acc[r]);
+        if (partial) {
+            _mm_maskstore_ps(row + 8, mask, rest[r]);
+        } else {
+            _mm_storeu_ps(row + 8, rest[r]);
+        }
+    }
+}
+
+#define TILE_HALF_ROWS(PF)                                                                                    \
+    switch (mr) {                                                                                             \
+    case 6: tileHalf(6, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                       \
+    case 5: tileHalf(5, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                       \
+    case 4: tileHalf(4, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                       \
+    case 3: tileHalf(3, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                       \
+    case 2: tileHalf(2, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                       \
+    default: tileHalf(1, width, k, a, rsA, csA, b, c, ldc, bias, accumulate, PF); break;                      \
+    }
+
 #define TILE_ROWS(SOURCE, NV, PF)                                                                             \
     switch (mr) {                                                                                             \
     case 6: tile(SOURCE, 6, NV, width, k, a, rsA, csA, b, ldb, c, ldc, bias, accumulate, streaming, PF); break;   \
@@ -339,8 +393,8 @@ INLINE TARGET void tile(const int source, const int mr, const int nv, long width
 
 /// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size, reading
 /// a packed panel of B (16 columns wide, 8 for a last one of at most 8) or (`inPlace`) B itself,
-/// whose rows are `rowStrideB` apart. Non-temporal stores (`streaming`) for whole tiles only.
-/// Specialised for `prefetchA` too, so that the loop over k of a product that does not prefetch
+/// whose rows are `rowStrideB` apart; a packed panel of 9-12 columns takes `tileHalf`. Non-temporal
+/// stores (`streaming`) for whole tiles only. Specialised for `prefetchA` too, so that the loop over k of a product that does not prefetch
 /// (a minibatch's, all in the caches) does not test it at every step: the compiler kept the test
 /// (a load and five instructions besides the tile's 20) inside the loop. Measured on Zen 1
 /// (`Benchmarks/gemm_versions.sh`, one core, two runs): the minibatch's shapes 0.885-0.98 of the
@@ -350,6 +404,14 @@ static TARGET void anyTile(int inPlace, int mr, long width, long k, const float 
 {
     const long ldb = inPlace ? rowStrideB : width <= 8 ? 8 : NR;
     streaming = streaming && width == NR;
+    if (!inPlace && width > 8 && width <= 12) {
+        if (prefetchA) {
+            TILE_HALF_ROWS(1)
+        } else {
+            TILE_HALF_ROWS(0)
+        }
+        return;
+    }
     if (prefetchA) {
         if (width > 8) {
             TILE_SOURCES(2, 1)

@@ -122,6 +122,52 @@ struct SkinnyKernelTests {
             relativeTolerance: 1e-5, absoluteTolerance: 1e-5 * Float(k).squareRoot(), "k \(k), n \(n)")
     }
 
+    /// Panels of 9-12 columns (a classifier's 10; and 25-28, a whole panel then such a one) run as
+    /// one vector of 8 and one of 4 (`tileHalf` in Gemm.c). Bit for bit against each element's
+    /// chain written from the definition: the bias (or 0), then `fma(a[i, p], b[p, j], ·)` for p = 0,
+    /// 1, …, then `+ c` when accumulating. Row-major and transposed A, B packed (97 rows) and in place
+    /// (96 and fewer), rows on either side of the 6-row tile.
+    @Test(
+        .enabled(if: bp_gemm_avx2_available() != 0),
+        arguments: [9, 10, 11, 12, 25, 28], [1, 5, 7, 13, 96, 97])
+    func halfVectorPanelsAreTheFMAChain(n: Int, m: Int) {
+        var generator = RandomGenerator(seed: UInt64(n * 1000 + m))
+        for (k, transposeA) in [(1, false), (3, true), (50, false), (64, true)] {
+            for (useBias, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
+                let stored = Tensor.randn(transposeA ? [k, m] : [m, k], generator: &generator)
+                let b = Tensor.randn([k, n], generator: &generator)
+                let bias = Tensor.randn([n], generator: &generator)
+                let start = Tensor.randn([m, n], generator: &generator)
+                let (av, bv, biasValues, startValues) = (stored.values, b.values, bias.values, start.values)
+                var expected = [Float](repeating: 0, count: m * n)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var total: Float = useBias ? biasValues[j] : 0
+                        for p in 0..<k {
+                            let a = transposeA ? av[p * m + i] : av[i * k + p]
+                            total = total.addingProduct(a, bv[p * n + j])
+                        }
+                        expected[i * n + j] = accumulate ? total + startValues[i * n + j] : total
+                    }
+                }
+                let c = start.copy()
+                withExtendedLifetime((stored, b, bias, c)) {
+                    var product = BPGemm(
+                        m: m, n: n, k: k, a: stored.pointer, rowStrideA: transposeA ? 1 : k,
+                        columnStrideA: transposeA ? m : 1, b: b.pointer, rowStrideB: n, columnStrideB: 1, c: c.pointer,
+                        ldc: n, bias: useBias ? UnsafePointer(bias.pointer) : nil, accumulate: accumulate ? 1 : 0,
+                        streaming: 0)
+                    bp_gemm_avx2(&product, 0, m, 0, n)
+                }
+                let differing = zip(c.values, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(
+                    differing == 0,
+                    "\(m)×\(k)×\(n) transposeA \(transposeA) bias \(useBias) accumulate \(accumulate): \(differing) differ"
+                )
+            }
+        }
+    }
+
     /// Products whose pieces of A exceed 512 KiB, so that their tiles prefetch A's rows (as in the
     /// seed's `x • w1`): the tiles specialised for prefetching (the smaller products above take the
     /// ones specialised for not prefetching), two vectors wide with a dot-product column after
