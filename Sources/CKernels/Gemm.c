@@ -331,7 +331,9 @@ INLINE TARGET void tileHalf(const int mr, long width, long k, const float *a, lo
     const int partial = width < 12;
     const __m128i mask = _mm_loadu_si128((const __m128i *)(maskTable + 8 - (width - 8)));
     const __m256 start0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-    const __m128 start1 = !bias ? _mm_setzero_ps() : partial ? _mm_maskload_ps(bias + 8, mask) : _mm_loadu_ps(bias + 8);
+    const __m128 start1 = !bias ? _mm_setzero_ps()
+        : partial               ? _mm_maskload_ps(bias + 8, mask)
+                                : _mm_loadu_ps(bias + 8);
     for (int r = 0; r < mr; r++) {
         acc[r] = start0;
         rest[r] = start1;
@@ -393,10 +395,11 @@ INLINE TARGET void tileHalf(const int mr, long width, long k, const float *a, lo
 
 /// The tile at rows `mr` (1...6) and `width` columns (1...16), specialised for each size, reading
 /// a packed panel of B (16 columns wide, 8 for a last one of at most 8) or (`inPlace`) B itself,
-/// whose rows are `rowStrideB` apart; a packed panel of 9-12 columns takes `tileHalf`. Non-temporal
-/// stores (`streaming`) for whole tiles only. Specialised for `prefetchA` too, so that the loop over k of a product that does not prefetch
-/// (a minibatch's, all in the caches) does not test it at every step: the compiler kept the test
-/// (a load and five instructions besides the tile's 20) inside the loop. Measured on Zen 1
+/// whose rows are `rowStrideB` apart; a packed panel of 9-12 columns takes `tileHalf`.
+/// Non-temporal stores (`streaming`) for whole tiles only. Specialised for `prefetchA` too, so that
+/// the loop over k of a product that does not prefetch (a minibatch's, all in the caches) does not
+/// test it at every step: the compiler kept the test (a load and five instructions besides the
+/// tile's 20) inside the loop. Measured on Zen 1
 /// (`Benchmarks/gemm_versions.sh`, one core, two runs): the minibatch's shapes 0.885-0.98 of the
 /// time before, the seed's within 1-2% either way.
 static TARGET void anyTile(int inPlace, int mr, long width, long k, const float *a, long rsA, long csA,
