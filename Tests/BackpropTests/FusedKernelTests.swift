@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 
 @testable import BackpropCore
@@ -92,6 +93,46 @@ struct FusedKernelTests {
             for i in 0..<rows { total += Double(x[i, j]) }
             #expect(abs(Double(sums[j]) - total) <= 1e-6 * max(1, abs(total)), "column \(j)")
             #expect(abs(Double(means[j]) - total / Double(rows)) <= 1e-7, "column \(j)")
+        }
+    }
+
+    /// `bp_sum_columns` (behind `sum(0)` and every `b.g`) bit for bit against its definition
+    /// written here, in Double: each column summed from 0, row after row. The values spread over
+    /// 2⁻⁶⁰...2⁶⁰, so that another order of the additions gives other bits, with zeros, negative
+    /// zeros, infinities and NaN among them; every column count of the vector kernel's 16-column
+    /// blocks and 1-4-column tail. Then `sum(0)` itself: blocks of 4096 rows, their sums added
+    /// in order, rounded to Float.
+    @Test(arguments: [0, 1, 3, 64, 4097, 9000])
+    func columnSumsAreEachColumnsChain(rows: Int) {
+        var generator = RandomGenerator(seed: UInt64(rows) + 17)
+        for columns in [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 19, 20, 31, 32, 33, 50, 64] {
+            var values = (0..<(rows * columns)).map { _ in
+                Float(generator.nextNormal())
+                    * Float(sign: .plus, exponent: generator.nextIndex(below: 121) - 60, significand: 1)
+            }
+            if columns > 2 && rows > 10 {
+                values[columns + 2] = .infinity
+                values[2 * columns + 1] = -0.0
+                values[3 * columns + 1] = 0
+            }
+            if columns == 5 && rows > 10 { values[4 * columns + 4] = .nan }
+            func chain(_ column: Int, _ range: Range<Int>) -> Double {
+                var total = 0.0
+                for i in range { total += Double(values[i * columns + column]) }
+                return total
+            }
+            var sums = [Double](repeating: .nan, count: columns)
+            values.withUnsafeBufferPointer { bp_sum_columns($0.baseAddress, rows, columns, &sums) }
+            let chains = (0..<columns).map { chain($0, 0..<rows) }
+            #expect(sums.map(\.bitPattern) == chains.map(\.bitPattern), "\(rows) × \(columns)")
+            let blocked = (0..<columns).map { column in
+                Float(
+                    stride(from: 0, to: rows, by: 4096).reduce(0.0) { total, start in
+                        total + chain(column, start..<min(rows, start + 4096))
+                    })
+            }
+            let x = Tensor(shape: [rows, columns], values: values)
+            #expect(x.sum(0).values.map(\.bitPattern) == blocked.map(\.bitPattern), "\(rows) × \(columns)")
         }
     }
 

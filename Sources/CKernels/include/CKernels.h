@@ -210,6 +210,11 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *window, long planeB
 /// output's gradient, divided by `kh²`, added to every element of its window.
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *window, long planeBegin, long planeEnd);
 
+/// `sums[i] = Σ_r Double(rows[r · columns + i])` for `i` in `0..<columns`, over `count` rows
+/// (Sums.c): each column summed from 0 in row order, every addition rounded in Double, so the bits
+/// of the plain loop on every CPU (AVX2 only runs four columns at once).
+void bp_sum_columns(const float *rows, long count, long columns, double *sums);
+
 /// Batch normalisation's `Σ Double(x[i])` over `count` values: four Double lanes (lane j adds the
 /// elements i ≡ j mod 4 in order), then `0 + lane 0 + lane 1 + lane 2 + lane 3`, then the tail in
 /// order (BatchNorm.c). The same bits on every CPU.
