@@ -404,7 +404,7 @@ public final class Trainer {
     /// description, an MLP `[m] + hidden + [classes]` with cross-entropy (`[m] + hidden + [1]` with
     /// the seed's MSE), as `Model.mlp` builds it.
     /// - Precondition: `configuration.layers` parses and fits the rows of `train.x` (as
-    ///   ``TrainingConfiguration/validate(imageShape:classes:limit:)`` checks); without it,
+    ///   ``TrainingConfiguration/validate(imageShape:classes:limit:trainingRows:)`` checks); without it,
     ///   `train.x` is a matrix `(N, m)`.
     public convenience init(
         configuration: TrainingConfiguration, classes: Int, train: (x: Tensor, y: Tensor), valid: (x: Tensor, y: Tensor)

@@ -48,9 +48,11 @@ extension TrainingConfiguration {
     ///   - classes: the classes (10); the model's outputs are `classes` for cross-entropy and 1
     ///     for the seed's MSE.
     ///   - limit: the rows read, if limited.
+    ///   - trainingRows: the rows an epoch trains on, when the caller knows them (`backprop bench`
+    ///     trains on all it reads); else the five sixths of the rows read that `train` keeps.
     /// - Throws: ``TrainingSettingError`` naming the first setting out of range.
     public func validate(
-        imageShape: [Int] = [1, 28, 28], classes: Int = 10, limit: Int? = nil
+        imageShape: [Int] = [1, 28, 28], classes: Int = 10, limit: Int? = nil, trainingRows: Int? = nil
     ) throws(TrainingSettingError) {
         func fail(_ option: String, _ problem: String) -> TrainingSettingError {
             TrainingSettingError(option: option, problem: problem)
@@ -82,7 +84,7 @@ extension TrainingConfiguration {
         if let description = try modelDescription() {
             sizes = try Self.describedSizes(
                 description, inputShape: modelInputShape(imageShape: imageShape), outputs: outputs, loss: loss)
-            try checkBatchNorm(sizes, trainingRows: rows - rows / 6)
+            try checkBatchNorm(sizes, trainingRows: trainingRows ?? rows - rows / 6)
         } else {
             sizes = mlpSizes(inputs: checkedProduct(imageShape) ?? Int.max, outputs: outputs)
         }
@@ -102,7 +104,7 @@ extension TrainingConfiguration {
     }
 
     /// Checks the settings for rows of `inputs` inputs (an MLP's `[m]`); see
-    /// ``validate(imageShape:classes:limit:)``.
+    /// ``validate(imageShape:classes:limit:trainingRows:)``.
     /// - Throws: ``TrainingSettingError`` naming the first setting out of range.
     public func validate(inputs: Int, classes: Int = 10, limit: Int? = nil) throws(TrainingSettingError) {
         try validate(imageShape: [inputs], classes: classes, limit: limit)
@@ -250,7 +252,7 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The sizes' part of ``validate(imageShape:classes:limit:)``: bytes against the machine's
+    /// The sizes' part of ``validate(imageShape:classes:limit:trainingRows:)``: bytes against the machine's
     /// memory.
     private func checkMemory(_ sizes: ModelSizes, rows: Int) throws(TrainingSettingError) {
         guard let parameters = sizes.parameters else {

@@ -31,7 +31,7 @@ struct BenchCommand: ParsableCommand {
             FMA rate, bytes / bandwidth), printed with the ratio time / floor. The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
             shape with --synthetic, or when no --data is given and the data set is not installed. \
-            A data set with fewer than --rows training images is an error.
+            A data set with fewer than --rows training images is an error. With --layers, one             epoch of any network (a model description as train --layers takes it) is timed the same             way, against its floor and layer by layer; alone unless --only names parts too.
             """
     )
 
@@ -57,6 +57,23 @@ struct BenchCommand: ParsableCommand {
     @Option(
         name: .long, help: "Folder of the IDX files (default: $BACKPROP_DATA, else /usr/share/datasets/fashion-mnist).")
     var data: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Time one epoch of this network too: a model description as train --layers takes it, such as "
+                + "'lin 512, relu, lin 10' or cnn (the --only parts run only when --only names them).",
+            valueName: "description"))
+    var layers: String?
+
+    // `.unconditional`: `--batch-size -3` reads -3 (refused by the settings' check), not a missing value.
+    @Option(parsing: .unconditional, help: "Rows per minibatch for --layers (default: train's, 128).")
+    var batchSize: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "The optimizer for --layers: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")) "
+                + "(default: train's, adam)."))
+    var optimizer: String?
 
     @Flag(help: "Use random inputs of the seed's shape instead of Fashion-MNIST.")
     var synthetic = false
@@ -86,10 +103,46 @@ struct BenchCommand: ParsableCommand {
         }
         guard rows >= 10 else { throw ValidationError("--rows must be at least 10, got \(rows)") }
         if synthetic && data != nil { throw ValidationError("--synthetic and --data both choose the inputs; use one") }
+        if layers == nil, let option = batchSize != nil ? "--batch-size" : optimizer != nil ? "--optimizer" : nil {
+            throw ValidationError("\(option) sets how --layers trains; give --layers too")
+        }
+        _ = try modelRecipe()
+    }
+
+    /// The recipe of `--layers` with `--batch-size` and `--optimizer` (else `train`'s defaults
+    /// for that network: its learning rate and weight decay too), checked as `train` checks its
+    /// settings, for one epoch over `--rows` rows; `nil` without `--layers`.
+    /// - Throws: `ValidationError` naming the option: a description that does not parse, does not
+    ///   fit 28×28 images or does not end in 10 scores; a batch size that is not positive or that
+    ///   leaves a batch norm over features one row; a model larger than memory.
+    func modelRecipe() throws -> EpochBenchmark.Recipe? {
+        guard let layers else { return nil }
+        var configuration = TrainingConfiguration.recipe(layers: layers)
+        configuration.epochs = 1
+        if let batchSize { configuration.batchSize = batchSize }
+        if let optimizer {
+            guard let kind = OptimizerKind(rawValue: optimizer) else {
+                let kinds = OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ValidationError("--optimizer: expected one of \(kinds), found '\(optimizer)'")
+            }
+            configuration.optimizer = kind
+        }
+        do {
+            try configuration.validate(
+                imageShape: FashionMNIST.imageShape, classes: FashionMNIST.classNames.count, limit: rows,
+                trainingRows: rows)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        return EpochBenchmark.Recipe(
+            sizes: [FashionMNIST.imageShape.reduce(1, *), FashionMNIST.classNames.count],
+            optimizer: configuration.optimizer, learningRate: configuration.learningRate,
+            batchSize: configuration.batchSize, layers: layers, weightDecay: configuration.weightDecay)
     }
 
     func run() throws {
-        let parts = only.isEmpty ? Part.allCases : only
+        let model = try modelRecipe()
+        let parts = only.isEmpty ? (model == nil ? Part.allCases : []) : only
         let (x, y, source) = try inputs()
         // The epochs' models (784-… MLPs, the convnet) take 28×28 images; the seed step and the
         // products take rows of any width.
@@ -97,6 +150,10 @@ struct BenchCommand: ParsableCommand {
             throw CommandLineError(
                 "--only \(part.rawValue): the \(source) rows have \(x.shape[1]) pixels; its model takes 784 (28×28 images)"
             )
+        }
+        if model != nil, x.shape[1] != 784 {
+            throw CommandLineError(
+                "--layers: the \(source) rows have \(x.shape[1]) pixels; the network takes 784 (28×28 images)")
         }
         var report = BenchmarkReport(data: source, rows: x.shape[0], runs: runs)
         if !noLimits {
@@ -123,6 +180,12 @@ struct BenchCommand: ParsableCommand {
             case .matmul:
                 report.matmul = MatMulBenchmark(rows: x.shape[0], checkRows: min(500, x.shape[0])).run(runs: runs)
             }
+        }
+        if let model {
+            let seconds = EpochBenchmark(x: x, y: y, recipe: model).run(runs: max(1, runs / 2)).seconds
+            report.model = model
+            report.modelEpochSeconds = Timing.median(seconds)
+            report.modelStepBreakdown = EpochBenchmark(x: x, y: y, recipe: model).breakdown(runs: 1)
         }
         // The FMA loop once more, after the workloads: a floor from a moment when the host slowed
         // the loop would be too high (``MachinePeak/keepingFasterFMA(_:runs:)``).
@@ -238,6 +301,11 @@ struct BenchCommand: ParsableCommand {
                 "cnn epoch (the cnn preset: conv 16, conv 32, lin 256; AdamW, batch 128): \(format(seconds, digits: 3)) s"
                     + floorText(floors["cnn_epoch"], inSeconds: true))
         }
+        if let model = report.model, let seconds = report.modelEpochSeconds {
+            print(
+                "model epoch (\(model.layers ?? ""); \(model.optimizer.rawValue), batch \(model.batchSize)): "
+                    + "\(format(seconds, digits: 3)) s" + floorText(floors["model_epoch"], inSeconds: true))
+        }
         if !report.cnnConvLayers.isEmpty {
             let batch = report.cnnConvLayers[0].layer.inputShape[0]
             print("cnn convolutions (batch \(batch), checked on \(ConvLayerBenchmark.defaultCheckBatch) images first):")
@@ -245,7 +313,7 @@ struct BenchCommand: ParsableCommand {
         }
         for (title, breakdown) in [
             ("minibatch", report.minibatchStepBreakdown), ("mlp", report.mlpStepBreakdown),
-            ("cnn", report.cnnStepBreakdown),
+            ("cnn", report.cnnStepBreakdown), ("model", report.modelStepBreakdown),
         ] {
             guard let breakdown else { continue }
             printBreakdown(title, breakdown, fmaGflops: report.peak?.fmaGflops)

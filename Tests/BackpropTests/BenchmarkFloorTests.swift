@@ -339,6 +339,52 @@ struct BenchmarkFloorTests {
         #expect(lines.contains { $0.contains("could not run nearer its floor than") })
     }
 
+    /// `backprop bench --layers` times one epoch of any described network, alone (no other part
+    /// unless `--only` names it), with its floor and its breakdown; the FLOPs by hand for 60 rows
+    /// of `conv 4 3, relu, flatten, lin 10` on 28×28 images: the convolution makes 4 × 26 × 26
+    /// outputs of 1·3·3 multiply-adds each, 2·60·24,336 = 2,920,320 FLOPs forward and as many for
+    /// `w.g` (no `inp.g`: the data); the classifier 2·60·2704·10 = 3,244,800 forward, twice that
+    /// backward.
+    @Test func commandTimesADescribedNetworkAgainstItsFloor() throws {
+        let arguments = [
+            "bench", "--rows", "60", "--runs", "1", "--synthetic", "--layers", "conv 4 3, relu, flatten, lin 10",
+            "--batch-size", "16", "--optimizer", "momentum",
+        ]
+        let json = try runBackprop(arguments + ["--json"])
+        #expect(json.status == 0, "stderr: \(json.standardError)")
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any])
+        #expect(object["seed_step_ms"] == nil && object["mlp_epoch_s"] == nil && object["matmul_gflops"] == nil)
+        #expect(
+            object["model"] as? [String: String]
+                == ["layers": "conv 4 3, relu, flatten, lin 10", "optimizer": "momentum", "batch_size": "16"])
+        let seconds = try #require(object["model_epoch_s"] as? Double)
+        #expect(seconds > 0 && seconds.isFinite)
+        let floors = try #require(object["floors"] as? [String: [String: Any]])
+        #expect(Set(floors.keys) == ["model_epoch"])
+        let floor = try #require(floors["model_epoch"])
+        try BenchmarkFloorTests.expectConsistent(floor, name: "model_epoch")
+        #expect(floor["flops"] as? Double == Double(2 * 2_920_320 + 3 * 3_244_800))
+        #expect(floor["bytes"] as? Double == Double(60 * 785 * 4))  // each row's 784 pixels and label, once
+        let breakdown = try #require(object["model_step_breakdown"] as? [String: Any])
+        #expect(breakdown["steps"] as? Int == 4)  // 60 rows in batches of 16
+        let parts = try #require(breakdown["parts"] as? [[String: Any]])
+        #expect(
+            parts.map { $0["name"] as? String } == [
+                "layers.0 Conv2d", "layers.1 ReLU", "layers.2 Flatten", "layers.3 Lin", "loss", "optimizer",
+            ])
+        #expect(parts.map { $0["forward_flops"] as? Double } == [2_920_320, 0, 0, 3_244_800, 0, 0])
+        #expect(parts.map { $0["backward_flops"] as? Double } == [2_920_320, 0, 0, 6_489_600, 0, 0])
+        let text = try runBackprop(arguments + ["--only", "minibatch"])
+        #expect(text.status == 0, "stderr: \(text.standardError)")
+        let lines = text.standardOutput.split(separator: "\n")
+        let line = try #require(
+            lines.first { $0.hasPrefix("model epoch (conv 4 3, relu, flatten, lin 10; momentum, batch 16): ") })
+        #expect(line.contains("; floor ") && line.hasSuffix("× floor"), "\(line)")
+        #expect(lines.contains { $0.hasPrefix("minibatch epoch (784-50-10") })
+        #expect(lines.contains { $0.hasPrefix("model epoch by layer (each call timed, 4 steps") })
+    }
+
     /// `bench` names the instructions the kernels use: AVX-512 where the processor has it, AVX2
     /// where `BACKPROP_NO_AVX512` is set.
     @Test func commandNamesTheKernelsInstructionsAndObeysNoAVX512() throws {

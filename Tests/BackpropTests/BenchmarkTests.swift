@@ -231,4 +231,27 @@ struct BenchmarkTests {
         #expect(lines.count == 1, "stderr: \(result.standardError)")
         #expect(result.standardError.contains(arguments[0].hasPrefix("--s") ? "--synthetic" : arguments[0]))
     }
+
+    /// A network for `--layers` that `train` would refuse, or its settings without it, stop
+    /// `bench` before it loads anything, with one line that names the option at fault.
+    @Test(arguments: [
+        (["--layers", "lin 5"], "--layers: the last layer gives [5] per example, expected [10]"),
+        (["--layers", "lin 10, frob"], "--layers: entry 2 \"frob\""),
+        (["--layers", "conv 8 30, lin 10"], "--layers"),
+        (["--layers", "lin 10", "--batch-size", "0"], "--batch-size: expected a positive number, found 0"),
+        (["--layers", "lin 10", "--optimizer", "adamw"], "--optimizer: expected one of sgd, momentum, adam"),
+        (["--batch-size", "8"], "--batch-size sets how --layers trains; give --layers too"),
+        (["--optimizer", "sgd"], "--optimizer sets how --layers trains"),
+        (
+            ["--layers", "lin 64, batchnorm, relu, lin 10", "--rows", "10", "--batch-size", "3"],
+            "--batch-size: the last batch of each epoch (10 training rows)"
+        ),
+    ])
+    func commandRejectsABadNetwork(arguments: [String], message: String) throws {
+        let result = try runBackprop(["bench", "--synthetic", "--no-limits"] + arguments)
+        #expect(result.status != 0 && !result.crashed)
+        #expect(result.standardOutput.isEmpty)
+        let lines = result.standardError.split(separator: "\n")
+        #expect(lines.count == 1 && result.standardError.contains(message), "stderr: \(result.standardError)")
+    }
 }

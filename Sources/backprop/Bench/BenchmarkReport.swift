@@ -10,19 +10,20 @@ import BackpropTraining
 /// `minibatch_epoch_s` (784-50-10, SGD, batch 64), `mlp_epoch_s` (784-256-128-10, Adam, batch 64),
 /// `cnn_epoch_s` (the convnet), `cnn_epoch_by_layer` (its epoch by layer: `name`, `forward_ms`,
 /// `backward_ms`, `forward_flops`, `backward_flops`, the pool's counts),
-/// `minibatch_step_breakdown` and `mlp_step_breakdown` (``StepBreakdown``: `parts`
+/// `minibatch_step_breakdown`, `mlp_step_breakdown` and `model_step_breakdown` (``StepBreakdown``: `parts`
 /// as for the convnet, `batches_ms`, `steps`, `allocations_per_step`, `allocated_mb_per_step`,
 /// `pool_dispatches_per_step`, `pool_wakeups_per_step`), `cnn_conv_layers` (each of its convolutions: `name`, `entry`,
 /// `input_shape`, `weight_shape`, `stride`, `padding`, `bias`, `input_gradient`, `forward_ms`,
 /// `backward_ms`, `forward_gflops`, `backward_gflops`, and `errors`, tensor → relative error
 /// against the reference loops), `matmul_gflops` (shape → route → GFLOP/s), `matmul_error`
 /// (shape → route → relative error against the reference loops), `data`, `rows`, `runs`,
-/// `machine`. A part that was not run is absent.
+/// `machine`; with `--layers`, `model` (`layers`, `optimizer`, `batch_size`, as strings) and
+/// `model_epoch_s`. A part that was not run is absent.
 ///
 /// With the machine's limits measured: `peak` (``MachinePeak``: `fma_gflops`, `bandwidth_gbps`,
 /// …), `floors` (workload → ``WorkloadFloor``: `flops`, `bytes`, `arithmetic_ms`, `memory_ms`,
 /// `floor_ms`, `bound`, `time_ms`, `ratio`; the workloads `seed_step`, `minibatch_epoch`,
-/// `mlp_epoch`, `cnn_epoch`, and `matmul_forward`, `matmul_input_gradient`,
+/// `mlp_epoch`, `cnn_epoch`, `model_epoch`, and `matmul_forward`, `matmul_input_gradient`,
 /// `matmul_weight_gradient` for Backprop's `•`), and `matmul_floor_ratio` (shape → route → time
 /// over the floor, for every route timed on the full shape), and `steadiness` (`before` and
 /// `after` the workloads, each a ``Steadiness``: `product_median_over_best`, `slow_phase`,
@@ -52,6 +53,11 @@ struct BenchmarkReport: Encodable {
     /// allocations and thread-pool loops per step.
     var minibatchStepBreakdown: StepBreakdown?
     var mlpStepBreakdown: StepBreakdown?
+    /// The network of `--layers` and how it trains (`nil` without it), one epoch's median seconds,
+    /// and that epoch layer by layer.
+    var model: EpochBenchmark.Recipe?
+    var modelEpochSeconds: Double?
+    var modelStepBreakdown: StepBreakdown?
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
     /// The machine's FMA rate and memory bandwidth, which set the floors.
@@ -79,6 +85,9 @@ struct BenchmarkReport: Encodable {
         case cnnStepBreakdown = "cnn_epoch_by_layer"
         case minibatchStepBreakdown = "minibatch_step_breakdown"
         case mlpStepBreakdown = "mlp_step_breakdown"
+        case model
+        case modelEpochSeconds = "model_epoch_s"
+        case modelStepBreakdown = "model_step_breakdown"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
         case peak, floors, steadiness
@@ -87,7 +96,8 @@ struct BenchmarkReport: Encodable {
 
     /// Each measured workload against its floor on ``peak``, in the order `backprop bench` runs
     /// them (none without ``peak``): `seed_step`, `minibatch_epoch`, `mlp_epoch`, `cnn_epoch`,
-    /// then `matmul_NAME` for each product shape, timed by Backprop's `•` (the `matmul` route).
+    /// `model_epoch` (`--layers`, timed last), then `matmul_NAME` for each product shape, timed by
+    /// Backprop's `•` (the `matmul` route).
     var floors: [(name: String, floor: WorkloadFloor)] {
         guard let peak else { return [] }
         var floors: [(String, WorkloadFloor)] = []
@@ -95,10 +105,11 @@ struct BenchmarkReport: Encodable {
             let seconds = seedStep.stepMilliseconds / 1000
             floors.append(("seed_step", WorkloadFloor(cost: seedStep.cost, peak: peak, measuredSeconds: seconds)))
         }
-        let epochs: [(String, EpochBenchmark.Recipe, Double?)] = [
+        var epochs: [(String, EpochBenchmark.Recipe, Double?)] = [
             ("minibatch_epoch", .minibatch, minibatchEpochSeconds), ("mlp_epoch", .mlp, mlpEpochSeconds),
             ("cnn_epoch", .cnn, cnnEpochSeconds),
         ]
+        if let model { epochs.append(("model_epoch", model, modelEpochSeconds)) }
         for case let (name, recipe, seconds?) in epochs {
             floors.append((name, WorkloadFloor(cost: .epoch(recipe, rows: rows), peak: peak, measuredSeconds: seconds)))
         }
@@ -126,6 +137,14 @@ struct BenchmarkReport: Encodable {
         try container.encodeIfPresent(cnnStepBreakdown?.parts, forKey: .cnnStepBreakdown)
         try container.encodeIfPresent(minibatchStepBreakdown, forKey: .minibatchStepBreakdown)
         try container.encodeIfPresent(mlpStepBreakdown, forKey: .mlpStepBreakdown)
+        if let model {
+            let settings = [
+                "layers": model.layers ?? "", "optimizer": model.optimizer.rawValue, "batch_size": "\(model.batchSize)",
+            ]
+            try container.encode(settings, forKey: .model)
+        }
+        try container.encodeIfPresent(modelEpochSeconds, forKey: .modelEpochSeconds)
+        try container.encodeIfPresent(modelStepBreakdown, forKey: .modelStepBreakdown)
         if !matmul.isEmpty {
             var gflops: [String: [String: Double]] = [:]
             var errors: [String: [String: Double]] = [:]

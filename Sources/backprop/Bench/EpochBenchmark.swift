@@ -132,8 +132,9 @@ extension EpochBenchmark.Recipe {
         generator: inout RandomGenerator
     ) -> (model: Model, description: ModelDescription, inputShape: [Int])? {
         guard let layers else { return nil }
-        // A recipe of the benchmark's own, never a user's text: it parses and fits the 28×28 rows
-        // that BenchCommand checks the data for (BenchmarkTests builds it), so these cannot fail.
+        // A recipe of the benchmark's own (BenchmarkTests builds them), or `--layers` after
+        // `BenchCommand.modelRecipe()` checked that it parses, fits the 28×28 rows that
+        // BenchCommand checks the data for and ends in 10 scores: these cannot fail.
         let description = try! ModelDescription(parsing: layers)
         let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
         let model = try! Model(
