@@ -31,7 +31,9 @@ struct BenchCommand: ParsableCommand {
             FMA rate, bytes / bandwidth), printed with the ratio time / floor. The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
             shape with --synthetic, or when no --data is given and the data set is not installed. \
-            A data set with fewer than --rows training images is an error. With --layers, one             epoch of any network (a model description as train --layers takes it) is timed the same             way, against its floor and layer by layer; alone unless --only names parts too.
+            A data set with fewer than --rows training images is an error. With --layers, one \
+            epoch of any network (a model description as train --layers takes it) is timed the same \
+            way, against its floor and layer by layer; alone unless --only names parts too.
             """
     )
 
@@ -51,7 +53,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(
         name: .long, parsing: .upToNextOption,
-        help: "The parts to run: \(Part.allCases.map(\.rawValue).joined(separator: ", ")) (default: all).")
+        help: ArgumentHelp(
+            "The parts to run: \(Part.allCases.map(\.rawValue).joined(separator: ", ")) "
+                + "(default: all; none with --layers)."))
     var only: [Part] = []
 
     @Option(
@@ -60,8 +64,8 @@ struct BenchCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Time one epoch of this network too: a model description as train --layers takes it, such as "
-                + "'lin 512, relu, lin 10' or cnn (the --only parts run only when --only names them).",
+            "Time one epoch of this network: a model description as train --layers takes it, such as "
+                + "'lin 512, relu, lin 10' or cnn (and the parts --only names, if any).",
             valueName: "description"))
     var layers: String?
 
