@@ -9,3 +9,14 @@ struct CommandLineError: Error, CustomStringConvertible {
         self.description = description
     }
 }
+
+/// `value` as one of `Choice`'s cases, or an error naming `option`, the values it takes and the one
+/// found: `--optimizer: expected one of sgd, momentum, adam, adamw, found 'adma'`.
+func parseChoice<Choice: RawRepresentable & CaseIterable>(_ value: String, option: String) throws -> Choice
+where Choice.RawValue == String {
+    guard let choice = Choice(rawValue: value) else {
+        let choices = Choice.allCases.map(\.rawValue).joined(separator: ", ")
+        throw ValidationError("\(option): expected one of \(choices), found '\(value)'")
+    }
+    return choice
+}

@@ -96,10 +96,7 @@ struct GradcheckCommand: ParsableCommand {
         if layers != nil && hidden != nil {
             throw ValidationError("--hidden and --layers both choose the network; use one")
         }
-        if let loss, LossKind(rawValue: loss) == nil {
-            throw ValidationError(
-                "--loss: expected one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(loss)'")
-        }
+        if let loss { _ = try parseChoice(loss, option: "--loss") as LossKind }
         if layers == nil && (loss != nil || save != nil) {
             throw ValidationError(
                 "--\(loss != nil ? "loss" : "save") needs --layers (the seed's model is checked with MSE)")
@@ -179,7 +176,8 @@ struct GradcheckCommand: ParsableCommand {
             throw ValidationError(problem)
         }
         let outputs = output[0]
-        let lossKind = loss.map { LossKind(rawValue: $0)! } ?? (outputs == 1 ? .mse : .crossEntropy)
+        let lossKind: LossKind =
+            try loss.map { try parseChoice($0, option: "--loss") } ?? (outputs == 1 ? .mse : .crossEntropy)
         if lossKind == .mse && outputs != 1 {
             throw CommandLineError(
                 "--loss mse: expected a model with 1 output per example (the seed's regression), the model gives \(output)"

@@ -485,24 +485,10 @@ struct TrainCommand: ParsableCommand {
         configuration.epochs = epochs
         configuration.batchSize = batchSize
         configuration.learningRate = learningRate
-        guard let kind = OptimizerKind(rawValue: optimizer) else {
-            throw ValidationError(
-                "--optimizer: expected one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(optimizer)'"
-            )
-        }
-        configuration.optimizer = kind
+        configuration.optimizer = try parseChoice(optimizer, option: "--optimizer")
         configuration.weightDecay = weightDecay ?? TrainingConfiguration.recipe(layers: layers).weightDecay
-        guard let scheduleKind = LearningRateSchedule(rawValue: schedule) else {
-            throw ValidationError(
-                "--schedule: expected one of \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")), found '\(schedule)'"
-            )
-        }
-        configuration.schedule = scheduleKind
-        guard let lossKind = LossKind(rawValue: loss) else {
-            throw ValidationError(
-                "--loss: expected one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")), found '\(loss)'")
-        }
-        configuration.loss = lossKind
+        configuration.schedule = try parseChoice(schedule, option: "--schedule")
+        configuration.loss = try parseChoice(loss, option: "--loss")
         configuration.seed = seed
         do {
             try configuration.validate(
