@@ -124,13 +124,7 @@ struct BenchCommand: ParsableCommand {
         var configuration = TrainingConfiguration.recipe(layers: layers)
         configuration.epochs = 1
         if let batchSize { configuration.batchSize = batchSize }
-        if let optimizer {
-            guard let kind = OptimizerKind(rawValue: optimizer) else {
-                let kinds = OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")
-                throw ValidationError("--optimizer: expected one of \(kinds), found '\(optimizer)'")
-            }
-            configuration.optimizer = kind
-        }
+        if let optimizer { configuration.optimizer = try parseChoice(optimizer, option: "--optimizer") }
         do {
             try configuration.validate(
                 imageShape: FashionMNIST.imageShape, classes: FashionMNIST.classNames.count, limit: rows,
@@ -189,6 +183,7 @@ struct BenchCommand: ParsableCommand {
             let seconds = EpochBenchmark(x: x, y: y, recipe: model).run(runs: max(1, runs / 2)).seconds
             report.model = model
             report.modelEpochSeconds = Timing.median(seconds)
+            report.modelConvLayers = ConvLayerBenchmark(recipe: model).run(runs: max(1, runs / 2))
             report.modelStepBreakdown = EpochBenchmark(x: x, y: y, recipe: model).breakdown(runs: 1)
         }
         // The FMA loop once more, after the workloads: a floor from a moment when the host slowed
@@ -310,10 +305,12 @@ struct BenchCommand: ParsableCommand {
                 "model epoch (\(model.layers ?? ""); \(model.optimizer.rawValue), batch \(model.batchSize)): "
                     + "\(format(seconds, digits: 3)) s" + floorText(floors["model_epoch"], inSeconds: true))
         }
-        if !report.cnnConvLayers.isEmpty {
-            let batch = report.cnnConvLayers[0].layer.inputShape[0]
-            print("cnn convolutions (batch \(batch), checked on \(ConvLayerBenchmark.defaultCheckBatch) images first):")
-            for measurement in report.cnnConvLayers { print("  " + convLine(measurement)) }
+        for (title, layers) in [("cnn", report.cnnConvLayers), ("model", report.modelConvLayers)]
+        where !layers.isEmpty {
+            let batch = layers[0].layer.inputShape[0]
+            let checked = ConvLayerBenchmark.defaultCheckBatch
+            print("\(title) convolutions (batch \(batch), checked on \(checked) images first):")
+            for measurement in layers { print("  " + convLine(measurement)) }
         }
         for (title, breakdown) in [
             ("minibatch", report.minibatchStepBreakdown), ("mlp", report.mlpStepBreakdown),

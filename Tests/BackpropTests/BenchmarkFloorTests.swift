@@ -375,6 +375,17 @@ struct BenchmarkFloorTests {
             ])
         #expect(parts.map { $0["forward_flops"] as? Double } == [2_920_320, 0, 0, 3_244_800, 0, 0])
         #expect(parts.map { $0["backward_flops"] as? Double } == [2_920_320, 0, 0, 6_489_600, 0, 0])
+        // Its one convolution timed alone at the batch size, after the check against the
+        // reference loops in Double.
+        let convs = try #require(object["model_conv_layers"] as? [[String: Any]])
+        #expect(convs.count == 1)
+        let conv = try #require(convs.first)
+        #expect(conv["name"] as? String == "layers.0")
+        #expect(conv["input_shape"] as? [Int] == [16, 1, 28, 28] && conv["weight_shape"] as? [Int] == [4, 1, 3, 3])
+        #expect(conv["input_gradient"] as? Bool == false)
+        let errors = try #require(conv["errors"] as? [String: Double])
+        #expect(Set(errors.keys) == ["out", "w.g", "b.g"] && errors.values.allSatisfy { $0 < 1e-5 }, "\(errors)")
+        #expect((conv["forward_gflops"] as? Double).map { $0 > 0 && $0.isFinite } == true)
         let text = try runBackprop(arguments + ["--only", "minibatch"])
         #expect(text.status == 0, "stderr: \(text.standardError)")
         let lines = text.standardOutput.split(separator: "\n")
@@ -383,6 +394,8 @@ struct BenchmarkFloorTests {
         #expect(line.contains("; floor ") && line.hasSuffix("× floor"), "\(line)")
         #expect(lines.contains { $0.hasPrefix("minibatch epoch (784-50-10") })
         #expect(lines.contains { $0.hasPrefix("model epoch by layer (each call timed, 4 steps") })
+        #expect(lines.contains { $0.hasPrefix("model convolutions (batch 16, checked on 2 images first):") })
+        #expect(lines.contains { $0.hasPrefix("  layers.0 conv 1→4 3×3, [16, 1, 28, 28]: forward ") })
     }
 
     /// `bench` names the instructions the kernels use: AVX-512 where the processor has it, AVX2

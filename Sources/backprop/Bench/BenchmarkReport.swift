@@ -58,6 +58,8 @@ struct BenchmarkReport: Encodable {
     var model: EpochBenchmark.Recipe?
     var modelEpochSeconds: Double?
     var modelStepBreakdown: StepBreakdown?
+    /// Each convolution of the `--layers` network, as ``cnnConvLayers`` for the convnet.
+    var modelConvLayers: [ConvLayerBenchmark.Measurement] = []
     /// GFLOP/s of each route on each of the seed's product shapes.
     var matmul: [MatMulBenchmark.Measurement] = []
     /// The machine's FMA rate and memory bandwidth, which set the floors.
@@ -88,6 +90,7 @@ struct BenchmarkReport: Encodable {
         case model
         case modelEpochSeconds = "model_epoch_s"
         case modelStepBreakdown = "model_step_breakdown"
+        case modelConvLayers = "model_conv_layers"
         case matmulGflops = "matmul_gflops"
         case matmulError = "matmul_error"
         case peak, floors, steadiness
@@ -145,6 +148,7 @@ struct BenchmarkReport: Encodable {
         }
         try container.encodeIfPresent(modelEpochSeconds, forKey: .modelEpochSeconds)
         try container.encodeIfPresent(modelStepBreakdown, forKey: .modelStepBreakdown)
+        if !modelConvLayers.isEmpty { try container.encode(modelConvLayers, forKey: .modelConvLayers) }
         if !matmul.isEmpty {
             var gflops: [String: [String: Double]] = [:]
             var errors: [String: [String: Double]] = [:]
