@@ -429,19 +429,36 @@ struct SkinnyKernelTests {
         expectAgreement(m: 9, k: 8193, n: 7, transposeA: true, transposeB: true)
     }
 
-    /// `.fast` takes the skinny kernel for the seed's shapes, and BLAS for large square ones.
+    /// `.fast` takes the skinny kernel for the seed's shapes and any C at most 256 columns wide,
+    /// and BLAS for large square ones.
     @Test func fastChoosesTheSkinnyKernelForTheSeedsShapes() {
         #expect(MatMulKernel.fast.route(m: 50_000, n: 50, k: 784) == .skinny)
         #expect(MatMulKernel.fast.route(m: 50_000, n: 784, k: 50) == .skinny)
         #expect(MatMulKernel.fast.route(m: 784, n: 50, k: 50_000) == .skinny)
         #expect(MatMulKernel.fast.route(m: 64, n: 50, k: 784) == .skinny)
         #expect(MatMulKernel.fast.route(m: 128, n: 256, k: 784) == .skinny)
-        #expect(MatMulKernel.fast.route(m: 256, n: 256, k: 784) != .skinny)
+        // An MLP's layers on batches larger than 128 (evaluation's 1,000 rows; w.g; inp.g of a
+        // layer 256 wide has n = the inputs, 784, and stays with BLAS).
+        #expect(MatMulKernel.fast.route(m: 1000, n: 256, k: 784) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 784, n: 256, k: 1000) == .skinny)
+        #expect(MatMulKernel.fast.route(m: 1000, n: 784, k: 256) != .skinny)
+        #expect(MatMulKernel.fast.route(m: 512, n: 512, k: 512) != .skinny)
         #expect(MatMulKernel.fast.route(m: 1000, n: 1000, k: 1000) != .skinny)
         // A B too large to pack whole, in a C cut by columns: each piece packs its own columns
         // (the convnet's `out.g • wᵀ` of `lin 256`). Cut by rows, every piece would pack all of it.
         #expect(MatMulKernel.fast.route(m: 128, n: 1568, k: 256) == .skinny)
         #expect(MatMulKernel.fast.route(m: 3000, n: 3000, k: 100) != .skinny)
+    }
+
+    /// Products larger than 128 on every side whose C is at most 256 columns wide, which `.fast`
+    /// sends here: cut by rows into pieces, a depth past one block of B (1,024 rows), A or B
+    /// transposed, a bias, accumulation.
+    @Test(arguments: [(300, 200, 256), (1000, 131, 129), (257, 1030, 250), (140, 300, 200)])
+    func productsLargeOnEverySideButNarrow(m: Int, k: Int, n: Int) {
+        #expect(MatMulKernel.fast.route(m: m, n: n, k: k) == .skinny)
+        expectAgreement(m: m, k: k, n: n)
+        expectAgreement(m: m, k: k, n: n, transposeA: true, bias: true)
+        expectAgreement(m: m, k: k, n: n, transposeB: true, accumulate: true)
     }
 
     /// A wide C whose B is too large to pack whole, cut by columns: each piece packs its own

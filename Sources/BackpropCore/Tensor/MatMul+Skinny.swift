@@ -62,13 +62,25 @@ extension Tensor {
     /// Debian 12 does not use on Zen 5. The choice does not depend on the instruction set, so
     /// every x86-64 machine with AVX2 computes the same bits.
     ///
+    /// A C at most 256 columns wide also comes here, whatever its other sides: B's block of up to
+    /// 1,024 rows packs into at most 1 MB, and the rows of A stream past it. These are the layers
+    /// of an MLP on batches larger than 128: `evaluate`'s batches of 1,000 rows, `train
+    /// --batch-size 512`. On Zen 1 (both cores, best of 7 alternating rounds) OpenBLAS, called on
+    /// Backprop's pieces of rows, took 2.3-3.4 times as long: `(1000, 784) • (784, 256)` 32.4 ms
+    /// against 11.0, `(1000, 256) • (256, 128)` 3.9 against 1.8, `(784, 256)ᵀ • (256, 256)` 8.0
+    /// against 3.0; `(1000, 1000) • (1000, 200)` 1.05 times. Wider products are mixed (`(512,
+    /// 512) • (512, 512)` 1.3 times as long in OpenBLAS, `(5000, 300) • (300, 800)` 0.84-0.93, the
+    /// 1,024 square 0.82) and stay with BLAS.
+    ///
     /// A B too large for the L2 cache still fits when C is cut by columns, since each piece packs
     /// only its own columns of B: the input gradient of a wide layer, `out.g • wᵀ` with `w` of
     /// `(1568, 256)` and a batch of 128 (the convnet's `lin 256`), took 1.5 ms so against 3.7 ms in
     /// OpenBLAS on Zen 1 (the layer's forward `x • w`, already here, 1.8-2.0 ms). (A product cut
     /// along its depth packs all of B in each piece, and cut by rows too: those stay with BLAS.)
     static func prefersSkinnyKernel(m: Int, n: Int, k: Int) -> Bool {
-        guard skinnyKernelIsAvailable, Swift.min(m, n, k) <= 128 else { return false }
+        guard skinnyKernelIsAvailable else { return false }
+        if n <= 256 { return true }
+        guard Swift.min(m, n, k) <= 128 else { return false }
         let depth = Swift.min(k, 1024)
         if depth * n <= 1 << 18 { return true }
         return !cutsAlongDepth(m: m, n: n, k: k) && !splitsRows(m: m, n: n, k: k)
