@@ -89,6 +89,9 @@ public enum Safetensors {
             throw DataError(path: path, problem: "file grew from \(file.size) bytes while it was being read")
         }
         let following = UInt64(file.size - 8)
+        if headerLength > following || headerLength > UInt64(maxHeaderBytes), let format = foreignFormat(lengthBytes) {
+            throw DataError(path: path, problem: format)
+        }
         if headerLength > following {
             throw DataError(
                 path: path,
@@ -111,6 +114,23 @@ public enum Safetensors {
             throw DataError(path: path, problem: "file shrank while it was being read")
         }
         return try decode(header: Array(rest[..<Int(headerLength)]), data: rest[Int(headerLength)...], path: path)
+    }
+
+    /// What a file that is not safetensors is, from its first 8 bytes, when they say so: a zip archive
+    /// (`torch.save` since PyTorch 1.6, `.pt` and `.pth` files) or a pickle (older `torch.save`), and
+    /// how to write the state_dict as safetensors instead. `nil` for anything else.
+    static func foreignFormat(_ bytes: [UInt8]) -> String? {
+        let howTo =
+            "Backprop reads a state_dict as safetensors: in Python, `from safetensors.torch import save_file; "
+            + "save_file(model.state_dict(), \"model.safetensors\")`"
+        if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            return "expected a safetensors file, found a zip archive (as torch.save writes a .pt or .pth file); " + howTo
+        }
+        // A pickle starts with PROTO (0x80) and its version, 2 to 5.
+        if bytes.count >= 2, bytes[0] == 0x80, (2...5).contains(bytes[1]) {
+            return "expected a safetensors file, found a Python pickle (as an older torch.save writes); " + howTo
+        }
+        return nil
     }
 
     /// Writes `tensors` as `F32` (or the dtype `dtypes` gives) and `metadata` to a safetensors

@@ -393,6 +393,14 @@ struct PyTorchInteropTests {
                     + "6.bias, 6.weight, 9.bias, 9.weight (the model has 3 layers, 0 to 2)\n")
             let bad = try runBackprop(["evaluate", "--model", path, "--layers", "lin 12", "--normalize", "0"])
             #expect(bad.standardError.hasPrefix("Error: --normalize: expected MEAN,STD with a finite mean"))
+            // torch.save's own file: named as such, with the way to write safetensors.
+            let saved = fixturePath("torch_save_state_dict.pt")
+            let pickled = try runBackprop(["evaluate", "--model", saved, "--layers", "lin 2", "--data", folder])
+            #expect(pickled.status == 1 && !pickled.crashed)
+            #expect(
+                pickled.standardError.hasPrefix(
+                    "Error: \(saved): expected a safetensors file, found a zip archive (as torch.save writes"),
+                "\(pickled.standardError)")
         }
     }
 

@@ -156,6 +156,18 @@ private func entry(_ fields: String) -> String {
         safetensorsBytes("{}", headerLength: .max), containing: ["header length says 18446744073709551615 bytes"])
 }
 
+/// The files `torch.save` writes (fixtures of make_torch_save_fixtures.py) are named for what they
+/// are, with the way to write safetensors instead, not reported as a header length past the end.
+@Test(arguments: [
+    ("torch_save_state_dict.pt", "found a zip archive (as torch.save writes a .pt or .pth file)"),
+    ("torch_save_legacy.pth", "found a Python pickle (as an older torch.save writes)"),
+])
+func safetensorsNamesTheFilesTorchSaveWrites(name: String, found: String) {
+    expectDataError(containing: [name, "expected a safetensors file, " + found, "save_file(model.state_dict()"]) {
+        try Safetensors.read(path: fixturePath(name))
+    }
+}
+
 @Test func safetensorsRejectsAHeaderLargerThan100MB() throws {
     try withTemporaryFolder { folder in
         // A sparse file: 100 MB + 16 bytes on paper, a few bytes on disk.
