@@ -101,7 +101,8 @@ struct EvaluateCommand: ParsableCommand {
                     + "squared error (the seed's regression)")
         }
         let x = dataset.xTest.reshape([dataset.xTest.shape[0]] + inputShape)
-        let test = evaluate(network, x: x, y: dataset.yTest)
+        let batchSize = try evaluationBatch(network, description: description, inputShape: inputShape)
+        let test = evaluate(network, x: x, y: dataset.yTest, batchSize: batchSize)
         // The tensors are finite (`Checkpoint.load` checks them), but large weights can still
         // overflow, and so can an extreme normalisation (a mean of 1e300, a deviation of 1e-45).
         guard test.loss.isFinite else {
@@ -132,6 +133,42 @@ struct EvaluateCommand: ParsableCommand {
 }
 
 extension EvaluateCommand {
+    /// The rows per batch of the evaluation: ``defaultEvaluationBatch(for:)``'s, or fewer as
+    /// ``evaluationBatch(defaultBatch:floatsPerImage:memory:)`` allows.
+    /// - Throws: `CommandLineError` naming `--model` when one image's outputs alone need more.
+    private func evaluationBatch(_ network: Model, description: ModelDescription?, inputShape: [Int]) throws -> Int {
+        let batch = defaultEvaluationBatch(for: network)
+        guard let shapes = try? description?.shapes(input: inputShape) else { return batch }
+        let perImage = shapes.reduce(Int?(0)) { checkedSum($0, checkedProduct($1)) }
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard let rows = Self.evaluationBatch(defaultBatch: batch, floatsPerImage: perImage, memory: memory) else {
+            let bytes = checkedProduct([perImage, 2 * MemoryLayout<Float>.stride])
+            throw CommandLineError(
+                "\(model): the outputs of the model's \(shapes.count) layers for one image need "
+                    + "\(bytes.map(Self.gibibytes) ?? "more than can be counted"), a quarter of this machine's "
+                    + "\(Self.gibibytes(Int(clamping: memory))) at most can go to them")
+        }
+        return rows
+    }
+
+    /// `defaultBatch`, or fewer rows when a batch's layer outputs would take more than a quarter of
+    /// `memory`; `nil` when one image's do. Each layer keeps its output (`floatsPerImage` counts
+    /// all layers' for one image; `nil` when they overflow an `Int`), and about as much again (a
+    /// mask, a layer's input kept as its own copy): 8 bytes per float. A deep model in a small file
+    /// (300,000 ReLUs of 784 values: 0.9 GB per image) is evaluated a few images at a time instead
+    /// of growing until the system stops it (21 GB in batches of 12).
+    static func evaluationBatch(defaultBatch: Int, floatsPerImage: Int?, memory: UInt64) -> Int? {
+        let budget = Int(clamping: memory / 4)
+        guard let bytes = checkedProduct([floatsPerImage, 2 * MemoryLayout<Float>.stride]), bytes <= budget else {
+            return nil
+        }
+        return Swift.max(1, Swift.min(defaultBatch, budget / Swift.max(bytes, 1)))
+    }
+
+    private static func gibibytes(_ bytes: Int) -> String {
+        String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
+    }
+
     /// The model of the Backprop checkpoint `file` (read from `--model`) and the shape of one
     /// example it takes ([784] for an MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch
     /// state_dict given with `--layers`.

@@ -22,8 +22,12 @@ enum OutOfMemory {
             if ending.exchange(true, ordering: .acquiringAndReleasing) {
                 while true { pause() }
             }
-            let message =
-                "Error: out of memory: could not allocate \(request); try fewer rows (--limit, --rows) or a smaller model\n"
+            // OpenBLAS's buffers come per thread whatever the rows: fewer threads is what helps.
+            let advice =
+                request.contains("work buffers of OpenBLAS")
+                ? "try fewer threads (--threads, or BACKPROP_THREADS), each of which has its own"
+                : "try fewer rows (--limit, --rows) or a smaller model"
+            let message = "Error: out of memory: could not allocate \(request); \(advice)\n"
             message.utf8CString.withUnsafeBufferPointer { text in
                 _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)
             }

@@ -198,19 +198,19 @@ struct TrainCommand: ParsableCommand {
             directory: FashionMNIST.resolveDirectory(data), limit: limit,
             normalization: try inputNormalization(initialFile))
         // Rows of 784 pixels, or images [n, 1, 28, 28] for a network that starts with a convolution.
-        // The options were checked for Fashion-MNIST's 28×28 images: again for other sizes, and for
-        // the network of --init's file.
-        if dataset.imageShape != FashionMNIST.imageShape || networkOfInit != nil {
-            do {
-                try configuration.validate(
-                    imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit)
-            } catch {
-                let network =
-                    networkOfInit.map { ", with the network '\($0.description)' of --init \(initialWeights ?? "")" }
-                    ?? ""
-                throw CommandLineError(
-                    "\(error.description) (for the \(dataset.imageShape) images in \(dataset.directory)\(network))")
-            }
+        // The options were checked for Fashion-MNIST's 28×28 images and its 60,000 training images
+        // (or --limit of them): again for other sizes, for a folder with fewer images (the last
+        // batch a batch norm sees), and for the network of --init's file.
+        do {
+            try configuration.validate(
+                imageShape: dataset.imageShape, classes: FashionMNIST.classNames.count, limit: limit,
+                trainingRows: dataset.xTrain.shape[0])
+        } catch {
+            let network =
+                networkOfInit.map { ", with the network '\($0.description)' of --init \(initialWeights ?? "")" } ?? ""
+            throw CommandLineError(
+                "\(error.description) (for the \(dataset.xTrain.shape[0]) training images of shape "
+                    + "\(dataset.imageShape) in \(dataset.directory)\(network))")
         }
         let inputShape = try configuration.modelInputShape(imageShape: dataset.imageShape)
         if let initialWeights, let stored = networkOfInit?.inputShape, stored != inputShape {

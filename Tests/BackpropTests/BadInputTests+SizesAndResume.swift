@@ -74,6 +74,29 @@ struct SizesAndResumeTests {
         #expect(Batches(x: x, y: Tensor((0..<10).map(Float.init)), batchSize: 3).count == 4)
     }
 
+    /// A folder of fewer images than Fashion-MNIST's: the batch-norm check counts the training rows
+    /// it holds (600 read, 500 train), not the 50,000 of the full set. Batches of 499 leave a last
+    /// batch of one row, which a batch norm over features cannot train on; `train` used to meet it
+    /// in `BatchNorm`'s precondition (a trap), as `--resume` of a run saved on other data did.
+    @Test("train counts the rows of the data folder it was given when it checks the batches a batch norm sees")
+    func batchNormCheckCountsTheFolder() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 21)
+            let run = try runBackprop([
+                "train", "--data", folder, "--epochs", "1", "--batch-size", "499", "--layers", "batchnorm, lin 10",
+            ])
+            #expect(run.status == 1 && !run.crashed, "\(run.standardError)")
+            #expect(
+                run.standardError.hasPrefix("Error: --batch-size: the last batch of each epoch (500 training rows)"),
+                "\(run.standardError)")
+            #expect(run.standardError.contains("(for the 500 training images of shape [1, 4, 4] in \(folder)"))
+            let fits = try runBackprop([
+                "train", "--data", folder, "--epochs", "1", "--batch-size", "498", "--layers", "batchnorm, lin 10",
+            ])
+            #expect(fits.status == 0, "\(fits.standardError)")
+        }
+    }
+
     /// A training checkpoint of `valid`'s run after one epoch, with `edit` applied to its
     /// metadata and tensors, rewritten at `path`.
     static func editedCheckpoint(
@@ -251,7 +274,12 @@ struct SizesAndResumeTests {
             if run.status == 1 {
                 #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")
                 #expect(run.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(context)")
-                if run.standardError.contains("work buffers of OpenBLAS") { outcomes.insert("blas") }
+                if run.standardError.contains("work buffers of OpenBLAS") {
+                    outcomes.insert("blas")
+                    #expect(
+                        run.standardError.hasSuffix(
+                            "try fewer threads (--threads, or BACKPROP_THREADS), each of which has its own\n"))
+                }
                 if run.standardError.contains("contents of") { outcomes.insert("array") }
             } else {
                 outcomes.insert("trained")
@@ -260,5 +288,34 @@ struct SizesAndResumeTests {
         // The sweep reached each kind of ending (it is wide enough to meet the two new checks).
         #expect(outcomes.contains("trained"), "\(outcomes)")
         if MatMulKernel.hasBLAS { #expect(outcomes.contains("blas"), "\(outcomes)") }
+    }
+
+    /// The gradient check of a deep stack of ReLUs keeps each layer's pieces and the list of
+    /// the inputs on a kink (zeros pass on as zeros: millions of them), arrays that Swift would
+    /// trap on when the memory is refused. They are asked for first, so every limit ends with one
+    /// line, or with the check done.
+    @Test(
+        "under any memory limit, gradcheck of a deep network ends: it checks, or says in one line that memory ran out",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
+        .enabled(if: fashionMNISTInstalled, "needs Fashion-MNIST"))
+    func gradcheckMemoryLimitSweep() throws {
+        let layers = String(repeating: "relu, ", count: 4000) + "lin 10"
+        var outcomes: Set<String> = []
+        // Around the limits where the kinks' list was refused here (500,000 KiB: 47.5 MiB for it),
+        // and one where the check runs (each run at this end takes about 10 s in a debug build).
+        for kibibytes in Array(stride(from: 450_000, through: 575_000, by: 25_000)) + [650_000] {
+            let run = try runUnderMemoryLimit(
+                kibibytes, ["gradcheck", "--rows", "2", "--samples", "1", "--layers", layers], seconds: 120)
+            let context = "ulimit -v \(kibibytes): status \(run.status)\n\(run.standardError.prefix(1000))"
+            #expect(!run.crashed && (run.status == 0 || run.status == 1), "\(context)")
+            if run.status == 1 {
+                #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")
+                #expect(run.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(context)")
+                if run.standardError.contains("the list of the kinks checked") { outcomes.insert("kinks") }
+            } else {
+                outcomes.insert("checked")
+            }
+        }
+        #expect(outcomes.contains("checked"), "\(outcomes)")
     }
 }

@@ -403,16 +403,26 @@ enum GradientCheck {
             }
             layers = piecewise.map(\.1)
             positions = piecewise.map(\.0)
+            // One code per element of each layer's output, kept for the whole check: a deep stack
+            // of small layers adds up (300,000 ReLUs of 2 × 784 are 1.9 GB), so ask first.
+            let codeBytes = layers.reduce(0) { $0 + 4 * ($1.out?.count ?? 0) + 32 }
+            Tensor.checkAllocatable(bytes: codeBytes, for: "the pieces of the piecewise layers")
             codes = layers.map(\.pieces)
-            var kinks: [(layer: Int, element: Int)] = []
-            for (layer, codes) in codes.enumerated() {
-                for (element, code) in codes.enumerated() where code < 0 { kinks.append((layer, element)) }
-            }
-            self.kinks = kinks
             kinkCounts = zip(layers, zip(positions, codes)).map { layer, entry in
                 GradientCheckKinks(
                     layer: entry.0, kind: "\(type(of: layer))", count: entry.1.reduce(0) { $0 + ($1 < 0 ? 1 : 0) })
             }
+            // A deep stack of ReLUs can sit on millions of kinks (each layer's zeros pass on as
+            // zeros): ask for the list's memory first, as the arrays sized from outside do.
+            let total = kinkCounts.reduce(0) { $0 + $1.count }
+            Tensor.checkAllocatable(
+                bytes: total * MemoryLayout<(layer: Int, element: Int)>.stride, for: "the list of the kinks checked")
+            var kinks: [(layer: Int, element: Int)] = []
+            kinks.reserveCapacity(total)
+            for (layer, codes) in codes.enumerated() {
+                for (element, code) in codes.enumerated() where code < 0 { kinks.append((layer, element)) }
+            }
+            self.kinks = kinks
         }
 
         /// After a forward pass: whether a piece changed, and which of the pieces that were on a
