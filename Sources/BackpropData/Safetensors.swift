@@ -124,7 +124,8 @@ public enum Safetensors {
             "Backprop reads a state_dict as safetensors: in Python, `from safetensors.torch import save_file; "
             + "save_file(model.state_dict(), \"model.safetensors\")`"
         if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            return "expected a safetensors file, found a zip archive (as torch.save writes a .pt or .pth file); " + howTo
+            return "expected a safetensors file, found a zip archive (as torch.save writes a .pt or .pth file); "
+                + howTo
         }
         // A pickle starts with PROTO (0x80) and its version, 2 to 5.
         if bytes.count >= 2, bytes[0] == 0x80, (2...5).contains(bytes[1]) {

@@ -5,6 +5,20 @@ import BackpropCore
 // …), as `backprop gradcheck --tensors FILE --init FILE` takes them. Errors name the file, the
 // tensor, and the shape expected and found.
 
+/// The first element of `tensor` (row-major) that is NaN or infinite, and its index, or `nil`.
+package func firstNonFinite(_ tensor: Tensor) -> (value: Float, index: [Int])? {
+    guard let bad = tensor.withUnsafeBufferPointer({ values in values.firstIndex { !$0.isFinite } }) else {
+        return nil
+    }
+    var index: [Int] = []
+    var rest = bad
+    for size in tensor.shape.reversed() {
+        index.insert(rest % size, at: 0)
+        rest /= size
+    }
+    return (tensor.withUnsafeBufferPointer { $0[bad] }, index)
+}
+
 extension SafetensorsFile {
     /// The inputs `x` `(n, m)` (or, with `images`, also `(n, c, h, w)`) and targets `y` `(n)`
     /// stored in this file.
@@ -13,7 +27,7 @@ extension SafetensorsFile {
     /// `(n)`, the shape the seed's `Mse` expects.
     /// - Throws: ``DataError`` naming the file when `x` or `y` is missing (listing the tensors the
     ///   file holds), `x` is not a matrix (or images) or has a dimension of 0, or `y` does not
-    ///   hold one target per row of `x`.
+    ///   hold one target per row of `x`, or either holds NaN or an infinity.
     public func inputsAndTargets(images: Bool = false) throws -> (x: Tensor, y: Tensor) {
         let x = try tensor("x")
         guard x.rank == 2 || (images && x.rank == 4) else {
@@ -30,6 +44,16 @@ extension SafetensorsFile {
             throw DataError(
                 path: path,
                 problem: "tensor 'y' has shape \(y.shape), expected [\(rows)] (one target per row of x \(x.shape))")
+        }
+        // NaN or an infinity among the inputs would surface as a NaN loss, or as every gradient
+        // "failing" its check: name it here.
+        for (name, tensor) in [("x", x), ("y", y)] {
+            if let (value, index) = firstNonFinite(tensor) {
+                throw DataError(
+                    path: path,
+                    problem: "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); expected "
+                        + "finite inputs and targets")
+            }
         }
         return (x, y.reshape([rows]))
     }

@@ -375,16 +375,7 @@ public enum Checkpoint {
 
     /// The first element of `tensor` (row-major) that is NaN or infinite, and its index, or `nil`.
     static func firstNonFinite(_ tensor: Tensor) -> (value: Float, index: [Int])? {
-        guard let bad = tensor.withUnsafeBufferPointer({ values in values.firstIndex { !$0.isFinite } }) else {
-            return nil
-        }
-        var index: [Int] = []
-        var rest = bad
-        for size in tensor.shape.reversed() {
-            index.insert(rest % size, at: 0)
-            rest /= size
-        }
-        return (tensor.withUnsafeBufferPointer { $0[bad] }, index)
+        BackpropData.firstNonFinite(tensor)
     }
 
     /// The architecture an MLP checkpoint declares in its metadata.

@@ -83,11 +83,25 @@ struct BackpropCommand: ParsableCommand {
                 StandardStream.finishOutput()
                 Foundation.exit(0)
             }
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            StandardStream.error.write("Error: \(message)\n")
+            StandardStream.error.write("Error: \(oneLine(self.message(for: error)))\n")
             Foundation.exit(code.rawValue)
         }
     }
+}
+
+/// An error message as one line: without the usage and help that the argument parser appends on
+/// lines of their own, and with any other line break (a path or a `--layers` value given with a
+/// newline in it) written `\n`, so that the message is not cut short where the path breaks.
+func oneLine(_ message: String) -> String {
+    var lines: [Substring] = []
+    for line in message.split(separator: "\n", omittingEmptySubsequences: false) {
+        if !lines.isEmpty && (line.hasPrefix("Usage:") || line.hasPrefix("Help:") || line.hasPrefix("  See '")) {
+            break
+        }
+        lines.append(line)
+    }
+    while lines.count > 1, lines.last?.isEmpty == true { lines.removeLast() }
+    return lines.joined(separator: "\\n").replacingOccurrences(of: "\r", with: "\\r")
 }
 
 /// ``BackpropCommand/runCommand()`` as a C function, for `bp_run_on_stack` (not isolated to the

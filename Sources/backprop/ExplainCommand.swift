@@ -67,8 +67,14 @@ struct ExplainCommand: ParsableCommand {
         } else {
             _ = try parseHidden()
         }
-        if let html { try OutputPath.check(html, option: "--html") }
-        if let dot { try OutputPath.check(dot, option: "--dot") }
+        if let html {
+            try OutputPath.check(html, option: "--html")
+            try checkOutputSuffix(html, option: "--html", suffixes: [".html", ".htm"])
+        }
+        if let dot {
+            try OutputPath.check(dot, option: "--dot")
+            try checkOutputSuffix(dot, option: "--dot", suffixes: [".dot", ".gv"])
+        }
         if let html, let dot, ExportCommand.samePath(html, dot) {
             throw ValidationError("--html \(html) and --dot \(dot): the same file; the graph would replace the page")
         }

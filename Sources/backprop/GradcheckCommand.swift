@@ -109,7 +109,11 @@ struct GradcheckCommand: ParsableCommand {
                     error.description.hasPrefix("--layers") ? error.description : "--layers: \(error)")
             }
         }
-        if let save { try checkOutput(save, option: "--save", suffix: ".safetensors") }
+        if let save {
+            try checkOutput(save, option: "--save", suffix: ".safetensors")
+            try checkOutputIsNotAnInput(
+                save, option: "--save", inputs: [("--tensors", tensors), ("--init", initFile)])
+        }
     }
 
     func run() throws {

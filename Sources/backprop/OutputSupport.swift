@@ -203,3 +203,24 @@ extension StandardStream {
         _ = failedWith.compareExchange(expected: 0, desired: code, ordering: .sequentiallyConsistent)
     }
 }
+
+/// Throws a `ValidationError` when the output `path` of `option` is one of the files the command
+/// reads (`inputs`: each input's option and path, if given), after `.`, `..` and symbolic links:
+/// writing it would replace what was read. `export` checks its own `OUT` against `MODEL` so.
+func checkOutputIsNotAnInput(_ path: String, option: String, inputs: [(option: String, path: String?)]) throws {
+    for input in inputs {
+        guard let inputPath = input.path, ExportCommand.samePath(path, inputPath) else { continue }
+        throw ValidationError(
+            "\(option) \(path) is the \(input.option) file; writing it would replace what \(input.option) gives")
+    }
+}
+
+/// Throws a `ValidationError` unless the output `path` of `option` ends in one of `suffixes` (the
+/// first names the kind in the message): a page or a graph written over a file of another kind
+/// (a data file, a checkpoint) by a mistyped argument would lose it.
+func checkOutputSuffix(_ path: String, option: String, suffixes: [String]) throws {
+    guard suffixes.contains(where: { path.lowercased().hasSuffix($0) }) else {
+        throw ValidationError(
+            "\(option) \(path): expected a file name ending in \(suffixes.joined(separator: " or "))")
+    }
+}

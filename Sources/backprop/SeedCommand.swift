@@ -54,7 +54,10 @@ struct SeedCommand: ParsableCommand {
         if data != nil && tensors != nil {
             throw ValidationError("--data and --tensors both give the inputs; use one")
         }
-        if let save { try OutputPath.check(save, option: "--save") }
+        if let save {
+            try OutputPath.check(save, option: "--save")
+            try checkOutputIsNotAnInput(save, option: "--save", inputs: [("--tensors", tensors), ("--init", `init`)])
+        }
     }
 
     func run() throws {

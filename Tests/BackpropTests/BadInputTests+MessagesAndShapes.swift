@@ -361,6 +361,85 @@ struct MessagesTests {
         }
     }
 
+    /// `seed --save` and `gradcheck --save` write gradients: to the file of `--tensors` or `--init`
+    /// (through `./` or a symbolic link too) they would replace the inputs they were computed from.
+    @Test("a --save that would replace the command's own --tensors or --init file is refused, and the file is kept")
+    func saveThatWouldReplaceAnInputIsRefused() throws {
+        try withTemporaryFolder { folder in
+            let x = Tensor(shape: [4, 3], values: (0..<12).map { Float($0) / 12 })
+            let inputs = folder + "/xs.safetensors"
+            try Safetensors.write(["x": x, "y": Tensor([0, 1, 0, 1])], to: inputs)
+            #expect(symlink(inputs, folder + "/link.safetensors") == 0)
+            let before = try Data(contentsOf: URL(fileURLWithPath: inputs))
+            let cases: [([String], String)] = [
+                (["seed", "--tensors", inputs, "--save", inputs], "--save \(inputs) is the --tensors file"),
+                (
+                    ["seed", "--tensors", inputs, "--save", folder + "/./xs.safetensors"],
+                    "--save \(folder)/./xs.safetensors is the --tensors file"
+                ),
+                (
+                    [
+                        "gradcheck", "--tensors", inputs, "--layers", "lin 1", "--loss", "mse", "--save",
+                        folder + "/link.safetensors",
+                    ],
+                    "--save \(folder)/link.safetensors is the --tensors file"
+                ),
+                (
+                    ["gradcheck", "--init", inputs, "--layers", "lin 1", "--save", inputs],
+                    "--save \(inputs) is the --init file; writing it would replace what --init gives"
+                ),
+            ]
+            for (arguments, message) in cases {
+                let run = try runBackprop(arguments)
+                #expect(run.status != 0 && !run.crashed, "\(arguments)")
+                #expect(run.standardError.hasPrefix("Error: " + message), "\(arguments): \(run.standardError)")
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: inputs)) == before)
+            // Another file is written as before.
+            let saved = try runBackprop(["seed", "--tensors", inputs, "--save", folder + "/grads.safetensors"])
+            #expect(saved.status == 0, "\(saved.standardError)")
+        }
+    }
+
+    /// `seed --tensors` used to print `loss -nan` and save NaN gradients, and `gradcheck --tensors`
+    /// to report every gradient as failing its check.
+    @Test("--tensors inputs or targets that are not finite are named, with the tensor and the element")
+    func nonFiniteTensorsAreNamed() throws {
+        try withTemporaryFolder { folder in
+            var values = (0..<12).map { Float($0) / 12 }
+            values[5] = .nan
+            let path = folder + "/xn.safetensors"
+            try Safetensors.write(["x": Tensor(shape: [4, 3], values: values), "y": Tensor([0, 1, 0, 1])], to: path)
+            let targets = folder + "/yn.safetensors"
+            try Safetensors.write(
+                ["x": Tensor(shape: [4, 3], values: (0..<12).map { Float($0) }), "y": Tensor([0, 1, -.infinity, 1])],
+                to: targets)
+            for (arguments, message) in [
+                (["seed", "--tensors", path], "\(path): tensor 'x' holds NaN at [1, 2]; expected finite inputs"),
+                (
+                    ["gradcheck", "--tensors", targets, "--layers", "lin 1", "--loss", "mse"],
+                    "\(targets): tensor 'y' holds an infinity at [2]; expected finite inputs and targets"
+                ),
+            ] {
+                let run = try runBackprop(arguments)
+                #expect(run.status == 1 && !run.crashed, "\(arguments)")
+                #expect(run.standardError.hasPrefix("Error: " + message), "\(arguments): \(run.standardError)")
+            }
+        }
+    }
+
+    /// The message was cut at the first line break, so `no\nsuch.safetensors` gave `Error: no`.
+    @Test("a line break in a path or a value is written \\n in the one-line error, not cut there")
+    func lineBreaksInArgumentsAreEscaped() throws {
+        let missing = try runBackprop(["evaluate", "--model", "no\nsuch.safetensors"])
+        #expect(missing.status == 1 && missing.standardError == "Error: no\\nsuch.safetensors: no such file\n")
+        let layers = try runBackprop(["train", "--layers", "lin 10\nrelu"])
+        #expect(layers.status != 0)
+        #expect(
+            layers.standardError.hasPrefix("Error: --layers: entry 1 \"lin 10\\nrelu\": "), "\(layers.standardError)")
+        #expect(layers.standardError.split(separator: "\n").count == 1)
+    }
+
     @Test("test images of another shape than the training images are refused, even with as many pixels")
     func testImagesOfAnotherShape() throws {
         try withTemporaryFolder { folder in

@@ -898,9 +898,15 @@ struct ExplainCommandTests {
                 (["explain", "--loss", "hinge"], "--loss"),
                 (["explain", "--html", folder + "/no/such/folder/page.html"], "does not exist"),
                 (["explain", "--dot", folder], "is a folder"),
+                // A page or a graph only under its own kind of name: a mistyped argument does not
+                // write over a data file or a checkpoint (and the two can never be the same file).
                 (
-                    ["explain", "--html", folder + "/same.html", "--dot", folder + "/./same.html"],
-                    "--html \(folder)/same.html and --dot \(folder)/./same.html: the same file"
+                    ["explain", "--dot", folder + "/t10k-labels-idx1-ubyte.gz"],
+                    "--dot \(folder)/t10k-labels-idx1-ubyte.gz: expected a file name ending in .dot or .gv"
+                ),
+                (
+                    ["explain", "--html", folder + "/run.safetensors"],
+                    "--html \(folder)/run.safetensors: expected a file name ending in .html or .htm"
                 ),
                 (["explain", "--data", folder + "/missing"], "missing"),
                 (["explain", "--layers", "conv 8 x"], "--layers: entry 1 \"conv 8 x\""),
