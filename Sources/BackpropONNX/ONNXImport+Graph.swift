@@ -130,6 +130,8 @@ struct GraphReader {
             switch node.opType {
             case "Identity":
                 try at.expectInputs(1...1)
+            case "Pad":
+                try readPad(node, at)
             case "Div" where layers.isEmpty, "Sub" where layers.isEmpty:
                 normalizing = try readNormalization(node, at, after: normalizing)
             case "Gemm":
@@ -215,7 +217,8 @@ struct GraphReader {
                 throw at.fail(
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
                         + "AveragePool, GlobalAveragePool, Flatten, Reshape (as a flatten), Dropout, BatchNormalization, "
-                        + "Relu, Tanh, Sigmoid, LeakyRelu, Gelu, Identity, Constant, and a final LogSoftmax or Softmax")
+                        + "Relu, Tanh, Sigmoid, LeakyRelu, Gelu, Identity, Pad (of zeros), Constant, and a final "
+                        + "LogSoftmax or Softmax")
             }
             current = next
             index += 1
@@ -549,7 +552,8 @@ struct GraphReader {
         }
         guard kh == kw else { throw at.fail("has a \(kh)×\(kw) kernel; Backprop's kernels are square") }
         let stride = try equalPair(at, "strides", default: 1)
-        let padding = try equalPads(at)
+        let padding = try equalPads(
+            at, kernel: kh, stride: stride, shape: shape, refusal: "Backprop pads every side by the same amount")
         let current = try known(shape, at)
         guard current.count == 3, current[0] == cIn else {
             throw at.fail("takes images of \(cIn) channels (weights \(w.shape)), but its input is [n] + \(current)")
@@ -588,12 +592,18 @@ struct GraphReader {
         }
         let k = kernel[0]
         let stride = try equalPair(at, "strides", default: 1)
-        guard try equalPads(at) == 0 else { throw at.fail("pads its input; Backprop's pools do not") }
-        guard try at.int("ceil_mode", default: 0) == 0 else {
-            throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
-        }
         guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
             throw at.fail("is dilated; Backprop's pools are not")
+        }
+        // auto_pad SAME_UPPER or SAME_LOWER where it pads nothing (a window that tiles the map) is no padding.
+        let padding = try equalPads(at, kernel: k, stride: stride, shape: shape, refusal: "Backprop's pools do not pad")
+        guard padding == 0 else {
+            let autoPad = try at.string("auto_pad", default: "NOTSET")
+            let how = autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad): \(padding) on every side)"
+            throw at.fail("pads its input\(how); Backprop's pools do not")
+        }
+        guard try at.int("ceil_mode", default: 0) == 0 else {
+            throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
         }
         let current = try known(shape, at)
         guard current.count == 3, k <= current[1], k <= current[2] else {
@@ -642,7 +652,8 @@ struct GraphReader {
     /// such nodes in the graph: a transposed weight (`Transpose`), a zero bias (`Shape`, `Expand`,
     /// `CastLike`), and the target of `x.view(x.size(0), -1)`, whose batch size is not known until
     /// the graph runs (`Shape`, `Gather`, `Squeeze`, `Unsqueeze`, `Concat`): integer vectors with
-    /// the batch size open are ``ShapeValue`` lists.
+    /// the batch size open are ``ShapeValue`` lists. The TorchScript exporter computes a `Pad`'s
+    /// pads from opset 11 so (`ConstantOfShape`, `Concat`, `Reshape`, `Slice`, `Transpose`, `Cast`).
     private mutating func readConstantWork(
         _ node: Onnx_NodeProto, _ at: NodeContext, current: String, shape: [Int]?
     )
@@ -652,7 +663,7 @@ struct GraphReader {
         guard let first = inputs.first, let output = node.output.first, !output.isEmpty else { return false }
         let foldable: Set<String> = [
             "Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "CastLike", "Identity", "Reshape",
-            "Transpose", "Expand",
+            "Transpose", "Expand", "ConstantOfShape", "Slice",
         ]
         guard foldable.contains(node.opType) else { return false }
         if node.opType == "Shape" && first == current {
@@ -720,7 +731,7 @@ struct GraphReader {
     /// The inputs each operator that ``fold(_:_:inputs:)`` computes takes.
     private static let foldedInputCounts: [String: ClosedRange<Int>] = [
         "Reshape": 2...2, "Expand": 2...2, "Gather": 2...2, "Transpose": 1...1, "Shape": 1...1, "Identity": 1...1,
-        "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2,
+        "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2, "ConstantOfShape": 1...1,
     ]
 
     /// The constant a node computes from constants alone (see ``readConstantWork``).
@@ -846,12 +857,40 @@ struct GraphReader {
                 : result(shape, floats: try pick(try tensors.floats(first, name: inputs[0]).values))
         case "Transpose":
             let permutation = try at.ints("perm", default: Array((0..<dims.count).reversed()))
-            guard dims.count == 2, permutation == [1, 0], !isInteger else {
+            guard dims.count == 2, permutation == [1, 0] else {
                 throw at.fail(
                     "transposes a constant of \(dims) by \(permutation); Backprop folds only a matrix's transpose")
             }
+            if isInteger {
+                let values = try integers(inputs[0])
+                let (rows, columns) = (dims[0], dims[1])
+                return result(
+                    [columns, rows],
+                    integers: (0..<columns).flatMap { j in (0..<rows).map { values[$0 * columns + j] } })
+            }
             return result(
                 [dims[1], dims[0]], floats: try tensors.floats(first, name: inputs[0]).t().contiguous().values)
+        case "ConstantOfShape":
+            // A shape filled with the one value of the attribute `value` (float 0 without it).
+            let target = try integers(inputs[0])
+            guard target.count <= 64, target.allSatisfy({ $0 >= 0 }), try product(target) <= 1 << 24 else {
+                throw at.fail("fills a constant of the shape \(target); Backprop folds at most \(1 << 24) values")
+            }
+            let filled = try product(target)
+            guard let value = try at.tensor("value") else {
+                return result(target, floats: [Float](repeating: 0, count: filled))
+            }
+            let name = (at.node.output.first ?? "") + " (value)"
+            if [6, 7, 9].contains(value.dataType) {
+                let values = try tensors.integers(value, name: name)
+                guard values.count == 1 else { throw at.fail("fills with \(values.count) values; expected one") }
+                return result(target, integers: [Int](repeating: values[0], count: filled))
+            }
+            let values = try tensors.floats(value, name: name)
+            guard values.count == 1 else { throw at.fail("fills with \(values.count) values; expected one") }
+            return result(target, floats: [Float](repeating: values.item(), count: filled))
+        case "Slice":
+            return try slice(at, dims: dims, isInteger: isInteger)
         case "Expand":
             // A one-element constant filled to the shape (the zero bias of a convolution without one).
             let target = try integers(inputs[1])
@@ -869,6 +908,89 @@ struct GraphReader {
         default:
             throw at.fail("is not a constant computation Backprop folds")
         }
+    }
+
+    /// A `Slice` of a constant: its data, `starts`, `ends`, `axes` and `steps` the node's inputs
+    /// (opset 10; before, attributes without steps), each a constant; `dims` are the data's
+    /// dimensions. Negative positions count from the end, and positions past either end stop at it.
+    private func slice(_ at: NodeContext, dims: [Int], isInteger: Bool) throws -> Onnx_TensorProto {
+        let names = at.node.input
+        func given(_ position: Int) throws -> [Int]? {
+            guard position < names.count, !names[position].isEmpty, let tensor = constants[names[position]] else {
+                return nil
+            }
+            return try tensors.integers(tensor, name: names[position])
+        }
+        var (starts, ends, axes, steps): ([Int]?, [Int]?, [Int]?, [Int]?)
+        if opset >= 10 {
+            try at.expectInputs(3...5)
+            (starts, ends, axes, steps) = (try given(1), try given(2), try given(3), try given(4))
+        } else {
+            try at.expectInputs(1...1)
+            starts = try at.ints("starts", default: [])
+            ends = try at.ints("ends", default: [])
+            axes = try at.ints("axes", default: [])
+        }
+        guard let starts, let ends, ends.count == starts.count, !starts.isEmpty else {
+            throw at.fail("slices a constant without as many starts as ends")
+        }
+        // The data, as many values as its dimensions give (so each dimension is at most their count).
+        let name = names[0]
+        let integers = isInteger ? try tensors.integers(constants[name]!, name: name) : []
+        let floats = isInteger ? [] : try tensors.floats(constants[name]!, name: name).values
+        let rank = dims.count
+        let axisList = (axes.flatMap { $0.isEmpty ? nil : $0 } ?? Array(0..<starts.count)).map {
+            $0 < 0 ? $0 + rank : $0
+        }
+        let stepList = steps ?? [Int](repeating: 1, count: starts.count)
+        guard rank >= 1, integers.count + floats.count > 0, axisList.count == starts.count,
+            stepList.count == starts.count, Set(axisList).count == axisList.count,
+            axisList.allSatisfy({ (0..<rank).contains($0) }), !stepList.contains(0)
+        else {
+            throw at.fail(
+                "slices a constant of \(dims) along the axes \(axes ?? []) by the steps \(stepList); expected a "
+                    + "tensor that is not empty, distinct axes of it and non-zero steps, one for each start")
+        }
+        // The positions kept along each axis.
+        var kept = dims.map { Array(0..<$0) }
+        for (i, axis) in axisList.enumerated() {
+            let size = dims[axis]
+            let step = Swift.min(Swift.max(stepList[i], -size), size)  // a longer step keeps only the start
+            func clamped(_ value: Int) -> Int {
+                let position = value < 0 ? value + size : value
+                return step > 0 ? Swift.min(Swift.max(position, 0), size) : Swift.min(Swift.max(position, -1), size - 1)
+            }
+            kept[axis] = Array(Swift.stride(from: clamped(starts[i]), to: clamped(ends[i]), by: step))
+        }
+        // Each kept value's offset in the data (row-major), in order.
+        var offsets = [0]
+        var span = integers.count + floats.count
+        for axis in 0..<rank {
+            span /= dims[axis]
+            offsets = offsets.flatMap { base in kept[axis].map { base + $0 * span } }
+        }
+        let shape = kept.map(\.count)
+        return isInteger
+            ? Self.constant(shape, integers: offsets.map { integers[$0] })
+            : Self.constant(shape, floats: offsets.map { floats[$0] })
+    }
+
+    /// An int64 constant of `dims` holding `values`.
+    private static func constant(_ dims: [Int], integers values: [Int]) -> Onnx_TensorProto {
+        var tensor = Onnx_TensorProto()
+        tensor.dataType = 7
+        tensor.dims = dims.map(Int64.init)
+        tensor.int64Data = values.map(Int64.init)
+        return tensor
+    }
+
+    /// A float32 constant of `dims` holding `values`.
+    private static func constant(_ dims: [Int], floats values: [Float]) -> Onnx_TensorProto {
+        var tensor = Onnx_TensorProto()
+        tensor.dataType = 1
+        tensor.dims = dims.map(Int64.init)
+        tensor.floatData = values
+        return tensor
     }
 
     /// `GlobalAveragePool`, or `ReduceMean` over the height and width (PyTorch's
@@ -936,6 +1058,34 @@ struct GraphReader {
         return ReadLayer(entry: .dropout(p: ratio))
     }
 
+    /// `Pad` whose pads are all 0: the identity, read as nothing. The TorchScript exporter writes
+    /// one before each `AveragePool` at opsets 9 and 10, its pads an attribute; from opset 11 they
+    /// are the second input (a constant, or computed from constants), and a `constant_value` and
+    /// (opset 18) `axes` may follow. A Pad that pads is refused: Backprop has no padding layer, a
+    /// convolution pads with its own `pads`.
+    private func readPad(_ node: Onnx_NodeProto, _ at: NodeContext) throws {
+        let pads: [Int]
+        if opset >= 11 {
+            try at.expectInputs(2...4)
+            let name = node.input[1]
+            guard let tensor = constants[name] else {
+                throw at.fail("reads its pads from \(quoted(name)), which is not a constant")
+            }
+            pads = try tensors.integers(tensor, name: name)
+        } else {
+            try at.expectInputs(1...1)
+            pads = try at.ints("pads", default: [])
+        }
+        guard !pads.isEmpty else { throw at.fail("has no pads") }
+        guard pads.allSatisfy({ $0 == 0 }) else {
+            let shown =
+                pads.count <= 16 ? "\(pads)" : "[\(pads.prefix(16).map(String.init).joined(separator: ", ")), …]"
+            throw at.fail(
+                "pads by \(shown); Backprop reads a Pad only when all its pads are 0 (the identity): it has no "
+                    + "padding layer, and a convolution's padding belongs in the Conv's pads")
+        }
+    }
+
     /// PyTorch's momentum for ONNX's (which weighs the running statistics, PyTorch's the batch):
     /// the shortest decimal `m` whose `1 - m`, rounded to a Float as the exporters write it, is
     /// `onnx` (so `0.9` gives `0.1`, not `0.100000024`), or `nil` outside [0, 1].
@@ -999,11 +1149,41 @@ struct GraphReader {
         return pair[0]
     }
 
-    /// The padding of a node whose `pads` are four equal values (or `auto_pad` VALID: none).
-    private func equalPads(_ at: NodeContext) throws -> Int {
+    /// The padding on every side of a `Conv` or pool (a `kernel`×`kernel` window moved by
+    /// `stride`): its `pads` when they are four equal values; none for `auto_pad` VALID; and for
+    /// `auto_pad` SAME_UPPER or SAME_LOWER the padding ONNX defines for the images of `shape`
+    /// (`[c, h, w]`), when it is the same on every side. Along each axis of size `in` that padding
+    /// is `max((⌈in / stride⌉ - 1) · stride + kernel - in, 0)` in all, half before and half after,
+    /// the odd one after (SAME_UPPER) or before (SAME_LOWER): `(kernel - 1) / 2` on each side for
+    /// stride 1 and an odd kernel (PyTorch's `padding='same'`). `refusal` ends the error for
+    /// automatic padding that differs between sides.
+    private func equalPads(
+        _ at: NodeContext, kernel: Int, stride: Int, shape: [Int]?, refusal: String
+    ) throws -> Int {
         let autoPad = try at.string("auto_pad", default: "NOTSET")
+        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            // The pads attribute, if any, is not read: ONNX gives a node one or the other.
+            let current = try known(shape, at)
+            guard current.count == 3 else {
+                throw at.fail("pads automatically (\(autoPad)) examples [n] + \(current); expected images [n, c, h, w]")
+            }
+            var (begins, ends) = ([Int](), [Int]())
+            for size in current[1...2] {
+                let total = Swift.max(((size + stride - 1) / stride - 1) * stride + kernel - size, 0)
+                let (half, rest) = (total / 2, total - total / 2)
+                begins.append(autoPad == "SAME_UPPER" ? half : rest)
+                ends.append(autoPad == "SAME_UPPER" ? rest : half)
+            }
+            let pads = begins + ends
+            guard Set(pads).count == 1 else {
+                throw at.fail(
+                    "pads automatically (\(autoPad)) by \(pads) for its \(current[1])×\(current[2]) input, not the "
+                        + "same on every side; \(refusal) (a stride of 1 and an odd kernel would)")
+            }
+            return pads[0]
+        }
         guard autoPad == "NOTSET" || autoPad == "VALID" else {
-            throw at.fail("pads automatically (\(autoPad)); Backprop reads explicit pads")
+            throw at.fail("has auto_pad \(quoted(autoPad)); expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
         }
         let pads = try at.ints("pads", default: [0, 0, 0, 0])
         guard pads.count == 4, Set(pads).count == 1 else {
@@ -1094,6 +1274,15 @@ struct NodeContext {
 
     private func attribute(_ name: String) -> Onnx_AttributeProto? {
         node.attribute.first { $0.name == name }
+    }
+
+    /// The tensor attribute `name`, or `nil` when the node has none.
+    func tensor(_ name: String) throws -> Onnx_TensorProto? {
+        guard let attribute = attribute(name) else { return nil }
+        guard attribute.type == .tensor || (!attribute.hasType && attribute.hasT) else {
+            throw fail("has the attribute \(name) of type \(attribute.type); expected a tensor")
+        }
+        return attribute.t
     }
 
     func int(_ name: String, default value: Int) throws -> Int {

@@ -14,8 +14,12 @@ import SwiftProtobuf
 //     MatMul(x, B), then Add(·, C) if C is (nOut)           Lin: w = B, b = C or 0         lin OUT
 //     Conv: square kernel, equal strides and pads,          Conv2d, w (cOut, cIn, k, k),
 //       dilations 1, group 1                                b (cOut) if given              conv OUT K [stride S] [pad P] [nobias]
+//       (auto_pad SAME_UPPER/SAME_LOWER where it pads
+//       every side equally, as padding='same' does
+//       with an odd kernel: pad (k - 1) / 2)
 //     MaxPool, AveragePool: square kernel, no padding,      MaxPool2d, AvgPool2d           maxpool K [stride S], avgpool …
 //       equal strides, ceil_mode 0, dilations 1
+//       (auto_pad SAME_* where it pads nothing)
 //     GlobalAveragePool; ReduceMean over axes [2, 3]        AvgPool2d of the whole map     avgpool K
 //       of square maps [c, K, K]                            (+ flatten without keepdims)
 //     Flatten axis 1; Reshape to [-1, K], [0, -1], [0, K]   Flatten                        flatten
@@ -27,6 +31,9 @@ import SwiftProtobuf
 //                                                           eps, 1 - momentum
 //     Relu, Tanh, Sigmoid, LeakyRelu alpha, Gelu (exact)    the activation                 relu, tanh, …, leakyrelu A, gelu
 //     Identity, Constant                                    nothing (a Constant's tensor is a constant)
+//     Pad whose pads are all 0 (attribute before opset 11,  nothing (the identity; the TorchScript exporter
+//       then a constant input, or one computed from         writes one before AveragePool at opset 9 and 10)
+//       constants)
 //     LogSoftmax, Softmax over the last axis, last node     nothing: Backprop's loss takes the logits
 //     Div 255, Sub mean, Div std, first nodes (ONNXExport's  the input's normalisation
 //       pixels → x); or Div 255 alone                       (mean 0, deviation 1)
@@ -59,7 +66,10 @@ public struct ONNXImportedModel {
 /// of `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `Flatten`, `Dropout`, `BatchNorm1d`/`2d`,
 /// `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU` and `GELU` (opset 20 or later for `GELU`), with or
 /// without a final `LogSoftmax` or `Softmax`, by either of its exporters; also an `nn.Module` whose
-/// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`.
+/// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`; a
+/// `Conv2d` with `padding='same'` and an odd kernel (`auto_pad` SAME_UPPER) is read as the
+/// convolution with that padding, and a `Pad` of zeros (before `AveragePool` at opset 9 and 10)
+/// is left out.
 ///
 /// The model gives the graph's output for the same input up to float rounding (the same
 /// operations in Float; a `Softmax` or `LogSoftmax` at the end is left out, since Backprop's loss

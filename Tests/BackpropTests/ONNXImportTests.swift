@@ -45,26 +45,306 @@ struct ONNXImportTests {
 
     @Test("reads what torch.onnx.export wrote: the layers, and ONNX Runtime's outputs", arguments: files)
     func readsPyTorchExports(file: String) throws {
-        let io = try Self.io()
+        try Self.expectReadsExport(file, io: try Self.io())
+    }
+
+    /// Reads the fixture `file` (without `.onnx`) and expects the layers, PyTorch's logits and ONNX
+    /// Runtime's outputs that `io` holds for it (see make_onnx_import_fixtures.py).
+    static func expectReadsExport(
+        _ file: String, io: SafetensorsFile, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let key = try #require(io.metadata["\(file).model"])
         let imported = try ONNXImport.read(path: fixturePath(file + ".onnx"))
-        #expect(imported.description.description == io.metadata["\(file).layers"])
-        let x = try #require(io.tensors["\(key).x"])
-        #expect(imported.inputShape == Array(x.shape.dropFirst()))
-        #expect(imported.normalization == nil)
+        #expect(
+            imported.description.description == io.metadata["\(file).layers"], sourceLocation: sourceLocation)
+        let x = try #require(io.tensors["\(key).x"], sourceLocation: sourceLocation)
+        #expect(imported.inputShape == Array(x.shape.dropFirst()), sourceLocation: sourceLocation)
+        #expect(imported.normalization == nil, sourceLocation: sourceLocation)
         let last = io.metadata["\(file).operators"]?.components(separatedBy: ", ").last
         let dropped = last == "LogSoftmax" || last == "Softmax" ? last : nil
-        #expect(imported.droppedOutputOperator == dropped)
+        #expect(imported.droppedOutputOperator == dropped, sourceLocation: sourceLocation)
 
         let logits = imported.model.predict(x)
         // PyTorch's logits in float64 from the state_dict's weights (a folded batch norm's weights
         // were rounded to float32 by the exporter: a little more room).
-        expectAllNear(logits, try #require(io.tensors["\(key).logits"]), tolerance: 2e-5, "logits")
+        let reference = try #require(io.tensors["\(key).logits"], sourceLocation: sourceLocation)
+        expectAllNear(logits, reference, tolerance: 2e-5, "logits", sourceLocation: sourceLocation)
         // ONNX Runtime's output of the file itself, through the final operator left out.
-        let output = try #require(io.tensors["\(file).output"])
+        let output = try #require(io.tensors["\(file).output"], sourceLocation: sourceLocation)
         let expected =
             dropped.map { Self.softmaxRows(logits, log: $0 == "LogSoftmax") } ?? logits.values.map(Double.init)
-        expectAllNear(output.values, expected, tolerance: 1e-5, "ONNX Runtime's output")
+        expectAllNear(output.values, expected, tolerance: 1e-5, "ONNX Runtime's output", sourceLocation: sourceLocation)
+    }
+
+    // MARK: - Padding: Pad of zeros, auto_pad
+
+    /// The padding fixtures Backprop reads, without `.onnx` (make_onnx_import_fixtures.py, Pads).
+    static let padFiles = [
+        "onnx_import_padnet_opset9", "onnx_import_padnet_same", "onnx_import_zeropadnet_opset11",
+    ]
+
+    @Test(
+        "reads a Pad of zeros (opset 9 attribute, opset 11 computed input) and auto_pad SAME_UPPER as PyTorch wrote them",
+        arguments: padFiles)
+    func readsPyTorchPadding(file: String) throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport(file, io: io)
+        let operators = try #require(io.metadata["\(file).operators"])
+        // What the files hold: the forms these tests are about.
+        #expect(operators.contains("Pad") == (file != "onnx_import_padnet_same"))
+        let imported = try ONNXImport.read(path: fixturePath(file + ".onnx"))
+        let paddings = imported.model.layers.compactMap { ($0 as? Conv2d)?.padding }
+        #expect(paddings == (file == "onnx_import_zeropadnet_opset11" ? [0] : [1, 2]))
+    }
+
+    @Test("refuses, naming the node, the Pad that pads and the SAME padding of an even kernel PyTorch wrote")
+    func refusesPyTorchPadding() throws {
+        expectDataError(containing: [
+            "onnx_import_pad_refused_zeropad1.onnx: node 16 (\"/0/Pad\", Pad) pads by [0, 0, 1, 1, 0, 0, 1, 1]; "
+                + "Backprop reads a Pad only when all its pads are 0 (the identity)"
+        ]) {
+            try ONNXImport.read(path: fixturePath("onnx_import_pad_refused_zeropad1.onnx"))
+        }
+        expectDataError(containing: [
+            "onnx_import_pad_refused_same_even.onnx: node 0 (\"/0/Conv\", Conv) pads automatically (SAME_UPPER) by "
+                + "[1, 1, 2, 2] for its 8×8 input, not the same on every side; Backprop pads every side by the same amount"
+        ]) {
+            try ONNXImport.read(path: fixturePath("onnx_import_pad_refused_same_even.onnx"))
+        }
+    }
+
+    static func string(_ name: String, _ value: String) -> Onnx_AttributeProto {
+        var attribute = Onnx_AttributeProto()
+        attribute.name = name
+        attribute.type = .string
+        attribute.s = Data(value.utf8)
+        return attribute
+    }
+
+    static func ints(_ name: String, _ values: [Int]) -> Onnx_AttributeProto {
+        var attribute = Onnx_AttributeProto()
+        attribute.name = name
+        attribute.type = .ints
+        attribute.ints = values.map(Int64.init)
+        return attribute
+    }
+
+    /// An int64 initializer.
+    static func int64s(_ name: String, _ values: [Int]) -> Onnx_TensorProto {
+        var tensor = Onnx_TensorProto()
+        tensor.name = name
+        tensor.dataType = 7
+        tensor.dims = [Int64(values.count)]
+        tensor.int64Data = values.map(Int64.init)
+        return tensor
+    }
+
+    @Test("a Pad of zeros is the identity in every form: attribute, initializer, Constant nodes, axes")
+    func readsPadsOfZeros() throws {
+        var generator = RandomGenerator(seed: 12)
+        let x = Tensor.randn([2, 2, 3, 3], generator: &generator)
+        let reference = x.values.map { Double(Swift.max($0, 0)) }  // relu(x)
+        let tail = [Self.node("Relu", ["p"], "r"), Self.node("Flatten", ["r"], "y")]
+        func model(_ pad: [Onnx_NodeProto], _ opset: Int64, _ initializers: [Onnx_TensorProto] = []) -> Onnx_ModelProto
+        {
+            var proto = Self.graph(nodes: pad + tail, initializers: [], inputShape: [2, 3, 3], opset: opset)
+            proto.graph.initializer = initializers
+            return proto
+        }
+        func constant(_ name: String, _ attribute: Onnx_AttributeProto) -> Onnx_NodeProto {
+            var node = Self.node("Constant", [], name, [attribute])
+            node.name = name
+            return node
+        }
+        let zeros = Self.ints("value_ints", [0, 0, 0, 0, 0, 0, 0, 0])
+        let forms: [(String, Onnx_ModelProto)] = [
+            (
+                "opset 9, pads an attribute",
+                model(
+                    [
+                        Self.node(
+                            "Pad", ["x"], "p",
+                            [Self.string("mode", "constant"), Self.ints("pads", [0, 0, 0, 0, 0, 0, 0, 0])])
+                    ], 9)
+            ),
+            (
+                "opset 11, pads and value initializers",
+                model(
+                    [Self.node("Pad", ["x", "pads", "value"], "p")], 11,
+                    [Self.int64s("pads", [0, 0, 0, 0, 0, 0, 0, 0]), Self.int64s("value", [0])])
+            ),
+            (
+                "opset 13, pads and value from Constant nodes",
+                model(
+                    [
+                        constant("pads", zeros), constant("value", Self.float("value_float", 0)),
+                        Self.node("Pad", ["x", "pads", "value"], "p", [Self.string("mode", "reflect")]),
+                    ], 13)
+            ),
+            (
+                "opset 18, pads of the axes [2, 3], no value",
+                model(
+                    [Self.node("Pad", ["x", "pads", "", "axes"], "p")], 18,
+                    [Self.int64s("pads", [0, 0, 0, 0]), Self.int64s("axes", [2, 3])])
+            ),
+        ]
+        for (form, proto) in forms {
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "pad.onnx")
+            #expect(imported.description.description == "relu, flatten", "\(form)")
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 0, form)
+        }
+        // A Pad that pads, in either form, and pads that are not constants: refused, naming the node.
+        let padding = model(
+            [Self.node("Pad", ["x"], "p", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])])], 9)
+        expectDataError(containing: [
+            "pad.onnx: node 0 (\"pad\", Pad) pads by [0, 0, 1, 1, 0, 0, 1, 1]; Backprop reads a Pad only when all its "
+                + "pads are 0 (the identity): it has no padding layer, and a convolution's padding belongs in the Conv's "
+                + "pads"
+        ]) {
+            try ONNXImport.model(fromBytes: try padding.serializedBytes(), path: "pad.onnx")
+        }
+        var cropping = forms[1].1
+        cropping.graph.initializer[0].int64Data = [0, 0, 0, -1, 0, 0, 0, 0]
+        expectDataError(containing: ["node 0 (\"pad\", Pad) pads by [0, 0, 0, -1, 0, 0, 0, 0]; Backprop reads a Pad"]) {
+            try ONNXImport.model(fromBytes: try cropping.serializedBytes(), path: "pad.onnx")
+        }
+        var computed = forms[1].1
+        computed.graph.node[0].input[1] = "elsewhere"
+        expectDataError(containing: ["(\"pad\", Pad) reads its pads from \"elsewhere\", which is not a constant"]) {
+            try ONNXImport.model(fromBytes: try computed.serializedBytes(), path: "pad.onnx")
+        }
+        var attributeAtOpset11 = forms[0].1
+        attributeAtOpset11.opsetImport[0].version = 11
+        expectDataError(containing: ["(\"pad\", Pad) has 1 inputs; expected 2 to 4"]) {
+            try ONNXImport.model(fromBytes: try attributeAtOpset11.serializedBytes(), path: "pad.onnx")
+        }
+    }
+
+    /// The convolution of `x` (n, c, h, w) by `w` (o, c, k, k) plus `b`, over `x` padded by `pad`
+    /// zeros on every side, moved by `stride`; computed directly, in Double.
+    static func convolved(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, pad: Int) -> [Double] {
+        let (n, c, h, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (outputs, k) = (w.shape[0], w.shape[2])
+        let (xs, ws) = (x.values, w.values)
+        let (rows, columns) = ((h + 2 * pad - k) / stride + 1, (width + 2 * pad - k) / stride + 1)
+        var result: [Double] = []
+        for example in 0..<n {
+            for output in 0..<outputs {
+                for row in 0..<rows {
+                    for column in 0..<columns {
+                        var sum = Double(b[output])
+                        for channel in 0..<c {
+                            for u in 0..<k {
+                                for v in 0..<k {
+                                    let (y, z) = (row * stride + u - pad, column * stride + v - pad)
+                                    guard (0..<h).contains(y), (0..<width).contains(z) else { continue }
+                                    sum +=
+                                        Double(xs[((example * c + channel) * h + y) * width + z])
+                                        * Double(ws[((output * c + channel) * k + u) * k + v])
+                                }
+                            }
+                        }
+                        result.append(sum)
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    @Test("auto_pad SAME_UPPER or SAME_LOWER is read as the pad it amounts to when equal on every side, else refused")
+    func readsAutoPadsThatAreEqual() throws {
+        var generator = RandomGenerator(seed: 13)
+        /// A Conv (2 filters of `k`×`k`, stride `stride`, auto_pad `autoPad`) then Flatten over [1, h, w].
+        func conv(_ k: Int, stride: Int, _ autoPad: String, h: Int, w: Int) -> (Onnx_ModelProto, Tensor, Tensor) {
+            let weights = Tensor.randn([2, 1, k, k], generator: &generator)
+            let bias = Tensor.randn([2], generator: &generator)
+            let attributes = [Self.string("auto_pad", autoPad), Self.ints("strides", [stride, stride])]
+            let proto = Self.graph(
+                nodes: [Self.node("Conv", ["x", "w", "b"], "c", attributes), Self.node("Flatten", ["c"], "y")],
+                initializers: [("w", weights), ("b", bias)], inputShape: [1, h, w])
+            return (proto, weights, bias)
+        }
+        // (kernel, stride, auto_pad, size, the pad on each side, the description read): ONNX's total
+        // padding along an axis of size s is max((⌈s / stride⌉ - 1) · stride + k - s, 0).
+        let equal: [(Int, Int, String, Int, Int, String)] = [
+            (3, 1, "SAME_UPPER", 6, 1, "conv 2 3 pad 1, flatten"),  // PyTorch's padding='same'
+            (5, 1, "SAME_LOWER", 6, 2, "conv 2 5 pad 2, flatten"),
+            (4, 2, "SAME_UPPER", 8, 1, "conv 2 4 stride 2 pad 1, flatten"),  // (4 - 1) · 2 + 4 - 8 = 2
+            (2, 2, "SAME_LOWER", 8, 0, "conv 2 2 stride 2, flatten"),  // 0: windows that tile the map
+            (1, 3, "SAME_UPPER", 7, 0, "conv 2 1 stride 3, flatten"),  // (3 - 1) · 3 + 1 - 7 = 0
+        ]
+        for (k, stride, autoPad, size, pad, description) in equal {
+            let (proto, w, b) = conv(k, stride: stride, autoPad, h: size, w: size)
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "same.onnx")
+            #expect(imported.description.description == description)
+            let x = Tensor.randn([2, 1, size, size], generator: &generator)
+            let reference = Self.convolved(x, w, b, stride: stride, pad: pad)
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-5, description)
+        }
+        // Padding that differs between sides: refused, with the pads ONNX gives [top, left, bottom, right].
+        let unequal: [(Int, Int, String, Int, Int, String)] = [
+            (4, 1, "SAME_UPPER", 8, 8, "pads automatically (SAME_UPPER) by [1, 1, 2, 2] for its 8×8 input"),
+            (4, 1, "SAME_LOWER", 8, 8, "pads automatically (SAME_LOWER) by [2, 2, 1, 1] for its 8×8 input"),
+            (3, 2, "SAME_UPPER", 8, 8, "pads automatically (SAME_UPPER) by [0, 0, 1, 1] for its 8×8 input"),
+            (3, 2, "SAME_UPPER", 9, 8, "pads automatically (SAME_UPPER) by [1, 0, 1, 1] for its 9×8 input"),
+        ]
+        for (k, stride, autoPad, h, w, message) in unequal {
+            let (proto, _, _) = conv(k, stride: stride, autoPad, h: h, w: w)
+            expectDataError(containing: [
+                "same.onnx: node 0 (\"conv\", Conv) " + message
+                    + ", not the same on every side; Backprop pads every side by the same amount"
+            ]) {
+                try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "same.onnx")
+            }
+        }
+        let (unknown, _, _) = conv(3, stride: 1, "SAME", h: 6, w: 6)
+        expectDataError(containing: [
+            "(\"conv\", Conv) has auto_pad \"SAME\"; expected NOTSET, VALID, SAME_UPPER or SAME_LOWER"
+        ]) {
+            try ONNXImport.model(fromBytes: try unknown.serializedBytes(), path: "same.onnx")
+        }
+    }
+
+    @Test("a pool's auto_pad SAME_UPPER or SAME_LOWER is read where it pads nothing, else refused")
+    func poolAutoPads() throws {
+        func pool(_ k: Int, stride: Int, _ autoPad: String, size: Int) -> Onnx_ModelProto {
+            let attributes = [
+                Self.ints("kernel_shape", [k, k]), Self.ints("strides", [stride, stride]),
+                Self.string("auto_pad", autoPad),
+            ]
+            return Self.graph(
+                nodes: [Self.node("MaxPool", ["x"], "m", attributes), Self.node("Flatten", ["m"], "y")],
+                initializers: [], inputShape: [1, size, size])
+        }
+        // 2×2 windows moved by 2 tile a 4×4 map: (2 - 1) · 2 + 2 - 4 = 0, no padding.
+        var generator = RandomGenerator(seed: 14)
+        let x = Tensor.randn([2, 1, 4, 4], generator: &generator)
+        let tiled = try ONNXImport.model(
+            fromBytes: try pool(2, stride: 2, "SAME_LOWER", size: 4).serializedBytes(), path: "pool.onnx")
+        #expect(tiled.description.description == "maxpool 2, flatten")
+        let reference = (0..<2).flatMap { n in
+            (0..<2).flatMap { row in
+                (0..<2).map { column in
+                    [0, 1, 4, 5].map { Double(x.values[n * 16 + row * 8 + column * 2 + $0]) }.max()!
+                }
+            }
+        }
+        expectAllNear(tiled.model.predict(x).values, reference, tolerance: 0, "max pool")
+        expectDataError(containing: [
+            "pool.onnx: node 0 (\"maxpool\", MaxPool) pads automatically (SAME_UPPER) by [0, 0, 1, 1] for its 5×5 "
+                + "input, not the same on every side; Backprop's pools do not pad"
+        ]) {
+            try ONNXImport.model(
+                fromBytes: try pool(2, stride: 2, "SAME_UPPER", size: 5).serializedBytes(), path: "pool.onnx")
+        }
+        expectDataError(containing: [
+            "pool.onnx: node 0 (\"maxpool\", MaxPool) pads its input (auto_pad SAME_UPPER: 1 on every side); "
+                + "Backprop's pools do not"
+        ]) {
+            try ONNXImport.model(
+                fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4).serializedBytes(), path: "pool.onnx")
+        }
     }
 
     @Test("the fixtures' batch norms: kept by do_constant_folding=False, folded by default")
@@ -512,7 +792,10 @@ struct ONNXImportTests {
     func mutatedFilesNeverTrap() throws {
         var generator = RandomGenerator(seed: 21)
         var outcomes = (models: 0, errors: 0)
-        for file in ["onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy"] {
+        for file in [
+            "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy",
+            "onnx_import_zeropadnet_opset11",
+        ] {
             let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
             for trial in 0..<150 {
                 var bytes = original

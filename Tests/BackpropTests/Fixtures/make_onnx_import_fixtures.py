@@ -84,8 +84,36 @@ onnx_import_io.safetensors
                         written where they differ from 1e-5 and 0.1; the script checks that the node's
                         epsilon is E and its momentum 1 - M, in float32); nothing for Identity/Constant
                         nodes or a final LogSoftmax/Softmax.
+
+Pads (written by `--pads-only` alone, or after everything else; from seeds of their own, the same either way)
+----
+Forms of padding the TorchScript exporter writes for models Backprop reads, each file with its weights:
+
+padnet        PADNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding='same' -> [4, 4, 4] avgpool 2
+              -> [6, 4, 4] conv 5 padding='same' -> flatten 96 -> lin 10
+zeropadnet    ZEROPADNET below, input [n, 1, 8, 8] -> nn.ZeroPad2d(0) -> [4, 6, 6] conv 3 -> [4, 3, 3] avgpool 2
+              -> flatten 36 -> lin 10
+
+onnx_import_padnet_opset9.onnx         padnet, opset 9: each Conv auto_pad SAME_UPPER (no pads), and a Pad of
+                                       zeros (pads an attribute) before the AveragePool
+onnx_import_padnet_same.onnx           padnet, opset 20: auto_pad SAME_UPPER, no Pad
+onnx_import_zeropadnet_opset11.onnx    zeropadnet, opset 11: a Pad of zeros whose pads are computed from
+                                       Constant nodes (ConstantOfShape, Concat, Reshape, Slice, Transpose,
+                                       Reshape, Cast), its constant_value a Constant
+and two files that Backprop refuses (no outputs stored):
+onnx_import_pad_refused_zeropad1.onnx  nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), opset 11: a Pad
+                                       of [0, 0, 1, 1, 0, 0, 1, 1], computed as above
+onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
+                                       SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
+
+onnx_import_pad_io.safetensors
+    As onnx_import_io.safetensors, for padnet and zeropadnet (KEY.x (3, 1, 8, 8), numpy seed 15;
+    KEY.logits (3, 10)) and the three files they read from (FILE.output; FILE.model, FILE.operators,
+    FILE.layers), with FILE.model and FILE.operators for the two refused files.
 """
 
+import argparse
+import copy
 import math
 import os
 import sys
@@ -167,6 +195,60 @@ class ViewNet(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
+def padnet():
+    """Convolutions with padding='same' and an average pool (a Pad of zeros at opset 9), images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding="same"),  # [4, 8, 8]
+        nn.ReLU(),
+        nn.AvgPool2d(2),  # [4, 4, 4]
+        nn.Conv2d(4, 6, 5, padding="same"),  # [6, 4, 4]
+        nn.ReLU(),
+        nn.Flatten(),  # [96]
+        nn.Linear(96, 10),
+    )
+
+
+def zeropadnet():
+    """nn.ZeroPad2d(0) (a Pad of zeros) before a convolution, images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.ZeroPad2d(0),
+        nn.Conv2d(1, 4, 3),  # [4, 6, 6]
+        nn.ReLU(),
+        nn.AvgPool2d(2),  # [4, 3, 3]
+        nn.Flatten(),  # [36]
+        nn.Linear(36, 10),
+    )
+
+
+def zeropad1():
+    """A Pad that pads (refused)."""
+    return nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten())
+
+
+def same_even():
+    """padding='same' with an even kernel, which pads one side more (refused)."""
+    return nn.Sequential(nn.Conv2d(1, 2, 4, padding="same"), nn.Flatten())
+
+
+# key: (builder, input shape)
+PAD_MODELS = {
+    "padnet": (padnet, (3, 1, 8, 8)),
+    "zeropadnet": (zeropadnet, (3, 1, 8, 8)),
+    "zeropad1": (zeropad1, (3, 1, 8, 8)),
+    "same_even": (same_even, (3, 1, 8, 8)),
+}
+
+# (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
+PAD_EXPORTS = [
+    ("onnx_import_padnet_opset9", "padnet", 9),
+    ("onnx_import_padnet_same", "padnet", 20),
+    ("onnx_import_zeropadnet_opset11", "zeropadnet", 11),
+]
+PAD_REFUSED = [
+    ("onnx_import_pad_refused_zeropad1", "zeropad1", 11),
+    ("onnx_import_pad_refused_same_even", "same_even", 20),
+]
+
 # key: (builder, input shape)
 MODELS = {
     "mlp": (mlp, (5, 16)),
@@ -219,12 +301,12 @@ def strip_debug_metadata(onnx_model):
     del graph.value_info[:]
 
 
-def export(model, x, path, setting):
+def export(model, x, path, setting, opset=OPSET):
     """Exports `model` (in eval mode) for the example input `x` to `path`; raises when anything fails."""
     for stale in (path, path + ".data"):
         if os.path.exists(stale):
             os.remove(stale)
-    common = dict(opset_version=OPSET, input_names=["input"], output_names=["output"], verbose=False)
+    common = dict(opset_version=opset, input_names=["input"], output_names=["output"], verbose=False)
     example = (torch.from_numpy(x),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "You are using the legacy ... exporter"
@@ -259,8 +341,8 @@ def export(model, x, path, setting):
     onnx.save_model(onnx_model, path)
     onnx.checker.check_model(onnx_model, full_check=True)
     opsets = {entry.domain: entry.version for entry in onnx_model.opset_import}
-    if opsets.get("", opsets.get("ai.onnx")) != OPSET:
-        raise RuntimeError(f"{path} has opsets {opsets}, not {OPSET}")
+    if opsets.get("", opsets.get("ai.onnx")) != opset:
+        raise RuntimeError(f"{path} has opsets {opsets}, not {opset}")
     return onnx_model
 
 
@@ -282,10 +364,26 @@ def batch_norm_entry(node, attributes, module):
     return entry
 
 
-def layers(model, norms):
+def computed(model, name, x):
+    """The value `name` that the ONNX `model` computes for the input `x`, by ONNX Runtime (made a graph output)."""
+    probe = copy.deepcopy(model)
+    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run([name], {"input": x})[0]
+
+
+def same_pads(auto_pad, size, kernel, stride):
+    """ONNX's auto_pad SAME_UPPER / SAME_LOWER along one axis of `size`: (begin, end)."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    small, large = total // 2, total - total // 2
+    return (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+
+
+def layers(model, norms, x=None):
     """The Backprop description of the ONNX `model`'s graph, node by node; raises on anything unmapped.
     `norms` are the PyTorch model's batch norms in order: each BatchNormalization node is the next one
-    (a graph that folded some has fewer nodes; then every module must have the default settings)."""
+    (a graph that folded some has fewer nodes; then every module must have the default settings).
+    `x`, the input, lets ONNX Runtime compute a Pad's pads when the graph computes them."""
     nodes = [node for node in model.graph.node if node.op_type == "BatchNormalization"]
     if len(nodes) != len(norms) and any(norm.eps != 1e-5 or norm.momentum != 0.1 for norm in norms):
         raise ValueError("batch norms with settings of their own were folded: export them unfolded")
@@ -311,7 +409,15 @@ def layers(model, norms):
 
         def pads():
             values = list(attributes.get("pads", [0, 0, 0, 0]))
-            if len(set(values)) != 1 or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            auto_pad = attributes.get("auto_pad", b"NOTSET")
+            auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                kernel, stride = square("kernel_shape"), square("strides", [1, 1])
+                sides = [same_pads(auto_pad, size, kernel, stride) for size in shapes[node.input[0]][2:]]
+                values = [begin for begin, _ in sides] + [end for _, end in sides]
+            elif auto_pad not in ("NOTSET", "VALID"):
+                raise ValueError(f"{node.name}: {op} auto_pad {auto_pad}")
+            if len(set(values)) != 1:
                 raise ValueError(f"{node.name}: {op} pads {values} are not symmetric")
             return values[0]
 
@@ -324,6 +430,15 @@ def layers(model, norms):
                 constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
             else:  # value_int(s), value_float(s)
                 constants[node.output[0]] = np.array(next(iter(attributes.values())))
+        elif op in ("ConstantOfShape", "Slice") or (op == "Transpose" and node.input[0] in derived):
+            derived.add(node.output[0])  # the arithmetic of a Pad's pads
+        elif op == "Pad":
+            if "pads" in attributes:
+                values = list(attributes["pads"])
+            else:
+                values = [int(v) for v in computed(model, node.input[1], x)]
+            if any(values):
+                raise ValueError(f"{node.name}: Pad {values} pads")
         elif op == "Identity":
             if node.input[0] in constants:
                 constants[node.output[0]] = constants[node.input[0]]
@@ -436,7 +551,48 @@ def finish(model, z):
     return z
 
 
+def write_pads():
+    """The fixtures of padding forms (see Pads above), from seeds of their own."""
+    torch.manual_seed(15)
+    rng = np.random.default_rng(15)
+    models, inputs = {}, {}
+    for key, (build, shape) in PAD_MODELS.items():
+        models[key] = build().eval()
+        inputs[key] = rng.standard_normal(shape).astype(np.float32)
+
+    io, metadata = {}, {}
+    for key in ("padnet", "zeropadnet"):
+        io[f"{key}.x"] = f32(inputs[key])
+        io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
+    for name, key, opset in PAD_EXPORTS + PAD_REFUSED:
+        path = os.path.join(HERE, name + ".onnx")
+        onnx_model = export(models[key], inputs[key], path, "legacy", opset=opset)
+        operators = ", ".join(node.op_type for node in onnx_model.graph.node)
+        metadata[f"{name}.model"] = key
+        metadata[f"{name}.operators"] = operators
+        print(f"{name}.onnx ({os.path.getsize(path)} bytes, opset {opset})\n    operators: {operators}")
+        if (name, key, opset) in PAD_REFUSED:
+            continue
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        output = session.run(["output"], {"input": inputs[key]})[0]
+        expected = logits(models[key], inputs[key])
+        difference = np.abs(output.astype(np.float64) - expected).max()
+        if output.dtype != np.float32 or output.shape != expected.shape or not difference <= TOLERANCE:
+            raise RuntimeError(f"{name}: ONNX Runtime gives {output.dtype} {list(output.shape)}, "
+                               f"{difference:.3g} from PyTorch's {list(expected.shape)} (limit {TOLERANCE:g})")
+        io[f"{name}.output"] = f32(output)
+        metadata[f"{name}.layers"] = layers(onnx_model, [], inputs[key])
+        print(f"    layers:    {metadata[f'{name}.layers']} (ORT vs PyTorch {difference:.2g})")
+    write_safetensors(os.path.join(HERE, "onnx_import_pad_io.safetensors"), io, metadata)
+    print("wrote onnx_import_pad_io.safetensors")
+
+
 def main():
+    parser = argparse.ArgumentParser(description="Writes the ONNX import fixtures.")
+    parser.add_argument("--pads-only", action="store_true", help="write only the fixtures of padding forms")
+    if parser.parse_args().pads_only:
+        write_pads()
+        return
     generator = torch.Generator().manual_seed(14)
     torch.manual_seed(14)
     rng = np.random.default_rng(14)
@@ -476,6 +632,7 @@ def main():
         print(f"    layers:    {description}")
     write_safetensors(os.path.join(HERE, "onnx_import_io.safetensors"), io, metadata)
     print("wrote onnx_import_io.safetensors")
+    write_pads()
 
 
 if __name__ == "__main__":
