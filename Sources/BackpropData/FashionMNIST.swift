@@ -359,6 +359,16 @@ public struct FashionMNIST {
         return (0..<256).map { value in (Float(value) / 255 - m) / s }
     }
 
+    /// The first pixel byte whose normalised value (``normalizationTable(mean:std:)``) is not a
+    /// finite `Float`, with that value, or `nil`: a mean beyond `Float`'s range (1e39), or a
+    /// deviation so small that `(byte / 255 − mean) / std` overflows (1e-45). Training on such
+    /// inputs gives a NaN loss at the first step, which would otherwise be blamed on the learning
+    /// rate.
+    package static func nonFiniteNormalizedPixel(mean: Double, std: Double) -> (byte: Int, value: Float)? {
+        let table = normalizationTable(mean: mean, std: std)
+        return table.firstIndex { !$0.isFinite }.map { ($0, table[$0]) }
+    }
+
     /// Rows `rows` of `bytes` (each `pixels` long), mapped through `table`: `(rows.count, pixels)`.
     private static func normalize(_ bytes: [UInt8], rows: Range<Int>, pixels: Int, table: [Float]) -> Tensor {
         let result = Tensor(uninitializedShape: [rows.count, pixels])

@@ -281,6 +281,13 @@ public enum Checkpoint {
         guard let std = Double(stdText), std.isFinite, std > 0 else {
             throw DataError(path: path, problem: "metadata 'input_std' is '\(stdText)', expected a positive number")
         }
+        if let (byte, value) = FashionMNIST.nonFiniteNormalizedPixel(mean: mean, std: std) {
+            throw DataError(
+                path: path,
+                problem:
+                    "metadata 'input_mean' '\(meanText)' and 'input_std' '\(stdText)' normalise pixel \(byte)/255 to "
+                    + "\(value) in Float; expected a normalisation that keeps the inputs finite")
+        }
         return (mean, std)
     }
 

@@ -265,6 +265,11 @@ extension EvaluateCommand {
                 "--normalize: expected MEAN,STD with a finite mean and a positive standard deviation "
                     + "(such as 0.286,0.353), found '\(normalize)'")
         }
+        if let (byte, value) = FashionMNIST.nonFiniteNormalizedPixel(mean: mean, std: std) {
+            throw ValidationError(
+                "--normalize: expected MEAN,STD that keep the normalised pixels finite floats, found '\(normalize)': "
+                    + "(\(byte)/255 − mean) / std is \(value) in Float")
+        }
         return (mean, std)
     }
 }

@@ -428,6 +428,35 @@ struct MessagesTests {
         }
     }
 
+    /// A normalisation whose normalised pixels overflow Float (a mean of 1e39, a deviation of
+    /// 1e-45) gave a NaN loss at the first step, blamed on the learning rate; now it is named where
+    /// it is given: `--normalize`, or a checkpoint's metadata.
+    @Test("a normalisation that takes pixels out of Float's range is named, on the command line and in a checkpoint")
+    func normalisationsThatOverflowFloatAreNamed() throws {
+        for (value, found) in [("0,1e-45", "(1/255 − mean) / std is inf"), ("1e39,1", "(0/255 − mean) / std is -inf")] {
+            let run = try runBackprop(["train", "--epochs", "1", "--limit", "60", "--normalize", value])
+            #expect(run.status != 0 && !run.crashed)
+            #expect(
+                run.standardError.hasPrefix(
+                    "Error: --normalize: expected MEAN,STD that keep the normalised pixels finite floats, found "
+                        + "'\(value)': \(found) in Float"),
+                "\(value): \(run.standardError)")
+        }
+        try withTemporaryFolder { folder in
+            let path = folder + "/tiny.safetensors"
+            try Safetensors.write(["w": Tensor([1])], metadata: ["input_mean": "0", "input_std": "1e-45"], to: path)
+            #expect(throws: DataError.self) { try Checkpoint.readNormalization(Safetensors.read(path: path)) }
+            do {
+                _ = try Checkpoint.readNormalization(Safetensors.read(path: path))
+            } catch let error as DataError {
+                #expect(
+                    error.description
+                        == "\(path): metadata 'input_mean' '0' and 'input_std' '1e-45' normalise pixel 1/255 to inf in "
+                        + "Float; expected a normalisation that keeps the inputs finite")
+            }
+        }
+    }
+
     /// The message was cut at the first line break, so `no\nsuch.safetensors` gave `Error: no`.
     @Test("a line break in a path or a value is written \\n in the one-line error, not cut there")
     func lineBreaksInArgumentsAreEscaped() throws {
@@ -485,14 +514,15 @@ struct MessagesTests {
                     "Error: {dir}/huge.safetensors: the test loss on the 3 images in {dir} is",
                     "the model's tensors are finite but its outputs are not: weights too large",
                 ])
-            // A normalisation that overflows Float: the inputs are named, not the weights.
+            // A normalisation that overflows Float: the metadata is named when it is read, not the
+            // weights (nor, as before, the loss it would give).
             try writeCheckpoint(in: folder, name: "tiny.safetensors")
             try editSafetensors(at: folder + "/tiny.safetensors") { metadata, _ in metadata["input_std"] = "1e-45" }
             try expectOneLineError(
                 evaluate + ["{dir}/tiny.safetensors"], in: folder,
                 [
-                    "Error: {dir}/tiny.safetensors: the test loss on the 3 images in {dir} is",
-                    "the normalised test images are not finite", "standard deviation 1e-45 out of their range",
+                    "Error: {dir}/tiny.safetensors: metadata 'input_mean'", "and 'input_std' '1e-45' normalise pixel",
+                    "in Float; expected a normalisation that keeps the inputs finite",
                 ])
             // The unedited checkpoint evaluates.
             try writeCheckpoint(in: folder)
