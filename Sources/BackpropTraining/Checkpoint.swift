@@ -380,11 +380,6 @@ public enum Checkpoint {
         return tensor
     }
 
-    /// The first element of `tensor` (row-major) that is NaN or infinite, and its index, or `nil`.
-    static func firstNonFinite(_ tensor: Tensor) -> (value: Float, index: [Int])? {
-        BackpropData.firstNonFinite(tensor)
-    }
-
     /// The architecture an MLP checkpoint declares in its metadata.
     /// - Throws: `DataError` naming the file when the metadata is missing or malformed.
     static func readArchitecture(_ file: SafetensorsFile) throws -> ModelArchitecture {

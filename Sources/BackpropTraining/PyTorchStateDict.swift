@@ -274,7 +274,7 @@ public enum PyTorchStateDict {
 
     /// Throws naming the file, the key and the first element of `tensor` that is not finite.
     private static func checkFinite(_ tensor: Tensor, _ key: String, _ path: String) throws {
-        guard let (value, index) = Checkpoint.firstNonFinite(tensor) else { return }
+        guard let (value, index) = firstNonFinite(tensor) else { return }
         throw DataError(path: path, problem: "\(key) holds \(value.isNaN ? "NaN" : "an infinity") at \(index)")
     }
 }

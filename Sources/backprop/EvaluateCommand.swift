@@ -86,7 +86,9 @@ struct EvaluateCommand: ParsableCommand {
                     + "have shape \(dataset.imageShape) (\(pixels) pixels)")
         }
         let description = try? Checkpoint.modelDescription(of: network)
-        let outputs = (try? description?.shapes(input: inputShape).last) ?? [sizes.last ?? 0]
+        // Each layer's output shape for one image (`nil` for a model without a description).
+        let shapes = try? description?.shapes(input: inputShape)
+        let outputs = shapes?.last ?? [sizes.last ?? 0]
         guard outputs == [FashionMNIST.classNames.count] || outputs == [1] else {
             throw CommandLineError(
                 "\(model): the model has \(outputs.map(String.init).joined(separator: "×")) outputs, expected "
@@ -101,7 +103,7 @@ struct EvaluateCommand: ParsableCommand {
                     + "squared error (the seed's regression)")
         }
         let x = dataset.xTest.reshape([dataset.xTest.shape[0]] + inputShape)
-        let batchSize = try evaluationBatch(network, description: description, inputShape: inputShape)
+        let batchSize = try evaluationBatch(network, layerShapes: shapes)
         let test = evaluate(network, x: x, y: dataset.yTest, batchSize: batchSize)
         // The tensors are finite (`Checkpoint.load` checks them), but large weights can still
         // overflow, and so can an extreme normalisation (a mean of 1e300, a deviation of 1e-45).
@@ -136,17 +138,18 @@ extension EvaluateCommand {
     /// The rows per batch of the evaluation: ``defaultEvaluationBatch(for:)``'s, or fewer as
     /// ``evaluationBatch(defaultBatch:floatsPerImage:memory:)`` allows.
     /// - Throws: `CommandLineError` naming `--model` when one image's outputs alone need more.
-    private func evaluationBatch(_ network: Model, description: ModelDescription?, inputShape: [Int]) throws -> Int {
+    /// `layerShapes`: each layer's output shape for one image, if the model has a description.
+    private func evaluationBatch(_ network: Model, layerShapes shapes: [[Int]]?) throws -> Int {
         let batch = defaultEvaluationBatch(for: network)
-        guard let shapes = try? description?.shapes(input: inputShape) else { return batch }
+        guard let shapes else { return batch }
         let perImage = shapes.reduce(Int?(0)) { checkedSum($0, checkedProduct($1)) }
         let memory = ProcessInfo.processInfo.physicalMemory
         guard let rows = Self.evaluationBatch(defaultBatch: batch, floatsPerImage: perImage, memory: memory) else {
             let bytes = checkedProduct([perImage, 2 * MemoryLayout<Float>.stride])
             throw CommandLineError(
                 "\(model): the outputs of the model's \(shapes.count) layers for one image need "
-                    + "\(bytes.map(Self.gibibytes) ?? "more than can be counted"), a quarter of this machine's "
-                    + "\(Self.gibibytes(Int(clamping: memory))) at most can go to them")
+                    + "\(bytes.map(Tensor.describe(bytes:)) ?? "more than can be counted"), a quarter of this "
+                    + "machine's \(Tensor.describe(bytes: Int(clamping: memory))) at most can go to them")
         }
         return rows
     }
@@ -163,10 +166,6 @@ extension EvaluateCommand {
             return nil
         }
         return Swift.max(1, Swift.min(defaultBatch, budget / Swift.max(bytes, 1)))
-    }
-
-    private static func gibibytes(_ bytes: Int) -> String {
-        String(format: "%.1f GiB", Double(bytes) / Double(1 << 30))
     }
 
     /// The model of the Backprop checkpoint `file` (read from `--model`) and the shape of one

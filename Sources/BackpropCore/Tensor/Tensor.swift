@@ -366,6 +366,9 @@ extension Tensor {
         allocationFailed(request())
     }
 
+    /// `12.0 KiB`, `149.5 MiB`, `2.0 GiB`: a size for a message, as the out-of-memory errors give it.
+    package static func describe(bytes: Int) -> String { Storage.describe(bytes: bytes) }
+
     /// ``outOfMemory(_:)`` for `bytes` for `purpose` ("a tensor", "the work buffers of OpenBLAS")
     /// that the system refused.
     package static func outOfMemory(bytes: Int, for purpose: @autoclosure () -> String) -> Never {
