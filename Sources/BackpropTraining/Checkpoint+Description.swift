@@ -12,14 +12,20 @@ enum StoredModel: CustomStringConvertible {
     /// A described model's checkpoint (`backprop-model`): its description, the shape of one
     /// example and the loss (`cross_entropy` or `mse`).
     case described(ModelDescription, inputShape: [Int], loss: String)
+    /// A PyTorch `state_dict` that `Checkpoint.savePyTorch` (`backprop export --format pytorch`)
+    /// wrote: format `pt`, with the description, the shape of one example and the loss in its
+    /// metadata, and PyTorch's keys and layouts for its tensors (see `PyTorchStateDict`).
+    case exported(ModelDescription, inputShape: [Int], loss: String)
 
     /// `a 784-256-10 relu cross_entropy model`, `the model "conv 4 3, relu, flatten, lin 10"
-    /// (cross_entropy, examples of shape [1, 8, 8])`.
+    /// (cross_entropy, examples of shape [1, 8, 8])`, `the PyTorch state_dict of the model "…" (…)`.
     var description: String {
         switch self {
         case .mlp(let architecture): "a \(architecture) model"
         case .described(let description, let inputShape, let loss):
             "the model \"\(description)\" (\(loss), examples of shape \(inputShape))"
+        case .exported(let description, let inputShape, let loss):
+            "the PyTorch state_dict of the model \"\(description)\" (\(loss), examples of shape \(inputShape))"
         }
     }
 }
@@ -34,7 +40,7 @@ extension Checkpoint {
     public static func inputShape(path: String) throws -> [Int] {
         switch try readStoredModel(Safetensors.read(path: path)) {
         case .mlp(let architecture): [architecture.sizes[0]]
-        case .described(_, let inputShape, _): inputShape
+        case .described(_, let inputShape, _), .exported(_, let inputShape, _): inputShape
         }
     }
 
@@ -189,13 +195,14 @@ extension Checkpoint {
         return nil
     }
 
-    /// The description, input shape and loss in a `backprop-model` checkpoint's metadata, its
-    /// layers of your own built by the types in `layers` or the registered ones.
+    /// The description, input shape and loss in the metadata of a `backprop-model` checkpoint, or
+    /// of a `state_dict` that ``savePyTorch(_:to:inputShape:metadata:)`` wrote (the same entries),
+    /// its layers of your own built by the types in `layers` or the registered ones.
     /// - Throws: `DataError` naming the file and the metadata entry that is missing or malformed,
     ///   or the layer kind that no type in `layers` or registered has.
     static func readDescribedModel(
         _ file: SafetensorsFile, layers: [any SavableLayer.Type] = []
-    ) throws -> StoredModel {
+    ) throws -> (description: ModelDescription, inputShape: [Int], loss: String) {
         guard let text = file.metadata["layers"] else {
             throw DataError(
                 path: file.path,
@@ -225,7 +232,7 @@ extension Checkpoint {
                 path: file.path,
                 problem: "metadata 'input_shape' is '\(shapeText)', expected positive sizes such as 1,28,28")
         }
-        return .described(description, inputShape: inputShape, loss: try readLoss(file))
+        return (description, inputShape, try readLoss(file))
     }
 
     /// The model `description` builds for `inputShape`, its weights still those of the build.
@@ -260,8 +267,9 @@ extension Checkpoint {
     /// Copies every parameter and buffer of `file` into `model` (`layers.I.NAME`, as
     /// `Model.namedParameters` and `Model.namedBuffers` name them).
     /// - Throws: `DataError` naming the file and the first tensor that is missing, misshapen,
-    ///   not finite, or that `model` (`the model "…"`) does not have. On error the model is
-    ///   unchanged.
+    ///   not finite, or that `model` (`the model "…"`) does not have, or a batch norm's running
+    ///   variance that is negative (see ``checkRunningVariance(_:named:eps:path:)``). On error the
+    ///   model is unchanged.
     static func copyTensors(_ file: SafetensorsFile, into model: Model, describedAs name: String) throws {
         let named = model.namedParameters + model.namedBuffers
         var pairs: [(source: Tensor, destination: Tensor)] = []
@@ -273,6 +281,12 @@ extension Checkpoint {
             }
         }
         try checkNoExtraTensors(file, expected: Set(named.map(\.name)), model: name)
+        for (index, layer) in model.layers.enumerated() {
+            guard let norm = layer as? BatchNorm else { continue }
+            let key = "layers.\(index).running_var"
+            guard let source = pairs.first(where: { $0.destination === norm.runningVar })?.source else { continue }
+            try checkRunningVariance(source, named: key, eps: norm.eps, path: file.path)
+        }
         copy(pairs)
     }
 }

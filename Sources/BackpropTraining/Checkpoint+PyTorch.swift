@@ -4,17 +4,28 @@ import BackpropNetwork
 
 // Checkpoints and PyTorch state_dicts: a safetensors file without Backprop's metadata is read as
 // the state_dict of the nn.Sequential a model description names (see `PyTorchStateDict`), and a
-// model is written as one.
+// model is written as one, with its description, so that Backprop reads it back as it is.
 
 extension Checkpoint {
-    /// Whether `file` is a Backprop checkpoint (its metadata's `format` is `backprop-mlp` or
-    /// `backprop-model`); any other safetensors file is read as a PyTorch `state_dict`.
+    /// Whether `file` holds its own architecture: a Backprop checkpoint (its metadata's `format` is
+    /// `backprop-mlp` or `backprop-model`), or a `state_dict` that
+    /// ``savePyTorch(_:to:inputShape:metadata:)`` wrote (see ``isExportedStateDict(_:)``); any
+    /// other safetensors file is read as a PyTorch `state_dict`, with a description.
     package static func isBackpropCheckpoint(_ file: SafetensorsFile) -> Bool {
-        file.metadata["format"] == format || file.metadata["format"] == modelFormat
+        file.metadata["format"] == format || file.metadata["format"] == modelFormat || isExportedStateDict(file)
     }
 
-    /// Whether the safetensors file at `path` is a Backprop checkpoint, which holds its own
-    /// architecture; any other (a PyTorch `state_dict`) needs one from a description.
+    /// Whether `file` is a `state_dict` that ``savePyTorch(_:to:inputShape:metadata:)`` wrote
+    /// (`backprop export --format pytorch`): format `pt`, with Backprop's `layers` and
+    /// `input_shape` in its metadata. One that PyTorch wrote has neither.
+    package static func isExportedStateDict(_ file: SafetensorsFile) -> Bool {
+        file.metadata["format"] == pyTorchFormat && file.metadata["layers"] != nil
+            && file.metadata["input_shape"] != nil
+    }
+
+    /// Whether the safetensors file at `path` holds its own architecture: a Backprop checkpoint,
+    /// or a `state_dict` that ``savePyTorch(_:to:inputShape:metadata:)`` wrote; any other (a
+    /// PyTorch `state_dict` that PyTorch wrote) needs one from a description.
     /// - Throws: `DataError` naming `path` when it is not a readable safetensors file.
     public static func isBackpropCheckpoint(path: String) throws -> Bool {
         isBackpropCheckpoint(try Safetensors.read(path: path))
@@ -72,6 +83,9 @@ extension Checkpoint {
     /// (`format` `pt`, `layers`, `input_shape`, `loss`, and the caller's `metadata`, such as the
     /// inputs' normalisation `input_mean` and `input_std`).
     ///
+    /// PyTorch ignores the metadata; Backprop reads the file back as it is, without being told its
+    /// layers (``load(from:layers:)``, `backprop evaluate`, `export` and `train --init`).
+    ///
     /// - Parameters:
     ///   - model: a model whose layers a description names (an MLP too).
     ///   - path: the destination; its folder must exist.
@@ -84,7 +98,7 @@ extension Checkpoint {
     ) throws {
         let saved = try describedModel(of: model, inputShape: inputShape)
         var entries = metadata
-        entries["format"] = "pt"
+        entries["format"] = pyTorchFormat
         entries["layers"] = saved.description.description
         entries["input_shape"] = saved.inputShape.map(String.init).joined(separator: ",")
         entries["loss"] = saved.loss

@@ -85,6 +85,10 @@ public enum Checkpoint {
     public static let format = "backprop-mlp"
     /// The `format` metadata value of checkpoints of models given by a description.
     public static let modelFormat = "backprop-model"
+    /// The `format` metadata value of PyTorch `state_dict`s (`safetensors.torch.save_file` writes
+    /// it); ``savePyTorch(_:to:inputShape:metadata:)`` writes it too, with `layers` and
+    /// `input_shape`, which make the file one that Backprop reads without being told its layers.
+    public static let pyTorchFormat = "pt"
 
     /// The architecture of `model`.
     /// - Throws: `CheckpointError` if the model is not `Lin`, `ReLU`, …, `Lin` (each with a bias)
@@ -187,9 +191,10 @@ public enum Checkpoint {
     /// The model built from the checkpoint at `path` (its architecture, then its weights), the
     /// shape of one example it takes, and the normalisation its inputs need.
     ///
-    /// An MLP checkpoint gives the MLP; a `backprop-model` checkpoint gives the model its
-    /// description builds for its input shape, with every parameter and buffer copied in, in
-    /// evaluation mode (dropout off, batch norm on its running statistics: ready to predict;
+    /// An MLP checkpoint gives the MLP; a `backprop-model` checkpoint, or a `state_dict` that
+    /// ``savePyTorch(_:to:inputShape:metadata:)`` wrote (`backprop export --format pytorch`), gives
+    /// the model its description builds for its input shape, with every parameter and buffer
+    /// copied in, in evaluation mode (dropout off, batch norm on its running statistics: ready to predict;
     /// `train()` it to go on training). A layer of your own in the description is built by the
     /// type of its kind in `layers`, else by the one registered (`ModelDescription.register(_:)`),
     /// and its stored tensors must have the names and shapes of the layer its
@@ -201,8 +206,10 @@ public enum Checkpoint {
     ///   checkpoint, its metadata is malformed (naming the entry), names a layer kind neither in
     ///   `layers` nor registered (saying to register it), or its tensors do not fit the
     ///   architecture it declares (naming the missing, extra or misshapen tensor, with the
-    ///   expected and the found shape, or the first value that is not finite), or its
-    ///   normalisation is malformed (as ``normalization(path:)`` says).
+    ///   expected and the found shape, or the first value that is not finite, or a batch norm's
+    ///   negative running variance), or its normalisation is malformed (as ``normalization(path:)``
+    ///   says). A PyTorch `state_dict` without Backprop's description of it (one that PyTorch
+    ///   wrote) is not a Backprop checkpoint: read it with ``loadPyTorch(path:description:inputShape:loss:)``.
     public static func load(from path: String, layers: [any SavableLayer.Type] = []) throws -> SavedModel {
         try load(from: Safetensors.read(path: path), layers: layers)
     }
@@ -219,6 +226,11 @@ public enum Checkpoint {
         case .described(let description, let inputShape, let lossName):
             let model = try buildModel(file, description, inputShape: inputShape, loss: lossName)
             try copyTensors(file, into: model, describedAs: "the model \"\(description)\"")
+            model.eval()
+            return SavedModel(model: model, inputShape: inputShape, normalization: normalization)
+        case .exported(let description, let inputShape, let lossName):
+            let model = try buildModel(file, description, inputShape: inputShape, loss: lossName)
+            try PyTorchStateDict.load(file, into: model, describedAs: "the model \"\(description)\"")
             model.eval()
             return SavedModel(model: model, inputShape: inputShape, normalization: normalization)
         }
@@ -309,14 +321,16 @@ public enum Checkpoint {
     /// the file's.
     ///
     /// An MLP takes an MLP checkpoint of its sizes; another model a `backprop-model` checkpoint of
-    /// its description, every parameter and buffer of the model's shape. A file without Backprop's
-    /// metadata is read as the PyTorch `state_dict` of the `nn.Sequential` of the model's layers
-    /// (see ``PyTorchStateDict``). The model's mode is left as it was.
+    /// its description, every parameter and buffer of the model's shape. A `state_dict` that
+    /// ``savePyTorch(_:to:inputShape:metadata:)`` wrote must hold the model's description (an MLP's
+    /// too: `lin 256, relu, lin 10`). A file without Backprop's metadata is read as the PyTorch
+    /// `state_dict` of the `nn.Sequential` of the model's layers (see ``PyTorchStateDict``). The
+    /// model's mode is left as it was.
     /// - Throws: `DataError` naming `path` and saying what does not fit: `holds a 784-50-1 relu mse
     ///   model, expected 784-256-128-10 relu cross_entropy`, another description, a missing, extra
-    ///   or misshapen tensor, or one that is not finite (for a `state_dict`, the keys and shapes
-    ///   as `PyTorchStateDict.load(_:into:describedAs:)` names them). On error the model is
-    ///   unchanged.
+    ///   or misshapen tensor, one that is not finite, or a batch norm's negative running variance
+    ///   (for a `state_dict`, the keys and shapes as `PyTorchStateDict.load(_:into:describedAs:)`
+    ///   names them). On error the model is unchanged.
     public static func load(path: String, into model: Model) throws {
         try load(path: path, into: model, describedAs: nil)
     }
@@ -339,6 +353,19 @@ public enum Checkpoint {
         }
         // The model's own layer types read the file's entries of their kinds: no registration needed.
         let found = try readStoredModel(file, layers: savableLayerTypes(of: model))
+        if case .exported(let description, _, let loss) = found {
+            // Any model whose layers have PyTorch modules, an MLP too: by its description.
+            let expected = try modelDescription(of: model)
+            let expectedLoss = try lossName(of: model)
+            guard description == expected, loss == expectedLoss else {
+                let expectedText =
+                    (try? architecture(of: model)).map { "a \($0) model" }
+                    ?? "the model \"\(expected)\" (\(expectedLoss))"
+                throw DataError(path: path, problem: "holds \(found), expected \(expectedText)")
+            }
+            try PyTorchStateDict.load(file, into: model, describedAs: "the model \"\(description)\"")
+            return
+        }
         if let expected = try? architecture(of: model) {
             guard case .mlp(let architecture) = found, architecture == expected else {
                 throw DataError(path: path, problem: "holds \(found), expected \(expected)")
@@ -380,6 +407,25 @@ public enum Checkpoint {
         return tensor
     }
 
+    /// Throws unless every value of `tensor`, the running variance `name` (`layers.1.running_var`)
+    /// of a batch norm whose `eps` is `eps`, is at least 0 with `running_var + eps > 0`.
+    ///
+    /// Evaluation divides by `√(running_var + eps)`: a negative variance gives NaN outputs (or
+    /// large ones, for a variance just below `-eps`), which would be blamed on the weights' size.
+    /// Training never makes one (it averages variances, which are at least 0), so the file was
+    /// damaged or written by something else.
+    /// - Throws: `DataError` naming `path`, the tensor, the first value that does not fit, its
+    ///   channel, and the layer's `eps`.
+    static func checkRunningVariance(_ tensor: Tensor, named name: String, eps: Float, path: String) throws {
+        let values = tensor.contiguous().values
+        guard let channel = values.firstIndex(where: { !($0 >= 0 && $0 + eps > 0) }) else { return }
+        throw DataError(
+            path: path,
+            problem: "tensor '\(name)' holds the running variance \(values[channel]) for channel \(channel) "
+                + "with eps \(eps); expected running_var ≥ 0 and running_var + eps > 0 (a batch norm divides by "
+                + "√(running_var + eps)), so the file is damaged")
+    }
+
     /// The architecture an MLP checkpoint declares in its metadata.
     /// - Throws: `DataError` naming the file when the metadata is missing or malformed.
     static func readArchitecture(_ file: SafetensorsFile) throws -> ModelArchitecture {
@@ -406,14 +452,22 @@ public enum Checkpoint {
         return ModelArchitecture(sizes: sizes, activation: activation, loss: loss)
     }
 
-    /// The model a checkpoint of either format declares in its metadata, its layers of your own
-    /// built by the types in `layers` or the registered ones.
-    /// - Throws: `DataError` naming the file when it is not a Backprop checkpoint, or the
-    ///   metadata is missing or malformed.
+    /// The model a checkpoint of either format, or a `state_dict` that
+    /// ``savePyTorch(_:to:inputShape:metadata:)`` wrote, declares in its metadata, its layers of
+    /// your own built by the types in `layers` or the registered ones.
+    /// - Throws: `DataError` naming the file when it is not a Backprop checkpoint (a `state_dict`
+    ///   without Backprop's `layers` and `input_shape`, say), or the metadata is missing or
+    ///   malformed.
     static func readStoredModel(_ file: SafetensorsFile, layers: [any SavableLayer.Type] = []) throws -> StoredModel {
+        if isExportedStateDict(file) {
+            let stored = try readDescribedModel(file, layers: layers)
+            return .exported(stored.description, inputShape: stored.inputShape, loss: stored.loss)
+        }
         switch file.metadata["format"] {
         case format: return .mlp(try readArchitecture(file))
-        case modelFormat: return try readDescribedModel(file, layers: layers)
+        case modelFormat:
+            let stored = try readDescribedModel(file, layers: layers)
+            return .described(stored.description, inputShape: stored.inputShape, loss: stored.loss)
         default:
             throw DataError(
                 path: file.path,

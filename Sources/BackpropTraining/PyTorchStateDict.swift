@@ -191,7 +191,8 @@ public enum PyTorchStateDict {
     ///   each missing one with its shape and module, each unexpected one with the layer at its
     ///   index), a tensor has another shape (`0.weight has shape [64, 784]; --layers '…' expects
     ///   [128, 784] (nn.Linear(784, 128))`), is not stored as F32, F64, F16 or BF16, or holds a
-    ///   value that is not finite. On error the model is unchanged.
+    ///   value that is not finite, or a batch norm's `running_var` holds a negative variance (see
+    ///   `Checkpoint.checkRunningVariance(_:named:eps:path:)`). On error the model is unchanged.
     package static func load(_ file: SafetensorsFile, into model: Model, describedAs name: String) throws {
         let entries = try entries(of: model)
         let modules = try modules(of: model)
@@ -214,6 +215,9 @@ public enum PyTorchStateDict {
                 throw DataError(path: file.path, problem: problem)
             }
             try checkFinite(stored, entry.key, file.path)
+            if let norm = model.layers[entry.layer] as? BatchNorm, entry.tensor === norm.runningVar {
+                try Checkpoint.checkRunningVariance(stored, named: entry.key, eps: norm.eps, path: file.path)
+            }
             pairs.append((entry.isTransposed ? stored.t() : stored, entry.tensor))
         }
         Checkpoint.copy(pairs)

@@ -134,7 +134,7 @@ public enum TrainingCheckpoint {
         do {
             configuration = try decode(TrainingConfiguration.self, settings)
         } catch {
-            throw fail("metadata \"training\" is not valid settings: \(error)")
+            throw fail(settingsProblem(settings, error))
         }
         var limit: Int? = nil
         if let limitText = file.metadata["limit"] {
@@ -148,7 +148,7 @@ public enum TrainingCheckpoint {
         switch try Checkpoint.readStoredModel(file, layers: layers) {
         case .mlp(let architecture):
             (imageShape, classes) = ([architecture.sizes[0]], architecture.sizes.last ?? 10)
-        case .described(let description, let inputShape, _):
+        case .described(let description, let inputShape, _), .exported(let description, let inputShape, _):
             // The outputs, for the check that the last layer gives them (`validate` names what
             // does not fit).
             let outputs = (try? description.shapes(input: inputShape))?.last?.first
@@ -165,7 +165,7 @@ public enum TrainingCheckpoint {
         do {
             history = try decode([EpochRecord].self, historyText)
         } catch {
-            throw fail("metadata \"history\" is not a list of epoch records: \(error)")
+            throw fail(historyProblem(historyText, error))
         }
         guard let completed = Int(completedText), completed == history.count, completed <= configuration.epochs
         else {
@@ -174,6 +174,151 @@ public enum TrainingCheckpoint {
                     + "\"history\"), at most \(configuration.epochs)")
         }
         return TrainingState(configuration: configuration, history: history, limit: limit)
+    }
+
+    /// The range of values a number in the settings or the history can hold: that of its Swift
+    /// type, which decoding checks before any setting is validated.
+    enum NumberRange {
+        /// A `UInt64`: the seed.
+        case unsigned
+        /// An `Int`: the epochs, the batch size, the hidden sizes, an epoch's number.
+        case integer
+        /// A `Float`: the learning rate, the weight decay, an epoch's losses.
+        case float
+        /// A `Double`: an epoch's seconds.
+        case double
+
+        /// `a whole number from 0 to 18446744073709551615`.
+        var expected: String {
+            switch self {
+            case .unsigned: "a whole number from 0 to \(UInt64.max)"
+            case .integer: "a whole number from 1 to \(Int.max)"
+            case .float: "a number from -\(Float.greatestFiniteMagnitude) to \(Float.greatestFiniteMagnitude)"
+            case .double: "a number from -\(Double.greatestFiniteMagnitude) to \(Double.greatestFiniteMagnitude)"
+            }
+        }
+
+        /// Whether `number`, as `JSONSerialization` read it, fits this range.
+        func contains(_ number: NSNumber) -> Bool {
+            // The C type the number was read as: a signed or an unsigned integer, or a double.
+            let type = String(cString: number.objCType)
+            let isSigned = ["c", "s", "i", "l", "q"].contains(type)
+            let isUnsigned = ["C", "S", "I", "L", "Q"].contains(type)
+            let value = number.doubleValue
+            let isWhole = value.isFinite && value.rounded(.towardZero) == value
+            switch self {
+            case .unsigned:
+                if isUnsigned { return true }
+                if isSigned { return number.int64Value >= 0 }
+                return isWhole && value >= 0 && value < 0x1p64
+            case .integer:
+                if isUnsigned { return number.uint64Value <= UInt64(Int.max) }
+                if isSigned { return true }
+                return isWhole && value >= -0x1p63 && value < 0x1p63
+            case .float:
+                return value.isFinite && abs(value) <= Double(Float.greatestFiniteMagnitude)
+            case .double:
+                return value.isFinite
+            }
+        }
+    }
+
+    /// The numbers of the settings (`training`), by JSON key, with the option that sets each.
+    static let settingNumbers: [(key: String, option: String, range: NumberRange)] = [
+        ("seed", "--seed", .unsigned), ("epochs", "--epochs", .integer), ("batch_size", "--batch-size", .integer),
+        ("learning_rate", "--lr", .float), ("weight_decay", "--weight-decay", .float),
+    ]
+
+    /// The numbers of an epoch's record (`history`), by JSON key.
+    static let recordNumbers: [(key: String, range: NumberRange)] = [
+        ("epoch", .integer), ("train_loss", .float), ("valid_loss", .float), ("valid_accuracy", .float),
+        ("learning_rate", .float), ("seconds", .double),
+    ]
+
+    /// Why the settings `text` (metadata `training`) did not decode, `error` being the decoder's:
+    /// a setting out of its type's range (`metadata "training" holds a setting out of range:
+    /// "seed" (--seed): expected a whole number from 0 to 18446744073709551615, found -1`, which the
+    /// decoder reports as JSON that is not valid), text that is not JSON, or the decoder's
+    /// reason (a missing setting, one of another type).
+    static func settingsProblem(_ text: String, _ error: any Error) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        else {
+            return "metadata \"training\" is not valid JSON: '\(brief(text))'"
+        }
+        guard let settings = object as? [String: Any] else {
+            return "metadata \"training\" is '\(brief(text))', expected a JSON object of settings"
+        }
+        for (key, option, range) in settingNumbers {
+            if let number = settings[key] as? NSNumber, !range.contains(number) {
+                return "metadata \"training\" holds a setting out of range: \"\(key)\" (\(option)): expected "
+                    + "\(range.expected), found \(number)"
+            }
+        }
+        if let hidden = settings["hidden"] as? [Any] {
+            for (index, size) in hidden.enumerated() {
+                if let number = size as? NSNumber, !NumberRange.integer.contains(number) {
+                    return "metadata \"training\" holds a setting out of range: \"hidden\" (--hidden) size \(index): "
+                        + "expected \(NumberRange.integer.expected), found \(number)"
+                }
+            }
+        }
+        return "metadata \"training\" is not valid settings: \(decodingProblem(error))"
+    }
+
+    /// Why the history `text` (metadata `history`) did not decode, as ``settingsProblem(_:_:)``
+    /// says it of the settings: a number out of its type's range (`record 2 "train_loss":
+    /// expected …, found 1e+39`), text that is not JSON, or the decoder's reason.
+    static func historyProblem(_ text: String, _ error: any Error) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        else {
+            return "metadata \"history\" is not valid JSON: '\(brief(text))'"
+        }
+        for (index, record) in (object as? [Any] ?? []).enumerated() {
+            guard let record = record as? [String: Any] else { continue }
+            for (key, range) in recordNumbers {
+                if let number = record[key] as? NSNumber, !range.contains(number) {
+                    return "metadata \"history\" holds a number out of range: record \(index) \"\(key)\": expected "
+                        + "\(range.expected), found \(number)"
+                }
+            }
+        }
+        return "metadata \"history\" is not a list of epoch records: \(decodingProblem(error))"
+    }
+
+    /// The decoder's reason in a few words: `no "seed"`, `"hidden" [0]: Expected to decode Int but
+    /// found a string instead.`, or the error as it describes itself.
+    private static func decodingProblem(_ error: any Error) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? "\"\(snakeCase($0.stringValue))\"" }.joined(separator: " ")
+        }
+        switch error as? DecodingError {
+        case .keyNotFound(let key, let context)?:
+            let place = context.codingPath.isEmpty ? "" : " in " + path(context.codingPath)
+            return "no \"\(snakeCase(key.stringValue))\"\(place)"
+        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
+            let place = context.codingPath.isEmpty ? "" : path(context.codingPath) + ": "
+            return place + context.debugDescription
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// `batchSize` as its JSON key, `batch_size` (a key already in snake case is unchanged).
+    private static func snakeCase(_ key: String) -> String {
+        var result = ""
+        for character in key {
+            if character.isUppercase {
+                result += "_" + character.lowercased()
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+
+    /// `text`, cut to its first 80 characters for a message.
+    private static func brief(_ text: String) -> String {
+        text.count <= 80 ? text : text.prefix(80) + "…"
     }
 
     /// One line of JSON with snake_case keys, sorted (as `backprop train --json` writes).

@@ -7,8 +7,8 @@ import BackpropONNX
 import BackpropTraining
 import Foundation
 
-/// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save`, or of a
-/// PyTorch `state_dict` with its architecture from `--layers`.
+/// `backprop evaluate`: the test accuracy of a model saved by `backprop train --save` or exported by
+/// `backprop export`, or of a PyTorch `state_dict` with its architecture from `--layers`.
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
@@ -17,8 +17,9 @@ struct EvaluateCommand: ParsableCommand {
             Reads the architecture from the checkpoint's metadata, builds the model, loads its \
             weights, and runs it on the 10,000 test images, normalised with the mean and standard \
             deviation the model was trained with (stored in the checkpoint; for a checkpoint \
-            without them, those of the training images). A PyTorch state_dict saved as safetensors \
-            (no Backprop metadata) is read with the architecture of --layers: entry I is index I \
+            without them, those of the training images). A state_dict that `backprop export --format \
+            pytorch` wrote holds its architecture too. A PyTorch state_dict saved as safetensors by \
+            PyTorch (no Backprop metadata) is read with the architecture of --layers: entry I is index I \
             of the nn.Sequential (I.weight, I.bias, …; nn.Linear weights are [out, in]). An ONNX \
             model (a file ending in .onnx, or any ONNX protobuf) whose graph is a chain of Backprop's \
             layers gives its own architecture, as `backprop export --format onnx` or torch.onnx.export \
@@ -27,7 +28,10 @@ struct EvaluateCommand: ParsableCommand {
     )
 
     @Option(
-        help: "A safetensors checkpoint written by `backprop train --save`, a PyTorch state_dict, or an ONNX model.")
+        help: """
+            A safetensors checkpoint written by `backprop train --save` or `backprop export`, a PyTorch \
+            state_dict, or an ONNX model.
+            """)
     var model: String
 
     @Option(
@@ -168,9 +172,9 @@ extension EvaluateCommand {
         return Swift.max(1, Swift.min(defaultBatch, budget / Swift.max(bytes, 1)))
     }
 
-    /// The model of the Backprop checkpoint `file` (read from `--model`) and the shape of one
-    /// example it takes ([784] for an MLP, [1, 28, 28] for a convnet), or `nil` for a PyTorch
-    /// state_dict given with `--layers`.
+    /// The model of the Backprop checkpoint `file` (read from `--model`; a state_dict that `backprop
+    /// export` wrote is one) and the shape of one example it takes ([784] for an MLP, [1, 28, 28]
+    /// for a convnet), or `nil` for a PyTorch state_dict given with `--layers`.
     private func loadCheckpoint(_ file: SafetensorsFile) throws -> (Model, [Int])? {
         let description = try parsedLayers()
         let isCheckpoint = Checkpoint.isBackpropCheckpoint(file)

@@ -13,8 +13,9 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a saved model as a PyTorch state_dict or an ONNX model, and print the Python that runs it.",
         discussion: """
-            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network), or an \
-            ONNX model whose graph is a chain of Backprop's layers (README, "ONNX import"). \
+            Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network), a \
+            state_dict that `backprop export --format pytorch` wrote, or an ONNX model whose graph is a \
+            chain of Backprop's layers (README, "ONNX import"). \
             --format pytorch writes OUT, the state_dict of the matching nn.Sequential: key I.weight for \
             layer I, nn.Linear weights transposed to [out, in], batch norms with num_batches_tracked; \
             it prints a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
@@ -32,7 +33,7 @@ struct ExportCommand: ParsableCommand {
 
     @Argument(
         help: ArgumentHelp(
-            "A checkpoint written by `backprop train --save`, or an ONNX model of Backprop's layers.",
+            "A checkpoint written by `backprop train --save` or `backprop export`, or an ONNX model of Backprop's layers.",
             valueName: "MODEL"))
     var model: String
 
