@@ -207,7 +207,8 @@ public struct FashionMNIST {
     /// over `.gz` when both exist.
     ///
     /// - Throws: ``DataError`` naming `directory` if it is not a folder, or if files are missing
-    ///   (every missing one is named, with both spellings tried).
+    ///   (every missing one is named, with both spellings tried; a symbolic link of either name
+    ///   that leads to no file is named with its target instead).
     static func locateFiles(in directory: String) throws -> [String] {
         let mode = fileMode(directory)
         let exists = mode != nil
@@ -219,7 +220,7 @@ public struct FashionMNIST {
                 problem: "\(what); expected a folder holding \(looked) (give --data DIR or set \(environmentVariable))")
         }
         var found: [String] = []
-        var missing: [String] = []
+        var problems: [String] = []
         for name in fileNames {
             let plain = directory + "/" + name
             let compressed = plain + ".gz"
@@ -227,14 +228,26 @@ public struct FashionMNIST {
                 found.append(plain)
             } else if fileMode(compressed) != nil {
                 found.append(compressed)
+            } else if let link = brokenLink(name + ".gz", in: directory) ?? brokenLink(name, in: directory) {
+                // A dangling link named like the file: not missing, but leading nowhere.
+                problems.append(link)
             } else {
-                missing.append("\(name).gz or \(name)")
+                problems.append("missing \(name).gz or \(name)")
             }
         }
-        if !missing.isEmpty {
-            throw DataError(path: directory, problem: "missing " + missing.joined(separator: "; missing "))
+        if !problems.isEmpty {
+            throw DataError(path: directory, problem: problems.joined(separator: "; "))
         }
         return found
+    }
+
+    /// `NAME is a symbolic link to TARGET, which does not exist` when `DIR/NAME` is a symbolic
+    /// link that leads to no file, else `nil` (see `FileInput.brokenLink`).
+    private static func brokenLink(_ name: String, in directory: String) -> String? {
+        guard let bytes = try? FileSystemPath.bytes(of: directory + "/" + name),
+            let problem = FileInput.brokenLink(bytes)
+        else { return nil }
+        return "\(name) \(problem)"
     }
 
     /// The kind and permissions of `path` (`stat(2)`'s `st_mode`), `nil` if nothing is there.

@@ -41,7 +41,11 @@ final class FileInput {
         }
         let descriptor = bytes.withCPath { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         if descriptor < 0 {
-            throw DataError(path: path, problem: FileInput.describe(errno: errno, opening: true))
+            let code = errno
+            if code == ENOENT || code == ELOOP, let problem = FileInput.brokenLink(bytes) {
+                throw DataError(path: path, problem: problem)
+            }
+            throw DataError(path: path, problem: FileInput.describe(errno: code, opening: true))
         }
         func fail(_ problem: String) -> DataError {
             close(descriptor)
@@ -82,6 +86,42 @@ final class FileInput {
     }
 
     deinit { close(descriptor) }
+
+    /// Why the symbolic link at `path` (bytes, see `FileSystemPath`) leads to no file, or `nil`
+    /// when `path` is not a symbolic link or its target exists: `is a symbolic link to TARGET,
+    /// which does not exist` (a relative target followed by where it leads from the link's
+    /// folder), or `is a symbolic link that loops (…)`.
+    ///
+    /// A dangling link named like an expected file is not "missing": the user made it and
+    /// should hear where it points.
+    static func brokenLink(_ path: [UInt8]) -> String? {
+        var status = stat()
+        guard path.withCPath({ lstat($0, &status) }) == 0, status.st_mode & S_IFMT == S_IFLNK else { return nil }
+        if path.withCPath({ stat($0, &status) }) == 0 { return nil }
+        if errno == ELOOP {
+            return "is a symbolic link that loops (too many levels of symbolic links); expected a link to a file"
+        }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = path.withCPath { link in
+            buffer.withUnsafeMutableBufferPointer { characters in
+                guard let base = characters.baseAddress else { return -1 }
+                return readlink(link, base, characters.count)
+            }
+        }
+        guard count > 0 else { return "is a symbolic link to a path that does not exist" }
+        let target = buffer.prefix(count).map { UInt8(bitPattern: $0) }
+        var shown = String(decoding: target, as: UTF8.self)
+        var resolved = target
+        if target.first != UInt8(ascii: "/"), let slash = path.lastIndex(of: UInt8(ascii: "/")) {
+            resolved = Array(path[...slash]) + target
+            shown += " (\(String(decoding: resolved, as: UTF8.self)))"
+        }
+        // A link to a link that leads nowhere: the target exists, as a link.
+        if resolved.withCPath({ lstat($0, &status) }) == 0 {
+            return "is a symbolic link to \(shown), which leads to no file (a chain of links that ends nowhere)"
+        }
+        return "is a symbolic link to \(shown), which does not exist"
+    }
 
     /// Reads up to `count` bytes into `buffer`, retrying short reads; fewer only at end of file.
     ///

@@ -36,6 +36,9 @@ struct GraphReader {
     /// small enough that no shape arithmetic on it overflows).
     private static let largestAttribute = 1 << 24
 
+    /// The newest operator set version read: far past any ONNX release's.
+    static let newestOpset: Int64 = 1000
+
     init(_ proto: Onnx_ModelProto, path: String) throws {
         self.proto = proto
         self.path = path
@@ -48,10 +51,18 @@ struct GraphReader {
         guard let version = versions.max() else {
             throw DataError(path: path, problem: "imports no version of the default ONNX operator set (opset_import)")
         }
-        guard version >= 9 && version <= 1000 else {
+        guard version >= 9 else {
             throw DataError(
                 path: path,
                 problem: "uses ONNX opset \(version); Backprop reads opset 9 or later (ONNXExport writes 20)")
+        }
+        // No ONNX release defines an operator set near 1000 (ONNXExport writes 20): a larger
+        // version is a damaged or hand-made file, and the bound keeps `Int(version)` exact.
+        guard version <= GraphReader.newestOpset else {
+            throw DataError(
+                path: path,
+                problem: "uses ONNX opset \(version) (its opset_import for the default domain), which no ONNX release "
+                    + "defines; expected an opset from 9 to \(GraphReader.newestOpset) (ONNXExport writes 20)")
         }
         opset = Int(version)
         if let sparse = graph.sparseInitializer.first {
@@ -457,12 +468,12 @@ struct GraphReader {
         guard alpha == 1 else {
             throw at.fail("scales its product by alpha \(alpha); Backprop's Lin computes x • w + b")
         }
-        guard try at.int("transA", default: 0) == 0 else {
+        guard try !at.flag("transA", default: false) else {
             throw at.fail("transposes its input (transA 1); Backprop's Lin computes x • w + b")
         }
         let b = try floatInput(at, 1, "weights")
         guard b.rank == 2 else { throw at.fail("has weights of shape \(b.shape); expected a matrix") }
-        let w = try at.int("transB", default: 0) == 0 ? b : b.t().contiguous()  // (nIn, nOut)
+        let w = try at.flag("transB", default: false) ? b.t().contiguous() : b  // (nIn, nOut)
         let hasBias = hasBiasInput(node)
         guard beta == 1 || !hasBias else {
             throw at.fail("scales its bias by beta \(beta); Backprop's Lin adds it as it is")
@@ -586,11 +597,7 @@ struct GraphReader {
         guard node.output.dropFirst().allSatisfy(\.isEmpty) || node.opType == "MaxPool" else {
             throw at.fail("has \(node.output.count) outputs; expected one")
         }
-        let kernel = try at.ints("kernel_shape", default: [])
-        guard kernel.count == 2, kernel[0] == kernel[1], (1...GraphReader.largestAttribute).contains(kernel[0]) else {
-            throw at.fail("has the kernel \(kernel); Backprop's pools have square kernels [k, k]")
-        }
-        let k = kernel[0]
+        let k = try poolKernel(at)
         let stride = try equalPair(at, "strides", default: 1)
         guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
             throw at.fail("is dilated; Backprop's pools are not")
@@ -602,7 +609,7 @@ struct GraphReader {
             let how = autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad): \(padding) on every side)"
             throw at.fail("pads its input\(how); Backprop's pools do not")
         }
-        guard try at.int("ceil_mode", default: 0) == 0 else {
+        guard try !at.flag("ceil_mode", default: false) else {
             throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
         }
         let current = try known(shape, at)
@@ -631,7 +638,7 @@ struct GraphReader {
                 "reads its target shape from \(quoted(name)), which is neither a constant nor computed from a shape")
         }
         let size = current.reduce(1, *)
-        let allowZero = try at.int("allowzero", default: 0) != 0
+        let allowZero = try at.flag("allowzero", default: false)
         let keepsBatch =
             target.count == 2
             && (target[0] == .batch || target[0] == .size(-1) || (target[0] == .size(0) && !allowZero)
@@ -745,7 +752,7 @@ struct GraphReader {
         }
         // The first input's values and dimensions, as integers or floats.
         func integers(_ name: String) throws -> [Int] { try tensors.integers(constants[name]!, name: name) }
-        let dims = first.dims.map { Int($0) }
+        let dims = try tensors.dimensions(first, name: inputs[0])
         // Products of dimensions from the file, checked: an overflow is an error, not a trap.
         func product(_ sizes: [Int]) throws -> Int {
             try sizes.reduce(1) { total, size in
@@ -1020,7 +1027,7 @@ struct GraphReader {
                     "averages [n] + \(current) over the axes \(axes); Backprop reads a ReduceMean only over the height "
                         + "and width of images [n, c, h, w] (a global average pool)")
             }
-            keeps = try at.int("keepdims", default: 1) != 0
+            keeps = try at.flag("keepdims", default: true)
         } else {
             try at.expectInputs(1...1)
         }
@@ -1104,7 +1111,7 @@ struct GraphReader {
     /// epsilon and its momentum (as PyTorch's).
     private func readBatchNorm(_ node: Onnx_NodeProto, _ at: NodeContext, shape: [Int]?) throws -> ReadLayer {
         try at.expectInputs(5...5)
-        guard try at.int("training_mode", default: 0) == 0 else {
+        guard try !at.flag("training_mode", default: false) else {
             throw at.fail("normalises in training mode; Backprop reads inference graphs")
         }
         let epsilon = try at.float("epsilon", default: 1e-5)
@@ -1140,10 +1147,39 @@ struct GraphReader {
 
     // MARK: - Helpers
 
+    /// The side `k` of a pool's square window, its `kernel_shape` `[k, k]`, at most
+    /// ``largestAttribute``.
+    ///
+    /// - Throws: an error naming the node and the `kernel_shape` found: missing (ONNX requires
+    ///   it), not two sizes, a size below 1 or too large, or not square.
+    private func poolKernel(_ at: NodeContext) throws -> Int {
+        let kernel = try at.ints("kernel_shape", default: [])
+        guard !kernel.isEmpty else {
+            throw at.fail("has no kernel_shape; expected the attribute kernel_shape [k, k], which ONNX requires")
+        }
+        guard kernel.count == 2 else {
+            throw at.fail(
+                "has the kernel_shape \(kernel); expected two sizes [k, k] (a window over height and width), found "
+                    + "\(kernel.count)")
+        }
+        let largest = GraphReader.largestAttribute
+        if let bad = kernel.first(where: { !(1...largest).contains($0) }) {
+            throw at.fail("has the kernel_shape \(kernel); expected sizes from 1 to \(largest), found \(bad)")
+        }
+        guard kernel[0] == kernel[1] else {
+            throw at.fail("has the kernel_shape \(kernel); Backprop's pools have square kernels [k, k]")
+        }
+        return kernel[0]
+    }
+
     /// An attribute pair `[a, a]` (strides), at most ``largestAttribute``.
     private func equalPair(_ at: NodeContext, _ name: String, default value: Int) throws -> Int {
         let pair = try at.ints(name, default: [value, value])
-        guard pair.count == 2, pair[0] == pair[1], (1...GraphReader.largestAttribute).contains(pair[0]) else {
+        let largest = GraphReader.largestAttribute
+        if let bad = pair.first(where: { !(1...largest).contains($0) }) {
+            throw at.fail("has \(name) \(pair); expected sizes from 1 to \(largest), found \(bad)")
+        }
+        guard pair.count == 2, pair[0] == pair[1] else {
             throw at.fail("has \(name) \(pair); Backprop reads equal ones [s, s], s ≥ 1")
         }
         return pair[0]
@@ -1291,6 +1327,19 @@ struct NodeContext {
             throw fail("has the attribute \(name) of type \(attribute.type); expected an integer")
         }
         return Int(attribute.i)
+    }
+
+    /// The integer attribute `name` that ONNX defines as 0 or 1 (`transA`, `transB`, `ceil_mode`,
+    /// `keepdims`, …), as a `Bool`; `value` when the node has none.
+    ///
+    /// - Throws: an error naming the node, the attribute and the value found when it is another
+    ///   number (`has the attribute transB 5; expected 0 or 1`).
+    func flag(_ name: String, default value: Bool) throws -> Bool {
+        let found = try int(name, default: value ? 1 : 0)
+        guard found == 0 || found == 1 else {
+            throw fail("has the attribute \(name) \(found); expected 0 or 1")
+        }
+        return found == 1
     }
 
     func ints(_ name: String, default value: [Int]) throws -> [Int] {

@@ -18,16 +18,25 @@ final class TensorReader {
     }
 
     /// The tensor's dimensions and element count, checked: no negative size, no overflow.
+    ///
+    /// - Throws: ``DataError`` naming the file, the tensor, its dimensions and the size found: a
+    ///   negative one, or sizes whose product (or strides) does not fit an `Int`.
     private func shape(_ tensor: Onnx_TensorProto, name: String) throws -> (dims: [Int], count: Int) {
         var count = 1
         // The product with each 0 counted as 1: a tensor's strides, which must not overflow even
         // when a 0 makes it empty (as IDX.byteCount checks for the other readers).
         var strides = 1
         var dims: [Int] = []
+        if let index = tensor.dims.firstIndex(where: { $0 < 0 }) {
+            throw DataError(
+                path: path,
+                problem: "tensor \(quoted(name)) has the dimensions \(tensor.dims); expected sizes of 0 or more, found "
+                    + "\(tensor.dims[index]) at dimension \(index)")
+        }
         for size in tensor.dims {
             let (product, overflow) = count.multipliedReportingOverflow(by: Int(clamping: size))
             let (stride, strideOverflow) = strides.multipliedReportingOverflow(by: Swift.max(Int(clamping: size), 1))
-            guard size >= 0, !overflow, !strideOverflow else {
+            guard !overflow, !strideOverflow else {
                 throw DataError(
                     path: path,
                     problem: "tensor \(quoted(name)) has the dimensions \(tensor.dims), too large to address")
@@ -41,6 +50,14 @@ final class TensorReader {
                 path: path, problem: "tensor \(quoted(name)) is stored in segments; Backprop reads whole tensors")
         }
         return (dims, count)
+    }
+
+    /// The tensor's dimensions, checked as its values are when read.
+    ///
+    /// - Throws: ``DataError`` naming the file, the tensor and the size found, for a negative
+    ///   size or sizes too large to address.
+    func dimensions(_ tensor: Onnx_TensorProto, name: String) throws -> [Int] {
+        try shape(tensor, name: name).dims
     }
 
     /// The float32 or float64 tensor as a `Tensor` of its dimensions.

@@ -20,3 +20,50 @@ where Choice.RawValue == String {
     }
     return choice
 }
+
+/// A number option read as a `Float`, with the text the user gave: a message names the text, not
+/// the `Float` it rounds to (`--lr 1e40` reads as infinity, `--lr 1e-50` as 0, and neither is
+/// what was typed).
+struct FloatArgument: ExpressibleByArgument, Equatable {
+    /// The value, rounded to a `Float`.
+    let value: Float
+    /// The text given (a default's shortest decimal).
+    let text: String
+
+    init?(argument: String) {
+        guard let value = Float(argument) else { return nil }
+        self.value = value
+        text = argument
+    }
+
+    init(_ value: Float) {
+        self.value = value
+        text = "\(value)"
+    }
+
+    var defaultValueDescription: String { text }
+
+    /// The value, or a `ValidationError` naming `option`, the range valid (`expected`) and the
+    /// text given, when the value is NaN, beyond the largest `Float` (or typed as infinity), or
+    /// (for an option that must be `positive`) rounded to 0 from a number that is not 0.
+    ///
+    /// Other values out of range are the library's to refuse (`TrainingConfiguration.validate`):
+    /// a finite `Float` is the number typed, only spelled the shortest way.
+    /// - Parameters:
+    ///   - option: the option's name, `--lr`.
+    ///   - expected: the range valid, in words (`a positive number`).
+    ///   - positive: whether 0 is out of range, so that a number that rounds to it is refused.
+    func checked(_ option: String, expected: String, positive: Bool) throws -> Float {
+        let why: String
+        if value.isNaN {
+            why = ", which is not a number"
+        } else if value.isInfinite {
+            why = ", beyond the largest Float (\(Float.greatestFiniteMagnitude))"
+        } else if positive && value == 0 && Double(text) != 0 {
+            why = ", which rounds to 0 as a Float (the smallest positive one is \(Float.leastNonzeroMagnitude))"
+        } else {
+            return value
+        }
+        throw ValidationError("\(option): expected \(expected), found \(text)\(why)")
+    }
+}

@@ -47,10 +47,18 @@ struct ExplainCommand: ParsableCommand {
     @Flag(help: "Add the mean and standard deviation of the activations after every layer.")
     var stats = false
 
-    @Option(help: "Also write the walkthrough as one self-contained web page to this file.")
+    @Option(
+        help: """
+            Also write the walkthrough as one self-contained web page to this file (- or /dev/stdout: to \
+            standard output, instead of the walkthrough's text).
+            """)
     var html: String?
 
-    @Option(help: "Also write autograd's computation graph in Graphviz DOT to this file.")
+    @Option(
+        help: """
+            Also write autograd's computation graph in Graphviz DOT to this file (- or /dev/stdout: to standard \
+            output, instead of the walkthrough's text: backprop explain --dot - | dot -Tsvg).
+            """)
     var dot: String?
 
     func validate() throws {
@@ -67,20 +75,28 @@ struct ExplainCommand: ParsableCommand {
         } else {
             _ = try parseHidden()
         }
-        if let html {
-            try OutputPath.check(html, option: "--html")
-            try checkOutputSuffix(html, option: "--html", suffixes: [".html", ".htm"])
-        }
-        if let dot {
-            try OutputPath.check(dot, option: "--dot")
-            try checkOutputSuffix(dot, option: "--dot", suffixes: [".dot", ".gv"])
-        }
-        if let html, let dot, ExportCommand.samePath(html, dot) {
-            throw ValidationError("--html \(html) and --dot \(dot): the same file; the graph would replace the page")
+        if let html { try OutputTarget.check(html, option: "--html", suffixes: [".html", ".htm"]) }
+        if let dot { try OutputTarget.check(dot, option: "--dot", suffixes: [".dot", ".gv"]) }
+        if let html, let dot {
+            let destination = OutputDestination.of(html)
+            if destination == .file && ExportCommand.samePath(html, dot) {
+                throw ValidationError(
+                    "--html \(html) and --dot \(dot): the same file; the graph would replace the page")
+            }
+            if destination == .standardOutput && OutputDestination.of(dot) == .standardOutput {
+                throw ValidationError(
+                    "--html \(html) and --dot \(dot): both write to standard output; expected at most one there, "
+                        + "as the page and the graph would be mixed in one stream")
+            }
         }
     }
 
     func run() throws {
+        // The outputs first: a stream that cannot be opened is refused before the work.
+        let htmlOutput = try html.map { try OutputTarget($0, option: "--html") }
+        let dotOutput = try dot.map { try OutputTarget($0, option: "--dot") }
+        // An output on standard output is all that standard output carries.
+        let quiet = [htmlOutput, dotOutput].contains { $0?.destination == .standardOutput }
         let (rowsX, targ, imageShape) = try loadRows()
         var inputs =
             "the first \(rows == 1 ? "row" : "\(rows) rows") of Fashion-MNIST's x_train and y_train "
@@ -104,16 +120,16 @@ struct ExplainCommand: ParsableCommand {
 
         let trace = Trace.record(model: model, x: x, targ: targ)
         let narration = Narration(trace: trace, statistics: stats, inputs: inputs)
-        print(narration.text, terminator: "")
+        if !quiet { print(narration.text, terminator: "") }
 
-        if let html {
-            try write(HTMLReport(narration: narration).html, to: html, option: "--html")
-            print("\nWrote the walkthrough page to \(html)")
+        if let htmlOutput {
+            try htmlOutput.write(HTMLReport(narration: narration).html)
+            if !quiet { print("\nWrote the walkthrough page to \(htmlOutput.path)") }
         }
-        if let dot {
+        if let dotOutput {
             let graph = ComputationGraph.record(model: model, x: x, targ: targ)
-            try write(graph.dot, to: dot, option: "--dot")
-            print("Wrote the computation graph (\(graph.nodes.count) nodes) to \(dot)")
+            try dotOutput.write(graph.dot)
+            if !quiet { print("Wrote the computation graph (\(graph.nodes.count) nodes) to \(dotOutput.path)") }
         }
     }
 
@@ -245,15 +261,5 @@ struct ExplainCommand: ParsableCommand {
         }
         let targ = Tensor(Array(dataset.yTrain.values[0..<rows]))
         return (x, targ, dataset.imageShape)
-    }
-
-    /// Writes `text` to `path` atomically (the Data layer's `writeAtomically`: a temporary file in
-    /// the same folder, fsync, rename), so a reader never sees half a page.
-    private func write(_ text: String, to path: String, option: String) throws {
-        do {
-            try writeAtomically(Array(text.utf8), to: path)
-        } catch let error as DataError {
-            throw CommandLineError("\(option): \(error)")
-        }
     }
 }

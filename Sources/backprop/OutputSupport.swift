@@ -28,8 +28,18 @@ enum OutputPath {
     /// is not a folder or a device, and its name fits the file system's limit.
     /// (`BackpropCommand.main` has registered the raw arguments, so that a name that is not UTF-8
     /// is checked, and later written, as the bytes given: see `FileSystemPath`.)
+    ///
+    /// A path that is standard output or standard error (`/dev/stdout`, a link to it, the file
+    /// standard output is redirected to) is refused as such: a rename cannot replace a stream, and
+    /// replacing the file would lose what the command prints into it.
     static func check(_ path: String, option: String) throws {
         try PathArgument.checkNotEmpty(path, option: option)
+        let destination = OutputDestination.of(path)
+        if destination == .standardOutput || destination == .standardError {
+            let stream = destination == .standardOutput ? "standard output" : "standard error"
+            throw ValidationError(
+                "\(option) \(path): is \(stream); expected a regular file, which is replaced atomically")
+        }
         do {
             try checkAtomicWrite(to: path)
         } catch let error as DataError {
@@ -222,5 +232,145 @@ func checkOutputSuffix(_ path: String, option: String, suffixes: [String]) throw
     guard suffixes.contains(where: { path.lowercased().hasSuffix($0) }) else {
         throw ValidationError(
             "\(option) \(path): expected a file name ending in \(suffixes.joined(separator: " or "))")
+    }
+}
+
+/// What an output path names now, for an option that may write to a stream (`explain --html`,
+/// `--dot`): a file, replaced atomically (a temporary file, then a rename, so that a reader never
+/// sees half of it); or a stream, which a rename cannot replace and which is written straight to.
+enum OutputDestination: Equatable {
+    /// A regular file, or nothing yet (a new file), or what `OutputPath.check` refuses (a folder,
+    /// a block device, a socket).
+    case file
+    /// Standard output: `-`, `/dev/stdout`, or any path that is the file or pipe that standard
+    /// output writes to (`--dot out.dot > out.dot`: replacing the file would lose what the
+    /// command prints, which goes to the file replaced).
+    case standardOutput
+    /// Standard error: `/dev/stderr`, or any path that is what standard error writes to.
+    case standardError
+    /// A pipe or FIFO, or a character device (`/dev/null`, a terminal).
+    case stream
+
+    /// What `path` names, following symbolic links (`/dev/stdout` is one, to `/proc/self/fd/1`).
+    static func of(_ path: String) -> OutputDestination {
+        if path == "-" { return .standardOutput }
+        guard let bytes = try? FileSystemPath.bytes(of: path) else { return .file }
+        var status = stat()
+        let found = (bytes + [0]).withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { characters in
+                characters.baseAddress.map { stat($0, &status) == 0 } ?? false
+            }
+        }
+        guard found else { return .file }
+        // Where both streams are one terminal, the name tells which is meant.
+        var streams = [(STDOUT_FILENO, Self.standardOutput), (STDERR_FILENO, .standardError)]
+        if ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"].contains(path) { streams.reverse() }
+        for (descriptor, destination) in streams {
+            var stream = stat()
+            if fstat(descriptor, &stream) == 0 && stream.st_dev == status.st_dev && stream.st_ino == status.st_ino {
+                return destination
+            }
+        }
+        let kind = status.st_mode & S_IFMT
+        return kind == S_IFIFO || kind == S_IFCHR ? .stream : .file
+    }
+}
+
+/// An output option that names a file or a stream (``OutputDestination``): checked before any
+/// work (``check(_:option:suffixes:)``), opened before any work when it is a stream (so that a
+/// FIFO without a reader, say, is refused before the work rather than after it), and written at
+/// the end (``write(_:)``).
+final class OutputTarget {
+    let path: String
+    let option: String
+    let destination: OutputDestination
+    /// The open stream of a ``OutputDestination/stream``, else -1.
+    private let descriptor: Int32
+
+    /// Throws a `ValidationError` naming `option` unless `path` can be written now: a stream, or
+    /// a file that `OutputPath.check` accepts, whose name ends in one of `suffixes` (a stream has
+    /// no name to check: `--dot /dev/stdout` is not written over a data file).
+    static func check(_ path: String, option: String, suffixes: [String]) throws {
+        try PathArgument.checkNotEmpty(path, option: option)
+        guard OutputDestination.of(path) == .file else { return }
+        try OutputPath.check(path, option: option)
+        try checkOutputSuffix(path, option: option, suffixes: suffixes)
+    }
+
+    /// The output `path` of `option`; a stream is opened now.
+    ///
+    /// A FIFO is opened without waiting: one that no process reads is refused (writing it would
+    /// wait for a reader for ever).
+    /// - Throws: `CommandLineError` naming `option` and `path` when the stream cannot be opened.
+    init(_ path: String, option: String) throws {
+        self.path = path
+        self.option = option
+        destination = .of(path)
+        guard destination == .stream else {
+            descriptor = -1
+            return
+        }
+        let bytes = try FileSystemPath.bytes(of: path) + [0]
+        let opened = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { characters in
+                characters.baseAddress.map { open($0, O_WRONLY | O_NONBLOCK | O_CLOEXEC) } ?? -1
+            }
+        }
+        if opened < 0 {
+            let code = errno
+            let reason =
+                code == ENXIO
+                ? "is a FIFO that no process reads; start its reader first (writing would wait for one)"
+                : "cannot write: " + String(cString: strerror(code)).lowercased()
+            throw CommandLineError("\(option) \(path): \(reason)")
+        }
+        // Blocking again: a pipe's reader that is slower than the writer is waited for.
+        let flags = fcntl(opened, F_GETFL)
+        if flags >= 0 { _ = fcntl(opened, F_SETFL, flags & ~O_NONBLOCK) }
+        descriptor = opened
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    /// Writes `text`: to a file atomically (the Data layer's `writeAtomically`: a temporary file
+    /// in the same folder, fsync, rename), to a stream straight.
+    ///
+    /// A failure to write standard output is reported as every other (`StandardStream`, at the
+    /// end of the command).
+    /// - Throws: `CommandLineError` naming `option` and `path` when the file or stream cannot be
+    ///   written.
+    func write(_ text: String) throws {
+        switch destination {
+        case .file:
+            do {
+                try writeAtomically(Array(text.utf8), to: path)
+            } catch let error as DataError {
+                throw CommandLineError("\(option): \(error)")
+            }
+        case .standardOutput:
+            StandardStream.output.write(text)
+        case .standardError, .stream:
+            try writeStraight(text, to: destination == .stream ? descriptor : STDERR_FILENO)
+        }
+    }
+
+    /// Writes every byte of `text` to `descriptor`, retrying short and interrupted writes.
+    private func writeStraight(_ text: String, to descriptor: Int32) throws {
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { buffer in
+                Foundation.write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
+            }
+            if result < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                let reason = code == EPIPE ? "broken pipe (the reader has exited)" : String(cString: strerror(code))
+                throw CommandLineError("\(option) \(path): cannot write: \(reason.lowercased())")
+            }
+            written += result
+        }
     }
 }

@@ -46,7 +46,7 @@ struct TrainCommand: ParsableCommand {
     var batchSize: Int = recipe.batchSize
 
     @Option(name: .customLong("lr"), parsing: .unconditional, help: "Peak learning rate.")
-    var learningRate: Float = recipe.learningRate
+    var learningRate = FloatArgument(recipe.learningRate)
 
     @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var optimizer: String = recipe.optimizer.rawValue
@@ -57,7 +57,7 @@ struct TrainCommand: ParsableCommand {
             Decoupled weight decay on the weight matrices (default: \(recipe.weightDecay), or the preset's: \
             \(TrainingConfiguration.recipe(layers: "cnn").weightDecay) with --layers cnn).
             """)
-    var weightDecay: Float?
+    var weightDecay: FloatArgument?
 
     @Option(help: "Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")).")
     var schedule: String = recipe.schedule.rawValue
@@ -114,9 +114,9 @@ struct TrainCommand: ParsableCommand {
     @Option(
         name: .customLong("init"),
         help: """
-            Start from the weights in this file: a Backprop checkpoint or an ONNX model (dropout aside, which \
-            exporters leave out), which give their own network when neither --layers nor --hidden is given \
-            (else the same network), or a PyTorch \
+            Start from the weights in this file: a Backprop checkpoint, a state_dict that `backprop export \
+            --format pytorch` wrote, or an ONNX model (dropout aside, which exporters leave out), which give \
+            their own network when neither --layers nor --hidden is given (else the same network), or a PyTorch \
             state_dict (safetensors) of the nn.Sequential that --layers describes (layer I is index I; \
             see README, "PyTorch interop"). The optimizer starts afresh.
             """)
@@ -449,8 +449,9 @@ struct TrainCommand: ParsableCommand {
     }
 
     /// The network `--init`'s file holds, when neither `--layers` nor `--hidden` chooses one: a
-    /// Backprop checkpoint and an ONNX model store theirs (a PyTorch state_dict does not, and is
-    /// read with `--layers`; without it, with the default MLP, whose error says to give `--layers`).
+    /// Backprop checkpoint, a state_dict that `backprop export` wrote and an ONNX model store theirs
+    /// (a state_dict that PyTorch wrote does not, and is read with `--layers`; without it, with the
+    /// default MLP, whose error says to give `--layers`).
     /// With it, the shape of one example that the file's model takes. `initialFile`: `--init`'s
     /// file.
     private func networkOfInitialWeights(
@@ -484,9 +485,11 @@ struct TrainCommand: ParsableCommand {
         configuration.flip = flip
         configuration.epochs = epochs
         configuration.batchSize = batchSize
-        configuration.learningRate = learningRate
+        configuration.learningRate = try learningRate.checked("--lr", expected: "a positive number", positive: true)
         configuration.optimizer = try parseChoice(optimizer, option: "--optimizer")
-        configuration.weightDecay = weightDecay ?? TrainingConfiguration.recipe(layers: layers).weightDecay
+        configuration.weightDecay =
+            try weightDecay?.checked("--weight-decay", expected: "a number ≥ 0", positive: false)
+            ?? TrainingConfiguration.recipe(layers: layers).weightDecay
         configuration.schedule = try parseChoice(schedule, option: "--schedule")
         configuration.loss = try parseChoice(loss, option: "--loss")
         configuration.seed = seed

@@ -207,8 +207,11 @@ private func expectRefused(
         try expectRefused(
             ["train", "--plot", folder + "/fifo.svg"] + noData, in: folder,
             saying: "--plot \(folder)/fifo.svg: is a FIFO, expected a regular file")
+        // (`explain --dot /dev/null`, a stream, is written straight to: ExplainOutputTests.)
+        #expect(mkdir(folder + "/folder.dot", 0o755) == 0)
         try expectRefused(
-            ["explain", "--dot", "/dev/null"], in: folder, saying: "--dot /dev/null: is a character device")
+            ["explain", "--dot", folder + "/folder.dot"], in: folder,
+            saying: "--dot \(folder)/folder.dot: is a folder, expected a file path")
         #expect(symlink("no/such/folder/run.safetensors", folder + "/dangling.safetensors") == 0)
         try expectRefused(
             ["train", "--save", folder + "/dangling.safetensors"] + noData, in: folder,
