@@ -11,6 +11,7 @@ import PackageDescription
 //   BackpropNetwork      BackpropData          layers, losses, optimizers, checks | files
 //   BackpropCore                               Tensor, matmul, thread pool, autograd
 //   CBLAS, CZlib, CMPI, CKernels               system libraries, C kernels and the pool
+//   CStartup                                   the tool's start-up, before any library loads
 let package = Package(
     name: "Backprop",
     products: [
@@ -61,6 +62,8 @@ let package = Package(
         // accepts these flags in a dependency whose manifest says tools version 6.2 or later, by path
         // or by version (Backprop.docc, "Using Backprop in your package").
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+        // The tool's start-up: OpenBLAS told to start no threads before it loads (Startup.c).
+        .target(name: "CStartup"),
         // Core: Tensor, matrix products, the thread pool, autograd.
         .target(
             name: "BackpropCore",
@@ -109,7 +112,7 @@ let package = Package(
             name: "backprop",
             dependencies: [
                 "BackpropCore", "BackpropData", "BackpropNetwork", "BackpropTraining", "BackpropExplain",
-                "BackpropONNX", "BackpropDistributed",
+                "BackpropONNX", "BackpropDistributed", "CStartup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

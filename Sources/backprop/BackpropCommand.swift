@@ -48,8 +48,8 @@ struct BackpropCommand: ParsableCommand {
     /// (`Error: …`) and a non-zero exit status, never a usage dump or a stack trace. `--help` and
     /// `--version` print as usual. An `ExitCode` thrown by a command that has printed its report
     /// (`near`, `gradcheck`: status 1 when a check fails) exits with that status and prints nothing.
+    /// (OpenBLAS was told to start no threads before it loaded: `CStartup`.)
     static func main() {
-        SingleThreadedBLAS.ensure()
         // Under a small `ulimit -s` (the stack overflowed under 64 KiB), the command runs on a
         // thread with a stack of 8 MiB, the usual limit, which the limit does not bound.
         let stack = 8 << 20

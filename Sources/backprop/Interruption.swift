@@ -2,13 +2,15 @@ import BackpropData
 import Foundation
 import Synchronization
 
-/// Ctrl-C (SIGINT), SIGTERM and SIGHUP, turned into a request that a long run polls between two
-/// steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`: a write to
+/// Ctrl-C (SIGINT), SIGTERM, SIGHUP and SIGXCPU (the soft CPU-time limit of `ulimit -St` was
+/// reached), turned into a request that a long run polls between two steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`: a write to
 /// a reader that has gone fails with `EPIPE`, and the run stops as it does for the others.)
 ///
 /// Once training runs (``startPolling()``), the first signal only records itself; the run stops at
 /// its next step boundary, saves what it must and exits with `128 + signal` (130 for SIGINT, 143
-/// for SIGTERM, 129 for SIGHUP, as shells expect). A second signal ends the process at once, with the same status, after removing the
+/// for SIGTERM, 129 for SIGHUP, 152 for SIGXCPU, as shells expect). (Past a hard CPU-time limit the
+/// kernel sends SIGKILL, which no program can catch: with `ulimit -t`, which sets both limits to
+/// the same value, the run is killed at once, and the last checkpoint on disk is what remains.) A second signal ends the process at once, with the same status, after removing the
 /// temporary file of a save in progress: the last checkpoint on disk is whole either way, since
 /// every file is written atomically.
 enum Interruption {
@@ -22,12 +24,12 @@ enum Interruption {
     private static let polling = Atomic<Bool>(false)
 
     /// The signals that stop a run.
-    static let stopSignals = [SIGINT, SIGTERM, SIGHUP]
+    static let stopSignals = [SIGINT, SIGTERM, SIGHUP, SIGXCPU]
 
     /// From now on the first signal is a request that the run polls (see ``install()``).
     static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
 
-    /// Installs the handler for SIGINT, SIGTERM and SIGHUP, and unblocks them.
+    /// Installs the handler for the ``stopSignals``, and unblocks them.
     static func install() {
         unblockStopSignals()
         for signalNumber in stopSignals {
@@ -74,12 +76,13 @@ enum Interruption {
         return number == 0 ? nil : number
     }
 
-    /// `SIGINT`, `SIGTERM` or `SIGHUP`, as the message names it.
+    /// `SIGINT`, `SIGTERM`, `SIGHUP` or `SIGXCPU`, as the message names it.
     static func name(of number: Int32) -> String {
         switch number {
         case SIGINT: return "SIGINT"
         case SIGTERM: return "SIGTERM"
         case SIGHUP: return "SIGHUP"
+        case SIGXCPU: return "SIGXCPU (the CPU-time limit, ulimit -t)"
         default: return "signal \(number)"
         }
     }

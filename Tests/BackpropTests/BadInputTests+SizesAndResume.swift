@@ -191,6 +191,34 @@ struct SizesAndResumeTests {
         #expect(seed.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(seed.standardError)")
     }
 
+    @Test(
+        "OpenBLAS starts no threads: with no room for a thread's stack the tool runs, whatever OPENBLAS_NUM_THREADS says",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"))
+    func noOpenBLASThreads() throws {
+        // OpenBLAS used to start a thread per core as it loaded, before `main`, and to raise SIGINT
+        // (status 130, two lines from OpenBLAS) when it could not: each thread's stack takes the
+        // stack limit. The tool's start-up (CStartup) now runs before OpenBLAS loads.
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 14)
+            let executable = backpropExecutable().path
+            let settings = ["env -u OPENBLAS_NUM_THREADS", "env OPENBLAS_NUM_THREADS=2", "env OPENBLAS_NUM_THREADS=1"]
+            for environment in settings {
+                for command in ["--version", "train --data '\(folder)' --epochs 1"] {
+                    let result = try runProgram(
+                        "/bin/sh",
+                        [
+                            "-c",
+                            "ulimit -s 500000; ulimit -v 400000; "
+                                + "exec \(environment) timeout -s KILL 60 '\(executable)' \(command)",
+                        ])
+                    #expect(result.status == 0 && !result.crashed, "\(environment) \(command): \(result.standardError)")
+                    #expect(!result.standardError.contains("OpenBLAS"), "\(environment): \(result.standardError)")
+                    if command == "--version" { #expect(result.standardOutput == "0.1.0\n") }
+                }
+            }
+        }
+    }
+
     @Test("past a file-size limit (ulimit -f), a save or the output fails with one line, and leaves no file")
     func fileSizeLimit() throws {
         try withTemporaryFolder { folder in

@@ -219,6 +219,37 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
     }
 }
 
+/// `ulimit -St 1`: the kernel sends SIGXCPU after a second of CPU time (the hard limit stays
+/// unlimited), which used to kill `train` (status 152, by the signal) with the epoch in progress
+/// lost and nothing said; it now stops as for SIGTERM, with the last epoch saved.
+@Test func trainPastItsSoftCPUTimeLimitStopsAndSaves() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder, seed: 12)
+        let epochs = 100_000
+        let path = folder + "/run.safetensors"
+        let arguments = trainArguments(data: folder, epochs: epochs, save: path).map { "'\($0)'" }
+        let stopped = try runProgram(
+            "/bin/sh",
+            [
+                "-c",
+                "ulimit -St 1; exec timeout -s KILL 120 '\(backpropExecutable().path)' "
+                    + arguments.joined(separator: " "),
+            ])
+        #expect(!stopped.crashed, "killed by the signal instead of stopping: \(stopped.standardError)")
+        #expect(stopped.status == 128 + SIGXCPU, "\(stopped.standardError)")
+        let done = try TrainingCheckpoint.readState(path: path).completedEpochs
+        #expect(done >= 1 && done < epochs, "\(done) epochs done")
+        #expect(
+            stopped.standardError.hasPrefix("interrupted by SIGXCPU (the CPU-time limit, ulimit -t) "),
+            "\(stopped.standardError)")
+        #expect(
+            stopped.standardError.hasSuffix(
+                ": \(path) holds epoch \(done) with the optimizer's state; continue with: backprop train --resume \(path)\n"
+            ), "\(stopped.standardError)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.contains(".tmp-") })
+    }
+}
+
 @Test func trainKilledAtAnyMomentLeavesAWholeCheckpoint() throws {
     try withTemporaryFolder { folder in
         try writeRandomDataset(in: folder, seed: 11)
