@@ -216,10 +216,14 @@ struct GradcheckCommand: ParsableCommand {
     }
 
     /// Copies `layers.I.NAME` tensors (parameters, and buffers where present) from `path` into
-    /// `model`, checking each shape; a parameter missing from the file is an error. The
+    /// `model`, checking each shape; a parameter missing from the file is an error. A state_dict
+    /// that `backprop export --format pytorch` wrote is read as `Checkpoint.load(path:into:)` reads
+    /// it (its description must be the model's). The
     /// optimizer's state that `train --save` keeps beside them (`optimizer.*`) is not read.
     private func loadNamedParameters(into model: Model, from path: String) throws {
         let file = try Safetensors.read(path: path)
+        // `backprop export --format pytorch`'s file: PyTorch's names, read by the checkpoint loader.
+        if Checkpoint.isExportedStateDict(file) { return try Checkpoint.load(path: path, into: model) }
         let (parameters, buffers) = (model.namedParameters, model.namedBuffers)
         let known = Set((parameters + buffers).map(\.name))
         if let extra = file.names.first(where: { !known.contains($0) && !$0.hasPrefix("optimizer.") }) {

@@ -81,6 +81,17 @@ struct CheckpointReadBackTests {
             #expect(fromONNX.accuracy == reference.accuracy)
             #expect(abs(fromONNX.loss - reference.loss) <= 1e-4 * abs(reference.loss), "\(fromONNX) \(reference)")
 
+            // gradcheck --init: the same network and weights, so the same report (the seconds aside).
+            func gradcheck(_ model: String) throws -> NSDictionary {
+                let result = try runBackprop(["gradcheck", "--init", model, "--data", folder, "--rows", "8", "--json"])
+                #expect(result.status == 0, "\(result.standardError)")
+                let report = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8))
+                var dictionary = try #require(report as? [String: Any])
+                dictionary["seconds"] = nil
+                return dictionary as NSDictionary
+            }
+            #expect(try gradcheck(exported) == gradcheck(original))
+
             // train --init: the file's own network, starting from its weights (a rate too small to move them).
             let started = folder + "/started.safetensors"
             try succeed([
