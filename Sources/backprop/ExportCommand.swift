@@ -14,8 +14,9 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write a saved model as a PyTorch state_dict or an ONNX model, and print the Python that runs it.",
         discussion: """
             Reads a checkpoint written by `backprop train --save` (an MLP or any --layers network), a \
-            state_dict that `backprop export --format pytorch` wrote, or an ONNX model whose graph is a \
-            chain of Backprop's layers (README, "ONNX import"). \
+            state_dict that `backprop export --format pytorch` wrote, an ONNX model whose graph is a \
+            chain of Backprop's layers (README, "ONNX import"), or a state_dict that PyTorch wrote, with \
+            --layers describing its nn.Sequential (README, "PyTorch interop"). \
             --format pytorch writes OUT, the state_dict of the matching nn.Sequential: key I.weight for \
             layer I, nn.Linear weights transposed to [out, in], batch norms with num_batches_tracked; \
             it prints a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
@@ -47,6 +48,21 @@ struct ExportCommand: ParsableCommand {
 
     @Option(
         help: """
+            The network of a state_dict that PyTorch wrote (no Backprop metadata), as train --layers takes \
+            it, such as 'lin 256, relu, lin 10': entry I is index I of the nn.Sequential, for images of \
+            --input-shape. A file that holds its own network must hold this one.
+            """)
+    var layers: String?
+
+    @Option(
+        help: """
+            C,H,W: the images the --layers network takes (default: Fashion-MNIST's 1,28,28; rows of C×H×W \
+            values when it starts with lin).
+            """)
+    var inputShape: String?
+
+    @Option(
+        help: """
             MEAN,STD: the normalisation of the pixels / 255 the model was trained with, written into OUT \
             and the Python (onnx: into the graph) in place of MODEL's own; for a model that stores none \
             (an ONNX model from PyTorch, say), whose inputs are otherwise taken as already normalised.
@@ -60,6 +76,12 @@ struct ExportCommand: ParsableCommand {
             throw ValidationError("--format: expected \(names), found '\(format)'")
         }
         if let normalize { _ = try EvaluateCommand.normalization(parsing: normalize) }
+        _ = try parsedLayers()
+        _ = try parsedImageShape()
+        if inputShape != nil && layers == nil {
+            throw ValidationError(
+                "--input-shape: only with --layers (a file that holds its network holds its input shape)")
+        }
         try checkOutput(output, option: "OUT", suffix: suffix)
         if Self.samePath(model, output) {
             throw ValidationError("OUT \(output) is MODEL; writing it would replace the checkpoint")
@@ -86,18 +108,84 @@ struct ExportCommand: ParsableCommand {
         StandardStream.output.write(script)
     }
 
-    /// The model in ``model`` (a checkpoint or an ONNX model), the shape of one example, and the
-    /// normalisation of its inputs: `--normalize`'s, else the one the file stores, if any.
+    /// The model in ``model`` (a checkpoint, an ONNX model, or a PyTorch state_dict of the network
+    /// `--layers` describes), the shape of one example, and the normalisation of its inputs:
+    /// `--normalize`'s, else the one the file stores, if any.
     func loadModel() throws -> (Model, inputShape: [Int], normalization: (mean: Double, std: Double)?) {
         let given = try normalize.map(EvaluateCommand.normalization(parsing:))
+        let description = try parsedLayers()
         if ONNXImport.looksLikeONNX(path: model) {
             let imported = try ONNXImport.read(path: model)
+            try checkSameNetwork(imported.description, as: description, holder: "an ONNX model")
             EvaluateCommand.noteReplaced(imported.normalization, by: given, written: normalize, in: model)
             return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
-        let saved = try Checkpoint.load(from: model)  // (one read: the model, its input shape and normalisation)
+        let file = try Safetensors.read(path: model)  // (one read: the model, its input shape and normalisation)
+        if let description, !Checkpoint.isBackpropCheckpoint(file) {
+            // PyTorch's own state_dict: the network of --layers, for the images of --input-shape.
+            let image = try parsedImageShape()
+            let inputShape = description.inputShape(channels: image[0], height: image[1], width: image[2])
+            let outputs: [Int]
+            do {
+                outputs = try description.shapes(input: inputShape).last ?? inputShape
+            } catch {
+                throw CommandLineError(
+                    "\(error) (for images of \(image.map(String.init).joined(separator: "×")))")
+            }
+            let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
+            let network = try Checkpoint.loadPyTorch(
+                file, description: description, inputShape: inputShape, loss: loss,
+                describedAs: "--layers '\(description)'")
+            let stored = try Checkpoint.readNormalization(file)
+            EvaluateCommand.noteReplaced(stored, by: given, written: normalize, in: model)
+            return (network, inputShape, given ?? stored)
+        }
+        let saved: SavedModel
+        do {
+            saved = try Checkpoint.load(from: file)
+        } catch let error as DataError where !Checkpoint.isBackpropCheckpoint(file) {
+            throw CommandLineError(
+                "\(error.description); a state_dict that PyTorch wrote is read with --layers, which gives its "
+                    + "architecture (such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")")
+        }
+        try checkSameNetwork(
+            try? Checkpoint.modelDescription(of: saved.model), as: description, holder: "a Backprop checkpoint")
         EvaluateCommand.noteReplaced(saved.normalization, by: given, written: normalize, in: model)
         return (saved.model, saved.inputShape, given ?? saved.normalization)
+    }
+
+    /// Throws unless `--layers` (`given`) is absent or is the network `stored` that ``model``
+    /// holds (`holder`: `a Backprop checkpoint`, `an ONNX model`).
+    private func checkSameNetwork(_ stored: ModelDescription?, as given: ModelDescription?, holder: String) throws {
+        guard let given, let stored, stored != given else { return }
+        throw CommandLineError(
+            "\(model): holds the model '\(stored)', not --layers '\(given)' (\(holder) gives its own "
+                + "architecture: leave --layers out)")
+    }
+
+    /// `--input-shape` as `[c, h, w]`, by default Fashion-MNIST's `[1, 28, 28]`.
+    private func parsedImageShape() throws -> [Int] {
+        guard let inputShape else { return [1, 28, 28] }
+        let sizes = inputShape.split(separator: ",", omittingEmptySubsequences: false).map {
+            Int($0.trimmingCharacters(in: .whitespaces))
+        }
+        guard sizes.count == 3, let c = sizes[0], let h = sizes[1], let w = sizes[2], c > 0, h > 0, w > 0,
+            c <= 1 << 16, h <= 1 << 16, w <= 1 << 16
+        else {
+            throw ValidationError(
+                "--input-shape: expected C,H,W, three sizes from 1 to 65536 such as 1,28,28, found '\(inputShape)'")
+        }
+        return [c, h, w]
+    }
+
+    /// `--layers`, parsed, or `nil` when not given.
+    private func parsedLayers() throws -> ModelDescription? {
+        guard let layers else { return nil }
+        do {
+            return try ModelDescription(parsing: layers)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and

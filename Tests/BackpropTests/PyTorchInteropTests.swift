@@ -278,6 +278,60 @@ struct PyTorchInteropTests {
         }
     }
 
+    @Test(
+        "backprop export --layers converts PyTorch's own state_dict, in both formats, to PyTorch's logits",
+        arguments: [
+            ("pytorch_mlp.safetensors", mlpLayers, "1,4,4", "mlp"),
+            ("pytorch_convnet.safetensors", convnetLayers, "1,8,8", "convnet"),
+        ])
+    func exportConvertsAStateDictWithLayers(file: String, layers: String, shape: String, name: String) throws {
+        try withTemporaryFolder { folder in
+            let path = fixturePath(file)
+            let (x, logits) = (try Self.io().tensor(name + ".x"), try Self.io().tensor(name + ".logits"))
+            // To ONNX, read back by the ONNX importer: no normalisation given, so the graph takes x as it is.
+            let onnx = folder + "/model.onnx"
+            let toONNX = try runBackprop([
+                "export", path, "--format", "onnx", onnx, "--layers", layers, "--input-shape", shape,
+            ])
+            #expect(toONNX.status == 0, "\(toONNX.standardError)")
+            let imported = try ONNXImport.read(path: onnx)
+            expectAllNear(imported.model.predict(x), logits, tolerance: 1e-5, relative: 1e-5, "ONNX logits")
+            // To a state_dict of Backprop's, read back without --layers.
+            let exported = folder + "/model.safetensors"
+            let toPyTorch = try runBackprop([
+                "export", path, "--format", "pytorch", exported, "--layers", layers, "--input-shape", shape,
+            ])
+            #expect(toPyTorch.status == 0, "\(toPyTorch.standardError)")
+            let saved = try Checkpoint.load(from: exported)
+            expectAllNear(saved.model.predict(x), logits, tolerance: 1e-5, relative: 1e-5, "state_dict logits")
+        }
+    }
+
+    @Test("backprop export of PyTorch's own state_dict needs --layers; --input-shape needs it; a misfit is named")
+    func exportOfAStateDictNamesWhatIsMissing() throws {
+        try withTemporaryFolder { folder in
+            let path = fixturePath("pytorch_mlp.safetensors")
+            let out = folder + "/model.onnx"
+            let bare = try runBackprop(["export", path, "--format", "onnx", out])
+            #expect(bare.status == 1 && !bare.crashed)
+            #expect(bare.standardError.contains("a state_dict that PyTorch wrote is read with --layers"))
+            let shapeAlone = try runBackprop(["export", path, "--format", "onnx", out, "--input-shape", "1,4,4"])
+            #expect(shapeAlone.status != 0 && !shapeAlone.crashed)
+            #expect(
+                shapeAlone.standardError.contains("--input-shape: only with --layers"), "\(shapeAlone.standardError)")
+            let badShape = try runBackprop([
+                "export", path, "--format", "onnx", out, "--layers", "lin 10", "--input-shape", "1,4",
+            ])
+            #expect(badShape.standardError.contains("--input-shape: expected C,H,W"), "\(badShape.standardError)")
+            // Fashion-MNIST's 28×28 by default: the fixture's first layer takes 16 inputs, not 784.
+            let misfit = try runBackprop(["export", path, "--format", "onnx", out, "--layers", Self.mlpLayers])
+            #expect(misfit.status == 1 && !misfit.crashed)
+            #expect(misfit.standardError.hasPrefix("Error: \(path): "), "\(misfit.standardError)")
+            #expect(misfit.standardError.contains("[12, 784]"), "\(misfit.standardError)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
+        }
+    }
+
     @Test("backprop export --normalize gives a model that stores no normalisation one, in both formats")
     func exportNormalize() throws {
         try withTemporaryFolder { folder in
