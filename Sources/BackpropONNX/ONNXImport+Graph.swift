@@ -437,6 +437,12 @@ struct GraphReader {
             guard value.isFinite, value > 0 else {
                 throw at.fail("divides by the standard deviation \(value); expected a positive finite number")
             }
+            // A deviation so small that a pixel leaves Float's range would train to a NaN loss.
+            if let (byte, pixel) = FashionMNIST.nonFiniteNormalizedPixel(mean: Double(mean), std: Double(value)) {
+                throw at.fail(
+                    "divides by the standard deviation \(value) after subtracting the mean \(mean), which takes pixel "
+                        + "\(byte)/255 to \(pixel) in Float; expected a normalisation that keeps the inputs finite")
+            }
             return .done(mean: mean, std: value)
         default:
             let done: String

@@ -148,4 +148,38 @@ struct ONNXImportMessageTests {
                     + "which no ONNX release defines; expected an opset from 9 to 1000 (ONNXExport writes 20)\n")
         }
     }
+
+    /// `x` → `Div 255` → `Sub mean` → `Div std` → `Gemm` (4 → 3): the normalisation Backprop's
+    /// export writes, before one layer.
+    static func normalizedGraph(mean: Float, std: Float) -> Onnx_ModelProto {
+        let w = Tensor(shape: [4, 3], values: (0..<12).map { Float($0) / 10 })
+        return ONNXImportTests.graph(
+            nodes: [
+                ONNXImportTests.node("Div", ["x", "scale"], "scaled"),
+                ONNXImportTests.node("Sub", ["scaled", "mean"], "centered"),
+                ONNXImportTests.node("Div", ["centered", "std"], "normalized"),
+                ONNXImportTests.node("Gemm", ["normalized", "w", "b"], "y"),
+            ],
+            initializers: [
+                ("scale", Tensor([255])), ("mean", Tensor([mean])), ("std", Tensor([std])), ("w", w),
+                ("b", Tensor([0.5, -0.5, 0.25])),
+            ],
+            inputShape: [4])
+    }
+
+    @Test("a normalisation whose deviation takes a pixel out of Float's range is named, not trained to NaN")
+    func normalisationThatOverflowsFloat() throws {
+        // Pixel 87 is the first to pass Float's 3.4e38: 87 / 255 / 1e-39 (it used to read, then train
+        // to a NaN loss blamed on the learning rate).
+        try Self.expectRefused(
+            Self.normalizedGraph(mean: 0, std: 1e-39),
+            [
+                "divides by the standard deviation", "after subtracting the mean 0.0, which takes pixel 87/255 to inf",
+                "expected a normalisation that keeps the inputs finite",
+            ])
+        // A small deviation that keeps every pixel finite reads, with its values.
+        let read = try ONNXImport.model(
+            fromBytes: try Self.normalizedGraph(mean: 0.25, std: 0.01).serializedBytes(), path: "m")
+        #expect(read.normalization.map { abs($0.mean - 0.25) < 1e-6 && abs($0.std - 0.01) < 1e-8 } == true)
+    }
 }
