@@ -46,7 +46,8 @@ extension Checkpoint {
     ///   - loss: the loss after the last layer.
     /// - Throws: `ModelDescriptionError` when the description does not fit `inputShape`;
     ///   `DataError` naming `path` when it cannot be read, or its keys, shapes, dtypes or values
-    ///   do not fit the description (see `PyTorchStateDict.load(_:into:describedAs:)`).
+    ///   do not fit the description (see `PyTorchStateDict.load(_:into:describedAs:)`), or the
+    ///   description has far more parameters than the file holds values (then it is not built).
     public static func loadPyTorch(
         path: String, description: ModelDescription, inputShape: [Int], loss: any Loss = CrossEntropy()
     ) throws -> Model {
@@ -71,6 +72,17 @@ extension Checkpoint {
         _ file: SafetensorsFile, description: ModelDescription, inputShape: [Int], loss: any Loss,
         describedAs name: String
     ) throws -> Model {
+        // A model near the file's size is built, and its tensors compared one by one (naming the
+        // first that does not fit); one far larger cannot fit the file, and is not built (a wrong
+        // description, `lin 20000000`, or input shape would cost its whole size first).
+        let parameters = try description.parameterCount(inputShape: inputShape)
+        let held = file.tensors.values.reduce(0) { $0 + $1.count }
+        guard parameters <= 2 * held + (1 << 20) else {
+            throw DataError(
+                path: file.path,
+                problem: "does not fit \(name): for inputs of shape \(inputShape) it has \(parameters) parameters, "
+                    + "but the file holds \(held) values")
+        }
         var generator = RandomGenerator(seed: 0)
         let model = try Model(description: description, inputShape: inputShape, loss: loss, generator: &generator)
         try PyTorchStateDict.load(file, into: model, describedAs: name)

@@ -22,10 +22,10 @@ struct ExportCommand: ParsableCommand {
             it prints a Python script that builds that nn.Sequential, loads OUT with load_state_dict, and \
             normalises the inputs as the model was trained (so that it gives Backprop's logits). \
             --format onnx writes OUT, an ONNX model (opset 20) that ONNX Runtime runs to Backprop's \
-            logits: input "pixels" (0 to 255, float32, [n, 1, 28, 28] or [n, 784]), normalised in the \
-            graph as the model was trained ("x", already normalised, for a checkpoint that stores no \
-            normalisation when --normalize gives none), output "logits" [n, 10]; it prints the Python \
-            that runs it.
+            logits: input "pixels" (0 to 255, float32, [n, C, H, W], or [n, C·H·W] for a model that starts \
+            with lin: [n, 1, 28, 28] or [n, 784] for Fashion-MNIST), normalised in the graph as the model \
+            was trained ("x", already normalised, for a checkpoint that stores no normalisation when \
+            --normalize gives none), output "logits" [n, classes]; it prints the Python that runs it.
             """
     )
 

@@ -328,6 +328,16 @@ struct PyTorchInteropTests {
             #expect(misfit.status == 1 && !misfit.crashed)
             #expect(misfit.standardError.hasPrefix("Error: \(path): "), "\(misfit.standardError)")
             #expect(misfit.standardError.contains("[12, 784]"), "\(misfit.standardError)")
+            // A description far larger than the file is refused before it is built (63 GB here).
+            let huge = try runBackprop([
+                "export", path, "--format", "onnx", out, "--layers", "lin 20000000, relu, lin 10", "--input-shape",
+                "1,28,28",
+            ])
+            #expect(huge.status == 1 && !huge.crashed)
+            #expect(
+                huge.standardError
+                    == "Error: \(path): does not fit --layers 'lin 20000000, relu, lin 10': for inputs of shape [784] "
+                    + "it has 15900000010 parameters, but the file holds 626 values\n", "\(huge.standardError)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
         }
     }
