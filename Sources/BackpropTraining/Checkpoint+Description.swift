@@ -246,11 +246,9 @@ extension Checkpoint {
         let shapeText = inputShape.map(String.init).joined(separator: ",")
         var generator = RandomGenerator(seed: 0)
         do {
-            // A model near the file's size is built, and its tensors compared one by one (naming the
-            // first that does not fit); one far larger cannot fit the file, and is not built.
+            // One far larger than the file is not built (a wrong input shape).
             let parameters = try description.parameterCount(inputShape: inputShape)
-            let held = file.tensors.values.reduce(0) { $0 + $1.count }
-            guard parameters <= 2 * held + (1 << 20) else {
+            if let held = valuesFarTooFew(for: parameters, in: file) {
                 throw DataError(
                     path: file.path,
                     problem: "metadata 'layers' with 'input_shape' \(shapeText) gives a model of \(parameters) "
@@ -262,6 +260,17 @@ extension Checkpoint {
             throw DataError(
                 path: file.path, problem: "metadata 'layers' does not fit 'input_shape' \(shapeText): \(error)")
         }
+    }
+
+    /// How many values `file` holds, when they are far too few for a model of `parameters`
+    /// parameters (more than twice as many, and a million more), else `nil`.
+    ///
+    /// A model near the file's size is built, and its tensors compared one by one, naming the first
+    /// that does not fit; one far larger cannot fit the file, and building it first would cost its
+    /// whole size (a wrong description or input shape can ask for any size).
+    static func valuesFarTooFew(for parameters: Int, in file: SafetensorsFile) -> Int? {
+        let held = file.tensors.values.reduce(0) { $0 + $1.count }
+        return parameters <= 2 * held + (1 << 20) ? nil : held
     }
 
     /// Copies every parameter and buffer of `file` into `model` (`layers.I.NAME`, as

@@ -72,12 +72,9 @@ extension Checkpoint {
         _ file: SafetensorsFile, description: ModelDescription, inputShape: [Int], loss: any Loss,
         describedAs name: String
     ) throws -> Model {
-        // A model near the file's size is built, and its tensors compared one by one (naming the
-        // first that does not fit); one far larger cannot fit the file, and is not built (a wrong
-        // description, `lin 20000000`, or input shape would cost its whole size first).
+        // One far larger than the file is not built (`lin 20000000`, or a wrong input shape).
         let parameters = try description.parameterCount(inputShape: inputShape)
-        let held = file.tensors.values.reduce(0) { $0 + $1.count }
-        guard parameters <= 2 * held + (1 << 20) else {
+        if let held = valuesFarTooFew(for: parameters, in: file) {
             throw DataError(
                 path: file.path,
                 problem: "does not fit \(name): for inputs of shape \(inputShape) it has \(parameters) parameters, "

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BackpropNetwork
 
 /// An error the command line reports as one line on stderr, with exit status 1.
 struct CommandLineError: Error, CustomStringConvertible {
@@ -65,5 +66,16 @@ struct FloatArgument: ExpressibleByArgument, Equatable {
             return value
         }
         throw ValidationError("\(option): expected \(expected), found \(text)\(why)")
+    }
+}
+
+/// `--layers` parsed (`nil` when not given), or a `ValidationError` with the parser's message, which
+/// names the option, the entry and what it expected.
+func parseLayers(_ layers: String?) throws -> ModelDescription? {
+    guard let layers else { return nil }
+    do {
+        return try ModelDescription(parsing: layers)
+    } catch {
+        throw ValidationError(error.description)
     }
 }

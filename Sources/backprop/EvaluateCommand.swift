@@ -230,14 +230,7 @@ extension EvaluateCommand {
     }
 
     /// `--layers`, parsed, or `nil` when not given.
-    private func parsedLayers() throws -> ModelDescription? {
-        guard let layers else { return nil }
-        do {
-            return try ModelDescription(parsing: layers)
-        } catch {
-            throw ValidationError(error.description)
-        }
-    }
+    private func parsedLayers() throws -> ModelDescription? { try parseLayers(layers) }
 
     /// `--normalize MEAN,STD`, parsed, or `nil` when not given.
     private func parsedNormalization() throws -> (mean: Double, std: Double)? {

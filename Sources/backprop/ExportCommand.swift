@@ -179,14 +179,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     /// `--layers`, parsed, or `nil` when not given.
-    private func parsedLayers() throws -> ModelDescription? {
-        guard let layers else { return nil }
-        do {
-            return try ModelDescription(parsing: layers)
-        } catch {
-            throw ValidationError(error.description)
-        }
-    }
+    private func parsedLayers() throws -> ModelDescription? { try parseLayers(layers) }
 
     /// The Python that builds the `nn.Sequential` of `network`, loads ``output`` into it, and
     /// prepares Fashion-MNIST pixels as the model was trained on them.

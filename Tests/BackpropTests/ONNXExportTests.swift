@@ -366,7 +366,8 @@ struct ONNXExportTests {
             (
                 ["{dir}/pt.safetensors", "--format", "onnx", "{dir}/out.onnx"],
                 "Error: {dir}/pt.safetensors: is not a Backprop checkpoint: expected format 'backprop-mlp' or "
-                    + "'backprop-model', found format 'pt'\n"
+                    + "'backprop-model', found format 'pt'; a state_dict that PyTorch wrote is read with --layers, "
+                    + "which gives its architecture (such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")\n"
             ),
         ])
     func exportErrors(arguments: [String], message: String) throws {

@@ -36,14 +36,6 @@ struct ONNXImportMessageTests {
         }
     }
 
-    static func ints(_ name: String, _ values: [Int]) -> Onnx_AttributeProto {
-        var attribute = Onnx_AttributeProto()
-        attribute.name = name
-        attribute.type = .ints
-        attribute.ints = values.map(Int64.init)
-        return attribute
-    }
-
     @Test("an opset beyond any release is named with the range read, not as too old")
     func opsetFarBeyondAnyRelease() throws {
         try Self.expectRefused(
@@ -109,27 +101,30 @@ struct ONNXImportMessageTests {
                 inputShape: [1, 8, 8])
         }
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [0, 0])]),
+            pool([ONNXImportTests.ints("kernel_shape", [0, 0])]),
             ["node 0 (\"maxpool\", MaxPool) has the kernel_shape [0, 0]; expected sizes from 1 to 16777216, found 0"])
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [2, -3])]), ["has the kernel_shape [2, -3]; expected sizes", "found -3"])
+            pool([ONNXImportTests.ints("kernel_shape", [2, -3])]),
+            ["has the kernel_shape [2, -3]; expected sizes", "found -3"])
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [2])]),
+            pool([ONNXImportTests.ints("kernel_shape", [2])]),
             ["(\"maxpool\", MaxPool) has the kernel_shape [2]; expected two sizes [k, k]", "found 1"])
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [2, 3])]),
+            pool([ONNXImportTests.ints("kernel_shape", [2, 3])]),
             ["(\"maxpool\", MaxPool) has the kernel_shape [2, 3]; Backprop's pools have square kernels [k, k]"])
         try Self.expectRefused(
             pool([]), ["(\"maxpool\", MaxPool) has no kernel_shape; expected the attribute kernel_shape [k, k]"])
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [2, 2]), Self.ints("strides", [0, 0])]),
+            pool([ONNXImportTests.ints("kernel_shape", [2, 2]), ONNXImportTests.ints("strides", [0, 0])]),
             ["(\"maxpool\", MaxPool) has strides [0, 0]; expected sizes from 1 to 16777216, found 0"])
         try Self.expectRefused(
-            pool([Self.ints("kernel_shape", [2, 2]), ONNXImportTests.int("ceil_mode", 7)]),
+            pool([ONNXImportTests.ints("kernel_shape", [2, 2]), ONNXImportTests.int("ceil_mode", 7)]),
             ["(\"maxpool\", MaxPool) has the attribute ceil_mode 7; expected 0 or 1"])
         // A 2×2 kernel reads.
         let read = try ONNXImport.model(
-            fromBytes: try pool([Self.ints("kernel_shape", [2, 2]), Self.ints("strides", [2, 2])]).serializedBytes(),
+            fromBytes: try pool([
+                ONNXImportTests.ints("kernel_shape", [2, 2]), ONNXImportTests.ints("strides", [2, 2]),
+            ]).serializedBytes(),
             path: "m")
         #expect(read.description.description == "maxpool 2")
     }
