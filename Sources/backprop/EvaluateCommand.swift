@@ -187,23 +187,28 @@ extension EvaluateCommand {
                 "\(error.description); a PyTorch state_dict is read with --layers, which gives its architecture "
                     + "(such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")")
         }
-        if let description, let stored = try? Checkpoint.modelDescription(of: saved.model), stored != description {
-            throw CommandLineError(
-                "\(model): holds the model '\(stored)', not --layers '\(description)' (a Backprop checkpoint "
-                    + "gives its own architecture: leave --layers out)")
-        }
+        try Self.checkSameNetwork(
+            try? Checkpoint.modelDescription(of: saved.model), as: description, in: model,
+            holder: "a Backprop checkpoint")
         return (saved.model, saved.inputShape)
     }
 
     /// The ONNX model `--model`, which must be the one `--layers` describes if given.
     private func loadONNX() throws -> ONNXImportedModel {
         let imported = try ONNXImport.read(path: model)
-        if let description = try parsedLayers(), description != imported.description {
-            throw CommandLineError(
-                "\(model): holds the model '\(imported.description)', not --layers '\(description)' (an ONNX model "
-                    + "gives its own architecture: leave --layers out)")
-        }
+        try Self.checkSameNetwork(imported.description, as: try parsedLayers(), in: model, holder: "an ONNX model")
         return imported
+    }
+
+    /// Throws unless `--layers` (`given`) is absent or is the network `stored` that the file `path`
+    /// holds (`holder`: `a Backprop checkpoint`, `an ONNX model`).
+    static func checkSameNetwork(
+        _ stored: ModelDescription?, as given: ModelDescription?, in path: String, holder: String
+    ) throws {
+        guard let given, let stored, stored != given else { return }
+        throw CommandLineError(
+            "\(path): holds the model '\(stored)', not --layers '\(given)' (\(holder) gives its own "
+                + "architecture: leave --layers out)")
     }
 
     /// The model `--layers` describes for images of `imageShape`, with the weights of the PyTorch
@@ -212,6 +217,18 @@ extension EvaluateCommand {
         guard let file, let description = try parsedLayers() else {
             preconditionFailure("a state_dict is a safetensors file, read with --layers")
         }
+        return try Self.loadStateDict(
+            file, description: description, imageShape: imageShape,
+            images: "the \(imageShape) images in the data")
+    }
+
+    /// The model `description` gives for images of `imageShape` (`[c, h, w]`), with the weights of
+    /// the PyTorch state_dict `file`, and the shape of one example it takes: MSE for one output,
+    /// else cross-entropy. `images` names the images in the error of a description that does not
+    /// fit them (`the [1, 28, 28] images in the data`).
+    static func loadStateDict(
+        _ file: SafetensorsFile, description: ModelDescription, imageShape: [Int], images: String
+    ) throws -> (Model, [Int]) {
         let inputShape =
             imageShape.count == 3
             ? description.inputShape(channels: imageShape[0], height: imageShape[1], width: imageShape[2])
@@ -220,7 +237,7 @@ extension EvaluateCommand {
         do {
             outputs = try description.shapes(input: inputShape).last ?? inputShape
         } catch {
-            throw CommandLineError("\(error) (for the \(imageShape) images in the data)")
+            throw CommandLineError("\(error) (for \(images))")
         }
         let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
         let network = try Checkpoint.loadPyTorch(

@@ -116,7 +116,8 @@ struct ExportCommand: ParsableCommand {
         let description = try parsedLayers()
         if ONNXImport.looksLikeONNX(path: model) {
             let imported = try ONNXImport.read(path: model)
-            try checkSameNetwork(imported.description, as: description, holder: "an ONNX model")
+            try EvaluateCommand.checkSameNetwork(
+                imported.description, as: description, in: model, holder: "an ONNX model")
             EvaluateCommand.noteReplaced(imported.normalization, by: given, written: normalize, in: model)
             return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
@@ -124,18 +125,9 @@ struct ExportCommand: ParsableCommand {
         if let description, !Checkpoint.isBackpropCheckpoint(file) {
             // PyTorch's own state_dict: the network of --layers, for the images of --input-shape.
             let image = try parsedImageShape()
-            let inputShape = description.inputShape(channels: image[0], height: image[1], width: image[2])
-            let outputs: [Int]
-            do {
-                outputs = try description.shapes(input: inputShape).last ?? inputShape
-            } catch {
-                throw CommandLineError(
-                    "\(error) (for images of \(image.map(String.init).joined(separator: "×")))")
-            }
-            let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
-            let network = try Checkpoint.loadPyTorch(
-                file, description: description, inputShape: inputShape, loss: loss,
-                describedAs: "--layers '\(description)'")
+            let (network, inputShape) = try EvaluateCommand.loadStateDict(
+                file, description: description, imageShape: image,
+                images: "images of \(image.map(String.init).joined(separator: "×"))")
             let stored = try Checkpoint.readNormalization(file)
             EvaluateCommand.noteReplaced(stored, by: given, written: normalize, in: model)
             return (network, inputShape, given ?? stored)
@@ -148,19 +140,11 @@ struct ExportCommand: ParsableCommand {
                 "\(error.description); a state_dict that PyTorch wrote is read with --layers, which gives its "
                     + "architecture (such as 'lin 256, relu, lin 10'; README, \"PyTorch interop\")")
         }
-        try checkSameNetwork(
-            try? Checkpoint.modelDescription(of: saved.model), as: description, holder: "a Backprop checkpoint")
+        try EvaluateCommand.checkSameNetwork(
+            try? Checkpoint.modelDescription(of: saved.model), as: description, in: model,
+            holder: "a Backprop checkpoint")
         EvaluateCommand.noteReplaced(saved.normalization, by: given, written: normalize, in: model)
         return (saved.model, saved.inputShape, given ?? saved.normalization)
-    }
-
-    /// Throws unless `--layers` (`given`) is absent or is the network `stored` that ``model``
-    /// holds (`holder`: `a Backprop checkpoint`, `an ONNX model`).
-    private func checkSameNetwork(_ stored: ModelDescription?, as given: ModelDescription?, holder: String) throws {
-        guard let given, let stored, stored != given else { return }
-        throw CommandLineError(
-            "\(model): holds the model '\(stored)', not --layers '\(given)' (\(holder) gives its own "
-                + "architecture: leave --layers out)")
     }
 
     /// `--input-shape` as `[c, h, w]`, by default Fashion-MNIST's `[1, 28, 28]`.

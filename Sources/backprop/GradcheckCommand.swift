@@ -223,7 +223,7 @@ struct GradcheckCommand: ParsableCommand {
     private func loadNamedParameters(into model: Model, from path: String) throws {
         let file = try Safetensors.read(path: path)
         // `backprop export --format pytorch`'s file: PyTorch's names, read by the checkpoint loader.
-        if Checkpoint.isExportedStateDict(file) { return try Checkpoint.load(path: path, into: model) }
+        if Checkpoint.isExportedStateDict(file) { return try Checkpoint.load(file, into: model, describedAs: nil) }
         let (parameters, buffers) = (model.namedParameters, model.namedBuffers)
         let known = Set((parameters + buffers).map(\.name))
         if let extra = file.names.first(where: { !known.contains($0) && !$0.hasPrefix("optimizer.") }) {
