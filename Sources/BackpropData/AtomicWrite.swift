@@ -89,7 +89,7 @@ package func removeTemporaryFileOfAtomicWrite() {
 package enum FileSystemPath {
     /// The raw bytes of each argument that is not valid UTF-8, by the UTF-8 of its repaired
     /// string; `nil` where two different arguments repair to the same string.
-    private static let registered = Mutex<[[UInt8]: [UInt8]?]>([:])
+    private static let registered = Locked<[[UInt8]: [UInt8]?]>([:])
 
     /// The arguments are registered once.
     private static let commandLineRegistered: Void = {

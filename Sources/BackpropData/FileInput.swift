@@ -1,6 +1,5 @@
 import BackpropCore
 import Foundation
-import Synchronization
 
 /// A regular file opened for reading, with errors that name it (internal to `Data/`).
 ///
@@ -202,7 +201,7 @@ final class FileInput {
 /// 16 MiB of a plain file.
 package enum ReadingInterruption {
     /// The installed check, or `nil`.
-    private static let check = Mutex<(@Sendable () throws -> Void)?>(nil)
+    private static let check = Locked<(@Sendable () throws -> Void)?>(nil)
 
     /// Installs `check` (replacing any earlier one); `nil` removes it.
     ///

@@ -1,11 +1,10 @@
 import CKernels
-import Synchronization
 
 /// The C kernels that choose their vector instructions themselves (`bp_adam_update`, the direct
 /// convolution's forward pass, `bp_softmax_rows`): AVX-512 where the processor has it, else AVX2,
 /// the same bits either way.
 package enum KernelInstructions {
-    private static let switching = Mutex(())
+    private static let switching = Locked(())
 
     /// Runs `body` with those kernels allowed (`true`, the default) or not allowed to take their
     /// AVX-512 paths: for tests that compare the two paths on one machine. Callers take turns (a

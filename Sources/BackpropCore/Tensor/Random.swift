@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// A seeded random number generator that gives the same numbers on every machine.
 ///
@@ -95,7 +94,7 @@ extension RandomGenerator {
     public static let defaultSeed: UInt64 = 0
 
     /// The process-wide default generator, behind a lock.
-    private static let shared = Mutex(RandomGenerator(seed: defaultSeed))
+    private static let shared = Locked(RandomGenerator(seed: defaultSeed))
 
     /// Runs `body` with the process-wide default generator, which `Tensor.randn(_:)` and
     /// `Tensor.rand(_:)` draw from, and returns what it returns.

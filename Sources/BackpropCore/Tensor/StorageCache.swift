@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Large buffers that tensors have released, kept for the next tensor of the same size.
 ///
@@ -15,12 +14,12 @@ enum StorageCache {
     static let capacity = 1 << 30
 
     /// The kept buffers (addresses) by size in bytes, and their total.
-    private struct Pool: ~Copyable {
+    private struct Pool {
         var buffers: [Int: [UInt]] = [:]
         var bytes = 0
     }
 
-    private static let pool = Mutex(Pool())
+    private static let pool = Locked(Pool())
 
     /// A kept buffer of exactly `bytes` bytes, removed from the cache, or `nil`.
     static func take(bytes: Int) -> UnsafeMutableRawPointer? {

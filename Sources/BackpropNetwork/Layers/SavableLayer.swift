@@ -1,5 +1,4 @@
 import BackpropCore
-import Synchronization
 
 // Layers of your own in model descriptions and checkpoints: a layer names itself with a word
 // (its kind) and the arguments that build it again, and a registry maps the words back to types.
@@ -88,7 +87,7 @@ extension SavableLayer {
 
 extension ModelDescription {
     /// The layers registered with ``register(_:)``, by kind.
-    private static let registry = Mutex<[String: CustomLayerType]>([:])
+    private static let registry = Locked<[String: CustomLayerType]>([:])
 
     /// Makes `type`'s ``SavableLayer/kind`` a layer name that every description parses from now
     /// on (`ModelDescription(parsing:)`, and so the checkpoints that `Checkpoint.load` reads), in
