@@ -32,19 +32,22 @@ struct NearCommand: ParsableCommand {
 
     // `.unconditional`: `--relative-tolerance -1` reads -1 (refused by `validate()`), not a missing value.
     @Option(parsing: .unconditional, help: "Allowed difference per unit of |expected| (test_near's 1e-3).")
-    var relativeTolerance: Float = 1e-3
+    var relativeTolerance = FloatArgument(1e-3)
 
     @Option(parsing: .unconditional, help: "Allowed difference near zero (test_near's 1e-5).")
-    var absoluteTolerance: Float = 1e-5
+    var absoluteTolerance = FloatArgument(1e-5)
 
     func validate() throws {
         try PathArgument.checkNotEmpty(actual, option: "<actual>")
         try PathArgument.checkNotEmpty(expected, option: "<expected>")
-        if !(relativeTolerance >= 0) {
-            throw ValidationError("--relative-tolerance must be 0 or more, got \(relativeTolerance)")
-        }
-        if !(absoluteTolerance >= 0) {
-            throw ValidationError("--absolute-tolerance must be 0 or more, got \(absoluteTolerance)")
+        // A tolerance past Float's range would read as infinity and pass every element.
+        for (option, tolerance) in [
+            ("--relative-tolerance", relativeTolerance), ("--absolute-tolerance", absoluteTolerance),
+        ] {
+            let expected = "a number ≥ 0"
+            if try tolerance.checked(option, expected: expected, positive: false) < 0 {
+                throw ValidationError("\(option): expected \(expected), found \(tolerance.text)")
+            }
         }
         // No names would compare nothing and pass.
         if let tensors, tensors.split(separator: ",").allSatisfy({ $0.allSatisfy(\.isWhitespace) }) {
@@ -75,8 +78,8 @@ struct NearCommand: ParsableCommand {
         }
         for name in names {
             let report = near(
-                try actualFile.tensor(name), try expectedFile.tensor(name), relativeTolerance: relativeTolerance,
-                absoluteTolerance: absoluteTolerance)
+                try actualFile.tensor(name), try expectedFile.tensor(name), relativeTolerance: relativeTolerance.value,
+                absoluteTolerance: absoluteTolerance.value)
             lines.append("\(name): \(report)")
             if !report.isNear { allNear = false }
         }

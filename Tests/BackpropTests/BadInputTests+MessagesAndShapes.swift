@@ -146,11 +146,11 @@ struct MessagesTests {
             (["explain", "--seed", "-3"], "The value '-3' is invalid for '--seed <seed>'"),
             (
                 ["near", "a.safetensors", "b.safetensors", "--absolute-tolerance", "-1"],
-                "--absolute-tolerance must be 0 or more, got -1.0"
+                "--absolute-tolerance: expected a number ≥ 0, found -1"
             ),
             (
                 ["near", "a.safetensors", "b.safetensors", "--relative-tolerance", "-0.5"],
-                "--relative-tolerance must be 0 or more, got -0.5"
+                "--relative-tolerance: expected a number ≥ 0, found -0.5"
             ),
         ])
     func negativeNumbersAreNamed(_ arguments: [String], _ message: String) throws {

@@ -357,7 +357,17 @@ private let checkCommandLineCases: [BadInput] = [
     BadInput(
         "near: negative tolerance",
         ["near", "{dir}/weights.safetensors", "{dir}/weights.safetensors", "--relative-tolerance=-1"],
-        expect: ["--relative-tolerance must be 0 or more, got -1.0"], prepare: seedFiles()),
+        expect: ["--relative-tolerance: expected a number ≥ 0, found -1"], prepare: seedFiles()),
+    BadInput(
+        "near: a tolerance past Float's range (it would pass everything)",
+        ["near", "{dir}/weights.safetensors", "{dir}/weights.safetensors", "--absolute-tolerance", "1e40"],
+        expect: ["--absolute-tolerance: expected a number ≥ 0, found 1e40, beyond the largest Float"],
+        prepare: seedFiles()),
+    BadInput(
+        "near: a tolerance that is not a number",
+        ["near", "{dir}/weights.safetensors", "{dir}/weights.safetensors", "--relative-tolerance", "nan"],
+        expect: ["--relative-tolerance: expected a number ≥ 0, found nan, which is not a number"],
+        prepare: seedFiles()),
     BadInput(
         "near: no tensor in common", ["near", "{dir}/inputs.safetensors", "{dir}/weights.safetensors"],
         expect: ["have no tensor name in common"], prepare: seedFiles()),
