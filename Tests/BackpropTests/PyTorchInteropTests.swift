@@ -323,6 +323,16 @@ struct PyTorchInteropTests {
                 "export", path, "--format", "onnx", out, "--layers", "lin 10", "--input-shape", "1,4",
             ])
             #expect(badShape.standardError.contains("--input-shape: expected C,H,W"), "\(badShape.standardError)")
+            // A kernel larger than the images of --input-shape names the option, as it was typed.
+            let small = try runBackprop([
+                "export", path, "--format", "onnx", out, "--layers", "conv 4 5, flatten, lin 10", "--input-shape",
+                "1, 3,3",
+            ])
+            #expect(small.status == 1 && !small.crashed)
+            #expect(
+                small.standardError.hasSuffix(
+                    "larger than its input [1, 3, 3] padded to 3×3 (for --input-shape 1, 3,3)\n"),
+                "\(small.standardError)")
             // Fashion-MNIST's 28×28 by default: the fixture's first layer takes 16 inputs, not 784.
             let misfit = try runBackprop(["export", path, "--format", "onnx", out, "--layers", Self.mlpLayers])
             #expect(misfit.status == 1 && !misfit.crashed)
