@@ -225,7 +225,7 @@ extension EvaluateCommand {
     /// The model `description` gives for images of `imageShape` (`[c, h, w]`), with the weights of
     /// the PyTorch state_dict `file`, and the shape of one example it takes: MSE for one output,
     /// else cross-entropy. `images` names the images in the error of a description that does not
-    /// fit them (`the [1, 28, 28] images in the data`).
+    /// fit them (`the [1, 28, 28] images in the data`); that error is a `ValidationError`.
     static func loadStateDict(
         _ file: SafetensorsFile, description: ModelDescription, imageShape: [Int], images: String
     ) throws -> (Model, [Int]) {
@@ -237,7 +237,8 @@ extension EvaluateCommand {
         do {
             outputs = try description.shapes(input: inputShape).last ?? inputShape
         } catch {
-            throw CommandLineError("\(error) (for \(images))")
+            // A usage error (status 64), as train's for the same --layers: the options do not fit.
+            throw ValidationError("\(error) (for \(images))")
         }
         let loss: any Loss = outputs == [1] ? Mse() : CrossEntropy()
         let network = try Checkpoint.loadPyTorch(

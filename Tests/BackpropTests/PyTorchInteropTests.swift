@@ -328,7 +328,7 @@ struct PyTorchInteropTests {
                 "export", path, "--format", "onnx", out, "--layers", "conv 4 5, flatten, lin 10", "--input-shape",
                 "1, 3,3",
             ])
-            #expect(small.status == 1 && !small.crashed)
+            #expect(small.status == 64 && !small.crashed)  // a usage error, as train's for the same --layers
             #expect(
                 small.standardError.hasSuffix(
                     "larger than its input [1, 3, 3] padded to 3×3 (for --input-shape 1, 3,3)\n"),
@@ -465,6 +465,15 @@ struct PyTorchInteropTests {
                 wrong.standardError
                     == "Error: \(path): does not fit --layers 'lin 12, relu, lin 10': unexpected 4.bias, 4.weight, "
                     + "6.bias, 6.weight, 9.bias, 9.weight (the model has 3 layers, 0 to 2)\n")
+            // A network that cannot take the data's images: a usage error (64), as train's is.
+            let misfit = try runBackprop([
+                "evaluate", "--model", path, "--layers", "conv 2 5, flatten, lin 10", "--data", folder,
+            ])
+            #expect(misfit.status == 64 && !misfit.crashed)
+            #expect(
+                misfit.standardError
+                    == "Error: --layers: entry 1 \"conv 2 5\" has a 5×5 kernel, larger than its input [1, 4, 4] "
+                    + "padded to 4×4 (for the [1, 4, 4] images in the data)\n", "\(misfit.standardError)")
             let bad = try runBackprop(["evaluate", "--model", path, "--layers", "lin 12", "--normalize", "0"])
             #expect(bad.standardError.hasPrefix("Error: --normalize: expected MEAN,STD with a finite mean"))
             // torch.save's own file: named as such, with the way to write safetensors.
