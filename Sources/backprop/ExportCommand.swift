@@ -127,7 +127,8 @@ struct ExportCommand: ParsableCommand {
             let image = try parsedImageShape()
             let (network, inputShape) = try EvaluateCommand.loadStateDict(
                 file, description: description, imageShape: image,
-                images: inputShape.map { "--input-shape \($0)" } ?? "images of 1×28×28, the default --input-shape")
+                images: inputShape.map { "--input-shape \($0)" }
+                    ?? "images of \(image.map(String.init).joined(separator: "×")), the default --input-shape")
             let stored = try Checkpoint.readNormalization(file)
             EvaluateCommand.noteReplaced(stored, by: given, written: normalize, in: model)
             return (network, inputShape, given ?? stored)
