@@ -83,7 +83,8 @@ struct BackpropCommand: ParsableCommand {
                 StandardStream.finishOutput()
                 Foundation.exit(0)
             }
-            StandardStream.error.write("Error: \(oneLine(self.message(for: error)))\n")
+            let message = self.message(for: error)
+            StandardStream.error.write("Error: \(oneLine(optionValueMessage(message) ?? message))\n")
             Foundation.exit(code.rawValue)
         }
     }

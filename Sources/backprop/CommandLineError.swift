@@ -79,3 +79,40 @@ func parseLayers(_ layers: String?) throws -> ModelDescription? {
         throw ValidationError(error.description)
     }
 }
+
+/// The argument parser's message for an option value that does not parse as the option's type
+/// (`The value '-1' is invalid for '--seed <seed>'`), rewritten to say what the option takes, as
+/// the other messages do: `--seed: expected a whole number from 0 to 18446744073709551615, found
+/// '-1'`. `nil` for any other message, or an option not listed in ``valueKinds``.
+func optionValueMessage(_ message: String) -> String? {
+    let prefix = "The value '"
+    guard message.hasPrefix(prefix), let marker = message.range(of: "' is invalid for '--", options: .backwards)
+    else { return nil }
+    let value = message[message.index(message.startIndex, offsetBy: prefix.count)..<marker.lowerBound]
+    let rest = message[message.index(marker.upperBound, offsetBy: -2)...]  // "--seed <seed>'…"
+    let option = String(rest.prefix { $0 != " " && $0 != "'" })
+    guard let kind = valueKinds[option] else { return nil }
+    let expected: String
+    switch kind {
+    case .integer:
+        // Digits alone that do not parse are past the range of `Int`.
+        let digits = value.drop { $0 == "-" || $0 == "+" }
+        let outOfRange = !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+        expected = outOfRange ? "a whole number from \(Int.min) to \(Int.max)" : "a whole number"
+    case .seed:
+        expected = "a whole number from 0 to \(UInt64.max)"
+    case .real:
+        expected = "a number (such as 0.003 or 1e-3)"
+    }
+    return "\(option): expected \(expected), found '\(value)'"
+}
+
+/// What each number option of the commands takes, for ``optionValueMessage(_:)``: the same name
+/// has the same type in every command (train's `--hidden`, a list, has its own message).
+private enum ValueKind { case integer, seed, real }
+
+private let valueKinds: [String: ValueKind] = [
+    "--epochs": .integer, "--batch-size": .integer, "--limit": .integer, "--threads": .integer, "--runs": .integer,
+    "--rows": .integer, "--samples": .integer, "--hidden": .integer, "--seed": .seed, "--lr": .real,
+    "--weight-decay": .real, "--relative-tolerance": .real, "--absolute-tolerance": .real,
+]

@@ -139,11 +139,17 @@ struct MessagesTests {
         arguments: [
             (["gradcheck", "--rows", "-5"], "--rows must be at least 1, got -5"),
             (["gradcheck", "--samples", "-3"], "--samples must be at least 1, got -3"),
-            (["gradcheck", "--seed", "-1"], "The value '-1' is invalid for '--seed <seed>'"),
+            (
+                ["gradcheck", "--seed", "-1"],
+                "--seed: expected a whole number from 0 to 18446744073709551615, found '-1'"
+            ),
             (["bench", "--runs", "-5"], "--runs must be at least 1, got -5"),
             (["bench", "--rows", "-5"], "--rows must be at least 10, got -5"),
             (["explain", "--rows", "-3"], "--rows: expected a number of rows from 1 to 50000, found -3"),
-            (["explain", "--seed", "-3"], "The value '-3' is invalid for '--seed <seed>'"),
+            (
+                ["explain", "--seed", "-3"],
+                "--seed: expected a whole number from 0 to 18446744073709551615, found '-3'"
+            ),
             (
                 ["near", "a.safetensors", "b.safetensors", "--absolute-tolerance", "-1"],
                 "--absolute-tolerance: expected a number ≥ 0, found -1"

@@ -251,7 +251,9 @@ private let commandLineCases: [BadInput] = [
     BadInput(
         "negative hidden units", ["seed", "--hidden", "-5"], expect: ["--hidden must be a positive number", "got -5"]),
     BadInput("malformed --hidden", ["seed", "--hidden", "50,abc"], expect: ["--hidden", "50,abc"]),
-    BadInput("negative seed", ["seed", "--seed", "-1"], expect: ["'-1' is invalid for '--seed <seed>'"]),
+    BadInput(
+        "negative seed", ["seed", "--seed", "-1"],
+        expect: ["--seed: expected a whole number from 0 to 18446744073709551615, found '-1'"]),
     BadInput(
         "output in a folder that does not exist", ["seed", "--save", "{dir}/no/such/out.safetensors"],
         expect: ["--save {dir}/no/such/out.safetensors: the folder {dir}/no/such does not exist"]),
@@ -288,7 +290,9 @@ private let trainCommandLineCases: [BadInput] = [
     BadInput(
         "train: negative learning rate", train("--lr", "-0.1"), expect: ["--lr: expected a positive number, found -0.1"]
     ),
-    BadInput("train: learning rate not a number", train("--lr", "fast"), expect: ["'fast' is invalid for '--lr <lr>'"]),
+    BadInput(
+        "train: learning rate not a number", train("--lr", "fast"),
+        expect: ["--lr: expected a number (such as 0.003 or 1e-3), found 'fast'"]),
     BadInput(
         "train: infinite learning rate", train("--lr", "inf"), expect: ["--lr: expected a positive number, found inf"]),
     BadInput(

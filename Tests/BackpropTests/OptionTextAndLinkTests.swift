@@ -55,7 +55,8 @@ struct OptionTextAndLinkTests {
         // --weight-decay 1e-50 rounds to 0, a valid decay: the run goes on to the next check.
         try Self.expectRefused(
             ["train", "--weight-decay", "1e-50", "--epochs", "0"], "--epochs: expected a positive number, found 0")
-        try Self.expectRefused(["train", "--lr", "abc"], "The value 'abc' is invalid for '--lr <lr>'")
+        try Self.expectRefused(
+            ["train", "--lr", "abc"], "--lr: expected a number (such as 0.003 or 1e-3), found 'abc'")
     }
 
     @Test("a data file that is a dangling symbolic link is named with its target, not as missing")
