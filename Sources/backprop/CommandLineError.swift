@@ -93,18 +93,22 @@ func optionValueMessage(_ message: String) -> String? {
     let option = String(rest.prefix { $0 != " " && $0 != "'" })
     guard let kind = valueKinds[option] else { return nil }
     let expected: String
+    var why = ""
     switch kind {
     case .integer:
+        expected = "a whole number"
         // Digits alone that do not parse are past the range of `Int`.
         let digits = value.drop { $0 == "-" || $0 == "+" }
-        let outOfRange = !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
-        expected = outOfRange ? "a whole number from \(Int.min) to \(Int.max)" : "a whole number"
+        if !digits.isEmpty && digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            why =
+                value.hasPrefix("-") ? ", below the smallest one (\(Int.min))" : ", beyond the largest one (\(Int.max))"
+        }
     case .seed:
         expected = "a whole number from 0 to \(UInt64.max)"
     case .real:
         expected = "a number (such as 0.003 or 1e-3)"
     }
-    return "\(option): expected \(expected), found '\(value)'"
+    return "\(option): expected \(expected), found '\(value)'\(why)"
 }
 
 /// What each number option of the commands takes, for ``optionValueMessage(_:)``: the same name
