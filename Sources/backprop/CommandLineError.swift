@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import BackpropNetwork
 
@@ -83,7 +84,10 @@ func parseLayers(_ layers: String?) throws -> ModelDescription? {
 /// The argument parser's message for an option value that does not parse as the option's type
 /// (`The value '-1' is invalid for '--seed <seed>'`), rewritten to say what the option takes, as
 /// the other messages do: `--seed: expected a whole number from 0 to 18446744073709551615, found
-/// '-1'`. `nil` for any other message, or an option not listed in ``valueKinds``.
+/// '-1'`. An option with a fixed set of values (`bench --only`), whose message lists them (`…
+/// Please provide one of 'seed', 'minibatch' or 'mlp'.`), says so the same way: `--only: expected
+/// one of seed, minibatch or mlp, found 'x'`. `nil` for any other message, or a number option not
+/// listed in ``valueKinds``.
 func optionValueMessage(_ message: String) -> String? {
     let prefix = "The value '"
     guard message.hasPrefix(prefix), let marker = message.range(of: "' is invalid for '--", options: .backwards)
@@ -91,6 +95,12 @@ func optionValueMessage(_ message: String) -> String? {
     let value = message[message.index(message.startIndex, offsetBy: prefix.count)..<marker.lowerBound]
     let rest = message[message.index(marker.upperBound, offsetBy: -2)...]  // "--seed <seed>'…"
     let option = String(rest.prefix { $0 != " " && $0 != "'" })
+    if let list = rest.range(of: "'. Please provide one of ") {
+        let choices = rest[list.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
+        let names = (choices.hasSuffix(".") ? String(choices.dropLast()) : choices).replacingOccurrences(
+            of: "'", with: "")
+        return "\(option): expected one of \(names), found '\(value)'"
+    }
     guard let kind = valueKinds[option] else { return nil }
     let expected: String
     var why = ""

@@ -68,6 +68,52 @@ struct OptionValueMessageTests {
                 == "--rows: expected a whole number, found '٣'")
     }
 
+    @Test("an option with a fixed set of values lists them in the same style")
+    func choices() {
+        #expect(
+            optionValueMessage(
+                "The value 'x' is invalid for '--only <only>'. Please provide one of 'seed', 'minibatch' or 'mlp'.")
+                == "--only: expected one of seed, minibatch or mlp, found 'x'")
+    }
+
+    /// The arguments each command needs besides the option under test (none of them `option`).
+    private static func required(_ command: String, besides option: String) -> [String] {
+        switch command {
+        case "near": return ["a.safetensors", "b.safetensors"]
+        case "evaluate": return option == "--model" ? [] : ["--model", "m.safetensors"]
+        case "export":
+            return ["m.safetensors", "o.safetensors"] + (option == "--format" ? [] : ["--format", "pytorch"])
+        default: return []
+        }
+    }
+
+    @Test("no option of any command is left with the parser's bare 'is invalid for' message")
+    func everyOptionIsCovered() throws {
+        // Each option that takes a value, read off each command's help, given the value "x":
+        // parsed only (nothing runs), the message the command line would print never is the
+        // parser's own. This catches a number option added without an entry in `valueKinds`.
+        var checked = 0
+        for command in BackpropCommand.configuration.subcommands {
+            let name = command.configuration.commandName ?? ""
+            let help = BackpropCommand.helpMessage(for: command)
+            for line in help.split(separator: "\n") {
+                let words = line.split(separator: " ")
+                guard words.count >= 2, words[0].hasPrefix("--"), words[1].hasPrefix("<") else { continue }
+                let option = String(words[0])
+                let arguments = [name] + Self.required(name, besides: option) + [option, "x"]
+                do {
+                    _ = try BackpropCommand.parseAsRoot(arguments)
+                } catch {
+                    let message = BackpropCommand.message(for: error)
+                    let printed = optionValueMessage(message) ?? message
+                    #expect(!printed.contains("is invalid for"), "\(arguments): \(printed)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 40, "only \(checked) options found in the commands' help")
+    }
+
     @Test("a value with quotes in it is taken whole, up to the last ' is invalid for '")
     func quotesInTheValue() {
         #expect(
