@@ -55,7 +55,9 @@ struct SeedCommand: ParsableCommand {
             throw ValidationError("--data and --tensors both give the inputs; use one")
         }
         if let save {
-            try OutputPath.check(save, option: "--save")
+            // A safetensors file, named as `train --save` and `gradcheck --save` name theirs: a
+            // mistyped argument (`--save x`) would otherwise write 157 MB under a bare name.
+            try checkOutput(save, option: "--save", suffix: ".safetensors")
             try checkOutputIsNotAnInput(save, option: "--save", inputs: [("--tensors", tensors), ("--init", `init`)])
         }
     }

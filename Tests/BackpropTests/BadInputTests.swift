@@ -263,7 +263,15 @@ private let commandLineCases: [BadInput] = [
     ) { folder in
         try writeBytes([1], to: folder + "/file")
     },
-    BadInput("output path that is a folder", ["seed", "--save", "{dir}"], expect: ["--save {dir}: is a folder"]),
+    BadInput(
+        "output path that is a folder", ["seed", "--save", "{dir}/out.safetensors"],
+        expect: ["--save {dir}/out.safetensors: is a folder"]
+    ) { folder in
+        try FileManager.default.createDirectory(atPath: folder + "/out.safetensors", withIntermediateDirectories: false)
+    },
+    BadInput(
+        "output that is not a safetensors file", ["seed", "--save", "{dir}/gradients"],
+        expect: ["--save {dir}/gradients: expected a file name ending in .safetensors"]),
     BadInput(
         "output in a folder that cannot be written", ["seed", "--save", "/proc/self/out.safetensors"],
         expect: ["--save /proc/self/out.safetensors: the folder /proc/self is not writable"]),
