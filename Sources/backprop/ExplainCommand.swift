@@ -237,19 +237,15 @@ struct ExplainCommand: ParsableCommand {
         }
     }
 
-    /// The first `rows` rows of the training set, prepared as the seed prepares `x_train`: the
-    /// whole training set is read so that the rows are normalised with its mean and standard
-    /// deviation, exactly as in a full run, and only then cut.
     /// The first `--rows` rows of the data folder's training images, their labels, and the shape
-    /// of an image `[c, h, w]`.
+    /// of an image `[c, h, w]`, prepared as the seed prepares `x_train`: the whole training set is
+    /// read so that the rows are normalised with its mean and standard deviation, exactly as in a
+    /// full run, and only then cut.
     private func loadRows() throws -> (x: Tensor, targ: Tensor, imageShape: [Int]) {
         let directory = FashionMNIST.resolveDirectory(data)
-        let dataset: FashionMNIST
-        do {
-            dataset = try FashionMNIST(directory: directory, requiresValidation: false)
-        } catch let error as DataError {
-            throw CommandLineError("--data: \(error)")
-        }
+        // A `DataError` names the folder or file (which may come from BACKPROP_DATA rather than
+        // --data), as in the other commands' messages.
+        let dataset = try FashionMNIST(directory: directory, requiresValidation: false)
         let available = dataset.xTrain.shape[0]
         guard rows <= available else {
             throw CommandLineError(

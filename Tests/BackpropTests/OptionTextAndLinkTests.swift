@@ -71,7 +71,7 @@ struct OptionTextAndLinkTests {
             #expect(symlink("gone/labels", labels) == 0)  // relative to the link's folder
             try Self.expectRefused(
                 ["explain", "--data", folder],
-                "--data: \(folder): train-images-idx3-ubyte.gz is a symbolic link to "
+                "\(folder): train-images-idx3-ubyte.gz is a symbolic link to "
                     + "/no/such/place/train-images-idx3-ubyte.gz, which does not exist; t10k-labels-idx1-ubyte is a "
                     + "symbolic link to gone/labels (\(folder)/gone/labels), which does not exist")
             expectDataError(containing: ["train-images-idx3-ubyte.gz is a symbolic link to /no/such/place/"]) {
@@ -85,14 +85,14 @@ struct OptionTextAndLinkTests {
             #expect(symlink("/no/such/file", folder + "/middle") == 0)
             try Self.expectRefused(
                 ["explain", "--data", folder],
-                "--data: \(folder): train-images-idx3-ubyte is a symbolic link that loops (too many levels of symbolic "
+                "\(folder): train-images-idx3-ubyte is a symbolic link that loops (too many levels of symbolic "
                     + "links); expected a link to a file; t10k-labels-idx1-ubyte is a symbolic link to middle "
                     + "(\(folder)/middle), which leads to no file (a chain of links that ends nowhere)")
             // A file missing without a link is still "missing".
             try FileManager.default.removeItem(atPath: labels)
             try Self.expectRefused(
                 ["explain", "--data", folder],
-                "--data: \(folder): train-images-idx3-ubyte is a symbolic link that loops (too many levels of symbolic "
+                "\(folder): train-images-idx3-ubyte is a symbolic link that loops (too many levels of symbolic "
                     + "links); expected a link to a file; missing t10k-labels-idx1-ubyte.gz or t10k-labels-idx1-ubyte")
         }
     }
