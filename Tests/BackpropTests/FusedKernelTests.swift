@@ -35,7 +35,8 @@ struct FusedKernelTests {
         #expect(bits(fused) == bits((inp > 0).float() * g))
     }
 
-    /// `2 * (inp.squeeze() - targ).unsqueeze(-1) / n`, for `inp` of shape `(n, 1)` and `(n)`.
+    /// `2 * (inp.squeeze() - targ).unsqueeze(-1) / n`, for `inp` of shape `(n, 1)` and `(n)`,
+    /// in `inp`'s shape (`Mse.backward()`'s gradient has its input's shape).
     @Test(arguments: [2, 7, 50_000])
     func mseGradientMatchesTheSeedsLine(n: Int) throws {
         let targ = Tensor(awkwardValues(count: n, seed: 3))
@@ -43,8 +44,8 @@ struct FusedKernelTests {
             Tensor(shape: [n, 1], values: awkwardValues(count: n, seed: 4)), Tensor(awkwardValues(count: n, seed: 5)),
         ] {
             let fused = try #require(Tensor.fusedMSEGradient(inp, targ))
-            let chain = 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])
-            #expect(fused.shape == chain.shape)
+            let chain = (2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])).reshape(inp.shape)
+            #expect(fused.shape == inp.shape)
             #expect(bits(fused) == bits(chain))
         }
     }

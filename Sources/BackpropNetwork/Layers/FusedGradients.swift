@@ -32,14 +32,14 @@ extension Tensor {
     /// The seed's MSE gradient `2 * (inp.squeeze() - targ).unsqueeze(-1) / n`, in one pass, or
     /// `nil` where the fused loop does not apply.
     ///
-    /// Shapes: `inp (n, 1)` or `(n)` and `targ (n)`, with `n > 1`, give `(n, 1)`. Element `i` is
+    /// Shapes: `inp (n, 1)` or `(n)` and `targ (n)`, with `n > 1`, give `inp`'s shape. Element `i` is
     /// `(2 * (inp[i] - targ[i])) / n`, rounded at each step as the chain rounds it.
     static func fusedMSEGradient(_ inp: Tensor, _ targ: Tensor) -> Tensor? {
         let n = inp.shape.first ?? 0
         guard n > 1, inp.shape == [n, 1] || inp.shape == [n], targ.shape == [n],
             inp.isContiguous, targ.isContiguous, !wouldRecord(inp, targ)
         else { return nil }
-        let result = Tensor(uninitializedShape: [n, 1])
+        let result = Tensor(uninitializedShape: inp.shape)
         let input = inp.pointer
         let target = targ.pointer
         let out = result.pointer

@@ -23,11 +23,14 @@ public final class Mse: Loss {
     public init() {}
 
     /// The forward pass: stores `inp` and `targ`, computes `out = mse(inp, targ)`, returns `out`.
-    /// - Precondition: `inp` is `(n, 1)` or `(n)` and `targ` has `n` elements.
+    /// - Precondition: `inp` without its dimensions of size 1 has `targ`'s shape: the seed's
+    ///   `(n, 1)` output and `(n)` targets, or any shapes alike but for such dimensions (`(1, n)`
+    ///   and `(n)`, `(n, c)` and `(n, c)`), or one element each.
     public func callAsFunction(_ inp: Tensor, _ targ: Tensor) -> Tensor {
         precondition(
             inp.squeeze().shape == targ.shape || (inp.count == 1 && targ.count == 1),
-            "Mse: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected (n, 1) and (n))")
+            "Mse: output of shape \(inp.shape) does not fit targets of shape \(targ.shape) (expected the same shape "
+                + "but for dimensions of size 1, such as (n, 1) and (n))")
         self.inp = inp
         self.targ = targ
         self.out = mse(inp, targ)
@@ -36,6 +39,10 @@ public final class Mse: Loss {
 
     /// The backward pass: `inp.g = 2 (inp.squeeze() - targ).unsqueeze(-1) / n`  // (n, 1)
     ///
+    /// For the seed's `(n, 1)` output and `(n)` targets this is the seed's line. In general the
+    /// loss is the mean of `targ.count` squares, so `inp.g = 2 (inp.squeeze() - targ) / targ.count`,
+    /// in `inp`'s shape (the same numbers for `(n, 1)`, where `targ.count` is `n`).
+    ///
     /// It writes `inp.g`, not `out.g`: the loss's input is the model's output, so this is the
     /// gradient of the loss with respect to the model's output, where backpropagation starts.
     ///
@@ -43,8 +50,10 @@ public final class Mse: Loss {
     /// which runs wherever the fused loop does not apply.
     public func backward() {
         checkReadyForBackward()
-        // inp.g = 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])
+        // inp.g = 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0]), for any shapes
+        // `callAsFunction` accepts: the mean is over targ.count squares, and inp.g has inp's shape.
         inp.g =
-            Tensor.fusedMSEGradient(inp, targ) ?? 2 * (inp.squeeze() - targ).unsqueeze(-1) / Float(inp.shape[0])
+            Tensor.fusedMSEGradient(inp, targ)
+            ?? (2 * (inp.squeeze() - targ) / Float(Swift.max(targ.count, 1))).reshape(inp.shape)
     }
 }
