@@ -77,6 +77,33 @@ struct CrossEntropyTests {
         #expect(nll(input, Tensor([2, 1])).item() == 1.125)
     }
 
+    /// A logit of `-inf` (a class ruled out) outside the target column: PyTorch's
+    /// `F.cross_entropy([[0, -inf, 1], [2, 0, -inf]], [0, 1])` is 1.7200948 (here in Double from
+    /// the definition). Autograd's loss was NaN (`-inf · 0` in a one-hot sum), the fused one not.
+    @Test func minusInfinityLogitsOutsideTheTargetGiveAFiniteLossOnEveryPath() throws {
+        let logits: [[Float]] = [[0, -.infinity, 1], [2, 0, -.infinity]]
+        let targets = [0, 1]
+        var expected = 0.0
+        for (row, target) in zip(logits, targets) {
+            let finite = row.filter(\.isFinite).map(Double.init)
+            expected += Foundation.log(finite.map { Foundation.exp($0) }.reduce(0, +)) - Double(row[target])
+        }
+        expected /= 2
+        let targ = Tensor(targets.map(Float.init))
+        let leaf = Tensor(logits)
+        leaf.requiresGrad = true
+        let tracked = CrossEntropy()(leaf, targ)
+        tracked.backward()
+        let fused = GradMode.withNoGrad { CrossEntropy()(Tensor(logits), targ) }
+        for (path, value) in [("autograd", tracked.item()), ("fused", fused.item())] {
+            #expect(abs(Double(value) - expected) < 1e-6, "\(path): \(value), expected \(expected)")
+        }
+        // The gradient: softmax minus one-hot over n, 0 in the ruled-out columns.
+        let grad = try #require(leaf.grad)
+        #expect(grad.values.allSatisfy { $0.isFinite })
+        #expect(grad[0, 1] == 0 && grad[1, 2] == 0)
+    }
+
     @Test func oneHotPutsOneInTheTargetColumn() {
         #expect(oneHot(Tensor([2, 0]), classes: 3).values == [0, 0, 1, 1, 0, 0])
     }

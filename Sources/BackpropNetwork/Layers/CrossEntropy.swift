@@ -48,14 +48,19 @@ public func oneHot(_ targ: Tensor, classes: Int) -> Tensor {
 /// `-input[range(n), target].mean()`).
 ///
 /// `input (n, c)` holds log-probabilities (from `logSoftmax`), `targ (n)` class indices stored as
-/// Float. Picking `input[i, targ[i]]` is written as a sum against a one-hot mask,
-/// `-Σ (input * oneHot(targ)) / n`, which autograd differentiates with the operations it has.
+/// Float. `input[i, targ[i]]` is picked as element `i·c + targ[i]` of the flattened input
+/// (`rows(_:)` of a vector, which autograd differentiates by putting the gradient back there), not
+/// as a sum against a one-hot mask: a log-probability of `-inf` in another column (a logit of
+/// `-inf`, a class ruled out) times the mask's 0 would make the loss NaN, where PyTorch's is finite.
 /// - Precondition: `input` is `(n, c)` and `targ` holds `n` whole numbers in `0..<c`.
 public func nll(_ input: Tensor, _ targ: Tensor) -> Tensor {
     precondition(
         input.rank == 2 && targ.count == input.shape[0],
         "nll: input of shape \(input.shape) does not fit targets of shape \(targ.shape) (expected (n, c) and (n))")
-    return -(input * oneHot(targ, classes: input.shape[1])).sum() / Float(input.shape[0])
+    let (n, c) = (input.shape[0], input.shape[1])
+    let labels = classIndices(targ, classes: c, operation: "nll")
+    let picked = input.reshape([n * c]).rows(labels.enumerated().map { row, label in row * c + label })
+    return -picked.sum() / Float(n)
 }
 
 /// Softmax cross-entropy of logits against class indices: `nll(logSoftmax(inp), targ)`.
