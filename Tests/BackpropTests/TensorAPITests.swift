@@ -317,6 +317,51 @@ extension TensorAPITests {
             #expect(Tensor.arange(from: 2, to: 2).shape == [0])
         }
 
+        /// `torch.arange(start, end, step, dtype=torch.float32)`, printed by PyTorch 2.15 for these
+        /// arguments. The Floats nearest 0.3 and 0.1 have a quotient just above 3, so the count
+        /// ⌈(end - start) / step⌉ alone gave a fourth value, 0.3 in Float: `end` itself.
+        @Test(
+            "arange leaves out a last value that rounds to end, as PyTorch's count from Doubles does",
+            arguments: [
+                (0, 0.3, 0.1, [0.0, 0.10000000149011612, 0.20000000298023224]),
+                (
+                    1, -2.5, -0.7,
+                    [1.0, 0.30000001192092896, -0.4000000059604645, -1.100000023841858, -1.7999999523162842]
+                ),
+                (
+                    0, 1, 0.1,
+                    [
+                        0.0, 0.10000000149011612, 0.20000000298023224, 0.30000001192092896, 0.4000000059604645, 0.5,
+                        0.6000000238418579, 0.699999988079071, 0.800000011920929, 0.8999999761581421,
+                    ]
+                ),
+                (
+                    0.5, 2.9, 0.3,
+                    [
+                        0.5, 0.800000011920929, 1.100000023841858, 1.399999976158142, 1.7000000476837158, 2.0,
+                        2.299999952316284, 2.5999999046325684,
+                    ]
+                ),
+                (
+                    -1, 1, 0.2,
+                    [
+                        -1.0, -0.800000011920929, -0.6000000238418579, -0.4000000059604645, -0.20000000298023224,
+                        5.551115123125783e-17, 0.20000000298023224, 0.4000000059604645, 0.6000000238418579,
+                        0.800000011920929,
+                    ]
+                ),
+            ] as [(Float, Float, Float, [Double])])
+        func arangeMatchesPyTorch(start: Float, end: Float, step: Float, torch: [Double]) {
+            let values = Tensor.arange(from: start, to: end, by: step).values
+            #expect(values.count == torch.count, "\(values)")
+            // Within an ulp or two: PyTorch adds Double steps (0.3), Backprop the Float ones it is
+            // given (0.3 rounded to Float), which drift apart by i times their difference (the value
+            // near 0 is 5.6e-17 there, 1.5e-8 here; 2.6 one ulp apart, at 2.4e-7).
+            for (value, expected) in zip(values, torch) {
+                #expect(abs(Double(value) - expected) <= 3e-7, "\(values)")
+            }
+        }
+
         @Test("a step pointing away from the end stops naming the values")
         func arangeWrongDirection() async {
             let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

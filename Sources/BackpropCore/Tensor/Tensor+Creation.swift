@@ -49,6 +49,9 @@ extension Tensor {
     ///
     /// There are `⌈(end - start) / step⌉` values, element `i` being `start + i · step` computed
     /// in Double and rounded once: `arange(from: 0, to: 1, by: 0.25)` is `[0, 0.25, 0.5, 0.75]`.
+    /// A last value that rounds to `end` (or past it) is left out too, as `end` is: the Floats
+    /// nearest 0.3 and 0.1 have a quotient just above 3, yet `arange(from: 0, to: 0.3, by: 0.1)`
+    /// is `[0, 0.1, 0.2]`, as PyTorch's (whose arguments are Doubles) and NumPy's.
     /// - Precondition: `step` is not 0 and points from `start` towards `end` (or `start == end`,
     ///   which gives an empty vector); otherwise stops naming the three values.
     public static func arange(from start: Float, to end: Float, by step: Float = 1) -> Tensor {
@@ -58,9 +61,11 @@ extension Tensor {
         precondition(
             (end - start).sign == step.sign || start == end,
             "arange: step \(step) points away from \(end), starting at \(start)")
-        let count = Int(((Double(end) - Double(start)) / Double(step)).rounded(.up))
+        let element = { (i: Int) in Float(Double(start) + Double(i) * Double(step)) }
+        var count = Int(((Double(end) - Double(start)) / Double(step)).rounded(.up))
+        while count > 0, step > 0 ? element(count - 1) >= end : element(count - 1) <= end { count -= 1 }
         let result = Tensor(uninitializedShape: [count])
-        for i in 0..<count { result.pointer[i] = Float(Double(start) + Double(i) * Double(step)) }
+        for i in 0..<count { result.pointer[i] = element(i) }
         return result
     }
 
