@@ -41,11 +41,12 @@ public final class Lin: Layer {
 
     /// Creates the layer around the given weights and bias (kept, not copied: after
     /// `backward()`, `w.g` and `b.g` are on the very tensors passed here).
-    /// - Precondition: `w` is a matrix and `b` has `w.shape[1]` elements.
+    /// - Precondition: `w` is a matrix `(nIn, nOut)` and `b` is `(nOut)`, or `(1, nOut)` (a row,
+    ///   which broadcasts the same way; `b.g` then has that shape too).
     public init(_ w: Tensor, _ b: Tensor) {
         precondition(w.rank == 2, "Lin: weights must be a matrix, got shape \(w.shape)")
         precondition(
-            b.count == w.shape[1],
+            b.shape == [w.shape[1]] || b.shape == [1, w.shape[1]],
             "Lin: bias of shape \(b.shape) does not fit weights of shape \(w.shape) (expected [\(w.shape[1])])")
         self.w = w
         self.b = b
@@ -75,13 +76,13 @@ public final class Lin: Layer {
     /// The backward pass, reading `out.g` (written by the next layer, as its `inp.g`):
     /// - `inp.g = out.g • wᵀ`   // (n, nIn)
     /// - `w.g = inpᵀ • out.g`   // (nIn, nOut)
-    /// - `b.g = Σ_rows out.g`   // (nOut), with a bias
+    /// - `b.g = Σ_rows out.g`   // (nOut), with a bias (in `b`'s shape, for a `(1, nOut)` one)
     ///
     /// `inp.g` is skipped when ``needsInputGradient`` is off.
     public func backward() {
         checkReadyForBackward()
         if needsInputGradient { inp.g = out.g • w.t() }
         w.g = inp.t() • out.g
-        if hasBias { b.g = out.g.sum(0) }
+        if hasBias { b.g = b.rank == 1 ? out.g.sum(0) : out.g.sum(0, keepDim: true) }
     }
 }
