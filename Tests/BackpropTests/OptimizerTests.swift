@@ -117,9 +117,35 @@ struct OptimizerTests {
 
     @Test func zeroGradForgetsEveryGradient() {
         let (w, b) = Self.parameters(w: [1, 2], wg: [0.5, -1], b: 3, bg: 2)
+        w.grad = Tensor(shape: [2, 1], values: [1, 1])
         let optimizer = OptimizerKind.adam.make(parameters: [w, b], learningRate: 0.1, weightDecay: 0)
         optimizer.zeroGrad()
-        #expect(w.g == nil && b.g == nil)
+        #expect(w.g == nil && b.g == nil && w.grad == nil)
+    }
+
+    /// PyTorch's loop, `loss.backward(); optimizer.step(); optimizer.zero_grad()`, with autograd's
+    /// `.grad` and no `.g`: the loss `Σ w·c + 2 b` has the gradients `c` and 2, exactly.
+    @Test func stepsTakeAutogradsGradientWhereThereIsNoG() {
+        let w = Tensor(shape: [2, 1], values: [1, 2])
+        let b = Tensor([3])
+        for parameter in [w, b] { parameter.requiresGrad = true }
+        let c = Tensor(shape: [2, 1], values: [0.5, -1])
+        let optimizer = SGD([w, b], learningRate: 0.1)
+        for step in 1...2 {
+            ((w * c).sum() + (b * 2).sum()).backward()
+            optimizer.step()
+            optimizer.zeroGrad()
+            // w - 0.1 c per step: (1 - 0.05 k, 2 + 0.1 k); b - 0.2 per step.
+            let k = Double(step)
+            expectAllNear(w.values, [1 - 0.05 * k, 2 + 0.1 * k], tolerance: 1e-6)
+            expectAllNear(b.values, [3 - 0.2 * k], tolerance: 1e-6)
+            #expect(w.grad == nil && b.grad == nil)
+        }
+        // Adam's first step from `.grad` moves each weight by the learning rate, as from `.g`.
+        ((w * c).sum()).backward()
+        let before = w.values.map(Double.init)
+        Adam([w], learningRate: 0.1).step()
+        expectAllNear(w.values, [before[0] - 0.1, before[1] + 0.1], tolerance: 1e-6)
     }
 
     @Test(arguments: OptimizerKind.allCases)

@@ -2,7 +2,8 @@ import BackpropCore
 import Foundation
 
 // Optimizers update the parameters in place from the gradients that the layers' `backward()`
-// wrote into `.g`. Each keeps its state (momentum, Adam's moments) as named tensors, so that a
+// wrote into `.g` (or, for a parameter without one, autograd's `.grad`, so that PyTorch's
+// `loss.backward(); optimizer.step()` works as written). Each keeps its state (momentum, Adam's moments) as named tensors, so that a
 // training run can be saved between two steps and resumed.
 //
 // Weight decay is decoupled (Loshchilov and Hutter, "Decoupled Weight Decay Regularization",
@@ -10,7 +11,7 @@ import Foundation
 // It is not added to the gradient, so it does not pass through momentum or Adam's scaling. For
 // plain SGD the two forms are the same. Biases (vectors) are not decayed.
 
-/// Something that updates parameters from their gradients `.g`.
+/// Something that updates parameters from their gradients `.g` (or `.grad` where `.g` is `nil`).
 public protocol Optimizer: AnyObject {
     /// The tensors updated in place, in the order the state names refer to them.
     var parameters: [Tensor] { get }
@@ -19,8 +20,8 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// The decoupled weight decay `wd` in `w ← w - lr·wd·w`, applied to matrices only.
     var weightDecay: Float { get set }
-    /// Updates every parameter from its `.g`.
-    /// - Precondition: each parameter has a `.g` of its own shape.
+    /// Updates every parameter from its `.g`, or from autograd's `.grad` where `.g` is `nil`.
+    /// - Precondition: each parameter has a `.g` or a `.grad` of its own shape.
     func step()
     /// The optimizer's state as named tensors (`"0.velocity"`, `"3.m"`, `"step"`): what must be
     /// saved, besides the parameters, to resume training exactly.
@@ -31,13 +32,18 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
-    /// Forgets the gradients (`.g = nil` on every parameter), PyTorch's `zero_grad(set_to_none=True)`.
+    /// Forgets the gradients (`.g = nil` and `.grad = nil` on every parameter), PyTorch's
+    /// `zero_grad(set_to_none=True)`.
     ///
-    /// The seed's `backward()` assigns `.g` rather than adding to it, so this is hygiene: a
-    /// parameter that the next backward pass forgets to write cannot be updated with a stale
-    /// gradient (its `.g!` stops instead).
+    /// The seed's `backward()` assigns `.g` rather than adding to it, so for `.g` this is hygiene:
+    /// a parameter that the next backward pass forgets to write cannot be updated with a stale
+    /// gradient (the step stops instead). Autograd's `backward()` adds into `.grad`, as PyTorch's
+    /// does, so with autograd this is needed between steps, as in PyTorch.
     public func zeroGrad() {
-        for parameter in parameters { parameter.g = nil }
+        for parameter in parameters {
+            parameter.g = nil
+            parameter.grad = nil
+        }
     }
 }
 
@@ -66,7 +72,9 @@ public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// Stochastic gradient descent, with optional momentum (PyTorch's `torch.optim.SGD`).
+/// Stochastic gradient descent, with optional momentum (PyTorch's `torch.optim.SGD`, but for
+/// weight decay: decoupled here, as the note at the top of this file says, where PyTorch's SGD adds
+/// `wd·w` to the gradient; the two agree without momentum, up to rounding).
 ///
 /// With momentum `μ`, for each parameter `w` with gradient `g`:
 /// - `w ← w - lr·wd·w` (matrices only, when `wd > 0`)
@@ -75,7 +83,7 @@ public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
 ///
 /// With `μ = 0`, this is the lesson's `w -= lr * w.g`.
 public final class SGD: Optimizer {
-    /// The tensors updated in place (their `.g` is read).
+    /// The tensors updated in place (their `.g` is read, else their `.grad`).
     public let parameters: [Tensor]
     /// The step size `lr` (a `Trainer` sets it before each step from its schedule).
     public var learningRate: Float
@@ -99,8 +107,8 @@ public final class SGD: Optimizer {
         self.velocities = momentum > 0 ? parameters.map { Tensor.zeros(like: $0) } : []
     }
 
-    /// Updates every parameter from its `.g` by the formulas above.
-    /// - Precondition: each parameter has a `.g` of its own shape.
+    /// Updates every parameter from its `.g` (else its `.grad`) by the formulas above.
+    /// - Precondition: each parameter has a `.g` or a `.grad` of its own shape.
     public func step() {
         let lr = learningRate
         let mu = momentum
@@ -149,7 +157,7 @@ public final class SGD: Optimizer {
 /// (PyTorch's arithmetic, except that `√v` is multiplied by `1 / √(1 - β₂ᵗ)`: one division per
 /// element rather than two, which differs from PyTorch in the last bit at most.)
 public final class Adam: Optimizer {
-    /// The tensors updated in place (their `.g` is read).
+    /// The tensors updated in place (their `.g` is read, else their `.grad`).
     public let parameters: [Tensor]
     /// The step size `lr` (a `Trainer` sets it before each step from its schedule).
     public var learningRate: Float
@@ -190,8 +198,8 @@ public final class Adam: Optimizer {
         self.secondMoments = parameters.map { Tensor.zeros(like: $0) }
     }
 
-    /// Updates every parameter from its `.g` by the formulas above.
-    /// - Precondition: each parameter has a `.g` of its own shape.
+    /// Updates every parameter from its `.g` (else its `.grad`) by the formulas above.
+    /// - Precondition: each parameter has a `.g` or a `.grad` of its own shape.
     public func step() {
         stepCount += 1
         let t = Double(stepCount)
@@ -279,11 +287,16 @@ private func decayFactor(_ w: Tensor, learningRate: Float, weightDecay: Float) -
     w.rank >= 2 ? 1 - learningRate * weightDecay : 1
 }
 
-/// Calls `body` with the parameter's values (to update) and its gradient `.g`.
+/// Calls `body` with the parameter's values (to update) and its gradient: `.g`, which the layers'
+/// `backward()` writes, else autograd's `.grad`.
 private func withGradient(
     of w: Tensor, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void
 ) {
-    guard let g = w.g else { preconditionFailure("optimizer step: a parameter of shape \(w.shape) has no gradient .g") }
+    guard let g = w.g ?? w.grad else {
+        preconditionFailure(
+            "optimizer step: a parameter of shape \(w.shape) has no gradient: neither .g (the layers' backward()) "
+                + "nor .grad (autograd's loss.backward())")
+    }
     precondition(g.shape == w.shape, "optimizer step: gradient of shape \(g.shape) for a parameter of shape \(w.shape)")
     g.withUnsafeBufferPointer { gradient in
         w.withUnsafeMutableBufferPointer { values in body(values, gradient) }
