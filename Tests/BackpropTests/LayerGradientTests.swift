@@ -31,6 +31,26 @@ struct LayerGradientTests {
         #expect(b.g.shape == [3])
     }
 
+    /// A bias given as a row `(1, nOut)` broadcasts as `(nOut)` does; its `b.g` used to come out
+    /// `(nOut)`, which the optimizer's step then refused for a parameter of shape `(1, nOut)`.
+    @Test("Lin with a (1, nOut) bias: b.g in b's shape, against finite differences, and a step takes it")
+    func linBackwardWithARowBias() {
+        var generator = RandomGenerator(seed: 34)
+        let inp = uniform([5, 4], in: -2...2, generator: &generator)
+        let w = uniform([4, 3], in: -1...1, generator: &generator)
+        let b = uniform([1, 3], in: -1...1, generator: &generator)
+        let r = uniform([5, 3], in: -1...1, generator: &generator)
+        let layer = Lin(w, b)
+        layer(inp).g = r
+        layer.backward()
+        #expect(b.g.shape == [1, 3])
+        let estimates = finiteDifferences(of: { weightedSum(layer(inp), r) }, withRespectTo: b)
+        expectNear(b.g, estimates, relativeTolerance: 2e-3, absoluteTolerance: 2e-4)
+        let before = b.values
+        SGD(layer.parameters, learningRate: 0.5).step()
+        #expect(zip(zip(b.values, before), b.g.values).allSatisfy { pair, g in pair.0 == pair.1 - 0.5 * g })
+    }
+
     @Test("ReLU: inp.g = (inp > 0) · out.g, away from the kink")
     func reluBackward() {
         // Inputs at least 0.1 from 0, so that the step never crosses the kink.
@@ -77,6 +97,38 @@ struct LayerGradientTests {
         // And the forward that Mse runs agrees with that definition.
         let definition = zip(inp.values, targ.values).map { (Double($0) - Double($1)) * (Double($0) - Double($1)) }
         #expect(abs(Double(loss(inp, targ).item()) - definition.reduce(0, +) / 6) < 1e-5)
+    }
+
+    /// Every pair of shapes `Mse` accepts: the seed's, and those alike but for dimensions of size
+    /// 1 (a `(1, n)` output gave `inp.g` of shape `(n, 1)`, n times too large; an `(n, c)` one a
+    /// `(n, c, 1)` gradient, c times too large, which the next layer's product then refused).
+    @Test(
+        "Mse: inp.g in inp's shape, against finite differences and autograd, for every shape it accepts",
+        arguments: [
+            ([6, 1], [6]), ([6], [6]), ([1, 6], [6]), ([4, 3], [4, 3]), ([1, 4, 1, 3], [4, 3]), ([1, 1], [1]),
+            ([1], [1, 1]), ([2, 1], [2]),
+        ] as [([Int], [Int])])
+    func mseBackwardForEveryShape(shapes: ([Int], [Int])) throws {
+        let (inpShape, targShape) = shapes
+        var generator = RandomGenerator(seed: 33)
+        let inp = uniform(inpShape, in: -2...2, generator: &generator)
+        let targ = uniform(targShape, in: 0...9, generator: &generator)
+        let loss = Mse()
+        _ = loss(inp, targ)
+        loss.backward()
+        #expect(inp.g.shape == inpShape)
+        // The loss in Double, straight from its definition: the mean of the squared differences.
+        let estimates = finiteDifferences(
+            of: {
+                let difference = zip(inp.values, targ.values).map { Double($0) - Double($1) }
+                return difference.map { $0 * $0 }.reduce(0, +) / Double(difference.count)
+            }, withRespectTo: inp)
+        expectNear(inp.g, estimates, relativeTolerance: 2e-3, absoluteTolerance: 2e-4)
+        // Autograd, through the `mse` function, gives the same numbers.
+        let tracked = Tensor(shape: inpShape, values: inp.values)
+        tracked.requiresGrad = true
+        mse(tracked, targ).backward()
+        expectNear(inp.g, try #require(tracked.grad), relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
     }
 
     @Test("Model: the seed's backward, layer by layer, against finite differences of the loss")
