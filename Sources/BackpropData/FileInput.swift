@@ -214,7 +214,7 @@ package enum ReadingInterruption {
     ///
     /// - Throws: whatever the check throws.
     static func poll() throws {
-        let body = check.withLock { $0 }
+        let body = check.load()
         try body?()
     }
 }

@@ -431,6 +431,28 @@ private final class StopAfter: Sendable {
     }
 }
 
+/// A gzip file of one member of labels followed by 100,000 empty members (2 MB): the reading
+/// loop polls the installed check once per member. Each poll used to wrap the stored check in one
+/// more layer of thunks, so the time grew with the square of the members (`train` on such a file
+/// ran for minutes, and with 200,000 members overflowed the stack); now it reads in a moment.
+@Test func pollingTheCheckOncePerGzipMemberDoesNotPileUp() throws {
+    try withTemporaryFolder { folder in
+        let path = folder + "/train-labels-idx1-ubyte.gz"
+        let labels = [UInt8](repeating: 3, count: 10)
+        let empty = Gzip.compress([])
+        var bytes = Gzip.compress(idxHeader([10]) + labels)
+        bytes.reserveCapacity(bytes.count + 100_000 * empty.count)
+        for _ in 0..<100_000 { bytes += empty }
+        try writeBytes(bytes, to: path)
+        let counter = StopAfter(stopAt: Int.max)
+        ReadingInterruption.install { try counter.poll() }
+        defer { ReadingInterruption.install(nil) }
+        let read = try IDX.read(path: path)
+        #expect(read.shape == [10] && read.payload == labels)
+        #expect(counter.polls.load(ordering: .relaxed) >= 100_000)
+    }
+}
+
 /// A data folder whose images files are 1 GiB each (1024 images of 1024×1024 pixels, within the
 /// 2 GiB cap), from about 1 MB of gzip, with 1024 labels of class 0.
 private func writeGigabyteBombDataset(in folder: String) throws {

@@ -16,6 +16,19 @@ package final class Locked<Value>: @unchecked Sendable {
         self.value = value
     }
 
+    /// A copy of the value, read with the lock held.
+    ///
+    /// For a closure, the way to read it: through `withLock { $0 }` the closure is reabstracted on
+    /// the way into the `inout` argument and again on the way back, so each read stores it wrapped
+    /// in one more pair of thunks. A reading loop that polled its check once per gzip member grew
+    /// it to thousands of layers: the time grew with the square of the polls, and 200,000 polls
+    /// overflowed the stack.
+    package func load() -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
     /// Runs `body` on the value with the lock held, and returns what it returns.
     ///
     /// The lock is not reentrant: `body` must not call `withLock` on the same instance.
