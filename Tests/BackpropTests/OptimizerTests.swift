@@ -178,6 +178,24 @@ struct OptimizerTests {
         }
     }
 
+    /// A step count that is whole but past Int's range (3e38, 1e19 in a damaged checkpoint)
+    /// trapped in `Int(_:)`; it is refused as the negative and fractional ones are.
+    @Test(arguments: [Float(3e38), 1e19, 9.3e18, -1, 2.5, .nan, .infinity])
+    func aStepCountNoIntHoldsIsRefused(step: Float) {
+        let optimizer = Adam([Tensor.zeros(3, 2)], learningRate: 0.1)
+        let state: [String: Tensor] = ["step": Tensor(step), "0.m": Tensor.zeros(3, 2), "0.v": Tensor.zeros(3, 2)]
+        #expect {
+            try optimizer.loadState(state)
+        } throws: { error in
+            "\(error)".hasPrefix("Adam state: missing or invalid \"step\" (expected a whole number of steps taken")
+                && "\(error)".hasSuffix("found \(step))")
+        }
+        // The largest whole Float below 2^63 is a step count an Int holds.
+        let largest = Float(Int.max).nextDown
+        try? optimizer.loadState(state.merging(["step": Tensor(largest)]) { $1 })
+        #expect(optimizer.state["step"]?.item() == largest)
+    }
+
     @Test func oneCycleRisesThenFalls() {
         let s = LearningRateSchedule.oneCycle
         // Starts at lr / 25, peaks at lr after 25% of the steps, ends near lr / (25 · 10⁵).

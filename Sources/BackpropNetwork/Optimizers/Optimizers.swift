@@ -246,14 +246,21 @@ public final class Adam: Optimizer {
     /// Restores the tensors that ``state`` returned.
     /// - Throws: `OptimizerStateError` naming a missing tensor or one of the wrong shape.
     public func loadState(_ state: [String: Tensor]) throws {
-        guard let step = state["step"], step.count == 1, step.item() >= 0, step.item().rounded() == step.item() else {
-            throw OptimizerStateError(description: "Adam state: missing or invalid \"step\" (expected a whole number)")
+        // `Int(exactly:)`: a whole number that an Int holds (3e38 is whole, and converting it
+        // with `Int(_:)` would trap).
+        guard let step = state["step"], step.count == 1, step.item() >= 0, let count = Int(exactly: step.item()),
+            count < Int.max
+        else {
+            let found = state["step"].map { $0.count == 1 ? ", found \($0.item())" : ", found shape \($0.shape)" } ?? ""
+            throw OptimizerStateError(
+                description: "Adam state: missing or invalid \"step\" (expected a whole number of steps taken, "
+                    + "from 0 to \(Int.max - 1)\(found))")
         }
         for index in parameters.indices {
             try copyState(state, name: "\(index).m", into: firstMoments[index])
             try copyState(state, name: "\(index).v", into: secondMoments[index])
         }
-        stepCount = Int(step.item())
+        stepCount = count
     }
 }
 
