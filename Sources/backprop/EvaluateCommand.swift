@@ -42,6 +42,8 @@ struct EvaluateCommand: ParsableCommand {
     var layers: String?
 
     @Option(
+        // `.unconditional`: `--normalize -0.5,1` reads a negative mean, not a missing value.
+        parsing: .unconditional,
         help: """
             MEAN,STD: normalise the pixels / 255 with this mean and standard deviation (default: the \
             model's, else the training images'); 0,1 gives pixels in 0…1, as torchvision's ToTensor().

@@ -62,6 +62,8 @@ struct ExportCommand: ParsableCommand {
     var inputShape: String?
 
     @Option(
+        // `.unconditional`: `--normalize -0.5,1` reads a negative mean, not a missing value.
+        parsing: .unconditional,
         help: """
             MEAN,STD: the normalisation of the pixels / 255 the model was trained with, written into OUT \
             and the Python (onnx: into the graph) in place of MODEL's own; for a model that stores none \

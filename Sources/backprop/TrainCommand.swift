@@ -123,6 +123,8 @@ struct TrainCommand: ParsableCommand {
     var initialWeights: String?
 
     @Option(
+        // `.unconditional`: `--normalize -0.5,1` reads a negative mean, not a missing value.
+        parsing: .unconditional,
         help: """
             MEAN,STD: normalise the pixels / 255 with this mean and standard deviation (default: the one \
             --init's model or --resume's checkpoint stores, else the training images'); 0,1 gives pixels in \
@@ -155,6 +157,16 @@ struct TrainCommand: ParsableCommand {
         if resume != nil && initialWeights != nil {
             throw ValidationError("--init and --resume both give the starting weights; use one")
         }
+        // Names that differ can still be one file, through a symbolic link (`plot.svg ->
+        // model.safetensors`): the plot, written after the checkpoint, replaced the model.
+        if let plot, let save, ExportCommand.samePath(plot, save) {
+            throw ValidationError("--plot \(plot) is the --save file \(save); the plot would replace the saved model")
+        }
+        if let plot {
+            try checkOutputIsNotAnInput(
+                plot, option: "--plot", inputs: [("--resume", resume), ("--init", initialWeights)])
+        }
+        if let save { try checkOutputIsNotAnInput(save, option: "--save", inputs: [("--init", initialWeights)]) }
         if let normalize { _ = try EvaluateCommand.normalization(parsing: normalize) }
         _ = try parsedConfiguration()
     }
