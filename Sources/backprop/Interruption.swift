@@ -2,17 +2,21 @@ import BackpropData
 import Foundation
 import Synchronization
 
-/// Ctrl-C (SIGINT), SIGTERM, SIGHUP and SIGXCPU (the soft CPU-time limit of `ulimit -St` was
-/// reached), turned into a request that a long run polls between two steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`: a write to
-/// a reader that has gone fails with `EPIPE`, and the run stops as it does for the others.)
+/// Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT), SIGTERM, SIGHUP, SIGXCPU (the soft CPU-time limit of
+/// `ulimit -St` was reached), and SIGUSR1, SIGUSR2 and SIGALRM (whose default action also ends the
+/// process, and would leave a save's temporary file), turned into a request that a long run polls
+/// between two steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`:
+/// a write to a reader that has gone fails with `EPIPE`, and the run stops as it does for the
+/// others.)
 ///
 /// Once training runs (``startPolling()``), the first signal only records itself; the run stops at
-/// its next step boundary, saves what it must and exits with `128 + signal` (130 for SIGINT, 143
-/// for SIGTERM, 129 for SIGHUP, 152 for SIGXCPU, as shells expect). (Past a hard CPU-time limit the
-/// kernel sends SIGKILL, which no program can catch: with `ulimit -t`, which sets both limits to
-/// the same value, the run is killed at once, and the last checkpoint on disk is what remains.) A second signal ends the process at once, with the same status, after removing the
-/// temporary file of a save in progress: the last checkpoint on disk is whole either way, since
-/// every file is written atomically.
+/// its next step boundary, saves what it must and exits with `128 + signal` (130 for SIGINT, 131
+/// for SIGQUIT, 143 for SIGTERM, 129 for SIGHUP, 152 for SIGXCPU, as shells expect). (Past a hard
+/// CPU-time limit the kernel sends SIGKILL, which no program can catch: with `ulimit -t`, which
+/// sets both limits to the same value, the run is killed at once, and the last checkpoint on disk
+/// is what remains.) A second signal ends the process at once, with the same status, after
+/// removing the temporary file of a save in progress: the last checkpoint on disk is whole either
+/// way, since every file is written atomically.
 enum Interruption {
     /// The signal received, or 0.
     private static let received = Atomic<Int32>(0)
@@ -23,8 +27,9 @@ enum Interruption {
     /// swallow the first signal).
     private static let polling = Atomic<Bool>(false)
 
-    /// The signals that stop a run.
-    static let stopSignals = [SIGINT, SIGTERM, SIGHUP, SIGXCPU]
+    /// The signals that stop a run. SIGQUIT among them: left to the Swift runtime, whose backtracer
+    /// handles it, Ctrl-\ printed a "Program crashed" report of 60 lines, and the command went on.
+    static let stopSignals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGXCPU, SIGUSR1, SIGUSR2, SIGALRM]
 
     /// From now on the first signal is a request that the run polls (see ``install()``).
     static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
@@ -76,10 +81,14 @@ enum Interruption {
         return number == 0 ? nil : number
     }
 
-    /// `SIGINT`, `SIGTERM`, `SIGHUP` or `SIGXCPU`, as the message names it.
+    /// `SIGINT`, `SIGTERM`, `SIGHUP`, … as the message names it.
     static func name(of number: Int32) -> String {
         switch number {
         case SIGINT: return "SIGINT"
+        case SIGQUIT: return "SIGQUIT"
+        case SIGUSR1: return "SIGUSR1"
+        case SIGUSR2: return "SIGUSR2"
+        case SIGALRM: return "SIGALRM"
         case SIGTERM: return "SIGTERM"
         case SIGHUP: return "SIGHUP"
         case SIGXCPU: return "SIGXCPU (the CPU-time limit, ulimit -t)"

@@ -407,6 +407,55 @@ struct MessagesTests {
         }
     }
 
+    /// `train --plot` through a symbolic link to the `--save`, `--resume` or `--init` file: the plot,
+    /// written after the checkpoint, replaced the model (exit 0, "saved model to …"); and `--save`
+    /// naming the `--init` file replaced the weights it started from. Refused before any work
+    /// (`--data` names no folder: the message about the outputs comes first).
+    @Test("train's --plot and --save may not be the checkpoint, --resume or --init file under another name")
+    func trainOutputsThatWouldReplaceAnotherFileAreRefused() throws {
+        try withTemporaryFolder { folder in
+            let model = folder + "/model.safetensors"
+            try Safetensors.write(["x": Tensor([1, 2])], to: model)
+            #expect(symlink(model, folder + "/plot.svg") == 0)
+            let before = try Data(contentsOf: URL(fileURLWithPath: model))
+            let plot = folder + "/plot.svg"
+            let noData = ["--data", folder + "/no-data-needed"]
+            let cases: [([String], String)] = [
+                (["train", "--save", model, "--plot", plot], "--plot \(plot) is the --save file \(model)"),
+                (["train", "--resume", model, "--plot", plot], "--plot \(plot) is the --resume file"),
+                (["train", "--init", model, "--plot", plot], "--plot \(plot) is the --init file"),
+                (
+                    ["train", "--init", model, "--save", folder + "/./model.safetensors"],
+                    "--save \(folder)/./model.safetensors is the --init file; writing it would replace what --init gives"
+                ),
+            ]
+            for (arguments, message) in cases {
+                let run = try runBackprop(arguments + noData)
+                #expect(run.status != 0 && !run.crashed, "\(arguments)")
+                #expect(run.standardError.hasPrefix("Error: " + message), "\(arguments): \(run.standardError)")
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: model)) == before)
+        }
+    }
+
+    /// `--normalize -0.5,1`: a negative mean was read as an option, and the parser said the value
+    /// was missing. It reaches the check of MEAN,STD (a negative mean is allowed).
+    @Test("--normalize takes a negative mean after a space, in every command that has it")
+    func normalizeTakesANegativeMean() throws {
+        let commands = [
+            ["train", "--data", "/no/such/folder"],
+            ["evaluate", "--model", "m.safetensors", "--data", "/no/such/folder"],
+            ["export", "m.safetensors", "--format", "onnx", "o.onnx"],
+        ]
+        for command in commands {
+            let run = try runBackprop(command + ["--normalize", "-0.5,0"])
+            #expect(run.status != 0 && !run.crashed, "\(command)")
+            #expect(
+                run.standardError.hasPrefix("Error: --normalize: expected MEAN,STD with a finite mean and a positive"),
+                "\(command): \(run.standardError)")
+        }
+    }
+
     /// `seed --tensors` used to print `loss -nan` and save NaN gradients, and `gradcheck --tensors`
     /// to report every gradient as failing its check.
     @Test("--tensors inputs or targets that are not finite are named, with the tensor and the element")

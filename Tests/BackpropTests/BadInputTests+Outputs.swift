@@ -137,7 +137,11 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
     }
 }
 
-@Test func trainStoppedBySIGHUPSavesTheLastEpochLikeSIGTERM() throws {
+/// SIGHUP, and SIGQUIT (Ctrl-\), which the Swift runtime's backtracer used to take: it printed a
+/// "Program crashed" report and training went on.
+@Test(arguments: [SIGHUP, SIGQUIT])
+func trainStoppedBySIGHUPOrSIGQUITSavesTheLastEpochLikeSIGTERM(signal: Int32) throws {
+    let name = signal == SIGHUP ? "SIGHUP" : "SIGQUIT"
     try withTemporaryFolder { folder in
         try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
@@ -156,15 +160,15 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
             if chunk.isEmpty { break }
             seen.append(chunk)
         }
-        kill(process.processIdentifier, SIGHUP)
+        kill(process.processIdentifier, signal)
         _ = output.fileHandleForReading.readDataToEndOfFile()
         let errorText = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationReason == .exit, "killed by SIGHUP instead of stopping: \(errorText)")
-        #expect(process.terminationStatus == 128 + SIGHUP)
+        #expect(process.terminationReason == .exit, "killed by \(name) instead of stopping: \(errorText)")
+        #expect(process.terminationStatus == 128 + signal)
         let done = try TrainingCheckpoint.readState(path: path).completedEpochs
         #expect(done >= 1 && done < 40)
-        #expect(errorText.hasPrefix("interrupted by SIGHUP "), "\(errorText)")
+        #expect(errorText.hasPrefix("interrupted by \(name) "), "\(errorText)")
         #expect(
             errorText.hasSuffix(
                 ": \(path) holds epoch \(done) with the optimizer's state; "
