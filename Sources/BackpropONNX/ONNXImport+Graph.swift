@@ -678,7 +678,9 @@ struct GraphReader {
             "Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "CastLike", "Identity", "Reshape",
             "Transpose", "Expand", "ConstantOfShape", "Slice",
         ]
-        guard foldable.contains(node.opType) else { return false }
+        // `Mul` only of sizes: the flatten `y.reshape(n, c * h * w)` with `n, c, h, w = y.shape`.
+        let sizeProduct = node.opType == "Mul" && inputs.contains(where: { shapeValues[$0] != nil })
+        guard foldable.contains(node.opType) || sizeProduct else { return false }
         if node.opType == "Shape" && first == current {
             let dimensions = [ShapeValue.batch] + (try known(shape, at)).map { .size($0) }
             shapeValues[output] = try sliced(dimensions, at)
@@ -735,6 +737,23 @@ struct GraphReader {
                     throw at.fail("gathers index \(index) of a shape of \(first.count) values")
                 }
                 return first[position]
+            }
+        case "Mul":
+            // Sizes times sizes, element by element (or by one value); the batch size is open, so
+            // a product with it is not a size Backprop can check.
+            guard inputs.count == 2 else { throw at.fail("has \(inputs.count) inputs; expected 2") }
+            let second = try values(inputs[1])
+            guard first.count == second.count || first.count == 1 || second.count == 1 else {
+                throw at.fail("multiplies shapes of \(first.count) and \(second.count) values")
+            }
+            return try (0..<Swift.max(first.count, second.count)).map { index in
+                let (a, b) = (first[first.count == 1 ? 0 : index], second[second.count == 1 ? 0 : index])
+                guard case .size(let x) = a, case .size(let y) = b, x >= 0, y >= 0 else {
+                    throw at.fail("computes with a shape in a way Backprop does not read (\(a) · \(b))")
+                }
+                let (product, overflow) = x.multipliedReportingOverflow(by: y)
+                guard !overflow else { throw at.fail("multiplies the sizes \(x) and \(y) past Int's range") }
+                return .size(product)
             }
         default:
             throw at.fail("computes with a shape in a way Backprop does not read")

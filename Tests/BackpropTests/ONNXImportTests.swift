@@ -780,6 +780,44 @@ struct ONNXImportTests {
         #expect(flat.description.description == "flatten")
     }
 
+    /// `n, c, h, w = y.shape; y.reshape(n, c * h * w)`, as the TorchScript exporter writes it: the
+    /// sizes gathered from `Shape` and multiplied (`Mul`). It was refused as a graph that is not a
+    /// chain ("reads "ch" where the chain's value is "x""), which named the wrong cause.
+    @Test("a flatten whose target multiplies sizes taken from Shape is read; a product with the batch size is refused")
+    func flattenTargetAsAProductOfSizes() throws {
+        func model(multiplying first: String) throws -> ONNXImportedModel {
+            let nodes = [
+                Self.node("Shape", ["x"], "s"), Self.node("Gather", ["s", "zero"], "n"),
+                Self.node("Gather", ["s", "one"], "c"), Self.node("Gather", ["s", "two"], "h"),
+                Self.node("Gather", ["s", "three"], "w"), Self.node("Mul", [first, "h"], "ch"),
+                Self.node("Mul", ["ch", "w"], "chw"), Self.node("Unsqueeze", ["n", "axis"], "n1"),
+                Self.node("Unsqueeze", ["chw", "axis"], "f1"),
+                Self.node("Concat", ["n1", "f1"], "target", [Self.int("axis", 0)]),
+                Self.node("Reshape", ["x", "target"], "y"),
+            ]
+            var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [2, 4, 3])
+            for (name, value) in [("zero", Int64(0)), ("one", 1), ("two", 2), ("three", 3), ("axis", 0)] {
+                var tensor = Onnx_TensorProto()
+                tensor.name = name
+                tensor.dataType = 7
+                tensor.dims = name == "axis" ? [1] : []
+                tensor.int64Data = [value]
+                proto.graph.initializer.append(tensor)
+            }
+            return try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "sizes.onnx")
+        }
+        let flat = try model(multiplying: "c")
+        #expect(flat.description.description == "flatten")
+        let x = Tensor(shape: [2, 2, 4, 3], values: (0..<48).map(Float.init))
+        #expect(flat.model.predict(x).shape == [2, 24])
+        #expect(flat.model.predict(x).values == x.values)
+        expectDataError(containing: [
+            "(\"mul\", Mul) computes with a shape in a way Backprop does not read (n · 4)"
+        ]) {
+            _ = try model(multiplying: "n")
+        }
+    }
+
     static func float(_ name: String, _ value: Float) -> Onnx_AttributeProto {
         var attribute = Onnx_AttributeProto()
         attribute.name = name
