@@ -178,6 +178,20 @@ struct OptimizerTests {
         }
     }
 
+    /// A negative second moment (a damaged checkpoint) made the next step's square root NaN, which
+    /// `train --resume` then reported as a diverging run ("try a lower learning rate").
+    @Test func aNegativeSecondMomentIsRefusedAsDamage() {
+        let optimizer = Adam([Tensor.zeros(3, 2)], learningRate: 0.1)
+        let v = Tensor(shape: [3, 2], values: [0, 1, 2, -0.5, 4, 5])
+        let state: [String: Tensor] = ["step": Tensor(3), "0.m": Tensor.zeros(3, 2), "0.v": v]
+        #expect {
+            try optimizer.loadState(state)
+        } throws: { error in
+            "\(error)" == "optimizer state: tensor \"0.v\" holds -0.5 at element 3; expected Adam's second moments, "
+                + "averages of squares, which are never negative"
+        }
+    }
+
     /// A step count that is whole but past Int's range (3e38, 1e19 in a damaged checkpoint)
     /// trapped in `Int(_:)`; it is refused as the negative and fractional ones are.
     @Test(arguments: [Float(3e38), 1e19, 9.3e18, -1, 2.5, .nan, .infinity])

@@ -259,6 +259,14 @@ public final class Adam: Optimizer {
         for index in parameters.indices {
             try copyState(state, name: "\(index).m", into: firstMoments[index])
             try copyState(state, name: "\(index).v", into: secondMoments[index])
+            // A negative second moment (a damaged file) makes its square root NaN at the next step,
+            // which then reads as a diverging run.
+            let v = secondMoments[index]
+            if let element = (0..<v.count).first(where: { !(v.pointer[$0] >= 0) }) {
+                throw OptimizerStateError(
+                    description: "optimizer state: tensor \"\(index).v\" holds \(v.pointer[element]) at element "
+                        + "\(element); expected Adam's second moments, averages of squares, which are never negative")
+            }
         }
         stepCount = count
     }
