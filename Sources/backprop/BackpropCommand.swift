@@ -92,7 +92,9 @@ struct BackpropCommand: ParsableCommand {
 
 /// An error message as one line: without the usage and help that the argument parser appends on
 /// lines of their own, and with any other line break (a path or a `--layers` value given with a
-/// newline in it) written `\n`, so that the message is not cut short where the path breaks.
+/// newline in it) written `\n`, so that the message is not cut short where the path breaks. Other
+/// control characters (a tensor name or a dtype in a file holding ESC or NUL) are written as
+/// `\u{1B}`: sent raw, an escape sequence from a file would drive the terminal.
 func oneLine(_ message: String) -> String {
     var lines: [Substring] = []
     for line in message.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -102,7 +104,17 @@ func oneLine(_ message: String) -> String {
         lines.append(line)
     }
     while lines.count > 1, lines.last?.isEmpty == true { lines.removeLast() }
-    return lines.joined(separator: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+    let joined = lines.joined(separator: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+    var result = String.UnicodeScalarView()
+    for scalar in joined.unicodeScalars {
+        // C0 controls but the tab, DEL, and the C1 controls (0x9B is a one-byte CSI).
+        if (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value) {
+            result.append(contentsOf: "\\u{\(String(scalar.value, radix: 16, uppercase: true))}".unicodeScalars)
+        } else {
+            result.append(scalar)
+        }
+    }
+    return String(result)
 }
 
 /// ``BackpropCommand/runCommand()`` as a C function, for `bp_run_on_stack` (not isolated to the

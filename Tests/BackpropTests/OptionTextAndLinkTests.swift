@@ -59,6 +59,16 @@ struct OptionTextAndLinkTests {
             ["train", "--lr", "abc"], "--lr: expected a number (such as 0.003 or 1e-3), found 'abc'")
     }
 
+    /// Control characters in what a message quotes (a path, a tensor name from a file) are written
+    /// as escapes: ESC from a file reached the terminal as an escape sequence (`\u{1B}[31m` turned
+    /// it red), NUL and the one-byte CSI as raw bytes.
+    @Test("control characters in a message are escaped, not sent to the terminal")
+    func controlCharactersInMessagesAreEscaped() throws {
+        try Self.expectRefused(
+            ["evaluate", "--model", "/no/such/a\u{1B}[31mb\u{9B}c\u{7F}\td.safetensors"],
+            "/no/such/a\\u{1B}[31mb\\u{9B}c\\u{7F}\td.safetensors: no such file")
+    }
+
     @Test("a data file that is a dangling symbolic link is named with its target, not as missing")
     func danglingLinkInTheDataFolder() throws {
         try withTemporaryFolder { folder in
