@@ -61,12 +61,23 @@ struct FloatArgument: ExpressibleByArgument, Equatable {
             why = ", which is not a number"
         } else if value.isInfinite {
             why = ", beyond the largest Float (\(Float.greatestFiniteMagnitude))"
-        } else if positive && value == 0 && Double(text) != 0 {
+        } else if positive && value == 0 && !Self.spellsZero(text) {
             why = ", which rounds to 0 as a Float (the smallest positive one is \(Float.leastNonzeroMagnitude))"
         } else {
             return value
         }
         throw ValidationError("\(option): expected \(expected), found \(text)\(why)")
+    }
+
+    /// Whether `text` is a zero however written (`0`, `-0.0`, `0e5`, `0x0p3`): every digit of its
+    /// significand is 0. Not `Double(text) == 0`, which `1e-3000` is too (it underflows Double).
+    static func spellsZero(_ text: String) -> Bool {
+        var significand = Substring(text.lowercased())
+        if let sign = significand.first, sign == "-" || sign == "+" { significand = significand.dropFirst() }
+        let hex = significand.hasPrefix("0x")
+        if hex { significand = significand.dropFirst(2) }
+        significand = significand.prefix { $0 != (hex ? "p" : "e") }
+        return significand.allSatisfy { $0 == "0" || $0 == "." }
     }
 }
 

@@ -36,6 +36,12 @@ struct OptionTextAndLinkTests {
                 "--lr: expected a positive number, found 1e-50, which rounds to 0 as a Float (the smallest positive "
                     + "one is 1e-45)"
             ),
+            // Past Double's range too: it read "found 0.0", as if 0 had been typed.
+            (
+                ["--lr", "1e-3000"],
+                "--lr: expected a positive number, found 1e-3000, which rounds to 0 as a Float (the smallest "
+                    + "positive one is 1e-45)"
+            ),
             (
                 ["--weight-decay", "1e40"],
                 "--weight-decay: expected a number ≥ 0, found 1e40, beyond the largest Float (\(largest))"
@@ -51,6 +57,8 @@ struct OptionTextAndLinkTests {
     func finiteValuesAsBefore() throws {
         try Self.expectRefused(["train", "--lr", "0"], "--lr: expected a positive number, found 0.0")
         try Self.expectRefused(["train", "--lr", "0e5"], "--lr: expected a positive number, found 0.0")
+        try Self.expectRefused(["train", "--lr", "0x0p-3000"], "--lr: expected a positive number, found 0.0")
+        try Self.expectRefused(["train", "--lr", "-0.000e-3000"], "--lr: expected a positive number, found -0.0")
         try Self.expectRefused(["train", "--lr=-1e-1"], "--lr: expected a positive number, found -0.1")
         // --weight-decay 1e-50 rounds to 0, a valid decay: the run goes on to the next check.
         try Self.expectRefused(
