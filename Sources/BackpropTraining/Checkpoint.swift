@@ -399,10 +399,16 @@ public enum Checkpoint {
     static func finiteTensor(_ file: SafetensorsFile, _ name: String, shape: [Int]? = nil) throws -> Tensor {
         let tensor = try shape.map { try file.tensor(name, shape: $0) } ?? file.tensor(name)
         if let (value, index) = firstNonFinite(tensor) {
+            // A finite Double past Float's range (a float64 state_dict's 1e300) reads as an
+            // infinity: the file holds a number, only not one a Float can.
+            let wide = ["F64", "I64", "U64"].contains(file.dtypes[name] ?? "") && value.isInfinite
             throw DataError(
                 path: file.path,
-                problem: "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); Backprop never "
-                    + "saves a value that is not finite, so the file is damaged")
+                problem: wide
+                    ? "tensor '\(name)' (\(file.dtypes[name]!)) holds a value at \(index) beyond the largest Float "
+                        + "(\(Float.greatestFiniteMagnitude)); expected weights that fit in Float"
+                    : "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); Backprop never "
+                        + "saves a value that is not finite, so the file is damaged")
         }
         return tensor
     }

@@ -214,7 +214,7 @@ public enum PyTorchStateDict {
                 }
                 throw DataError(path: file.path, problem: problem)
             }
-            try checkFinite(stored, entry.key, file.path)
+            try checkFinite(stored, entry.key, file.path, dtype: file.dtypes[entry.key])
             if let norm = model.layers[entry.layer] as? BatchNorm, entry.tensor === norm.runningVar {
                 try Checkpoint.checkRunningVariance(stored, named: entry.key, eps: norm.eps, path: file.path)
             }
@@ -276,9 +276,16 @@ public enum PyTorchStateDict {
         return "layer \(index) is \(modules[index])"
     }
 
-    /// Throws naming the file, the key and the first element of `tensor` that is not finite.
-    private static func checkFinite(_ tensor: Tensor, _ key: String, _ path: String) throws {
+    /// Throws naming the file, the key and the first element of `tensor` that is not finite; for
+    /// a tensor stored wider than Float (`dtype` F64, I64), an infinity is a value past Float's range.
+    private static func checkFinite(_ tensor: Tensor, _ key: String, _ path: String, dtype: String?) throws {
         guard let (value, index) = firstNonFinite(tensor) else { return }
+        if value.isInfinite, let dtype, ["F64", "I64", "U64"].contains(dtype) {
+            throw DataError(
+                path: path,
+                problem: "\(key) (\(dtype)) holds a value at \(index) beyond the largest Float "
+                    + "(\(Float.greatestFiniteMagnitude)); expected weights that fit in Float")
+        }
         throw DataError(path: path, problem: "\(key) holds \(value.isNaN ? "NaN" : "an infinity") at \(index)")
     }
 }

@@ -146,6 +146,33 @@ struct PyTorchInteropTests {
             { tensors, _ in tensors["4.bias"] = Tensor([0, 0, 0, .nan, 0, 0, 0, 0]) }, ["4.bias holds NaN at [3]"])
     }
 
+    /// A float64 state_dict whose weight is 1e300: finite in the file, an infinity as a Float. It
+    /// was reported as "holds an infinity", which the file does not.
+    @Test("an F64 weight past Float's range is named as such, not as an infinity in the file")
+    func float64WeightPastFloatsRange() throws {
+        try withTemporaryFolder { folder in
+            let path = folder + "/wide.safetensors"
+            let weights: [Double] = [0.5, 1e300, -2, 3]
+            let header =
+                #"{"0.weight":{"dtype":"F64","shape":[2,2],"data_offsets":[0,32]},"#
+                + #""0.bias":{"dtype":"F64","shape":[2],"data_offsets":[32,48]}}"#
+            var bytes = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Array($0) } + Array(header.utf8)
+            for value in weights + [0, 0] { bytes += withUnsafeBytes(of: value.bitPattern.littleEndian) { Array($0) } }
+            try writeBytes(bytes, to: path)
+            expectDataError(containing: [
+                path + ": 0.weight (F64) holds a value at [0, 1] beyond the largest Float (3.4028235e+38)"
+            ]) {
+                try Checkpoint.loadPyTorch(path: path, description: ModelDescription(parsing: "lin 2"), inputShape: [2])
+            }
+            // The same in a checkpoint's tensors, which Backprop writes as F32 only.
+            expectDataError(containing: [
+                path + ": tensor '0.weight' (F64) holds a value at [0, 1] beyond the largest Float"
+            ]) {
+                try Checkpoint.finiteTensor(try Safetensors.read(path: path), "0.weight")
+            }
+        }
+    }
+
     @Test("a model given a state_dict it does not fit is left unchanged")
     func failedLoadLeavesTheModel() throws {
         var generator = RandomGenerator(seed: 5)
