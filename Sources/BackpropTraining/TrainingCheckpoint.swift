@@ -285,22 +285,51 @@ public enum TrainingCheckpoint {
         return "metadata \"history\" is not a list of epoch records: \(decodingProblem(error))"
     }
 
-    /// The decoder's reason in a few words: `no "seed"`, `"hidden" [0]: Expected to decode Int but
-    /// found a string instead.`, or the error as it describes itself.
+    /// The decoder's reason in a few words: `no "seed"`, `"hidden" [0]: expected a whole number,
+    /// found a string`, `"lr": expected a number, found null`, or the error as it describes itself.
+    /// (Foundation's own words name Swift types: `Expected to decode Array<Any> but found a
+    /// dictionary instead.`)
     private static func decodingProblem(_ error: any Error) -> String {
         func path(_ keys: [any CodingKey]) -> String {
             keys.map { $0.intValue.map { "[\($0)]" } ?? "\"\(snakeCase($0.stringValue))\"" }.joined(separator: " ")
+        }
+        func place(_ context: DecodingError.Context) -> String {
+            context.codingPath.isEmpty ? "" : path(context.codingPath) + ": "
         }
         switch error as? DecodingError {
         case .keyNotFound(let key, let context)?:
             let place = context.codingPath.isEmpty ? "" : " in " + path(context.codingPath)
             return "no \"\(snakeCase(key.stringValue))\"\(place)"
-        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
-            let place = context.codingPath.isEmpty ? "" : path(context.codingPath) + ": "
-            return place + context.debugDescription
+        case .typeMismatch(let type, let context)?:
+            // "… but found a string instead." gives what the JSON holds.
+            let text = context.debugDescription
+            if let found = text.range(of: "but found "), let end = text.range(of: " instead", options: .backwards),
+                found.upperBound <= end.lowerBound
+            {
+                return place(context)
+                    + "expected \(jsonKind(of: type)), found \(text[found.upperBound..<end.lowerBound])"
+            }
+            return place(context) + text
+        case .valueNotFound(let type, let context)?:
+            return place(context) + "expected \(jsonKind(of: type)), found null"
+        case .dataCorrupted(let context)?:
+            return place(context) + context.debugDescription
         default:
             return "\(error)"
         }
+    }
+
+    /// What a JSON value of Swift type `type` is, in words: `a whole number`, `a list`.
+    private static func jsonKind(of type: Any.Type) -> String {
+        if type == Int.self || type == Int64.self || type == UInt64.self || type == Int32.self {
+            return "a whole number"
+        }
+        if type == Double.self || type == Float.self { return "a number" }
+        if type == String.self { return "a string" }
+        if type == Bool.self { return "true or false" }
+        let name = String(describing: type)
+        if name.hasPrefix("Array<") { return "a list" }
+        return "an object"
     }
 
     /// `batchSize` as its JSON key, `batch_size` (a key already in snake case is unchanged).

@@ -274,6 +274,20 @@ struct CheckpointReadBackTests {
                     + "number from 1 to 9223372036854775807, found 1e+30"
             ),
             ("\"seed\":42,", "", "metadata \"training\" is not valid settings: no \"seed\""),
+            // Foundation's own words named Swift types: "Expected to decode Array<Any> but found a
+            // dictionary instead.", "Cannot get value of type Int -- found null value instead".
+            (
+                "\"hidden\":[16,8]", "\"hidden\":{\"a\":1}",
+                "metadata \"training\" is not valid settings: \"hidden\": expected a list, found a dictionary"
+            ),
+            (
+                "\"hidden\":[16,8]", "\"hidden\":[16,\"8\"]",
+                "metadata \"training\" is not valid settings: \"hidden\" [1]: expected a whole number, found a string"
+            ),
+            (
+                "\"seed\":42", "\"seed\":null",
+                "metadata \"training\" is not valid settings: \"seed\": expected a whole number, found null"
+            ),
             ("\"seed\":42", "\"seed\":42,,", "metadata \"training\" is not valid JSON: '{\"batch_size\":32,"),
         ])
     func settingsOutOfTheirTypesRange(original: String, replacement: String, message: String) throws {
