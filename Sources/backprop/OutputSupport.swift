@@ -183,8 +183,8 @@ extension StandardStream {
 
     /// What a failed write whose `errno` is lost most likely met, read from the stream's state
     /// now: a pipe or socket whose reader has gone (`poll` reports `POLLERR`: `EPIPE`), a regular
-    /// file at the file-size limit (`ulimit -f`: `EFBIG`) or on a full file system (`ENOSPC`);
-    /// `nil` when none of these holds.
+    /// file at the file-size limit (`ulimit -f`: `EFBIG`) or on a full file system (`ENOSPC`), or
+    /// `/dev/full` (`ENOSPC`); `nil` when none of these holds.
     private func likelyFailure() -> Int32? {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { return nil }
@@ -204,6 +204,11 @@ extension StandardStream {
             if known && bound < UInt64(Int64.max) && UInt64(max(status.st_size, 0)) >= bound { return EFBIG }
             var space = statvfs()
             if fstatvfs(descriptor, &space) == 0 && space.f_bavail == 0 { return ENOSPC }
+        } else if kind == S_IFCHR {
+            // `/dev/full` (Linux's character device 1, 7), whose every write fails with ENOSPC.
+            #if os(Linux)
+                if status.st_rdev == (1 << 8 | 7) { return ENOSPC }
+            #endif
         }
         return nil
     }

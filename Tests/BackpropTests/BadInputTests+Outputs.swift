@@ -420,6 +420,14 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
         #expect(
             full.standardError == "Error: standard output: cannot write: no space left on device\n",
             "\(full.standardError)")
+        // Printed through `print`, whose failed write loses its errno: /dev/full is still named as
+        // full ("a write failed, the output is incomplete" before).
+        try writeRandomDataset(in: folder, seed: 4)
+        let explained = try runBackpropRedirected(["explain", "--rows", "4", "--data", folder], ">/dev/full")
+        #expect(!explained.crashed && explained.status == 1, "status \(explained.status)")
+        #expect(
+            explained.standardError == "Error: standard output: cannot write: no space left on device\n",
+            "\(explained.standardError)")
     }
 }
 
