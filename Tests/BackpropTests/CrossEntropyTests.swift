@@ -104,6 +104,28 @@ struct CrossEntropyTests {
         #expect(grad[0, 1] == 0 && grad[1, 2] == 0)
     }
 
+    /// `softmax(x, dim:)` and `logSoftmax(x, dim:)` along any dimension of a `(3, 4, 5)` tensor,
+    /// against the definition in Double, and autograd's gradient against finite differences.
+    @Test(arguments: [0, 1, 2, -1, -3])
+    func softmaxAlongAnyDimension(dim: Int) {
+        var generator = RandomGenerator(seed: 41)
+        let shape = [3, 4, 5]
+        let x = uniform(shape, in: -4...4, generator: &generator)
+        let axis = dim < 0 ? dim + 3 : dim
+        let strides = [20, 5, 1]
+        let values = x.values.map(Double.init)
+        var expected = [Double](repeating: 0, count: 60)
+        for index in 0..<60 {
+            // The elements sharing every coordinate but `axis` with element `index`.
+            let base = index - (index / strides[axis] % shape[axis]) * strides[axis]
+            let line = (0..<shape[axis]).map { values[base + $0 * strides[axis]] }
+            expected[index] = values[index] - Foundation.log(line.map { Foundation.exp($0) }.reduce(0, +))
+        }
+        expectAllNear(logSoftmax(x, dim: dim).values, expected, tolerance: 2e-6, "logSoftmax")
+        expectAllNear(softmax(x, dim: dim).values, expected.map { Foundation.exp($0) }, tolerance: 1e-6, "softmax")
+        expectGradientsMatchFiniteDifferences([x.copy()]) { logSoftmax($0[0], dim: dim) }
+    }
+
     @Test func oneHotPutsOneInTheTargetColumn() {
         #expect(oneHot(Tensor([2, 0]), classes: 3).values == [0, 0, 1, 1, 0, 0])
     }

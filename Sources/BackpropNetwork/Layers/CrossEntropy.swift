@@ -10,26 +10,31 @@ import Foundation
 // Targets are class indices stored as Float in a tensor `(n)`, as the seed stores `yTrain`, so
 // that `CrossEntropy` keeps the `Loss` protocol's shape: `loss(inp, targ)`.
 
-/// The logarithm of the softmax along the last dimension: `log_softmax(x) = x - logsumexp(x)`.
+/// The logarithm of the softmax along dimension `dim` (the last by default, negative counting
+/// from the end, as PyTorch's `F.log_softmax(x, dim)`): `log_softmax(x) = x - logsumexp(x)`.
 ///
-/// Computed as `(x - m) - log Σ exp(x - m)`, `m` the row maximum: `x - m` is exact and at most 0,
-/// so logits of `1e4` neither overflow `exp` nor lose their small differences, as they would in
-/// `x - (m + log Σ …)`, where the Float sum `1e4 + 0.41` keeps only three decimals.
+/// Computed as `(x - m) - log Σ exp(x - m)`, `m` the maximum along `dim`: `x - m` is exact and at
+/// most 0, so logits of `1e4` neither overflow `exp` nor lose their small differences, as they
+/// would in `x - (m + log Σ …)`, where the Float sum `1e4 + 0.41` keeps only three decimals.
 /// `m` is a constant to autograd (`detach()`): the result does not depend on it, and the
 /// derivative is then exactly `1 - softmax(x)` on the diagonal, `-softmax(x)` elsewhere.
-/// Shapes: `(n, c)` gives `(n, c)`.
-/// - Precondition: `x` has at least one dimension.
-public func logSoftmax(_ x: Tensor) -> Tensor {
+/// Shapes: `x`'s shape, `(n, c)` gives `(n, c)`.
+/// - Precondition: `x` has at least one dimension, and `dim` is one of them.
+public func logSoftmax(_ x: Tensor, dim: Int = -1) -> Tensor {
     precondition(x.rank >= 1, "logSoftmax: expects at least one dimension, got shape \(x.shape)")
-    let shifted = x - x.max(-1, keepDim: true).detach()
-    return shifted - shifted.logSumExp(-1, keepDim: true)
+    precondition(
+        (-x.rank..<x.rank).contains(dim), "logSoftmax: dim \(dim) out of range for shape \(x.shape)")
+    let shifted = x - x.max(dim, keepDim: true).detach()
+    return shifted - shifted.logSumExp(dim, keepDim: true)
 }
 
-/// The softmax along the last dimension: `softmax(x) = exp(x - logsumexp(x))`, rows summing to 1.
+/// The softmax along dimension `dim` (the last by default): `softmax(x) = exp(x - logsumexp(x))`,
+/// summing to 1 along `dim` (PyTorch's `F.softmax(x, dim)`).
 ///
-/// Shapes: `(n, c)` gives `(n, c)`. Computed through `logSoftmax`, so it is stable too.
-public func softmax(_ x: Tensor) -> Tensor {
-    logSoftmax(x).exp()
+/// Shapes: `x`'s shape. Computed through `logSoftmax`, so it is stable too.
+/// - Precondition: `x` has at least one dimension, and `dim` is one of them.
+public func softmax(_ x: Tensor, dim: Int = -1) -> Tensor {
+    logSoftmax(x, dim: dim).exp()
 }
 
 /// One row per target, with 1 in the target's column and 0 elsewhere.
