@@ -78,6 +78,16 @@ struct LayerGradientTests {
         expectNear(inp.g, try #require(inp.grad), relativeTolerance: 0, absoluteTolerance: 0)
     }
 
+    /// Finite differences, with respect to `inp`, of the loss in Double straight from its
+    /// definition: the mean of the squared differences `(inp - targ)²`, element by element.
+    static func mseFiniteDifferences(_ inp: Tensor, _ targ: Tensor) -> [Double] {
+        finiteDifferences(
+            of: {
+                let difference = zip(inp.values, targ.values).map { Double($0) - Double($1) }
+                return difference.map { $0 * $0 }.reduce(0, +) / Double(difference.count)
+            }, withRespectTo: inp)
+    }
+
     @Test("Mse: inp.g = 2 (inp.squeeze() - targ).unsqueeze(-1) / n, of shape (n, 1)")
     func mseBackward() {
         var generator = RandomGenerator(seed: 32)
@@ -87,12 +97,7 @@ struct LayerGradientTests {
         _ = loss(inp, targ)
         loss.backward()
         #expect(inp.g.shape == [6, 1])
-        // The loss in Double, straight from its definition: mean((inp - targ)²).
-        let estimates = finiteDifferences(
-            of: {
-                let difference = zip(inp.values, targ.values).map { Double($0) - Double($1) }
-                return difference.map { $0 * $0 }.reduce(0, +) / Double(difference.count)
-            }, withRespectTo: inp)
+        let estimates = Self.mseFiniteDifferences(inp, targ)
         expectNear(inp.g, estimates, relativeTolerance: 2e-3, absoluteTolerance: 2e-4)
         // And the forward that Mse runs agrees with that definition.
         let definition = zip(inp.values, targ.values).map { (Double($0) - Double($1)) * (Double($0) - Double($1)) }
@@ -117,12 +122,7 @@ struct LayerGradientTests {
         _ = loss(inp, targ)
         loss.backward()
         #expect(inp.g.shape == inpShape)
-        // The loss in Double, straight from its definition: the mean of the squared differences.
-        let estimates = finiteDifferences(
-            of: {
-                let difference = zip(inp.values, targ.values).map { Double($0) - Double($1) }
-                return difference.map { $0 * $0 }.reduce(0, +) / Double(difference.count)
-            }, withRespectTo: inp)
+        let estimates = Self.mseFiniteDifferences(inp, targ)
         expectNear(inp.g, estimates, relativeTolerance: 2e-3, absoluteTolerance: 2e-4)
         // Autograd, through the `mse` function, gives the same numbers.
         let tracked = Tensor(shape: inpShape, values: inp.values)
