@@ -3,8 +3,8 @@ import Foundation
 
 // Optimizers update the parameters in place from the gradients that the layers' `backward()`
 // wrote into `.g` (or, for a parameter without one, autograd's `.grad`, so that PyTorch's
-// `loss.backward(); optimizer.step()` works as written). Each keeps its state (momentum, Adam's moments) as named tensors, so that a
-// training run can be saved between two steps and resumed.
+// `loss.backward(); optimizer.step()` works as written). Each keeps its state (momentum, Adam's
+// moments) as named tensors, so that a training run can be saved between two steps and resumed.
 //
 // Weight decay is decoupled (Loshchilov and Hutter, "Decoupled Weight Decay Regularization",
 // 2019, PyTorch's AdamW): before the update, every weight matrix shrinks by `w ← w - lr·wd·w`.
