@@ -400,12 +400,13 @@ public enum Checkpoint {
         let tensor = try shape.map { try file.tensor(name, shape: $0) } ?? file.tensor(name)
         if let (value, index) = firstNonFinite(tensor) {
             // A finite Double past Float's range (a float64 state_dict's 1e300) reads as an
-            // infinity: the file holds a number, only not one a Float can.
-            let wide = ["F64", "I64", "U64"].contains(file.dtypes[name] ?? "") && value.isInfinite
+            // infinity: the file holds a number, only not one a Float can. (Every integer dtype
+            // fits in Float's range.)
+            let wide = file.dtypes[name] == "F64" && value.isInfinite
             throw DataError(
                 path: file.path,
                 problem: wide
-                    ? "tensor '\(name)' (\(file.dtypes[name]!)) holds a value at \(index) beyond the largest Float "
+                    ? "tensor '\(name)' (F64) holds a value at \(index) beyond the largest Float "
                         + "(\(Float.greatestFiniteMagnitude)); expected weights that fit in Float"
                     : "tensor '\(name)' holds \(value.isNaN ? "NaN" : "an infinity") at \(index); Backprop never "
                         + "saves a value that is not finite, so the file is damaged")

@@ -277,13 +277,14 @@ public enum PyTorchStateDict {
     }
 
     /// Throws naming the file, the key and the first element of `tensor` that is not finite; for
-    /// a tensor stored wider than Float (`dtype` F64, I64), an infinity is a value past Float's range.
+    /// a tensor stored as F64 (the one dtype wider than Float's range), an infinity is a value past
+    /// Float's range.
     private static func checkFinite(_ tensor: Tensor, _ key: String, _ path: String, dtype: String?) throws {
         guard let (value, index) = firstNonFinite(tensor) else { return }
-        if value.isInfinite, let dtype, ["F64", "I64", "U64"].contains(dtype) {
+        if value.isInfinite, dtype == "F64" {
             throw DataError(
                 path: path,
-                problem: "\(key) (\(dtype)) holds a value at \(index) beyond the largest Float "
+                problem: "\(key) (F64) holds a value at \(index) beyond the largest Float "
                     + "(\(Float.greatestFiniteMagnitude)); expected weights that fit in Float")
         }
         throw DataError(path: path, problem: "\(key) holds \(value.isNaN ? "NaN" : "an infinity") at \(index)")

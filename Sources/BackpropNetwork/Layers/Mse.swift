@@ -54,6 +54,6 @@ public final class Mse: Loss {
         // `callAsFunction` accepts: the mean is over targ.count squares, and inp.g has inp's shape.
         inp.g =
             Tensor.fusedMSEGradient(inp, targ)
-            ?? (2 * (inp.squeeze() - targ) / Float(Swift.max(targ.count, 1))).reshape(inp.shape)
+            ?? (2 * (inp.squeeze() - targ) / Float(targ.count)).reshape(inp.shape)
     }
 }

@@ -248,8 +248,7 @@ public final class Adam: Optimizer {
     public func loadState(_ state: [String: Tensor]) throws {
         // `Int(exactly:)`: a whole number that an Int holds (3e38 is whole, and converting it
         // with `Int(_:)` would trap).
-        guard let step = state["step"], step.count == 1, step.item() >= 0, let count = Int(exactly: step.item()),
-            count < Int.max
+        guard let step = state["step"], step.count == 1, step.item() >= 0, let count = Int(exactly: step.item())
         else {
             let found = state["step"].map { $0.count == 1 ? ", found \($0.item())" : ", found shape \($0.shape)" } ?? ""
             throw OptimizerStateError(
