@@ -205,6 +205,77 @@ extension TensorAPITests {
         }
     }
 
+    @Suite("sin, cos, clamp")
+    struct Trigonometry {
+        // Reference values from PyTorch 2.15 in float64: torch.tensor([-2., 0., 1., 20.]).sin(), .cos().
+
+        @Test("sin and cos, and their derivatives cos and -sin")
+        func sineAndCosine() {
+            let x = Tensor([-2, 0, 1, 20])
+            x.requiresGrad = true
+            let sine = x.sin()
+            let sines = [-0.9092974268256817, 0, 0.8414709848078965, 0.9129452507276277]
+            let cosines = [-0.4161468365471424, 1, 0.5403023058681398, 0.40808206181339196]
+            expectNear(sine, sines, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+            sine.sum().backward()
+            expectNear(x.grad!, cosines, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+            x.zeroGrad()
+            let cosine = x.cos()
+            expectNear(cosine, cosines, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+            cosine.sum().backward()
+            expectNear(x.grad!, sines.map { -$0 }, relativeTolerance: 1e-6, absoluteTolerance: 1e-7)
+            var generator = RandomGenerator(seed: 7)
+            let z = uniform([3, 4], in: -4...4, generator: &generator)
+            expectGradientsMatchFiniteDifferences([z], "sin") { $0[0].sin() }
+            expectGradientsMatchFiniteDifferences([z], "cos") { ($0[0] * 2).cos() }
+        }
+
+        // PyTorch 2.15, x = [-2, -1, -0.5, 0, 0.5, 1, 3, nan], y = x.clamp(…); y.sum().backward():
+        //   clamp(-1, 1)   y = [-1, -1, -0.5, 0, 0.5, 1, 1, nan]       x.grad = [0, 0, 1, 1, 1, 0, 0, 0]
+        //   clamp(max=0.5) y = [-2, -1, -0.5, 0, 0.5, 0.5, 0.5, nan]   x.grad = [1, 1, 1, 1, 0, 0, 0, 0]
+        //   clamp(min=0)   y = [0, 0, 0, 0, 0.5, 1, 3, nan]            x.grad = [0, 0, 0, 0, 1, 1, 1, 0]
+        //   clamp(1, -1)   y = [-1, -1, -1, -1, -1, -1, -1, nan]       x.grad = 0 everywhere
+        // and x = [-inf, inf, 0.5]: clamp(max=0.5) grad [1, 0, 0], clamp(min=0.5) grad [0, 1, 0],
+        // clamp(-inf, inf) grad [0, 0, 1].
+        @Test(
+            "clamp: values and gradients as PyTorch's, bounds blocking, a missing bound blocking nothing",
+            arguments: [
+                (Float?(-1), Float?(1), [-1, -1, -0.5, 0, 0.5, 1, 1], [0, 0, 1, 1, 1, 0, 0, 0]),
+                (nil, 0.5, [-2, -1, -0.5, 0, 0.5, 0.5, 0.5], [1, 1, 1, 1, 0, 0, 0, 0]),
+                (0, nil, [0, 0, 0, 0, 0.5, 1, 3], [0, 0, 0, 0, 1, 1, 1, 0]),
+                (1, -1, [-1, -1, -1, -1, -1, -1, -1], [0, 0, 0, 0, 0, 0, 0, 0]),
+            ] as [(Float?, Float?, [Float], [Float])])
+        func clampValues(lower: Float?, upper: Float?, values: [Float], gradient: [Float]) {
+            let x = Tensor([-2, -1, -0.5, 0, 0.5, 1, 3, .nan])
+            x.requiresGrad = true
+            let y = x.clamp(min: lower, max: upper)
+            #expect(Array(y.values.prefix(7)) == values)
+            #expect(y.values[7].isNaN)
+            y.sum().backward()
+            #expect(x.grad?.values == gradient)
+        }
+
+        @Test("clamp at infinite inputs and bounds, and against finite differences away from the bounds")
+        func clampInfinities() {
+            let x = Tensor([-.infinity, .infinity, 0.5])
+            for (lower, upper, gradient) in [
+                (nil, 0.5, [1, 0, 0]), (0.5, nil, [0, 1, 0]), (-Float.infinity, Float.infinity, [0, 0, 1]),
+            ] as [(Float?, Float?, [Float])] {
+                x.requiresGrad = true
+                x.zeroGrad()
+                x.clamp(min: lower, max: upper).sum().backward()
+                #expect(x.grad?.values == gradient, "clamp(\(String(describing: lower)), \(String(describing: upper)))")
+            }
+            let z = Tensor([[-1.5, 0.7, 0.2], [2.0, -0.3, 0.9]])
+            expectGradientsMatchFiniteDifferences([z]) { $0[0].clamp(min: -1, max: 1) }
+        }
+
+        @Test("clamp without a bound stops")
+        func clampWithoutBound() async {
+            await #expect(processExitsWith: .failure) { _ = Tensor([1, 2]).clamp() }
+        }
+    }
+
     @Suite("min, max, argmin, argmax")
     struct Extrema {
         /// Rows `[3, 1, 4]` and `[1, 5, 1]`.

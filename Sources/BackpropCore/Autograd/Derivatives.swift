@@ -14,12 +14,14 @@ enum Op: CustomStringConvertible {
     case clampMin(Float)  // max(x, m)
     case exp, log
     case erf  // the error function (Tensor+Special.swift)
-    case tanh, sigmoid, abs  // (Tensor+Math.swift)
+    case tanh, sigmoid, abs, sin, cos  // (Tensor+Math.swift)
+    case clamp(Float?, Float?)  // min(max(x, lower), upper), a nil bound absent (Tensor+Math.swift)
     case reshape, transpose  // views (Tensor+Shape.swift); reshape also for contiguous()
     case permute([Int])  // a view with the dimensions reordered (Tensor+Permute.swift)
     case unfold(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))  // im2col (Tensor+Convolution.swift)
     case fold(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))  // col2im, unfold's adjoint
     case matmul  // a • b (MatMul.swift)
+    case batchedMatmul  // a • b of batches of matrices, broadcast (MatMul+Batched.swift)
     case rows(start: Int)  // x[start..<start + n], a view (Tensor+Rows.swift)
     case gatherRows([Int])  // x[indices], a copy
     case cat(axis: Int)  // inputs joined along `axis` (Tensor+Joining.swift; stack is unsqueeze and cat)
@@ -52,12 +54,15 @@ enum Op: CustomStringConvertible {
         case .tanh: "tanh"
         case .sigmoid: "sigmoid"
         case .abs: "abs"
+        case .sin: "sin"
+        case .cos: "cos"
+        case .clamp(let lower, let upper): "clamp(\(lower.map { "\($0)" } ?? "-"), \(upper.map { "\($0)" } ?? "-"))"
         case .reshape: "reshape"
         case .transpose: "t"
         case .permute(let dims): "permute(\(dims))"
         case .unfold(let k, let s, let p): "unfold(\(k.0)×\(k.1), stride \(s.0)×\(s.1), padding \(p.0)×\(p.1))"
         case .fold(let k, let s, let p): "fold(\(k.0)×\(k.1), stride \(s.0)×\(s.1), padding \(p.0)×\(p.1))"
-        case .matmul: "•"
+        case .matmul, .batchedMatmul: "•"
         case .rows(let start): "rows(\(start)...)"
         case .gatherRows(let indices): "rows([\(indices.count) indices])"
         case .cat(let axis): "cat(dim: \(axis))"
@@ -118,6 +123,15 @@ enum Op: CustomStringConvertible {
             return [g * y * (1 - y)]
         case .abs:  // ∂ |x| = g * sign(x), 0 at x = 0 (PyTorch's choice)
             return [g * x.mapValues { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
+        case .sin:  // ∂ sin x = g * cos x
+            return [g * x.cos()]
+        case .cos:  // ∂ cos x = -g * sin x
+            return [-g * x.sin()]
+        case .clamp(let lower, let upper):  // g strictly inside the bounds given, else 0 (PyTorch's choice)
+            let inside = x.mapValues { value in
+                (lower.map { value > $0 } ?? true) && (upper.map { value < $0 } ?? true) ? 1 : 0
+            }
+            return [g * inside]
         case .reshape:  // the same values, back in the input's shape
             return [g.reshape(x.shape)]
         case .transpose:  // ∂ xᵀ = gᵀ
@@ -131,6 +145,12 @@ enum Op: CustomStringConvertible {
         case .matmul:  // ∂(a • b) = g • bᵀ, aᵀ • g
             let b = inputs[1]
             return [g • b.t(), x.t() • g]
+        case .batchedMatmul:  // the same per matrix, summed over the batch dimensions broadcast
+            let b = inputs[1]
+            return [
+                Tensor.batchedMatmul(g, b.transposedMatrices(), kernel: .fast).unbroadcast(to: x.shape),
+                Tensor.batchedMatmul(x.transposedMatrices(), g, kernel: .fast).unbroadcast(to: b.shape),
+            ]
         case .rows(let start):  // g goes back to the rows it came from, 0 elsewhere
             let gradient = Tensor.zeros(x.shape)
             let gradientOut = g.contiguous()

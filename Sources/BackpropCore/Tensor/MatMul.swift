@@ -95,19 +95,32 @@ struct MatrixOperand: @unchecked Sendable {
 }
 
 extension Tensor {
-    /// The matrix product `a • b` (the seed's `a @ b`): `(n, k) • (k, m) → (n, m)`.
+    /// The matrix product `a • b` (the seed's `a @ b`): `(n, k) • (k, m) → (n, m)`, and, as
+    /// PyTorch's `@`, vectors and batches of matrices (see ``matmul(_:kernel:)``).
     ///
     /// Either operand may be a transposed view (`w.t()`): the kernels read it through its
     /// strides (BLAS through its transpose flag), without a copy.
-    /// - Precondition: both are matrices and the inner sizes agree; otherwise stops naming both
-    ///   shapes.
+    /// - Precondition: the shapes can be multiplied; otherwise stops naming both shapes.
     public static func • (a: Tensor, b: Tensor) -> Tensor {
         a.matmul(b)
     }
 
-    /// The matrix product `self • other`, computed by `kernel`.
-    /// - Precondition: both are matrices and the inner sizes agree.
+    /// The matrix product `self • other`, computed by `kernel`, with the shape rules of
+    /// PyTorch's `torch.matmul`:
+    /// - `(n, k) • (k, m) → (n, m)`;
+    /// - a vector `(k)` on the left is a row, on the right a column, and that dimension is
+    ///   dropped from the result: `(k) • (k, m) → (m)`, `(n, k) • (k) → (n)`, `(k) • (k) → ()`;
+    /// - with more dimensions, the last two are the matrices and the ones before them a batch,
+    ///   broadcast as in arithmetic: `(b, n, k) • (k, m) → (b, n, m)`,
+    ///   `(b, 1, n, k) • (c, k, m) → (b, c, n, m)`. Each matrix of the batch is one product on
+    ///   the route `kernel` chooses for its shape.
+    ///
+    /// Autograd's derivative: `∂(a • b) = g • bᵀ, aᵀ • g`, each summed over the batch dimensions
+    /// its operand was broadcast along.
+    /// - Precondition: neither is a scalar, the inner sizes agree and the batch dimensions
+    ///   broadcast; otherwise stops naming both shapes.
     public func matmul(_ other: Tensor, kernel: MatMulKernel = .fast) -> Tensor {
+        if rank != 2 || other.rank != 2 { return Tensor.generalMatmul(self, other, kernel: kernel) }
         Tensor.checkMatmulShapes(self, other, operation: "matmul")
         let result = Tensor(uninitializedShape: [shape[0], other.shape[1]])
         Tensor.gemm(self, other, into: result, accumulate: false, kernel: kernel)
