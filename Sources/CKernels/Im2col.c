@@ -188,19 +188,24 @@ INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *rest
             const float *window = input + corner;
             // The maximum, then the first element (row-major) that equals it and how many do:
             // two passes over a few values in registers, compiled to selects, not branches
-            // (random data would mispredict every other branch).
+            // (random data would mispredict every other branch). A NaN wins, the last one of the
+            // window if several, as in PyTorch's `max_pool2d` (`val > maxval || isnan(val)`).
             float best = window[0];
             for (long ky = 0; ky < k; ky++)
                 for (long kx = 0; kx < k; kx++) {
                     const float v = window[ky * w + kx];
-                    best = v > best ? v : best;
+                    best = (v > best || v != v) ? v : best;
                 }
-            int at = 0, hits = 0;
+            int at = 0, hits = 0, lastNaN = -1;
             for (long i = k * k - 1; i >= 0; i--) {
-                const int hit = window[(i / k) * w + i % k] == best;
+                const float v = window[(i / k) * w + i % k];
+                const int hit = v == best;
                 at = hit ? (int)i : at;
                 hits += hit;
+                lastNaN = (v != v && lastNaN < 0) ? (int)i : lastNaN;
             }
+            // A NaN has no derivative: its window is marked as a tie is.
+            if (lastNaN >= 0) at = lastNaN, hits = 2;
             const long o = first + oy * ow + ox;
             out[o] = best;
             winners[o] = (int)(corner + (at / k) * w + at % k);
@@ -260,14 +265,23 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
             __m256 v[4];
             evenOdd(top + 2 * ox, count, whole, &v[0], &v[1]);
             evenOdd(bottom + 2 * ox, count, whole, &v[2], &v[3]);
+            // As maxPoolPlane: the largest, a NaN winning (the last of the window); the first equal
+            // element; a NaN's window marked as a tie.
             __m256 best = v[0];
-            for (int i = 1; i < 4; i++) best = _mm256_blendv_ps(best, v[i], _mm256_cmp_ps(v[i], best, _CMP_GT_OQ));
-            __m256i at = _mm256_setzero_si256(), hits = _mm256_setzero_si256();
+            __m256i at = _mm256_setzero_si256(), hits = _mm256_setzero_si256(), nanAt = _mm256_set1_epi32(-1);
+            for (int i = 0; i < 4; i++) {
+                const __m256 isNaN = _mm256_cmp_ps(v[i], v[i], _CMP_UNORD_Q);
+                if (i > 0) best = _mm256_blendv_ps(best, v[i], _mm256_or_ps(_mm256_cmp_ps(v[i], best, _CMP_GT_OQ), isNaN));
+                nanAt = _mm256_blendv_epi8(nanAt, _mm256_set1_epi32(i), _mm256_castps_si256(isNaN));
+            }
             for (int i = 3; i >= 0; i--) {
                 const __m256i hit = _mm256_castps_si256(_mm256_cmp_ps(v[i], best, _CMP_EQ_OQ));
                 at = _mm256_blendv_epi8(at, _mm256_set1_epi32(i), hit);
                 hits = _mm256_sub_epi32(hits, hit);
             }
+            const __m256i hasNaN = _mm256_cmpgt_epi32(nanAt, _mm256_set1_epi32(-1));
+            at = _mm256_blendv_epi8(at, nanAt, hasNaN);
+            hits = _mm256_blendv_epi8(hits, _mm256_set1_epi32(2), hasNaN);
             // winner = corner + (at / 2) · w + at % 2, corner = 2 oy · w + 2 (ox + lane)
             const __m256i corner = _mm256_add_epi32(_mm256_set1_epi32((int)(2 * oy * w + 2 * ox)),
                 _mm256_slli_epi32(laneIndex, 1));

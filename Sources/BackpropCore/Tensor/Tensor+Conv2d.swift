@@ -295,8 +295,10 @@ extension Tensor {
     /// x − p + kx]`, `b.g[o] = Σ_{i, y, x} out.g[i, o, y, x]`, from the padded images (no `cols`):
     /// in flat planes of rows (four output channels and three window columns a tile, each lane
     /// taking every eighth column), or, where a plane's rows are narrow, eight output channels a
-    /// vector (one chain per weight); the shapes alone choose. `inp.g` is
-    /// ``conv2dDirectInputGradient(_:weights:padding:)``'s.
+    /// vector (one chain per weight); the shapes alone choose, except that images holding an
+    /// infinity or NaN take the channels: the flat planes multiply the zeros past each row's `ow`
+    /// by image values (their sums cancel), and `0 · ∞` would make a finite weight's gradient NaN.
+    /// `inp.g` is ``conv2dDirectInputGradient(_:weights:padding:)``'s.
     ///
     /// The batch is split into pieces that depend on its size alone; each piece sums its own
     /// `w.g` and `b.g`, and the pieces are added in order: the same result on any number of
@@ -326,6 +328,7 @@ extension Tensor {
             "conv2dDirect backward: gradient of shape \(gOut.shape) does not fit weights \(w.shape) over images "
                 + "of shape \(x.shape) (expected [\(g.n), \(cOut), \(g.oh), \(g.ow)])")
         let k = g.columns
+        if g.n == 0 { return (Tensor.zeros(w.shape), bias ? Tensor.zeros([cOut]) : nil) }  // sums of nothing
         let wGrad = Tensor(uninitializedShape: w.shape)
         let bGrad = bias ? Tensor(uninitializedShape: [cOut]) : nil
         let pieces = imagePieces(g.n, work: g.oh * g.ow * k * cOut)
@@ -335,6 +338,7 @@ extension Tensor {
         defer { scratch.deallocate() }
         scratch.update(repeating: 0, count: pieces.count * stridePerPiece)
         let (source, gradient) = (x.contiguous(), gOut.contiguous())
+        let layout = tiles == .fastest && !source.isAllFinite ? DirectTiles.channels : tiles
         withExtendedLifetime((source, gradient)) {
             withUnsafePointer(to: g.window) { window in
                 Parallel.forEachPiece(pieces.count) { piece in
@@ -342,7 +346,7 @@ extension Tensor {
                     let partialW = scratch + piece * stridePerPiece
                     let done = bp_conv_direct_weight_gradient(
                         source.pointer, gradient.pointer, partialW, bias ? partialW + cOut * k : nil, window, cOut,
-                        images.lowerBound, images.upperBound, tiles.rawValue)
+                        images.lowerBound, images.upperBound, layout.rawValue)
                     if done == 0 { directScratchFailed(g, gradientImages: images.count, gradientChannels: cOut) }
                 }
             }

@@ -339,6 +339,28 @@ extension Tensor {
             return total
         }
     }
+
+    /// Whether no element is infinite or NaN.
+    package var isAllFinite: Bool {
+        let source = contiguous()
+        let input = source.pointer
+        return withExtendedLifetime(source) {
+            // x · 0 is 0 for a finite x and NaN for ±∞ and NaN: one sum without branches, which
+            // vectorises (IEEE arithmetic does not let the compiler drop the multiplication).
+            var zeros = (Float(0), Float(0), Float(0), Float(0))
+            let blocks = count / 4
+            for block in 0..<blocks {
+                let i = block * 4
+                zeros.0 += input[i] * 0
+                zeros.1 += input[i + 1] * 0
+                zeros.2 += input[i + 2] * 0
+                zeros.3 += input[i + 3] * 0
+            }
+            var total = (zeros.0 + zeros.1) + (zeros.2 + zeros.3)
+            for i in (blocks * 4)..<count { total += input[i] * 0 }
+            return total == 0
+        }
+    }
 }
 
 extension Tensor {

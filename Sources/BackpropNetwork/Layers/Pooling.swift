@@ -44,7 +44,9 @@ private struct PoolShape {
 ///
 /// NOTE: where several elements of a window hold the maximum, the gradient goes to the first of
 /// them (row-major in the window), as in PyTorch's CPU kernel; the maximum has no derivative
-/// there, and ``pieces`` marks such outputs with `-1` for the gradient check.
+/// there, and ``pieces`` marks such outputs with `-1` for the gradient check. A NaN in a window
+/// is its maximum and takes its gradient, as in PyTorch's `max_pool2d`: the last NaN of the window
+/// if it holds several (the recorded path's `max(1)` picks the first, as `torch.max` does).
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
 /// operations, `reshape`, `unfold`, `max(1)`, whose derivatives give `.grad`.
@@ -61,7 +63,7 @@ public final class MaxPool2d: PiecewiseLayer {
     /// // (n, c, oh, ow)
     public private(set) var winners: [Int32] = []
     /// For each output element (row-major), the offset `ky * kernel + kx` of the maximum in its
-    /// window, or `-1` where the maximum is tied (two elements of the window hold it).
+    /// window, or `-1` where the maximum is tied (two elements of the window hold it) or NaN.
     /// // (n, c, oh, ow)
     public private(set) var pieces: [Int32] = []
 
