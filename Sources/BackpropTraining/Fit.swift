@@ -615,6 +615,26 @@ public final class Trainer {
         return (Double(fusedBuffer[size - 1]), batchRows)
     }
 
+    /// In a data-parallel run, the first thing its replicas do not share, or `nil` (also with no
+    /// ``replicas``): every replica calls it before the first step, since a replica whose network
+    /// or batches differ would sum a gradient of another size (a corrupt heap, or MPI's own abort)
+    /// or take other steps. Compared in order: the network (its parameters' shapes), the batches
+    /// (rows and their count), `settings` and `data` as the caller describes them, and the
+    /// starting weights (``weightChecksum()``, which differs where replicas resumed or started
+    /// from different files). The value returned is this replica's.
+    public func replicaDifference(settings: String, data: String) -> (name: String, value: String)? {
+        guard let replicas else { return nil }
+        let shapes = model.layers.flatMap { $0.parameters + $0.buffers.map(\.tensor) }.map(\.shape)
+        let values = shapes.reduce(0) { $0 + $1.reduce(1, *) }
+        return replicas.firstDifference(among: [
+            ("networks", "\(shapes.count) tensors of parameters and buffers, \(values) values, shapes \(shapes)"),
+            ("batches", "\(batches.rowCount) training rows in \(batches.count) batches of \(batches.batchSize)"),
+            ("settings", settings + ", epoch \(epoch)"),
+            ("data", data),
+            ("starting weights", "checksum \(weightChecksum())"),
+        ])
+    }
+
     /// A 64-bit FNV-1a hash of the bits of every parameter and buffer (batch norm's running
     /// statistics), in the model's order.
     public func weightChecksum() -> UInt64 {

@@ -171,6 +171,29 @@ struct TrainCommand: ParsableCommand {
         _ = try parsedConfiguration()
     }
 
+    /// What would make the processes of the run train different models, or `nil` when every one is
+    /// about to train the same network on the same batches with the same settings, data and
+    /// starting weights (``Trainer/replicaDifference(settings:data:)``): each host reads its own
+    /// data folder and files, and a process whose network or batches differ would sum gradients of
+    /// another size. Every process calls it; every one gets the same answer.
+    private func processDisagreement(
+        _ trainer: Trainer, group: any ReplicaGroup, configuration: TrainingConfiguration, limit: Int?,
+        dataset: FashionMNIST
+    ) -> String? {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let settings =
+            ((try? encoder.encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "\(configuration)")
+            + (limit.map { ", --limit \($0)" } ?? "")
+        let data =
+            "\(dataset.xTrain.shape[0]) training, \(dataset.xValid.shape[0]) validation and \(dataset.xTest.shape[0]) "
+            + "test images of shape \(dataset.imageShape), normalised by mean \(dataset.trainMean), std \(dataset.trainStd)"
+        guard let (what, here) = trainer.replicaDifference(settings: settings, data: data) else { return nil }
+        return "mpirun -np \(group.count): the processes would not train the same model: their \(what) differ "
+            + "(on rank 0: \(here)); give every process the same options, data of the same size, and the same "
+            + "--init or --resume file"
+    }
+
     func run() throws {
         let started = ContinuousClock.now
         // `Interruption.install()` is in place (`BackpropCommand.runCommand()`). Ctrl-C while the
@@ -249,13 +272,27 @@ struct TrainCommand: ParsableCommand {
         if let group = run.group {
             let (rows, smallest) = (trainer.batches.rowCount, trainer.batches.smallestBatchRows)
             if smallest < group.count {
+                let which =
+                    configuration.batchSize < group.count
+                    ? "every batch of --batch-size \(configuration.batchSize) has fewer rows"
+                    : "the last batch of each epoch has \(smallest) row\(smallest == 1 ? "" : "s") (\(rows) training "
+                        + "rows in batches of --batch-size \(configuration.batchSize)), fewer"
                 throw CommandLineError(
-                    "mpirun -np \(group.count): the last batch of each epoch has \(smallest) rows (\(rows) "
-                        + "training rows in batches of --batch-size \(configuration.batchSize)), fewer than the "
-                        + "\(group.count) processes that share every batch; choose another --batch-size or --limit")
+                    "mpirun -np \(group.count): \(which) than the \(group.count) processes that share every batch; "
+                        + "choose another --batch-size or --limit")
             }
             trainer.replicas = group
             trainer.checksReplicas = checkReplicas
+            if let disagreement = processDisagreement(
+                trainer, group: group, configuration: configuration, limit: limit, dataset: dataset)
+            {
+                // Every process learns it from the same exchange: rank 0 says it, the others end quietly.
+                guard isLeader else {
+                    run.finish()
+                    Foundation.exit(1)
+                }
+                throw CommandLineError(disagreement)
+            }
         }
 
         // Text goes to stdout, or to stderr when stdout carries the JSON.

@@ -241,6 +241,31 @@ import Testing
                 let run = try runMPI(3, ["train", "--epochs", "1", "--batch-size", "166"], data: folder)
                 #expect(run.status != 0)
                 #expect(run.standardError.contains("the last batch of each epoch has 2 rows"), "\(run.standardError)")
+                let tiny = try runMPI(2, ["train", "--epochs", "1", "--batch-size", "1"], data: folder)
+                #expect(tiny.status != 0)
+                #expect(
+                    tiny.standardError.contains("every batch of --batch-size 1 has fewer rows than the 2 processes"),
+                    "\(tiny.standardError)")
+            }
+        }
+
+        /// Processes that would train different networks, or on batches of other counts, are
+        /// stopped before the first sum with one line from rank 0 naming what differs (a network
+        /// of another size corrupted the heap; other batch counts ended in MPI's own abort).
+        @Test(arguments: [
+            (["--hidden", "16"], "their networks differ"), (["--limit", "400"], "their batches differ"),
+            (["--lr", "0.2"], "their settings differ"),
+        ])
+        func processesThatDifferAreStopped(odd: [String], says: String) throws {
+            try withTemporaryFolder { folder in
+                try writeRandomDataset(in: folder, seed: 4)
+                let train = [backpropExecutable().path, "train", "--epochs", "1", "--batch-size", "50"]
+                let run = try runProgram(
+                    mpirun!, ["-np", "1", "--oversubscribe"] + train + [":", "-np", "1"] + train + odd,
+                    environment: mpiEnvironment(data: folder))
+                #expect(run.status != 0)
+                #expect(run.standardError.contains(says), "\(run.standardError)")
+                #expect(!run.standardError.contains("crashed"), "\(run.standardError)")
             }
         }
     }

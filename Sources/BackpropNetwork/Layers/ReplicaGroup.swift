@@ -44,6 +44,22 @@ extension ReplicaGroup {
         return start..<(start + base + (rank < extra ? 1 : 0))
     }
 
+    /// The first of `items` whose value is not the same on every replica, with this replica's
+    /// value, or `nil` when all agree; every replica gets the same answer.
+    ///
+    /// Each item is compared by a 64-bit FNV-1a hash of its UTF-8 text, one ``allEqual(_:)`` per
+    /// item, all of them called whatever the answers: every replica must pass as many items, in
+    /// the same order. (Swift's own `hashValue` differs between processes by design.)
+    public func firstDifference(among items: [(name: String, value: String)]) -> (name: String, value: String)? {
+        var first: (name: String, value: String)?
+        for item in items {
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            for byte in item.value.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+            if !allEqual(hash) && first == nil { first = item }
+        }
+        return first
+    }
+
     /// `values` summed over the replicas, in a new array.
     public func summed(_ values: [Double]) -> [Double] {
         var values = values
