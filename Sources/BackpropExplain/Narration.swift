@@ -319,13 +319,22 @@ extension Narration {
             }
             if statistics {
                 let stats = trace.activationStatistics.map(\.summary)
+                // The lesson's reading of the numbers holds for its kind of network alone: Lins and
+                // ReLUs in turn, ending in a Lin. Any other gets the numbers without it.
+                let kinds = trace.model.layers.map { $0 is Lin ? "L" : ($0 is ReLU ? "R" : "?") }.joined()
+                let isSeedKind =
+                    kinds.count >= 3 && kinds.hasPrefix("LR") && kinds.hasSuffix("L")
+                    && kinds.split(separator: "R", omittingEmptySubsequences: false).allSatisfy { $0 == "L" }
+                let reading =
+                    isSeedKind
+                    ? " Kaiming initialisation keeps the scale steady: x is normalised (mean 0, std 1); a Lin that "
+                        + "feeds a ReLU (w · √(2/m)) gives std ≈ √2 ≈ 1.41, the ReLU brings its mean square back to 1 "
+                        + "(mean ≈ 0.56, std ≈ 0.83; the lesson sees about 0.5 and 0.8), and the last Lin (w / √nh) "
+                        + "gives std ≈ 1." : ""
                 lines.append(
                     Line(
-                        "Activation statistics: " + stats.joined(separator: "; ") + ". Kaiming initialisation keeps "
-                            + "the scale steady: x is normalised (mean 0, std 1); a Lin that feeds a ReLU "
-                            + "(w · √(2/m)) gives std ≈ √2 ≈ 1.41, the ReLU brings its mean square back to 1 "
-                            + "(mean ≈ 0.56, std ≈ 0.83; the lesson sees about 0.5 and 0.8), and the last Lin "
-                            + "(w / √nh) gives std ≈ 1. With few rows, expect these to wander."))
+                        "Activation statistics: " + stats.joined(separator: "; ") + "." + reading
+                            + " With few rows, expect these to wander."))
             }
             return Step(
                 index: step.index, title: "the takeaway", code: "# where the gradient starts", comment: "",

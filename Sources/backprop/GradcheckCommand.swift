@@ -170,11 +170,13 @@ struct GradcheckCommand: ParsableCommand {
             shapes = try description.shapes(input: inputShape)
         } catch {
             let text = "\(error)".hasPrefix("--layers") ? "\(error)" : "--layers: \(error)"
-            throw CommandLineError("\(text) (for inputs of shape \(inputShape) from \(source))")
+            throw ValidationError("\(text) (for inputs of shape \(inputShape) from \(source))")
         }
+        // Options that do not fit the network or the data are usage errors (status 64, as in
+        // explain), so that status 1 means one thing: a gradient failed its check.
         let output = shapes.last ?? inputShape
         if let problem = WalkthroughChecks.oneVectorPerExample(output, option: option) {
-            throw CommandLineError(problem)
+            throw ValidationError(problem)
         }
         if let problem = WalkthroughChecks.batchNorms(description, inputShape: inputShape, rows: x.shape[0]) {
             throw ValidationError(problem)
@@ -183,7 +185,7 @@ struct GradcheckCommand: ParsableCommand {
         let lossKind: LossKind =
             try loss.map { try parseChoice($0, option: "--loss") } ?? (outputs == 1 ? .mse : .crossEntropy)
         if lossKind == .mse && outputs != 1 {
-            throw CommandLineError(
+            throw ValidationError(
                 "--loss mse: expected a model with 1 output per example (the seed's regression), the model gives \(output)"
             )
         }
@@ -192,8 +194,9 @@ struct GradcheckCommand: ParsableCommand {
                 values.first { !($0 >= 0 && $0 < Float(outputs) && $0.rounded() == $0) }
             }
             if let bad {
-                throw CommandLineError(
-                    "y holds \(bad), but cross-entropy over the network's \(outputs) outputs needs classes 0…\(outputs - 1)"
+                throw ValidationError(
+                    "--loss cross-entropy: y holds \(bad), but cross-entropy over the network's \(outputs) outputs needs "
+                        + "classes 0…\(outputs - 1)\(outputs == 1 ? " (a network of one output takes --loss mse)" : "")"
                 )
             }
         }

@@ -241,7 +241,8 @@ struct MessagesTests {
             // The same x as rows: named once as a --layers problem, with the shape it was given.
             try Safetensors.write(["x": x.reshape([4, 36]), "y": y], to: folder + "/rows.safetensors")
             let rows = try runBackprop(["gradcheck", "--tensors", folder + "/rows.safetensors", "--layers", layers])
-            #expect(rows.status == 1 && !rows.crashed)
+            // Status 64, a usage error, as explain's: gradcheck's 1 means a gradient failed its check.
+            #expect(rows.status == 64 && !rows.crashed)
             #expect(rows.standardError.hasPrefix("Error: --layers: entry 1 \"conv 2 3\""), "\(rows.standardError)")
             #expect(rows.standardError.contains("(for inputs of shape [36] from 4 rows of"), "\(rows.standardError)")
         }
@@ -280,11 +281,17 @@ struct MessagesTests {
                     "Error: --loss mse: expected a model with 1 output per example (the seed's regression), the "
                         + "model gives [10]\n"
                 ),
+                (
+                    ["--layers", "lin 1", "--loss", "cross-entropy"],
+                    "Error: --loss cross-entropy: y holds 4.0, but cross-entropy over the network's 1 outputs needs "
+                        + "classes 0…0 (a network of one output takes --loss mse)\n"
+                ),
             ]
             for (arguments, message) in cases {
                 // (Both used to stop in the loss's precondition.)
+                // Status 64, a usage error, as explain's: gradcheck's 1 means a gradient failed its check.
                 let run = try runBackprop(["gradcheck", "--data", folder, "--rows", "4"] + arguments)
-                #expect(!run.crashed && run.status == 1, "\(arguments): \(run.standardError)")
+                #expect(!run.crashed && run.status == 64, "\(arguments): \(run.standardError)")
                 #expect(run.standardError == message, "\(arguments)")
             }
             // A checkpoint's input shape whose pixels overflow Int: a mismatch, not a trap.

@@ -377,6 +377,23 @@ struct ExplainOtherModelsTests {
         let text = Narration(trace: trace, statistics: true).text
         expectContains(text, "stats R.out: mean \(String(format: "%.4f", stats[2].mean))")
         expectLacks(Narration(trace: trace).text, "stats ")
+        // The lesson's reading of the numbers (Kaiming's √2, then 1) is for Lins and ReLUs in turn.
+        expectContains(text, "Kaiming initialisation keeps the scale steady")
+    }
+
+    @Test(
+        "the lesson's reading of the statistics is left out for networks it does not describe",
+        arguments: ["dropout 0.5, lin 3", "lin 4, tanh, lin 3", "lin 3", "lin 4, relu, relu, lin 3"])
+    func statisticsReadingOnlyForTheSeedsKind(layers: String) throws {
+        var generator = RandomGenerator(seed: 3)
+        let model = try Model(
+            description: ModelDescription(parsing: layers), inputShape: [9], loss: CrossEntropy(),
+            generator: &generator)
+        let x = Tensor.randn([6, 9], generator: &generator)
+        let trace = Trace.record(model: model, x: x, targ: Tensor([0, 1, 2, 0, 1, 2]))
+        let text = Narration(trace: trace, statistics: true).text
+        expectContains(text, "Activation statistics: ")
+        expectLacks(text, "Kaiming")
     }
 }
 
