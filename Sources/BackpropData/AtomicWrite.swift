@@ -198,11 +198,17 @@ enum AtomicWriter {
         // otherwise leave it behind (removing a name not yet created is harmless).
         publish(temporary)
         defer { unpublish() }
-        let descriptor = temporary.withCPath { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+        // A file replaced keeps its permissions (a private checkpoint, 0600, stays private: the
+        // temporary file is created with them, never wider, and set to them exactly); a new one
+        // gets 0644 less the umask, as `open` would make it.
+        var status = stat()
+        let existing = target.path.withCPath { stat($0, &status) } == 0 ? mode_t(status.st_mode) & 0o777 : nil
+        let descriptor = temporary.withCPath { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, existing ?? 0o644) }
         if descriptor < 0 {
             let code = errno
             throw DataError(path: path, problem: "cannot write: " + describe(code, folder: folder))
         }
+        if let existing { _ = fchmod(descriptor, existing) }
         do {
             try writeAll(bytes, to: descriptor, path: path)
             if fsync(descriptor) != 0 {

@@ -93,14 +93,35 @@ public enum ONNXExport {
     /// - Throws: ``ONNXExportError`` naming the layer that has no ONNX operator or does not fit the
     ///   shape it receives (`layer 0, Lin(784 → 10), expects examples of shape [784], found
     ///   [1, 28, 28]`), an input shape that is empty or has a size below 1, a normalisation that
-    ///   is not finite (or a standard deviation that is not positive), or a tensor that holds NaN or
-    ///   an infinity.
+    ///   is not finite (or a standard deviation that is not positive), a tensor that holds NaN or
+    ///   an infinity, or weights of more than 2 GiB (a protobuf message's limit).
     public static func model(
         _ model: Model, inputShape: [Int], normalization: (mean: Double, std: Double)? = nil,
         metadata: [String: String] = [:]
     ) throws -> Data {
+        // A protobuf message holds at most 2 GiB - 1 bytes, and this writer keeps the weights in
+        // the file (no external data): a larger model is refused before the graph is built (it
+        // used to take a minute and end in SwiftProtobuf's `missingRequiredFields`).
+        try checkFitsOneMessage(
+            weightBytes: model.layers.reduce(0) { total, layer in
+                (layer.parameters + layer.buffers.map(\.tensor)).reduce(total) { $0 + $1.count * 4 }
+            })
         let proto = try modelProto(model, inputShape: inputShape, normalization: normalization, metadata: metadata)
-        return try proto.serializedBytes()
+        do {
+            return try proto.serializedBytes()
+        } catch {
+            throw ONNXExportError("the model could not be encoded as protobuf: \(error)")
+        }
+    }
+
+    /// Throws unless weights of `weightBytes` bytes fit in one protobuf message, with a MiB left
+    /// for the graph, the names and the metadata.
+    static func checkFitsOneMessage(weightBytes: Int) throws {
+        guard weightBytes > Int(Int32.max) - (1 << 20) else { return }
+        throw ONNXExportError(
+            "the model's weights take \(weightBytes) bytes, more than an ONNX file holds without external data "
+                + "(a protobuf message is at most 2 GiB, 2147483647 bytes); export it as a safetensors state_dict "
+                + "(backprop export --format pytorch), which has no such limit")
     }
 
     /// Writes ``model(_:inputShape:normalization:metadata:)`` to `path`, atomically (see

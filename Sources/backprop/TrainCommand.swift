@@ -304,6 +304,10 @@ struct TrainCommand: ParsableCommand {
         // After each epoch, the checkpoint; an error writing it stops the run at the next step. A
         // failed write of the progress does too, after the checkpoint is saved.
         var checkpointError: (any Error)?
+        // Which file holds the run's latest state, for the messages of a run that stops early: the
+        // checkpoint written last in this run, else the file it resumed from (which --save, when
+        // it names another file, has not replaced yet).
+        var kept = KeptState(resumed: resume.map { ($0, trainer.epoch) }, target: checkpointPath)
         func saveCheckpoint(_ record: EpochRecord) {
             guard isLeader else { return }
             progress.epoch(record)
@@ -312,6 +316,7 @@ struct TrainCommand: ParsableCommand {
                 try TrainingCheckpoint.save(
                     trainer, configuration: configuration, limit: limit, to: checkpointPath,
                     normalization: (dataset.trainMean, dataset.trainStd))
+                kept.writtenEpoch = trainer.epoch
             } catch {
                 checkpointError = error
             }
@@ -328,26 +333,25 @@ struct TrainCommand: ParsableCommand {
                 Foundation.exit(1)
             }
             progress.clear()
-            var kept = ""
-            if let checkpointPath {
-                kept =
-                    trainer.epoch > 0
-                    ? " (\(checkpointPath) holds epoch \(trainer.epoch), the last before the divergence)"
-                    : " (nothing was written to \(checkpointPath))"
+            var note = ""
+            if let (path, epoch) = kept.latest {
+                note = " (\(path) holds epoch \(epoch), the last before the divergence\(kept.unwrittenTarget))"
+            } else if let checkpointPath {
+                note = " (nothing was written to \(checkpointPath))"
             }
-            throw CommandLineError(error.description + kept)
+            throw CommandLineError(error.description + note)
         }
         if let checkpointError { throw checkpointError }
         if !trainer.isFinished, let signal = Interruption.requested {
             if isLeader {
                 progress.clear()
-                reportInterruption(by: "interrupted by \(Interruption.name(of: signal))", trainer, save ?? resume)
+                reportInterruption(by: "interrupted by \(Interruption.name(of: signal))", trainer, kept)
             }
             run.finish()
             Foundation.exit(128 + signal)
         }
         if !trainer.isFinished, isLeader, let failure = textOutput.failureDescription {
-            reportInterruption(by: "Error: \(failure); stopped", trainer, checkpointPath)
+            reportInterruption(by: "Error: \(failure); stopped", trainer, kept)
             run.finish()
             Foundation.exit(textOutput.failureStatus)
         }
@@ -355,7 +359,7 @@ struct TrainCommand: ParsableCommand {
             // Another process of the run stopped it (interrupted, or it could not write): it says why.
             if isLeader {
                 progress.clear()
-                reportInterruption(by: "stopped by another process of the run", trainer, checkpointPath)
+                reportInterruption(by: "stopped by another process of the run", trainer, kept)
             }
             run.finish()
             Foundation.exit(1)
@@ -412,7 +416,31 @@ struct TrainCommand: ParsableCommand {
 
     /// One line on stderr: what stopped the run (`cause`, as in `interrupted by SIGINT`), where its
     /// last completed epoch is, how to go on.
-    private func reportInterruption(by cause: String, _ trainer: Trainer, _ checkpointPath: String?) {
+    /// Which file holds a run's latest state: what a message about an early stop points to.
+    struct KeptState {
+        /// The file the run resumed from, and the epoch it held.
+        let resumed: (path: String, epoch: Int)?
+        /// Where the run writes its checkpoints (rank 0), or `nil`.
+        let target: String?
+        /// The epoch last written to `target` in this run, or `nil`.
+        var writtenEpoch: Int?
+
+        /// The file that holds the latest state saved, and its epoch: `target` once written, else
+        /// the file resumed from (`nil` before any epoch of a new run).
+        var latest: (path: String, epoch: Int)? {
+            if let target, let writtenEpoch { return (target, writtenEpoch) }
+            if let resumed, resumed.epoch > 0 { return resumed }
+            return nil
+        }
+
+        /// `"; nothing was written to TARGET yet"` when `latest` is another file than `target`.
+        var unwrittenTarget: String {
+            guard let target, let latest, latest.path != target else { return "" }
+            return "; nothing was written to \(target) yet"
+        }
+    }
+
+    private func reportInterruption(by cause: String, _ trainer: Trainer, _ kept: KeptState) {
         let position: String
         if trainer.step > 0 {
             position =
@@ -423,11 +451,11 @@ struct TrainCommand: ParsableCommand {
             position = "before the first step"
         }
         let message: String
-        if let checkpointPath, trainer.epoch > 0 {
+        if let (path, epoch) = kept.latest {
             message =
-                "\(cause) \(position): \(checkpointPath) holds epoch \(trainer.epoch) "
-                + "with the optimizer's state; continue with: backprop train --resume \(checkpointPath)"
-        } else if checkpointPath != nil {
+                "\(cause) \(position): \(path) holds epoch \(epoch) with the optimizer's state"
+                + "\(kept.unwrittenTarget); continue with: backprop train --resume \(path)"
+        } else if kept.target != nil {
             message = "\(cause) \(position), before any epoch completed: nothing saved"
         } else {
             message = "\(cause) \(position): nothing saved (give --save FILE to keep checkpoints)"

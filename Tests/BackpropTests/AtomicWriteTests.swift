@@ -18,6 +18,24 @@ import Testing
     }
 }
 
+/// A file replaced keeps its permissions, narrow or wide (a 0600 checkpoint became 0644 when a
+/// resumed run rewrote it); a new file gets 0644 less the umask.
+@Test(arguments: [0o600, 0o640, 0o664, 0o755] as [mode_t])
+func atomicWriteKeepsTheReplacedFilesPermissions(mode: mode_t) throws {
+    try withTemporaryFolder { folder in
+        let path = folder + "/private.safetensors"
+        try writeAtomically([1], to: path)
+        var status = stat()
+        #expect(stat(path, &status) == 0)
+        #expect(status.st_mode & 0o022 == 0, "a new file is not writable by others")
+        #expect(chmod(path, mode) == 0)
+        try writeAtomically([2, 3], to: path)
+        #expect(stat(path, &status) == 0)
+        #expect(status.st_mode & 0o777 == mode, "mode \(String(status.st_mode & 0o777, radix: 8))")
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) == [2, 3])
+    }
+}
+
 @Test func atomicWriteNamesAMissingFolder() {
     expectDataError(containing: ["/no/such/folder/model.safetensors", "folder '/no/such/folder' does not exist"]) {
         try writeAtomically([1], to: "/no/such/folder/model.safetensors")

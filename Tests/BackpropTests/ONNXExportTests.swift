@@ -97,6 +97,21 @@ struct ONNXExportTests {
         info.type.tensorType.shape.dim.map { $0.dimParam.isEmpty ? "\($0.dimValue)" : $0.dimParam }
     }
 
+    /// Weights past a protobuf message's 2 GiB are refused before the graph is built (a model of
+    /// 700,000 hidden units took a minute, then failed with SwiftProtobuf's `missingRequiredFields`);
+    /// 2,007,040,000 bytes (640,000 units, a file the helper checked in ONNX Runtime) still fit.
+    @Test("weights past a protobuf message's 2 GiB are refused, naming the limit")
+    func weightsPastTwoGibibytes() throws {
+        try ONNXExport.checkFitsOneMessage(weightBytes: 640_000 * 795 * 4)
+        do {
+            try ONNXExport.checkFitsOneMessage(weightBytes: 700_000 * 795 * 4)
+            Issue.record("2,226,000,000 bytes of weights were accepted")
+        } catch let error as ONNXExportError {
+            #expect(error.description.contains("2226000000 bytes"), "\(error)")
+            #expect(error.description.contains("2147483647"), "\(error)")
+        }
+    }
+
     // MARK: - The graph
 
     @Test("a convnet's graph: opset 20, pixels normalised in the graph, one node per layer, in order")

@@ -200,6 +200,37 @@ struct TrainCommandTests {
         }
     }
 
+    /// A resumed run that stops before its first epoch ends names the file that holds the state
+    /// (the one resumed from), not the --save file it has not written (it used to say that file
+    /// held the epoch, and suggest resuming from a file that did not exist).
+    @Test func aResumedRunThatStopsEarlyNamesTheFileThatHoldsItsState() throws {
+        try withTemporaryFolder { folder in
+            let (first, second) = (folder + "/a.safetensors", folder + "/b.safetensors")
+            let trained = try runBackprop(
+                ["train", "--limit", "600", "--hidden", "32", "--epochs", "1", "--optimizer", "sgd", "--save", first])
+            #expect(trained.status == 0, "stderr: \(trained.standardError)")
+            // The run made to have two epochs, the second at a rate that diverges at once.
+            try editSafetensors(at: first) { metadata, _ in
+                var training =
+                    (try? JSONSerialization.jsonObject(with: Data((metadata["training"] ?? "").utf8)))
+                    as? [String: Any] ?? [:]
+                training["epochs"] = 2
+                training["learning_rate"] = 1e5
+                training["schedule"] = "constant"
+                training["weight_decay"] = 0
+                metadata["training"] = String(
+                    decoding: (try? JSONSerialization.data(withJSONObject: training)) ?? Data(), as: UTF8.self)
+            }
+            let resumed = try runBackprop(["train", "--resume", first, "--save", second])
+            #expect(resumed.status == 1 && !resumed.crashed, "\(resumed.standardError)")
+            #expect(
+                resumed.standardError.hasSuffix(
+                    "(\(first) holds epoch 1, the last before the divergence; nothing was written to \(second) yet)\n"),
+                "\(resumed.standardError)")
+            #expect(!FileManager.default.fileExists(atPath: second))
+        }
+    }
+
     @Test func theSeedsMSEModelTrainsFromTheCommandLine() throws {
         try withTemporaryFolder { folder in
             let model = folder + "/seed.safetensors"
