@@ -27,7 +27,9 @@ struct TrainCommand: ParsableCommand {
     private static let recipe = TrainingConfiguration()
 
     // Numeric options parse `.unconditional`ly: `--epochs -3` is refused as negative, naming the
-    // option and the value, rather than as a missing value.
+    // option and the value, rather than as a missing value. The settings are optional, their
+    // defaults applied in `parsedConfiguration()`: `--resume` must tell an option typed (which must
+    // agree with the checkpoint, even when it equals the default) from one left out.
 
     @Option(parsing: .unconditional, help: "Hidden layer sizes of an MLP, comma-separated (e.g. 256,128).")
     var hidden: String?
@@ -39,17 +41,23 @@ struct TrainCommand: ParsableCommand {
             """)
     var layers: String?
 
-    @Option(parsing: .unconditional, help: "Passes over the training set.")
-    var epochs: Int = recipe.epochs
+    @Option(parsing: .unconditional, help: "Passes over the training set (default: \(recipe.epochs)).")
+    var epochs: Int?
 
-    @Option(parsing: .unconditional, help: "Rows per minibatch.")
-    var batchSize: Int = recipe.batchSize
+    @Option(parsing: .unconditional, help: "Rows per minibatch (default: \(recipe.batchSize)).")
+    var batchSize: Int?
 
-    @Option(name: .customLong("lr"), parsing: .unconditional, help: "Peak learning rate.")
-    var learningRate = FloatArgument(recipe.learningRate)
+    @Option(
+        name: .customLong("lr"), parsing: .unconditional,
+        help: "Peak learning rate (default: \(FloatArgument(recipe.learningRate).text)).")
+    var learningRate: FloatArgument?
 
-    @Option(help: "Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var optimizer: String = recipe.optimizer.rawValue
+    @Option(
+        help: """
+            Optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default: \
+            \(recipe.optimizer.rawValue)).
+            """)
+    var optimizer: String?
 
     @Option(
         parsing: .unconditional,
@@ -59,15 +67,19 @@ struct TrainCommand: ParsableCommand {
             """)
     var weightDecay: FloatArgument?
 
-    @Option(help: "Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var schedule: String = recipe.schedule.rawValue
+    @Option(
+        help: """
+            Learning-rate schedule: \(LearningRateSchedule.allCases.map(\.rawValue).joined(separator: ", ")) \
+            (default: \(recipe.schedule.rawValue)).
+            """)
+    var schedule: String?
 
     @Option(
         help: """
             Loss: \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")) (the seed's regression of the \
-            class number, one output).
+            class number, one output) (default: \(recipe.loss.rawValue), or the loss of --init's checkpoint).
             """)
-    var loss: String = recipe.loss.rawValue
+    var loss: String?
 
     @Flag(
         help: """
@@ -76,8 +88,8 @@ struct TrainCommand: ParsableCommand {
             """)
     var flip = false
 
-    @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles.")
-    var seed: UInt64 = recipe.seed
+    @Option(parsing: .unconditional, help: "Seed of the initial weights and of the shuffles (default: \(recipe.seed)).")
+    var seed: UInt64?
 
     @Option(
         parsing: .unconditional,
@@ -211,6 +223,8 @@ struct TrainCommand: ParsableCommand {
             if weightDecay == nil {
                 configuration.weightDecay = TrainingConfiguration.recipe(layers: network.description).weightDecay
             }
+            // And its loss: an MSE checkpoint's one output fine-tunes with MSE.
+            if loss == nil, let stored = networkOfInit?.loss { configuration.loss = stored }
         }
         var limit = self.limit
         if let resume {
@@ -463,34 +477,40 @@ struct TrainCommand: ParsableCommand {
         StandardStream.error.write(message + "\n")
     }
 
-    /// With --resume, options given on the command line must agree with the checkpoint's (a
-    /// default value agrees with anything): the run continues as it was started.
+    /// With --resume, the options typed on the command line must agree with the checkpoint's, even
+    /// where they equal the defaults (a typed `--epochs 15` against a run of 3 used to pass, the
+    /// default being 15): the run continues as it was started. Options left out take the
+    /// checkpoint's.
     private func checkResumedSettings(
         _ given: TrainingConfiguration, limit: Int?, against state: TrainingState, path: String
     ) throws {
         let saved = state.configuration
-        let defaults = TrainingConfiguration()
-        func check<T: Equatable>(_ option: String, _ value: T, _ savedValue: T, _ defaultValue: T) throws {
-            if value != defaultValue && value != savedValue {
+        func check<T: Equatable>(_ option: String, typed: Bool, _ value: T, _ savedValue: T) throws {
+            if typed && value != savedValue {
                 throw ValidationError(
                     "\(option) \(value) differs from \(savedValue) in \(path); --resume continues the run as it was started"
                 )
             }
         }
-        try check("--layers", given.layers ?? "", saved.layers ?? "", defaults.layers ?? "")
-        try check(
-            "--hidden", given.hidden.map(String.init).joined(separator: ","),
-            saved.hidden.map(String.init).joined(separator: ","),
-            defaults.hidden.map(String.init).joined(separator: ","))
-        try check("--epochs", given.epochs, saved.epochs, defaults.epochs)
-        try check("--batch-size", given.batchSize, saved.batchSize, defaults.batchSize)
-        try check("--lr", given.learningRate, saved.learningRate, defaults.learningRate)
-        try check("--optimizer", given.optimizer.rawValue, saved.optimizer.rawValue, defaults.optimizer.rawValue)
-        try check("--weight-decay", given.weightDecay, saved.weightDecay, defaults.weightDecay)
-        try check("--schedule", given.schedule.rawValue, saved.schedule.rawValue, defaults.schedule.rawValue)
-        try check("--loss", given.loss.rawValue, saved.loss.rawValue, defaults.loss.rawValue)
-        try check("--seed", given.seed, saved.seed, defaults.seed)
-        try check("--flip", given.flip, saved.flip, defaults.flip)
+        // The network, as the layers it makes: `--layers mlp` is the MLP of `--hidden 256,128`.
+        if layers != nil || hidden != nil {
+            let option = layers.map { "--layers '\($0)'" } ?? "--hidden \(hidden ?? "")"
+            let (network, savedNetwork) = (Self.network(of: given), Self.network(of: saved))
+            if network != savedNetwork {
+                throw ValidationError(
+                    "\(option) is the network '\(network)', but \(path) holds a run of '\(savedNetwork)'; --resume "
+                        + "continues the run as it was started")
+            }
+        }
+        try check("--epochs", typed: epochs != nil, given.epochs, saved.epochs)
+        try check("--batch-size", typed: batchSize != nil, given.batchSize, saved.batchSize)
+        try check("--lr", typed: learningRate != nil, given.learningRate, saved.learningRate)
+        try check("--optimizer", typed: optimizer != nil, given.optimizer.rawValue, saved.optimizer.rawValue)
+        try check("--weight-decay", typed: weightDecay != nil, given.weightDecay, saved.weightDecay)
+        try check("--schedule", typed: schedule != nil, given.schedule.rawValue, saved.schedule.rawValue)
+        try check("--loss", typed: loss != nil, given.loss.rawValue, saved.loss.rawValue)
+        try check("--seed", typed: seed != nil, given.seed, saved.seed)
+        try check("--flip", typed: flip, given.flip, saved.flip)
         if let limit, limit != state.limit {
             throw ValidationError(
                 "--limit \(limit) differs from \(state.limit.map(String.init) ?? "none") in \(path); "
@@ -499,6 +519,15 @@ struct TrainCommand: ParsableCommand {
         if state.completedEpochs >= saved.epochs {
             throw ValidationError("--resume \(path): the run is complete (\(saved.epochs) of \(saved.epochs) epochs)")
         }
+    }
+
+    /// The network a configuration trains, as a model description's text: its `--layers` (a
+    /// preset expanded), or the MLP of its `--hidden` for its loss's outputs.
+    private static func network(of configuration: TrainingConfiguration) -> String {
+        if let description = try? configuration.modelDescription() { return description.description }
+        let outputs = configuration.loss == .mse ? 1 : FashionMNIST.classNames.count
+        let text = (configuration.hidden.map { "lin \($0), relu" } + ["lin \(outputs)"]).joined(separator: ", ")
+        return (try? ModelDescription(parsing: text).description) ?? text
     }
 
     /// What the inputs are normalised with: `--normalize`; else the normalisation that `--resume`'s
@@ -533,15 +562,18 @@ struct TrainCommand: ParsableCommand {
     /// file.
     private func networkOfInitialWeights(
         _ initialFile: InitialWeightsFile?
-    ) throws -> (description: ModelDescription, inputShape: [Int])? {
+    ) throws -> (description: ModelDescription, inputShape: [Int], loss: LossKind?)? {
         guard let initialFile, layers == nil, hidden == nil else { return nil }
         switch initialFile {
         case .onnx(let imported):
-            return (imported.description, imported.inputShape)
+            // An ONNX graph stores no loss; one output per example can only be the seed's MSE.
+            let outputs = try? imported.description.shapes(input: imported.inputShape).last
+            return (imported.description, imported.inputShape, outputs == [1] ? .mse : nil)
         case .safetensors(let stored):
             guard Checkpoint.isBackpropCheckpoint(stored) else { return nil }
             let saved = try Checkpoint.load(from: stored)
-            return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape)
+            let loss: LossKind = saved.model.loss is Mse ? .mse : .crossEntropy
+            return (try Checkpoint.modelDescription(of: saved.model), saved.inputShape, loss)
         }
     }
 
@@ -560,16 +592,18 @@ struct TrainCommand: ParsableCommand {
         }
         configuration.layers = layers
         configuration.flip = flip
-        configuration.epochs = epochs
-        configuration.batchSize = batchSize
-        configuration.learningRate = try learningRate.checked("--lr", expected: "a positive number", positive: true)
-        configuration.optimizer = try parseChoice(optimizer, option: "--optimizer")
+        if let epochs { configuration.epochs = epochs }
+        if let batchSize { configuration.batchSize = batchSize }
+        if let learningRate {
+            configuration.learningRate = try learningRate.checked("--lr", expected: "a positive number", positive: true)
+        }
+        if let optimizer { configuration.optimizer = try parseChoice(optimizer, option: "--optimizer") }
         configuration.weightDecay =
             try weightDecay?.checked("--weight-decay", expected: "a number ≥ 0", positive: false)
             ?? TrainingConfiguration.recipe(layers: layers).weightDecay
-        configuration.schedule = try parseChoice(schedule, option: "--schedule")
-        configuration.loss = try parseChoice(loss, option: "--loss")
-        configuration.seed = seed
+        if let schedule { configuration.schedule = try parseChoice(schedule, option: "--schedule") }
+        if let loss { configuration.loss = try parseChoice(loss, option: "--loss") }
+        if let seed { configuration.seed = seed }
         do {
             try configuration.validate(
                 imageShape: FashionMNIST.imageShape, classes: FashionMNIST.classNames.count, limit: limit)

@@ -316,8 +316,10 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
             (["train", "--resume", path, "--data", folder, "--epochs", "5"], "--epochs 5 differs from 2 in \(path)"),
             (
                 ["train", "--resume", path, "--data", folder, "--hidden", "32"],
-                "--hidden 32 differs from 16 in \(path)"
+                "--hidden 32 is the network 'lin 32, relu, lin 10', but \(path) holds a run of 'lin 16, relu, lin 10'"
             ),
+            // Typed, the defaults must agree too (they used to count as not given).
+            (["train", "--resume", path, "--data", folder, "--epochs", "15"], "--epochs 15 differs from 2 in \(path)"),
             (["train", "--resume", path, "--data", folder], "the run is complete (2 of 2 epochs)"),
             (["train", "--resume", folder + "/none.safetensors"], "none.safetensors: no such file"),
         ]
@@ -326,5 +328,64 @@ func trainStoppedBySignalSavesTheLastEpochAndResumesToTheSameWeights(signal: Int
             #expect(!run.crashed && run.status != 0, "\(arguments)")
             #expect(run.standardError.contains(fragment), "\(arguments): \(run.standardError)")
         }
+    }
+}
+
+/// Options that agree with the checkpoint are accepted: the same network typed another way
+/// (`--layers` for the run of `--hidden`: it used to be "--layers … differs from  in …"), and a
+/// preset's weight decay left out (the cnn preset's 0.3 used to be compared with the MLP's 0.1).
+@Test func trainResumeAcceptsOptionsThatAgreeWithTheCheckpoint() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder, seed: 12)
+        let path = folder + "/run.safetensors"
+        #expect(try runBackprop(trainArguments(data: folder, epochs: 1, save: path)).status == 0)
+        // The run made to have three epochs, one done.
+        try editSafetensors(at: path) { metadata, _ in
+            metadata["training"] = metadata["training"]?.replacingOccurrences(of: "\"epochs\":1", with: "\"epochs\":3")
+        }
+        for extra in [
+            ["--hidden", "16"], ["--layers", "lin 16, relu, lin 10"], ["--epochs", "3", "--batch-size", "50"],
+        ] {
+            let copy = folder + "/copy.safetensors"
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            let run = try runBackprop(["train", "--resume", copy, "--data", folder] + extra)
+            #expect(run.status == 0 && !run.crashed, "\(extra): \(run.standardError)")
+        }
+        let convnet = folder + "/cnn.safetensors"
+        #expect(
+            try runBackprop([
+                "train", "--data", folder, "--layers", "cnn", "--weight-decay", "0.05",
+                "--epochs", "1", "--batch-size", "50", "--save", convnet,
+            ]).status == 0)
+        try editSafetensors(at: convnet) { metadata, _ in
+            metadata["training"] = metadata["training"]?.replacingOccurrences(of: "\"epochs\":1", with: "\"epochs\":2")
+        }
+        let resumed = try runBackprop(
+            ["train", "--resume", convnet, "--data", folder, "--layers", "cnn"])
+        #expect(resumed.status == 0 && !resumed.crashed, "\(resumed.standardError)")
+    }
+}
+
+/// `train --init` of an MSE checkpoint, or of its ONNX export (one output), fine-tunes with MSE:
+/// it used to take cross-entropy and blame --layers.
+@Test func trainInitTakesTheCheckpointsLoss() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder, seed: 13)
+        let model = folder + "/mse.safetensors"
+        let trained = try runBackprop([
+            "train", "--data", folder, "--hidden", "8", "--loss", "mse", "--epochs", "1", "--batch-size", "50",
+            "--save", model,
+        ])
+        #expect(trained.status == 0, "\(trained.standardError)")
+        let onnx = folder + "/mse.onnx"
+        #expect(try runBackprop(["export", model, "--format", "onnx", onnx]).status == 0)
+        for initial in [model, onnx] {
+            let run = try runBackprop(["train", "--data", folder, "--init", initial, "--epochs", "1", "--json"])
+            #expect(run.status == 0 && !run.crashed, "\(initial): \(run.standardError)")
+        }
+        let refused = try runBackprop(
+            ["train", "--data", folder, "--init", model, "--epochs", "1", "--loss", "cross-entropy"])
+        #expect(refused.status != 0 && refused.standardError.contains("cross-entropy"), "\(refused.standardError)")
     }
 }
