@@ -48,7 +48,7 @@ extension ExportCommand {
             "import numpy as np",
             "import onnxruntime as ort  # pip install onnxruntime",
             "",
-            "session = ort.InferenceSession(\(Self.pythonString(self.output)))",
+            "session = ort.InferenceSession(\(Self.pythonPath(self.output)))",
         ]
         if let normalization {
             lines += [

@@ -208,7 +208,7 @@ struct ExportCommand: ParsableCommand {
                 "model = nn.Sequential(",
             ] + layerLines + [
                 ")",
-                "model.load_state_dict(load_file(\(Self.pythonString(output))))",
+                "model.load_state_dict(load_file(\(Self.pythonPath(output))))",
                 "model.eval()  # dropout off, batch norm on its running statistics, as backprop evaluate runs it",
                 "",
             ] + normalizationLines + [
@@ -236,6 +236,34 @@ struct ExportCommand: ParsableCommand {
             case _ where scalar.value < 0x20 || scalar.value == 0x7F:
                 literal += String(format: "\\x%02x", scalar.value)
             default: literal.unicodeScalars.append(scalar)
+            }
+        }
+        return literal + "\""
+    }
+
+    /// A file's path as a Python string literal that opens that very file: a name that is not
+    /// UTF-8 (written under its exact bytes, `FileSystemPath`) has each byte that does not decode
+    /// written `\udcXX`, as Python's `os.fsdecode` spells it on POSIX (surrogateescape), so that
+    /// `open()` encodes it back to the same bytes. (Swift's decoding would put U+FFFD there, a
+    /// name no file has.)
+    static func pythonPath(_ path: String) -> String {
+        guard let bytes = try? FileSystemPath.bytes(of: path), String(validating: bytes, as: UTF8.self) == nil else {
+            return pythonString(path)
+        }
+        var literal = "\""
+        var index = 0
+        while index < bytes.count {
+            let lead = bytes[index]
+            let length =
+                lead < 0x80 ? 1 : lead >> 5 == 0b110 ? 2 : lead >> 4 == 0b1110 ? 3 : lead >> 3 == 0b11110 ? 4 : 0
+            if length > 0, index + length <= bytes.count,
+                let piece = String(validating: bytes[index..<(index + length)], as: UTF8.self)
+            {
+                literal += pythonString(piece).dropFirst().dropLast()
+                index += length
+            } else {
+                literal += String(format: "\\udc%02x", lead)
+                index += 1
             }
         }
         return literal + "\""

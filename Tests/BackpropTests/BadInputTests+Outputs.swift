@@ -285,6 +285,33 @@ private func expectRefused(
     }
 }
 
+/// The Python that `export` prints names an output that is not UTF-8 so that Python opens that
+/// very file (`\udce9`, surrogateescape); it used to name `caf\u{FFFD}`, a file that does not exist.
+@Test func exportScriptsNameAnOutputThatIsNotUTF8AsPythonOpensIt() throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder, seed: 4)
+        let model = folder + "/m.safetensors"
+        let trained = try runBackprop(
+            ["train", "--data", folder, "--hidden", "8", "--epochs", "1", "--batch-size", "50", "--save", model])
+        #expect(trained.status == 0, "\(trained.standardError)")
+        for (format, suffix) in [("pytorch", "safetensors"), ("onnx", "onnx")] {
+            let script =
+                "exec \"$0\" export \"$1/m.safetensors\" --format \(format) \"$1/$(printf 'caf\\351').\(suffix)\""
+            let run = try runProgram("/bin/sh", ["-c", script, backpropExecutable().path, folder])
+            #expect(run.status == 0, "\(run.standardError)")
+            // The literal the script opens, evaluated by Python: it must name the file written.
+            let line = try #require(
+                run.standardOutput.split(separator: "\n").first { $0.contains("(\"") && $0.contains("caf") },
+                "\(run.standardOutput)")
+            let literal = try #require(line.firstRange(of: "\"").map { line[$0.lowerBound...] }).prefix { $0 != ")" }
+            #expect(literal.contains("\\udce9"), "\(line)")
+            let check = try runProgram(
+                "/usr/bin/env", ["python3", "-c", "import os, sys; sys.exit(0 if os.path.isfile(\(literal)) else 1)"])
+            #expect(check.status == 0, "\(format): \(line): \(check.standardError)")
+        }
+    }
+}
+
 /// Starts `backprop train` with a large model on 5 rows (quick epochs, slow 50 MB saves), sends
 /// SIGINT as soon as a save's temporary file appears and again every millisecond while it runs
 /// (at most 200 times), and waits. Returns whether a second signal ended the process (nothing on
