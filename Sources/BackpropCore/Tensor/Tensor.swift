@@ -27,6 +27,10 @@ final class Storage: @unchecked Sendable {
             pointer = kept.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
             return
         }
+        // Under `ulimit -v`, refused here while Swift's small allocations still have room (Memory.c).
+        if bp_address_space_has_room(bytes) == 0 {
+            Tensor.outOfMemory(bytes: bytes, for: "a tensor")
+        }
         var raw: UnsafeMutableRawPointer?
         // Large buffers (a 50000×784 gradient is 157 MB) are aligned to 2 MiB and, on Linux,
         // offered transparent huge pages: first touching them then costs one page fault per

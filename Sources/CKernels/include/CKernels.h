@@ -172,6 +172,12 @@ void bp_release_memory_reserve(void);
 /// where an allocation fails.
 void bp_out_of_memory(long bytes, const char *purpose) __attribute__((noreturn));
 
+/// 1 when `bytes` and 16 MiB more of address space can be had, or when the address space is not
+/// limited (`ulimit -v`, checked once); 0 when not. A tensor asks before its allocation, so that
+/// under a limit it is refused (one line) while Swift's own small allocations still succeed (a
+/// trap). Memory.c.
+int bp_address_space_has_room(long bytes);
+
 /// Whether the soft stack limit (RLIMIT_STACK, `ulimit -s`) is below `bytes` (Stack.c).
 int bp_stack_limit_below(long bytes);
 
