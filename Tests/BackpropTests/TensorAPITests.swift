@@ -276,6 +276,50 @@ extension TensorAPITests {
         }
     }
 
+    @Suite("special values, against PyTorch 2.15")
+    struct SpecialValues {
+        // torch.logsumexp(torch.tensor(v), 0) is nan for each v below.
+        @Test(
+            "logSumExp of a line holding a NaN is NaN, whatever else it holds",
+            arguments: [
+                [Float.nan], [.nan, -.infinity], [.infinity, .nan], [.nan, .infinity], [1, .nan],
+            ])
+        func logSumExpWithNaN(values: [Float]) {
+            #expect(Tensor(values).logSumExp(0).item().isNaN)
+            #expect(Tensor(shape: [values.count, 1], values: values).logSumExp(0).values.allSatisfy { $0.isNaN })
+        }
+
+        // a = torch.tensor([v]); b = torch.tensor([v], requires_grad=True); (a / b).sum().backward():
+        // b.grad is -1/v: -1e25 for v = 1e-25, -1e-20 for v = 1e20 (b² leaves Float's range).
+        @Test("the divisor's gradient for tiny and huge divisors", arguments: [(Float(1e-25), -1e25), (1e20, -1e-20)])
+        func divisorGradient(value: Float, expected: Double) {
+            let (a, b) = (Tensor([value]), Tensor([value]))
+            b.requiresGrad = true
+            (a / b).sum().backward()
+            expectNear(b.grad!, [expected], relativeTolerance: 1e-6, absoluteTolerance: 0)
+        }
+
+        @Test("rand stays below 1: the draw that rounds to 1 (seed 0, draw 533,109) is the largest Float below it")
+        func randBelowOne() {
+            var generator = RandomGenerator(seed: 0)
+            let r = Tensor.rand([533_110], generator: &generator)
+            #expect(r.max().item() < 1)
+            #expect(r.values[533_109] == Float(1).nextDown)
+            var again = RandomGenerator(seed: 0)
+            for _ in 0..<533_109 { _ = again.nextUniform() }
+            #expect(Float(again.nextUniform()) == 1, "the draw that rounds to 1")
+        }
+
+        @Test("arange of more values than memory can address stops naming the arguments")
+        func arangeTooLong() async {
+            let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                _ = Tensor.arange(from: 0, to: 1e30, by: 1)
+            }
+            let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+            #expect(message.contains("arange from 0.0 to 1e+30 by 1.0"), "\(message)")
+        }
+    }
+
     @Suite("min, max, argmin, argmax")
     struct Extrema {
         /// Rows `[3, 1, 4]` and `[1, 5, 1]`.

@@ -91,9 +91,9 @@ enum Op: CustomStringConvertible {
         case .multiply:  // ∂(a * b) = g * b, g * a
             let b = inputs[1]
             return [(g * b).unbroadcast(to: x.shape), (g * x).unbroadcast(to: b.shape)]
-        case .divide:  // ∂(a / b) = g / b, -g * a / b²
+        case .divide:  // ∂(a / b) = g / b, -g * (a / b) / b (not a / b², which leaves Float's range first)
             let b = inputs[1]
-            return [(g / b).unbroadcast(to: x.shape), (-g * x / (b * b)).unbroadcast(to: b.shape)]
+            return [(g / b).unbroadcast(to: x.shape), (-g * y / b).unbroadcast(to: b.shape)]
         case .addScalar:  // ∂(x + s) = g
             return [g]
         case .reverseSubtractScalar:  // ∂(s - x) = -g

@@ -51,9 +51,15 @@ extension Tensor {
     /// in Double and rounded once: `arange(from: 0, to: 1, by: 0.25)` is `[0, 0.25, 0.5, 0.75]`.
     /// A last value that rounds to `end` (or past it) is left out too, as `end` is: the Floats
     /// nearest 0.3 and 0.1 have a quotient just above 3, yet `arange(from: 0, to: 0.3, by: 0.1)`
-    /// is `[0, 0.1, 0.2]`, as PyTorch's (whose arguments are Doubles) and NumPy's.
+    /// is `[0, 0.1, 0.2]`, as PyTorch's and NumPy's.
+    ///
+    /// NOTE: PyTorch counts `⌈(end - start) / step⌉` in the Doubles it is given and keeps a last
+    /// value that rounds to `end`: `torch.arange(1, 1.3, 0.1)` has 4 values, the last 1.3. Here
+    /// `end` is never a value: `arange(from: 1, to: 1.3, by: 0.1)` is `[1, 1.1, 1.2]` (as
+    /// `torch.arange` of the same three Floats).
     /// - Precondition: `step` is not 0 and points from `start` towards `end` (or `start == end`,
-    ///   which gives an empty vector); otherwise stops naming the three values.
+    ///   which gives an empty vector); otherwise stops naming the three values. More values than
+    ///   memory can address end as a tensor too large does.
     public static func arange(from start: Float, to end: Float, by step: Float = 1) -> Tensor {
         precondition(
             step != 0 && step.isFinite && start.isFinite && end.isFinite,
@@ -62,7 +68,12 @@ extension Tensor {
             (end - start).sign == step.sign || start == end,
             "arange: step \(step) points away from \(end), starting at \(start)")
         let element = { (i: Int) in Float(Double(start) + Double(i) * Double(step)) }
-        var count = Int(((Double(end) - Double(start)) / Double(step)).rounded(.up))
+        let quotient = ((Double(end) - Double(start)) / Double(step)).rounded(.up)
+        guard quotient < Double(Int.max / MemoryLayout<Float>.stride) else {
+            Tensor.outOfMemory(
+                "arange from \(start) to \(end) by \(step): \(quotient) values, more than memory can address")
+        }
+        var count = Int(quotient)
         while count > 0, step > 0 ? element(count - 1) >= end : element(count - 1) <= end { count -= 1 }
         let result = Tensor(uninitializedShape: [count])
         for i in 0..<count { result.pointer[i] = element(i) }
@@ -81,7 +92,9 @@ extension Tensor {
     /// from `generator`.
     public static func rand(_ shape: [Int], generator: inout RandomGenerator) -> Tensor {
         let result = Tensor(uninitializedShape: shape)
-        for i in 0..<result.count { result.pointer[i] = Float(generator.nextUniform()) }
+        // A Double within 2⁻²⁵ of 1 rounds to the Float 1, which `[0, 1)` leaves out (`log(1 - u)`
+        // would be -∞): it is taken as the largest Float below 1.
+        for i in 0..<result.count { result.pointer[i] = Swift.min(Float(generator.nextUniform()), Float(1).nextDown) }
         return result
     }
 

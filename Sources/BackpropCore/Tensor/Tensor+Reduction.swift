@@ -191,8 +191,13 @@ extension Tensor {
     package static func maximumAndExponentialSum(
         _ x: UnsafePointer<Float>, count: Int, stride: Int = 1, exponentials: UnsafeMutablePointer<Double>? = nil
     ) -> (maximum: Float, sum: Double) {
+        // A NaN is the maximum, as in PyTorch (`Swift.max` would skip it: a line of NaN and -∞ gave
+        // -∞, one of NaN and ∞ gave ∞).
         var m = -Float.infinity
-        for j in 0..<count { m = Swift.max(m, x[j * stride]) }
+        for j in 0..<count {
+            let value = x[j * stride]
+            m = value > m || value.isNaN ? value : m
+        }
         guard m.isFinite else {
             exponentials?.update(repeating: .nan, count: count)
             return (m, .nan)
