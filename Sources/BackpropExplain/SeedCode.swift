@@ -95,17 +95,17 @@ struct SeedCode: Sendable {
     }
 
     /// The description of `object`'s kind: its own if it conforms to ``SeedCodeDescribing``,
-    /// else a description with no lines, the type's name as letter and parameters `p1`, `p2`, ...
+    /// else a description with no lines, the type's name as letter and its parameters by the
+    /// names the layer gives them (`namedParameters`, the names its checkpoint stores: `scale`
+    /// of `ScaledTanh`).
     static func of(_ object: AnyObject) -> SeedCode {
         if let described = object as? any SeedCodeDescribing {
             return described.seedCode
         }
         let name = String(describing: type(of: object))
-        let parameterCount = (object as? any Layer)?.parameters.count ?? 0
+        let fields = (object as? any Layer)?.namedParameters.map(\.name) ?? []
         return SeedCode(
-            className: name, letter: name,
-            parameterFields: (0..<parameterCount).map { "p\($0 + 1)" },
-            forward: "", result: "", backward: [])
+            className: name, letter: name, parameterFields: fields, forward: "", result: "", backward: [])
     }
 
     /// The seed's name of a parameter of a numbered `Lin`: `w1` for field `w` of `L1`; nil for other

@@ -451,7 +451,9 @@ public final class Trainer {
     ///
     /// The model trains in training mode (`Model.train()`: dropout drops, batch norm uses each
     /// batch's statistics); each epoch's validation runs in evaluation mode (see
-    /// ``evaluate(_:x:y:batchSize:)``).
+    /// ``evaluate(_:x:y:batchSize:)``). When it returns or throws, the model is in evaluation mode
+    /// (`Model.eval()`), as fastai's `fit` leaves it: `model.predict(x)` is then deterministic and
+    /// leaves batch norm's running statistics alone; call `Model.train()` before steps of your own.
     ///
     /// After each step `onStep` is called; after each epoch's validation, `onEpoch`. Returns the
     /// history of every completed epoch. Calling it again continues where it stopped.
@@ -469,6 +471,9 @@ public final class Trainer {
         let totalSteps = overflow ? Int.max : product
         let started = ContinuousClock.now
         model.train()
+        // However it ends, in evaluation mode, as fastai's `fit` leaves its model (validation last):
+        // `predict` after it is deterministic and leaves batch norm's statistics alone.
+        defer { model.eval() }
         while epoch < epochs {
             if step == 0 {
                 batches.shuffle(seed: seed, epoch: epoch)

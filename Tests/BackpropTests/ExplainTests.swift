@@ -381,6 +381,19 @@ struct ExplainOtherModelsTests {
         expectContains(text, "Kaiming initialisation keeps the scale steady")
     }
 
+    /// A layer of one's own is narrated with its parameters by the names its checkpoint stores
+    /// (`scale`), not `p1`, `p2`: the names a user looks for.
+    @Test func aLayerOfOnesOwnIsNarratedWithItsParametersNames() {
+        var generator = RandomGenerator(seed: 8)
+        let lin = Lin(Tensor.randn([5, 3], generator: &generator), Tensor.zeros([3]))
+        let model = Model(layers: [lin, ScaledTanh(features: 3, scale: 1.5)], loss: CrossEntropy())
+        let trace = Trace.record(
+            model: model, x: Tensor.randn([4, 5], generator: &generator), targ: Tensor([0, 1, 2, 0]))
+        let text = Narration(trace: trace).text
+        expectContains(text, "ScaledTanh.scale.g")
+        expectLacks(text, "ScaledTanh.p1")
+    }
+
     @Test(
         "the lesson's reading of the statistics is left out for networks it does not describe",
         arguments: ["dropout 0.5, lin 3", "lin 4, tanh, lin 3", "lin 3", "lin 4, relu, relu, lin 3"])

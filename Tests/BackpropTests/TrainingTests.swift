@@ -228,3 +228,24 @@ struct TrainingTests {
         #expect(niceTicks(low: 1, high: 15, integers: true) == [0, 5, 10, 15])
     }
 }
+
+/// After `fit`, the model is in evaluation mode, as after fastai's `fit`: predictions are the same
+/// twice and leave batch norm's running statistics alone (it used to stay in training mode, so a
+/// model with dropout predicted differently each time and every prediction moved the statistics).
+@Test func fitEndsInEvaluationMode() throws {
+    var generator = RandomGenerator(seed: 21)
+    let x = Tensor.randn([96, 12], generator: &generator)
+    let y = Tensor((0..<96).map { Float($0 % 10) })
+    let configuration = TrainingConfiguration(
+        epochs: 2, batchSize: 32, learningRate: 0.01, optimizer: .adam, weightDecay: 0, seed: 4,
+        layers: "lin 16, batchnorm, relu, dropout 0.3, lin 10")
+    let trainer = Trainer(configuration: configuration, classes: 10, train: (x, y), valid: (x, y))
+    _ = try trainer.fit()
+    let modes = trainer.model.layers.compactMap { ($0 as? any ModeDependentLayer)?.isTraining }
+    #expect(modes == [false, false], "batch norm and dropout: \(modes)")
+    let statistics = trainer.model.layers.flatMap { $0.buffers.map(\.tensor.values) }
+    let first = GradMode.withNoGrad { trainer.model.predict(x) }.values
+    let second = GradMode.withNoGrad { trainer.model.predict(x) }.values
+    #expect(first == second)
+    #expect(trainer.model.layers.flatMap { $0.buffers.map(\.tensor.values) } == statistics)
+}

@@ -8,49 +8,112 @@ import Foundation
 /// PyTorch's allocators keep memory the same way.
 ///
 /// Only buffers of at least `Storage.hugePageThreshold` bytes are kept (small ones come cheaply
-/// from `malloc`), at most ``capacity`` bytes in all; a buffer is reused only for the same size.
+/// from `malloc`); their sizes are whole multiples of 2 MiB (`Storage.allocatedBytes`), so that
+/// tensors of nearby sizes (the batches of an inference loop, each a few rows longer) share
+/// buffers, as PyTorch's allocator rounds its blocks. At most ``capacity`` bytes are kept: a
+/// buffer released into a full cache makes room by freeing the buffers kept longest ago, so the
+/// cache follows the sizes in use (it once filled with a gigabyte of sizes never asked for again).
+/// ``Tensor/releaseCachedMemory()`` frees them all, and an allocation the system refuses frees
+/// them and tries again before it fails.
 enum StorageCache {
-    /// The most bytes kept at once; a released buffer that would exceed it is freed.
+    /// The most bytes kept at once.
     static let capacity = 1 << 30
 
-    /// The kept buffers (addresses) by size in bytes, and their total.
-    private struct Pool {
-        var buffers: [Int: [UInt]] = [:]
-        var bytes = 0
+    /// The kept buffers (addresses) by size in bytes, their total, and the order in which they
+    /// were kept, for freeing the oldest first. A value: the policy, tested on its own.
+    struct Pool {
+        private(set) var buffers: [Int: [UInt]] = [:]
+        private(set) var bytes = 0
+        private var order: [(address: UInt, bytes: Int)] = []
+
+        /// Removes and returns a kept buffer of exactly `bytes` bytes, or `nil`.
+        mutating func take(bytes: Int) -> UInt? {
+            guard let address = buffers[bytes]?.popLast() else { return nil }
+            if buffers[bytes]?.isEmpty == true { buffers[bytes] = nil }
+            self.bytes -= bytes
+            if let index = order.lastIndex(where: { $0.address == address }) { order.remove(at: index) }
+            return address
+        }
+
+        /// Keeps `address` (`bytes` bytes), after removing the buffers kept longest ago until the
+        /// total fits in `capacity`; returns the ones removed, for the caller to free. `nil` (and
+        /// nothing kept) when the buffer alone is larger than `capacity`.
+        mutating func keep(_ address: UInt, bytes: Int, capacity: Int) -> [UInt]? {
+            guard bytes <= capacity else { return nil }
+            var evicted: [UInt] = []
+            var dropped = 0
+            while self.bytes + bytes > capacity, dropped < order.count {
+                let oldest = order[dropped]
+                dropped += 1
+                if var list = buffers[oldest.bytes], let index = list.firstIndex(of: oldest.address) {
+                    list.remove(at: index)
+                    buffers[oldest.bytes] = list.isEmpty ? nil : list
+                }
+                self.bytes -= oldest.bytes
+                evicted.append(oldest.address)
+            }
+            order.removeFirst(dropped)
+            buffers[bytes, default: []].append(address)
+            order.append((address, bytes))
+            self.bytes += bytes
+            return evicted
+        }
+
+        /// Removes every buffer; returns them, for the caller to free.
+        mutating func removeAll() -> [UInt] {
+            let all = order.map(\.address)
+            self = Pool()
+            return all
+        }
     }
 
     private static let pool = Locked(Pool())
 
     /// A kept buffer of exactly `bytes` bytes, removed from the cache, or `nil`.
     static func take(bytes: Int) -> UnsafeMutableRawPointer? {
-        let address: UInt? = pool.withLock { pool in
-            guard let address = pool.buffers[bytes]?.popLast() else { return nil }
-            pool.bytes -= bytes
-            return address
-        }
-        return address.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
+        pool.withLock { $0.take(bytes: bytes) }.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
     }
 
-    /// Keeps `buffer` (of `bytes` bytes) for reuse; returns `false` when the cache is full and the
-    /// caller must free it.
+    /// Keeps `buffer` (of `bytes` bytes) for reuse, freeing the buffers kept longest ago to make
+    /// room; returns `false` when it is larger than the whole cache and the caller must free it.
     static func keep(_ buffer: UnsafeMutableRawPointer, bytes: Int) -> Bool {
         let address = UInt(bitPattern: buffer)
-        return pool.withLock { pool in
-            guard pool.bytes + bytes <= capacity else { return false }
-            pool.buffers[bytes, default: []].append(address)
-            pool.bytes += bytes
-            return true
-        }
+        guard let evicted = pool.withLock({ $0.keep(address, bytes: bytes, capacity: capacity) }) else { return false }
+        for address in evicted { free(UnsafeMutableRawPointer(bitPattern: address)) }
+        return true
     }
 
-    /// Frees every kept buffer (for measurements that must start from fresh memory).
-    static func empty() {
-        let addresses: [UInt] = pool.withLock { pool in
-            let all = pool.buffers.values.flatMap { $0 }
-            pool.buffers = [:]
-            pool.bytes = 0
-            return all
+    /// Frees every kept buffer; returns how many bytes it gave back.
+    @discardableResult
+    static func empty() -> Int {
+        let (addresses, bytes): ([UInt], Int) = pool.withLock { pool in
+            let bytes = pool.bytes
+            return (pool.removeAll(), bytes)
         }
         for address in addresses { free(UnsafeMutableRawPointer(bitPattern: address)) }
+        return bytes
     }
+
+    /// The bytes kept now.
+    static var keptBytes: Int { pool.withLock { $0.bytes } }
+}
+
+extension Tensor {
+    /// Frees the large buffers (4 MiB and more) that released tensors left for reuse, and returns
+    /// how many bytes that gave back (PyTorch's `torch.cuda.empty_cache()`, for the CPU).
+    ///
+    /// Backprop keeps up to 1 GiB of them per process, so that a training step's large tensors
+    /// reuse the last step's memory instead of asking the system again (see the README's
+    /// "Speed"); kept buffers are reused by tensors of the same size, rounded up to 2 MiB, and the
+    /// cache frees its oldest when it is full. A program that is done with large tensors, or that
+    /// runs beside others under a memory limit, can give the memory back here. An allocation that
+    /// the system refuses does this itself, then tries once more.
+    @discardableResult
+    public static func releaseCachedMemory() -> Int {
+        StorageCache.empty()
+    }
+
+    /// The bytes that released tensors' large buffers hold for reuse now (see
+    /// ``releaseCachedMemory()``).
+    public static var cachedMemoryBytes: Int { StorageCache.keptBytes }
 }

@@ -27,18 +27,21 @@ final class Storage: @unchecked Sendable {
             pointer = kept.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
             return
         }
-        // Under `ulimit -v`, refused here while Swift's small allocations still have room (Memory.c).
-        if bp_address_space_has_room(bytes) == 0 {
-            Tensor.outOfMemory(bytes: bytes, for: "a tensor")
-        }
-        var raw: UnsafeMutableRawPointer?
         // Large buffers (a 50000×784 gradient is 157 MB) are aligned to 2 MiB and, on Linux,
         // offered transparent huge pages: first touching them then costs one page fault per
         // 2 MiB instead of one per 4 KiB, as NumPy arranges for its large arrays.
         let large = bytes >= Storage.hugePageThreshold
-        let status = posix_memalign(&raw, large ? 1 << 21 : 64, bytes)
-        if status != 0 || raw == nil {
-            Tensor.outOfMemory(bytes: bytes, for: "a tensor")
+        var raw: UnsafeMutableRawPointer?
+        // Under `ulimit -v`, refused while Swift's small allocations still have room (Memory.c).
+        // Memory refused is first looked for in the buffers the cache keeps for reuse.
+        for attempt in 0..<2 {
+            if bp_address_space_has_room(bytes) != 0 && posix_memalign(&raw, large ? 1 << 21 : 64, bytes) == 0,
+                raw != nil
+            {
+                break
+            }
+            raw = nil
+            if attempt == 1 || StorageCache.empty() == 0 { Tensor.outOfMemory(bytes: bytes, for: "a tensor") }
         }
         #if os(Linux)
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
@@ -77,9 +80,15 @@ final class Storage: @unchecked Sendable {
     /// ``StorageCache`` when released.
     static let hugePageThreshold = 4 << 20
 
-    /// The bytes allocated for `count` elements (at least one element).
+    /// The bytes allocated for `count` elements (at least one element); from
+    /// ``hugePageThreshold`` up, a whole number of 2 MiB (the huge pages they are aligned to), so
+    /// that the cache of released buffers serves tensors of nearby sizes (`StorageCache`). The
+    /// pages past the elements are never touched, so they cost address space, not memory.
     static func allocatedBytes(_ count: Int) -> Int {
-        Swift.max(count, 1) * MemoryLayout<Float>.stride
+        let bytes = Swift.max(count, 1) * MemoryLayout<Float>.stride
+        guard bytes >= hugePageThreshold else { return bytes }
+        let page = 1 << 21
+        return bytes > Int.max - page ? bytes : (bytes + page - 1) / page * page
     }
 
     deinit {
@@ -404,11 +413,15 @@ extension Tensor {
     package static func checkAllocatable(bytes: Int, for purpose: @autoclosure () -> String) {
         guard bytes >= 1 << 16 else { return }
         let probeBytes = bytes < Int.max - (1 << 16) ? bytes + (1 << 16) : Int.max
-        let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let probe, probe != MAP_FAILED else {
-            outOfMemory(bytes: bytes, for: purpose())
+        // Memory refused is first looked for in the buffers the cache keeps for reuse.
+        for attempt in 0..<2 {
+            let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            if let probe, probe != MAP_FAILED {
+                munmap(probe, probeBytes)
+                return
+            }
+            if attempt == 1 || StorageCache.empty() == 0 { outOfMemory(bytes: bytes, for: purpose()) }
         }
-        munmap(probe, probeBytes)
     }
 }
 

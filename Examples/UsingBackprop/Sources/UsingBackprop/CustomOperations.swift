@@ -5,7 +5,8 @@ import Foundation
 // PyTorch. Mapping a tensor's values through Foundation's `sin` would cut the autograd graph;
 // `Tensor.apply` records the operation as one node, whose derivative is the one given here.
 
-/// `y = sin(x)`, elementwise, computed by Foundation on the values (the tensor API has no `sin`).
+/// `y = sin(x)`, elementwise, computed by Foundation on the values: the pattern for an operation
+/// of your own (the tensor API has its own `x.sin()`, which gives the same values).
 struct Sine: DifferentiableOperation {
     func forward(_ inputs: [Tensor]) -> Tensor {
         let x = inputs[0]
