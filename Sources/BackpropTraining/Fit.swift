@@ -643,16 +643,14 @@ public final class Trainer {
     /// A 64-bit FNV-1a hash of the bits of every parameter and buffer (batch norm's running
     /// statistics), in the model's order.
     public func weightChecksum() -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        var hash = FNV1a()
         let tensors = model.layers.flatMap { $0.parameters + $0.buffers.map(\.tensor) }
         for tensor in tensors {
             tensor.contiguous().withUnsafeBufferPointer { values in
-                for value in values {
-                    hash = (hash ^ UInt64(value.bitPattern)) &* 0x0000_0100_0000_01B3
-                }
+                for value in values { hash.combine(UInt64(value.bitPattern)) }
             }
         }
-        return hash
+        return hash.value
     }
 }
 

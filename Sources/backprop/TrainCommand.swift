@@ -428,8 +428,6 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    /// One line on stderr: what stopped the run (`cause`, as in `interrupted by SIGINT`), where its
-    /// last completed epoch is, how to go on.
     /// Which file holds a run's latest state: what a message about an early stop points to.
     struct KeptState {
         /// The file the run resumed from, and the epoch it held.
@@ -454,6 +452,8 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
+    /// One line on stderr: what stopped the run (`cause`, as in `interrupted by SIGINT`), where its
+    /// last completed epoch is, how to go on.
     private func reportInterruption(by cause: String, _ trainer: Trainer, _ kept: KeptState) {
         let position: String
         if trainer.step > 0 {
@@ -526,8 +526,8 @@ struct TrainCommand: ParsableCommand {
     private static func network(of configuration: TrainingConfiguration) -> String {
         if let description = try? configuration.modelDescription() { return description.description }
         let outputs = configuration.loss == .mse ? 1 : FashionMNIST.classNames.count
-        let text = (configuration.hidden.map { "lin \($0), relu" } + ["lin \(outputs)"]).joined(separator: ", ")
-        return (try? ModelDescription(parsing: text).description) ?? text
+        let hidden = configuration.hidden.flatMap { [ModelDescription.Entry.lin(out: $0, bias: true), .relu] }
+        return ModelDescription(entries: hidden + [.lin(out: outputs, bias: true)]).description
     }
 
     /// What the inputs are normalised with: `--normalize`; else the normalisation that `--resume`'s

@@ -19,20 +19,20 @@ enum StorageCache {
     /// The most bytes kept at once.
     static let capacity = 1 << 30
 
-    /// The kept buffers (addresses) by size in bytes, their total, and the order in which they
-    /// were kept, for freeing the oldest first. A value: the policy, tested on its own.
+    /// The kept buffers (addresses and sizes), oldest first, and their total. A value: the
+    /// policy, tested on its own. (A few hundred buffers at most: 1 GiB of 4 MiB and up.)
     struct Pool {
-        private(set) var buffers: [Int: [UInt]] = [:]
+        private var kept: [(address: UInt, bytes: Int)] = []
         private(set) var bytes = 0
-        private var order: [(address: UInt, bytes: Int)] = []
 
-        /// Removes and returns a kept buffer of exactly `bytes` bytes, or `nil`.
+        /// The kept buffers by size, oldest first.
+        var buffers: [Int: [UInt]] { Dictionary(grouping: kept, by: \.bytes).mapValues { $0.map(\.address) } }
+
+        /// Removes and returns the buffer of exactly `bytes` bytes kept last, or `nil`.
         mutating func take(bytes: Int) -> UInt? {
-            guard let address = buffers[bytes]?.popLast() else { return nil }
-            if buffers[bytes]?.isEmpty == true { buffers[bytes] = nil }
+            guard let index = kept.lastIndex(where: { $0.bytes == bytes }) else { return nil }
             self.bytes -= bytes
-            if let index = order.lastIndex(where: { $0.address == address }) { order.remove(at: index) }
-            return address
+            return kept.remove(at: index).address
         }
 
         /// Keeps `address` (`bytes` bytes), after removing the buffers kept longest ago until the
@@ -40,30 +40,22 @@ enum StorageCache {
         /// nothing kept) when the buffer alone is larger than `capacity`.
         mutating func keep(_ address: UInt, bytes: Int, capacity: Int) -> [UInt]? {
             guard bytes <= capacity else { return nil }
-            var evicted: [UInt] = []
             var dropped = 0
-            while self.bytes + bytes > capacity, dropped < order.count {
-                let oldest = order[dropped]
+            while self.bytes + bytes > capacity, dropped < kept.count {
+                self.bytes -= kept[dropped].bytes
                 dropped += 1
-                if var list = buffers[oldest.bytes], let index = list.firstIndex(of: oldest.address) {
-                    list.remove(at: index)
-                    buffers[oldest.bytes] = list.isEmpty ? nil : list
-                }
-                self.bytes -= oldest.bytes
-                evicted.append(oldest.address)
             }
-            order.removeFirst(dropped)
-            buffers[bytes, default: []].append(address)
-            order.append((address, bytes))
+            let evicted = kept.prefix(dropped).map(\.address)
+            kept.removeFirst(dropped)
+            kept.append((address, bytes))
             self.bytes += bytes
             return evicted
         }
 
         /// Removes every buffer; returns them, for the caller to free.
         mutating func removeAll() -> [UInt] {
-            let all = order.map(\.address)
-            self = Pool()
-            return all
+            defer { self = Pool() }
+            return kept.map(\.address)
         }
     }
 
@@ -92,6 +84,12 @@ enum StorageCache {
         }
         for address in addresses { free(UnsafeMutableRawPointer(bitPattern: address)) }
         return bytes
+    }
+
+    /// `attempt()`, and, if it fails, once more after freeing the kept buffers (when there were
+    /// any): memory the system refuses is first looked for here. Returns whether an attempt succeeded.
+    static func retryingAfterEmptying(_ attempt: () -> Bool) -> Bool {
+        attempt() || (empty() > 0 && attempt())
     }
 
     /// The bytes kept now.

@@ -33,16 +33,11 @@ final class Storage: @unchecked Sendable {
         let large = bytes >= Storage.hugePageThreshold
         var raw: UnsafeMutableRawPointer?
         // Under `ulimit -v`, refused while Swift's small allocations still have room (Memory.c).
-        // Memory refused is first looked for in the buffers the cache keeps for reuse.
-        for attempt in 0..<2 {
-            if bp_address_space_has_room(bytes) != 0 && posix_memalign(&raw, large ? 1 << 21 : 64, bytes) == 0,
-                raw != nil
-            {
-                break
-            }
-            raw = nil
-            if attempt == 1 || StorageCache.empty() == 0 { Tensor.outOfMemory(bytes: bytes, for: "a tensor") }
+        let allocated = StorageCache.retryingAfterEmptying {
+            bp_address_space_has_room(bytes) != 0 && posix_memalign(&raw, large ? 1 << 21 : 64, bytes) == 0
+                && raw != nil
         }
+        if !allocated { Tensor.outOfMemory(bytes: bytes, for: "a tensor") }
         #if os(Linux)
             if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         #endif
@@ -413,15 +408,14 @@ extension Tensor {
     package static func checkAllocatable(bytes: Int, for purpose: @autoclosure () -> String) {
         guard bytes >= 1 << 16 else { return }
         let probeBytes = bytes < Int.max - (1 << 16) ? bytes + (1 << 16) : Int.max
-        // Memory refused is first looked for in the buffers the cache keeps for reuse.
-        for attempt in 0..<2 {
-            let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if let probe, probe != MAP_FAILED {
-                munmap(probe, probeBytes)
-                return
-            }
-            if attempt == 1 || StorageCache.empty() == 0 { outOfMemory(bytes: bytes, for: purpose()) }
+        let available = StorageCache.retryingAfterEmptying {
+            guard let probe = mmap(nil, probeBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                probe != MAP_FAILED
+            else { return false }
+            munmap(probe, probeBytes)
+            return true
         }
+        if !available { outOfMemory(bytes: bytes, for: purpose()) }
     }
 }
 

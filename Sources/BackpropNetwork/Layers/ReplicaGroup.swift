@@ -53,9 +53,9 @@ extension ReplicaGroup {
     public func firstDifference(among items: [(name: String, value: String)]) -> (name: String, value: String)? {
         var first: (name: String, value: String)?
         for item in items {
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-            for byte in item.value.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-            if !allEqual(hash) && first == nil { first = item }
+            var hash = FNV1a()
+            for byte in item.value.utf8 { hash.combine(UInt64(byte)) }
+            if !allEqual(hash.value) && first == nil { first = item }
         }
         return first
     }
@@ -65,5 +65,19 @@ extension ReplicaGroup {
         var values = values
         values.withUnsafeMutableBufferPointer { sum($0) }
         return values
+    }
+}
+
+/// The 64-bit FNV-1a hash, one word at a time: what replicas compare instead of their data (a
+/// checksum of the weights, a hash of a setting's text), the same in every process.
+package struct FNV1a {
+    /// The hash of the words combined so far.
+    package private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    package init() {}
+
+    /// Mixes `word` into the hash.
+    package mutating func combine(_ word: UInt64) {
+        value = (value ^ word) &* 0x0000_0100_0000_01B3
     }
 }
