@@ -59,7 +59,7 @@ extension MaxPool2d: SeedCodeDescribing {
     /// `MaxPool2d`: the largest value of each window, where it was (`winners`), and the gradient
     /// sent back to it.
     var seedCode: SeedCode {
-        let window = stride == kernel ? "\(kernel)" : "\(kernel), stride=\(stride)"
+        let window = pythonArguments
         return SeedCode(
             className: "MaxPool2d", letter: "MP", parameterFields: [],
             forward: "self.inp = inp; self.out, self.winners = max_pool2d(inp, \(window), return_indices=True)",
@@ -90,7 +90,7 @@ extension MaxPool2d: SeedCodeDescribing {
 extension AvgPool2d: SeedCodeDescribing {
     /// `AvgPool2d`: the mean of each window, and each output's gradient shared by its window.
     var seedCode: SeedCode {
-        let window = stride == kernel ? "\(kernel)" : "\(kernel), stride=\(stride)"
+        let window = pythonArguments
         let size = kernel * kernel
         return SeedCode(
             className: "AvgPool2d", letter: "AP", parameterFields: [],

@@ -102,12 +102,12 @@ struct GraphBuilder {
             return [cOut, (shape[1] + 2 * p - kh) / s + 1, (shape[2] + 2 * p - kw) / s + 1]
         case let pool as MaxPool2d:
             return try addPool(
-                op, name: name, "MaxPool2d(kernel: \(pool.kernel), stride: \(pool.stride))", kernel: pool.kernel,
-                stride: pool.stride, input: input, output: output, shape: shape, mismatch: mismatch)
+                op, name: name, "MaxPool2d(\(pool.pythonArguments))", kernel: pool.kernel, stride: pool.stride,
+                padding: pool.padding, input: input, output: output, shape: shape, mismatch: mismatch)
         case let pool as AvgPool2d:
             return try addPool(
-                op, name: name, "AvgPool2d(kernel: \(pool.kernel), stride: \(pool.stride))", kernel: pool.kernel,
-                stride: pool.stride, input: input, output: output, shape: shape, mismatch: mismatch)
+                op, name: name, "AvgPool2d(\(pool.pythonArguments))", kernel: pool.kernel, stride: pool.stride,
+                padding: pool.padding, input: input, output: output, shape: shape, mismatch: mismatch)
         case is Flatten:
             addNode(op, name: name, inputs: [input], output: output, attributes: [.int("axis", 1)])
             return [shape.reduce(1, *)]
@@ -150,17 +150,22 @@ struct GraphBuilder {
 
     /// A `MaxPool` or `AveragePool` node, without padding and rounding down, as Backprop's pools.
     private mutating func addPool(
-        _ op: String, name: String, _ what: String, kernel: Int, stride: Int, input: String, output: String,
-        shape: [Int], mismatch: (String, String) -> ONNXExportError
+        _ op: String, name: String, _ what: String, kernel: Int, stride: Int, padding: Int, input: String,
+        output: String, shape: [Int], mismatch: (String, String) -> ONNXExportError
     ) throws -> [Int] {
-        guard shape.count == 3, kernel <= shape[1], kernel <= shape[2] else {
-            throw mismatch(what, "[c, h, w] with h ≥ \(kernel) and w ≥ \(kernel)")
+        let smallest = kernel - 2 * padding
+        guard shape.count == 3, smallest <= shape[1], smallest <= shape[2] else {
+            throw mismatch(what, "[c, h, w] with h ≥ \(smallest) and w ≥ \(smallest)")
         }
         var attributes: [Attribute] = [.ints("kernel_shape", [kernel, kernel]), .ints("strides", [stride, stride])]
-        // No padding, so every window is whole: the mean is over kernel² elements either way.
-        if op == "AveragePool" { attributes.append(.int("count_include_pad", 0)) }
+        if padding > 0 { attributes.append(.ints("pads", [padding, padding, padding, padding])) }
+        // The mean is over kernel² elements, the padding counted as zeros (PyTorch's default);
+        // without padding every window is whole and the two readings agree.
+        if op == "AveragePool" { attributes.append(.int("count_include_pad", padding > 0 ? 1 : 0)) }
         addNode(op, name: name, inputs: [input], output: output, attributes: attributes)
-        return [shape[0], (shape[1] - kernel) / stride + 1, (shape[2] - kernel) / stride + 1]
+        return [
+            shape[0], (shape[1] + 2 * padding - kernel) / stride + 1, (shape[2] + 2 * padding - kernel) / stride + 1,
+        ]
     }
 
     /// An attribute of a node.

@@ -17,8 +17,10 @@ import SwiftProtobuf
 //     Conv2d(stride: s, padding: p)      Conv, kernel_shape [kh, kw], strides [s, s],
 //                                        pads [p, p, p, p]                           layers.I.w (cOut, cIn, kh, kw),
 //                                                                                    layers.I.b (cOut) if any
-//     MaxPool2d(kernel: k, stride: s)    MaxPool, kernel_shape [k, k], strides [s, s]
-//     AvgPool2d(kernel: k, stride: s)    AveragePool, the same, count_include_pad 0
+//     MaxPool2d(kernel: k, stride: s,    MaxPool, kernel_shape [k, k], strides [s, s],
+//       padding: p)                      pads [p, p, p, p] if p > 0
+//     AvgPool2d(kernel: k, stride: s,    AveragePool, the same, count_include_pad 1 if
+//       padding: p)                      p > 0 (the padding's zeros in each mean), else 0
 //     Flatten                            Flatten, axis 1
 //     Dropout(p:)                        Dropout(inp, ratio), inference: the identity  layers.I.ratio ()
 //     BatchNorm (n, c) or (n, c, h, w)   BatchNormalization, epsilon eps, inference   layers.I.w, layers.I.b,

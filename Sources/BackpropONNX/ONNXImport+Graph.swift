@@ -608,24 +608,39 @@ struct GraphReader {
         guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
             throw at.fail("is dilated; Backprop's pools are not")
         }
-        // auto_pad SAME_UPPER or SAME_LOWER where it pads nothing (a window that tiles the map) is no padding.
-        let padding = try equalPads(at, kernel: k, stride: stride, shape: shape, refusal: "Backprop's pools do not pad")
-        guard padding == 0 else {
+        let padding = try equalPads(
+            at, kernel: k, stride: stride, shape: shape, refusal: "Backprop's pools pad every side alike")
+        if padding > 0 {
             let autoPad = try at.string("auto_pad", default: "NOTSET")
-            let how = autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad): \(padding) on every side)"
-            throw at.fail("pads its input\(how); Backprop's pools do not")
+            let how = autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad))"
+            guard padding <= k / 2 else {
+                throw at.fail(
+                    "pads its \(k)×\(k) windows by \(padding)\(how); Backprop's pools (as PyTorch's) pad by at most "
+                        + "half the kernel, \(k / 2)")
+            }
+            // ONNX's default leaves the padding out of a window's mean; Backprop's avgpool, as
+            // PyTorch's nn.AvgPool2d, counts it as zeros (what torch.onnx.export writes as 1).
+            guard try node.opType == "MaxPool" || at.flag("count_include_pad", default: false) else {
+                throw at.fail(
+                    "pads its input\(how) and leaves the padding out of each mean (count_include_pad 0); "
+                        + "Backprop's avgpool, as PyTorch's nn.AvgPool2d, counts it as zeros (count_include_pad 1)")
+            }
         }
         guard try !at.flag("ceil_mode", default: false) else {
             throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
         }
         let current = try known(shape, at)
-        guard current.count == 3, k <= current[1], k <= current[2] else {
+        guard current.count == 3, k <= current[1] + 2 * padding, k <= current[2] + 2 * padding else {
+            let padded = padding == 0 ? "" : " padded by \(padding)"
             throw at.fail(
-                "pools \(k)×\(k) windows, but its input is [n] + \(current); expected [c, h, w] with h, w ≥ \(k)")
+                "pools \(k)×\(k) windows, but its input is [n] + \(current)\(padded); expected [c, h, w] with h, w ≥ "
+                    + "\(k - 2 * padding)")
         }
-        shape = [current[0], (current[1] - k) / stride + 1, (current[2] - k) / stride + 1]
+        shape = [current[0], (current[1] + 2 * padding - k) / stride + 1, (current[2] + 2 * padding - k) / stride + 1]
         let entry: ModelDescription.Entry =
-            node.opType == "MaxPool" ? .maxPool(kernel: k, stride: stride) : .avgPool(kernel: k, stride: stride)
+            node.opType == "MaxPool"
+            ? .maxPool(kernel: k, stride: stride, padding: padding)
+            : .avgPool(kernel: k, stride: stride, padding: padding)
         return ReadLayer(entry: entry)
     }
 

@@ -102,8 +102,8 @@ extension Checkpoint {
             return .conv(
                 out: conv.w.shape[0], kernel: conv.w.shape[2], stride: conv.stride, padding: conv.padding,
                 bias: conv.b != nil)
-        case let pool as MaxPool2d: return .maxPool(kernel: pool.kernel, stride: pool.stride)
-        case let pool as AvgPool2d: return .avgPool(kernel: pool.kernel, stride: pool.stride)
+        case let pool as MaxPool2d: return .maxPool(kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
+        case let pool as AvgPool2d: return .avgPool(kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
         case is Flatten: return .flatten
         case let lin as Lin: return .lin(out: lin.w.shape[1], bias: lin.hasBias)
         case is ReLU: return .relu

@@ -111,10 +111,10 @@ public enum PyTorchStateDict {
                 return text + ")"
             case let pool as MaxPool2d:
                 spatial = true
-                return "nn.MaxPool2d(\(pool.kernel)" + (pool.stride == pool.kernel ? ")" : ", stride=\(pool.stride))")
+                return "nn.MaxPool2d(\(pool.pythonArguments))"
             case let pool as AvgPool2d:
                 spatial = true
-                return "nn.AvgPool2d(\(pool.kernel)" + (pool.stride == pool.kernel ? ")" : ", stride=\(pool.stride))")
+                return "nn.AvgPool2d(\(pool.pythonArguments))"
             case is Flatten:
                 spatial = false
                 return "nn.Flatten()"

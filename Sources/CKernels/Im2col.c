@@ -214,6 +214,55 @@ INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *rest
     }
 }
 
+/// The rows (or columns) `[*begin, *end)` of the plane that window `o` covers, `o · s - p` the
+/// first of it: the window clipped to the plane, so that the padding takes no part.
+static inline void clippedWindow(long o, long s, long p, long k, long size, long *begin, long *end) {
+    const long first = o * s - p;
+    *begin = first > 0 ? first : 0;
+    *end = first + k < size ? first + k : size;
+}
+
+/// Max pooling of one plane with padding: each window clipped to the plane, as PyTorch's kernel
+/// does (its padding is -inf that never wins; a window of -inf's goes to its first element in the
+/// plane, not to the padding). Otherwise as `maxPoolPlane`: a NaN wins, the last of the window,
+/// and the first element equal to the maximum takes the gradient; the piece is the winner's
+/// offset in the whole window, padding included (`ky · k + kx`).
+static void maxPoolPlanePadded(const float *restrict x, float *restrict out, int *restrict winners,
+    int *restrict pieces, const BPWindow *g, long plane) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const float *input = x + plane * h * w;
+    const long first = plane * oh * ow;
+    for (long oy = 0; oy < oh; oy++) {
+        long y0, y1;
+        clippedWindow(oy, s, p, k, h, &y0, &y1);
+        for (long ox = 0; ox < ow; ox++) {
+            long x0, x1;
+            clippedWindow(ox, s, p, k, w, &x0, &x1);
+            float best = input[y0 * w + x0];
+            for (long iy = y0; iy < y1; iy++)
+                for (long ix = x0; ix < x1; ix++) {
+                    const float v = input[iy * w + ix];
+                    best = (v > best || v != v) ? v : best;
+                }
+            long at = y0 * w + x0, lastNaN = -1;
+            int hits = 0;
+            for (long iy = y1 - 1; iy >= y0; iy--)
+                for (long ix = x1 - 1; ix >= x0; ix--) {
+                    const float v = input[iy * w + ix];
+                    const int hit = v == best;
+                    at = hit ? iy * w + ix : at;
+                    hits += hit;
+                    lastNaN = (v != v && lastNaN < 0) ? iy * w + ix : lastNaN;
+                }
+            if (lastNaN >= 0) at = lastNaN, hits = 2;
+            const long o = first + oy * ow + ox;
+            out[o] = best;
+            winners[o] = (int)at;
+            pieces[o] = hits > 1 ? -1 : (int)((at / w - (oy * s - p)) * k + (at % w - (ox * s - p)));
+        }
+    }
+}
+
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include <immintrin.h>
@@ -326,6 +375,10 @@ void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BP
         return;
     }
 #endif
+    if (g->ph != 0 || g->pw != 0) {
+        for (long plane = planeBegin; plane < planeEnd; plane++) maxPoolPlanePadded(x, out, winners, pieces, g, plane);
+        return;
+    }
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         switch (g->kh) {
         case 2: maxPoolPlane(x, out, winners, pieces, g, plane, 2); break;
@@ -362,7 +415,32 @@ INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPW
     }
 }
 
+/// Average pooling of one plane with padding: the sum of each window clipped to the plane over
+/// `k²`, the padding counted as zeros (PyTorch's `count_include_pad=True`, its default).
+static void avgPoolPlanePadded(const float *restrict x, float *restrict out, const BPWindow *g, long plane) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const float scale = 1.0f / (float)(k * k);
+    const float *input = x + plane * h * w;
+    float *o = out + plane * oh * ow;
+    for (long oy = 0; oy < oh; oy++) {
+        long y0, y1;
+        clippedWindow(oy, s, p, k, h, &y0, &y1);
+        for (long ox = 0; ox < ow; ox++) {
+            long x0, x1;
+            clippedWindow(ox, s, p, k, w, &x0, &x1);
+            float total = 0;
+            for (long iy = y0; iy < y1; iy++)
+                for (long ix = x0; ix < x1; ix++) total += input[iy * w + ix];
+            *o++ = total * scale;
+        }
+    }
+}
+
 void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin, long planeEnd) {
+    if (g->ph != 0 || g->pw != 0) {
+        for (long plane = planeBegin; plane < planeEnd; plane++) avgPoolPlanePadded(x, out, g, plane);
+        return;
+    }
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         switch (g->kh) {
         case 2: avgPoolPlane(x, out, g, plane, 2); break;
@@ -373,18 +451,23 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin,
 }
 
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, long planeBegin, long planeEnd) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, oh = g->oh, ow = g->ow;
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
     const float scale = 1.0f / (float)(k * k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         float *target = gInp + plane * h * w;
         memset(target, 0, (size_t)(h * w) * sizeof(float));
         const float *share = gOut + plane * oh * ow;
         for (long oy = 0; oy < oh; oy++) {
+            // The window clipped to the plane (the whole window without padding): the padding's
+            // share of the gradient goes nowhere.
+            long y0, y1;
+            clippedWindow(oy, s, p, k, h, &y0, &y1);
             for (long ox = 0; ox < ow; ox++) {
-                float *window = target + oy * s * w + ox * s;
+                long x0, x1;
+                clippedWindow(ox, s, p, k, w, &x0, &x1);
                 const float value = *share++ * scale;
-                for (long ky = 0; ky < k; ky++)
-                    for (long kx = 0; kx < k; kx++) window[ky * w + kx] += value;
+                for (long iy = y0; iy < y1; iy++)
+                    for (long ix = x0; ix < x1; ix++) target[iy * w + ix] += value;
             }
         }
     }

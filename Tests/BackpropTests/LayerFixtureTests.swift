@@ -153,9 +153,12 @@ struct LayerFixtureTests {
         let name: String
         let kernel: Int
         let stride: Int
+        var padding = 0
+        /// Whether the recorded path (autograd) is checked too.
+        var runsRecorded = true
 
         var testDescription: String { name }
-        var arguments: String { "kernel=\(kernel) stride=\(stride)" }
+        var arguments: String { "kernel=\(kernel) stride=\(stride)" + (padding == 0 ? "" : " padding=\(padding)") }
         /// `nil` where the stride is the kernel, so that the default is what runs.
         var strideArgument: Int? { stride == kernel ? nil : stride }
     }
@@ -165,15 +168,24 @@ struct LayerFixtureTests {
         PoolCase(name: "k3_s2", kernel: 3, stride: 2),  // overlapping windows
         PoolCase(name: "ties_k2_s2", kernel: 2, stride: 2),  // small integers: many tied maxima
         PoolCase(name: "ties_k3_s2", kernel: 3, stride: 2),  // ties in overlapping windows
+        PoolCase(name: "k3_s2_p1", kernel: 3, stride: 2, padding: 1),  // ResNet's stem
+        PoolCase(name: "k2_s2_p1", kernel: 2, stride: 2, padding: 1),  // corner windows of one element
+        PoolCase(name: "k5_s1_p2", kernel: 5, stride: 1, padding: 2),  // windows larger than the image
+        PoolCase(name: "neg_k3_s1_p1", kernel: 3, stride: 1, padding: 1),  // negative: a zero padding would win
+        PoolCase(name: "ties_k3_s2_p1", kernel: 3, stride: 2, padding: 1),
+        // A window of -inf only: the gradient to its first element in the image. The recorded path's
+        // max(1) sends it to the -inf padding before it (documented), so that path is not run.
+        PoolCase(name: "neginf_k3_s2_p1", kernel: 3, stride: 2, padding: 1, runsRecorded: false),
     ]
 
     @Test(
         "MaxPool2d: out, and x.g to each window's first maximum (row-major), as numpy's argmax",
         arguments: maxPoolCases, Path.allCases)
     func maxPool2d(_ testCase: PoolCase, path: Path) throws {
+        guard testCase.runsRecorded || path == .handWritten else { return }
         let fixture = try Fixture("layers_maxpool2d.safetensors", testCase.name)
         #expect(fixture.arguments == testCase.arguments)
-        let pool = MaxPool2d(kernel: testCase.kernel, stride: testCase.strideArgument)
+        let pool = MaxPool2d(kernel: testCase.kernel, stride: testCase.strideArgument, padding: testCase.padding)
         try Self.expectLayerMatchesNumPy(pool, parameters: [:], fixture: fixture, path: path)
         if path == .handWritten {
             // The window offset of each maximum, -1 where it is tied.
@@ -184,13 +196,16 @@ struct LayerFixtureTests {
     static let avgPoolCases = [
         PoolCase(name: "k2", kernel: 2, stride: 2),  // (2, 3, 6, 5): the last column is in no window
         PoolCase(name: "k3_s1", kernel: 3, stride: 1),  // overlapping windows
+        PoolCase(name: "k3_s1_p1", kernel: 3, stride: 1, padding: 1),  // the padding's zeros in each mean
+        PoolCase(name: "k2_s2_p1", kernel: 2, stride: 2, padding: 1),
+        PoolCase(name: "k5_s2_p2", kernel: 5, stride: 2, padding: 2),
     ]
 
     @Test("AvgPool2d: out, and x.g = out.g / k² from every window", arguments: avgPoolCases, Path.allCases)
     func avgPool2d(_ testCase: PoolCase, path: Path) throws {
         let fixture = try Fixture("layers_avgpool2d.safetensors", testCase.name)
         #expect(fixture.arguments == testCase.arguments)
-        let pool = AvgPool2d(kernel: testCase.kernel, stride: testCase.strideArgument)
+        let pool = AvgPool2d(kernel: testCase.kernel, stride: testCase.strideArgument, padding: testCase.padding)
         try Self.expectLayerMatchesNumPy(pool, parameters: [:], fixture: fixture, path: path)
     }
 

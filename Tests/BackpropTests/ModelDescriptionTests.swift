@@ -43,13 +43,14 @@ struct ModelDescriptionParsingTests {
     func everyEntry() {
         let text =
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
-            + "avgpool 3 stride 2, flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
+            + "avgpool 3 stride 2, maxpool 3 pad 1 stride 2, avgpool 5 pad 2, flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
             + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
             .conv(out: 16, kernel: 5, stride: 2, padding: 1, bias: false),
             .maxPool(kernel: 2, stride: 2), .maxPool(kernel: 3, stride: 1),
             .avgPool(kernel: 2, stride: 2), .avgPool(kernel: 3, stride: 2),
+            .maxPool(kernel: 3, stride: 2, padding: 1), .avgPool(kernel: 5, stride: 5, padding: 2),
             .flatten, .lin(out: 10), .lin(out: 4, bias: false), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01),
             .leakyReLU(slope: 0.2), .gelu,
             .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
@@ -168,9 +169,9 @@ struct ModelDescriptionParsingTests {
                     + "found \"pad\" a second time"
             ),
             (
-                "avgpool 2 pad 1",
-                "entry 1 \"avgpool 2 pad 1\": expected an option (stride N) or the end of the entry at character 11, "
-                    + "found \"pad\""
+                "avgpool 2 pad 2",
+                "entry 1 \"avgpool 2 pad 2\": expected a padding (an integer from 0 to 1, half the kernel) at "
+                    + "character 15, found \"2\""
             ),
             (
                 "lin 10, ReLU 3",
@@ -271,8 +272,8 @@ struct ModelDescriptionShapeTests {
     func shapesMatchForwardPass() throws {
         let description = try ModelDescription(
             parsing:
-                "conv 4 3 stride 2 pad 2, avgpool 2 stride 1, batchnorm, maxpool 3 stride 2, flatten, lin 6 nobias, "
-                + "lin 5, gelu")
+                "conv 4 3 stride 2 pad 2, avgpool 2 stride 1, batchnorm, maxpool 3 stride 2, avgpool 3 stride 2 pad 1, "
+                + "maxpool 2 pad 1, flatten, lin 6 nobias, lin 5, gelu")
         var generator = RandomGenerator(seed: 3)
         let input = [3, 13, 11]
         let layers = try description.makeLayers(inputShape: input, generator: &generator)
@@ -307,6 +308,14 @@ struct ModelDescriptionShapeTests {
             (
                 .avgPool(kernel: 2, stride: -3), [1, 5, 5],
                 "entry 1 \"avgpool 2 stride -3\" has stride -3; expected an integer >= 1"
+            ),
+            (
+                .maxPool(kernel: 3, stride: 1, padding: 2), [1, 5, 5],
+                "entry 1 \"maxpool 3 stride 1 pad 2\" has padding 2; expected at most half its kernel 3"
+            ),
+            (
+                .avgPool(kernel: 3, stride: 1, padding: -1), [1, 5, 5],
+                "entry 1 \"avgpool 3 stride 1 pad -1\" has padding -1; expected an integer >= 0"
             ),
             (.dropout(p: 1), [4], "entry 1 \"dropout 1.0\" has p 1.0; expected 0 <= p < 1"),
             (.leakyReLU(slope: .nan), [4], "entry 1 \"leakyrelu nan\" has slope nan; expected a finite number"),
@@ -359,6 +368,10 @@ struct ModelDescriptionShapeTests {
             (
                 "conv 4 3 pad 1, maxpool 2, maxpool 2, maxpool 2", [1, 4, 4],
                 "entry 4 \"maxpool 2\" has a 2×2 window, larger than its input [4, 1, 1] of 1×1"
+            ),
+            (
+                "maxpool 2, maxpool 2, maxpool 5 pad 1", [1, 8, 8],
+                "entry 3 \"maxpool 5 pad 1\" has a 5×5 window, larger than its input [1, 2, 2] of 2×2 padded to 4×4"
             ),
             (
                 "flatten, avgpool 2", [1, 4, 4],

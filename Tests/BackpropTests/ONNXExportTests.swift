@@ -36,6 +36,8 @@ struct ONNXExportTests {
     static let convnetLayers =
         "conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 6 3 stride 2 pad 1 nobias, batchnorm, leakyrelu 0.2, "
         + "avgpool 3 stride 2, flatten, dropout 0.25, lin 16 nobias, batchnorm, gelu, lin 12, tanh, lin 12, sigmoid, lin 10"
+    /// Pools with padding: ResNet's stem pool, and an average over its padding's zeros.
+    static let paddedPoolLayers = "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10"
     static let convnetOperators = [
         "Conv", "BatchNormalization", "Relu", "MaxPool", "Conv", "BatchNormalization", "LeakyRelu", "AveragePool",
         "Flatten", "Dropout", "Gemm", "BatchNormalization", "Gelu", "Gemm", "Tanh", "Gemm", "Sigmoid", "Gemm",
@@ -277,7 +279,7 @@ struct ONNXExportTests {
             "layer 0, Conv2d(1 → 4, kernel 3×3, padding 1), expects examples of shape [1, h, w], found [3, 28, 28]"
         ) { _ = try ONNXExport.model(convnet, inputShape: [3, 28, 28]) }
         expectExportError(
-            "layer 7, AvgPool2d(kernel: 3, stride: 2), expects examples of shape [c, h, w] with h ≥ 3 and w ≥ 3, "
+            "layer 7, AvgPool2d(3, stride=2), expects examples of shape [c, h, w] with h ≥ 3 and w ≥ 3, "
                 + "found [6, 2, 2]"
         ) { _ = try ONNXExport.model(convnet, inputShape: [1, 8, 8]) }
         expectExportError("the input shape per example [] must have at least one dimension, all of size at least 1") {
@@ -442,9 +444,10 @@ struct ONNXExportTests {
     @Test(
         "ONNX Runtime runs the export to Backprop's logits (max |difference| ≤ 1e-4), 256 images",
         .enabled(if: onnxRuntimeTestsRun, onnxRuntimeMissingNote),
-        arguments: [("mlp", true), ("convnet", true), ("mlp", false)])
+        arguments: [("mlp", true), ("convnet", true), ("mlp", false), ("padded pools", true)])
     func onnxRuntimeAgrees(model name: String, normalized: Bool) throws {
-        let layers = name == "mlp" ? Self.mlpLayers : Self.convnetLayers
+        let layers = ["mlp": Self.mlpLayers, "convnet": Self.convnetLayers, "padded pools": Self.paddedPoolLayers][
+            name]!
         let model = try Self.model(layers, seed: 8)
         let inputShape = try Self.inputShape(layers)
         try withTemporaryFolder { folder in

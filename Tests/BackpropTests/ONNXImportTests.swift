@@ -97,6 +97,16 @@ struct ONNXImportTests {
         #expect(paddings == (file == "onnx_import_zeropadnet_opset11" ? [0] : [1, 2]))
     }
 
+    @Test("reads PyTorch's padded pools: MaxPool2d(3, stride=2, padding=1), AvgPool2d(3, stride=1, padding=1)")
+    func readsPyTorchPoolPadding() throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport("onnx_import_poolpadnet", io: io)
+        let imported = try ONNXImport.read(path: fixturePath("onnx_import_poolpadnet.onnx"))
+        #expect(
+            imported.description.description
+                == "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10")
+    }
+
     @Test("refuses, naming the node, the Pad that pads and the SAME padding of an even kernel PyTorch wrote")
     func refusesPyTorchPadding() throws {
         expectDataError(containing: [
@@ -306,15 +316,20 @@ struct ONNXImportTests {
         }
     }
 
-    @Test("a pool's auto_pad SAME_UPPER or SAME_LOWER is read where it pads nothing, else refused")
+    @Test("a pool's auto_pad SAME_UPPER or SAME_LOWER is read where it pads every side alike, else refused")
     func poolAutoPads() throws {
-        func pool(_ k: Int, stride: Int, _ autoPad: String, size: Int) -> Onnx_ModelProto {
-            let attributes = [
+        func pool(
+            _ k: Int, stride: Int, _ autoPad: String, size: Int, op: String = "MaxPool", countsPadding: Bool? = nil,
+            pads: [Int]? = nil
+        ) -> Onnx_ModelProto {
+            var attributes = [
                 Self.ints("kernel_shape", [k, k]), Self.ints("strides", [stride, stride]),
                 Self.string("auto_pad", autoPad),
             ]
+            if let pads { attributes.append(Self.ints("pads", pads)) }
+            if let countsPadding { attributes.append(Self.int("count_include_pad", countsPadding ? 1 : 0)) }
             return Self.graph(
-                nodes: [Self.node("MaxPool", ["x"], "m", attributes), Self.node("Flatten", ["m"], "y")],
+                nodes: [Self.node(op, ["x"], "m", attributes), Self.node("Flatten", ["m"], "y")],
                 initializers: [], inputShape: [1, size, size])
         }
         // 2×2 windows moved by 2 tile a 4×4 map: (2 - 1) · 2 + 2 - 4 = 0, no padding.
@@ -333,17 +348,48 @@ struct ONNXImportTests {
         expectAllNear(tiled.model.predict(x).values, reference, tolerance: 0, "max pool")
         expectDataError(containing: [
             "pool.onnx: node 0 (\"maxpool\", MaxPool) pads automatically (SAME_UPPER) by [0, 0, 1, 1] for its 5×5 "
-                + "input, not the same on every side; Backprop's pools do not pad"
+                + "input, not the same on every side; Backprop's pools pad every side alike"
         ]) {
             try ONNXImport.model(
                 fromBytes: try pool(2, stride: 2, "SAME_UPPER", size: 5).serializedBytes(), path: "pool.onnx")
         }
+        // 3×3 windows moved by 1 over a 4×4 map: 1 on every side, the padding never the maximum.
+        let same = try ONNXImport.model(
+            fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4).serializedBytes(), path: "pool.onnx")
+        #expect(same.description.description == "maxpool 3 stride 1 pad 1, flatten")
+        let negative = -(x.abs() + 1)  // a zero padding would win every window
+        let clipped = (0..<2).flatMap { n in
+            (0..<4).flatMap { row in
+                (0..<4).map { column in
+                    let rows = Swift.max(row - 1, 0)...Swift.min(row + 1, 3)
+                    let columns = Swift.max(column - 1, 0)...Swift.min(column + 1, 3)
+                    return rows.flatMap { r in columns.map { Double(negative.values[n * 16 + r * 4 + $0]) } }.max()!
+                }
+            }
+        }
+        expectAllNear(same.model.predict(negative).values, clipped, tolerance: 0, "max pool padded")
+        // An average over the padding: PyTorch's count_include_pad 1 is read, ONNX's default 0 refused.
+        let average = try ONNXImport.model(
+            fromBytes: try pool(3, stride: 1, "SAME_LOWER", size: 4, op: "AveragePool", countsPadding: true)
+                .serializedBytes(), path: "pool.onnx")
+        #expect(average.description.description == "avgpool 3 stride 1 pad 1, flatten")
         expectDataError(containing: [
-            "pool.onnx: node 0 (\"maxpool\", MaxPool) pads its input (auto_pad SAME_UPPER: 1 on every side); "
-                + "Backprop's pools do not"
+            "pool.onnx: node 0 (\"averagepool\", AveragePool) pads its input (auto_pad SAME_UPPER) and leaves the "
+                + "padding out of each mean (count_include_pad 0); Backprop's avgpool, as PyTorch's nn.AvgPool2d, "
+                + "counts it as zeros (count_include_pad 1)"
         ]) {
             try ONNXImport.model(
-                fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4).serializedBytes(), path: "pool.onnx")
+                fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4, op: "AveragePool").serializedBytes(),
+                path: "pool.onnx")
+        }
+        // PyTorch's rule: at most half the kernel, so that every window holds an element of the map.
+        expectDataError(containing: [
+            "pool.onnx: node 0 (\"maxpool\", MaxPool) pads its 2×2 windows by 2; Backprop's pools (as PyTorch's) "
+                + "pad by at most half the kernel, 1"
+        ]) {
+            try ONNXImport.model(
+                fromBytes: try pool(2, stride: 2, "NOTSET", size: 4, pads: [2, 2, 2, 2]).serializedBytes(),
+                path: "pool.onnx")
         }
     }
 
@@ -832,7 +878,7 @@ struct ONNXImportTests {
         var outcomes = (models: 0, errors: 0)
         for file in [
             "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy",
-            "onnx_import_zeropadnet_opset11",
+            "onnx_import_zeropadnet_opset11", "onnx_import_poolpadnet",
         ] {
             let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
             for trial in 0..<150 {

@@ -256,8 +256,18 @@ struct PyTorchInteropTests {
                 "nn.Linear(16, 12)", "nn.GELU()", "nn.Linear(12, 12)", "nn.LeakyReLU(0.2)", "nn.Linear(12, 8)",
                 "nn.Tanh()", "nn.Linear(8, 8)", "nn.Sigmoid()", "nn.Dropout(0.5)", "nn.Linear(8, 10)",
             ])
-        // A batch norm's own eps and momentum, as keyword arguments where they are not PyTorch's defaults.
+        // Pools' padding.
         var generator = RandomGenerator(seed: 1)
+        let pools = Model(
+            layers: try ModelDescription(parsing: Self.paddedPoolLayers).makeLayers(
+                inputShape: [1, 8, 8], generator: &generator), loss: CrossEntropy())
+        #expect(
+            try PyTorchStateDict.modules(of: pools, inputShape: [1, 8, 8]) == [
+                "nn.Conv2d(1, 4, 3, padding=1)", "nn.MaxPool2d(3, stride=2, padding=1)",
+                "nn.AvgPool2d(3, stride=1, padding=1)", "nn.Flatten()", "nn.Linear(64, 10)",
+            ])
+        // A batch norm's own eps and momentum, as keyword arguments where they are not PyTorch's defaults.
+        generator = RandomGenerator(seed: 1)
         let settings = try ModelDescription(
             parsing: "conv 4 3 pad 1, batchnorm eps 0.001 momentum 0.01, relu, flatten, lin 3, batchnorm eps 0.0001")
         let own = Model(
@@ -271,8 +281,8 @@ struct PyTorchInteropTests {
 
     /// Saves the fixture's convnet (seed 3) as a Backprop checkpoint in `folder` with a
     /// normalisation, runs `backprop export` on it, and returns the model and the command's result.
-    private func exportConvnet(in folder: String) throws -> (Model, CommandResult) {
-        let model = try Self.convnet(seed: 3)
+    private func exportConvnet(in folder: String, model: Model? = nil) throws -> (Model, CommandResult) {
+        let model = try model ?? Self.convnet(seed: 3)
         try Checkpoint.save(
             model, to: folder + "/model.safetensors", metadata: ["input_mean": "0.25", "input_std": "0.5"],
             inputShape: [1, 8, 8])
@@ -449,12 +459,21 @@ struct PyTorchInteropTests {
         }
     }
 
+    /// A convnet with padded pools (ResNet's stem pool; an average over its padding's zeros).
+    static let paddedPoolLayers = "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10"
+
     @Test(
         "PyTorch loads the export with load_state_dict(strict=True) and gives Backprop's logits",
-        .enabled(if: torchAvailable, "PyTorch is not installed here (python3 -c 'import torch' fails)"))
-    func pytorchAgreesWithTheExport() throws {
+        .enabled(if: torchAvailable, "PyTorch is not installed here (python3 -c 'import torch' fails)"),
+        arguments: [convnetLayers, paddedPoolLayers])
+    func pytorchAgreesWithTheExport(layers: String) throws {
+        var generator = RandomGenerator(seed: 5)
+        let padded = try Model(
+            description: ModelDescription(parsing: Self.paddedPoolLayers), inputShape: [1, 8, 8],
+            loss: CrossEntropy(), generator: &generator)
         try withTemporaryFolder { folder in
-            let (model, result) = try exportConvnet(in: folder)
+            let (model, result) = try exportConvnet(
+                in: folder, model: layers == Self.paddedPoolLayers ? padded : nil)
             #expect(result.status == 0, "\(result.standardError)")
             try result.standardOutput.write(toFile: folder + "/model.py", atomically: false, encoding: .utf8)
             // Pixels 0…255, normalised as FashionMNIST does: (p / 255 - mean) / std, in Float.

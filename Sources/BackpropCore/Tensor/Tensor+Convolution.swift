@@ -198,12 +198,19 @@ extension Tensor {
 
 extension Tensor {
     /// The windows of `kernel × kernel` pooling, `stride` apart, over the planes of `[n, c, h, w]`
-    /// images: each plane an image of one channel.
-    private static func poolGeometry(_ shape: [Int], kernel: Int, stride: Int, operation: String) -> WindowGeometry {
+    /// images padded by `padding` on every side: each plane an image of one channel.
+    /// - Precondition: `padding ≤ kernel / 2` (PyTorch's rule: every window then holds an element
+    ///   of the plane).
+    private static func poolGeometry(
+        _ shape: [Int], kernel: Int, stride: Int, padding: Int, operation: String
+    ) -> WindowGeometry {
         precondition(shape.count == 4, "\(operation): expects input of shape [n, c, h, w], got shape \(shape)")
+        precondition(
+            padding >= 0 && padding <= kernel / 2,
+            "\(operation): padding \(padding) must be between 0 and half the kernel \(kernel)")
         return WindowGeometry(
             imageShape: [shape[0] * shape[1], 1, shape[2], shape[3]], kernel: (kernel, kernel),
-            stride: (stride, stride), padding: (0, 0), operation: operation)
+            stride: (stride, stride), padding: (padding, padding), operation: operation)
     }
 
     /// `body(window, planes)` over ranges of the planes of `g`, split over the cores when large.
@@ -229,9 +236,12 @@ extension Tensor {
     /// Max pooling's fast forward (`bp_max_pool`): for `[n, c, h, w]` input, the maximum of each
     /// `kernel × kernel` window, `stride` apart, as `[n, c, oh, ow]`; for each output, where the
     /// maximum sits in its plane (`iy * w + ix`, the first at a tie, row-major), and its offset in
-    /// the window (`ky * kernel + kx`), or `-1` where the maximum is tied.
-    package func maxPool2d(kernel: Int, stride: Int) -> (out: Tensor, winners: [Int32], pieces: [Int32]) {
-        let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, operation: "MaxPool2d")
+    /// the window (`ky * kernel + kx`, the window's top left corner `padding` up and left of its
+    /// first element), or `-1` where the maximum is tied. The padding never wins.
+    package func maxPool2d(
+        kernel: Int, stride: Int, padding: Int = 0
+    ) -> (out: Tensor, winners: [Int32], pieces: [Int32]) {
+        let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, padding: padding, operation: "MaxPool2d")
         let out = Tensor(uninitializedShape: [shape[0], shape[1], g.oh, g.ow])
         let count = out.count
         let source = contiguous()
@@ -260,12 +270,12 @@ extension Tensor {
     }
 
     /// Max pooling's fast backward (`bp_max_pool_backward`): `[n, c, h, w]` zeros, with each of
-    /// `gOut`'s values (`[n, c, oh, ow]`) added at its winner (as ``maxPool2d(kernel:stride:)``
+    /// `gOut`'s values (`[n, c, oh, ow]`) added at its winner (as ``maxPool2d(kernel:stride:padding:)``
     /// found them).
     package static func maxPool2dBackward(
-        _ gOut: Tensor, winners: [Int32], inputShape: [Int], kernel: Int, stride: Int
+        _ gOut: Tensor, winners: [Int32], inputShape: [Int], kernel: Int, stride: Int, padding: Int = 0
     ) -> Tensor {
-        let g = poolGeometry(inputShape, kernel: kernel, stride: stride, operation: "MaxPool2d")
+        let g = poolGeometry(inputShape, kernel: kernel, stride: stride, padding: padding, operation: "MaxPool2d")
         checkPoolGradient(gOut, inputShape: inputShape, g, operation: "MaxPool2d")
         precondition(winners.count == gOut.count, "MaxPool2d: \(winners.count) winners for \(gOut.count) outputs")
         let result = Tensor(uninitializedShape: inputShape)
@@ -283,9 +293,9 @@ extension Tensor {
     }
 
     /// Average pooling's fast forward (`bp_avg_pool`): for `[n, c, h, w]` input, the mean of each
-    /// `kernel × kernel` window, `stride` apart, as `[n, c, oh, ow]`.
-    package func avgPool2d(kernel: Int, stride: Int) -> Tensor {
-        let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, operation: "AvgPool2d")
+    /// `kernel × kernel` window, `stride` apart, as `[n, c, oh, ow]`, the padding counted as zeros.
+    package func avgPool2d(kernel: Int, stride: Int, padding: Int = 0) -> Tensor {
+        let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, padding: padding, operation: "AvgPool2d")
         let out = Tensor(uninitializedShape: [shape[0], shape[1], g.oh, g.ow])
         let source = contiguous()
         withExtendedLifetime(source) {
@@ -299,9 +309,11 @@ extension Tensor {
 
     /// Average pooling's fast backward (`bp_avg_pool_backward`): `[n, c, h, w]` zeros, with each of
     /// `gOut`'s values (`[n, c, oh, ow]`) divided by `kernel²` and added to every element of its
-    /// window.
-    package static func avgPool2dBackward(_ gOut: Tensor, inputShape: [Int], kernel: Int, stride: Int) -> Tensor {
-        let g = poolGeometry(inputShape, kernel: kernel, stride: stride, operation: "AvgPool2d")
+    /// window that is not padding.
+    package static func avgPool2dBackward(
+        _ gOut: Tensor, inputShape: [Int], kernel: Int, stride: Int, padding: Int = 0
+    ) -> Tensor {
+        let g = poolGeometry(inputShape, kernel: kernel, stride: stride, padding: padding, operation: "AvgPool2d")
         checkPoolGradient(gOut, inputShape: inputShape, g, operation: "AvgPool2d")
         let result = Tensor(uninitializedShape: inputShape)
         let source = gOut.contiguous()

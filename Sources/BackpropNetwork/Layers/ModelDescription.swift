@@ -9,8 +9,8 @@ import BackpropCore
 // `key value` pairs (any order). Names and options are case-insensitive.
 //
 //     conv OUT K [stride S] [pad P] [nobias]   Conv2d, K×K kernels      (stride 1, pad 0, bias)
-//     maxpool K [stride S]                     MaxPool2d                (stride K)
-//     avgpool K [stride S]                     AvgPool2d                (stride K)
+//     maxpool K [stride S] [pad P]             MaxPool2d, P <= K/2      (stride K, pad 0)
+//     avgpool K [stride S] [pad P]             AvgPool2d, P <= K/2      (stride K, pad 0)
 //     flatten                                  Flatten
 //     lin OUT [nobias]                         Lin                      (bias)
 //     relu | tanh | sigmoid | gelu             the activations
@@ -34,10 +34,10 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     public enum Entry: Equatable, Sendable {
         /// `conv OUT K [stride S] [pad P] [nobias]`: a ``Conv2d`` with `out` K×K kernels.
         case conv(out: Int, kernel: Int, stride: Int, padding: Int, bias: Bool)
-        /// `maxpool K [stride S]`: a ``MaxPool2d``.
-        case maxPool(kernel: Int, stride: Int)
-        /// `avgpool K [stride S]`: an ``AvgPool2d``.
-        case avgPool(kernel: Int, stride: Int)
+        /// `maxpool K [stride S] [pad P]`: a ``MaxPool2d``.
+        case maxPool(kernel: Int, stride: Int, padding: Int = 0)
+        /// `avgpool K [stride S] [pad P]`: an ``AvgPool2d`` (the padding counted as zeros).
+        case avgPool(kernel: Int, stride: Int, padding: Int = 0)
         /// `flatten`: a ``Flatten``.
         case flatten
         /// `lin OUT [nobias]`: a ``Lin`` with `out` outputs, with a bias unless `nobias`
@@ -220,8 +220,10 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             switch entry {
             case .conv(let out, _, let stride, let padding, let bias):
                 layers.append(Conv2d(weights[i]!, bias ? Tensor.zeros([out]) : nil, stride: stride, padding: padding))
-            case .maxPool(let kernel, let stride): layers.append(MaxPool2d(kernel: kernel, stride: stride))
-            case .avgPool(let kernel, let stride): layers.append(AvgPool2d(kernel: kernel, stride: stride))
+            case .maxPool(let kernel, let stride, let padding):
+                layers.append(MaxPool2d(kernel: kernel, stride: stride, padding: padding))
+            case .avgPool(let kernel, let stride, let padding):
+                layers.append(AvgPool2d(kernel: kernel, stride: stride, padding: padding))
             case .flatten: layers.append(Flatten())
             case .lin(let out, let bias): layers.append(bias ? Lin(weights[i]!, Tensor.zeros([out])) : Lin(weights[i]!))
             case .relu: layers.append(ReLU())
@@ -329,10 +331,10 @@ extension ModelDescription.Entry: CustomStringConvertible {
             if padding != 0 { text += " pad \(padding)" }
             if !bias { text += " nobias" }
             return text
-        case .maxPool(let kernel, let stride):
-            return "maxpool \(kernel)" + (stride == kernel ? "" : " stride \(stride)")
-        case .avgPool(let kernel, let stride):
-            return "avgpool \(kernel)" + (stride == kernel ? "" : " stride \(stride)")
+        case .maxPool(let kernel, let stride, let padding):
+            return "maxpool " + Self.windowText(kernel: kernel, stride: stride, padding: padding)
+        case .avgPool(let kernel, let stride, let padding):
+            return "avgpool " + Self.windowText(kernel: kernel, stride: stride, padding: padding)
         case .flatten: return "flatten"
         case .lin(let out, let bias): return "lin \(out)" + (bias ? "" : " nobias")
         case .relu: return "relu"
@@ -351,6 +353,11 @@ extension ModelDescription.Entry: CustomStringConvertible {
         }
     }
 
+    /// A pool's numbers and options: `K [stride S] [pad P]`, the defaults left out.
+    private static func windowText(kernel: Int, stride: Int, padding: Int) -> String {
+        "\(kernel)" + (stride == kernel ? "" : " stride \(stride)") + (padding == 0 ? "" : " pad \(padding)")
+    }
+
     /// What is out of the range the text form accepts, for an entry built in code (the parser
     /// builds none), or `nil`: the layers' initialisers would stop on it.
     var outOfRange: String? {
@@ -361,8 +368,9 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .conv(let out, let kernel, let stride, let padding, _):
             return atLeast(1, [("out", out), ("kernel", kernel), ("stride", stride)])
                 ?? atLeast(0, [("padding", padding)])
-        case .maxPool(let kernel, let stride), .avgPool(let kernel, let stride):
-            return atLeast(1, [("kernel", kernel), ("stride", stride)])
+        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding):
+            return atLeast(1, [("kernel", kernel), ("stride", stride)]) ?? atLeast(0, [("padding", padding)])
+                ?? (padding <= kernel / 2 ? nil : "has padding \(padding); expected at most half its kernel \(kernel)")
         case .lin(let out, _):
             return atLeast(1, [("out", out)])
         case .leakyReLU(let slope):
@@ -416,15 +424,20 @@ extension ModelDescription.Entry: CustomStringConvertible {
                     "has a \(kernel)×\(kernel) kernel, larger than its input \(input) padded to \(h)×\(w)")
             }
             return [out, (h - kernel) / stride + 1, (w - kernel) / stride + 1]
-        case .maxPool(let kernel, let stride), .avgPool(let kernel, let stride):
+        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding):
             guard input.count == 3 else {
                 throw failure("expects images [c, h, w] per example, but its input is \(input)")
             }
-            guard kernel <= input[1] && kernel <= input[2] else {
-                throw failure(
-                    "has a \(kernel)×\(kernel) window, larger than its input \(input) of \(input[1])×\(input[2])")
+            guard let h = checkedSum(input[1], 2 * padding), let w = checkedSum(input[2], 2 * padding) else {
+                throw failure("pads its input \(input) by \(padding) to a size that cannot be counted")
             }
-            return [input[0], (input[1] - kernel) / stride + 1, (input[2] - kernel) / stride + 1]
+            guard kernel <= h && kernel <= w else {
+                let padded = padding == 0 ? "" : " padded to \(h)×\(w)"
+                throw failure(
+                    "has a \(kernel)×\(kernel) window, larger than its input \(input) of \(input[1])×\(input[2])\(padded)"
+                )
+            }
+            return [input[0], (h - kernel) / stride + 1, (w - kernel) / stride + 1]
         case .flatten:
             guard let size = checkedProduct(input) else {
                 throw failure("flattens its input \(input) to more values than can be counted")
@@ -566,10 +579,13 @@ struct ModelDescriptionParser {
         /// The next word, lowercased, if any.
         var peek: String? { next < segment.tokens.count ? segment.tokens[next].text.lowercased() : nil }
 
-        /// The next word as an integer of at least `minimum`, described as `what` in errors.
-        mutating func integer(_ what: String, minimum: Int) throws(ModelDescriptionError) -> Int {
-            let condition = minimum == 1 ? "a positive integer" : "an integer >= \(minimum)"
-            guard let word = peek, let value = Int(word), value >= minimum else {
+        /// The next word as an integer from `minimum` to `maximum`, described as `what` in errors.
+        mutating func integer(
+            _ what: String, minimum: Int, maximum: Int = .max
+        ) throws(ModelDescriptionError) -> Int {
+            var condition = minimum == 1 ? "a positive integer" : "an integer >= \(minimum)"
+            if maximum < .max { condition = "an integer from \(minimum) to \(maximum), half the kernel" }
+            guard let word = peek, let value = Int(word), value >= minimum, value <= maximum else {
                 throw failure(expected: "\(what) (\(condition))")
             }
             next += 1
@@ -585,8 +601,11 @@ struct ModelDescriptionParser {
             return value
         }
 
-        /// The `key value` options among `allowed` (each at most once), until the end of the entry.
-        mutating func options(_ allowed: [String]) throws(ModelDescriptionError) -> [String: Int] {
+        /// The `key value` options among `allowed` (each at most once), until the end of the entry;
+        /// a padding of at most `maximumPadding`.
+        mutating func options(
+            _ allowed: [String], maximumPadding: Int = .max
+        ) throws(ModelDescriptionError) -> [String: Int] {
             var found: [String: Int] = [:]
             let list = allowed.map { $0 == "nobias" ? $0 : "\($0) N" }.joined(separator: ", ")
             while let word = peek {
@@ -599,7 +618,7 @@ struct ModelDescriptionParser {
                 next += 1
                 switch word {
                 case "nobias": found[word] = 0
-                case "pad": found[word] = try integer("a padding", minimum: 0)
+                case "pad": found[word] = try integer("a padding", minimum: 0, maximum: maximumPadding)
                 default: found[word] = try integer("a stride", minimum: 1)
                 }
             }
@@ -635,9 +654,12 @@ struct ModelDescriptionParser {
                     bias: options["nobias"] == nil)
             case "maxpool", "avgpool":
                 let kernel = try integer("a kernel size", minimum: 1)
-                let stride = try options(["stride"])["stride"] ?? kernel
+                // PyTorch's rule: every window holds an element of the input.
+                let options = try options(["stride", "pad"], maximumPadding: kernel / 2)
+                let (stride, padding) = (options["stride"] ?? kernel, options["pad"] ?? 0)
                 return name == "maxpool"
-                    ? .maxPool(kernel: kernel, stride: stride) : .avgPool(kernel: kernel, stride: stride)
+                    ? .maxPool(kernel: kernel, stride: stride, padding: padding)
+                    : .avgPool(kernel: kernel, stride: stride, padding: padding)
             case "lin":
                 let out = try integer("an output size", minimum: 1)
                 return .lin(out: out, bias: try options(["nobias"])["nobias"] == nil)

@@ -1,23 +1,28 @@
 import BackpropCore
 
 // Pooling: each output element summarises one `kernel × kernel` window of one channel, the
-// windows `stride` apart, without padding: `[n, c, h, w] → [n, c, oh, ow]`,
-// `oh = (h - kernel) / stride + 1`, `ow = (w - kernel) / stride + 1`.
+// windows `stride` apart, over the input padded by `padding` on every side (at most half the
+// kernel, as PyTorch requires): `[n, c, h, w] → [n, c, oh, ow]`,
+// `oh = (h + 2 padding - kernel) / stride + 1`, `ow` likewise. Max pooling's padding never wins
+// (PyTorch pads with -inf); average pooling's counts as zeros (PyTorch's default,
+// `count_include_pad=True`): a corner window's mean is its sum over `kernel²`.
 
 /// The sizes of a pooling layer's input and output, checked.
 private struct PoolShape {
     let n: Int, c: Int, h: Int, w: Int
     let oh: Int, ow: Int
 
-    /// - Precondition: `inp` is `[n, c, h, w]` and the window fits; otherwise stops naming `layer`
-    ///   and the shape.
-    init(_ inp: Tensor, kernel: Int, stride: Int, layer: String) {
+    /// - Precondition: `inp` is `[n, c, h, w]` and the window fits in it padded; otherwise stops
+    ///   naming `layer` and the shape.
+    init(_ inp: Tensor, kernel: Int, stride: Int, padding: Int, layer: String) {
         precondition(inp.rank == 4, "\(layer): expects input of shape [n, c, h, w], got shape \(inp.shape)")
         (n, c, h, w) = (inp.shape[0], inp.shape[1], inp.shape[2], inp.shape[3])
         precondition(
-            kernel <= h && kernel <= w, "\(layer): kernel \(kernel)×\(kernel) does not fit input of shape \(inp.shape)")
-        oh = (h - kernel) / stride + 1
-        ow = (w - kernel) / stride + 1
+            kernel <= h + 2 * padding && kernel <= w + 2 * padding,
+            "\(layer): kernel \(kernel)×\(kernel) does not fit input of shape \(inp.shape)"
+                + (padding == 0 ? "" : " padded by \(padding)"))
+        oh = (h + 2 * padding - kernel) / stride + 1
+        ow = (w + 2 * padding - kernel) / stride + 1
     }
 
     /// The planes (`n * c` channels of images), each pooled on its own.
@@ -26,14 +31,14 @@ private struct PoolShape {
     var outputShape: [Int] { [n, c, oh, ow] }
 }
 
-/// Max pooling (PyTorch's `nn.MaxPool2d(kernel, stride)`): each output element is the largest
-/// value of its window.
+/// Max pooling (PyTorch's `nn.MaxPool2d(kernel, stride, padding)`): each output element is the
+/// largest value of its window; the padding never wins.
 ///
 /// ```python
 /// class MaxPool2d():
 ///     def __call__(self, inp):
 ///         self.inp = inp
-///         self.out, self.winners = F.max_pool2d(inp, k, stride, return_indices=True)
+///         self.out, self.winners = F.max_pool2d(inp, k, stride, padding, return_indices=True)
 ///         return self.out
 ///     def backward(self):
 ///         self.inp.g = torch.zeros_like(self.inp)
@@ -49,12 +54,17 @@ private struct PoolShape {
 /// if it holds several (the recorded path's `max(1)` picks the first, as `torch.max` does).
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
-/// operations, `reshape`, `unfold`, `max(1)`, whose derivatives give `.grad`.
+/// operations, `reshape`, `cat` (the padding, -inf), `unfold`, `max(1)`, whose derivatives give
+/// `.grad`. (A window whose elements are all -inf ties with its padding there, and `max(1)` may
+/// send its gradient to the padding; the fast path sends it to the window's first element in the
+/// input, as PyTorch does.)
 public final class MaxPool2d: PiecewiseLayer {
     /// The window's height and width.
     public let kernel: Int
     /// The step between windows, down and across.
     public let stride: Int
+    /// The rows and columns of padding on each side of the input (that never win).
+    public let padding: Int
     /// The input of the last call (the very object passed in). // (n, c, h, w)
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, c, oh, ow)
@@ -63,17 +73,23 @@ public final class MaxPool2d: PiecewiseLayer {
     /// // (n, c, oh, ow)
     public private(set) var winners: [Int32] = []
     /// For each output element (row-major), the offset `ky * kernel + kx` of the maximum in its
-    /// window, or `-1` where the maximum is tied (two elements of the window hold it) or NaN.
+    /// window (padding included: the window's corner is `padding` up and left of its first
+    /// element), or `-1` where the maximum is tied (two elements of the window hold it) or NaN.
     /// // (n, c, oh, ow)
     public private(set) var pieces: [Int32] = []
 
     /// Creates the layer; `stride` defaults to `kernel` (windows side by side), as in PyTorch.
-    /// - Precondition: `kernel ≥ 1` and `stride ≥ 1`.
-    public init(kernel: Int, stride: Int? = nil) {
+    /// - Precondition: `kernel ≥ 1`, `stride ≥ 1` and `0 ≤ padding ≤ kernel / 2` (PyTorch's rule:
+    ///   every window then holds an element of the input).
+    public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
         precondition(kernel >= 1, "MaxPool2d: kernel \(kernel) must be at least 1")
         precondition((stride ?? kernel) >= 1, "MaxPool2d: stride \(stride ?? kernel) must be at least 1")
+        precondition(
+            padding >= 0 && padding <= kernel / 2,
+            "MaxPool2d: padding \(padding) must be between 0 and half the kernel \(kernel)")
         self.kernel = kernel
         self.stride = stride ?? kernel
+        self.padding = padding
     }
 
     /// None: pooling learns nothing.
@@ -96,14 +112,15 @@ public final class MaxPool2d: PiecewiseLayer {
     private var frozenShape: [Int]?
 
     /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the maximum of
-    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel` (the kept
-    /// winner's value with the pieces frozen), returns `out`.
-    /// - Precondition: `inp` has rank 4 and the window fits in it (and, with the pieces frozen, has
-    ///   the shape of their call); otherwise stops naming the shape.
+    /// `inp[img, ch, oy * stride - padding + ky, ox * stride - padding + kx]` over `ky, kx < kernel`
+    /// (the elements inside the input; the kept winner's value with the pieces frozen), returns
+    /// `out`.
+    /// - Precondition: `inp` has rank 4 and the window fits in it padded (and, with the pieces
+    ///   frozen, has the shape of their call); otherwise stops naming the shape.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
-        let s = PoolShape(inp, kernel: kernel, stride: stride, layer: "MaxPool2d")
+        let s = PoolShape(inp, kernel: kernel, stride: stride, padding: padding, layer: "MaxPool2d")
         self.inp = inp
-        let fast = inp.maxPool2d(kernel: kernel, stride: stride)  // (n, c, oh, ow) each
+        let fast = inp.maxPool2d(kernel: kernel, stride: stride, padding: padding)  // (n, c, oh, ow) each
         pieces = fast.pieces
         if freezesPieces {
             precondition(
@@ -115,7 +132,7 @@ public final class MaxPool2d: PiecewiseLayer {
         winners = fast.winners
         if Tensor.wouldRecord(inp) {
             // The composition autograd differentiates: every window a row, the largest of each row.
-            out = inp.reshape([s.planes, 1, s.h, s.w])
+            out = paddedPlanes(inp, s)
                 .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
                 .max(1)
                 .reshape(s.outputShape)
@@ -125,22 +142,34 @@ public final class MaxPool2d: PiecewiseLayer {
         return out
     }
 
+    /// The input's planes `[n * c, 1, h, w]` with `padding` rows and columns of -inf on each side,
+    /// as recorded operations (`reshape`, `cat`): `[n * c, 1, h + 2 padding, w + 2 padding]`.
+    private func paddedPlanes(_ inp: Tensor, _ s: PoolShape) -> Tensor {
+        let planes = inp.reshape([s.planes, 1, s.h, s.w])
+        guard padding > 0 else { return planes }
+        let rows = Tensor.full([s.planes, 1, padding, s.w], -.infinity)
+        let tall = Tensor.cat([rows, planes, rows], dim: 2)
+        let columns = Tensor.full([s.planes, 1, s.h + 2 * padding, padding], -.infinity)
+        return Tensor.cat([columns, tall, columns], dim: 3)
+    }
+
     /// `out` with the kept ``winners``: a gather where nothing is recorded; recorded, every window
-    /// a row (`unfold`), times a constant one-hot row of its winner, summed (`x · 1 + 0 · …`, the
-    /// winner's value exactly for finite inputs).
+    /// a row (`unfold`, the padding zeros), times a constant one-hot row of its winner, summed
+    /// (`x · 1 + 0 · …`, the winner's value exactly for finite inputs).
     private func frozenForward(_ inp: Tensor, _ s: PoolShape) -> Tensor {
-        let (kernel, stride) = (kernel, stride)
+        let (kernel, stride, padding) = (kernel, stride, padding)
         let windows = s.oh * s.ow  // per plane
         if Tensor.wouldRecord(inp) {
             var oneHot = [Float](repeating: 0, count: s.planes * windows * kernel * kernel)
             for (o, winner) in winners.enumerated() {
                 let (position, winner) = (o % windows, Int(winner))
-                let ky = winner / s.w - (position / s.ow) * stride
-                let kx = winner % s.w - (position % s.ow) * stride
+                let ky = winner / s.w - ((position / s.ow) * stride - padding)
+                let kx = winner % s.w - ((position % s.ow) * stride - padding)
                 oneHot[o * kernel * kernel + ky * kernel + kx] = 1
             }
             let rows = inp.reshape([s.planes, 1, s.h, s.w])
-                .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
+                .unfold(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
+            // (n * c * oh * ow, k * k)
             return (rows * Tensor(shape: rows.shape, values: oneHot)).sum(1).reshape(s.outputShape)
         }
         let source = inp.contiguous()
@@ -155,18 +184,19 @@ public final class MaxPool2d: PiecewiseLayer {
     /// - `inp.g[img, ch][winners[img, ch, oy, ox]] += out.g[img, ch, oy, ox]`   // (n, c, h, w)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.maxPool2dBackward(out.g, winners: winners, inputShape: inp.shape, kernel: kernel, stride: stride)
+        inp.g = Tensor.maxPool2dBackward(
+            out.g, winners: winners, inputShape: inp.shape, kernel: kernel, stride: stride, padding: padding)
     }
 }
 
-/// Average pooling (PyTorch's `nn.AvgPool2d(kernel, stride)`): each output element is the mean
-/// of its window.
+/// Average pooling (PyTorch's `nn.AvgPool2d(kernel, stride, padding)`): each output element is
+/// the mean of its window, the padding counted as zeros (PyTorch's `count_include_pad=True`).
 ///
 /// ```python
 /// class AvgPool2d():
 ///     def __call__(self, inp):
 ///         self.inp = inp
-///         self.out = F.avg_pool2d(inp, k, stride)
+///         self.out = F.avg_pool2d(inp, k, stride, padding)
 ///         return self.out
 ///     def backward(self):
 ///         # every element of a window gets out.g / k², summed where windows overlap
@@ -176,53 +206,78 @@ public final class MaxPool2d: PiecewiseLayer {
 /// Shapes: `inp (n, c, h, w)` gives `out (n, c, oh, ow)`.
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
-/// operations, `reshape`, `unfold`, `mean(1)`, whose derivatives give `.grad`.
+/// operations, `reshape`, `unfold` (the padding zeros), `mean(1)`, whose derivatives give `.grad`.
 public final class AvgPool2d: Layer {
     /// The window's height and width.
     public let kernel: Int
     /// The step between windows, down and across.
     public let stride: Int
+    /// The rows and columns of zeros on each side of the input (counted in every mean).
+    public let padding: Int
     /// The input of the last call (the very object passed in). // (n, c, h, w)
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, c, oh, ow)
     public private(set) var out: Tensor!
 
     /// Creates the layer; `stride` defaults to `kernel` (windows side by side), as in PyTorch.
-    /// - Precondition: `kernel ≥ 1` and `stride ≥ 1`.
-    public init(kernel: Int, stride: Int? = nil) {
+    /// - Precondition: `kernel ≥ 1`, `stride ≥ 1` and `0 ≤ padding ≤ kernel / 2` (PyTorch's rule).
+    public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
         precondition(kernel >= 1, "AvgPool2d: kernel \(kernel) must be at least 1")
         precondition((stride ?? kernel) >= 1, "AvgPool2d: stride \(stride ?? kernel) must be at least 1")
+        precondition(
+            padding >= 0 && padding <= kernel / 2,
+            "AvgPool2d: padding \(padding) must be between 0 and half the kernel \(kernel)")
         self.kernel = kernel
         self.stride = stride ?? kernel
+        self.padding = padding
     }
 
     /// None: pooling learns nothing.
     public var parameters: [Tensor] { [] }
 
-    /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the mean of
-    /// `inp[img, ch, oy * stride + ky, ox * stride + kx]` over `ky, kx < kernel`, returns `out`.
-    /// - Precondition: `inp` has rank 4 and the window fits in it; otherwise stops naming the shape.
+    /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the sum of
+    /// `inp[img, ch, oy * stride - padding + ky, ox * stride - padding + kx]` over `ky, kx < kernel`
+    /// (the elements inside the input) over `kernel²`, returns `out`.
+    /// - Precondition: `inp` has rank 4 and the window fits in it padded; otherwise stops naming
+    ///   the shape.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
-        let s = PoolShape(inp, kernel: kernel, stride: stride, layer: "AvgPool2d")
+        let s = PoolShape(inp, kernel: kernel, stride: stride, padding: padding, layer: "AvgPool2d")
         self.inp = inp
         if Tensor.wouldRecord(inp) {
             // The composition autograd differentiates: every window a row, the mean of each row.
             out = inp.reshape([s.planes, 1, s.h, s.w])
-                .unfold(kernel: (kernel, kernel), stride: (stride, stride))  // (n * c * oh * ow, k * k)
-                .mean(1)
+                .unfold(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
+                .mean(1)  // of (n * c * oh * ow, k * k)
                 .reshape(s.outputShape)
             return out
         }
-        out = inp.avgPool2d(kernel: kernel, stride: stride)
+        out = inp.avgPool2d(kernel: kernel, stride: stride, padding: padding)
         return out
     }
 
     /// The backward pass: each output's gradient is shared equally by the `kernel²` elements of
-    /// its window, summed where windows overlap (`stride < kernel`):
-    /// - `inp.g[img, ch, oy * stride + ky, ox * stride + kx] += out.g[img, ch, oy, ox] / kernel²`
-    ///   // (n, c, h, w)
+    /// its window, summed where windows overlap (`stride < kernel`), the padding's shares dropped:
+    /// - `inp.g[img, ch, oy * stride - padding + ky, ox * stride - padding + kx]
+    ///   += out.g[img, ch, oy, ox] / kernel²`   // (n, c, h, w)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.avgPool2dBackward(out.g, inputShape: inp.shape, kernel: kernel, stride: stride)
+        inp.g = Tensor.avgPool2dBackward(
+            out.g, inputShape: inp.shape, kernel: kernel, stride: stride, padding: padding)
     }
+}
+
+extension MaxPool2d {
+    /// The layer's arguments as PyTorch's `nn.MaxPool2d` takes them, defaults left out:
+    /// `3, stride=2, padding=1`.
+    package var pythonArguments: String { poolPythonArguments(kernel: kernel, stride: stride, padding: padding) }
+}
+
+extension AvgPool2d {
+    /// The layer's arguments as PyTorch's `nn.AvgPool2d` takes them, defaults left out: `2`.
+    package var pythonArguments: String { poolPythonArguments(kernel: kernel, stride: stride, padding: padding) }
+}
+
+/// `K`, then `stride=S` and `padding=P` where they are not the defaults (`S = K`, `P = 0`).
+private func poolPythonArguments(kernel: Int, stride: Int, padding: Int) -> String {
+    "\(kernel)" + (stride == kernel ? "" : ", stride=\(stride)") + (padding == 0 ? "" : ", padding=\(padding)")
 }

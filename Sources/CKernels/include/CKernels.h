@@ -200,7 +200,8 @@ float *bp_thread_scratch(long count);
 
 /// Max pooling of planes `[planeBegin, planeEnd)` (`[h, w]` each): the maximum of each window,
 /// where it sits in the plane (`iy * w + ix`, the first at a tie, row-major), and its offset in the
-/// window (`ky * kh + kx`), or -1 where two elements of the window hold the maximum.
+/// window (`ky * kh + kx`), or -1 where two elements of the window hold the maximum. With padding
+/// (`ph = pw ≤ kh / 2`) a window is clipped to the plane: the padding never wins.
 void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *window, long planeBegin,
     long planeEnd);
 
@@ -209,11 +210,12 @@ void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BP
 void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, const BPWindow *window,
     long planeBegin, long planeEnd);
 
-/// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window.
+/// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window, the padding
+/// counted as zeros (the sum over the window's part in the plane, divided by `kh²`).
 void bp_avg_pool(const float *x, float *out, const BPWindow *window, long planeBegin, long planeEnd);
 
 /// Average pooling's backward on planes `[planeBegin, planeEnd)`: `gInp` zeroed, then each
-/// output's gradient, divided by `kh²`, added to every element of its window.
+/// output's gradient, divided by `kh²`, added to every element of its window in the plane.
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *window, long planeBegin, long planeEnd);
 
 /// `sums[i] = Σ_r Double(rows[r · columns + i])` for `i` in `0..<columns`, over `count` rows

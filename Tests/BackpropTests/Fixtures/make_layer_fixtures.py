@@ -36,7 +36,7 @@ layers_conv2d.safetensors      Conv2d (PyTorch's F.conv2d, weight (cOut, cIn, kh
     stride 2 and padding 1, where the border outputs are the bias alone), a 2x3 kernel, batch 1,
     channels 1 and 3, one case without bias, and images whose last rows/columns no window reaches.
 
-layers_maxpool2d.safetensors   MaxPool2d (no padding, floor mode)
+layers_maxpool2d.safetensors   MaxPool2d (floor mode; padding that never wins)
     NAME.x (n, c, h, w), NAME.out (n, c, oh, ow), NAME.out.g, NAME.x.g,
     NAME.pieces (n, c, oh, ow) I32: the offset ky * k + kx of each window's maximum, -1 if tied.
         out = max over the window; x.g gets out.g at the window's FIRST maximum in row-major order
@@ -44,12 +44,19 @@ layers_maxpool2d.safetensors   MaxPool2d (no padding, floor mode)
     cases: kernel 2 stride 2 (odd width: the last column is in no window), kernel 3 stride 2
     (overlapping windows), and two cases of small integers with planted ties (kernel 2 and kernel 3
     stride 2), including windows where every element is equal. Outside the tie cases every window's
-    two largest values differ by at least 1e-3.
+    two largest values differ by at least 1e-3. Padded cases: kernel 3 stride 2 padding 1 (ResNet's
+    stem), kernel 2 padding 1 (corner windows of one element), kernel 5 stride 1 padding 2 (windows
+    larger than the image), an image of negative values only (a zero padding would win), ties with
+    padding, and a window of -inf only (its gradient goes to its first element in the image, as in
+    PyTorch). With padding p a window is the part of the image it covers, its corner
+    at (y*s - p, x*s - p); pieces count the offset in the whole window, padding included.
 
-layers_avgpool2d.safetensors   AvgPool2d (no padding, floor mode)
+layers_avgpool2d.safetensors   AvgPool2d (floor mode; padding counted as zeros)
     NAME.x, NAME.out, NAME.out.g, NAME.x.g
-        out = mean over the window; x.g gets out.g / k^2 from every window it is in.
-    cases: kernel 2 (stride 2, odd width), kernel 3 stride 1 (overlapping windows).
+        out = sum over the window's part of the image / k^2 (PyTorch's count_include_pad=True);
+        x.g gets out.g / k^2 from every window it is in.
+    cases: kernel 2 (stride 2, odd width), kernel 3 stride 1 (overlapping windows), and padded:
+    kernel 3 stride 1 padding 1, kernel 2 stride 2 padding 1, kernel 5 stride 2 padding 2.
 
 layers_flatten.safetensors     Flatten: (n, d1, d2, ...) -> (n, d1*d2*...), x.g = out.g reshaped.
 
@@ -219,124 +226,166 @@ def conv2d_fixture():
 
 
 # ---------------------------------------------------------------------------------------------
-# Pooling: each window sliced out of the image and reduced; no padding, floor mode.
+# Pooling: each window sliced out of the image and reduced; floor mode. With padding p (at most
+# kernel // 2, PyTorch's rule) a window is the part of the image it covers, its corner at
+# (y * s - p, x * s - p): max pooling's padding never wins (PyTorch's is -inf), average pooling's
+# counts as zeros (PyTorch's count_include_pad=True: the sum of the part over kernel^2).
 
 
-def windows(shape, kernel, stride):
-    """(y, x, rows, columns) of every output position of an image of `shape` (n, c, h, w)."""
+def windows(shape, kernel, stride, padding=0):
+    """(y, x, rows, columns, top, left) of every output position of an image of `shape`
+    (n, c, h, w): the rows and columns of the image the window covers, and its corner."""
     _, _, h, w_in = shape
-    oh = (h - kernel) // stride + 1
-    ow = (w_in - kernel) // stride + 1
+    oh = (h + 2 * padding - kernel) // stride + 1
+    ow = (w_in + 2 * padding - kernel) // stride + 1
     for y in range(oh):
         for x_ in range(ow):
-            yield y, x_, slice(y * stride, y * stride + kernel), slice(x_ * stride, x_ * stride + kernel)
+            top, left = y * stride - padding, x_ * stride - padding
+            rows = slice(max(top, 0), min(top + kernel, h))
+            columns = slice(max(left, 0), min(left + kernel, w_in))
+            yield y, x_, rows, columns, top, left
 
 
-def output_shape(shape, kernel, stride):
+def output_shape(shape, kernel, stride, padding=0):
     n, c, h, w_in = shape
-    return (n, c, (h - kernel) // stride + 1, (w_in - kernel) // stride + 1)
+    return (n, c, (h + 2 * padding - kernel) // stride + 1, (w_in + 2 * padding - kernel) // stride + 1)
 
 
-def maxpool_forward(x, kernel, stride):
-    out = np.zeros(output_shape(x.shape, kernel, stride))
-    for y, x_, rows, columns in windows(x.shape, kernel, stride):
+def maxpool_forward(x, kernel, stride, padding=0):
+    out = np.zeros(output_shape(x.shape, kernel, stride, padding))
+    for y, x_, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
         out[:, :, y, x_] = x[:, :, rows, columns].max(axis=(2, 3))
     return out
 
 
-def maxpool_backward(x, out_g, kernel, stride):
-    """x.g (to each window's first maximum, row-major) and the pieces (offset, or -1 at a tie)."""
+def maxpool_backward(x, out_g, kernel, stride, padding=0):
+    """x.g (to each window's first maximum in the image, row-major) and the pieces (the offset
+    ky * k + kx in the whole window, padding included, or -1 at a tie)."""
     n, c = x.shape[:2]
     x_g = np.zeros_like(x)
     pieces = np.zeros(out_g.shape, dtype=np.int32)
-    for y, x_, rows, columns in windows(x.shape, kernel, stride):
+    for y, x_, rows, columns, top, left in windows(x.shape, kernel, stride, padding):
+        width = columns.stop - columns.start
         for i in range(n):
             for ch in range(c):
-                window = x[i, ch, rows, columns].reshape(-1)  # row-major: offset ky * k + kx
+                window = x[i, ch, rows, columns].reshape(-1)  # row-major
                 first = int(np.argmax(window))  # the first maximum
-                ky, kx = divmod(first, kernel)
-                x_g[i, ch, rows.start + ky, columns.start + kx] += out_g[i, ch, y, x_]
+                iy, ix = rows.start + first // width, columns.start + first % width
+                x_g[i, ch, iy, ix] += out_g[i, ch, y, x_]
                 tied = np.count_nonzero(window == window[first]) > 1
-                pieces[i, ch, y, x_] = -1 if tied else first
+                pieces[i, ch, y, x_] = -1 if tied else (iy - top) * kernel + (ix - left)
     return x_g, pieces
 
 
-def smallest_gap(x, kernel, stride):
-    """The smallest difference between the largest and second largest value of any window."""
+def smallest_gap(x, kernel, stride, padding=0):
+    """The smallest difference between the largest and second largest value of any window (inf
+    for a window of one element)."""
     gap = np.inf
-    for _, _, rows, columns in windows(x.shape, kernel, stride):
+    for _, _, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
+        if (rows.stop - rows.start) * (columns.stop - columns.start) < 2:
+            continue
         values = np.sort(x[:, :, rows, columns].reshape(x.shape[0], x.shape[1], -1), axis=-1)
         gap = min(gap, (values[..., -1] - values[..., -2]).min())
     return gap
 
 
+def pool_arguments(kernel, stride, padding):
+    """The metadata of a pooling case: "kernel=K stride=S", then " padding=P" if padded."""
+    return f"kernel={kernel} stride={stride}" + (f" padding={padding}" if padding else "")
+
+
 def maxpool_fixture():
-    # name, shape (n, c, h, w), kernel, stride, ties
+    # name, shape (n, c, h, w), kernel, stride, ties, padding
     cases = [
-        ("k2_s2", (2, 3, 6, 5), 2, 2, False),
-        ("k3_s2", (1, 2, 7, 7), 3, 2, False),
-        ("ties_k2_s2", (1, 2, 4, 6), 2, 2, True),
-        ("ties_k3_s2", (2, 1, 5, 7), 3, 2, True),
+        ("k2_s2", (2, 3, 6, 5), 2, 2, False, 0),
+        ("k3_s2", (1, 2, 7, 7), 3, 2, False, 0),
+        ("ties_k2_s2", (1, 2, 4, 6), 2, 2, True, 0),
+        ("ties_k3_s2", (2, 1, 5, 7), 3, 2, True, 0),
+        # Padded (ResNet's stem pools 3x3 at stride 2 with padding 1); drawn after the cases above,
+        # so that their inputs stay as they were.
+        ("k3_s2_p1", (2, 2, 7, 6), 3, 2, False, 1),
+        ("k2_s2_p1", (1, 3, 5, 4), 2, 2, False, 1),  # corner windows of one element
+        ("k5_s1_p2", (1, 1, 4, 5), 5, 1, False, 2),  # windows larger than the image
+        ("neg_k3_s1_p1", (1, 2, 4, 5), 3, 1, False, 1),  # all negative: a zero padding would win
+        ("ties_k3_s2_p1", (2, 1, 5, 6), 3, 2, True, 1),
+        ("neginf_k3_s2_p1", (2, 1, 5, 6), 3, 2, True, 1),  # a window of -inf only
     ]
     rng = np.random.default_rng(1302)
     tensors, metadata = {}, {"written_by": "make_layer_fixtures.py"}
-    for name, shape, kernel, stride, ties in cases:
+    for name, shape, kernel, stride, ties, padding in cases:
         if ties:
             # Small integers: many windows hold their maximum twice or more.
             x = rng.integers(0, 3, shape).astype(np.float64)
             x[0, 0, 0:kernel, 0:kernel] = 2.0  # one window with every element equal (and maximal)
+            if name.startswith("neginf"):
+                # Distinct values, but the top left window (p rows and columns of padding) of image
+                # 1 holds -inf only: its gradient goes to its first element in the image, as in
+                # PyTorch (a tie, not differentiable).
+                x = as32(rng.standard_normal(shape))
+                x[1, 0, 0 : kernel - padding, 0 : kernel - padding] = -np.inf
         else:
             while True:
                 x = as32(rng.standard_normal(shape))
-                if smallest_gap(x, kernel, stride) >= 1e-3:
+                if name.startswith("neg"):
+                    x = as32(-np.abs(x) - 0.5)
+                if smallest_gap(x, kernel, stride, padding) >= 1e-3:
                     break
-        out = maxpool_forward(x, kernel, stride)
+        out = maxpool_forward(x, kernel, stride, padding)
         out_g = as32(rng.standard_normal(out.shape))
-        x_g, pieces = maxpool_backward(x, out_g, kernel, stride)
+        x_g, pieces = maxpool_backward(x, out_g, kernel, stride, padding)
         if ties:
-            assert (pieces == -1).sum() >= 3 and (pieces >= 0).sum() >= 1, f"maxpool {name}: too few ties"
+            fewest = 1 if name.startswith("neginf") else 3  # the -inf window's
+            assert (pieces == -1).sum() >= fewest and (pieces >= 0).sum() >= 1, f"maxpool {name}: too few ties"
         else:
             assert (pieces >= 0).all()
-            check_gradients(lambda x: maxpool_forward(x, kernel, stride), {"x": x.copy()}, {"x": x_g}, out_g, name)
+            check_gradients(
+                lambda x: maxpool_forward(x, kernel, stride, padding), {"x": x.copy()}, {"x": x_g}, out_g, name)
         tensors[f"{name}.x"] = f32(x)
         tensors[f"{name}.out"] = f32(out)
         tensors[f"{name}.out.g"] = f32(out_g)
         tensors[f"{name}.x.g"] = f32(x_g)
         tensors[f"{name}.pieces"] = i32(pieces)
-        metadata[name] = f"kernel={kernel} stride={stride}"
+        metadata[name] = pool_arguments(kernel, stride, padding)
         print(f"maxpool2d {name}: x {list(shape)} -> out {list(out.shape)}, tied windows {(pieces == -1).sum()}")
     write_safetensors(os.path.join(HERE, "layers_maxpool2d.safetensors"), tensors, metadata)
 
 
-def avgpool_forward(x, kernel, stride):
-    out = np.zeros(output_shape(x.shape, kernel, stride))
-    for y, x_, rows, columns in windows(x.shape, kernel, stride):
-        out[:, :, y, x_] = x[:, :, rows, columns].mean(axis=(2, 3))
+def avgpool_forward(x, kernel, stride, padding=0):
+    out = np.zeros(output_shape(x.shape, kernel, stride, padding))
+    for y, x_, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
+        out[:, :, y, x_] = x[:, :, rows, columns].sum(axis=(2, 3)) / (kernel * kernel)
     return out
 
 
-def avgpool_backward(x, out_g, kernel, stride):
+def avgpool_backward(x, out_g, kernel, stride, padding=0):
     x_g = np.zeros_like(x)
-    for y, x_, rows, columns in windows(x.shape, kernel, stride):
+    for y, x_, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
         x_g[:, :, rows, columns] += out_g[:, :, y, x_][:, :, None, None] / (kernel * kernel)
     return x_g
 
 
 def avgpool_fixture():
-    cases = [("k2", (2, 3, 6, 5), 2, 2), ("k3_s1", (1, 2, 5, 7), 3, 1)]
+    cases = [
+        ("k2", (2, 3, 6, 5), 2, 2, 0),
+        ("k3_s1", (1, 2, 5, 7), 3, 1, 0),
+        ("k3_s1_p1", (2, 2, 5, 4), 3, 1, 1),  # the "same" size, padding counted in each mean
+        ("k2_s2_p1", (1, 3, 5, 5), 2, 2, 1),
+        ("k5_s2_p2", (1, 2, 6, 7), 5, 2, 2),
+    ]
     rng = np.random.default_rng(1303)
     tensors, metadata = {}, {"written_by": "make_layer_fixtures.py"}
-    for name, shape, kernel, stride in cases:
+    for name, shape, kernel, stride, padding in cases:
         x = as32(rng.standard_normal(shape))
-        out = avgpool_forward(x, kernel, stride)
+        out = avgpool_forward(x, kernel, stride, padding)
         out_g = as32(rng.standard_normal(out.shape))
-        x_g = avgpool_backward(x, out_g, kernel, stride)
-        check_gradients(lambda x: avgpool_forward(x, kernel, stride), {"x": x.copy()}, {"x": x_g}, out_g, name)
+        x_g = avgpool_backward(x, out_g, kernel, stride, padding)
+        check_gradients(
+            lambda x: avgpool_forward(x, kernel, stride, padding), {"x": x.copy()}, {"x": x_g}, out_g, name)
         tensors[f"{name}.x"] = f32(x)
         tensors[f"{name}.out"] = f32(out)
         tensors[f"{name}.out.g"] = f32(out_g)
         tensors[f"{name}.x.g"] = f32(x_g)
-        metadata[name] = f"kernel={kernel} stride={stride}"
+        metadata[name] = pool_arguments(kernel, stride, padding)
         print(f"avgpool2d {name}: x {list(shape)} -> out {list(out.shape)}")
     write_safetensors(os.path.join(HERE, "layers_avgpool2d.safetensors"), tensors, metadata)
 

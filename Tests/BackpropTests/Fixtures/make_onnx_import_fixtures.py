@@ -78,7 +78,8 @@ onnx_import_io.safetensors
         FILE.operators  the graph's node op_types in order, separated by ", "
         FILE.layers     the Backprop model description the importer should produce for the file,
                         derived from the graph's nodes by `layers` below; entries separated by ", ":
-                        conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S], avgpool K [stride S],
+                        conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S] [pad P],
+                        avgpool K [stride S] [pad P] (the padding counted in the mean: count_include_pad 1),
                         flatten, lin OUT [nobias], relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
                         batchnorm [eps E] [momentum M] (E and M the PyTorch module's own eps and momentum,
                         written where they differ from 1e-5 and 0.1; the script checks that the node's
@@ -93,6 +94,8 @@ padnet        PADNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding='same
               -> [6, 4, 4] conv 5 padding='same' -> flatten 96 -> lin 10
 zeropadnet    ZEROPADNET below, input [n, 1, 8, 8] -> nn.ZeroPad2d(0) -> [4, 6, 6] conv 3 -> [4, 3, 3] avgpool 2
               -> flatten 36 -> lin 10
+poolpadnet    POOLPADNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding 1 -> [4, 4, 4] maxpool 3 stride 2
+              padding 1 -> [4, 4, 4] avgpool 3 stride 1 padding 1 (count_include_pad) -> flatten 64 -> lin 10
 
 onnx_import_padnet_opset9.onnx         padnet, opset 9: each Conv auto_pad SAME_UPPER (no pads), and a Pad of
                                        zeros (pads an attribute) before the AveragePool
@@ -100,6 +103,8 @@ onnx_import_padnet_same.onnx           padnet, opset 20: auto_pad SAME_UPPER, no
 onnx_import_zeropadnet_opset11.onnx    zeropadnet, opset 11: a Pad of zeros whose pads are computed from
                                        Constant nodes (ConstantOfShape, Concat, Reshape, Slice, Transpose,
                                        Reshape, Cast), its constant_value a Constant
+onnx_import_poolpadnet.onnx            poolpadnet, opset 20: MaxPool and AveragePool with pads [1, 1, 1, 1],
+                                       the AveragePool's count_include_pad 1
 and two files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_zeropad1.onnx  nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), opset 11: a Pad
                                        of [0, 0, 1, 1, 0, 0, 1, 1], computed as above
@@ -107,8 +112,8 @@ onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Fl
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
 
 onnx_import_pad_io.safetensors
-    As onnx_import_io.safetensors, for padnet and zeropadnet (KEY.x (3, 1, 8, 8), numpy seed 15;
-    KEY.logits (3, 10)) and the three files they read from (FILE.output; FILE.model, FILE.operators,
+    As onnx_import_io.safetensors, for padnet, zeropadnet and poolpadnet (KEY.x (3, 1, 8, 8), numpy seed
+    15; KEY.logits (3, 10)) and the four files they read from (FILE.output; FILE.model, FILE.operators,
     FILE.layers), with FILE.model and FILE.operators for the two refused files.
 """
 
@@ -220,6 +225,18 @@ def zeropadnet():
     )
 
 
+def poolpadnet():
+    """Pools with padding, images [1, 8, 8]: ResNet's stem pool (its padding never the maximum, the
+    convolution's outputs negative in places) and an average over its padding's zeros."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),  # [4, 8, 8]
+        nn.MaxPool2d(3, stride=2, padding=1),  # [4, 4, 4]
+        nn.AvgPool2d(3, stride=1, padding=1),  # [4, 4, 4]
+        nn.Flatten(),  # [64]
+        nn.Linear(64, 10),
+    )
+
+
 def zeropad1():
     """A Pad that pads (refused)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten())
@@ -236,6 +253,7 @@ PAD_MODELS = {
     "zeropadnet": (zeropadnet, (3, 1, 8, 8)),
     "zeropad1": (zeropad1, (3, 1, 8, 8)),
     "same_even": (same_even, (3, 1, 8, 8)),
+    "poolpadnet": (poolpadnet, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -243,6 +261,7 @@ PAD_EXPORTS = [
     ("onnx_import_padnet_opset9", "padnet", 9),
     ("onnx_import_padnet_same", "padnet", 20),
     ("onnx_import_zeropadnet_opset11", "zeropadnet", 11),
+    ("onnx_import_poolpadnet", "poolpadnet", 20),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_zeropad1", "zeropad1", 11),
@@ -462,11 +481,14 @@ def layers(model, norms, x=None):
             entry += " nobias" if len(node.input) < 3 or node.input[2] in ("", *derived) else ""
             entries.append(entry)
         elif op in ("MaxPool", "AveragePool"):
-            if attributes.get("ceil_mode", 0) != 0 or set(attributes.get("dilations", [1, 1])) != {1} or pads() != 0:
+            if attributes.get("ceil_mode", 0) != 0 or set(attributes.get("dilations", [1, 1])) != {1}:
                 raise ValueError(f"{node.name}: {op} {attributes} is not a plain pool")
-            kernel, stride = square("kernel_shape"), square("strides", [1, 1])
+            kernel, stride, pad = square("kernel_shape"), square("strides", [1, 1]), pads()
+            if pad and op == "AveragePool" and attributes.get("count_include_pad", 0) != 1:
+                raise ValueError(f"{node.name}: {op} {attributes} leaves its padding out of the mean")
             name = "maxpool" if op == "MaxPool" else "avgpool"
-            entries.append(f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else ""))
+            entries.append(
+                f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else "") + (f" pad {pad}" if pad else ""))
         elif op == "Flatten":
             if attributes.get("axis", 1) != 1:
                 raise ValueError(f"{node.name}: Flatten axis {attributes['axis']}")
@@ -561,7 +583,7 @@ def write_pads():
         inputs[key] = rng.standard_normal(shape).astype(np.float32)
 
     io, metadata = {}, {}
-    for key in ("padnet", "zeropadnet"):
+    for key in ("padnet", "zeropadnet", "poolpadnet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset in PAD_EXPORTS + PAD_REFUSED:
