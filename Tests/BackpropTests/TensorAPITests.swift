@@ -289,6 +289,92 @@ extension TensorAPITests {
             #expect(Tensor(shape: [values.count, 1], values: values).logSumExp(0).values.allSatisfy { $0.isNaN })
         }
 
+        // x = torch.tensor([-inf, -0., 0., 4., inf, nan, -2.], requires_grad=True); (x ** p).sum().backward(),
+        // PyTorch 2.15 (which computes ** 0.5 as sqrt and ** -0.5 as rsqrt; C's pow differs at -inf and -0).
+        static let powerInputs: [Float] = [-.infinity, -0.0, 0, 4, .infinity, .nan, -2]
+        /// (p, x ** p, its gradient) at ``powerInputs``.
+        static let powerCases: [(Float, [Float], [Float])] = [
+            (0.5, [.nan, -0.0, 0, 2, .infinity, .nan, .nan], [.nan, -.infinity, .infinity, 0.25, 0, .nan, .nan]),
+            (
+                -0.5, [.nan, -.infinity, .infinity, 0.5, 0, .nan, .nan],
+                [-0.0, -.infinity, -.infinity, -0.0625, -0.0, .nan, .nan]
+            ),
+            (1.5, [.infinity, 0, 0, 8, .infinity, .nan, .nan], [.nan, -0.0, 0, 3, .infinity, .nan, .nan]),
+        ]
+        @Test(
+            "x ** 0.5, x ** -0.5, x ** 1.5 and sqrt at -inf, ±0, inf and NaN: PyTorch's values and gradients",
+            arguments: powerCases)
+        func powerAtSpecialValues(p: Float, values: [Float], gradients: [Float]) {
+            func bits(_ v: [Float]) -> [UInt32] { v.map { $0.isNaN ? Float.nan.bitPattern : $0.bitPattern } }
+            let x = Tensor(Self.powerInputs)
+            x.requiresGrad = true
+            let y = x ** p
+            y.sum().backward()
+            #expect(bits(y.values) == bits(values), "x ** \(p)")
+            #expect(bits(x.grad!.values) == bits(gradients), "the gradient of x ** \(p)")
+            if p == 0.5 {
+                let z = Tensor(Self.powerInputs)
+                z.requiresGrad = true
+                let root = z.sqrt()
+                root.sum().backward()
+                #expect(bits(root.values) == bits(values) && bits(z.grad!.values) == bits(gradients), "sqrt")
+            }
+        }
+
+        // torch.tensor(3.).sum(0), .mean(-1), .max(0).values, .logsumexp(0), .squeeze(0) are tensor(3.);
+        // .argmax(0) is tensor(0); the gradient of each reduction is 1.
+        @Test("a scalar's dimension 0 or -1: the reductions along it give the scalar, as in PyTorch")
+        func scalarDimensions() {
+            let reductions: [(String, (Tensor) -> Tensor)] = [
+                ("sum(0)", { $0.sum(0) }), ("sum(-1, keepDim)", { $0.sum(-1, keepDim: true) }),
+                ("mean(0)", { $0.mean(0) }), ("max(0)", { $0.max(0) }), ("min(-1)", { $0.min(-1) }),
+                ("logSumExp(0)", { $0.logSumExp(0) }), ("squeeze(0)", { $0.squeeze(0) }),
+            ]
+            for (name, reduce) in reductions {
+                let x = Tensor(Float(3))
+                x.requiresGrad = true
+                let y = reduce(x)
+                #expect(y.shape == [] && y.item() == 3, "\(name)")
+                y.backward()
+                #expect(x.grad?.shape == [] && x.grad?.item() == 1, "\(name)'s gradient")
+            }
+            #expect(Tensor(Float(3)).argmax(0) == [0] && Tensor(Float(3)).argmin(-1) == [0])
+        }
+
+        @Test("a scalar's dimension 1 stops, naming PyTorch's range [-1, 0]")
+        func scalarDimensionOutOfRange() async {
+            let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                _ = Tensor(Float(3)).sum(1)
+            }
+            let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+            #expect(
+                message.contains("sum: dimension 1 out of range (expected to be in range of [-1, 0])"), "\(message)")
+        }
+
+        // F.log_softmax(torch.zeros(2, 0), 1) and F.softmax(torch.zeros(0, 3), 0) are empty, of those shapes.
+        @Test("softmax and logSoftmax of an empty tensor are empty, of its shape")
+        func softmaxOfEmpty() {
+            #expect(logSoftmax(Tensor.zeros([2, 0]), dim: 1).shape == [2, 0])
+            #expect(softmax(Tensor.zeros([0, 3]), dim: 0).shape == [0, 3])
+            let x = Tensor.zeros([0, 3])
+            x.requiresGrad = true
+            logSoftmax(x).sum().backward()
+            #expect(x.grad?.shape == [0, 3])
+        }
+
+        // a = torch.tensor([1., 2.], requires_grad=True); a torch.autograd.Function whose backward
+        // returns a gradient of the wrong shape for its input that needs none: a.grad = [3, 4].
+        @Test("a custom operation's gradient for an input without requiresGrad is ignored, whatever its shape")
+        func customGradientForConstantIgnored() {
+            let op = CustomOperation(
+                name: "product", forward: { $0[0] * $0[1] },
+                backward: { g, inputs, _ in [g * inputs[1], g.sum()] })
+            let a = Tensor([1, 2])
+            a.requiresGrad = true
+            Tensor.apply(op, a, Tensor([3, 4])).sum().backward()
+            #expect(a.grad?.values == [3, 4])
+        }
+
         // a = torch.tensor([v]); b = torch.tensor([v], requires_grad=True); (a / b).sum().backward():
         // b.grad is -1/v: -1e25 for v = 1e-25, -1e-20 for v = 1e20 (b² leaves Float's range).
         @Test("the divisor's gradient for tiny and huge divisors", arguments: [(Float(1e-25), -1e25), (1e20, -1e-20)])

@@ -54,7 +54,8 @@ public protocol DifferentiableOperation {
     ///   - output: the forward's result.
     /// - Returns: one gradient per input, each of that input's shape, or `nil` for an input that
     ///   has no gradient (an index, a mask). Gradients for inputs that do not require gradients
-    ///   are ignored. A wrong count or a wrong shape stops the program naming the operation.
+    ///   are ignored, whatever their shape. A wrong count, or a wrong shape for an input that
+    ///   requires gradients, stops the program naming the operation.
     func backward(gradient: Tensor, inputs: [Tensor], output: Tensor) -> [Tensor?]
 }
 
@@ -127,7 +128,9 @@ extension Tensor {
         apply(operation, inputs)
     }
 
-    /// The operation's backward, checked: one gradient per input, each of its input's shape.
+    /// The operation's backward, checked: one gradient per input, each of its input's shape where
+    /// the input requires gradients (the others are ignored, whatever their shape, as PyTorch's
+    /// `Function` ignores them).
     /// - Precondition: otherwise stops naming the operation, the input and both shapes.
     static func checkedGradients(
         of operation: any DifferentiableOperation, gradient: Tensor, inputs: [Tensor], output: Tensor
@@ -138,7 +141,7 @@ extension Tensor {
             "\(operation.name): backward returned \(gradients.count) gradients for \(inputs.count) inputs "
                 + "(one per input, nil where there is none)")
         for (index, (input, inputGradient)) in zip(inputs, gradients).enumerated() {
-            guard let inputGradient, inputGradient.shape != input.shape else { continue }
+            guard input.requiresGrad, let inputGradient, inputGradient.shape != input.shape else { continue }
             preconditionFailure(
                 "\(operation.name): backward returned a gradient of shape \(inputGradient.shape) for input "
                     + "\(index) of shape \(input.shape)")

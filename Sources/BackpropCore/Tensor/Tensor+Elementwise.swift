@@ -81,13 +81,20 @@ extension Tensor {
 
     /// Raises every element to the power `p`: `a ** p` (the seed's `**2`).
     ///
-    /// `** 2` is computed as `x * x`, exactly as NumPy and PyTorch square.
+    /// `** 2` is computed as `x * x`, exactly as NumPy and PyTorch square; `** 0.5` as `sqrt(x)` and
+    /// `** -0.5` as `1 / sqrt(x)`, as PyTorch computes them (C's `pow` gives `(-inf) ** 0.5 = inf`
+    /// and `(-0) ** 0.5 = +0`, where the square root gives NaN and -0). The derivative
+    /// `p · x ** (p - 1)` goes through the same rules, so `sqrt`'s is NaN at -inf and -inf at -0.
     public static func ** (a: Tensor, p: Float) -> Tensor {
         let result: Tensor
         if p == 2 {
             result = a.mapValues { $0 * $0 }
         } else if p == 1 {
             result = a.mapValues { $0 }
+        } else if p == 0.5 {
+            result = a.mapValues { $0.squareRoot() }
+        } else if p == -0.5 {
+            result = a.mapValues { 1 / $0.squareRoot() }
         } else {
             result = a.mapValues { Foundation.pow($0, p) }
         }
@@ -126,7 +133,8 @@ extension Tensor {
         mapValues { Foundation.log($0) }.recorded(.log, self)
     }
 
-    /// The square root of every element.
+    /// The square root of every element (NaN below 0, -0 at -0; `x ** 0.5`, whose derivative
+    /// `0.5 / sqrt(x)` autograd takes).
     public func sqrt() -> Tensor {
         mapValues { $0.squareRoot() }.recorded(.power(0.5), self)
     }

@@ -8,8 +8,10 @@ extension Tensor {
     /// The sum over dimension `dim` (PyTorch's `sum(dim)`), which is removed unless `keepDim`.
     ///
     /// The seed's `b.g = out.g.sum(0)` sums a `(n, out)` gradient over its rows into `(out)`.
-    /// - Precondition: `dim` names a dimension (negative values count from the end).
+    /// - Precondition: `dim` names a dimension (negative values count from the end; a scalar's
+    ///   are 0 and -1, as in PyTorch, and give the scalar).
     public func sum(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "sum") { return line.sum(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "sum")
         return reduce(axis: axis, keepDim: keepDim, scale: 1).recorded(.sum(axis: axis, keepDim: keepDim), self)
     }
@@ -29,6 +31,7 @@ extension Tensor {
     /// The mean over dimension `dim`, which is removed unless `keepDim`.
     /// - Precondition: `dim` names a non-empty dimension.
     public func mean(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "mean") { return line.mean(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "mean")
         precondition(shape[axis] > 0, "mean(\(dim)): dimension \(dim) of shape \(shape) is empty")
         return reduce(axis: axis, keepDim: keepDim, scale: 1 / Double(shape[axis]))
@@ -41,6 +44,7 @@ extension Tensor {
     /// holds a NaN gives NaN, as in PyTorch (and as ``max()``), with its gradient at the first NaN.
     /// - Precondition: `dim` names a non-empty dimension.
     public func max(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "max") { return line.max(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "max")
         precondition(shape[axis] > 0, "max(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
@@ -60,6 +64,7 @@ extension Tensor {
     /// holds a NaN gives NaN, as in PyTorch, with its gradient at the first NaN.
     /// - Precondition: `dim` names a non-empty dimension.
     public func min(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "min") { return line.min(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "min")
         precondition(shape[axis] > 0, "min(\(dim)): dimension \(dim) of shape \(shape) is empty")
         let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
@@ -92,6 +97,9 @@ extension Tensor {
     /// For each line along `dim`, the first NaN's index, else the first index whose value no later
     /// one `isBetter` than.
     private func bestIndices(_ dim: Int, operation: String, isBetter: (Float, Float) -> Bool) -> [Int] {
+        if let line = scalarAsLine(dim, operation: operation) {
+            return line.bestIndices(0, operation: operation, isBetter: isBetter)
+        }
         let axis = normalizedAxis(dim, rank: rank, operation: operation)
         let (outer, size, inner) = splitAround(axis)
         precondition(
@@ -172,6 +180,7 @@ extension Tensor {
     ///
     /// Its derivative is the softmax along `dim`.
     public func logSumExp(_ dim: Int, keepDim: Bool = false) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "logSumExp") { return line.logSumExp(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "logSumExp")
         let result = reduceLines(axis: axis, keepDim: keepDim) { line, count, stride in
             let (m, total) = Tensor.maximumAndExponentialSum(line, count: count, stride: stride)

@@ -33,6 +33,7 @@ extension Tensor {
     /// PyTorch.
     /// - Precondition: `dim` names a dimension.
     public func squeeze(_ dim: Int) -> Tensor {
+        if let line = scalarAsLine(dim, operation: "squeeze") { return line.squeeze(0) }
         let axis = normalizedAxis(dim, rank: rank, operation: "squeeze")
         guard shape[axis] == 1 else { return view(shape: shape, strides: strides) }
         var newShape = shape
@@ -91,11 +92,27 @@ extension Tensor {
 }
 
 /// `dim` as an index in `0..<rank`, counting negative values from the end (PyTorch's rule).
-/// - Precondition: `-rank <= dim < rank`; otherwise stops naming the operation and the range.
+/// - Precondition: `-rank <= dim < rank`; otherwise stops naming the operation and the range
+///   (for a scalar, PyTorch's `[-1, 0]`: the operations that reduce along a dimension read a
+///   scalar as a line of one, ``Tensor/scalarAsLine(_:operation:)``).
 func normalizedAxis(_ dim: Int, rank: Int, operation: String) -> Int {
     let axis = dim < 0 ? dim + rank : dim
+    let range = Swift.max(rank, 1)
     precondition(
         axis >= 0 && axis < rank,
-        "\(operation): dimension \(dim) out of range (expected to be in range of [\(-rank), \(rank - 1)])")
+        "\(operation): dimension \(dim) out of range (expected to be in range of [\(-range), \(range - 1)])")
     return axis
+}
+
+extension Tensor {
+    /// For a scalar (rank 0), the scalar as a line of one value (`[1]`, recorded as a reshape),
+    /// which the operations along a dimension reduce to a scalar again: PyTorch reads a scalar's
+    /// `dim` 0 or -1 so (`torch.tensor(3.).sum(0)` is `tensor(3.)`). `nil` for other ranks.
+    /// - Precondition: for a scalar, `dim` is 0 or -1.
+    func scalarAsLine(_ dim: Int, operation: String) -> Tensor? {
+        guard rank == 0 else { return nil }
+        precondition(
+            dim == 0 || dim == -1, "\(operation): dimension \(dim) out of range (expected to be in range of [-1, 0])")
+        return reshape([1])
+    }
 }

@@ -24,6 +24,8 @@ public func logSoftmax(_ x: Tensor, dim: Int = -1) -> Tensor {
     precondition(x.rank >= 1, "logSoftmax: expects at least one dimension, got shape \(x.shape)")
     precondition(
         (-x.rank..<x.rank).contains(dim), "logSoftmax: dim \(dim) out of range for shape \(x.shape)")
+    // Nothing to normalise (`[2, 0]` along 1, or no rows): an empty result, as PyTorch gives.
+    guard x.count > 0 else { return x * 1 }
     let shifted = x - x.max(dim, keepDim: true).detach()
     return shifted - shifted.logSumExp(dim, keepDim: true)
 }

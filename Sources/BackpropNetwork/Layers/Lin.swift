@@ -42,7 +42,8 @@ public final class Lin: Layer {
     /// Creates the layer around the given weights and bias (kept, not copied: after
     /// `backward()`, `w.g` and `b.g` are on the very tensors passed here).
     /// - Precondition: `w` is a matrix `(nIn, nOut)` and `b` is `(nOut)`, or `(1, nOut)` (a row,
-    ///   which broadcasts the same way; `b.g` then has that shape too).
+    ///   which broadcasts the same way; `b.g` then has that shape too, and an optimizer's weight
+    ///   decay, which spares vectors only, decays it).
     public init(_ w: Tensor, _ b: Tensor) {
         precondition(w.rank == 2, "Lin: weights must be a matrix, got shape \(w.shape)")
         precondition(

@@ -9,7 +9,9 @@ import Foundation
 // Weight decay is decoupled (Loshchilov and Hutter, "Decoupled Weight Decay Regularization",
 // 2019, PyTorch's AdamW): before the update, every weight matrix shrinks by `w ← w - lr·wd·w`.
 // It is not added to the gradient, so it does not pass through momentum or Adam's scaling. For
-// plain SGD the two forms are the same. Biases (vectors) are not decayed.
+// plain SGD the two forms are the same. Parameters of rank 1 (biases, batch norm's scale and
+// shift) are not decayed; every parameter of rank 2 or more is, so a `Lin` bias given as a row
+// `(1, nOut)` is decayed as a matrix (give biases as `(nOut)`, as every built-in layer does).
 
 /// Something that updates parameters from their gradients `.g` (or `.grad` where `.g` is `nil`).
 public protocol Optimizer: AnyObject {
@@ -18,7 +20,8 @@ public protocol Optimizer: AnyObject {
     /// The step size `lr`: the one home of the learning rate. A `Trainer` takes the value it holds
     /// when the trainer is made as its schedule's peak, and sets it before every step.
     var learningRate: Float { get set }
-    /// The decoupled weight decay `wd` in `w ← w - lr·wd·w`, applied to matrices only.
+    /// The decoupled weight decay `wd` in `w ← w - lr·wd·w`, applied to the parameters of rank 2
+    /// or more only (weight matrices and kernels; not vectors such as biases).
     var weightDecay: Float { get set }
     /// Updates every parameter from its `.g`, or from autograd's `.grad` where `.g` is `nil`.
     /// - Precondition: each parameter has a `.g` or a `.grad` of its own shape.
