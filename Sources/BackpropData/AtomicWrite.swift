@@ -153,7 +153,7 @@ package enum FileSystemPath {
 
 extension [UInt8] {
     /// Calls `body` with the bytes as a NUL-terminated C string.
-    func withCPath<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+    package func withCPath<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         try (self + [0]).withUnsafeBufferPointer { buffer in
             try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
         }

@@ -27,7 +27,7 @@ public struct FashionMNIST {
     /// The environment variable that names the data folder when no `--data DIR` is given.
     public static let environmentVariable = "BACKPROP_DATA"
     /// The four files, without `.gz`: training images and labels, test images and labels.
-    static let fileNames = [
+    package static let fileNames = [
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
     ]
     /// The ten Fashion-MNIST classes, indexed by label.

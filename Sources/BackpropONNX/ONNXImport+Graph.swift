@@ -120,8 +120,15 @@ struct GraphReader {
             }
             guard node.input.first == current else {
                 let read = node.input.first ?? ""
+                if !chain.contains(read), let position = node.input.firstIndex(of: current) {
+                    // `Sub(1, x)`: nothing branches, but no layer reads its input as a later operand.
+                    throw at.fail(
+                        "reads the chain's value \(quoted(current)) as its input \(position + 1) of \(node.input.count), "
+                            + "after \(quoted(read)): Backprop reads a node whose first input is the chain's value (as "
+                            + "a layer's input), so \(node.opType) of a constant and x has no layer")
+                }
                 let branch =
-                    chain.contains(read) || node.input.dropFirst().contains(where: chain.contains)
+                    chain.contains(read) || node.input.dropFirst().contains { $0 != current && chain.contains($0) }
                     ? " (the graph branches: an earlier value is read again, as in a residual connection x + f(x) or an "
                         + "activation written as x · f(x), such as SiLU)" : ""
                 throw at.fail(
@@ -149,17 +156,27 @@ struct GraphReader {
                 let layer = try readGemm(node, at, shape: &shape, first: layers.isEmpty)
                 layers.append(layer)
             case "MatMul":
-                var layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
-                // An Add of a bias of the product's width, right after, is the layer's bias.
-                if index + 1 < nodes.count,
-                    let bias = try addedBias(nodes[index + 1], index: index + 1, to: next, width: shape![0])
-                {
-                    layer.entry = .lin(out: bias.count, bias: true)
-                    layer.tensors["b"] = bias
-                    index += 1
-                    current = nodes[index].output[0]
+                let layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
+                // An Add of a bias of the product's width right after it, Constant nodes allowed
+                // between (torch.onnx.export writes `x @ W + 0.5` as MatMul, Constant, Add), is
+                // the layer's bias.
+                var add = index + 1
+                while add < nodes.count, nodes[add].opType == "Constant" { add += 1 }
+                if add < nodes.count, nodes[add].opType == "Add", nodes[add].input.contains(next) {
+                    for constant in (index + 1)..<add {
+                        try readConstant(
+                            nodes[constant], NodeContext(node: nodes[constant], index: constant, path: path))
+                    }
                     layers.append(layer)
-                    index += 1
+                    if let bias = try addedBias(nodes[add], index: add, to: next, width: shape![0]) {
+                        layers[layers.count - 1].entry = .lin(out: bias.count, bias: true)
+                        layers[layers.count - 1].tensors["b"] = bias
+                        current = nodes[add].output[0]
+                        index = add + 1
+                    } else {
+                        current = next  // the Add is read next, as any node (the Constants are read)
+                        index = add
+                    }
                     continue
                 }
                 layers.append(layer)
@@ -1153,6 +1170,15 @@ struct GraphReader {
         try at.expectInputs(5...5)
         guard try !at.flag("training_mode", default: false) else {
             throw at.fail("normalises in training mode; Backprop reads inference graphs")
+        }
+        // Before opset 14 a node with the batch's statistics among its outputs (5 of them, as
+        // torch.onnx.export writes in TrainingMode.TRAINING) normalises by that batch's statistics,
+        // not the running ones: ONNX Runtime's numbers would not be Backprop's.
+        let statistics = node.output.dropFirst().filter { !$0.isEmpty }.count
+        guard statistics == 0 else {
+            throw at.fail(
+                "has \(statistics + 1) outputs, the batch's statistics among them: it normalises in training mode "
+                    + "(by each batch's mean and variance); Backprop reads inference graphs (one output)")
         }
         let epsilon = try at.float("epsilon", default: 1e-5)
         guard epsilon >= 0 && epsilon.isFinite else {

@@ -77,6 +77,11 @@ struct ExplainCommand: ParsableCommand {
         }
         if let html { try OutputTarget.check(html, option: "--html", suffixes: [".html", ".htm"]) }
         if let dot { try OutputTarget.check(dot, option: "--dot", suffixes: [".dot", ".gv"]) }
+        for (option, path) in [("--html", html), ("--dot", dot)] {
+            if let path, OutputDestination.of(path) == .file {
+                try checkOutputIsNotData(path, option: option, data: data)
+            }
+        }
         if let html, let dot {
             let destination = OutputDestination.of(html)
             if destination == .file && ExportCommand.samePath(html, dot) {

@@ -78,6 +78,6 @@ extension ExportCommand {
                 "    return session.run([\"\(output)\"], {\"\(input)\": x.reshape(-1, \(shapeText))})[0]",
             ]
         }
-        return lines.joined(separator: "\n") + "\n"
+        return lines.map(Self.pythonComment).joined(separator: "\n") + "\n"
     }
 }

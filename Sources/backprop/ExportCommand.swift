@@ -222,7 +222,25 @@ struct ExportCommand: ParsableCommand {
                 "",
                 "# logits = model(prepare(images))  # torchvision: ToTensor(), then Normalize((MEAN,), (STD,))",
             ]
-        return lines.joined(separator: "\n") + "\n"
+        return lines.map(Self.pythonComment).joined(separator: "\n") + "\n"
+    }
+
+    /// `line` as it is, unless it is a comment (`# …`, where the file and model names go): then
+    /// with every control character as `\xNN`, so that a name holding a line break (`$'a\nprint(1)'`)
+    /// stays in its comment instead of becoming a line of code.
+    static func pythonComment(_ line: String) -> String {
+        guard line.hasPrefix("#") else { return line }
+        var safe = ""
+        for scalar in line.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x85 || scalar.value == 0x2028
+                || scalar.value == 0x2029
+            {
+                safe += String(format: "\\x%02x", scalar.value)
+            } else {
+                safe.unicodeScalars.append(scalar)
+            }
+        }
+        return safe
     }
 
     /// `text` as a Python string literal: double quotes, with backslashes, quotes and control

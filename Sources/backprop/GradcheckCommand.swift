@@ -113,6 +113,7 @@ struct GradcheckCommand: ParsableCommand {
             try checkOutput(save, option: "--save", suffix: ".safetensors")
             try checkOutputIsNotAnInput(
                 save, option: "--save", inputs: [("--tensors", tensors), ("--init", initFile)])
+            if tensors == nil { try checkOutputIsNotData(save, option: "--save", data: data) }
         }
     }
 

@@ -230,6 +230,30 @@ func checkOutputIsNotAnInput(_ path: String, option: String, inputs: [(option: S
     }
 }
 
+/// Throws a `ValidationError` when the output `path` of `option` is one of the four data files the
+/// command reads from `data` (`--data`, else `$BACKPROP_DATA`, else Debian's folder; plain or
+/// `.gz`): the same file through a symbolic link, or another name of it (a hard link). Writing it
+/// would replace the data set (`--plot plot.svg`, a link to a label file, did, exit 0). Nothing is
+/// checked for an output that does not exist yet.
+func checkOutputIsNotData(_ path: String, option: String, data: String?) throws {
+    guard let output = fileIdentity(path) else { return }
+    let directory = FashionMNIST.resolveDirectory(data)
+    for name in FashionMNIST.fileNames.flatMap({ [$0, $0 + ".gz"] }) {
+        let file = directory + "/" + name
+        guard let input = fileIdentity(file), input == output else { continue }
+        throw ValidationError(
+            "\(option) \(path) is the data file \(file); writing it would replace the data the command reads")
+    }
+}
+
+/// The device and inode of the file at `path`, after symbolic links; `nil` if there is none.
+private func fileIdentity(_ path: String) -> [UInt64]? {
+    guard let bytes = try? FileSystemPath.bytes(of: path) else { return nil }
+    var status = stat()
+    guard bytes.withCPath({ stat($0, &status) }) == 0 else { return nil }
+    return [UInt64(status.st_dev), UInt64(status.st_ino)]
+}
+
 /// Throws a `ValidationError` unless the output `path` of `option` ends in one of `suffixes` (the
 /// first names the kind in the message): a page or a graph written over a file of another kind
 /// (a data file, a checkpoint) by a mistyped argument would lose it.
@@ -261,12 +285,7 @@ enum OutputDestination: Equatable {
         if path == "-" { return .standardOutput }
         guard let bytes = try? FileSystemPath.bytes(of: path) else { return .file }
         var status = stat()
-        let found = (bytes + [0]).withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { characters in
-                characters.baseAddress.map { stat($0, &status) == 0 } ?? false
-            }
-        }
-        guard found else { return .file }
+        guard bytes.withCPath({ stat($0, &status) }) == 0 else { return .file }
         // Where both streams are one terminal, the name tells which is meant.
         var streams = [(STDOUT_FILENO, Self.standardOutput), (STDERR_FILENO, .standardError)]
         if ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"].contains(path) { streams.reverse() }

@@ -59,6 +59,7 @@ struct SeedCommand: ParsableCommand {
             // mistyped argument (`--save x`) would otherwise write 157 MB under a bare name.
             try checkOutput(save, option: "--save", suffix: ".safetensors")
             try checkOutputIsNotAnInput(save, option: "--save", inputs: [("--tensors", tensors), ("--init", `init`)])
+            if tensors == nil { try checkOutputIsNotData(save, option: "--save", data: data) }
         }
     }
 
@@ -66,6 +67,19 @@ struct SeedCommand: ParsableCommand {
         let (x, y, source) = try loadInputs()
         let weights = try loadWeights(inputs: x.shape[1])
         let result = SeedProgram(x: x, y: y, weights: weights).run()
+        // The inputs and weights are finite (their readers check), but large ones can overflow
+        // Float in the products: a loss of inf and NaN gradients, which nothing should save.
+        let overflowed = result.gradients.filter { !$0.tensor.isAllFinite }.map(\.name)
+        guard result.loss.item().isFinite, overflowed.isEmpty else {
+            let what =
+                result.loss.item().isFinite
+                ? "the gradients \(overflowed.joined(separator: ", ")) are not finite"
+                : "the loss is \(result.loss.item().isNaN ? "NaN" : "infinite")"
+            throw CommandLineError(
+                "\(source): \(what); the inputs\(self.`init` == nil ? "" : " and the --init weights") are finite, but "
+                    + "the forward or backward pass overflows Float (values too large: the largest |x| is "
+                    + "\(x.abs().max().item())); nothing was saved")
+        }
         if let save {
             var saved: [String: Tensor] = ["loss": result.loss.reshape([1]), "out": result.out]
             for (name, tensor) in result.gradients { saved[name] = tensor }

@@ -179,6 +179,9 @@ struct TrainCommand: ParsableCommand {
                 plot, option: "--plot", inputs: [("--resume", resume), ("--init", initialWeights)])
         }
         if let save { try checkOutputIsNotAnInput(save, option: "--save", inputs: [("--init", initialWeights)]) }
+        for (option, path) in [("--save", save), ("--plot", plot), ("--resume", resume)] {
+            if let path { try checkOutputIsNotData(path, option: option, data: data) }
+        }
         if let normalize { _ = try EvaluateCommand.normalization(parsing: normalize) }
         _ = try parsedConfiguration()
     }

@@ -418,6 +418,65 @@ struct MessagesTests {
     /// written after the checkpoint, replaced the model (exit 0, "saved model to …"); and `--save`
     /// naming the `--init` file replaced the weights it started from. Refused before any work
     /// (`--data` names no folder: the message about the outputs comes first).
+    /// `seed --tensors` of finite inputs so large that the products overflow Float: it printed
+    /// `loss inf` and NaN gradients, exit 0, and `--save` wrote them. Now an error; nothing saved.
+    @Test("seed on inputs whose products overflow Float is an error naming the file; nothing is saved")
+    func seedThatOverflowsSavesNothing() throws {
+        try withTemporaryFolder { folder in
+            let inputs = folder + "/xy.safetensors"
+            try Safetensors.write(
+                ["x": Tensor([[1, 3e38, 3], [4, 5, 6]]), "y": Tensor([1, 2])], to: inputs)
+            let saved = folder + "/out.safetensors"
+            let run = try runBackprop(["seed", "--tensors", inputs, "--save", saved])
+            #expect(run.status == 1 && !run.crashed, "\(run.status): \(run.standardError)")
+            #expect(
+                run.standardError.hasPrefix(
+                    "Error: \(inputs): the loss is infinite; the inputs are finite, but the "
+                        + "forward or backward pass overflows Float"), "\(run.standardError)")
+            #expect(run.standardError.contains("the largest |x| is 3e+38"), "\(run.standardError)")
+            #expect(!FileManager.default.fileExists(atPath: saved))
+        }
+    }
+
+    /// An output that is one of the data files (a symbolic link, or a hard link, to one): `train
+    /// --plot`, `--save`, `explain --html`, `seed --save`, `gradcheck --save` replaced the data set
+    /// the command read, with exit 0. Refused before any work, the data untouched.
+    @Test("an output that is one of the data files under another name is refused, the data untouched")
+    func outputsThatAreDataFilesAreRefused() throws {
+        try withTemporaryFolder { folder in
+            let data = folder + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: false)
+            try writeDataset(in: data)
+            let labels = data + "/train-labels-idx1-ubyte.gz"
+            let before = try Data(contentsOf: URL(fileURLWithPath: labels))
+            #expect(symlink("data/train-labels-idx1-ubyte.gz", folder + "/plot.svg") == 0)
+            #expect(symlink(data + "/t10k-images-idx3-ubyte.gz", folder + "/page.html") == 0)
+            #expect(link(labels, folder + "/hard.safetensors") == 0)
+            let cases: [([String], String)] = [
+                (["train", "--plot", folder + "/plot.svg"], "--plot \(folder)/plot.svg is the data file \(labels)"),
+                (
+                    ["train", "--save", folder + "/hard.safetensors"],
+                    "--save \(folder)/hard.safetensors is the data file"
+                ),
+                (["explain", "--html", folder + "/page.html"], "--html \(folder)/page.html is the data file"),
+                (
+                    ["seed", "--save", folder + "/hard.safetensors"],
+                    "--save \(folder)/hard.safetensors is the data file"
+                ),
+                (
+                    ["gradcheck", "--layers", "mlp", "--save", folder + "/hard.safetensors"],
+                    "--save \(folder)/hard.safetensors is the data file \(labels)"
+                ),
+            ]
+            for (arguments, message) in cases {
+                let run = try runBackprop(arguments + ["--data", data])
+                #expect(run.status == 64 && !run.crashed, "\(arguments): \(run.status)")
+                #expect(run.standardError.hasPrefix("Error: " + message), "\(arguments): \(run.standardError)")
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: labels)) == before)
+        }
+    }
+
     @Test("train's --plot and --save may not be the checkpoint, --resume or --init file under another name")
     func trainOutputsThatWouldReplaceAnotherFileAreRefused() throws {
         try withTemporaryFolder { folder in

@@ -542,6 +542,30 @@ struct ONNXImportTests {
         ]) {
             try ONNXImport.model(fromBytes: try twice.serializedBytes(), path: "twice.onnx")
         }
+        // x @ W + 0.5, as torch.onnx.export writes it: MatMul, Constant, Add.
+        let constantBetween = Self.graph(
+            nodes: [
+                Self.node("MatMul", ["x", "w"], "p"), constantNode("half", 0.5), Self.node("Add", ["p", "half"], "y"),
+            ],
+            initializers: [("w", w)], inputShape: [5])
+        let halfBias = try ONNXImport.model(fromBytes: try constantBetween.serializedBytes(), path: "half.onnx")
+        #expect(halfBias.description.description == "lin 3")
+        let halfReference = (0..<4).flatMap { i in
+            (0..<3).map { j in (0..<5).reduce(0.5) { $0 + Double(x[i, $1]) * Double(w[$1, j]) } }
+        }
+        expectAllNear(halfBias.model.predict(x).values, halfReference, tolerance: 1e-5, "MatMul, Constant, Add")
+        // A node that reads the chain's value second (1 - x): named as that, not as a branch.
+        let reversed = Self.graph(
+            nodes: [
+                constantNode("one", 1), Self.node("Sub", ["one", "x"], "s"), Self.node("MatMul", ["s", "w"], "y"),
+            ],
+            initializers: [("w", w)], inputShape: [5])
+        expectDataError(containing: [
+            "reversed.onnx: node 1 (\"sub\", Sub) reads the chain's value \"x\" as its input 2 of 2, after \"one\": "
+                + "Backprop reads a node whose first input is the chain's value"
+        ]) {
+            try ONNXImport.model(fromBytes: try reversed.serializedBytes(), path: "reversed.onnx")
+        }
         let matMul = Self.graph(
             nodes: [Self.node("MatMul", ["x", "w"], "y")], initializers: [("w", w)], inputShape: [5])
         let alone = try ONNXImport.model(fromBytes: try matMul.serializedBytes(), path: "matmul.onnx")
@@ -684,6 +708,13 @@ struct ONNXImportTests {
         ]) {
             let i = Self.index($0, "layers.1")
             $0.graph.node[i].attribute = [Self.float("momentum", 1.5)]
+        }
+        // Five outputs (opsets 9-13, TrainingMode.TRAINING): the batch's statistics, not the running ones.
+        try expectRefused([
+            "(\"layers.1\", BatchNormalization) has 5 outputs, the batch's statistics among them: it normalises in "
+                + "training mode"
+        ]) {
+            $0.graph.node[Self.index($0, "layers.1")].output += ["mean", "var", "saved_mean", "saved_var"]
         }
         // A negative running variance (or 0 with epsilon 0) would give NaN outputs.
         try expectRefused([

@@ -459,6 +459,26 @@ struct PyTorchInteropTests {
         }
     }
 
+    /// File names holding line breaks went into the printed Python's `#` comments as they were:
+    /// a name `a⏎print("INJECTED")⏎#.onnx` put a line of code in the script.
+    @Test("a file name with a line break stays in the printed Python's comments, in both formats")
+    func namesWithLineBreaksStayInComments() throws {
+        try withTemporaryFolder { folder in
+            let model = try Self.convnet(seed: 3)
+            let path = folder + "/m\nprint(\"MODEL\")\n#.safetensors"
+            try Checkpoint.save(model, to: path, inputShape: [1, 8, 8])
+            for (format, suffix) in [("onnx", ".onnx"), ("pytorch", ".safetensors")] {
+                let output = folder + "/a\nprint(\"INJECTED\")\n#" + suffix
+                let result = try runBackprop(["export", path, "--format", format, output])
+                #expect(result.status == 0, "\(format): \(result.standardError)")
+                let code = result.standardOutput.split(separator: "\n").filter { !$0.hasPrefix("#") }
+                #expect(!code.contains { $0.hasPrefix("print(") }, "\(format): \(result.standardOutput)")
+                #expect(result.standardOutput.contains("#.safetensors"), "\(format): the names are still shown")
+                #expect(result.standardOutput.contains("\\x0aprint(\"INJECTED\")"), "\(format)")
+            }
+        }
+    }
+
     /// A convnet with padded pools (ResNet's stem pool; an average over its padding's zeros).
     static let paddedPoolLayers = "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10"
 
