@@ -210,14 +210,26 @@ public struct FashionMNIST {
     ///   (every missing one is named, with both spellings tried; a symbolic link of either name
     ///   that leads to no file is named with its target instead).
     static func locateFiles(in directory: String) throws -> [String] {
-        let mode = fileMode(directory)
+        let (mode, failure) = fileStatus(directory)
         let exists = mode != nil
         if mode.map({ $0 & S_IFMT != S_IFDIR }) ?? true {
             let looked = fileNames.map { $0 + "[.gz]" }.joined(separator: ", ")
-            let what = exists ? "is not a folder" : "no such folder"
+            let what =
+                exists
+                ? "is not a folder"
+                : failure == ELOOP
+                    ? "is a symbolic link that loops"
+                    : failure == EACCES ? "cannot be reached: permission denied" : "no such folder"
             throw DataError(
                 path: directory,
                 problem: "\(what); expected a folder holding \(looked) (give --data DIR or set \(environmentVariable))")
+        }
+        // A folder that cannot be searched (`chmod 000`) hides every file: said once, not as four
+        // missing files.
+        if fileStatus(directory + "/" + fileNames[0]).failure == EACCES
+            && fileStatus(directory + "/" + fileNames[0] + ".gz").failure == EACCES
+        {
+            throw DataError(path: directory, problem: "cannot read the folder: permission denied")
         }
         var found: [String] = []
         var problems: [String] = []
@@ -255,9 +267,15 @@ public struct FashionMNIST {
     /// Through the bytes the user gave (see `FileSystemPath`), not a repaired String, so that a
     /// folder whose name is not UTF-8 is found (FileManager would look for another name).
     private static func fileMode(_ path: String) -> mode_t? {
-        guard let bytes = try? FileSystemPath.bytes(of: path) else { return nil }
+        fileStatus(path).mode
+    }
+
+    /// `path`'s `st_mode`, or `nil` and `stat(2)`'s `errno` (`ENOENT`, `ELOOP`, `EACCES`, …).
+    private static func fileStatus(_ path: String) -> (mode: mode_t?, failure: Int32) {
+        guard let bytes = try? FileSystemPath.bytes(of: path) else { return (nil, ENOENT) }
         var status = stat()
-        return bytes.withCPath { stat($0, &status) } == 0 ? status.st_mode : nil
+        let found = bytes.withCPath { stat($0, &status) } == 0
+        return found ? (status.st_mode, 0) : (nil, errno)
     }
 
     /// One split as read from disk: pixel bytes row-major, labels checked to lie in 0…9.

@@ -156,6 +156,13 @@ final class TensorReader {
             URL(fileURLWithPath: path.isEmpty ? "." : path).standardizedFileURL.resolvingSymlinksInPath().path
         }
         let (realFolder, realFile) = (resolved(folder), resolved(file))
+        guard realFile != realFolder else {
+            // `.` or `sub/..`: the model's folder itself, not a file in it.
+            throw DataError(
+                path: path,
+                problem: "tensor \(quoted(name)) is stored in \(quoted(location)), which is the model's folder, not "
+                    + "a file in it")
+        }
         guard realFile.hasPrefix(realFolder == "/" ? "/" : realFolder + "/") else {
             throw DataError(
                 path: path,

@@ -64,6 +64,7 @@ struct BackpropCommand: ParsableCommand {
         OutOfMemory.install()
         do {
             var command = try parseAsRoot()
+            OutOfMemory.adviseFor(command)
             // One handler per command, installed once: `train` turns a signal into a request it
             // polls (status 128 + signal); the others end at once, by the signal, after removing a
             // temporary file. (Installing the second over the first left a moment in which Ctrl-C

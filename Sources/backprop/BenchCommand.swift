@@ -132,10 +132,12 @@ struct BenchCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
+        // A batch of more rows than there are is the whole of them, as in `train` (the convolutions'
+        // benchmark allocated --batch-size 100000 images for 10 rows: 15 GB).
         return EpochBenchmark.Recipe(
             sizes: [FashionMNIST.imageShape.reduce(1, *), FashionMNIST.classNames.count],
             optimizer: configuration.optimizer, learningRate: configuration.learningRate,
-            batchSize: configuration.batchSize, layers: layers, weightDecay: configuration.weightDecay)
+            batchSize: min(configuration.batchSize, rows), layers: layers, weightDecay: configuration.weightDecay)
     }
 
     func run() throws {

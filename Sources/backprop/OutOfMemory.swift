@@ -1,3 +1,4 @@
+import ArgumentParser
 import BackpropCore
 import BackpropData
 import Foundation
@@ -14,6 +15,25 @@ enum OutOfMemory {
     /// Whether a thread has begun to end the program.
     private static let ending = Atomic<Bool>(false)
 
+    /// What to try, in the options of the command that runs (set once it is parsed): `near` has
+    /// no `--limit`, `bench`'s measuring buffers go with `--no-limits`.
+    private static let advice = Mutex("try a smaller model or smaller files")
+
+    /// Sets the advice for the command parsed (see ``advice``).
+    static func adviseFor(_ command: any ParsableCommand) {
+        let text =
+            switch command {
+            case is TrainCommand: "try fewer rows (--limit), a smaller --batch-size or a smaller model"
+            case is EvaluateCommand: "try fewer rows (--limit) or a smaller model"
+            case is GradcheckCommand, is ExplainCommand: "try fewer rows (--rows) or a smaller model"
+            case is BenchCommand:
+                "try fewer rows (--rows), a smaller --batch-size, or --no-limits (the floor's measuring buffers)"
+            case is SeedCommand: "try a smaller --hidden, or --tensors with fewer rows"
+            default: "try a smaller model or smaller files"
+            }
+        advice.withLock { $0 = text }
+    }
+
     static func install() {
         Tensor.allocationFailed = { request in
             // Two threads may run out at once (the pieces of a product, the training and test
@@ -26,7 +46,7 @@ enum OutOfMemory {
             let advice =
                 request.contains("work buffers of OpenBLAS")
                 ? "try fewer threads (--threads, or BACKPROP_THREADS), each of which has its own"
-                : "try fewer rows (--limit, --rows) or a smaller model"
+                : Self.advice.withLock { $0 }
             let message = "Error: out of memory: could not allocate \(request); \(advice)\n"
             message.utf8CString.withUnsafeBufferPointer { text in
                 _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)

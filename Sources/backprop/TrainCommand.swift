@@ -358,7 +358,20 @@ struct TrainCommand: ParsableCommand {
             }
             throw CommandLineError(error.description + note)
         }
-        if let checkpointError { throw checkpointError }
+        if let checkpointError {
+            // Writes are atomic: the file keeps what it held. Say what that is, and how to go on,
+            // as for an interrupted run (a full disk gave the bare error).
+            progress.clear()
+            var note = "; the run stopped after epoch \(trainer.epoch) of \(trainer.epochs)"
+            if let (path, epoch) = kept.latest {
+                note +=
+                    ": \(path) holds epoch \(epoch) with the optimizer's state\(kept.unwrittenTarget); continue with: "
+                    + "backprop train --resume \(path)"
+            } else {
+                note += ", nothing saved"
+            }
+            throw CommandLineError("\(checkpointError)" + note)
+        }
         if !trainer.isFinished, let signal = Interruption.requested {
             if isLeader {
                 progress.clear()

@@ -197,6 +197,10 @@ struct SizesAndResumeTests {
         let lines = seed.standardError.split(separator: "\n")
         #expect(lines.count == 1, "\(seed.standardError)")
         #expect(seed.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(seed.standardError)")
+        // The advice in seed's own options (it was `--limit, --rows`, which seed does not take).
+        #expect(
+            seed.standardError.hasSuffix("try a smaller --hidden, or --tensors with fewer rows\n"),
+            "\(seed.standardError)")
     }
 
     @Test(
@@ -239,7 +243,11 @@ struct SizesAndResumeTests {
             let save = try underLimit("train --data '\(folder)' --epochs 1 --save '\(folder)/run.safetensors'")
             // It used to be killed by SIGXFSZ, leaving `.run.safetensors.tmp-…` behind.
             #expect(save.status == 1 && !save.crashed, "\(save.status) \(save.standardError)")
-            #expect(save.standardError == "Error: \(folder)/run.safetensors: cannot write: file too large\n")
+            #expect(
+                save.standardError
+                    == "Error: \(folder)/run.safetensors: cannot write: file too large; the run stopped after epoch 1 "
+                    + "of 1, nothing saved\n")
+
             let left = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains("run.") }
             #expect(left.isEmpty, "\(left)")
             // Standard output into a file past the limit (1 KiB; the walkthrough is about 8 KiB): named as

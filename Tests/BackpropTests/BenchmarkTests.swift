@@ -232,6 +232,21 @@ struct BenchmarkTests {
         #expect(result.standardError.contains(arguments[0].hasPrefix("--s") ? "--synthetic" : arguments[0]))
     }
 
+    /// `--batch-size` past `--rows` is the whole of them, as in `train`: the convolutions' benchmark
+    /// took the batch as given (--batch-size 100000 for 10 rows: 15 GB, then killed).
+    @Test func aBatchLargerThanTheRowsIsTheRows() throws {
+        let result = try runBackprop([
+            "bench", "--synthetic", "--no-limits", "--rows", "10", "--runs", "1", "--layers",
+            "conv 2 3, flatten, lin 10",
+            "--batch-size", "100000000", "--json",
+        ])
+        #expect(result.status == 0 && !result.crashed, "stderr: \(result.standardError)")
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let layers = try #require(object["model_conv_layers"] as? [[String: Any]], "\(object.keys.sorted())")
+        #expect((layers.first?["input_shape"] as? [Int])?.first == 10, "\(layers)")
+    }
+
     /// A network for `--layers` that `train` would refuse, or its settings without it, stop
     /// `bench` before it loads anything, with one line that names the option at fault.
     @Test(arguments: [

@@ -673,6 +673,7 @@ struct ONNXImportTests {
         // External data: outside the model's folder, or missing.
         for (location, fragment) in [
             ("../weights.bin", "tensor \"layers.0.w\" is stored in \"../weights.bin\", outside the model's folder"),
+            (".", "tensor \"layers.0.w\" is stored in \".\", which is the model's folder, not a file in it"),
             (
                 "no-such-weights.bin",
                 "no-such-weights.bin: no such file (the external data of tensor \"layers.0.w\" of bad.onnx)"

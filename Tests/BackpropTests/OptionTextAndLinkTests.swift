@@ -112,6 +112,13 @@ struct OptionTextAndLinkTests {
                 ["explain", "--data", folder],
                 "\(folder): train-images-idx3-ubyte is a symbolic link that loops (too many levels of symbolic "
                     + "links); expected a link to a file; missing t10k-labels-idx1-ubyte.gz or t10k-labels-idx1-ubyte")
+            // --data itself a link that loops: it was "no such folder".
+            #expect(symlink("loopy", folder + "/loopy") == 0)
+            try Self.expectRefused(
+                ["explain", "--data", folder + "/loopy"],
+                "\(folder)/loopy: is a symbolic link that loops; expected a folder holding train-images-idx3-ubyte[.gz], "
+                    + "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (give "
+                    + "--data DIR or set BACKPROP_DATA)")
         }
     }
 
