@@ -376,6 +376,11 @@ final class OutputTarget {
         case .standardOutput:
             StandardStream.output.write(text)
         case .standardError, .stream:
+            // A closed standard error was filled with /dev/null (``StandardStream/prepare()``):
+            // writing there would lose the page and still say it was written.
+            if destination == .standardError && StandardStream.error.closed.load(ordering: .sequentiallyConsistent) {
+                throw CommandLineError("\(option) \(path): cannot write: standard error is closed")
+            }
             try writeStraight(text, to: destination == .stream ? descriptor : STDERR_FILENO)
         }
     }

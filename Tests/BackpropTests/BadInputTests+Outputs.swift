@@ -121,6 +121,19 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
     }
 }
 
+/// `explain --html /dev/stderr` (or `--dot`) with standard error closed: the page went to the
+/// /dev/null that fills the closed descriptor, and the command said it wrote it, exit 0.
+@Test(arguments: ["--html", "--dot"])
+func explainToAClosedStandardErrorFails(option: String) throws {
+    try withTemporaryFolder { folder in
+        try writeRandomDataset(in: folder, seed: 3)
+        let run = try runBackpropRedirected(["explain", "--data", folder, "--rows", "2", option, "/dev/stderr"], "2>&-")
+        #expect(!run.crashed)
+        #expect(run.status == 1, "\(run.status): \(run.standardOutput)")
+        #expect(!run.standardOutput.contains("Wrote"), "\(run.standardOutput)")
+    }
+}
+
 @Test func trainWithStandardOutputClosedAfterTheRunSaysTheRunIsSaved() throws {
     // With --json, stdout is written once, at the end: the run is complete and saved.
     try withTemporaryFolder { folder in
