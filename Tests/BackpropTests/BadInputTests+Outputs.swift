@@ -127,7 +127,8 @@ func trainWithStandardOutputUnwritableSavesTheEpochAndSaysSo(redirection: String
 func explainToAClosedStandardErrorFails(option: String) throws {
     try withTemporaryFolder { folder in
         try writeRandomDataset(in: folder, seed: 3)
-        let run = try runBackpropRedirected(["explain", "--data", folder, "--rows", "2", option, "/dev/stderr"], "2>&-")
+        let run = try runBackpropRedirected(
+            ["explain", "--data", folder, "--rows", "2", option, "/dev/stderr"], "2>&-")
         #expect(!run.crashed)
         #expect(run.status == 1, "\(run.status): \(run.standardOutput)")
         #expect(!run.standardOutput.contains("Wrote"), "\(run.standardOutput)")
