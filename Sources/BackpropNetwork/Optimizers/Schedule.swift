@@ -9,9 +9,12 @@ import Foundation
 /// - `constant`: `lr` throughout.
 /// - `cosine`: a linear warm-up from 0 to `lr` over the first 5% of the steps, then a cosine
 ///   decay to 0: `lr · (1 + cos(π·p)) / 2`, `p` the progress after the warm-up.
-/// - `oneCycle`: fast.ai's `fit_one_cycle` (Smith, 2018): a cosine rise from `lr / 25` to `lr` over
-///   the first 25% of the steps, then a cosine fall to `lr / 10⁵` (fastai's `div=25`,
-///   `div_final=1e5`, `pct_start=0.25`: `combined_cos(0.25, lr/div, lr, lr/div_final)`).
+/// - `oneCycle`: the shape of fast.ai's `fit_one_cycle` (Smith, 2018): a cosine rise from `lr / 25`
+///   to `lr` over the first 25% of the steps, then a cosine fall to `lr / (25·10⁵)`.
+///   NOTE: fastai's own (`combined_cos(0.25, lr/25, lr, lr/div_final)`, `div_final=1e5`) ends at
+///   `lr / 10⁵`; here the final division applies to the starting `lr / 25`, as PyTorch's
+///   `OneCycleLR` applies its `final_div_factor`. Every result recorded in the repository was
+///   trained so; the last steps' rates differ by at most `lr · 10⁻⁵`.
 public enum LearningRateSchedule: String, CaseIterable, Sendable, Codable {
     case constant
     case cosine
@@ -34,7 +37,7 @@ public enum LearningRateSchedule: String, CaseIterable, Sendable, Codable {
         case .oneCycle:
             let warmup = 0.25
             let start = lr / 25
-            let end = lr / 1e5
+            let end = lr / 25 / 1e5
             if progress < warmup { return Float(cosineBetween(start, lr, fraction: progress / warmup)) }
             return Float(cosineBetween(lr, end, fraction: (progress - warmup) / (1 - warmup)))
         }
