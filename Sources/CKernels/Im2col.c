@@ -398,28 +398,36 @@ void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, co
     }
 }
 
-/// Average pooling of one plane, `k` a constant where the caller inlines it.
+/// The mean's factor `1 / k²`, in Double (`k²` as a `long` overflows past k = 3037000499).
+static inline double meanScale(long k) { return 1.0 / ((double)k * (double)k); }
+
+/// Average pooling of one plane, `k` a constant where the caller inlines it. Each window is
+/// summed from 0 in Double, row-major, and scaled once, as the recorded path's `mean(1)` over
+/// its unfolded rows (`bp_sum_columns`): the two paths agree to the bit (a max pooling after
+/// them finds the same winners), and a window of large values whose mean is finite gives it
+/// (PyTorch's Float sum overflows to inf there).
 INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPWindow *g, long plane, long k) {
     const long h = g->h, w = g->w, s = g->sh, oh = g->oh, ow = g->ow;
-    const float scale = 1.0f / (float)(k * k);
+    const double scale = meanScale(k);
     const float *input = x + plane * h * w;
     float *o = out + plane * oh * ow;
     for (long oy = 0; oy < oh; oy++) {
         for (long ox = 0; ox < ow; ox++) {
             const float *window = input + oy * s * w + ox * s;
-            float total = 0;
+            double total = 0;
             for (long ky = 0; ky < k; ky++)
                 for (long kx = 0; kx < k; kx++) total += window[ky * w + kx];
-            *o++ = total * scale;
+            *o++ = (float)(total * scale);
         }
     }
 }
 
 /// Average pooling of one plane with padding: the sum of each window clipped to the plane over
-/// `k²`, the padding counted as zeros (PyTorch's `count_include_pad=True`, its default).
+/// `k²`, the padding counted as zeros (PyTorch's `count_include_pad=True`, its default); summed
+/// and scaled in Double as `avgPoolPlane`.
 static void avgPoolPlanePadded(const float *restrict x, float *restrict out, const BPWindow *g, long plane) {
     const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
-    const float scale = 1.0f / (float)(k * k);
+    const double scale = meanScale(k);
     const float *input = x + plane * h * w;
     float *o = out + plane * oh * ow;
     for (long oy = 0; oy < oh; oy++) {
@@ -428,10 +436,10 @@ static void avgPoolPlanePadded(const float *restrict x, float *restrict out, con
         for (long ox = 0; ox < ow; ox++) {
             long x0, x1;
             clippedWindow(ox, s, p, k, w, &x0, &x1);
-            float total = 0;
+            double total = 0;
             for (long iy = y0; iy < y1; iy++)
                 for (long ix = x0; ix < x1; ix++) total += input[iy * w + ix];
-            *o++ = total * scale;
+            *o++ = (float)(total * scale);
         }
     }
 }
@@ -452,7 +460,7 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin,
 
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, long planeBegin, long planeEnd) {
     const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
-    const float scale = 1.0f / (float)(k * k);
+    const float scale = (float)meanScale(k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         float *target = gInp + plane * h * w;
         memset(target, 0, (size_t)(h * w) * sizeof(float));

@@ -101,6 +101,59 @@ struct NonFiniteLayerTests {
         #expect(pool.pieces.enumerated().allSatisfy { expected[$0.offset].isNaN ? $0.element == -1 : $0.element >= 0 })
     }
 
+    /// Average pooling summed in Float on the fast path, in Double (`mean(1)`) on the recorded one:
+    /// their outputs differed by an ulp, so a max pooling after them found other winners at near
+    /// ties (gradcheck failed correct models), and a window of large values overflowed to inf on
+    /// one path only. Both now sum in Double and scale once: the same bits.
+    @Test("average pooling: the fast and recorded paths give the same bits, large values included")
+    func averagePoolingPathsAgree() {
+        var generator = RandomGenerator(seed: 31)
+        for (kernel, stride, padding) in [(3, 1, 1), (2, 2, 0), (3, 2, 1), (5, 1, 2), (4, 3, 2)] {
+            let x = Tensor.randn([2, 3, 7, 6], generator: &generator) * 100
+            let pool = AvgPool2d(kernel: kernel, stride: stride, padding: padding)
+            let fast = pool(x).values
+            let recorded = x.copy()
+            recorded.requiresGrad = true
+            let slow = pool(recorded).values
+            #expect(
+                fast.map(\.bitPattern) == slow.map(\.bitPattern), "kernel \(kernel) stride \(stride) pad \(padding)")
+        }
+        // (3e38 + 3e38 - 3e38) / 9 = 3.33e37, a Float (PyTorch's Float sum overflows to inf here).
+        let large = Tensor(shape: [1, 1, 2, 2], values: [3e38, 3e38, -3e38, 0])
+        let pool = AvgPool2d(kernel: 3, stride: 1, padding: 1)
+        let expected = Float(3e38 / 9.0)
+        #expect(pool(large).values == [Float](repeating: expected, count: 4))
+        large.requiresGrad = true
+        #expect(pool(large).values == [Float](repeating: expected, count: 4))
+    }
+
+    /// The case that showed it: gradcheck failed this correct model on Fashion-MNIST's first 8
+    /// rows (x: relative error 0.17), the max pooling's winners frozen on the fast path not those
+    /// of the recorded one.
+    @Test(
+        "gradcheck passes an average pooling followed by a max pooling",
+        .enabled(if: fashionMNISTInstalled, fashionMNISTMissingNote))
+    func averageThenMaxPoolingPassesTheGradientCheck() throws {
+        let run = try runBackprop([
+            "gradcheck", "--rows", "8", "--layers", "avgpool 3 stride 1 pad 1, maxpool 2 stride 1 pad 1, flatten, lin 10",
+        ])
+        #expect(run.status == 0 && !run.crashed, "\(run.standardOutput.suffix(600))")
+    }
+
+    /// A kernel of 3,037,000,500 (k² past Int64) fits a 4×4 image under its padding: the mean
+    /// divided by a k² that had overflowed to a negative number.
+    @Test("average pooling with a kernel whose square passes Int64: 16 / k², positive")
+    func averagePoolingOfAHugeKernel() {
+        let k = 3_037_000_500
+        let pool = AvgPool2d(kernel: k, padding: k / 2)
+        let out = pool(Tensor.ones([1, 1, 4, 4]))
+        let expected = Float(16 / (Double(k) * Double(k)))
+        #expect(out.shape == [1, 1, 1, 1] && out.values.allSatisfy { $0 == expected }, "\(out.values), \(expected)")
+        #expect(throws: ModelDescriptionError.self) {
+            try ModelDescription(parsing: "avgpool \(k) pad \(k / 2), flatten, lin 10").shapes(input: [1, 4, 4])
+        }
+    }
+
     @Test("one NaN in a window: the fast path and the recorded path agree")
     func maxPoolingPathsAgreeOnOneNaN() {
         let values: [Float] = [1, .nan, 3, 2, 5, 4, 0, -1]  // (1, 1, 2, 4): windows [1, nan; 5, 4], [3, 2; 0, -1]

@@ -43,6 +43,16 @@ struct WindowGeometry {
         ow = (w + 2 * pw - kw) / sw + 1
     }
 
+    /// Stops, naming `operation`, unless a window's `c · kh · kw` elements can be counted: a row of
+    /// the unfolded matrix (a pool's padding lets a kernel of 3·10⁹ fit a 4×4 image, whose row
+    /// would be 9.2·10¹⁸ wide). The pools' fast kernels never form the row and need no check.
+    func checkWindowIsCountable(operation: String) {
+        let window = kh.multipliedReportingOverflow(by: kw)
+        precondition(
+            !window.overflow && !c.multipliedReportingOverflow(by: window.partialValue).overflow,
+            "\(operation): a window of \(c) × \(kh) × \(kw) elements is more than can be counted")
+    }
+
     /// The rows of the unfolded matrix: one per window, `(img, oy, ox)` row-major.
     var rows: Int { n * oh * ow }
     /// The columns of the unfolded matrix: one per element of a window, `(ch, ky, kx)` row-major.
@@ -89,6 +99,7 @@ extension Tensor {
     public func unfold(kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
         let geometry = WindowGeometry(
             imageShape: shape, kernel: kernel, stride: stride, padding: padding, operation: "unfold")
+        geometry.checkWindowIsCountable(operation: "unfold")
         let result = Tensor(uninitializedShape: [geometry.rows, geometry.columns])
         let source = contiguous()
         withExtendedLifetime(source) {
@@ -114,6 +125,7 @@ extension Tensor {
     ) -> Tensor {
         let geometry = WindowGeometry(
             imageShape: imageShape, kernel: kernel, stride: stride, padding: padding, operation: "fold")
+        geometry.checkWindowIsCountable(operation: "fold")
         precondition(
             shape == [geometry.rows, geometry.columns],
             "fold: input of shape \(shape) does not match images of shape \(imageShape) with kernel \(kernel), "

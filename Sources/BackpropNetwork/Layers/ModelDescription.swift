@@ -431,6 +431,11 @@ extension ModelDescription.Entry: CustomStringConvertible {
             guard let h = checkedSum(input[1], 2 * padding), let w = checkedSum(input[2], 2 * padding) else {
                 throw failure("pads its input \(input) by \(padding) to a size that cannot be counted")
             }
+            // The padding lets any kernel fit; its windows must still be countable (an average
+            // divides by kernel², the recorded path unfolds kernel² elements per window).
+            guard checkedProduct([input[0], kernel, kernel]) != nil else {
+                throw failure("has a \(kernel)×\(kernel) window, more elements than can be counted")
+            }
             guard kernel <= h && kernel <= w else {
                 let padded = padding == 0 ? "" : " padded to \(h)×\(w)"
                 throw failure(

@@ -207,6 +207,8 @@ public final class MaxPool2d: PiecewiseLayer {
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
 /// operations, `reshape`, `unfold` (the padding zeros), `mean(1)`, whose derivatives give `.grad`.
+/// Both paths sum each window in Double and scale it once, so they give the same bits, and a
+/// window of large values whose mean is a Float gives it (PyTorch's Float sum can overflow to inf).
 public final class AvgPool2d: Layer {
     /// The window's height and width.
     public let kernel: Int
