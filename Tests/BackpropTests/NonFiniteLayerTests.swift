@@ -135,7 +135,8 @@ struct NonFiniteLayerTests {
         .enabled(if: fashionMNISTInstalled, fashionMNISTMissingNote))
     func averageThenMaxPoolingPassesTheGradientCheck() throws {
         let run = try runBackprop([
-            "gradcheck", "--rows", "8", "--layers", "avgpool 3 stride 1 pad 1, maxpool 2 stride 1 pad 1, flatten, lin 10",
+            "gradcheck", "--rows", "8", "--layers",
+            "avgpool 3 stride 1 pad 1, maxpool 2 stride 1 pad 1, flatten, lin 10",
         ])
         #expect(run.status == 0 && !run.crashed, "\(run.standardOutput.suffix(600))")
     }
