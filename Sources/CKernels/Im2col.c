@@ -214,12 +214,17 @@ INLINE void maxPoolPlane(const float *restrict x, float *restrict out, int *rest
     }
 }
 
-/// The rows (or columns) `[*begin, *end)` of the plane that window `o` covers, `o · s - p` the
-/// first of it: the window clipped to the plane, so that the padding takes no part.
-static inline void clippedWindow(long o, long s, long p, long k, long size, long *begin, long *end) {
-    const long first = o * s - p;
-    *begin = first > 0 ? first : 0;
-    *end = first + k < size ? first + k : size;
+/// The rows `[y0, y1)` and columns `[x0, x1)` of the plane that a padded pool's window covers.
+typedef struct {
+    long y0, y1, x0, x1;
+} ClippedWindow;
+
+/// Window `(oy, ox)` of `g` clipped to the plane, its corner at `(oy · sh - ph, ox · sw - pw)`: the
+/// padding takes no part.
+static inline ClippedWindow clippedWindow(const BPWindow *g, long oy, long ox) {
+    const long top = oy * g->sh - g->ph, left = ox * g->sw - g->pw;
+    return (ClippedWindow){top > 0 ? top : 0, top + g->kh < g->h ? top + g->kh : g->h, left > 0 ? left : 0,
+        left + g->kw < g->w ? left + g->kw : g->w};
 }
 
 /// Max pooling of one plane with padding: each window clipped to the plane, as PyTorch's kernel
@@ -233,11 +238,9 @@ static void maxPoolPlanePadded(const float *restrict x, float *restrict out, int
     const float *input = x + plane * h * w;
     const long first = plane * oh * ow;
     for (long oy = 0; oy < oh; oy++) {
-        long y0, y1;
-        clippedWindow(oy, s, p, k, h, &y0, &y1);
         for (long ox = 0; ox < ow; ox++) {
-            long x0, x1;
-            clippedWindow(ox, s, p, k, w, &x0, &x1);
+            const ClippedWindow c = clippedWindow(g, oy, ox);
+            const long y0 = c.y0, y1 = c.y1, x0 = c.x0, x1 = c.x1;
             float best = input[y0 * w + x0];
             for (long iy = y0; iy < y1; iy++)
                 for (long ix = x0; ix < x1; ix++) {
@@ -426,19 +429,16 @@ INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPW
 /// `k²`, the padding counted as zeros (PyTorch's `count_include_pad=True`, its default); summed
 /// and scaled in Double as `avgPoolPlane`.
 static void avgPoolPlanePadded(const float *restrict x, float *restrict out, const BPWindow *g, long plane) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
     const double scale = meanScale(k);
     const float *input = x + plane * h * w;
     float *o = out + plane * oh * ow;
     for (long oy = 0; oy < oh; oy++) {
-        long y0, y1;
-        clippedWindow(oy, s, p, k, h, &y0, &y1);
         for (long ox = 0; ox < ow; ox++) {
-            long x0, x1;
-            clippedWindow(ox, s, p, k, w, &x0, &x1);
+            const ClippedWindow c = clippedWindow(g, oy, ox);
             double total = 0;
-            for (long iy = y0; iy < y1; iy++)
-                for (long ix = x0; ix < x1; ix++) total += input[iy * w + ix];
+            for (long iy = c.y0; iy < c.y1; iy++)
+                for (long ix = c.x0; ix < c.x1; ix++) total += input[iy * w + ix];
             *o++ = (float)(total * scale);
         }
     }
@@ -459,23 +459,20 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin,
 }
 
 void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, long planeBegin, long planeEnd) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
     const float scale = (float)meanScale(k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         float *target = gInp + plane * h * w;
         memset(target, 0, (size_t)(h * w) * sizeof(float));
         const float *share = gOut + plane * oh * ow;
         for (long oy = 0; oy < oh; oy++) {
-            // The window clipped to the plane (the whole window without padding): the padding's
-            // share of the gradient goes nowhere.
-            long y0, y1;
-            clippedWindow(oy, s, p, k, h, &y0, &y1);
             for (long ox = 0; ox < ow; ox++) {
-                long x0, x1;
-                clippedWindow(ox, s, p, k, w, &x0, &x1);
+                // The window clipped to the plane (the whole window without padding): the
+                // padding's share of the gradient goes nowhere.
+                const ClippedWindow c = clippedWindow(g, oy, ox);
                 const float value = *share++ * scale;
-                for (long iy = y0; iy < y1; iy++)
-                    for (long ix = x0; ix < x1; ix++) target[iy * w + ix] += value;
+                for (long iy = c.y0; iy < c.y1; iy++)
+                    for (long ix = c.x0; ix < c.x1; ix++) target[iy * w + ix] += value;
             }
         }
     }
