@@ -156,7 +156,7 @@ struct GraphReader {
                 let layer = try readGemm(node, at, shape: &shape, first: layers.isEmpty)
                 layers.append(layer)
             case "MatMul":
-                let layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
+                var layer = try readMatMul(node, at, shape: &shape, first: layers.isEmpty)
                 // An Add of a bias of the product's width right after it, Constant nodes allowed
                 // between (torch.onnx.export writes `x @ W + 0.5` as MatMul, Constant, Add), is
                 // the layer's bias.
@@ -167,16 +167,16 @@ struct GraphReader {
                         try readConstant(
                             nodes[constant], NodeContext(node: nodes[constant], index: constant, path: path))
                     }
-                    layers.append(layer)
                     if let bias = try addedBias(nodes[add], index: add, to: next, width: shape![0]) {
-                        layers[layers.count - 1].entry = .lin(out: bias.count, bias: true)
-                        layers[layers.count - 1].tensors["b"] = bias
+                        layer.entry = .lin(out: bias.count, bias: true)
+                        layer.tensors["b"] = bias
                         current = nodes[add].output[0]
                         index = add + 1
                     } else {
                         current = next  // the Add is read next, as any node (the Constants are read)
                         index = add
                     }
+                    layers.append(layer)
                     continue
                 }
                 layers.append(layer)
