@@ -88,18 +88,22 @@ extension MaxPool2d: SeedCodeDescribing {
 }
 
 extension AvgPool2d: SeedCodeDescribing {
-    /// `AvgPool2d`: the mean of each window, and each output's gradient shared by its window.
+    /// `AvgPool2d`: the mean of each window, and each output's gradient shared by its window (over
+    /// `counts`, each window's elements in the image, when the padding is left out of the means).
     var seedCode: SeedCode {
         let window = pythonArguments
+        let whole = countIncludePad || padding == 0
         let size = kernel * kernel
+        let share = whole ? "\(size)" : "counts"
         return SeedCode(
             className: "AvgPool2d", letter: "AP", parameterFields: [],
             forward: "self.inp = inp; self.out = avg_pool2d(inp, \(window))",
-            result: "self.out = avg_pool2d(self.inp, \(window))   # the mean of each \(kernel)×\(kernel) window",
+            result: "self.out = avg_pool2d(self.inp, \(window))   # the mean of each \(kernel)×\(kernel) window"
+                + (whole ? "" : "'s elements in the image"),
             backward: [
                 SeedCode.GradientLine(
                     field: "inp",
-                    line: "self.inp.g = fold(self.out.g.view(n * c, 1, -1).expand(-1, \(size), -1) / \(size), "
+                    line: "self.inp.g = fold(self.out.g.view(n * c, 1, -1).expand(-1, \(size), -1) / \(share), "
                         + "self.inp.shape[2:], \(window)).view(self.inp.shape)")
             ],
             origin: "the layer's", arguments: [window])

@@ -103,11 +103,13 @@ struct GraphBuilder {
         case let pool as MaxPool2d:
             return try addPool(
                 op, name: name, "MaxPool2d(\(pool.pythonArguments))", kernel: pool.kernel, stride: pool.stride,
-                padding: pool.padding, input: input, output: output, shape: shape, mismatch: mismatch)
+                padding: pool.padding, countIncludePad: true, input: input, output: output, shape: shape,
+                mismatch: mismatch)
         case let pool as AvgPool2d:
             return try addPool(
                 op, name: name, "AvgPool2d(\(pool.pythonArguments))", kernel: pool.kernel, stride: pool.stride,
-                padding: pool.padding, input: input, output: output, shape: shape, mismatch: mismatch)
+                padding: pool.padding, countIncludePad: pool.countIncludePad, input: input, output: output,
+                shape: shape, mismatch: mismatch)
         case is Flatten:
             addNode(op, name: name, inputs: [input], output: output, attributes: [.int("axis", 1)])
             return [shape.reduce(1, *)]
@@ -148,10 +150,11 @@ struct GraphBuilder {
         }
     }
 
-    /// A `MaxPool` or `AveragePool` node, without padding and rounding down, as Backprop's pools.
+    /// A `MaxPool` or `AveragePool` node, padded alike on every side and rounding down, as
+    /// Backprop's pools; an average's padding counted (`count_include_pad` 1) or left out (0).
     private mutating func addPool(
-        _ op: String, name: String, _ what: String, kernel: Int, stride: Int, padding: Int, input: String,
-        output: String, shape: [Int], mismatch: (String, String) -> ONNXExportError
+        _ op: String, name: String, _ what: String, kernel: Int, stride: Int, padding: Int, countIncludePad: Bool,
+        input: String, output: String, shape: [Int], mismatch: (String, String) -> ONNXExportError
     ) throws -> [Int] {
         let smallest = kernel - 2 * padding
         guard shape.count == 3, smallest <= shape[1], smallest <= shape[2] else {
@@ -159,9 +162,12 @@ struct GraphBuilder {
         }
         var attributes: [Attribute] = [.ints("kernel_shape", [kernel, kernel]), .ints("strides", [stride, stride])]
         if padding > 0 { attributes.append(.ints("pads", [padding, padding, padding, padding])) }
-        // The mean is over kernel² elements, the padding counted as zeros (PyTorch's default);
-        // without padding every window is whole and the two readings agree.
-        if op == "AveragePool" { attributes.append(.int("count_include_pad", padding > 0 ? 1 : 0)) }
+        // The mean is over kernel² elements, the padding counted as zeros (PyTorch's default), or
+        // over the window's elements in the image (`excludepad`, ONNX's default); without padding
+        // every window is whole and the two readings agree.
+        if op == "AveragePool" {
+            attributes.append(.int("count_include_pad", padding > 0 && countIncludePad ? 1 : 0))
+        }
         addNode(op, name: name, inputs: [input], output: output, attributes: attributes)
         return [
             shape[0], (shape[1] + 2 * padding - kernel) / stride + 1, (shape[2] + 2 * padding - kernel) / stride + 1,

@@ -20,7 +20,8 @@ import SwiftProtobuf
 //     MaxPool2d(kernel: k, stride: s,    MaxPool, kernel_shape [k, k], strides [s, s],
 //       padding: p)                      pads [p, p, p, p] if p > 0
 //     AvgPool2d(kernel: k, stride: s,    AveragePool, the same, count_include_pad 1 if
-//       padding: p)                      p > 0 (the padding's zeros in each mean), else 0
+//       padding: p, countIncludePad:)    p > 0 and countIncludePad (the padding's zeros in
+//                                        each mean), else 0
 //     Flatten                            Flatten, axis 1
 //     Dropout(p:)                        Dropout(inp, ratio), inference: the identity  layers.I.ratio ()
 //     BatchNorm (n, c) or (n, c, h, w)   BatchNormalization, epsilon eps, inference   layers.I.w, layers.I.b,
@@ -29,8 +30,8 @@ import SwiftProtobuf
 //     LeakyReLU(slope:)                  LeakyRelu, alpha slope
 //     GELU                               Gelu (exact: approximate "none"; new in opset 20)
 //
-// Pools have no padding and round down (ceil_mode 0), as Backprop's; without padding every window
-// is whole, so the mean is over kernel² elements whatever count_include_pad says.
+// Pools round down (ceil_mode 0), as Backprop's; without padding every window is whole, so the
+// mean is over kernel² elements whatever count_include_pad says.
 
 /// Writes a Backprop model as an ONNX model (protobuf, opset 20) that ONNX Runtime runs to the
 /// same logits as `Model.predict(_:)` in evaluation mode.

@@ -635,14 +635,10 @@ struct GraphReader {
                     "pads its \(k)×\(k) windows by \(padding)\(how); Backprop's pools (as PyTorch's) pad by at most "
                         + "half the kernel, \(k / 2)")
             }
-            // ONNX's default leaves the padding out of a window's mean; Backprop's avgpool, as
-            // PyTorch's nn.AvgPool2d, counts it as zeros (what torch.onnx.export writes as 1).
-            guard try node.opType == "MaxPool" || at.flag("count_include_pad", default: false) else {
-                throw at.fail(
-                    "pads its input\(how) and leaves the padding out of each mean (count_include_pad 0); "
-                        + "Backprop's avgpool, as PyTorch's nn.AvgPool2d, counts it as zeros (count_include_pad 1)")
-            }
         }
+        // ONNX's default leaves the padding out of a window's mean (`avgpool … excludepad`);
+        // torch.onnx.export writes 1 for nn.AvgPool2d's default, which counts it as zeros.
+        let countIncludePad = try node.opType == "MaxPool" || at.flag("count_include_pad", default: false)
         guard try !at.flag("ceil_mode", default: false) else {
             throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
         }
@@ -657,7 +653,7 @@ struct GraphReader {
         let entry: ModelDescription.Entry =
             node.opType == "MaxPool"
             ? .maxPool(kernel: k, stride: stride, padding: padding)
-            : .avgPool(kernel: k, stride: stride, padding: padding)
+            : .avgPool(kernel: k, stride: stride, padding: padding, countIncludePad: countIncludePad || padding == 0)
         return ReadLayer(entry: entry)
     }
 

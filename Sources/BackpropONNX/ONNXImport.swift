@@ -18,10 +18,10 @@ import SwiftProtobuf
 //       every side equally, as padding='same' does
 //       with an odd kernel: pad (k - 1) / 2)
 //     MaxPool, AveragePool: square kernel, equal pads of    MaxPool2d, AvgPool2d           maxpool K [stride S] [pad P],
-//       at most K/2 (AveragePool's counted in the mean:                                    avgpool …
-//       count_include_pad 1), equal strides, ceil_mode 0,
-//       dilations 1 (auto_pad SAME_* where it pads every
-//       side equally)
+//       at most K/2 (AveragePool's counted in the mean                                     avgpool … [excludepad]
+//       with count_include_pad 1, else left out), equal
+//       strides, ceil_mode 0, dilations 1 (auto_pad
+//       SAME_* where it pads every side equally)
 //     GlobalAveragePool; ReduceMean over axes [2, 3]        AvgPool2d of the whole map     avgpool K
 //       of square maps [c, K, K]                            (+ flatten without keepdims)
 //     Flatten axis 1; Reshape to [-1, K], [0, -1], [0, K]   Flatten                        flatten

@@ -103,7 +103,9 @@ extension Checkpoint {
                 out: conv.w.shape[0], kernel: conv.w.shape[2], stride: conv.stride, padding: conv.padding,
                 bias: conv.b != nil)
         case let pool as MaxPool2d: return .maxPool(kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
-        case let pool as AvgPool2d: return .avgPool(kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
+        case let pool as AvgPool2d:
+            return .avgPool(
+                kernel: pool.kernel, stride: pool.stride, padding: pool.padding, countIncludePad: pool.countIncludePad)
         case is Flatten: return .flatten
         case let lin as Lin: return .lin(out: lin.w.shape[1], bias: lin.hasBias)
         case is ReLU: return .relu

@@ -200,7 +200,7 @@ extension TrainingConfiguration {
                 checkedProduct([out, oh, ow]) != nil
             else { return nil }
             return ([out, oh, ow], weights, columns)
-        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding):
+        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding, _):
             guard input.count == 3 else { return ([], 0, 0) }
             guard let (oh, ow) = windows(input, kernel: kernel, stride: stride, padding: padding) else { return nil }
             return oh < 1 || ow < 1 ? ([], 0, 0) : ([input[0], oh, ow], 0, 0)

@@ -227,6 +227,9 @@ static inline ClippedWindow clippedWindow(const BPWindow *g, long oy, long ox) {
         left + g->kw < g->w ? left + g->kw : g->w};
 }
 
+/// The number of elements of a clipped window, as the Float a mean divides by.
+static inline float windowCount(ClippedWindow c) { return (float)((c.y1 - c.y0) * (c.x1 - c.x0)); }
+
 /// Max pooling of one plane with padding: each window clipped to the plane, as PyTorch's kernel
 /// does (its padding is -inf that never wins; a window of -inf's goes to its first element in the
 /// plane, not to the padding). Otherwise as `maxPoolPlane`: a NaN wins, the last of the window,
@@ -425,10 +428,13 @@ INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPW
     }
 }
 
-/// Average pooling of one plane with padding: the sum of each window clipped to the plane over
-/// `k²`, the padding counted as zeros (PyTorch's `count_include_pad=True`, its default); summed
-/// and scaled in Double as `avgPoolPlane`.
-static void avgPoolPlanePadded(const float *restrict x, float *restrict out, const BPWindow *g, long plane) {
+/// Average pooling of one plane with padding: the sum of each window clipped to the plane, summed
+/// in Double as `avgPoolPlane`. With `countPadding` (PyTorch's `count_include_pad=True`, its
+/// default) the padding counts as zeros: the sum is scaled by `1 / k²` in Double. Without it, the
+/// sum is rounded to Float and divided by the number of the window's elements in the plane, as the
+/// recorded path's `sum(1) / counts` does (PyTorch's `count_include_pad=False`).
+static void avgPoolPlanePadded(
+    const float *restrict x, float *restrict out, const BPWindow *g, long plane, int countPadding) {
     const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
     const double scale = meanScale(k);
     const float *input = x + plane * h * w;
@@ -439,14 +445,14 @@ static void avgPoolPlanePadded(const float *restrict x, float *restrict out, con
             double total = 0;
             for (long iy = c.y0; iy < c.y1; iy++)
                 for (long ix = c.x0; ix < c.x1; ix++) total += input[iy * w + ix];
-            *o++ = (float)(total * scale);
+            *o++ = countPadding ? (float)(total * scale) : (float)total / windowCount(c);
         }
     }
 }
 
-void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin, long planeEnd) {
+void bp_avg_pool(const float *x, float *out, const BPWindow *g, int countPadding, long planeBegin, long planeEnd) {
     if (g->ph != 0 || g->pw != 0) {
-        for (long plane = planeBegin; plane < planeEnd; plane++) avgPoolPlanePadded(x, out, g, plane);
+        for (long plane = planeBegin; plane < planeEnd; plane++) avgPoolPlanePadded(x, out, g, plane, countPadding);
         return;
     }
     for (long plane = planeBegin; plane < planeEnd; plane++) {
@@ -458,7 +464,8 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *g, long planeBegin,
     }
 }
 
-void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, long planeBegin, long planeEnd) {
+void bp_avg_pool_backward(
+    const float *gOut, float *gInp, const BPWindow *g, int countPadding, long planeBegin, long planeEnd) {
     const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
     const float scale = (float)meanScale(k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
@@ -470,7 +477,7 @@ void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *g, lon
                 // The window clipped to the plane (the whole window without padding): the
                 // padding's share of the gradient goes nowhere.
                 const ClippedWindow c = clippedWindow(g, oy, ox);
-                const float value = *share++ * scale;
+                const float value = countPadding ? *share++ * scale : *share++ / windowCount(c);
                 for (long iy = c.y0; iy < c.y1; iy++)
                     for (long ix = c.x0; ix < c.x1; ix++) target[iy * w + ix] += value;
             }

@@ -396,6 +396,23 @@ struct DescribedModelGradientCheckTests {
         #expect(report.passed, "\(report.rows.flatMap(\.problems))")
     }
 
+    @Test("average pooling that leaves its padding out of each mean passes, after a convolution and first")
+    func averagePoolingWithoutItsPaddingPasses() throws {
+        for text in [
+            "conv 3 3, avgpool 3 stride 1 pad 1 excludepad, flatten, lin 1",
+            "avgpool 4 stride 3 pad 2 excludepad, flatten, lin 5, tanh, lin 1",
+        ] {
+            var generator = RandomGenerator(seed: 5)
+            let model = try Model(
+                description: ModelDescription(parsing: text), inputShape: [2, 5, 5], loss: Mse(), generator: &generator)
+            let x = Tensor.randn([3, 2, 5, 5], generator: &generator)  // (n, c, h, w)
+            let y = Tensor.randn([3], generator: &generator)  // (n)
+            let report = gradientCheck(model, x: x, y: y)
+            #expect(report.passed, "\(text): \(report.rows.flatMap(\.problems))")
+            #expect(report.rows.contains { $0.name == "x" }, "\(text): \(report.rows.map(\.name))")
+        }
+    }
+
     @Test("a tied maximum in max pooling is counted, and the elements that break the tie are checked on the winner")
     func tiedMaximumIsChecked() throws {
         var generator = RandomGenerator(seed: 4)

@@ -156,9 +156,14 @@ struct LayerFixtureTests {
         var padding = 0
         /// Whether the recorded path (autograd) is checked too.
         var runsRecorded = true
+        /// An average pooling's `countIncludePad` (the fixture's cases ending in `_ex` leave it out).
+        var countIncludePad = true
 
         var testDescription: String { name }
-        var arguments: String { "kernel=\(kernel) stride=\(stride)" + (padding == 0 ? "" : " padding=\(padding)") }
+        var arguments: String {
+            "kernel=\(kernel) stride=\(stride)" + (padding == 0 ? "" : " padding=\(padding)")
+                + (countIncludePad ? "" : " exclude_pad")
+        }
         /// `nil` where the stride is the kernel, so that the default is what runs.
         var strideArgument: Int? { stride == kernel ? nil : stride }
     }
@@ -199,13 +204,22 @@ struct LayerFixtureTests {
         PoolCase(name: "k3_s1_p1", kernel: 3, stride: 1, padding: 1),  // the padding's zeros in each mean
         PoolCase(name: "k2_s2_p1", kernel: 2, stride: 2, padding: 1),
         PoolCase(name: "k5_s2_p2", kernel: 5, stride: 2, padding: 2),
+        // The padding left out of each mean (count_include_pad=False): divided by the window's count.
+        PoolCase(name: "k3_s1_p1_ex", kernel: 3, stride: 1, padding: 1, countIncludePad: false),
+        PoolCase(name: "k2_s2_p1_ex", kernel: 2, stride: 2, padding: 1, countIncludePad: false),
+        PoolCase(name: "k5_s2_p2_ex", kernel: 5, stride: 2, padding: 2, countIncludePad: false),
+        PoolCase(name: "k2_ex", kernel: 2, stride: 2, countIncludePad: false),  // no padding to leave out
     ]
 
-    @Test("AvgPool2d: out, and x.g = out.g / k² from every window", arguments: avgPoolCases, Path.allCases)
+    @Test(
+        "AvgPool2d: out, and x.g = out.g / k² (or / the window's count) from every window",
+        arguments: avgPoolCases, Path.allCases)
     func avgPool2d(_ testCase: PoolCase, path: Path) throws {
         let fixture = try Fixture("layers_avgpool2d.safetensors", testCase.name)
         #expect(fixture.arguments == testCase.arguments)
-        let pool = AvgPool2d(kernel: testCase.kernel, stride: testCase.strideArgument, padding: testCase.padding)
+        let pool = AvgPool2d(
+            kernel: testCase.kernel, stride: testCase.strideArgument, padding: testCase.padding,
+            countIncludePad: testCase.countIncludePad)
         try Self.expectLayerMatchesNumPy(pool, parameters: [:], fixture: fixture, path: path)
     }
 

@@ -43,7 +43,8 @@ struct ModelDescriptionParsingTests {
     func everyEntry() {
         let text =
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
-            + "avgpool 3 stride 2, maxpool 3 pad 1 stride 2, avgpool 5 pad 2, flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
+            + "avgpool 3 stride 2, maxpool 3 pad 1 stride 2, avgpool 5 pad 2, avgpool 3 ExcludePad pad 1 stride 1, "
+            + "flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
             + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
@@ -51,6 +52,7 @@ struct ModelDescriptionParsingTests {
             .maxPool(kernel: 2, stride: 2), .maxPool(kernel: 3, stride: 1),
             .avgPool(kernel: 2, stride: 2), .avgPool(kernel: 3, stride: 2),
             .maxPool(kernel: 3, stride: 2, padding: 1), .avgPool(kernel: 5, stride: 5, padding: 2),
+            .avgPool(kernel: 3, stride: 1, padding: 1, countIncludePad: false),
             .flatten, .lin(out: 10), .lin(out: 4, bias: false), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01),
             .leakyReLU(slope: 0.2), .gelu,
             .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
@@ -80,6 +82,7 @@ struct ModelDescriptionParsingTests {
             "lin 16 nobias, batchnorm, relu, lin 10",
             "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid",
             "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
+            "avgpool 3 stride 1 pad 1 excludepad, avgpool 2 excludepad, avgpool 5 pad 2, flatten",
             "batchnorm eps 0.001, batchnorm momentum 0.01, batchnorm eps 0.0001 momentum 0.3, batchnorm eps 0.0",
         ]
         for text in texts {
@@ -167,6 +170,16 @@ struct ModelDescriptionParsingTests {
                 "conv 8 3 pad 1 PAD 2",
                 "entry 1 \"conv 8 3 pad 1 PAD 2\": expected each option at most once at character 16, "
                     + "found \"pad\" a second time"
+            ),
+            (
+                "maxpool 3 pad 1 excludepad",
+                "entry 1 \"maxpool 3 pad 1 excludepad\": expected an option (stride N, pad N) or the end of the entry "
+                    + "at character 17, found \"excludepad\""
+            ),
+            (
+                "avgpool 3 excludepad 1",
+                "entry 1 \"avgpool 3 excludepad 1\": expected an option (stride N, pad N, excludepad) or the end of the "
+                    + "entry at character 22, found \"1\""
             ),
             (
                 "avgpool 2 pad 2",

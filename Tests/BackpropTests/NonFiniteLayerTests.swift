@@ -109,14 +109,18 @@ struct NonFiniteLayerTests {
     func averagePoolingPathsAgree() {
         var generator = RandomGenerator(seed: 31)
         for (kernel, stride, padding) in [(3, 1, 1), (2, 2, 0), (3, 2, 1), (5, 1, 2), (4, 3, 2)] {
-            let x = Tensor.randn([2, 3, 7, 6], generator: &generator) * 100
-            let pool = AvgPool2d(kernel: kernel, stride: stride, padding: padding)
-            let fast = pool(x).values
-            let recorded = x.copy()
-            recorded.requiresGrad = true
-            let slow = pool(recorded).values
-            #expect(
-                fast.map(\.bitPattern) == slow.map(\.bitPattern), "kernel \(kernel) stride \(stride) pad \(padding)")
+            for countIncludePad in [true, false] {
+                let x = Tensor.randn([2, 3, 7, 6], generator: &generator) * 100
+                let pool = AvgPool2d(
+                    kernel: kernel, stride: stride, padding: padding, countIncludePad: countIncludePad)
+                let fast = pool(x).values
+                let recorded = x.copy()
+                recorded.requiresGrad = true
+                let slow = pool(recorded).values
+                #expect(
+                    fast.map(\.bitPattern) == slow.map(\.bitPattern),
+                    "kernel \(kernel) stride \(stride) pad \(padding) countIncludePad \(countIncludePad)")
+            }
         }
         // (3e38 + 3e38 - 3e38) / 9 = 3.33e37, a Float (PyTorch's Float sum overflows to inf here).
         let large = Tensor(shape: [1, 1, 2, 2], values: [3e38, 3e38, -3e38, 0])

@@ -36,8 +36,11 @@ struct ONNXExportTests {
     static let convnetLayers =
         "conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 6 3 stride 2 pad 1 nobias, batchnorm, leakyrelu 0.2, "
         + "avgpool 3 stride 2, flatten, dropout 0.25, lin 16 nobias, batchnorm, gelu, lin 12, tanh, lin 12, sigmoid, lin 10"
-    /// Pools with padding: ResNet's stem pool, and an average over its padding's zeros.
-    static let paddedPoolLayers = "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10"
+    /// Pools with padding: ResNet's stem pool, an average over its padding's zeros, and one that
+    /// leaves its padding out (`count_include_pad` 0).
+    static let paddedPoolLayers =
+        "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, avgpool 2 stride 1 pad 1 excludepad, "
+        + "flatten, lin 10"
     static let convnetOperators = [
         "Conv", "BatchNormalization", "Relu", "MaxPool", "Conv", "BatchNormalization", "LeakyRelu", "AveragePool",
         "Flatten", "Dropout", "Gemm", "BatchNormalization", "Gelu", "Gemm", "Tanh", "Gemm", "Sigmoid", "Gemm",
@@ -205,6 +208,13 @@ struct ONNXExportTests {
         for node in nodes where node.opType == "MaxPool" || node.opType == "AveragePool" {
             #expect(!node.attribute.contains { $0.name == "pads" || $0.name == "ceil_mode" })
         }
+        // Padded pools: an average that counts its padding (1), and one that leaves it out (0).
+        let padded = try Self.decode(
+            ONNXExport.model(try Self.model(Self.paddedPoolLayers, seed: 3), inputShape: [1, 28, 28])
+        ).graph.node
+        let averages = padded.filter { $0.opType == "AveragePool" }
+        #expect(try averages.map { try Self.attribute($0, "pads").ints } == [[1, 1, 1, 1], [1, 1, 1, 1]])
+        #expect(try averages.map { try Self.attribute($0, "count_include_pad").i } == [1, 0])
     }
 
     @Test("without a normalisation the graph takes the model's input x, and the MLP's is [n, 784]")

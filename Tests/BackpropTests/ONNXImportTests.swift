@@ -107,6 +107,19 @@ struct ONNXImportTests {
                 == "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10")
     }
 
+    @Test(
+        "reads PyTorch's AvgPool2d(count_include_pad=False): AveragePool's count_include_pad 0, each mean over the window's elements"
+    )
+    func readsPyTorchPoolsThatLeaveThePaddingOut() throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport("onnx_import_poolexcludenet", io: io)
+        let imported = try ONNXImport.read(path: fixturePath("onnx_import_poolexcludenet.onnx"))
+        #expect(
+            imported.description.description
+                == "conv 4 3 pad 1, avgpool 3 stride 1 pad 1 excludepad, avgpool 2 pad 1 excludepad, flatten, lin 10")
+        #expect(imported.model.layers.compactMap { ($0 as? AvgPool2d)?.countIncludePad } == [false, false])
+    }
+
     @Test("refuses, naming the node, the Pad that pads and the SAME padding of an even kernel PyTorch wrote")
     func refusesPyTorchPadding() throws {
         expectDataError(containing: [
@@ -368,20 +381,30 @@ struct ONNXImportTests {
             }
         }
         expectAllNear(same.model.predict(negative).values, clipped, tolerance: 0, "max pool padded")
-        // An average over the padding: PyTorch's count_include_pad 1 is read, ONNX's default 0 refused.
+        // An average over the padding: PyTorch's count_include_pad 1 counts it as zeros, ONNX's default 0
+        // leaves it out (avgpool … excludepad): each mean over the window's elements in the map.
         let average = try ONNXImport.model(
             fromBytes: try pool(3, stride: 1, "SAME_LOWER", size: 4, op: "AveragePool", countsPadding: true)
                 .serializedBytes(), path: "pool.onnx")
         #expect(average.description.description == "avgpool 3 stride 1 pad 1, flatten")
-        expectDataError(containing: [
-            "pool.onnx: node 0 (\"averagepool\", AveragePool) pads its input (auto_pad SAME_UPPER) and leaves the "
-                + "padding out of each mean (count_include_pad 0); Backprop's avgpool, as PyTorch's nn.AvgPool2d, "
-                + "counts it as zeros (count_include_pad 1)"
-        ]) {
-            try ONNXImport.model(
-                fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4, op: "AveragePool").serializedBytes(),
-                path: "pool.onnx")
+        let excluding = try ONNXImport.model(
+            fromBytes: try pool(3, stride: 1, "SAME_UPPER", size: 4, op: "AveragePool").serializedBytes(),
+            path: "pool.onnx")
+        #expect(excluding.description.description == "avgpool 3 stride 1 pad 1 excludepad, flatten")
+        func means(countingPadding: Bool) -> [Double] {
+            (0..<2).flatMap { n in
+                (0..<4).flatMap { row in
+                    (0..<4).map { column in
+                        let rows = Swift.max(row - 1, 0)...Swift.min(row + 1, 3)
+                        let columns = Swift.max(column - 1, 0)...Swift.min(column + 1, 3)
+                        let window = rows.flatMap { r in columns.map { Double(x.values[n * 16 + r * 4 + $0]) } }
+                        return window.reduce(0, +) / Double(countingPadding ? 9 : window.count)
+                    }
+                }
+            }
         }
+        expectAllNear(average.model.predict(x).values, means(countingPadding: true), tolerance: 1e-6, "counted")
+        expectAllNear(excluding.model.predict(x).values, means(countingPadding: false), tolerance: 1e-6, "left out")
         // PyTorch's rule: at most half the kernel, so that every window holds an element of the map.
         expectDataError(containing: [
             "pool.onnx: node 0 (\"maxpool\", MaxPool) pads its 2×2 windows by 2; Backprop's pools (as PyTorch's) "

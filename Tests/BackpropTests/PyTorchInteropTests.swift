@@ -264,7 +264,8 @@ struct PyTorchInteropTests {
         #expect(
             try PyTorchStateDict.modules(of: pools, inputShape: [1, 8, 8]) == [
                 "nn.Conv2d(1, 4, 3, padding=1)", "nn.MaxPool2d(3, stride=2, padding=1)",
-                "nn.AvgPool2d(3, stride=1, padding=1)", "nn.Flatten()", "nn.Linear(64, 10)",
+                "nn.AvgPool2d(3, stride=1, padding=1)", "nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False)",
+                "nn.Flatten()", "nn.Linear(100, 10)",
             ])
         // A batch norm's own eps and momentum, as keyword arguments where they are not PyTorch's defaults.
         generator = RandomGenerator(seed: 1)
@@ -479,8 +480,11 @@ struct PyTorchInteropTests {
         }
     }
 
-    /// A convnet with padded pools (ResNet's stem pool; an average over its padding's zeros).
-    static let paddedPoolLayers = "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, flatten, lin 10"
+    /// A convnet with padded pools (ResNet's stem pool; an average over its padding's zeros, and one
+    /// that leaves its padding out: count_include_pad=False).
+    static let paddedPoolLayers =
+        "conv 4 3 pad 1, maxpool 3 stride 2 pad 1, avgpool 3 stride 1 pad 1, avgpool 2 stride 1 pad 1 excludepad, "
+        + "flatten, lin 10"
 
     @Test(
         "PyTorch loads the export with load_state_dict(strict=True) and gives Backprop's logits",

@@ -305,34 +305,37 @@ extension Tensor {
     }
 
     /// Average pooling's fast forward (`bp_avg_pool`): for `[n, c, h, w]` input, the mean of each
-    /// `kernel × kernel` window, `stride` apart, as `[n, c, oh, ow]`, the padding counted as zeros.
-    package func avgPool2d(kernel: Int, stride: Int, padding: Int = 0) -> Tensor {
+    /// `kernel × kernel` window, `stride` apart, as `[n, c, oh, ow]`: the padding counted as zeros
+    /// (`countIncludePad`, a sum over `kernel²`), or left out (a sum over the window's elements in
+    /// the image, PyTorch's `count_include_pad=False`).
+    package func avgPool2d(kernel: Int, stride: Int, padding: Int = 0, countIncludePad: Bool = true) -> Tensor {
         let g = Tensor.poolGeometry(shape, kernel: kernel, stride: stride, padding: padding, operation: "AvgPool2d")
         let out = Tensor(uninitializedShape: [shape[0], shape[1], g.oh, g.ow])
         let source = contiguous()
         withExtendedLifetime(source) {
-            let (x, values) = (source.pointer, out.pointer)
+            let (x, values, counts) = (source.pointer, out.pointer, Int32(countIncludePad ? 1 : 0))
             Tensor.forEachPlanes(g) { window, planes in
-                bp_avg_pool(x, values, window, planes.lowerBound, planes.upperBound)
+                bp_avg_pool(x, values, window, counts, planes.lowerBound, planes.upperBound)
             }
         }
         return out
     }
 
     /// Average pooling's fast backward (`bp_avg_pool_backward`): `[n, c, h, w]` zeros, with each of
-    /// `gOut`'s values (`[n, c, oh, ow]`) divided by `kernel²` and added to every element of its
-    /// window that is not padding.
+    /// `gOut`'s values (`[n, c, oh, ow]`) divided by `kernel²` (`countIncludePad`) or by the number
+    /// of its window's elements in the image, and added to every element of its window that is not
+    /// padding.
     package static func avgPool2dBackward(
-        _ gOut: Tensor, inputShape: [Int], kernel: Int, stride: Int, padding: Int = 0
+        _ gOut: Tensor, inputShape: [Int], kernel: Int, stride: Int, padding: Int = 0, countIncludePad: Bool = true
     ) -> Tensor {
         let g = poolGeometry(inputShape, kernel: kernel, stride: stride, padding: padding, operation: "AvgPool2d")
         checkPoolGradient(gOut, inputShape: inputShape, g, operation: "AvgPool2d")
         let result = Tensor(uninitializedShape: inputShape)
         let source = gOut.contiguous()
         withExtendedLifetime(source) {
-            let (gradient, target) = (source.pointer, result.pointer)
+            let (gradient, target, counts) = (source.pointer, result.pointer, Int32(countIncludePad ? 1 : 0))
             forEachPlanes(g) { window, planes in
-                bp_avg_pool_backward(gradient, target, window, planes.lowerBound, planes.upperBound)
+                bp_avg_pool_backward(gradient, target, window, counts, planes.lowerBound, planes.upperBound)
             }
         }
         return result

@@ -10,7 +10,9 @@ import BackpropCore
 //
 //     conv OUT K [stride S] [pad P] [nobias]   Conv2d, K×K kernels      (stride 1, pad 0, bias)
 //     maxpool K [stride S] [pad P]             MaxPool2d, P <= K/2      (stride K, pad 0)
-//     avgpool K [stride S] [pad P]             AvgPool2d, P <= K/2      (stride K, pad 0)
+//     avgpool K [stride S] [pad P] [excludepad]
+//                                              AvgPool2d, P <= K/2      (stride K, pad 0, the
+//                                              padding counted in each mean unless excludepad)
 //     flatten                                  Flatten
 //     lin OUT [nobias]                         Lin                      (bias)
 //     relu | tanh | sigmoid | gelu             the activations
@@ -36,8 +38,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case conv(out: Int, kernel: Int, stride: Int, padding: Int, bias: Bool)
         /// `maxpool K [stride S] [pad P]`: a ``MaxPool2d``.
         case maxPool(kernel: Int, stride: Int, padding: Int = 0)
-        /// `avgpool K [stride S] [pad P]`: an ``AvgPool2d`` (the padding counted as zeros).
-        case avgPool(kernel: Int, stride: Int, padding: Int = 0)
+        /// `avgpool K [stride S] [pad P] [excludepad]`: an ``AvgPool2d``, the padding counted as
+        /// zeros in each mean, or left out with `excludepad` (PyTorch's `count_include_pad=False`).
+        case avgPool(kernel: Int, stride: Int, padding: Int = 0, countIncludePad: Bool = true)
         /// `flatten`: a ``Flatten``.
         case flatten
         /// `lin OUT [nobias]`: a ``Lin`` with `out` outputs, with a bias unless `nobias`
@@ -222,8 +225,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
                 layers.append(Conv2d(weights[i]!, bias ? Tensor.zeros([out]) : nil, stride: stride, padding: padding))
             case .maxPool(let kernel, let stride, let padding):
                 layers.append(MaxPool2d(kernel: kernel, stride: stride, padding: padding))
-            case .avgPool(let kernel, let stride, let padding):
-                layers.append(AvgPool2d(kernel: kernel, stride: stride, padding: padding))
+            case .avgPool(let kernel, let stride, let padding, let countIncludePad):
+                layers.append(
+                    AvgPool2d(kernel: kernel, stride: stride, padding: padding, countIncludePad: countIncludePad))
             case .flatten: layers.append(Flatten())
             case .lin(let out, let bias): layers.append(bias ? Lin(weights[i]!, Tensor.zeros([out])) : Lin(weights[i]!))
             case .relu: layers.append(ReLU())
@@ -333,8 +337,9 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return text
         case .maxPool(let kernel, let stride, let padding):
             return "maxpool " + Self.windowText(kernel: kernel, stride: stride, padding: padding)
-        case .avgPool(let kernel, let stride, let padding):
+        case .avgPool(let kernel, let stride, let padding, let countIncludePad):
             return "avgpool " + Self.windowText(kernel: kernel, stride: stride, padding: padding)
+                + (countIncludePad ? "" : " excludepad")
         case .flatten: return "flatten"
         case .lin(let out, let bias): return "lin \(out)" + (bias ? "" : " nobias")
         case .relu: return "relu"
@@ -368,7 +373,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .conv(let out, let kernel, let stride, let padding, _):
             return atLeast(1, [("out", out), ("kernel", kernel), ("stride", stride)])
                 ?? atLeast(0, [("padding", padding)])
-        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding):
+        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding, _):
             return atLeast(1, [("kernel", kernel), ("stride", stride)]) ?? atLeast(0, [("padding", padding)])
                 ?? (padding <= kernel / 2 ? nil : "has padding \(padding); expected at most half its kernel \(kernel)")
         case .lin(let out, _):
@@ -424,7 +429,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
                     "has a \(kernel)×\(kernel) kernel, larger than its input \(input) padded to \(h)×\(w)")
             }
             return [out, (h - kernel) / stride + 1, (w - kernel) / stride + 1]
-        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding):
+        case .maxPool(let kernel, let stride, let padding), .avgPool(let kernel, let stride, let padding, _):
             guard input.count == 3 else {
                 throw failure("expects images [c, h, w] per example, but its input is \(input)")
             }
@@ -612,7 +617,8 @@ struct ModelDescriptionParser {
             _ allowed: [String], maximumPadding: Int = .max
         ) throws(ModelDescriptionError) -> [String: Int] {
             var found: [String: Int] = [:]
-            let list = allowed.map { $0 == "nobias" ? $0 : "\($0) N" }.joined(separator: ", ")
+            let flags: Set = ["nobias", "excludepad"]
+            let list = allowed.map { flags.contains($0) ? $0 : "\($0) N" }.joined(separator: ", ")
             while let word = peek {
                 guard allowed.contains(word) else {
                     throw failure(expected: "an option (\(list)) or the end of the entry")
@@ -622,7 +628,7 @@ struct ModelDescriptionParser {
                 }
                 next += 1
                 switch word {
-                case "nobias": found[word] = 0
+                case "nobias", "excludepad": found[word] = 0
                 case "pad": found[word] = try integer("a padding", minimum: 0, maximum: maximumPadding)
                 default: found[word] = try integer("a stride", minimum: 1)
                 }
@@ -660,11 +666,13 @@ struct ModelDescriptionParser {
             case "maxpool", "avgpool":
                 let kernel = try integer("a kernel size", minimum: 1)
                 // PyTorch's rule: every window holds an element of the input.
-                let options = try options(["stride", "pad"], maximumPadding: kernel / 2)
+                let allowed = name == "maxpool" ? ["stride", "pad"] : ["stride", "pad", "excludepad"]
+                let options = try options(allowed, maximumPadding: kernel / 2)
                 let (stride, padding) = (options["stride"] ?? kernel, options["pad"] ?? 0)
                 return name == "maxpool"
                     ? .maxPool(kernel: kernel, stride: stride, padding: padding)
-                    : .avgPool(kernel: kernel, stride: stride, padding: padding)
+                    : .avgPool(
+                        kernel: kernel, stride: stride, padding: padding, countIncludePad: options["excludepad"] == nil)
             case "lin":
                 let out = try integer("an output size", minimum: 1)
                 return .lin(out: out, bias: try options(["nobias"])["nobias"] == nil)

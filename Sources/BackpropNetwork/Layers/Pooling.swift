@@ -5,7 +5,8 @@ import BackpropCore
 // kernel, as PyTorch requires): `[n, c, h, w] → [n, c, oh, ow]`,
 // `oh = (h + 2 padding - kernel) / stride + 1`, `ow` likewise. Max pooling's padding never wins
 // (PyTorch pads with -inf); average pooling's counts as zeros (PyTorch's default,
-// `count_include_pad=True`): a corner window's mean is its sum over `kernel²`.
+// `count_include_pad=True`): a corner window's mean is its sum over `kernel²`, or, with
+// `countIncludePad: false`, over the number of its elements in the image.
 
 /// The sizes of a pooling layer's input and output, checked.
 private struct PoolShape {
@@ -189,41 +190,50 @@ public final class MaxPool2d: PiecewiseLayer {
     }
 }
 
-/// Average pooling (PyTorch's `nn.AvgPool2d(kernel, stride, padding)`): each output element is
-/// the mean of its window, the padding counted as zeros (PyTorch's `count_include_pad=True`).
+/// Average pooling (PyTorch's `nn.AvgPool2d(kernel, stride, padding, count_include_pad)`): each
+/// output element is the mean of its window, the padding counted as zeros (PyTorch's default,
+/// `count_include_pad=True`: every window's sum is divided by `kernel²`) or, with
+/// `countIncludePad: false`, left out (each sum divided by the number of its window's elements in
+/// the image, `count`).
 ///
 /// ```python
 /// class AvgPool2d():
 ///     def __call__(self, inp):
 ///         self.inp = inp
-///         self.out = F.avg_pool2d(inp, k, stride, padding)
+///         self.out = F.avg_pool2d(inp, k, stride, padding, count_include_pad=count_include_pad)
 ///         return self.out
 ///     def backward(self):
-///         # every element of a window gets out.g / k², summed where windows overlap
+///         # every element of a window gets out.g / k² (or out.g / count), summed where windows overlap
 ///         self.inp.g = F.fold(self.out.g.view(n * c, 1, -1).expand(-1, k * k, -1) / k**2, ...)
 /// ```
 ///
 /// Shapes: `inp (n, c, h, w)` gives `out (n, c, oh, ow)`.
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
-/// operations, `reshape`, `unfold` (the padding zeros), `mean(1)`, whose derivatives give `.grad`.
-/// Both paths sum each window in Double and scale it once, so they give the same bits, and a
-/// window of large values whose mean is a Float gives it (PyTorch's Float sum can overflow to inf).
+/// operations, `reshape`, `unfold` (the padding zeros), `mean(1)` (or, leaving the padding out,
+/// `sum(1)` divided by each window's `count`), whose derivatives give `.grad`. Both paths sum each
+/// window in Double and scale it once (or round the sum to Float and divide it by `count`), so
+/// they give the same bits, and a window of large values whose mean is a Float gives it (PyTorch's
+/// Float sum can overflow to inf).
 public final class AvgPool2d: Layer {
     /// The window's height and width.
     public let kernel: Int
     /// The step between windows, down and across.
     public let stride: Int
-    /// The rows and columns of zeros on each side of the input (counted in every mean).
+    /// The rows and columns of zeros on each side of the input.
     public let padding: Int
+    /// Whether the padding counts in every mean (each window's sum over `kernel²`, PyTorch's
+    /// default), or is left out (each window's sum over the number of its elements in the image).
+    public let countIncludePad: Bool
     /// The input of the last call (the very object passed in). // (n, c, h, w)
     public private(set) var inp: Tensor!
     /// The output of the last call. // (n, c, oh, ow)
     public private(set) var out: Tensor!
 
-    /// Creates the layer; `stride` defaults to `kernel` (windows side by side), as in PyTorch.
+    /// Creates the layer; `stride` defaults to `kernel` (windows side by side) and
+    /// `countIncludePad` to `true`, as in PyTorch.
     /// - Precondition: `kernel ≥ 1`, `stride ≥ 1` and `0 ≤ padding ≤ kernel / 2` (PyTorch's rule).
-    public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
+    public init(kernel: Int, stride: Int? = nil, padding: Int = 0, countIncludePad: Bool = true) {
         precondition(kernel >= 1, "AvgPool2d: kernel \(kernel) must be at least 1")
         precondition((stride ?? kernel) >= 1, "AvgPool2d: stride \(stride ?? kernel) must be at least 1")
         precondition(
@@ -232,6 +242,7 @@ public final class AvgPool2d: Layer {
         self.kernel = kernel
         self.stride = stride ?? kernel
         self.padding = padding
+        self.countIncludePad = countIncludePad
     }
 
     /// None: pooling learns nothing.
@@ -239,32 +250,53 @@ public final class AvgPool2d: Layer {
 
     /// The forward pass: stores `inp`, computes `out[img, ch, oy, ox]` = the sum of
     /// `inp[img, ch, oy * stride - padding + ky, ox * stride - padding + kx]` over `ky, kx < kernel`
-    /// (the elements inside the input) over `kernel²`, returns `out`.
+    /// (the elements inside the input) over `kernel²` (over their number, `count`, when the
+    /// padding is left out), returns `out`.
     /// - Precondition: `inp` has rank 4 and the window fits in it padded; otherwise stops naming
     ///   the shape.
     public func callAsFunction(_ inp: Tensor) -> Tensor {
         let s = PoolShape(inp, kernel: kernel, stride: stride, padding: padding, layer: "AvgPool2d")
         self.inp = inp
         if Tensor.wouldRecord(inp) {
-            // The composition autograd differentiates: every window a row, the mean of each row.
-            out = inp.reshape([s.planes, 1, s.h, s.w])
+            // The composition autograd differentiates: every window a row, the mean of each row
+            // (or its sum over the window's count).
+            let rows = inp.reshape([s.planes, 1, s.h, s.w])
                 .unfold(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
-                .mean(1)  // of (n * c * oh * ow, k * k)
-                .reshape(s.outputShape)
+            // (n * c * oh * ow, k * k)
+            if countsEveryElement {
+                out = rows.mean(1).reshape(s.outputShape)
+            } else {
+                out = (rows.sum(1).reshape([s.planes, s.oh * s.ow]) / windowCounts(s)).reshape(s.outputShape)
+            }
             return out
         }
-        out = inp.avgPool2d(kernel: kernel, stride: stride, padding: padding)
+        out = inp.avgPool2d(kernel: kernel, stride: stride, padding: padding, countIncludePad: countsEveryElement)
         return out
     }
 
+    /// Whether every mean is over `kernel²`: the padding counts, or there is none.
+    private var countsEveryElement: Bool { countIncludePad || padding == 0 }
+
+    /// `count` for each window of a plane, `[oh * ow]`: the number of its elements in the image.
+    private func windowCounts(_ s: PoolShape) -> Tensor {
+        func covered(_ output: Int, _ size: Int) -> Int {
+            let first = output * stride - padding
+            return Swift.min(first + kernel, size) - Swift.max(first, 0)
+        }
+        let counts = (0..<s.oh).flatMap { oy in (0..<s.ow).map { ox in Float(covered(oy, s.h) * covered(ox, s.w)) } }
+        return Tensor(shape: [s.oh * s.ow], values: counts)
+    }
+
     /// The backward pass: each output's gradient is shared equally by the `kernel²` elements of
-    /// its window, summed where windows overlap (`stride < kernel`), the padding's shares dropped:
+    /// its window (by its `count` elements in the image, when the padding is left out), summed
+    /// where windows overlap (`stride < kernel`), the padding's shares dropped:
     /// - `inp.g[img, ch, oy * stride - padding + ky, ox * stride - padding + kx]
-    ///   += out.g[img, ch, oy, ox] / kernel²`   // (n, c, h, w)
+    ///   += out.g[img, ch, oy, ox] / kernel²`   (or `/ count`)   // (n, c, h, w)
     public func backward() {
         checkReadyForBackward()
         inp.g = Tensor.avgPool2dBackward(
-            out.g, inputShape: inp.shape, kernel: kernel, stride: stride, padding: padding)
+            out.g, inputShape: inp.shape, kernel: kernel, stride: stride, padding: padding,
+            countIncludePad: countsEveryElement)
     }
 }
 
@@ -275,8 +307,12 @@ extension MaxPool2d {
 }
 
 extension AvgPool2d {
-    /// The layer's arguments as PyTorch's `nn.AvgPool2d` takes them, defaults left out: `2`.
-    package var pythonArguments: String { poolPythonArguments(kernel: kernel, stride: stride, padding: padding) }
+    /// The layer's arguments as PyTorch's `nn.AvgPool2d` takes them, defaults left out: `2`,
+    /// `3, stride=1, padding=1, count_include_pad=False`.
+    package var pythonArguments: String {
+        poolPythonArguments(kernel: kernel, stride: stride, padding: padding)
+            + (countIncludePad ? "" : ", count_include_pad=False")
+    }
 }
 
 /// `K`, then `stride=S` and `padding=P` where they are not the defaults (`S = K`, `P = 0`).

@@ -210,13 +210,16 @@ void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BP
 void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, const BPWindow *window,
     long planeBegin, long planeEnd);
 
-/// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window, the padding
-/// counted as zeros (the sum over the window's part in the plane, divided by `kh²`).
-void bp_avg_pool(const float *x, float *out, const BPWindow *window, long planeBegin, long planeEnd);
+/// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window. With
+/// `countPadding` the padding counts as zeros (the sum over the window's part in the plane, divided
+/// by `kh²`); without, it is left out (that sum divided by the number of its elements).
+void bp_avg_pool(const float *x, float *out, const BPWindow *window, int countPadding, long planeBegin, long planeEnd);
 
 /// Average pooling's backward on planes `[planeBegin, planeEnd)`: `gInp` zeroed, then each
-/// output's gradient, divided by `kh²`, added to every element of its window in the plane.
-void bp_avg_pool_backward(const float *gOut, float *gInp, const BPWindow *window, long planeBegin, long planeEnd);
+/// output's gradient, divided by `kh²` (with `countPadding`) or by the number of its window's
+/// elements in the plane (without), added to every element of its window in the plane.
+void bp_avg_pool_backward(
+    const float *gOut, float *gInp, const BPWindow *window, int countPadding, long planeBegin, long planeEnd);
 
 /// `sums[i] = Σ_r Double(rows[r · columns + i])` for `i` in `0..<columns`, over `count` rows
 /// (Sums.c): each column summed from 0 in row order, every addition rounded in Double, so the bits

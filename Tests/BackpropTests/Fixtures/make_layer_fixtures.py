@@ -51,12 +51,16 @@ layers_maxpool2d.safetensors   MaxPool2d (floor mode; padding that never wins)
     PyTorch). With padding p a window is the part of the image it covers, its corner
     at (y*s - p, x*s - p); pieces count the offset in the whole window, padding included.
 
-layers_avgpool2d.safetensors   AvgPool2d (floor mode; padding counted as zeros)
+layers_avgpool2d.safetensors   AvgPool2d (floor mode; padding counted as zeros, or left out)
     NAME.x, NAME.out, NAME.out.g, NAME.x.g
         out = sum over the window's part of the image / k^2 (PyTorch's count_include_pad=True);
-        x.g gets out.g / k^2 from every window it is in.
+        x.g gets out.g / k^2 from every window it is in. With the padding left out (cases ending
+        in _ex, PyTorch's count_include_pad=False, metadata " exclude_pad"), the divisor is the
+        number of elements of the window's part of the image instead of k^2.
     cases: kernel 2 (stride 2, odd width), kernel 3 stride 1 (overlapping windows), and padded:
-    kernel 3 stride 1 padding 1, kernel 2 stride 2 padding 1, kernel 5 stride 2 padding 2.
+    kernel 3 stride 1 padding 1, kernel 2 stride 2 padding 1, kernel 5 stride 2 padding 2; the
+    same three padded cases with the padding left out, and kernel 2 stride 2 with it left out (no
+    padding: the same means).
 
 layers_flatten.safetensors     Flatten: (n, d1, d2, ...) -> (n, d1*d2*...), x.g = out.g reshaped.
 
@@ -350,17 +354,26 @@ def maxpool_fixture():
     write_safetensors(os.path.join(HERE, "layers_maxpool2d.safetensors"), tensors, metadata)
 
 
-def avgpool_forward(x, kernel, stride, padding=0):
+def avgpool_divisor(kernel, rows, columns, exclude_pad):
+    """k^2, or with the padding left out the number of elements of the window's part of the image."""
+    if not exclude_pad:
+        return kernel * kernel
+    return (rows.stop - rows.start) * (columns.stop - columns.start)
+
+
+def avgpool_forward(x, kernel, stride, padding=0, exclude_pad=False):
     out = np.zeros(output_shape(x.shape, kernel, stride, padding))
     for y, x_, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
-        out[:, :, y, x_] = x[:, :, rows, columns].sum(axis=(2, 3)) / (kernel * kernel)
+        divisor = avgpool_divisor(kernel, rows, columns, exclude_pad)
+        out[:, :, y, x_] = x[:, :, rows, columns].sum(axis=(2, 3)) / divisor
     return out
 
 
-def avgpool_backward(x, out_g, kernel, stride, padding=0):
+def avgpool_backward(x, out_g, kernel, stride, padding=0, exclude_pad=False):
     x_g = np.zeros_like(x)
     for y, x_, rows, columns, _, _ in windows(x.shape, kernel, stride, padding):
-        x_g[:, :, rows, columns] += out_g[:, :, y, x_][:, :, None, None] / (kernel * kernel)
+        divisor = avgpool_divisor(kernel, rows, columns, exclude_pad)
+        x_g[:, :, rows, columns] += out_g[:, :, y, x_][:, :, None, None] / divisor
     return x_g
 
 
@@ -371,21 +384,29 @@ def avgpool_fixture():
         ("k3_s1_p1", (2, 2, 5, 4), 3, 1, 1),  # the "same" size, padding counted in each mean
         ("k2_s2_p1", (1, 3, 5, 5), 2, 2, 1),
         ("k5_s2_p2", (1, 2, 6, 7), 5, 2, 2),
+        # The padding left out of each mean (PyTorch's count_include_pad=False); drawn after the
+        # cases above, so theirs stay as they were.
+        ("k3_s1_p1_ex", (2, 2, 5, 4), 3, 1, 1),  # edge windows of 6, corners of 4 elements
+        ("k2_s2_p1_ex", (1, 3, 5, 5), 2, 2, 1),  # corner windows of one element
+        ("k5_s2_p2_ex", (1, 2, 6, 7), 5, 2, 2),
+        ("k2_ex", (2, 3, 6, 5), 2, 2, 0),  # no padding: nothing to leave out
     ]
     rng = np.random.default_rng(1303)
     tensors, metadata = {}, {"written_by": "make_layer_fixtures.py"}
     for name, shape, kernel, stride, padding in cases:
+        exclude_pad = name.endswith("_ex")
         x = as32(rng.standard_normal(shape))
-        out = avgpool_forward(x, kernel, stride, padding)
+        out = avgpool_forward(x, kernel, stride, padding, exclude_pad)
         out_g = as32(rng.standard_normal(out.shape))
-        x_g = avgpool_backward(x, out_g, kernel, stride, padding)
+        x_g = avgpool_backward(x, out_g, kernel, stride, padding, exclude_pad)
         check_gradients(
-            lambda x: avgpool_forward(x, kernel, stride, padding), {"x": x.copy()}, {"x": x_g}, out_g, name)
+            lambda x: avgpool_forward(x, kernel, stride, padding, exclude_pad), {"x": x.copy()}, {"x": x_g}, out_g,
+            name)
         tensors[f"{name}.x"] = f32(x)
         tensors[f"{name}.out"] = f32(out)
         tensors[f"{name}.out.g"] = f32(out_g)
         tensors[f"{name}.x.g"] = f32(x_g)
-        metadata[name] = pool_arguments(kernel, stride, padding)
+        metadata[name] = pool_arguments(kernel, stride, padding) + (" exclude_pad" if exclude_pad else "")
         print(f"avgpool2d {name}: x {list(shape)} -> out {list(out.shape)}")
     write_safetensors(os.path.join(HERE, "layers_avgpool2d.safetensors"), tensors, metadata)
 

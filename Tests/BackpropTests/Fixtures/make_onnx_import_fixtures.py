@@ -79,7 +79,8 @@ onnx_import_io.safetensors
         FILE.layers     the Backprop model description the importer should produce for the file,
                         derived from the graph's nodes by `layers` below; entries separated by ", ":
                         conv OUT K [stride S] [pad P] [nobias], maxpool K [stride S] [pad P],
-                        avgpool K [stride S] [pad P] (the padding counted in the mean: count_include_pad 1),
+                        avgpool K [stride S] [pad P] [excludepad] (excludepad where the padding is left out of
+                        the mean: count_include_pad 0),
                         flatten, lin OUT [nobias], relu, tanh, sigmoid, leakyrelu SLOPE, gelu, dropout P,
                         batchnorm [eps E] [momentum M] (E and M the PyTorch module's own eps and momentum,
                         written where they differ from 1e-5 and 0.1; the script checks that the node's
@@ -96,6 +97,9 @@ zeropadnet    ZEROPADNET below, input [n, 1, 8, 8] -> nn.ZeroPad2d(0) -> [4, 6, 
               -> flatten 36 -> lin 10
 poolpadnet    POOLPADNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding 1 -> [4, 4, 4] maxpool 3 stride 2
               padding 1 -> [4, 4, 4] avgpool 3 stride 1 padding 1 (count_include_pad) -> flatten 64 -> lin 10
+poolexcludenet POOLEXCLUDENET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding 1 -> [4, 8, 8] avgpool 3
+              stride 1 padding 1 count_include_pad=False -> [4, 5, 5] avgpool 2 stride 2 padding 1
+              count_include_pad=False (corner windows of one element) -> flatten 100 -> lin 10
 
 onnx_import_padnet_opset9.onnx         padnet, opset 9: each Conv auto_pad SAME_UPPER (no pads), and a Pad of
                                        zeros (pads an attribute) before the AveragePool
@@ -105,6 +109,8 @@ onnx_import_zeropadnet_opset11.onnx    zeropadnet, opset 11: a Pad of zeros whos
                                        Reshape, Cast), its constant_value a Constant
 onnx_import_poolpadnet.onnx            poolpadnet, opset 20: MaxPool and AveragePool with pads [1, 1, 1, 1],
                                        the AveragePool's count_include_pad 1
+onnx_import_poolexcludenet.onnx        poolexcludenet, opset 20: two AveragePools with pads [1, 1, 1, 1] and
+                                       count_include_pad 0
 and two files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_zeropad1.onnx  nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), opset 11: a Pad
                                        of [0, 0, 1, 1, 0, 0, 1, 1], computed as above
@@ -112,8 +118,8 @@ onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Fl
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
 
 onnx_import_pad_io.safetensors
-    As onnx_import_io.safetensors, for padnet, zeropadnet and poolpadnet (KEY.x (3, 1, 8, 8), numpy seed
-    15; KEY.logits (3, 10)) and the four files they read from (FILE.output; FILE.model, FILE.operators,
+    As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet and poolexcludenet (KEY.x (3, 1, 8,
+    8), numpy seed 15; KEY.logits (3, 10)) and the five files they read from (FILE.output; FILE.model, FILE.operators,
     FILE.layers), with FILE.model and FILE.operators for the two refused files.
 """
 
@@ -237,6 +243,18 @@ def poolpadnet():
     )
 
 
+def poolexcludenet():
+    """Average pools that leave their padding out of each mean (count_include_pad=False), images
+    [1, 8, 8]: edge and corner windows divided by the elements they cover (down to one)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),  # [4, 8, 8]
+        nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),  # [4, 8, 8]
+        nn.AvgPool2d(2, stride=2, padding=1, count_include_pad=False),  # [4, 5, 5]
+        nn.Flatten(),  # [100]
+        nn.Linear(100, 10),
+    )
+
+
 def zeropad1():
     """A Pad that pads (refused)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten())
@@ -254,6 +272,7 @@ PAD_MODELS = {
     "zeropad1": (zeropad1, (3, 1, 8, 8)),
     "same_even": (same_even, (3, 1, 8, 8)),
     "poolpadnet": (poolpadnet, (3, 1, 8, 8)),
+    "poolexcludenet": (poolexcludenet, (3, 1, 8, 8)),  # last: the others' weights and inputs stay as they were
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -262,6 +281,7 @@ PAD_EXPORTS = [
     ("onnx_import_padnet_same", "padnet", 20),
     ("onnx_import_zeropadnet_opset11", "zeropadnet", 11),
     ("onnx_import_poolpadnet", "poolpadnet", 20),
+    ("onnx_import_poolexcludenet", "poolexcludenet", 20),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_zeropad1", "zeropad1", 11),
@@ -484,11 +504,11 @@ def layers(model, norms, x=None):
             if attributes.get("ceil_mode", 0) != 0 or set(attributes.get("dilations", [1, 1])) != {1}:
                 raise ValueError(f"{node.name}: {op} {attributes} is not a plain pool")
             kernel, stride, pad = square("kernel_shape"), square("strides", [1, 1]), pads()
-            if pad and op == "AveragePool" and attributes.get("count_include_pad", 0) != 1:
-                raise ValueError(f"{node.name}: {op} {attributes} leaves its padding out of the mean")
+            excludes = pad and op == "AveragePool" and attributes.get("count_include_pad", 0) != 1
             name = "maxpool" if op == "MaxPool" else "avgpool"
             entries.append(
-                f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else "") + (f" pad {pad}" if pad else ""))
+                f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else "") + (f" pad {pad}" if pad else "")
+                + (" excludepad" if excludes else ""))
         elif op == "Flatten":
             if attributes.get("axis", 1) != 1:
                 raise ValueError(f"{node.name}: Flatten axis {attributes['axis']}")
@@ -583,7 +603,7 @@ def write_pads():
         inputs[key] = rng.standard_normal(shape).astype(np.float32)
 
     io, metadata = {}, {}
-    for key in ("padnet", "zeropadnet", "poolpadnet"):
+    for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset in PAD_EXPORTS + PAD_REFUSED:
