@@ -110,6 +110,9 @@ public final class Trace {
             }
             layer.backward()
             append(.layerBackward(index), kept: keptTensors(of: index))
+            // As Model.backward(): training's first layer that learns wrote no inp.g, and the
+            // layers before it learn nothing.
+            if let first = model.firstTrainableLayer, first === layer, !first.needsInputGradient { break }
         }
         append(.summary)
     }

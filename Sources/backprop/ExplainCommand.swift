@@ -161,8 +161,7 @@ struct ExplainCommand: ParsableCommand {
         } catch {
             throw CommandLineError(error.description)
         }
-        (model.layers.first as? Lin)?.needsInputGradient = true
-        (model.layers.first as? Conv2d)?.needsInputGradient = true
+        model.firstTrainableLayer?.needsInputGradient = true
         return model
     }
 

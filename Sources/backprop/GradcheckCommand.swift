@@ -248,8 +248,7 @@ struct GradcheckCommand: ParsableCommand {
     /// `loss = model(x, y); model.backward()` with the hand-written backward, then the loss, every
     /// parameter's `.g` as `NAME.g` and `x.g`, written atomically to `path`.
     private func saveGradients(_ model: Model, x: Tensor, y: Tensor, to path: String) throws {
-        (model.layers.first as? Lin)?.needsInputGradient = true
-        (model.layers.first as? Conv2d)?.needsInputGradient = true
+        model.firstTrainableLayer?.needsInputGradient = true
         for dropout in model.layers.compactMap({ $0 as? Dropout }) { dropout.reseed(seed) }
         let lossValue = GradMode.withNoGrad { model(x, y) }
         GradMode.withNoGrad { model.backward() }

@@ -19,8 +19,7 @@ func describedSetup(
     let description = try ModelDescription(parsing: text)
     var generator = RandomGenerator(seed: seed)
     let model = try Model(description: description, inputShape: inputShape, loss: CrossEntropy(), generator: &generator)
-    (model.layers.first as? Conv2d)?.needsInputGradient = true
-    (model.layers.first as? Lin)?.needsInputGradient = true
+    model.firstTrainableLayer?.needsInputGradient = true
     let x = Tensor.randn([n] + inputShape, generator: &generator)
     let targ = Tensor((0..<n).map { _ in Float(generator.nextIndex(below: classes)) })
     return (model, x, targ, description)
@@ -198,6 +197,15 @@ struct ExplainConvnetTests {
         expectContains(text, "# no C.inp.g: needsInputGradient is off (the input is the data)")
         expectLacks(text, "C.inp.g = fold")
         expectLacks(text, "did not set")
+        // Behind a layer that learns nothing, the first that learns skips it too, and the walk ends
+        // there: the flatten before it has nothing to do (no "Python would fail here").
+        let behind = try Model(
+            description: ModelDescription(parsing: "flatten, lin 3"), inputShape: [1, 5, 5], loss: CrossEntropy(),
+            generator: &generator)
+        let flat = Narration(trace: Trace.record(model: behind, x: x, targ: Tensor([0, 2]))).text
+        expectContains(flat, "# no L.inp.g: needsInputGradient is off (the input is the data)")
+        expectLacks(flat, "F.inp.g")
+        expectLacks(flat, "would fail")
         expectContains(text, "writes C.w.g")
     }
 

@@ -495,4 +495,50 @@ struct ModelDescriptionShapeTests {
         model.train()
         #expect(norm.isTraining && dropout.isTraining)
     }
+
+    /// `flatten, lin 10` computed the data's gradient (`inp.g` of the Lin and of the flatten) that
+    /// nobody reads: only a first layer of its own skipped it. The first layer that learns skips
+    /// it behind any layers that learn nothing, and `backward()` stops after it.
+    @Test("the first layer that learns skips inp.g behind layers that learn nothing; its gradients stay autograd's")
+    func firstTrainableLayerSkipsTheDataGradient() throws {
+        let cases: [(text: String, shape: [Int], first: Int?)] = [
+            ("flatten, lin 5, relu, lin 3", [1, 4, 4], 1),
+            ("dropout 0.5, maxpool 2, conv 2 3 pad 1, relu, flatten, lin 3", [1, 6, 6], 2),
+            ("relu, lin 4, tanh, lin 3", [8], 1),
+            ("lin 3", [8], 0),
+            ("batchnorm, lin 3", [8], nil),  // batch norm learns first: every inp.g is written
+        ]
+        for (text, shape, first) in cases {
+            var generator = RandomGenerator(seed: 9)
+            let model = try Model(
+                description: ModelDescription(parsing: text), inputShape: shape, loss: CrossEntropy(),
+                generator: &generator)
+            model.eval()  // the same dropout (none) on both passes below
+            #expect(
+                model.firstTrainableLayer.map(ObjectIdentifier.init)
+                    == first.map { ObjectIdentifier(model.layers[$0]) },
+                "\(text)")
+            let skipping = model.layers.compactMap { $0 as? any InputGradientSkipping }.filter {
+                !$0.needsInputGradient
+            }
+            #expect(skipping.count == (first == nil ? 0 : 1), "\(text)")
+            let x = Tensor.randn([4] + shape, generator: &generator)
+            let y = Tensor([0, 2, 1, 2])
+            _ = model(x, y)
+            model.backward()
+            if let first {
+                #expect(x.g == nil, "\(text)")
+                for layer in model.layers[..<first] { #expect(layer.out.g == nil, "\(text): \(type(of: layer))") }
+            } else {
+                #expect(x.g?.shape == x.shape, "\(text)")
+            }
+            // Autograd's gradients of the same parameters, through the recorded forward.
+            let handWritten = model.parameters.map { $0.g?.values ?? [] }
+            for parameter in model.parameters { parameter.requiresGrad = true }
+            model(x, y).backward()
+            for (parameter, values) in zip(model.parameters, handWritten) {
+                expectAllNear(values, try #require(parameter.grad).values.map(Double.init), tolerance: 1e-5, "\(text)")
+            }
+        }
+    }
 }

@@ -215,7 +215,7 @@ public struct GradientCheckReport: Sendable, Codable {
 /// `requiresGrad` is as it was, `.grad` and `.g` hold the gradients, and the layers hold the
 /// forward pass of step 3. The model's buffers (batch norm's running statistics) hold what they
 /// held before, and each dropout's `freezesMask`, each piecewise layer's `freezesPieces` (when on,
-/// on the pieces of step 3) and the first layer's `needsInputGradient` (turned on for `x.g`) are
+/// on the pieces of step 3) and the `firstTrainableLayer`'s `needsInputGradient` (turned on for `x.g`) are
 /// as they were. The layers' modes
 /// are not changed: a model in training mode is checked in training mode (batch norm on the
 /// batch's statistics, dropout with a mask).
@@ -329,7 +329,7 @@ enum GradientCheck {
 
     /// What the check changes on the model for its duration, and puts back: `requiresGrad` of the
     /// tensors checked, the buffers' values, each dropout's `freezesMask`, each piecewise layer's
-    /// `freezesPieces` (turned off until the check freezes them), and the first layer's
+    /// `freezesPieces` (turned off until the check freezes them), and the first trainable layer's
     /// `needsInputGradient` (on, so that the manual backward writes `x.g`).
     struct SavedState {
         let tensors: [Tensor]
@@ -337,10 +337,9 @@ enum GradientCheck {
         let buffers: [(tensor: Tensor, values: [Float])]
         let dropouts: [(layer: Dropout, freezesMask: Bool)]
         let piecewise: [(layer: any PiecewiseLayer, freezesPieces: Bool)]
-        let firstLin: (layer: Lin, needsInputGradient: Bool)?
-        let firstConv: (layer: Conv2d, needsInputGradient: Bool)?
+        let first: (layer: any InputGradientSkipping, needsInputGradient: Bool)?
 
-        /// Saves the state, turns the first layer's input gradient on and every piecewise layer's
+        /// Saves the state, turns the first trainable layer's input gradient on and every piecewise layer's
         /// frozen pieces off.
         init(_ model: Model, tensors: [Tensor]) {
             self.tensors = tensors
@@ -348,10 +347,8 @@ enum GradientCheck {
             buffers = model.namedBuffers.map { ($0.tensor, $0.tensor.values) }
             dropouts = model.layers.compactMap { $0 as? Dropout }.map { ($0, $0.freezesMask) }
             piecewise = model.layers.compactMap { $0 as? any PiecewiseLayer }.map { ($0, $0.freezesPieces) }
-            firstLin = (model.layers.first as? Lin).map { ($0, $0.needsInputGradient) }
-            firstConv = (model.layers.first as? Conv2d).map { ($0, $0.needsInputGradient) }
-            firstLin?.layer.needsInputGradient = true
-            firstConv?.layer.needsInputGradient = true
+            first = model.firstTrainableLayer.map { ($0, $0.needsInputGradient) }
+            first?.layer.needsInputGradient = true
             freezePieces(false)
         }
 
@@ -376,8 +373,7 @@ enum GradientCheck {
             }
             for (layer, flag) in dropouts { layer.freezesMask = flag }
             for (layer, flag) in piecewise { layer.freezesPieces = flag }
-            if let (layer, flag) = firstLin { layer.needsInputGradient = flag }
-            if let (layer, flag) = firstConv { layer.needsInputGradient = flag }
+            if let (layer, flag) = first { layer.needsInputGradient = flag }
         }
     }
 

@@ -30,7 +30,7 @@ import BackpropCore
 /// writes `inp.g` as a convolution of `out.g` with the flipped kernels (the same sums as
 /// `fold(g • W)`, in another order), and `w.g` from windows unfolded a piece at a time, or, for
 /// windows of at most 32 values (a first layer's), straight from the padded images.
-public final class Conv2d: Layer {
+public final class Conv2d: InputGradientSkipping {
     /// The kernels, as PyTorch stores them. // (cOut, cIn, kh, kw)
     public let w: Tensor
     /// The bias, one per output channel, or `nil` for none. // (cOut)

@@ -29,6 +29,15 @@ public protocol Layer: AnyObject {
     func backward()
 }
 
+/// A layer whose `backward()` can leave out `inp.g` (``Lin``, ``Conv2d``): the first layer that
+/// learns, whose input is the data (or what layers that learn nothing made of it), whose gradient
+/// training never reads. See ``Model/firstTrainableLayer``.
+public protocol InputGradientSkipping: Layer {
+    /// Whether `backward()` computes `inp.g` (the default); when off it writes only the
+    /// parameters' `.g`.
+    var needsInputGradient: Bool { get set }
+}
+
 /// A loss of the seed: called with the model's output and the targets, it returns a scalar, and
 /// its `backward()` starts backpropagation by writing `inp.g`.
 public protocol Loss: AnyObject {

@@ -18,7 +18,7 @@ import BackpropCore
 /// `Lin(w)` makes one without a bias, PyTorch's `nn.Linear(nIn, nOut, bias=False)`: `out = inp • w`,
 /// and its backward has no `b.g` (the description's `lin N nobias`; a linear layer before a batch
 /// norm, whose own shift makes a bias redundant).
-public final class Lin: Layer {
+public final class Lin: InputGradientSkipping {
     /// The weights. // (nIn, nOut)
     public let w: Tensor
     /// The bias. // (nOut)

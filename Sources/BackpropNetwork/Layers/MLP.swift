@@ -9,8 +9,9 @@ extension Model {
     /// `randn(nIn, nOut) · sqrt(2 / nIn)` for each `Lin` followed by a `ReLU`, `randn / sqrt(nIn)`
     /// for the last, zero biases, drawn layer by layer from `generator`.
     ///
-    /// The first layer's `needsInputGradient` is off: its input is the data, whose gradient
-    /// nobody reads, and skipping it saves the largest product of the backward pass.
+    /// The first layer's `needsInputGradient` is off (``skipsInputGradient()``): its input is the
+    /// data, whose gradient nobody reads, and skipping it saves the largest product of the
+    /// backward pass.
     /// - Precondition: at least two sizes, all positive.
     public static func mlp(sizes: [Int], loss: any Loss, generator: inout RandomGenerator) -> Model {
         precondition(sizes.count >= 2, "Model.mlp: needs at least an input and an output size, got \(sizes)")
@@ -20,11 +21,12 @@ extension Model {
         return model
     }
 
-    /// Turns off the first `Lin`'s ``Lin/needsInputGradient``: its input is the data, whose
-    /// gradient nobody reads in training, and `out.g • wᵀ` is the largest product of the backward
-    /// pass. Every other layer still writes its `inp.g`.
+    /// Turns off the ``firstTrainableLayer``'s `needsInputGradient`: its input is the data (or
+    /// what layers that learn nothing made of it), whose gradient nobody reads in training, and
+    /// `out.g • wᵀ` is the largest product of an MLP's backward pass (`fold(g • W)` a third of a
+    /// convolution's). Every later layer still writes its `inp.g`; ``backward()`` stops after it.
     public func skipsInputGradient() {
-        (layers.first as? Lin)?.needsInputGradient = false
+        firstTrainableLayer?.needsInputGradient = false
     }
 
     /// The sizes of the model's linear layers, input first: `[784, 50, 1]` for the seed's model.

@@ -7,8 +7,9 @@ extension Model {
     /// The layers of `description`, initialised by ``ModelDescription/makeLayers(inputShape:generator:)``,
     /// then `loss`.
     ///
-    /// When the first layer is a `Lin` or a `Conv2d`, its `needsInputGradient` is off (as in
-    /// ``mlp(sizes:loss:generator:)``): its input is the data, whose gradient nobody reads.
+    /// The ``firstTrainableLayer``'s `needsInputGradient` is off (``skipsInputGradient()``, as in
+    /// ``mlp(sizes:loss:generator:)``): its input is the data, or what layers that learn nothing
+    /// made of it (`flatten, lin 10`), whose gradient nobody reads.
     /// - Parameters:
     ///   - description: the layers.
     ///   - inputShape: the shape of one example (`[1, 28, 28]` for a convnet on Fashion-MNIST,
@@ -21,8 +22,7 @@ extension Model {
     ) throws(ModelDescriptionError) {
         let layers = try description.makeLayers(inputShape: inputShape, generator: &generator)
         self.init(layers: layers, loss: loss)
-        if let first = layers.first as? Lin { first.needsInputGradient = false }
-        if let first = layers.first as? Conv2d { first.needsInputGradient = false }
+        skipsInputGradient()
     }
 
     /// Training mode: `isTraining = true` on every ``ModeDependentLayer`` (dropout drops, batch

@@ -37,6 +37,22 @@ public final class Model {
     /// Every layer's parameters, first layer first (`[w1, b1, w2, b2]` for the seed's model).
     public var parameters: [Tensor] { layers.flatMap(\.parameters) }
 
+    /// The first layer that learns, when it can leave out its `inp.g` (a ``Lin`` or ``Conv2d``):
+    /// its input is the data, or what layers that learn nothing (`flatten`, pools, dropout,
+    /// activations) made of it, so its `inp.g` and theirs are the data's gradient, which training
+    /// never reads. `nil` when the first layer that learns is another kind (a batch norm) or
+    /// there is none.
+    ///
+    /// Training turns its ``InputGradientSkipping/needsInputGradient`` off
+    /// (``skipsInputGradient()``); ``backward()`` then stops after it, the layers before it left
+    /// without gradients. The gradient check and the walkthrough turn it on, to show `x.g`.
+    public var firstTrainableLayer: (any InputGradientSkipping)? {
+        firstTrainableIndex.flatMap { layers[$0] as? any InputGradientSkipping }
+    }
+
+    /// The index of the first layer with parameters, if any.
+    private var firstTrainableIndex: Int? { layers.firstIndex { !$0.parameters.isEmpty } }
+
     /// The forward pass: each layer's output is the next one's input, and the last one's output
     /// goes to the loss with the targets. Returns the loss.
     public func callAsFunction(_ x: Tensor, _ targ: Tensor) -> Tensor {
@@ -86,6 +102,7 @@ public final class Model {
             "Model.backward(): no forward pass yet; call the model on inputs and targets first (loss = model(x, y))")
         loss.backward()
         if scale != 1, let g = loss.inp.g { loss.inp.g = g * scale }
+        let first = firstTrainableIndex
         for (index, l) in layers.enumerated().reversed() {
             precondition(
                 l.out != nil,
@@ -93,6 +110,9 @@ public final class Model {
                     + "targets first (loss = model(x, y))")
             precondition(l.out.g != nil, unsetGradientMessage(index, l, after: index + 1 < layers.count))
             l.backward()
+            // The first layer that learns wrote no inp.g: the layers before it learn nothing, and
+            // their gradients would be the data's.
+            if index == first, let skipping = l as? any InputGradientSkipping, !skipping.needsInputGradient { break }
         }
     }
 

@@ -40,9 +40,10 @@ struct WorkloadCost: Sendable, Equatable {
     ///     Conv2d (cIn → cOut, kh × kw, output oh × ow)    P = cOut·(cIn·kh·kw)·(oh·ow)
     ///
     /// the backward pass does `P` again for `w.g`, and again for `inp.g` unless the layer skips it
-    /// (`needsInputGradient` off: the first layer, whose input is the data):
+    /// (`needsInputGradient` off: the first layer that learns, whose input is the data, or what
+    /// layers that learn nothing made of it; `Model.firstTrainableLayer`):
     ///
-    ///     FLOPs = 2·N·Σ P·(3, or 2 for the first layer)
+    ///     FLOPs = 2·N·Σ P·(3, or 2 for the first layer that learns)
     ///     bytes = N·(m + 1)·4       (the m pixels and the label of each example, read once
     ///                                 when the batches are gathered)
     ///
