@@ -20,13 +20,16 @@ extension HTMLReport {
         var figures = maps.rows.map(figure)
         if let kernels = maps.kernels { figures.append(figure(kernels)) }
         let image = FeatureMaps.image
+        // A model without a convolution (pools, then a Lin) has no kernels to show.
+        let kernels =
+            maps.kernels == nil
+            ? "" : "; then the first convolution's kernels, each beside its gradient from the backward pass"
         return """
             <section class="maps" aria-labelledby="maps-title">
             <h2 id="maps-title">One image through the network</h2>
             <p class="note">Example \(image) of x (targ[\(image)] = \(escapeMarkup(maps.target))) and what each \
-            layer made of it in the forward pass, one picture per channel; then the first convolution's \
-            kernels, each beside its gradient from the backward pass. The input is grey (black its smallest \
-            value, white its largest); the rest use one scale per tensor, given with it: \
+            layer made of it in the forward pass, one picture per channel\(kernels). The input is grey (black its \
+            smallest value, white its largest); the rest use one scale per tensor, given with it: \
             <span class="neg">blue</span> negative, white zero, <span class="pos">red</span> positive.</p>
             \(figures.joined(separator: "\n"))
             </section>

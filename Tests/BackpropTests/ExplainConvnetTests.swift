@@ -354,6 +354,25 @@ struct ExplainConvnetPageTests {
         #expect(html.utf8.count < 1_000_000)
     }
 
+    /// A network of images without a convolution has maps to draw but no kernels: the page's note
+    /// said it showed "the first convolution's kernels" all the same.
+    @Test func aPageWithoutAConvolutionPromisesNoKernels() throws {
+        let (model, x, targ, _) = try describedSetup(
+            "maxpool 2 stride 1 pad 1, avgpool 3 stride 1 pad 1 excludepad, flatten, lin 3", inputShape: [1, 6, 6],
+            classes: 3)
+        let trace = Trace.record(model: model, x: x, targ: targ)
+        let maps = try #require(FeatureMaps(trace: trace))
+        #expect(maps.kernels == nil && maps.rows.map(\.name) == ["x[0]", "MP.out[0]", "AP.out[0]"])
+        let html = HTMLReport(narration: Narration(trace: trace)).html
+        expectContains(html, "<section class=\"maps\" aria-labelledby=\"maps-title\">")
+        expectLacks(html, "first convolution's kernels")
+        expectContains(try Self.cnnPage().html, "one picture per channel; then the first convolution's kernels")
+        // The average that leaves its padding out divides each window by its count.
+        let text = Narration(trace: trace).text
+        expectContains(text, "avg_pool2d(AP.inp, 3, stride=1, padding=1, count_include_pad=False)")
+        expectContains(text, "AP.inp.g = fold(AP.out.g.view(n * c, 1, -1).expand(-1, 9, -1) / counts, ")
+    }
+
     @Test func anMLPsPageHasNoPictures() {
         let (model, x, targ, _, _, _, _) = seedSetup()
         let trace = Trace.record(model: model, x: x, targ: targ)
