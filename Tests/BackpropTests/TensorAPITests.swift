@@ -270,6 +270,24 @@ extension TensorAPITests {
             expectGradientsMatchFiniteDifferences([z]) { $0[0].clamp(min: -1, max: 1) }
         }
 
+        /// Swift.max(-0.0, 0) is 0: clampMin, clamp and so ReLU turned -0.0 into +0.0, where
+        /// torch.clamp_min(torch.tensor([-0.]), 0), torch.clamp(…, 0, 1) and torch.relu give -0.
+        @Test("clampMin, clamp and ReLU keep -0.0, as PyTorch's do; NaN stays NaN; min > max gives max")
+        func clampKeepsNegativeZero() {
+            let x = Tensor([-0.0, 0.0, -1, .nan, 2])
+            let results = [
+                x.clampMin(0).values, x.clamp(min: 0, max: 1).values, x.clamp(min: 0).values, ReLU()(x).values,
+            ]
+            for values in results {
+                #expect(values[0] == 0 && values[0].sign == .minus, "\(values)")
+                #expect(values[1] == 0 && values[1].sign == .plus && values[2] == 0 && values[3].isNaN, "\(values)")
+            }
+            #expect(x.clamp(max: 0).values[0].sign == .minus)
+            // torch.clamp(x, min=2, max=1) is 1 everywhere but the NaN.
+            let inverted = x.clamp(min: 2, max: 1).values
+            #expect(inverted.enumerated().allSatisfy { $0.offset == 3 ? $0.element.isNaN : $0.element == 1 })
+        }
+
         @Test("clamp without a bound stops")
         func clampWithoutBound() async {
             await #expect(processExitsWith: .failure) { _ = Tensor([1, 2]).clamp() }

@@ -162,8 +162,13 @@ extension Tensor {
     /// - Precondition: this tensor has one element and requires gradients; otherwise stops
     ///   naming the shape or the missing `requiresGrad`. No tensor of the graph was changed in
     ///   place (through the subscript or ``withUnsafeMutableBufferPointer(_:)``) after the
-    ///   operation that used it was recorded; otherwise stops naming the operation, as PyTorch
-    ///   does, rather than computing a gradient from the new values.
+    ///   operation that used it was recorded; otherwise stops naming the operation rather than
+    ///   computing a gradient from the new values. This is stricter than PyTorch, which stops only
+    ///   where the tensor changed was saved for the backward pass (a product's inputs, not a sum's):
+    ///   every input and output of every operation is checked here, even where its derivative
+    ///   would not read it. (A leaf that requires gradients may be changed in place before it is
+    ///   used, which PyTorch refuses; and a second backward() replaces `.grad` by the sum rather
+    ///   than adding into the tensor PyTorch keeps.)
     public func backward() {
         precondition(count == 1, "backward(): expects a scalar (one element), got shape \(shape)")
         precondition(

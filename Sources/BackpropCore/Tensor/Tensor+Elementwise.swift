@@ -117,7 +117,9 @@ extension Tensor {
         let (input, out) = (source.pointer, result.pointer)
         withExtendedLifetime(source) {
             Parallel.forEachRange(count, minimumPerPiece: Tensor.elementwiseMinimumPerWorker) { range in
-                for i in range { out[i] = Swift.max(input[i], minimum) }
+                // Not Swift.max(x, m), which gives m where they compare equal: -0.0 stays -0.0 and
+                // NaN stays NaN, as in PyTorch's clamp_min (one maxps either way).
+                for i in range { out[i] = input[i] < minimum ? minimum : input[i] }
             }
         }
         return result.recorded(.clampMin(minimum), self)

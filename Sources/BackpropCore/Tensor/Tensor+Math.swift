@@ -65,7 +65,10 @@ extension Tensor {
         precondition(!(lower?.isNaN ?? false) && !(upper?.isNaN ?? false), "clamp: a bound is NaN")
         let (low, high) = (lower ?? -.infinity, upper ?? .infinity)
         return mapValues { value in
-            value.isNaN ? value : Swift.min(Swift.max(value, low), high)
+            // x where it is within the bounds, -0.0 included (PyTorch's clamp keeps it, where
+            // Swift.max(-0.0, 0) gives 0); then the upper bound, which wins where min > max.
+            let lifted = value < low ? low : value
+            return lifted > high ? high : lifted
         }
         .recorded(.clamp(lower, upper), self)
     }
