@@ -198,10 +198,10 @@ struct GraphReader {
                 guard axis == 1 || axis == 1 - rank else {
                     throw at.fail("flattens from axis \(axis); Backprop's flatten keeps the batch axis (axis 1)")
                 }
-                if shape!.count > 1 {
-                    layers.append(ReadLayer(entry: .flatten))
-                    shape = [shape!.reduce(1, *)]
-                }
+                // A layer even where its input is flat already (the identity): `lin 8, flatten, lin 10`
+                // reads back with its layers where they were, so their indices (layers.I) stay.
+                layers.append(ReadLayer(entry: .flatten))
+                shape = [shape!.reduce(1, *)]
             case "Reshape":
                 if try readReshape(node, at, shape: shape, batch: batch) {
                     layers.append(ReadLayer(entry: .flatten))

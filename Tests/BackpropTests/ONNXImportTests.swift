@@ -459,7 +459,9 @@ struct ONNXImportTests {
     @Test("reads back what ONNXExport writes: the same layers, tensors, dropout and normalisation")
     func readsBackExports() throws {
         let ownSettings = "conv 4 3 pad 1, batchnorm eps 0.001 momentum 0.01, relu, flatten, lin 10, batchnorm eps 0.02"
-        for layers in [ONNXExportTests.mlpLayers, ONNXExportTests.convnetLayers, ownSettings] {
+        // A flatten of what is flat already is a layer too: the layers after it keep their indices.
+        let flatAgain = "conv 2 3, flatten, flatten, lin 8, flatten, dropout 0.5, lin 10"
+        for layers in [ONNXExportTests.mlpLayers, ONNXExportTests.convnetLayers, ownSettings, flatAgain] {
             let description = try ModelDescription(parsing: layers)
             let model = try ONNXExportTests.model(layers, seed: 3)
             let inputShape = description.inputShape(channels: 1, height: 28, width: 28)
