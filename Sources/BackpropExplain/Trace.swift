@@ -102,7 +102,10 @@ public final class Trace {
         // `None` (a layer whose `out.g` nobody wrote), which the model's own loop cannot.
         model.loss.backward()
         append(.lossBackward)
-        for index in model.layers.indices.reversed() {
+        // As Model.backward(): from the last layer down to the first whose backward runs (training's
+        // first layer that learns writes no inp.g, and the layers before it learn nothing).
+        let firstBackward = model.firstBackwardIndex
+        for index in model.layers.indices.reversed() where index >= firstBackward {
             let layer = model.layers[index]
             guard let out = layer.out, out.g != nil else {
                 append(.backwardStopped(index))
@@ -110,9 +113,6 @@ public final class Trace {
             }
             layer.backward()
             append(.layerBackward(index), kept: keptTensors(of: index))
-            // As Model.backward(): training's first layer that learns wrote no inp.g, and the
-            // layers before it learn nothing.
-            if let first = model.firstTrainableLayer, first === layer, !first.needsInputGradient { break }
         }
         append(.summary)
     }

@@ -81,6 +81,25 @@ struct BenchmarkTests {
         #expect(breakdown.parts.map(\.backwardFlops) == [41_600, 0, 12_480, 0, 0])
     }
 
+    /// A flatten before the first Lin: the Lin skips inp.g all the same, and the breakdown runs
+    /// the backward passes down to it only (it ran the flatten's, which stopped on its unset out.g).
+    @Test func epochBreakdownStopsAtTheFirstLayerThatLearns() {
+        var generator = RandomGenerator(seed: 5)
+        let x = Tensor.randn([130, 784], generator: &generator)  // a recipe of layers takes 28×28 images
+        let y = Tensor((0..<130).map { _ in Float(generator.nextIndex(below: 3)) })
+        let recipe = EpochBenchmark.Recipe(
+            sizes: [784, 3], optimizer: .sgd, learningRate: 0.1, batchSize: 64, layers: "flatten, lin 8, relu, lin 3")
+        let breakdown = EpochBenchmark(x: x, y: y, recipe: recipe).breakdown(runs: 1)
+        #expect(
+            breakdown.parts.map(\.name) == [
+                "layers.0 Flatten", "layers.1 Lin", "layers.2 ReLU", "layers.3 Lin", "loss", "optimizer",
+            ])
+        #expect(breakdown.parts[0].backwardMilliseconds == 0)
+        // layers.1 (784 → 8, no inp.g): 2·130·784·8 = 1,630,720 forward and the same for w.g.
+        #expect(breakdown.parts.map(\.forwardFlops) == [0, 1_630_720, 0, 6_240, 0, 0])
+        #expect(breakdown.parts.map(\.backwardFlops) == [0, 1_630_720, 0, 12_480, 0, 0])
+    }
+
     /// The convnet recipe parses, fits 28×28 rows and trains (its peer is `cnn_epoch_torch.py`).
     @Test func cnnEpochTrainsOnTinyData() {
         var generator = RandomGenerator(seed: 6)

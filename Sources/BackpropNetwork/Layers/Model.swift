@@ -53,6 +53,17 @@ public final class Model {
     /// The index of the first layer with parameters, if any.
     private var firstTrainableIndex: Int? { layers.firstIndex { !$0.parameters.isEmpty } }
 
+    /// The index of the first layer whose `backward()` runs in ``backward()``: that of the
+    /// ``firstTrainableLayer`` when its `needsInputGradient` is off (the layers before it learn
+    /// nothing, and their gradients would be the data's), else 0. A loop that runs the layers'
+    /// backward passes itself stops there too.
+    public var firstBackwardIndex: Int {
+        guard let index = firstTrainableIndex, let layer = layers[index] as? any InputGradientSkipping,
+            !layer.needsInputGradient
+        else { return 0 }
+        return index
+    }
+
     /// The forward pass: each layer's output is the next one's input, and the last one's output
     /// goes to the loss with the targets. Returns the loss.
     public func callAsFunction(_ x: Tensor, _ targ: Tensor) -> Tensor {
@@ -102,17 +113,14 @@ public final class Model {
             "Model.backward(): no forward pass yet; call the model on inputs and targets first (loss = model(x, y))")
         loss.backward()
         if scale != 1, let g = loss.inp.g { loss.inp.g = g * scale }
-        let first = firstTrainableIndex
-        for (index, l) in layers.enumerated().reversed() {
+        let first = firstBackwardIndex
+        for (index, l) in layers.enumerated().reversed() where index >= first {
             precondition(
                 l.out != nil,
                 "Model.backward(): layer \(index) (\(type(of: l))) has no forward pass; call the model on inputs and "
                     + "targets first (loss = model(x, y))")
             precondition(l.out.g != nil, unsetGradientMessage(index, l, after: index + 1 < layers.count))
             l.backward()
-            // The first layer that learns wrote no inp.g: the layers before it learn nothing, and
-            // their gradients would be the data's.
-            if index == first, let skipping = l as? any InputGradientSkipping, !skipping.needsInputGradient { break }
         }
     }
 

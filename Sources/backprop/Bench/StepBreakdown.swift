@@ -136,7 +136,9 @@ struct StepBreakdown: Encodable {
                     model.loss.backward()
                     backward[count] += Timing.now() - start
                 }
-                for (index, layer) in model.layers.enumerated().reversed() {
+                // As Model.backward(): down to the first layer whose backward runs.
+                let firstBackward = model.firstBackwardIndex
+                for (index, layer) in model.layers.enumerated().reversed() where index >= firstBackward {
                     counting(index) {
                         let start = Timing.now()
                         layer.backward()
