@@ -91,10 +91,15 @@ extension AvgPool2d: SeedCodeDescribing {
     /// `AvgPool2d`: the mean of each window, and each output's gradient shared by its window (over
     /// `counts`, each window's elements in the image, when the padding is left out of the means).
     var seedCode: SeedCode {
-        let window = pythonArguments
+        let (window, fold) = (pythonArguments, windowPythonArguments)  // fold takes no count_include_pad
         let whole = countIncludePad || padding == 0
         let size = kernel * kernel
         let share = whole ? "\(size)" : "counts"
+        let counts =
+            whole
+            ? ""
+            : "   # counts = (avg_pool2d(ones(1, h, w), \(fold)) * \(size)).view(1, 1, -1): each window's elements in "
+                + "the image"
         return SeedCode(
             className: "AvgPool2d", letter: "AP", parameterFields: [],
             forward: "self.inp = inp; self.out = avg_pool2d(inp, \(window))",
@@ -104,7 +109,7 @@ extension AvgPool2d: SeedCodeDescribing {
                 SeedCode.GradientLine(
                     field: "inp",
                     line: "self.inp.g = fold(self.out.g.view(n * c, 1, -1).expand(-1, \(size), -1) / \(share), "
-                        + "self.inp.shape[2:], \(window)).view(self.inp.shape)")
+                        + "self.inp.shape[2:], \(fold)).view(self.inp.shape)" + counts)
             ],
             origin: "the layer's", arguments: [window])
     }

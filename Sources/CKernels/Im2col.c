@@ -227,8 +227,11 @@ static inline ClippedWindow clippedWindow(const BPWindow *g, long oy, long ox) {
         left + g->kw < g->w ? left + g->kw : g->w};
 }
 
-/// The number of elements of a clipped window, as the Float a mean divides by.
-static inline float windowCount(ClippedWindow c) { return (float)((c.y1 - c.y0) * (c.x1 - c.x0)); }
+/// What turns a mean over `k²` into one over the clipped window's elements: `k² / count`, as a
+/// Float (1 for a window inside the plane).
+static inline float windowFactor(ClippedWindow c, long k) {
+    return (float)((double)k * (double)k / (double)((c.y1 - c.y0) * (c.x1 - c.x0)));
+}
 
 /// Max pooling of one plane with padding: each window clipped to the plane, as PyTorch's kernel
 /// does (its padding is -inf that never wins; a window of -inf's goes to its first element in the
@@ -429,10 +432,11 @@ INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPW
 }
 
 /// Average pooling of one plane with padding: the sum of each window clipped to the plane, summed
-/// in Double as `avgPoolPlane`. With `countPadding` (PyTorch's `count_include_pad=True`, its
-/// default) the padding counts as zeros: the sum is scaled by `1 / k²` in Double. Without it, the
-/// sum is rounded to Float and divided by the number of the window's elements in the plane, as the
-/// recorded path's `sum(1) / counts` does (PyTorch's `count_include_pad=False`).
+/// in Double and scaled by `1 / k²` as `avgPoolPlane`, the padding counted as zeros (PyTorch's
+/// `count_include_pad=True`, its default). Without `countPadding` (`count_include_pad=False`) that
+/// mean is then multiplied by the Float `k² / count`, `count` the window's elements in the plane,
+/// as the recorded path's `mean(1) * factors` does: no overflow where the mean is a Float (a sum
+/// rounded to Float first overflowed), and a window inside the plane the same in both modes.
 static void avgPoolPlanePadded(
     const float *restrict x, float *restrict out, const BPWindow *g, long plane, int countPadding) {
     const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
@@ -445,7 +449,8 @@ static void avgPoolPlanePadded(
             double total = 0;
             for (long iy = c.y0; iy < c.y1; iy++)
                 for (long ix = c.x0; ix < c.x1; ix++) total += input[iy * w + ix];
-            *o++ = countPadding ? (float)(total * scale) : (float)total / windowCount(c);
+            const float mean = (float)(total * scale);
+            *o++ = countPadding ? mean : mean * windowFactor(c, k);
         }
     }
 }
@@ -477,7 +482,7 @@ void bp_avg_pool_backward(
                 // The window clipped to the plane (the whole window without padding): the
                 // padding's share of the gradient goes nowhere.
                 const ClippedWindow c = clippedWindow(g, oy, ox);
-                const float value = countPadding ? *share++ * scale : *share++ / windowCount(c);
+                const float value = countPadding ? *share++ * scale : *share++ * windowFactor(c, k) * scale;
                 for (long iy = c.y0; iy < c.y1; iy++)
                     for (long ix = c.x0; ix < c.x1; ix++) target[iy * w + ix] += value;
             }

@@ -370,7 +370,12 @@ struct ExplainConvnetPageTests {
         // The average that leaves its padding out divides each window by its count.
         let text = Narration(trace: trace).text
         expectContains(text, "avg_pool2d(AP.inp, 3, stride=1, padding=1, count_include_pad=False)")
-        expectContains(text, "AP.inp.g = fold(AP.out.g.view(n * c, 1, -1).expand(-1, 9, -1) / counts, ")
+        // fold takes the window alone (it has no count_include_pad), and counts is said.
+        expectContains(
+            text,
+            "AP.inp.g = fold(AP.out.g.view(n * c, 1, -1).expand(-1, 9, -1) / counts, AP.inp.shape[2:], 3, stride=1, "
+                + "padding=1).view(AP.inp.shape)   # counts = (avg_pool2d(ones(1, h, w), 3, stride=1, padding=1) * 9)"
+                + ".view(1, 1, -1): each window's elements in the image")
     }
 
     @Test func anMLPsPageHasNoPictures() {

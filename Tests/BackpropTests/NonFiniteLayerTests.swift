@@ -129,6 +129,13 @@ struct NonFiniteLayerTests {
         #expect(pool(large).values == [Float](repeating: expected, count: 4))
         large.requiresGrad = true
         #expect(pool(large).values == [Float](repeating: expected, count: 4))
+        // Leaving the padding out: every window's mean is 3e38 (its sum rounded to a Float first
+        // overflowed to inf where a window held two elements or more).
+        let full = Tensor(shape: [1, 1, 2, 2], values: [Float](repeating: 3e38, count: 4))
+        let excluding = AvgPool2d(kernel: 2, stride: 1, padding: 1, countIncludePad: false)
+        #expect(excluding(full).values == [Float](repeating: 3e38, count: 9))
+        full.requiresGrad = true
+        #expect(excluding(full).values == [Float](repeating: 3e38, count: 9))
     }
 
     /// The case that showed it: gradcheck failed this correct model on Fashion-MNIST's first 8

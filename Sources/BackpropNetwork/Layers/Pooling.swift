@@ -210,11 +210,11 @@ public final class MaxPool2d: PiecewiseLayer {
 /// Shapes: `inp (n, c, h, w)` gives `out (n, c, oh, ow)`.
 ///
 /// When autograd records (`inp` requires gradients), the forward is composed of recorded
-/// operations, `reshape`, `unfold` (the padding zeros), `mean(1)` (or, leaving the padding out,
-/// `sum(1)` divided by each window's `count`), whose derivatives give `.grad`. Both paths sum each
-/// window in Double and scale it once (or round the sum to Float and divide it by `count`), so
-/// they give the same bits, and a window of large values whose mean is a Float gives it (PyTorch's
-/// Float sum can overflow to inf).
+/// operations, `reshape`, `unfold` (the padding zeros), `mean(1)` (times each window's
+/// `kernel² / count` when the padding is left out), whose derivatives give `.grad`. Both paths sum
+/// each window in Double and scale it once (then multiply it by that Float factor), so they give
+/// the same bits, and a window of large values whose mean is a Float gives it (PyTorch's Float sum
+/// can overflow to inf).
 public final class AvgPool2d: Layer {
     /// The window's height and width.
     public let kernel: Int
@@ -259,14 +259,14 @@ public final class AvgPool2d: Layer {
         self.inp = inp
         if Tensor.wouldRecord(inp) {
             // The composition autograd differentiates: every window a row, the mean of each row
-            // (or its sum over the window's count).
+            // (times the window's kernel² / count).
             let rows = inp.reshape([s.planes, 1, s.h, s.w])
                 .unfold(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
             // (n * c * oh * ow, k * k)
             if countsEveryElement {
                 out = rows.mean(1).reshape(s.outputShape)
             } else {
-                out = (rows.sum(1).reshape([s.planes, s.oh * s.ow]) / windowCounts(s)).reshape(s.outputShape)
+                out = (rows.mean(1).reshape([s.planes, s.oh * s.ow]) * windowFactors(s)).reshape(s.outputShape)
             }
             return out
         }
@@ -277,14 +277,18 @@ public final class AvgPool2d: Layer {
     /// Whether every mean is over `kernel²`: the padding counts, or there is none.
     private var countsEveryElement: Bool { countIncludePad || padding == 0 }
 
-    /// `count` for each window of a plane, `[oh * ow]`: the number of its elements in the image.
-    private func windowCounts(_ s: PoolShape) -> Tensor {
+    /// `kernel² / count` for each window of a plane, `[oh * ow]`, `count` the number of its
+    /// elements in the image, computed in Double and rounded once (the C kernel's `windowFactor`).
+    private func windowFactors(_ s: PoolShape) -> Tensor {
         func covered(_ output: Int, _ size: Int) -> Int {
             let first = output * stride - padding
             return Swift.min(first + kernel, size) - Swift.max(first, 0)
         }
-        let counts = (0..<s.oh).flatMap { oy in (0..<s.ow).map { ox in Float(covered(oy, s.h) * covered(ox, s.w)) } }
-        return Tensor(shape: [s.oh * s.ow], values: counts)
+        let square = Double(kernel) * Double(kernel)
+        let factors = (0..<s.oh).flatMap { oy in
+            (0..<s.ow).map { ox in Float(square / Double(covered(oy, s.h) * covered(ox, s.w))) }
+        }
+        return Tensor(shape: [s.oh * s.ow], values: factors)
     }
 
     /// The backward pass: each output's gradient is shared equally by the `kernel²` elements of
@@ -310,9 +314,11 @@ extension AvgPool2d {
     /// The layer's arguments as PyTorch's `nn.AvgPool2d` takes them, defaults left out: `2`,
     /// `3, stride=1, padding=1, count_include_pad=False`.
     package var pythonArguments: String {
-        poolPythonArguments(kernel: kernel, stride: stride, padding: padding)
-            + (countIncludePad ? "" : ", count_include_pad=False")
+        windowPythonArguments + (countIncludePad ? "" : ", count_include_pad=False")
     }
+
+    /// The window's arguments alone, as `F.fold` and `F.unfold` take them: `3, stride=1, padding=1`.
+    package var windowPythonArguments: String { poolPythonArguments(kernel: kernel, stride: stride, padding: padding) }
 }
 
 /// `K`, then `stride=S` and `padding=P` where they are not the defaults (`S = K`, `P = 0`).

@@ -212,12 +212,14 @@ void bp_max_pool_backward(const float *gOut, const int *winners, float *gInp, co
 
 /// Average pooling of planes `[planeBegin, planeEnd)`: the mean of each window. With
 /// `countPadding` the padding counts as zeros (the sum over the window's part in the plane, divided
-/// by `kh²`); without, it is left out (that sum divided by the number of its elements).
+/// by `kh²`); without, it is left out (that mean times `kh² / count`, `count` the number of its
+/// elements).
 void bp_avg_pool(const float *x, float *out, const BPWindow *window, int countPadding, long planeBegin, long planeEnd);
 
 /// Average pooling's backward on planes `[planeBegin, planeEnd)`: `gInp` zeroed, then each
-/// output's gradient, divided by `kh²` (with `countPadding`) or by the number of its window's
-/// elements in the plane (without), added to every element of its window in the plane.
+/// output's gradient, divided by `kh²` (with `countPadding`; without, first multiplied by
+/// `kh² / count`, `count` the number of its window's elements in the plane), added to every
+/// element of its window in the plane.
 void bp_avg_pool_backward(
     const float *gOut, float *gInp, const BPWindow *window, int countPadding, long planeBegin, long planeEnd);
 
