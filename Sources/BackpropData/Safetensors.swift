@@ -103,17 +103,28 @@ public enum Safetensors {
                 path: path, problem: "header length \(headerLength) is larger than the limit of \(maxHeaderBytes) bytes"
             )
         }
-        let restCount = Int(following)
-        Tensor.checkAllocatable(bytes: restCount, for: "the contents of \(path)")
+        // The header first, checked against the size of what follows it, then only that: a file
+        // that is not safetensors (or a sparse file of 20 GB) is refused before its bulk is read.
+        let header = try readBytes(file, count: Int(headerLength), path: path)
+        let dataSize = Int(following - headerLength)
+        let (metadata, entries) = try parseHeader(header, dataSize: dataSize, path: path)
+        Tensor.checkAllocatable(bytes: dataSize, for: "the contents of \(path)")
+        let data = try readBytes(file, count: dataSize, path: path)
+        return decode(metadata: metadata, entries: entries, data: data, path: path)
+    }
+
+    /// The next `count` bytes of `file`.
+    /// - Throws: ``DataError`` if the file ends before them (it shrank while it was being read).
+    private static func readBytes(_ file: FileInput, count: Int, path: String) throws -> [UInt8] {
         var read = 0
-        let rest = try [UInt8](unsafeUninitializedCapacity: restCount) { buffer, initialized in
-            if let base = buffer.baseAddress { read = try file.read(into: base, count: restCount) }
+        let bytes = try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress { read = try file.read(into: base, count: count) }
             initialized = read
         }
-        if read < restCount {
+        if read < count {
             throw DataError(path: path, problem: "file shrank while it was being read")
         }
-        return try decode(header: Array(rest[..<Int(headerLength)]), data: rest[Int(headerLength)...], path: path)
+        return bytes
     }
 
     /// What a file that is not safetensors is, from its first 8 bytes, when they say so: a zip archive

@@ -12,14 +12,17 @@ extension Safetensors {
         let end: Int
     }
 
-    /// Validates the JSON header against the data that follows it, then converts every tensor.
+    /// The JSON header, checked against the size of the data that follows it, before that data is
+    /// read: the metadata and each tensor's entry.
     ///
     /// - Parameters:
     ///   - header: the `N` header bytes (JSON, possibly padded with spaces).
-    ///   - data: everything after the header; `data_offsets` count from its first byte.
+    ///   - dataSize: the bytes after the header; `data_offsets` count from its first byte.
     ///   - path: the file, for error messages.
     /// - Throws: ``DataError`` as described in ``read(path:)``.
-    static func decode(header: [UInt8], data: ArraySlice<UInt8>, path: String) throws -> SafetensorsFile {
+    static func parseHeader(
+        _ header: [UInt8], dataSize: Int, path: String
+    ) throws -> (metadata: [String: String], entries: [Entry]) {
         let root: JSONValue
         do {
             root = try JSONParser.parse(header)
@@ -38,11 +41,18 @@ extension Safetensors {
             if key == "__metadata__" {
                 metadata = try parseMetadata(value, path: path)
             } else {
-                entries.append(try parseEntry(name: key, value, dataSize: data.count, path: path))
+                entries.append(try parseEntry(name: key, value, dataSize: dataSize, path: path))
             }
         }
         try checkOverlaps(entries, path: path)
+        return (metadata, entries)
+    }
 
+    /// Every tensor of `entries` converted from `data` (everything after the header), as
+    /// ``parseHeader(_:dataSize:path:)`` checked them against its size.
+    static func decode(
+        metadata: [String: String], entries: [Entry], data: [UInt8], path: String
+    ) -> SafetensorsFile {
         var tensors: [String: Tensor] = [:]
         var dtypes: [String: String] = [:]
         data.withUnsafeBytes { all in

@@ -10,7 +10,10 @@
 #include "CKernels.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 int bp_stack_limit_below(long bytes) {
     struct rlimit limit;
@@ -31,19 +34,40 @@ static void *callOnStack(void *argument) {
 
 int bp_run_on_stack(long bytes, void (*body)(void *), void *context) {
     pthread_attr_t attributes;
-    if (pthread_attr_init(&attributes) != 0) return 0;
-    int ran = 0;
-    if (pthread_attr_setstacksize(&attributes, (size_t)bytes) == 0) {
-#ifdef __GLIBC__
-        pthread_setattr_default_np(&attributes);
-#endif
+    int error = pthread_attr_init(&attributes);
+    if (error != 0) return error;
+    error = pthread_attr_setstacksize(&attributes, (size_t)bytes);
+    if (error == 0) {
         StackCall call = {body, context};
         pthread_t thread;
-        if (pthread_create(&thread, &attributes, callOnStack, &call) == 0) {
+        error = pthread_create(&thread, &attributes, callOnStack, &call);
+        if (error == 0) {
+#ifdef __GLIBC__
+            // Only once the thread exists: a default that no thread could get would leave the
+            // pool's threads failing too.
+            pthread_setattr_default_np(&attributes);
+#endif
             pthread_join(thread, NULL);
-            ran = 1;
         }
     }
     pthread_attr_destroy(&attributes);
-    return ran;
+    return error;
+}
+
+void bp_refuse_small_stack(long bytes, int error) {
+    struct rlimit limit;
+    long kibibytes = getrlimit(RLIMIT_STACK, &limit) == 0 ? (long)(limit.rlim_cur / 1024) : -1;
+    // Formatted into a buffer on the stack and written at once: no allocation, which may be what
+    // failed (the thread's stack under `ulimit -v`).
+    char message[512];
+    int length = snprintf(message, sizeof message,
+        "Error: the stack limit (ulimit -s) is %ld KiB, and a thread with a stack of %ld MiB, on which a command "
+        "runs under a smaller limit, could not be started (%s): raise the limit to ulimit -s %ld, or allow more "
+        "processes (ulimit -u) or more memory (ulimit -v)\n",
+        kibibytes, bytes >> 20, strerror(error), bytes >> 10);
+    if (length > 0) {
+        ssize_t written = write(STDERR_FILENO, message, (size_t)length < sizeof message ? (size_t)length : sizeof message - 1);
+        (void)written;
+    }
+    _exit(1);
 }

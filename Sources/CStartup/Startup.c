@@ -18,9 +18,17 @@
 // threads at run time, to time BLAS on its own). This target is linked into the tool, not the
 // library: a program that uses Backprop keeps its environment.
 
+//
+// The same function refuses to start, in one line, under an address-space limit (`ulimit -v`)
+// that leaves less than 16 MiB once the program and its libraries are mapped: just above what
+// loading takes, the libraries' initialisers or the parsing of the arguments ran out of memory,
+// and the process trapped (SIGILL, SIGSEGV, or an abort from the Swift runtime).
+
 #include "CStartup.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char setting[] = "OPENBLAS_NUM_THREADS=1";
@@ -31,9 +39,29 @@ static int startupRan = 0;
 int bp_startup_ran(void) { return startupRan; }
 
 #if defined(__linux__)
+/// Ends the process with one line (status 1) when the address space is limited and 16 MiB of it
+/// cannot be had (the headroom every tensor allocation asks for: CKernels' Memory.c).
+static void refuseWithoutRoom(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+    const size_t room = 16 << 20;
+    void *probe = mmap(NULL, room, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (probe != MAP_FAILED) {
+        munmap(probe, room);
+        return;
+    }
+    static const char message[] =
+        "Error: out of memory: the address space limit (ulimit -v) leaves less than 16 MiB to run the command in; "
+        "raise the limit\n";
+    ssize_t written = write(STDERR_FILENO, message, sizeof message - 1);
+    (void)written;
+    _exit(1);
+}
+
 static void oneOpenBLASThread(int argc, char **argv, char **envp) {
     (void)argc;
     startupRan = 1;
+    refuseWithoutRoom();
     long count = 0;
     for (char **entry = envp; entry != NULL && *entry != NULL; entry++) {
         if (strcmp(*entry, setting) == 0) return;  // the second execution, or the user's own 1

@@ -51,9 +51,15 @@ struct BackpropCommand: ParsableCommand {
     /// (OpenBLAS was told to start no threads before it loaded: `CStartup`.)
     static func main() {
         // Under a small `ulimit -s` (the stack overflowed under 64 KiB), the command runs on a
-        // thread with a stack of 8 MiB, the usual limit, which the limit does not bound.
+        // thread with a stack of 8 MiB, the usual limit, which the limit does not bound. Where no
+        // such thread can be started (`ulimit -u`, or its stack past `ulimit -v`), the command is
+        // refused: on the small stack it overflowed (SIGSEGV), even `--version`.
         let stack = 8 << 20
-        if bp_stack_limit_below(stack) != 0 && bp_run_on_stack(stack, runCommandOnItsThread, nil) != 0 { return }
+        if bp_stack_limit_below(stack) != 0 {
+            let error = bp_run_on_stack(stack, runCommandOnItsThread, nil)
+            if error == 0 { return }
+            bp_refuse_small_stack(stack, error)
+        }
         runCommand()
     }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 
@@ -286,6 +287,77 @@ struct SizesAndResumeTests {
         }
     }
 
+    /// Just above what loading the program takes, the libraries' initialisers or the parsing of
+    /// the arguments ran out of memory: SIGILL, SIGSEGV or an abort, in bands a few hundred KiB wide.
+    @Test(
+        "just above the address space loading takes, the tool starts or says in one line that it cannot",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"))
+    func startUnderATightMemoryLimit() throws {
+        // The loader's own limit (status 127, its message), found in steps of 1 MB, then 20 MB above
+        // it in steps of 100 KB.
+        var loading = 60_000
+        while try runUnderMemoryLimit(loading, ["--version"]).status == 127 && loading < 1_000_000 { loading += 1_000 }
+        var outcomes: Set<Int32> = []
+        for kibibytes in stride(from: loading - 1_000, through: loading + 20_000, by: 100) {
+            let run = try runUnderMemoryLimit(kibibytes, ["--version"])
+            let context = "ulimit -v \(kibibytes): status \(run.status)\n\(run.standardError.prefix(500))"
+            #expect(!run.crashed && [0, 1, 127].contains(run.status), "\(context)")
+            if run.status == 1 {
+                #expect(
+                    run.standardError
+                        == "Error: out of memory: the address space limit (ulimit -v) leaves less than 16 MiB to run "
+                        + "the command in; raise the limit\n", "\(context)")
+            }
+            outcomes.insert(run.status)
+        }
+        #expect(outcomes.isSuperset(of: [0, 1]), "\(outcomes)")
+    }
+
+    /// A 20 GB sparse file was read whole (and a 4 GB one took 4 GB and 9 s) before its header
+    /// was found not to be JSON; under `ulimit -v` it ran out of memory instead of saying so.
+    @Test(
+        "a large safetensors file that is not one is refused from its header, before its bulk is read",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"))
+    func largeFileRefusedFromItsHeader() throws {
+        try withTemporaryFolder { folder in
+            let path = folder + "/sparse.safetensors"
+            #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            try handle.truncate(atOffset: 3 << 30)  // 3 GiB of zeros, sparse: a header length of 0
+            try handle.close()
+            for command in [["near", path, path], ["evaluate", "--model", path]] {
+                let run = try runUnderMemoryLimit(1_000_000, command, seconds: 60)
+                #expect(!run.crashed && run.status != 0, "\(command): \(run.standardError)")
+                #expect(
+                    run.standardError.contains("header is not valid JSON") && !run.standardError.contains("memory"),
+                    "\(command): \(run.standardError)")
+            }
+        }
+    }
+
+    /// Under a small `ulimit -s` the command runs on a thread of its own; where that thread could
+    /// not be started (`ulimit -u`) it ran on the small stack, and overflowed it (SIGSEGV).
+    @Test("a thread that cannot be started is an error, not a run on a small stack")
+    func stackThreadRefused() throws {
+        // A stack no mapping can give: the thread is not created, and the function says why.
+        #expect(bp_run_on_stack(1 << 50, { _ in fatalError("ran without its thread") }, nil) != 0)
+        // The whole tool, as a user who may start one process (root ignores ulimit -u).
+        let setpriv = "/usr/bin/setpriv"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), !underSanitizer else { return }
+        let run = try runProgram(
+            setpriv,
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash", "-c",
+                "ulimit -s 32; ulimit -u 1; exec '\(backpropExecutable().path)' --version",
+            ])
+        #expect(!run.crashed && run.status == 1, "status \(run.status): \(run.standardError.prefix(500))")
+        #expect(
+            run.standardError.hasPrefix(
+                "Error: the stack limit (ulimit -s) is 32 KiB, and a thread with a stack of 8 MiB, on which a command "
+                    + "runs under a smaller limit, could not be started (Resource temporarily unavailable)"),
+            "\(run.standardError)")
+    }
+
     @Test(
         "under any memory limit, train ends: it finishes, or says in one line that memory ran out",
         .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"),
@@ -317,7 +389,8 @@ struct SizesAndResumeTests {
             #expect(!run.crashed && (run.status == 0 || run.status == 1), "\(context)")
             if run.status == 1 {
                 #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")
-                #expect(run.standardError.hasPrefix("Error: out of memory: could not allocate"), "\(context)")
+                // (Or, at the low end, too little address space left to start: CStartup.)
+                #expect(run.standardError.hasPrefix("Error: out of memory: "), "\(context)")
                 if run.standardError.contains("work buffers of OpenBLAS") {
                     outcomes.insert("blas")
                     #expect(

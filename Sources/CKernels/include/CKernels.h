@@ -183,8 +183,14 @@ int bp_stack_limit_below(long bytes);
 
 /// Runs `body(context)` on a new thread with a stack of `bytes`, which RLIMIT_STACK does not
 /// bound, and waits for it; threads created afterwards get stacks of `bytes` by default (glibc).
-/// Returns 0, without running `body`, when the thread cannot be created, else 1.
+/// Returns 0 when it ran, else the error that kept the thread from being created (`EAGAIN` under
+/// `ulimit -u`, `ENOMEM` when its stack cannot be mapped, `EINVAL`), without running `body`.
 int bp_run_on_stack(long bytes, void (*body)(void *), void *context);
+
+/// Says on stderr, in one line, that the stack limit is small and a thread with a stack of
+/// `bytes` could not be started (`error`, from ``bp_run_on_stack``), then ends the process with
+/// status 1. Allocates nothing.
+void bp_refuse_small_stack(long bytes, int error) __attribute__((noreturn));
 
 /// The kinds of buffer a thread keeps from call to call: the product's packing buffer (Gemm.c)
 /// and the convolutions' scratch (``bp_thread_scratch``).
