@@ -1267,7 +1267,16 @@ struct GraphReader {
             }
             var (begins, ends) = ([Int](), [Int]())
             for size in current[1...2] {
-                let total = Swift.max(((size + stride - 1) / stride - 1) * stride + kernel - size, 0)
+                let total = ((size + stride - 1) / stride - 1) * stride + kernel - size
+                // A kernel smaller than the stride can leave less than nothing to pad: ONNX Runtime
+                // then moves the windows (its first at 1, 5, 9, … for a 1×1 kernel moved by 4 over
+                // 28), which no padding of Backprop's does.
+                guard total >= 0 else {
+                    throw at.fail(
+                        "pads automatically (\(autoPad)) by \(total) in all for its \(current[1])×\(current[2]) input "
+                            + "(a kernel of \(kernel) moved by \(stride)): less than nothing, which moves its windows; "
+                            + "\(refusal)")
+                }
                 let (half, rest) = (total / 2, total - total / 2)
                 begins.append(autoPad == "SAME_UPPER" ? half : rest)
                 ends.append(autoPad == "SAME_UPPER" ? rest : half)

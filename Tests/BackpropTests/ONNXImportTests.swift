@@ -289,7 +289,7 @@ struct ONNXImportTests {
             return (proto, weights, bias)
         }
         // (kernel, stride, auto_pad, size, the pad on each side, the description read): ONNX's total
-        // padding along an axis of size s is max((⌈s / stride⌉ - 1) · stride + k - s, 0).
+        // padding along an axis of size s is (⌈s / stride⌉ - 1) · stride + k - s.
         let equal: [(Int, Int, String, Int, Int, String)] = [
             (3, 1, "SAME_UPPER", 6, 1, "conv 2 3 pad 1, flatten"),  // PyTorch's padding='same'
             (5, 1, "SAME_LOWER", 6, 2, "conv 2 5 pad 2, flatten"),
@@ -320,6 +320,16 @@ struct ONNXImportTests {
             ]) {
                 try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "same.onnx")
             }
+        }
+        // A kernel smaller than its stride can leave less than nothing to pad: (7 - 1) · 4 + 1 - 28 = -3.
+        // ONNX Runtime then moves the windows; it was read as no padding.
+        let (shifted, _, _) = conv(1, stride: 4, "SAME_UPPER", h: 28, w: 28)
+        expectDataError(containing: [
+            "same.onnx: node 0 (\"conv\", Conv) pads automatically (SAME_UPPER) by -3 in all for its 28×28 input (a "
+                + "kernel of 1 moved by 4): less than nothing, which moves its windows; Backprop pads every side by the "
+                + "same amount"
+        ]) {
+            try ONNXImport.model(fromBytes: try shifted.serializedBytes(), path: "same.onnx")
         }
         let (unknown, _, _) = conv(3, stride: 1, "SAME", h: 6, w: 6)
         expectDataError(containing: [
