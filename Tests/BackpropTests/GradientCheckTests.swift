@@ -384,6 +384,24 @@ struct DescribedModelGradientCheckTests {
         #expect(abs(GradientCheck.loss(model, x: x, y: y) - reference) < 1e-12)
     }
 
+    /// Inputs of 1e20: the MSE loss overflows to inf, the tolerances (scaled by the largest
+    /// gradient) became inf, and every row passed, a negated w.g included.
+    @Test("a loss of inf fails every row: nothing can be compared against it")
+    func infiniteLossFails() throws {
+        var generator = RandomGenerator(seed: 12)
+        let model = try Model(
+            description: ModelDescription(parsing: "lin 3, relu, lin 1"), inputShape: [6], loss: Mse(),
+            generator: &generator)
+        let x = Tensor.randn([4, 6], generator: &generator) * 1e20
+        let y = Tensor.randn([4], generator: &generator)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(!report.loss.isFinite)
+        #expect(!report.passed)
+        #expect(
+            report.rows.allSatisfy { row in row.problems.contains { $0.hasPrefix("the loss is inf") } },
+            "\(report.rows.map(\.problems))")
+    }
+
     @Test("LeakyReLU and average pooling pass with MSE")
     func leakyReLUPasses() throws {
         var generator = RandomGenerator(seed: 3)

@@ -281,7 +281,8 @@ public func gradientCheck(
     for ((name, tensor), estimate) in zip(named, estimates) {
         rows.append(
             GradientCheck.row(
-                name: name, tensor: tensor, estimates: estimate, largestGradient: largestGradient, options: options))
+                name: name, tensor: tensor, estimates: estimate, largestGradient: largestGradient, loss: loss.item(),
+                options: options))
     }
     return GradientCheckReport(
         loss: loss.item(), rows: rows, kinks: pieces.kinkCounts, options: options,
@@ -529,8 +530,14 @@ enum GradientCheck {
     }
 
     /// The largest gradient of a tensor, relative to the largest of the model's, at or below which
-    /// the tensor's gradient is zero but for rounding (see ``row(name:tensor:estimates:largestGradient:options:)``).
+    /// the tensor's gradient is zero but for rounding (see ``row(name:tensor:estimates:largestGradient:loss:options:)``).
     static let negligibleGradient: Float = 1e-6
+
+    /// Whether every element of `tensor` is finite (`true` for none).
+    static func allFinite(_ tensor: Tensor?) -> Bool {
+        guard let tensor else { return true }
+        return tensor.withUnsafeBufferPointer { values in values.allSatisfy(\.isFinite) }
+    }
 
     /// The largest `|element|` of `tensor` (0 for `nil`).
     static func largestMagnitude(_ tensor: Tensor?) -> Float {
@@ -553,8 +560,11 @@ enum GradientCheck {
     /// estimate within its noise allowance of 0, and every element of `.grad` and `.g` within the
     /// largest allowance (the gradient is below what can be measured, and any value there is
     /// rounding).
+    ///
+    /// A loss or a gradient that is not finite fails the row: the tolerances scale with the
+    /// largest gradient, and an infinite one passed anything (a negated `w.g` under a loss of inf).
     static func row(
-        name: String, tensor: Tensor, estimates estimated: Estimates, largestGradient: Float,
+        name: String, tensor: Tensor, estimates estimated: Estimates, largestGradient: Float, loss: Float,
         options: GradientCheckOptions
     ) -> GradientCheckRow {
         var problems: [String] = []
@@ -562,6 +572,13 @@ enum GradientCheck {
         let manual: Tensor? = tensor.g
         if tensor.grad == nil {
             problems.append("autograd did not reach \(name) (the loss does not depend on it)")
+        }
+        if !loss.isFinite {
+            problems.append("the loss is \(loss): gradients and finite differences of it cannot be compared")
+        } else if !largestGradient.isFinite || !allFinite(autograd) || !allFinite(manual) {
+            problems.append(
+                "\(name).grad, \(name).g or the largest gradient of the model (\(Near.format(Double(largestGradient)))) "
+                    + "is not finite: such gradients cannot be compared")
         }
 
         // Manual against autograd.
