@@ -91,7 +91,9 @@ public final class Model {
     }
 
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
-    /// last to first, turns its `out.g` into its `inp.g`.
+    /// last to first, turns its `out.g` into its `inp.g` (down to ``firstBackwardIndex``: where
+    /// the first layer that learns skips its `inp.g`, the layers before it, which learn nothing,
+    /// are left without gradients).
     /// - Precondition: the model was called with inputs and targets (`loss = model(x, y)`), and
     ///   each layer's `backward()` wrote the `inp.g` that is the `out.g` of the layer before it;
     ///   otherwise stops naming the layer (`Model.backward(): layer 1 (ReLU): out.g was not set by
