@@ -38,17 +38,14 @@ int bp_run_on_stack(long bytes, void (*body)(void *), void *context) {
     if (error != 0) return error;
     error = pthread_attr_setstacksize(&attributes, (size_t)bytes);
     if (error == 0) {
+#ifdef __GLIBC__
+        // Before the thread starts: the pool's threads that the command creates get this size.
+        pthread_setattr_default_np(&attributes);
+#endif
         StackCall call = {body, context};
         pthread_t thread;
         error = pthread_create(&thread, &attributes, callOnStack, &call);
-        if (error == 0) {
-#ifdef __GLIBC__
-            // Only once the thread exists: a default that no thread could get would leave the
-            // pool's threads failing too.
-            pthread_setattr_default_np(&attributes);
-#endif
-            pthread_join(thread, NULL);
-        }
+        if (error == 0) pthread_join(thread, NULL);
     }
     pthread_attr_destroy(&attributes);
     return error;

@@ -17,7 +17,6 @@
 // whose thread count is `--threads` or `BACKPROP_THREADS` (`bench` still gives OpenBLAS more
 // threads at run time, to time BLAS on its own). This target is linked into the tool, not the
 // library: a program that uses Backprop keeps its environment.
-
 //
 // The same function refuses to start, in one line, under an address-space limit (`ulimit -v`)
 // that leaves less than 16 MiB once the program and its libraries are mapped: just above what
