@@ -63,7 +63,7 @@ let package = Package(
         // or by version (Backprop.docc, "Using Backprop in your package").
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         // The tool's start-up: OpenBLAS told to start no threads before it loads (Startup.c).
-        .target(name: "CStartup"),
+        .target(name: "CStartup", dependencies: ["CKernels"]),
         // Core: Tensor, matrix products, the thread pool, autograd.
         .target(
             name: "BackpropCore",

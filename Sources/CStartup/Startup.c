@@ -25,9 +25,8 @@
 
 #include "CStartup.h"
 
+#include <CKernels.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 static const char setting[] = "OPENBLAS_NUM_THREADS=1";
@@ -39,16 +38,9 @@ int bp_startup_ran(void) { return startupRan; }
 
 #if defined(__linux__)
 /// Ends the process with one line (status 1) when the address space is limited and 16 MiB of it
-/// cannot be had (the headroom every tensor allocation asks for: CKernels' Memory.c).
+/// cannot be had: the headroom every tensor allocation asks for (`bp_address_space_has_room`).
 static void refuseWithoutRoom(void) {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
-    const size_t room = 16 << 20;
-    void *probe = mmap(NULL, room, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (probe != MAP_FAILED) {
-        munmap(probe, room);
-        return;
-    }
+    if (bp_address_space_has_room(0)) return;
     static const char message[] =
         "Error: out of memory: the address space limit (ulimit -v) leaves less than 16 MiB to run the command in; "
         "raise the limit\n";
