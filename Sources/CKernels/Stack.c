@@ -40,12 +40,22 @@ int bp_run_on_stack(long bytes, void (*body)(void *), void *context) {
     if (error == 0) {
 #ifdef __GLIBC__
         // Before the thread starts: the pool's threads that the command creates get this size.
+        // Put back if the thread cannot be had: a default no thread can get (a stack past the
+        // address space) left every later thread failing, OpenBLAS's waiting for them for ever.
+        pthread_attr_t previous;
+        const int saved = pthread_getattr_default_np(&previous) == 0;
         pthread_setattr_default_np(&attributes);
 #endif
         StackCall call = {body, context};
         pthread_t thread;
         error = pthread_create(&thread, &attributes, callOnStack, &call);
         if (error == 0) pthread_join(thread, NULL);
+#ifdef __GLIBC__
+        if (saved) {
+            if (error != 0) pthread_setattr_default_np(&previous);
+            pthread_attr_destroy(&previous);
+        }
+#endif
     }
     pthread_attr_destroy(&attributes);
     return error;
