@@ -95,6 +95,8 @@ struct GraphReader {
         var layers: [ReadLayer] = []
         var normalizing = NormalizationStep.none
         var dropped: String?
+        // A Pad of zeros read, by how much it pads, for the Conv or AveragePool right after it.
+        var pendingPad: (padding: Int, at: NodeContext)?
         let nodes = graph.node
         var index = 0
         while index < nodes.count {
@@ -145,11 +147,19 @@ struct GraphReader {
             if case .centered(let mean) = normalizing, node.opType != "Div" {
                 normalizing = .done(mean: mean, std: 1)  // (x - mean), not divided
             }
+            if let pad = pendingPad, !["Identity", "Pad", "Conv", "AveragePool"].contains(node.opType) {
+                throw pad.at.fail(Self.unfoldedPad(pad.padding, readBy: at))
+            }
+            let padding = pendingPad?.padding ?? 0
             switch node.opType {
             case "Identity":
                 try at.expectInputs(1...1)
             case "Pad":
-                try readPad(node, at)
+                let more = try readPad(node, at, shape: padded(shape, by: padding))
+                if more > 0 {
+                    // nn.ZeroPad2d twice in a row: one padding, their sum.
+                    pendingPad = (padding + more, pendingPad?.at ?? at)
+                }
             case "Div" where layers.isEmpty, "Sub" where layers.isEmpty:
                 normalizing = try readNormalization(node, at, after: normalizing)
             case "Gemm":
@@ -181,9 +191,11 @@ struct GraphReader {
                 }
                 layers.append(layer)
             case "Conv":
-                layers.append(try readConv(node, at, shape: &shape))
+                layers.append(try readConv(node, at, shape: &shape, padded: padding))
+                pendingPad = nil
             case "MaxPool", "AveragePool":
-                layers.append(try readPool(node, at, shape: &shape))
+                layers.append(try readPool(node, at, shape: &shape, padded: padding))
+                pendingPad = nil
             case "GlobalAveragePool", "ReduceMean":
                 let (layer, keepsDimensions) = try readGlobalPool(node, at, shape: &shape)
                 layers.append(layer)
@@ -256,6 +268,7 @@ struct GraphReader {
                 path: path,
                 problem: "ends its chain of nodes at \(quoted(current)), but its output is \(quoted(output))")
         }
+        if let pad = pendingPad { throw pad.at.fail(Self.unfoldedPad(pad.padding, readBy: nil)) }
         guard !layers.isEmpty else {
             throw DataError(path: path, problem: "holds no layer Backprop reads (only \(nodes.map(\.opType)))")
         }
@@ -566,8 +579,10 @@ struct GraphReader {
         return layer
     }
 
-    /// `Conv` as a `Conv2d`.
-    private func readConv(_ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?) throws -> ReadLayer {
+    /// `Conv` as a `Conv2d`, after a Pad of zeros by `padded` (0: none), which its padding takes.
+    private func readConv(
+        _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, padded before: Int
+    ) throws -> ReadLayer {
         try at.expectInputs(2...3)
         let w = try floatInput(at, 1, "weights")
         guard w.rank == 4, w.count > 0 else {
@@ -586,8 +601,12 @@ struct GraphReader {
         }
         guard kh == kw else { throw at.fail("has a \(kh)×\(kw) kernel; Backprop's kernels are square") }
         let stride = try equalPair(at, "strides", default: 1)
-        let padding = try equalPads(
-            at, kernel: kh, stride: stride, shape: shape, refusal: "Backprop pads every side by the same amount")
+        // SAME padding is computed for the padded images.
+        let padding =
+            try before
+            + equalPads(
+                at, kernel: kh, stride: stride, shape: padded(shape, by: before),
+                refusal: "Backprop pads every side by the same amount")
         let current = try known(shape, at)
         guard current.count == 3, current[0] == cIn else {
             throw at.fail("takes images of \(cIn) channels (weights \(w.shape)), but its input is [n] + \(current)")
@@ -614,8 +633,11 @@ struct GraphReader {
         return layer
     }
 
-    /// `MaxPool` or `AveragePool` as a `MaxPool2d` or `AvgPool2d`.
-    private func readPool(_ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?) throws -> ReadLayer {
+    /// `MaxPool` or `AveragePool` as a `MaxPool2d` or `AvgPool2d`; an `AveragePool` after a Pad
+    /// of zeros by `padded` (0: none) counts that padding in each mean.
+    private func readPool(
+        _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?, padded before: Int
+    ) throws -> ReadLayer {
         try at.expectInputs(1...1)
         guard node.output.dropFirst().allSatisfy(\.isEmpty) || node.opType == "MaxPool" else {
             throw at.fail("has \(node.output.count) outputs; expected one")
@@ -625,20 +647,34 @@ struct GraphReader {
         guard try at.ints("dilations", default: [1, 1]).allSatisfy({ $0 == 1 }) else {
             throw at.fail("is dilated; Backprop's pools are not")
         }
-        let padding = try equalPads(
-            at, kernel: k, stride: stride, shape: shape, refusal: "Backprop's pools pad every side alike")
+        let own = try equalPads(
+            at, kernel: k, stride: stride, shape: padded(shape, by: before),
+            refusal: "Backprop's pools pad every side alike")
+        // ONNX's default leaves the padding out of a window's mean (`avgpool … excludepad`);
+        // torch.onnx.export writes 1 for nn.AvgPool2d's default, which counts it as zeros.
+        var countIncludePad = try node.opType == "MaxPool" || at.flag("count_include_pad", default: false)
+        if before > 0 {
+            // A Pad's zeros are elements of each window: they count.
+            guard own == 0 || countIncludePad else {
+                throw at.fail(
+                    "pads by \(own) more, left out of each mean (count_include_pad 0), after a Pad of zeros by "
+                        + "\(before), which counts: no pool of Backprop's counts part of its padding")
+            }
+            countIncludePad = true
+        }
+        let padding = before + own
         if padding > 0 {
             let autoPad = try at.string("auto_pad", default: "NOTSET")
-            let how = autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad))"
+            let how =
+                before > 0
+                ? " (\(before) of it by the Pad of zeros before it)"
+                : autoPad == "NOTSET" ? "" : " (auto_pad \(autoPad))"
             guard padding <= k / 2 else {
                 throw at.fail(
                     "pads its \(k)×\(k) windows by \(padding)\(how); Backprop's pools (as PyTorch's) pad by at most "
                         + "half the kernel, \(k / 2)")
             }
         }
-        // ONNX's default leaves the padding out of a window's mean (`avgpool … excludepad`);
-        // torch.onnx.export writes 1 for nn.AvgPool2d's default, which counts it as zeros.
-        let countIncludePad = try node.opType == "MaxPool" || at.flag("count_include_pad", default: false)
         guard try !at.flag("ceil_mode", default: false) else {
             throw at.fail("rounds its output size up (ceil_mode 1); Backprop's pools round down")
         }
@@ -1118,13 +1154,32 @@ struct GraphReader {
         return ReadLayer(entry: .dropout(p: ratio))
     }
 
-    /// `Pad` whose pads are all 0: the identity, read as nothing. The TorchScript exporter writes
-    /// one before each `AveragePool` at opsets 9 and 10, its pads an attribute; from opset 11 they
-    /// are the second input (a constant, or computed from constants), and a `constant_value` and
-    /// (opset 18) `axes` may follow. A Pad that pads is refused: Backprop has no padding layer, a
-    /// convolution pads with its own `pads`.
-    private func readPad(_ node: Onnx_NodeProto, _ at: NodeContext) throws {
+    /// Why a Pad of zeros by `padding` that no `Conv` or `AveragePool` takes is refused: the
+    /// node that reads it (`nil`: the graph's output).
+    private static func unfoldedPad(_ padding: Int, readBy reader: NodeContext?) -> String {
+        let read =
+            reader.map { "node \($0.index) (\($0.node.opType)) reads it" } ?? "it is the graph's output"
+        let maxPool =
+            reader?.node.opType == "MaxPool" ? " (a MaxPool pads with -inf, not zeros: its padding is not this)" : ""
+        return "pads each image by \(padding) on every side with zeros, and \(read)\(maxPool); Backprop has no padding "
+            + "layer: it reads a Pad of zeros only into the Conv or AveragePool right after it, as their padding"
+    }
+
+    /// A `Pad` of zeros, as the padding it adds on every side of each image: 0 when all its pads
+    /// are 0 (the identity, read as nothing), `p` for `nn.ZeroPad2d(p)` (pads `[0, 0, p, p, 0, 0,
+    /// p, p]` of images `[n, c, h, w]`). Backprop has no padding layer: the `Conv` or
+    /// `AveragePool` right after the Pad takes `p` into its own padding (see `read`), so
+    /// `ZeroPad2d(1), Conv2d(…, padding=1)` reads as a convolution padded by 2. The TorchScript
+    /// exporter writes such a Pad for `nn.ZeroPad2d` at every opset, and for `nn.AvgPool2d(k, s, p)`
+    /// (its padding counted in each mean) at opset 9; a Pad of zeros before each AveragePool at
+    /// opsets 9 and 10. Its pads are an attribute before opset 11, then the second input (a
+    /// constant, or computed from constants), with the `constant_value` third and (opset 18)
+    /// `axes` fourth. Refused: another value or `mode` than zeros, padding that differs between
+    /// sides or touches the batch or channel axes, or cropping (negative pads).
+    private func readPad(_ node: Onnx_NodeProto, _ at: NodeContext, shape: [Int]?) throws -> Int {
         let pads: [Int]
+        var axes: [Int]?
+        var value: Float = 0
         if opset >= 11 {
             try at.expectInputs(2...4)
             let name = node.input[1]
@@ -1132,18 +1187,72 @@ struct GraphReader {
                 throw at.fail("reads its pads from \(quoted(name)), which is not a constant")
             }
             pads = try tensors.integers(tensor, name: name)
+            if pads.allSatisfy({ $0 == 0 }) { return 0 }  // the identity, whatever its value
+            if node.input.count >= 3 && !node.input[2].isEmpty {
+                let name = node.input[2]
+                guard let tensor = constants[name] else {
+                    throw at.fail("reads its constant_value from \(quoted(name)), which is not a constant")
+                }
+                let values = try tensors.floats(tensor, name: name)
+                guard values.count == 1 else {
+                    throw at.fail("has a constant_value of shape \(values.shape); expected one value")
+                }
+                value = values.item()
+            }
+            if node.input.count == 4 && !node.input[3].isEmpty {
+                let name = node.input[3]
+                guard let tensor = constants[name] else {
+                    throw at.fail("reads its axes from \(quoted(name)), which is not a constant")
+                }
+                axes = try tensors.integers(tensor, name: name)
+            }
         } else {
             try at.expectInputs(1...1)
             pads = try at.ints("pads", default: [])
+            value = try at.float("value", default: 0)
         }
         guard !pads.isEmpty else { throw at.fail("has no pads") }
-        guard pads.allSatisfy({ $0 == 0 }) else {
-            let shown =
-                pads.count <= 16 ? "\(pads)" : "[\(pads.prefix(16).map(String.init).joined(separator: ", ")), …]"
+        if pads.allSatisfy({ $0 == 0 }) { return 0 }
+        let shown = pads.count <= 16 ? "\(pads)" : "[\(pads.prefix(16).map(String.init).joined(separator: ", ")), …]"
+        let mode = try at.string("mode", default: "constant")
+        guard mode == "constant" && value == 0 else {
+            let how = mode == "constant" ? "the value \(value)" : "mode \(quoted(mode))"
             throw at.fail(
-                "pads by \(shown); Backprop reads a Pad only when all its pads are 0 (the identity): it has no "
-                    + "padding layer, and a convolution's padding belongs in the Conv's pads")
+                "pads by \(shown) with \(how); Backprop reads a Pad of zeros only (nn.ZeroPad2d), into the Conv or "
+                    + "AveragePool after it")
         }
+        let current = try known(shape, at)
+        let rank = current.count + 1
+        let listed = try (axes ?? Array(0..<rank)).map { axis in
+            guard (-rank..<rank).contains(axis) else {
+                throw at.fail("pads the axis \(axis) of a value of rank \(rank)")
+            }
+            return axis < 0 ? axis + rank : axis
+        }
+        guard Set(listed).count == listed.count else { throw at.fail("lists an axis twice in its axes \(axes!)") }
+        guard pads.count == 2 * listed.count else {
+            throw at.fail("has \(pads.count) pads for \(listed.count) axes; expected \(2 * listed.count)")
+        }
+        var (begins, ends) = ([Int](repeating: 0, count: rank), [Int](repeating: 0, count: rank))
+        for (position, axis) in listed.enumerated() {
+            (begins[axis], ends[axis]) = (pads[position], pads[position + listed.count])
+        }
+        guard rank == 4, begins[0...1].allSatisfy({ $0 == 0 }), ends[0...1].allSatisfy({ $0 == 0 }),
+            let padding = begins.last, Set(begins[2...] + ends[2...]) == [padding], padding > 0,
+            padding <= GraphReader.largestAttribute
+        else {
+            throw at.fail(
+                "pads [n] + \(current) by \(shown); Backprop reads a Pad of zeros only when it pads the height and "
+                    + "width of images by the same amount on every side (nn.ZeroPad2d(p)), into the Conv or AveragePool "
+                    + "after it")
+        }
+        return padding
+    }
+
+    /// `shape` (one example's, `[c, h, w]`) after a Pad of `padding` on every side of each image.
+    private func padded(_ shape: [Int]?, by padding: Int) -> [Int]? {
+        guard padding > 0, let shape, shape.count == 3 else { return shape }
+        return [shape[0], shape[1] + 2 * padding, shape[2] + 2 * padding]
     }
 
     /// PyTorch's momentum for ONNX's (which weighs the running statistics, PyTorch's the batch):

@@ -36,6 +36,9 @@ import SwiftProtobuf
 //     Pad whose pads are all 0 (attribute before opset 11,  nothing (the identity; the TorchScript exporter
 //       then a constant input, or one computed from         writes one before AveragePool at opset 9 and 10)
 //       constants)
+//     Pad of zeros by p on every side of the images         p more padding for that layer  conv … pad P+p,
+//       (nn.ZeroPad2d(p)), right before a Conv or an        (the average counts it)        avgpool … pad P+p
+//       AveragePool (its padding counted, or none)
 //     LogSoftmax, Softmax over the last axis, last node     nothing: Backprop's loss takes the logits
 //     Div 255, Sub mean, Div std, first nodes (ONNXExport's  the input's normalisation
 //       pixels → x); or Div 255 alone                       (mean 0, deviation 1)
@@ -70,8 +73,9 @@ public struct ONNXImportedModel {
 /// without a final `LogSoftmax` or `Softmax`, by either of its exporters; also an `nn.Module` whose
 /// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`; a
 /// `Conv2d` with `padding='same'` and an odd kernel (`auto_pad` SAME_UPPER) is read as the
-/// convolution with that padding, and a `Pad` of zeros (before `AveragePool` at opset 9 and 10)
-/// is left out.
+/// convolution with that padding, a `Pad` of zeros that pads (`nn.ZeroPad2d(p)`, and
+/// `nn.AvgPool2d(k, s, p)` at opset 9) as padding of the `Conv` or `AveragePool` right after it,
+/// and a `Pad` whose pads are 0 (before `AveragePool` at opset 9 and 10) is left out.
 ///
 /// The model gives the graph's output for the same input up to float rounding (the same
 /// operations in Float; a `Softmax` or `LogSoftmax` at the end is left out, since Backprop's loss

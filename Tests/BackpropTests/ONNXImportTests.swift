@@ -81,20 +81,35 @@ struct ONNXImportTests {
     /// The padding fixtures Backprop reads, without `.onnx` (make_onnx_import_fixtures.py, Pads).
     static let padFiles = [
         "onnx_import_padnet_opset9", "onnx_import_padnet_same", "onnx_import_zeropadnet_opset11",
+        "onnx_import_zeropad1_opset11", "onnx_import_zeropadconvnet_opset9", "onnx_import_zeropadconvnet_opset11",
+    ]
+
+    /// Each file's Pad nodes and the paddings of its convolutions (then pools) once read: a Pad
+    /// of zeros is the padding of the Conv or AveragePool after it.
+    static let padForms: [String: (pads: Int, paddings: [Int])] = [
+        "onnx_import_padnet_opset9": (1, [1, 2, 0]),
+        "onnx_import_padnet_same": (0, [1, 2, 0]),
+        "onnx_import_zeropadnet_opset11": (1, [0, 0]),
+        "onnx_import_zeropad1_opset11": (1, [1]),
+        "onnx_import_zeropadconvnet_opset9": (4, [2, 2, 1]),
+        "onnx_import_zeropadconvnet_opset11": (3, [2, 2, 1]),
     ]
 
     @Test(
-        "reads a Pad of zeros (opset 9 attribute, opset 11 computed input) and auto_pad SAME_UPPER as PyTorch wrote them",
+        "reads a Pad (opset 9, opset 11 computed) into the Conv or AveragePool after it, and SAME_UPPER, as PyTorch wrote",
         arguments: padFiles)
     func readsPyTorchPadding(file: String) throws {
         let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
         try Self.expectReadsExport(file, io: io)
-        let operators = try #require(io.metadata["\(file).operators"])
+        let operators = try #require(io.metadata["\(file).operators"]).components(separatedBy: ", ")
+        let form = try #require(Self.padForms[file])
         // What the files hold: the forms these tests are about.
-        #expect(operators.contains("Pad") == (file != "onnx_import_padnet_same"))
+        #expect(operators.count { $0 == "Pad" } == form.pads)
         let imported = try ONNXImport.read(path: fixturePath(file + ".onnx"))
-        let paddings = imported.model.layers.compactMap { ($0 as? Conv2d)?.padding }
-        #expect(paddings == (file == "onnx_import_zeropadnet_opset11" ? [0] : [1, 2]))
+        let paddings =
+            imported.model.layers.compactMap { ($0 as? Conv2d)?.padding }
+            + imported.model.layers.compactMap { ($0 as? AvgPool2d)?.padding }
+        #expect(paddings == form.paddings)
     }
 
     /// ResNet's stem pool and an average over its padding's zeros; averages that leave their
@@ -118,13 +133,20 @@ struct ONNXImportTests {
         #expect(imported.description.description == layers)
     }
 
-    @Test("refuses, naming the node, the Pad that pads and the SAME padding of an even kernel PyTorch wrote")
+    @Test("refuses, naming the node, a Pad before a max pool, a Pad on two sides, and an even kernel's SAME padding")
     func refusesPyTorchPadding() throws {
         expectDataError(containing: [
-            "onnx_import_pad_refused_zeropad1.onnx: node 16 (\"/0/Pad\", Pad) pads by [0, 0, 1, 1, 0, 0, 1, 1]; "
-                + "Backprop reads a Pad only when all its pads are 0 (the identity)"
+            "onnx_import_pad_refused_maxpool.onnx: node 16 (\"/0/Pad\", Pad) pads each image by 1 on every side with "
+                + "zeros, and node 17 (MaxPool) reads it (a MaxPool pads with -inf, not zeros"
         ]) {
-            try ONNXImport.read(path: fixturePath("onnx_import_pad_refused_zeropad1.onnx"))
+            try ONNXImport.read(path: fixturePath("onnx_import_pad_refused_maxpool.onnx"))
+        }
+        expectDataError(containing: [
+            "onnx_import_pad_refused_asymmetric.onnx: node 16 (\"/0/Pad\", Pad) pads [n] + [1, 8, 8] by "
+                + "[0, 0, 1, 1, 0, 0, 0, 0]; Backprop reads a Pad of zeros only when it pads the height and width of "
+                + "images by the same amount on every side (nn.ZeroPad2d(p))"
+        ]) {
+            try ONNXImport.read(path: fixturePath("onnx_import_pad_refused_asymmetric.onnx"))
         }
         expectDataError(containing: [
             "onnx_import_pad_refused_same_even.onnx: node 0 (\"/0/Conv\", Conv) pads automatically (SAME_UPPER) by "
@@ -214,19 +236,24 @@ struct ONNXImportTests {
             #expect(imported.description.description == "relu, flatten", "\(form)")
             expectAllNear(imported.model.predict(x).values, reference, tolerance: 0, form)
         }
-        // A Pad that pads, in either form, and pads that are not constants: refused, naming the node.
+        // A Pad that pads before a Relu (no layer to take its padding), a cropping Pad, and pads that
+        // are not constants: refused, naming the node.
         let padding = model(
             [Self.node("Pad", ["x"], "p", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])])], 9)
         expectDataError(containing: [
-            "pad.onnx: node 0 (\"pad\", Pad) pads by [0, 0, 1, 1, 0, 0, 1, 1]; Backprop reads a Pad only when all its "
-                + "pads are 0 (the identity): it has no padding layer, and a convolution's padding belongs in the Conv's "
-                + "pads"
+            "pad.onnx: node 0 (\"pad\", Pad) pads each image by 1 on every side with zeros, and node 1 (Relu) reads "
+                + "it; Backprop has no padding layer: it reads a Pad of zeros only into the Conv or AveragePool right "
+                + "after it, as their padding"
         ]) {
             try ONNXImport.model(fromBytes: try padding.serializedBytes(), path: "pad.onnx")
         }
         var cropping = forms[1].1
         cropping.graph.initializer[0].int64Data = [0, 0, 0, -1, 0, 0, 0, 0]
-        expectDataError(containing: ["node 0 (\"pad\", Pad) pads by [0, 0, 0, -1, 0, 0, 0, 0]; Backprop reads a Pad"]) {
+        cropping.graph.node[0].input.removeLast()  // its value, an int64 0, is not read for pads of zeros only
+        expectDataError(containing: [
+            "node 0 (\"pad\", Pad) pads [n] + [2, 3, 3] by [0, 0, 0, -1, 0, 0, 0, 0]; Backprop reads a Pad of zeros "
+                + "only when"
+        ]) {
             try ONNXImport.model(fromBytes: try cropping.serializedBytes(), path: "pad.onnx")
         }
         var computed = forms[1].1
@@ -239,6 +266,119 @@ struct ONNXImportTests {
         expectDataError(containing: ["(\"pad\", Pad) has 1 inputs; expected 2 to 4"]) {
             try ONNXImport.model(fromBytes: try attributeAtOpset11.serializedBytes(), path: "pad.onnx")
         }
+    }
+
+    @Test("a Pad of zeros that pads is the padding of the Conv after it, in every form; other Pads are refused")
+    func readsPadsIntoTheConvolutionAfter() throws {
+        var generator = RandomGenerator(seed: 14)
+        let x = Tensor.randn([2, 2, 5, 5], generator: &generator)
+        let (w, b) = (Tensor.randn([3, 2, 3, 3], generator: &generator), Tensor.randn([3], generator: &generator))
+        /// `pad` nodes, then a Conv (3×3, `convAttributes`) and a Flatten, over [2, 5, 5].
+        func model(
+            _ pad: [Onnx_NodeProto], _ opset: Int64, _ initializers: [Onnx_TensorProto] = [],
+            conv convAttributes: [Onnx_AttributeProto] = [Self.ints("pads", [1, 1, 1, 1])]
+        ) -> Onnx_ModelProto {
+            let tail = [
+                Self.node("Conv", [pad.last?.output[0] ?? "x", "w", "b"], "c", convAttributes),
+                Self.node("Flatten", ["c"], "y"),
+            ]
+            var proto = Self.graph(
+                nodes: pad + tail, initializers: [("w", w), ("b", b)], inputShape: [2, 5, 5], opset: opset)
+            proto.graph.initializer += initializers
+            return proto
+        }
+        var value = Onnx_TensorProto()
+        (value.name, value.dataType, value.floatData) = ("value", 1, [0])
+        // (form, model, the convolution's padding in all)
+        let forms: [(String, Onnx_ModelProto, Int)] = [
+            (
+                "opset 9, pads an attribute, Conv pads 1",
+                model([Self.node("Pad", ["x"], "p", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])])], 9), 2
+            ),
+            (
+                "opset 11, pads and value initializers, Conv without pads",
+                model(
+                    [Self.node("Pad", ["x", "pads", "value"], "p")], 11,
+                    [Self.int64s("pads", [0, 0, 2, 2, 0, 0, 2, 2]), value], conv: []), 2
+            ),
+            (
+                "opset 18, pads of the axes [-1, 2], Conv auto_pad SAME_UPPER of the padded images",
+                model(
+                    [Self.node("Pad", ["x", "pads", "", "axes"], "p")], 18,
+                    [Self.int64s("pads", [1, 1, 1, 1]), Self.int64s("axes", [-1, 2])],
+                    conv: [Self.string("auto_pad", "SAME_UPPER")]), 2
+            ),
+            (
+                "two Pads and an Identity, Conv stride 2",
+                model(
+                    [
+                        Self.node("Pad", ["x"], "p", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])]),
+                        Self.node("Identity", ["p"], "i"),
+                        Self.node("Pad", ["i"], "q", [Self.ints("pads", [0, 0, 2, 2, 0, 0, 2, 2])]),
+                    ], 9, conv: [Self.ints("strides", [2, 2])]), 3
+            ),
+        ]
+        for (form, proto, pad) in forms {
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "pad.onnx")
+            let stride = form.contains("stride 2") ? 2 : 1
+            #expect(
+                imported.description.description
+                    == "conv 3 3\(stride == 2 ? " stride 2" : "") pad \(pad), flatten", "\(form)")
+            let reference = Self.convolved(x, w, b, stride: stride, pad: pad)
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-5, form)
+        }
+        // Not zeros, or padding that is not the same on every side of the images: refused.
+        var nonzero = forms[1].1
+        nonzero.graph.initializer[3].floatData = [0.5]
+        var reflect = forms[0].1
+        reflect.graph.node[0].attribute.append(Self.string("mode", "reflect"))
+        var channels = forms[0].1
+        channels.graph.node[0].attribute[0].ints = [0, 1, 1, 1, 0, 1, 1, 1]
+        var sides = forms[2].1
+        sides.graph.initializer[2].int64Data = [1, 1, 1, 2]
+        var axesTwice = forms[2].1
+        axesTwice.graph.initializer[3].int64Data = [3, -1]
+        let refused: [(Onnx_ModelProto, String)] = [
+            (nonzero, "pads by [0, 0, 2, 2, 0, 0, 2, 2] with the value 0.5; Backprop reads a Pad of zeros only"),
+            (reflect, "pads by [0, 0, 1, 1, 0, 0, 1, 1] with mode \"reflect\"; Backprop reads a Pad of zeros only"),
+            (channels, "pads [n] + [2, 5, 5] by [0, 1, 1, 1, 0, 1, 1, 1]; Backprop reads a Pad of zeros only when"),
+            (sides, "pads [n] + [2, 5, 5] by [1, 1, 1, 2]; Backprop reads a Pad of zeros only when"),
+            (axesTwice, "lists an axis twice in its axes [3, -1]"),
+        ]
+        for (proto, message) in refused {
+            expectDataError(containing: ["pad.onnx: node 0 (\"pad\", Pad) " + message]) {
+                try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "pad.onnx")
+            }
+        }
+        // A Pad at the graph's end, and one before an AveragePool that leaves its own padding out.
+        var last = Self.graph(
+            nodes: [Self.node("Pad", ["x"], "y", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])])], initializers: [],
+            inputShape: [2, 5, 5], opset: 9)
+        expectDataError(containing: [
+            "pad.onnx: node 0 (\"pad\", Pad) pads each image by 1 on every side with zeros, "
+                + "and it is the graph's output; Backprop has no padding layer"
+        ]) {
+            try ONNXImport.model(fromBytes: try last.serializedBytes(), path: "pad.onnx")
+        }
+        last.graph.node = [
+            Self.node("Pad", ["x"], "p", [Self.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])]),
+            Self.node(
+                "AveragePool", ["p"], "y",
+                [
+                    Self.ints("kernel_shape", [5, 5]), Self.ints("pads", [1, 1, 1, 1]),
+                    Self.int("count_include_pad", 0),
+                ]),
+        ]
+        expectDataError(containing: [
+            "pad.onnx: node 1 (\"averagepool\", AveragePool) pads by 1 more, left out of each mean (count_include_pad "
+                + "0), after a Pad of zeros by 1, which counts"
+        ]) {
+            try ONNXImport.model(fromBytes: try last.serializedBytes(), path: "pad.onnx")
+        }
+        last.graph.node[1].attribute[2].i = 1
+        #expect(
+            try ONNXImport.model(fromBytes: try last.serializedBytes(), path: "pad.onnx").description.description
+                == "avgpool 5 stride 1 pad 2")
     }
 
     /// The convolution of `x` (n, c, h, w) by `w` (o, c, k, k) plus `b`, over `x` padded by `pad`

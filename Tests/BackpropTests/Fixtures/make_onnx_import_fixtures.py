@@ -100,6 +100,10 @@ poolpadnet    POOLPADNET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding 1
 poolexcludenet POOLEXCLUDENET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padding 1 -> [4, 8, 8] avgpool 3
               stride 1 padding 1 count_include_pad=False -> [4, 5, 5] avgpool 2 stride 2 padding 1
               count_include_pad=False (corner windows of one element) -> flatten 100 -> lin 10
+zeropad1      nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(): [n, 1, 8, 8] -> [n, 128]
+zeropadconvnet ZEROPADCONVNET below, input [n, 1, 8, 8] -> nn.ZeroPad2d(1) -> [4, 10, 10] conv 3 padding 1
+              -> relu -> nn.ZeroPad2d(1) twice -> [6, 6, 6] conv 3 stride 2 -> [6, 4, 4] avgpool 2 stride 2
+              padding 1 (count_include_pad) -> flatten 96 -> lin 10
 
 onnx_import_padnet_opset9.onnx         padnet, opset 9: each Conv auto_pad SAME_UPPER (no pads), and a Pad of
                                        zeros (pads an attribute) before the AveragePool
@@ -111,16 +115,25 @@ onnx_import_poolpadnet.onnx            poolpadnet, opset 20: MaxPool and Average
                                        the AveragePool's count_include_pad 1
 onnx_import_poolexcludenet.onnx        poolexcludenet, opset 20: two AveragePools with pads [1, 1, 1, 1] and
                                        count_include_pad 0
-and two files that Backprop refuses (no outputs stored):
-onnx_import_pad_refused_zeropad1.onnx  nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), opset 11: a Pad
-                                       of [0, 0, 1, 1, 0, 0, 1, 1], computed as above
+onnx_import_zeropad1_opset11.onnx      zeropad1, opset 11: a Pad of [0, 0, 1, 1, 0, 0, 1, 1], computed as
+                                       above, before a Conv without pads
+onnx_import_zeropadconvnet_opset9.onnx zeropadconvnet, opset 9: Pads with pads attributes before each Conv
+                                       (one after two) and before the AveragePool (its padding counted)
+onnx_import_zeropadconvnet_opset11.onnx zeropadconvnet, opset 11: the Pads' pads computed; the
+                                       AveragePool's own pads [1, 1, 1, 1] with count_include_pad 1
+and three files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
+onnx_import_pad_refused_maxpool.onnx   nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten(), opset 11: zeros that a
+                                       max pool's padding (-inf) is not
+onnx_import_pad_refused_asymmetric.onnx nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1, 2, 3), nn.Flatten(),
+                                       opset 11: pads on the left and top only
 
 onnx_import_pad_io.safetensors
-    As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet and poolexcludenet (KEY.x (3, 1, 8,
-    8), numpy seed 15; KEY.logits (3, 10)) and the five files they read from (FILE.output; FILE.model, FILE.operators,
-    FILE.layers), with FILE.model and FILE.operators for the two refused files.
+    As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1 and
+    zeropadconvnet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits (3, 10), zeropad1's (3, 128)) and the
+    eight files they read from (FILE.output; FILE.model, FILE.operators, FILE.layers), with FILE.model
+    and FILE.operators for the three refused files.
 """
 
 import argparse
@@ -256,13 +269,39 @@ def poolexcludenet():
 
 
 def zeropad1():
-    """A Pad that pads (refused)."""
+    """A Pad that pads, before a convolution that does not (read as the convolution's padding)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten())
 
 
 def same_even():
     """padding='same' with an even kernel, which pads one side more (refused)."""
     return nn.Sequential(nn.Conv2d(1, 2, 4, padding="same"), nn.Flatten())
+
+
+def zeropadconvnet():
+    """Pads of zeros folded into what follows, images [1, 8, 8]: nn.ZeroPad2d before a padded
+    convolution, two in a row before another, and nn.AvgPool2d's counted padding (at opset 9 a Pad)."""
+    return nn.Sequential(
+        nn.ZeroPad2d(1),  # [1, 10, 10]
+        nn.Conv2d(1, 4, 3, padding=1),  # [4, 10, 10]
+        nn.ReLU(),
+        nn.ZeroPad2d(1),
+        nn.ZeroPad2d(1),  # [4, 14, 14]
+        nn.Conv2d(4, 6, 3, stride=2),  # [6, 6, 6]
+        nn.AvgPool2d(2, stride=2, padding=1),  # [6, 4, 4]
+        nn.Flatten(),
+        nn.Linear(96, 10),
+    )
+
+
+def zeropad_maxpool():
+    """A Pad of zeros before a max pool, which pads with -inf (refused)."""
+    return nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten())
+
+
+def zeropad_asymmetric():
+    """A Pad of zeros on two sides only (refused)."""
+    return nn.Sequential(nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1, 2, 3), nn.Flatten())
 
 
 # key: (builder, input shape)
@@ -272,7 +311,11 @@ PAD_MODELS = {
     "zeropad1": (zeropad1, (3, 1, 8, 8)),
     "same_even": (same_even, (3, 1, 8, 8)),
     "poolpadnet": (poolpadnet, (3, 1, 8, 8)),
-    "poolexcludenet": (poolexcludenet, (3, 1, 8, 8)),  # last: the others' weights and inputs stay as they were
+    "poolexcludenet": (poolexcludenet, (3, 1, 8, 8)),
+    # new ones last: the others' weights and inputs stay as they were
+    "zeropadconvnet": (zeropadconvnet, (3, 1, 8, 8)),
+    "zeropad_maxpool": (zeropad_maxpool, (3, 1, 8, 8)),
+    "zeropad_asymmetric": (zeropad_asymmetric, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -282,10 +325,14 @@ PAD_EXPORTS = [
     ("onnx_import_zeropadnet_opset11", "zeropadnet", 11),
     ("onnx_import_poolpadnet", "poolpadnet", 20),
     ("onnx_import_poolexcludenet", "poolexcludenet", 20),
+    ("onnx_import_zeropad1_opset11", "zeropad1", 11),
+    ("onnx_import_zeropadconvnet_opset9", "zeropadconvnet", 9),
+    ("onnx_import_zeropadconvnet_opset11", "zeropadconvnet", 11),
 ]
 PAD_REFUSED = [
-    ("onnx_import_pad_refused_zeropad1", "zeropad1", 11),
     ("onnx_import_pad_refused_same_even", "same_even", 20),
+    ("onnx_import_pad_refused_maxpool", "zeropad_maxpool", 11),
+    ("onnx_import_pad_refused_asymmetric", "zeropad_asymmetric", 11),
 ]
 
 # key: (builder, input shape)
@@ -436,6 +483,7 @@ def layers(model, norms, x=None):
     outputs = {value.name for value in graph.output}
     derived = set()  # values computed from shapes and constants, not from the input's values
     entries = []
+    pending = 0  # a Pad of zeros read, by how much it pads each side, for the Conv or AveragePool after it
     for node in graph.node:
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         op = node.op_type
@@ -476,8 +524,13 @@ def layers(model, norms, x=None):
                 values = list(attributes["pads"])
             else:
                 values = [int(v) for v in computed(model, node.input[1], x)]
-            if any(values):
-                raise ValueError(f"{node.name}: Pad {values} pads")
+            mode = attributes.get("mode", b"constant")
+            value = attributes.get("value", 0.0) if "pads" in attributes else (
+                float(computed(model, node.input[2], x)) if len(node.input) > 2 and node.input[2] else 0.0)
+            if any(values) and (mode not in (b"constant", "constant") or value != 0 or len(values) != 8
+                                or any(values[i] for i in (0, 1, 4, 5)) or len(set(values[i] for i in (2, 3, 6, 7))) != 1):
+                raise ValueError(f"{node.name}: Pad {values} ({mode}, {value}) is not nn.ZeroPad2d(p)")
+            pending += values[2]
         elif op == "Identity":
             if node.input[0] in constants:
                 constants[node.output[0]] = constants[node.input[0]]
@@ -493,7 +546,8 @@ def layers(model, norms, x=None):
             if attributes.get("group", 1) != 1 or set(attributes.get("dilations", [1, 1])) != {1}:
                 raise ValueError(f"{node.name}: Conv {attributes} is grouped or dilated")
             kernel = square("kernel_shape", weight.shape[2:])
-            stride, pad = square("strides", [1, 1]), pads()
+            stride, pad = square("strides", [1, 1]), pads() + pending
+            pending = 0
             entry = f"conv {weight.shape[0]} {kernel}"
             entry += f" stride {stride}" if stride != 1 else ""
             entry += f" pad {pad}" if pad != 0 else ""
@@ -505,6 +559,9 @@ def layers(model, norms, x=None):
                 raise ValueError(f"{node.name}: {op} {attributes} is not a plain pool")
             kernel, stride, pad = square("kernel_shape"), square("strides", [1, 1]), pads()
             excludes = pad and op == "AveragePool" and attributes.get("count_include_pad", 0) != 1
+            if pending and (op == "MaxPool" or excludes):
+                raise ValueError(f"{node.name}: {op} (pads {pad}, excluded {excludes}) after a Pad of zeros")
+            pad, pending = pad + pending, 0
             name = "maxpool" if op == "MaxPool" else "avgpool"
             entries.append(
                 f"{name} {kernel}" + (f" stride {stride}" if stride != kernel else "") + (f" pad {pad}" if pad else "")
@@ -562,6 +619,11 @@ def layers(model, norms, x=None):
                 raise ValueError(f"{node.name}: {op} is not the final softmax over the classes")
         else:
             raise ValueError(f"{node.name}: no Backprop layer for {op}")
+        if pending and op not in ("Pad", "Identity", "Constant", "ConstantOfShape", "Concat", "Reshape", "Slice",
+                                  "Transpose", "Cast"):
+            raise ValueError(f"{node.name}: {op} reads a Pad of zeros")
+    if pending:
+        raise ValueError("a Pad of zeros ends the graph")
     return ", ".join(entries)
 
 
@@ -603,7 +665,7 @@ def write_pads():
         inputs[key] = rng.standard_normal(shape).astype(np.float32)
 
     io, metadata = {}, {}
-    for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet"):
+    for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset in PAD_EXPORTS + PAD_REFUSED:
