@@ -120,6 +120,15 @@ struct GraphReader {
                 index += 1
                 continue
             }
+            // Before the chain's checks: the GELU's nodes read the chain value twice, either side.
+            if let gelu = try readErfGELU(at: index, input: current) {
+                if let pad = pendingPad { throw pad.at.fail(Self.unfoldedPad(pad.padding, readBy: at)) }
+                if case .centered(let mean) = normalizing { normalizing = .done(mean: mean, std: 1) }
+                layers.append(ReadLayer(entry: .gelu))
+                chain.insert(gelu.output)
+                (current, index) = (gelu.output, gelu.next)
+                continue
+            }
             guard node.input.first == current else {
                 let read = node.input.first ?? ""
                 if !chain.contains(read), let position = node.input.firstIndex(of: current) {
@@ -129,10 +138,14 @@ struct GraphReader {
                             + "after \(quoted(read)): Backprop reads a node whose first input is the chain's value (as "
                             + "a layer's input), so \(node.opType) of a constant and x has no layer")
                 }
+                let tanhGELU =
+                    nodes.contains { $0.opType == "Tanh" } && nodes.contains { $0.opType == "Pow" }
+                    ? "; a GELU approximated with tanh (approximate='tanh') is written so, and Backprop's GELU is the "
+                        + "exact one" : ""
                 let branch =
                     chain.contains(read) || node.input.dropFirst().contains { $0 != current && chain.contains($0) }
                     ? " (the graph branches: an earlier value is read again, as in a residual connection x + f(x) or an "
-                        + "activation written as x · f(x), such as SiLU)" : ""
+                        + "activation written as x · f(x), such as SiLU\(tanhGELU))" : ""
                 throw at.fail(
                     "reads \(quoted(read)) where the chain's value is \(quoted(current))\(branch): Backprop reads a graph "
                         + "that is a chain of layers (an nn.Sequential), each node reading the one before")
@@ -196,7 +209,7 @@ struct GraphReader {
             case "MaxPool", "AveragePool":
                 layers.append(try readPool(node, at, shape: &shape, padded: padding))
                 pendingPad = nil
-            case "GlobalAveragePool", "ReduceMean":
+            case "GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax":
                 let (layer, keepsDimensions) = try readGlobalPool(node, at, shape: &shape)
                 layers.append(layer)
                 if !keepsDimensions {
@@ -253,12 +266,14 @@ struct GraphReader {
             default:
                 let hint =
                     nodes.contains { $0.opType == "Erf" }
-                    ? " (a GELU written as Erf and arithmetic: export with opset_version=20 for one Gelu node)" : ""
+                    ? " (a GELU written as Erf and arithmetic other than x · (1 + erf(x / √2)) · 0.5: export with "
+                        + "opset_version=20 for one Gelu node)" : ""
                 throw at.fail(
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
-                        + "AveragePool, GlobalAveragePool, Flatten, Reshape (as a flatten), Dropout, BatchNormalization, "
-                        + "Relu, Tanh, Sigmoid, LeakyRelu, Gelu, Identity, Pad (of zeros), Constant, and a final "
-                        + "LogSoftmax or Softmax")
+                        + "AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over height and "
+                        + "width), Flatten, Reshape (as a flatten), Dropout, BatchNormalization, Relu, Tanh, Sigmoid, "
+                        + "LeakyRelu, Gelu (or Div, Erf, Add, Mul, Mul as the exact GELU), Identity, Pad (of zeros), "
+                        + "Constant, and a final LogSoftmax or Softmax")
             }
             current = next
             index += 1
@@ -753,6 +768,24 @@ struct GraphReader {
         // CastLike's second input gives only a type: the chain value's is float.
         let dataInputs = node.opType == "CastLike" ? [first] : inputs
         guard dataInputs.allSatisfy({ constants[$0] != nil || shapeValues[$0] != nil }) else { return false }
+        if node.opType == "Expand", dataInputs.count == 2, constants[first] != nil,
+            let sizes = shapeValues[dataInputs[1]]?.map(\.knownSize), !sizes.contains(nil)
+        {
+            // A constant expanded to sizes of the chain value's shape, all known: a constant (the
+            // scale and bias of BatchNorm(affine=False) as `torch.onnx.export(dynamo=True,
+            // optimize=False)` writes them: 1 and 0 expanded to the channels of Shape(x)[1:2]).
+            var target = Onnx_TensorProto()
+            (target.dataType, target.dims, target.int64Data) = (7, [Int64(sizes.count)], sizes.map { Int64($0!) })
+            let name = output + "\u{0}shape"  // a name no node of the file's can have (a NUL in it)
+            constants[name] = target
+            defer { constants[name] = nil }
+            let folded = try fold(node, at, inputs: [first, name])
+            constants[output] = folded
+            if let values = try? tensors.floats(folded, name: output).values, values.allSatisfy({ $0 == 0 }) {
+                filledZeros.insert(output)
+            }
+            return true
+        }
         if dataInputs.contains(where: { shapeValues[$0] != nil }) {
             shapeValues[output] = try shapeArithmetic(node, at, inputs: dataInputs)
         } else {
@@ -780,6 +813,12 @@ struct GraphReader {
     private func shapeArithmetic(_ node: Onnx_NodeProto, _ at: NodeContext, inputs: [String]) throws -> [ShapeValue] {
         func values(_ name: String) throws -> [ShapeValue] {
             if let values = shapeValues[name] { return values }
+            guard [6, 7, 9].contains(constants[name]!.dataType) else {
+                throw at.fail(
+                    "computes with the \(dataTypeName(constants[name]!.dataType)) constant \(quoted(name)) and sizes of "
+                        + "the chain value's shape (the batch size among them, unknown until the graph runs); Backprop "
+                        + "computes such nodes from integers")
+            }
             return try tensors.integers(constants[name]!, name: name).map { .size($0) }
         }
         let first = try values(inputs[0])
@@ -1090,8 +1129,10 @@ struct GraphReader {
     }
 
     /// `GlobalAveragePool`, or `ReduceMean` over the height and width (PyTorch's
-    /// `AdaptiveAvgPool2d(1)`), as an `AvgPool2d` whose window is the whole (square) map; and
-    /// whether the reduced dimensions are kept (`keepdims`; if not, a flatten follows).
+    /// `AdaptiveAvgPool2d(1)`), as an `AvgPool2d` whose window is the whole (square) map;
+    /// `GlobalMaxPool` or `ReduceMax` so (`AdaptiveMaxPool2d(1)`, which the dynamo exporter writes
+    /// as `ReduceMax`) as a `MaxPool2d`; and whether the reduced dimensions are kept (`keepdims`;
+    /// if not, a flatten follows).
     private func readGlobalPool(
         _ node: Onnx_NodeProto, _ at: NodeContext, shape: inout [Int]?
     ) throws
@@ -1099,7 +1140,9 @@ struct GraphReader {
     {
         let current = try known(shape, at)
         var keeps = true
-        if node.opType == "ReduceMean" {
+        let isMax = node.opType == "ReduceMax" || node.opType == "GlobalMaxPool"
+        let what = isMax ? "takes the maximum of" : "averages"
+        if node.opType == "ReduceMean" || node.opType == "ReduceMax" {
             try at.expectInputs(1...2)
             let axes: [Int]
             if node.input.count == 2 && !node.input[1].isEmpty {
@@ -1113,8 +1156,8 @@ struct GraphReader {
             let rank = current.count + 1
             guard Set(axes.map { $0 < 0 ? $0 + rank : $0 }) == [2, 3], rank == 4 else {
                 throw at.fail(
-                    "averages [n] + \(current) over the axes \(axes); Backprop reads a ReduceMean only over the height "
-                        + "and width of images [n, c, h, w] (a global average pool)")
+                    "\(what) [n] + \(current) over the axes \(axes); Backprop reads a \(node.opType) only over the "
+                        + "height and width of images [n, c, h, w] (a global \(isMax ? "max" : "average") pool)")
             }
             keeps = try at.flag("keepdims", default: true)
         } else {
@@ -1122,11 +1165,12 @@ struct GraphReader {
         }
         guard current.count == 3, current[1] == current[2] else {
             throw at.fail(
-                "averages whole maps of [n] + \(current); Backprop's avgpool takes square windows, so square maps [c, k, k]"
-            )
+                "\(what) whole maps of [n] + \(current); Backprop's \(isMax ? "maxpool" : "avgpool") takes square "
+                    + "windows, so square maps [c, k, k]")
         }
         shape = [current[0], 1, 1]
-        return (ReadLayer(entry: .avgPool(kernel: current[1], stride: current[1])), keeps)
+        let k = current[1]
+        return (ReadLayer(entry: isMax ? .maxPool(kernel: k, stride: k) : .avgPool(kernel: k, stride: k)), keeps)
     }
 
     /// `Dropout` as a `Dropout` of its ratio (the identity in evaluation).
@@ -1152,6 +1196,68 @@ struct GraphReader {
         }
         guard ratio >= 0 && ratio < 1 else { throw at.fail("drops with ratio \(ratio); expected 0 ≤ ratio < 1") }
         return ReadLayer(entry: .dropout(p: ratio))
+    }
+
+    /// The exact GELU written as arithmetic, `x · (1 + erf(x / √2)) · 0.5`, which exporters write
+    /// below opset 20 (ONNX's `Gelu` is an operator from opset 20): the nodes from `start` on,
+    /// `Div(x, √2)` (or `Mul(x, 1/√2)`), `Erf`, `Add` of 1, then `Mul` by `x` and `Mul` by 0.5 in
+    /// either order (the TorchScript exporter multiplies by `x` first, the dynamo exporter by 0.5),
+    /// `Constant` nodes between them allowed, each operand on either side. Returns the last
+    /// `Mul`'s output and the index of the node after it, or `nil` when the nodes do not have that
+    /// form; a form with other constants is refused.
+    private mutating func readErfGELU(at start: Int, input x: String) throws -> (output: String, next: Int)? {
+        let nodes = graph.node
+        let first = nodes[start]
+        /// The operand of a two-input `node` other than `value`, when `value` is one of them.
+        func other(_ node: Onnx_NodeProto, _ value: String) -> String? {
+            guard node.input.count == 2, node.output.count >= 1 else { return nil }
+            return node.input[0] == value ? node.input[1] : node.input[1] == value ? node.input[0] : nil
+        }
+        guard first.opType == "Div" || first.opType == "Mul", let scaleName = other(first, x),
+            first.opType == "Mul" || first.input[0] == x
+        else { return nil }
+        var index = start + 1
+        var skipped: [Int] = []  // the Constant nodes between
+        func next() -> Onnx_NodeProto? {
+            while index < nodes.count && nodes[index].opType == "Constant" {
+                skipped.append(index)
+                index += 1
+            }
+            guard index < nodes.count else { return nil }
+            index += 1
+            return nodes[index - 1]
+        }
+        guard let erf = next(), erf.opType == "Erf", erf.input == [first.output[0]], erf.output.count >= 1,
+            let add = next(), add.opType == "Add", let oneName = other(add, erf.output[0]),
+            let product = next(), product.opType == "Mul", let productOperand = other(product, add.output[0]),
+            let last = next(), last.opType == "Mul", let lastOperand = other(last, product.output[0])
+        else { return nil }
+        let halfName: String
+        if productOperand == x {
+            halfName = lastOperand
+        } else if lastOperand == x {
+            halfName = productOperand
+        } else {
+            return nil
+        }
+        for constant in skipped {
+            try readConstant(nodes[constant], NodeContext(node: nodes[constant], index: constant, path: path))
+        }
+        func scalar(_ name: String) throws -> Float? {
+            guard let tensor = constants[name] else { return nil }
+            let values = try tensors.floats(tensor, name: name)
+            return values.count == 1 ? values.item() : nil
+        }
+        let expectedScale: Float = first.opType == "Div" ? Float(2).squareRoot() : Float(0.5).squareRoot()
+        let (scale, one, half) = (try scalar(scaleName), try scalar(oneName), try scalar(halfName))
+        guard let scale, let one, let half, abs(scale - expectedScale) <= 1e-6, one == 1, half == 0.5 else {
+            let shown = [scale, one, half].map { $0.map { "\($0)" } ?? "not a constant" }.joined(separator: ", ")
+            throw NodeContext(node: first, index: start, path: path).fail(
+                "begins GELU's form x · (1 + erf(x / √2)) · 0.5 (\(first.opType), Erf, Add, Mul, Mul), but with the "
+                    + "constants \(shown) where \(first.opType == "Div" ? "√2" : "1/√2"), 1 and 0.5 belong; Backprop reads "
+                    + "that form only as the exact GELU")
+        }
+        return (last.output[0], index)
     }
 
     /// Why a Pad of zeros by `padding` that no `Conv` or `AveragePool` takes is refused: the
@@ -1457,6 +1563,12 @@ enum NormalizationStep {
 enum ShapeValue: Equatable, CustomStringConvertible {
     case batch
     case size(Int)
+
+    /// The size, or `nil` for the batch size (unknown until the graph runs).
+    var knownSize: Int? {
+        if case .size(let value) = self { return value }
+        return nil
+    }
 
     var description: String {
         switch self {

@@ -24,6 +24,7 @@ import SwiftProtobuf
 //       SAME_* where it pads every side equally)
 //     GlobalAveragePool; ReduceMean over axes [2, 3]        AvgPool2d of the whole map     avgpool K
 //       of square maps [c, K, K]                            (+ flatten without keepdims)
+//     GlobalMaxPool; ReduceMax so                           MaxPool2d of the whole map     maxpool K
 //     Flatten axis 1; Reshape to [-1, K], [0, -1], [0, K]   Flatten                        flatten
 //       or [batch, K] where K is the example's size, a
 //       constant or computed by Shape, Gather, Unsqueeze,
@@ -32,6 +33,8 @@ import SwiftProtobuf
 //     BatchNormalization, inference                         BatchNorm, its four tensors,   batchnorm [eps E] [momentum M]
 //                                                           eps, 1 - momentum
 //     Relu, Tanh, Sigmoid, LeakyRelu alpha, Gelu (exact)    the activation                 relu, tanh, …, leakyrelu A, gelu
+//     Div(x, √2) or Mul(x, 1/√2), Erf, Add 1, Mul x and     GELU                           gelu
+//       Mul 0.5 in either order (opsets below 20)
 //     Identity, Constant                                    nothing (a Constant's tensor is a constant)
 //     Pad whose pads are all 0 (attribute before opset 11,  nothing (the identity; the TorchScript exporter
 //       then a constant input, or one computed from         writes one before AveragePool at opset 9 and 10)
@@ -69,7 +72,7 @@ public struct ONNXImportedModel {
 /// Reads an ONNX model (protobuf, opset 9 or later) whose graph is a chain of Backprop's layers:
 /// the files ``ONNXExport`` writes, and the ones `torch.onnx.export` writes for an `nn.Sequential`
 /// of `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `Flatten`, `Dropout`, `BatchNorm1d`/`2d`,
-/// `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU` and `GELU` (opset 20 or later for `GELU`), with or
+/// `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU` and `GELU` (below opset 20 as `Erf` and arithmetic), with or
 /// without a final `LogSoftmax` or `Softmax`, by either of its exporters; also an `nn.Module` whose
 /// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`; a
 /// `Conv2d` with `padding='same'` and an odd kernel (`auto_pad` SAME_UPPER) is read as the

@@ -978,6 +978,157 @@ struct ONNXImportTests {
         #expect(ONNXImport.looksLikeONNX(path: fixturePath("onnx_import_mlp_legacy.onnx")))
     }
 
+    @Test("the exact GELU written as Div, Erf, Add, Mul, Mul (exporters below opset 20) is read as gelu, in any order")
+    func readsGELUWrittenWithErf() throws {
+        var generator = RandomGenerator(seed: 15)
+        let x = Tensor.randn([3, 5], generator: &generator) * 3
+        // GELU in Double from libm's erf: x · (1 + erf(x / √2)) / 2.
+        let reference = x.values.map { Double($0) * (1 + erf(Double($0) / 2.0.squareRoot())) / 2 }
+        func scalar(_ name: String, _ value: Float) -> Onnx_TensorProto {
+            var tensor = Onnx_TensorProto()
+            (tensor.name, tensor.dataType, tensor.floatData) = (name, 1, [value])
+            return tensor
+        }
+        func constant(_ name: String, _ value: Float) -> Onnx_NodeProto {
+            var node = Self.node("Constant", [], name, [Self.float("value_float", value)])
+            node.name = name
+            return node
+        }
+        let (sqrt2, half) = (Float(2).squareRoot(), Float(0.5))
+        // (form, nodes, initializers)
+        let forms: [(String, [Onnx_NodeProto], [Onnx_TensorProto])] = [
+            (
+                "TorchScript: Constant nodes between, x · (1 + erf) then · 0.5",
+                [
+                    constant("c0", sqrt2), Self.node("Div", ["x", "c0"], "d"), Self.node("Erf", ["d"], "e"),
+                    constant("c1", 1), Self.node("Add", ["e", "c1"], "a"), Self.node("Mul", ["x", "a"], "m"),
+                    constant("c2", half), Self.node("Mul", ["m", "c2"], "g"), Self.node("Flatten", ["g"], "y"),
+                ], []
+            ),
+            (
+                "dynamo: initializers, 0.5 · (1 + erf) then x ·, operands swapped",
+                [
+                    Self.node("Div", ["x", "s"], "d"), Self.node("Erf", ["d"], "e"),
+                    Self.node("Add", ["one", "e"], "a"),
+                    Self.node("Mul", ["h", "a"], "m"), Self.node("Mul", ["m", "x"], "g"),
+                    Self.node("Flatten", ["g"], "y"),
+                ], [scalar("s", sqrt2), scalar("one", 1), scalar("h", half)]
+            ),
+            (
+                "x · 1/√2 for the division",
+                [
+                    Self.node("Mul", ["s", "x"], "d"), Self.node("Erf", ["d"], "e"),
+                    Self.node("Add", ["e", "one"], "a"),
+                    Self.node("Mul", ["a", "x"], "m"), Self.node("Mul", ["h", "m"], "g"),
+                    Self.node("Flatten", ["g"], "y"),
+                ], [scalar("s", Float(0.5).squareRoot()), scalar("one", 1), scalar("h", half)]
+            ),
+        ]
+        for (form, nodes, initializers) in forms {
+            var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [5])
+            proto.graph.initializer = initializers
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "gelu.onnx")
+            #expect(imported.description.description == "gelu, flatten", "\(form)")
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-6, form)
+        }
+        // Other constants: refused, saying which; another operator after the Add: not this form.
+        var other = Self.graph(nodes: forms[1].1, initializers: [], inputShape: [5])
+        other.graph.initializer = [scalar("s", sqrt2), scalar("one", 1), scalar("h", 0.25)]
+        expectDataError(containing: [
+            "gelu.onnx: node 0 (\"div\", Div) begins GELU's form x · (1 + erf(x / √2)) · 0.5 (Div, Erf, Add, Mul, Mul), "
+                + "but with the constants 1.4142135, 1.0, 0.25 where √2, 1 and 0.5 belong"
+        ]) {
+            try ONNXImport.model(fromBytes: try other.serializedBytes(), path: "gelu.onnx")
+        }
+        var sub = other
+        sub.graph.node[2].opType = "Sub"
+        expectDataError(containing: [
+            "gelu.onnx: node 0 (\"div\", Div) divides by 1.4142135, not 255"
+        ]) {
+            try ONNXImport.model(fromBytes: try sub.serializedBytes(), path: "gelu.onnx")
+        }
+    }
+
+    @Test("a global max pool (GlobalMaxPool; ReduceMax over height and width, as dynamo writes AdaptiveMaxPool2d(1))")
+    func readsGlobalMaxPools() throws {
+        var generator = RandomGenerator(seed: 16)
+        let x = Tensor.randn([2, 3, 4, 4], generator: &generator)
+        let values = x.values
+        let reference = (0..<6).map { plane in Double(values[(plane * 16)..<(plane * 16 + 16)].max()!) }
+        var axes = Onnx_TensorProto()
+        (axes.name, axes.dataType, axes.dims, axes.int64Data) = ("axes", 7, [2], [-2, -1])
+        let forms: [(String, [Onnx_NodeProto], String)] = [
+            (
+                "GlobalMaxPool", [Self.node("GlobalMaxPool", ["x"], "p"), Self.node("Flatten", ["p"], "y")],
+                "maxpool 4, flatten"
+            ),
+            (
+                "ReduceMax keepdims 1, axes an input",
+                [Self.node("ReduceMax", ["x", "axes"], "p"), Self.node("Flatten", ["p"], "y")], "maxpool 4, flatten"
+            ),
+            (
+                "ReduceMax keepdims 0", [Self.node("ReduceMax", ["x", "axes"], "y", [Self.int("keepdims", 0)])],
+                "maxpool 4, flatten"
+            ),
+        ]
+        for (form, nodes, description) in forms {
+            var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [3, 4, 4], opset: 18)
+            proto.graph.initializer = [axes]
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "max.onnx")
+            #expect(imported.description.description == description, "\(form)")
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 0, form)
+        }
+        var overChannels = Self.graph(
+            nodes: [Self.node("ReduceMax", ["x", "axes"], "y")], initializers: [], inputShape: [3, 4, 4], opset: 18)
+        axes.int64Data = [1]
+        axes.dims = [1]
+        overChannels.graph.initializer = [axes]
+        expectDataError(containing: [
+            "(\"reducemax\", ReduceMax) takes the maximum of [n] + [3, 4, 4] over the axes [1]; Backprop reads a "
+                + "ReduceMax only over the height and width of images [n, c, h, w] (a global max pool)"
+        ]) {
+            try ONNXImport.model(fromBytes: try overChannels.serializedBytes(), path: "max.onnx")
+        }
+    }
+
+    @Test(
+        "a batch norm's scale and bias expanded to Shape(x)[1:2] (dynamo, optimize=False, affine=False) are constants")
+    func readsBatchNormWithExpandedScale() throws {
+        var generator = RandomGenerator(seed: 17)
+        let x = Tensor.randn([4, 3], generator: &generator)
+        let mean = Tensor(shape: [3], values: [0.5, -1, 2])
+        let variance = Tensor(shape: [3], values: [1.5, 0.25, 4])
+        var tensors: [Onnx_TensorProto] = []
+        for (name, values) in [("one", [Float(1)]), ("zero", [0]), ("mean", mean.values), ("var", variance.values)] {
+            var tensor = Onnx_TensorProto()
+            (tensor.name, tensor.dataType, tensor.floatData) = (name, 1, values)
+            tensor.dims = values.count == 1 ? [] : [3]
+            tensors.append(tensor)
+        }
+        let nodes = [
+            Self.node("CastLike", ["one", "x"], "one_x"), Self.node("CastLike", ["zero", "x"], "zero_x"),
+            Self.node("Shape", ["x"], "channels", [Self.int("start", 1), Self.int("end", 2)]),
+            Self.node("Expand", ["one_x", "channels"], "scale"), Self.node("Expand", ["zero_x", "channels"], "bias"),
+            Self.node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], "y"),
+        ]
+        var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [3], opset: 18)
+        proto.graph.initializer = tensors
+        let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "bn.onnx")
+        #expect(imported.description.description == "batchnorm")
+        let reference = x.values.enumerated().map { index, value in
+            (Double(value) - Double(mean.values[index % 3])) / (Double(variance.values[index % 3]) + 1e-5).squareRoot()
+        }
+        expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-6, "batch norm")
+        // Expanded to sizes with the batch's among them: not a constant, refused naming the node.
+        proto.graph.node[2].attribute = [Self.int("end", 2)]
+        expectDataError(containing: [
+            "bn.onnx: node 3 (\"expand\", Expand) computes with the float32 constant \"one_x\" and sizes of the chain "
+                + "value's shape (the batch size among them"
+        ]) {
+            try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "bn.onnx")
+        }
+    }
+
     @Test("refuses global pools over maps that are not square, and shapes computed otherwise than a flatten")
     func refusesOtherPoolsAndShapes() throws {
         func read(_ nodes: [Onnx_NodeProto], _ initializers: [(String, Tensor)] = [], _ shape: [Int]) throws {
