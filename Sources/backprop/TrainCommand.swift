@@ -197,16 +197,41 @@ struct TrainCommand: ParsableCommand {
     ) -> String? {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // --check-replicas adds collective calls to every step, so every process must take it or none;
+        // rank 0 alone writes --save, --plot and --json, which another process would ignore unseen.
+        let outputs = [("--save", save != nil), ("--plot", plot != nil), ("--json", json)].filter(\.1).map(\.0)
         let settings =
             ((try? encoder.encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "\(configuration)")
-            + (limit.map { ", --limit \($0)" } ?? "")
+            + (limit.map { ", --limit \($0)" } ?? "") + (checkReplicas ? ", --check-replicas" : "")
+            + (outputs.isEmpty ? "" : ", writes " + outputs.joined(separator: " "))
+        // The images and labels themselves, hashed: data of the same size and statistics (labels
+        // shuffled, another folder's images) would train a model of neither without a word.
         let data =
             "\(dataset.xTrain.shape[0]) training, \(dataset.xValid.shape[0]) validation and \(dataset.xTest.shape[0]) "
-            + "test images of shape \(dataset.imageShape), normalised by mean \(dataset.trainMean), std \(dataset.trainStd)"
+            + "test images of shape \(dataset.imageShape), normalised by mean \(dataset.trainMean), std \(dataset.trainStd), "
+            + "images and labels hashed to \(String(Self.contentHash(of: dataset), radix: 16))"
         guard let (what, here) = trainer.replicaDifference(settings: settings, data: data) else { return nil }
         return "mpirun -np \(group.count): the processes would not train the same model: their \(what) differ "
             + "(on rank 0: \(here)); give every process the same options, data of the same size, and the same "
             + "--init or --resume file"
+    }
+
+    /// A 64-bit FNV-1a hash of every image and label of `dataset` (training, validation, test):
+    /// the same in every process that read the same files.
+    static func contentHash(of dataset: FashionMNIST) -> UInt64 {
+        var hash = FNV1a()
+        for tensor in [dataset.xTrain, dataset.yTrain, dataset.xValid, dataset.yValid, dataset.xTest, dataset.yTest] {
+            hash.combine(UInt64(tensor.count))
+            tensor.contiguous().withUnsafeBufferPointer { values in
+                var index = 0
+                while index + 1 < values.count {  // two floats per word
+                    hash.combine(UInt64(values[index].bitPattern) << 32 | UInt64(values[index + 1].bitPattern))
+                    index += 2
+                }
+                if index < values.count { hash.combine(UInt64(values[index].bitPattern)) }
+            }
+        }
+        return hash.value
     }
 
     func run() throws {
