@@ -69,6 +69,7 @@ struct BackpropCommand: ParsableCommand {
         FileSystemPath.registerCommandLineArguments()
         OutOfMemory.install()
         do {
+            try DistributedRun.agreeOnCommand(CommandLine.arguments)
             var command = try parseAsRoot()
             OutOfMemory.adviseFor(command)
             // One handler per command, installed once: `train` turns a signal into a request it

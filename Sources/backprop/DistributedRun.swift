@@ -25,7 +25,7 @@ struct DistributedRun {
         }
         #if MPI
             do {
-                let group = try MPIReplicaGroup.join()
+                let group = try joinedAtStart ?? MPIReplicaGroup.join()
                 return DistributedRun(group: group, localCount: group.localCount, finishGroup: group.finish)
             } catch {
                 throw CommandLineError("\(error)")
@@ -38,6 +38,53 @@ struct DistributedRun {
                         + "release --traits OpenBLAS,MPI (README, \"Training on several processes\")")
             }
             return DistributedRun(group: nil, localCount: 1, finishGroup: {})
+        #endif
+    }
+
+    #if MPI
+        /// The run ``agreeOnCommand(_:)`` joined before the arguments were parsed, for `train`.
+        nonisolated(unsafe) private static var joinedAtStart: MPIReplicaGroup?
+    #endif
+
+    /// Under a launcher that started several processes (`mpirun -np N`, N > 1), in a build with
+    /// MPI: joins the run before anything else, whatever the command, and stops every process,
+    /// rank 0 saying why, unless all were given the same subcommand and none asks only for help or
+    /// the version (`arguments` as the process got them). Then a command other than `train`
+    /// leaves the run at once (`MPI_Finalize`, every process together) and runs on its own.
+    ///
+    /// Without it, a process that ended with status 0 before joining (`--help`, `--version`, a
+    /// quick `seed --help` given to one process of an MPMD line `mpirun -np 1 backprop train : -np
+    /// 1 backprop train --help`) left the others waiting in `MPI_Init` for ever: Open MPI does not
+    /// notice such an end. Processes that fail later end with a non-zero status, which it does.
+    static func agreeOnCommand(_ arguments: [String]) throws {
+        #if MPI
+            guard let launched = Distributed.launchedProcessCount, launched > 1 else { return }
+            let group: MPIReplicaGroup
+            do {
+                group = try MPIReplicaGroup.join()
+            } catch {
+                throw CommandLineError("\(error)")
+            }
+            let given = Array(arguments.dropFirst())
+            let subcommand = given.first { !$0.hasPrefix("-") } ?? ""
+            let onlyPrints = given.contains { ["-h", "--help", "--version"].contains($0) } || subcommand == "help"
+            let key = subcommand + (onlyPrints ? " (help or version only)" : "")
+            var hash = FNV1a()
+            for byte in key.utf8 { hash.combine(UInt64(byte)) }
+            guard group.allEqual(hash.value) else {
+                guard group.rank == 0 else {
+                    group.finish()
+                    Foundation.exit(1)
+                }
+                throw CommandLineError(
+                    "mpirun -np \(group.count): the processes were given different commands (on rank 0: "
+                        + "\(key.isEmpty ? "none" : "'\(key)'")); give every process the same command")
+            }
+            if subcommand == "train" && !onlyPrints {
+                joinedAtStart = group
+            } else {
+                group.finish()
+            }
         #endif
     }
 

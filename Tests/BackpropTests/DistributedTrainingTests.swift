@@ -272,6 +272,36 @@ import Testing
             }
         }
 
+        /// A process that only prints its help or version and ends (status 0) before joining MPI
+        /// left the others waiting in MPI_Init for ever; now every process joins first and they
+        /// agree on the command. The same command everywhere runs as before.
+        @Test func processesGivenOtherCommandsAreStopped() throws {
+            try withTemporaryFolder { folder in
+                try writeRandomDataset(in: folder, seed: 6)
+                let train = [backpropExecutable().path, "train", "--epochs", "1", "--batch-size", "50"]
+                for odd in [["--help"], ["--version"]] {
+                    let run = try runProgram(
+                        mpirun!, ["-np", "1", "--oversubscribe"] + train + [":", "-np", "1"] + train + odd,
+                        environment: mpiEnvironment(data: folder), timeout: 120)
+                    #expect(run.status != 0)
+                    #expect(
+                        run.standardError.contains(
+                            "mpirun -np 2: the processes were given different commands (on rank 0: 'train'); give "
+                                + "every process the same command"), "\(odd): \(run.standardError)")
+                }
+                let other = try runProgram(
+                    mpirun!,
+                    ["-np", "1", "--oversubscribe"] + train + [":", "-np", "1", backpropExecutable().path, "seed"],
+                    environment: mpiEnvironment(data: folder), timeout: 120)
+                #expect(other.status != 0)
+                #expect(other.standardError.contains("given different commands"), "\(other.standardError)")
+                // Every process asking for the version: each prints it, and the run ends well.
+                let version = try runMPI(2, ["--version"], data: folder)
+                #expect(version.status == 0, "\(version.standardError)")
+                #expect(version.standardOutput.split(separator: "\n").count == 2, "\(version.standardOutput)")
+            }
+        }
+
         /// Data of the same size and statistics whose labels differ (each shifted by one class)
         /// trained without a word, to a model of neither data set: the images and labels are hashed.
         @Test func processesWithOtherLabelsAreStopped() throws {
