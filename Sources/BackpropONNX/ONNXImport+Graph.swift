@@ -31,6 +31,9 @@ struct GraphReader {
     /// bias that `torch.onnx.export(dynamo=True, optimize=False)` writes for a convolution without
     /// one. A convolution that adds such a bias is read as `nobias`, as its module was.
     private var filledZeros: Set<String> = []
+    /// One example's shape at each value of the chain read so far, by name: a `Shape` of an
+    /// earlier value reads the batch size as well (`y.view(x.size(0), -1)` with `x` the input).
+    private var chainShapes: [String: [Int]] = [:]
 
     /// The largest kernel, stride or padding an attribute may give (far past any real model, and
     /// small enough that no shape arithmetic on it overflows).
@@ -102,6 +105,7 @@ struct GraphReader {
         while index < nodes.count {
             let node = nodes[index]
             let at = NodeContext(node: node, index: index, path: path)
+            if let shape { chainShapes[current] = shape }
             if dropped != nil {
                 throw at.fail(
                     "follows the graph's final \(dropped!); a LogSoftmax or Softmax is read only as the last node")
@@ -763,6 +767,11 @@ struct GraphReader {
         if node.opType == "Shape" && first == current {
             let dimensions = [ShapeValue.batch] + (try known(shape, at)).map { .size($0) }
             shapeValues[output] = try sliced(dimensions, at)
+            return true
+        }
+        if node.opType == "Shape", let earlier = chainShapes[first] {
+            // The shape of an earlier value of the chain: the same batch size, its own sizes.
+            shapeValues[output] = try sliced([ShapeValue.batch] + earlier.map { .size($0) }, at)
             return true
         }
         // CastLike's second input gives only a type: the chain value's is float.

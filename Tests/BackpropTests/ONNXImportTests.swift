@@ -1091,6 +1091,34 @@ struct ONNXImportTests {
         }
     }
 
+    @Test("y.view(x.size(0), -1) with x an earlier value (TorchScript's Shape of the input) is a flatten")
+    func readsAViewSizedByAnEarlierValue() throws {
+        var generator = RandomGenerator(seed: 18)
+        let x = Tensor.randn([2, 3, 4, 4], generator: &generator)
+        let values = x.values
+        let reference = (0..<6).map { plane in
+            values[(plane * 16)..<(plane * 16 + 16)].reduce(0.0) { $0 + Double($1) } / 16
+        }
+        var tensors: [Onnx_TensorProto] = []
+        for (name, values) in [("zero", [Int64(0)]), ("axis", [0]), ("rest", [-1])] {
+            var tensor = Onnx_TensorProto()
+            (tensor.name, tensor.dataType, tensor.int64Data) = (name, 7, values)
+            tensor.dims = name == "zero" ? [] : [1]
+            tensors.append(tensor)
+        }
+        let nodes = [
+            Self.node("GlobalAveragePool", ["x"], "p"), Self.node("Shape", ["x"], "s"),
+            Self.node("Gather", ["s", "zero"], "n"), Self.node("Unsqueeze", ["n", "axis"], "n1"),
+            Self.node("Concat", ["n1", "rest"], "target", [Self.int("axis", 0)]),
+            Self.node("Reshape", ["p", "target"], "y"),
+        ]
+        var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [3, 4, 4], opset: 13)
+        proto.graph.initializer = tensors
+        let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "view.onnx")
+        #expect(imported.description.description == "avgpool 4, flatten")
+        expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-6, "view")
+    }
+
     @Test(
         "a batch norm's scale and bias expanded to Shape(x)[1:2] (dynamo, optimize=False, affine=False) are constants")
     func readsBatchNormWithExpandedScale() throws {
