@@ -1049,12 +1049,17 @@ struct ONNXImportTests {
         }
     }
 
+    /// `summary` of each plane (`h × w` values) of images `x` `[n, c, h, w]`, in order.
+    static func perPlane(_ x: Tensor, _ summary: (ArraySlice<Float>) -> Double) -> [Double] {
+        let (values, size) = (x.values, x.shape[2] * x.shape[3])
+        return (0..<(x.shape[0] * x.shape[1])).map { summary(values[($0 * size)..<($0 * size + size)]) }
+    }
+
     @Test("a global max pool (GlobalMaxPool; ReduceMax over height and width, as dynamo writes AdaptiveMaxPool2d(1))")
     func readsGlobalMaxPools() throws {
         var generator = RandomGenerator(seed: 16)
         let x = Tensor.randn([2, 3, 4, 4], generator: &generator)
-        let values = x.values
-        let reference = (0..<6).map { plane in Double(values[(plane * 16)..<(plane * 16 + 16)].max()!) }
+        let reference = Self.perPlane(x) { Double($0.max()!) }
         var axes = Onnx_TensorProto()
         (axes.name, axes.dataType, axes.dims, axes.int64Data) = ("axes", 7, [2], [-2, -1])
         let forms: [(String, [Onnx_NodeProto], String)] = [
@@ -1095,10 +1100,7 @@ struct ONNXImportTests {
     func readsAViewSizedByAnEarlierValue() throws {
         var generator = RandomGenerator(seed: 18)
         let x = Tensor.randn([2, 3, 4, 4], generator: &generator)
-        let values = x.values
-        let reference = (0..<6).map { plane in
-            values[(plane * 16)..<(plane * 16 + 16)].reduce(0.0) { $0 + Double($1) } / 16
-        }
+        let reference = Self.perPlane(x) { plane in plane.reduce(0.0) { $0 + Double($1) } / Double(plane.count) }
         var tensors: [Onnx_TensorProto] = []
         for (name, values) in [("zero", [Int64(0)]), ("axis", [0]), ("rest", [-1])] {
             var tensor = Onnx_TensorProto()
