@@ -761,9 +761,13 @@ struct GraphReader {
             "Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "CastLike", "Identity", "Reshape",
             "Transpose", "Expand", "ConstantOfShape", "Slice",
         ]
-        // `Mul` only of sizes: the flatten `y.reshape(n, c * h * w)` with `n, c, h, w = y.shape`.
+        // `Mul` of sizes: the flatten `y.reshape(n, c * h * w)` with `n, c, h, w = y.shape`; `Add`,
+        // `Sub` and `Mul` of constants alone: the arithmetic of a Pad's pads, unfolded.
         let sizeProduct = node.opType == "Mul" && inputs.contains(where: { shapeValues[$0] != nil })
-        guard foldable.contains(node.opType) || sizeProduct else { return false }
+        let constantArithmetic =
+            ["Add", "Sub", "Mul"].contains(node.opType) && inputs.count == 2
+            && inputs.allSatisfy { constants[$0] != nil }
+        guard foldable.contains(node.opType) || sizeProduct || constantArithmetic else { return false }
         if node.opType == "Shape" && first == current {
             let dimensions = [ShapeValue.batch] + (try known(shape, at)).map { .size($0) }
             shapeValues[output] = try sliced(dimensions, at)
@@ -875,7 +879,8 @@ struct GraphReader {
     /// The inputs each operator that ``fold(_:_:inputs:)`` computes takes.
     private static let foldedInputCounts: [String: ClosedRange<Int>] = [
         "Reshape": 2...2, "Expand": 2...2, "Gather": 2...2, "Transpose": 1...1, "Shape": 1...1, "Identity": 1...1,
-        "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2, "ConstantOfShape": 1...1,
+        "Cast": 1...1, "Squeeze": 1...2, "Unsqueeze": 1...2, "ConstantOfShape": 1...1, "Add": 2...2, "Sub": 2...2,
+        "Mul": 2...2,
     ]
 
     /// The constant a node computes from constants alone (see ``readConstantWork``).
@@ -1035,6 +1040,46 @@ struct GraphReader {
             return result(target, floats: [Float](repeating: values.item(), count: filled))
         case "Slice":
             return try slice(at, dims: dims, isInteger: isInteger)
+        case "Add", "Sub", "Mul":
+            // Element by element, one side a single value or both of the same dimensions; both
+            // integers (checked for overflow) or both floats.
+            let second = constants[inputs[1]]!
+            let secondDims = try tensors.dimensions(second, name: inputs[1])
+            let (count, secondCount) = (try product(dims), try product(secondDims))
+            guard dims == secondDims || count == 1 || secondCount == 1,
+                [6, 7, 9].contains(second.dataType) == isInteger
+            else {
+                throw at.fail(
+                    "computes with constants of \(dims) and \(secondDims) (\(dataTypeName(first.dataType)), "
+                        + "\(dataTypeName(second.dataType))); Backprop folds such arithmetic of one kind, element by "
+                        + "element or by one value")
+            }
+            let resultDims = count >= secondCount ? dims : secondDims
+            let total = Swift.max(count, secondCount)
+            if isInteger {
+                let (a, b) = (try integers(inputs[0]), try integers(inputs[1]))
+                return result(
+                    resultDims,
+                    integers: try (0..<total).map { index in
+                        let (x, y) = (a[count == 1 ? 0 : index], b[secondCount == 1 ? 0 : index])
+                        let (value, overflow) =
+                            node.opType == "Add"
+                            ? x.addingReportingOverflow(y)
+                            : node.opType == "Sub"
+                                ? x.subtractingReportingOverflow(y) : x.multipliedReportingOverflow(by: y)
+                        guard !overflow else { throw at.fail("computes \(x) and \(y) past Int's range") }
+                        return value
+                    })
+            }
+            let (a, b) = (
+                try tensors.floats(first, name: inputs[0]).values, try tensors.floats(second, name: inputs[1]).values
+            )
+            return result(
+                resultDims,
+                floats: (0..<total).map { index in
+                    let (x, y) = (a[count == 1 ? 0 : index], b[secondCount == 1 ? 0 : index])
+                    return node.opType == "Add" ? x + y : node.opType == "Sub" ? x - y : x * y
+                })
         case "Expand":
             // A one-element constant filled to the shape (the zero bias of a convolution without one).
             let target = try integers(inputs[1])

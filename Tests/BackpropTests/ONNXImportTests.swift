@@ -82,6 +82,7 @@ struct ONNXImportTests {
     static let padFiles = [
         "onnx_import_padnet_opset9", "onnx_import_padnet_same", "onnx_import_zeropadnet_opset11",
         "onnx_import_zeropad1_opset11", "onnx_import_zeropadconvnet_opset9", "onnx_import_zeropadconvnet_opset11",
+        "onnx_import_zeropadconvnet_unfolded",
     ]
 
     /// Each file's Pad nodes and the paddings of its convolutions (then pools) once read: a Pad
@@ -93,6 +94,7 @@ struct ONNXImportTests {
         "onnx_import_zeropad1_opset11": (1, [1]),
         "onnx_import_zeropadconvnet_opset9": (4, [2, 2, 1]),
         "onnx_import_zeropadconvnet_opset11": (3, [2, 2, 1]),
+        "onnx_import_zeropadconvnet_unfolded": (3, [2, 2, 1]),  // pads computed with Mul and Sub too
     ]
 
     @Test(

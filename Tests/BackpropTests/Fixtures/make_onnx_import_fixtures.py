@@ -121,6 +121,8 @@ onnx_import_zeropadconvnet_opset9.onnx zeropadconvnet, opset 9: Pads with pads a
                                        (one after two) and before the AveragePool (its padding counted)
 onnx_import_zeropadconvnet_opset11.onnx zeropadconvnet, opset 11: the Pads' pads computed; the
                                        AveragePool's own pads [1, 1, 1, 1] with count_include_pad 1
+onnx_import_zeropadconvnet_unfolded.onnx zeropadconvnet, opset 11, do_constant_folding=False: the pads'
+                                       arithmetic also with Mul and Sub of constants
 and three files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
@@ -132,7 +134,7 @@ onnx_import_pad_refused_asymmetric.onnx nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1,
 onnx_import_pad_io.safetensors
     As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1 and
     zeropadconvnet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits (3, 10), zeropad1's (3, 128)) and the
-    eight files they read from (FILE.output; FILE.model, FILE.operators, FILE.layers), with FILE.model
+    nine files they read from (FILE.output; FILE.model, FILE.operators, FILE.layers), with FILE.model
     and FILE.operators for the three refused files.
 """
 
@@ -328,6 +330,7 @@ PAD_EXPORTS = [
     ("onnx_import_zeropad1_opset11", "zeropad1", 11),
     ("onnx_import_zeropadconvnet_opset9", "zeropadconvnet", 9),
     ("onnx_import_zeropadconvnet_opset11", "zeropadconvnet", 11),
+    ("onnx_import_zeropadconvnet_unfolded", "zeropadconvnet", 11, "legacy_unfolded"),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_same_even", "same_even", 20),
@@ -517,7 +520,8 @@ def layers(model, norms, x=None):
                 constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
             else:  # value_int(s), value_float(s)
                 constants[node.output[0]] = np.array(next(iter(attributes.values())))
-        elif op in ("ConstantOfShape", "Slice") or (op == "Transpose" and node.input[0] in derived):
+        elif op in ("ConstantOfShape", "Slice") or (op == "Transpose" and node.input[0] in derived) or (
+                op in ("Add", "Sub", "Mul") and all(name in constants or name in derived for name in node.input)):
             derived.add(node.output[0])  # the arithmetic of a Pad's pads
         elif op == "Pad":
             if "pads" in attributes:
@@ -619,8 +623,9 @@ def layers(model, norms, x=None):
                 raise ValueError(f"{node.name}: {op} is not the final softmax over the classes")
         else:
             raise ValueError(f"{node.name}: no Backprop layer for {op}")
+        computes_constants = node.output[0] in derived or node.output[0] in constants
         if pending and op not in ("Pad", "Identity", "Constant", "ConstantOfShape", "Concat", "Reshape", "Slice",
-                                  "Transpose", "Cast"):
+                                  "Transpose", "Cast") and not computes_constants:
             raise ValueError(f"{node.name}: {op} reads a Pad of zeros")
     if pending:
         raise ValueError("a Pad of zeros ends the graph")
@@ -668,14 +673,14 @@ def write_pads():
     for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
-    for name, key, opset in PAD_EXPORTS + PAD_REFUSED:
+    for name, key, opset, *setting in PAD_EXPORTS + PAD_REFUSED:
         path = os.path.join(HERE, name + ".onnx")
-        onnx_model = export(models[key], inputs[key], path, "legacy", opset=opset)
+        onnx_model = export(models[key], inputs[key], path, (setting or ["legacy"])[0], opset=opset)
         operators = ", ".join(node.op_type for node in onnx_model.graph.node)
         metadata[f"{name}.model"] = key
         metadata[f"{name}.operators"] = operators
         print(f"{name}.onnx ({os.path.getsize(path)} bytes, opset {opset})\n    operators: {operators}")
-        if (name, key, opset) in PAD_REFUSED:
+        if (name, key, opset, *setting) in PAD_REFUSED:
             continue
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         output = session.run(["output"], {"input": inputs[key]})[0]
