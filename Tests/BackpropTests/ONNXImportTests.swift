@@ -980,6 +980,19 @@ struct ONNXImportTests {
         #expect(ONNXImport.looksLikeONNX(path: fixturePath("onnx_import_mlp_legacy.onnx")))
     }
 
+    @Test(
+        "reads nn.GELU below opset 20 (TorchScript, dynamo) and AdaptiveMaxPool2d(1) (dynamo) as PyTorch wrote them",
+        arguments: [
+            "onnx_import_geluerfnet_opset17", "onnx_import_geluerfnet_dynamo18", "onnx_import_adaptivemaxnet_dynamo",
+        ])
+    func readsPyTorchGELUAndGlobalMaxPool(file: String) throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport(file, io: io)
+        let operators = try #require(io.metadata["\(file).operators"])
+        // What the files hold: the forms these tests are about.
+        #expect(operators.contains(file.contains("gelu") ? "Erf" : "ReduceMax"))
+    }
+
     @Test("the exact GELU written as Div, Erf, Add, Mul, Mul (exporters below opset 20) is read as gelu, in any order")
     func readsGELUWrittenWithErf() throws {
         var generator = RandomGenerator(seed: 15)
@@ -1266,7 +1279,8 @@ struct ONNXImportTests {
         var outcomes = (models: 0, errors: 0)
         for file in [
             "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy",
-            "onnx_import_zeropadnet_opset11", "onnx_import_poolpadnet",
+            "onnx_import_zeropadnet_opset11", "onnx_import_poolpadnet", "onnx_import_zeropadconvnet_unfolded",
+            "onnx_import_geluerfnet_opset17",
         ] {
             let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
             for trial in 0..<150 {

@@ -101,6 +101,10 @@ poolexcludenet POOLEXCLUDENET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padd
               stride 1 padding 1 count_include_pad=False -> [4, 5, 5] avgpool 2 stride 2 padding 1
               count_include_pad=False (corner windows of one element) -> flatten 100 -> lin 10
 zeropad1      nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(): [n, 1, 8, 8] -> [n, 128]
+geluerfnet    GELUERFNET below, input [n, 1, 8, 8] -> [2, 6, 6] conv 3 -> gelu -> flatten 72 -> lin 10 -> gelu
+              -> lin 10
+adaptivemaxnet ADAPTIVEMAXNET below, input [n, 1, 8, 8] -> [3, 8, 8] conv 3 padding 1 -> relu
+              -> AdaptiveMaxPool2d(1) -> flatten 3 -> lin 10
 zeropadconvnet ZEROPADCONVNET below, input [n, 1, 8, 8] -> nn.ZeroPad2d(1) -> [4, 10, 10] conv 3 padding 1
               -> relu -> nn.ZeroPad2d(1) twice -> [6, 6, 6] conv 3 stride 2 -> [6, 4, 4] avgpool 2 stride 2
               padding 1 (count_include_pad) -> flatten 96 -> lin 10
@@ -123,6 +127,9 @@ onnx_import_zeropadconvnet_opset11.onnx zeropadconvnet, opset 11: the Pads' pads
                                        AveragePool's own pads [1, 1, 1, 1] with count_include_pad 1
 onnx_import_zeropadconvnet_unfolded.onnx zeropadconvnet, opset 11, do_constant_folding=False: the pads'
                                        arithmetic also with Mul and Sub of constants
+onnx_import_geluerfnet_opset17.onnx    geluerfnet, opset 17: each GELU as Div, Erf, Add, Mul (x), Mul (0.5)
+onnx_import_geluerfnet_dynamo18.onnx   geluerfnet by the dynamo exporter, opset 18: Mul (0.5) before Mul (x)
+onnx_import_adaptivemaxnet_dynamo.onnx adaptivemaxnet by the dynamo exporter, opset 18: ReduceMax over [-2, -1]
 and three files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
@@ -132,10 +139,10 @@ onnx_import_pad_refused_asymmetric.onnx nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1,
                                        opset 11: pads on the left and top only
 
 onnx_import_pad_io.safetensors
-    As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1 and
-    zeropadconvnet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits (3, 10), zeropad1's (3, 128)) and the
-    nine files they read from (FILE.output; FILE.model, FILE.operators, FILE.layers), with FILE.model
-    and FILE.operators for the three refused files.
+    As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1,
+    zeropadconvnet, geluerfnet and adaptivemaxnet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits (3, 10),
+    zeropad1's (3, 128)) and the twelve files they read from (FILE.output; FILE.model, FILE.operators,
+    FILE.layers), with FILE.model and FILE.operators for the three refused files.
 """
 
 import argparse
@@ -296,6 +303,23 @@ def zeropadconvnet():
     )
 
 
+def geluerfnet():
+    """nn.GELU below opset 20, which both exporters write as Div, Erf, Add, Mul, Mul, images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3),  # [2, 6, 6]
+        nn.GELU(),
+        nn.Flatten(),
+        nn.Linear(72, 10),
+        nn.GELU(),
+        nn.Linear(10, 10),
+    )
+
+
+def adaptivemaxnet():
+    """nn.AdaptiveMaxPool2d(1), which the dynamo exporter writes as ReduceMax, images [1, 8, 8]."""
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 10))
+
+
 def zeropad_maxpool():
     """A Pad of zeros before a max pool, which pads with -inf (refused)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten())
@@ -318,6 +342,8 @@ PAD_MODELS = {
     "zeropadconvnet": (zeropadconvnet, (3, 1, 8, 8)),
     "zeropad_maxpool": (zeropad_maxpool, (3, 1, 8, 8)),
     "zeropad_asymmetric": (zeropad_asymmetric, (3, 1, 8, 8)),
+    "geluerfnet": (geluerfnet, (3, 1, 8, 8)),
+    "adaptivemaxnet": (adaptivemaxnet, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -331,6 +357,9 @@ PAD_EXPORTS = [
     ("onnx_import_zeropadconvnet_opset9", "zeropadconvnet", 9),
     ("onnx_import_zeropadconvnet_opset11", "zeropadconvnet", 11),
     ("onnx_import_zeropadconvnet_unfolded", "zeropadconvnet", 11, "legacy_unfolded"),
+    ("onnx_import_geluerfnet_opset17", "geluerfnet", 17),
+    ("onnx_import_geluerfnet_dynamo18", "geluerfnet", 18, "dynamo"),
+    ("onnx_import_adaptivemaxnet_dynamo", "adaptivemaxnet", 18, "dynamo"),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_same_even", "same_even", 20),
@@ -487,6 +516,34 @@ def layers(model, norms, x=None):
     derived = set()  # values computed from shapes and constants, not from the input's values
     entries = []
     pending = 0  # a Pad of zeros read, by how much it pads each side, for the Conv or AveragePool after it
+    gelu = {"step": 0}  # how far into GELU's Div, Erf, Add, Mul, Mul, and the value it reads
+
+    def gelu_step(node, op):
+        """Reads the next node of GELU's Erf form (True), or None when `node` is not it."""
+        def scalar(name):
+            return float(np.asarray(constants[name]).reshape(-1)[0]) if name in constants and np.size(constants[name]) == 1 else None
+        other = [name for name in node.input if name in constants]
+        step = gelu["step"]
+        if step == 0 and op == "Div" and len(other) == 1 and abs(scalar(other[0]) - math.sqrt(2)) < 1e-6:
+            gelu.update(step=1, x=node.input[0], out=node.output[0])
+        elif step == 1 and op == "Erf" and node.input[0] == gelu["out"]:
+            gelu.update(step=2, out=node.output[0])
+        elif step == 2 and op == "Add" and gelu["out"] in node.input and len(other) == 1 and scalar(other[0]) == 1:
+            gelu.update(step=3, out=node.output[0])
+        elif step in (3, 4) and op == "Mul" and gelu["out"] in node.input:
+            operand = [name for name in node.input if name != gelu["out"]][0]
+            if operand != gelu["x"] and scalar(operand) != 0.5:
+                raise ValueError(f"{node.name}: Mul by {operand} in GELU's form")
+            gelu.update(step=step + 1, out=node.output[0])
+            if step == 4:
+                entries.append("gelu")
+                gelu.update(step=0)
+        else:
+            if step != 0:
+                raise ValueError(f"{node.name}: {op} interrupts GELU's form at step {step}")
+            return None
+        return True
+
     for node in graph.node:
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         op = node.op_type
@@ -520,6 +577,8 @@ def layers(model, norms, x=None):
                 constants[node.output[0]] = numpy_helper.to_array(attributes["value"])
             else:  # value_int(s), value_float(s)
                 constants[node.output[0]] = np.array(next(iter(attributes.values())))
+        elif gelu_step(node, op) is not None:
+            pass  # a step of GELU's x · (1 + erf(x / √2)) · 0.5; the last appends "gelu"
         elif op in ("ConstantOfShape", "Slice") or (op == "Transpose" and node.input[0] in derived) or (
                 op in ("Add", "Sub", "Mul") and all(name in constants or name in derived for name in node.input)):
             derived.add(node.output[0])  # the arithmetic of a Pad's pads
@@ -594,13 +653,14 @@ def layers(model, norms, x=None):
             if not entries[-1].endswith(" nobias"):
                 raise ValueError(f"{node.name}: an Add of a constant that follows no MatMul")
             entries[-1] = entries[-1].removesuffix(" nobias")  # the bias after a MatMul
-        elif op == "GlobalAveragePool" or op == "ReduceMean":
+        elif op in ("GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"):
             source = shapes[node.input[0]]
             axes = attributes.get("axes") or [int(v) for v in constants.get(node.input[1] if len(node.input) > 1 else "", [])]
-            if len(source) != 4 or source[2] != source[3] or (op == "ReduceMean" and sorted(a % 4 for a in axes) != [2, 3]):
-                raise ValueError(f"{node.name}: {op} over {source} is not a square global average pool")
-            entries.append(f"avgpool {source[2]}")
-            if op == "ReduceMean" and attributes.get("keepdims", 1) == 0:
+            reduces = op.startswith("Reduce")
+            if len(source) != 4 or source[2] != source[3] or (reduces and sorted(a % 4 for a in axes) != [2, 3]):
+                raise ValueError(f"{node.name}: {op} over {source} is not a square global pool")
+            entries.append(f"{'maxpool' if 'Max' in op else 'avgpool'} {source[2]}")
+            if reduces and attributes.get("keepdims", 1) == 0:
                 entries.append("flatten")
         elif op in ("Relu", "Tanh", "Sigmoid"):
             entries.append(op.lower())
@@ -670,7 +730,8 @@ def write_pads():
         inputs[key] = rng.standard_normal(shape).astype(np.float32)
 
     io, metadata = {}, {}
-    for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet"):
+    for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet", "geluerfnet",
+                "adaptivemaxnet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset, *setting in PAD_EXPORTS + PAD_REFUSED:
