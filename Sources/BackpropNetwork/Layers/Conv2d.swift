@@ -140,9 +140,11 @@ public final class Conv2d: InputGradientSkipping {
     /// - `inp.g = fold(g • W)`                   // (n, cIn, h, w)
     ///
     /// `fold` adds each window's gradient back where the window was taken from (col2im).
-    /// `inp.g` is skipped when ``needsInputGradient`` is off.
+    /// `inp.g` is skipped when ``needsInputGradient`` is off (and set to `nil`: an earlier pass's
+    /// would be stale).
     public func backward() {
         checkReadyForBackward()
+        if !needsInputGradient { inp.g = nil }
         let directInputGradient =
             usedDirectKernel && needsInputGradient
             && Tensor.conv2dDirectInputGradientFits(outputShape: out.g.shape, weights: w, padding: padding)

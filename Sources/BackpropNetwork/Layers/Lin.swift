@@ -79,10 +79,11 @@ public final class Lin: InputGradientSkipping {
     /// - `w.g = inpᵀ • out.g`   // (nIn, nOut)
     /// - `b.g = Σ_rows out.g`   // (nOut), with a bias (in `b`'s shape, for a `(1, nOut)` one)
     ///
-    /// `inp.g` is skipped when ``needsInputGradient`` is off.
+    /// `inp.g` is skipped when ``needsInputGradient`` is off (and set to `nil`: an earlier pass's
+    /// would be stale).
     public func backward() {
         checkReadyForBackward()
-        if needsInputGradient { inp.g = out.g • w.t() }
+        inp.g = needsInputGradient ? out.g • w.t() : nil
         w.g = inp.t() • out.g
         if hasBias { b.g = b.rank == 1 ? out.g.sum(0) : out.g.sum(0, keepDim: true) }
     }

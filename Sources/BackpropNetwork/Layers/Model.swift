@@ -93,7 +93,8 @@ public final class Model {
     /// The backward pass: the loss writes the gradient of the model's output, then each layer,
     /// last to first, turns its `out.g` into its `inp.g` (down to ``firstBackwardIndex``: where
     /// the first layer that learns skips its `inp.g`, the layers before it, which learn nothing,
-    /// are left without gradients).
+    /// are left without gradients: their `inp.g`, the data's `x.g` among them, are set to `nil`,
+    /// so that none is left over from a pass that computed them).
     /// - Precondition: the model was called with inputs and targets (`loss = model(x, y)`), and
     ///   each layer's `backward()` wrote the `inp.g` that is the `out.g` of the layer before it;
     ///   otherwise stops naming the layer (`Model.backward(): layer 1 (ReLU): out.g was not set by
@@ -124,6 +125,7 @@ public final class Model {
             precondition(l.out.g != nil, unsetGradientMessage(index, l, after: index + 1 < layers.count))
             l.backward()
         }
+        for l in layers[..<first] where l.inp != nil { l.inp.g = nil }
     }
 
     /// Why layer `index` has no `out.g`: the one after it (or the loss) did not write it.
