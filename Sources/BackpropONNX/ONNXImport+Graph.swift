@@ -142,10 +142,7 @@ struct GraphReader {
                             + "after \(quoted(read)): Backprop reads a node whose first input is the chain's value (as "
                             + "a layer's input), so \(node.opType) of a constant and x has no layer")
                 }
-                let tanhGELU =
-                    nodes.contains { $0.opType == "Tanh" } && nodes.contains { $0.opType == "Pow" }
-                    ? "; a GELU approximated with tanh (approximate='tanh') is written so, and Backprop's GELU is the "
-                        + "exact one" : ""
+                let tanhGELU = writesTanhGELU ? "; " + Self.tanhGELUNote : ""
                 let branch =
                     chain.contains(read) || node.input.dropFirst().contains { $0 != current && chain.contains($0) }
                     ? " (the graph branches: an earlier value is read again, as in a residual connection x + f(x) or an "
@@ -157,7 +154,8 @@ struct GraphReader {
             if node.input.dropFirst().contains(where: chain.contains) {
                 throw at.fail(
                     "reads an earlier value of the chain again (the graph branches, as in a residual connection x + f(x) "
-                        + "or an activation written as x · f(x), such as SiLU): Backprop reads a chain of layers")
+                        + "or an activation written as x · f(x), such as SiLU\(writesTanhGELU ? "; " + Self.tanhGELUNote : "")): "
+                        + "Backprop reads a chain of layers")
             }
             guard let next = node.output.first, !next.isEmpty else { throw at.fail("has no output") }
             chain.insert(next)
@@ -269,9 +267,12 @@ struct GraphReader {
                 dropped = node.opType
             default:
                 let hint =
-                    nodes.contains { $0.opType == "Erf" }
-                    ? " (a GELU written as Erf and arithmetic other than x · (1 + erf(x / √2)) · 0.5: export with "
-                        + "opset_version=20 for one Gelu node)" : ""
+                    writesTanhGELU
+                    ? " (" + Self.tanhGELUNote + ")"
+                    : nodes.contains { $0.opType == "Erf" }
+                        ? " (a GELU written as Erf and arithmetic in another form than x · (1 + erf(x / √2)) · 0.5 in "
+                            + "the orders nn.GELU's exporters write, or x · 0.5 · (1 + erf(x / √2)): export with "
+                            + "opset_version=20 for one Gelu node)" : ""
                 throw at.fail(
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
                         + "AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over height and "
@@ -838,6 +839,9 @@ struct GraphReader {
         switch node.opType {
         case "Squeeze", "Unsqueeze", "Cast", "CastLike", "Identity", "Reshape", "Expand":
             return first  // the same numbers, as a scalar or a vector
+        case "Slice" where inputs.dropFirst().allSatisfy({ shapeValues[$0] == nil }):
+            // Sizes of a shape by constant bounds (`x.shape[:2]`, as nn.Flatten(2) is written).
+            return try slicePositions(at, dims: [first.count], what: "a shape")[0].map { first[$0] }
         case "Concat":
             guard try at.int("axis", default: 0) == 0 else {
                 throw at.fail("concatenates shapes along an axis other than 0")
@@ -872,7 +876,10 @@ struct GraphReader {
                 return .size(product)
             }
         default:
-            throw at.fail("computes with a shape in a way Backprop does not read")
+            throw at.fail(
+                "computes with a shape in a way Backprop does not read (\(node.opType) of sizes); it reads the sizes "
+                    + "that give a Reshape its target as Shape, Gather, Slice, Concat, Unsqueeze, Squeeze, Cast and Mul "
+                    + "compute them, as y.view(y.size(0), -1) and y.flatten(1) are exported")
         }
     }
 
@@ -1103,6 +1110,31 @@ struct GraphReader {
     /// (opset 10; before, attributes without steps), each a constant; `dims` are the data's
     /// dimensions. Negative positions count from the end, and positions past either end stop at it.
     private func slice(_ at: NodeContext, dims: [Int], isInteger: Bool) throws -> Onnx_TensorProto {
+        // The data, as many values as its dimensions give (so each dimension is at most their count).
+        let name = at.node.input[0]
+        let integers = isInteger ? try tensors.integers(constants[name]!, name: name) : []
+        let floats = isInteger ? [] : try tensors.floats(constants[name]!, name: name).values
+        guard integers.count + floats.count > 0 else {
+            throw at.fail("slices an empty constant of \(dims)")
+        }
+        let kept = try slicePositions(at, dims: dims, what: "a constant")
+        // Each kept value's offset in the data (row-major), in order.
+        var offsets = [0]
+        var span = integers.count + floats.count
+        for axis in 0..<dims.count {
+            span /= dims[axis]
+            offsets = offsets.flatMap { base in kept[axis].map { base + $0 * span } }
+        }
+        let shape = kept.map(\.count)
+        return isInteger
+            ? Self.constant(shape, integers: offsets.map { integers[$0] })
+            : Self.constant(shape, floats: offsets.map { floats[$0] })
+    }
+
+    /// The positions a `Slice` keeps along each axis of data of dimensions `dims` (`what` names
+    /// the data in messages): its starts, ends, axes and steps, constant inputs (attributes before
+    /// opset 10), with ONNX's clamping of starts and ends past either end.
+    private func slicePositions(_ at: NodeContext, dims: [Int], what: String) throws -> [[Int]] {
         let names = at.node.input
         func given(_ position: Int) throws -> [Int]? {
             guard position < names.count, !names[position].isEmpty, let tensor = constants[names[position]] else {
@@ -1121,23 +1153,19 @@ struct GraphReader {
             axes = try at.ints("axes", default: [])
         }
         guard let starts, let ends, ends.count == starts.count, !starts.isEmpty else {
-            throw at.fail("slices a constant without as many starts as ends")
+            throw at.fail("slices \(what) without as many starts as ends")
         }
-        // The data, as many values as its dimensions give (so each dimension is at most their count).
-        let name = names[0]
-        let integers = isInteger ? try tensors.integers(constants[name]!, name: name) : []
-        let floats = isInteger ? [] : try tensors.floats(constants[name]!, name: name).values
         let rank = dims.count
         let axisList = (axes.flatMap { $0.isEmpty ? nil : $0 } ?? Array(0..<starts.count)).map {
             $0 < 0 ? $0 + rank : $0
         }
         let stepList = steps ?? [Int](repeating: 1, count: starts.count)
-        guard rank >= 1, integers.count + floats.count > 0, axisList.count == starts.count,
+        guard rank >= 1, axisList.count == starts.count,
             stepList.count == starts.count, Set(axisList).count == axisList.count,
             axisList.allSatisfy({ (0..<rank).contains($0) }), !stepList.contains(0)
         else {
             throw at.fail(
-                "slices a constant of \(dims) along the axes \(axes ?? []) by the steps \(stepList); expected a "
+                "slices \(what) of \(dims) along the axes \(axes ?? []) by the steps \(stepList); expected a "
                     + "tensor that is not empty, distinct axes of it and non-zero steps, one for each start")
         }
         // The positions kept along each axis.
@@ -1151,17 +1179,7 @@ struct GraphReader {
             }
             kept[axis] = Array(Swift.stride(from: clamped(starts[i]), to: clamped(ends[i]), by: step))
         }
-        // Each kept value's offset in the data (row-major), in order.
-        var offsets = [0]
-        var span = integers.count + floats.count
-        for axis in 0..<rank {
-            span /= dims[axis]
-            offsets = offsets.flatMap { base in kept[axis].map { base + $0 * span } }
-        }
-        let shape = kept.map(\.count)
-        return isInteger
-            ? Self.constant(shape, integers: offsets.map { integers[$0] })
-            : Self.constant(shape, floats: offsets.map { floats[$0] })
+        return kept
     }
 
     /// An int64 constant of `dims` holding `values`.
@@ -1252,24 +1270,47 @@ struct GraphReader {
         return ReadLayer(entry: .dropout(p: ratio))
     }
 
+    /// Whether the graph holds `Tanh` and either `Pow` (the dynamo exporter's cube) or the constant
+    /// 0.044715 (the TorchScript exporter cubes with `Mul`): how nn.GELU(approximate='tanh') is
+    /// written below opset 20, `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+    private var writesTanhGELU: Bool {
+        guard graph.node.contains(where: { $0.opType == "Tanh" }) else { return false }
+        if graph.node.contains(where: { $0.opType == "Pow" }) { return true }
+        let constantNodes = graph.node.filter { $0.opType == "Constant" }.flatMap { node in
+            node.attribute.filter { $0.name == "value" }.map(\.t)
+        }
+        return (graph.initializer + constantNodes).contains { tensor in
+            guard let values = try? tensors.floats(tensor, name: tensor.name), values.count == 1 else { return false }
+            return abs(values.item() - 0.044715) <= 1e-6
+        }
+    }
+
+    /// What a refusal says of a graph that ``writesTanhGELU``.
+    static let tanhGELUNote =
+        "Tanh with a cube of x is how a GELU approximated with tanh, nn.GELU(approximate='tanh'), is written below "
+        + "opset 20; "
+        + "Backprop's GELU is the exact one, nn.GELU()"
+
     /// The exact GELU written as arithmetic, `x · (1 + erf(x / √2)) · 0.5`, which exporters write
     /// below opset 20 (ONNX's `Gelu` is an operator from opset 20): the nodes from `start` on,
     /// `Div(x, √2)` (or `Mul(x, 1/√2)`), `Erf`, `Add` of 1, then `Mul` by `x` and `Mul` by 0.5 in
     /// either order (the TorchScript exporter multiplies by `x` first, the dynamo exporter by 0.5),
-    /// `Constant` nodes between them allowed, each operand on either side. Returns the last
-    /// `Mul`'s output and the index of the node after it, or `nil` when the nodes do not have that
-    /// form; a form with other constants is refused.
+    /// or, as `x · 0.5 · (1 + erf(x / √2))` written by hand is exported, `Mul(x, 0.5)` first and a
+    /// `Mul` of it and the `Add` last; `Constant` nodes between them allowed, each operand on either
+    /// side. Returns the last `Mul`'s output and the index of the node after it, or `nil` when the
+    /// nodes do not have that form; a form with other constants is refused.
     private mutating func readErfGELU(at start: Int, input x: String) throws -> (output: String, next: Int)? {
         let nodes = graph.node
-        let first = nodes[start]
         /// The operand of a two-input `node` other than `value`, when `value` is one of them.
         func other(_ node: Onnx_NodeProto, _ value: String) -> String? {
             guard node.input.count == 2, node.output.count >= 1 else { return nil }
             return node.input[0] == value ? node.input[1] : node.input[1] == value ? node.input[0] : nil
         }
-        guard first.opType == "Div" || first.opType == "Mul", let scaleName = other(first, x),
-            first.opType == "Mul" || first.input[0] == x
-        else { return nil }
+        /// Whether `node` is the form's scaling of `x`: `Div(x, c)` or `Mul(x, c)` (either side).
+        func scales(_ node: Onnx_NodeProto) -> Bool {
+            (node.opType == "Div" || node.opType == "Mul") && other(node, x) != nil
+                && (node.opType == "Mul" || node.input[0] == x)
+        }
         var index = start + 1
         var skipped: [Int] = []  // the Constant nodes between
         func next() -> Onnx_NodeProto? {
@@ -1281,18 +1322,37 @@ struct GraphReader {
             index += 1
             return nodes[index - 1]
         }
-        guard let erf = next(), erf.opType == "Erf", erf.input == [first.output[0]], erf.output.count >= 1,
+        // `Mul(x, 0.5)` first when the node after it scales `x` too (in the other orders the node
+        // after the scaling is the Erf).
+        var halfFirst: Onnx_NodeProto?
+        if nodes[start].opType == "Mul", other(nodes[start], x) != nil, let second = next(), scales(second) {
+            halfFirst = nodes[start]
+        } else {
+            (index, skipped) = (start + 1, [])
+        }
+        let first = halfFirst == nil ? nodes[start] : nodes[index - 1]
+        guard scales(first), let scaleName = other(first, x),
+            let erf = next(), erf.opType == "Erf", erf.input == [first.output[0]], erf.output.count >= 1,
             let add = next(), add.opType == "Add", let oneName = other(add, erf.output[0]),
-            let product = next(), product.opType == "Mul", let productOperand = other(product, add.output[0]),
-            let last = next(), last.opType == "Mul", let lastOperand = other(last, product.output[0])
+            let product = next(), product.opType == "Mul", let productOperand = other(product, add.output[0])
         else { return nil }
         let halfName: String
-        if productOperand == x {
-            halfName = lastOperand
-        } else if lastOperand == x {
-            halfName = productOperand
+        let last: Onnx_NodeProto
+        if let halfFirst {
+            guard productOperand == halfFirst.output[0], let name = other(halfFirst, x) else { return nil }
+            (halfName, last) = (name, product)
         } else {
-            return nil
+            guard let following = next(), following.opType == "Mul",
+                let lastOperand = other(following, product.output[0])
+            else { return nil }
+            last = following
+            if productOperand == x {
+                halfName = lastOperand
+            } else if lastOperand == x {
+                halfName = productOperand
+            } else {
+                return nil
+            }
         }
         for constant in skipped {
             try readConstant(nodes[constant], NodeContext(node: nodes[constant], index: constant, path: path))
@@ -1306,8 +1366,9 @@ struct GraphReader {
         let (scale, one, half) = (try scalar(scaleName), try scalar(oneName), try scalar(halfName))
         guard let scale, let one, let half, abs(scale - expectedScale) <= 1e-6, one == 1, half == 0.5 else {
             let shown = [scale, one, half].map { $0.map { "\($0)" } ?? "not a constant" }.joined(separator: ", ")
-            throw NodeContext(node: first, index: start, path: path).fail(
-                "begins GELU's form x · (1 + erf(x / √2)) · 0.5 (\(first.opType), Erf, Add, Mul, Mul), but with the "
+            let form = halfFirst == nil ? "\(first.opType), Erf, Add, Mul, Mul" : "Mul, \(first.opType), Erf, Add, Mul"
+            throw NodeContext(node: nodes[start], index: start, path: path).fail(
+                "begins GELU's form x · (1 + erf(x / √2)) · 0.5 (\(form)), but with the "
                     + "constants \(shown) where \(first.opType == "Div" ? "√2" : "1/√2"), 1 and 0.5 belong; Backprop reads "
                     + "that form only as the exact GELU")
         }

@@ -121,6 +121,14 @@ struct ExportCommand: ParsableCommand {
             try EvaluateCommand.checkSameNetwork(
                 imported.description, as: description, in: model, holder: "an ONNX model")
             EvaluateCommand.noteReplaced(imported.normalization, by: given, written: normalize, in: model)
+            if let dropped = imported.droppedOutputOperator {
+                // The model written gives other outputs than the file read: say so (evaluate and
+                // train read the same logits, to the same accuracy and cross-entropy).
+                StandardStream.error.write(
+                    "note: \(model) ends in a \(dropped) over the classes, which is left out: the model written gives "
+                        + "the logits before it (Backprop's models end in logits; apply "
+                        + "\(dropped == "LogSoftmax" ? "log_softmax" : "softmax") to its output for the file's)\n")
+            }
             return (imported.model, imported.inputShape, given ?? imported.normalization)
         }
         let file = try Safetensors.read(path: model)  // (one read: the model, its input shape and normalisation)

@@ -1038,6 +1038,16 @@ struct ONNXImportTests {
                     Self.node("Flatten", ["g"], "y"),
                 ], [scalar("s", Float(0.5).squareRoot()), scalar("one", 1), scalar("h", half)]
             ),
+            (
+                // As torch.onnx.export writes `y * 0.5 * (1 + torch.erf(y / math.sqrt(2)))`.
+                "x · 0.5 first, written by hand",
+                [
+                    Self.node("Mul", ["x", "h"], "p"), constant("c0", sqrt2), Self.node("Div", ["x", "c0"], "d"),
+                    Self.node("Erf", ["d"], "e"), Self.node("Add", ["e", "one"], "a"),
+                    Self.node("Mul", ["p", "a"], "g"),
+                    Self.node("Flatten", ["g"], "y"),
+                ], [scalar("one", 1), scalar("h", half)]
+            ),
         ]
         for (form, nodes, initializers) in forms {
             var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [5])
@@ -1054,6 +1064,21 @@ struct ONNXImportTests {
                 + "but with the constants 1.4142135, 1.0, 0.25 where √2, 1 and 0.5 belong"
         ]) {
             try ONNXImport.model(fromBytes: try other.serializedBytes(), path: "gelu.onnx")
+        }
+        var halfFirst = Self.graph(nodes: forms[3].1, initializers: [], inputShape: [5])
+        halfFirst.graph.initializer = [scalar("one", 1), scalar("h", 0.4)]
+        expectDataError(containing: [
+            "gelu.onnx: node 0 (\"mul\", Mul) begins GELU's form x · (1 + erf(x / √2)) · 0.5 (Mul, Div, Erf, Add, Mul), "
+                + "but with the constants 1.4142135, 1.0, 0.4 where √2, 1 and 0.5 belong"
+        ]) {
+            try ONNXImport.model(fromBytes: try halfFirst.serializedBytes(), path: "gelu.onnx")
+        }
+        // x · 0.5 then a Mul of it and something else than the Add: not this form (refused later).
+        var unrelated = Self.graph(nodes: forms[3].1, initializers: [], inputShape: [5])
+        unrelated.graph.initializer = [scalar("one", 1), scalar("h", half)]
+        unrelated.graph.node[5].input = ["p", "e"]
+        #expect(throws: (any Error).self) {
+            try ONNXImport.model(fromBytes: try unrelated.serializedBytes(), path: "gelu.onnx")
         }
         var sub = other
         sub.graph.node[2].opType = "Sub"
@@ -1134,6 +1159,70 @@ struct ONNXImportTests {
         let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "view.onnx")
         #expect(imported.description.description == "avgpool 4, flatten")
         expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-6, "view")
+    }
+
+    /// `y.view(*y.shape[:1], -1)` and nn.Flatten(2), as the TorchScript exporter writes them: a
+    /// Slice of the shape. The first is a flatten; the second, a view into `[n, c, h·w]`, is
+    /// refused naming that shape (it was refused as "computes with a shape in a way Backprop does
+    /// not read", naming nothing).
+    @Test("a Slice of a shape gives a Reshape its sizes: y.view(*y.shape[:1], -1) is a flatten")
+    func readsAViewSizedByASliceOfTheShape() throws {
+        var generator = RandomGenerator(seed: 19)
+        let x = Tensor.randn([2, 3, 4, 4], generator: &generator)
+        func graph(end: Int) throws -> [UInt8] {
+            var tensors: [Onnx_TensorProto] = []
+            for (name, values) in [("start", [Int64(0)]), ("end", [Int64(end)]), ("axis", [0]), ("rest", [-1])] {
+                var tensor = Onnx_TensorProto()
+                (tensor.name, tensor.dataType, tensor.int64Data, tensor.dims) = (name, 7, values, [1])
+                tensors.append(tensor)
+            }
+            let nodes = [
+                Self.node("Shape", ["x"], "s"), Self.node("Slice", ["s", "start", "end", "axis"], "kept"),
+                Self.node("Concat", ["kept", "rest"], "target", [Self.int("axis", 0)]),
+                Self.node("Reshape", ["x", "target"], "y"),
+            ]
+            var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [3, 4, 4], opset: 13)
+            proto.graph.initializer = tensors
+            return try proto.serializedBytes()
+        }
+        let imported = try ONNXImport.model(fromBytes: try graph(end: 1), path: "view.onnx")
+        #expect(imported.description.description == "flatten")
+        #expect(imported.model.predict(x).values == x.values)
+        expectDataError(containing: ["view.onnx: node 3 (\"reshape\", Reshape)", "[n, 3, -1]"]) {
+            try ONNXImport.model(fromBytes: try graph(end: 2), path: "view.onnx")
+        }
+    }
+
+    @Test("a GELU approximated with tanh below opset 20 (Tanh with a cube of x) is refused saying so")
+    func refusesTanhGELUSayingSo() throws {
+        var three = Onnx_TensorProto()
+        (three.name, three.dataType, three.floatData) = ("three", 1, [3])
+        let nodes = [
+            Self.node("Pow", ["x", "three"], "cube"), Self.node("Add", ["x", "cube"], "inner"),
+            Self.node("Tanh", ["inner"], "t"), Self.node("Mul", ["x", "t"], "y"),
+        ]
+        var proto = Self.graph(nodes: nodes, initializers: [], inputShape: [5], opset: 13)
+        proto.graph.initializer = [three]
+        expectDataError(containing: [
+            "tanh.onnx: node 0 (\"pow\", Pow) is not an operator Backprop reads (Tanh with a cube of x is how a GELU "
+                + "approximated with tanh, nn.GELU(approximate='tanh'), is written below opset 20; Backprop's GELU is "
+                + "the exact one, nn.GELU())"
+        ]) {
+            try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "tanh.onnx")
+        }
+        // The TorchScript exporter's cube, x · x · x, and its 0.044715: the branch is named so too.
+        var coefficient = Onnx_TensorProto()
+        (coefficient.name, coefficient.dataType, coefficient.floatData) = ("c", 1, [0.044715])
+        let torchScript = [
+            Self.node("Mul", ["x", "x"], "square"), Self.node("Mul", ["square", "x"], "cube"),
+            Self.node("Mul", ["cube", "c"], "scaled"), Self.node("Add", ["x", "scaled"], "inner"),
+            Self.node("Tanh", ["inner"], "y"),
+        ]
+        var branching = Self.graph(nodes: torchScript, initializers: [], inputShape: [5], opset: 13)
+        branching.graph.initializer = [coefficient]
+        expectDataError(containing: ["nn.GELU(approximate='tanh')"]) {
+            try ONNXImport.model(fromBytes: try branching.serializedBytes(), path: "tanh.onnx")
+        }
     }
 
     @Test(
@@ -1350,6 +1439,17 @@ struct ONNXImportTests {
             // The same model as a PyTorch state_dict, evaluated with --layers: the same result.
             let exported = try runBackprop(["export", path, "--format", "pytorch", folder + "/mlp.safetensors"])
             #expect(exported.status == 0, "\(exported.standardError)")
+            #expect(exported.standardError.isEmpty, "\(exported.standardError)")
+            // A file that ends in a Softmax: the model written gives the logits, and export says so
+            // (it said nothing, and the ONNX written gave other outputs than the file read).
+            let softmax = fixturePath("onnx_import_softmax_head.onnx")
+            let headless = try runBackprop(["export", softmax, "--format", "onnx", folder + "/head.onnx"])
+            #expect(headless.status == 0, "\(headless.standardError)")
+            #expect(
+                headless.standardError
+                    == "note: \(softmax) ends in a Softmax over the classes, which is left out: the model written gives "
+                    + "the logits before it (Backprop's models end in logits; apply softmax to its output for the "
+                    + "file's)\n")
             let viaStateDict = try runBackprop([
                 "evaluate", "--model", folder + "/mlp.safetensors", "--layers", layers, "--data", folder,
             ])
