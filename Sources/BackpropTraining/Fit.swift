@@ -624,20 +624,43 @@ public final class Trainer {
     /// ``replicas``): every replica calls it before the first step, since a replica whose network
     /// or batches differ would sum a gradient of another size (a corrupt heap, or MPI's own abort)
     /// or take other steps. Compared in order: the network (its parameters' shapes), the batches
-    /// (rows and their count), `settings` and `data` as the caller describes them, and the
-    /// starting weights (``weightChecksum()``, which differs where replicas resumed or started
-    /// from different files). The value returned is this replica's.
-    public func replicaDifference(settings: String, data: String) -> (name: String, value: String)? {
+    /// (rows and their count), each of `settings` (named as the message will: "their NAME differ")
+    /// and `data` as the caller describes them, the epochs done, the starting weights
+    /// (``weightChecksum()``, which differs where replicas resumed or started from different files)
+    /// and the optimizer's state (which a resumed run carries on with). The value returned is this
+    /// replica's. Every replica must pass as many `settings`, in the same order.
+    public func replicaDifference(
+        settings: [(name: String, value: String)], data: String
+    ) -> (
+        name: String, value: String
+    )? {
         guard let replicas else { return nil }
         let shapes = model.layers.flatMap { $0.parameters + $0.buffers.map(\.tensor) }.map(\.shape)
         let values = shapes.reduce(0) { $0 + $1.reduce(1, *) }
-        return replicas.firstDifference(among: [
-            ("networks", "\(shapes.count) tensors of parameters and buffers, \(values) values, shapes \(shapes)"),
-            ("batches", "\(batches.rowCount) training rows in \(batches.count) batches of \(batches.batchSize)"),
-            ("settings", settings + ", epoch \(epoch)"),
-            ("data", data),
-            ("starting weights", "checksum \(weightChecksum())"),
-        ])
+        return replicas.firstDifference(
+            among: [
+                ("networks", "\(shapes.count) tensors of parameters and buffers, \(values) values, shapes \(shapes)"),
+                ("batches", "\(batches.rowCount) training rows in \(batches.count) batches of \(batches.batchSize)"),
+            ] + settings + [
+                ("epochs done", "\(epoch)"),
+                ("data", data),
+                ("starting weights", "checksum \(weightChecksum())"),
+                ("optimizer states", "checksum \(optimizerChecksum())"),
+            ])
+    }
+
+    /// A 64-bit FNV-1a hash of the optimizer's state (Adam's moments, its step count: what
+    /// `--resume` reads from a checkpoint), its tensors in the order of their names.
+    public func optimizerChecksum() -> UInt64 {
+        var hash = FNV1a()
+        let state = optimizer.state
+        for name in state.keys.sorted() {
+            for byte in name.utf8 { hash.combine(UInt64(byte)) }
+            state[name]!.contiguous().withUnsafeBufferPointer { values in
+                for value in values { hash.combine(UInt64(value.bitPattern)) }
+            }
+        }
+        return hash.value
     }
 
     /// A 64-bit FNV-1a hash of the bits of every parameter and buffer (batch norm's running

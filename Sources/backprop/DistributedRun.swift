@@ -31,14 +31,30 @@ struct DistributedRun {
                 throw CommandLineError("\(error)")
             }
         #else
-            if launched > 1 {
-                throw CommandLineError(
-                    "mpirun started \(launched) processes, but this backprop was built without MPI support: each "
-                        + "would train alone and write the same files. Build it with the MPI trait: swift build -c "
-                        + "release --traits OpenBLAS,MPI (README, \"Training on several processes\")")
-            }
+            if launched > 1 { throw withoutMPISupport(launched) }
             return DistributedRun(group: nil, localCount: 1, finishGroup: {})
         #endif
+    }
+
+    /// Why a build without MPI support does nothing under a launcher that started `launched > 1`
+    /// processes: it cannot join them, so each would train alone and write the same files; and
+    /// one that ended well without joining (`--help`) left any process with MPI support on the same
+    /// line waiting in `MPI_Init` for ever (Open MPI does not notice such an end; it does notice a
+    /// status of 1).
+    static func withoutMPISupport(_ launched: Int) -> CommandLineError {
+        CommandLineError(
+            "mpirun started \(launched) processes, but this backprop was built without MPI support: it cannot join "
+                + "the others, and each would train alone and write the same files. Build it with the MPI trait: "
+                + "swift build -c release --traits OpenBLAS,MPI (README, \"Training on several processes\")")
+    }
+
+    /// The options after which the argument parser only prints (help, the version, a completion
+    /// script) and ends: a process given one takes no part in training.
+    static func onlyPrints(_ arguments: [String]) -> Bool {
+        arguments.contains { argument in
+            ["-h", "--help", "--help-hidden", "--version", "--experimental-dump-help"].contains(argument)
+                || argument.hasPrefix("--generate-completion-script")
+        }
     }
 
     #if MPI
@@ -56,9 +72,12 @@ struct DistributedRun {
     /// quick `seed --help` given to one process of an MPMD line `mpirun -np 1 backprop train : -np
     /// 1 backprop train --help`) left the others waiting in `MPI_Init` for ever: Open MPI does not
     /// notice such an end. Processes that fail later end with a non-zero status, which it does.
+    ///
+    /// A build without MPI support cannot join: under such a launcher it refuses every command,
+    /// `--help` too, with status 1, which Open MPI notices (an MPMD line may mix both builds).
     static func agreeOnCommand(_ arguments: [String]) throws {
+        guard let launched = Distributed.launchedProcessCount, launched > 1 else { return }
         #if MPI
-            guard let launched = Distributed.launchedProcessCount, launched > 1 else { return }
             let group: MPIReplicaGroup
             do {
                 group = try MPIReplicaGroup.join()
@@ -67,24 +86,34 @@ struct DistributedRun {
             }
             let given = Array(arguments.dropFirst())
             let subcommand = given.first { !$0.hasPrefix("-") } ?? ""
-            let onlyPrints = given.contains { ["-h", "--help", "--version"].contains($0) } || subcommand == "help"
-            let key = subcommand + (onlyPrints ? " (help or version only)" : "")
+            let printing = onlyPrints(given) || subcommand == "help"
             var hash = FNV1a()
-            for byte in key.utf8 { hash.combine(UInt64(byte)) }
-            guard group.allEqual(hash.value) else {
+            for byte in subcommand.utf8 { hash.combine(UInt64(byte)) }
+            // Both comparisons on every process, whatever the first's answer.
+            let sameCommand = group.allEqual(hash.value)
+            let samePrinting = group.allEqual(printing ? 1 : 0)
+            guard sameCommand && samePrinting else {
                 guard group.rank == 0 else {
                     group.finish()
                     Foundation.exit(1)
                 }
+                let command = subcommand.isEmpty ? "none" : "'\(subcommand)'"
                 throw CommandLineError(
-                    "mpirun -np \(group.count): the processes were given different commands (on rank 0: "
-                        + "\(key.isEmpty ? "none" : "'\(key)'")); give every process the same command")
+                    sameCommand
+                        ? "mpirun -np \(group.count): some processes were given an option that only prints (--help, "
+                            + "--version, a completion script) and others not (rank 0 \(printing ? "was" : "was not"), "
+                            + "with the command \(command)); give every process the same command and options"
+                        : "mpirun -np \(group.count): the processes were given different commands (on rank 0: "
+                            + "\(command)\(printing ? ", with an option that only prints" : "")); give every process the "
+                            + "same command")
             }
-            if subcommand == "train" && !onlyPrints {
+            if subcommand == "train" && !printing {
                 joinedAtStart = group
             } else {
                 group.finish()
             }
+        #else
+            throw withoutMPISupport(launched)
         #endif
     }
 

@@ -195,15 +195,30 @@ struct TrainCommand: ParsableCommand {
         _ trainer: Trainer, group: any ReplicaGroup, configuration: TrainingConfiguration, limit: Int?,
         dataset: FashionMNIST
     ) -> String? {
+        // Each setting on its own, so that the message names the option that differs; the same
+        // entries, in the same order, on every process (one comparison each).
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        // --check-replicas adds collective calls to every step, so every process must take it or none;
-        // rank 0 alone writes --save, --plot and --json, which another process would ignore unseen.
-        let outputs = [("--save", save != nil), ("--plot", plot != nil), ("--json", json)].filter(\.1).map(\.0)
-        let settings =
-            ((try? encoder.encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "\(configuration)")
-            + (limit.map { ", --limit \($0)" } ?? "") + (checkReplicas ? ", --check-replicas" : "")
-            + (outputs.isEmpty ? "" : ", writes " + outputs.joined(separator: " "))
+        let encoded = (try? encoder.encode(configuration)) ?? Data()
+        let object = (try? JSONSerialization.jsonObject(with: encoded)) as? [String: Any] ?? [:]
+        func text(_ value: Any?) -> String {
+            guard let value else { return "not given" }
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+        }
+        var settings: [(name: String, value: String)] = Self.configurationOptions.map { key, option in
+            ("\(option) settings", text(object[key]))
+        }
+        settings += [
+            // The whole configuration too: whatever the entries above leave out.
+            ("settings", String(decoding: encoded, as: UTF8.self)),
+            ("--limit settings", limit.map(String.init) ?? "not given"),
+            // --check-replicas adds collective calls to every step: every process takes it or none.
+            ("--check-replicas settings", checkReplicas ? "given" : "not given"),
+            // Rank 0 alone writes --save, --plot and --json; another process's would go unseen.
+            ("--save paths", save ?? "not given"), ("--plot paths", plot ?? "not given"),
+            ("--json settings", json ? "given" : "not given"),
+        ]
         // The images and labels themselves, hashed: data of the same size and statistics (labels
         // shuffled, another folder's images) would train a model of neither without a word.
         let data =
@@ -215,6 +230,14 @@ struct TrainCommand: ParsableCommand {
             + "(on rank 0: \(here)); give every process the same options, data of the same size, and the same "
             + "--init or --resume file"
     }
+
+    /// The keys of a ``TrainingConfiguration``'s JSON, with the options that set them: what the
+    /// processes of a run compare one by one (``processDisagreement(_:group:configuration:limit:dataset:)``).
+    static let configurationOptions: [(key: String, option: String)] = [
+        ("layers", "--layers"), ("hidden", "--hidden"), ("loss", "--loss"), ("epochs", "--epochs"),
+        ("batchSize", "--batch-size"), ("learningRate", "--lr"), ("optimizer", "--optimizer"),
+        ("weightDecay", "--weight-decay"), ("schedule", "--schedule"), ("seed", "--seed"), ("flip", "--flip"),
+    ]
 
     /// A 64-bit FNV-1a hash of every image and label of `dataset` (training, validation, test):
     /// the same in every process that read the same files.

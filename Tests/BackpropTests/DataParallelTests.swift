@@ -254,7 +254,7 @@ private func model() -> Model {
 /// Replicas that would train different networks, batches, settings, data or starting weights are
 /// told so, all of them the same first difference, before any gradient is summed (under MPI a
 /// network of another size corrupted the heap); replicas that agree are told nothing.
-@Test(arguments: ["same", "networks", "batches", "settings", "data", "starting weights"])
+@Test(arguments: ["same", "networks", "batches", "settings", "data", "starting weights", "optimizer states"])
 func replicasAgreeBeforeTheFirstStep(differing: String) throws {
     let answers = try runReplicas(3) { replica -> String? in
         let odd = replica.rank == 2
@@ -268,9 +268,15 @@ func replicasAgreeBeforeTheFirstStep(differing: String) throws {
             configuration: configuration, classes: 10, train: problem(rows: rows, seed: 1, images: false),
             valid: problem(rows: 41, seed: 2, images: false))
         trainer.replicas = replica
+        if differing == "optimizer states" && odd {
+            // A --resume file whose weights agree but whose Adam state does not (a step further).
+            var state = trainer.optimizer.state
+            state["step"] = Tensor(Float(2))
+            try trainer.optimizer.loadState(state)
+        }
         let settings = differing == "settings" && odd ? "lr 0.02" : "lr 0.01"
         let data = differing == "data" && odd ? "mean 0.3" : "mean 0.2"
-        return trainer.replicaDifference(settings: settings, data: data)?.name
+        return trainer.replicaDifference(settings: [("settings", settings)], data: data)?.name
     }
     // The seed draws the starting weights; a seed that differs in the settings would say "settings"
     // first, so here the seed stands in for another --init file, and is not in the settings text.
