@@ -58,6 +58,29 @@ private final class LinWithScaledWeightGradient: Layer {
     }
 }
 
+/// The seed's `Lin` with its weight gradient negated: right in size, wrong in sign.
+private final class LinWithNegatedWeightGradient: Layer {
+    let w: Tensor
+    let b: Tensor
+    private(set) var inp: Tensor!
+    private(set) var out: Tensor!
+    init(_ w: Tensor, _ b: Tensor) {
+        self.w = w
+        self.b = b
+    }
+    var parameters: [Tensor] { [w, b] }
+    func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        out = lin(inp, w, b)
+        return out
+    }
+    func backward() {
+        inp.g = out.g • w.t()
+        w.g = -(inp.t() • out.g)  // wrong: negated
+        b.g = out.g.sum(0)
+    }
+}
+
 /// The seed's `ReLU` with the mask forgotten: `inp.g = out.g`.
 private final class ReLUWithoutMask: Layer {
     private(set) var inp: Tensor!  // (n, nh)
@@ -357,6 +380,31 @@ struct DescribedModelGradientCheckTests {
         }
         let loss = GradientCheck.loss(model, x: x, y: y)
         #expect(abs(loss - reference / 8) < 1e-12)
+    }
+
+    /// Inputs of 1e-7 make the first layer's gradient about 1e-7 of the largest: such a tensor was
+    /// compared with autograd at the largest gradient's scale, as if it were rounding, so a
+    /// negated `w.g` passed (a helper's find). Its rounding, measured, is far below it.
+    @Test("a wrong gradient far below the model's largest is caught at its own scale; a right one passes")
+    func smallGradientIsCheckedAtItsOwnScale() throws {
+        var generator = RandomGenerator(seed: 21)
+        let x = Tensor.randn([8, 6], generator: &generator) * 1e-7
+        let y = Tensor((0..<8).map { _ in Float(generator.nextIndex(below: 4)) })
+        let (w1, b1) = (Tensor.randn([6, 6], generator: &generator) * 0.5, Tensor.randn([6], generator: &generator))
+        let (w2, b2) = (Tensor.randn([6, 4], generator: &generator) * 0.5, Tensor.randn([4], generator: &generator))
+        let right = Model(layers: [Lin(w1, b1), Tanh(), Lin(w2, b2)], loss: CrossEntropy())
+        let report = gradientCheck(right, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        let firstGradient = try #require(w1.grad)
+        let biggest = try #require(w2.grad)
+        #expect(GradientCheck.largestMagnitude(firstGradient) < 1e-6 * GradientCheck.largestMagnitude(biggest))
+
+        let wrong = Model(layers: [LinWithNegatedWeightGradient(w1, b1), Tanh(), Lin(w2, b2)], loss: CrossEntropy())
+        let wrongReport = gradientCheck(wrong, x: x, y: y)
+        let row = try #require(wrongReport.rows.first { $0.shape == [6, 6] })
+        #expect(!row.passed)
+        #expect(row.problems.contains { $0.contains("against autograd") }, "\(row.problems)")
+        #expect(wrongReport.rows.filter(\.passed).count == wrongReport.rows.count - 1)
     }
 
     @Test("a loss of one's own that conforms to LossInDouble is summed in Double by the check")

@@ -10,9 +10,10 @@ import Foundation
 //
 // A tensor passes when its `.g` has its shape, `.g` is near `.grad` (the lesson's `test_near`),
 // and both are near the finite differences. Dropout keeps one mask throughout, and batch norm's
-// running statistics are put back afterwards. A tensor whose gradient is zero but for rounding (a
-// convolution's bias before a batch norm) is measured against the model's largest gradient rather
-// than its own.
+// running statistics are put back afterwards. `.g` and `.grad` may differ by their rounding, measured
+// by the same backward passes with the loss's gradient scaled; a tensor whose gradient is zero but
+// for rounding (a convolution's bias before a batch norm) is measured against finite differences
+// relative to the model's largest gradient rather than its own.
 //
 // Kinks. The finite differences differentiate the loss with the pieces of every piecewise layer
 // (ReLU, LeakyReLU, max pooling: a `PiecewiseLayer`) frozen at the point checked: ReLU keeps its
@@ -203,10 +204,13 @@ public struct GradientCheckReport: Sendable, Codable {
 /// 3. turns the pieces loose again, sets `requiresGrad` on `x` and the parameters, runs
 ///    `loss = model(x, y)`, then the seed's `model.backward()` (recording off) for `.g`, then
 ///    `loss.backward()` for `.grad`;
-/// 4. compares `.g` with `.grad` (``near(_:_:relativeTolerance:absoluteTolerance:)``) and each
-///    with the finite differences, relative to the tensor's largest gradient, or to the model's
-///    largest when the tensor's is below a millionth of it or the finite differences find it zero
-///    (a gradient zero but for rounding), allowing each element its measured error
+///    (before that, the same with the loss's gradient scaled by 0.8 and by 1.3, which measures
+///    how far rounding moves each gradient);
+/// 4. compares `.g` with `.grad` (``near(_:_:relativeTolerance:absoluteTolerance:)``, on the
+///    tensor's own scale, allowing four times that rounding) and each with the finite
+///    differences, relative to the tensor's largest gradient, or to the model's largest when the
+///    tensor's is below a millionth of it or the finite differences find it zero (a gradient zero
+///    but for rounding), allowing each element its measured error
 ///    (``GradientCheckRow/FiniteDifferenceComparison``).
 ///
 /// The loss of the finite differences is computed by the model's layers in Float and, for `Mse`
@@ -265,24 +269,39 @@ public func gradientCheck(
     }
     state.freezePieces(false)
 
-    // 3. The manual and the autograd gradients, from one recorded forward pass.
-    for (_, tensor) in named {
-        tensor.requiresGrad = true
-        tensor.zeroGrad()
-        tensor.g = nil
+    // 3. The manual and the autograd gradients, from one recorded forward pass; before it, the
+    // same passes with the loss's gradient scaled (`GradientCheck.roundingScales`), whose
+    // gradients, scaled back, differ from these by their rounding alone.
+    for (_, tensor) in named { tensor.requiresGrad = true }
+    func backwardPasses(scale: Float) -> Tensor {
+        for (_, tensor) in named {
+            tensor.zeroGrad()
+            tensor.g = nil
+        }
+        let loss = model(x, y)
+        GradMode.withNoGrad { model.backward(scalingLossGradientBy: scale) }
+        (scale == 1 ? loss : loss * scale).backward()
+        return loss
     }
-    let loss = model(x, y)
-    GradMode.withNoGrad { model.backward() }
-    loss.backward()
+    let scaled = GradientCheck.roundingScales.map { scale in
+        _ = backwardPasses(scale: scale)
+        return (scale, named.map { ($0.tensor.g?.values, $0.tensor.grad?.values) })
+    }
+    let loss = backwardPasses(scale: 1)
 
     // 4. The comparisons.
     let largestGradient = named.reduce(Float(0)) { Swift.max($0, GradientCheck.largestMagnitude($1.tensor.grad)) }
     var rows: [GradientCheckRow] = []
-    for ((name, tensor), estimate) in zip(named, estimates) {
+    for (k, ((name, tensor), estimate)) in zip(named, estimates).enumerated() {
+        let rounding = scaled.reduce(0.0) { noise, pass in
+            Swift.max(
+                noise, GradientCheck.rounding(of: tensor.g, scaled: pass.1[k].0, by: pass.0),
+                GradientCheck.rounding(of: tensor.grad, scaled: pass.1[k].1, by: pass.0))
+        }
         rows.append(
             GradientCheck.row(
                 name: name, tensor: tensor, estimates: estimate, largestGradient: largestGradient, loss: loss.item(),
-                options: options))
+                rounding: rounding, options: options))
     }
     return GradientCheckReport(
         loss: loss.item(), rows: rows, kinks: pieces.kinkCounts, options: options,
@@ -530,8 +549,39 @@ enum GradientCheck {
     }
 
     /// The largest gradient of a tensor, relative to the largest of the model's, at or below which
-    /// the tensor's gradient is zero but for rounding (see ``row(name:tensor:estimates:largestGradient:loss:options:)``).
+    /// finite differences take the tensor's gradient for zero but for rounding (see
+    /// ``row(name:tensor:estimates:largestGradient:loss:rounding:options:)``).
     static let negligibleGradient: Float = 1e-6
+
+    /// The factors the loss's gradient is scaled by in the backward passes that measure each
+    /// gradient's rounding: not powers of two, so that every product and sum after the first
+    /// rounds differently, and two of them, so that one draw that happens to round alike does not
+    /// hide the rounding.
+    static let roundingScales: [Float] = [0.8, 1.3]
+
+    /// The manual-against-autograd allowance, in units of the measured rounding (``rounding(of:scaled:by:)``):
+    /// the two gradients round independently, each by about what the measurement sees.
+    static let roundingFactor: Double = 4
+
+    /// The least measured rounding, as a share of a gradient's largest element, that lets a gradient
+    /// below ``negligibleGradient`` of the largest be compared with autograd at the largest's scale.
+    /// A gradient that is rounding (a cancellation) moves by a good part of itself when scaled; a
+    /// product of small numbers moves by about Float's epsilon, 1.2e-7, of itself.
+    static let roundingShare: Double = 1e-3
+
+    /// `max_i |scaled_i / scale - gradient_i|`, in Double: how far a gradient moves when the
+    /// backward pass computes `scale` times it (rounding alone, in exact arithmetic nothing); 0
+    /// when either is missing or of another size.
+    static func rounding(of gradient: Tensor?, scaled: [Float]?, by scale: Float) -> Double {
+        guard let gradient, let scaled, gradient.count == scaled.count else { return 0 }
+        let values = gradient.values
+        var largest = 0.0
+        for (a, b) in zip(values, scaled) {
+            let difference = Swift.abs(Double(b) / Double(scale) - Double(a))
+            if !(difference <= largest) { largest = difference }  // NaN propagates
+        }
+        return largest
+    }
 
     /// Whether every element of `tensor` is finite (`true` for none).
     static func allFinite(_ tensor: Tensor?) -> Bool {
@@ -553,19 +603,31 @@ enum GradientCheck {
     /// would never agree. The rounding is about `1e-8` of the model's largest gradient for
     /// autograd, but a Float sum over every position of the batch for the manual backward's
     /// `b.g = Σ out.g` (measured: `3.4e-6` of the largest gradient for `conv 8 3 pad 1,
-    /// batchnorm, …` on 64 rows of 28×28, 50,176 terms per channel). The tensor is measured
-    /// against `largestGradient` (the largest `|.grad|` over all tensors checked) instead of its
-    /// own largest element, in both comparisons, when every element of `.grad` and `.g` is at
-    /// most ``negligibleGradient`` times it, or when finite differences find it zero: every
-    /// estimate within its noise allowance of 0, and every element of `.grad` and `.g` within the
-    /// largest allowance (the gradient is below what can be measured, and any value there is
-    /// rounding).
+    /// batchnorm, …` on 64 rows of 28×28, 50,176 terms per channel).
+    ///
+    /// `.g` against `.grad`: `test_near`'s tolerances on the tensor's own scale, and each element
+    /// may also differ by ``roundingFactor`` times `rounding`, the largest change of either
+    /// gradient when the backward passes compute it scaled (measured by
+    /// ``gradientCheck(_:x:y:options:)``). The model's largest gradient is the scale instead when
+    /// the tensor's gradient is below ``negligibleGradient`` of the largest or finite differences
+    /// find it zero, and its measured rounding is at least ``roundingShare`` of it. A small
+    /// gradient computed without cancellation (the first layer's, for inputs of 1e-7, which
+    /// finite differences of a Float forward do not see) moves by Float's epsilon of itself, and
+    /// is checked at its own scale: a negated or transposed one passed when every such tensor was
+    /// compared at the largest's scale.
+    ///
+    /// Against finite differences, the tensor is measured against `largestGradient` (the largest
+    /// `|.grad|` over all tensors checked) instead of its own largest element when every element
+    /// of `.grad` and `.g` is at most ``negligibleGradient`` times it, or when finite differences
+    /// find it zero: every estimate within its noise allowance of 0, and every element of `.grad`
+    /// and `.g` within the largest allowance (the gradient is below what finite differences of a
+    /// Float forward can measure).
     ///
     /// A loss or a gradient that is not finite fails the row: the tolerances scale with the
     /// largest gradient, and an infinite one passed anything (a negated `w.g` under a loss of inf).
     static func row(
         name: String, tensor: Tensor, estimates estimated: Estimates, largestGradient: Float, loss: Float,
-        options: GradientCheckOptions
+        rounding: Double = 0, options: GradientCheckOptions
     ) -> GradientCheckRow {
         var problems: [String] = []
         let autograd: Tensor = tensor.grad ?? Tensor.zeros(tensor.shape)
@@ -592,10 +654,16 @@ enum GradientCheck {
             && gradientScale <= allowances.max()!
         let isNegligible = gradientScale <= Double(negligibleGradient * largestGradient) || measuredZero
         let scale = isNegligible ? largestGradient : ownScale
+        // Against autograd, a tiny gradient is taken for rounding only if its measured rounding is
+        // a noticeable part of it: one computed without cancellation is checked at its own scale.
+        let roundingLike = isNegligible && rounding >= roundingShare * gradientScale
         if let manual {
+            let allowance = Swift.max(
+                Double(options.absoluteTolerance * (roundingLike ? largestGradient : ownScale)),
+                roundingFactor * (rounding.isFinite ? rounding : 0))
             let report = near(
                 manual, autograd, relativeTolerance: options.relativeTolerance,
-                absoluteTolerance: options.absoluteTolerance * scale)
+                absoluteTolerance: Float(Swift.min(allowance, Double(Float.greatestFiniteMagnitude))))
             nearReport = report
             if manual.shape != tensor.shape {
                 problems.append("manual \(name).g has shape \(manual.shape), expected \(tensor.shape)")
