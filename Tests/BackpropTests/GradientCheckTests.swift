@@ -34,16 +34,18 @@ private final class LinWithBiasSummedOverColumns: Layer {
     }
 }
 
-/// The seed's `Lin`, with a weight gradient of the right shape and the wrong values: `wᵀ` is
-/// forgotten in `inp.g` and the product order of `w.g` is fine but scaled.
+/// The seed's `Lin`, with a weight gradient of the right shape and the wrong values: `w.g`
+/// scaled by `factor` (1.01: wrong by 1%; -1: negated).
 private final class LinWithScaledWeightGradient: Layer {
     let w: Tensor  // (m, nh)
     let b: Tensor  // (nh)
+    let factor: Float
     private(set) var inp: Tensor!  // (n, m)
     private(set) var out: Tensor!  // (n, nh)
-    init(_ w: Tensor, _ b: Tensor) {
+    init(_ w: Tensor, _ b: Tensor, factor: Float = 1.01) {
         self.w = w
         self.b = b
+        self.factor = factor
     }
     var parameters: [Tensor] { [w, b] }
     func callAsFunction(_ inp: Tensor) -> Tensor {
@@ -53,30 +55,7 @@ private final class LinWithScaledWeightGradient: Layer {
     }
     func backward() {
         inp.g = out.g • w.t()
-        w.g = inp.t() • out.g * 1.01  // wrong by 1%
-        b.g = out.g.sum(0)
-    }
-}
-
-/// The seed's `Lin` with its weight gradient negated: right in size, wrong in sign.
-private final class LinWithNegatedWeightGradient: Layer {
-    let w: Tensor
-    let b: Tensor
-    private(set) var inp: Tensor!
-    private(set) var out: Tensor!
-    init(_ w: Tensor, _ b: Tensor) {
-        self.w = w
-        self.b = b
-    }
-    var parameters: [Tensor] { [w, b] }
-    func callAsFunction(_ inp: Tensor) -> Tensor {
-        self.inp = inp
-        out = lin(inp, w, b)
-        return out
-    }
-    func backward() {
-        inp.g = out.g • w.t()
-        w.g = -(inp.t() • out.g)  // wrong: negated
+        w.g = inp.t() • out.g * factor  // wrong
         b.g = out.g.sum(0)
     }
 }
@@ -399,7 +378,8 @@ struct DescribedModelGradientCheckTests {
         let biggest = try #require(w2.grad)
         #expect(GradientCheck.largestMagnitude(firstGradient) < 1e-6 * GradientCheck.largestMagnitude(biggest))
 
-        let wrong = Model(layers: [LinWithNegatedWeightGradient(w1, b1), Tanh(), Lin(w2, b2)], loss: CrossEntropy())
+        let wrong = Model(
+            layers: [LinWithScaledWeightGradient(w1, b1, factor: -1), Tanh(), Lin(w2, b2)], loss: CrossEntropy())
         let wrongReport = gradientCheck(wrong, x: x, y: y)
         let row = try #require(wrongReport.rows.first { $0.shape == [6, 6] })
         #expect(!row.passed)
