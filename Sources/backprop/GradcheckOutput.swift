@@ -62,7 +62,10 @@ enum GradcheckOutput {
         var lines: [String] = []
         lines.append(
             "manual vs autograd: test_near, |g - grad| <= \(number(Double(options.absoluteTolerance))) × max|grad| "
-                + "+ \(number(Double(options.relativeTolerance))) × |grad|")
+                + "+ \(number(Double(options.relativeTolerance))) × |grad|, or 4 × their measured rounding where larger "
+                + "(the backward passes run again with the loss's gradient × 0.8 and × 1.3); for a gradient that is "
+                + "rounding (below a millionth of the model's largest, or zero to FD, and moved by a thousandth of "
+                + "itself or more by that rounding), max|grad| is the model's largest")
         lines.append(
             "vs finite differences (FD): central differences D(2h) of the loss (summed in Double), h = ε^(1/3) × "
                 + "max(1, |element|), with every ReLU mask and max-pool winner frozen at the point checked (no kink "
