@@ -656,9 +656,7 @@ public final class Trainer {
         let state = optimizer.state
         for name in state.keys.sorted() {
             for byte in name.utf8 { hash.combine(UInt64(byte)) }
-            state[name]!.contiguous().withUnsafeBufferPointer { values in
-                for value in values { hash.combine(UInt64(value.bitPattern)) }
-            }
+            combineBits(of: state[name]!, into: &hash)
         }
         return hash.value
     }
@@ -667,13 +665,17 @@ public final class Trainer {
     /// statistics), in the model's order.
     public func weightChecksum() -> UInt64 {
         var hash = FNV1a()
-        let tensors = model.layers.flatMap { $0.parameters + $0.buffers.map(\.tensor) }
-        for tensor in tensors {
-            tensor.contiguous().withUnsafeBufferPointer { values in
-                for value in values { hash.combine(UInt64(value.bitPattern)) }
-            }
+        for tensor in model.layers.flatMap({ $0.parameters + $0.buffers.map(\.tensor) }) {
+            combineBits(of: tensor, into: &hash)
         }
         return hash.value
+    }
+
+    /// Mixes the bits of every element of `tensor`, in order, into `hash`.
+    private func combineBits(of tensor: Tensor, into hash: inout FNV1a) {
+        tensor.contiguous().withUnsafeBufferPointer { values in
+            for value in values { hash.combine(UInt64(value.bitPattern)) }
+        }
     }
 }
 
