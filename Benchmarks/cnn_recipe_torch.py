@@ -7,7 +7,7 @@ The network is given in Backprop's model-description syntax (`--layers`), e.g.
     flatten, dropout 0.25, lin 128, relu, dropout 0.25, lin 10
 
 (entries `conv OUT K [stride S] [pad P] [nobias]`, `maxpool K [stride S]`, `avgpool K [stride S]`,
-`flatten`, `lin OUT`, `relu`, `tanh`, `sigmoid`, `leakyrelu [SLOPE]`, `gelu`, `dropout P`,
+`flatten`, `lin OUT`, `relu`, `tanh`, `sigmoid`, `leakyrelu [SLOPE]`, `gelu`, `silu`, `dropout P`,
 `batchnorm`; `batchnorm` is BatchNorm2d after a spatial layer, BatchNorm1d otherwise; dropout is
 elementwise, as Backprop's `Dropout`, also on feature maps). The recipe is Backprop's `train`:
 
@@ -167,6 +167,8 @@ def build_model(torch, text, generator):
             layer = nn.LeakyReLU(positional[0] if positional else 0.01)
         elif name == "gelu":
             layer = nn.GELU()
+        elif name == "silu":
+            layer = nn.SiLU()
         else:
             sys.exit(f"--layers: unknown layer '{name}'")
         layers.append(layer)

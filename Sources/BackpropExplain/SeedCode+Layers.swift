@@ -11,6 +11,7 @@ import BackpropNetwork
 //
 //     C   Conv2d       MP  MaxPool2d    AP  AvgPool2d    F   Flatten      D   Dropout
 //     BN  BatchNorm    T   Tanh         S   Sigmoid      LR  LeakyReLU    G   GELU
+//     SL  SiLU
 //
 // A convolution's backward uses `g`, its `out.g` with one row per window, and batch norm's uses
 // `xhat` and `N`: each is defined in the backward's first line (``SeedCode/backwardPreamble``).
@@ -180,6 +181,21 @@ extension GELU: SeedCodeDescribing {
             ],
             origin: "the layer's",
             backwardPreamble: ["# Phi(x) = 0.5 * (1 + erf(x / sqrt(2))), phi(x) = exp(-x**2 / 2) / sqrt(2 * pi)"])
+    }
+}
+
+extension SiLU: SeedCodeDescribing {
+    /// `SiLU`: `out = inp * sigmoid(inp)`, `inp.g = s * (1 + inp * (1 - s)) * out.g`, `s = sigmoid(inp)`.
+    var seedCode: SeedCode {
+        SeedCode(
+            className: "SiLU", letter: "SL", parameterFields: [],
+            forward: "self.inp = inp; self.out = inp * inp.sigmoid()",
+            result: "self.out = self.inp * self.inp.sigmoid()",
+            backward: [
+                SeedCode.GradientLine(field: "inp", line: "self.inp.g = s * (1 + self.inp * (1 - s)) * self.out.g")
+            ],
+            origin: "the layer's",
+            backwardPreamble: ["s = self.inp.sigmoid()"])
     }
 }
 

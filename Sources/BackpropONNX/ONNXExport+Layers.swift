@@ -6,7 +6,8 @@ import Foundation
 // ONNXExport.swift), and the shape of one example after it, checked as the layer would check it.
 
 extension ONNXExport {
-    /// The ONNX operator of `layer`, or an error naming layer `index` when it has none.
+    /// The ONNX operator of `layer` (`Sigmoid, Mul` for the two nodes of a `SiLU`), or an error
+    /// naming layer `index` when it has none.
     static func operatorName(of layer: any Layer, index: Int) throws -> String {
         switch layer {
         case is Lin: "Gemm"
@@ -21,6 +22,7 @@ extension ONNXExport {
         case is Sigmoid: "Sigmoid"
         case is LeakyReLU: "LeakyRelu"
         case is GELU: "Gelu"
+        case is SiLU: "Sigmoid, Mul"  // two nodes: ONNX has no SiLU operator
         default: throw ONNXExportError("layer \(index), a \(type(of: layer)), has no ONNX operator")
         }
     }
@@ -143,6 +145,12 @@ struct GraphBuilder {
             return shape
         case is GELU:
             addNode(op, name: name, inputs: [input], output: output, attributes: [.string("approximate", "none")])
+            return shape
+        case is SiLU:
+            // x · sigmoid(x), as torch.onnx.export writes nn.SiLU: `layers.I.sigmoid`, then the
+            // node `layers.I` multiplies.
+            addNode("Sigmoid", name: name + ".sigmoid", inputs: [input], output: name + ".sigmoid")
+            addNode("Mul", name: name, inputs: [input, name + ".sigmoid"], output: output)
             return shape
         default:  // ReLU, Tanh, Sigmoid: elementwise, no attributes.
             addNode(op, name: name, inputs: [input], output: output)

@@ -29,6 +29,7 @@ import SwiftProtobuf
 //     ReLU, Tanh, Sigmoid                Relu, Tanh, Sigmoid
 //     LeakyReLU(slope:)                  LeakyRelu, alpha slope
 //     GELU                               Gelu (exact: approximate "none"; new in opset 20)
+//     SiLU                               Sigmoid (node layers.I.sigmoid), then Mul(inp, it)
 //
 // Pools round down (ceil_mode 0), as Backprop's; without padding every window is whole, so the
 // mean is over kernel² elements whatever count_include_pad says.
@@ -46,7 +47,7 @@ import SwiftProtobuf
 ///
 /// Dropout is the identity and batch norm uses its running statistics, whatever mode the model is
 /// in: the graph is the model as `backprop evaluate` runs it. Each layer is one node named
-/// `layers.I`, its output `layers.I.out` and its tensors `layers.I.w`, `layers.I.b`, … as in
+/// `layers.I` (a `SiLU` is two: `layers.I.sigmoid`, then the `Mul` `layers.I`), its output `layers.I.out` and its tensors `layers.I.w`, `layers.I.b`, … as in
 /// Backprop's checkpoints and in the same layouts (a `Lin`'s `w` is `(nIn, nOut)`: `Gemm`'s `B`,
 /// not transposed); the table at the top of `ONNXExport.swift` lists every layer's operator.
 public enum ONNXExport {
@@ -82,7 +83,7 @@ public enum ONNXExport {
     ///
     /// - Parameters:
     ///   - model: a model of Backprop's layers (`Lin`, `Conv2d`, `MaxPool2d`, `AvgPool2d`,
-    ///     `Flatten`, `Dropout`, `BatchNorm`, `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU`);
+    ///     `Flatten`, `Dropout`, `BatchNorm`, `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU`, `SiLU`);
     ///     its mode does not matter (see ``ONNXExport``).
     ///   - inputShape: the shape of one example, `[1, 28, 28]` or `[784]` (see
     ///     `Checkpoint.inputShape(path:)`); the graph's input is `[n] + inputShape`.

@@ -133,6 +133,15 @@ struct GraphReader {
                 (current, index) = (gelu.output, gelu.next)
                 continue
             }
+            // SiLU, x · sigmoid(x): its Mul reads the chain value again.
+            if let silu = try readSigmoidSiLU(at: index, input: current) {
+                if let pad = pendingPad { throw pad.at.fail(Self.unfoldedPad(pad.padding, readBy: at)) }
+                if case .centered(let mean) = normalizing { normalizing = .done(mean: mean, std: 1) }
+                layers.append(ReadLayer(entry: .silu))
+                chain.formUnion([silu.sigmoid, silu.output])
+                (current, index) = (silu.output, silu.next)
+                continue
+            }
             guard node.input.first == current else {
                 let read = node.input.first ?? ""
                 if !chain.contains(read), let position = node.input.firstIndex(of: current) {
@@ -146,7 +155,7 @@ struct GraphReader {
                 let branch =
                     chain.contains(read) || node.input.dropFirst().contains { $0 != current && chain.contains($0) }
                     ? " (the graph branches: an earlier value is read again, as in a residual connection x + f(x) or an "
-                        + "activation written as x · f(x), such as SiLU\(tanhGELU))" : ""
+                        + "activation written as x · f(x) other than SiLU's x · sigmoid(x)\(tanhGELU))" : ""
                 throw at.fail(
                     "reads \(quoted(read)) where the chain's value is \(quoted(current))\(branch): Backprop reads a graph "
                         + "that is a chain of layers (an nn.Sequential), each node reading the one before")
@@ -154,7 +163,7 @@ struct GraphReader {
             if node.input.dropFirst().contains(where: chain.contains) {
                 throw at.fail(
                     "reads an earlier value of the chain again (the graph branches, as in a residual connection x + f(x) "
-                        + "or an activation written as x · f(x), such as SiLU\(writesTanhGELU ? "; " + Self.tanhGELUNote : "")): "
+                        + "or an activation written as x · f(x) other than SiLU's x · sigmoid(x)\(writesTanhGELU ? "; " + Self.tanhGELUNote : "")): "
                         + "Backprop reads a chain of layers")
             }
             guard let next = node.output.first, !next.isEmpty else { throw at.fail("has no output") }
@@ -277,7 +286,8 @@ struct GraphReader {
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
                         + "AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over height and "
                         + "width), Flatten, Reshape (as a flatten), Dropout, BatchNormalization, Relu, Tanh, Sigmoid, "
-                        + "LeakyRelu, Gelu (or Div, Erf, Add, Mul, Mul as the exact GELU), Identity, Pad (of zeros), "
+                        + "LeakyRelu, Gelu (or Div, Erf, Add, Mul, Mul as the exact GELU), Sigmoid and Mul as SiLU, Identity, "
+                        + "Pad (of zeros), "
                         + "Constant, and a final LogSoftmax or Softmax")
             }
             current = next
@@ -1373,6 +1383,32 @@ struct GraphReader {
                     + "that form only as the exact GELU")
         }
         return (last.output[0], index)
+    }
+
+    /// SiLU written as `x · sigmoid(x)`, as both exporters write `nn.SiLU` and `F.silu` (ONNX has
+    /// no SiLU operator) and as `y * torch.sigmoid(y)` is exported: the node at `start` is
+    /// `Sigmoid(x)`, and the next node (`Constant` nodes between allowed) a `Mul` of `x` and its
+    /// output, either side. Returns the sigmoid's and the `Mul`'s outputs and the index of the node
+    /// after the `Mul`, or `nil` when the nodes do not have that form (a `Sigmoid` alone is read
+    /// as the layer).
+    private mutating func readSigmoidSiLU(
+        at start: Int, input x: String
+    ) throws -> (sigmoid: String, output: String, next: Int)? {
+        let nodes = graph.node
+        let sigmoid = nodes[start]
+        guard sigmoid.opType == "Sigmoid", sigmoid.input == [x], let s = sigmoid.output.first, !s.isEmpty, s != x
+        else { return nil }
+        var index = start + 1
+        while index < nodes.count && nodes[index].opType == "Constant" { index += 1 }
+        guard index < nodes.count else { return nil }
+        let product = nodes[index]
+        guard product.opType == "Mul", product.input.count == 2, Set(product.input) == [x, s],
+            let output = product.output.first, !output.isEmpty
+        else { return nil }
+        for constant in (start + 1)..<index {
+            try readConstant(nodes[constant], NodeContext(node: nodes[constant], index: constant, path: path))
+        }
+        return (s, output, index + 1)
     }
 
     /// Why a Pad of zeros by `padding` that no `Conv` or `AveragePool` takes is refused: the

@@ -113,6 +113,7 @@ extension Checkpoint {
         case is Sigmoid: return .sigmoid
         case let leaky as LeakyReLU: return .leakyReLU(slope: leaky.slope)
         case is GELU: return .gelu
+        case is SiLU: return .silu
         case let dropout as Dropout: return .dropout(p: dropout.p)
         case let norm as BatchNorm: return .batchNorm(eps: norm.eps, momentum: norm.momentum)
         default: return nil

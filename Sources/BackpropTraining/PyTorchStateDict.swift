@@ -82,7 +82,7 @@ public enum PyTorchStateDict {
 
     /// The PyTorch module of each of `model`'s layers: `nn.Conv2d(1, 16, 3, padding=1)`,
     /// `nn.BatchNorm2d(16)`, `nn.ReLU()`, `nn.MaxPool2d(2)`, `nn.Flatten()`, `nn.Dropout(0.25)`,
-    /// `nn.Linear(1568, 128)`, `nn.LeakyReLU(0.2)`, `nn.GELU()` (exact, as Backprop's), ….
+    /// `nn.Linear(1568, 128)`, `nn.LeakyReLU(0.2)`, `nn.GELU()` (exact, as Backprop's), `nn.SiLU()`, ….
     ///
     /// A batch norm is `nn.BatchNorm2d` when the layer before it that sets the shape is a
     /// convolution or a pool (or, first, when `inputShape` is `[c, h, w]`), else `nn.BatchNorm1d`.
@@ -128,6 +128,7 @@ public enum PyTorchStateDict {
             case is Sigmoid: return "nn.Sigmoid()"
             case let leaky as LeakyReLU: return "nn.LeakyReLU(\(leaky.slope))"
             case is GELU: return "nn.GELU()"
+            case is SiLU: return "nn.SiLU()"
             case let dropout as Dropout: return "nn.Dropout(\(dropout.p))"
             default:
                 throw CheckpointError("layer \(index), a \(type(of: layer)), has no PyTorch module")

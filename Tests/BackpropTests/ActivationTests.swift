@@ -4,7 +4,7 @@ import Testing
 @testable import BackpropCore
 @testable import BackpropNetwork
 
-// Tanh, Sigmoid, LeakyReLU, GELU, Dropout and the `erf` they rest on. Each layer's forward is
+// Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Dropout and the `erf` they rest on. Each layer's forward is
 // checked against its formula evaluated in Double (the C library's `tanh` and `erf`), its
 // hand-written `.g` against central finite differences of that formula in Double and against
 // autograd's `.grad` from the recorded composition, and its two forward paths (recorded and
@@ -65,6 +65,8 @@ struct ActivationTests {
         Case(
             name: "GELU", make: { GELU() }, formula: { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) },
             pathsAgreeExactly: true),
+        Case(
+            name: "SiLU", make: { SiLU() }, formula: { $0 / (1 + Foundation.exp(-$0)) }, pathsAgreeExactly: false),
     ]
 
     /// Random inputs in `[-5, 5]`, none within 1e-3 of 0 (LeakyReLU's kink).
@@ -107,7 +109,9 @@ struct ActivationTests {
             if testCase.pathsAgreeExactly {
                 #expect(recordedOut.values == out.values, "\(testCase.name): recorded and fast paths differ")
             } else {
-                expectNear(recordedOut, out, relativeTolerance: 0, absoluteTolerance: 3e-7, "\(testCase.name) paths")
+                // A few roundings of numbers of magnitude 1 (SiLU's multiplied by x: relative).
+                expectNear(
+                    recordedOut, out, relativeTolerance: 3e-7, absoluteTolerance: 3e-7, "\(testCase.name) paths")
             }
             (recordedOut * r).sum().backward()
             recordedOut.g = r
@@ -135,6 +139,27 @@ struct ActivationTests {
             #expect(out.values.allSatisfy(\.isFinite) && gradient.allSatisfy(\.isFinite), "\(type(of: layer))")
             #expect(gradient.allSatisfy { $0 >= 0 && $0 < 1e-20 }, "\(type(of: layer)): \(gradient)")
         }
+    }
+
+    @Test("SiLU saturates to x and to 0 without NaN, on both paths and in both gradients, for |x| up to 1e4")
+    func siluSaturation() throws {
+        let x = Tensor([-1e4, -1000, -100, -90, -50, 50, 90, 100, 1000, 1e4])
+        let layer = SiLU()
+        let out = layer(x)
+        #expect(out.values.prefix(5).allSatisfy { $0 <= 0 && $0 > -1e-19 }, "\(out.values)")
+        #expect(Array(out.values.suffix(5)) == [50, 90, 100, 1000, 1e4])
+        out.g = Tensor.ones(x.shape)
+        layer.backward()
+        // d/dx x σ(x) = σ(x) (1 + x (1 - σ(x))): 1 for large x, 0 (from below) for large -x.
+        #expect(x.g.values.prefix(5).allSatisfy { $0 <= 0 && $0 > -1e-18 }, "\(x.g.values)")
+        #expect(Array(x.g.values.suffix(5)) == [1, 1, 1, 1, 1])
+        let recorded = x.copy()
+        recorded.requiresGrad = true
+        let recordedOut = SiLU()(recorded)
+        recordedOut.sum().backward()
+        let gradient = try #require(recorded.grad).values
+        #expect(recordedOut.values.allSatisfy(\.isFinite) && gradient.allSatisfy(\.isFinite), "\(gradient)")
+        #expect(gradient.prefix(5).allSatisfy { Swift.abs($0) < 1e-18 } && gradient.suffix(5) == [1, 1, 1, 1, 1])
     }
 
     @Test("LeakyReLU: slope 0.01 unless given, as PyTorch; at exactly 0 both gradients are slope · out.g")

@@ -322,6 +322,15 @@ struct DescribedModelGradientCheckTests {
         #expect((model.layers[0] as? Conv2d)?.needsInputGradient == false)
     }
 
+    @Test("the smooth activations' hand-written backward passes between Lins: tanh, sigmoid, silu, gelu")
+    func smoothActivationsPass() throws {
+        let (model, x, y) = try describedProblem(
+            "lin 6, tanh, lin 6, sigmoid, lin 6, silu, lin 6, gelu, lin 3", input: [5], rows: 4, classes: 3, seed: 2)
+        let report = gradientCheck(model, x: x, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        #expect(report.rows.map(\.name).first == "x" && report.rows.count == 11)
+    }
+
     @Test("a Lin without a bias (before a batch norm, and last) passes; it has no b, and no b.g")
     func linWithoutBiasPasses() throws {
         let (model, x, y) = try describedProblem(

@@ -277,7 +277,7 @@ struct LayerFixtureTests {
 
     struct ActivationCase: Sendable, CustomTestStringConvertible {
         enum Kind: Sendable {
-            case tanh, sigmoid, gelu
+            case tanh, sigmoid, gelu, silu
             case leakyReLU(slope: Float?)  // nil: the default slope
         }
 
@@ -290,6 +290,7 @@ struct LayerFixtureTests {
             case .tanh: "layer=Tanh"
             case .sigmoid: "layer=Sigmoid"
             case .gelu: "layer=GELU"
+            case .silu: "layer=SiLU"
             case .leakyReLU(let slope): "layer=LeakyReLU slope=\(slope ?? 0.01)"
             }
         }
@@ -299,6 +300,7 @@ struct LayerFixtureTests {
             case .tanh: Tanh()
             case .sigmoid: Sigmoid()
             case .gelu: GELU()
+            case .silu: SiLU()
             case .leakyReLU(let slope): slope.map { LeakyReLU(slope: $0) } ?? LeakyReLU()
             }
         }
@@ -310,10 +312,11 @@ struct LayerFixtureTests {
         ActivationCase(name: "leakyrelu_0.01", kind: .leakyReLU(slope: nil)),
         ActivationCase(name: "leakyrelu_0.2", kind: .leakyReLU(slope: 0.2)),
         ActivationCase(name: "gelu", kind: .gelu),  // exact: 0.5 x (1 + erf(x / √2))
+        ActivationCase(name: "silu", kind: .silu),  // x sigmoid(x)
     ]
 
     @Test(
-        "Tanh, Sigmoid, LeakyReLU and GELU: out and x.g, saturated ends included",
+        "Tanh, Sigmoid, LeakyReLU, GELU and SiLU: out and x.g, saturated ends included",
         arguments: activationCases, Path.allCases)
     func activation(_ testCase: ActivationCase, path: Path) throws {
         let fixture = try Fixture("layers_activations.safetensors", testCase.name)

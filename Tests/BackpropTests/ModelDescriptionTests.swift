@@ -44,7 +44,7 @@ struct ModelDescriptionParsingTests {
         let text =
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
             + "avgpool 3 stride 2, maxpool 3 pad 1 stride 2, avgpool 5 pad 2, avgpool 3 ExcludePad pad 1 stride 1, "
-            + "flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, "
+            + "flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, SiLU, "
             + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
@@ -54,7 +54,7 @@ struct ModelDescriptionParsingTests {
             .maxPool(kernel: 3, stride: 2, padding: 1), .avgPool(kernel: 5, stride: 5, padding: 2),
             .avgPool(kernel: 3, stride: 1, padding: 1, countIncludePad: false),
             .flatten, .lin(out: 10), .lin(out: 4, bias: false), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01),
-            .leakyReLU(slope: 0.2), .gelu,
+            .leakyReLU(slope: 0.2), .gelu, .silu,
             .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
             .batchNorm(eps: 0.001, momentum: 0.01), .batchNorm(eps: 0, momentum: 1),
         ]
@@ -80,7 +80,7 @@ struct ModelDescriptionParsingTests {
         let texts = [
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 3 stride 1, avgpool 2, flatten, lin 10",
             "lin 16 nobias, batchnorm, relu, lin 10",
-            "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid",
+            "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid, silu",
             "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
             "avgpool 3 stride 1 pad 1 excludepad, avgpool 2 excludepad, avgpool 5 pad 2, flatten",
             "batchnorm eps 0.001, batchnorm momentum 0.01, batchnorm eps 0.0001 momentum 0.3, batchnorm eps 0.0",
@@ -120,8 +120,8 @@ struct ModelDescriptionParsingTests {
     @Test("each error names the entry, its text, what was expected, the character and the token")
     func errors() {
         let layerNames =
-            "a layer name (conv, maxpool, avgpool, flatten, lin, relu, tanh, sigmoid, leakyrelu, gelu, dropout, "
-            + "batchnorm)"
+            "a layer name (conv, maxpool, avgpool, flatten, lin, relu, tanh, sigmoid, leakyrelu, gelu, silu, "
+            + "dropout, batchnorm)"
         let cases: [(text: String, message: String)] = [
             (
                 "lin 10, relu, maxpool x",

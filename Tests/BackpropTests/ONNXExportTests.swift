@@ -29,7 +29,8 @@ let onnxRuntimeMissingNote: Comment =
 struct ONNXExportTests {
     /// An MLP with every activation, dropout and a batch norm over features.
     static let mlpLayers =
-        "lin 24, gelu, lin 16, leakyrelu 0.2, dropout 0.5, lin 16, batchnorm, tanh, lin 12, sigmoid, lin 10"
+        "lin 24, gelu, lin 16, leakyrelu 0.2, dropout 0.5, lin 16, batchnorm, tanh, lin 12, sigmoid, lin 12, silu, "
+        + "lin 10"
     /// A convnet with every layer kind: convolutions with and without bias, stride and padding,
     /// batch norms over channels and over features, both pools (the average one's windows
     /// overlapping), flatten, dropout and every activation.
@@ -226,9 +227,13 @@ struct ONNXExportTests {
         #expect(
             graph.node.map(\.opType) == [
                 "Gemm", "Gelu", "Gemm", "LeakyRelu", "Dropout", "Gemm", "BatchNormalization", "Tanh", "Gemm",
-                "Sigmoid", "Gemm",
+                "Sigmoid", "Gemm", "Sigmoid", "Mul", "Gemm",
             ])
         #expect(graph.node[0].input == ["x", "layers.0.w", "layers.0.b"])
+        // SiLU, x · sigmoid(x): the Sigmoid and the Mul both read the layer's input.
+        #expect(graph.node[11].name == "layers.11.sigmoid" && graph.node[11].input == ["layers.10.out"])
+        #expect(graph.node[12].name == "layers.11" && graph.node[12].input == ["layers.10.out", "layers.11.sigmoid"])
+        #expect(graph.node[12].output == ["layers.11.out"])
         #expect(!graph.initializer.contains { $0.name == "input_mean" || $0.name == "pixel_scale" })
     }
 

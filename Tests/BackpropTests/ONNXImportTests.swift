@@ -993,6 +993,57 @@ struct ONNXImportTests {
         #expect(operators.contains(file.contains("gelu") ? "Erf" : "ReduceMax"))
     }
 
+    @Test(
+        "reads nn.SiLU and torch.sigmoid(x) * x (Sigmoid, Mul) as silu, as TorchScript and dynamo wrote them",
+        arguments: ["onnx_import_silunet_opset17", "onnx_import_silunet_dynamo18"])
+    func readsPyTorchSiLU(file: String) throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport(file, io: io)
+        // What the files hold: each SiLU as a Sigmoid and a Mul, the Mul's operands in both orders.
+        let model = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: fixtureURL(file + ".onnx")))
+        let products = model.graph.node.filter { $0.opType == "Mul" }
+        let sigmoids = Set(model.graph.node.filter { $0.opType == "Sigmoid" }.flatMap(\.output))
+        #expect(products.count == 2 && products.map { sigmoids.contains($0.input[0]) } == [false, true])
+    }
+
+    @Test("SiLU is read in either order and with Constants between; a Sigmoid's other products are not SiLU")
+    func readsSiLUForms() throws {
+        var generator = RandomGenerator(seed: 16)
+        let x = Tensor.randn([3, 5], generator: &generator) * 4
+        let reference = x.values.map { Double($0) / (1 + exp(-Double($0))) }  // x σ(x) in Double
+        var constant = Self.node("Constant", [], "c", [Self.float("value_float", 2)])
+        constant.name = "c"
+        for (form, nodes) in [
+            ("x · σ", [Self.node("Sigmoid", ["x"], "s"), Self.node("Mul", ["x", "s"], "m")]),
+            (
+                "σ · x, a Constant between",
+                [Self.node("Sigmoid", ["x"], "s"), constant, Self.node("Mul", ["s", "x"], "m")]
+            ),
+        ] {
+            let proto = Self.graph(nodes: nodes + [Self.node("Flatten", ["m"], "y")], initializers: [], inputShape: [5])
+            let imported = try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "silu.onnx")
+            #expect(imported.description.description == "silu, flatten", "\(form)")
+            expectAllNear(imported.model.predict(x).values, reference, tolerance: 1e-6, form)
+        }
+        // σ(x) · σ(x) and σ(x) · 2 are not SiLU: the Sigmoid is the layer, and the Mul is refused.
+        for product in [Self.node("Mul", ["s", "s"], "m"), Self.node("Mul", ["s", "c"], "m")] {
+            let proto = Self.graph(
+                nodes: [Self.node("Sigmoid", ["x"], "s"), constant, product, Self.node("Flatten", ["m"], "y")],
+                initializers: [], inputShape: [5])
+            expectDataError(containing: ["silu.onnx: node 2 (\"mul\", Mul)"]) {
+                try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "silu.onnx")
+            }
+        }
+        // The sigmoid read again after the Mul: a branch.
+        let branch = Self.graph(
+            nodes: [
+                Self.node("Sigmoid", ["x"], "s"), Self.node("Mul", ["x", "s"], "m"), Self.node("Add", ["m", "s"], "y"),
+            ], initializers: [], inputShape: [5])
+        expectDataError(containing: ["silu.onnx: node 2 (\"add\", Add) reads an earlier value of the chain again"]) {
+            try ONNXImport.model(fromBytes: try branch.serializedBytes(), path: "silu.onnx")
+        }
+    }
+
     @Test("the exact GELU written as Div, Erf, Add, Mul, Mul (exporters below opset 20) is read as gelu, in any order")
     func readsGELUWrittenWithErf() throws {
         var generator = RandomGenerator(seed: 15)
@@ -1369,7 +1420,7 @@ struct ONNXImportTests {
         for file in [
             "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy",
             "onnx_import_zeropadnet_opset11", "onnx_import_poolpadnet", "onnx_import_zeropadconvnet_unfolded",
-            "onnx_import_geluerfnet_opset17",
+            "onnx_import_geluerfnet_opset17", "onnx_import_silunet_dynamo18",
         ] {
             let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
             for trial in 0..<150 {

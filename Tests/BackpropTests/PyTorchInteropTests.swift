@@ -258,6 +258,11 @@ struct PyTorchInteropTests {
             ])
         // Pools' padding.
         var generator = RandomGenerator(seed: 1)
+        let silu = Model(
+            layers: try ModelDescription(parsing: "lin 4, silu, lin 2").makeLayers(
+                inputShape: [3], generator: &generator),
+            loss: CrossEntropy())
+        #expect(try PyTorchStateDict.modules(of: silu) == ["nn.Linear(3, 4)", "nn.SiLU()", "nn.Linear(4, 2)"])
         let pools = Model(
             layers: try ModelDescription(parsing: Self.paddedPoolLayers).makeLayers(
                 inputShape: [1, 8, 8], generator: &generator), loss: CrossEntropy())
@@ -489,15 +494,14 @@ struct PyTorchInteropTests {
     @Test(
         "PyTorch loads the export with load_state_dict(strict=True) and gives Backprop's logits",
         .enabled(if: torchAvailable, "PyTorch is not installed here (python3 -c 'import torch' fails)"),
-        arguments: [convnetLayers, paddedPoolLayers])
+        arguments: [convnetLayers, paddedPoolLayers, "conv 4 3 pad 1, silu, maxpool 2, flatten, lin 12, silu, lin 10"])
     func pytorchAgreesWithTheExport(layers: String) throws {
         var generator = RandomGenerator(seed: 5)
-        let padded = try Model(
-            description: ModelDescription(parsing: Self.paddedPoolLayers), inputShape: [1, 8, 8],
-            loss: CrossEntropy(), generator: &generator)
+        let other = try Model(
+            description: ModelDescription(parsing: layers), inputShape: [1, 8, 8], loss: CrossEntropy(),
+            generator: &generator)
         try withTemporaryFolder { folder in
-            let (model, result) = try exportConvnet(
-                in: folder, model: layers == Self.paddedPoolLayers ? padded : nil)
+            let (model, result) = try exportConvnet(in: folder, model: layers == Self.convnetLayers ? nil : other)
             #expect(result.status == 0, "\(result.standardError)")
             try result.standardOutput.write(toFile: folder + "/model.py", atomically: false, encoding: .utf8)
             // Pixels 0…255, normalised as FashionMNIST does: (p / 255 - mean) / std, in Float.

@@ -1,7 +1,7 @@
 import BackpropCore
 import Foundation
 
-// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU and GELU. Each works on a
+// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU, GELU and SiLU. Each works on a
 // tensor of any shape, elementwise, and is built like `ReLU`: the layer stores `inp` and `out`,
 // and its `backward()` writes `inp.g` from `out.g` with the derivative in its doc comment.
 //
@@ -10,7 +10,7 @@ import Foundation
 //   (`exp`, `erf`, `clampMin`, arithmetic), so that `.grad` comes from their derivatives and
 //   comparing it with the layer's `.g` checks the hand-written backward;
 // - otherwise one pass over memory, with no temporaries.
-// The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)` and `gelu(_:)` hold both paths; the
+// The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)`, `gelu(_:)` and `silu(_:)` hold both paths; the
 // layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
 
 /// The logistic sigmoid of every element: `sigmoid(x) = 1 / (1 + e^(-x))` (PyTorch's
@@ -26,11 +26,7 @@ public func sigmoid(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return 1 / (1 + (-x.clampMin(-80)).exp())
     }
-    return Tensor.mapElements(x) { value in
-        if value >= 0 { return 1 / (1 + Foundation.exp(-value)) }
-        let e = Foundation.exp(value)
-        return e / (1 + e)
-    }
+    return Tensor.mapElements(x) { value in stableSigmoid(value) }
 }
 
 /// The leaky rectified linear unit of every element: `leakyReLU(x) = x` where `x > 0`, else
@@ -58,6 +54,26 @@ public func gelu(_ x: Tensor) -> Tensor {
         return x * 0.5 * ((x / root2).erf() + 1)
     }
     return Tensor.mapElements(x) { value in value * 0.5 * (Foundation.erf(value / root2) + 1) }
+}
+
+/// The sigmoid-weighted linear unit of every element, also called swish:
+/// `silu(x) = x · sigmoid(x) = x / (1 + e^(-x))` (PyTorch's `F.silu(x)`).
+///
+/// Autograd records `x * sigmoid(x)` (see ``sigmoid(_:)``, whose recorded form it uses); the
+/// pass that runs where nothing is recorded multiplies `x` by the same stable one-pass sigmoid.
+public func silu(_ x: Tensor) -> Tensor {
+    if Tensor.wouldRecord(x) {
+        return x * sigmoid(x)
+    }
+    return Tensor.mapElements(x) { value in value * stableSigmoid(value) }
+}
+
+/// `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`: no overflow for any `x`.
+@inline(__always)
+private func stableSigmoid(_ value: Float) -> Float {
+    if value >= 0 { return 1 / (1 + Foundation.exp(-value)) }
+    let e = Foundation.exp(value)
+    return e / (1 + e)
 }
 
 /// The hyperbolic tangent as a layer: `out = tanh(inp)`, and its hand-written backward
@@ -238,6 +254,41 @@ public final class GELU: Layer {
             let cdf = 0.5 * (1 + Foundation.erf(x * rootHalf))  // Φ(x)
             let density = Foundation.exp(-0.5 * x * x) * inverseRoot2Pi  // φ(x)
             return g * (cdf + x * density)
+        }
+    }
+}
+
+/// The sigmoid-weighted linear unit (swish) as a layer: `out = inp · sigmoid(inp)`, and its
+/// hand-written backward (PyTorch's `nn.SiLU()`).
+///
+/// Forward: `out = inp · σ(inp)`, `σ(x) = 1 / (1 + e^(-x))` (see ``silu(_:)`` for both paths).
+/// Backward: `inp.g = out.g · σ(inp) · (1 + inp · (1 - σ(inp)))`, the product rule
+/// `σ(x) + x · σ'(x)` with `σ' = σ · (1 - σ)`; `σ(inp)` is computed again from the stored `inp`.
+public final class SiLU: Layer {
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer (it has no parameters).
+    public init() {}
+
+    /// None: SiLU learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// The forward pass: stores `inp`, computes `out = silu(inp)`, returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        self.out = silu(inp)
+        return out
+    }
+
+    /// The backward pass: `inp.g = out.g · σ(inp) · (1 + inp · (1 - σ(inp)))`  // (n, …)
+    public func backward() {
+        checkReadyForBackward()
+        inp.g = Tensor.mapElements(inp, out.g, operation: "SiLU.backward") { x, g in
+            let s = stableSigmoid(x)
+            return g * s * (1 + x * (1 - s))
         }
     }
 }

@@ -15,7 +15,7 @@ import BackpropCore
 //                                              padding counted in each mean unless excludepad)
 //     flatten                                  Flatten
 //     lin OUT [nobias]                         Lin                      (bias)
-//     relu | tanh | sigmoid | gelu             the activations
+//     relu | tanh | sigmoid | gelu | silu      the activations
 //     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
 //     dropout P                                Dropout, 0 <= P < 1
 //     batchnorm [eps E] [momentum M]           BatchNorm                (eps 1e-5, momentum 0.1)
@@ -56,6 +56,8 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case leakyReLU(slope: Float)
         /// `gelu`: a ``GELU``.
         case gelu
+        /// `silu`: a ``SiLU``.
+        case silu
         /// `dropout P`: a ``Dropout`` with drop probability `p`.
         case dropout(p: Float)
         /// `batchnorm [eps E] [momentum M]`: a ``BatchNorm`` over the features or channels of its
@@ -235,6 +237,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             case .sigmoid: layers.append(Sigmoid())
             case .leakyReLU(let slope): layers.append(LeakyReLU(slope: slope))
             case .gelu: layers.append(GELU())
+            case .silu: layers.append(SiLU())
             case .dropout(let p): layers.append(Dropout(p: p, seed: generator.next()))
             case .batchNorm(let eps, let momentum):
                 layers.append(BatchNorm(features: inputs[i][0], eps: eps, momentum: momentum))
@@ -283,13 +286,13 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         return count
     }
 
-    /// Whether the weighted layer at `index` feeds a nonlinearity (relu, leakyrelu, gelu, tanh,
-    /// sigmoid) before the next weighted layer: then its weights get Kaiming's gain `sqrt(2)`.
+    /// Whether the weighted layer at `index` feeds a nonlinearity (relu, leakyrelu, gelu, silu,
+    /// tanh, sigmoid) before the next weighted layer: then its weights get Kaiming's gain `sqrt(2)`.
     func isRectified(after index: Int) -> Bool {
         for entry in entries[(index + 1)...] {
             switch entry {
             case .conv, .lin: return false
-            case .relu, .leakyReLU, .gelu, .tanh, .sigmoid: return true
+            case .relu, .leakyReLU, .gelu, .silu, .tanh, .sigmoid: return true
             case .maxPool, .avgPool, .flatten, .dropout, .batchNorm, .custom: continue
             }
         }
@@ -348,6 +351,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .leakyReLU(let slope):
             return slope == ModelDescriptionParser.defaultSlope ? "leakyrelu" : "leakyrelu \(slope)"
         case .gelu: return "gelu"
+        case .silu: return "silu"
         case .dropout(let p): return "dropout \(p)"
         case .batchNorm(let eps, let momentum):
             var text = "batchnorm"
@@ -385,7 +389,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
         case .batchNorm(let eps, let momentum):
             if !(eps >= 0 && eps.isFinite) { return "has eps \(eps); expected a finite number >= 0" }
             return momentum >= 0 && momentum <= 1 ? nil : "has momentum \(momentum); expected 0 <= momentum <= 1"
-        case .flatten, .relu, .tanh, .sigmoid, .gelu, .custom:
+        case .flatten, .relu, .tanh, .sigmoid, .gelu, .silu, .custom:
             return nil
         }
     }
@@ -463,7 +467,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
                 throw failure("expects [c] or [c, h, w] per example, but its input is \(input)")
             }
             return input
-        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .dropout:
+        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .silu, .dropout:
             return input
         case .custom(let type, _):
             let layer = try makeCustomLayer(entryNumber: entryNumber)
@@ -482,8 +486,8 @@ struct ModelDescriptionParser {
     static let defaultSlope: Float = 0.01
     /// The layer names, in the order error messages list them.
     static let names = [
-        "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "dropout",
-        "batchnorm",
+        "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "silu",
+        "dropout", "batchnorm",
     ]
 
     /// A word of the text and the position of its first character (from 1).
@@ -710,6 +714,7 @@ struct ModelDescriptionParser {
                 try end(name, takes: "no numbers or options")
                 let simple: [String: ModelDescription.Entry] = [
                     "flatten": .flatten, "relu": .relu, "tanh": .tanh, "sigmoid": .sigmoid, "gelu": .gelu,
+                    "silu": .silu,
                 ]
                 return simple[name]!
             }

@@ -86,6 +86,7 @@ layers_activations.safetensors  elementwise, on x of shape (2, 3, 4, 2)
                   (no x within 1e-3 of 0), and NAME.pieces I32: 1 where x > 0, 0 where x < 0
         gelu:     out = 0.5 x (1 + erf(x / sqrt 2)) (exact, math.erf),
                   x.g = out.g * (0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi))
+        silu:     out = x sigmoid(x),            x.g = out.g * (sigmoid(x) + x sigmoid(x) (1 - sigmoid(x)))
     x ~ 3 * normal, with a few values near +-6 so that the saturated ends are covered.
 
 Dropout has no fixture: its mask is drawn by the layer's own generator and cannot be set from
@@ -562,6 +563,7 @@ def activations_fixture():
         ("leakyrelu_0.01", "layer=LeakyReLU slope=0.01", *leaky_relu(0.01)),
         ("leakyrelu_0.2", "layer=LeakyReLU slope=0.2", *leaky_relu(0.2)),
         ("gelu", "layer=GELU", gelu, gelu_derivative),
+        ("silu", "layer=SiLU", lambda x: x * sigmoid(x), lambda x: sigmoid(x) + x * sigmoid(x) * (1 - sigmoid(x))),
     ]
     rng = np.random.default_rng(1306)
     shape = (2, 3, 4, 2)

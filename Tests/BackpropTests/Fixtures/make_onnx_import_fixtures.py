@@ -101,6 +101,8 @@ poolexcludenet POOLEXCLUDENET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padd
               stride 1 padding 1 count_include_pad=False -> [4, 5, 5] avgpool 2 stride 2 padding 1
               count_include_pad=False (corner windows of one element) -> flatten 100 -> lin 10
 zeropad1      nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(): [n, 1, 8, 8] -> [n, 128]
+silunet       SILUNET below, input [n, 1, 8, 8] -> [2, 8, 8] conv 3 padding 1 -> nn.SiLU -> flatten 128 -> lin 10
+              -> torch.sigmoid(x) * x -> lin 10
 geluerfnet    GELUERFNET below, input [n, 1, 8, 8] -> [2, 6, 6] conv 3 -> gelu -> flatten 72 -> lin 10 -> gelu
               -> lin 10
 adaptivemaxnet ADAPTIVEMAXNET below, input [n, 1, 8, 8] -> [3, 8, 8] conv 3 padding 1 -> relu
@@ -130,6 +132,8 @@ onnx_import_zeropadconvnet_unfolded.onnx zeropadconvnet, opset 11, do_constant_f
 onnx_import_geluerfnet_opset17.onnx    geluerfnet, opset 17: each GELU as Div, Erf, Add, Mul (x), Mul (0.5)
 onnx_import_geluerfnet_dynamo18.onnx   geluerfnet by the dynamo exporter, opset 18: Mul (0.5) before Mul (x)
 onnx_import_adaptivemaxnet_dynamo.onnx adaptivemaxnet by the dynamo exporter, opset 18: ReduceMax over [-2, -1]
+onnx_import_silunet_opset17.onnx       silunet, opset 17: Sigmoid, Mul(x, sigmoid), then Sigmoid, Mul(sigmoid, x)
+onnx_import_silunet_dynamo18.onnx      silunet by the dynamo exporter, opset 18: the same
 and three files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
@@ -140,8 +144,8 @@ onnx_import_pad_refused_asymmetric.onnx nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1,
 
 onnx_import_pad_io.safetensors
     As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1,
-    zeropadconvnet, geluerfnet and adaptivemaxnet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits (3, 10),
-    zeropad1's (3, 128)) and the twelve files they read from (FILE.output; FILE.model, FILE.operators,
+    zeropadconvnet, geluerfnet, adaptivemaxnet and silunet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits
+    (3, 10), zeropad1's (3, 128)) and the fourteen files they read from (FILE.output; FILE.model, FILE.operators,
     FILE.layers), with FILE.model and FILE.operators for the three refused files.
 """
 
@@ -320,6 +324,25 @@ def adaptivemaxnet():
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 10))
 
 
+class SigmoidTimesX(nn.Module):
+    """SiLU written by hand with the sigmoid first, `torch.sigmoid(x) * x`: Mul(sigmoid, x)."""
+
+    def forward(self, x):
+        return torch.sigmoid(x) * x
+
+
+def silunet():
+    """nn.SiLU and SiLU by hand, which both exporters write as Sigmoid and Mul, images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),  # [2, 8, 8]
+        nn.SiLU(),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+        SigmoidTimesX(),
+        nn.Linear(10, 10),
+    )
+
+
 def zeropad_maxpool():
     """A Pad of zeros before a max pool, which pads with -inf (refused)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten())
@@ -344,6 +367,7 @@ PAD_MODELS = {
     "zeropad_asymmetric": (zeropad_asymmetric, (3, 1, 8, 8)),
     "geluerfnet": (geluerfnet, (3, 1, 8, 8)),
     "adaptivemaxnet": (adaptivemaxnet, (3, 1, 8, 8)),
+    "silunet": (silunet, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -360,6 +384,8 @@ PAD_EXPORTS = [
     ("onnx_import_geluerfnet_opset17", "geluerfnet", 17),
     ("onnx_import_geluerfnet_dynamo18", "geluerfnet", 18, "dynamo"),
     ("onnx_import_adaptivemaxnet_dynamo", "adaptivemaxnet", 18, "dynamo"),
+    ("onnx_import_silunet_opset17", "silunet", 17),
+    ("onnx_import_silunet_dynamo18", "silunet", 18, "dynamo"),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_same_even", "same_even", 20),
@@ -517,6 +543,7 @@ def layers(model, norms, x=None):
     entries = []
     pending = 0  # a Pad of zeros read, by how much it pads each side, for the Conv or AveragePool after it
     gelu = {"step": 0}  # how far into GELU's Div, Erf, Add, Mul, Mul, and the value it reads
+    sigmoid = {}  # the last Sigmoid's input and output, for SiLU's Mul of the two
 
     def gelu_step(node, op):
         """Reads the next node of GELU's Erf form (True), or None when `node` is not it."""
@@ -662,8 +689,13 @@ def layers(model, norms, x=None):
             entries.append(f"{'maxpool' if 'Max' in op else 'avgpool'} {source[2]}")
             if reduces and attributes.get("keepdims", 1) == 0:
                 entries.append("flatten")
+        elif op == "Mul" and sigmoid and sorted(node.input) == sorted([sigmoid["x"], sigmoid["out"]]) \
+                and entries[-1] == "sigmoid":
+            entries[-1] = "silu"  # x · sigmoid(x), the Sigmoid read just before
         elif op in ("Relu", "Tanh", "Sigmoid"):
             entries.append(op.lower())
+            if op == "Sigmoid":
+                sigmoid.update(x=node.input[0], out=node.output[0])
         elif op == "Gelu":
             if attributes.get("approximate", b"none") not in (b"none", "none"):
                 raise ValueError(f"{node.name}: Gelu approximate {attributes['approximate']}")
@@ -731,7 +763,7 @@ def write_pads():
 
     io, metadata = {}, {}
     for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet", "geluerfnet",
-                "adaptivemaxnet"):
+                "adaptivemaxnet", "silunet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset, *setting in PAD_EXPORTS + PAD_REFUSED:
