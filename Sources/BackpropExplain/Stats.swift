@@ -39,9 +39,13 @@ struct ActivationStatistics: Sendable, Equatable {
         self.std = std
     }
 
-    /// `L1.out  mean  0.0123  std  0.9876`, for the walkthrough.
+    /// `L1.out: mean 0.0123, std 0.9876`, for the walkthrough; a tensor of one value has no
+    /// standard deviation with Bessel's correction, and says so (PyTorch's `std()` gives nan).
     var summary: String {
-        "\(name): mean \(String(format: "%.4f", mean)), std \(String(format: "%.4f", std))"
+        let deviation =
+            std.isNaN && shape.reduce(1, *) == 1
+            ? "no std (one value; std() divides by N - 1 = 0)" : "std \(String(format: "%.4f", std))"
+        return "\(name): mean \(String(format: "%.4f", mean)), \(deviation)"
     }
 }
 

@@ -379,6 +379,12 @@ struct ExplainOtherModelsTests {
         expectLacks(Narration(trace: trace).text, "stats ")
         // The lesson's reading of the numbers (Kaiming's √2, then 1) is for Lins and ReLUs in turn.
         expectContains(text, "Kaiming initialisation keeps the scale steady")
+        // One row into one output: one value, whose std with N - 1 is undefined; said, not "nan".
+        let (single, x1, targ1, _, _, _, _) = seedSetup(n: 1, m: 4, nh: 3)
+        let one = Narration(trace: Trace.record(model: single, x: x1, targ: targ1), statistics: true).text
+        expectContains(
+            one, "stats L2.out: mean \(String(format: "%.4f", Double(single.layers[2].out.values[0]))), no std")
+        expectLacks(one, "nan")
     }
 
     /// A layer of one's own is narrated with its parameters by the names its checkpoint stores
