@@ -3,8 +3,9 @@ import Foundation
 import Synchronization
 
 /// Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT), SIGTERM, SIGHUP, SIGXCPU (the soft CPU-time limit of
-/// `ulimit -St` was reached), and SIGUSR1, SIGUSR2 and SIGALRM (whose default action also ends the
-/// process, and would leave a save's temporary file), turned into a request that a long run polls
+/// `ulimit -St` was reached), and SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF and, on Linux,
+/// SIGPWR, SIGSTKFLT and SIGIO (whose default action also ends the process, and would leave a
+/// save's temporary file), turned into a request that a long run polls
 /// between two steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`:
 /// a write to a reader that has gone fails with `EPIPE`, and the run stops as it does for the
 /// others.)
@@ -29,7 +30,16 @@ enum Interruption {
 
     /// The signals that stop a run. SIGQUIT among them: left to the Swift runtime, whose backtracer
     /// handles it, Ctrl-\ printed a "Program crashed" report of 60 lines, and the command went on.
-    static let stopSignals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGXCPU, SIGUSR1, SIGUSR2, SIGALRM]
+    /// The others are every signal whose default action ends the process without a core dump
+    /// (the crash signals, SIGSEGV, SIGILL, SIGABRT, …, stay the Swift runtime's).
+    static let stopSignals: [Int32] = {
+        var signals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGXCPU, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF]
+        #if os(Linux)
+            // Ignored by default on macOS (SIGIO), or not there (SIGPWR, SIGSTKFLT).
+            signals += [SIGPWR, SIGSTKFLT, SIGIO]
+        #endif
+        return signals
+    }()
 
     /// From now on the first signal is a request that the run polls (see ``install()``).
     static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
@@ -92,7 +102,18 @@ enum Interruption {
         case SIGTERM: return "SIGTERM"
         case SIGHUP: return "SIGHUP"
         case SIGXCPU: return "SIGXCPU (the CPU-time limit, ulimit -t)"
-        default: return "signal \(number)"
+        case SIGVTALRM: return "SIGVTALRM"
+        case SIGPROF: return "SIGPROF"
+        default:
+            #if os(Linux)
+                switch number {
+                case SIGPWR: return "SIGPWR"
+                case SIGSTKFLT: return "SIGSTKFLT"
+                case SIGIO: return "SIGIO"
+                default: break
+                }
+            #endif
+            return "signal \(number)"
         }
     }
 }
