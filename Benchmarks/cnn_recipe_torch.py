@@ -7,7 +7,7 @@ The network is given in Backprop's model-description syntax (`--layers`), e.g.
     flatten, dropout 0.25, lin 128, relu, dropout 0.25, lin 10
 
 (entries `conv OUT K [stride S] [pad P] [nobias]`, `maxpool K [stride S]`, `avgpool K [stride S]`,
-`flatten`, `lin OUT`, `relu`, `tanh`, `sigmoid`, `leakyrelu [SLOPE]`, `gelu`, `silu`, `dropout P`,
+`flatten`, `lin OUT`, `relu`, `tanh`, `sigmoid`, `leakyrelu [SLOPE]`, `gelu`, `silu`, `hardtanh [MIN MAX]`, `relu6`, `dropout P`,
 `batchnorm`; `batchnorm` is BatchNorm2d after a spatial layer, BatchNorm1d otherwise; dropout is
 elementwise, as Backprop's `Dropout`, also on feature maps). The recipe is Backprop's `train`:
 
@@ -169,6 +169,10 @@ def build_model(torch, text, generator):
             layer = nn.GELU()
         elif name == "silu":
             layer = nn.SiLU()
+        elif name == "relu6":
+            layer = nn.ReLU6()
+        elif name == "hardtanh":
+            layer = nn.Hardtanh(*positional)
         else:
             sys.exit(f"--layers: unknown layer '{name}'")
         layers.append(layer)

@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "Tests", "BackpropTests", "Fixtures")
 OPERATORS = [
     "Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten",
-    "Reshape", "Dropout", "BatchNormalization", "Relu", "Tanh", "Sigmoid", "Mul", "LeakyRelu", "Gelu", "Identity",
+    "Reshape", "Dropout", "BatchNormalization", "Relu", "Tanh", "Sigmoid", "Mul", "Clip", "LeakyRelu", "Gelu", "Identity",
     "Constant", "LogSoftmax", "Softmax", "Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "CastLike",
     "Transpose", "Expand", "Div", "Sub",
 ]

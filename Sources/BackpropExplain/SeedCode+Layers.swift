@@ -11,7 +11,7 @@ import BackpropNetwork
 //
 //     C   Conv2d       MP  MaxPool2d    AP  AvgPool2d    F   Flatten      D   Dropout
 //     BN  BatchNorm    T   Tanh         S   Sigmoid      LR  LeakyReLU    G   GELU
-//     SL  SiLU
+//     SL  SiLU         HT  Hardtanh (ReLU6)
 //
 // A convolution's backward uses `g`, its `out.g` with one row per window, and batch norm's uses
 // `xhat` and `N`: each is defined in the backward's first line (``SeedCode/backwardPreamble``).
@@ -196,6 +196,22 @@ extension SiLU: SeedCodeDescribing {
             ],
             origin: "the layer's",
             backwardPreamble: ["s = self.inp.sigmoid()"])
+    }
+}
+
+extension Hardtanh: SeedCodeDescribing {
+    /// `Hardtanh`: `out = inp.clamp(min, max)`, `inp.g = ((inp > min) & (inp < max)) * out.g`.
+    var seedCode: SeedCode {
+        let relu6 = (min, max) == (0, 6)
+        return SeedCode(
+            className: relu6 ? "ReLU6" : "Hardtanh", letter: "HT", parameterFields: [],
+            forward: "self.inp = inp; self.out = inp.clamp(\(min), \(max))",
+            result: "self.out = self.inp.clamp(\(min), \(max))",
+            backward: [
+                SeedCode.GradientLine(
+                    field: "inp", line: "self.inp.g = ((self.inp > \(min)) & (self.inp < \(max))) * self.out.g")
+            ],
+            origin: "the layer's", arguments: relu6 ? [] : ["\(min)", "\(max)"])
     }
 }
 

@@ -23,6 +23,7 @@ extension ONNXExport {
         case is LeakyReLU: "LeakyRelu"
         case is GELU: "Gelu"
         case is SiLU: "Sigmoid, Mul"  // two nodes: ONNX has no SiLU operator
+        case is Hardtanh: "Clip"
         default: throw ONNXExportError("layer \(index), a \(type(of: layer)), has no ONNX operator")
         }
     }
@@ -145,6 +146,12 @@ struct GraphBuilder {
             return shape
         case is GELU:
             addNode(op, name: name, inputs: [input], output: output, attributes: [.string("approximate", "none")])
+            return shape
+        case let hardtanh as Hardtanh:
+            // Clip's bounds are inputs from opset 11.
+            try addInitializer(name + ".min", Tensor(shape: [], values: [hardtanh.min]))
+            try addInitializer(name + ".max", Tensor(shape: [], values: [hardtanh.max]))
+            addNode(op, name: name, inputs: [input, name + ".min", name + ".max"], output: output)
             return shape
         case is SiLU:
             // x · sigmoid(x), as torch.onnx.export writes nn.SiLU: `layers.I.sigmoid`, then the

@@ -30,6 +30,7 @@ import SwiftProtobuf
 //     LeakyReLU(slope:)                  LeakyRelu, alpha slope
 //     GELU                               Gelu (exact: approximate "none"; new in opset 20)
 //     SiLU                               Sigmoid (node layers.I.sigmoid), then Mul(inp, it)
+//     Hardtanh(min:max:) (ReLU6)         Clip(inp, min, max)                         layers.I.min, layers.I.max ()
 //
 // Pools round down (ceil_mode 0), as Backprop's; without padding every window is whole, so the
 // mean is over kernel² elements whatever count_include_pad says.
@@ -83,7 +84,7 @@ public enum ONNXExport {
     ///
     /// - Parameters:
     ///   - model: a model of Backprop's layers (`Lin`, `Conv2d`, `MaxPool2d`, `AvgPool2d`,
-    ///     `Flatten`, `Dropout`, `BatchNorm`, `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU`, `SiLU`);
+    ///     `Flatten`, `Dropout`, `BatchNorm`, `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU`, `SiLU`, `Hardtanh`);
     ///     its mode does not matter (see ``ONNXExport``).
     ///   - inputShape: the shape of one example, `[1, 28, 28]` or `[784]` (see
     ///     `Checkpoint.inputShape(path:)`); the graph's input is `[n] + inputShape`.

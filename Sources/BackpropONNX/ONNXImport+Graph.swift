@@ -245,6 +245,18 @@ struct GraphReader {
                 }
             case "Dropout":
                 layers.append(try readDropout(node, at))
+            case "Clip":
+                layers.append(try readClip(node, at))
+            case "Max":
+                // `Max(x, 0)`: the dynamo exporter's torch.clamp(x, min=0), a ReLU.
+                try at.expectInputs(2...2)
+                let bound = try floatInput(at, 1, "other operand")
+                guard bound.count == 1, bound.item() == 0 else {
+                    let shown = bound.count == 1 ? "\(bound.item())" : "a tensor of shape \(bound.shape)"
+                    throw at.fail(
+                        "takes the maximum with \(shown); Backprop reads Max only of the chain's value and 0, as relu")
+                }
+                layers.append(ReadLayer(entry: .relu))
             case "BatchNormalization":
                 layers.append(try readBatchNorm(node, at, shape: shape))
             case "Relu", "Tanh", "Sigmoid":
@@ -286,7 +298,8 @@ struct GraphReader {
                     "is not an operator Backprop reads\(hint); it reads Gemm, MatMul (+ Add), Conv, MaxPool, "
                         + "AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over height and "
                         + "width), Flatten, Reshape (as a flatten), Dropout, BatchNormalization, Relu, Tanh, Sigmoid, "
-                        + "LeakyRelu, Gelu (or Div, Erf, Add, Mul, Mul as the exact GELU), Sigmoid and Mul as SiLU, Identity, "
+                        + "LeakyRelu, Gelu (or Div, Erf, Add, Mul, Mul as the exact GELU), Sigmoid and Mul as SiLU, Clip, Max (with 0), "
+                        + "Identity, "
                         + "Pad (of zeros), "
                         + "Constant, and a final LogSoftmax or Softmax")
             }
@@ -1278,6 +1291,52 @@ struct GraphReader {
         }
         guard ratio >= 0 && ratio < 1 else { throw at.fail("drops with ratio \(ratio); expected 0 ≤ ratio < 1") }
         return ReadLayer(entry: .dropout(p: ratio))
+    }
+
+    /// `Clip` with both bounds (`nn.Hardtanh(min, max)`, `nn.ReLU6()`, `torch.clamp(x, min, max)`)
+    /// as `hardtanh MIN MAX`, or with the lower bound 0 alone (`torch.clamp(x, min=0)`) as `relu`;
+    /// the bounds are attributes before opset 11, then constant inputs (an empty name: none).
+    private func readClip(_ node: Onnx_NodeProto, _ at: NodeContext) throws -> ReadLayer {
+        try at.expectInputs(1...3)
+        var (low, high): (Float?, Float?) = (nil, nil)
+        if opset >= 11 {
+            func bound(_ position: Int, _ what: String) throws -> Float? {
+                guard node.input.count > position, !node.input[position].isEmpty else { return nil }
+                let value = try floatInput(at, position, what)
+                guard value.count == 1 else {
+                    throw at.fail("has a \(what) of shape \(value.shape); expected a scalar")
+                }
+                return value.item()
+            }
+            (low, high) = (try bound(1, "lower bound (min)"), try bound(2, "upper bound (max)"))
+        } else {
+            // The attributes' defaults are the extremes of float32: no bound.
+            let (min, max) = (
+                try at.float("min", default: -.greatestFiniteMagnitude),
+                try at.float("max", default: .greatestFiniteMagnitude)
+            )
+            (low, high) = (min == -.greatestFiniteMagnitude ? nil : min, max == .greatestFiniteMagnitude ? nil : max)
+        }
+        if low == -.infinity || low == -.greatestFiniteMagnitude { low = nil }
+        if high == .infinity || high == .greatestFiniteMagnitude { high = nil }
+        switch (low, high) {
+        case (let low?, let high?):
+            guard low.isFinite, high.isFinite, low < high else {
+                throw at.fail("clips to [\(low), \(high)]; Backprop's hardtanh expects finite bounds with min < max")
+            }
+            return ReadLayer(entry: .hardtanh(min: low, max: high))
+        case (0?, nil):
+            return ReadLayer(entry: .relu)
+        case (nil, nil):
+            throw at.fail(
+                "clips at neither side (the identity); Backprop reads a Clip with both bounds (hardtanh) or with min 0 alone (relu)"
+            )
+        default:
+            let side = low.map { "min \($0)" } ?? "max \(high!)"
+            throw at.fail(
+                "clips at one side only (\(side)); Backprop reads a Clip with both bounds (hardtanh, relu6) or with min 0 "
+                    + "alone (relu)")
+        }
     }
 
     /// Whether the graph holds `Tanh` and either `Pow` (the dynamo exporter's cube) or the constant

@@ -36,6 +36,9 @@ import SwiftProtobuf
 //     Div(x, √2) or Mul(x, 1/√2), Erf, Add 1, Mul x and     GELU                           gelu
 //       Mul 0.5 in either order (opsets below 20)
 //     Sigmoid(x), then Mul of x and it (either side)        SiLU                           silu
+//     Clip with both bounds (attributes before opset 11,    Hardtanh                       hardtanh MIN MAX, relu6
+//       then constant inputs); Clip with min 0 alone,       ReLU                           relu
+//       Max(x, 0)
 //     Identity, Constant                                    nothing (a Constant's tensor is a constant)
 //     Pad whose pads are all 0 (attribute before opset 11,  nothing (the identity; the TorchScript exporter
 //       then a constant input, or one computed from         writes one before AveragePool at opset 9 and 10)
@@ -73,8 +76,8 @@ public struct ONNXImportedModel {
 /// Reads an ONNX model (protobuf, opset 9 or later) whose graph is a chain of Backprop's layers:
 /// the files ``ONNXExport`` writes, and the ones `torch.onnx.export` writes for an `nn.Sequential`
 /// of `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `Flatten`, `Dropout`, `BatchNorm1d`/`2d`,
-/// `ReLU`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU` (below opset 20 as `Erf` and arithmetic) and `SiLU`
-/// (`Sigmoid` and `Mul`), with or
+/// `ReLU`, `ReLU6`, `Hardtanh`, `Tanh`, `Sigmoid`, `LeakyReLU`, `GELU` (below opset 20 as `Erf` and
+/// arithmetic) and `SiLU` (`Sigmoid` and `Mul`), with or
 /// without a final `LogSoftmax` or `Softmax`, by either of its exporters; also an `nn.Module` whose
 /// `forward` chains those and `nn.AdaptiveAvgPool2d(1)` and `x.view(x.size(0), -1)`; a
 /// `Conv2d` with `padding='same'` and an odd kernel (`auto_pad` SAME_UPPER) is read as the

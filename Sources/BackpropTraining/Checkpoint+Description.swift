@@ -114,6 +114,7 @@ extension Checkpoint {
         case let leaky as LeakyReLU: return .leakyReLU(slope: leaky.slope)
         case is GELU: return .gelu
         case is SiLU: return .silu
+        case let hardtanh as Hardtanh: return .hardtanh(min: hardtanh.min, max: hardtanh.max)
         case let dropout as Dropout: return .dropout(p: dropout.p)
         case let norm as BatchNorm: return .batchNorm(eps: norm.eps, momentum: norm.momentum)
         default: return nil

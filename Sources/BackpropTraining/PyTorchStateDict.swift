@@ -82,7 +82,7 @@ public enum PyTorchStateDict {
 
     /// The PyTorch module of each of `model`'s layers: `nn.Conv2d(1, 16, 3, padding=1)`,
     /// `nn.BatchNorm2d(16)`, `nn.ReLU()`, `nn.MaxPool2d(2)`, `nn.Flatten()`, `nn.Dropout(0.25)`,
-    /// `nn.Linear(1568, 128)`, `nn.LeakyReLU(0.2)`, `nn.GELU()` (exact, as Backprop's), `nn.SiLU()`, ….
+    /// `nn.Linear(1568, 128)`, `nn.LeakyReLU(0.2)`, `nn.GELU()` (exact, as Backprop's), `nn.SiLU()`, `nn.ReLU6()`, ….
     ///
     /// A batch norm is `nn.BatchNorm2d` when the layer before it that sets the shape is a
     /// convolution or a pool (or, first, when `inputShape` is `[c, h, w]`), else `nn.BatchNorm1d`.
@@ -129,6 +129,10 @@ public enum PyTorchStateDict {
             case let leaky as LeakyReLU: return "nn.LeakyReLU(\(leaky.slope))"
             case is GELU: return "nn.GELU()"
             case is SiLU: return "nn.SiLU()"
+            case let hardtanh as Hardtanh:
+                if (hardtanh.min, hardtanh.max) == (0, 6) { return "nn.ReLU6()" }
+                if (hardtanh.min, hardtanh.max) == (-1, 1) { return "nn.Hardtanh()" }
+                return "nn.Hardtanh(\(hardtanh.min), \(hardtanh.max))"
             case let dropout as Dropout: return "nn.Dropout(\(dropout.p))"
             default:
                 throw CheckpointError("layer \(index), a \(type(of: layer)), has no PyTorch module")

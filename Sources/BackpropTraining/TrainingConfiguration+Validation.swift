@@ -215,7 +215,7 @@ extension TrainingConfiguration {
             guard input.count == 1 || input.count == 3 else { return ([], 0, 0) }
             guard let weights = checkedProduct([2, input[0]]) else { return nil }
             return (input, weights, 0)
-        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .silu, .dropout:
+        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .silu, .hardtanh, .dropout:
             return (input, 0, 0)
         case .custom:
             // A layer of your own: built to ask its output shape and count its parameters.

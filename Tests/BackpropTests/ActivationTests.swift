@@ -4,7 +4,7 @@ import Testing
 @testable import BackpropCore
 @testable import BackpropNetwork
 
-// Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Dropout and the `erf` they rest on. Each layer's forward is
+// Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Hardtanh, Dropout and the `erf` they rest on. Each layer's forward is
 // checked against its formula evaluated in Double (the C library's `tanh` and `erf`), its
 // hand-written `.g` against central finite differences of that formula in Double and against
 // autograd's `.grad` from the recorded composition, and its two forward paths (recorded and
@@ -67,6 +67,10 @@ struct ActivationTests {
             pathsAgreeExactly: true),
         Case(
             name: "SiLU", make: { SiLU() }, formula: { $0 / (1 + Foundation.exp(-$0)) }, pathsAgreeExactly: false),
+        Case(
+            name: "Hardtanh(min: -2, max: 3)", make: { Hardtanh(min: -2, max: 3) },
+            formula: { Swift.min(Swift.max($0, -2), 3) },
+            pathsAgreeExactly: true),
     ]
 
     /// Random inputs in `[-5, 5]`, none within 1e-3 of 0 (LeakyReLU's kink).
@@ -160,6 +164,39 @@ struct ActivationTests {
         let gradient = try #require(recorded.grad).values
         #expect(recordedOut.values.allSatisfy(\.isFinite) && gradient.allSatisfy(\.isFinite), "\(gradient)")
         #expect(gradient.prefix(5).allSatisfy { Swift.abs($0) < 1e-18 } && gradient.suffix(5) == [1, 1, 1, 1, 1])
+    }
+
+    @Test("Hardtanh: -1 and 1 unless given, as PyTorch; at exactly a bound both gradients are 0; frozen pieces")
+    func hardtanhDefaultsAndKinks() throws {
+        #expect((Hardtanh().min, Hardtanh().max) == (-1, 1))
+        let x = Tensor([[-2, -1, 0.5], [1, 6, 7]])
+        let layer = Hardtanh()
+        #expect(layer(x).values == [-1, -1, 0.5, 1, 1, 1])
+        #expect(layer.pieces == [0, -1, 1, -1, 2, 2])
+
+        let recorded = x.copy()
+        recorded.requiresGrad = true
+        let relu6 = Hardtanh(min: 0, max: 6)
+        let out = relu6(recorded)
+        #expect(out.values == [0, 0, 0.5, 1, 6, 6])
+        #expect(relu6.pieces == [0, 0, 1, 1, -1, 2])
+        out.sum().backward()
+        out.g = Tensor.ones(2, 3)
+        GradMode.withNoGrad { relu6.backward() }
+        // PyTorch's hardtanh_backward: the gradient passes strictly inside the bounds only.
+        #expect(recorded.g.values == [0, 0, 1, 1, 0, 0])
+        #expect(try #require(recorded.grad).values == recorded.g.values)
+
+        // Frozen at x: out = slopes · inp + offsets, the piece of each element kept, for inputs
+        // that cross a bound; the backward differentiates that.
+        relu6.freezesPieces = true
+        let moved = Tensor([[0.5, -3, 7], [8, 5, -1]])
+        #expect(relu6(moved).values == [0, 0, 7, 8, 6, 6])
+        relu6.out.g = Tensor([[1, 2, 3], [4, 5, 6]])
+        relu6.backward()
+        #expect(moved.g.values == [0, 0, 3, 4, 0, 0])
+        relu6.freezesPieces = false
+        #expect(relu6(moved).values == [0.5, 0, 6, 6, 5, 0])
     }
 
     @Test("LeakyReLU: slope 0.01 unless given, as PyTorch; at exactly 0 both gradients are slope · out.g")

@@ -331,6 +331,19 @@ struct DescribedModelGradientCheckTests {
         #expect(report.rows.map(\.name).first == "x" && report.rows.count == 11)
     }
 
+    @Test("Hardtanh and ReLU6 pass, their pieces frozen at the point checked, some inputs clamped")
+    func hardtanhPasses() throws {
+        let (model, x, y) = try describedProblem(
+            "lin 8, hardtanh, lin 8, relu6, lin 3", input: [5], rows: 6, classes: 3, seed: 3)
+        let scaled = x * 3  // inputs beyond the bounds too
+        let report = gradientCheck(model, x: scaled, y: y)
+        #expect(report.passed, "\(report.rows.flatMap(\.problems))")
+        let first = try #require(model.layers[1] as? Hardtanh)
+        _ = model(scaled, y)
+        #expect(first.pieces.contains(1) && first.pieces.contains { $0 == 0 || $0 == 2 }, "\(first.pieces)")
+        #expect(!first.freezesPieces)
+    }
+
     @Test("a Lin without a bias (before a batch norm, and last) passes; it has no b, and no b.g")
     func linWithoutBiasPasses() throws {
         let (model, x, y) = try describedProblem(

@@ -278,6 +278,7 @@ struct LayerFixtureTests {
     struct ActivationCase: Sendable, CustomTestStringConvertible {
         enum Kind: Sendable {
             case tanh, sigmoid, gelu, silu
+            case hardtanh(min: Float, max: Float)
             case leakyReLU(slope: Float?)  // nil: the default slope
         }
 
@@ -291,6 +292,7 @@ struct LayerFixtureTests {
             case .sigmoid: "layer=Sigmoid"
             case .gelu: "layer=GELU"
             case .silu: "layer=SiLU"
+            case .hardtanh(let min, let max): "layer=Hardtanh min=\(min) max=\(max)"
             case .leakyReLU(let slope): "layer=LeakyReLU slope=\(slope ?? 0.01)"
             }
         }
@@ -301,6 +303,7 @@ struct LayerFixtureTests {
             case .sigmoid: Sigmoid()
             case .gelu: GELU()
             case .silu: SiLU()
+            case .hardtanh(let min, let max): Hardtanh(min: min, max: max)
             case .leakyReLU(let slope): slope.map { LeakyReLU(slope: $0) } ?? LeakyReLU()
             }
         }
@@ -313,10 +316,12 @@ struct LayerFixtureTests {
         ActivationCase(name: "leakyrelu_0.2", kind: .leakyReLU(slope: 0.2)),
         ActivationCase(name: "gelu", kind: .gelu),  // exact: 0.5 x (1 + erf(x / √2))
         ActivationCase(name: "silu", kind: .silu),  // x sigmoid(x)
+        ActivationCase(name: "hardtanh", kind: .hardtanh(min: -1, max: 1)),
+        ActivationCase(name: "relu6", kind: .hardtanh(min: 0, max: 6)),
     ]
 
     @Test(
-        "Tanh, Sigmoid, LeakyReLU, GELU and SiLU: out and x.g, saturated ends included",
+        "Tanh, Sigmoid, LeakyReLU, GELU, SiLU and Hardtanh: out and x.g, saturated ends included",
         arguments: activationCases, Path.allCases)
     func activation(_ testCase: ActivationCase, path: Path) throws {
         let fixture = try Fixture("layers_activations.safetensors", testCase.name)
@@ -326,6 +331,10 @@ struct LayerFixtureTests {
         if let leaky = layer as? LeakyReLU, path == .handWritten {
             // 1 where x > 0, 0 where x < 0 (the fixture has no x within 1e-3 of 0).
             #expect(leaky.pieces == (try Self.pieces(fixture)))
+        }
+        if let hardtanh = layer as? Hardtanh, path == .handWritten {
+            // 1 inside the bounds, 0 below, 2 above (no x within 1e-3 of a bound).
+            #expect(hardtanh.pieces == (try Self.pieces(fixture)))
         }
     }
 

@@ -45,6 +45,7 @@ struct ModelDescriptionParsingTests {
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 2, maxpool 3 stride 1, avgpool 2, "
             + "avgpool 3 stride 2, maxpool 3 pad 1 stride 2, avgpool 5 pad 2, avgpool 3 ExcludePad pad 1 stride 1, "
             + "flatten, lin 10, lin 4 NoBias, relu, tanh, sigmoid, leakyrelu, leakyrelu 0.2, gelu, SiLU, "
+            + "hardtanh, HardTanh -2 3.5, relu6, hardtanh 0 6, "
             + "dropout 0.5, dropout 0, batchnorm, batchnorm eps 0.001 momentum 0.01, batchnorm MOMENTUM 1 eps 0"
         let expected: [ModelDescription.Entry] = [
             .conv(out: 8, kernel: 3, stride: 1, padding: 0, bias: true),
@@ -55,6 +56,8 @@ struct ModelDescriptionParsingTests {
             .avgPool(kernel: 3, stride: 1, padding: 1, countIncludePad: false),
             .flatten, .lin(out: 10), .lin(out: 4, bias: false), .relu, .tanh, .sigmoid, .leakyReLU(slope: 0.01),
             .leakyReLU(slope: 0.2), .gelu, .silu,
+            .hardtanh(min: -1, max: 1), .hardtanh(min: -2, max: 3.5), .hardtanh(min: 0, max: 6),
+            .hardtanh(min: 0, max: 6),
             .dropout(p: 0.5), .dropout(p: 0), .batchNorm(eps: 1e-5, momentum: 0.1),
             .batchNorm(eps: 0.001, momentum: 0.01), .batchNorm(eps: 0, momentum: 1),
         ]
@@ -81,6 +84,7 @@ struct ModelDescriptionParsingTests {
             "conv 8 3, conv 16 5 stride 2 pad 1 nobias, maxpool 3 stride 1, avgpool 2, flatten, lin 10",
             "lin 16 nobias, batchnorm, relu, lin 10",
             "lin 7, leakyrelu 0.2, leakyrelu, leakyrelu -0.5, dropout 0.125, dropout 1e-05, gelu, tanh, sigmoid, silu",
+            "lin 4, hardtanh, lin 4, relu6, lin 4, hardtanh -2.0 3.5, hardtanh 0.0 7.0",
             "batchnorm, conv 2 1 stride 3, batchnorm, relu, avgpool 2 stride 1, flatten, batchnorm, lin 3",
             "avgpool 3 stride 1 pad 1 excludepad, avgpool 2 excludepad, avgpool 5 pad 2, flatten",
             "batchnorm eps 0.001, batchnorm momentum 0.01, batchnorm eps 0.0001 momentum 0.3, batchnorm eps 0.0",
@@ -121,7 +125,7 @@ struct ModelDescriptionParsingTests {
     func errors() {
         let layerNames =
             "a layer name (conv, maxpool, avgpool, flatten, lin, relu, tanh, sigmoid, leakyrelu, gelu, silu, "
-            + "dropout, batchnorm)"
+            + "hardtanh, relu6, dropout, batchnorm)"
         let cases: [(text: String, message: String)] = [
             (
                 "lin 10, relu, maxpool x",
@@ -134,6 +138,20 @@ struct ModelDescriptionParsingTests {
                     + "found the end of the entry"
             ),
             ("lin 0", "entry 1 \"lin 0\": expected an output size (a positive integer) at character 5, found \"0\""),
+            (
+                "hardtanh 1",
+                "entry 1 \"hardtanh 1\": expected an upper bound (a number above 1.0) at character 11, "
+                    + "found the end of the entry"
+            ),
+            (
+                "hardtanh 2 -2",
+                "entry 1 \"hardtanh 2 -2\": expected an upper bound (a number above 2.0) at character 12, found \"-2\""
+            ),
+            (
+                "relu6 6",
+                "entry 1 \"relu6 6\": expected the end of the entry (relu6 takes no numbers or options) at character 7, "
+                    + "found \"6\""
+            ),
             (
                 "lin 2.5",
                 "entry 1 \"lin 2.5\": expected an output size (a positive integer) at character 5, found \"2.5\""

@@ -30,7 +30,7 @@ struct ONNXExportTests {
     /// An MLP with every activation, dropout and a batch norm over features.
     static let mlpLayers =
         "lin 24, gelu, lin 16, leakyrelu 0.2, dropout 0.5, lin 16, batchnorm, tanh, lin 12, sigmoid, lin 12, silu, "
-        + "lin 10"
+        + "lin 12, relu6, lin 12, hardtanh -2.0 3.0, lin 10"
     /// A convnet with every layer kind: convolutions with and without bias, stride and padding,
     /// batch norms over channels and over features, both pools (the average one's windows
     /// overlapping), flatten, dropout and every activation.
@@ -227,13 +227,22 @@ struct ONNXExportTests {
         #expect(
             graph.node.map(\.opType) == [
                 "Gemm", "Gelu", "Gemm", "LeakyRelu", "Dropout", "Gemm", "BatchNormalization", "Tanh", "Gemm",
-                "Sigmoid", "Gemm", "Sigmoid", "Mul", "Gemm",
+                "Sigmoid", "Gemm", "Sigmoid", "Mul", "Gemm", "Clip", "Gemm", "Clip", "Gemm",
             ])
         #expect(graph.node[0].input == ["x", "layers.0.w", "layers.0.b"])
         // SiLU, x · sigmoid(x): the Sigmoid and the Mul both read the layer's input.
         #expect(graph.node[11].name == "layers.11.sigmoid" && graph.node[11].input == ["layers.10.out"])
         #expect(graph.node[12].name == "layers.11" && graph.node[12].input == ["layers.10.out", "layers.11.sigmoid"])
         #expect(graph.node[12].output == ["layers.11.out"])
+        // Hardtanh, relu6 among them: Clip with its bounds as scalar initializers (inputs from opset 11).
+        let initializers = Dictionary(uniqueKeysWithValues: graph.initializer.map { ($0.name, $0) })
+        #expect(graph.node[14].input == ["layers.12.out", "layers.13.min", "layers.13.max"])
+        #expect(graph.node[16].input == ["layers.14.out", "layers.15.min", "layers.15.max"])
+        #expect(
+            try ["layers.13.min", "layers.13.max", "layers.15.min", "layers.15.max"].map {
+                try Self.values(#require(initializers[$0]))
+            } == [[0], [6], [-2], [3]])
+        #expect(initializers["layers.15.min"]?.dims == [])
         #expect(!graph.initializer.contains { $0.name == "input_mean" || $0.name == "pixel_scale" })
     }
 

@@ -1006,6 +1006,61 @@ struct ONNXImportTests {
         #expect(products.count == 2 && products.map { sigmoids.contains($0.input[0]) } == [false, true])
     }
 
+    @Test(
+        "reads nn.ReLU6, nn.Hardtanh and torch.clamp(x, min=0) (Clip, or dynamo's Max) as relu6, hardtanh and relu",
+        arguments: ["onnx_import_clipnet_opset9", "onnx_import_clipnet_opset17", "onnx_import_clipnet_dynamo18"])
+    func readsPyTorchClip(file: String) throws {
+        let io = try Safetensors.read(path: fixturePath("onnx_import_pad_io.safetensors"))
+        try Self.expectReadsExport(file, io: io)
+        #expect(io.metadata["\(file).operators"]?.contains("Clip") == true)
+    }
+
+    @Test("a Clip at one side (but min 0), of no width or at neither side, and Max with another value are refused")
+    func refusesOtherClips() throws {
+        func clip(_ inputs: [String], _ attributes: [Onnx_AttributeProto] = [], opset: Int64 = 20) -> Onnx_ModelProto {
+            Self.graph(
+                nodes: [Self.node("Clip", inputs, "c", attributes), Self.node("Flatten", ["c"], "y")],
+                initializers: [
+                    ("zero", Tensor(shape: [], values: [0])), ("two", Tensor(shape: [], values: [2])),
+                    ("pair", Tensor([1, 2])),
+                ], inputShape: [5], opset: opset)
+        }
+        for (proto, message) in [
+            (clip(["x", "", "two"]), "clips at one side only (max 2.0)"),
+            (clip(["x", "two"]), "clips at one side only (min 2.0)"),
+            (
+                clip(["x", "two", "zero"]),
+                "clips to [2.0, 0.0]; Backprop's hardtanh expects finite bounds with min < max"
+            ),
+            (clip(["x", "two", "two"]), "clips to [2.0, 2.0]"),
+            (clip(["x"]), "clips at neither side (the identity)"),
+            (clip(["x", "pair", "two"]), "has a lower bound (min) of shape [2]; expected a scalar"),
+            (clip(["x"], [Self.float("max", 2)], opset: 9), "clips at one side only (max 2.0)"),
+        ] {
+            expectDataError(containing: ["clip.onnx: node 0 (\"clip\", Clip) \(message)"]) {
+                try ONNXImport.model(fromBytes: try proto.serializedBytes(), path: "clip.onnx")
+            }
+        }
+        // Both bounds as attributes (before opset 11), and min 0 alone as an input: hardtanh, relu.
+        let attributes = clip(["x"], [Self.float("min", -0.5), Self.float("max", 0.5)], opset: 9)
+        let read = try ONNXImport.model(fromBytes: try attributes.serializedBytes(), path: "clip.onnx")
+        #expect(read.description.description == "hardtanh -0.5 0.5, flatten")
+        #expect(read.model.predict(Tensor([[-1, -0.25, 0, 0.75, 3]])).values == [-0.5, -0.25, 0, 0.5, 0.5])
+        let relu = try ONNXImport.model(fromBytes: try clip(["x", "zero"]).serializedBytes(), path: "clip.onnx")
+        #expect(relu.description.description == "relu, flatten")
+        let max = Self.graph(
+            nodes: [Self.node("Max", ["x", "two"], "m"), Self.node("Flatten", ["m"], "y")],
+            initializers: [("two", Tensor(shape: [], values: [2]))], inputShape: [5])
+        expectDataError(
+            containing: [
+                "clip.onnx: node 0 (\"max\", Max) takes the maximum with 2.0; Backprop reads Max only of the chain's "
+                    + "value and 0, as relu"
+            ]
+        ) {
+            try ONNXImport.model(fromBytes: try max.serializedBytes(), path: "clip.onnx")
+        }
+    }
+
     @Test("SiLU is read in either order and with Constants between; a Sigmoid's other products are not SiLU")
     func readsSiLUForms() throws {
         var generator = RandomGenerator(seed: 16)
@@ -1420,7 +1475,7 @@ struct ONNXImportTests {
         for file in [
             "onnx_import_convnet_unfolded", "onnx_import_convnet_dynamo", "onnx_import_mlp_legacy",
             "onnx_import_zeropadnet_opset11", "onnx_import_poolpadnet", "onnx_import_zeropadconvnet_unfolded",
-            "onnx_import_geluerfnet_opset17", "onnx_import_silunet_dynamo18",
+            "onnx_import_geluerfnet_opset17", "onnx_import_silunet_dynamo18", "onnx_import_clipnet_opset17",
         ] {
             let original = [UInt8](try Data(contentsOf: fixtureURL(file + ".onnx")))
             for trial in 0..<150 {

@@ -259,10 +259,14 @@ struct PyTorchInteropTests {
         // Pools' padding.
         var generator = RandomGenerator(seed: 1)
         let silu = Model(
-            layers: try ModelDescription(parsing: "lin 4, silu, lin 2").makeLayers(
+            layers: try ModelDescription(parsing: "lin 4, silu, relu6, hardtanh, hardtanh -2 0.5, lin 2").makeLayers(
                 inputShape: [3], generator: &generator),
             loss: CrossEntropy())
-        #expect(try PyTorchStateDict.modules(of: silu) == ["nn.Linear(3, 4)", "nn.SiLU()", "nn.Linear(4, 2)"])
+        #expect(
+            try PyTorchStateDict.modules(of: silu) == [
+                "nn.Linear(3, 4)", "nn.SiLU()", "nn.ReLU6()", "nn.Hardtanh()", "nn.Hardtanh(-2.0, 0.5)",
+                "nn.Linear(4, 2)",
+            ])
         let pools = Model(
             layers: try ModelDescription(parsing: Self.paddedPoolLayers).makeLayers(
                 inputShape: [1, 8, 8], generator: &generator), loss: CrossEntropy())
@@ -494,7 +498,10 @@ struct PyTorchInteropTests {
     @Test(
         "PyTorch loads the export with load_state_dict(strict=True) and gives Backprop's logits",
         .enabled(if: torchAvailable, "PyTorch is not installed here (python3 -c 'import torch' fails)"),
-        arguments: [convnetLayers, paddedPoolLayers, "conv 4 3 pad 1, silu, maxpool 2, flatten, lin 12, silu, lin 10"])
+        arguments: [
+            convnetLayers, paddedPoolLayers, "conv 4 3 pad 1, silu, maxpool 2, flatten, lin 12, silu, lin 10",
+            "conv 4 3 pad 1, relu6, maxpool 2, flatten, lin 12, hardtanh -0.5 0.25, lin 10",
+        ])
     func pytorchAgreesWithTheExport(layers: String) throws {
         var generator = RandomGenerator(seed: 5)
         let other = try Model(

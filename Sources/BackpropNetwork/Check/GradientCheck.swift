@@ -344,7 +344,7 @@ enum GradientCheck {
         !model.layers.contains { layer in
             layer is Conv2d || layer is MaxPool2d || layer is AvgPool2d || layer is Flatten || layer is Dropout
                 || layer is BatchNorm || layer is Tanh || layer is Sigmoid || layer is LeakyReLU || layer is GELU
-                || layer is SiLU
+                || layer is SiLU || layer is Hardtanh
         }
     }
 

@@ -1,7 +1,7 @@
 import BackpropCore
 import Foundation
 
-// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU, GELU and SiLU. Each works on a
+// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU, GELU, SiLU and Hardtanh (ReLU6). Each works on a
 // tensor of any shape, elementwise, and is built like `ReLU`: the layer stores `inp` and `out`,
 // and its `backward()` writes `inp.g` from `out.g` with the derivative in its doc comment.
 //
@@ -290,6 +290,98 @@ public final class SiLU: Layer {
             let s = stableSigmoid(x)
             return g * s * (1 + x * (1 - s))
         }
+    }
+}
+
+/// The hard hyperbolic tangent as a layer: `inp` clamped to `[min, max]`, and its hand-written
+/// backward (PyTorch's `nn.Hardtanh(min_val, max_val)`; with `min: 0, max: 6`, `nn.ReLU6()`).
+///
+/// Forward: `out = min(max(inp, min), max)` (autograd records `inp.clamp(min:max:)`).
+/// Backward: `inp.g = out.g` where `min < inp < max`, else `0`.
+///
+/// NOTE: at exactly `inp == min` or `inp == max` the derivative is undefined; the backward takes
+/// `0`, as PyTorch's `hardtanh_backward` does (and as the recorded clamp's derivative does).
+/// ``pieces`` marks those elements for the gradient check.
+public final class Hardtanh: Layer, PiecewiseLayer {
+    /// The lower bound (PyTorch's `min_val`, -1 unless given; 0 for ReLU6).
+    public let min: Float
+    /// The upper bound (PyTorch's `max_val`, 1 unless given; 6 for ReLU6).
+    public let max: Float
+    /// The input of the last call (the very object passed in). // (n, …)
+    public private(set) var inp: Tensor!
+    /// The output of the last call. // (n, …), the shape of inp
+    public private(set) var out: Tensor!
+
+    /// Creates the layer with the given bounds (it has no parameters): `Hardtanh()` is PyTorch's
+    /// `nn.Hardtanh()`, `Hardtanh(min: 0, max: 6)` its `nn.ReLU6()`.
+    /// - Precondition: both bounds are finite and `min < max` (PyTorch's check).
+    public init(min: Float = -1, max: Float = 1) {
+        precondition(
+            min.isFinite && max.isFinite && min < max,
+            "Hardtanh: expects finite bounds with min < max, got \(min), \(max)")
+        self.min = min
+        self.max = max
+    }
+
+    /// None: Hardtanh learns nothing.
+    public var parameters: [Tensor] { [] }
+
+    /// After a forward pass, per element of `inp` (row-major): `1` where `min < inp < max`, `0`
+    /// where `inp < min`, `2` where `inp > max`, `-1` at the kinks `inp == min` and `inp == max`
+    /// (and where `inp` is NaN).
+    /// - Precondition: the layer was called.
+    public var pieces: [Int32] {
+        precondition(inp != nil, "Hardtanh.pieces: call the layer first")
+        let (low, high) = (min, max)
+        return inp.values.map { x in x > low && x < high ? 1 : x < low ? 0 : x > high ? 2 : -1 }
+    }
+
+    /// When `true`, calls compute `out = slopes · inp + offsets` with each element's piece of the
+    /// last call before it was turned on (slope `1` and offset `0` where the input was strictly
+    /// inside the bounds, else slope `0` and the bound it was clamped to), and `backward()` gives
+    /// `inp.g = slopes · out.g`; for the gradient check (see ``PiecewiseLayer/freezesPieces``).
+    /// - Precondition: the layer was called before it is turned on.
+    public var freezesPieces = false {
+        didSet {
+            guard freezesPieces != oldValue else { return }
+            precondition(!freezesPieces || inp != nil, "Hardtanh.freezesPieces: call the layer first")
+            guard freezesPieces else {
+                frozen = nil
+                return
+            }
+            let (low, high) = (min, max)
+            frozen = (
+                Tensor.mapElements(inp) { x in x > low && x < high ? 1 : 0 },
+                Tensor.mapElements(inp) { x in x > low && x < high ? 0 : x <= low ? low : high }
+            )
+        }
+    }
+
+    /// Each element's slope (`1` or `0`) and offset (`0` or its bound) while ``freezesPieces`` is on.
+    private var frozen: (slopes: Tensor, offsets: Tensor)?
+
+    /// The forward pass: stores `inp`, computes `out = inp.clamp(min: min, max: max)`
+    /// (`slopes · inp + offsets` with the pieces frozen), returns `out`.
+    public func callAsFunction(_ inp: Tensor) -> Tensor {
+        self.inp = inp
+        if let frozen {
+            out = Tensor.onFrozenPieces(inp, frozen.slopes, layer: "Hardtanh") + frozen.offsets
+        } else {
+            out = inp.clamp(min: min, max: max)
+        }
+        return out
+    }
+
+    /// The backward pass: `inp.g = (min < inp < max ? 1 : 0) · out.g`  // (n, …)
+    /// (the frozen slopes' `slopes · out.g` with the pieces frozen).
+    public func backward() {
+        checkReadyForBackward()
+        if let frozen {
+            inp.g = Tensor.mapElements(frozen.slopes, out.g, operation: "Hardtanh.backward") { m, g in m * g }
+            return
+        }
+        let (low, high) = (min, max)
+        inp.g = Tensor.mapElements(inp, out.g, operation: "Hardtanh.backward") { x, g in x > low && x < high ? g : 0 }
     }
 }
 

@@ -17,6 +17,7 @@ import BackpropCore
 //     lin OUT [nobias]                         Lin                      (bias)
 //     relu | tanh | sigmoid | gelu | silu      the activations
 //     leakyrelu [SLOPE]                        LeakyReLU                (slope 0.01)
+//     hardtanh [MIN MAX] | relu6               Hardtanh, MIN < MAX      (-1 and 1; relu6: 0 and 6)
 //     dropout P                                Dropout, 0 <= P < 1
 //     batchnorm [eps E] [momentum M]           BatchNorm                (eps 1e-5, momentum 0.1)
 //     KIND [ARG …]                             a layer of your own: a SavableLayer whose kind is
@@ -58,6 +59,9 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
         case gelu
         /// `silu`: a ``SiLU``.
         case silu
+        /// `hardtanh [MIN MAX]`: a ``Hardtanh``, `inp` clamped to `[min, max]` (-1 and 1 unless
+        /// given); `relu6` is `hardtanh 0 6`, and prints so.
+        case hardtanh(min: Float, max: Float)
         /// `dropout P`: a ``Dropout`` with drop probability `p`.
         case dropout(p: Float)
         /// `batchnorm [eps E] [momentum M]`: a ``BatchNorm`` over the features or channels of its
@@ -238,6 +242,7 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
             case .leakyReLU(let slope): layers.append(LeakyReLU(slope: slope))
             case .gelu: layers.append(GELU())
             case .silu: layers.append(SiLU())
+            case .hardtanh(let min, let max): layers.append(Hardtanh(min: min, max: max))
             case .dropout(let p): layers.append(Dropout(p: p, seed: generator.next()))
             case .batchNorm(let eps, let momentum):
                 layers.append(BatchNorm(features: inputs[i][0], eps: eps, momentum: momentum))
@@ -287,12 +292,12 @@ public struct ModelDescription: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the weighted layer at `index` feeds a nonlinearity (relu, leakyrelu, gelu, silu,
-    /// tanh, sigmoid) before the next weighted layer: then its weights get Kaiming's gain `sqrt(2)`.
+    /// hardtanh, tanh, sigmoid) before the next weighted layer: then its weights get Kaiming's gain `sqrt(2)`.
     func isRectified(after index: Int) -> Bool {
         for entry in entries[(index + 1)...] {
             switch entry {
             case .conv, .lin: return false
-            case .relu, .leakyReLU, .gelu, .silu, .tanh, .sigmoid: return true
+            case .relu, .leakyReLU, .gelu, .silu, .hardtanh, .tanh, .sigmoid: return true
             case .maxPool, .avgPool, .flatten, .dropout, .batchNorm, .custom: continue
             }
         }
@@ -352,6 +357,9 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return slope == ModelDescriptionParser.defaultSlope ? "leakyrelu" : "leakyrelu \(slope)"
         case .gelu: return "gelu"
         case .silu: return "silu"
+        case .hardtanh(let min, let max):
+            if (min, max) == (0, 6) { return "relu6" }
+            return (min, max) == (-1, 1) ? "hardtanh" : "hardtanh \(min) \(max)"
         case .dropout(let p): return "dropout \(p)"
         case .batchNorm(let eps, let momentum):
             var text = "batchnorm"
@@ -384,6 +392,9 @@ extension ModelDescription.Entry: CustomStringConvertible {
             return atLeast(1, [("out", out)])
         case .leakyReLU(let slope):
             return slope.isFinite ? nil : "has slope \(slope); expected a finite number"
+        case .hardtanh(let min, let max):
+            return min.isFinite && max.isFinite && min < max
+                ? nil : "has bounds \(min) and \(max); expected finite numbers with min < max"
         case .dropout(let p):
             return p >= 0 && p < 1 ? nil : "has p \(p); expected 0 <= p < 1"
         case .batchNorm(let eps, let momentum):
@@ -467,7 +478,7 @@ extension ModelDescription.Entry: CustomStringConvertible {
                 throw failure("expects [c] or [c, h, w] per example, but its input is \(input)")
             }
             return input
-        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .silu, .dropout:
+        case .relu, .tanh, .sigmoid, .leakyReLU, .gelu, .silu, .hardtanh, .dropout:
             return input
         case .custom(let type, _):
             let layer = try makeCustomLayer(entryNumber: entryNumber)
@@ -487,7 +498,7 @@ struct ModelDescriptionParser {
     /// The layer names, in the order error messages list them.
     static let names = [
         "conv", "maxpool", "avgpool", "flatten", "lin", "relu", "tanh", "sigmoid", "leakyrelu", "gelu", "silu",
-        "dropout", "batchnorm",
+        "hardtanh", "relu6", "dropout", "batchnorm",
     ]
 
     /// A word of the text and the position of its first character (from 1).
@@ -687,6 +698,14 @@ struct ModelDescriptionParser {
                 }
                 try end(name, takes: "at most one number, its slope")
                 return .leakyReLU(slope: slope)
+            case "hardtanh":
+                var (min, max): (Float, Float) = (-1, 1)
+                if peek != nil {
+                    min = try number("a lower bound (a number) or the end of the entry") { _ in true }
+                    max = try number("an upper bound (a number above \(min))") { $0 > min }
+                }
+                try end(name, takes: "two numbers, its bounds, or none")
+                return .hardtanh(min: min, max: max)
             case "batchnorm":
                 var (eps, momentum): (Float?, Float?) = (nil, nil)
                 while peek != nil {
@@ -714,7 +733,7 @@ struct ModelDescriptionParser {
                 try end(name, takes: "no numbers or options")
                 let simple: [String: ModelDescription.Entry] = [
                     "flatten": .flatten, "relu": .relu, "tanh": .tanh, "sigmoid": .sigmoid, "gelu": .gelu,
-                    "silu": .silu,
+                    "silu": .silu, "relu6": .hardtanh(min: 0, max: 6),
                 ]
                 return simple[name]!
             }

@@ -87,6 +87,8 @@ layers_activations.safetensors  elementwise, on x of shape (2, 3, 4, 2)
         gelu:     out = 0.5 x (1 + erf(x / sqrt 2)) (exact, math.erf),
                   x.g = out.g * (0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi))
         silu:     out = x sigmoid(x),            x.g = out.g * (sigmoid(x) + x sigmoid(x) (1 - sigmoid(x)))
+        hardtanh, relu6: out = clip(x, min, max) with (-1, 1) and (0, 6), x.g = out.g where min < x < max,
+                  else 0 (no x within 1e-3 of 0 or a bound), and NAME.pieces I32: 1 inside, 0 below, 2 above
     x ~ 3 * normal, with a few values near +-6 so that the saturated ends are covered.
 
 Dropout has no fixture: its mask is drawn by the layer's own generator and cannot be set from
@@ -556,6 +558,19 @@ def leaky_relu(slope):
     return lambda x: np.where(x > 0, x, slope * x), lambda x: np.where(x > 0, 1.0, slope)
 
 
+def hardtanh(low, high):
+    return lambda x: np.clip(x, low, high), lambda x: np.where((x > low) & (x < high), 1.0, 0.0)
+
+
+def kinks(name):
+    """Where the activation `name` has a kink: no x is drawn within 1e-3 of one."""
+    if name == "hardtanh":
+        return [0.0, -1.0, 1.0]
+    if name == "relu6":
+        return [0.0, 6.0]
+    return [0.0]
+
+
 def activations_fixture():
     cases = [
         ("tanh", "layer=Tanh", np.tanh, lambda x: 1 - np.tanh(x) ** 2),
@@ -564,6 +579,8 @@ def activations_fixture():
         ("leakyrelu_0.2", "layer=LeakyReLU slope=0.2", *leaky_relu(0.2)),
         ("gelu", "layer=GELU", gelu, gelu_derivative),
         ("silu", "layer=SiLU", lambda x: x * sigmoid(x), lambda x: sigmoid(x) + x * sigmoid(x) * (1 - sigmoid(x))),
+        ("hardtanh", "layer=Hardtanh min=-1.0 max=1.0", *hardtanh(-1.0, 1.0)),
+        ("relu6", "layer=Hardtanh min=0.0 max=6.0", *hardtanh(0.0, 6.0)),
     ]
     rng = np.random.default_rng(1306)
     shape = (2, 3, 4, 2)
@@ -573,7 +590,7 @@ def activations_fixture():
             x = 3 * rng.standard_normal(shape)
             x.reshape(-1)[:4] = [-6.1, -5.7, 5.9, 6.3]  # the saturated ends
             x = as32(x)
-            if np.abs(x).min() >= 1e-3:
+            if all(np.abs(x - kink).min() >= 1e-3 for kink in kinks(name)):
                 break
         out = forward(x)
         out_g = as32(rng.standard_normal(shape))
@@ -585,6 +602,9 @@ def activations_fixture():
         tensors[f"{name}.x.g"] = f32(x_g)
         if name.startswith("leakyrelu"):
             tensors[f"{name}.pieces"] = i32(np.where(x > 0, 1, 0))
+        if name in ("hardtanh", "relu6"):
+            low, high = (-1.0, 1.0) if name == "hardtanh" else (0.0, 6.0)
+            tensors[f"{name}.pieces"] = i32(np.where(x < low, 0, np.where(x > high, 2, 1)))
         metadata[name] = arguments
         print(f"activation {name}: x {list(shape)}")
     write_safetensors(os.path.join(HERE, "layers_activations.safetensors"), tensors, metadata)

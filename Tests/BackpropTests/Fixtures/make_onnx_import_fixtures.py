@@ -103,6 +103,8 @@ poolexcludenet POOLEXCLUDENET below, input [n, 1, 8, 8] -> [4, 8, 8] conv 3 padd
 zeropad1      nn.ZeroPad2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(): [n, 1, 8, 8] -> [n, 128]
 silunet       SILUNET below, input [n, 1, 8, 8] -> [2, 8, 8] conv 3 padding 1 -> nn.SiLU -> flatten 128 -> lin 10
               -> torch.sigmoid(x) * x -> lin 10
+clipnet       CLIPNET below, input [n, 1, 8, 8] -> [2, 8, 8] conv 3 padding 1 -> nn.ReLU6 -> flatten 128
+              -> lin 10 -> nn.Hardtanh(-2, 3) -> lin 10 -> torch.clamp(x, min=0) -> lin 10
 geluerfnet    GELUERFNET below, input [n, 1, 8, 8] -> [2, 6, 6] conv 3 -> gelu -> flatten 72 -> lin 10 -> gelu
               -> lin 10
 adaptivemaxnet ADAPTIVEMAXNET below, input [n, 1, 8, 8] -> [3, 8, 8] conv 3 padding 1 -> relu
@@ -134,6 +136,10 @@ onnx_import_geluerfnet_dynamo18.onnx   geluerfnet by the dynamo exporter, opset 
 onnx_import_adaptivemaxnet_dynamo.onnx adaptivemaxnet by the dynamo exporter, opset 18: ReduceMax over [-2, -1]
 onnx_import_silunet_opset17.onnx       silunet, opset 17: Sigmoid, Mul(x, sigmoid), then Sigmoid, Mul(sigmoid, x)
 onnx_import_silunet_dynamo18.onnx      silunet by the dynamo exporter, opset 18: the same
+onnx_import_clipnet_opset9.onnx        clipnet, opset 9: each Clip's bounds as attributes (min alone for the clamp)
+onnx_import_clipnet_opset17.onnx       clipnet, opset 17: the bounds as Constant nodes' outputs
+onnx_import_clipnet_dynamo18.onnx      clipnet by the dynamo exporter, opset 18: the bounds as initializers, and
+                                       the clamp as Max(x, 0)
 and three files that Backprop refuses (no outputs stored):
 onnx_import_pad_refused_same_even.onnx nn.Conv2d(1, 2, 4, padding='same'), nn.Flatten(), opset 20: auto_pad
                                        SAME_UPPER with an even kernel, pads [1, 1, 2, 2] on the 8x8 input
@@ -144,8 +150,8 @@ onnx_import_pad_refused_asymmetric.onnx nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1,
 
 onnx_import_pad_io.safetensors
     As onnx_import_io.safetensors, for padnet, zeropadnet, poolpadnet, poolexcludenet, zeropad1,
-    zeropadconvnet, geluerfnet, adaptivemaxnet and silunet (KEY.x (3, 1, 8, 8), numpy seed 15; KEY.logits
-    (3, 10), zeropad1's (3, 128)) and the fourteen files they read from (FILE.output; FILE.model, FILE.operators,
+    zeropadconvnet, geluerfnet, adaptivemaxnet, silunet and clipnet (KEY.x (3, 1, 8, 8), numpy seed 15;
+    KEY.logits (3, 10), zeropad1's (3, 128)) and the seventeen files they read from (FILE.output; FILE.model, FILE.operators,
     FILE.layers), with FILE.model and FILE.operators for the three refused files.
 """
 
@@ -343,6 +349,27 @@ def silunet():
     )
 
 
+class ClampAtZero(nn.Module):
+    """`torch.clamp(x, min=0)`: a Clip with a lower bound alone, which is a ReLU."""
+
+    def forward(self, x):
+        return torch.clamp(x, min=0)
+
+
+def clipnet():
+    """nn.ReLU6, nn.Hardtanh(-2, 3) and torch.clamp(x, min=0), which exporters write as Clip, images [1, 8, 8]."""
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),  # [2, 8, 8]
+        nn.ReLU6(),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+        nn.Hardtanh(-2.0, 3.0),
+        nn.Linear(10, 10),
+        ClampAtZero(),
+        nn.Linear(10, 10),
+    )
+
+
 def zeropad_maxpool():
     """A Pad of zeros before a max pool, which pads with -inf (refused)."""
     return nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten())
@@ -368,6 +395,7 @@ PAD_MODELS = {
     "geluerfnet": (geluerfnet, (3, 1, 8, 8)),
     "adaptivemaxnet": (adaptivemaxnet, (3, 1, 8, 8)),
     "silunet": (silunet, (3, 1, 8, 8)),
+    "clipnet": (clipnet, (3, 1, 8, 8)),
 }
 
 # (file name without .onnx, model key, opset); all by the TorchScript exporter, batch dim "batch"
@@ -386,6 +414,9 @@ PAD_EXPORTS = [
     ("onnx_import_adaptivemaxnet_dynamo", "adaptivemaxnet", 18, "dynamo"),
     ("onnx_import_silunet_opset17", "silunet", 17),
     ("onnx_import_silunet_dynamo18", "silunet", 18, "dynamo"),
+    ("onnx_import_clipnet_opset9", "clipnet", 9),
+    ("onnx_import_clipnet_opset17", "clipnet", 17),
+    ("onnx_import_clipnet_dynamo18", "clipnet", 18, "dynamo"),
 ]
 PAD_REFUSED = [
     ("onnx_import_pad_refused_same_even", "same_even", 20),
@@ -700,6 +731,22 @@ def layers(model, norms, x=None):
             if attributes.get("approximate", b"none") not in (b"none", "none"):
                 raise ValueError(f"{node.name}: Gelu approximate {attributes['approximate']}")
             entries.append("gelu")
+        elif op == "Clip":
+            if "min" in attributes or "max" in attributes:  # before opset 11
+                low, high = attributes.get("min"), attributes.get("max")
+            else:
+                given = [name if name else None for name in list(node.input[1:]) + [None, None]][:2]
+                low, high = (None if name is None else float(constants[name]) for name in given)
+            if low is not None and high is not None and low < high:
+                entries.append("relu6" if (low, high) == (0, 6) else "hardtanh" if (low, high) == (-1, 1)
+                               else f"hardtanh {short(low)} {short(high)}")
+            elif low == 0 and high is None:
+                entries.append("relu")
+            else:
+                raise ValueError(f"{node.name}: Clip to [{low}, {high}]")
+        elif op == "Max" and len(node.input) == 2 and node.input[1] in constants \
+                and constants[node.input[1]].size == 1 and float(constants[node.input[1]]) == 0:
+            entries.append("relu")  # max(x, 0): torch.clamp(x, min=0) by the dynamo exporter
         elif op == "LeakyRelu":
             entries.append(f"leakyrelu {short(attributes.get('alpha', 0.01))}")
         elif op == "Dropout":
@@ -763,7 +810,7 @@ def write_pads():
 
     io, metadata = {}, {}
     for key in ("padnet", "zeropadnet", "poolpadnet", "poolexcludenet", "zeropad1", "zeropadconvnet", "geluerfnet",
-                "adaptivemaxnet", "silunet"):
+                "adaptivemaxnet", "silunet", "clipnet"):
         io[f"{key}.x"] = f32(inputs[key])
         io[f"{key}.logits"] = f32(logits(models[key], inputs[key]))
     for name, key, opset, *setting in PAD_EXPORTS + PAD_REFUSED:
