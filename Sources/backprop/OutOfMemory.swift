@@ -19,6 +19,10 @@ enum OutOfMemory {
     /// no `--limit`, `bench`'s measuring buffers go with `--no-limits`.
     private static let advice = Mutex("try a smaller model or smaller files")
 
+    /// How to ask for fewer threads in the command that runs: `train` has `--threads`; every
+    /// command reads `BACKPROP_THREADS`.
+    private static let fewerThreads = Mutex("BACKPROP_THREADS=1")
+
     /// Sets the advice for the command parsed (see ``advice``).
     static func adviseFor(_ command: any ParsableCommand) {
         let text =
@@ -32,6 +36,9 @@ enum OutOfMemory {
             default: "try a smaller model or smaller files"
             }
         advice.withLock { $0 = text }
+        fewerThreads.withLock {
+            $0 = command is TrainCommand ? "--threads 1, or BACKPROP_THREADS=1" : "BACKPROP_THREADS=1"
+        }
     }
 
     static func install() {
@@ -45,7 +52,8 @@ enum OutOfMemory {
             // OpenBLAS's buffers come per thread whatever the rows: fewer threads is what helps.
             let advice =
                 request.contains("work buffers of OpenBLAS")
-                ? "try fewer threads (--threads, or BACKPROP_THREADS), each of which has its own"
+                ? "try fewer threads (\(fewerThreads.withLock { $0 })): OpenBLAS maps a buffer of 128 MiB for "
+                    + "each thread that multiplies"
                 : Self.advice.withLock { $0 }
             let message = "Error: out of memory: could not allocate \(request); \(advice)\n"
             message.utf8CString.withUnsafeBufferPointer { text in

@@ -395,7 +395,8 @@ struct SizesAndResumeTests {
                     outcomes.insert("blas")
                     #expect(
                         run.standardError.hasSuffix(
-                            "try fewer threads (--threads, or BACKPROP_THREADS), each of which has its own\n"))
+                            "try fewer threads (--threads 1, or BACKPROP_THREADS=1): OpenBLAS maps a buffer of 128 MiB for each "
+                                + "thread that multiplies\n"))
                 }
                 if run.standardError.contains("contents of") { outcomes.insert("array") }
             } else {
@@ -405,6 +406,26 @@ struct SizesAndResumeTests {
         // The sweep reached each kind of ending (it is wide enough to meet the two new checks).
         #expect(outcomes.contains("trained"), "\(outcomes)")
         if MatMulKernel.hasBLAS { #expect(outcomes.contains("blas"), "\(outcomes)") }
+    }
+
+    /// Where a limit leaves room for OpenBLAS's work buffers by a little, the probe before them
+    /// passed but memory went before the buffers were mapped, and OpenBLAS retried the mapping
+    /// for ever (a helper's sweep: `bench --only matmul` at `ulimit -v` 545000-555000 spun at
+    /// 100% of a core, every time). The reservation now gives up after 10 s and says so.
+    @Test(
+        "under limits that barely leave room for OpenBLAS's buffers, bench ends: it runs, or says memory ran out",
+        .enabled(if: !underSanitizer, "the sanitizers reserve terabytes of address space: no ulimit -v"))
+    func benchMemoryLimitSweep() throws {
+        let arguments = ["bench", "--only", "matmul", "--rows", "1000", "--runs", "1", "--synthetic"]
+        for kibibytes in stride(from: 520_000, through: 580_000, by: 10_000) {
+            let run = try runUnderMemoryLimit(kibibytes, arguments, seconds: 90)
+            let context = "ulimit -v \(kibibytes): status \(run.status)\n\(run.standardError)"
+            #expect(!run.crashed && (run.status == 0 || run.status == 1), "\(context)")
+            if run.status == 1 {
+                #expect(run.standardError.split(separator: "\n").count == 1, "\(context)")
+                #expect(run.standardError.hasPrefix("Error: out of memory: "), "\(context)")
+            }
+        }
     }
 
     /// The gradient check of a deep stack of ReLUs keeps each layer's pieces and the list of
