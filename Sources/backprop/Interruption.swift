@@ -1,4 +1,5 @@
 import BackpropData
+import CStartup
 import Foundation
 import Synchronization
 
@@ -44,20 +45,22 @@ enum Interruption {
     /// From now on the first signal is a request that the run polls (see ``install()``).
     static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
 
-    /// Installs the handler for the ``stopSignals``, and unblocks them.
+    /// Installs the handler for the ``stopSignals``, and unblocks them; also for the crash signals
+    /// (SIGABRT, SIGSEGV, …) when another process sends them (`bp_handle_sent_fault_signals`:
+    /// the Swift runtime printed a crash report, and the run went on to status 0).
     static func install() {
         unblockStopSignals()
-        for signalNumber in stopSignals {
-            Foundation.signal(signalNumber) { number in
-                // Only async-signal-safe work here: lock-free atomics, unlink and _exit.
-                let (exchanged, _) = Interruption.received.compareExchange(
-                    expected: 0, desired: number, ordering: .sequentiallyConsistent)
-                if !exchanged || !Interruption.polling.load(ordering: .sequentiallyConsistent) {
-                    removeTemporaryFileOfAtomicWrite()
-                    _exit(128 + number)
-                }
+        let handler: @convention(c) (Int32) -> Void = { number in
+            // Only async-signal-safe work here: lock-free atomics, unlink and _exit.
+            let (exchanged, _) = Interruption.received.compareExchange(
+                expected: 0, desired: number, ordering: .sequentiallyConsistent)
+            if !exchanged || !Interruption.polling.load(ordering: .sequentiallyConsistent) {
+                removeTemporaryFileOfAtomicWrite()
+                _exit(128 + number)
             }
         }
+        for signalNumber in stopSignals { Foundation.signal(signalNumber, handler) }
+        bp_handle_sent_fault_signals(handler)
     }
 
     /// For the commands that do not poll for a stop (`seed`, `explain`, `evaluate`, `gradcheck`,
@@ -66,14 +69,14 @@ enum Interruption {
     /// installs ``install()`` instead (`BackpropCommand.runCommand()` chooses one).
     static func installCleanExit() {
         unblockStopSignals()
-        for signalNumber in stopSignals {
-            Foundation.signal(signalNumber) { number in
-                // Async-signal-safe: unlink, then the default action, raised again.
-                removeTemporaryFileOfAtomicWrite()
-                Foundation.signal(number, SIG_DFL)
-                raise(number)
-            }
+        let handler: @convention(c) (Int32) -> Void = { number in
+            // Async-signal-safe: unlink, then the default action, raised again.
+            removeTemporaryFileOfAtomicWrite()
+            Foundation.signal(number, SIG_DFL)
+            raise(number)
         }
+        for signalNumber in stopSignals { Foundation.signal(signalNumber, handler) }
+        bp_handle_sent_fault_signals(handler)
     }
 
     /// Unblocks the stop signals: a process inherits its parent's signal mask, and started by a
@@ -103,6 +106,13 @@ enum Interruption {
         case SIGHUP: return "SIGHUP"
         case SIGXCPU: return "SIGXCPU (the CPU-time limit, ulimit -t)"
         case SIGVTALRM: return "SIGVTALRM"
+        case SIGABRT: return "SIGABRT"
+        case SIGSEGV: return "SIGSEGV"
+        case SIGBUS: return "SIGBUS"
+        case SIGILL: return "SIGILL"
+        case SIGFPE: return "SIGFPE"
+        case SIGTRAP: return "SIGTRAP"
+        case SIGSYS: return "SIGSYS"
         case SIGPROF: return "SIGPROF"
         default:
             #if os(Linux)

@@ -152,10 +152,11 @@ func explainToAClosedStandardErrorFails(option: String) throws {
 }
 
 /// SIGHUP, and SIGQUIT (Ctrl-\), which the Swift runtime's backtracer used to take: it printed a
-/// "Program crashed" report and training went on.
-@Test(arguments: [SIGHUP, SIGQUIT])
+/// "Program crashed" report and training went on. So did the crash signals sent by another
+/// process (`kill -ABRT`, `kill -SEGV`), and the run then ended with status 0.
+@Test(arguments: [SIGHUP, SIGQUIT, SIGABRT, SIGSEGV])
 func trainStoppedBySIGHUPOrSIGQUITSavesTheLastEpochLikeSIGTERM(signal: Int32) throws {
-    let name = signal == SIGHUP ? "SIGHUP" : "SIGQUIT"
+    let name = [SIGHUP: "SIGHUP", SIGQUIT: "SIGQUIT", SIGABRT: "SIGABRT", SIGSEGV: "SIGSEGV"][signal]!
     try withTemporaryFolder { folder in
         try writeRandomDataset(in: folder, seed: 3)
         let path = folder + "/run.safetensors"
@@ -189,6 +190,24 @@ func trainStoppedBySIGHUPOrSIGQUITSavesTheLastEpochLikeSIGTERM(signal: Int32) th
                     + "continue with: backprop train --resume \(path)\n"), "\(errorText)")
         expectNoTemporaryFile(in: folder)
     }
+}
+
+/// The other commands end as by default when another process sends a crash signal, without the
+/// Swift runtime's crash report (it printed one, and `seed --save` went on to status 0).
+@Test func benchSentACrashSignalEndsByItWithoutACrashReport() throws {
+    let process = Process()
+    process.executableURL = backpropExecutable()
+    process.arguments = ["bench", "--only", "seed", "--synthetic", "--runs", "1000", "--no-limits"]
+    let error = Pipe()
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = error
+    try process.run()
+    Thread.sleep(forTimeInterval: 1.5)
+    kill(process.processIdentifier, SIGABRT)
+    let errorText = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGABRT, "\(errorText)")
+    #expect(!errorText.contains("crashed"), "\(errorText)")
 }
 
 // MARK: - Output paths
