@@ -84,8 +84,9 @@ package func removeTemporaryFileOfAtomicWrite() {
 ///
 /// Swift reads the command line into `String`s and replaces each byte that is not UTF-8 with
 /// U+FFFD, so the name `caf\xE9.svg` would come back as `caf\u{FFFD}.svg`, another file. The
-/// command line registers its raw arguments here (`registerCommandLineArguments()`); the
-/// writer then passes the registered bytes of such a path to the system instead of the string's.
+/// command line registers its raw arguments here (`registerCommandLineArguments()`), and the
+/// value of `$BACKPROP_DATA`; the writer then passes the registered bytes of such a path to the
+/// system instead of the string's.
 package enum FileSystemPath {
     /// The raw bytes of each argument that is not valid UTF-8, by the UTF-8 of its repaired
     /// string; `nil` where two different arguments repair to the same string.
@@ -101,6 +102,11 @@ package enum FileSystemPath {
             if bytes.starts(with: Array("--".utf8)), let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
                 register(Array(bytes[(equals + 1)...]))
             }
+        }
+        // The data folder may come from the environment, which Swift repairs the same way (an
+        // existing folder was reported as "no such folder").
+        if let value = getenv(FashionMNIST.environmentVariable) {
+            register(Array(UnsafeRawBufferPointer(start: value, count: strlen(value))))
         }
     }()
 

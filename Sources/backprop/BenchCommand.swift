@@ -30,7 +30,8 @@ struct BenchCommand: ParsableCommand {
             the memory bandwidth (a read and STREAM's triad); each workload's floor is max(FLOPs / \
             FMA rate, bytes / bandwidth), printed with the ratio time / floor. The inputs \
             are the first --rows Fashion-MNIST training images, or random numbers of the same \
-            shape with --synthetic, or when no --data is given and the data set is not installed. \
+            shape with --synthetic, or when neither --data nor $BACKPROP_DATA is given and the data \
+            set is not installed. \
             A data set with fewer than --rows training images is an error. With --layers, one \
             epoch of any network (a model description as train --layers takes it) is timed the same \
             way, against its floor and layer by layer; alone unless --only names parts too.
@@ -204,14 +205,17 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// The first `rows` Fashion-MNIST training images and labels, or random ones with
-    /// `--synthetic` or when no `--data` is given and the data set is not installed.
+    /// `--synthetic` or when neither `--data` nor `$BACKPROP_DATA` is given and the data set is
+    /// not installed.
     ///
     /// - Throws: `CommandLineError` naming `--rows`, the folder and the rows it has when the data
     ///   set holds fewer training rows than `--rows`; `DataError` when its files are malformed.
     private func inputs() throws -> (x: Tensor, y: Tensor, source: String) {
         let directory = FashionMNIST.resolveDirectory(data)
-        // An explicit --data must work; the default folder may simply not be installed.
-        if synthetic || (data == nil && !FashionMNIST.filesExist(in: directory)) {
+        // An explicit --data or $BACKPROP_DATA must work (a folder named on purpose that is not
+        // there used to fall back to random inputs without a word); the default folder may simply
+        // not be installed.
+        if synthetic || (directory == FashionMNIST.defaultDirectory && !FashionMNIST.filesExist(in: directory)) {
             let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
             return (x, y, "synthetic")
         }

@@ -502,5 +502,32 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
         #expect(run.status == 0, "\(run.standardError)")
         #expect(run.standardOutput.contains("test accuracy"), "\(run.standardOutput)")
         #expect(rawNames(in: folder).contains(Array("data".utf8) + [0xE9]))
+        // The same folder from $BACKPROP_DATA, which Swift repairs alike: it was "no such folder".
+        let fromEnvironment = try runProgram(
+            "/bin/sh",
+            [
+                "-c",
+                "BACKPROP_DATA=\"$1/data$(printf '\\351')\" exec \"$0\" train --hidden 16 --epochs 1 --batch-size 50",
+                backpropExecutable().path, folder,
+            ])
+        #expect(fromEnvironment.status == 0, "\(fromEnvironment.standardError)")
+        #expect(fromEnvironment.standardOutput.contains("test accuracy"), "\(fromEnvironment.standardOutput)")
+    }
+}
+
+/// A folder named on purpose in $BACKPROP_DATA that is not there is an error for bench too, as
+/// `--data` is: it used to run on random inputs without a word.
+@Test func benchRefusesAMissingDataFolderFromTheEnvironment() throws {
+    try withTemporaryFolder { folder in
+        let run = try runProgram(
+            "/bin/sh",
+            [
+                "-c",
+                "BACKPROP_DATA=\"$1/no-such-folder\" exec \"$0\" bench --only seed --rows 100 --runs 1 --no-limits",
+                backpropExecutable().path, folder,
+            ])
+        #expect(run.status == 1 && !run.crashed, "\(run.standardError)")
+        #expect(run.standardError.hasPrefix("Error: \(folder)/no-such-folder: no such folder"), "\(run.standardError)")
+        #expect(run.standardOutput.isEmpty)
     }
 }
