@@ -451,9 +451,24 @@ struct TrainCommand: ParsableCommand {
 
         if let checkpointPath {
             let metadata = ["test_accuracy": "\(test.accuracy)", "valid_accuracy": "\(last.validAccuracy)"]
-            try TrainingCheckpoint.save(
-                trainer, configuration: configuration, limit: limit, to: checkpointPath,
-                normalization: (dataset.trainMean, dataset.trainStd), metadata: metadata)
+            do {
+                try TrainingCheckpoint.save(
+                    trainer, configuration: configuration, limit: limit, to: checkpointPath,
+                    normalization: (dataset.trainMean, dataset.trainStd), metadata: metadata)
+            } catch {
+                // The run finished; only the last file, with the test results, could not be
+                // written (it gave the bare error): say what there is, as for a save mid-run.
+                progress.clear()
+                var note =
+                    "; the run finished all \(trainer.epochs) epochs, test accuracy \(format(test.accuracy, 4))"
+                if let (path, epoch) = kept.latest {
+                    note +=
+                        ": \(path) holds epoch \(epoch) with the optimizer's state\(kept.unwrittenTarget), without the test results"
+                } else {
+                    note += ", nothing saved"
+                }
+                throw CommandLineError("\(error)" + note)
+            }
         }
         if let plot {
             let network =

@@ -260,6 +260,42 @@ struct SizesAndResumeTests {
         }
     }
 
+    /// The last save, after the test, adds the test results to the file the last epoch's save
+    /// wrote; when only it fails, the error said nothing of the finished run or of that file.
+    @Test("a last save that fails past a file-size limit says the run finished and what the file holds")
+    func lastSaveFails() throws {
+        try withTemporaryFolder { folder in
+            try writeRandomDataset(in: folder, seed: 12)
+            let path = folder + "/run.safetensors"
+            let arguments = ["train", "--data", folder, "--epochs", "1", "--hidden", "8", "--save", path]
+            let whole = try runBackprop(arguments)
+            #expect(whole.status == 0, "\(whole.standardError)")
+            // The last file's size, less part of what its test results add: the epoch's file fits
+            // (its history's timing varies by a few bytes), the last does not.
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+            let metadata = try Safetensors.read(path: path).metadata
+            let results = try #require(metadata["test_accuracy"]).count + (metadata["valid_accuracy"] ?? "").count + 34
+            try FileManager.default.removeItem(atPath: path)
+            let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
+            let run = try runProgram(
+                "/bin/sh",
+                ["-c", "exec prlimit --fsize=\(size - results / 2) '\(backpropExecutable().path)' \(quoted)"])
+            #expect(run.status == 1 && !run.crashed, "\(run.standardError)")
+            #expect(
+                run.standardError.hasPrefix(
+                    "Error: \(path): cannot write: file too large; the run finished all 1 epochs, "),
+                "\(run.standardError)")
+            #expect(
+                run.standardError.hasSuffix(
+                    ": \(path) holds epoch 1 with the optimizer's state, without the test results\n"),
+                "\(run.standardError)")
+            #expect(try TrainingCheckpoint.readState(path: path).completedEpochs == 1)
+            #expect(try Safetensors.read(path: path).metadata["test_accuracy"] == nil)
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp-") }
+            #expect(left.isEmpty, "\(left)")
+        }
+    }
+
     @Test(
         "under a small stack limit (ulimit -s), the commands run as usual",
         .enabled(if: !underSanitizer, "the sanitizers' own stack use is not the program's"))
