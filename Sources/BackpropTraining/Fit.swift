@@ -173,6 +173,10 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// normalised a channel whose variance was 0: `1 / √(0 + 0)` is infinite and `(x - mean) · ∞`
     /// is `0 · ∞`, NaN. A lower learning rate would not help; a positive `eps` does.
     case zeroVariance(epoch: Int, step: Int, layer: Int)
+    /// The loss of the run's first step was NaN or infinite: the model's starting weights gave it
+    /// on the first batch, before the optimizer took any step, so a lower learning rate would not
+    /// help (inputs that overflow, such as pixels normalised with a huge mean, or weights that do).
+    case notFiniteAtStart(loss: Float)
 
     /// One line that names the epoch and step and suggests what to do.
     public var description: String {
@@ -185,6 +189,11 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
                 : "learning rate \(shortNumber(learningRate)) at that step, peak \(shortNumber(peak))"
             return "training diverged at epoch \(epoch), step \(step): the loss is \(value) (\(rate)); "
                 + "try a lower learning rate, e.g. --lr \(shortNumber(peak / 10))"
+        case .notFiniteAtStart(let loss):
+            let value = loss.isNaN ? "NaN" : (loss > 0 ? "infinite" : "-infinite")
+            return "the loss of the first batch is \(value), before any step of the optimizer (the learning rate "
+                + "has not acted yet): the inputs or the starting weights give it; check the data and its "
+                + "normalisation (--normalize), or the weights (--init)"
         case .zeroVariance(let epoch, let step, let layer):
             return "training diverged at epoch \(epoch), step \(step): the loss is NaN because layer \(layer) "
                 + "(batchnorm eps 0) divided by a variance of 0 (a channel with the same value everywhere in the "
@@ -507,7 +516,7 @@ public final class Trainer {
                     guard loss.isFinite else {
                         throw divergence(
                             epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
-                            peakLearningRate: peakLearningRate)
+                            peakLearningRate: peakLearningRate, atStart: runStep == 0)
                     }
                 } else {
                     let (xb, yb) = batches.batch(step)
@@ -515,7 +524,7 @@ public final class Trainer {
                     guard loss.isFinite else {
                         throw divergence(
                             epoch: epoch + 1, step: step + 1, loss: loss, learningRate: learningRate,
-                            peakLearningRate: peakLearningRate)
+                            peakLearningRate: peakLearningRate, atStart: runStep == 0)
                     }
                     model.backward()
                     (lossSum, rows) = (Double(loss) * Double(yb.count), yb.count)
@@ -560,9 +569,11 @@ public final class Trainer {
 
     /// The error for a loss that is not finite: ``TrainingError/zeroVariance(epoch:step:layer:)``
     /// when a batch norm with `eps` 0 has just normalised with an infinite `1 / √var` (the last
-    /// forward pass, the one that gave the loss), else ``TrainingError/diverged(epoch:step:loss:learningRate:peakLearningRate:)``.
+    /// forward pass, the one that gave the loss), ``TrainingError/notFiniteAtStart(loss:)`` for the
+    /// training loss of the run's first step (`atStart`), else
+    /// ``TrainingError/diverged(epoch:step:loss:learningRate:peakLearningRate:)``.
     private func divergence(
-        epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float
+        epoch: Int, step: Int, loss: Float, learningRate: Float, peakLearningRate: Float, atStart: Bool = false
     ) -> TrainingError {
         for (index, layer) in model.layers.enumerated() {
             if let norm = layer as? BatchNorm, norm.eps == 0, let invStd = norm.invStd,
@@ -571,6 +582,7 @@ public final class Trainer {
                 return .zeroVariance(epoch: epoch, step: step, layer: index)
             }
         }
+        if atStart { return .notFiniteAtStart(loss: loss) }
         return .diverged(
             epoch: epoch, step: step, loss: loss, learningRate: learningRate, peakLearningRate: peakLearningRate)
     }

@@ -204,6 +204,16 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
+    /// Whether bench runs on random inputs: with `--synthetic`, or when the data folder is the
+    /// default one (neither `--data` nor `$BACKPROP_DATA` given) and the data set is not installed
+    /// there. A folder named on purpose must work: one from `$BACKPROP_DATA` that is not there
+    /// used to fall back to random inputs without a word.
+    static func usesRandomInputs(
+        synthetic: Bool, directory: String, defaultDirectory: String = FashionMNIST.defaultDirectory
+    ) -> Bool {
+        synthetic || (directory == defaultDirectory && !FashionMNIST.filesExist(in: directory))
+    }
+
     /// The first `rows` Fashion-MNIST training images and labels, or random ones with
     /// `--synthetic` or when neither `--data` nor `$BACKPROP_DATA` is given and the data set is
     /// not installed.
@@ -212,10 +222,7 @@ struct BenchCommand: ParsableCommand {
     ///   set holds fewer training rows than `--rows`; `DataError` when its files are malformed.
     private func inputs() throws -> (x: Tensor, y: Tensor, source: String) {
         let directory = FashionMNIST.resolveDirectory(data)
-        // An explicit --data or $BACKPROP_DATA must work (a folder named on purpose that is not
-        // there used to fall back to random inputs without a word); the default folder may simply
-        // not be installed.
-        if synthetic || (directory == FashionMNIST.defaultDirectory && !FashionMNIST.filesExist(in: directory)) {
+        if Self.usesRandomInputs(synthetic: synthetic, directory: directory) {
             let (x, y) = SeedStepBenchmark.syntheticData(rows: rows)
             return (x, y, "synthetic")
         }

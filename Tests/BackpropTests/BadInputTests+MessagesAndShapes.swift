@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import BackpropCore
+@testable import backprop
 @testable import BackpropData
 @testable import BackpropNetwork
 @testable import BackpropTraining
@@ -183,14 +184,21 @@ struct MessagesTests {
         }
     }
 
-    @Test("bench without --data falls back to random inputs when the data set is not installed")
+    @Test("bench without --data falls back to random inputs when the data set is not installed, not elsewhere")
     func benchFallsBackWhenNoDataSetIsInstalled() throws {
         try withTemporaryFolder { folder in
+            // The default folder, not installed (here one of the test's own), and --synthetic.
+            let missing = folder + "/not-installed"
+            #expect(BenchCommand.usesRandomInputs(synthetic: false, directory: missing, defaultDirectory: missing))
+            #expect(BenchCommand.usesRandomInputs(synthetic: true, directory: folder, defaultDirectory: missing))
+            // A folder named on purpose (--data, $BACKPROP_DATA) is read, or its absence is an error.
+            try writeDataset(in: folder)
+            #expect(!BenchCommand.usesRandomInputs(synthetic: false, directory: folder, defaultDirectory: missing))
+            #expect(!BenchCommand.usesRandomInputs(synthetic: false, directory: missing, defaultDirectory: folder))
             let run = try runBackprop(
-                ["bench", "--rows", "20", "--runs", "1", "--only", "seed"],
-                environment: environment(data: folder + "/not-installed"))
-            #expect(!run.crashed && run.status == 0, "\(run.standardError)")
-            #expect(run.standardOutput.hasPrefix("backprop bench: synthetic inputs, 20 rows"), "\(run.standardOutput)")
+                ["bench", "--rows", "20", "--runs", "1", "--only", "seed"], environment: environment(data: missing))
+            #expect(!run.crashed && run.status == 1, "\(run.standardError)")
+            #expect(run.standardError.hasPrefix("Error: \(missing): no such folder"), "\(run.standardError)")
         }
     }
 

@@ -514,20 +514,3 @@ private func interruptTwiceDuringASave(in folder: String) throws -> Bool {
         #expect(fromEnvironment.standardOutput.contains("test accuracy"), "\(fromEnvironment.standardOutput)")
     }
 }
-
-/// A folder named on purpose in $BACKPROP_DATA that is not there is an error for bench too, as
-/// `--data` is: it used to run on random inputs without a word.
-@Test func benchRefusesAMissingDataFolderFromTheEnvironment() throws {
-    try withTemporaryFolder { folder in
-        let run = try runProgram(
-            "/bin/sh",
-            [
-                "-c",
-                "BACKPROP_DATA=\"$1/no-such-folder\" exec \"$0\" bench --only seed --rows 100 --runs 1 --no-limits",
-                backpropExecutable().path, folder,
-            ])
-        #expect(run.status == 1 && !run.crashed, "\(run.standardError)")
-        #expect(run.standardError.hasPrefix("Error: \(folder)/no-such-folder: no such folder"), "\(run.standardError)")
-        #expect(run.standardOutput.isEmpty)
-    }
-}

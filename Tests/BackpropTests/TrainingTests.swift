@@ -161,7 +161,10 @@ struct TrainingTests {
             try trainer.fit(onStep: { _ in completedSteps += 1 })
             Issue.record("training with learning rate 10 did not diverge")
         } catch let error as TrainingError {
-            guard case .diverged(let epoch, let step, let loss, let learningRate, let peak) = error else { return }
+            guard case .diverged(let epoch, let step, let loss, let learningRate, let peak) = error else {
+                Issue.record("expected the divergence named with its step, got \(error)")
+                return
+            }
             // The step named is the one after the last completed step.
             #expect((epoch - 1) * 4 + step == completedSteps + 1)
             #expect(!loss.isFinite)
@@ -201,6 +204,37 @@ struct TrainingTests {
         #expect(model.parameters.allSatisfy { $0.values.allSatisfy { $0.isFinite } })
         // PyTorch's eps trains on the same data: the constant feature normalises to 0.
         #expect(try run(eps: BatchNorm.defaultEps).error == nil)
+    }
+
+    /// Inputs that overflow the first product (pixels normalised with a mean of -3e38) give a
+    /// loss that is not finite at the very first batch: the learning rate has not acted yet, and
+    /// the advice to lower it (which a helper found) could not help.
+    @Test func aLossNotFiniteAtTheFirstBatchIsNotBlamedOnTheLearningRate() throws {
+        func run(scale: Float, epochs: Int = 1) throws -> TrainingError? {
+            var generator = RandomGenerator(seed: 6)
+            let x = Tensor.randn([64, 8], generator: &generator) * scale
+            let y = Tensor((0..<64).map { Float($0 % 10) })
+            let model = Model(
+                layers: [Lin(Tensor.randn([8, 10], generator: &generator), Tensor.zeros([10]))], loss: CrossEntropy())
+            let trainer = Trainer(
+                model: model, optimizer: SGD(model.parameters, learningRate: 1e-3), schedule: .constant,
+                epochs: epochs, batchSize: 16, seed: 1, train: (x, y), valid: (x, y))
+            do {
+                _ = try trainer.fit()
+                return nil
+            } catch let error as TrainingError {
+                return error
+            }
+        }
+        let error = try #require(try run(scale: Float.greatestFiniteMagnitude / 2))
+        guard case .notFiniteAtStart = error else {
+            Issue.record("expected notFiniteAtStart, got \(error)")
+            return
+        }
+        #expect(error.description.hasPrefix("the loss of the first batch is "), "\(error)")
+        #expect(error.description.contains("before any step of the optimizer") && !error.description.contains("lower"))
+        // (A learning rate too large diverges at a later step, and keeps its advice:
+        // divergenceStopsNamingTheEpochAndStep.)
     }
 
     // MARK: - Plot
