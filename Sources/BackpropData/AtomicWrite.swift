@@ -55,6 +55,15 @@ public func checkAtomicWrite(to path: String) throws {
         if code == ENOTDIR {
             throw DataError(path: path, problem: "\(folder) is not a folder")
         }
+        if code == ELOOP {
+            throw DataError(path: path, problem: "the folder \(folder) is reached through a symbolic link that loops")
+        }
+        if code == ENAMETOOLONG {
+            throw DataError(
+                path: path,
+                problem: "the path of its folder is \(target.folder.count) bytes long, more than the system takes "
+                    + "(\(PATH_MAX - 1))")
+        }
         throw DataError(path: path, problem: "the folder \(folder) does not exist")
     }
     if (status.st_mode & S_IFMT) != S_IFDIR {
@@ -407,6 +416,7 @@ enum AtomicWriter {
     private static func describe(_ code: Int32, folder: String) -> String {
         switch code {
         case ENOENT: return "folder '\(folder)' does not exist"
+        case ENAMETOOLONG: return "the path is longer than the system takes (\(PATH_MAX - 1) bytes)"
         case ENOTDIR: return "'\(folder)' is not a folder"
         case EACCES, EPERM: return "folder '\(folder)' is not writable (permission denied)"
         case EROFS: return "folder '\(folder)' is on a read-only file system"

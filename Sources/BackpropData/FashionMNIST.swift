@@ -219,7 +219,11 @@ public struct FashionMNIST {
                 ? "is not a folder"
                 : failure == ELOOP
                     ? "is a symbolic link that loops"
-                    : failure == EACCES ? "cannot be reached: permission denied" : "no such folder"
+                    : failure == EACCES
+                        ? "cannot be reached: permission denied"
+                        : failure == ENAMETOOLONG
+                            ? "the path is \(directory.utf8.count) bytes long, more than the system takes (\(PATH_MAX - 1))"
+                            : "no such folder"
             throw DataError(
                 path: directory,
                 problem: "\(what); expected a folder holding \(looked) (give --data DIR or set \(environmentVariable))")

@@ -230,6 +230,37 @@ private func expectRefused(
     #expect(rawNames(in: folder) == before, "\(arguments) left files", sourceLocation: sourceLocation)
 }
 
+/// A path longer than the system takes (PATH_MAX, 4096 bytes) to a folder that exists: the
+/// outputs said "the folder … does not exist", and --data "no such folder".
+@Test func pathsLongerThanTheSystemTakesAreNamedSo() throws {
+    try withTemporaryFolder { folder in
+        // 22 nested folders of 200 bytes: 4,421 bytes, made one `cd` at a time.
+        let name = String(repeating: "d", count: 200)
+        let long = Array(repeating: name, count: 22).joined(separator: "/")
+        let made = try runProgram(
+            "/bin/bash",
+            ["-c", "cd \"$1\" && for i in $(seq 22); do mkdir \(name) && cd -P \(name) || exit 1; done", "sh", folder])
+        #expect(made.status == 0, "\(made.standardError)")
+        // rm(1) removes what Foundation's removal, by full paths, cannot.
+        defer { _ = try? runProgram("/bin/rm", ["-rf", folder + "/" + name]) }
+        func run(_ arguments: [String]) throws -> CommandResult {
+            try runProgram(
+                "/bin/sh",
+                ["-c", "cd \"$1\" && shift && exec \"$@\"", "sh", folder, backpropExecutable().path] + arguments)
+        }
+        let html = try run(["explain", "--rows", "2", "--html", long + "/e.html"])
+        #expect(html.status != 0 && !html.crashed, "\(html.standardError)")
+        #expect(
+            html.standardError.contains("the path of its folder is 4421 bytes long, more than the system takes (4095)"),
+            "\(html.standardError)")
+        let data = try run(["train", "--epochs", "1", "--data", long])
+        #expect(data.status == 1 && !data.crashed, "\(data.standardError)")
+        #expect(
+            data.standardError.contains("the path is 4421 bytes long, more than the system takes (4095)"),
+            "\(data.standardError)")
+    }
+}
+
 @Test func outputPathsThatCannotBeWrittenAreRefusedBeforeAnyWork() throws {
     // `--data` names a folder that does not exist: an error about the output proves it came first.
     try withTemporaryFolder { folder in
