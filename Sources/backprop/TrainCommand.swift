@@ -31,7 +31,9 @@ struct TrainCommand: ParsableCommand {
     // defaults applied in `parsedConfiguration()`: `--resume` must tell an option typed (which must
     // agree with the checkpoint, even when it equals the default) from one left out.
 
-    @Option(parsing: .unconditional, help: "Hidden layer sizes of an MLP, comma-separated (e.g. 256,128).")
+    @Option(
+        parsing: .unconditional,
+        help: "Hidden layer sizes of an MLP, comma-separated (e.g. 256,128; '' for none: one Lin, softmax regression).")
     var hidden: String?
 
     @Option(

@@ -40,6 +40,17 @@ struct TrainCommandTests {
         #expect(!result.standardError.contains("\r"))
     }
 
+    /// `--hidden ''`: no hidden layer, one Lin from the pixels to the classes (softmax regression),
+    /// as the help says; it learns.
+    @Test func noHiddenLayersIsOneLin() throws {
+        let arguments = ["--limit", "600", "--epochs", "2", "--batch-size", "50", "--seed", "3", "--json"]
+        let result = try runBackprop(["train", "--hidden", ""] + arguments)
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let report = try Self.parseJSON(result.standardOutput)
+        #expect(report["sizes"] as? [Int] == [784, 10])
+        #expect(try #require(report["test_accuracy"] as? Double) > 0.5)
+    }
+
     /// The products of the default network (784-256-128-10, batch 128) are split into pieces
     /// that do not depend on the number of threads, so one thread and two give the same weights:
     /// the same losses and accuracies to the last bit.
