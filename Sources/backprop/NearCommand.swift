@@ -62,7 +62,11 @@ struct NearCommand: ParsableCommand {
         var lines: [String] = []
         var allNear = true
         if let tensors {
-            names = tensors.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            // Each name once: `--tensors w1,w1` counted w1 twice in "all 2 tensors".
+            var seen: Set<String> = []
+            names = tensors.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter {
+                seen.insert($0).inserted
+            }
         } else {
             names = actualFile.names.filter { expectedFile.tensors[$0] != nil }
             for (file, other) in [(actualFile, expectedFile), (expectedFile, actualFile)] {

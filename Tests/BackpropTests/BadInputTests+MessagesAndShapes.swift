@@ -106,6 +106,13 @@ struct MessagesTests {
             #expect(run.standardError.isEmpty, "stderr: \(run.standardError)")
             #expect(run.standardOutput.contains("w: not near: 1 of 3 elements out of tolerance; worst at [2]"))
             #expect(run.standardOutput.hasSuffix("NOT NEAR\n"), "\(run.standardOutput)")
+            // A name given twice is compared once: "all 2 tensors" counted w twice.
+            try Safetensors.write(["w": Tensor([1, 2, 3])], to: folder + "/expected.safetensors")
+            let twice = try runBackprop([
+                "near", folder + "/actual.safetensors", folder + "/expected.safetensors", "--tensors", "w, w",
+            ])
+            #expect(twice.status == 0, "\(twice.standardOutput)")
+            #expect(twice.standardOutput.hasSuffix("NEAR: all 1 tensors\n"), "\(twice.standardOutput)")
         }
     }
 
