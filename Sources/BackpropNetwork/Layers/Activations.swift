@@ -26,7 +26,9 @@ public func sigmoid(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return 1 / (1 + (-x.clampMin(-80)).exp())
     }
-    return Tensor.mapElements(x) { value in stableSigmoid(value) }
+    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
+        stableSigmoid(value)
+    }
 }
 
 /// The leaky rectified linear unit of every element: `leakyReLU(x) = x` where `x > 0`, else
@@ -53,7 +55,9 @@ public func gelu(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return x * 0.5 * ((x / root2).erf() + 1)
     }
-    return Tensor.mapElements(x) { value in value * 0.5 * (Foundation.erf(value / root2) + 1) }
+    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
+        value * 0.5 * (Foundation.erf(value / root2) + 1)
+    }
 }
 
 /// The sigmoid-weighted linear unit of every element, also called swish:
@@ -65,7 +69,9 @@ public func silu(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return x * sigmoid(x)
     }
-    return Tensor.mapElements(x) { value in value * stableSigmoid(value) }
+    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
+        value * stableSigmoid(value)
+    }
 }
 
 /// `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`: no overflow for any `x`.
@@ -103,7 +109,9 @@ public final class Tanh: Layer {
         if Tensor.wouldRecord(inp) {
             out = 2 * sigmoid(2 * inp) - 1
         } else {
-            out = Tensor.mapElements(inp) { Foundation.tanh($0) }
+            out = Tensor.mapElements(inp, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) {
+                Foundation.tanh($0)
+            }
         }
         return out
     }
@@ -250,7 +258,9 @@ public final class GELU: Layer {
         checkReadyForBackward()
         let rootHalf = Float(0.5).squareRoot()
         let inverseRoot2Pi = Float(1 / (2 * Double.pi).squareRoot())
-        inp.g = Tensor.mapElements(inp, out.g, operation: "GELU.backward") { x, g in
+        inp.g = Tensor.mapElements(
+            inp, out.g, operation: "GELU.backward", minimumPerPiece: Tensor.transcendentalMinimumPerWorker
+        ) { x, g in
             let cdf = 0.5 * (1 + Foundation.erf(x * rootHalf))  // Φ(x)
             let density = Foundation.exp(-0.5 * x * x) * inverseRoot2Pi  // φ(x)
             return g * (cdf + x * density)
@@ -286,7 +296,9 @@ public final class SiLU: Layer {
     /// The backward pass: `inp.g = out.g · σ(inp) · (1 + inp · (1 - σ(inp)))`  // (n, …)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.mapElements(inp, out.g, operation: "SiLU.backward") { x, g in
+        inp.g = Tensor.mapElements(
+            inp, out.g, operation: "SiLU.backward", minimumPerPiece: Tensor.transcendentalMinimumPerWorker
+        ) { x, g in
             let s = stableSigmoid(x)
             return g * s * (1 + x * (1 - s))
         }
@@ -390,13 +402,21 @@ public final class Hardtanh: Layer, PiecewiseLayer {
 extension Tensor {
     /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
     /// shape. Never recorded: for the layers' fast paths and their backward passes.
-    static func mapElements(_ x: Tensor, _ operation: (Float) -> Float) -> Tensor {
+    /// The elements a helper thread takes at least for an operation that calls the C library's
+    /// `exp`, `tanh` or `erf` (10-20 ns an element): about 100 µs of work, where arithmetic alone
+    /// (``Tensor/elementwiseMinimumPerWorker``, 128 Ki elements) would leave a batch's activations
+    /// of 128 × 256 on one core (SiLU took a quarter of an MLP epoch).
+    static let transcendentalMinimumPerWorker = 1 << 13
+
+    static func mapElements(
+        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: (Float) -> Float
+    ) -> Tensor {
         let source = x.contiguous()
         let result = Tensor(uninitializedShape: x.shape)
         let input = source.pointer
         let out = result.pointer
         withExtendedLifetime(source) {
-            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(result.count, minimumPerPiece: minimumPerPiece) { range in
                 for i in range { out[i] = operation(input[i]) }
             }
         }
@@ -407,7 +427,8 @@ extension Tensor {
     /// their shape. Never recorded.
     /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
     static func mapElements(
-        _ a: Tensor, _ b: Tensor, operation name: String, _ operation: (Float, Float) -> Float
+        _ a: Tensor, _ b: Tensor, operation name: String, minimumPerPiece: Int = elementwiseMinimumPerWorker,
+        _ operation: (Float, Float) -> Float
     ) -> Tensor {
         precondition(a.shape == b.shape, "\(name): shapes \(a.shape) and \(b.shape) differ")
         let sourceA = a.contiguous()
@@ -417,7 +438,7 @@ extension Tensor {
         let inputB = sourceB.pointer
         let out = result.pointer
         withExtendedLifetime((sourceA, sourceB)) {
-            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
+            Parallel.forEachRange(result.count, minimumPerPiece: minimumPerPiece) { range in
                 for i in range { out[i] = operation(inputA[i], inputB[i]) }
             }
         }
