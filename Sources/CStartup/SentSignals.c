@@ -26,7 +26,8 @@ static struct sigaction previousActions[faultSignalCount];
 static void (*sentSignalHandler)(int);
 
 static void onFaultSignal(int number, siginfo_t *info, void *context) {
-    if (info != NULL && info->si_code <= 0 && info->si_pid != getpid()) {
+    // Sent: SI_USER (kill), SI_QUEUE, SI_TKILL, …, all ≤ 0 on Linux; SI_USER is positive on macOS.
+    if (info != NULL && (info->si_code <= 0 || info->si_code == SI_USER) && info->si_pid != getpid()) {
         sentSignalHandler(number);
         return;
     }
