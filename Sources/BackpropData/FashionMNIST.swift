@@ -215,15 +215,14 @@ public struct FashionMNIST {
         if mode.map({ $0 & S_IFMT != S_IFDIR }) ?? true {
             let looked = fileNames.map { $0 + "[.gz]" }.joined(separator: ", ")
             let what =
-                exists
-                ? "is not a folder"
-                : failure == ELOOP
-                    ? "is a symbolic link that loops"
-                    : failure == EACCES
-                        ? "cannot be reached: permission denied"
-                        : failure == ENAMETOOLONG
-                            ? "the path is \(directory.utf8.count) bytes long, more than the system takes (\(PATH_MAX - 1))"
-                            : "no such folder"
+                switch exists ? nil : failure {
+                case nil: "is not a folder"
+                case ELOOP: "is a symbolic link that loops"
+                case EACCES: "cannot be reached: permission denied"
+                case ENAMETOOLONG:
+                    "the path is \(directory.utf8.count) bytes long, more than the system takes (\(PATH_MAX - 1))"
+                default: "no such folder"
+                }
             throw DataError(
                 path: directory,
                 problem: "\(what); expected a folder holding \(looked) (give --data DIR or set \(environmentVariable))")

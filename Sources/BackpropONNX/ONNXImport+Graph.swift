@@ -1310,12 +1310,11 @@ struct GraphReader {
             }
             (low, high) = (try bound(1, "lower bound (min)"), try bound(2, "upper bound (max)"))
         } else {
-            // The attributes' defaults are the extremes of float32: no bound.
-            let (min, max) = (
+            // The attributes' defaults are the extremes of float32: no bound (below).
+            (low, high) = (
                 try at.float("min", default: -.greatestFiniteMagnitude),
                 try at.float("max", default: .greatestFiniteMagnitude)
             )
-            (low, high) = (min == -.greatestFiniteMagnitude ? nil : min, max == .greatestFiniteMagnitude ? nil : max)
         }
         if low == -.infinity || low == -.greatestFiniteMagnitude { low = nil }
         if high == .infinity || high == .greatestFiniteMagnitude { high = nil }

@@ -31,8 +31,9 @@ enum Interruption {
 
     /// The signals that stop a run. SIGQUIT among them: left to the Swift runtime, whose backtracer
     /// handles it, Ctrl-\ printed a "Program crashed" report of 60 lines, and the command went on.
-    /// The others are every signal whose default action ends the process without a core dump
-    /// (the crash signals, SIGSEGV, SIGILL, SIGABRT, …, stay the Swift runtime's).
+    /// The others are every other signal whose default action ends the process, but the crash
+    /// signals (SIGSEGV, SIGILL, SIGABRT, …: `bp_handle_sent_fault_signals` takes those only when
+    /// another process sends them) and the real-time ones (libraries may use them).
     static let stopSignals: [Int32] = {
         var signals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGXCPU, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF]
         #if os(Linux)

@@ -16,12 +16,10 @@ enum OutOfMemory {
     private static let ending = Atomic<Bool>(false)
 
     /// What to try, in the options of the command that runs (set once it is parsed): `near` has
-    /// no `--limit`, `bench`'s measuring buffers go with `--no-limits`.
-    private static let advice = Mutex("try a smaller model or smaller files")
-
-    /// How to ask for fewer threads in the command that runs: `train` has `--threads`; every
-    /// command reads `BACKPROP_THREADS`.
-    private static let fewerThreads = Mutex("BACKPROP_THREADS=1")
+    /// no `--limit`, `bench`'s measuring buffers go with `--no-limits`; and how to ask for fewer
+    /// threads (`train` has `--threads`; every command reads `BACKPROP_THREADS`).
+    private static let advice = Mutex(
+        (general: "try a smaller model or smaller files", fewerThreads: "BACKPROP_THREADS=1"))
 
     /// Sets the advice for the command parsed (see ``advice``).
     static func adviseFor(_ command: any ParsableCommand) {
@@ -35,10 +33,8 @@ enum OutOfMemory {
             case is SeedCommand: "try a smaller --hidden, or --tensors with fewer rows"
             default: "try a smaller model or smaller files"
             }
-        advice.withLock { $0 = text }
-        fewerThreads.withLock {
-            $0 = command is TrainCommand ? "--threads 1, or BACKPROP_THREADS=1" : "BACKPROP_THREADS=1"
-        }
+        let fewerThreads = command is TrainCommand ? "--threads 1, or BACKPROP_THREADS=1" : "BACKPROP_THREADS=1"
+        advice.withLock { $0 = (text, fewerThreads) }
     }
 
     static func install() {
@@ -50,11 +46,12 @@ enum OutOfMemory {
                 while true { pause() }
             }
             // OpenBLAS's buffers come per thread whatever the rows: fewer threads is what helps.
+            let (general, fewerThreads) = Self.advice.withLock { $0 }
             let advice =
                 request.contains("work buffers of OpenBLAS")
-                ? "try fewer threads (\(fewerThreads.withLock { $0 })): OpenBLAS maps a buffer of 128 MiB for "
-                    + "each thread that multiplies"
-                : Self.advice.withLock { $0 }
+                ? "try fewer threads (\(fewerThreads)): OpenBLAS maps a buffer of 128 MiB for each thread that "
+                    + "multiplies"
+                : general
             let message = "Error: out of memory: could not allocate \(request); \(advice)\n"
             message.utf8CString.withUnsafeBufferPointer { text in
                 _ = write(STDERR_FILENO, text.baseAddress, text.count - 1)

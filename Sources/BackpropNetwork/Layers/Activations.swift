@@ -1,17 +1,18 @@
 import BackpropCore
 import Foundation
 
-// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU, GELU, SiLU and Hardtanh (ReLU6). Each works on a
-// tensor of any shape, elementwise, and is built like `ReLU`: the layer stores `inp` and `out`,
-// and its `backward()` writes `inp.g` from `out.g` with the derivative in its doc comment.
+// The activations beyond the seed's ReLU: Tanh, Sigmoid, LeakyReLU, GELU, SiLU and Hardtanh
+// (ReLU6). Each works on a tensor of any shape, elementwise, and is built like `ReLU`: the layer
+// stores `inp` and `out`, and its `backward()` writes `inp.g` from `out.g` with the derivative in
+// its doc comment.
 //
 // Each forward has two paths, as `lin` has:
 // - autograd recording (`Tensor.wouldRecord(inp)`): the function composed of recorded primitives
 //   (`exp`, `erf`, `clampMin`, arithmetic), so that `.grad` comes from their derivatives and
 //   comparing it with the layer's `.g` checks the hand-written backward;
 // - otherwise one pass over memory, with no temporaries.
-// The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)`, `gelu(_:)` and `silu(_:)` hold both paths; the
-// layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
+// The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)`, `gelu(_:)` and `silu(_:)` hold both
+// paths; the layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
 
 /// The logistic sigmoid of every element: `sigmoid(x) = 1 / (1 + e^(-x))` (PyTorch's
 /// `torch.sigmoid`).
@@ -338,6 +339,10 @@ public final class Hardtanh: Layer, PiecewiseLayer {
     /// None: Hardtanh learns nothing.
     public var parameters: [Tensor] { [] }
 
+    /// Whether `x` is strictly inside `[low, high]`, where the gradient passes (not at a bound).
+    @inline(__always)
+    private static func passes(_ x: Float, _ low: Float, _ high: Float) -> Bool { x > low && x < high }
+
     /// After a forward pass, per element of `inp` (row-major): `1` where `min < inp < max`, `0`
     /// where `inp < min`, `2` where `inp > max`, `-1` at the kinks `inp == min` and `inp == max`
     /// (and where `inp` is NaN).
@@ -345,7 +350,7 @@ public final class Hardtanh: Layer, PiecewiseLayer {
     public var pieces: [Int32] {
         precondition(inp != nil, "Hardtanh.pieces: call the layer first")
         let (low, high) = (min, max)
-        return inp.values.map { x in x > low && x < high ? 1 : x < low ? 0 : x > high ? 2 : -1 }
+        return inp.values.map { x in Self.passes(x, low, high) ? 1 : x < low ? 0 : x > high ? 2 : -1 }
     }
 
     /// When `true`, calls compute `out = slopes · inp + offsets` with each element's piece of the
@@ -363,8 +368,8 @@ public final class Hardtanh: Layer, PiecewiseLayer {
             }
             let (low, high) = (min, max)
             frozen = (
-                Tensor.mapElements(inp) { x in x > low && x < high ? 1 : 0 },
-                Tensor.mapElements(inp) { x in x > low && x < high ? 0 : x <= low ? low : high }
+                Tensor.mapElements(inp) { x in Self.passes(x, low, high) ? 1 : 0 },
+                Tensor.mapElements(inp) { x in Self.passes(x, low, high) ? 0 : x <= low ? low : high }
             )
         }
     }
@@ -393,21 +398,24 @@ public final class Hardtanh: Layer, PiecewiseLayer {
             return
         }
         let (low, high) = (min, max)
-        inp.g = Tensor.mapElements(inp, out.g, operation: "Hardtanh.backward") { x, g in x > low && x < high ? g : 0 }
+        inp.g = Tensor.mapElements(inp, out.g, operation: "Hardtanh.backward") { x, g in
+            Self.passes(x, low, high) ? g : 0
+        }
     }
 }
 
 // MARK: - One-pass elementwise loops
 
 extension Tensor {
-    /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
-    /// shape. Never recorded: for the layers' fast paths and their backward passes.
     /// The elements a helper thread takes at least for an operation that calls the C library's
     /// `exp`, `tanh` or `erf` (10-20 ns an element): about 100 µs of work, where arithmetic alone
     /// (``Tensor/elementwiseMinimumPerWorker``, 128 Ki elements) would leave a batch's activations
     /// of 128 × 256 on one core (SiLU took a quarter of an MLP epoch).
     static let transcendentalMinimumPerWorker = 1 << 13
 
+    /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
+    /// shape, split over threads from `minimumPerPiece` elements each. Never recorded: for the
+    /// layers' fast paths and their backward passes.
     static func mapElements(
         _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: (Float) -> Float
     ) -> Tensor {
