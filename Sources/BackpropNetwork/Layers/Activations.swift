@@ -10,7 +10,8 @@ import Foundation
 // - autograd recording (`Tensor.wouldRecord(inp)`): the function composed of recorded primitives
 //   (`exp`, `erf`, `clampMin`, arithmetic), so that `.grad` comes from their derivatives and
 //   comparing it with the layer's `.g` checks the hand-written backward;
-// - otherwise one pass over memory, with no temporaries.
+// - otherwise one pass over memory, with no temporaries (Sigmoid, SiLU and Tanh through
+//   `ActivationKernels`: vectors of elements in Double, rounded once to Float).
 // The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)`, `gelu(_:)` and `silu(_:)` hold both
 // paths; the layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
 
@@ -18,7 +19,8 @@ import Foundation
 /// `torch.sigmoid`).
 ///
 /// Autograd records `1 / (1 + exp(-max(x, -80)))`. Where nothing is recorded, one numerically
-/// stable pass: `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`.
+/// stable pass: `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`, in Double, rounded
+/// once (``ActivationKernels``: within an ulp of the correctly rounded value).
 ///
 /// NOTE: the clamp keeps autograd finite: for `x < -88`, `e^(-x)` overflows to infinity and the
 /// derivative of `exp` would multiply `0 · ∞ = NaN`. Below -80 the recorded sigmoid is
@@ -27,9 +29,7 @@ public func sigmoid(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return 1 / (1 + (-x.clampMin(-80)).exp())
     }
-    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
-        stableSigmoid(value)
-    }
+    return Tensor.mapElements(x, kernel: .sigmoid)
 }
 
 /// The leaky rectified linear unit of every element: `leakyReLU(x) = x` where `x > 0`, else
@@ -65,22 +65,13 @@ public func gelu(_ x: Tensor) -> Tensor {
 /// `silu(x) = x · sigmoid(x) = x / (1 + e^(-x))` (PyTorch's `F.silu(x)`).
 ///
 /// Autograd records `x * sigmoid(x)` (see ``sigmoid(_:)``, whose recorded form it uses); the
-/// pass that runs where nothing is recorded multiplies `x` by the same stable one-pass sigmoid.
+/// pass that runs where nothing is recorded multiplies `x` by the same stable one-pass sigmoid, in
+/// Double, and rounds once.
 public func silu(_ x: Tensor) -> Tensor {
     if Tensor.wouldRecord(x) {
         return x * sigmoid(x)
     }
-    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
-        value * stableSigmoid(value)
-    }
-}
-
-/// `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`: no overflow for any `x`.
-@inline(__always)
-private func stableSigmoid(_ value: Float) -> Float {
-    if value >= 0 { return 1 / (1 + Foundation.exp(-value)) }
-    let e = Foundation.exp(value)
-    return e / (1 + e)
+    return Tensor.mapElements(x, kernel: .silu)
 }
 
 /// The hyperbolic tangent as a layer: `out = tanh(inp)`, and its hand-written backward
@@ -90,8 +81,9 @@ private func stableSigmoid(_ value: Float) -> Float {
 /// Backward: `inp.g = out.g · (1 - out²)`, read from the stored `out`.
 ///
 /// Autograd records `tanh(x) = 2 · sigmoid(2x) - 1` (see ``sigmoid(_:)``), whose derivative is
-/// the chain of `exp`'s and the divisions', not the formula above. Where nothing is recorded, the
-/// C library's `tanhf` (exact to an ulp, `±1` for large `|x|`).
+/// the chain of `exp`'s and the divisions', not the formula above. Where nothing is recorded,
+/// `±(1 - e^(-2|x|)) / (1 + e^(-2|x|))` in Double, rounded once (``ActivationKernels``: within an
+/// ulp of the correctly rounded value, `±1` for large `|x|`).
 public final class Tanh: Layer {
     /// The input of the last call (the very object passed in). // (n, …)
     public private(set) var inp: Tensor!
@@ -110,9 +102,7 @@ public final class Tanh: Layer {
         if Tensor.wouldRecord(inp) {
             out = 2 * sigmoid(2 * inp) - 1
         } else {
-            out = Tensor.mapElements(inp, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) {
-                Foundation.tanh($0)
-            }
+            out = Tensor.mapElements(inp, kernel: .tanh)
         }
         return out
     }
@@ -274,7 +264,8 @@ public final class GELU: Layer {
 ///
 /// Forward: `out = inp · σ(inp)`, `σ(x) = 1 / (1 + e^(-x))` (see ``silu(_:)`` for both paths).
 /// Backward: `inp.g = out.g · σ(inp) · (1 + inp · (1 - σ(inp)))`, the product rule
-/// `σ(x) + x · σ'(x)` with `σ' = σ · (1 - σ)`; `σ(inp)` is computed again from the stored `inp`.
+/// `σ(x) + x · σ'(x)` with `σ' = σ · (1 - σ)`; `σ(inp)` is computed again from the stored `inp`
+/// (in Double, as the forward pass does, and the product rounded once to Float).
 public final class SiLU: Layer {
     /// The input of the last call (the very object passed in). // (n, …)
     public private(set) var inp: Tensor!
@@ -297,12 +288,7 @@ public final class SiLU: Layer {
     /// The backward pass: `inp.g = out.g · σ(inp) · (1 + inp · (1 - σ(inp)))`  // (n, …)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.mapElements(
-            inp, out.g, operation: "SiLU.backward", minimumPerPiece: Tensor.transcendentalMinimumPerWorker
-        ) { x, g in
-            let s = stableSigmoid(x)
-            return g * s * (1 + x * (1 - s))
-        }
+        inp.g = Tensor.mapElements(inp, out.g, kernel: .siluBackward, operation: "SiLU.backward")
     }
 }
 
@@ -408,7 +394,7 @@ public final class Hardtanh: Layer, PiecewiseLayer {
 
 extension Tensor {
     /// The elements a helper thread takes at least for an operation that calls the C library's
-    /// `exp`, `tanh` or `erf` (10-20 ns an element): about 100 µs of work, where arithmetic alone
+    /// `exp` or `erf` (10-20 ns an element; GELU's): about 100 µs of work, where arithmetic alone
     /// (``Tensor/elementwiseMinimumPerWorker``, 128 Ki elements) would leave a batch's activations
     /// of 128 × 256 on one core (SiLU took a quarter of an MLP epoch).
     static let transcendentalMinimumPerWorker = 1 << 13
@@ -426,6 +412,36 @@ extension Tensor {
         withExtendedLifetime(source) {
             Parallel.forEachRange(result.count, minimumPerPiece: minimumPerPiece) { range in
                 for i in range { out[i] = operation(input[i]) }
+            }
+        }
+        return result
+    }
+
+    /// The elements a helper thread takes at least for an ``ActivationKernels`` pass (about 2.5 ns
+    /// an element on one core): about 20 µs of work, more than a wake-up costs, so that a batch's
+    /// activations of 128 × 128 already split.
+    static let activationKernelMinimumPerWorker = 1 << 13
+
+    /// The activation `kernel` of every element of `x` (and of `g`, the output's gradient, for
+    /// ``ActivationKernels/Kind/siluBackward``; see ``ActivationKernels``), in one pass into a new
+    /// contiguous tensor of `x`'s shape, split over threads. Never recorded.
+    /// - Precondition: `g`, if given, has the shape of `x`; otherwise stops naming `operation` and both.
+    static func mapElements(
+        _ x: Tensor, _ g: Tensor? = nil, kernel: ActivationKernels.Kind, operation name: String = "activation"
+    ) -> Tensor {
+        if let g { precondition(x.shape == g.shape, "\(name): shapes \(x.shape) and \(g.shape) differ") }
+        let sourceX = x.contiguous()
+        let sourceG = g?.contiguous()
+        let result = Tensor(uninitializedShape: x.shape)
+        let inputX = sourceX.pointer
+        let inputG = sourceG?.pointer
+        let out = result.pointer
+        withExtendedLifetime((sourceX, sourceG)) {
+            Parallel.forEachRange(result.count, minimumPerPiece: activationKernelMinimumPerWorker) { range in
+                let start = range.lowerBound
+                ActivationKernels.apply(
+                    kernel, inputX + start, inputG.map { UnsafePointer($0 + start) }, into: out + start,
+                    count: range.count)
             }
         }
         return result

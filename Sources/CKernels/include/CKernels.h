@@ -264,6 +264,25 @@ void bp_softmax_rows(const float *x, long rows, long classes, float *maxima, dou
 /// One exponential as `bp_softmax_rows` computes it, for `t ≤ 0` (or NaN): the scalar path.
 double bp_exp_nonpositive(double t);
 
+/// The activations `bp_activation` computes.
+enum {
+    /// `out = 1 / (1 + e^-x)`.
+    BP_ACTIVATION_SIGMOID = 0,
+    /// `out = x · sigmoid(x)`.
+    BP_ACTIVATION_SILU = 1,
+    /// `out = g · s · (1 + x · (1 - s))`, `s = sigmoid(x)`: SiLU's input gradient from its output's `g`.
+    BP_ACTIVATION_SILU_BACKWARD = 2,
+    /// `out = tanh(x)`.
+    BP_ACTIVATION_TANH = 3,
+};
+
+/// `out[i]` = the activation `kind` of `x[i]` (and `g[i]` for `BP_ACTIVATION_SILU_BACKWARD`; `g` is
+/// not read, and may be NULL, for the others), `0 ≤ i < count` (Activations.c): the formula in Double
+/// from an exponential with a relative error below 10⁻¹⁴, rounded to Float once (sigmoid, SiLU and tanh within one ulp of
+/// the correctly rounded value, nearly always equal to it). `vectors` 0 takes the scalar path (for
+/// tests), 1 the widest the processor has (AVX-512, AVX2); every path gives the same bits.
+void bp_activation(int kind, const float *x, const float *g, float *out, long count, int vectors);
+
 /// One step of Adam (Optimizers.c): its constants, the same for every element of every parameter.
 typedef struct BPAdamStep {
     float beta1, beta2, oneMinusBeta1, oneMinusBeta2;
