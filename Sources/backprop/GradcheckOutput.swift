@@ -44,7 +44,7 @@ enum GradcheckOutput {
 
         let failed = report.rows.filter { !$0.passed }
         if failed.isEmpty {
-            lines.append("PASS: all \(report.rows.count) tensors")
+            lines.append("PASS: \(allTensors(report.rows.count))")
         } else {
             lines.append("")
             for row in failed {

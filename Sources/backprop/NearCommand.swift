@@ -87,7 +87,7 @@ struct NearCommand: ParsableCommand {
             lines.append("\(name): \(report)")
             if !report.isNear { allNear = false }
         }
-        lines.append(allNear ? "NEAR: all \(names.count) tensors" : "NOT NEAR")
+        lines.append(allNear ? "NEAR: \(allTensors(names.count))" : "NOT NEAR")
         print(lines.joined(separator: "\n"))
         if !allNear { throw ExitCode(1) }
     }

@@ -403,3 +403,8 @@ final class OutputTarget {
         }
     }
 }
+
+/// "all 3 tensors", or "the 1 tensor" for one: the end of `near`'s and `gradcheck`'s verdict lines.
+func allTensors(_ count: Int) -> String {
+    count == 1 ? "the 1 tensor" : "all \(count) tensors"
+}

@@ -112,7 +112,7 @@ struct MessagesTests {
                 "near", folder + "/actual.safetensors", folder + "/expected.safetensors", "--tensors", "w, w",
             ])
             #expect(twice.status == 0, "\(twice.standardOutput)")
-            #expect(twice.standardOutput.hasSuffix("NEAR: all 1 tensors\n"), "\(twice.standardOutput)")
+            #expect(twice.standardOutput.hasSuffix("NEAR: the 1 tensor\n"), "\(twice.standardOutput)")
         }
     }
 
