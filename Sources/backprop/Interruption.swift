@@ -5,8 +5,8 @@ import Synchronization
 
 /// Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT), SIGTERM, SIGHUP, SIGXCPU (the soft CPU-time limit of
 /// `ulimit -St` was reached), and SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF and, on Linux,
-/// SIGPWR, SIGSTKFLT and SIGIO (whose default action also ends the process, and would leave a
-/// save's temporary file), turned into a request that a long run polls
+/// SIGPWR, SIGSTKFLT, SIGIO and the real-time signals that no library has taken (whose default
+/// action also ends the process, and would leave a save's temporary file), turned into a request that a long run polls
 /// between two steps. (SIGPIPE is ignored for every command, by `StandardStream.prepareProcess()`:
 /// a write to a reader that has gone fails with `EPIPE`, and the run stops as it does for the
 /// others.)
@@ -33,15 +33,26 @@ enum Interruption {
     /// handles it, Ctrl-\ printed a "Program crashed" report of 60 lines, and the command went on.
     /// The others are every other signal whose default action ends the process, but the crash
     /// signals (SIGSEGV, SIGILL, SIGABRT, …: `bp_handle_sent_fault_signals` takes those only when
-    /// another process sends them) and the real-time ones (libraries may use them).
+    /// another process sends them); the real-time ones (SIGRTMIN…SIGRTMAX, Linux) only while
+    /// their action is still the default when the list is first read: a library that uses one
+    /// has set its own handler, which is left alone.
     static let stopSignals: [Int32] = {
         var signals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGXCPU, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF]
         #if os(Linux)
-            // Ignored by default on macOS (SIGIO), or not there (SIGPWR, SIGSTKFLT).
+            // Ignored by default on macOS (SIGIO), or not there (SIGPWR, SIGSTKFLT, real-time ones).
             signals += [SIGPWR, SIGSTKFLT, SIGIO]
+            signals += realTimeSignals.filter { number in
+                var action = sigaction()
+                return sigaction(number, nil, &action) == 0 && action.__sigaction_handler.sa_handler == nil
+            }
         #endif
         return signals
     }()
+
+    #if os(Linux)
+        /// SIGRTMIN…SIGRTMAX (34…64 with glibc, which keeps the two below for its threads).
+        static var realTimeSignals: ClosedRange<Int32> { __libc_current_sigrtmin()...__libc_current_sigrtmax() }
+    #endif
 
     /// From now on the first signal is a request that the run polls (see ``install()``).
     static func startPolling() { polling.store(true, ordering: .sequentiallyConsistent) }
@@ -121,6 +132,8 @@ enum Interruption {
                 case SIGPWR: return "SIGPWR"
                 case SIGSTKFLT: return "SIGSTKFLT"
                 case SIGIO: return "SIGIO"
+                case realTimeSignals.lowerBound: return "SIGRTMIN"
+                case realTimeSignals: return "SIGRTMIN+\(number - realTimeSignals.lowerBound)"
                 default: break
                 }
             #endif

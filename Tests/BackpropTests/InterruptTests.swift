@@ -177,9 +177,13 @@ private func checkpointWeights(_ path: String) throws -> [String: [UInt32]] {
 }
 
 /// The signals the test sends, and the names the message gives them. SIGPWR (a UPS's power
-/// failure; its default action ends the process) was not caught, and left the save's temporary file.
+/// failure) and the real-time signals (as `kill -s RTMIN+3` sends) were not caught, and their
+/// default action, ending the process, left the save's temporary file.
 #if os(Linux)
-    private let stopSignalNames = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGPWR: "SIGPWR"]
+    private let stopSignalNames = [
+        SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGPWR: "SIGPWR", __libc_current_sigrtmin() + 3: "SIGRTMIN+3",
+        __libc_current_sigrtmax(): "SIGRTMIN+\(__libc_current_sigrtmax() - __libc_current_sigrtmin())",
+    ]
 #else
     private let stopSignalNames = [SIGINT: "SIGINT", SIGTERM: "SIGTERM"]
 #endif
