@@ -23,33 +23,17 @@
 #pragma STDC FP_CONTRACT OFF
 
 #include "CKernels.h"
+#include "ExpReduction.h"
 
 #include <math.h>
 #include <string.h>
 
-static const double LOG2E = 1.44269504088896338700e+00;
-static const double SHIFTER = 0x1.8p52;
-// fdlibm's split of ln 2: LN2_HI has 32 significant bits, so k·LN2_HI is exact for |k| < 2²¹.
-static const double LN2_HI = 6.93147180369123816490e-01;
-static const double LN2_LO = 1.90821492927058770002e-10;
 static const double LOWEST = -746.0;
 
 /// 1/n! for n = 13 down to 0: the Taylor polynomial of exp, in Horner's order.
 static const double TAYLOR[14] = {
     1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
     1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-
-/// 2^k for a whole number k in [-1022, 1023] held in a double.
-static inline double powerOfTwo(double k) {
-    double shifted = k + SHIFTER, shifter = SHIFTER;
-    long long bits, base;
-    memcpy(&bits, &shifted, sizeof bits);
-    memcpy(&base, &shifter, sizeof base);
-    long long exponent = (bits - base + 1023) << 52;
-    double result;
-    memcpy(&result, &exponent, sizeof result);
-    return result;
-}
 
 /// exp(t) for t ≤ 0 by the steps above, one value at a time (the reference for the vector paths,
 /// and the path of processors without AVX2).
