@@ -20,7 +20,7 @@ import Foundation
 ///
 /// Autograd records `1 / (1 + exp(-max(x, -80)))`. Where nothing is recorded, one numerically
 /// stable pass: `1 / (1 + e^(-x))` for `x ≥ 0`, `e^x / (1 + e^x)` for `x < 0`, in Double, rounded
-/// once (``ActivationKernels``: within an ulp of the correctly rounded value).
+/// once (`ActivationKernels`: within an ulp of the correctly rounded value).
 ///
 /// NOTE: the clamp keeps autograd finite: for `x < -88`, `e^(-x)` overflows to infinity and the
 /// derivative of `exp` would multiply `0 · ∞ = NaN`. Below -80 the recorded sigmoid is
@@ -82,7 +82,7 @@ public func silu(_ x: Tensor) -> Tensor {
 ///
 /// Autograd records `tanh(x) = 2 · sigmoid(2x) - 1` (see ``sigmoid(_:)``), whose derivative is
 /// the chain of `exp`'s and the divisions', not the formula above. Where nothing is recorded,
-/// `±(1 - e^(-2|x|)) / (1 + e^(-2|x|))` in Double, rounded once (``ActivationKernels``: within an
+/// `±(1 - e^(-2|x|)) / (1 + e^(-2|x|))` in Double, rounded once (`ActivationKernels`: within an
 /// ulp of the correctly rounded value, `±1` for large `|x|`).
 public final class Tanh: Layer {
     /// The input of the last call (the very object passed in). // (n, …)
