@@ -255,6 +255,6 @@ extension Tensor {
         // allocating a tensor of zeros.
         let zero = Tensor(storage: Storage(count: 1), shape: target, strides: Array(repeating: 0, count: target.count))
         zero.storage.pointer.pointee = 0
-        return Tensor.broadcastBinary(zero, self, name: "expand") { _, value in value }
+        return Tensor.broadcastBinary(zero, self, name: "expand", Arithmetic.Second())
     }
 }

@@ -43,9 +43,10 @@ extension Tensor {
     ///
     /// Fast paths cover the layouts the layers produce (same shape, a scalar, a bias row added to
     /// every row); any other layout takes the general strided loop.
-    @inline(__always)
-    static func broadcastBinary(
-        _ a: Tensor, _ b: Tensor, name: String, _ operation: (Float, Float) -> Float
+    /// Generic over the operation's type so that each operation gets loops of its own, vectorised
+    /// (see ``ElementwiseFunction``).
+    static func broadcastBinary<Operation: ElementwiseBinaryFunction>(
+        _ a: Tensor, _ b: Tensor, name: String, _ operation: Operation
     ) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Broadcasting.shape(a.shape, b.shape, operation: name)
         let result = Tensor(uninitializedShape: shape)
@@ -121,9 +122,10 @@ extension Tensor {
         return result
     }
 
-    /// Applies `operation` to every element, into a new contiguous tensor of the same shape.
-    @inline(__always)
-    func mapValues(_ operation: (Float) -> Float) -> Tensor {
+    /// Applies `operation` to every element, into a new contiguous tensor of the same shape: a
+    /// loop of its own for each operation's type, vectorised where the operation allows (see
+    /// ``ElementwiseFunction``).
+    func mapValues<Operation: ElementwiseFunction>(_ operation: Operation) -> Tensor {
         let source = contiguous()
         let result = Tensor(uninitializedShape: shape)
         let input = source.pointer
@@ -134,6 +136,13 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// Applies the closure `operation` to every element (called for each, as ``ClosureFunction``
+    /// says): for operations whose own cost dwarfs a call's (`exp`, `erf`, `pow`) and for paths
+    /// where speed does not matter.
+    func mapValues(_ operation: (Float) -> Float) -> Tensor {
+        withoutActuallyEscaping(operation) { operation in mapValues(ClosureFunction(operation)) }
     }
 
     /// Elementwise loops shorter than twice this stay on one thread (a worker costs a few

@@ -16,30 +16,30 @@ extension Tensor {
     /// Elementwise sum, with broadcasting: `a + b`.
     /// - Precondition: the shapes broadcast; otherwise stops naming both.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        broadcastBinary(a, b, name: "+", +).recorded(.add, a, b)
+        broadcastBinary(a, b, name: "+", Arithmetic.Add()).recorded(.add, a, b)
     }
 
     /// Elementwise difference, with broadcasting: `a - b`.
     /// - Precondition: the shapes broadcast; otherwise stops naming both.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        broadcastBinary(a, b, name: "-", -).recorded(.subtract, a, b)
+        broadcastBinary(a, b, name: "-", Arithmetic.Subtract()).recorded(.subtract, a, b)
     }
 
     /// Elementwise product, with broadcasting: `a * b`.
     /// - Precondition: the shapes broadcast; otherwise stops naming both.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
-        broadcastBinary(a, b, name: "*", *).recorded(.multiply, a, b)
+        broadcastBinary(a, b, name: "*", Arithmetic.Multiply()).recorded(.multiply, a, b)
     }
 
     /// Elementwise quotient, with broadcasting: `a / b`.
     /// - Precondition: the shapes broadcast; otherwise stops naming both.
     public static func / (a: Tensor, b: Tensor) -> Tensor {
-        broadcastBinary(a, b, name: "/", /).recorded(.divide, a, b)
+        broadcastBinary(a, b, name: "/", Arithmetic.Divide()).recorded(.divide, a, b)
     }
 
     /// Adds a number to every element: `a + s`.
     public static func + (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 + s }.recorded(.addScalar, a)
+        a.mapValues(Arithmetic.AddScalar(s: s)).recorded(.addScalar, a)
     }
 
     /// Adds a number to every element: `s + a`.
@@ -47,17 +47,17 @@ extension Tensor {
 
     /// Subtracts a number from every element: `a - s`.
     public static func - (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 - s }.recorded(.addScalar, a)
+        a.mapValues(Arithmetic.SubtractScalar(s: s)).recorded(.addScalar, a)
     }
 
     /// Subtracts every element from a number: `s - a`.
     public static func - (s: Float, a: Tensor) -> Tensor {
-        a.mapValues { s - $0 }.recorded(.reverseSubtractScalar, a)
+        a.mapValues(Arithmetic.SubtractFromScalar(s: s)).recorded(.reverseSubtractScalar, a)
     }
 
     /// Multiplies every element by a number: `a * s`.
     public static func * (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 * s }.recorded(.multiplyScalar(s), a)
+        a.mapValues(Arithmetic.MultiplyByScalar(s: s)).recorded(.multiplyScalar(s), a)
     }
 
     /// Multiplies every element by a number: `s * a`.
@@ -66,17 +66,17 @@ extension Tensor {
     /// Divides every element by a number: `a / s` (a true division, as NumPy's, not a product
     /// with `1 / s`).
     public static func / (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 / s }.recorded(.divideScalar(s), a)
+        a.mapValues(Arithmetic.DivideByScalar(s: s)).recorded(.divideScalar(s), a)
     }
 
     /// Divides a number by every element: `s / a`.
     public static func / (s: Float, a: Tensor) -> Tensor {
-        a.mapValues { s / $0 }.recorded(.reverseDivideScalar(s), a)
+        a.mapValues(Arithmetic.DivideScalar(s: s)).recorded(.reverseDivideScalar(s), a)
     }
 
     /// Negates every element: `-a`.
     public static prefix func - (a: Tensor) -> Tensor {
-        a.mapValues { -$0 }.recorded(.multiplyScalar(-1), a)
+        a.mapValues(Arithmetic.Negate()).recorded(.multiplyScalar(-1), a)
     }
 
     /// Raises every element to the power `p`: `a ** p` (the seed's `**2`).
@@ -88,7 +88,7 @@ extension Tensor {
     public static func ** (a: Tensor, p: Float) -> Tensor {
         let result: Tensor
         if p == 2 {
-            result = a.mapValues { $0 * $0 }
+            result = a.mapValues(Arithmetic.Square())
         } else if p == 1 {
             result = a.mapValues { $0 }
         } else if p == 0.5 {
@@ -145,12 +145,12 @@ extension Tensor {
     ///
     /// The mask is a constant to autograd: comparisons have no derivative.
     public static func > (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 > s ? 1 : 0 }
+        a.mapValues(Arithmetic.Greater(s: s))
     }
 
     /// A mask: 1 where the element is less than `s`, else 0.
     public static func < (a: Tensor, s: Float) -> Tensor {
-        a.mapValues { $0 < s ? 1 : 0 }
+        a.mapValues(Arithmetic.Less(s: s))
     }
 
     /// The tensor itself: masks are already `Float`. Kept so that the seed's

@@ -43,7 +43,7 @@ public func leakyReLU(_ x: Tensor, slope: Float = 0.01) -> Tensor {
         let positive = x.clampMin(0)  // max(x, 0)
         return positive + slope * (x - positive)  // + slope * min(x, 0)
     }
-    return Tensor.mapElements(x) { value in value > 0 ? value : slope * value }
+    return Tensor.mapElements(x, LeakyReLU.Function(slope: slope))
 }
 
 /// The Gaussian error linear unit of every element, in its exact form:
@@ -110,7 +110,12 @@ public final class Tanh: Layer {
     /// The backward pass: `inp.g = out.g · (1 - out²)`  // (n, …)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.mapElements(out, out.g, operation: "Tanh.backward") { y, g in g * (1 - y * y) }
+        inp.g = Tensor.mapElements(out, out.g, operation: "Tanh.backward", Gradient())
+    }
+
+    /// `g · (1 - y²)` for `y = out`, `g = out.g`: the backward pass of one element.
+    struct Gradient: ElementwiseBinaryFunction {
+        func callAsFunction(_ y: Float, _ g: Float) -> Float { g * (1 - y * y) }
     }
 }
 
@@ -141,7 +146,12 @@ public final class Sigmoid: Layer {
     /// The backward pass: `inp.g = out.g · out · (1 - out)`  // (n, …)
     public func backward() {
         checkReadyForBackward()
-        inp.g = Tensor.mapElements(out, out.g, operation: "Sigmoid.backward") { y, g in g * y * (1 - y) }
+        inp.g = Tensor.mapElements(out, out.g, operation: "Sigmoid.backward", Gradient())
+    }
+
+    /// `g · y · (1 - y)` for `y = out`, `g = out.g`: the backward pass of one element.
+    struct Gradient: ElementwiseBinaryFunction {
+        func callAsFunction(_ y: Float, _ g: Float) -> Float { g * y * (1 - y) }
     }
 }
 
@@ -214,8 +224,19 @@ public final class LeakyReLU: Layer, PiecewiseLayer {
             inp.g = Tensor.mapElements(frozenSlopes, out.g, operation: "LeakyReLU.backward") { m, g in m * g }
             return
         }
-        let slope = slope
-        inp.g = Tensor.mapElements(inp, out.g, operation: "LeakyReLU.backward") { x, g in x > 0 ? g : slope * g }
+        inp.g = Tensor.mapElements(inp, out.g, operation: "LeakyReLU.backward", Gradient(slope: slope))
+    }
+
+    /// `x` where `x > 0`, else `slope · x`: the forward pass of one element.
+    struct Function: ElementwiseFunction {
+        let slope: Float
+        func callAsFunction(_ x: Float) -> Float { x > 0 ? x : slope * x }
+    }
+
+    /// `g` where `x > 0`, else `slope · g`, for `x = inp`, `g = out.g`: the backward pass of one element.
+    struct Gradient: ElementwiseBinaryFunction {
+        let slope: Float
+        func callAsFunction(_ x: Float, _ g: Float) -> Float { x > 0 ? g : slope * g }
     }
 }
 
@@ -383,10 +404,14 @@ public final class Hardtanh: Layer, PiecewiseLayer {
             inp.g = Tensor.mapElements(frozen.slopes, out.g, operation: "Hardtanh.backward") { m, g in m * g }
             return
         }
-        let (low, high) = (min, max)
-        inp.g = Tensor.mapElements(inp, out.g, operation: "Hardtanh.backward") { x, g in
-            Self.passes(x, low, high) ? g : 0
-        }
+        inp.g = Tensor.mapElements(inp, out.g, operation: "Hardtanh.backward", Gradient(low: min, high: max))
+    }
+
+    /// `g` where `low < x < high`, else `0`, for `x = inp`, `g = out.g`: the backward pass of one element.
+    struct Gradient: ElementwiseBinaryFunction {
+        let low: Float
+        let high: Float
+        func callAsFunction(_ x: Float, _ g: Float) -> Float { Hardtanh.passes(x, low, high) ? g : 0 }
     }
 }
 
@@ -402,8 +427,12 @@ extension Tensor {
     /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
     /// shape, split over threads from `minimumPerPiece` elements each. Never recorded: for the
     /// layers' fast paths and their backward passes.
-    static func mapElements(
-        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: (Float) -> Float
+    ///
+    /// NOTE: generic over the function's type, not a closure (see `ElementwiseFunction`): a
+    /// closure would be called for every element (2-3 ns), where a type's `callAsFunction` is
+    /// specialised into the loop and vectorised (0.2 ns an element).
+    static func mapElements<Operation: ElementwiseFunction>(
+        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: Operation
     ) -> Tensor {
         let source = x.contiguous()
         let result = Tensor(uninitializedShape: x.shape)
@@ -415,6 +444,17 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// `operation` of every element of `x` as a closure, for the paths where speed does not matter
+    /// (frozen pieces, the gradient check) and for functions of `exp` or `erf`, whose cost dwarfs
+    /// the call's: the generic `mapElements` with the closure wrapped.
+    static func mapElements(
+        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: (Float) -> Float
+    ) -> Tensor {
+        withoutActuallyEscaping(operation) { operation in
+            mapElements(x, minimumPerPiece: minimumPerPiece, ClosureFunction(operation))
+        }
     }
 
     /// The elements a helper thread takes at least for an ``ActivationKernels`` pass (about 2.5 ns
@@ -448,11 +488,12 @@ extension Tensor {
     }
 
     /// `operation(a[i], b[i])` for every element, in one pass into a new contiguous tensor of
-    /// their shape. Never recorded.
+    /// their shape. Never recorded. (Generic over the function's type for speed, as
+    /// the one-tensor `mapElements` is.)
     /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
-    static func mapElements(
+    static func mapElements<Operation: ElementwiseBinaryFunction>(
         _ a: Tensor, _ b: Tensor, operation name: String, minimumPerPiece: Int = elementwiseMinimumPerWorker,
-        _ operation: (Float, Float) -> Float
+        _ operation: Operation
     ) -> Tensor {
         precondition(a.shape == b.shape, "\(name): shapes \(a.shape) and \(b.shape) differ")
         let sourceA = a.contiguous()
@@ -467,6 +508,18 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// `operation(a[i], b[i])` for every element as a closure, where speed does not matter (as
+    /// the one-tensor `mapElements` that takes a closure).
+    /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
+    static func mapElements(
+        _ a: Tensor, _ b: Tensor, operation name: String, minimumPerPiece: Int = elementwiseMinimumPerWorker,
+        _ operation: (Float, Float) -> Float
+    ) -> Tensor {
+        withoutActuallyEscaping(operation) { operation in
+            mapElements(a, b, operation: name, minimumPerPiece: minimumPerPiece, ClosureBinaryFunction(operation))
+        }
     }
 
     /// Per element of `x`, the slope of the piece of a ReLU-like function it falls on: `positive`
