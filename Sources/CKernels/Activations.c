@@ -144,16 +144,6 @@ static inline TARGET2 __m256d activation4(int kind, __m256d x, __m256d g) {
 
 static TARGET2 void activationArrayAVX2(int kind, const float *x, const float *g, float *out, long count) {
     long i = 0;
-    // Four vectors an iteration: each is a chain of dependent steps (the polynomial, a division),
-    // and four side by side keep the FMA units busy while each waits for its last step.
-    for (; i + 16 <= count; i += 16) {
-        __m256d results[4];
-        for (int v = 0; v < 4; v++) {
-            const __m256d gradient = g ? _mm256_cvtps_pd(_mm_loadu_ps(g + i + 4 * v)) : _mm256_setzero_pd();
-            results[v] = activation4(kind, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * v)), gradient);
-        }
-        for (int v = 0; v < 4; v++) _mm_storeu_ps(out + i + 4 * v, _mm256_cvtpd_ps(results[v]));
-    }
     for (; i + 4 <= count; i += 4) {
         const __m256d gradient = g ? _mm256_cvtps_pd(_mm_loadu_ps(g + i)) : _mm256_setzero_pd();
         _mm_storeu_ps(out + i, _mm256_cvtpd_ps(activation4(kind, _mm256_cvtps_pd(_mm_loadu_ps(x + i)), gradient)));
