@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The activation kernels (Sources/CKernels/Activations.c: sigmoid, SiLU and its backward, tanh)
-# against the C library: ulps, the bits of each instruction set's path, and the time per element,
-# on one core.
+# The activation kernels (Sources/CKernels/Activations.c: sigmoid, SiLU and its backward, tanh,
+# GELU and its backward) against the C library: ulps, the bits of each instruction set's path, and
+# the time per element, on one core.
 #
 #   Benchmarks/activations.sh
 #

@@ -10,7 +10,7 @@ import Foundation
 // - autograd recording (`Tensor.wouldRecord(inp)`): the function composed of recorded primitives
 //   (`exp`, `erf`, `clampMin`, arithmetic), so that `.grad` comes from their derivatives and
 //   comparing it with the layer's `.g` checks the hand-written backward;
-// - otherwise one pass over memory, with no temporaries (Sigmoid, SiLU and Tanh through
+// - otherwise one pass over memory, with no temporaries (Sigmoid, SiLU, Tanh and GELU through
 //   `ActivationKernels`: vectors of elements in Double, rounded once to Float).
 // The free functions `sigmoid(_:)`, `leakyReLU(_:slope:)`, `gelu(_:)` and `silu(_:)` hold both
 // paths; the layers call them. (`Tanh` has no free function: `tanh` is the C library's name for numbers.)
@@ -49,16 +49,16 @@ public func leakyReLU(_ x: Tensor, slope: Float = 0.01) -> Tensor {
 /// The Gaussian error linear unit of every element, in its exact form:
 /// `gelu(x) = x · Φ(x) = 0.5 · x · (1 + erf(x / √2))` (PyTorch's `F.gelu(x)`, approximate `'none'`).
 ///
-/// Autograd records `x * 0.5 * (erf(x / √2) + 1)` (see `Tensor.erf()`); the pass
-/// that runs where nothing is recorded does the same arithmetic in the same order.
+/// Autograd records `x * 0.5 * (erf(x / √2) + 1)` (see `Tensor.erf()`). Where nothing is recorded,
+/// one pass in Double from the tail, `Φ(x) = erfc(-x/√2) / 2`, rounded once (`ActivationKernels`:
+/// within an ulp of the correctly rounded value). The two differ far left: below x ≈ -5.5,
+/// `1 + erf` is 0 in Float, so the recorded form (and PyTorch's) gives 0 where the pass gives the
+/// tiny true value (gelu(-8) ≈ -5·10⁻¹⁵).
 public func gelu(_ x: Tensor) -> Tensor {
-    let root2 = Float(2).squareRoot()
     if Tensor.wouldRecord(x) {
-        return x * 0.5 * ((x / root2).erf() + 1)
+        return x * 0.5 * ((x / Float(2).squareRoot()).erf() + 1)
     }
-    return Tensor.mapElements(x, minimumPerPiece: Tensor.transcendentalMinimumPerWorker) { value in
-        value * 0.5 * (Foundation.erf(value / root2) + 1)
-    }
+    return Tensor.mapElements(x, kernel: .gelu)
 }
 
 /// The sigmoid-weighted linear unit of every element, also called swish:
@@ -245,7 +245,8 @@ public final class LeakyReLU: Layer, PiecewiseLayer {
 ///
 /// Forward: `out = 0.5 · inp · (1 + erf(inp / √2))` (see ``gelu(_:)`` for both paths).
 /// Backward: `inp.g = out.g · (Φ(inp) + inp · φ(inp))`, where `Φ(x) = 0.5 (1 + erf(x / √2))` and
-/// `φ(x) = e^(-x²/2) / √(2π)` is the normal density.
+/// `φ(x) = e^(-x²/2) / √(2π)` is the normal density (in Double, as the forward pass, and rounded
+/// once to Float).
 public final class GELU: Layer {
     /// The input of the last call (the very object passed in). // (n, …)
     public private(set) var inp: Tensor!
@@ -268,15 +269,7 @@ public final class GELU: Layer {
     /// The backward pass: `inp.g = out.g · (Φ(inp) + inp · φ(inp))`  // (n, …)
     public func backward() {
         checkReadyForBackward()
-        let rootHalf = Float(0.5).squareRoot()
-        let inverseRoot2Pi = Float(1 / (2 * Double.pi).squareRoot())
-        inp.g = Tensor.mapElements(
-            inp, out.g, operation: "GELU.backward", minimumPerPiece: Tensor.transcendentalMinimumPerWorker
-        ) { x, g in
-            let cdf = 0.5 * (1 + Foundation.erf(x * rootHalf))  // Φ(x)
-            let density = Foundation.exp(-0.5 * x * x) * inverseRoot2Pi  // φ(x)
-            return g * (cdf + x * density)
-        }
+        inp.g = Tensor.mapElements(inp, out.g, kernel: .geluBackward, operation: "GELU.backward")
     }
 }
 
@@ -418,12 +411,6 @@ public final class Hardtanh: Layer, PiecewiseLayer {
 // MARK: - One-pass elementwise loops
 
 extension Tensor {
-    /// The elements a helper thread takes at least for an operation that calls the C library's
-    /// `exp` or `erf` (10-20 ns an element; GELU's): about 100 µs of work, where arithmetic alone
-    /// (``Tensor/elementwiseMinimumPerWorker``, 128 Ki elements) would leave a batch's activations
-    /// of 128 × 256 on one core (SiLU took a quarter of an MLP epoch).
-    static let transcendentalMinimumPerWorker = 1 << 13
-
     /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
     /// shape, split over threads from `minimumPerPiece` elements each. Never recorded: for the
     /// layers' fast paths and their backward passes.
@@ -463,7 +450,8 @@ extension Tensor {
     static let activationKernelMinimumPerWorker = 1 << 13
 
     /// The activation `kernel` of every element of `x` (and of `g`, the output's gradient, for
-    /// ``ActivationKernels/Kind/siluBackward``; see ``ActivationKernels``), in one pass into a new
+    /// ``ActivationKernels/Kind/siluBackward`` and ``ActivationKernels/Kind/geluBackward``; see
+    /// ``ActivationKernels``), in one pass into a new
     /// contiguous tensor of `x`'s shape, split over threads. Never recorded.
     /// - Precondition: `g`, if given, has the shape of `x`; otherwise stops naming `operation` and both.
     static func mapElements(

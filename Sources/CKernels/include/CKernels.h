@@ -274,11 +274,15 @@ enum {
     BP_ACTIVATION_SILU_BACKWARD = 2,
     /// `out = tanh(x)`.
     BP_ACTIVATION_TANH = 3,
+    /// `out = x · Φ(x)`, Φ the standard normal distribution function (GELU, exact form).
+    BP_ACTIVATION_GELU = 4,
+    /// `out = g · (Φ(x) + x · φ(x))`, φ the normal density: GELU's input gradient from its output's `g`.
+    BP_ACTIVATION_GELU_BACKWARD = 5,
 };
 
-/// `out[i]` = the activation `kind` of `x[i]` (and `g[i]` for `BP_ACTIVATION_SILU_BACKWARD`; `g` is
+/// `out[i]` = the activation `kind` of `x[i]` (and `g[i]` for the two `…_BACKWARD` kinds; `g` is
 /// not read, and may be NULL, for the others), `0 ≤ i < count` (Activations.c): the formula in Double
-/// from an exponential with a relative error below 10⁻¹⁴, rounded to Float once (sigmoid, SiLU and tanh within one ulp of
+/// from an exponential with a relative error below 10⁻¹⁴, rounded to Float once (each within one ulp of
 /// the correctly rounded value, nearly always equal to it). `vectors` 0 takes the scalar path (for
 /// tests), 1 the widest the processor has (AVX-512, AVX2); every path gives the same bits.
 void bp_activation(int kind, const float *x, const float *g, float *out, long count, int vectors);
