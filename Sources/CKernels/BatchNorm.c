@@ -193,3 +193,94 @@ void bp_bn_input_gradient(const float *g, const float *x, float *out, long count
         out[i] = scale * (g[i] - meanG - xhat * meanGXhat);
     }
 }
+
+// The same passes over whole rows of a batch of features, `x` of `rows × c` values in rows (the
+// layout of BatchNorm1d's input, where each image's plane of a channel is one value): per feature,
+// the same operations in the same order as the functions above applied to each row's value in
+// turn, so the same bits. Plain loops over the features, which the compiler turns into vectors
+// (each feature's sum stays its own, in row order; the pragma above keeps every operation
+// rounded as written). Twice: for AVX2 where the processor has it, and for the baseline.
+
+#define BN_ROWS_BODIES(SUFFIX, ATTRIBUTES)                                                                        \
+    static ATTRIBUTES void rowsSum##SUFFIX(const float *x, long rows, long c, double *sums) {                     \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const float *row = x + r * c;                                                                         \
+            for (long k = 0; k < c; k++) sums[k] += (double)row[k];                                               \
+        }                                                                                                         \
+    }                                                                                                             \
+    static ATTRIBUTES void rowsSquares##SUFFIX(const float *x, long rows, long c, const double *mean,              \
+        double *squares) {                                                                                        \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const float *row = x + r * c;                                                                         \
+            for (long k = 0; k < c; k++) {                                                                        \
+                const double d = (double)row[k] - mean[k];                                                        \
+                squares[k] += d * d;                                                                              \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    static ATTRIBUTES void rowsGradientSums##SUFFIX(const float *g, const float *x, long rows, long c,             \
+        const float *mean, const float *invStd, double *sumG, double *sumGXhat) {                                 \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const float *gRow = g + r * c, *xRow = x + r * c;                                                     \
+            for (long k = 0; k < c; k++) {                                                                        \
+                const float xhat = (xRow[k] - mean[k]) * invStd[k];                                               \
+                sumG[k] += (double)gRow[k];                                                                       \
+                sumGXhat[k] += (double)(gRow[k] * xhat);                                                          \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    static ATTRIBUTES void rowsNormalize##SUFFIX(const float *x, float *out, long rows, long c, const float *mean,  \
+        const float *scale, const float *shift) {                                                                 \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const float *row = x + r * c;                                                                         \
+            float *outRow = out + r * c;                                                                          \
+            for (long k = 0; k < c; k++) outRow[k] = (row[k] - mean[k]) * scale[k] + shift[k];                    \
+        }                                                                                                         \
+    }                                                                                                             \
+    static ATTRIBUTES void rowsInputGradient##SUFFIX(const float *g, const float *x, float *out, long rows,       \
+        long c, const float *mean, const float *invStd, const float *meanG, const float *meanGXhat,              \
+        const float *scale) {                                                                                     \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const float *gRow = g + r * c, *xRow = x + r * c;                                                     \
+            float *outRow = out + r * c;                                                                          \
+            for (long k = 0; k < c; k++) {                                                                        \
+                const float xhat = (xRow[k] - mean[k]) * invStd[k];                                               \
+                outRow[k] = scale[k] * (gRow[k] - meanG[k] - xhat * meanGXhat[k]);                                \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+BN_ROWS_BODIES(Baseline, )
+#if defined(__x86_64__) || defined(_M_X64)
+BN_ROWS_BODIES(AVX2, TARGET)
+#define BN_ROWS_DISPATCH(NAME, ...)                                                                                \
+    do {                                                                                                          \
+        if (HAS_AVX2) NAME##AVX2(__VA_ARGS__);                                                                    \
+        else NAME##Baseline(__VA_ARGS__);                                                                         \
+    } while (0)
+#else
+#define BN_ROWS_DISPATCH(NAME, ...) NAME##Baseline(__VA_ARGS__)
+#endif
+
+void bp_bn_rows_sum(const float *x, long rows, long c, double *sums) {
+    BN_ROWS_DISPATCH(rowsSum, x, rows, c, sums);
+}
+
+void bp_bn_rows_squared_deviations(const float *x, long rows, long c, const double *mean, double *squares) {
+    BN_ROWS_DISPATCH(rowsSquares, x, rows, c, mean, squares);
+}
+
+void bp_bn_rows_gradient_sums(const float *g, const float *x, long rows, long c, const float *mean,
+    const float *invStd, double *sumG, double *sumGXhat) {
+    BN_ROWS_DISPATCH(rowsGradientSums, g, x, rows, c, mean, invStd, sumG, sumGXhat);
+}
+
+void bp_bn_rows_normalize(const float *x, float *out, long rows, long c, const float *mean, const float *scale,
+    const float *shift) {
+    BN_ROWS_DISPATCH(rowsNormalize, x, out, rows, c, mean, scale, shift);
+}
+
+void bp_bn_rows_input_gradient(const float *g, const float *x, float *out, long rows, long c, const float *mean,
+    const float *invStd, const float *meanG, const float *meanGXhat, const float *scale) {
+    BN_ROWS_DISPATCH(rowsInputGradient, g, x, out, rows, c, mean, invStd, meanG, meanGXhat, scale);
+}

@@ -370,6 +370,60 @@ struct BatchNormKernelTests {
         }
     }
 
+    /// BatchNorm1d's input `(n, c)`, one value per image and feature, through the kernels over whole
+    /// rows: per feature, the sums over each block of rows in row order, the blocks in order, then
+    /// `out` and `inp.g`, each operation rounded as written, against the same plain loops; 21 rows
+    /// make blocks of 8, 8 and 5, and 13 features end on no vector's edge.
+    @Test("BatchNorm1d: sums per block of rows in order, out and inp.g, the bits of the formulas' loops")
+    func featureRowsMatchFormulas() {
+        let (n, c) = (21, 13)
+        var generator = RandomGenerator(seed: 92)
+        var values = (0..<(n * c)).map { _ in
+            Float(generator.nextUniform() * 2000 - 1000) * (generator.nextUniform() < 0.5 ? 1e-3 : 1)
+        }
+        // Feature 4: 2⁶⁰ in row 0, 32 in rows 8 to 15, -2⁶⁰ in row 16, zeros elsewhere; the 32s are
+        // kept only if summed in their block first (see `layerSumsInBlocksOfImages`).
+        for row in 0..<n { values[row * c + 4] = 0 }
+        values[4] = 0x1p60
+        for row in 8..<16 { values[row * c + 4] = 32 }
+        values[16 * c + 4] = -0x1p60
+        let gradient = (0..<values.count).map { _ in Float(generator.nextUniform() * 2 - 1) }
+        let layer = BatchNormTests.makeLayer(features: c, seed: 93)
+        let out = layer(Tensor(shape: [n, c], values: values))
+        out.g = Tensor(shape: [n, c], values: gradient)
+        layer.backward()
+        func blocked(_ feature: Int, _ term: (Int) -> Double) -> Double {
+            var total = 0.0
+            for block in stride(from: 0, to: n, by: 8) {
+                var partial = 0.0
+                for row in block..<Swift.min(n, block + 8) { partial += term(row * c + feature) }
+                total += partial
+            }
+            return total
+        }
+        #expect(blocked(4) { Double(values[$0]) } == 256)
+        let (w, b) = (layer.w.values, layer.b.values)
+        for k in 0..<c {
+            let mean = blocked(k) { Double(values[$0]) } / Double(n)
+            let variance = blocked(k) { (Double(values[$0]) - mean) * (Double(values[$0]) - mean) } / Double(n)
+            let (meanF, invStd) = (Float(mean), 1 / (Float(variance) + layer.eps).squareRoot())
+            #expect(layer.mean.values[k] == meanF && layer.invStd.values[k] == invStd, "feature \(k)")
+            let xhat = { (i: Int) -> Float in (values[i] - meanF) * invStd }
+            let sumG = blocked(k) { Double(gradient[$0]) }
+            let sumGXhat = blocked(k) { Double(gradient[$0] * xhat($0)) }
+            #expect(layer.b.g.values[k] == Float(sumG) && layer.w.g.values[k] == Float(sumGXhat), "feature \(k)")
+            let scale = w[k] * invStd
+            let (meanG, meanGXhat) = (Float(sumG / Double(n)), Float(sumGXhat / Double(n)))
+            for row in 0..<n {
+                let i = row * c + k
+                let product = (values[i] - meanF) * scale
+                #expect(out.values[i] == product + b[k], "out[\(row), \(k)]")
+                let centered = (gradient[i] - meanG) - xhat(i) * meanGXhat
+                #expect(layer.inp.g.values[i] == scale * centered, "inp.g[\(row), \(k)]")
+            }
+        }
+    }
+
     @Test("sums, normalisation and input gradient, for lengths 0 to 21 and 196", arguments: Array(0...21) + [196])
     func kernelsMatchFormulas(_ count: Int) {
         var generator = RandomGenerator(seed: UInt64(40 + count))

@@ -46,4 +46,52 @@ package enum BatchNormKernels {
     ) {
         bp_bn_input_gradient(g, x, out, count, mean, invStd, meanG, meanGXhat, scale)
     }
+
+    // MARK: Whole rows of features
+
+    // BatchNorm1d's input `(n, c)` has one value per image and feature: the passes above, called
+    // once per value, cost a call each (about 40 ns a value). These take whole rows, `x[r · c + k]`,
+    // and do per feature `k` the same operations in the same order, so give the same bits.
+
+    /// `sums[k] += Double(x[r · c + k])` for each of the `rows` rows in order.
+    package static func rowsTotal(
+        _ x: UnsafePointer<Float>, rows: Int, features c: Int, into sums: UnsafeMutablePointer<Double>
+    ) {
+        bp_bn_rows_sum(x, rows, c, sums)
+    }
+
+    /// `squares[k] += (Double(x[r · c + k]) - mean[k])²` for each row in order.
+    package static func rowsSquaredDeviations(
+        _ x: UnsafePointer<Float>, rows: Int, features c: Int, from mean: UnsafePointer<Double>,
+        into squares: UnsafeMutablePointer<Double>
+    ) {
+        bp_bn_rows_squared_deviations(x, rows, c, mean, squares)
+    }
+
+    /// `sumG[k] += Double(g[r · c + k])` and `sumGXhat[k] += Double(g[r · c + k] · xhat)`, `xhat =
+    /// (x[r · c + k] - mean[k]) · invStd[k]` in Float, for each row in order.
+    package static func rowsGradientSums(
+        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, features c: Int, mean: UnsafePointer<Float>,
+        invStd: UnsafePointer<Float>, into sumG: UnsafeMutablePointer<Double>,
+        _ sumGXhat: UnsafeMutablePointer<Double>
+    ) {
+        bp_bn_rows_gradient_sums(g, x, rows, c, mean, invStd, sumG, sumGXhat)
+    }
+
+    /// `out[r · c + k] = (x[r · c + k] - mean[k]) · scale[k] + shift[k]`.
+    package static func rowsNormalize(
+        _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, features c: Int,
+        mean: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+    ) {
+        bp_bn_rows_normalize(x, out, rows, c, mean, scale, shift)
+    }
+
+    /// `out[r · c + k] = scale[k] · (g - meanG[k] - xhat · meanGXhat[k])`, `xhat = (x - mean[k]) · invStd[k]`.
+    package static func rowsInputGradient(
+        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int,
+        features c: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, meanG: UnsafePointer<Float>,
+        meanGXhat: UnsafePointer<Float>, scale: UnsafePointer<Float>
+    ) {
+        bp_bn_rows_input_gradient(g, x, out, rows, c, mean, invStd, meanG, meanGXhat, scale)
+    }
 }

@@ -148,10 +148,24 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let invStdValues = invStd.values
         // Σ out.g and Σ out.g · xhat per channel, in Double, by blocks of images (`blockSums`).
         let sums = withExtendedLifetime((x, g)) {
-            blockSums(n: n, c: c, spatial: spatial) { start, channel in
-                BatchNormKernels.gradientSums(
-                    g.pointer + start, x.pointer + start, count: spatial, mean: meanValues[channel],
-                    invStd: invStdValues[channel])
+            blockSums(n: n, c: c, spatial: spatial) { images, first, second in
+                if spatial == 1 {
+                    let start = images.lowerBound * c
+                    BatchNormKernels.rowsGradientSums(
+                        g.pointer + start, x.pointer + start, rows: images.count, features: c, mean: meanValues,
+                        invStd: invStdValues, into: first, second)
+                    return
+                }
+                for image in images {
+                    for channel in 0..<c {
+                        let start = (image * c + channel) * spatial
+                        let (sumG, sumGXhat) = BatchNormKernels.gradientSums(
+                            g.pointer + start, x.pointer + start, count: spatial, mean: meanValues[channel],
+                            invStd: invStdValues[channel])
+                        first[channel] += sumG
+                        second[channel] += sumGXhat
+                    }
+                }
             }
         }
         for channel in 0..<c {
@@ -166,6 +180,13 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime((x, g)) {
             let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
             Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
+                if batchStatistics && spatial == 1 {
+                    let start = images.lowerBound * c
+                    BatchNormKernels.rowsInputGradient(
+                        gradient + start, input + start, into: result + start, rows: images.count, features: c,
+                        mean: meanValues, invStd: invStdValues, meanG: meanG, meanGXhat: meanGXhat, scale: scales)
+                    return
+                }
                 for image in images {
                     for channel in 0..<c {
                         let start = (image * c + channel) * spatial
@@ -230,12 +251,33 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let count = n * spatial
         if isTraining {
             // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
-            let sums = blockSums(n: n, c: c, spatial: spatial) { start, _ in
-                (BatchNormKernels.total(x.pointer + start, count: spatial), 0)
+            let sums = blockSums(n: n, c: c, spatial: spatial) { images, first, _ in
+                if spatial == 1 {
+                    BatchNormKernels.rowsTotal(
+                        x.pointer + images.lowerBound * c, rows: images.count, features: c, into: first)
+                    return
+                }
+                for image in images {
+                    for channel in 0..<c {
+                        first[channel] += BatchNormKernels.total(
+                            x.pointer + (image * c + channel) * spatial, count: spatial)
+                    }
+                }
             }
             let batchMeans = sums.first.map { $0 / Double(count) }
-            let squares = blockSums(n: n, c: c, spatial: spatial) { start, channel in
-                (BatchNormKernels.squaredDeviations(x.pointer + start, count: spatial, from: batchMeans[channel]), 0)
+            let squares = blockSums(n: n, c: c, spatial: spatial) { images, first, _ in
+                if spatial == 1 {
+                    BatchNormKernels.rowsSquaredDeviations(
+                        x.pointer + images.lowerBound * c, rows: images.count, features: c, from: batchMeans,
+                        into: first)
+                    return
+                }
+                for image in images {
+                    for channel in 0..<c {
+                        first[channel] += BatchNormKernels.squaredDeviations(
+                            x.pointer + (image * c + channel) * spatial, count: spatial, from: batchMeans[channel])
+                    }
+                }
             }
             means = batchMeans
             variances = squares.first.map { $0 / Double(count) }
@@ -251,6 +293,13 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime(x) {
             let (input, output) = (x.pointer, result.pointer)
             Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
+                if spatial == 1 {
+                    let start = images.lowerBound * c
+                    BatchNormKernels.rowsNormalize(
+                        input + start, into: output + start, rows: images.count, features: c, mean: meanValues,
+                        scale: scales, shift: shifts)
+                    return
+                }
                 for image in images {
                     for channel in 0..<c {
                         let start = (image * c + channel) * spatial
@@ -277,34 +326,34 @@ public final class BatchNorm: Layer, ModeDependentLayer {
     /// (`bench --only cnn`, five alternating pairs of runs on Zen 1; BENCHMARKS.md).
     static let imagesPerBlock = 8
 
-    /// Per channel, the sums over the batch of the two values `plane(start, channel)` returns,
-    /// called with the offset of each image's plane of the channel, in blocks of ``imagesPerBlock``
-    /// images (see there).
+    /// Per channel, two sums over the batch, in blocks of ``imagesPerBlock`` images (see there):
+    /// `block(images, first, second)` adds each image's values of the block into the block's
+    /// sums, zeros at first (`first[channel]`, `second[channel]`, image by image in order); a
+    /// channel's sum is then `0 + block 0 + block 1 + …`.
     private func blockSums(
-        n: Int, c: Int, spatial: Int, _ plane: (_ start: Int, _ channel: Int) -> (Double, Double)
+        n: Int, c: Int, spatial: Int,
+        _ block: (
+            _ images: Range<Int>, _ first: UnsafeMutablePointer<Double>, _ second: UnsafeMutablePointer<Double>
+        ) -> Void
     ) -> (first: [Double], second: [Double]) {
-        let block = Self.imagesPerBlock
-        let blocks = (n + block - 1) / block
+        let size = Self.imagesPerBlock
+        let blocks = (n + size - 1) / size
+        // Block b's sums: first at [2bc, 2bc + c), second at [2bc + c, 2bc + 2c).
         var partial = [Double](repeating: 0, count: blocks * c * 2)
         partial.withUnsafeMutableBufferPointer { partial in
-            let perPiece = Swift.max(1, imagesPerPiece(c: c, spatial: spatial) / block)
+            let base = partial.baseAddress!
+            let perPiece = Swift.max(1, imagesPerPiece(c: c, spatial: spatial) / size)
             Parallel.forEachRange(blocks, minimumPerPiece: perPiece) { range in
                 for b in range {
-                    for image in b * block..<Swift.min(n, (b + 1) * block) {
-                        for channel in 0..<c {
-                            let (first, second) = plane((image * c + channel) * spatial, channel)
-                            partial[(b * c + channel) * 2] += first
-                            partial[(b * c + channel) * 2 + 1] += second
-                        }
-                    }
+                    block(b * size..<Swift.min(n, (b + 1) * size), base + 2 * b * c, base + 2 * b * c + c)
                 }
             }
         }
         var sums = (first: [Double](repeating: 0, count: c), second: [Double](repeating: 0, count: c))
         for b in 0..<blocks {
             for channel in 0..<c {
-                sums.first[channel] += partial[(b * c + channel) * 2]
-                sums.second[channel] += partial[(b * c + channel) * 2 + 1]
+                sums.first[channel] += partial[2 * b * c + channel]
+                sums.second[channel] += partial[2 * b * c + c + channel]
             }
         }
         return sums

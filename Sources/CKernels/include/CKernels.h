@@ -254,6 +254,27 @@ void bp_bn_normalize(const float *x, float *out, long count, float mean, float s
 void bp_bn_input_gradient(const float *g, const float *x, float *out, long count, float mean, float invStd,
     float meanG, float meanGXhat, float scale);
 
+/// The passes above over `rows` whole rows of `c` features, `x[r·c + k]` (BatchNorm1d's layout), per
+/// feature `k` the same operations in row order as the functions above over each row's one value:
+/// `sums[k] += Double(x[r·c + k])` for each row in order (BatchNorm.c).
+void bp_bn_rows_sum(const float *x, long rows, long c, double *sums);
+
+/// `squares[k] += (Double(x[r·c + k]) − mean[k])²` for each row in order.
+void bp_bn_rows_squared_deviations(const float *x, long rows, long c, const double *mean, double *squares);
+
+/// `sumG[k] += Double(g[r·c + k])`, `sumGXhat[k] += Double(g[r·c + k] · xhat)` with `xhat =
+/// (x[r·c + k] − mean[k]) · invStd[k]` in Float, for each row in order.
+void bp_bn_rows_gradient_sums(const float *g, const float *x, long rows, long c, const float *mean,
+    const float *invStd, double *sumG, double *sumGXhat);
+
+/// `out[r·c + k] = (x[r·c + k] − mean[k]) · scale[k] + shift[k]`, as ``bp_bn_normalize``.
+void bp_bn_rows_normalize(const float *x, float *out, long rows, long c, const float *mean, const float *scale,
+    const float *shift);
+
+/// `out[r·c + k] = scale[k] · ((g − meanG[k]) − xhat · meanGXhat[k])`, as ``bp_bn_input_gradient``.
+void bp_bn_rows_input_gradient(const float *g, const float *x, float *out, long rows, long c, const float *mean,
+    const float *invStd, const float *meanG, const float *meanGXhat, const float *scale);
+
 /// The parts of a softmax over `rows` rows of `classes` logits (Softmax.c), in Double: each row's
 /// maximum `maxima[i] = m_i` (NaNs passed over), `exponentials[i, j] = exp((double)x[i, j] - m_i)`,
 /// and `sums[i]`, their sum in index order. A row whose maximum is not finite gets NaN exponentials
