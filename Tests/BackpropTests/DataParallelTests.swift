@@ -38,10 +38,11 @@ private func rowValues(_ tensor: Tensor, _ rows: Range<Int>) -> [Float] {
     tensor.rows(rows).contiguous().values
 }
 
-/// Batch norm in three replicas (shards 3, 2, 2 of 7 images; and 1, 1, 1 of 3 feature rows)
-/// normalises with the whole batch's statistics: its outputs, `inp.g`, running statistics and
-/// summed `w.g`, `b.g` are the one-process layer's.
-@Test(arguments: [[7, 3, 4, 5], [3, 4]])
+/// Batch norm in three replicas (shards 3, 2, 2 of 7 images; 1, 1, 1 of 3 feature rows; and 8, 8, 7
+/// of 23 rows of 13 features, through the kernels over whole rows) normalises with the whole
+/// batch's statistics: its outputs, `inp.g`, running statistics and summed `w.g`, `b.g` are the
+/// one-process layer's.
+@Test(arguments: [[7, 3, 4, 5], [3, 4], [23, 13]])
 func batchNormInReplicasIsBatchNormOverTheWholeBatch(shape: [Int]) throws {
     let n = shape[0]
     var generator = RandomGenerator(seed: 31)

@@ -383,13 +383,17 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime(x) {
             let input = x.pointer
             sums.withUnsafeMutableBufferPointer { sums in
-                Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
-                    for channel in channels {
-                        var sum = 0.0
-                        for row in 0..<n {
-                            sum += BatchNormKernels.total(input + (row * c + channel) * spatial, count: spatial)
+                if spatial == 1 {  // whole rows: per channel the same additions in row order, from 0
+                    BatchNormKernels.rowsTotal(input, rows: n, features: c, into: sums.baseAddress!)
+                } else {
+                    Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                        for channel in channels {
+                            var sum = 0.0
+                            for row in 0..<n {
+                                sum += BatchNormKernels.total(input + (row * c + channel) * spatial, count: spatial)
+                            }
+                            sums[channel] = sum
                         }
-                        sums[channel] = sum
                     }
                 }
                 sums[c] = Double(n * spatial)
@@ -402,14 +406,19 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                     + "replicas (input of shape \(inp.shape) here)")
             for channel in 0..<c { means[channel] = sums[channel] / total }
             squares.withUnsafeMutableBufferPointer { squares in
-                Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
-                    for channel in channels {
-                        var sum = 0.0
-                        for row in 0..<n {
-                            sum += BatchNormKernels.squaredDeviations(
-                                input + (row * c + channel) * spatial, count: spatial, from: means[channel])
+                if spatial == 1 {
+                    BatchNormKernels.rowsSquaredDeviations(
+                        input, rows: n, features: c, from: means, into: squares.baseAddress!)
+                } else {
+                    Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
+                        for channel in channels {
+                            var sum = 0.0
+                            for row in 0..<n {
+                                sum += BatchNormKernels.squaredDeviations(
+                                    input + (row * c + channel) * spatial, count: spatial, from: means[channel])
+                            }
+                            squares[channel] = sum
                         }
-                        squares[channel] = sum
                     }
                 }
                 replicas.sum(squares)
@@ -422,6 +431,16 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         let (weights, biases, invStds) = (w.values, b.values, invStdTensor.values)
         withExtendedLifetime(x) {
             let (input, output) = (x.pointer, result.pointer)
+            if spatial == 1 {
+                let (meanValues, scales) = (meanTensor.values, zip(weights, invStds).map { $0 * $1 })
+                Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: 1)) { rows in
+                    let start = rows.lowerBound * c
+                    BatchNormKernels.rowsNormalize(
+                        input + start, into: output + start, rows: rows.count, features: c, mean: meanValues,
+                        scale: scales, shift: biases)
+                }
+                return
+            }
             Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
                 for channel in channels {
                     // out = w · (x - mean) · invStd + b
@@ -455,6 +474,12 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime((x, g)) {
             let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
             sums.withUnsafeMutableBufferPointer { sums in
+                if spatial == 1 {  // whole rows: per channel the same additions in row order, from 0
+                    BatchNormKernels.rowsGradientSums(
+                        gradient, input, rows: n, features: c, mean: meanValues, invStd: invStdValues,
+                        into: sums.baseAddress!, sums.baseAddress! + c)
+                    return
+                }
                 Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
                     for channel in channels {
                         var sumG = 0.0
@@ -475,6 +500,18 @@ public final class BatchNorm: Layer, ModeDependentLayer {
             b.g = Tensor(shape: [c], values: sums[0..<c].map { Float($0) })
             w.g = Tensor(shape: [c], values: sums[c...].map { Float($0) })
             sums.withUnsafeMutableBufferPointer { group.sum($0) }
+            if spatial == 1 {
+                let meanG = sums[0..<c].map { Float($0 / Double(total)) }
+                let meanGXhat = sums[c...].map { Float($0 / Double(total)) }
+                let scales = zip(weights, invStdValues).map { $0 * $1 }
+                Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: 1)) { rows in
+                    let start = rows.lowerBound * c
+                    BatchNormKernels.rowsInputGradient(
+                        gradient + start, input + start, into: result + start, rows: rows.count, features: c,
+                        mean: meanValues, invStd: invStdValues, meanG: meanG, meanGXhat: meanGXhat, scale: scales)
+                }
+                return
+            }
             Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
                 for channel in channels {
                     let meanG = Float(sums[channel] / Double(total))
