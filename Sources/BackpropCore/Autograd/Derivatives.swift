@@ -122,15 +122,13 @@ enum Op: CustomStringConvertible {
         case .sigmoid:  // ∂ σ(x) = g * σ(x) (1 - σ(x))
             return [g * y * (1 - y)]
         case .abs:  // ∂ |x| = g * sign(x), 0 at x = 0 (PyTorch's choice)
-            return [g * x.mapValues { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
+            return [g * x.mapValues(Arithmetic.Sign())]
         case .sin:  // ∂ sin x = g * cos x
             return [g * x.cos()]
         case .cos:  // ∂ cos x = -g * sin x
             return [-g * x.sin()]
         case .clamp(let lower, let upper):  // g strictly inside the bounds given, else 0 (PyTorch's choice)
-            let inside = x.mapValues { value in
-                (lower.map { value > $0 } ?? true) && (upper.map { value < $0 } ?? true) ? 1 : 0
-            }
+            let inside = x.mapValues(Arithmetic.StrictlyInside(low: lower, high: upper))
             return [g * inside]
         case .reshape:  // the same values, back in the input's shape
             return [g.reshape(x.shape)]

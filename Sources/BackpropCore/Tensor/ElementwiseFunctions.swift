@@ -78,6 +78,44 @@ enum Arithmetic {
     struct Negate: ElementwiseFunction { func callAsFunction(_ x: Float) -> Float { -x } }
     /// `x * x`.
     struct Square: ElementwiseFunction { func callAsFunction(_ x: Float) -> Float { x * x } }
+    /// `x`: a contiguous copy.
+    struct Identity: ElementwiseFunction { func callAsFunction(_ x: Float) -> Float { x } }
+    /// `√x`.
+    struct SquareRoot: ElementwiseFunction { func callAsFunction(_ x: Float) -> Float { x.squareRoot() } }
+    /// `1 / √x`.
+    struct ReciprocalSquareRoot: ElementwiseFunction {
+        func callAsFunction(_ x: Float) -> Float { 1 / x.squareRoot() }
+    }
+    /// `|x|`.
+    struct Magnitude: ElementwiseFunction { func callAsFunction(_ x: Float) -> Float { Swift.abs(x) } }
+    /// `sign(x)`: 1, -1, or 0 at ±0 (and at NaN).
+    struct Sign: ElementwiseFunction {
+        func callAsFunction(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+    }
+    /// `x` clamped to `[low, high]` (`Tensor.clamp(min:max:)`): `x` where it lies within the bounds,
+    /// -0.0 included (PyTorch's clamp keeps it, where `Swift.max(-0.0, 0)` gives 0); then the upper
+    /// bound, which wins where `low > high`. NaN stays NaN.
+    struct Clamp: ElementwiseFunction {
+        let low: Float
+        let high: Float
+        func callAsFunction(_ x: Float) -> Float {
+            let lifted = x < low ? low : x
+            return lifted > high ? high : lifted
+        }
+    }
+    /// 1 where `low < x < high`, else 0, a bound that is `nil` passing everything on its side
+    /// (±inf included): the clamp's derivative.
+    struct StrictlyInside: ElementwiseFunction {
+        let low: Float
+        let high: Float
+        let hasLow: Bool
+        let hasHigh: Bool
+        init(low: Float?, high: Float?) {
+            (self.low, self.hasLow) = (low ?? 0, low != nil)
+            (self.high, self.hasHigh) = (high ?? 0, high != nil)
+        }
+        func callAsFunction(_ x: Float) -> Float { (!hasLow || x > low) && (!hasHigh || x < high) ? 1 : 0 }
+    }
     /// `x > s ? 1 : 0`.
     struct Greater: ElementwiseFunction {
         let s: Float

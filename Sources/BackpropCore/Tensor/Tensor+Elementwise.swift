@@ -90,11 +90,11 @@ extension Tensor {
         if p == 2 {
             result = a.mapValues(Arithmetic.Square())
         } else if p == 1 {
-            result = a.mapValues { $0 }
+            result = a.mapValues(Arithmetic.Identity())
         } else if p == 0.5 {
-            result = a.mapValues { $0.squareRoot() }
+            result = a.mapValues(Arithmetic.SquareRoot())
         } else if p == -0.5 {
-            result = a.mapValues { 1 / $0.squareRoot() }
+            result = a.mapValues(Arithmetic.ReciprocalSquareRoot())
         } else {
             result = a.mapValues { Foundation.pow($0, p) }
         }
@@ -138,7 +138,7 @@ extension Tensor {
     /// The square root of every element (NaN below 0, -0 at -0; `x ** 0.5`, whose derivative
     /// `0.5 / sqrt(x)` autograd takes).
     public func sqrt() -> Tensor {
-        mapValues { $0.squareRoot() }.recorded(.power(0.5), self)
+        mapValues(Arithmetic.SquareRoot()).recorded(.power(0.5), self)
     }
 
     /// A mask: 1 where the element is greater than `s`, else 0 (the seed's `(inp > 0).float()`).

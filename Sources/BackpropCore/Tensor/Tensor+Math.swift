@@ -34,7 +34,7 @@ extension Tensor {
     /// NOTE: `|x|` has no derivative at 0; autograd uses `sign(x)`, which is 0 there, as PyTorch
     /// does: `∂|x| = 1` for `x > 0`, `-1` for `x < 0`, `0` at `x = 0`.
     public func abs() -> Tensor {
-        mapValues { Swift.abs($0) }.recorded(.abs, self)
+        mapValues(Arithmetic.Magnitude()).recorded(.abs, self)
     }
 
     /// The sine of every element, in radians (PyTorch's `sin`).
@@ -64,12 +64,6 @@ extension Tensor {
         precondition(lower != nil || upper != nil, "clamp: give min:, max: or both")
         precondition(!(lower?.isNaN ?? false) && !(upper?.isNaN ?? false), "clamp: a bound is NaN")
         let (low, high) = (lower ?? -.infinity, upper ?? .infinity)
-        return mapValues { value in
-            // x where it is within the bounds, -0.0 included (PyTorch's clamp keeps it, where
-            // Swift.max(-0.0, 0) gives 0); then the upper bound, which wins where min > max.
-            let lifted = value < low ? low : value
-            return lifted > high ? high : lifted
-        }
-        .recorded(.clamp(lower, upper), self)
+        return mapValues(Arithmetic.Clamp(low: low, high: high)).recorded(.clamp(lower, upper), self)
     }
 }
