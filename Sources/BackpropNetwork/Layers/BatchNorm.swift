@@ -23,7 +23,7 @@ import BackpropCore
 /// input viewed as `(n, c, h·w)` (means over dimension 2, then 0), so `.grad` comes from those
 /// primitives' derivatives, not from the formulas above. Where nothing is recorded, passes over
 /// blocks of 8 images: the statistics in Double (summed per block, then over the blocks in order),
-/// then the output.
+/// then the output; for an `(n, c)` input each pass takes whole rows of features at once.
 public final class BatchNorm: Layer, ModeDependentLayer {
     /// The scale, PyTorch's `weight` (gamma), ones at first. // (c)
     public let w: Tensor
