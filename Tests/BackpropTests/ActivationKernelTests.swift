@@ -113,39 +113,30 @@ struct ActivationKernelTests {
         #expect(differing <= x.count / 10_000, "\(kind): \(differing) of \(x.count) differ")
     }
 
-    @Test("SiLU's backward: the Double formula rounded, within one ulp but where 1 + x(1 - s) cancels")
-    func siluBackwardWithinAnUlp() {
+    /// The factor of `g` in a backward kind's formula, in Double: SiLU's `1 + x(1 - σ(x))` (which
+    /// multiplies `σ(x)`), GELU's `Φ(x) + xφ(x)`.
+    static func backwardFactor(_ kind: ActivationKernels.Kind, _ x: Float) -> Double {
+        let t = Double(x)
+        if kind == .siluBackward { return 1 + t * (1 - 1 / (1 + Foundation.exp(-t))) }
+        return Foundation.erfc(-t / 2.0.squareRoot()) / 2 + t * Foundation.exp(-t * t / 2)
+            / (2 * Double.pi).squareRoot()
+    }
+
+    @Test(
+        "SiLU's and GELU's backward: the Double formula rounded, within one ulp but where their factor cancels",
+        arguments: [ActivationKernels.Kind.siluBackward, .geluBackward])
+    func backwardWithinAnUlp(_ kind: ActivationKernels.Kind) {
         var generator = RandomGenerator(seed: 12)
         let x = Self.inputs()
         let g = x.map { _ in Float(generator.nextUniform() * 4 - 2) }
-        let out = Self.run(.siluBackward, x, g)
+        let out = Self.run(kind, x, g)
         for i in x.indices {
-            let expected = Self.reference(.siluBackward, x[i], g[i])
-            let factor = 1 + Double(x[i]) * (1 - 1 / (1 + Foundation.exp(-Double(x[i]))))
+            let expected = Self.reference(kind, x[i], g[i])
+            let factor = Self.backwardFactor(kind, x[i])
             if Swift.abs(factor) > 1e-6 || !factor.isFinite {
-                #expect(Self.ulps(out[i], expected) <= 1, "silu'(\(x[i])) · \(g[i]): \(out[i]), expected \(expected)")
-            } else {  // near x = -1.2785, the zero of the factor: an absolute error of Double's rounding
-                #expect(Swift.abs(Double(out[i]) - Double(expected)) <= 1e-13, "silu'(\(x[i])) · \(g[i])")
-            }
-        }
-    }
-
-    @Test("GELU's backward: the Double formula rounded, within one ulp but where Φ(x) + xφ(x) cancels")
-    func geluBackwardWithinAnUlp() {
-        var generator = RandomGenerator(seed: 13)
-        let x = Self.inputs()
-        let g = x.map { _ in Float(generator.nextUniform() * 4 - 2) }
-        let out = Self.run(.geluBackward, x, g)
-        for i in x.indices {
-            let expected = Self.reference(.geluBackward, x[i], g[i])
-            let t = Double(x[i])
-            let factor =
-                Foundation.erfc(-t / 2.0.squareRoot()) / 2 + t * Foundation.exp(-t * t / 2)
-                / (2 * Double.pi).squareRoot()
-            if Swift.abs(factor) > 1e-6 || !factor.isFinite {
-                #expect(Self.ulps(out[i], expected) <= 1, "gelu'(\(x[i])) · \(g[i]): \(out[i]), expected \(expected)")
-            } else {  // near x = -0.7518, the zero of the factor: an absolute error of Double's rounding
-                #expect(Swift.abs(Double(out[i]) - Double(expected)) <= 1e-13, "gelu'(\(x[i])) · \(g[i])")
+                #expect(Self.ulps(out[i], expected) <= 1, "\(kind)(\(x[i])) · \(g[i]): \(out[i]), expected \(expected)")
+            } else {  // near the factor's zero (SiLU's -1.2785, GELU's -0.7518): Double's rounding, absolute
+                #expect(Swift.abs(Double(out[i]) - Double(expected)) <= 1e-13, "\(kind)(\(x[i])) · \(g[i])")
             }
         }
     }
