@@ -47,51 +47,99 @@ package enum BatchNormKernels {
         bp_bn_input_gradient(g, x, out, count, mean, invStd, meanG, meanGXhat, scale)
     }
 
-    // MARK: Whole rows of features
+    // MARK: Images of a batch
 
-    // BatchNorm1d's input `(n, c)` has one value per image and feature: the passes above, called
-    // once per value, cost a call each (about 40 ns a value). These take whole rows, `x[r · c + k]`,
-    // and do per feature `k` the same operations in the same order, so give the same bits.
+    // The passes over the images `images` of a batch `(n, c, spatial)`, per channel `k`, each
+    // image's plane of `k` in image order through the functions above. BatchNorm1d's input `(n, c)`
+    // has planes of one value, where a call per value costs about 40 ns: there the `bp_bn_rows_*`
+    // kernels take whole rows, `x[r · c + k]`, and do per channel the same operations in the same
+    // order, so give the same bits.
 
-    /// `sums[k] += Double(x[r · c + k])` for each of the `rows` rows in order.
-    package static func rowsTotal(
-        _ x: UnsafePointer<Float>, rows: Int, features c: Int, into sums: UnsafeMutablePointer<Double>
+    /// `sums[k] += total(plane)` for each image's plane of channel `k`, in image order.
+    package static func addTotals(
+        _ x: UnsafePointer<Float>, images: Range<Int>, channels c: Int, spatial: Int,
+        into sums: UnsafeMutablePointer<Double>
     ) {
-        bp_bn_rows_sum(x, rows, c, sums)
+        if spatial == 1 { return bp_bn_rows_sum(x + images.lowerBound * c, images.count, c, sums) }
+        for image in images {
+            for k in 0..<c { sums[k] += total(x + (image * c + k) * spatial, count: spatial) }
+        }
     }
 
-    /// `squares[k] += (Double(x[r · c + k]) - mean[k])²` for each row in order.
-    package static func rowsSquaredDeviations(
-        _ x: UnsafePointer<Float>, rows: Int, features c: Int, from mean: UnsafePointer<Double>,
-        into squares: UnsafeMutablePointer<Double>
+    /// `squares[k] += squaredDeviations(plane, from: mean[k])` for each image's plane of channel
+    /// `k`, in image order.
+    package static func addSquaredDeviations(
+        _ x: UnsafePointer<Float>, images: Range<Int>, channels c: Int, spatial: Int,
+        from mean: UnsafePointer<Double>, into squares: UnsafeMutablePointer<Double>
     ) {
-        bp_bn_rows_squared_deviations(x, rows, c, mean, squares)
+        if spatial == 1 {
+            return bp_bn_rows_squared_deviations(x + images.lowerBound * c, images.count, c, mean, squares)
+        }
+        for image in images {
+            for k in 0..<c {
+                squares[k] += squaredDeviations(x + (image * c + k) * spatial, count: spatial, from: mean[k])
+            }
+        }
     }
 
-    /// `sumG[k] += Double(g[r · c + k])` and `sumGXhat[k] += Double(g[r · c + k] · xhat)`, `xhat =
-    /// (x[r · c + k] - mean[k]) · invStd[k]` in Float, for each row in order.
-    package static func rowsGradientSums(
-        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, features c: Int, mean: UnsafePointer<Float>,
-        invStd: UnsafePointer<Float>, into sumG: UnsafeMutablePointer<Double>,
+    /// `sumG[k] += Σ g` and `sumGXhat[k] += Σ g · xhat` of `gradientSums` for each image's plane
+    /// of channel `k`, in image order.
+    package static func addGradientSums(
+        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, images: Range<Int>, channels c: Int, spatial: Int,
+        mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, into sumG: UnsafeMutablePointer<Double>,
         _ sumGXhat: UnsafeMutablePointer<Double>
     ) {
-        bp_bn_rows_gradient_sums(g, x, rows, c, mean, invStd, sumG, sumGXhat)
+        if spatial == 1 {
+            let start = images.lowerBound * c
+            return bp_bn_rows_gradient_sums(g + start, x + start, images.count, c, mean, invStd, sumG, sumGXhat)
+        }
+        for image in images {
+            for k in 0..<c {
+                let start = (image * c + k) * spatial
+                let (plainSum, productSum) = gradientSums(
+                    g + start, x + start, count: spatial, mean: mean[k], invStd: invStd[k])
+                sumG[k] += plainSum
+                sumGXhat[k] += productSum
+            }
+        }
     }
 
-    /// `out[r · c + k] = (x[r · c + k] - mean[k]) · scale[k] + shift[k]`.
-    package static func rowsNormalize(
-        _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, features c: Int,
-        mean: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+    /// `normalize` of each image's plane of channel `k` with `mean[k]`, `scale[k]`, `shift[k]`.
+    package static func normalize(
+        _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, images: Range<Int>, channels c: Int,
+        spatial: Int, mean: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
     ) {
-        bp_bn_rows_normalize(x, out, rows, c, mean, scale, shift)
+        if spatial == 1 {
+            let start = images.lowerBound * c
+            return bp_bn_rows_normalize(x + start, out + start, images.count, c, mean, scale, shift)
+        }
+        for image in images {
+            for k in 0..<c {
+                let start = (image * c + k) * spatial
+                normalize(x + start, into: out + start, count: spatial, mean: mean[k], scale: scale[k], shift: shift[k])
+            }
+        }
     }
 
-    /// `out[r · c + k] = scale[k] · (g - meanG[k] - xhat · meanGXhat[k])`, `xhat = (x - mean[k]) · invStd[k]`.
-    package static func rowsInputGradient(
-        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int,
-        features c: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, meanG: UnsafePointer<Float>,
-        meanGXhat: UnsafePointer<Float>, scale: UnsafePointer<Float>
+    /// `inputGradient` of each image's plane of channel `k` with the channel's `mean[k]`, `invStd[k]`,
+    /// `meanG[k]`, `meanGXhat[k]` and `scale[k]`.
+    package static func inputGradient(
+        _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+        images: Range<Int>, channels c: Int, spatial: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+        meanG: UnsafePointer<Float>, meanGXhat: UnsafePointer<Float>, scale: UnsafePointer<Float>
     ) {
-        bp_bn_rows_input_gradient(g, x, out, rows, c, mean, invStd, meanG, meanGXhat, scale)
+        if spatial == 1 {
+            let start = images.lowerBound * c
+            return bp_bn_rows_input_gradient(
+                g + start, x + start, out + start, images.count, c, mean, invStd, meanG, meanGXhat, scale)
+        }
+        for image in images {
+            for k in 0..<c {
+                let start = (image * c + k) * spatial
+                inputGradient(
+                    g + start, x + start, into: out + start, count: spatial, mean: mean[k], invStd: invStd[k],
+                    meanG: meanG[k], meanGXhat: meanGXhat[k], scale: scale[k])
+            }
+        }
     }
 }

@@ -412,21 +412,21 @@ public final class Hardtanh: Layer, PiecewiseLayer {
 
 extension Tensor {
     /// `operation` of every element of `x`, in one pass into a new contiguous tensor of its
-    /// shape, split over threads from `minimumPerPiece` elements each. Never recorded: for the
-    /// layers' fast paths and their backward passes.
+    /// shape, split over threads (``Tensor/elementwiseMinimumPerWorker`` elements at least each).
+    /// Never recorded: for the layers' fast paths and their backward passes.
     ///
     /// NOTE: generic over the function's type, not a closure (see `ElementwiseFunction`): a
     /// closure would be called for every element (2-3 ns), where a type's `callAsFunction` is
     /// specialised into the loop and vectorised (0.2 ns an element).
     static func mapElements<Operation: ElementwiseFunction>(
-        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: Operation
+        _ x: Tensor, _ operation: Operation
     ) -> Tensor {
         let source = x.contiguous()
         let result = Tensor(uninitializedShape: x.shape)
         let input = source.pointer
         let out = result.pointer
         withExtendedLifetime(source) {
-            Parallel.forEachRange(result.count, minimumPerPiece: minimumPerPiece) { range in
+            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(input[i]) }
             }
         }
@@ -434,13 +434,12 @@ extension Tensor {
     }
 
     /// `operation` of every element of `x` as a closure, for the paths where speed does not matter
-    /// (frozen pieces, the gradient check) and for functions of `exp` or `erf`, whose cost dwarfs
-    /// the call's: the generic `mapElements` with the closure wrapped.
+    /// (frozen pieces, the gradient check): the generic `mapElements` with the closure wrapped.
     static func mapElements(
-        _ x: Tensor, minimumPerPiece: Int = elementwiseMinimumPerWorker, _ operation: (Float) -> Float
+        _ x: Tensor, _ operation: (Float) -> Float
     ) -> Tensor {
         withoutActuallyEscaping(operation) { operation in
-            mapElements(x, minimumPerPiece: minimumPerPiece, ClosureFunction(operation))
+            mapElements(x, ClosureFunction(operation))
         }
     }
 
@@ -480,7 +479,7 @@ extension Tensor {
     /// the one-tensor `mapElements` is.)
     /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
     static func mapElements<Operation: ElementwiseBinaryFunction>(
-        _ a: Tensor, _ b: Tensor, operation name: String, minimumPerPiece: Int = elementwiseMinimumPerWorker,
+        _ a: Tensor, _ b: Tensor, operation name: String,
         _ operation: Operation
     ) -> Tensor {
         precondition(a.shape == b.shape, "\(name): shapes \(a.shape) and \(b.shape) differ")
@@ -491,7 +490,7 @@ extension Tensor {
         let inputB = sourceB.pointer
         let out = result.pointer
         withExtendedLifetime((sourceA, sourceB)) {
-            Parallel.forEachRange(result.count, minimumPerPiece: minimumPerPiece) { range in
+            Parallel.forEachRange(result.count, minimumPerPiece: elementwiseMinimumPerWorker) { range in
                 for i in range { out[i] = operation(inputA[i], inputB[i]) }
             }
         }
@@ -502,11 +501,11 @@ extension Tensor {
     /// the one-tensor `mapElements` that takes a closure).
     /// - Precondition: `a` and `b` have the same shape; otherwise stops naming `operation` and both.
     static func mapElements(
-        _ a: Tensor, _ b: Tensor, operation name: String, minimumPerPiece: Int = elementwiseMinimumPerWorker,
+        _ a: Tensor, _ b: Tensor, operation name: String,
         _ operation: (Float, Float) -> Float
     ) -> Tensor {
         withoutActuallyEscaping(operation) { operation in
-            mapElements(a, b, operation: name, minimumPerPiece: minimumPerPiece, ClosureBinaryFunction(operation))
+            mapElements(a, b, operation: name, ClosureBinaryFunction(operation))
         }
     }
 

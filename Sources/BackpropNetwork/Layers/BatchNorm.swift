@@ -149,23 +149,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         // Σ out.g and Σ out.g · xhat per channel, in Double, by blocks of images (`blockSums`).
         let sums = withExtendedLifetime((x, g)) {
             blockSums(n: n, c: c, spatial: spatial) { images, first, second in
-                if spatial == 1 {
-                    let start = images.lowerBound * c
-                    BatchNormKernels.rowsGradientSums(
-                        g.pointer + start, x.pointer + start, rows: images.count, features: c, mean: meanValues,
-                        invStd: invStdValues, into: first, second)
-                    return
-                }
-                for image in images {
-                    for channel in 0..<c {
-                        let start = (image * c + channel) * spatial
-                        let (sumG, sumGXhat) = BatchNormKernels.gradientSums(
-                            g.pointer + start, x.pointer + start, count: spatial, mean: meanValues[channel],
-                            invStd: invStdValues[channel])
-                        first[channel] += sumG
-                        second[channel] += sumGXhat
-                    }
-                }
+                BatchNormKernels.addGradientSums(
+                    g.pointer, x.pointer, images: images, channels: c, spatial: spatial, mean: meanValues,
+                    invStd: invStdValues, into: first, second)
             }
         }
         for channel in 0..<c {
@@ -180,26 +166,17 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime((x, g)) {
             let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
             Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
-                if batchStatistics && spatial == 1 {
-                    let start = images.lowerBound * c
-                    BatchNormKernels.rowsInputGradient(
-                        gradient + start, input + start, into: result + start, rows: images.count, features: c,
+                if batchStatistics {
+                    BatchNormKernels.inputGradient(
+                        gradient, input, into: result, images: images, channels: c, spatial: spatial,
                         mean: meanValues, invStd: invStdValues, meanG: meanG, meanGXhat: meanGXhat, scale: scales)
                     return
                 }
                 for image in images {
                     for channel in 0..<c {
-                        let start = (image * c + channel) * spatial
-                        if batchStatistics {
-                            BatchNormKernels.inputGradient(
-                                gradient + start, input + start, into: result + start, count: spatial,
-                                mean: meanValues[channel], invStd: invStdValues[channel], meanG: meanG[channel],
-                                meanGXhat: meanGXhat[channel], scale: scales[channel])
-                        } else {
-                            // inp.g = out.g · w · invStd
-                            let scale = scales[channel]
-                            for i in start..<start + spatial { result[i] = gradient[i] * scale }
-                        }
+                        // Evaluation: inp.g = out.g · w · invStd
+                        let (start, scale) = ((image * c + channel) * spatial, scales[channel])
+                        for i in start..<start + spatial { result[i] = gradient[i] * scale }
                     }
                 }
             }
@@ -252,32 +229,12 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         if isTraining {
             // mean = Σx / N, var = Σ(x - mean)² / N, in Double.
             let sums = blockSums(n: n, c: c, spatial: spatial) { images, first, _ in
-                if spatial == 1 {
-                    BatchNormKernels.rowsTotal(
-                        x.pointer + images.lowerBound * c, rows: images.count, features: c, into: first)
-                    return
-                }
-                for image in images {
-                    for channel in 0..<c {
-                        first[channel] += BatchNormKernels.total(
-                            x.pointer + (image * c + channel) * spatial, count: spatial)
-                    }
-                }
+                BatchNormKernels.addTotals(x.pointer, images: images, channels: c, spatial: spatial, into: first)
             }
             let batchMeans = sums.first.map { $0 / Double(count) }
             let squares = blockSums(n: n, c: c, spatial: spatial) { images, first, _ in
-                if spatial == 1 {
-                    BatchNormKernels.rowsSquaredDeviations(
-                        x.pointer + images.lowerBound * c, rows: images.count, features: c, from: batchMeans,
-                        into: first)
-                    return
-                }
-                for image in images {
-                    for channel in 0..<c {
-                        first[channel] += BatchNormKernels.squaredDeviations(
-                            x.pointer + (image * c + channel) * spatial, count: spatial, from: batchMeans[channel])
-                    }
-                }
+                BatchNormKernels.addSquaredDeviations(
+                    x.pointer, images: images, channels: c, spatial: spatial, from: batchMeans, into: first)
             }
             means = batchMeans
             variances = squares.first.map { $0 / Double(count) }
@@ -293,21 +250,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         withExtendedLifetime(x) {
             let (input, output) = (x.pointer, result.pointer)
             Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: spatial)) { images in
-                if spatial == 1 {
-                    let start = images.lowerBound * c
-                    BatchNormKernels.rowsNormalize(
-                        input + start, into: output + start, rows: images.count, features: c, mean: meanValues,
-                        scale: scales, shift: shifts)
-                    return
-                }
-                for image in images {
-                    for channel in 0..<c {
-                        let start = (image * c + channel) * spatial
-                        BatchNormKernels.normalize(
-                            input + start, into: output + start, count: spatial, mean: meanValues[channel],
-                            scale: scales[channel], shift: shifts[channel])
-                    }
-                }
+                BatchNormKernels.normalize(
+                    input, into: output, images: images, channels: c, spatial: spatial, mean: meanValues,
+                    scale: scales, shift: shifts)
             }
         }
         out = result
@@ -384,7 +329,7 @@ public final class BatchNorm: Layer, ModeDependentLayer {
             let input = x.pointer
             sums.withUnsafeMutableBufferPointer { sums in
                 if spatial == 1 {  // whole rows: per channel the same additions in row order, from 0
-                    BatchNormKernels.rowsTotal(input, rows: n, features: c, into: sums.baseAddress!)
+                    BatchNormKernels.addTotals(input, images: 0..<n, channels: c, spatial: 1, into: sums.baseAddress!)
                 } else {
                     Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
                         for channel in channels {
@@ -407,8 +352,8 @@ public final class BatchNorm: Layer, ModeDependentLayer {
             for channel in 0..<c { means[channel] = sums[channel] / total }
             squares.withUnsafeMutableBufferPointer { squares in
                 if spatial == 1 {
-                    BatchNormKernels.rowsSquaredDeviations(
-                        input, rows: n, features: c, from: means, into: squares.baseAddress!)
+                    BatchNormKernels.addSquaredDeviations(
+                        input, images: 0..<n, channels: c, spatial: 1, from: means, into: squares.baseAddress!)
                 } else {
                     Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
                         for channel in channels {
@@ -434,10 +379,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
             if spatial == 1 {
                 let (meanValues, scales) = (meanTensor.values, zip(weights, invStds).map { $0 * $1 })
                 Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: 1)) { rows in
-                    let start = rows.lowerBound * c
-                    BatchNormKernels.rowsNormalize(
-                        input + start, into: output + start, rows: rows.count, features: c, mean: meanValues,
-                        scale: scales, shift: biases)
+                    BatchNormKernels.normalize(
+                        input, into: output, images: rows, channels: c, spatial: 1, mean: meanValues, scale: scales,
+                        shift: biases)
                 }
                 return
             }
@@ -475,9 +419,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
             let (input, gradient, result) = (x.pointer, g.pointer, inputGradient.pointer)
             sums.withUnsafeMutableBufferPointer { sums in
                 if spatial == 1 {  // whole rows: per channel the same additions in row order, from 0
-                    BatchNormKernels.rowsGradientSums(
-                        gradient, input, rows: n, features: c, mean: meanValues, invStd: invStdValues,
-                        into: sums.baseAddress!, sums.baseAddress! + c)
+                    BatchNormKernels.addGradientSums(
+                        gradient, input, images: 0..<n, channels: c, spatial: 1, mean: meanValues,
+                        invStd: invStdValues, into: sums.baseAddress!, sums.baseAddress! + c)
                     return
                 }
                 Parallel.forEachRange(c, minimumPerPiece: channelsPerPiece(count: n * spatial)) { channels in
@@ -505,10 +449,9 @@ public final class BatchNorm: Layer, ModeDependentLayer {
                 let meanGXhat = sums[c...].map { Float($0 / Double(total)) }
                 let scales = zip(weights, invStdValues).map { $0 * $1 }
                 Parallel.forEachRange(n, minimumPerPiece: imagesPerPiece(c: c, spatial: 1)) { rows in
-                    let start = rows.lowerBound * c
-                    BatchNormKernels.rowsInputGradient(
-                        gradient + start, input + start, into: result + start, rows: rows.count, features: c,
-                        mean: meanValues, invStd: invStdValues, meanG: meanG, meanGXhat: meanGXhat, scale: scales)
+                    BatchNormKernels.inputGradient(
+                        gradient, input, into: result, images: rows, channels: c, spatial: 1, mean: meanValues,
+                        invStd: invStdValues, meanG: meanG, meanGXhat: meanGXhat, scale: scales)
                 }
                 return
             }
