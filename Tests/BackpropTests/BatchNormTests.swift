@@ -271,6 +271,18 @@ struct BatchNormTests {
     }
 
     @Test(
+        "an empty batch in evaluation: an empty out and inp.g, zero w.g and b.g", arguments: [[0, 3], [0, 3, 2, 2]])
+    func emptyBatchInEvaluation(_ shape: [Int]) {
+        let layer = BatchNorm(features: 3)
+        layer.isTraining = false
+        let out = layer(Tensor.zeros(shape))
+        out.g = Tensor.zeros(shape)
+        layer.backward()
+        #expect(out.shape == shape && layer.inp.g.shape == shape)
+        #expect(layer.w.g.values == [0, 0, 0] && layer.b.g.values == [0, 0, 0])
+    }
+
+    @Test(
         "the same bits on one, two and three threads, with the images split over the threads",
         arguments: [[128, 32, 7, 7], [64, 16, 14, 14], [300, 512]])
     func sameBitsOnAnyThreads(_ shape: [Int]) throws {

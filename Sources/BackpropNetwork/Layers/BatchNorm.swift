@@ -286,11 +286,11 @@ public final class BatchNorm: Layer, ModeDependentLayer {
         // Block b's sums: first at [2bc, 2bc + c), second at [2bc + c, 2bc + 2c).
         var partial = [Double](repeating: 0, count: blocks * c * 2)
         partial.withUnsafeMutableBufferPointer { partial in
-            let base = partial.baseAddress!
+            let base = partial.baseAddress  // nil only for an empty batch, which has no blocks
             let perPiece = Swift.max(1, imagesPerPiece(c: c, spatial: spatial) / size)
             Parallel.forEachRange(blocks, minimumPerPiece: perPiece) { range in
                 for b in range {
-                    block(b * size..<Swift.min(n, (b + 1) * size), base + 2 * b * c, base + 2 * b * c + c)
+                    block(b * size..<Swift.min(n, (b + 1) * size), base! + 2 * b * c, base! + 2 * b * c + c)
                 }
             }
         }
