@@ -5,6 +5,8 @@
 // here is that the innermost copy of a kernel row (`kw` elements, 3 for the usual 3 × 3 kernel)
 // is compiled for its constant width, without a call or a per-element bounds check, and that
 // max pooling compares without branches (random data would mispredict every other one).
+// Pooling over overlapping windows reads each element several times from the cache, so there
+// AVX2 takes eight windows of a row at once, each lane computing exactly what the plain loop does.
 //
 // The plain Swift loops they are tested against are `Tensor.referenceUnfold` and
 // `Tensor.referenceFold` (Tensor+Convolution.swift); the pooling layers are tested against
@@ -233,43 +235,55 @@ static inline float windowFactor(ClippedWindow c, long k) {
     return (float)((double)k * (double)k / (double)((c.y1 - c.y0) * (c.x1 - c.x0)));
 }
 
-/// Max pooling of one plane with padding: each window clipped to the plane, as PyTorch's kernel
-/// does (its padding is -inf that never wins; a window of -inf's goes to its first element in the
-/// plane, not to the padding). Otherwise as `maxPoolPlane`: a NaN wins, the last of the window,
-/// and the first element equal to the maximum takes the gradient; the piece is the winner's
-/// offset in the whole window, padding included (`ky · k + kx`).
+/// One output of max pooling, `o` = window `(oy, ox)` of the plane at `input`, clipped to the
+/// plane, as PyTorch's kernel does (its padding is -inf that never wins; a window of -inf's goes to
+/// its first element in the plane, not to the padding). Otherwise as `maxPoolPlane`: a NaN wins, the
+/// last of the window, and the first element equal to the maximum takes the gradient; the piece is
+/// the winner's offset in the whole window, padding included (`ky · k + kx`).
+static inline void maxPoolOne(const float *restrict input, float *restrict out, int *restrict winners,
+    int *restrict pieces, const BPWindow *g, long o, long oy, long ox) {
+    const long w = g->w, k = g->kh, s = g->sh, p = g->ph;
+    const ClippedWindow c = clippedWindow(g, oy, ox);
+    const long y0 = c.y0, y1 = c.y1, x0 = c.x0, x1 = c.x1;
+    float best = input[y0 * w + x0];
+    for (long iy = y0; iy < y1; iy++)
+        for (long ix = x0; ix < x1; ix++) {
+            const float v = input[iy * w + ix];
+            best = (v > best || v != v) ? v : best;
+        }
+    long at = y0 * w + x0, lastNaN = -1;
+    int hits = 0;
+    for (long iy = y1 - 1; iy >= y0; iy--)
+        for (long ix = x1 - 1; ix >= x0; ix--) {
+            const float v = input[iy * w + ix];
+            const int hit = v == best;
+            at = hit ? iy * w + ix : at;
+            hits += hit;
+            lastNaN = (v != v && lastNaN < 0) ? iy * w + ix : lastNaN;
+        }
+    if (lastNaN >= 0) at = lastNaN, hits = 2;
+    out[o] = best;
+    winners[o] = (int)at;
+    pieces[o] = hits > 1 ? -1 : (int)((at / w - (oy * s - p)) * k + (at % w - (ox * s - p)));
+}
+
+/// Max pooling of one plane with padding: `maxPoolOne` for each output.
 static void maxPoolPlanePadded(const float *restrict x, float *restrict out, int *restrict winners,
     int *restrict pieces, const BPWindow *g, long plane) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
-    const float *input = x + plane * h * w;
-    const long first = plane * oh * ow;
-    for (long oy = 0; oy < oh; oy++) {
-        for (long ox = 0; ox < ow; ox++) {
-            const ClippedWindow c = clippedWindow(g, oy, ox);
-            const long y0 = c.y0, y1 = c.y1, x0 = c.x0, x1 = c.x1;
-            float best = input[y0 * w + x0];
-            for (long iy = y0; iy < y1; iy++)
-                for (long ix = x0; ix < x1; ix++) {
-                    const float v = input[iy * w + ix];
-                    best = (v > best || v != v) ? v : best;
-                }
-            long at = y0 * w + x0, lastNaN = -1;
-            int hits = 0;
-            for (long iy = y1 - 1; iy >= y0; iy--)
-                for (long ix = x1 - 1; ix >= x0; ix--) {
-                    const float v = input[iy * w + ix];
-                    const int hit = v == best;
-                    at = hit ? iy * w + ix : at;
-                    hits += hit;
-                    lastNaN = (v != v && lastNaN < 0) ? iy * w + ix : lastNaN;
-                }
-            if (lastNaN >= 0) at = lastNaN, hits = 2;
-            const long o = first + oy * ow + ox;
-            out[o] = best;
-            winners[o] = (int)at;
-            pieces[o] = hits > 1 ? -1 : (int)((at / w - (oy * s - p)) * k + (at % w - (ox * s - p)));
-        }
-    }
+    const float *input = x + plane * g->h * g->w;
+    const long first = plane * g->oh * g->ow;
+    for (long oy = 0; oy < g->oh; oy++)
+        for (long ox = 0; ox < g->ow; ox++) maxPoolOne(input, out, winners, pieces, g, first + oy * g->ow + ox, oy, ox);
+}
+
+/// The columns of windows `[left, right)` that lie inside the plane (no padding in them): where the
+/// vector kernels run. Empty when no window does.
+static inline void insideColumns(const BPWindow *g, long *left, long *right) {
+    const long s = g->sw, p = g->pw, k = g->kw;
+    *left = (p + s - 1) / s;
+    *right = g->w + p - k < 0 ? 0 : (g->w + p - k) / s + 1;
+    if (*right > g->ow) *right = g->ow;
+    if (*left > *right) *left = *right;
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -373,15 +387,146 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
     }
 }
 
+/// Eight values `x[0], x[s], …, x[7 s]`: one load at stride 1, the even elements of sixteen at
+/// stride 2, a gather otherwise (`offsets` = `lane · s`). Reads `poolReach(s)` values from `x`.
+static inline TARGET_AVX2 __attribute__((always_inline)) __m256 loadStrided(const float *x, long s, __m256i offsets) {
+    if (s == 1) return _mm256_loadu_ps(x);
+    if (s == 2) {
+        __m256 even, odd;
+        evenOdd(x, 8, 1, &even, &odd);
+        return even;
+    }
+    return _mm256_i32gather_ps(x, offsets, 4);
+}
+
+/// How many values `loadStrided` reads from its first: `7 s + 1`, sixteen at stride 2.
+static inline long poolReach(long s) { return s == 2 ? 16 : 7 * s + 1; }
+
+/// Whether eight windows from column `left` (of `k` columns, `s` apart) on the plane's rows
+/// `[0, y1)` can be read as vectors: every lane's reads, the short vector's extra lanes included,
+/// lie in the input (which ends at `end`; the lanes past a row's end read the rows that follow).
+static inline int vectorsFit(const float *input, const float *end, long w, long y1, long left, long k, long s) {
+    return input + (y1 - 1) * w + left + k - 1 + poolReach(s) <= end;
+}
+
+/// Stores the first `count` lanes of `values` at `out + o`: the whole vector where the plane has
+/// outputs after them (which are written later), else through memory (masked stores are slow on
+/// AMD's cores).
+static inline TARGET_AVX2 __attribute__((always_inline)) void storeOutputs(
+    float *out, long o, long count, long planeEnd, __m256 values) {
+    if (o + 8 <= planeEnd) {
+        _mm256_storeu_ps(out + o, values);
+    } else {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, values);
+        for (long j = 0; j < count; j++) out[o + j] = lanes[j];
+    }
+}
+
+/// Max pooling of `count` (≤ 8) windows of row `oy` from column `ox`, inside the plane's columns,
+/// one a lane, as `maxPoolOne` computes each: the same comparisons in the same order. Starting
+/// from -inf rather than the window's first element changes nothing: that element then replaces
+/// it, or equals it.
+static inline TARGET_AVX2 __attribute__((always_inline)) void maxPoolGroup(const float *restrict input,
+    float *restrict out, int *restrict winners, int *restrict pieces, const BPWindow *g, long oy, long ox,
+    long count, __m256i offsets, long o, long planeEnd) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph;
+    const long top = oy * s - p, y0 = top > 0 ? top : 0, y1 = top + k < h ? top + k : h, left = ox * s - p;
+    const float *corner = input + left;
+    // The largest, a NaN winning (the last NaN of the window, with its piece and place).
+    __m256 best = _mm256_set1_ps(-__builtin_inff());
+    __m256i nanPiece = _mm256_set1_epi32(-1), nanPlace = _mm256_setzero_si256();
+    for (long iy = y0; iy < y1; iy++)
+        for (long kx = 0; kx < k; kx++) {
+            const __m256 v = loadStrided(corner + iy * w + kx, s, offsets);
+            const __m256 isNaN = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+            best = _mm256_blendv_ps(best, v, _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), isNaN));
+            const __m256i nan = _mm256_castps_si256(isNaN);
+            nanPiece = _mm256_blendv_epi8(nanPiece, _mm256_set1_epi32((int)((iy - top) * k + kx)), nan);
+            nanPlace = _mm256_blendv_epi8(nanPlace, _mm256_set1_epi32((int)(iy * w + kx)), nan);
+        }
+    // The first element equal to it, and how many are.
+    __m256i found = _mm256_setzero_si256(), hits = _mm256_setzero_si256();
+    __m256i piece = _mm256_setzero_si256(), place = _mm256_setzero_si256();
+    for (long iy = y0; iy < y1; iy++)
+        for (long kx = 0; kx < k; kx++) {
+            const __m256 v = loadStrided(corner + iy * w + kx, s, offsets);
+            const __m256i hit = _mm256_castps_si256(_mm256_cmp_ps(v, best, _CMP_EQ_OQ));
+            const __m256i firstHit = _mm256_andnot_si256(found, hit);
+            piece = _mm256_blendv_epi8(piece, _mm256_set1_epi32((int)((iy - top) * k + kx)), firstHit);
+            place = _mm256_blendv_epi8(place, _mm256_set1_epi32((int)(iy * w + kx)), firstHit);
+            found = _mm256_or_si256(found, hit);
+            hits = _mm256_sub_epi32(hits, hit);
+        }
+    // A NaN has no derivative: its window is marked as a tie is.
+    const __m256i hasNaN = _mm256_cmpgt_epi32(nanPiece, _mm256_set1_epi32(-1));
+    piece = _mm256_blendv_epi8(piece, nanPiece, hasNaN);
+    place = _mm256_blendv_epi8(place, nanPlace, hasNaN);
+    hits = _mm256_blendv_epi8(hits, _mm256_set1_epi32(2), hasNaN);
+    const __m256i winner = _mm256_add_epi32(place, _mm256_add_epi32(_mm256_set1_epi32((int)left), offsets));
+    piece = _mm256_blendv_epi8(piece, _mm256_set1_epi32(-1), _mm256_cmpgt_epi32(hits, _mm256_set1_epi32(1)));
+    storeOutputs(out, o, count, planeEnd, best);
+    storeOutputs((float *)winners, o, count, planeEnd, _mm256_castsi256_ps(winner));
+    storeOutputs((float *)pieces, o, count, planeEnd, _mm256_castsi256_ps(piece));
+}
+
+/// Row `oy`'s windows: groups of up to eight inside the plane's columns (`[inLeft, inRight)`)
+/// whose vectors fit in the input, `GROUP(ox, count)`; the rest one by one, `ONE(ox)`. (Gathers
+/// that mask the padding out of the edge windows' vectors took longer than these on Zen 3.)
+#define FOR_EACH_POOL_GROUP(GROUP, ONE)                                                                            \
+    for (long ox = 0; ox < ow;) {                                                                                  \
+        const long stop = ox < inLeft ? inLeft : ox < inRight ? inRight : ow;                                        \
+        const long count = stop - ox < 8 ? stop - ox : 8;                                                           \
+        if (ox >= inLeft && ox < inRight && vectorsFit(input, end, w, y1, ox * s - p, k, s)) {                     \
+            GROUP(ox, count);                                                                                      \
+        } else {                                                                                                   \
+            for (long j = ox; j < ox + count; j++) ONE(j);                                                          \
+        }                                                                                                          \
+        ox += count;                                                                                                 \
+    }
+
+/// Max pooling of any window, stride and padding, eight windows of a row at a time where they lie
+/// inside the plane's columns (`maxPoolGroup`), `maxPoolOne` for the rest.
+static TARGET_AVX2 void maxPoolPlaneVectors(const float *restrict x, float *restrict out, int *restrict winners,
+    int *restrict pieces, const BPWindow *g, long plane) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const float *input = x + plane * h * w, *end = x + g->n * g->c * h * w;
+    const long first = plane * oh * ow, planeEnd = first + oh * ow;
+    long inLeft, inRight;
+    insideColumns(g, &inLeft, &inRight);
+    const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
+    for (long oy = 0; oy < oh; oy++) {
+        const long top = oy * s - p, y1 = top + k < h ? top + k : h;
+#define MAX_GROUP(ox, count) \
+    maxPoolGroup(input, out, winners, pieces, g, oy, ox, count, offsets, first + oy * ow + ox, planeEnd)
+#define MAX_ONE(ox) maxPoolOne(input, out, winners, pieces, g, first + oy * ow + ox, oy, ox)
+        FOR_EACH_POOL_GROUP(MAX_GROUP, MAX_ONE)
+#undef MAX_GROUP
+#undef MAX_ONE
+    }
+}
+
 #endif
 
 void bp_max_pool(const float *x, float *out, int *winners, int *pieces, const BPWindow *g, long planeBegin,
     long planeEnd) {
 #if defined(__x86_64__) || defined(_M_X64)
-    // The common 2 × 2 pooling at stride 2 without padding, in vectors.
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && bp_gemm_avx2_available()) {
-        for (long plane = planeBegin; plane < planeEnd; plane++) maxPool2x2Plane(x, out, winners, pieces, g, plane);
-        return;
+    if (bp_gemm_avx2_available()) {
+        // The common 2 × 2 pooling at stride 2 without padding has a kernel of its own.
+        if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0) {
+            for (long plane = planeBegin; plane < planeEnd; plane++) maxPool2x2Plane(x, out, winners, pieces, g, plane);
+            return;
+        }
+        // Others in vectors where a row has at least four windows inside the plane: 3 × 3 windows
+        // at stride 2 on 14-wide planes (six a row) took half the time of the plain loops; on
+        // narrower rows the vectors' setup costs what they save.
+        long inLeft, inRight;
+        insideColumns(g, &inLeft, &inRight);
+        if (inRight - inLeft >= 4) {
+            for (long plane = planeBegin; plane < planeEnd; plane++)
+                maxPoolPlaneVectors(x, out, winners, pieces, g, plane);
+            return;
+        }
     }
 #endif
     if (g->ph != 0 || g->pw != 0) {
@@ -431,31 +576,142 @@ INLINE void avgPoolPlane(const float *restrict x, float *restrict out, const BPW
     }
 }
 
-/// Average pooling of one plane with padding: the sum of each window clipped to the plane, summed
-/// in Double and scaled by `1 / k²` as `avgPoolPlane`, the padding counted as zeros (PyTorch's
-/// `count_include_pad=True`, its default). Without `countPadding` (`count_include_pad=False`) that
-/// mean is then multiplied by the Float `k² / count`, `count` the window's elements in the plane,
-/// as the recorded path's `mean(1) * factors` does: no overflow where the mean is a Float (a sum
-/// rounded to Float first overflowed), and a window inside the plane the same in both modes.
+/// One output of average pooling, window `(oy, ox)` of the plane at `input`: the sum of the window
+/// clipped to the plane, summed in Double and scaled by `1 / k²` as `avgPoolPlane`, the padding
+/// counted as zeros (PyTorch's `count_include_pad=True`, its default). Without `countPadding`
+/// (`count_include_pad=False`) that mean is then multiplied by the Float `k² / count`, `count` the
+/// window's elements in the plane, as the recorded path's `mean(1) * factors` does: no overflow
+/// where the mean is a Float (a sum rounded to Float first overflowed), and a window inside the
+/// plane the same in both modes.
+static inline float avgPoolOne(const float *restrict input, const BPWindow *g, long oy, long ox, int countPadding) {
+    const long w = g->w, k = g->kh;
+    const ClippedWindow c = clippedWindow(g, oy, ox);
+    double total = 0;
+    for (long iy = c.y0; iy < c.y1; iy++)
+        for (long ix = c.x0; ix < c.x1; ix++) total += input[iy * w + ix];
+    const float mean = (float)(total * meanScale(k));
+    return countPadding ? mean : mean * windowFactor(c, k);
+}
+
+/// Average pooling of one plane with padding: `avgPoolOne` for each output.
 static void avgPoolPlanePadded(
     const float *restrict x, float *restrict out, const BPWindow *g, long plane, int countPadding) {
-    const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
-    const double scale = meanScale(k);
-    const float *input = x + plane * h * w;
-    float *o = out + plane * oh * ow;
-    for (long oy = 0; oy < oh; oy++) {
-        for (long ox = 0; ox < ow; ox++) {
-            const ClippedWindow c = clippedWindow(g, oy, ox);
-            double total = 0;
-            for (long iy = c.y0; iy < c.y1; iy++)
-                for (long ix = c.x0; ix < c.x1; ix++) total += input[iy * w + ix];
-            const float mean = (float)(total * scale);
-            *o++ = countPadding ? mean : mean * windowFactor(c, k);
+    const float *input = x + plane * g->h * g->w;
+    float *o = out + plane * g->oh * g->ow;
+    for (long oy = 0; oy < g->oh; oy++)
+        for (long ox = 0; ox < g->ow; ox++) *o++ = avgPoolOne(input, g, oy, ox, countPadding);
+}
+
+/// Average pooling's backward for window `(oy, ox)` of a plane: its share of `gradient` (times
+/// `scale`, the Float `1 / k²`; first multiplied by `k² / count` without `countPadding`) added to
+/// each of its elements in the plane, row-major; the padding's shares go nowhere.
+static inline void avgPoolBackwardOne(
+    float *restrict target, float gradient, const BPWindow *g, long oy, long ox, int countPadding, float scale) {
+    const long w = g->w, k = g->kh;
+    const ClippedWindow c = clippedWindow(g, oy, ox);
+    const float value = countPadding ? gradient * scale : gradient * windowFactor(c, k) * scale;
+    for (long iy = c.y0; iy < c.y1; iy++)
+        for (long ix = c.x0; ix < c.x1; ix++) target[iy * w + ix] += value;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+/// Average pooling of `count` (≤ 8) windows of row `oy` from column `ox`, inside the plane's
+/// columns, one a lane, as `avgPoolOne` computes each: per lane the same Double additions in the
+/// same order, the same roundings.
+static inline TARGET_AVX2 __attribute__((always_inline)) void avgPoolGroup(const float *restrict input,
+    float *restrict out, const BPWindow *g, long oy, long ox, long count, int countPadding, __m256i offsets, long o,
+    long planeEnd) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph;
+    const long top = oy * s - p, y0 = top > 0 ? top : 0, y1 = top + k < h ? top + k : h, left = ox * s - p;
+    const float *corner = input + left;
+    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    for (long iy = y0; iy < y1; iy++)
+        for (long kx = 0; kx < k; kx++) {
+            const __m256 v = loadStrided(corner + iy * w + kx, s, offsets);
+            low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
         }
+    const __m256d scale = _mm256_set1_pd(meanScale(k));
+    __m256 mean =
+        _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(high, scale)), _mm256_cvtpd_ps(_mm256_mul_pd(low, scale)));
+    // Windows inside the columns share their rows, and so their k² / count.
+    if (!countPadding) mean = _mm256_mul_ps(mean, _mm256_set1_ps(windowFactor(clippedWindow(g, oy, ox), k)));
+    storeOutputs(out, o, count, planeEnd, mean);
+}
+
+/// Average pooling of any window, stride and padding, eight windows of a row at a time where they
+/// lie inside the plane's columns (`avgPoolGroup`), `avgPoolOne` for the rest.
+static TARGET_AVX2 void avgPoolPlaneVectors(
+    const float *restrict x, float *restrict out, const BPWindow *g, long plane, int countPadding) {
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
+    const float *input = x + plane * h * w, *end = x + g->n * g->c * h * w;
+    const long first = plane * oh * ow, planeEnd = first + oh * ow;
+    long inLeft, inRight;
+    insideColumns(g, &inLeft, &inRight);
+    const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
+    for (long oy = 0; oy < oh; oy++) {
+        const long top = oy * s - p, y1 = top + k < h ? top + k : h;
+#define AVG_GROUP(ox, count) \
+    avgPoolGroup(input, out, g, oy, ox, count, countPadding, offsets, first + oy * ow + ox, planeEnd)
+#define AVG_ONE(ox) out[first + oy * ow + ox] = avgPoolOne(input, g, oy, ox, countPadding)
+        FOR_EACH_POOL_GROUP(AVG_GROUP, AVG_ONE)
+#undef AVG_GROUP
+#undef AVG_ONE
     }
 }
 
+/// Average pooling's backward at stride 1, eight windows of a row at a time where they lie inside
+/// the plane's columns, `avgPoolBackwardOne` for the rest. Each element of `gInp` gets the same
+/// additions in the same order as from `avgPoolBackwardOne` window by window, row-major: within
+/// eight windows, the kernel's columns from the last to the first reach an element from its
+/// windows left to right.
+static TARGET_AVX2 void avgPoolBackwardPlaneStride1(
+    const float *restrict gOut, float *restrict gInp, const BPWindow *g, long plane, int countPadding) {
+    const long h = g->h, w = g->w, k = g->kh, p = g->ph, oh = g->oh, ow = g->ow;
+    float *target = gInp + plane * h * w;
+    memset(target, 0, (size_t)(h * w) * sizeof(float));
+    const float *share = gOut + plane * oh * ow;
+    long inLeft, inRight;
+    insideColumns(g, &inLeft, &inRight);
+    const float scalar = (float)meanScale(k);
+    const __m256 scale = _mm256_set1_ps(scalar);
+    for (long oy = 0; oy < oh; oy++) {
+        const long top = oy - p, y0 = top > 0 ? top : 0, y1 = top + k < h ? top + k : h;
+        const float *shares = share + oy * ow;
+        const ClippedWindow inside = {y0, y1, 0, k};
+        const __m256 factor = _mm256_set1_ps(windowFactor(inside, k));
+        long ox = 0;
+        for (; ox < inLeft; ox++) avgPoolBackwardOne(target, shares[ox], g, oy, ox, countPadding, scalar);
+        for (; ox + 8 <= inRight; ox += 8) {
+            const __m256 gradient = _mm256_loadu_ps(shares + ox);
+            const __m256 value =
+                _mm256_mul_ps(countPadding ? gradient : _mm256_mul_ps(gradient, factor), scale);
+            for (long iy = y0; iy < y1; iy++)
+                for (long kx = k - 1; kx >= 0; kx--) {
+                    float *t = target + iy * w + ox - p + kx;
+                    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_loadu_ps(t), value));
+                }
+        }
+        for (; ox < ow; ox++) avgPoolBackwardOne(target, shares[ox], g, oy, ox, countPadding, scalar);
+    }
+}
+
+#endif
+
 void bp_avg_pool(const float *x, float *out, const BPWindow *g, int countPadding, long planeBegin, long planeEnd) {
+#if defined(__x86_64__) || defined(_M_X64)
+    // Overlapping windows read each element several times from the cache: vectors pay there. Windows
+    // side by side read each once, as fast as memory brings it, and the plain loops keep up (the
+    // vectors' setup cost more than they saved: 2 × 2 pooling of 7-wide planes took 2.5 times as
+    // long), as on planes with fewer than a vector's worth of windows inside a row.
+    long inLeft, inRight;
+    insideColumns(g, &inLeft, &inRight);
+    if (g->sh < g->kh && inRight - inLeft >= 8 && bp_gemm_avx2_available()) {
+        for (long plane = planeBegin; plane < planeEnd; plane++) avgPoolPlaneVectors(x, out, g, plane, countPadding);
+        return;
+    }
+#endif
     if (g->ph != 0 || g->pw != 0) {
         for (long plane = planeBegin; plane < planeEnd; plane++) avgPoolPlanePadded(x, out, g, plane, countPadding);
         return;
@@ -471,22 +727,34 @@ void bp_avg_pool(const float *x, float *out, const BPWindow *g, int countPadding
 
 void bp_avg_pool_backward(
     const float *gOut, float *gInp, const BPWindow *g, int countPadding, long planeBegin, long planeEnd) {
-    const long h = g->h, w = g->w, k = g->kh, oh = g->oh, ow = g->ow;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (g->sh == 1 && bp_gemm_avx2_available()) {
+        for (long plane = planeBegin; plane < planeEnd; plane++)
+            avgPoolBackwardPlaneStride1(gOut, gInp, g, plane, countPadding);
+        return;
+    }
+#endif
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, oh = g->oh, ow = g->ow;
     const float scale = (float)meanScale(k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         float *target = gInp + plane * h * w;
         memset(target, 0, (size_t)(h * w) * sizeof(float));
         const float *share = gOut + plane * oh * ow;
-        for (long oy = 0; oy < oh; oy++) {
-            for (long ox = 0; ox < ow; ox++) {
-                // The window clipped to the plane (the whole window without padding): the
-                // padding's share of the gradient goes nowhere.
-                const ClippedWindow c = clippedWindow(g, oy, ox);
-                const float value = countPadding ? *share++ * scale : *share++ * windowFactor(c, k) * scale;
-                for (long iy = c.y0; iy < c.y1; iy++)
-                    for (long ix = c.x0; ix < c.x1; ix++) target[iy * w + ix] += value;
-            }
+        if (g->ph == 0 && s >= k) {
+            // Windows side by side (or apart) inside the plane: each element in one window at
+            // most, its 0 plus the window's share (no padding: every window counts k² elements).
+            for (long oy = 0; oy < oh; oy++)
+                for (long ky = 0; ky < k; ky++) {
+                    float *line = target + (oy * s + ky) * w;
+                    for (long ox = 0; ox < ow; ox++) {
+                        const float value = share[oy * ow + ox] * scale;
+                        for (long kx = 0; kx < k; kx++) line[ox * s + kx] += value;
+                    }
+                }
+            continue;
         }
+        for (long oy = 0; oy < oh; oy++)
+            for (long ox = 0; ox < ow; ox++) avgPoolBackwardOne(target, *share++, g, oy, ox, countPadding, scale);
     }
 }
 

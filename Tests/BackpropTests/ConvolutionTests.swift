@@ -696,6 +696,41 @@ struct ConvolutionTests {
         }
     }
 
+    @Test("the pooling kernels of any window, stride and padding equal plain loops, bit for bit, on every edge")
+    func poolingKernelsOnEveryEdge() {
+        // The vector kernels run eight windows of a row at a time where they lie inside the
+        // plane's columns, and the per-window loop elsewhere: these loops, written here from the
+        // definitions with the kernels' rounding, are what each output must equal to the bit.
+        // Max pooling sees values from {0, 1, 2, 3} (ties in most windows), -0 and NaN; average
+        // pooling, values of many sizes, so that any other order of the additions shows.
+        var generator = RandomGenerator(seed: 16)
+        for kernel in 1...5 {
+            for stride in 1...4 {
+                for padding in 0...(kernel / 2) {
+                    for h in [1, 3, 6] {
+                        for w in [1, 2, 3, 5, 8, 9, 13, 16, 17, 23, 30, 40, 47] {
+                            guard h + 2 * padding >= kernel && w + 2 * padding >= kernel else { continue }
+                            let shape = [2, 3, h, w]
+                            let count = shape.reduce(1, *)
+                            let ties = (0..<count).map { _ -> Float in
+                                let u = generator.nextUniform()
+                                return u < 0.02 ? .nan : u < 0.06 ? -0.0 : Float(Int(u * 4))
+                            }
+                            let sizes = (0..<count).map { _ in
+                                Float(generator.nextUniform() - 0.5) * Float(1 << generator.nextIndex(below: 20))
+                            }
+                            let label = Comment(
+                                rawValue: "[2, 3, \(h), \(w)] kernel \(kernel) stride \(stride) padding \(padding)")
+                            checkPooling(
+                                ties, sizes, shape, kernel: kernel, stride: stride, padding: padding,
+                                generator: &generator, label)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test("MaxPool2d's pieces: the window offset of each maximum")
     func maxPoolPieces() {
         let inp = Tensor(shape: [1, 1, 3, 3], values: [1, 2, 3, 4, 9, 5, 6, 7, 8])
@@ -722,5 +757,79 @@ struct ConvolutionTests {
         inp.requiresGrad = true
         (layer(inp) * r).sum().backward()
         expectNear(inp.g, try #require(inp.grad), relativeTolerance: 0, absoluteTolerance: 0)
+    }
+}
+
+/// Checks `MaxPool2d` on `ties` and `AvgPool2d` (the padding counted and left out) on `sizes`,
+/// forward and backward, against plain loops that round as the kernels do: max pooling's
+/// maximum by `v > best` (a NaN winning, the last NaN of its window), its winner the first element
+/// equal to it row-major, its piece `-1` at a tie or NaN; average pooling's sum in Double from 0,
+/// row-major, over the window's elements in the plane, times `1 / k²` in Double, rounded to Float
+/// (then times the Float `k² / count` when the padding is left out); the backward passes' sums in
+/// Float, window after window in row-major order.
+private func checkPooling(
+    _ ties: [Float], _ sizes: [Float], _ shape: [Int], kernel k: Int, stride s: Int, padding p: Int,
+    generator: inout RandomGenerator, _ label: Comment
+) {
+    let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3])
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1)
+    /// The window's elements in the plane, row-major: `(iy, ix)`.
+    func window(_ oy: Int, _ ox: Int) -> [(Int, Int)] {
+        let (top, left) = (oy * s - p, ox * s - p)
+        return (max(top, 0)..<min(top + k, h)).flatMap { iy in (max(left, 0)..<min(left + k, w)).map { (iy, $0) } }
+    }
+    let gOut = (0..<(planes * oh * ow)).map { _ in Float(generator.nextUniform() * 2 - 1) }
+    var (maxOut, maxPieces, maxGradient) = ([Float](), [Int32](), [Float](repeating: 0, count: ties.count))
+    var (meanOut, exclusiveOut) = ([Float](), [Float]())
+    var (meanGradient, exclusiveGradient) = (
+        [Float](repeating: 0, count: ties.count), [Float](repeating: 0, count: ties.count)
+    )
+    let scale = 1 / (Double(k) * Double(k))
+    for plane in 0..<planes {
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                let elements = window(oy, ox)
+                let places = elements.map { plane * h * w + $0.0 * w + $0.1 }
+                let o = maxOut.count
+                var best = ties[places[0]]
+                for place in places where ties[place] > best || ties[place].isNaN { best = ties[place] }
+                let hits = places.filter { ties[$0] == best }
+                let winner = places.last { ties[$0].isNaN } ?? hits[0]
+                let tied = hits.count > 1 || best.isNaN
+                let at = elements[places.firstIndex(of: winner)!]
+                maxOut.append(best)
+                maxPieces.append(tied ? -1 : Int32((at.0 - (oy * s - p)) * k + at.1 - (ox * s - p)))
+                maxGradient[winner] += gOut[o]
+                let total = places.reduce(0.0) { $0 + Double(sizes[$1]) }
+                let mean = Float(total * scale)
+                let factor = Float(Double(k) * Double(k) / Double(places.count))
+                meanOut.append(mean)
+                exclusiveOut.append(mean * factor)
+                for place in places {
+                    meanGradient[place] += gOut[o] * Float(scale)
+                    exclusiveGradient[place] += gOut[o] * factor * Float(scale)
+                }
+            }
+        }
+    }
+    let maxPool = MaxPool2d(kernel: k, stride: s, padding: p)
+    let tiesInput = Tensor(shape: shape, values: ties)
+    let out = maxPool(tiesInput)
+    #expect(out.values.map(\.bitPattern) == maxOut.map(\.bitPattern), label)
+    #expect(maxPool.pieces == maxPieces, label)
+    out.g = Tensor(shape: out.shape, values: gOut)
+    maxPool.backward()
+    #expect(tiesInput.g.values.map(\.bitPattern) == maxGradient.map(\.bitPattern), label)
+    for (countIncludePad, expectedOut, expectedGradient) in [
+        (true, meanOut, meanGradient), (false, exclusiveOut, exclusiveGradient),
+    ] {
+        let avgPool = AvgPool2d(kernel: k, stride: s, padding: p, countIncludePad: countIncludePad)
+        let sizesInput = Tensor(shape: shape, values: sizes)
+        let mean = avgPool(sizesInput)
+        let modeLabel = Comment(rawValue: label.rawValue + (countIncludePad ? "" : " excludepad"))
+        #expect(mean.values.map(\.bitPattern) == expectedOut.map(\.bitPattern), modeLabel)
+        mean.g = Tensor(shape: mean.shape, values: gOut)
+        avgPool.backward()
+        #expect(sizesInput.g.values.map(\.bitPattern) == expectedGradient.map(\.bitPattern), modeLabel)
     }
 }
