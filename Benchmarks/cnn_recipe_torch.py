@@ -106,8 +106,8 @@ def parse_layers(text):
                     sys.exit(f"--layers: entry {number} ({raw.strip()}): '{token}' needs a number")
                 options[token] = int(rest[i + 1])
                 i += 2
-            elif token == "nobias":
-                options["nobias"] = True
+            elif token in ("nobias", "excludepad"):
+                options[token] = True
                 i += 1
             else:
                 try:
@@ -139,10 +139,13 @@ def build_model(torch, text, generator):
             shape = [c_out, oh, ow]
         elif name in ("maxpool", "avgpool"):
             k = int(positional[0])
-            stride = options.get("stride", k)
+            stride, pad = options.get("stride", k), options.get("pad", 0)
             c, h, w = shape
-            layer = (nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d)(k, stride=stride)
-            shape = [c, (h - k) // stride + 1, (w - k) // stride + 1]
+            if name == "maxpool":
+                layer = nn.MaxPool2d(k, stride=stride, padding=pad)
+            else:
+                layer = nn.AvgPool2d(k, stride=stride, padding=pad, count_include_pad=not options.get("excludepad"))
+            shape = [c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1]
         elif name == "flatten":
             layer = nn.Flatten()
             shape = [math.prod(shape)]
