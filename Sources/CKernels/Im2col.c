@@ -470,40 +470,42 @@ static inline TARGET_AVX2 __attribute__((always_inline)) void maxPoolGroup(const
     storeOutputs((float *)pieces, o, count, planeEnd, _mm256_castsi256_ps(piece));
 }
 
-/// Row `oy`'s windows: groups of up to eight inside the plane's columns (`[inLeft, inRight)`)
-/// whose vectors fit in the input, `GROUP(ox, count)`; the rest one by one, `ONE(ox)`. (Gathers
-/// that mask the padding out of the edge windows' vectors took longer than these on Zen 3.)
+/// The windows of plane `plane` of `g`, row by row: groups of up to eight inside the plane's
+/// columns (`[inLeft, inRight)`) whose vectors fit in the input (of `x`), `GROUP(ox, count)`; the
+/// rest one by one, `ONE(ox)`. Both see `input` (the plane), `first` (its first output), `oy`,
+/// `offsets` (`lane · s`) and `planeEnd`. (Gathers that masked the padding out of the edge
+/// windows' vectors took longer than the one-by-one loop on Zen 3.)
 #define FOR_EACH_POOL_GROUP(GROUP, ONE)                                                                            \
-    for (long ox = 0; ox < ow;) {                                                                                  \
-        const long stop = ox < inLeft ? inLeft : ox < inRight ? inRight : ow;                                        \
-        const long count = stop - ox < 8 ? stop - ox : 8;                                                           \
-        if (ox >= inLeft && ox < inRight && vectorsFit(input, end, w, y1, ox * s - p, k, s)) {                     \
-            GROUP(ox, count);                                                                                      \
-        } else {                                                                                                   \
-            for (long j = ox; j < ox + count; j++) ONE(j);                                                          \
-        }                                                                                                          \
-        ox += count;                                                                                                 \
+    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;                      \
+    const float *input = x + plane * h * w, *end = x + g->n * g->c * h * w;                                      \
+    const long first = plane * oh * ow, planeEnd = first + oh * ow;                                              \
+    long inLeft, inRight;                                                                                        \
+    insideColumns(g, &inLeft, &inRight);                                                                         \
+    const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s)); \
+    for (long oy = 0; oy < oh; oy++) {                                                                           \
+        const long top = oy * s - p, y1 = top + k < h ? top + k : h;                                             \
+        for (long ox = 0; ox < ow;) {                                                                            \
+            const long stop = ox < inLeft ? inLeft : ox < inRight ? inRight : ow;                                  \
+            const long count = stop - ox < 8 ? stop - ox : 8;                                                     \
+            if (ox >= inLeft && ox < inRight && vectorsFit(input, end, w, y1, ox * s - p, k, s)) {               \
+                GROUP(ox, count);                                                                                \
+            } else {                                                                                             \
+                for (long j = ox; j < ox + count; j++) ONE(j);                                                    \
+            }                                                                                                    \
+            ox += count;                                                                                           \
+        }                                                                                                        \
     }
 
 /// Max pooling of any window, stride and padding, eight windows of a row at a time where they lie
 /// inside the plane's columns (`maxPoolGroup`), `maxPoolOne` for the rest.
 static TARGET_AVX2 void maxPoolPlaneVectors(const float *restrict x, float *restrict out, int *restrict winners,
     int *restrict pieces, const BPWindow *g, long plane) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
-    const float *input = x + plane * h * w, *end = x + g->n * g->c * h * w;
-    const long first = plane * oh * ow, planeEnd = first + oh * ow;
-    long inLeft, inRight;
-    insideColumns(g, &inLeft, &inRight);
-    const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
-    for (long oy = 0; oy < oh; oy++) {
-        const long top = oy * s - p, y1 = top + k < h ? top + k : h;
 #define MAX_GROUP(ox, count) \
     maxPoolGroup(input, out, winners, pieces, g, oy, ox, count, offsets, first + oy * ow + ox, planeEnd)
 #define MAX_ONE(ox) maxPoolOne(input, out, winners, pieces, g, first + oy * ow + ox, oy, ox)
-        FOR_EACH_POOL_GROUP(MAX_GROUP, MAX_ONE)
+    FOR_EACH_POOL_GROUP(MAX_GROUP, MAX_ONE)
 #undef MAX_GROUP
 #undef MAX_ONE
-    }
 }
 
 #endif
@@ -644,21 +646,12 @@ static inline TARGET_AVX2 __attribute__((always_inline)) void avgPoolGroup(const
 /// lie inside the plane's columns (`avgPoolGroup`), `avgPoolOne` for the rest.
 static TARGET_AVX2 void avgPoolPlaneVectors(
     const float *restrict x, float *restrict out, const BPWindow *g, long plane, int countPadding) {
-    const long h = g->h, w = g->w, k = g->kh, s = g->sh, p = g->ph, oh = g->oh, ow = g->ow;
-    const float *input = x + plane * h * w, *end = x + g->n * g->c * h * w;
-    const long first = plane * oh * ow, planeEnd = first + oh * ow;
-    long inLeft, inRight;
-    insideColumns(g, &inLeft, &inRight);
-    const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
-    for (long oy = 0; oy < oh; oy++) {
-        const long top = oy * s - p, y1 = top + k < h ? top + k : h;
 #define AVG_GROUP(ox, count) \
     avgPoolGroup(input, out, g, oy, ox, count, countPadding, offsets, first + oy * ow + ox, planeEnd)
 #define AVG_ONE(ox) out[first + oy * ow + ox] = avgPoolOne(input, g, oy, ox, countPadding)
-        FOR_EACH_POOL_GROUP(AVG_GROUP, AVG_ONE)
+    FOR_EACH_POOL_GROUP(AVG_GROUP, AVG_ONE)
 #undef AVG_GROUP
 #undef AVG_ONE
-    }
 }
 
 /// Average pooling's backward at stride 1, eight windows of a row at a time where they lie inside
