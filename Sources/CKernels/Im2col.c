@@ -690,6 +690,38 @@ static TARGET_AVX2 void avgPoolBackwardPlaneStride1(
     }
 }
 
+/// Average pooling's backward for 2 × 2 windows at stride 2 without padding: each window's four
+/// elements get `0 + share · scale` (what the plain loop's `+=` on zeros gives), eight windows of
+/// a row at a time, each share written twice side by side on two rows; an odd plane's last
+/// column and row, in no window, get 0.
+static TARGET_AVX2 void avgPoolBackward2x2Plane(
+    const float *restrict share, float *restrict target, const BPWindow *g, float scale) {
+    const long h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const __m256 factor = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+    for (long oy = 0; oy < oh; oy++) {
+        float *top = target + 2 * oy * w, *bottom = top + w;
+        const float *shares = share + oy * ow;
+        long ox = 0;
+        for (; ox + 8 <= ow; ox += 8) {
+            const __m256 value = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_loadu_ps(shares + ox), factor));
+            // [v0 v0 v1 v1 | v4 v4 v5 v5] and [v2 v2 v3 v3 | v6 v6 v7 v7], then their halves in order.
+            const __m256 low = _mm256_unpacklo_ps(value, value), high = _mm256_unpackhi_ps(value, value);
+            const __m256 first = _mm256_permute2f128_ps(low, high, 0x20);
+            const __m256 second = _mm256_permute2f128_ps(low, high, 0x31);
+            _mm256_storeu_ps(top + 2 * ox, first);
+            _mm256_storeu_ps(top + 2 * ox + 8, second);
+            _mm256_storeu_ps(bottom + 2 * ox, first);
+            _mm256_storeu_ps(bottom + 2 * ox + 8, second);
+        }
+        for (; ox < ow; ox++) {
+            const float value = 0.0f + shares[ox] * scale;
+            top[2 * ox] = top[2 * ox + 1] = bottom[2 * ox] = bottom[2 * ox + 1] = value;
+        }
+        if (w > 2 * ow) top[w - 1] = bottom[w - 1] = 0;
+    }
+    if (h > 2 * oh) memset(target + 2 * oh * w, 0, (size_t)w * sizeof(float));
+}
+
 #endif
 
 void bp_avg_pool(const float *x, float *out, const BPWindow *g, int countPadding, long planeBegin, long planeEnd) {
@@ -731,8 +763,14 @@ void bp_avg_pool_backward(
     const float scale = (float)meanScale(k);
     for (long plane = planeBegin; plane < planeEnd; plane++) {
         float *target = gInp + plane * h * w;
-        memset(target, 0, (size_t)(h * w) * sizeof(float));
         const float *share = gOut + plane * oh * ow;
+#if defined(__x86_64__) || defined(_M_X64)
+        if (k == 2 && s == 2 && g->ph == 0 && bp_gemm_avx2_available()) {
+            avgPoolBackward2x2Plane(share, target, g, scale);
+            continue;
+        }
+#endif
+        memset(target, 0, (size_t)(h * w) * sizeof(float));
         if (g->ph == 0 && s >= k) {
             // Windows side by side (or apart) inside the plane: each element in one window at
             // most, its 0 plus the window's share (no padding: every window counts k² elements).
