@@ -316,6 +316,22 @@ static inline TARGET_AVX2 __attribute__((always_inline)) void evenOdd(const floa
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
 }
 
+/// Stores the first `count` lanes of `lanes` (32-bit values: floats or ints) as elements `o..<o +
+/// count` of `base`: the whole vector where the plane (whose outputs end at `planeEnd`) has outputs
+/// after them, which are written later; else through memory, as masked stores run slowly on AMD's
+/// cores.
+static inline TARGET_AVX2 __attribute__((always_inline)) void storeLanes(
+    void *base, long o, long count, long planeEnd, __m256i lanes) {
+    char *at = (char *)base + 4 * o;
+    if (o + 8 <= planeEnd) {
+        _mm256_storeu_si256((__m256i *)at, lanes);
+    } else {
+        int32_t values[8];
+        _mm256_storeu_si256((__m256i *)values, lanes);
+        memcpy(at, values, (size_t)count * 4);
+    }
+}
+
 /// 2 × 2 windows at stride 2, eight outputs at a time: the same results as `maxPoolPlane` (the
 /// maximum by `v > best`, the first equal element row-major, -1 at a tie), with vector selects.
 static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict out, int *restrict winners,
@@ -366,23 +382,9 @@ static TARGET_AVX2 void maxPool2x2Plane(const float *restrict x, float *restrict
             // A short vector at the end of a row (7 outputs of a 14-wide input) is stored whole
             // when the plane has outputs to spare after it: its extra lanes land on the next
             // outputs of this plane, which this loop writes afterwards.
-            if (count == 8 || o + 8 <= first + oh * ow) {
-                _mm256_storeu_ps(out + o, best);
-                _mm256_storeu_si256((__m256i *)(winners + o), winner);
-                _mm256_storeu_si256((__m256i *)(pieces + o), piece);
-            } else {
-                // Through memory rather than masked stores, which AMD's cores run slowly.
-                float bests[8];
-                int at8[8], piece8[8];
-                _mm256_storeu_ps(bests, best);
-                _mm256_storeu_si256((__m256i *)at8, winner);
-                _mm256_storeu_si256((__m256i *)piece8, piece);
-                for (long j = 0; j < count; j++) {
-                    out[o + j] = bests[j];
-                    winners[o + j] = at8[j];
-                    pieces[o + j] = piece8[j];
-                }
-            }
+            storeLanes(out, o, count, first + oh * ow, _mm256_castps_si256(best));
+            storeLanes(winners, o, count, first + oh * ow, winner);
+            storeLanes(pieces, o, count, first + oh * ow, piece);
         }
     }
 }
@@ -407,20 +409,6 @@ static inline long poolReach(long s) { return s == 2 ? 16 : 7 * s + 1; }
 /// lie in the input (which ends at `end`; the lanes past a row's end read the rows that follow).
 static inline int vectorsFit(const float *input, const float *end, long w, long y1, long left, long k, long s) {
     return input + (y1 - 1) * w + left + k - 1 + poolReach(s) <= end;
-}
-
-/// Stores the first `count` lanes of `values` at `out + o`: the whole vector where the plane has
-/// outputs after them (which are written later), else through memory (masked stores are slow on
-/// AMD's cores).
-static inline TARGET_AVX2 __attribute__((always_inline)) void storeOutputs(
-    float *out, long o, long count, long planeEnd, __m256 values) {
-    if (o + 8 <= planeEnd) {
-        _mm256_storeu_ps(out + o, values);
-    } else {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, values);
-        for (long j = 0; j < count; j++) out[o + j] = lanes[j];
-    }
 }
 
 /// Max pooling of `count` (≤ 8) windows of row `oy` from column `ox`, inside the plane's columns,
@@ -465,9 +453,9 @@ static inline TARGET_AVX2 __attribute__((always_inline)) void maxPoolGroup(const
     hits = _mm256_blendv_epi8(hits, _mm256_set1_epi32(2), hasNaN);
     const __m256i winner = _mm256_add_epi32(place, _mm256_add_epi32(_mm256_set1_epi32((int)left), offsets));
     piece = _mm256_blendv_epi8(piece, _mm256_set1_epi32(-1), _mm256_cmpgt_epi32(hits, _mm256_set1_epi32(1)));
-    storeOutputs(out, o, count, planeEnd, best);
-    storeOutputs((float *)winners, o, count, planeEnd, _mm256_castsi256_ps(winner));
-    storeOutputs((float *)pieces, o, count, planeEnd, _mm256_castsi256_ps(piece));
+    storeLanes(out, o, count, planeEnd, _mm256_castps_si256(best));
+    storeLanes(winners, o, count, planeEnd, winner);
+    storeLanes(pieces, o, count, planeEnd, piece);
 }
 
 /// The windows of plane `plane` of `g`, row by row: groups of up to eight inside the plane's
@@ -639,7 +627,7 @@ static inline TARGET_AVX2 __attribute__((always_inline)) void avgPoolGroup(const
         _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(high, scale)), _mm256_cvtpd_ps(_mm256_mul_pd(low, scale)));
     // Windows inside the columns share their rows, and so their k² / count.
     if (!countPadding) mean = _mm256_mul_ps(mean, _mm256_set1_ps(windowFactor(clippedWindow(g, oy, ox), k)));
-    storeOutputs(out, o, count, planeEnd, mean);
+    storeLanes(out, o, count, planeEnd, _mm256_castps_si256(mean));
 }
 
 /// Average pooling of any window, stride and padding, eight windows of a row at a time where they
